@@ -1,0 +1,158 @@
+#include "common/model.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+
+static const char *const metric_names[APM_METRIC_COUNT] = {
+    [APM_METRIC_RSS] = "rss",
+    [APM_METRIC_PSS] = "pss",
+    [APM_METRIC_USS] = "uss",
+    [APM_METRIC_SWAP] = "swap",
+    [APM_METRIC_CGROUP_USAGE] = "cgroup_usage",
+    [APM_METRIC_CGROUP_LIMIT] = "cgroup_limit",
+    [APM_METRIC_MEM_AVAILABLE] = "mem_available",
+    [APM_METRIC_MEM_TOTAL] = "mem_total",
+    [APM_METRIC_TRACED] = "traced",
+    [APM_METRIC_SITE_SIZE] = "site_size",
+    [APM_METRIC_SITE_COUNT] = "site_count",
+};
+
+const char *apm_metric_name(enum apm_metric m)
+{
+    if ((int)m <= 0 || m >= APM_METRIC_COUNT)
+        return NULL;
+    return metric_names[m];
+}
+
+int apm_metric_parse(const char *name, enum apm_metric *out)
+{
+    for (int m = 1; m < APM_METRIC_COUNT; m++) {
+        if (strcmp(metric_names[m], name) == 0) {
+            *out = (enum apm_metric)m;
+            return 0;
+        }
+    }
+    return APM_E_NOTFOUND;
+}
+
+bool apm_metric_is_host(enum apm_metric m)
+{
+    return m == APM_METRIC_MEM_AVAILABLE || m == APM_METRIC_MEM_TOTAL;
+}
+
+struct apm_batch *apm_batch_new(uint64_t seq)
+{
+    struct apm_batch *b = calloc(1, sizeof(*b));
+    if (b != NULL)
+        b->seq = seq;
+    return b;
+}
+
+void apm_batch_free(struct apm_batch *b)
+{
+    if (b == NULL)
+        return;
+    for (uint32_t i = 0; i < b->nprocs; i++) {
+        free(b->procs[i].name);
+        free(b->procs[i].cmdline);
+        free(b->procs[i].cgroup);
+    }
+    free(b->procs);
+    for (uint32_t i = 0; i < b->nseries; i++) {
+        free(b->series[i].t_ms);
+        free(b->series[i].value);
+    }
+    free(b->series);
+    free(b);
+}
+
+static char *dup_or_empty(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+int apm_batch_add_proc(struct apm_batch *b, const struct apm_proc_desc *p, uint32_t *out_index)
+{
+    for (uint32_t i = 0; i < b->nprocs; i++) {
+        if (b->procs[i].pid == p->pid && b->procs[i].start_ms == p->start_ms) {
+            *out_index = i;
+            return 0;
+        }
+    }
+    if (b->nprocs == b->procs_cap) {
+        uint32_t cap = b->procs_cap ? b->procs_cap * 2 : 16;
+        struct apm_proc_desc *np = realloc(b->procs, cap * sizeof(*np));
+        if (np == NULL)
+            return -ENOMEM;
+        b->procs = np;
+        b->procs_cap = cap;
+    }
+    struct apm_proc_desc *d = &b->procs[b->nprocs];
+    d->pid = p->pid;
+    d->ppid = p->ppid;
+    d->start_ms = p->start_ms;
+    d->name = dup_or_empty(p->name);
+    d->cmdline = dup_or_empty(p->cmdline);
+    d->cgroup = dup_or_empty(p->cgroup);
+    if (d->name == NULL || d->cmdline == NULL || d->cgroup == NULL) {
+        free(d->name);
+        free(d->cmdline);
+        free(d->cgroup);
+        return -ENOMEM;
+    }
+    *out_index = b->nprocs++;
+    return 0;
+}
+
+static struct apm_series_block *find_block(struct apm_batch *b, uint32_t proc,
+                                           enum apm_metric metric)
+{
+    /* Search from the end: samples of one tick are added process by process. */
+    for (uint32_t i = b->nseries; i-- > 0;) {
+        if (b->series[i].proc == proc && b->series[i].metric == metric)
+            return &b->series[i];
+    }
+    return NULL;
+}
+
+int apm_batch_add_sample(struct apm_batch *b, uint32_t proc, enum apm_metric metric, int64_t t_ms,
+                         int64_t value)
+{
+    if ((proc != APM_PROC_HOST && proc >= b->nprocs) || apm_metric_name(metric) == NULL)
+        return -EINVAL;
+    struct apm_series_block *s = find_block(b, proc, metric);
+    if (s == NULL) {
+        if (b->nseries == b->series_cap) {
+            uint32_t cap = b->series_cap ? b->series_cap * 2 : 32;
+            struct apm_series_block *ns = realloc(b->series, cap * sizeof(*ns));
+            if (ns == NULL)
+                return -ENOMEM;
+            b->series = ns;
+            b->series_cap = cap;
+        }
+        s = &b->series[b->nseries++];
+        memset(s, 0, sizeof(*s));
+        s->proc = proc;
+        s->metric = metric;
+    }
+    if (s->n == s->cap) {
+        uint32_t cap = s->cap ? s->cap * 2 : 4;
+        int64_t *nt = realloc(s->t_ms, cap * sizeof(*nt));
+        if (nt == NULL)
+            return -ENOMEM;
+        s->t_ms = nt;
+        int64_t *nv = realloc(s->value, cap * sizeof(*nv));
+        if (nv == NULL)
+            return -ENOMEM;
+        s->value = nv;
+        s->cap = cap;
+    }
+    s->t_ms[s->n] = t_ms;
+    s->value[s->n] = value;
+    s->n++;
+    b->nsamples++;
+    return 0;
+}

@@ -1,0 +1,110 @@
+#ifndef APM_MODEL_H
+#define APM_MODEL_H
+
+/*
+ * The data model shared by agent, codec, collector and store: metrics, process
+ * descriptions and batches of samples. Nothing here knows the wire format;
+ * common/codec.c converts between these structs and protobuf.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum apm_metric {
+    APM_METRIC_NONE = 0,
+    APM_METRIC_RSS = 1,
+    APM_METRIC_PSS = 2,
+    APM_METRIC_USS = 3,
+    APM_METRIC_SWAP = 4,
+    APM_METRIC_CGROUP_USAGE = 5,
+    APM_METRIC_CGROUP_LIMIT = 6,
+    APM_METRIC_MEM_AVAILABLE = 7, /* host */
+    APM_METRIC_MEM_TOTAL = 8,     /* host */
+    APM_METRIC_TRACED = 9,        /* probe: tracemalloc total */
+    APM_METRIC_SITE_SIZE = 10,    /* probe: per allocation site */
+    APM_METRIC_SITE_COUNT = 11,   /* probe: per allocation site */
+    APM_METRIC_COUNT
+};
+
+/* Returns the metric's contract name ("rss", "cgroup_usage", ...) or NULL. */
+const char *apm_metric_name(enum apm_metric m);
+
+/* Parses a contract name. Returns 0 or APM_E_NOTFOUND. */
+int apm_metric_parse(const char *name, enum apm_metric *out);
+
+/* True for metrics that describe the host rather than a process. */
+bool apm_metric_is_host(enum apm_metric m);
+
+/* Index meaning "the host itself" in apm_series_block.proc. */
+#define APM_PROC_HOST UINT32_MAX
+
+/*
+ * A process as the agent sees it. Identity is (pid, start_ms): a reused pid
+ * with another start time is another process. Strings are owned by the batch.
+ */
+struct apm_proc_desc {
+    int32_t pid;
+    int32_t ppid;
+    int64_t start_ms; /* process start, Unix milliseconds */
+    char *name;       /* what a person calls it: Python script or module, else comm */
+    char *cmdline;    /* full command line, arguments separated by spaces */
+    char *cgroup;     /* memory cgroup path, "" when unknown */
+};
+
+/* Samples of one series (process or host, metric) in time order. */
+struct apm_series_block {
+    uint32_t proc;          /* index into apm_batch.procs, or APM_PROC_HOST */
+    enum apm_metric metric; /* never a SITE_* metric here */
+    uint32_t n;
+    uint32_t cap;
+    int64_t *t_ms;
+    int64_t *value;
+};
+
+/*
+ * A batch: what the agent sends under one sequence number and what the
+ * collector commits in one piece. Library-allocated (apm_batch_new/free);
+ * the batch owns every array and string it points to.
+ */
+struct apm_batch {
+    uint64_t seq;
+    uint32_t nprocs;
+    uint32_t procs_cap;
+    struct apm_proc_desc *procs;
+    uint32_t nseries;
+    uint32_t series_cap;
+    struct apm_series_block *series;
+    uint64_t nsamples; /* total over all blocks */
+};
+
+/* Returns owned (free with apm_batch_free), or NULL when out of memory. */
+struct apm_batch *apm_batch_new(uint64_t seq);
+
+/* Frees the batch and everything it owns. Accepts NULL. */
+void apm_batch_free(struct apm_batch *b);
+
+/*
+ * Adds a process (copies the strings; NULL strings become "") and returns its
+ * index through out_index. A process with the same (pid, start_ms) already in
+ * the batch is not added twice. Returns 0 or -ENOMEM.
+ */
+int apm_batch_add_proc(struct apm_batch *b, const struct apm_proc_desc *p, uint32_t *out_index);
+
+/*
+ * Appends one sample to the series (proc, metric), creating the block on
+ * first use. proc is an index from apm_batch_add_proc or APM_PROC_HOST.
+ * Returns 0, -EINVAL (bad index or metric) or -ENOMEM.
+ */
+int apm_batch_add_sample(struct apm_batch *b, uint32_t proc, enum apm_metric metric, int64_t t_ms,
+                         int64_t value);
+
+/* Identity of the agent on the other end of a connection (from its Hello). */
+struct apm_agent_ident {
+    char agent_id[128];
+    char host[256];
+    char boot_id[64];
+    char version[64];
+    uint64_t instance; /* random per agent run; sequence numbers restart with it */
+};
+
+#endif

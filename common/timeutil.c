@@ -1,0 +1,77 @@
+#include "common/timeutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "common/error.h"
+
+int64_t apm_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t apm_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int apm_duration_parse(const char *s, int64_t *out_ms)
+{
+    if (s == NULL || *s == '\0')
+        return APM_E_PARSE;
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (end == s || !isfinite(v) || v < 0)
+        return APM_E_PARSE;
+    double mult = 1000.0;
+    if (*end != '\0') {
+        switch (*end) {
+        case 's':
+            mult = 1000.0;
+            break;
+        case 'm':
+            mult = 60000.0;
+            break;
+        case 'h':
+            mult = 3600000.0;
+            break;
+        case 'd':
+            mult = 86400000.0;
+            break;
+        default:
+            return APM_E_PARSE;
+        }
+        if (end[1] != '\0')
+            return APM_E_PARSE;
+    }
+    double ms = v * mult;
+    if (ms > 9.0e15)
+        return APM_E_PARSE;
+    *out_ms = (int64_t)llround(ms);
+    return 0;
+}
+
+char *apm_duration_format(double seconds, char *buf, unsigned size)
+{
+    if (!isfinite(seconds)) {
+        snprintf(buf, size, "-");
+        return buf;
+    }
+    long long s = llround(seconds < 0 ? -seconds : seconds);
+    const char *sign = seconds < 0 ? "-" : "";
+    if (s < 60)
+        snprintf(buf, size, "%s%llds", sign, s);
+    else if (s < 3600)
+        snprintf(buf, size, "%s%lldm %llds", sign, s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(buf, size, "%s%lldh %lldm", sign, s / 3600, (s % 3600) / 60);
+    else
+        snprintf(buf, size, "%s%lldd %lldh", sign, s / 86400, (s % 86400) / 3600);
+    return buf;
+}

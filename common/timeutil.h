@@ -1,0 +1,21 @@
+#ifndef APM_TIMEUTIL_H
+#define APM_TIMEUTIL_H
+
+#include <stdint.h>
+
+/* Wall-clock time, Unix milliseconds. */
+int64_t apm_now_ms(void);
+
+/* Monotonic time in nanoseconds, for durations. */
+uint64_t apm_mono_ns(void);
+
+/*
+ * Parses a duration "N[s|m|h|d]" (a bare number means seconds; N may have a
+ * fraction) into milliseconds. Returns 0, or APM_E_PARSE on anything else.
+ */
+int apm_duration_parse(const char *s, int64_t *out_ms);
+
+/* Formats a duration in seconds as "5h 10m", "42s", "3d 4h". Returns buf. */
+char *apm_duration_format(double seconds, char *buf, unsigned size);
+
+#endif

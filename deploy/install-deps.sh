@@ -1,0 +1,33 @@
+#!/bin/sh
+# Installs every Debian package needed to build, test and run the project.
+# Idempotent: when everything is present it installs nothing and says so.
+set -eu
+
+PACKAGES="
+build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
+libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev lmdb-utils
+libcmocka-dev libinih-dev libjansson-dev libhttp-parser-dev libcurl4-openssl-dev
+python3 curl ca-certificates procps
+"
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    echo "install-deps: all build and test dependencies are present"
+    exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+echo "install-deps: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,143 @@
+#ifndef APM_STORE_H
+#define APM_STORE_H
+
+/*
+ * The collector's store: time series in LMDB, samples packed in per-series
+ * chunks (server/chunk.c), a series index (host, process, metric) -> id, the
+ * hosts and processes seen, and the per-agent dedup watermark.
+ *
+ * Threads: one writer thread owns the write transactions (server/writer.c);
+ * the read functions may run on any thread, each in its own read transaction.
+ * Errors: 0 or a negative code (common/error.h); LMDB codes are translated
+ * here and nowhere else (MDB_MAP_FULL -> APM_E_FULL, others -> APM_E_STORE).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/model.h"
+
+struct apm_store;
+struct apm_store_txn;
+
+struct apm_store_options {
+    const char *dir;         /* data directory; created if missing */
+    size_t map_size;         /* LMDB map size in bytes; 0 = default (8 GiB) */
+    unsigned chunk_samples;  /* samples per sealed chunk; 0 = default (120) */
+    bool no_sync;            /* tests and benchmarks only: skip fsync at commit */
+};
+
+/*
+ * Opens (creating if needed) the store in opt->dir and clears stale readers
+ * left by dead processes. Returns 0 and *out owned (free with
+ * apm_store_free), or a negative code; on failure *out is untouched.
+ */
+int apm_store_open(const struct apm_store_options *opt, struct apm_store **out);
+
+/* Closes the environment. No transaction may be open. Accepts NULL. */
+void apm_store_free(struct apm_store *s);
+
+/* ---- writing (writer thread only) ---- */
+
+/* Begins the one write transaction. Returns owned txn (ends with commit or abort). */
+int apm_store_txn_begin(struct apm_store *s, struct apm_store_txn **out);
+
+/*
+ * Stores one batch from an agent unless it is a duplicate: when the agent's
+ * watermark has the same instance and seq <= the stored seq, nothing is
+ * written and 1 is returned. Otherwise it writes the samples, records the
+ * host and processes, moves the watermark to (instance, seq) in the same
+ * transaction and returns 0. Borrows agent and batch. On a negative return
+ * the transaction must be aborted.
+ */
+int apm_store_txn_put_batch(struct apm_store_txn *t, const struct apm_agent_ident *agent,
+                            const struct apm_batch *b);
+
+/* Commits durably (fsync unless no_sync) and frees t. Returns 0 or a code. */
+int apm_store_txn_commit(struct apm_store_txn *t);
+
+/* Aborts and frees t. Accepts NULL. */
+void apm_store_txn_abort(struct apm_store_txn *t);
+
+/* ---- reading (any thread) ---- */
+
+/*
+ * The last committed sequence for (agent_id, instance): 0 when the agent is
+ * unknown or its stored instance differs (a new agent run starts again).
+ */
+int apm_store_watermark(struct apm_store *s, const char *agent_id, uint64_t instance,
+                        uint64_t *out_seq);
+
+struct apm_host_info {
+    const char *host;
+    const char *agent_id;
+    const char *boot_id;
+    const char *version;
+    int64_t first_seen_ms;
+    int64_t last_seen_ms;
+    uint64_t nprocesses; /* processes ever seen on the host */
+};
+
+struct apm_process_info {
+    const char *id; /* "host:pid:start_ms" */
+    const char *host;
+    int32_t pid;
+    int32_t ppid;
+    int64_t start_ms;
+    const char *name;
+    const char *cmdline;
+    const char *cgroup;
+    int64_t first_seen_ms;
+    int64_t last_seen_ms;
+};
+
+struct apm_series_info {
+    uint64_t id;
+    const char *host;
+    const char *process_id; /* "" for host series */
+    const char *process_name;
+    int32_t pid;            /* 0 for host series */
+    enum apm_metric metric;
+    int64_t first_ms;
+    int64_t last_ms;
+    int64_t last_value;
+    uint64_t nsamples;
+};
+
+/* Filter for apm_store_list_series; NULL or 0 fields match everything. */
+struct apm_series_filter {
+    const char *host;
+    const char *process_name;
+    const char *process_id;
+    int32_t pid;
+    enum apm_metric metric;
+};
+
+/* Callbacks receive pointers valid only during the call; return nonzero to stop. */
+typedef int (*apm_store_host_cb)(void *ctx, const struct apm_host_info *h);
+typedef int (*apm_store_process_cb)(void *ctx, const struct apm_process_info *p);
+typedef int (*apm_store_series_cb)(void *ctx, const struct apm_series_info *s);
+typedef int (*apm_store_sample_cb)(void *ctx, int64_t t_ms, int64_t value);
+
+int apm_store_list_hosts(struct apm_store *s, apm_store_host_cb cb, void *ctx);
+/* host may be NULL for every host. */
+int apm_store_list_processes(struct apm_store *s, const char *host, apm_store_process_cb cb,
+                             void *ctx);
+int apm_store_list_series(struct apm_store *s, const struct apm_series_filter *f,
+                          apm_store_series_cb cb, void *ctx);
+/* Returns APM_E_NOTFOUND for an unknown id. */
+int apm_store_get_series(struct apm_store *s, uint64_t id, apm_store_series_cb cb, void *ctx);
+/* Samples of one series with from_ms <= t <= to_ms, in time order. */
+int apm_store_read_samples(struct apm_store *s, uint64_t series_id, int64_t from_ms, int64_t to_ms,
+                           apm_store_sample_cb cb, void *ctx);
+
+struct apm_store_stats {
+    uint64_t series;
+    uint64_t samples;       /* samples stored (excluding duplicates) */
+    uint64_t chunks;
+    uint64_t bytes_on_disk; /* size of the LMDB data file's used pages */
+    uint64_t commits;
+};
+int apm_store_stats(struct apm_store *s, struct apm_store_stats *out);
+
+#endif
