@@ -21,10 +21,10 @@ struct apm_store;
 struct apm_store_txn;
 
 struct apm_store_options {
-    const char *dir;         /* data directory; created if missing */
-    size_t map_size;         /* LMDB map size in bytes; 0 = default (8 GiB) */
-    unsigned chunk_samples;  /* samples per sealed chunk; 0 = default (120) */
-    bool no_sync;            /* tests and benchmarks only: skip fsync at commit */
+    const char *dir;        /* data directory; created if missing */
+    size_t map_size;        /* LMDB map size in bytes; 0 = default (8 GiB) */
+    unsigned chunk_samples; /* samples per sealed chunk; 0 = default (120) */
+    bool no_sync;           /* tests and benchmarks only: skip fsync at commit */
 };
 
 /*
@@ -96,7 +96,7 @@ struct apm_series_info {
     const char *host;
     const char *process_id; /* "" for host series */
     const char *process_name;
-    int32_t pid;            /* 0 for host series */
+    int32_t pid; /* 0 for host series */
     enum apm_metric metric;
     int64_t first_ms;
     int64_t last_ms;
@@ -133,7 +133,7 @@ int apm_store_read_samples(struct apm_store *s, uint64_t series_id, int64_t from
 
 struct apm_store_stats {
     uint64_t series;
-    uint64_t samples;       /* samples stored (excluding duplicates) */
+    uint64_t samples; /* samples stored (excluding duplicates) */
     uint64_t chunks;
     uint64_t bytes_on_disk; /* size of the LMDB data file's used pages */
     uint64_t commits;
