@@ -71,7 +71,7 @@ void apm_batch_free(struct apm_batch *b)
 
 static char *dup_or_empty(const char *s)
 {
-    return strdup(s ? s : "");
+    return strndup(s ? s : "", APM_MODEL_STRING_MAX);
 }
 
 int apm_batch_add_proc(struct apm_batch *b, const struct apm_proc_desc *p, uint32_t *out_index)
@@ -82,6 +82,11 @@ int apm_batch_add_proc(struct apm_batch *b, const struct apm_proc_desc *p, uint3
             return 0;
         }
     }
+    return apm_batch_append_proc(b, p, out_index);
+}
+
+int apm_batch_append_proc(struct apm_batch *b, const struct apm_proc_desc *p, uint32_t *out_index)
+{
     if (b->nprocs == b->procs_cap) {
         uint32_t cap = b->procs_cap ? b->procs_cap * 2 : 16;
         struct apm_proc_desc *np = realloc(b->procs, cap * sizeof(*np));
@@ -110,12 +115,69 @@ int apm_batch_add_proc(struct apm_batch *b, const struct apm_proc_desc *p, uint3
 static struct apm_series_block *find_block(struct apm_batch *b, uint32_t proc,
                                            enum apm_metric metric)
 {
-    /* Search from the end: samples of one tick are added process by process. */
-    for (uint32_t i = b->nseries; i-- > 0;) {
+    /*
+     * Look at the most recent blocks only: samples of one tick are added
+     * process by process, so a full search would make a tick quadratic. A
+     * series may therefore appear in several blocks of one batch.
+     */
+    uint32_t stop = b->nseries > 16 ? b->nseries - 16 : 0;
+    for (uint32_t i = b->nseries; i-- > stop;) {
         if (b->series[i].proc == proc && b->series[i].metric == metric)
             return &b->series[i];
     }
     return NULL;
+}
+
+static struct apm_series_block *new_block(struct apm_batch *b, uint32_t proc,
+                                          enum apm_metric metric)
+{
+    if (b->nseries == b->series_cap) {
+        uint32_t cap = b->series_cap ? b->series_cap * 2 : 32;
+        struct apm_series_block *ns = realloc(b->series, cap * sizeof(*ns));
+        if (ns == NULL)
+            return NULL;
+        b->series = ns;
+        b->series_cap = cap;
+    }
+    struct apm_series_block *s = &b->series[b->nseries++];
+    memset(s, 0, sizeof(*s));
+    s->proc = proc;
+    s->metric = metric;
+    return s;
+}
+
+static int reserve_samples(struct apm_series_block *s, uint32_t need)
+{
+    if (need <= s->cap)
+        return 0;
+    uint32_t cap = s->cap ? s->cap : 4;
+    while (cap < need)
+        cap *= 2;
+    int64_t *nt = realloc(s->t_ms, cap * sizeof(*nt));
+    if (nt == NULL)
+        return -ENOMEM;
+    s->t_ms = nt;
+    int64_t *nv = realloc(s->value, cap * sizeof(*nv));
+    if (nv == NULL)
+        return -ENOMEM;
+    s->value = nv;
+    s->cap = cap;
+    return 0;
+}
+
+int apm_batch_append_block(struct apm_batch *b, uint32_t proc, enum apm_metric metric, uint32_t n,
+                           struct apm_series_block **out)
+{
+    if ((proc != APM_PROC_HOST && proc >= b->nprocs) || apm_metric_name(metric) == NULL)
+        return -EINVAL;
+    struct apm_series_block *s = new_block(b, proc, metric);
+    if (s == NULL)
+        return -ENOMEM;
+    int rc = reserve_samples(s, n);
+    if (rc != 0)
+        return rc;
+    *out = s;
+    return 0;
 }
 
 int apm_batch_add_sample(struct apm_batch *b, uint32_t proc, enum apm_metric metric, int64_t t_ms,
@@ -125,31 +187,13 @@ int apm_batch_add_sample(struct apm_batch *b, uint32_t proc, enum apm_metric met
         return -EINVAL;
     struct apm_series_block *s = find_block(b, proc, metric);
     if (s == NULL) {
-        if (b->nseries == b->series_cap) {
-            uint32_t cap = b->series_cap ? b->series_cap * 2 : 32;
-            struct apm_series_block *ns = realloc(b->series, cap * sizeof(*ns));
-            if (ns == NULL)
-                return -ENOMEM;
-            b->series = ns;
-            b->series_cap = cap;
-        }
-        s = &b->series[b->nseries++];
-        memset(s, 0, sizeof(*s));
-        s->proc = proc;
-        s->metric = metric;
-    }
-    if (s->n == s->cap) {
-        uint32_t cap = s->cap ? s->cap * 2 : 4;
-        int64_t *nt = realloc(s->t_ms, cap * sizeof(*nt));
-        if (nt == NULL)
+        s = new_block(b, proc, metric);
+        if (s == NULL)
             return -ENOMEM;
-        s->t_ms = nt;
-        int64_t *nv = realloc(s->value, cap * sizeof(*nv));
-        if (nv == NULL)
-            return -ENOMEM;
-        s->value = nv;
-        s->cap = cap;
     }
+    int rc = reserve_samples(s, s->n + 1);
+    if (rc != 0)
+        return rc;
     s->t_ms[s->n] = t_ms;
     s->value[s->n] = value;
     s->n++;

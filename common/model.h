@@ -35,6 +35,9 @@ int apm_metric_parse(const char *name, enum apm_metric *out);
 /* True for metrics that describe the host rather than a process. */
 bool apm_metric_is_host(enum apm_metric m);
 
+/* Longest string a batch keeps (command lines, names, cgroup paths); longer ones are cut. */
+#define APM_MODEL_STRING_MAX 4096u
+
 /* Index meaning "the host itself" in apm_series_block.proc. */
 #define APM_PROC_HOST UINT32_MAX
 
@@ -51,7 +54,10 @@ struct apm_proc_desc {
     char *cgroup;     /* memory cgroup path, "" when unknown */
 };
 
-/* Samples of one series (process or host, metric) in time order. */
+/*
+ * Samples of one series (process or host, metric) in time order. One batch
+ * may hold several blocks of the same series; readers must not assume one.
+ */
 struct apm_series_block {
     uint32_t proc;          /* index into apm_batch.procs, or APM_PROC_HOST */
     enum apm_metric metric; /* never a SITE_* metric here */
@@ -97,6 +103,21 @@ int apm_batch_add_proc(struct apm_batch *b, const struct apm_proc_desc *p, uint3
  */
 int apm_batch_add_sample(struct apm_batch *b, uint32_t proc, enum apm_metric metric, int64_t t_ms,
                          int64_t value);
+
+/*
+ * Appends a process without looking for an earlier copy (the caller knows it
+ * is new, e.g. the decoder). Same contract as apm_batch_add_proc otherwise.
+ */
+int apm_batch_append_proc(struct apm_batch *b, const struct apm_proc_desc *p, uint32_t *out_index);
+
+/*
+ * Appends an empty block for (proc, metric) with room for n samples, without
+ * looking for an existing one, and returns it through out (valid until the
+ * next change to the batch). The caller fills t_ms/value and sets ->n, then
+ * adds n to b->nsamples. Returns 0, -EINVAL or -ENOMEM.
+ */
+int apm_batch_append_block(struct apm_batch *b, uint32_t proc, enum apm_metric metric, uint32_t n,
+                           struct apm_series_block **out);
 
 /* Identity of the agent on the other end of a connection (from its Hello). */
 struct apm_agent_ident {
