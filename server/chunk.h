@@ -1,0 +1,114 @@
+#ifndef APM_CHUNK_H
+#define APM_CHUNK_H
+
+/*
+ * Chunk encoding: a run of samples of one series packed into a few bits per
+ * sample, losslessly, for any int64 timestamps and values.
+ *
+ * Layout (docs/store.md says why):
+ *   byte 0      format (APM_CHUNK_FORMAT)
+ *   byte 1      value shift s: every value delta is a multiple of 2^s
+ *               (APM_CHUNK_SHIFT_NONE while every delta so far is zero)
+ *   bytes 2-3   number of samples n, little-endian u16
+ *   varint      zigzag of the first value
+ *   bits        for each later sample: the zigzag of the timestamp's
+ *               delta-of-delta, then the zigzag of (value delta >> s), each
+ *               as an adaptive Rice code (one adaptive state per stream)
+ * The first timestamp is not in the chunk: the store keeps it in the key.
+ *
+ * The encoder appends one sample at a time without re-reading what it has
+ * written, so an open chunk grows across transactions for the cost of the
+ * new sample. Everything here is pure computation: no locks, no I/O; any
+ * thread may use its own encoder or iterator.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#define APM_CHUNK_FORMAT 1
+#define APM_CHUNK_MAX_SAMPLES 65535u
+#define APM_CHUNK_SHIFT_NONE 64
+
+/* Adaptive Rice parameter state: running sum and count of coded values. */
+struct apm_chunk_rice {
+    uint64_t sum;
+    uint32_t count;
+};
+
+/*
+ * An open chunk being written. Caller-owned: apm_chunk_enc_init() then
+ * apm_chunk_enc_close(). buf (owned by the encoder) holds len valid bytes
+ * once n >= 1; it is the chunk as stored.
+ */
+struct apm_chunk_enc {
+    uint8_t *buf;
+    uint32_t len;
+    uint32_t cap;
+    uint32_t n;
+    uint8_t bit_pos;    /* bits used in buf[len - 1] by the bitstream; 0 = none */
+    uint8_t shift;      /* APM_CHUNK_SHIFT_NONE until a nonzero value delta */
+    uint8_t shift_hint; /* upper bound for the shift the first nonzero delta sets */
+    int64_t first_t;
+    int64_t last_t;
+    int64_t last_v;
+    uint64_t last_dt;
+    struct apm_chunk_rice rice_t;
+    struct apm_chunk_rice rice_v;
+};
+
+/* Prepares an empty encoder (no allocation). */
+void apm_chunk_enc_init(struct apm_chunk_enc *e);
+
+/* Frees the buffer. Accepts NULL. The encoder may be initialised again. */
+void apm_chunk_enc_close(struct apm_chunk_enc *e);
+
+/*
+ * Empties the encoder, keeping its buffer. shift_hint (0..64) caps the shift
+ * the next chunk may choose, e.g. the previous chunk's shift: a series whose
+ * deltas were multiples of 4096 keeps 12 without a rebuild.
+ */
+void apm_chunk_enc_reset(struct apm_chunk_enc *e, uint8_t shift_hint);
+
+/*
+ * Appends one sample. Timestamps need not increase (the store decides what
+ * order it accepts); the codec is lossless for any int64 pair. Returns 0,
+ * APM_E_LIMIT when the chunk already holds APM_CHUNK_MAX_SAMPLES, or -ENOMEM
+ * (the encoder is then unchanged).
+ */
+int apm_chunk_enc_append(struct apm_chunk_enc *e, int64_t t, int64_t v);
+
+/*
+ * Rebuilds an encoder from a stored chunk (an open chunk read back after a
+ * restart): afterwards appending continues exactly as if the samples had
+ * been appended here. Returns 0, APM_E_DECODE or -ENOMEM.
+ */
+int apm_chunk_enc_load(struct apm_chunk_enc *e, const void *buf, size_t len, int64_t first_t);
+
+/* Reads a chunk in time order. Borrows buf, which must outlive the iterator. */
+struct apm_chunk_iter {
+    const uint8_t *buf;
+    size_t len;
+    size_t pos; /* next byte of the bitstream */
+    uint8_t bit_pos;
+    uint8_t shift;
+    uint32_t n;
+    uint32_t i;
+    int64_t t;
+    int64_t v;
+    uint64_t dt;
+    struct apm_chunk_rice rice_t;
+    struct apm_chunk_rice rice_v;
+};
+
+/* Checks the header. Returns 0 or APM_E_DECODE. */
+int apm_chunk_iter_init(struct apm_chunk_iter *it, const void *buf, size_t len, int64_t first_t);
+
+/*
+ * Gives the next sample: returns 1 with *t and *v set, 0 at the end, or
+ * APM_E_DECODE on a damaged chunk (never reads outside buf).
+ */
+int apm_chunk_iter_next(struct apm_chunk_iter *it, int64_t *t, int64_t *v);
+
+/* Number of samples in an encoded chunk, or 0 when the header is bad. */
+uint32_t apm_chunk_count(const void *buf, size_t len);
+
+#endif

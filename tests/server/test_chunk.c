@@ -1,0 +1,190 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/error.h"
+#include "server/chunk.h"
+
+/* A small deterministic generator so failures reproduce. */
+static uint64_t next_rand(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
+
+/* Encodes n samples one at a time, decodes them and compares every pair. */
+static void roundtrip(const int64_t *t, const int64_t *v, uint32_t n)
+{
+    struct apm_chunk_enc e;
+    apm_chunk_enc_init(&e);
+    for (uint32_t i = 0; i < n; i++)
+        assert_int_equal(apm_chunk_enc_append(&e, t[i], v[i]), 0);
+    assert_int_equal(apm_chunk_count(e.buf, e.len), n);
+
+    struct apm_chunk_iter it;
+    assert_int_equal(apm_chunk_iter_init(&it, e.buf, e.len, t[0]), 0);
+    int64_t dt, dv;
+    for (uint32_t i = 0; i < n; i++) {
+        assert_int_equal(apm_chunk_iter_next(&it, &dt, &dv), 1);
+        assert_true(dt == t[i]);
+        assert_true(dv == v[i]);
+    }
+    assert_int_equal(apm_chunk_iter_next(&it, &dt, &dv), 0);
+
+    /* Loading the chunk back reproduces the encoder: appending goes on alike. */
+    struct apm_chunk_enc l;
+    apm_chunk_enc_init(&l);
+    int64_t more_t = (int64_t)((uint64_t)t[n - 1] + 1000);
+    int64_t more_v = (int64_t)((uint64_t)v[n - 1] + 3);
+    assert_int_equal(apm_chunk_enc_load(&l, e.buf, e.len, t[0]), 0);
+    assert_int_equal(apm_chunk_enc_append(&l, more_t, more_v), 0);
+    assert_int_equal(apm_chunk_enc_append(&e, more_t, more_v), 0);
+    assert_int_equal(l.len, e.len);
+    assert_memory_equal(l.buf, e.buf, e.len);
+    apm_chunk_enc_close(&l);
+    apm_chunk_enc_close(&e);
+}
+
+static void test_chunk_roundtrips_random_series(void **state)
+{
+    (void)state;
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    enum { N = 500 };
+    int64_t t[N], v[N];
+    for (int round = 0; round < 50; round++) {
+        int64_t tt = 1700000000000 + (int64_t)(next_rand(&seed) % 1000000);
+        int64_t vv = (int64_t)(next_rand(&seed) % 4000000000u);
+        for (int i = 0; i < N; i++) {
+            tt += 10000 + (int64_t)(next_rand(&seed) % 2001) - 1000;
+            vv += ((int64_t)(next_rand(&seed) % 201) - 100) * (round % 2 ? 4096 : 1);
+            t[i] = tt;
+            v[i] = vv;
+        }
+        roundtrip(t, v, N);
+    }
+}
+
+static void test_chunk_roundtrips_negative_deltas_and_jumps(void **state)
+{
+    (void)state;
+    int64_t t[] = {1000, 2000, 1500, 1500, -7000, 900000000000, 900000000001, 0};
+    int64_t v[] = {5, -5, 1ll << 40, -(1ll << 40), 0, 3, 4096, -1};
+    roundtrip(t, v, 8);
+}
+
+static void test_chunk_roundtrips_int64_extremes(void **state)
+{
+    (void)state;
+    int64_t t[] = {INT64_MIN, INT64_MAX, INT64_MIN, 0, INT64_MAX, INT64_MAX, -1, INT64_MIN};
+    int64_t v[] = {INT64_MAX, INT64_MIN, INT64_MAX, INT64_MIN, 0, -1, INT64_MIN, INT64_MAX};
+    roundtrip(t, v, 8);
+    roundtrip(v, t, 8);
+}
+
+static void test_chunk_roundtrips_single_and_constant(void **state)
+{
+    (void)state;
+    int64_t t[200], v[200];
+    for (int i = 0; i < 200; i++) {
+        t[i] = 1700000000000 + i * 1000ll;
+        v[i] = 123456789;
+    }
+    roundtrip(t, v, 1);
+    roundtrip(t, v, 200);
+}
+
+static void test_chunk_shrinks_shift_without_loss(void **state)
+{
+    (void)state;
+    /* Deltas of 8192 first, then 4096, then an odd one: two rebuilds. */
+    int64_t t[40], v[40];
+    int64_t vv = 1 << 30;
+    for (int i = 0; i < 40; i++) {
+        vv += i < 20 ? 8192 : (i < 39 ? -4096 : 7);
+        t[i] = i * 15000ll;
+        v[i] = vv;
+    }
+    roundtrip(t, v, 40);
+}
+
+static void test_chunk_packs_regular_page_samples_small(void **state)
+{
+    (void)state;
+    /* A steady 10 s series in 4 KiB steps must cost well under 2 bytes a sample. */
+    struct apm_chunk_enc e;
+    apm_chunk_enc_init(&e);
+    uint64_t seed = 42;
+    int64_t v = 100 << 20;
+    for (int i = 0; i < 120; i++) {
+        v += ((int64_t)(next_rand(&seed) % 9) - 4) * 4096;
+        assert_int_equal(apm_chunk_enc_append(&e, 1700000000000 + i * 10000ll, v), 0);
+    }
+    assert_true(e.len < 120 * 2);
+    assert_int_equal(e.buf[1], 12);
+    apm_chunk_enc_close(&e);
+}
+
+static void test_chunk_rejects_damaged_input(void **state)
+{
+    (void)state;
+    struct apm_chunk_enc e;
+    apm_chunk_enc_init(&e);
+    uint64_t seed = 7;
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(apm_chunk_enc_append(&e, i * 1000ll, (int64_t)next_rand(&seed)), 0);
+    struct apm_chunk_iter it;
+    int64_t t, v;
+    /* Truncated: decoding stops with an error, never reads past the end. */
+    for (uint32_t cut = 0; cut < e.len; cut++) {
+        uint8_t *copy = malloc(cut ? cut : 1);
+        memcpy(copy, e.buf, cut);
+        int rc = apm_chunk_iter_init(&it, copy, cut, 0);
+        if (rc == 0)
+            while ((rc = apm_chunk_iter_next(&it, &t, &v)) == 1)
+                ;
+        assert_int_equal(rc, APM_E_DECODE);
+        free(copy);
+    }
+    /* A bad format byte or shift is refused. */
+    e.buf[0] = 99;
+    assert_int_equal(apm_chunk_iter_init(&it, e.buf, e.len, 0), APM_E_DECODE);
+    e.buf[0] = APM_CHUNK_FORMAT;
+    e.buf[1] = 65;
+    assert_int_equal(apm_chunk_iter_init(&it, e.buf, e.len, 0), APM_E_DECODE);
+    apm_chunk_enc_close(&e);
+    apm_chunk_enc_close(NULL);
+}
+
+static void test_chunk_stops_at_max_samples(void **state)
+{
+    (void)state;
+    struct apm_chunk_enc e;
+    apm_chunk_enc_init(&e);
+    for (uint32_t i = 0; i < APM_CHUNK_MAX_SAMPLES; i++)
+        assert_int_equal(apm_chunk_enc_append(&e, i, 0), 0);
+    assert_int_equal(apm_chunk_enc_append(&e, 1ll << 40, 0), APM_E_LIMIT);
+    assert_int_equal(apm_chunk_count(e.buf, e.len), APM_CHUNK_MAX_SAMPLES);
+    apm_chunk_enc_close(&e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chunk_roundtrips_random_series),
+        cmocka_unit_test(test_chunk_roundtrips_negative_deltas_and_jumps),
+        cmocka_unit_test(test_chunk_roundtrips_int64_extremes),
+        cmocka_unit_test(test_chunk_roundtrips_single_and_constant),
+        cmocka_unit_test(test_chunk_shrinks_shift_without_loss),
+        cmocka_unit_test(test_chunk_packs_regular_page_samples_small),
+        cmocka_unit_test(test_chunk_rejects_damaged_input),
+        cmocka_unit_test(test_chunk_stops_at_max_samples),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
