@@ -1,0 +1,378 @@
+#include "common/analysis.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/analysis_window.h"
+#include "common/error.h"
+#include "common/stats.h"
+#ifdef APM_ANALYSIS_TRACE
+#include <stdio.h>
+#endif
+
+#define MIN_HISTORY 32
+#define MAX_HISTORY 512
+/* A silence longer than this many typical intervals closes the open bucket. */
+#define GAP_INTERVALS 4.0
+
+/*
+ * One bucket of consecutive samples. The two smallest and two largest values
+ * are kept so that merging two buckets stays exact, and one outlier per
+ * bucket can not move its floor or peak.
+ */
+struct bucket {
+    double t_sum; /* sum of sample times, for the mean time */
+    double lo[2]; /* smallest, second smallest */
+    double hi[2]; /* largest, second largest */
+    unsigned n;   /* samples */
+    double t_first;
+    double t_last;
+};
+
+struct apm_analysis {
+    struct apm_analysis_config cfg;
+    struct apm_analysis_tuning tune;
+    struct bucket *hist; /* closed buckets, oldest first */
+    size_t n_hist;
+    unsigned span;                    /* samples per bucket at the current resolution */
+    struct bucket open;               /* the bucket being filled */
+    double *t, *floor, *peak;         /* per-bucket series handed to the window judge */
+    double t_first, t_prev, interval; /* interval: running typical sample spacing */
+    double limit;
+    size_t samples;
+    unsigned streak; /* consecutive evaluations that found a leak */
+    struct apm_verdict verdict;
+};
+
+int apm_analysis_sensitivity_parse(const char *s, enum apm_sensitivity *out)
+{
+    if (!s || !out)
+        return APM_E_CONFIG;
+    if (strcmp(s, "balanced") == 0)
+        *out = APM_SENSITIVITY_BALANCED;
+    else if (strcmp(s, "early") == 0)
+        *out = APM_SENSITIVITY_EARLY;
+    else if (strcmp(s, "quiet") == 0)
+        *out = APM_SENSITIVITY_QUIET;
+    else
+        return APM_E_CONFIG;
+    return 0;
+}
+
+const char *apm_analysis_sensitivity_name(enum apm_sensitivity s)
+{
+    switch (s) {
+    case APM_SENSITIVITY_EARLY:
+        return "early";
+    case APM_SENSITIVITY_QUIET:
+        return "quiet";
+    default:
+        return "balanced";
+    }
+}
+
+const char *apm_analysis_class_name(enum apm_class c)
+{
+    switch (c) {
+    case APM_CLASS_LEAK:
+        return "leak";
+    case APM_CLASS_BLOAT:
+        return "bloat";
+    case APM_CLASS_SAWTOOTH:
+        return "sawtooth";
+    case APM_CLASS_WARMUP:
+        return "warmup";
+    default:
+        return "stable";
+    }
+}
+
+void apm_analysis_config_init(struct apm_analysis_config *cfg)
+{
+    if (!cfg)
+        return;
+    *cfg = (struct apm_analysis_config){
+        .sensitivity = APM_SENSITIVITY_BALANCED,
+        .bucket_samples = 4,
+        .history_buckets = 192,
+        .min_buckets = 24,
+    };
+}
+
+int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis **out)
+{
+    struct apm_analysis_config c;
+    struct apm_analysis *a = NULL;
+
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (cfg)
+        c = *cfg;
+    else
+        apm_analysis_config_init(&c);
+    if (c.bucket_samples < 1 || c.history_buckets < MIN_HISTORY ||
+        c.history_buckets > MAX_HISTORY || c.history_buckets % 2 != 0 || c.min_buckets < 8 ||
+        c.min_buckets > c.history_buckets || !(c.bucket_min_s >= 0) || !(c.min_history_s >= 0))
+        return -EINVAL;
+
+    a = calloc(1, sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    a->cfg = c;
+    apm_analysis_window_tuning(c.sensitivity, &a->tune);
+    a->hist = calloc(c.history_buckets, sizeof(*a->hist));
+    a->t = calloc(c.history_buckets * 3, sizeof(double));
+    if (!a->hist || !a->t) {
+        apm_analysis_free(a);
+        return -ENOMEM;
+    }
+    a->floor = a->t + c.history_buckets;
+    a->peak = a->floor + c.history_buckets;
+    a->span = c.bucket_samples;
+    a->verdict.cls = APM_CLASS_STABLE;
+    *out = a;
+    return 0;
+}
+
+void apm_analysis_free(struct apm_analysis *a)
+{
+    if (!a)
+        return;
+    free(a->hist);
+    free(a->t);
+    free(a);
+}
+
+static void bucket_add(struct bucket *b, double t, double v)
+{
+    if (b->n == 0) {
+        b->lo[0] = b->lo[1] = b->hi[0] = b->hi[1] = v;
+        b->t_first = t;
+    } else {
+        if (v < b->lo[0]) {
+            b->lo[1] = b->lo[0];
+            b->lo[0] = v;
+        } else if (v < b->lo[1] || b->n == 1) {
+            b->lo[1] = v;
+        }
+        if (v > b->hi[0]) {
+            b->hi[1] = b->hi[0];
+            b->hi[0] = v;
+        } else if (v > b->hi[1] || b->n == 1) {
+            b->hi[1] = v;
+        }
+    }
+    b->t_sum += t;
+    b->t_last = t;
+    b->n++;
+}
+
+/* Merges b into a; exact for the two extremes on each side. */
+static void bucket_merge(struct bucket *a, const struct bucket *b)
+{
+    double lo[4], hi[4];
+    size_t k = 0;
+
+    /* A one-sample bucket holds its value twice; count it once. */
+    lo[k] = a->lo[0], hi[k++] = a->hi[0];
+    if (a->n >= 2)
+        lo[k] = a->lo[1], hi[k++] = a->hi[1];
+    lo[k] = b->lo[0], hi[k++] = b->hi[0];
+    if (b->n >= 2)
+        lo[k] = b->lo[1], hi[k++] = b->hi[1];
+    for (size_t i = 0; i < 2; i++)
+        for (size_t j = i + 1; j < k; j++) {
+            if (lo[j] < lo[i]) {
+                double x = lo[i];
+                lo[i] = lo[j];
+                lo[j] = x;
+            }
+            if (hi[j] > hi[i]) {
+                double x = hi[i];
+                hi[i] = hi[j];
+                hi[j] = x;
+            }
+        }
+    a->lo[0] = lo[0];
+    a->lo[1] = lo[1];
+    a->hi[0] = hi[0];
+    a->hi[1] = hi[1];
+    a->t_sum += b->t_sum;
+    a->t_last = b->t_last;
+    a->n += b->n;
+}
+
+/* The floor ignores the single lowest sample once there are enough to spare one. */
+static double bucket_floor(const struct bucket *b)
+{
+    return b->n >= 3 ? b->lo[1] : b->lo[0];
+}
+
+static double bucket_peak(const struct bucket *b)
+{
+    return b->n >= 3 ? b->hi[1] : b->hi[0];
+}
+
+/* Halves the resolution of a full history by merging neighbours. */
+static void compact(struct apm_analysis *a)
+{
+    size_t m = 0;
+    for (size_t i = 0; i + 1 < a->n_hist; i += 2) {
+        struct bucket b = a->hist[i];
+        bucket_merge(&b, &a->hist[i + 1]);
+        a->hist[m++] = b;
+    }
+    if (a->n_hist % 2)
+        a->hist[m++] = a->hist[a->n_hist - 1];
+    a->n_hist = m;
+    a->span *= 2;
+    for (size_t i = 0; i < m; i++) {
+        a->t[i] = a->hist[i].t_sum / a->hist[i].n;
+        a->floor[i] = bucket_floor(&a->hist[i]);
+        a->peak[i] = bucket_peak(&a->hist[i]);
+    }
+}
+
+static void forecast(struct apm_analysis *a, const struct apm_analysis_window *w)
+{
+    struct apm_verdict *v = &a->verdict;
+    v->has_forecast = false;
+    if (a->limit <= 0 || w->slope <= 0)
+        return;
+    double level = w->level_now + a->tune.anchor_mix * (w->peak_now - w->level_now);
+    double room = a->limit - level;
+    if (room < 0)
+        room = 0;
+    v->has_forecast = true;
+    v->forecast_t = w->t_now + room / w->slope;
+    v->forecast_lo_t = w->slope_hi > 0 ? w->t_now + room / w->slope_hi : v->forecast_t;
+    v->forecast_hi_t = w->slope_lo > 0 ? w->t_now + room / w->slope_lo : INFINITY;
+}
+
+/* Names the behaviour of a series that shows no leak, from its longest window. */
+static enum apm_class other_class(const struct apm_analysis *a, const struct apm_analysis_window *w)
+{
+    if (w->step)
+        return APM_CLASS_BLOAT;
+    if (w->z >= a->tune.z_min && w->warmup)
+        return APM_CLASS_WARMUP;
+    double swing = w->peak_now - w->level_now;
+    if (swing > 8 * w->scale && swing > 0.05 * fabs(w->level_now))
+        return APM_CLASS_SAWTOOTH;
+    return APM_CLASS_STABLE;
+}
+
+/* Judges every window from the smallest to the whole history. */
+static void evaluate(struct apm_analysis *a)
+{
+    struct apm_analysis_series s = {a->t, a->floor, a->peak, a->n_hist};
+    struct apm_analysis_window w = {0}, best = {0}, longest = {0};
+    bool any = false, have_longest = false;
+    unsigned agree = 0, tried = 0;
+    struct apm_verdict *v = &a->verdict;
+
+    if (a->n_hist < a->cfg.min_buckets)
+        return;
+    for (size_t len = a->tune.min_window; len <= a->n_hist; len *= 2) {
+        size_t use = len * 2 > a->n_hist ? a->n_hist : len;
+        if (apm_analysis_window_eval(&s, use, &a->tune, &w) < 0)
+            break;
+        tried++;
+        longest = w;
+        have_longest = true;
+        if (w.leak) {
+            agree++;
+            if (!any || w.p < best.p)
+                best = w;
+            any = true;
+        }
+        if (use == a->n_hist)
+            break;
+    }
+    if (!have_longest)
+        return;
+
+    bool old_enough = a->t_prev - a->t_first >= a->cfg.min_history_s;
+    a->streak = any && old_enough ? a->streak + 1 : 0;
+    v->alert = a->streak >= a->tune.confirm;
+#ifdef APM_ANALYSIS_TRACE
+    if (v->alert)
+        fprintf(stderr,
+                "ALERT t=%.0f n=%zu span=%u W=%zu z=%.2f growth=%.3g rel=%.4f scale=%.3g dec=%.2f "
+                "step=%.2f hi=%d agree=%u/%u\n",
+                a->t_prev, a->n_hist, a->span, best.buckets, best.z, best.growth,
+                best.growth / best.level_now, best.scale, best.decel, best.step_ratio,
+                best.new_high, agree, tried);
+#endif
+    if (any) {
+        v->cls = APM_CLASS_LEAK;
+        v->confidence = (1 - best.p) * (0.5 + 0.5 * (double)agree / (double)tried);
+        v->rate = best.slope;
+        forecast(a, &best);
+    } else {
+        v->cls = other_class(a, &longest);
+        v->confidence = 1 - longest.p / 2;
+        if (v->cls == APM_CLASS_STABLE)
+            v->confidence = longest.p;
+        v->rate = 0;
+        v->has_forecast = false;
+    }
+}
+
+static void close_bucket(struct apm_analysis *a)
+{
+    if (a->open.n == 0)
+        return;
+    if (a->n_hist == a->cfg.history_buckets)
+        compact(a);
+    size_t i = a->n_hist++;
+    a->hist[i] = a->open;
+    a->t[i] = a->open.t_sum / a->open.n;
+    a->floor[i] = bucket_floor(&a->open);
+    a->peak[i] = bucket_peak(&a->open);
+    memset(&a->open, 0, sizeof(a->open));
+    evaluate(a);
+}
+
+int apm_analysis_add(struct apm_analysis *a, double t_s, double value, double limit)
+{
+    if (!a || !isfinite(t_s) || !isfinite(value) || value < 0 || !isfinite(limit) || limit < 0)
+        return -EINVAL;
+    if (a->samples == 0) {
+        a->t_first = t_s;
+        a->t_prev = t_s;
+    }
+    if (t_s < a->t_prev)
+        t_s = a->t_prev;
+    double dt = t_s - a->t_prev;
+    if (a->samples >= 2 && a->open.n > 0 && a->interval > 0 && dt > GAP_INTERVALS * a->interval)
+        close_bucket(a);
+    /* A slow running mean of the spacing that a single gap barely moves. */
+    if (a->samples >= 1 && dt > 0) {
+        double d = a->interval > 0 && dt > GAP_INTERVALS * a->interval ? a->interval : dt;
+        a->interval = a->interval > 0 ? a->interval + (d - a->interval) / 16 : d;
+    }
+    if (limit > 0)
+        a->limit = limit;
+    bucket_add(&a->open, t_s, value);
+    a->t_prev = t_s;
+    a->samples++;
+    if (a->open.n >= a->span &&
+        t_s - a->open.t_first >= a->cfg.bucket_min_s * a->span / a->cfg.bucket_samples)
+        close_bucket(a);
+    a->verdict.limit = a->limit;
+    a->verdict.t_last = t_s;
+    a->verdict.samples = a->samples;
+    return 0;
+}
+
+int apm_analysis_verdict(const struct apm_analysis *a, struct apm_verdict *out)
+{
+    if (!a || !out)
+        return -EINVAL;
+    *out = a->verdict;
+    return 0;
+}

@@ -1,0 +1,106 @@
+#ifndef APM_ANALYSIS_H
+#define APM_ANALYSIS_H
+
+/*
+ * The per-series leak analyzer shared by apm-collector and apm-cli. Feed it
+ * the samples of one memory series in time order; at any moment it gives a
+ * verdict that only depends on the samples seen so far (causal), so the same
+ * code judges a live series and a recorded trace replayed "as if live".
+ *
+ * Samples are summarised into a bounded history of buckets (a bucket's floor
+ * is its second-smallest sample, a GC-proof lower envelope); when the history
+ * is full, neighbouring buckets merge, so memory stays constant and the oldest
+ * data is kept at coarser resolution. The verdict is recomputed only when a
+ * bucket closes, so adding a sample costs O(1) most of the time. See
+ * docs/analysis.md for the method.
+ *
+ * Thread: an apm_analysis is not thread-safe; use one per series and thread.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+
+enum apm_sensitivity {
+    APM_SENSITIVITY_BALANCED = 0, /* the default */
+    APM_SENSITIVITY_EARLY,        /* alerts sooner, accepts more false alarms */
+    APM_SENSITIVITY_QUIET,        /* alerts later, with fewer false alarms */
+};
+
+/* Parses "early", "balanced" or "quiet". Returns 0 or APM_E_CONFIG. */
+int apm_analysis_sensitivity_parse(const char *s, enum apm_sensitivity *out);
+
+/* Returns "early", "balanced" or "quiet". */
+const char *apm_analysis_sensitivity_name(enum apm_sensitivity s);
+
+enum apm_class {
+    APM_CLASS_STABLE = 0, /* no growth that matters (also: not enough data yet) */
+    APM_CLASS_LEAK,       /* steady growth of the floor, not explained otherwise */
+    APM_CLASS_BLOAT,      /* a one-off step or spike in level */
+    APM_CLASS_SAWTOOTH,   /* large periodic swings around a flat floor */
+    APM_CLASS_WARMUP,     /* growth that decelerates toward a plateau */
+};
+
+/* Returns "stable", "leak", "bloat", "sawtooth" or "warmup". */
+const char *apm_analysis_class_name(enum apm_class c);
+
+struct apm_analysis_config {
+    enum apm_sensitivity sensitivity;
+    /*
+     * Windows in samples. bucket_samples samples form one bucket at first
+     * (default 4); the history keeps up to history_buckets buckets (default
+     * 192, 32..512) and halves its resolution when full. No verdict other than
+     * "stable" is given before min_buckets buckets (default 24).
+     */
+    unsigned bucket_samples;
+    unsigned history_buckets;
+    unsigned min_buckets;
+    /*
+     * Optional durations in seconds (0 = not used): a bucket also stays open
+     * until it spans bucket_min_s, and no leak is reported before the series
+     * spans min_history_s. They let one configuration fit both a 1 s demo and
+     * a 60 s production interval.
+     */
+    double bucket_min_s;
+    double min_history_s;
+};
+
+/* Fills cfg with the defaults above (balanced). */
+void apm_analysis_config_init(struct apm_analysis_config *cfg);
+
+struct apm_verdict {
+    enum apm_class cls;
+    double confidence;    /* 0..1, confidence in cls */
+    double rate;          /* growth of the floor, bytes per second (0 without a trend) */
+    bool alert;           /* a leak alert is active now */
+    bool has_forecast;    /* forecast_* are valid: a leak trend and a known limit */
+    double forecast_t;    /* series time at which the limit is reached, most likely */
+    double forecast_lo_t; /* earliest plausible time (fastest plausible growth) */
+    double forecast_hi_t; /* latest plausible time; INFINITY when growth may be nil */
+    double limit;         /* the last known limit, bytes; 0 when unknown */
+    double t_last;        /* time of the last sample */
+    size_t samples;       /* samples accepted so far */
+};
+
+struct apm_analysis;
+
+/*
+ * Creates an analyzer. cfg is borrowed (copied); NULL means defaults.
+ * Returns 0 and *out owned (free with apm_analysis_free), -EINVAL on a bad
+ * configuration or -ENOMEM.
+ */
+int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis **out);
+
+/* Frees a. Accepts NULL. */
+void apm_analysis_free(struct apm_analysis *a);
+
+/*
+ * Adds one sample: t_s seconds on any fixed origin, value in bytes, limit in
+ * bytes (0 = unknown; the last non-zero limit is kept). A timestamp earlier
+ * than the previous one (jitter) is treated as equal to it. Returns 0, or
+ * -EINVAL for a non-finite or negative value or time (the sample is ignored).
+ */
+int apm_analysis_add(struct apm_analysis *a, double t_s, double value, double limit);
+
+/* Writes the current verdict to *out. Returns 0, or -EINVAL when an argument is NULL. */
+int apm_analysis_verdict(const struct apm_analysis *a, struct apm_verdict *out);
+
+#endif

@@ -1,0 +1,168 @@
+#include "common/analysis_window.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "common/analysis.h"
+#include "common/stats.h"
+
+/* Windows are judged on at most this many points; longer ones are pooled. */
+#define MAX_POINTS 64
+/* RSS moves in pages; residual scales below one page are quantisation. */
+#define PAGE_BYTES 4096.0
+
+void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
+{
+    /* Balanced: tuned on the even-numbered synthetic and half the real leakbench traces. */
+    *t = (struct apm_analysis_tuning){
+        .z_min = 3.0,
+        .noise_k = 3.0,
+        .rel_min = 0.01,
+        .decel_max = 0.5,
+        .step_sse_max = 0.12,
+        .env_frac = 0.125,
+        .min_window = 12,
+        .confirm = 2,
+        .anchor_mix = 0.5,
+        .forecast_z = 1.645,
+        .rho_max = 0.9,
+    };
+    if (s == APM_SENSITIVITY_EARLY) {
+        t->z_min = 2.5;
+        t->noise_k = 2.0;
+        t->confirm = 1;
+    } else if (s == APM_SENSITIVITY_QUIET) {
+        t->z_min = 3.5;
+        t->noise_k = 4.0;
+        t->confirm = 3;
+    }
+}
+
+/*
+ * Builds the window's lower envelope: each point is the lowest floor among
+ * the e buckets ending at it, placed at that floor's own time so that a
+ * rising envelope is not delayed by the width. Then pools to MAX_POINTS.
+ * Returns the number of points written to x and y.
+ */
+static size_t envelope(const struct apm_analysis_series *s, size_t w, size_t e, double *x,
+                       double *y)
+{
+    size_t base = s->n - w;
+    size_t pool = (w + MAX_POINTS - 1) / MAX_POINTS;
+    size_t m = 0;
+
+    for (size_t i = 0; i < w; i += pool) {
+        double sx = 0, sy = 0;
+        size_t k = 0;
+        for (size_t j = i; j < i + pool && j < w; j++, k++) {
+            size_t idx = base + j;
+            size_t from = idx + 1 >= e ? idx + 1 - e : 0;
+            size_t arg = idx;
+            for (size_t q = from; q < idx; q++)
+                if (s->floor[q] < s->floor[arg])
+                    arg = q;
+            sx += s->t[arg];
+            sy += s->floor[arg];
+        }
+        x[m] = sx / (double)k;
+        y[m] = sy / (double)k;
+        m++;
+    }
+    return m;
+}
+
+/* Theil-Sen slope of x, y[0..n); 0 when undefined. */
+static double slope_of(const double *x, const double *y, size_t n, double *scratch)
+{
+    struct apm_theil_sen ts;
+    if (n < 3 || apm_stats_theil_sen(x, y, n, 0, scratch, &ts) < 0)
+        return 0;
+    return ts.slope;
+}
+
+int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
+                             const struct apm_analysis_tuning *tu, struct apm_analysis_window *out)
+{
+    double x[MAX_POINTS], y[MAX_POINTS], tmp[MAX_POINTS];
+    double ts_scratch[MAX_POINTS * (MAX_POINTS - 1) / 2 + MAX_POINTS];
+
+    if (!s || !tu || !out || w < 8 || w > s->n)
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    out->buckets = w;
+
+    size_t e = (size_t)lround(tu->env_frac * (double)w);
+    if (e < 1)
+        e = 1;
+    size_t m = envelope(s, w, e, x, y);
+
+    struct apm_mk mk;
+    struct apm_theil_sen ts;
+    if (apm_stats_mann_kendall(y, m, tmp, &mk) < 0 ||
+        apm_stats_theil_sen(x, y, m, tu->forecast_z, ts_scratch, &ts) < 0)
+        return -EINVAL;
+    out->z = mk.z;
+    out->p = mk.p;
+    out->slope = ts.slope;
+    out->slope_lo = ts.slope_lo;
+    out->slope_hi = ts.slope_hi;
+    out->t_now = s->t[s->n - 1];
+    out->level_now = ts.intercept + ts.slope * out->t_now;
+    out->growth = ts.slope * (x[m - 1] - x[0]);
+
+    for (size_t i = 0; i < m; i++)
+        tmp[i] = y[i] - (ts.intercept + ts.slope * x[i]);
+    double resid[MAX_POINTS];
+    memcpy(resid, tmp, m * sizeof(*tmp));
+    out->scale = apm_stats_mad(resid, m, tmp);
+
+    /*
+     * Mann-Kendall assumes independent points; slow noise (AR(1), the
+     * envelope's own plateaus, a curve around the fitted line) is not. The
+     * lag-1 autocorrelation of the residuals shrinks the effective number of
+     * points, and z with it.
+     */
+    double r0 = 0, r1 = 0;
+    for (size_t i = 0; i < m; i++) {
+        r0 += resid[i] * resid[i];
+        if (i + 1 < m)
+            r1 += resid[i] * resid[i + 1];
+    }
+    double rho = r0 > 0 ? r1 / r0 : 0;
+    if (rho > tu->rho_max)
+        rho = tu->rho_max;
+    if (rho > 0)
+        out->z = mk.z * sqrt((1 - rho) / (1 + rho));
+    if (out->scale < PAGE_BYTES)
+        out->scale = PAGE_BYTES;
+
+    size_t half = m / 2;
+    double s_old = slope_of(x, y, half, ts_scratch);
+    double s_new = slope_of(x + (m - half), y + (m - half), half, ts_scratch);
+    out->decel = s_old > 0 ? s_new / s_old : 1.0;
+
+    struct apm_change ch;
+    out->step_ratio = apm_stats_cusum(y, m, &ch) == 0 ? ch.sse_ratio : 1.0;
+
+    size_t recent = w < 4 ? w : 4;
+    for (size_t i = 0; i < recent; i++)
+        tmp[i] = s->peak[s->n - 1 - i];
+    out->peak_now = apm_stats_median(tmp, recent);
+
+    size_t base = s->n - w;
+    double before = -INFINITY;
+    for (size_t i = 0; i < base; i++)
+        if (s->floor[i] > before)
+            before = s->floor[i];
+    double env_now = y[m - 1];
+    out->new_high = env_now > before;
+
+    double level = fabs(out->level_now) > 1 ? fabs(out->level_now) : 1;
+    out->growing = out->z >= tu->z_min && out->growth >= tu->noise_k * out->scale &&
+                   out->growth >= tu->rel_min * level;
+    out->step = out->step_ratio < tu->step_sse_max;
+    out->warmup = out->decel < tu->decel_max;
+    out->leak = out->growing && !out->step && !out->warmup && out->new_high;
+    return 0;
+}

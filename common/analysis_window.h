@@ -1,0 +1,66 @@
+#ifndef APM_ANALYSIS_WINDOW_H
+#define APM_ANALYSIS_WINDOW_H
+
+/*
+ * The judgement of one trailing window of bucket floors: is its lower
+ * envelope growing (Mann-Kendall), how fast (Theil-Sen), is the growth a
+ * one-off step (CUSUM) or decelerating (warm-up), and is it above everything
+ * seen before the window. Internal to the analysis module (analysis.c).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Decision thresholds of one operating point. */
+struct apm_analysis_tuning {
+    double z_min;        /* Mann-Kendall z of the envelope at least this */
+    double noise_k;      /* growth over the window >= noise_k x residual scale */
+    double rel_min;      /* growth over the window >= rel_min x level */
+    double decel_max;    /* recent-half slope / older-half slope below this: warm-up */
+    double step_sse_max; /* one change in mean leaves at most this share: a step */
+    double env_frac;     /* envelope width as a share of the window */
+    unsigned min_window; /* smallest window, buckets */
+    unsigned confirm;    /* consecutive positive evaluations before an alert */
+    double anchor_mix;   /* forecast level: 0 = fitted floor, 1 = recent peaks */
+    double forecast_z;   /* normal score of the forecast bounds */
+    double rho_max;      /* cap on the residual autocorrelation correction */
+};
+
+/* Fills *t with the thresholds of sensitivity s (an enum apm_sensitivity value). */
+void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t);
+
+/* The input: parallel arrays of bucket time, floor and peak, oldest first. */
+struct apm_analysis_series {
+    const double *t;
+    const double *floor;
+    const double *peak;
+    size_t n;
+};
+
+struct apm_analysis_window {
+    size_t buckets;  /* window length in buckets */
+    double z;        /* Mann-Kendall z of the envelope */
+    double p;        /* its two-sided p-value */
+    double slope;    /* Theil-Sen slope of the envelope, bytes/s */
+    double slope_lo; /* Sen's bounds at tuning forecast_z */
+    double slope_hi;
+    double level_now;  /* fitted envelope at the window's last bucket time */
+    double peak_now;   /* recent peak level */
+    double t_now;      /* last bucket time */
+    double growth;     /* slope x window duration, bytes */
+    double scale;      /* robust scale of the residuals, bytes */
+    double decel;      /* recent-half slope / older-half slope (1 when undefined) */
+    double step_ratio; /* CUSUM unexplained share */
+    bool new_high;     /* envelope now above every floor before the window */
+    bool growing;      /* significant growth beyond noise */
+    bool step;         /* growth explained by one change in mean */
+    bool warmup;       /* growth decelerating */
+    bool leak;         /* growing, not a step, not a warm-up, at a new high */
+};
+
+/*
+ * Judges the last w buckets of s. Returns 0, or -EINVAL when w < 8 or w > s->n.
+ */
+int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
+                             const struct apm_analysis_tuning *tu, struct apm_analysis_window *out);
+
+#endif
