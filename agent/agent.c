@@ -1,0 +1,314 @@
+#include "agent/agent.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "agent/sampler.h"
+#include "agent/uplink.h"
+#include "agent/watch.h"
+#include "common/codec.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/token.h"
+
+#define DAY_MS (86400LL * 1000)
+
+#define OPT(k, t, field, lo, hi, fl, h)                                                            \
+    {                                                                                              \
+        "agent", k, t, offsetof(struct apm_agent_config, field),                                   \
+            sizeof(((struct apm_agent_config *)0)->field), lo, hi, fl, h                           \
+    }
+
+static const struct apm_opt agent_opts[] = {
+    OPT("config", APM_OPT_STRING, config, 0, 0, true, "INI file to read first"),
+    OPT("collector", APM_OPT_ENDPOINT, collector, 0, 0, true,
+        "collector ingest address (default 127.0.0.1:7411)"),
+    OPT("interval", APM_OPT_DURATION, interval_ms, 100, DAY_MS, true,
+        "time between samples of every process (default 10s)"),
+    OPT("probe-socket", APM_OPT_STRING, probe_socket, 0, 0, true,
+        "Unix socket where Python probes connect (default /run/apm/probe.sock)"),
+    OPT("token-file", APM_OPT_STRING, token_file, 0, 0, true,
+        "file holding the collector's token (required)"),
+    OPT("agent-id", APM_OPT_STRING, agent_id, 0, 0, true,
+        "stable agent id (default /etc/machine-id, else the host name)"),
+    OPT("host", APM_OPT_STRING, host, 0, 0, true, "host name reported (default gethostname)"),
+    OPT("log-level", APM_OPT_STRING, log_level, 0, 0, true, "error, warn, info (default) or debug"),
+    OPT("max-queue", APM_OPT_SIZE, max_queue, 1 << 16, 1LL << 40, true,
+        "memory for unacked batches; oldest dropped beyond it (default 64M)"),
+    OPT("stats-interval", APM_OPT_DURATION, stats_interval_ms, 1000, DAY_MS, true,
+        "time between health counter log lines (default 5m)"),
+    OPT("proc-root", APM_OPT_STRING, proc_root, 0, 0, true, "procfs mount (default /proc)"),
+    OPT("cgroup-root", APM_OPT_STRING, cgroup_root, 0, 0, true,
+        "cgroup mount (default /sys/fs/cgroup)"),
+    {.key = NULL},
+};
+
+const struct apm_opt *apm_agent_options(void)
+{
+    return agent_opts;
+}
+
+void apm_agent_config_defaults(struct apm_agent_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->collector, sizeof(c->collector), "127.0.0.1:7411");
+    c->interval_ms = 10000;
+    snprintf(c->probe_socket, sizeof(c->probe_socket), "/run/apm/probe.sock");
+    snprintf(c->log_level, sizeof(c->log_level), "info");
+    c->max_queue = 64LL << 20;
+    c->stats_interval_ms = 300000;
+    snprintf(c->proc_root, sizeof(c->proc_root), "/proc");
+    snprintf(c->cgroup_root, sizeof(c->cgroup_root), "/sys/fs/cgroup");
+}
+
+struct apm_agent {
+    uv_loop_t *loop;
+    struct apm_agent_config cfg;
+    struct apm_sampler *sampler;
+    struct apm_uplink *uplink;
+    uv_timer_t tick;
+    uv_timer_t stats_timer;
+    uv_signal_t sigterm, sigint;
+    uv_work_t work;
+    bool work_busy;
+    struct apm_batch *work_batch;
+    int64_t work_t_ms;
+    int work_rc;
+    uint64_t ticks_skipped;
+    uint64_t scan_failures;
+    bool stopping;
+    int handles_open;
+};
+
+static void log_stats(struct apm_agent *a)
+{
+    struct apm_uplink_stats us;
+    struct apm_sampler_stats ss;
+    apm_uplink_get_stats(a->uplink, &us);
+    apm_sampler_stats(a->sampler, &ss);
+    apm_info("agent: scans %llu, watched %u, samples taken %llu, sent %llu batches, acked %llu "
+             "samples, dropped %llu samples, reconnects %llu, queue %llu, skipped ticks %llu",
+             (unsigned long long)ss.scans, ss.watched, (unsigned long long)us.samples_queued,
+             (unsigned long long)us.batches_sent, (unsigned long long)us.samples_acked,
+             (unsigned long long)us.samples_dropped, (unsigned long long)us.reconnects,
+             (unsigned long long)us.queue_len, (unsigned long long)a->ticks_skipped);
+}
+
+static void sample_work(uv_work_t *req)
+{
+    struct apm_agent *a = req->data;
+    a->work_rc = apm_sampler_sample(a->sampler, a->work_t_ms, a->work_batch);
+}
+
+static void sample_done(uv_work_t *req, int status)
+{
+    struct apm_agent *a = req->data;
+    struct apm_batch *b = a->work_batch;
+    a->work_batch = NULL;
+    a->work_busy = false;
+    if (status != 0 || a->stopping) {
+        apm_batch_free(b);
+        return;
+    }
+    if (a->work_rc != 0) {
+        a->scan_failures++;
+        if (a->scan_failures == 1 || a->scan_failures % 60 == 0)
+            apm_warn("agent: sampling failed: %s (%llu times)", apm_strerror(a->work_rc),
+                     (unsigned long long)a->scan_failures);
+    }
+    if (b->nsamples == 0) {
+        apm_batch_free(b);
+        return;
+    }
+    apm_uplink_push(a->uplink, b);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct apm_agent *a = t->data;
+    if (a->work_busy) {
+        a->ticks_skipped++;
+        return;
+    }
+    a->work_batch = apm_batch_new(0);
+    if (a->work_batch == NULL)
+        return;
+    a->work_t_ms = apm_now_ms();
+    a->work.data = a;
+    if (uv_queue_work(a->loop, &a->work, sample_work, sample_done) != 0) {
+        apm_batch_free(a->work_batch);
+        a->work_batch = NULL;
+        return;
+    }
+    a->work_busy = true;
+}
+
+static void on_stats(uv_timer_t *t)
+{
+    log_stats(t->data);
+}
+
+static void on_control(void *ctx, const struct apm_msg_control *c)
+{
+    (void)ctx;
+    apm_info("agent: control from collector: %s pid %d for %us (no probe channel on this agent)",
+             c->action == APM_CONTROL_TRACE ? "trace" : "stop", c->pid, c->duration_s);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct apm_agent *a = h->data;
+    a->handles_open--;
+}
+
+static void on_uplink_closed(void *ctx)
+{
+    struct apm_agent *a = ctx;
+    a->uplink = NULL;
+}
+
+void apm_agent_stop(struct apm_agent *a)
+{
+    if (a->stopping)
+        return;
+    a->stopping = true;
+    log_stats(a);
+    uv_close((uv_handle_t *)&a->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&a->stats_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&a->sigterm, on_handle_closed);
+    uv_close((uv_handle_t *)&a->sigint, on_handle_closed);
+    if (a->work_busy)
+        uv_cancel((uv_req_t *)&a->work);
+    apm_uplink_close(a->uplink, on_uplink_closed, a);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    apm_info("agent: signal %d: stopping", signum);
+    apm_agent_stop(s->data);
+}
+
+static void default_identity(struct apm_agent_config *c)
+{
+    if (c->host[0] == '\0' && gethostname(c->host, sizeof(c->host) - 1) != 0)
+        snprintf(c->host, sizeof(c->host), "localhost");
+    if (c->agent_id[0] != '\0')
+        return;
+    FILE *f = fopen("/etc/machine-id", "r");
+    if (f != NULL) {
+        if (fgets(c->agent_id, sizeof(c->agent_id), f) == NULL)
+            c->agent_id[0] = '\0';
+        fclose(f);
+        c->agent_id[strcspn(c->agent_id, "\r\n")] = '\0';
+    }
+    if (c->agent_id[0] == '\0')
+        snprintf(c->agent_id, sizeof(c->agent_id), "%.*s", (int)sizeof(c->agent_id) - 1, c->host);
+}
+
+static void read_boot_id(const char *proc_root, char *out, size_t size)
+{
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/sys/kernel/random/boot_id", proc_root);
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    if (fgets(out, (int)size, f) == NULL)
+        out[0] = '\0';
+    fclose(f);
+    out[strcspn(out, "\r\n")] = '\0';
+}
+
+static int start_uplink(struct apm_agent *a)
+{
+    uint8_t token[APM_TOKEN_MAX];
+    size_t token_len = 0;
+    char err[512];
+    int rc = apm_token_load(a->cfg.token_file, false, token, sizeof(token), &token_len, err,
+                            sizeof(err));
+    if (rc != 0) {
+        apm_error("agent: %s", err);
+        return rc;
+    }
+    struct apm_uplink_options uo = {
+        .collector = a->cfg.collector,
+        .token = token,
+        .token_len = token_len,
+        .max_queue_bytes = (size_t)a->cfg.max_queue,
+    };
+    snprintf(uo.ident.agent_id, sizeof(uo.ident.agent_id), "%.*s",
+             (int)sizeof(uo.ident.agent_id) - 1, a->cfg.agent_id);
+    snprintf(uo.ident.host, sizeof(uo.ident.host), "%s", a->cfg.host);
+    snprintf(uo.ident.version, sizeof(uo.ident.version), "%s", APM_VERSION);
+    read_boot_id(a->cfg.proc_root, uo.ident.boot_id, sizeof(uo.ident.boot_id));
+    if (getrandom(&uo.ident.instance, sizeof(uo.ident.instance), 0) !=
+        (ssize_t)sizeof(uo.ident.instance))
+        uo.ident.instance = uv_hrtime() ^ (uint64_t)getpid();
+    rc = apm_uplink_new(a->loop, &uo, on_control, a, &a->uplink);
+    if (rc != 0)
+        apm_error("agent: collector address '%s': %s", a->cfg.collector, apm_strerror(rc));
+    return rc;
+}
+
+int apm_agent_start(uv_loop_t *loop, const struct apm_agent_config *cfg,
+                    const struct apm_watch *watch, struct apm_agent **out)
+{
+    if (cfg->token_file[0] == '\0') {
+        apm_error("agent: no token: copy the collector's token file to this host and pass "
+                  "--token-file FILE (or token-file in [agent])");
+        return APM_E_CONFIG;
+    }
+    struct apm_agent *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return -ENOMEM;
+    a->loop = loop;
+    a->cfg = *cfg;
+    default_identity(&a->cfg);
+    struct apm_sampler_options so = {
+        .proc_root = a->cfg.proc_root,
+        .cgroup_root = a->cfg.cgroup_root,
+        .watch = watch,
+        .self_pid = (int32_t)getpid(),
+    };
+    int rc = apm_sampler_new(&so, &a->sampler);
+    if (rc != 0) {
+        apm_error("agent: cannot read %s: %s", a->cfg.proc_root, apm_strerror(rc));
+        free(a);
+        return rc;
+    }
+    rc = start_uplink(a);
+    if (rc != 0) {
+        apm_sampler_free(a->sampler);
+        free(a);
+        return rc;
+    }
+    uv_timer_init(loop, &a->tick);
+    uv_timer_init(loop, &a->stats_timer);
+    uv_signal_init(loop, &a->sigterm);
+    uv_signal_init(loop, &a->sigint);
+    a->tick.data = a->stats_timer.data = a->sigterm.data = a->sigint.data = a;
+    a->handles_open = 4;
+    uv_timer_start(&a->tick, on_tick, 0, (uint64_t)a->cfg.interval_ms);
+    uv_timer_start(&a->stats_timer, on_stats, (uint64_t)a->cfg.stats_interval_ms,
+                   (uint64_t)a->cfg.stats_interval_ms);
+    uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&a->sigint, on_signal, SIGINT);
+    apm_info("agent: host '%s', agent id '%s', collector %s, every %lld ms", a->cfg.host,
+             a->cfg.agent_id, a->cfg.collector, (long long)a->cfg.interval_ms);
+    *out = a;
+    return 0;
+}
+
+void apm_agent_free(struct apm_agent *a)
+{
+    if (a == NULL)
+        return;
+    apm_sampler_free(a->sampler);
+    free(a);
+}

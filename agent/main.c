@@ -1,0 +1,117 @@
+/*
+ * apm-agent: samples the memory of every watched process on this host and
+ * streams it to the collector. Flags override the INI file given with --config.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "agent/agent.h"
+#include "agent/watch.h"
+#include "common/config.h"
+#include "common/log.h"
+
+static void usage(void)
+{
+    printf("usage: apm-agent [--config FILE] [--collector HOST:PORT] [--interval SECONDS]\n"
+           "                 [--probe-socket PATH] [--token-file FILE]\n\n");
+    apm_config_print_help(apm_agent_options());
+    printf("  %-28s %s\n  %-28s %s\n", "--version", "print the version and exit", "--help",
+           "print this help and exit");
+    printf("\nWhich processes to watch is set in the config's [watch] section:\n"
+           "  name = REGEX      (repeatable) processes whose name matches\n"
+           "  cgroup = PREFIX   (repeatable) processes in that memory cgroup subtree\n"
+           "  all = true        every process (the default when no rule is given)\n");
+}
+
+static void early_flags(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage();
+            exit(0);
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("apm-agent %s (%s)\n", APM_VERSION, APM_GIT_COMMIT);
+            exit(0);
+        }
+    }
+}
+
+/* [watch] keys: name, cgroup (both repeatable) and all. */
+static int on_section(void *ctx, const char *section, const char *key, const char *value, char *err,
+                      size_t errlen)
+{
+    struct apm_watch *w = ctx;
+    if (strcmp(section, "watch") != 0) {
+        snprintf(err, errlen, "unknown section");
+        return -1;
+    }
+    if (strcmp(key, "name") == 0)
+        return apm_watch_add_name(w, value, err, errlen);
+    if (strcmp(key, "cgroup") == 0)
+        return apm_watch_add_cgroup(w, value, err, errlen);
+    if (strcmp(key, "all") == 0) {
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0) {
+            apm_watch_add_all(w);
+            return 0;
+        }
+        if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
+            return 0;
+        snprintf(err, errlen, "'%s' is not true or false", value);
+        return -1;
+    }
+    snprintf(err, errlen, "unknown key (name, cgroup or all)");
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    struct apm_agent_config cfg;
+    apm_agent_config_defaults(&cfg);
+    early_flags(argc, argv);
+    const struct apm_opt *opts = apm_agent_options();
+    if (apm_config_args("apm-agent", argc, argv, opts, &cfg, APM_ARGS_CONFIG) != 0)
+        return 1;
+    struct apm_watch *watch = NULL;
+    if (apm_watch_new(&watch) != 0) {
+        fprintf(stderr, "apm-agent: out of memory\n");
+        return 1;
+    }
+    if (cfg.config[0] != '\0') {
+        char err[1024];
+        if (apm_config_load(cfg.config, opts, &cfg, on_section, watch, err, sizeof(err)) != 0) {
+            fprintf(stderr, "apm-agent: %s\n", err);
+            apm_watch_free(watch);
+            return 1;
+        }
+    }
+    if (apm_config_args("apm-agent", argc, argv, opts, &cfg, APM_ARGS_REST) != 0) {
+        apm_watch_free(watch);
+        return 1;
+    }
+    enum apm_log_level level;
+    if (apm_log_level_parse(cfg.log_level, &level) != 0) {
+        fprintf(stderr, "apm-agent: log-level '%s' is not error, warn, info or debug\n",
+                cfg.log_level);
+        apm_watch_free(watch);
+        return 1;
+    }
+    apm_log_init("apm-agent", level);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct apm_agent *a = NULL;
+    if (apm_agent_start(&loop, &cfg, watch, &a) != 0) {
+        uv_loop_close(&loop);
+        apm_watch_free(watch);
+        return 1;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    apm_agent_free(a);
+    int rc = uv_loop_close(&loop);
+    if (rc != 0)
+        apm_warn("agent: loop closed with handles open: %s", uv_strerror(rc));
+    apm_watch_free(watch);
+    return 0;
+}

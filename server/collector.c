@@ -1,0 +1,233 @@
+#include "server/collector.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/codec.h"
+#include "common/error.h"
+#include "common/frame.h"
+#include "common/log.h"
+#include "common/token.h"
+#include "server/ingest.h"
+#include "server/store.h"
+#include "server/writer.h"
+
+#define DAY_MS (86400LL * 1000)
+
+#define OPT(sec, k, t, field, lo, hi, fl, h)                                                       \
+    {                                                                                              \
+        sec, k, t, offsetof(struct apm_collector_config, field),                                   \
+            sizeof(((struct apm_collector_config *)0)->field), lo, hi, fl, h                       \
+    }
+
+static const struct apm_opt collector_opts[] = {
+    OPT("collector", "config", APM_OPT_STRING, config, 0, 0, true, "INI file to read first"),
+    OPT("collector", "data-dir", APM_OPT_STRING, data_dir, 0, 0, true,
+        "directory of the LMDB store (default /var/lib/apm)"),
+    OPT("collector", "listen", APM_OPT_ENDPOINT, listen, 0, 0, true,
+        "agent ingest address (default 0.0.0.0:7411)"),
+    OPT("collector", "http", APM_OPT_ENDPOINT, http, 0, 0, true,
+        "HTTP API address (default 127.0.0.1:7412)"),
+    OPT("collector", "token-file", APM_OPT_STRING, token_file, 0, 0, true,
+        "shared token; generated (0600) if missing (default DATA-DIR/token)"),
+    OPT("collector", "foreground", APM_OPT_BOOL, foreground, 0, 1, true,
+        "stay in the foreground (default when started by systemd or a test)"),
+    OPT("collector", "log-level", APM_OPT_STRING, log_level, 0, 0, true,
+        "error, warn, info (default) or debug"),
+    OPT("collector", "max-connections", APM_OPT_INT, max_connections, 1, 100000, true,
+        "agent connections at once (default 1024)"),
+    OPT("collector", "handshake-timeout", APM_OPT_DURATION, handshake_timeout_ms, 100, DAY_MS, true,
+        "time an agent has to send its Hello (default 10s)"),
+    OPT("collector", "idle-timeout", APM_OPT_DURATION, idle_timeout_ms, 1000, 7 * DAY_MS, true,
+        "close an agent connection silent this long (default 5m)"),
+    OPT("collector", "max-frame", APM_OPT_SIZE, max_frame, 4096, APM_FRAME_MAX, true,
+        "largest frame accepted from an agent (default 16M)"),
+    OPT("collector", "max-inflight", APM_OPT_INT, max_inflight, 1, 100000, true,
+        "batches per connection waiting for commit before reading pauses (default 64)"),
+    OPT("collector", "map-size", APM_OPT_SIZE, map_size, 1 << 20, INT64_MAX, true,
+        "LMDB map size, the store's maximum size (default 8G)"),
+    OPT("collector", "no-sync", APM_OPT_BOOL, no_sync, 0, 1, false,
+        "skip fsync at commit (benchmarks only: acks are then not durable)"),
+    {.key = NULL},
+};
+
+const struct apm_opt *apm_collector_options(void)
+{
+    return collector_opts;
+}
+
+void apm_collector_config_defaults(struct apm_collector_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->data_dir, sizeof(c->data_dir), "/var/lib/apm");
+    snprintf(c->listen, sizeof(c->listen), "0.0.0.0:7411");
+    snprintf(c->http, sizeof(c->http), "127.0.0.1:7412");
+    snprintf(c->log_level, sizeof(c->log_level), "info");
+    c->max_connections = 1024;
+    c->handshake_timeout_ms = 10000;
+    c->idle_timeout_ms = 300000;
+    c->max_frame = APM_FRAME_MAX;
+    c->max_inflight = 64;
+    c->map_size = 8LL << 30;
+}
+
+struct apm_collector {
+    uv_loop_t *loop;
+    struct apm_collector_config cfg;
+    struct apm_store *store;
+    struct apm_writer *writer;
+    struct apm_ingest *ingest;
+    uv_signal_t sigterm, sigint, sighup;
+    int signals_open;
+    bool stopping;
+    uint8_t token[APM_TOKEN_MAX];
+    size_t token_len;
+};
+
+static void on_signal_closed(uv_handle_t *h)
+{
+    struct apm_collector *c = h->data;
+    c->signals_open--;
+}
+
+static void on_writer_closed(struct apm_writer *w)
+{
+    (void)w;
+}
+
+static void on_ingest_closed(void *ctx)
+{
+    struct apm_collector *c = ctx;
+    c->ingest = NULL;
+    /* Every connection is gone; the writer drains what it still holds. */
+    if (c->writer != NULL) {
+        apm_writer_close(c->writer, on_writer_closed);
+        c->writer = NULL;
+    }
+}
+
+void apm_collector_stop(struct apm_collector *c)
+{
+    if (c->stopping)
+        return;
+    c->stopping = true;
+    apm_info("collector: stopping: draining connections and committing");
+    if (c->ingest != NULL)
+        apm_ingest_close(c->ingest, on_ingest_closed, c);
+    else
+        on_ingest_closed(c);
+    uv_close((uv_handle_t *)&c->sigterm, on_signal_closed);
+    uv_close((uv_handle_t *)&c->sigint, on_signal_closed);
+    uv_close((uv_handle_t *)&c->sighup, on_signal_closed);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct apm_collector *c = s->data;
+    if (signum == SIGHUP) {
+        apm_info("collector: SIGHUP: nothing to reload yet");
+        return;
+    }
+    apm_info("collector: signal %d", signum);
+    apm_collector_stop(c);
+}
+
+static int ensure_dir(const char *dir)
+{
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+        apm_error("collector: cannot create data directory %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+static int start_signals(struct apm_collector *c)
+{
+    uv_signal_t *sig[] = {&c->sigterm, &c->sigint, &c->sighup};
+    int num[] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(c->loop, sig[i]);
+        sig[i]->data = c;
+        c->signals_open++;
+        uv_signal_start(sig[i], on_signal, num[i]);
+    }
+    return 0;
+}
+
+int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
+                        struct apm_collector **out)
+{
+    struct apm_collector *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return -ENOMEM;
+    c->loop = loop;
+    c->cfg = *cfg;
+    char err[512];
+    int rc = ensure_dir(cfg->data_dir);
+    if (rc != 0)
+        goto fail;
+    char token_path[4200];
+    if (cfg->token_file[0] != '\0')
+        snprintf(token_path, sizeof(token_path), "%s", cfg->token_file);
+    else
+        snprintf(token_path, sizeof(token_path), "%s/token", cfg->data_dir);
+    rc = apm_token_load(token_path, true, c->token, sizeof(c->token), &c->token_len, err,
+                        sizeof(err));
+    if (rc != 0) {
+        apm_error("collector: %s", err);
+        goto fail;
+    }
+    struct apm_store_options so = {
+        .dir = cfg->data_dir,
+        .map_size = (size_t)cfg->map_size,
+        .no_sync = cfg->no_sync,
+    };
+    rc = apm_store_open(&so, &c->store);
+    if (rc != 0) {
+        apm_error("collector: cannot open store in %s: %s", cfg->data_dir, apm_strerror(rc));
+        goto fail;
+    }
+    rc = apm_writer_new(loop, c->store, 0, &c->writer);
+    if (rc != 0) {
+        apm_error("collector: cannot start writer: %s", apm_strerror(rc));
+        goto fail;
+    }
+    struct apm_ingest_options io = {
+        .listen = cfg->listen,
+        .token = c->token,
+        .token_len = c->token_len,
+        .max_connections = (unsigned)cfg->max_connections,
+        .handshake_timeout_ms = (uint64_t)cfg->handshake_timeout_ms,
+        .idle_timeout_ms = (uint64_t)cfg->idle_timeout_ms,
+        .max_frame = (uint32_t)cfg->max_frame,
+        .max_inflight = (unsigned)cfg->max_inflight,
+    };
+    rc = apm_ingest_new(loop, c->store, c->writer, &io, &c->ingest);
+    if (rc != 0)
+        goto fail_writer;
+    start_signals(c);
+    apm_info("collector: store %s, ingest %s, http %s", cfg->data_dir, cfg->listen, cfg->http);
+    *out = c;
+    return 0;
+
+fail_writer:
+    apm_writer_close(c->writer, on_writer_closed);
+    c->writer = NULL;
+    uv_run(loop, UV_RUN_DEFAULT);
+fail:
+    apm_store_free(c->store);
+    free(c);
+    return rc;
+}
+
+void apm_collector_free(struct apm_collector *c)
+{
+    if (c == NULL)
+        return;
+    apm_store_free(c->store);
+    free(c);
+}

@@ -1,0 +1,57 @@
+#ifndef APM_COLLECTOR_H
+#define APM_COLLECTOR_H
+
+/*
+ * apm-collector as an object: settings, and the parts it owns (store,
+ * group-commit writer, TCP ingest, HTTP API) wired on one loop. main.c only
+ * parses arguments and runs it; tests can run two in one process.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/config.h"
+
+struct apm_collector_config {
+    char config[4096];
+    char data_dir[4096];
+    char listen[256];
+    char http[256];
+    char token_file[4096];
+    bool foreground;
+    char log_level[16];
+    int64_t max_connections;
+    int64_t handshake_timeout_ms;
+    int64_t idle_timeout_ms;
+    int64_t max_frame;
+    int64_t max_inflight;
+    int64_t map_size;
+    bool no_sync;
+};
+
+/* The option table for [collector] and its flags, terminated by {.key = NULL}. */
+const struct apm_opt *apm_collector_options(void);
+
+/* Fills defaults (PRODUCT.md's ports, /var/lib/apm). */
+void apm_collector_config_defaults(struct apm_collector_config *c);
+
+struct apm_collector;
+
+/*
+ * Opens the store, starts the writer, binds ingest and HTTP on loop. Returns
+ * 0 and *out (ends with apm_collector_stop and the loop running dry, then
+ * apm_collector_free), or a negative code after logging why.
+ */
+int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
+                        struct apm_collector **out);
+
+/*
+ * Graceful stop on the loop thread: stop accepting, let the writer commit and
+ * ack what it holds, close every handle. Idempotent. The loop ends by itself.
+ */
+void apm_collector_stop(struct apm_collector *c);
+
+/* Frees after the loop has ended. Accepts NULL. */
+void apm_collector_free(struct apm_collector *c);
+
+#endif
