@@ -134,6 +134,7 @@ int apm_store_read_samples(struct apm_store *s, uint64_t series_id, int64_t from
 struct apm_store_stats {
     uint64_t series;
     uint64_t samples; /* samples stored (excluding duplicates) */
+    uint64_t dropped; /* samples refused: not newer than their series' last sample */
     uint64_t chunks;
     uint64_t bytes_on_disk; /* size of the LMDB data file's used pages */
     uint64_t commits;

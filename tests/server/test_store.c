@@ -1,0 +1,410 @@
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <ftw.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "server/store.h"
+
+struct fixture {
+    char dir[64];
+    struct apm_store *store;
+    struct apm_agent_ident agent;
+};
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void open_store(struct fixture *f, unsigned chunk_samples, size_t map_size)
+{
+    struct apm_store_options opt = {
+        .dir = f->dir, .chunk_samples = chunk_samples, .map_size = map_size, .no_sync = true};
+    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/apm-test-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    /* A subdirectory checks that open creates the data directory. */
+    strcat(f->dir, "/data");
+    strcpy(f->agent.agent_id, "agent-1");
+    strcpy(f->agent.host, "web-3");
+    strcpy(f->agent.boot_id, "boot-a");
+    strcpy(f->agent.version, "0.1.0");
+    f->agent.instance = 77;
+    open_store(f, 8, 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    apm_store_free(f->store);
+    *strrchr(f->dir, '/') = '\0';
+    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* A batch with one process (rss samples) and the host's mem_available. */
+static struct apm_batch *make_batch(uint64_t seq, int64_t t0, int nsamples)
+{
+    struct apm_batch *b = apm_batch_new(seq);
+    struct apm_proc_desc p = {.pid = 4242,
+                              .ppid = 1,
+                              .start_ms = 1700000000123,
+                              .name = "worker.py",
+                              .cmdline = "python3 worker.py --fast",
+                              .cgroup = "/system.slice/worker.service"};
+    uint32_t idx;
+    assert_int_equal(apm_batch_add_proc(b, &p, &idx), 0);
+    for (int i = 0; i < nsamples; i++) {
+        int64_t t = t0 + i * 1000;
+        assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, t, 100000 + t / 1000), 0);
+        assert_int_equal(apm_batch_add_sample(b, APM_PROC_HOST, APM_METRIC_MEM_AVAILABLE, t, -t),
+                         0);
+    }
+    return b;
+}
+
+/* Stores one batch in its own transaction; returns put_batch's result. */
+static int store_batch(struct fixture *f, uint64_t seq, int64_t t0, int nsamples)
+{
+    struct apm_batch *b = make_batch(seq, t0, nsamples);
+    struct apm_store_txn *t = NULL;
+    assert_int_equal(apm_store_txn_begin(f->store, &t), 0);
+    int rc = apm_store_txn_put_batch(t, &f->agent, b);
+    if (rc >= 0)
+        assert_int_equal(apm_store_txn_commit(t), 0);
+    else
+        apm_store_txn_abort(t);
+    apm_batch_free(b);
+    return rc;
+}
+
+struct collected {
+    int n;
+    uint64_t ids[8];
+    struct apm_series_info last;
+    char name[64];
+    char host[64];
+    int64_t t[4096];
+    int64_t v[4096];
+    int stop_after;
+};
+
+static int collect_series(void *ctx, const struct apm_series_info *s)
+{
+    struct collected *c = ctx;
+    if (c->n < 8)
+        c->ids[c->n] = s->id;
+    c->n++;
+    c->last = *s;
+    snprintf(c->name, sizeof(c->name), "%s", s->process_name);
+    snprintf(c->host, sizeof(c->host), "%s", s->host);
+    return 0;
+}
+
+static int collect_sample(void *ctx, int64_t t, int64_t v)
+{
+    struct collected *c = ctx;
+    if (c->n < 4096) {
+        c->t[c->n] = t;
+        c->v[c->n] = v;
+    }
+    c->n++;
+    return c->stop_after && c->n >= c->stop_after;
+}
+
+static int count_host(void *ctx, const struct apm_host_info *h)
+{
+    struct collected *c = ctx;
+    assert_string_equal(h->host, "web-3");
+    assert_string_equal(h->agent_id, "agent-1");
+    assert_string_equal(h->boot_id, "boot-a");
+    assert_int_equal(h->nprocesses, 1);
+    assert_true(h->first_seen_ms <= h->last_seen_ms);
+    c->n++;
+    return 0;
+}
+
+static int count_process(void *ctx, const struct apm_process_info *p)
+{
+    struct collected *c = ctx;
+    assert_string_equal(p->id, "web-3:4242:1700000000123");
+    assert_string_equal(p->host, "web-3");
+    assert_string_equal(p->name, "worker.py");
+    assert_string_equal(p->cmdline, "python3 worker.py --fast");
+    assert_string_equal(p->cgroup, "/system.slice/worker.service");
+    assert_int_equal(p->pid, 4242);
+    assert_int_equal(p->ppid, 1);
+    assert_true(p->start_ms == 1700000000123);
+    c->n++;
+    return 0;
+}
+
+static uint64_t find_series(struct fixture *f, enum apm_metric metric)
+{
+    struct collected c = {0};
+    struct apm_series_filter filter = {.host = "web-3", .metric = metric};
+    assert_int_equal(apm_store_list_series(f->store, &filter, collect_series, &c), 0);
+    assert_int_equal(c.n, 1);
+    return c.ids[0];
+}
+
+static void test_store_puts_and_lists_batch(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(store_batch(f, 1, 1700000001000, 5), 0);
+
+    struct collected c = {0};
+    assert_int_equal(apm_store_list_hosts(f->store, count_host, &c), 0);
+    assert_int_equal(c.n, 1);
+    c.n = 0;
+    assert_int_equal(apm_store_list_processes(f->store, "web-3", count_process, &c), 0);
+    assert_int_equal(c.n, 1);
+    c.n = 0;
+    assert_int_equal(apm_store_list_processes(f->store, "web", count_process, &c), 0);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(apm_store_list_processes(f->store, NULL, count_process, &c), 0);
+    assert_int_equal(c.n, 1);
+
+    c.n = 0;
+    assert_int_equal(apm_store_list_series(f->store, NULL, collect_series, &c), 0);
+    assert_int_equal(c.n, 2);
+    c.n = 0;
+    struct apm_series_filter byname = {.process_name = "worker.py"};
+    assert_int_equal(apm_store_list_series(f->store, &byname, collect_series, &c), 0);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.last.metric, APM_METRIC_RSS);
+    assert_int_equal(c.last.pid, 4242);
+    assert_string_equal(c.last.process_id, "web-3:4242:1700000000123");
+    assert_true(c.last.first_ms == 1700000001000);
+    assert_true(c.last.last_ms == 1700000005000);
+    assert_true(c.last.last_value == 100000 + 1700000005);
+    assert_int_equal(c.last.nsamples, 5);
+
+    uint64_t host_id = find_series(f, APM_METRIC_MEM_AVAILABLE);
+    c.n = 0;
+    assert_int_equal(apm_store_get_series(f->store, host_id, collect_series, &c), 0);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.name, "");
+    assert_string_equal(c.host, "web-3");
+    assert_int_equal(c.last.pid, 0);
+    assert_int_equal(apm_store_get_series(f->store, 999, collect_series, &c), APM_E_NOTFOUND);
+
+    struct collected s = {0};
+    assert_int_equal(apm_store_read_samples(f->store, host_id, 0, INT64_MAX, collect_sample, &s),
+                     0);
+    assert_int_equal(s.n, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_true(s.t[i] == 1700000001000 + i * 1000);
+        assert_true(s.v[i] == -s.t[i]);
+    }
+    struct apm_store_stats st;
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_int_equal(st.series, 2);
+    assert_int_equal(st.samples, 10);
+    assert_int_equal(st.commits, 1);
+    assert_true(st.bytes_on_disk > 0);
+}
+
+static void test_store_drops_duplicate_seq(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(store_batch(f, 1, 1700000001000, 3), 0);
+    assert_int_equal(store_batch(f, 2, 1700000004000, 3), 0);
+    /* A resend of seq 2 and of seq 1 writes nothing. */
+    assert_int_equal(store_batch(f, 2, 1700000100000, 3), 1);
+    assert_int_equal(store_batch(f, 1, 1700000200000, 3), 1);
+    uint64_t seq = 0;
+    assert_int_equal(apm_store_watermark(f->store, "agent-1", 77, &seq), 0);
+    assert_int_equal(seq, 2);
+    assert_int_equal(apm_store_watermark(f->store, "agent-1", 78, &seq), 0);
+    assert_int_equal(seq, 0);
+    assert_int_equal(apm_store_watermark(f->store, "nobody", 77, &seq), 0);
+    assert_int_equal(seq, 0);
+    struct apm_store_stats st;
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_int_equal(st.samples, 12);
+    assert_int_equal(st.dropped, 0);
+}
+
+static void test_store_keeps_watermark_across_reopen(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(store_batch(f, 5, 1700000001000, 10), 0);
+    apm_store_free(f->store);
+    open_store(f, 8, 0);
+    assert_int_equal(store_batch(f, 5, 1700000001000, 10), 1);
+    assert_int_equal(store_batch(f, 4, 1700000001000, 10), 1);
+    /* The open chunk is reloaded and appending continues after it. */
+    assert_int_equal(store_batch(f, 6, 1700000011000, 10), 0);
+    struct collected s = {0};
+    uint64_t id = find_series(f, APM_METRIC_RSS);
+    assert_int_equal(apm_store_read_samples(f->store, id, 0, INT64_MAX, collect_sample, &s), 0);
+    assert_int_equal(s.n, 20);
+    for (int i = 0; i < 20; i++)
+        assert_true(s.t[i] == 1700000001000 + i * 1000);
+}
+
+static void test_store_new_instance_resets_dedup(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(store_batch(f, 9, 1700000001000, 2), 0);
+    f->agent.instance = 78;
+    assert_int_equal(store_batch(f, 1, 1700000003000, 2), 0);
+    assert_int_equal(store_batch(f, 1, 1700000005000, 2), 1);
+    uint64_t seq = 0;
+    assert_int_equal(apm_store_watermark(f->store, "agent-1", 78, &seq), 0);
+    assert_int_equal(seq, 1);
+}
+
+static void test_store_reads_range_across_chunks(void **state)
+{
+    struct fixture *f = *state;
+    /* 100 samples in batches of 7 over chunks of 8: sealed chunks plus an open one. */
+    uint64_t seq = 1;
+    for (int i = 0; i < 100; i += 7)
+        assert_int_equal(
+            store_batch(f, seq++, 1700000000000 + i * 1000ll, i + 7 > 100 ? 100 - i : 7), 0);
+    uint64_t id = find_series(f, APM_METRIC_RSS);
+    struct apm_store_stats st;
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_int_equal(st.chunks, 2 * (100 / 8));
+
+    struct collected s = {0};
+    int64_t from = 1700000000000 + 13 * 1000, to = 1700000000000 + 97 * 1000;
+    assert_int_equal(apm_store_read_samples(f->store, id, from, to, collect_sample, &s), 0);
+    assert_int_equal(s.n, 97 - 13 + 1);
+    for (int i = 0; i < s.n; i++) {
+        assert_true(s.t[i] == from + i * 1000);
+        assert_true(s.v[i] == 100000 + s.t[i] / 1000);
+    }
+    /* Exactly on a chunk's first sample, and a range inside one chunk. */
+    s.n = 0;
+    assert_int_equal(
+        apm_store_read_samples(f->store, id, 1700000016000, 1700000018000, collect_sample, &s), 0);
+    assert_int_equal(s.n, 3);
+    assert_true(s.t[0] == 1700000016000);
+    s.n = 0;
+    assert_int_equal(apm_store_read_samples(f->store, id, 0, 1699999999999, collect_sample, &s), 0);
+    assert_int_equal(s.n, 0);
+    /* The callback can stop the read early. */
+    s = (struct collected){.stop_after = 10};
+    assert_int_equal(apm_store_read_samples(f->store, id, 0, INT64_MAX, collect_sample, &s), 0);
+    assert_int_equal(s.n, 10);
+}
+
+static void test_store_drops_out_of_order_samples(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(store_batch(f, 1, 1700000010000, 3), 0);
+    /* Older and equal timestamps are dropped and counted; newer ones kept. */
+    assert_int_equal(store_batch(f, 2, 1700000009000, 6), 0);
+    struct apm_store_stats st;
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_int_equal(st.dropped, 2 * 4);
+    assert_int_equal(st.samples, 2 * 3 + 2 * 2);
+    struct collected s = {0};
+    uint64_t id = find_series(f, APM_METRIC_RSS);
+    assert_int_equal(apm_store_read_samples(f->store, id, 0, INT64_MAX, collect_sample, &s), 0);
+    assert_int_equal(s.n, 5);
+    for (int i = 1; i < s.n; i++)
+        assert_true(s.t[i] > s.t[i - 1]);
+}
+
+static void test_store_forgets_aborted_transaction(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(store_batch(f, 1, 1700000000000, 5), 0);
+    struct apm_batch *b = make_batch(2, 1700000005000, 20);
+    struct apm_store_txn *t = NULL;
+    assert_int_equal(apm_store_txn_begin(f->store, &t), 0);
+    assert_int_equal(apm_store_txn_put_batch(t, &f->agent, b), 0);
+    apm_store_txn_abort(t);
+    apm_batch_free(b);
+    /* The same batch goes in again as if the abort never happened. */
+    assert_int_equal(store_batch(f, 2, 1700000005000, 20), 0);
+    struct collected s = {0};
+    uint64_t id = find_series(f, APM_METRIC_RSS);
+    assert_int_equal(apm_store_read_samples(f->store, id, 0, INT64_MAX, collect_sample, &s), 0);
+    assert_int_equal(s.n, 25);
+    struct apm_store_stats st;
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_int_equal(st.samples, 50);
+    assert_int_equal(st.dropped, 0);
+}
+
+static void test_store_refuses_bad_block(void **state)
+{
+    struct fixture *f = *state;
+    struct apm_batch *b = make_batch(1, 1700000000000, 2);
+    b->series[0].proc = 5; /* no such process */
+    struct apm_store_txn *t = NULL;
+    assert_int_equal(apm_store_txn_begin(f->store, &t), 0);
+    assert_int_equal(apm_store_txn_put_batch(t, &f->agent, b), -EINVAL);
+    apm_store_txn_abort(t);
+    apm_batch_free(b);
+    uint64_t seq = 1;
+    assert_int_equal(apm_store_watermark(f->store, "agent-1", 77, &seq), 0);
+    assert_int_equal(seq, 0);
+}
+
+static void test_store_reports_full_map(void **state)
+{
+    struct fixture *f = *state;
+    apm_store_free(f->store);
+    open_store(f, 120, 256 * 1024);
+    int rc = 0;
+    for (uint64_t seq = 1; seq < 1000 && rc == 0; seq++) {
+        struct apm_batch *b = apm_batch_new(seq);
+        for (int p = 0; p < 50; p++) {
+            struct apm_proc_desc d = {.pid = (int32_t)(seq * 100 + p), .start_ms = 1, .name = "x"};
+            uint32_t idx;
+            assert_int_equal(apm_batch_add_proc(b, &d, &idx), 0);
+            assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, 1000, 1), 0);
+        }
+        struct apm_store_txn *t = NULL;
+        assert_int_equal(apm_store_txn_begin(f->store, &t), 0);
+        rc = apm_store_txn_put_batch(t, &f->agent, b);
+        if (rc == 0)
+            rc = apm_store_txn_commit(t);
+        else
+            apm_store_txn_abort(t);
+        apm_batch_free(b);
+    }
+    assert_int_equal(rc, APM_E_FULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_store_puts_and_lists_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_drops_duplicate_seq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_keeps_watermark_across_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_new_instance_resets_dedup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_reads_range_across_chunks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_drops_out_of_order_samples, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_forgets_aborted_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_refuses_bad_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_reports_full_map, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
