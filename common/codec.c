@@ -188,6 +188,35 @@ static int batch_proc(const struct apm_codec_dec *d, struct apm_batch *out, uint
     return rc;
 }
 
+static int dec_tick(struct apm_codec_dec *d, int64_t base, const Apm__Tick *tk,
+                    struct apm_batch *out, uint32_t *map)
+{
+    if (tk->n_series_delta != tk->n_v_delta)
+        return APM_E_DECODE;
+    int64_t t = wrap_add(base, tk->t_delta);
+    int64_t ref = 0;
+    for (size_t i = 0; i < tk->n_series_delta; i++) {
+        ref += tk->series_delta[i];
+        if (ref <= 0 || ref > (int64_t)d->nseries)
+            return APM_E_DECODE;
+        struct dec_series *ds = &d->series[ref];
+        uint32_t proc;
+        int rc = batch_proc(d, out, map, ds->proc, &proc);
+        if (rc != 0)
+            return rc;
+        struct apm_series_block *blk;
+        rc = apm_batch_append_block(out, proc, ds->metric, 1, &blk);
+        if (rc != 0)
+            return rc;
+        ds->last = wrap_add(ds->last, tk->v_delta[i]);
+        blk->t_ms[0] = t;
+        blk->value[0] = ds->last;
+        blk->n = 1;
+        out->nsamples++;
+    }
+    return 0;
+}
+
 static int dec_samples(struct apm_codec_dec *d, const Apm__Batch *b, struct apm_batch *out)
 {
     uint32_t *map = malloc(((size_t)d->nprocs + 1) * sizeof(*map));
@@ -222,6 +251,8 @@ static int dec_samples(struct apm_codec_dec *d, const Apm__Batch *b, struct apm_
         out->nsamples += blk->n;
         ds->last = v;
     }
+    for (size_t i = 0; rc == 0 && i < b->n_ticks; i++)
+        rc = dec_tick(d, b->base_ms, b->ticks[i], out, map);
     free(map);
     return rc;
 }
@@ -458,7 +489,12 @@ struct enc_work {
     size_t nseries;
     Apm__Samples *samples;
     Apm__Samples **sample_ptrs;
+    size_t nsample_msgs;
     int64_t *deltas;
+    Apm__Tick tick;
+    Apm__Tick *tick_ptr;
+    int32_t *tick_series;
+    int64_t *tick_values;
 };
 
 static void enc_work_free(struct enc_work *w)
@@ -471,6 +507,8 @@ static void enc_work_free(struct enc_work *w)
     free(w->samples);
     free(w->sample_ptrs);
     free(w->deltas);
+    free(w->tick_series);
+    free(w->tick_values);
 }
 
 static int intern(struct apm_codec_enc *e, struct enc_work *w, const char *s, uint32_t *ref)
@@ -584,9 +622,14 @@ static int enc_alloc(struct enc_work *w, const struct apm_batch *b)
     w->samples = calloc(ns, sizeof(*w->samples));
     w->sample_ptrs = calloc(ns, sizeof(*w->sample_ptrs));
     w->deltas = calloc(2 * (b->nsamples ? b->nsamples : 1), sizeof(*w->deltas));
+    w->tick_series = calloc(ns, sizeof(*w->tick_series));
+    w->tick_values = calloc(ns, sizeof(*w->tick_values));
     if (!w->procs || !w->proc_ptrs || !w->series || !w->series_ptrs || !w->samples ||
-        !w->sample_ptrs || !w->deltas)
+        !w->sample_ptrs || !w->deltas || !w->tick_series || !w->tick_values)
         return -ENOMEM;
+    apm__tick__init(&w->tick);
+    w->tick.series_delta = w->tick_series;
+    w->tick.v_delta = w->tick_values;
     return 0;
 }
 
@@ -594,6 +637,7 @@ static int enc_blocks(struct apm_codec_enc *e, struct enc_work *w, const struct 
                       uint32_t *proc_refs, int64_t base)
 {
     int64_t *dp = w->deltas;
+    int64_t last_ref = 0;
     for (uint32_t i = 0; i < b->nseries; i++) {
         const struct apm_series_block *blk = &b->series[i];
         uint32_t pref = 0;
@@ -609,7 +653,17 @@ static int enc_blocks(struct apm_codec_enc *e, struct enc_work *w, const struct 
         int rc = enc_series(e, w, pref, blk->metric, &sref);
         if (rc != 0)
             return rc;
-        Apm__Samples *s = &w->samples[i];
+        if (blk->n == 1 && blk->t_ms[0] == base) {
+            /* Single samples at the batch's instant go into the tick's columns. */
+            size_t k = w->tick.n_series_delta++;
+            w->tick.n_v_delta++;
+            w->tick_series[k] = (int32_t)((int64_t)sref - last_ref);
+            last_ref = sref;
+            w->tick_values[k] = wrap_sub(blk->value[0], e->last[sref]);
+            e->last[sref] = blk->value[0];
+            continue;
+        }
+        Apm__Samples *s = &w->samples[w->nsample_msgs];
         apm__samples__init(s);
         s->series = sref;
         s->n_t_delta = s->n_v_delta = blk->n;
@@ -624,7 +678,7 @@ static int enc_blocks(struct apm_codec_enc *e, struct enc_work *w, const struct 
         }
         e->last[sref] = v;
         dp += 2 * (size_t)blk->n;
-        w->sample_ptrs[i] = s;
+        w->sample_ptrs[w->nsample_msgs++] = s;
     }
     return 0;
 }
@@ -655,8 +709,13 @@ int apm_codec_encode_batch(struct apm_codec_enc *e, const struct apm_batch *b,
         m.processes = w.proc_ptrs;
         m.n_series = w.nseries;
         m.series = w.series_ptrs;
-        m.n_samples = b->nseries;
+        m.n_samples = w.nsample_msgs;
         m.samples = w.sample_ptrs;
+        if (w.tick.n_series_delta > 0) {
+            w.tick_ptr = &w.tick;
+            m.n_ticks = 1;
+            m.ticks = &w.tick_ptr;
+        }
         Apm__Frame f = APM__FRAME__INIT;
         f.msg_case = APM__FRAME__MSG_BATCH;
         f.batch = &m;

@@ -1,0 +1,284 @@
+/* Codec: round trips through per-connection state, hostile and truncated input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/codec.h"
+#include "common/error.h"
+#include "common/frame.h"
+
+static struct apm_batch *sample_batch(uint64_t seq, int64_t t0, int nprocs)
+{
+    struct apm_batch *b = apm_batch_new(seq);
+    assert_non_null(b);
+    for (int i = 0; i < nprocs; i++) {
+        char name[32], cmd[64];
+        snprintf(name, sizeof(name), "worker-%d.py", i);
+        snprintf(cmd, sizeof(cmd), "python3 /srv/worker-%d.py --port %d", i, 8000 + i);
+        struct apm_proc_desc p = {.pid = 100 + i,
+                                  .ppid = 1,
+                                  .start_ms = 1700000000000LL + i,
+                                  .name = name,
+                                  .cmdline = cmd,
+                                  .cgroup = "/system.slice/app.service"};
+        uint32_t idx;
+        assert_int_equal(apm_batch_add_proc(b, &p, &idx), 0);
+        assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, t0, 50000000 + i * 4096), 0);
+        assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_CGROUP_LIMIT, t0, 1LL << 31), 0);
+    }
+    assert_int_equal(apm_batch_add_sample(b, APM_PROC_HOST, APM_METRIC_MEM_AVAILABLE, t0, 1LL << 33),
+                     0);
+    return b;
+}
+
+/* Decodes a framed buffer (header included) with the given state. */
+static int decode_frame(struct apm_codec_dec *d, const struct apm_frame_out *f, struct apm_msg *m)
+{
+    return apm_codec_decode(d, f->buf + APM_FRAME_HEADER, f->len - APM_FRAME_HEADER, m);
+}
+
+static void assert_batches_equal(const struct apm_batch *a, const struct apm_batch *b)
+{
+    assert_int_equal(a->seq, b->seq);
+    assert_int_equal(a->nsamples, b->nsamples);
+    assert_int_equal(a->nseries, b->nseries);
+    for (uint32_t i = 0; i < a->nseries; i++) {
+        const struct apm_series_block *x = &a->series[i], *y = &b->series[i];
+        assert_int_equal(x->metric, y->metric);
+        assert_int_equal(x->n, y->n);
+        if (x->proc == APM_PROC_HOST) {
+            assert_int_equal(y->proc, APM_PROC_HOST);
+        } else {
+            const struct apm_proc_desc *p = &a->procs[x->proc], *q = &b->procs[y->proc];
+            assert_int_equal(p->pid, q->pid);
+            assert_int_equal(p->start_ms, q->start_ms);
+            assert_string_equal(p->name, q->name);
+            assert_string_equal(p->cmdline, q->cmdline);
+            assert_string_equal(p->cgroup, q->cgroup);
+        }
+        for (uint32_t k = 0; k < x->n; k++) {
+            assert_int_equal(x->t_ms[k], y->t_ms[k]);
+            assert_int_equal(x->value[k], y->value[k]);
+        }
+    }
+}
+
+static void test_codec_batch_roundtrip_over_one_connection(void **state)
+{
+    (void)state;
+    struct apm_codec_enc e;
+    struct apm_codec_dec d;
+    apm_codec_enc_init(&e);
+    apm_codec_dec_init(&d);
+    size_t first_len = 0;
+    for (int k = 0; k < 5; k++) {
+        struct apm_batch *b = sample_batch((uint64_t)k + 1, 1700000000000LL + k * 1000, 20);
+        struct apm_frame_out f;
+        assert_int_equal(apm_codec_encode_batch(&e, b, &f), 0);
+        if (k == 0)
+            first_len = f.len;
+        else /* strings and processes are sent once per connection */
+            assert_true(f.len < first_len / 3);
+        struct apm_msg m;
+        assert_int_equal(decode_frame(&d, &f, &m), 0);
+        assert_int_equal(m.type, APM_MSG_BATCH);
+        assert_batches_equal(b, m.u.batch);
+        apm_msg_clear(&m);
+        apm_batch_free(b);
+        free(f.buf);
+    }
+    apm_codec_enc_close(&e);
+    apm_codec_dec_close(&d);
+}
+
+static void test_codec_extreme_values_roundtrip(void **state)
+{
+    (void)state;
+    struct apm_batch *b = apm_batch_new(7);
+    struct apm_proc_desc p = {.pid = 1, .start_ms = 5, .name = "x"};
+    uint32_t idx;
+    assert_int_equal(apm_batch_add_proc(b, &p, &idx), 0);
+    int64_t vals[] = {0, INT64_MAX, INT64_MIN, -1, 1, INT64_MAX, 0};
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, vals[i] / 3, vals[i]), 0);
+    struct apm_codec_enc e;
+    struct apm_codec_dec d;
+    apm_codec_enc_init(&e);
+    apm_codec_dec_init(&d);
+    struct apm_frame_out f;
+    assert_int_equal(apm_codec_encode_batch(&e, b, &f), 0);
+    struct apm_msg m;
+    assert_int_equal(decode_frame(&d, &f, &m), 0);
+    assert_batches_equal(b, m.u.batch);
+    apm_msg_clear(&m);
+    free(f.buf);
+    apm_batch_free(b);
+    apm_codec_enc_close(&e);
+    apm_codec_dec_close(&d);
+}
+
+static void test_codec_hello_roundtrip_and_stateless_messages(void **state)
+{
+    (void)state;
+    struct apm_msg_hello h;
+    memset(&h, 0, sizeof(h));
+    h.protocol = APM_PROTOCOL_VERSION;
+    strcpy(h.ident.agent_id, "agent-1");
+    strcpy(h.ident.host, "web-3");
+    strcpy(h.ident.boot_id, "b00t");
+    strcpy(h.ident.version, "0.1.0");
+    h.ident.instance = 0x1234567890abcdefULL;
+    memcpy(h.token, "secret", 6);
+    h.token_len = 6;
+    struct apm_frame_out f;
+    assert_int_equal(apm_codec_encode_hello(&h, &f), 0);
+    assert_true(f.len - APM_FRAME_HEADER <= APM_FRAME_HELLO_MAX);
+    struct apm_msg m;
+    assert_int_equal(decode_frame(NULL, &f, &m), 0);
+    assert_int_equal(m.type, APM_MSG_HELLO);
+    assert_string_equal(m.u.hello.ident.host, "web-3");
+    assert_int_equal(m.u.hello.ident.instance, h.ident.instance);
+    assert_memory_equal(m.u.hello.token, "secret", 6);
+    free(f.buf);
+
+    assert_int_equal(apm_codec_encode_ack(42, &f), 0);
+    assert_int_equal(decode_frame(NULL, &f, &m), 0);
+    assert_int_equal(m.type, APM_MSG_ACK);
+    assert_int_equal(m.u.ack_seq, 42);
+    free(f.buf);
+
+    struct apm_msg_error err = {.code = APM_WIRE_ERR_AUTH, .retryable = false};
+    strcpy(err.text, "wrong token");
+    assert_int_equal(apm_codec_encode_error(&err, &f), 0);
+    assert_int_equal(decode_frame(NULL, &f, &m), 0);
+    assert_int_equal(m.type, APM_MSG_ERROR);
+    assert_int_equal(m.u.error.code, APM_WIRE_ERR_AUTH);
+    assert_false(m.u.error.retryable);
+    assert_string_equal(m.u.error.text, "wrong token");
+    free(f.buf);
+
+    struct apm_msg_control c = {.action = APM_CONTROL_TRACE, .pid = 77, .duration_s = 1200};
+    assert_int_equal(apm_codec_encode_control(&c, &f), 0);
+    assert_int_equal(decode_frame(NULL, &f, &m), 0);
+    assert_int_equal(m.type, APM_MSG_CONTROL);
+    assert_int_equal(m.u.control.pid, 77);
+    assert_int_equal(m.u.control.duration_s, 1200);
+    free(f.buf);
+}
+
+static void test_codec_batch_refused_without_connection_state(void **state)
+{
+    (void)state;
+    struct apm_codec_enc e;
+    apm_codec_enc_init(&e);
+    struct apm_batch *b = sample_batch(1, 1000, 2);
+    struct apm_frame_out f;
+    assert_int_equal(apm_codec_encode_batch(&e, b, &f), 0);
+    struct apm_msg m;
+    assert_int_equal(decode_frame(NULL, &f, &m), APM_E_PROTO);
+    free(f.buf);
+    apm_batch_free(b);
+    apm_codec_enc_close(&e);
+}
+
+static void test_codec_refuses_references_from_another_connection(void **state)
+{
+    (void)state;
+    /* The second batch refers to processes defined only in the first. */
+    struct apm_codec_enc e;
+    apm_codec_enc_init(&e);
+    struct apm_batch *b1 = sample_batch(1, 1000, 3), *b2 = sample_batch(2, 2000, 3);
+    struct apm_frame_out f1, f2;
+    assert_int_equal(apm_codec_encode_batch(&e, b1, &f1), 0);
+    assert_int_equal(apm_codec_encode_batch(&e, b2, &f2), 0);
+    struct apm_codec_dec fresh;
+    apm_codec_dec_init(&fresh);
+    struct apm_msg m;
+    assert_int_equal(decode_frame(&fresh, &f2, &m), APM_E_DECODE);
+    apm_codec_dec_close(&fresh);
+    free(f1.buf);
+    free(f2.buf);
+    apm_batch_free(b1);
+    apm_batch_free(b2);
+    apm_codec_enc_close(&e);
+}
+
+static void test_codec_truncated_and_garbage_input_is_refused(void **state)
+{
+    (void)state;
+    struct apm_codec_enc e;
+    apm_codec_enc_init(&e);
+    struct apm_batch *b = sample_batch(1, 1000, 5);
+    struct apm_frame_out f;
+    assert_int_equal(apm_codec_encode_batch(&e, b, &f), 0);
+    size_t len = f.len - APM_FRAME_HEADER;
+    int refused = 0;
+    for (size_t cut = 1; cut < len; cut++) {
+        struct apm_codec_dec d;
+        apm_codec_dec_init(&d);
+        struct apm_msg m;
+        int rc = apm_codec_decode(&d, f.buf + APM_FRAME_HEADER, cut, &m);
+        if (rc != 0)
+            refused++;
+        apm_msg_clear(&m);
+        apm_codec_dec_close(&d);
+    }
+    /* Nearly every cut is malformed; a cut at a field boundary may decode but never crashes. */
+    assert_true(refused > (int)len / 2);
+    uint8_t garbage[256];
+    srand(1);
+    for (int round = 0; round < 200; round++) {
+        for (size_t i = 0; i < sizeof(garbage); i++)
+            garbage[i] = (uint8_t)rand();
+        struct apm_codec_dec d;
+        apm_codec_dec_init(&d);
+        struct apm_msg m;
+        if (apm_codec_decode(&d, garbage, sizeof(garbage), &m) == 0)
+            apm_msg_clear(&m);
+        apm_codec_dec_close(&d);
+    }
+    free(f.buf);
+    apm_batch_free(b);
+    apm_codec_enc_close(&e);
+}
+
+static void test_codec_samples_per_byte_are_compact(void **state)
+{
+    (void)state;
+    /* A steady-state tick: 500 processes x 2 metrics already known on the connection. */
+    struct apm_codec_enc e;
+    apm_codec_enc_init(&e);
+    struct apm_batch *b1 = sample_batch(1, 1700000000000LL, 500);
+    struct apm_batch *b2 = sample_batch(2, 1700000001000LL, 500);
+    struct apm_frame_out f1, f2;
+    assert_int_equal(apm_codec_encode_batch(&e, b1, &f1), 0);
+    assert_int_equal(apm_codec_encode_batch(&e, b2, &f2), 0);
+    double per_sample = (double)f2.len / (double)b2->nsamples;
+    print_message("steady-state wire bytes per sample: %.2f\n", per_sample);
+    assert_true(per_sample < 6.0);
+    free(f1.buf);
+    free(f2.buf);
+    apm_batch_free(b1);
+    apm_batch_free(b2);
+    apm_codec_enc_close(&e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_codec_batch_roundtrip_over_one_connection),
+        cmocka_unit_test(test_codec_extreme_values_roundtrip),
+        cmocka_unit_test(test_codec_hello_roundtrip_and_stateless_messages),
+        cmocka_unit_test(test_codec_batch_refused_without_connection_state),
+        cmocka_unit_test(test_codec_refuses_references_from_another_connection),
+        cmocka_unit_test(test_codec_truncated_and_garbage_input_is_refused),
+        cmocka_unit_test(test_codec_samples_per_byte_are_compact),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,42 @@
+/*
+ * Fuzz target for what an agent connection feeds the collector: the frame
+ * reader, then the codec on each frame, the first as a Hello (no connection
+ * state) and the rest as batches sharing one connection's decoder state.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/codec.h"
+#include "common/frame.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct conn {
+    struct apm_codec_dec dec;
+    int frames;
+};
+
+static int on_frame(void *ctx, const uint8_t *p, size_t len)
+{
+    struct conn *c = ctx;
+    struct apm_msg m;
+    int rc = apm_codec_decode(c->frames++ == 0 ? NULL : &c->dec, p, len, &m);
+    if (rc == 0)
+        apm_msg_clear(&m);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct apm_frame_reader r;
+    struct conn c = {.frames = 0};
+    apm_frame_reader_init(&r, 1u << 20);
+    apm_codec_dec_init(&c.dec);
+    /* Feed in two pieces so that reassembly is exercised too. */
+    size_t half = size / 2;
+    if (apm_frame_reader_feed(&r, data, half, on_frame, &c) == 0)
+        apm_frame_reader_feed(&r, data + half, size - half, on_frame, &c);
+    apm_codec_dec_close(&c.dec);
+    apm_frame_reader_close(&r);
+    return 0;
+}
