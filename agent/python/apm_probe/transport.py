@@ -241,6 +241,8 @@ class Transport:
                 break
             if self._discarding:
                 self._discarding = False
+            elif len(self._rbuf) + end - start > wire.MAX_CONTROL_BYTES:
+                self.oversized_input += 1
             else:
                 self._rbuf += data[start:end]
                 lines.append(bytes(self._rbuf))
