@@ -678,6 +678,8 @@ int apm_http_respond(struct apm_http_conn *c, int status, const char *content_ty
         return -EINVAL;
     }
     struct apm_http_server *s = c->srv;
+    const struct apm_http_request *req = apm_http_reader_request(c->reader);
+    bool keep_alive = req != NULL && req->keep_alive;
     c->busy = false;
     apm_http_reader_next(c->reader);
     if (c->closing) {
@@ -689,7 +691,7 @@ int apm_http_respond(struct apm_http_conn *c, int status, const char *content_ty
         s->stats.responses_4xx++;
     else if (status >= 500)
         s->stats.responses_5xx++;
-    if (c->nrequests >= s->opt.max_requests_per_conn || s->closing || c->eof)
+    if (!keep_alive || c->nrequests >= s->opt.max_requests_per_conn || s->closing || c->eof)
         c->want_close = true;
     /* want_close may also be set by a refused request (reject). */
     struct write_req *w = malloc(sizeof(*w));

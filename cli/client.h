@@ -1,0 +1,53 @@
+#ifndef APM_CLI_CLIENT_H
+#define APM_CLI_CLIENT_H
+
+/*
+ * apm-cli's HTTP client for the collector's JSON API (libcurl, one easy
+ * handle reused so that successive requests share a kept-alive connection).
+ * Every failure is reported here, as one line on stderr, so that commands
+ * only pass the exit code on.
+ */
+#include <jansson.h>
+#include <stddef.h>
+
+#include <curl/curl.h>
+
+/* Longest answer accepted; a larger one is an error, not an allocation. */
+#define APM_CLI_MAX_RESPONSE (64u * 1024u * 1024u)
+#define APM_CLI_CONNECT_TIMEOUT_MS 3000L
+#define APM_CLI_TIMEOUT_MS 30000L
+
+struct apm_cli_client {
+    CURL *curl;
+    const char *server; /* borrowed base URL, no trailing '/' */
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+/*
+ * Prepares a client for server (borrowed; must outlive the client). Returns
+ * 0 or -ENOMEM. Caller-owned: end with apm_cli_client_close(). The caller
+ * (main) has called curl_global_init().
+ */
+int apm_cli_client_init(struct apm_cli_client *c, const char *server);
+
+/* Releases the curl handle. Accepts NULL. */
+void apm_cli_client_close(struct apm_cli_client *c);
+
+/*
+ * GETs server + path (path starts with "/api/v1/", query already escaped).
+ * On success returns 0 with *text (returns owned, free with free()) holding
+ * the body and *json (returns owned, json_decref) its parse. On failure
+ * prints "apm-cli: ..." on stderr (collector unreachable, an error status
+ * with the collector's message, or an answer that is not JSON) and returns a
+ * negative code; *text and *json are then NULL. json may be NULL when only
+ * the text is wanted, text may be NULL when only the JSON is.
+ */
+int apm_cli_client_get(struct apm_cli_client *c, const char *path, char **text, json_t **json);
+
+/*
+ * Percent-encodes s for a query string. Returns owned (free with
+ * curl_free()) or NULL when out of memory.
+ */
+char *apm_cli_client_escape(struct apm_cli_client *c, const char *s);
+
+#endif
