@@ -12,6 +12,8 @@
 #include "common/frame.h"
 #include "common/log.h"
 #include "common/token.h"
+#include "server/api.h"
+#include "server/http.h"
 #include "server/ingest.h"
 #include "server/store.h"
 #include "server/writer.h"
@@ -81,6 +83,8 @@ struct apm_collector {
     struct apm_store *store;
     struct apm_writer *writer;
     struct apm_ingest *ingest;
+    struct apm_api *api;
+    struct apm_http_server *http;
     uv_signal_t sigterm, sigint, sighup;
     int signals_open;
     bool stopping;
@@ -110,12 +114,21 @@ static void on_ingest_closed(void *ctx)
     }
 }
 
+static void on_http_closed(struct apm_http_server *s, void *ctx)
+{
+    struct apm_collector *c = ctx;
+    (void)s;
+    c->http = NULL;
+}
+
 void apm_collector_stop(struct apm_collector *c)
 {
     if (c->stopping)
         return;
     c->stopping = true;
     apm_info("collector: stopping: draining connections and committing");
+    if (c->http != NULL)
+        apm_http_server_close(c->http, on_http_closed);
     if (c->ingest != NULL)
         apm_ingest_close(c->ingest, on_ingest_closed, c);
     else
@@ -134,6 +147,61 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     apm_info("collector: signal %d", signum);
     apm_collector_stop(c);
+}
+
+#define PUT_U64(obj, key, v) json_object_set_new(obj, key, json_integer((json_int_t)(v)))
+
+/* Adds the collector's own counters to GET /api/v1/status. */
+static void status_fn(void *ctx, json_t *obj)
+{
+    struct apm_collector *c = ctx;
+    json_object_set_new(obj, "listen", json_string(c->cfg.listen));
+    json_object_set_new(obj, "data_dir", json_string(c->cfg.data_dir));
+    if (c->ingest != NULL) {
+        struct apm_ingest_stats s;
+        apm_ingest_get_stats(c->ingest, &s);
+        json_t *o = json_object();
+        PUT_U64(o, "connections_accepted", s.accepted);
+        PUT_U64(o, "connections_active", s.active);
+        PUT_U64(o, "refused_over_cap", s.refused_over_cap);
+        PUT_U64(o, "auth_failures", s.auth_failures);
+        PUT_U64(o, "frames_too_big", s.frames_too_big);
+        PUT_U64(o, "decode_errors", s.decode_errors);
+        PUT_U64(o, "protocol_errors", s.protocol_errors);
+        PUT_U64(o, "handshake_timeouts", s.handshake_timeouts);
+        PUT_U64(o, "idle_timeouts", s.idle_timeouts);
+        PUT_U64(o, "batches", s.batches);
+        PUT_U64(o, "samples", s.samples);
+        PUT_U64(o, "acks", s.acks);
+        PUT_U64(o, "duplicates", s.duplicates);
+        PUT_U64(o, "store_errors", s.store_errors);
+        PUT_U64(o, "overloaded", s.overloaded);
+        PUT_U64(o, "controls_sent", s.controls_sent);
+        json_object_set_new(obj, "ingest", o);
+    }
+    if (c->writer != NULL) {
+        struct apm_writer_stats s;
+        apm_writer_get_stats(c->writer, &s);
+        json_t *o = json_object();
+        PUT_U64(o, "batches", s.batches);
+        PUT_U64(o, "duplicates", s.duplicates);
+        PUT_U64(o, "failures", s.failures);
+        PUT_U64(o, "commits", s.commits);
+        PUT_U64(o, "samples", s.samples);
+        PUT_U64(o, "queued", s.queued);
+        json_object_set_new(obj, "writer", o);
+    }
+    if (c->http != NULL) {
+        struct apm_http_stats s;
+        apm_http_server_stats(c->http, &s);
+        json_t *o = json_object();
+        PUT_U64(o, "connections", s.connections);
+        PUT_U64(o, "requests", s.requests);
+        PUT_U64(o, "bad_requests", s.bad_requests);
+        PUT_U64(o, "responses_4xx", s.responses_4xx);
+        PUT_U64(o, "responses_5xx", s.responses_5xx);
+        json_object_set_new(obj, "http", o);
+    }
 }
 
 static int ensure_dir(const char *dir)
@@ -209,6 +277,18 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
     rc = apm_ingest_new(loop, c->store, c->writer, &io, &c->ingest);
     if (rc != 0)
         goto fail_writer;
+    struct apm_api_config ac = {.store = c->store, .status_fn = status_fn, .ctx = c};
+    rc = apm_api_new(&ac, &c->api);
+    if (rc == 0) {
+        rc = apm_http_server_new(loop, cfg->http, apm_api_handle, c->api, &c->http);
+        if (rc != 0)
+            apm_error("collector: cannot serve HTTP on %s: %s", cfg->http, apm_strerror(rc));
+    }
+    if (rc != 0) {
+        apm_ingest_close(c->ingest, NULL, NULL);
+        c->ingest = NULL;
+        goto fail_writer;
+    }
     start_signals(c);
     apm_info("collector: store %s, ingest %s, http %s", cfg->data_dir, cfg->listen, cfg->http);
     *out = c;
@@ -219,6 +299,7 @@ fail_writer:
     c->writer = NULL;
     uv_run(loop, UV_RUN_DEFAULT);
 fail:
+    apm_api_free(c->api);
     apm_store_free(c->store);
     free(c);
     return rc;
@@ -228,6 +309,7 @@ void apm_collector_free(struct apm_collector *c)
 {
     if (c == NULL)
         return;
+    apm_api_free(c->api);
     apm_store_free(c->store);
     free(c);
 }
