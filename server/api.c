@@ -549,7 +549,7 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
     *out = NULL;
     api->requests++;
     size_t plen = strlen(API_PREFIX);
-    struct segments sg;
+    struct segments sg = {0};
     int status = 0;
     if (strncmp(req->path, API_PREFIX, plen) != 0 || split_path(req->path + plen, &sg) != 0)
         status = apm_api_error(out, 404, "no such endpoint: %.200s", req->path);
