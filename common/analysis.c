@@ -97,7 +97,7 @@ void apm_analysis_config_init(struct apm_analysis_config *cfg)
         .sensitivity = APM_SENSITIVITY_BALANCED,
         .bucket_samples = 4,
         .history_buckets = 192,
-        .min_buckets = 24,
+        .min_buckets = 40,
     };
 }
 
@@ -123,6 +123,23 @@ int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis 
         return -ENOMEM;
     a->cfg = c;
     apm_analysis_window_tuning(c.sensitivity, &a->tune);
+#ifdef APM_ANALYSIS_TRACE
+    {
+        const char *e;
+#define OVR(f)                                                                                     \
+    if ((e = getenv("T_" #f)))                                                                     \
+        a->tune.f = atof(e);
+        OVR(z_min)
+        OVR(noise_k) OVR(rel_min) OVR(decel_max) OVR(step_sse_max) OVR(env_frac) OVR(anchor_mix)
+            OVR(rho_max) OVR(pre_z) OVR(pre_slope_frac) OVR(urgency)
+                OVR(urgency_all) if ((e = getenv("T_confirm"))) a->tune.confirm = (unsigned)atoi(e);
+        if ((e = getenv("T_min_buckets")))
+            a->cfg.min_buckets = (unsigned)atoi(e);
+        OVR(drawdown_margin)
+        if ((e = getenv("T_min_window")))
+            a->tune.min_window = (unsigned)atoi(e);
+    }
+#endif
     a->hist = calloc(c.history_buckets, sizeof(*a->hist));
     a->t = calloc(c.history_buckets * 3, sizeof(double));
     if (!a->hist || !a->t) {
@@ -252,6 +269,23 @@ static void forecast(struct apm_analysis *a, const struct apm_analysis_window *w
     v->forecast_hi_t = w->slope_lo > 0 ? w->t_now + room / w->slope_lo : INFINITY;
 }
 
+/*
+ * Growth that was already under way before the window may be a warm-up that
+ * has not yet shown its deceleration. It becomes a leak once it has been
+ * watched for a fair share of the time it leaves before the limit.
+ */
+static bool urgent(const struct apm_analysis *a, const struct apm_analysis_window *w, double share)
+{
+    if (share <= 0)
+        return true;
+    if (a->limit <= 0 || w->slope <= 0)
+        return false;
+    double level = w->level_now + a->tune.anchor_mix * (w->peak_now - w->level_now);
+    double tte = (a->limit - level) / w->slope;
+    double watched = w->t_now - a->t[a->n_hist - w->buckets];
+    return watched >= share * tte;
+}
+
 /* Names the behaviour of a series that shows no leak, from its longest window. */
 static enum apm_class other_class(const struct apm_analysis *a, const struct apm_analysis_window *w)
 {
@@ -280,6 +314,8 @@ static void evaluate(struct apm_analysis *a)
         size_t use = len * 2 > a->n_hist ? a->n_hist : len;
         if (apm_analysis_window_eval(&s, use, &a->tune, &w) < 0)
             break;
+        if (w.leak && !urgent(a, &w, w.continuation ? a->tune.urgency : a->tune.urgency_all))
+            w.leak = false;
         tried++;
         longest = w;
         have_longest = true;
@@ -302,10 +338,11 @@ static void evaluate(struct apm_analysis *a)
     if (v->alert)
         fprintf(stderr,
                 "ALERT t=%.0f n=%zu span=%u W=%zu z=%.2f growth=%.3g rel=%.4f scale=%.3g dec=%.2f "
-                "step=%.2f hi=%d agree=%u/%u\n",
+                "step=%.2f hi=%d agree=%u/%u cont=%d lim=%.3g lvl=%.3g slope=%.3g\n",
                 a->t_prev, a->n_hist, a->span, best.buckets, best.z, best.growth,
                 best.growth / best.level_now, best.scale, best.decel, best.step_ratio,
-                best.new_high, agree, tried);
+                best.new_high, agree, tried, best.continuation, a->limit, best.level_now,
+                best.slope);
 #endif
     if (any) {
         v->cls = APM_CLASS_LEAK;

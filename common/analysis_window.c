@@ -19,23 +19,30 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .z_min = 3.0,
         .noise_k = 3.0,
         .rel_min = 0.01,
-        .decel_max = 0.5,
+        .decel_max = 0.8,
         .step_sse_max = 0.12,
         .env_frac = 0.125,
-        .min_window = 12,
-        .confirm = 2,
+        .min_window = 16,
+        .confirm = 3,
         .anchor_mix = 0.5,
         .forecast_z = 1.645,
         .rho_max = 0.9,
+        .pre_z = 2.0,
+        .pre_slope_frac = 0.3,
+        .urgency = 0.3,
+        .urgency_all = 0.1,
+        .drawdown_margin = 0.5,
     };
     if (s == APM_SENSITIVITY_EARLY) {
         t->z_min = 2.5;
-        t->noise_k = 2.0;
-        t->confirm = 1;
+        t->confirm = 2;
+        t->urgency = 0.2;
+        t->urgency_all = 0.05;
     } else if (s == APM_SENSITIVITY_QUIET) {
         t->z_min = 3.5;
-        t->noise_k = 4.0;
-        t->confirm = 3;
+        t->confirm = 4;
+        t->urgency = 0.4;
+        t->urgency_all = 0.15;
     }
 }
 
@@ -79,6 +86,29 @@ static double slope_of(const double *x, const double *y, size_t n, double *scrat
     if (n < 3 || apm_stats_theil_sen(x, y, n, 0, scratch, &ts) < 0)
         return 0;
     return ts.slope;
+}
+
+/*
+ * True when the buckets before the window already grew (a growth that began
+ * before the window, or at the start of the series when there is too little
+ * before it to tell). Such growth is judged as a whole, warm-up included.
+ */
+static bool pre_growing(const struct apm_analysis_series *s, size_t base, double slope,
+                        const struct apm_analysis_tuning *tu, double *x, double *y, double *tmp,
+                        double *scratch)
+{
+    if (base < 8)
+        return true;
+    size_t from = base > MAX_POINTS ? base - MAX_POINTS : 0;
+    size_t m = base - from;
+    memcpy(x, s->t + from, m * sizeof(*x));
+    memcpy(y, s->floor + from, m * sizeof(*y));
+    struct apm_mk mk;
+    struct apm_theil_sen ts;
+    if (apm_stats_mann_kendall(y, m, tmp, &mk) < 0 ||
+        apm_stats_theil_sen(x, y, m, 0, scratch, &ts) < 0)
+        return true;
+    return mk.z >= tu->pre_z && ts.slope > tu->pre_slope_frac * slope;
 }
 
 int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
@@ -150,13 +180,26 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
         tmp[i] = s->peak[s->n - 1 - i];
     out->peak_now = apm_stats_median(tmp, recent);
 
+    /*
+     * A series that has already fallen by D (a daily cycle, a freed batch)
+     * must climb clearly above its earlier highs before a rise means growth.
+     */
     size_t base = s->n - w;
-    double before = -INFINITY;
-    for (size_t i = 0; i < base; i++)
+    double before = -INFINITY, drawdown = 0;
+    for (size_t i = 0; i < base; i++) {
+        size_t from = i + 1 >= e ? i + 1 - e : 0;
+        double env = s->floor[i];
+        for (size_t q = from; q < i; q++)
+            if (s->floor[q] < env)
+                env = s->floor[q];
         if (s->floor[i] > before)
             before = s->floor[i];
+        if (before - env > drawdown)
+            drawdown = before - env;
+    }
     double env_now = y[m - 1];
-    out->new_high = env_now > before;
+    out->new_high = env_now > before + tu->drawdown_margin * drawdown;
+    out->continuation = pre_growing(s, base, out->slope, tu, x, y, tmp, ts_scratch);
 
     double level = fabs(out->level_now) > 1 ? fabs(out->level_now) : 1;
     out->growing = out->z >= tu->z_min && out->growth >= tu->noise_k * out->scale &&

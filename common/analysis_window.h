@@ -12,17 +12,22 @@
 
 /* Decision thresholds of one operating point. */
 struct apm_analysis_tuning {
-    double z_min;        /* Mann-Kendall z of the envelope at least this */
-    double noise_k;      /* growth over the window >= noise_k x residual scale */
-    double rel_min;      /* growth over the window >= rel_min x level */
-    double decel_max;    /* recent-half slope / older-half slope below this: warm-up */
-    double step_sse_max; /* one change in mean leaves at most this share: a step */
-    double env_frac;     /* envelope width as a share of the window */
-    unsigned min_window; /* smallest window, buckets */
-    unsigned confirm;    /* consecutive positive evaluations before an alert */
-    double anchor_mix;   /* forecast level: 0 = fitted floor, 1 = recent peaks */
-    double forecast_z;   /* normal score of the forecast bounds */
-    double rho_max;      /* cap on the residual autocorrelation correction */
+    double z_min;           /* Mann-Kendall z of the envelope at least this */
+    double noise_k;         /* growth over the window >= noise_k x residual scale */
+    double rel_min;         /* growth over the window >= rel_min x level */
+    double decel_max;       /* recent-half slope / older-half slope below this: warm-up */
+    double step_sse_max;    /* one change in mean leaves at most this share: a step */
+    double env_frac;        /* envelope width as a share of the window */
+    unsigned min_window;    /* smallest window, buckets */
+    unsigned confirm;       /* consecutive positive evaluations before an alert */
+    double anchor_mix;      /* forecast level: 0 = fitted floor, 1 = recent peaks */
+    double forecast_z;      /* normal score of the forecast bounds */
+    double rho_max;         /* cap on the residual autocorrelation correction */
+    double pre_z;           /* Mann-Kendall z before the window that means "already growing" */
+    double pre_slope_frac;  /* ... with a slope at least this share of the window's */
+    double urgency;         /* continued growth alerts once window duration >= urgency x TTE */
+    double drawdown_margin; /* a new high must clear earlier highs by this x earlier drawdown */
+    double urgency_all;     /* the same for growth that began inside the window */
 };
 
 /* Fills *t with the thresholds of sensitivity s (an enum apm_sensitivity value). */
@@ -51,6 +56,7 @@ struct apm_analysis_window {
     double decel;      /* recent-half slope / older-half slope (1 when undefined) */
     double step_ratio; /* CUSUM unexplained share */
     bool new_high;     /* envelope now above every floor before the window */
+    bool continuation; /* the growth began before the window (or at the series start) */
     bool growing;      /* significant growth beyond noise */
     bool step;         /* growth explained by one change in mean */
     bool warmup;       /* growth decelerating */
