@@ -214,7 +214,7 @@ static void test_sampler_fixture_batch_is_exact(void **state)
     assert_int_equal(apm_sampler_sample(s, t, b), 0);
 
     assert_int_equal(b->nprocs, 2);
-    uint32_t py, weird;
+    uint32_t py = UINT32_MAX, weird = UINT32_MAX;
     const struct apm_proc_desc *p = find_proc(b, 300, &py);
     assert_non_null(p);
     assert_int_equal(p->ppid, 1);
@@ -297,6 +297,7 @@ static void test_sampler_reads_smaps_within_its_budget(void **state)
         .cgroup_root = CGROUP,
         .smaps_budget_us = 16,
         .smaps_us_per_mb = 16,
+        .smaps_base_us = -1,
     };
     struct apm_sampler *s;
     assert_int_equal(apm_sampler_new(&o, &s), 0);
@@ -304,7 +305,7 @@ static void test_sampler_reads_smaps_within_its_budget(void **state)
     const int ticks = 200;
     for (int i = 1; i <= ticks; i++)
         assert_int_equal(apm_sampler_sample(s, i, b), 0);
-    uint32_t py, weird;
+    uint32_t py = UINT32_MAX, weird = UINT32_MAX;
     assert_non_null(find_proc(b, 300, &py));
     assert_non_null(find_proc(b, 4000, &weird));
     int64_t mb_py = 5120 * page() / (1024 * 1024), mb_weird = 2560 * page() / (1024 * 1024);
@@ -330,7 +331,7 @@ static void test_sampler_never_reads_smaps_with_negative_budget(void **state)
     assert_int_equal(apm_sampler_new(&o, &s), 0);
     struct apm_batch *b = apm_batch_new(1);
     assert_int_equal(apm_sampler_sample(s, 1, b), 0);
-    uint32_t py;
+    uint32_t py = UINT32_MAX;
     assert_non_null(find_proc(b, 300, &py));
     assert_non_null(find_series(b, py, APM_METRIC_RSS));
     assert_null(find_series(b, py, APM_METRIC_PSS));
