@@ -113,7 +113,7 @@ static void put_count(struct apm_chunk_enc *e)
 void apm_chunk_enc_init(struct apm_chunk_enc *e)
 {
     memset(e, 0, sizeof(*e));
-    apm_chunk_enc_reset(e, APM_CHUNK_SHIFT_NONE);
+    apm_chunk_enc_reset(e, APM_CHUNK_SHIFT_NONE, 0);
 }
 
 void apm_chunk_enc_close(struct apm_chunk_enc *e)
@@ -126,7 +126,7 @@ void apm_chunk_enc_close(struct apm_chunk_enc *e)
     e->len = 0;
 }
 
-void apm_chunk_enc_reset(struct apm_chunk_enc *e, uint8_t shift_hint)
+void apm_chunk_enc_reset(struct apm_chunk_enc *e, uint8_t shift_hint, int64_t dt_hint)
 {
     e->len = 0;
     e->n = 0;
@@ -134,9 +134,18 @@ void apm_chunk_enc_reset(struct apm_chunk_enc *e, uint8_t shift_hint)
     e->shift = APM_CHUNK_SHIFT_NONE;
     e->shift_hint = shift_hint > APM_CHUNK_SHIFT_NONE ? APM_CHUNK_SHIFT_NONE : shift_hint;
     e->first_t = e->last_t = e->last_v = 0;
-    e->last_dt = 0;
+    e->base_dt = dt_hint;
+    e->last_dt = (uint64_t)dt_hint;
     rice_init(&e->rice_t);
     rice_init(&e->rice_v);
+}
+
+static void put_varint(struct apm_chunk_enc *e, uint64_t u)
+{
+    do {
+        e->buf[e->len++] = (uint8_t)((u & 0x7f) | (u >= 0x80 ? 0x80 : 0));
+        u >>= 7;
+    } while (u != 0);
 }
 
 static void append_first(struct apm_chunk_enc *e, int64_t t, int64_t v)
@@ -144,11 +153,8 @@ static void append_first(struct apm_chunk_enc *e, int64_t t, int64_t v)
     e->buf[0] = APM_CHUNK_FORMAT;
     e->buf[1] = APM_CHUNK_SHIFT_NONE;
     e->len = HEADER_FIXED;
-    uint64_t u = zigzag(v);
-    do {
-        e->buf[e->len++] = (uint8_t)((u & 0x7f) | (u >= 0x80 ? 0x80 : 0));
-        u >>= 7;
-    } while (u != 0);
+    put_varint(e, zigzag(v));
+    put_varint(e, zigzag(e->base_dt));
     e->first_t = e->last_t = t;
     e->last_v = v;
     e->n = 1;
@@ -196,7 +202,7 @@ static int rebuild(struct apm_chunk_enc *e, uint8_t shift, int64_t t, int64_t v)
         rc = apm_chunk_iter_init(&it, old, old_len, e->first_t);
     if (rc < 0)
         goto out;
-    apm_chunk_enc_reset(e, shift);
+    apm_chunk_enc_reset(e, shift, e->base_dt);
     int64_t ot, ov;
     while ((rc = apm_chunk_iter_next(&it, &ot, &ov)) == 1) {
         if (e->n == 0)
@@ -238,7 +244,7 @@ int apm_chunk_enc_load(struct apm_chunk_enc *e, const void *buf, size_t len, int
     if (rc < 0)
         return rc;
     /* Re-encoding with the stored shift as the hint yields the same bytes. */
-    apm_chunk_enc_reset(e, it.shift);
+    apm_chunk_enc_reset(e, it.shift, (int64_t)it.dt);
     if (reserve(e, len + MAX_BYTES_PER_SAMPLE) < 0)
         return -ENOMEM;
     int64_t t, v;
@@ -250,7 +256,7 @@ int apm_chunk_enc_load(struct apm_chunk_enc *e, const void *buf, size_t len, int
     if (rc == 0 && (e->len != len || memcmp(e->buf, buf, len) != 0))
         rc = APM_E_DECODE;
     if (rc < 0)
-        apm_chunk_enc_reset(e, APM_CHUNK_SHIFT_NONE);
+        apm_chunk_enc_reset(e, APM_CHUNK_SHIFT_NONE, 0);
     return rc;
 }
 
@@ -310,6 +316,21 @@ uint32_t apm_chunk_count(const void *buf, size_t len)
     return (uint32_t)b[2] | (uint32_t)b[3] << 8;
 }
 
+static int get_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
+{
+    uint64_t u = 0;
+    for (unsigned s = 0;; s += 7) {
+        if (*pos >= len || s > 63)
+            return APM_E_DECODE;
+        uint8_t byte = buf[(*pos)++];
+        u |= (uint64_t)(byte & 0x7f) << s;
+        if ((byte & 0x80) == 0)
+            break;
+    }
+    *out = u;
+    return 0;
+}
+
 int apm_chunk_iter_init(struct apm_chunk_iter *it, const void *buf, size_t len, int64_t first_t)
 {
     memset(it, 0, sizeof(*it));
@@ -319,19 +340,15 @@ int apm_chunk_iter_init(struct apm_chunk_iter *it, const void *buf, size_t len, 
     if (it->n == 0)
         return APM_E_DECODE;
     it->shift = it->buf[1];
-    uint64_t u = 0;
     size_t pos = HEADER_FIXED;
-    for (unsigned s = 0;; s += 7) {
-        if (pos >= len || s > 63)
-            return APM_E_DECODE;
-        uint8_t byte = it->buf[pos++];
-        u |= (uint64_t)(byte & 0x7f) << s;
-        if ((byte & 0x80) == 0)
-            break;
-    }
+    uint64_t first_v, base_dt;
+    if (get_varint(it->buf, len, &pos, &first_v) < 0 ||
+        get_varint(it->buf, len, &pos, &base_dt) < 0)
+        return APM_E_DECODE;
     it->pos = pos;
     it->t = first_t;
-    it->v = unzigzag(u);
+    it->v = unzigzag(first_v);
+    it->dt = (uint64_t)unzigzag(base_dt);
     rice_init(&it->rice_t);
     rice_init(&it->rice_v);
     return 0;
@@ -357,4 +374,10 @@ int apm_chunk_iter_next(struct apm_chunk_iter *it, int64_t *t, int64_t *v)
     *t = it->t;
     *v = it->v;
     return 1;
+}
+
+void apm_chunk_enc_restart(struct apm_chunk_enc *e)
+{
+    uint8_t shift = e->shift != APM_CHUNK_SHIFT_NONE ? e->shift : e->shift_hint;
+    apm_chunk_enc_reset(e, shift, (int64_t)e->last_dt);
 }

@@ -11,6 +11,9 @@
  *               (APM_CHUNK_SHIFT_NONE while every delta so far is zero)
  *   bytes 2-3   number of samples n, little-endian u16
  *   varint      zigzag of the first value
+ *   varint      zigzag of the interval before the first sample (the last
+ *               interval of the previous chunk, so the first delta-of-delta
+ *               is small; 0 for a series' first chunk)
  *   bits        for each later sample: the zigzag of the timestamp's
  *               delta-of-delta, then the zigzag of (value delta >> s), each
  *               as an adaptive Rice code (one adaptive state per stream)
@@ -51,6 +54,7 @@ struct apm_chunk_enc {
     int64_t last_t;
     int64_t last_v;
     uint64_t last_dt;
+    int64_t base_dt; /* the interval written in the header */
     struct apm_chunk_rice rice_t;
     struct apm_chunk_rice rice_v;
 };
@@ -63,10 +67,15 @@ void apm_chunk_enc_close(struct apm_chunk_enc *e);
 
 /*
  * Empties the encoder, keeping its buffer. shift_hint (0..64) caps the shift
- * the next chunk may choose, e.g. the previous chunk's shift: a series whose
- * deltas were multiples of 4096 keeps 12 without a rebuild.
+ * the next chunk may choose and dt_hint is the interval assumed before its
+ * first sample: pass the previous chunk's shift and last interval
+ * (apm_chunk_enc_restart does that) so a series continues without a rebuild and
+ * without a large first delta-of-delta.
  */
-void apm_chunk_enc_reset(struct apm_chunk_enc *e, uint8_t shift_hint);
+void apm_chunk_enc_reset(struct apm_chunk_enc *e, uint8_t shift_hint, int64_t dt_hint);
+
+/* Empties a full encoder to start the series' next chunk, carrying the hints. */
+void apm_chunk_enc_restart(struct apm_chunk_enc *e);
 
 /*
  * Appends one sample. Timestamps need not increase (the store decides what

@@ -131,7 +131,7 @@ static int series_load(struct apm_store_txn *t, const char *key, size_t klen,
     ser->last_ms = rec.info.last_ms;
     ser->last_value = rec.info.last_value;
     ser->nsamples = rec.info.nsamples;
-    apm_chunk_enc_reset(&ser->head, rec.shift_hint);
+    apm_chunk_enc_reset(&ser->head, rec.shift_hint, rec.dt_hint);
     if (rec.head_len > 0) {
         rc = apm_chunk_enc_load(&ser->head, rec.head, rec.head_len, rec.head_first_t);
         if (rc < 0) {
@@ -528,8 +528,7 @@ static int seal(struct apm_store_txn *t, struct store_series *ser)
     int rc = mdb_put(t->txn, t->s->dbi[DB_CHUNKS], &k, &v, 0);
     if (rc != 0)
         return apm_store_mdb_error(rc, "chunk");
-    uint8_t hint = ser->head.shift != APM_CHUNK_SHIFT_NONE ? ser->head.shift : ser->head.shift_hint;
-    apm_chunk_enc_reset(&ser->head, hint);
+    apm_chunk_enc_restart(&ser->head);
     return 0;
 }
 

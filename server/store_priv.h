@@ -86,7 +86,8 @@ uint64_t apm_store_get_be64(const uint8_t *p);
 
 struct store_series_record {
     struct apm_series_info info;
-    uint8_t shift_hint;
+    uint8_t shift_hint; /* for an empty open chunk: apm_chunk_enc_reset's hints */
+    int64_t dt_hint;
     int64_t head_first_t;
     const uint8_t *head;
     size_t head_len;

@@ -143,7 +143,7 @@ static void unpack_strings(struct unpacker *u, const char **out[], size_t n)
 uint8_t *apm_store_record_series(const struct store_series *ser, size_t *len)
 {
     const char *strs[] = {ser->host, ser->process_id, ser->process_name};
-    size_t total = 4 + 4 + 4 + 5 * 8 + 3 * 2;
+    size_t total = 4 + 4 + 4 + 6 * 8 + 3 * 2;
     if (!strings_fit(strs, 3, &total))
         return NULL;
     size_t head_len = ser->head.n ? ser->head.len : 0;
@@ -159,6 +159,7 @@ uint8_t *apm_store_record_series(const struct store_series *ser, size_t *len)
     pack_i64(&p, ser->last_ms);
     pack_i64(&p, ser->last_value);
     pack_i64(&p, ser->head.first_t);
+    pack_i64(&p, ser->head.base_dt);
     pack_u64(&p, ser->nsamples);
     pack_strings(&p, strs, 3);
     if (head_len)
@@ -184,6 +185,7 @@ int apm_store_record_parse_series(const void *buf, size_t len, uint64_t id,
     out->info.last_ms = unpack_i64(&u);
     out->info.last_value = unpack_i64(&u);
     out->head_first_t = unpack_i64(&u);
+    out->dt_hint = unpack_i64(&u);
     out->info.nsamples = unpack_u64(&u);
     const char **strs[] = {&out->info.host, &out->info.process_id, &out->info.process_name};
     unpack_strings(&u, strs, 3);

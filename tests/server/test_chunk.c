@@ -131,6 +131,33 @@ static void test_chunk_packs_regular_page_samples_small(void **state)
     apm_chunk_enc_close(&e);
 }
 
+static void test_chunk_next_chunk_continues_interval_and_shift(void **state)
+{
+    (void)state;
+    struct apm_chunk_enc e;
+    apm_chunk_enc_init(&e);
+    int64_t t = 1700000000000, v = 1 << 28;
+    for (int i = 0; i < 120; i++)
+        assert_int_equal(apm_chunk_enc_append(&e, t + i * 10000ll, v + (i % 3) * 4096), 0);
+    uint32_t first_len = e.len;
+    apm_chunk_enc_restart(&e);
+    int64_t t1 = t + 120 * 10000ll;
+    for (int i = 0; i < 120; i++)
+        assert_int_equal(apm_chunk_enc_append(&e, t1 + i * 10000ll, v + (i % 3) * 4096), 0);
+    /* The carried interval spares the second chunk its large first delta. */
+    assert_true(e.len < first_len);
+    assert_int_equal(e.buf[1], 12);
+    struct apm_chunk_iter it;
+    int64_t dt, dv;
+    assert_int_equal(apm_chunk_iter_init(&it, e.buf, e.len, t1), 0);
+    for (int i = 0; i < 120; i++) {
+        assert_int_equal(apm_chunk_iter_next(&it, &dt, &dv), 1);
+        assert_true(dt == t1 + i * 10000ll);
+        assert_true(dv == v + (i % 3) * 4096);
+    }
+    apm_chunk_enc_close(&e);
+}
+
 static void test_chunk_rejects_damaged_input(void **state)
 {
     (void)state;
@@ -183,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_chunk_roundtrips_single_and_constant),
         cmocka_unit_test(test_chunk_shrinks_shift_without_loss),
         cmocka_unit_test(test_chunk_packs_regular_page_samples_small),
+        cmocka_unit_test(test_chunk_next_chunk_continues_interval_and_shift),
         cmocka_unit_test(test_chunk_rejects_damaged_input),
         cmocka_unit_test(test_chunk_stops_at_max_samples),
     };
