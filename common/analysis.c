@@ -130,8 +130,9 @@ int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis 
     if ((e = getenv("T_" #f)))                                                                     \
         a->tune.f = atof(e);
         OVR(z_min)
-        OVR(noise_k) OVR(rel_min) OVR(decel_max) OVR(step_sse_max) OVR(env_frac) OVR(anchor_mix)
-            OVR(rho_max) OVR(pre_z) OVR(pre_slope_frac) OVR(urgency)
+        OVR(noise_k)
+        OVR(rel_min) OVR(decel_max) OVR(step_sse_max) OVR(env_frac) OVR(anchor_mix) OVR(rho_max)
+            OVR(pre_z) OVR(pre_slope_frac) OVR(urgency)
                 OVR(urgency_all) if ((e = getenv("T_confirm"))) a->tune.confirm = (unsigned)atoi(e);
         if ((e = getenv("T_min_buckets")))
             a->cfg.min_buckets = (unsigned)atoi(e);
@@ -330,6 +331,15 @@ static void evaluate(struct apm_analysis *a)
     }
     if (!have_longest)
         return;
+#ifdef APM_ANALYSIS_TRACE
+    if (getenv("T_debug"))
+        fprintf(stderr,
+                "EVAL t=%.0f n=%zu W=%zu z=%.2f growth=%.3g scale=%.3g dec=%.2f step=%.2f hi=%d "
+                "cont=%d slope=%.3g leak=%d\n",
+                a->t_prev, a->n_hist, longest.buckets, longest.z, longest.growth, longest.scale,
+                longest.decel, longest.step_ratio, longest.new_high, longest.continuation,
+                longest.slope, longest.leak);
+#endif
 
     bool old_enough = a->t_prev - a->t_first >= a->cfg.min_history_s;
     a->streak = any && old_enough ? a->streak + 1 : 0;

@@ -192,8 +192,8 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
         for (size_t q = from; q < i; q++)
             if (s->floor[q] < env)
                 env = s->floor[q];
-        if (s->floor[i] > before)
-            before = s->floor[i];
+        if (env > before)
+            before = env;
         if (before - env > drawdown)
             drawdown = before - env;
     }

@@ -1,0 +1,238 @@
+/*
+ * The analyzer on generated series whose truth is known: shapes that must
+ * never be called leaks, leaks that must be found, and forecasts that must be
+ * close to the real time of exhaustion.
+ */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "common/analysis.h"
+
+#define MB (1024.0 * 1024.0)
+
+/* A small deterministic generator (xorshift) so that every run sees the same noise. */
+struct rng {
+    uint64_t s;
+};
+
+static double uniform(struct rng *r)
+{
+    r->s ^= r->s << 13;
+    r->s ^= r->s >> 7;
+    r->s ^= r->s << 17;
+    return (double)(r->s >> 11) / 9007199254740992.0;
+}
+
+static double noise(struct rng *r, double sd)
+{
+    double u = uniform(r) + uniform(r) + uniform(r) + uniform(r) - 2.0;
+    return u * sd * 1.7320508;
+}
+
+typedef double (*shape_fn)(double t, struct rng *r);
+
+struct run {
+    bool alerted;
+    double t_alert;
+    struct apm_verdict at_alert;
+    struct apm_verdict last;
+};
+
+/* Replays n samples every dt seconds of shape through a balanced analyzer. */
+static struct run replay(shape_fn shape, size_t n, double dt, double limit)
+{
+    struct apm_analysis *a = NULL;
+    struct rng r = {0x9e3779b97f4a7c15ULL};
+    struct run out = {0};
+    assert_int_equal(apm_analysis_new(NULL, &a), 0);
+    for (size_t i = 0; i < n; i++) {
+        double t = (double)i * dt;
+        assert_int_equal(apm_analysis_add(a, t, shape(t, &r), limit), 0);
+        struct apm_verdict v;
+        assert_int_equal(apm_analysis_verdict(a, &v), 0);
+        if (v.alert && !out.alerted) {
+            out.alerted = true;
+            out.t_alert = t;
+            out.at_alert = v;
+        }
+    }
+    assert_int_equal(apm_analysis_verdict(a, &out.last), 0);
+    apm_analysis_free(a);
+    return out;
+}
+
+static double sawtooth(double t, struct rng *r)
+{
+    double phase = fmod(t, 600.0) / 600.0;
+    return 200 * MB + 60 * MB * phase + noise(r, 0.5 * MB);
+}
+
+static double spike(double t, struct rng *r)
+{
+    double v = 200 * MB + noise(r, 1 * MB);
+    if (t > 10000 && t < 13000)
+        v += 150 * MB;
+    return v;
+}
+
+static double step(double t, struct rng *r)
+{
+    return 200 * MB + (t > 15000 ? 80 * MB : 0) + noise(r, 1 * MB);
+}
+
+static double warmup(double t, struct rng *r)
+{
+    return 150 * MB + 150 * MB * (1 - exp(-t / 8000.0)) + noise(r, 1 * MB);
+}
+
+static double leak_under_sawtooth(double t, struct rng *r)
+{
+    double phase = fmod(t, 900.0) / 900.0;
+    return 200 * MB + 800.0 * t + 80 * MB * phase + noise(r, 1 * MB);
+}
+
+static double linear_leak(double t, struct rng *r)
+{
+    return 100 * MB + 2000.0 * t + noise(r, 1 * MB);
+}
+
+static void test_analysis_pure_sawtooth_is_not_a_leak(void **state)
+{
+    (void)state;
+    struct run r = replay(sawtooth, 6000, 10, 600 * MB);
+    assert_false(r.alerted);
+    assert_int_not_equal(r.last.cls, APM_CLASS_LEAK);
+}
+
+static void test_analysis_recovering_spike_is_not_a_leak(void **state)
+{
+    (void)state;
+    struct run r = replay(spike, 5000, 10, 600 * MB);
+    assert_false(r.alerted);
+}
+
+static void test_analysis_step_plateau_is_not_a_leak(void **state)
+{
+    (void)state;
+    struct run r = replay(step, 5000, 10, 600 * MB);
+    assert_false(r.alerted);
+    assert_int_not_equal(r.last.cls, APM_CLASS_LEAK);
+}
+
+static void test_analysis_plateauing_warmup_is_not_a_leak(void **state)
+{
+    (void)state;
+    struct run r = replay(warmup, 6000, 10, 600 * MB);
+    assert_false(r.alerted);
+    assert_int_not_equal(r.last.cls, APM_CLASS_LEAK);
+}
+
+static void test_analysis_slow_leak_under_large_sawtooth_is_found(void **state)
+{
+    (void)state;
+    /* The floor grows 800 B/s under an 80 MB sawtooth; the limit is 300 MB above the peaks. */
+    struct run r = replay(leak_under_sawtooth, 20000, 10, 600 * MB);
+    assert_true(r.alerted);
+    assert_int_equal(r.at_alert.cls, APM_CLASS_LEAK);
+    assert_true(r.at_alert.rate > 400 && r.at_alert.rate < 1600);
+}
+
+static void test_analysis_linear_leak_forecast_is_close(void **state)
+{
+    (void)state;
+    double limit = 500 * MB;
+    double truth = (limit - 100 * MB) / 2000.0;
+    struct run r = replay(linear_leak, 20000, 10, limit);
+    assert_true(r.alerted);
+    assert_true(r.at_alert.has_forecast);
+    double err = fabs(r.at_alert.forecast_t - truth) / (truth - r.t_alert);
+    assert_true(err < 0.12);
+    assert_true(r.at_alert.forecast_lo_t <= r.at_alert.forecast_t);
+    assert_true(r.at_alert.forecast_hi_t >= r.at_alert.forecast_t);
+    assert_true(r.t_alert < truth * 0.5);
+}
+
+static void test_analysis_gaps_and_jitter_are_handled(void **state)
+{
+    (void)state;
+    struct apm_analysis *a = NULL;
+    struct rng r = {12345};
+    double limit = 500 * MB, truth = (limit - 100 * MB) / 2000.0;
+    double t_alert = -1;
+    struct apm_verdict at = {0};
+    assert_int_equal(apm_analysis_new(NULL, &a), 0);
+    for (size_t i = 0; i < 20000; i++) {
+        double t = (double)i * 10 + noise(&r, 2);
+        if (i >= 3000 && i < 4080)
+            continue; /* a three-hour gap */
+        if (uniform(&r) < 0.1)
+            continue; /* dropped samples */
+        assert_int_equal(apm_analysis_add(a, t, linear_leak(t, &r), limit), 0);
+        struct apm_verdict v;
+        apm_analysis_verdict(a, &v);
+        if (v.alert && t_alert < 0) {
+            t_alert = t;
+            at = v;
+        }
+    }
+    apm_analysis_free(a);
+    assert_true(t_alert > 0);
+    assert_true(at.has_forecast);
+    assert_true(fabs(at.forecast_t - truth) / (truth - t_alert) < 0.2);
+}
+
+static void test_analysis_rejects_bad_input(void **state)
+{
+    (void)state;
+    struct apm_analysis *a = NULL;
+    struct apm_analysis_config cfg;
+    apm_analysis_config_init(&cfg);
+    cfg.history_buckets = 7;
+    assert_int_equal(apm_analysis_new(&cfg, &a), -EINVAL);
+    assert_null(a);
+    assert_int_equal(apm_analysis_new(NULL, &a), 0);
+    assert_int_equal(apm_analysis_add(a, NAN, 1, 0), -EINVAL);
+    assert_int_equal(apm_analysis_add(a, 1, -1, 0), -EINVAL);
+    assert_int_equal(apm_analysis_add(a, 10, 1, 0), 0);
+    assert_int_equal(apm_analysis_add(a, 5, 1, 0), 0); /* earlier time: jitter, accepted */
+    struct apm_verdict v;
+    assert_int_equal(apm_analysis_verdict(a, &v), 0);
+    assert_int_equal(v.samples, 2);
+    assert_int_equal(v.cls, APM_CLASS_STABLE);
+    assert_false(v.alert);
+    apm_analysis_free(a);
+    apm_analysis_free(NULL);
+}
+
+static void test_analysis_names_round_trip(void **state)
+{
+    (void)state;
+    enum apm_sensitivity s;
+    assert_int_equal(apm_analysis_sensitivity_parse("quiet", &s), 0);
+    assert_string_equal(apm_analysis_sensitivity_name(s), "quiet");
+    assert_true(apm_analysis_sensitivity_parse("loud", &s) < 0);
+    assert_string_equal(apm_analysis_class_name(APM_CLASS_WARMUP), "warmup");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_analysis_pure_sawtooth_is_not_a_leak),
+        cmocka_unit_test(test_analysis_recovering_spike_is_not_a_leak),
+        cmocka_unit_test(test_analysis_step_plateau_is_not_a_leak),
+        cmocka_unit_test(test_analysis_plateauing_warmup_is_not_a_leak),
+        cmocka_unit_test(test_analysis_slow_leak_under_large_sawtooth_is_found),
+        cmocka_unit_test(test_analysis_linear_leak_forecast_is_close),
+        cmocka_unit_test(test_analysis_gaps_and_jitter_are_handled),
+        cmocka_unit_test(test_analysis_rejects_bad_input),
+        cmocka_unit_test(test_analysis_names_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
