@@ -25,6 +25,7 @@
 enum kind {
     KIND_WATCHED, /* sampled every tick */
     KIND_IGNORED, /* not watched, zombie, or no command line: re-checked at refresh */
+    KIND_NEW,     /* born since the last scan: described at the next one */
     KIND_KERNEL,  /* kernel thread: never looked at again */
     KIND_SELF,    /* the agent itself */
     KIND_GONE,    /* exited; its slot goes at the next scan */
@@ -52,6 +53,7 @@ struct apm_sampler {
     int32_t self_pid;
     double smaps_budget_us;
     double smaps_us_per_mb;
+    double smaps_base_us;
     uint32_t smaps_max_interval;
     uint32_t refresh_interval;
     uint32_t max_procs;
@@ -340,8 +342,11 @@ static int proc_describe(struct apm_sampler *s, struct proc *p, const struct apm
 
 /*
  * Fills a new slot for pid. born says the process appeared while we were
- * running (rather than at the first scan), so it may not have called exec
- * yet: its description is read again on the next tick.
+ * running rather than at the first scan: it may not have called exec yet,
+ * and most such processes (compilers, shell pipelines) are gone within a
+ * tick, so only its identity is read now and the rest on the next tick, if
+ * it is still there. That delays its first sample by one tick and keeps
+ * churn cheap: one stat read per short-lived process.
  * Returns 0, a "gone" code, or -ENOMEM; on failure the slot holds nothing.
  */
 static int proc_init(struct apm_sampler *s, struct proc *p, int32_t pid, bool born)
@@ -365,12 +370,17 @@ static int proc_init(struct apm_sampler *s, struct proc *p, int32_t pid, bool bo
         p->kind = KIND_SELF;
         return 0;
     }
+    if (born) {
+        p->kind = KIND_NEW;
+        p->next_refresh = s->tick + 1;
+        return 0;
+    }
     rc = proc_describe(s, p, &st);
     if (rc < 0) {
         proc_release(s, p);
         return rc;
     }
-    p->next_refresh = s->tick + 1 + (born ? 0 : (uint64_t)pid % s->refresh_interval);
+    p->next_refresh = s->tick + 1 + (uint64_t)pid % s->refresh_interval;
     return 0;
 }
 
@@ -582,7 +592,7 @@ static int read_rss(struct apm_sampler *s, struct proc *p, uint64_t *rss)
 
 static uint64_t smaps_interval(const struct apm_sampler *s, uint64_t rss)
 {
-    double cost = (double)rss / (1024.0 * 1024.0) * s->smaps_us_per_mb;
+    double cost = s->smaps_base_us + (double)rss / (1024.0 * 1024.0) * s->smaps_us_per_mb;
     double n = ceil(cost / s->smaps_budget_us);
     if (n < 1)
         return 1;
@@ -637,7 +647,7 @@ static int sample_cgroup(struct apm_sampler *s, struct proc *p, int64_t now_ms, 
 static int sample_proc(struct apm_sampler *s, struct proc *p, int64_t now_ms, struct apm_batch *b)
 {
     int rc;
-    if (p->kind != KIND_WATCHED && p->kind != KIND_IGNORED)
+    if (p->kind != KIND_WATCHED && p->kind != KIND_IGNORED && p->kind != KIND_NEW)
         return 0;
     if (s->tick >= p->next_refresh && (rc = proc_refresh(s, p)) < 0)
         return rc;
@@ -738,6 +748,7 @@ int apm_sampler_new(const struct apm_sampler_options *o, struct apm_sampler **ou
     s->self_pid = o->self_pid;
     s->smaps_budget_us = o->smaps_budget_us != 0 ? o->smaps_budget_us : 4;
     s->smaps_us_per_mb = o->smaps_us_per_mb > 0 ? o->smaps_us_per_mb : 16;
+    s->smaps_base_us = o->smaps_base_us > 0 ? o->smaps_base_us : o->smaps_base_us < 0 ? 0 : 30;
     s->smaps_max_interval = o->smaps_max_interval ? o->smaps_max_interval : 3600;
     s->refresh_interval = o->refresh_interval ? o->refresh_interval : 60;
     s->max_procs = o->max_procs ? o->max_procs : 65536;
@@ -809,7 +820,12 @@ int apm_sampler_lookup(struct apm_sampler *s, int32_t pid, int64_t *start_ms, co
         s->nprocs++;
         p = &s->procs[at];
     }
-    if (p->kind == KIND_KERNEL || p->kind == KIND_GONE)
+    if (p->kind == KIND_NEW) {
+        int rc = proc_refresh(s, p);
+        if (rc < 0)
+            return rc;
+    }
+    if (p->kind == KIND_KERNEL || p->kind == KIND_GONE || p->kind == KIND_NEW)
         return APM_E_NOTFOUND;
     *start_ms = p->start_ms;
     *name = p->name ? p->name : "";

@@ -22,12 +22,15 @@
  * first seen (it may not have called exec yet) and every refresh_interval
  * ticks after that (a process may exec or move to another cgroup).
  *
- * smaps_rollup costs about smaps_us_per_mb microseconds per MB of the
- * target's RSS, too much to read every tick for big processes. A process of
- * M MB is read every
- *     max(1, min(smaps_max_interval, ceil(M * smaps_us_per_mb / smaps_budget_us)))
+ * smaps_rollup costs about smaps_base_us plus smaps_us_per_mb microseconds
+ * per MB of the target's RSS (here: about 30 us for a small process with the
+ * open and close, 16 us more per MB), too much to read every tick. A process
+ * of M MB is read every
+ *     max(1, min(smaps_max_interval,
+ *                ceil((smaps_base_us + M * smaps_us_per_mb) / smaps_budget_us)))
  * ticks, so smaps_rollup costs each process at most smaps_budget_us per tick
- * on average (except beyond smaps_max_interval, where freshness wins). The
+ * on average (except beyond smaps_max_interval, where freshness wins: with
+ * the defaults, processes above about 900 MB). The
  * first read comes within one interval of the process being seen, spread by
  * pid so that a host full of processes does not read them all in one tick.
  * PSS, USS and swap samples appear only on the ticks they are read.
@@ -48,7 +51,8 @@ struct apm_sampler_options {
     const struct apm_watch *watch; /* borrowed, must outlive the sampler; NULL: every process */
     int32_t self_pid;              /* a process not to sample (the agent); 0: none */
     double smaps_budget_us;        /* per process per tick; 0: 4; negative: never read smaps */
-    double smaps_us_per_mb;        /* cost model of smaps_rollup; 0: 16 */
+    double smaps_us_per_mb;        /* cost model of smaps_rollup, per MB; 0: 16 */
+    double smaps_base_us;          /* cost model, per read; 0: 30; negative: none */
     uint32_t smaps_max_interval;   /* ticks; 0: 3600 */
     uint32_t refresh_interval;     /* ticks between name/cmdline/cgroup re-reads; 0: 60 */
     uint32_t max_procs;            /* hard cap on processes tracked; 0: 65536 */

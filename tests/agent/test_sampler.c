@@ -371,12 +371,13 @@ static void test_sampler_fails_cleanly_without_proc(void **state)
 
 /* ---- processes coming and going --------------------------------------- */
 
-static struct apm_sampler *tmp_sampler(const char *root)
+static struct apm_sampler *tmp_sampler(const char *root, uint32_t refresh_interval)
 {
     struct apm_sampler_options o = {
         .proc_root = root,
         .cgroup_root = APM_TEST_FIXTURES "/no-such-cgroup",
         .smaps_budget_us = -1,
+        .refresh_interval = refresh_interval,
     };
     struct apm_sampler *s;
     assert_int_equal(apm_sampler_new(&o, &s), 0);
@@ -397,7 +398,7 @@ static void test_sampler_forgets_exited_processes(void **state)
     make_root(root, sizeof(root));
     make_proc(root, 500, "a", 100, "a", 2, 10);
     make_proc(root, 501, "b", 100, "b", 2, 20);
-    struct apm_sampler *s = tmp_sampler(root);
+    struct apm_sampler *s = tmp_sampler(root, 0);
     struct apm_batch *b = tick(s, 1);
     assert_int_equal(b->nprocs, 2);
     apm_batch_free(b);
@@ -422,7 +423,7 @@ static void test_sampler_tells_a_reused_pid_from_the_old_process(void **state)
     char root[64], dir[PATH_MAX];
     make_root(root, sizeof(root));
     make_proc(root, 600, "old", 100, "old", 4, 10);
-    struct apm_sampler *s = tmp_sampler(root);
+    struct apm_sampler *s = tmp_sampler(root, 0);
     struct apm_batch *b = tick(s, 1);
     assert_int_equal(b->procs[0].start_ms, start_ms(1600000000, 100));
     apm_batch_free(b);
@@ -451,28 +452,47 @@ static void test_sampler_tells_a_reused_pid_from_the_old_process(void **state)
     remove_tree(root);
 }
 
-static void test_sampler_renames_a_new_process_after_exec(void **state)
+static void test_sampler_describes_a_new_process_on_its_second_tick(void **state)
 {
     (void)state;
-    char root[64], dir[PATH_MAX];
+    char root[64];
     make_root(root, sizeof(root));
-    struct apm_sampler *s = tmp_sampler(root);
+    struct apm_sampler *s = tmp_sampler(root, 0);
     struct apm_batch *b = tick(s, 1);
     assert_int_equal(b->nprocs, 0);
     apm_batch_free(b);
 
-    /* Seen between fork and exec: still the shell. */
+    /* Born between two scans, seen between fork and exec: not sampled yet. */
     make_proc(root, 700, "bash", 300, "bash", 5, 10);
     b = tick(s, 2);
-    assert_string_equal(b->procs[0].name, "bash");
+    assert_int_equal(b->nprocs, 0);
     apm_batch_free(b);
 
-    snprintf(dir, sizeof(dir), "%s/700", root);
     make_proc(root, 700, "python3", 300, "python3\0app.py", 15, 10);
     b = tick(s, 3);
     assert_int_equal(b->nprocs, 1);
     assert_string_equal(b->procs[0].name, "app.py");
     assert_string_equal(b->procs[0].cmdline, "python3 app.py");
+    apm_batch_free(b);
+    apm_sampler_free(s);
+    remove_tree(root);
+}
+
+static void test_sampler_rereads_names_every_refresh_interval(void **state)
+{
+    (void)state;
+    char root[64];
+    make_root(root, sizeof(root));
+    make_proc(root, 700, "bash", 300, "bash", 5, 10);
+    struct apm_sampler *s = tmp_sampler(root, 2);
+    struct apm_batch *b = tick(s, 1);
+    assert_string_equal(b->procs[0].name, "bash");
+    apm_batch_free(b);
+
+    make_proc(root, 700, "python3", 300, "python3\0-m\0worker", 18, 10);
+    b = tick(s, 2);
+    assert_int_equal(b->nprocs, 1);
+    assert_string_equal(b->procs[0].name, "worker");
     apm_batch_free(b);
     apm_sampler_free(s);
     remove_tree(root);
@@ -565,7 +585,8 @@ int main(void)
         cmocka_unit_test(test_sampler_fails_cleanly_without_proc),
         cmocka_unit_test(test_sampler_forgets_exited_processes),
         cmocka_unit_test(test_sampler_tells_a_reused_pid_from_the_old_process),
-        cmocka_unit_test(test_sampler_renames_a_new_process_after_exec),
+        cmocka_unit_test(test_sampler_describes_a_new_process_on_its_second_tick),
+        cmocka_unit_test(test_sampler_rereads_names_every_refresh_interval),
         cmocka_unit_test(test_sampler_without_descriptor_budget_reads_stat),
         cmocka_unit_test(test_sampler_finds_itself_in_real_proc),
     };
