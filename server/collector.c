@@ -114,21 +114,15 @@ static void on_ingest_closed(void *ctx)
     }
 }
 
-static void on_http_closed(struct apm_http_server *s, void *ctx)
-{
-    struct apm_collector *c = ctx;
-    (void)s;
-    c->http = NULL;
-}
-
 void apm_collector_stop(struct apm_collector *c)
 {
     if (c->stopping)
         return;
     c->stopping = true;
     apm_info("collector: stopping: draining connections and committing");
-    if (c->http != NULL)
-        apm_http_server_close(c->http, on_http_closed);
+    /* The server frees itself once closed; the api it calls stays until apm_collector_free. */
+    apm_http_server_close(c->http, NULL);
+    c->http = NULL;
     if (c->ingest != NULL)
         apm_ingest_close(c->ingest, on_ingest_closed, c);
     else
