@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "agent/agent.h"
@@ -66,6 +67,19 @@ static int on_section(void *ctx, const char *section, const char *key, const cha
     return -1;
 }
 
+/*
+ * The sampler keeps one descriptor per watched process (statm) and per
+ * cgroup file; take every descriptor the hard limit allows.
+ */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct apm_agent_config cfg;
@@ -99,6 +113,7 @@ int main(int argc, char **argv)
         return 1;
     }
     apm_log_init("apm-agent", level);
+    raise_nofile();
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct apm_agent *a = NULL;
