@@ -21,7 +21,7 @@ APP = textwrap.dedent(
     keep = []
     for i in range(30):
         keep.append(bytearray(4096))
-        time.sleep(0.01)
+        time.sleep(0.02)
     print("app ran", sys.argv[1:], flush=True)
     """
 )
@@ -43,7 +43,8 @@ class ApmRun(unittest.TestCase):
     def run_apm(self, args: List[str], **env: str) -> subprocess.CompletedProcess:
         environ = dict(os.environ)
         environ.pop("PYTHONPATH", None)  # apm-run must find the probe by itself.
-        environ.update(APM_PROBE_SOCKET=self.agent.path, APM_PROBE_MODE="always", APM_PROBE_INTERVAL="0.05")
+        environ.update(APM_PROBE_SOCKET=self.agent.path, APM_PROBE_MODE="always", APM_PROBE_INTERVAL="0.05",
+                       APM_PROBE_SNAPSHOT_BUDGET="0")
         environ.update(env)
         return subprocess.run([APM_RUN] + args, cwd=self.tmp.name, env=environ,
                               capture_output=True, text=True, timeout=30)

@@ -276,9 +276,11 @@ class PublicApi(unittest.TestCase):
             f.write("x")
         for path in (regular, tmp.name, "/nonexistent/dir/probe.sock", "\x01\x02garbage"):
             with self.subTest(path=path):
-                self.assertTrue(apm_probe.start(socket=path, mode="always", interval=0.05))
+                self.assertTrue(apm_probe.start(socket=path, mode="always", interval=0.05, snapshot_budget=0))
                 keep = [bytearray(64) for _ in range(20000)]
-                time.sleep(0.2)
+                deadline = time.monotonic() + 5
+                while apm_probe.stats()["snapshots"] < 3 and time.monotonic() < deadline:
+                    time.sleep(0.02)
                 stats = apm_probe.stats()
                 self.assertTrue(stats["running"])
                 self.assertGreater(stats["connect_failures"], 0)
