@@ -666,8 +666,7 @@ static int sample_proc(struct apm_sampler *s, struct proc *p, int64_t now_ms, st
         .cgroup = p->cg ? (char *)apm_cgroup_path(p->cg) : "",
     };
     uint32_t idx;
-    /* A scan meets each pid once, so no search for an earlier copy is needed. */
-    if ((rc = apm_batch_append_proc(b, &d, &idx)) < 0 ||
+    if ((rc = apm_batch_add_proc(b, &d, &idx)) < 0 ||
         (rc = apm_batch_add_sample(b, idx, APM_METRIC_RSS, now_ms, (int64_t)rss)) < 0 ||
         (rc = sample_smaps(s, p, rss, now_ms, b, idx)) < 0 ||
         (rc = sample_cgroup(s, p, now_ms, b, idx)) < 0)

@@ -61,6 +61,7 @@ void apm_batch_free(struct apm_batch *b)
         free(b->procs[i].cgroup);
     }
     free(b->procs);
+    apm_hashmap_close(&b->proc_index);
     for (uint32_t i = 0; i < b->nseries; i++) {
         free(b->series[i].t_ms);
         free(b->series[i].value);
@@ -74,15 +75,26 @@ static char *dup_or_empty(const char *s)
     return strndup(s ? s : "", APM_MODEL_STRING_MAX);
 }
 
+struct proc_key {
+    int64_t start_ms;
+    int32_t pid;
+    int32_t pad;
+};
+
 int apm_batch_add_proc(struct apm_batch *b, const struct apm_proc_desc *p, uint32_t *out_index)
 {
-    for (uint32_t i = 0; i < b->nprocs; i++) {
-        if (b->procs[i].pid == p->pid && b->procs[i].start_ms == p->start_ms) {
-            *out_index = i;
-            return 0;
-        }
+    struct proc_key key = {p->start_ms, p->pid, 0};
+    uint64_t v;
+    if (apm_hashmap_get(&b->proc_index, &key, sizeof(key), &v) == 0) {
+        *out_index = (uint32_t)v;
+        return 0;
     }
-    return apm_batch_append_proc(b, p, out_index);
+    int rc = apm_batch_append_proc(b, p, out_index);
+    if (rc == 0 && apm_hashmap_put(&b->proc_index, &key, sizeof(key), *out_index) != 0) {
+        /* The process is in the batch; only the shortcut to it is missing. */
+        return 0;
+    }
+    return rc;
 }
 
 int apm_batch_append_proc(struct apm_batch *b, const struct apm_proc_desc *p, uint32_t *out_index)

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/hashmap.h"
+
 enum apm_metric {
     APM_METRIC_NONE = 0,
     APM_METRIC_RSS = 1,
@@ -77,6 +79,7 @@ struct apm_batch {
     uint32_t nprocs;
     uint32_t procs_cap;
     struct apm_proc_desc *procs;
+    struct apm_hashmap proc_index; /* (pid, start_ms) -> index, for apm_batch_add_proc */
     uint32_t nseries;
     uint32_t series_cap;
     struct apm_series_block *series;
