@@ -37,7 +37,7 @@ static const struct apm_opt collector_opts[] = {
     OPT("collector", "token-file", APM_OPT_STRING, token_file, 0, 0, true,
         "shared token; generated (0600) if missing (default DATA-DIR/token)"),
     OPT("collector", "foreground", APM_OPT_BOOL, foreground, 0, 1, true,
-        "stay in the foreground (default when started by systemd or a test)"),
+        "stay in the foreground instead of detaching (use it under systemd)"),
     OPT("collector", "log-level", APM_OPT_STRING, log_level, 0, 0, true,
         "error, warn, info (default) or debug"),
     OPT("collector", "max-connections", APM_OPT_INT, max_connections, 1, 100000, true,
