@@ -13,19 +13,30 @@ struct apm_hashmap_slot {
     uint64_t value;
 };
 
-uint64_t apm_hash_bytes(const void *data, size_t len)
+static uint64_t mix(uint64_t h)
 {
-    const uint8_t *p = data;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
-    }
-    /* FNV's low bits mix poorly for short keys; finish with a multiply-xorshift. */
     h ^= h >> 29;
     h *= 0xbf58476d1ce4e5b9ull;
     h ^= h >> 32;
     return h;
+}
+
+uint64_t apm_hash_bytes(const void *data, size_t len)
+{
+    /* Eight bytes a step: keys here are ids and paths tens of bytes long. */
+    const uint8_t *p = data;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)len;
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ mix(w)) * 0x94d049bb133111ebull;
+        p += 8;
+        len -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, len);
+    h = (h ^ mix(w ^ 0xff51afd7ed558ccdull)) * 0x94d049bb133111ebull;
+    return mix(h);
 }
 
 void apm_hashmap_init(struct apm_hashmap *m)

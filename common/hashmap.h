@@ -33,7 +33,7 @@ void apm_hashmap_foreach(const struct apm_hashmap *m,
                          void (*fn)(void *ctx, const void *key, size_t klen, uint64_t value),
                          void *ctx);
 
-/* 64-bit FNV-1a hash of a byte string. */
+/* A 64-bit hash of a byte string, mixed eight bytes a step. */
 uint64_t apm_hash_bytes(const void *data, size_t len);
 
 #endif

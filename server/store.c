@@ -298,6 +298,7 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
         return -ENOMEM;
     s->chunk_samples = chunk_samples;
     apm_hashmap_init(&s->index);
+    apm_hashmap_init(&s->seen);
     atomic_init(&s->commits, 0);
     unsigned flags = MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0);
     rc = mdb_env_create(&s->env);
@@ -329,6 +330,7 @@ void apm_store_free(struct apm_store *s)
         return;
     apm_hashmap_foreach(&s->index, free_indexed, NULL);
     apm_hashmap_close(&s->index);
+    apm_hashmap_close(&s->seen);
     if (s->env != NULL)
         mdb_env_close(s->env);
     free(s);
@@ -375,6 +377,8 @@ static void txn_end(struct apm_store_txn *t, bool committed)
         atomic_fetch_add(&s->commits, 1);
     } else {
         s->next_series_id = t->next_series_id;
+        apm_hashmap_close(&s->seen);
+        apm_hashmap_init(&s->seen);
     }
     s->txn = NULL;
     free(t);
@@ -455,13 +459,35 @@ static void process_id(char *buf, const char *host, const struct apm_proc_desc *
     snprintf(buf, PROCESS_ID_MAX, "%s:%" PRId32 ":%" PRId64, host, p->pid, p->start_ms);
 }
 
+/*
+ * True when the record for key was written within APM_STORE_SEEN_REFRESH_MS
+ * of now, so rewriting it would only move last_seen a little. Otherwise
+ * remembers now as its last write (the caller writes it).
+ */
+static bool seen_recently(struct apm_store *s, char kind, const char *id, int64_t now)
+{
+    char key[PROCESS_ID_MAX + 2];
+    key[0] = kind;
+    size_t len = strlen(id);
+    if (len > PROCESS_ID_MAX)
+        len = PROCESS_ID_MAX;
+    memcpy(key + 1, id, len);
+    uint64_t last;
+    if (apm_hashmap_get(&s->seen, key, len + 1, &last) == 0 &&
+        now - (int64_t)last < APM_STORE_SEEN_REFRESH_MS)
+        return true;
+    (void)apm_hashmap_put(&s->seen, key, len + 1, (uint64_t)now);
+    return false;
+}
+
 /* Upserts one process. Sets *created when the store did not know it. */
 static int put_process(struct apm_store_txn *t, const char *host, const struct apm_proc_desc *p,
-                       int64_t now, bool *created)
+                       const char *id, int64_t now, bool *created)
 {
-    char id[PROCESS_ID_MAX];
-    process_id(id, host, p);
-    MDB_val k = {strlen(id) + 1, id}, v;
+    *created = false;
+    if (seen_recently(t->s, 'p', id, now))
+        return 0;
+    MDB_val k = {strlen(id) + 1, (void *)id}, v;
     struct apm_process_info info = {.id = id,
                                     .host = host,
                                     .pid = p->pid,
@@ -492,6 +518,8 @@ static int put_process(struct apm_store_txn *t, const char *host, const struct a
 static int put_host(struct apm_store_txn *t, const struct apm_agent_ident *agent, int64_t now,
                     uint64_t new_processes)
 {
+    if (new_processes == 0 && seen_recently(t->s, 'h', agent->host, now))
+        return 0;
     MDB_val k = {strlen(agent->host) + 1, (void *)agent->host}, v;
     struct apm_host_info info = {.host = agent->host,
                                  .agent_id = agent->agent_id,
@@ -560,8 +588,10 @@ static int put_block(struct apm_store_txn *t, struct store_series *ser,
     return 0;
 }
 
+/* pids[i] is the process id ("host:pid:start_ms") of b->procs[i], made once per batch. */
 static int put_series(struct apm_store_txn *t, const struct apm_agent_ident *agent,
-                      const struct apm_batch *b, const struct apm_series_block *blk)
+                      const struct apm_batch *b, char (*pids)[PROCESS_ID_MAX],
+                      const struct apm_series_block *blk)
 {
     char key[PROCESS_ID_MAX + sizeof(agent->host) + 2];
     const struct apm_proc_desc *p = NULL;
@@ -574,11 +604,9 @@ static int put_series(struct apm_store_txn *t, const struct apm_agent_ident *age
         return -EINVAL;
     size_t hlen = strlen(agent->host);
     memcpy(key, agent->host, hlen + 1);
-    if (p != NULL)
-        process_id(key + hlen + 1, agent->host, p);
-    else
-        key[hlen + 1] = '\0';
-    size_t klen = hlen + 1 + strlen(key + hlen + 1) + 1;
+    size_t plen = p != NULL ? strlen(pids[blk->proc]) : 0;
+    memcpy(key + hlen + 1, p != NULL ? pids[blk->proc] : "", plen + 1);
+    size_t klen = hlen + 1 + plen + 1;
     key[klen++] = (char)blk->metric;
     struct store_series *ser = NULL;
     int rc = series_get(t, key, klen, p ? p->name : "", p ? p->pid : 0, blk->metric, &ser);
@@ -593,15 +621,20 @@ int apm_store_txn_put_batch(struct apm_store_txn *t, const struct apm_agent_iden
         return rc;
     int64_t now = apm_now_ms();
     uint64_t created = 0;
+    char(*pids)[PROCESS_ID_MAX] = malloc(((size_t)b->nprocs + 1) * PROCESS_ID_MAX);
+    if (pids == NULL)
+        return -ENOMEM;
     for (uint32_t i = 0; i < b->nprocs && rc == 0; i++) {
         bool is_new = false;
-        rc = put_process(t, agent->host, &b->procs[i], now, &is_new);
+        process_id(pids[i], agent->host, &b->procs[i]);
+        rc = put_process(t, agent->host, &b->procs[i], pids[i], now, &is_new);
         created += is_new;
     }
     if (rc == 0)
         rc = put_host(t, agent, now, created);
     for (uint32_t i = 0; i < b->nseries && rc == 0; i++)
-        rc = put_series(t, agent, b, &b->series[i]);
+        rc = put_series(t, agent, b, pids, &b->series[i]);
+    free(pids);
     if (rc == 0)
         rc = put_watermark(t, agent->agent_id, agent->instance, b->seq);
     return rc;

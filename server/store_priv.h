@@ -58,6 +58,12 @@ struct apm_store {
     unsigned chunk_samples;
     /* Writer thread only. */
     struct apm_hashmap index; /* series key -> struct store_series * */
+    /*
+     * Process and host ids -> last_seen_ms last written. Their records are
+     * rewritten only when new or older than APM_STORE_SEEN_REFRESH_MS, not
+     * on every batch; cleared on abort, since it may name unwritten records.
+     */
+    struct apm_hashmap seen;
     uint64_t next_series_id;
     uint64_t samples;
     uint64_t dropped;
@@ -74,6 +80,9 @@ struct apm_store_txn {
     uint64_t samples;
     uint64_t dropped;
 };
+
+/* How stale a process's or host's last_seen may be before its record is rewritten. */
+#define APM_STORE_SEEN_REFRESH_MS 10000
 
 /* Translates an LMDB return code (logging what it means). */
 int apm_store_mdb_error(int rc, const char *what);
