@@ -83,7 +83,8 @@ def child(config: str, rounds: int, sock: str) -> None:
     workload(rounds)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     stats = apm_probe.stats()
-    print(json.dumps({"wall": wall, "cpu": cpu, "snapshots": stats.get("snapshots", 0)}))
+    print(json.dumps({"wall": wall, "cpu": cpu, "snapshots": stats.get("snapshots", 0),
+                      "probe_cpu": stats.get("cpu_s") or 0.0}))
 
 
 def part1(rounds: int, repeats: int, sock: str) -> None:
@@ -98,7 +99,8 @@ def part1(rounds: int, repeats: int, sock: str) -> None:
             results[config].append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"Part 1: workload of {rounds} rounds, {repeats} fresh processes per configuration "
           f"(probe interval 1 s always, 0.1 s idle)")
-    print(f"  {'configuration':<14} {'median wall s':>14} {'min wall s':>11} {'median cpu s':>13} {'snapshots':>10}")
+    print(f"  {'configuration':<14} {'median wall s':>14} {'min wall s':>11} {'median cpu s':>13} "
+          f"{'snapshots':>10} {'probe thread cpu s':>19}")
     med: Dict[str, float] = {}
     mins: Dict[str, float] = {}
     for config in CONFIGS:
@@ -107,7 +109,9 @@ def part1(rounds: int, repeats: int, sock: str) -> None:
         med[config] = statistics.median(walls)
         mins[config] = min(walls)
         snaps = statistics.median([r["snapshots"] for r in results[config]])
-        print(f"  {config:<14} {med[config]:>14.4f} {mins[config]:>11.4f} {statistics.median(cpus):>13.4f} {snaps:>10.0f}")
+        probe_cpu = statistics.median([r["probe_cpu"] for r in results[config]])
+        print(f"  {config:<14} {med[config]:>14.4f} {mins[config]:>11.4f} {statistics.median(cpus):>13.4f} "
+              f"{snaps:>10.0f} {probe_cpu:>19.4f}")
 
     def pct(a: float, b: float) -> str:
         return f"{(a / b - 1) * 100:+.2f}%"
@@ -118,6 +122,14 @@ def part1(rounds: int, repeats: int, sock: str) -> None:
           f"{pct(mins['probe-always'], mins['tracemalloc'])} (min)")
     print(f"  probe idle (on-demand) over bare:     {pct(med['probe-idle'], med['bare'])} (median), "
           f"{pct(mins['probe-idle'], mins['bare'])} (min)")
+    # Wall-clock ratios drown in a busy machine's noise; the probe thread's own CPU time
+    # does not. Per run: probe thread CPU over the workload's wall time.
+    for config in ("probe-always", "probe-idle"):
+        shares = [r["probe_cpu"] / r["wall"] for r in results[config]]
+        print(f"  {config} thread CPU / workload wall: {statistics.median(shares) * 100:.3f}% (median), "
+              f"{max(shares) * 100:.3f}% (max)")
+    paired = [i["wall"] / b["wall"] - 1 for i, b in zip(results["probe-idle"], results["bare"])]
+    print(f"  idle over bare, median of adjacent-run ratios: {statistics.median(paired) * 100:+.2f}%")
 
 
 def build_heap(n: int) -> List[Any]:

@@ -102,6 +102,7 @@ def validate(line: Dict[str, Any]) -> None:
         for key in ("sent", "dropped", "buffered", "errors", "send_failures", "connects",
                     "connect_failures", "bad_control", "snapshots", "budget_skips"):
             _check(_is_int(line[key]), line, key)
+        _check(_is_num(line["cpu_s"]), line, "cpu_s")
         _check(line["last_error"] is None or _is_str(line["last_error"], 256), line, "last_error")
     elif kind == "objects":
         _check(_is_int(line["total"]) and _is_num(line["cost_s"]), line, "total/cost")

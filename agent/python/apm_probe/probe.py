@@ -120,8 +120,19 @@ class Probe:
             connected=self._transport.connected,
             log_suppressed=self._log.suppressed,
             last_error=self.last_error or self._transport.last_error,
+            cpu_s=self._thread_cpu(),
         )
         return counters
+
+    def _thread_cpu(self) -> Optional[float]:
+        # CPU seconds of the probe thread, where the platform can tell.
+        thread = self._thread
+        try:
+            if thread is None or thread.ident is None or not thread.is_alive():
+                return None
+            return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except (AttributeError, OSError):
+            return None
 
     def forked(self) -> "Probe":
         """In a freshly forked child: a new probe for this process that keeps the
@@ -202,7 +213,9 @@ class Probe:
         due = now - self._last_snapshot_at >= 0.5 * self.settings.interval
         if self._tracing and self._differ.has_baseline and due and self._snapshot_budget.allows(now):
             self._diff(now, t)
-        self._send(wire.stats_line(t, self._counters(), self.last_error or self._transport.last_error))
+        counters: Dict[str, Any] = self._counters()
+        counters["cpu_s"] = time.thread_time()
+        self._send(wire.stats_line(t, counters, self.last_error or self._transport.last_error))
 
     def _diff(self, now: float, t: float) -> None:
         result = self._differ.step()

@@ -186,7 +186,7 @@ def trace_state(
     )
 
 
-def stats_line(t: float, counters: Dict[str, int], last_error: Optional[str]) -> bytes:
+def stats_line(t: float, counters: Dict[str, Any], last_error: Optional[str]) -> bytes:
     obj: Dict[str, Any] = {"type": "stats", "t": t}
     obj.update(counters)
     obj["last_error"] = None if last_error is None else clean_text(last_error, MAX_ERROR_CHARS)
