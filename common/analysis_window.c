@@ -24,7 +24,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .env_frac = 0.125,
         .min_window = 16,
         .confirm = 3,
-        .anchor_mix = 0.5,
+        .anchor_mix = 1.0,
         .forecast_z = 1.645,
         .rho_max = 0.9,
         .pre_z = 2.0,
