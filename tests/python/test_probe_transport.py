@@ -3,7 +3,6 @@ blocks or raises whatever is at the socket path."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
