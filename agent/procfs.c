@@ -309,7 +309,7 @@ static int read_pid_file(const char *root, int32_t pid, const char *file, char *
 int apm_procfs_read_stat(const char *root, int32_t pid, struct apm_procfs_stat *out)
 {
     char buf[APM_PROCFS_STAT_MAX];
-    size_t len;
+    size_t len = 0;
     int rc = read_pid_file(root, pid, "stat", buf, sizeof(buf), &len);
     if (rc < 0)
         return rc;
@@ -321,7 +321,7 @@ int apm_procfs_read_stat(const char *root, int32_t pid, struct apm_procfs_stat *
 int apm_procfs_read_statm_fd(int fd, struct apm_procfs_statm *out)
 {
     char buf[128];
-    size_t len;
+    size_t len = 0;
     int rc = apm_procfs_pread(fd, buf, sizeof(buf), &len);
     if (rc < 0)
         return rc;
@@ -333,7 +333,7 @@ int apm_procfs_read_statm_fd(int fd, struct apm_procfs_statm *out)
 int apm_procfs_read_statm(const char *root, int32_t pid, struct apm_procfs_statm *out)
 {
     char buf[128];
-    size_t len;
+    size_t len = 0;
     int rc = read_pid_file(root, pid, "statm", buf, sizeof(buf), &len);
     if (rc < 0)
         return rc;
@@ -346,7 +346,7 @@ int apm_procfs_read_rollup(const char *root, int32_t pid, struct apm_procfs_roll
 {
     /* smaps_rollup is about 1 KiB; a larger buffer also takes a short smaps. */
     char buf[4096];
-    size_t len;
+    size_t len = 0;
     int rc = read_pid_file(root, pid, "smaps_rollup", buf, sizeof(buf), &len);
     if (rc < 0)
         return rc;
@@ -362,7 +362,7 @@ int apm_procfs_read_cmdline(const char *root, int32_t pid, char *buf, size_t siz
 
 int apm_procfs_read_comm(const char *root, int32_t pid, char *buf, size_t size)
 {
-    size_t len;
+    size_t len = 0;
     int rc = read_pid_file(root, pid, "comm", buf, size, &len);
     if (rc < 0)
         return rc;
@@ -382,7 +382,7 @@ int apm_procfs_read_meminfo(const char *root, struct apm_procfs_meminfo *out)
 {
     char path[PATH_MAX];
     char buf[8192];
-    size_t len;
+    size_t len = 0;
     int n = snprintf(path, sizeof(path), "%s/meminfo", root);
     if (n < 0 || (size_t)n >= sizeof(path))
         return -ENAMETOOLONG;
