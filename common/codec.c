@@ -5,26 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apm.pb-c.h"
+#include "common/codec_priv.h"
 #include "common/error.h"
 #include "common/frame.h"
-
-#define MAX_STRING_LEN 65536u
-
-struct dec_proc {
-    int32_t pid;
-    int32_t ppid;
-    int64_t start_ms;
-    uint32_t name;
-    uint32_t cmdline;
-    uint32_t cgroup;
-};
-
-struct dec_series {
-    uint32_t proc; /* connection ref, 0 = host */
-    enum apm_metric metric;
-    int64_t last;
-};
 
 /* Wrapping arithmetic: hostile deltas must not be undefined behaviour. */
 static int64_t wrap_add(int64_t a, int64_t b)
@@ -62,10 +45,11 @@ void apm_codec_dec_close(struct apm_codec_dec *d)
     free(d->strings);
     free(d->procs);
     free(d->series);
+    codec_dec_sites_free(d);
     memset(d, 0, sizeof(*d));
 }
 
-static int grow_array(void **arr, uint32_t *cap, uint32_t need, size_t elem)
+int codec_grow_array(void **arr, uint32_t *cap, uint32_t need, size_t elem)
 {
     if (need <= *cap)
         return 0;
@@ -85,8 +69,8 @@ static int dec_strings(struct apm_codec_dec *d, const Apm__Batch *b)
     if (b->n_strings > APM_CODEC_MAX_STRINGS - d->nstrings)
         return APM_E_LIMIT;
     /* Slot 0 is reserved so that refs index the array directly. */
-    int rc = grow_array((void **)&d->strings, &d->strings_cap,
-                        d->nstrings + (uint32_t)b->n_strings + 1, sizeof(char *));
+    int rc = codec_grow_array((void **)&d->strings, &d->strings_cap,
+                              d->nstrings + (uint32_t)b->n_strings + 1, sizeof(char *));
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < b->n_strings; i++) {
@@ -104,12 +88,12 @@ static int dec_strings(struct apm_codec_dec *d, const Apm__Batch *b)
     return 0;
 }
 
-static int valid_string_ref(const struct apm_codec_dec *d, uint32_t ref)
+int codec_valid_string_ref(const struct apm_codec_dec *d, uint32_t ref)
 {
     return ref <= d->nstrings;
 }
 
-static const char *string_at(const struct apm_codec_dec *d, uint32_t ref)
+const char *codec_string_at(const struct apm_codec_dec *d, uint32_t ref)
 {
     return ref == 0 ? "" : d->strings[ref];
 }
@@ -118,14 +102,14 @@ static int dec_procs(struct apm_codec_dec *d, const Apm__Batch *b)
 {
     if (b->n_processes > APM_CODEC_MAX_PROCS - d->nprocs)
         return APM_E_LIMIT;
-    int rc = grow_array((void **)&d->procs, &d->procs_cap, d->nprocs + (uint32_t)b->n_processes + 1,
-                        sizeof(struct dec_proc));
+    int rc = codec_grow_array((void **)&d->procs, &d->procs_cap,
+                              d->nprocs + (uint32_t)b->n_processes + 1, sizeof(struct dec_proc));
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < b->n_processes; i++) {
         const Apm__ProcessDef *p = b->processes[i];
-        if (p->ref != d->nprocs + 1 || p->pid <= 0 || !valid_string_ref(d, p->name) ||
-            !valid_string_ref(d, p->cmdline) || !valid_string_ref(d, p->cgroup))
+        if (p->ref != d->nprocs + 1 || p->pid <= 0 || !codec_valid_string_ref(d, p->name) ||
+            !codec_valid_string_ref(d, p->cmdline) || !codec_valid_string_ref(d, p->cgroup))
             return APM_E_DECODE;
         struct dec_proc *dp = &d->procs[++d->nprocs];
         dp->pid = p->pid;
@@ -142,8 +126,8 @@ static int dec_series(struct apm_codec_dec *d, const Apm__Batch *b)
 {
     if (b->n_series > APM_CODEC_MAX_SERIES - d->nseries)
         return APM_E_LIMIT;
-    int rc = grow_array((void **)&d->series, &d->series_cap, d->nseries + (uint32_t)b->n_series + 1,
-                        sizeof(struct dec_series));
+    int rc = codec_grow_array((void **)&d->series, &d->series_cap,
+                              d->nseries + (uint32_t)b->n_series + 1, sizeof(struct dec_series));
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < b->n_series; i++) {
@@ -161,9 +145,8 @@ static int dec_series(struct apm_codec_dec *d, const Apm__Batch *b)
     return 0;
 }
 
-/* Maps a connection process ref to its index in the batch, adding it on first use. */
-static int batch_proc(const struct apm_codec_dec *d, struct apm_batch *out, uint32_t *map,
-                      uint32_t ref, uint32_t *index)
+int codec_batch_proc(const struct apm_codec_dec *d, struct apm_batch *out, uint32_t *map,
+                     uint32_t ref, uint32_t *index)
 {
     if (ref == 0) {
         *index = APM_PROC_HOST;
@@ -178,9 +161,9 @@ static int batch_proc(const struct apm_codec_dec *d, struct apm_batch *out, uint
         .pid = dp->pid,
         .ppid = dp->ppid,
         .start_ms = dp->start_ms,
-        .name = (char *)string_at(d, dp->name),
-        .cmdline = (char *)string_at(d, dp->cmdline),
-        .cgroup = (char *)string_at(d, dp->cgroup),
+        .name = (char *)codec_string_at(d, dp->name),
+        .cmdline = (char *)codec_string_at(d, dp->cmdline),
+        .cgroup = (char *)codec_string_at(d, dp->cgroup),
     };
     int rc = apm_batch_append_proc(out, &desc, index);
     if (rc == 0)
@@ -201,7 +184,7 @@ static int dec_tick(struct apm_codec_dec *d, int64_t base, const Apm__Tick *tk,
             return APM_E_DECODE;
         struct dec_series *ds = &d->series[ref];
         uint32_t proc;
-        int rc = batch_proc(d, out, map, ds->proc, &proc);
+        int rc = codec_batch_proc(d, out, map, ds->proc, &proc);
         if (rc != 0)
             return rc;
         struct apm_series_block *blk;
@@ -217,12 +200,9 @@ static int dec_tick(struct apm_codec_dec *d, int64_t base, const Apm__Tick *tk,
     return 0;
 }
 
-static int dec_samples(struct apm_codec_dec *d, const Apm__Batch *b, struct apm_batch *out)
+static int dec_samples(struct apm_codec_dec *d, const Apm__Batch *b, struct apm_batch *out,
+                       uint32_t *map)
 {
-    uint32_t *map = malloc(((size_t)d->nprocs + 1) * sizeof(*map));
-    if (map == NULL)
-        return -ENOMEM;
-    memset(map, 0xff, ((size_t)d->nprocs + 1) * sizeof(*map));
     int rc = 0;
     for (size_t i = 0; i < b->n_samples; i++) {
         const Apm__Samples *s = b->samples[i];
@@ -233,7 +213,7 @@ static int dec_samples(struct apm_codec_dec *d, const Apm__Batch *b, struct apm_
         }
         struct dec_series *ds = &d->series[s->series];
         uint32_t proc;
-        rc = batch_proc(d, out, map, ds->proc, &proc);
+        rc = codec_batch_proc(d, out, map, ds->proc, &proc);
         if (rc != 0)
             break;
         struct apm_series_block *blk;
@@ -253,7 +233,6 @@ static int dec_samples(struct apm_codec_dec *d, const Apm__Batch *b, struct apm_
     }
     for (size_t i = 0; rc == 0 && i < b->n_ticks; i++)
         rc = dec_tick(d, b->base_ms, b->ticks[i], out, map);
-    free(map);
     return rc;
 }
 
@@ -271,8 +250,17 @@ static int dec_batch(struct apm_codec_dec *d, const Apm__Batch *b, struct apm_ms
         rc = dec_procs(d, b);
     if (rc == 0)
         rc = dec_series(d, b);
+    /* Connection process ref -> index in this batch, filled on first use. */
+    uint32_t *map = NULL;
+    if (rc == 0 && (map = malloc(((size_t)d->nprocs + 1) * sizeof(*map))) == NULL)
+        rc = -ENOMEM;
+    if (rc == 0) {
+        memset(map, 0xff, ((size_t)d->nprocs + 1) * sizeof(*map));
+        rc = dec_samples(d, b, batch, map);
+    }
     if (rc == 0)
-        rc = dec_samples(d, b, batch);
+        rc = codec_dec_trace(d, b, batch, map);
+    free(map);
     if (rc != 0) {
         apm_batch_free(batch);
         return rc;
@@ -458,6 +446,7 @@ void apm_codec_enc_init(struct apm_codec_enc *e)
     apm_hashmap_init(&e->strings);
     apm_hashmap_init(&e->procs);
     apm_hashmap_init(&e->series);
+    apm_hashmap_init(&e->sites);
 }
 
 void apm_codec_enc_close(struct apm_codec_enc *e)
@@ -467,6 +456,7 @@ void apm_codec_enc_close(struct apm_codec_enc *e)
     apm_hashmap_close(&e->strings);
     apm_hashmap_close(&e->procs);
     apm_hashmap_close(&e->series);
+    apm_hashmap_close(&e->sites);
     free(e->last);
     memset(e, 0, sizeof(*e));
 }
@@ -474,28 +464,8 @@ void apm_codec_enc_close(struct apm_codec_enc *e)
 bool apm_codec_enc_full(const struct apm_codec_enc *e)
 {
     return e->nstrings > APM_CODEC_MAX_STRINGS / 2 || e->nprocs > APM_CODEC_MAX_PROCS / 2 ||
-           e->nseries > APM_CODEC_MAX_SERIES / 2;
+           e->nseries > APM_CODEC_MAX_SERIES / 2 || e->nsites > APM_CODEC_MAX_SITES / 2;
 }
-
-/* Everything one batch encoding allocates, released in one place. */
-struct enc_work {
-    char **strings;
-    size_t nstrings, strings_cap;
-    Apm__ProcessDef *procs;
-    Apm__ProcessDef **proc_ptrs;
-    size_t nprocs;
-    Apm__SeriesDef *series;
-    Apm__SeriesDef **series_ptrs;
-    size_t nseries;
-    Apm__Samples *samples;
-    Apm__Samples **sample_ptrs;
-    size_t nsample_msgs;
-    int64_t *deltas;
-    Apm__Tick tick;
-    Apm__Tick *tick_ptr;
-    int32_t *tick_series;
-    int64_t *tick_values;
-};
 
 static void enc_work_free(struct enc_work *w)
 {
@@ -509,9 +479,10 @@ static void enc_work_free(struct enc_work *w)
     free(w->deltas);
     free(w->tick_series);
     free(w->tick_values);
+    codec_enc_trace_free(&w->trace);
 }
 
-static int intern(struct apm_codec_enc *e, struct enc_work *w, const char *s, uint32_t *ref)
+int codec_intern(struct apm_codec_enc *e, struct enc_work *w, const char *s, uint32_t *ref)
 {
     if (s == NULL || s[0] == '\0') {
         *ref = 0;
@@ -544,8 +515,8 @@ static int intern(struct apm_codec_enc *e, struct enc_work *w, const char *s, ui
     return 0;
 }
 
-static int enc_proc(struct apm_codec_enc *e, struct enc_work *w, const struct apm_proc_desc *p,
-                    uint32_t *ref)
+int codec_enc_proc(struct apm_codec_enc *e, struct enc_work *w, const struct apm_proc_desc *p,
+                   uint32_t *ref)
 {
     struct {
         int32_t pid;
@@ -561,11 +532,11 @@ static int enc_proc(struct apm_codec_enc *e, struct enc_work *w, const struct ap
         return APM_E_LIMIT;
     Apm__ProcessDef *d = &w->procs[w->nprocs];
     apm__process_def__init(d);
-    int rc = intern(e, w, p->name, &d->name);
+    int rc = codec_intern(e, w, p->name, &d->name);
     if (rc == 0)
-        rc = intern(e, w, p->cmdline, &d->cmdline);
+        rc = codec_intern(e, w, p->cmdline, &d->cmdline);
     if (rc == 0)
-        rc = intern(e, w, p->cgroup, &d->cgroup);
+        rc = codec_intern(e, w, p->cgroup, &d->cgroup);
     if (rc == 0)
         rc = apm_hashmap_put(&e->procs, &key, sizeof(key), e->nprocs + 1);
     if (rc != 0)
@@ -643,7 +614,7 @@ static int enc_blocks(struct apm_codec_enc *e, struct enc_work *w, const struct 
         uint32_t pref = 0;
         if (blk->proc != APM_PROC_HOST) {
             if (proc_refs[blk->proc] == 0) {
-                int rc = enc_proc(e, w, &b->procs[blk->proc], &proc_refs[blk->proc]);
+                int rc = codec_enc_proc(e, w, &b->procs[blk->proc], &proc_refs[blk->proc]);
                 if (rc != 0)
                     return rc;
             }
@@ -699,6 +670,8 @@ int apm_codec_encode_batch(struct apm_codec_enc *e, const struct apm_batch *b,
     }
     if (rc == 0)
         rc = enc_blocks(e, &w, b, proc_refs, base);
+    if (rc == 0)
+        rc = codec_enc_trace(e, &w, b, proc_refs);
     if (rc == 0) {
         Apm__Batch m = APM__BATCH__INIT;
         m.seq = b->seq;
@@ -716,6 +689,7 @@ int apm_codec_encode_batch(struct apm_codec_enc *e, const struct apm_batch *b,
             m.n_ticks = 1;
             m.ticks = &w.tick_ptr;
         }
+        codec_enc_trace_attach(&w.trace, &m);
         Apm__Frame f = APM__FRAME__INIT;
         f.msg_case = APM__FRAME__MSG_BATCH;
         f.batch = &m;

@@ -9,8 +9,8 @@
  * for value deltas. Both ends reset that state with each new connection.
  *
  * Caps: the decoder refuses (APM_E_LIMIT) a connection that defines more
- * than APM_CODEC_MAX_STRINGS strings, APM_CODEC_MAX_PROCS processes or
- * APM_CODEC_MAX_SERIES series; the encoder reports apm_codec_enc_full() well
+ * than APM_CODEC_MAX_STRINGS strings, APM_CODEC_MAX_PROCS processes,
+ * APM_CODEC_MAX_SERIES series or APM_CODEC_MAX_SITES allocation sites; the encoder reports apm_codec_enc_full() well
  * before that so the agent reconnects and starts a fresh table.
  */
 #include <stdbool.h>
@@ -25,6 +25,7 @@
 #define APM_CODEC_MAX_STRING_BYTES (64u * 1024u * 1024u)
 #define APM_CODEC_MAX_PROCS 200000u
 #define APM_CODEC_MAX_SERIES 1000000u
+#define APM_CODEC_MAX_SITES 1000000u
 #define APM_TOKEN_MAX 256u
 
 enum apm_msg_type {
@@ -105,6 +106,9 @@ struct apm_codec_dec {
     struct dec_series *series;
     uint32_t nseries;
     uint32_t series_cap;
+    struct dec_site *sites;
+    uint32_t nsites;
+    uint32_t sites_cap;
 };
 
 /* Caller-owned per-connection decoder state. */
@@ -133,10 +137,12 @@ struct apm_codec_enc {
     struct apm_hashmap strings; /* string -> ref */
     struct apm_hashmap procs;   /* (pid, start_ms) -> ref */
     struct apm_hashmap series;  /* (proc ref, metric) -> index into last */
+    struct apm_hashmap sites;   /* (file ref, line, traceback refs) -> site ref */
     int64_t *last;              /* last value per series ref */
     uint32_t nstrings;
     uint32_t nprocs;
     uint32_t nseries;
+    uint32_t nsites;
     uint32_t last_cap;
 };
 

@@ -67,6 +67,18 @@ void apm_batch_free(struct apm_batch *b)
         free(b->series[i].value);
     }
     free(b->series);
+    for (uint32_t i = 0; i < b->ndiffs; i++) {
+        for (uint32_t k = 0; k < b->diffs[i].nsites; k++) {
+            struct apm_site_stat *st = &b->diffs[i].sites[k];
+            free(st->file);
+            for (uint32_t f = 0; f < st->nframes; f++)
+                free(st->frames[f].file);
+            free(st->frames);
+        }
+        free(b->diffs[i].sites);
+    }
+    free(b->diffs);
+    free(b->gc);
     free(b);
 }
 
@@ -211,4 +223,78 @@ int apm_batch_add_sample(struct apm_batch *b, uint32_t proc, enum apm_metric met
     s->n++;
     b->nsamples++;
     return 0;
+}
+
+int apm_batch_append_diff(struct apm_batch *b, uint32_t proc, uint32_t nsites,
+                          struct apm_trace_diff **out)
+{
+    if (proc >= b->nprocs || nsites > 65535u)
+        return -EINVAL;
+    if (b->ndiffs == b->diffs_cap) {
+        uint32_t cap = b->diffs_cap ? b->diffs_cap * 2 : 4;
+        struct apm_trace_diff *nd = realloc(b->diffs, cap * sizeof(*nd));
+        if (nd == NULL)
+            return -ENOMEM;
+        b->diffs = nd;
+        b->diffs_cap = cap;
+    }
+    struct apm_site_stat *sites = calloc(nsites ? nsites : 1, sizeof(*sites));
+    if (sites == NULL)
+        return -ENOMEM;
+    struct apm_trace_diff *d = &b->diffs[b->ndiffs++];
+    memset(d, 0, sizeof(*d));
+    d->proc = proc;
+    d->nsites = nsites;
+    d->sites = sites;
+    *out = d;
+    return 0;
+}
+
+int apm_site_set(struct apm_site_stat *s, const char *file, uint32_t line, uint32_t nframes)
+{
+    if (nframes > APM_SITE_FRAMES_MAX || s->file != NULL)
+        return -EINVAL;
+    s->file = dup_or_empty(file);
+    if (s->file == NULL)
+        return -ENOMEM;
+    s->line = line;
+    if (nframes > 0) {
+        s->frames = calloc(nframes, sizeof(*s->frames));
+        if (s->frames == NULL)
+            return -ENOMEM;
+        s->nframes = nframes;
+    }
+    return 0;
+}
+
+int apm_site_set_frame(struct apm_site_stat *s, uint32_t i, const char *file, uint32_t line)
+{
+    if (i >= s->nframes || s->frames[i].file != NULL)
+        return -EINVAL;
+    s->frames[i].file = dup_or_empty(file);
+    if (s->frames[i].file == NULL)
+        return -ENOMEM;
+    s->frames[i].line = line;
+    return 0;
+}
+
+int apm_batch_add_gc(struct apm_batch *b, const struct apm_gc_stats *g)
+{
+    if (g->proc >= b->nprocs || g->ngen > APM_GC_GENERATIONS_MAX)
+        return -EINVAL;
+    if (b->ngc == b->gc_cap) {
+        uint32_t cap = b->gc_cap ? b->gc_cap * 2 : 4;
+        struct apm_gc_stats *ng = realloc(b->gc, cap * sizeof(*ng));
+        if (ng == NULL)
+            return -ENOMEM;
+        b->gc = ng;
+        b->gc_cap = cap;
+    }
+    b->gc[b->ngc++] = *g;
+    return 0;
+}
+
+bool apm_batch_has_data(const struct apm_batch *b)
+{
+    return b->nsamples > 0 || b->ndiffs > 0 || b->ngc > 0;
 }

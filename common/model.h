@@ -69,6 +69,74 @@ struct apm_series_block {
     int64_t *value;
 };
 
+/* Longest traceback a site keeps (frames), as in the probe protocol. */
+#define APM_SITE_FRAMES_MAX 65535u
+/* Most generations a gc record carries (CPython has 3). */
+#define APM_GC_GENERATIONS_MAX 4u
+
+/* One frame of a traceback site key. */
+struct apm_site_frame {
+    char *file; /* owned by the batch */
+    uint32_t line;
+};
+
+/*
+ * One allocation site of a tracemalloc diff: where (file:line, or a
+ * traceback with the allocating line last) and how much. Strings are owned
+ * by the batch; file is never NULL once set with apm_site_set.
+ */
+struct apm_site_stat {
+    char *file;
+    uint32_t line;
+    uint32_t nframes;              /* 0 for "lineno" keys */
+    struct apm_site_frame *frames; /* oldest call first, nframes of them */
+    int64_t size;                  /* bytes now allocated at the site */
+    int64_t size_diff;             /* change since the previous snapshot */
+    int64_t count;                 /* blocks */
+    int64_t count_diff;
+};
+
+/*
+ * One tracemalloc snapshot compared with the previous one of a process
+ * (Snapshot.compare_to order: the largest |size_diff| first).
+ */
+struct apm_trace_diff {
+    uint32_t proc; /* index into apm_batch.procs (never APM_PROC_HOST) */
+    int64_t t_ms;
+    uint64_t probe_seq;
+    uint64_t session;
+    bool traceback; /* key type "traceback", else "lineno" */
+    uint32_t frames;
+    int64_t interval_ms;
+    int64_t traced_current;
+    int64_t traced_peak;
+    int64_t tracemalloc_memory;
+    int64_t total_size;
+    int64_t total_count;
+    int64_t total_size_diff;
+    int64_t total_count_diff;
+    uint64_t groups;
+    uint64_t truncated;
+    uint32_t nsites;
+    struct apm_site_stat *sites;
+};
+
+struct apm_gc_generation {
+    int64_t collections; /* cumulative since the process started */
+    int64_t collected;
+    int64_t uncollectable;
+    int64_t count; /* gc.get_count(): allocations since the last collection */
+};
+
+/* Python gc statistics of one process at one instant. */
+struct apm_gc_stats {
+    uint32_t proc; /* index into apm_batch.procs */
+    int64_t t_ms;
+    uint32_t ngen;
+    struct apm_gc_generation gen[APM_GC_GENERATIONS_MAX];
+    int64_t garbage; /* len(gc.garbage) */
+};
+
 /*
  * A batch: what the agent sends under one sequence number and what the
  * collector commits in one piece. Library-allocated (apm_batch_new/free);
@@ -84,6 +152,12 @@ struct apm_batch {
     uint32_t series_cap;
     struct apm_series_block *series;
     uint64_t nsamples; /* total over all blocks */
+    uint32_t ndiffs;
+    uint32_t diffs_cap;
+    struct apm_trace_diff *diffs;
+    uint32_t ngc;
+    uint32_t gc_cap;
+    struct apm_gc_stats *gc;
 };
 
 /* Returns owned (free with apm_batch_free), or NULL when out of memory. */
@@ -121,6 +195,31 @@ int apm_batch_append_proc(struct apm_batch *b, const struct apm_proc_desc *p, ui
  */
 int apm_batch_append_block(struct apm_batch *b, uint32_t proc, enum apm_metric metric, uint32_t n,
                            struct apm_series_block **out);
+
+/*
+ * Appends a diff of process proc with nsites zeroed sites and returns it
+ * through out (valid until the next diff is appended). The caller fills the
+ * fields and each site (apm_site_set). Returns 0, -EINVAL (bad index, more
+ * than 65535 sites) or -ENOMEM.
+ */
+int apm_batch_append_diff(struct apm_batch *b, uint32_t proc, uint32_t nsites,
+                          struct apm_trace_diff **out);
+
+/*
+ * Sets a site's file (copied, cut at APM_MODEL_STRING_MAX), line and room
+ * for nframes traceback frames (zeroed; fill each with apm_site_set_frame).
+ * Returns 0, -EINVAL (nframes > APM_SITE_FRAMES_MAX) or -ENOMEM.
+ */
+int apm_site_set(struct apm_site_stat *s, const char *file, uint32_t line, uint32_t nframes);
+
+/* Sets frame i (< s->nframes) of a site; copies file. Returns 0, -EINVAL or -ENOMEM. */
+int apm_site_set_frame(struct apm_site_stat *s, uint32_t i, const char *file, uint32_t line);
+
+/* Appends a copy of g. Returns 0, -EINVAL (bad index or ngen) or -ENOMEM. */
+int apm_batch_add_gc(struct apm_batch *b, const struct apm_gc_stats *g);
+
+/* True when the batch carries anything to store: samples, diffs or gc records. */
+bool apm_batch_has_data(const struct apm_batch *b);
 
 /* Identity of the agent on the other end of a connection (from its Hello). */
 struct apm_agent_ident {

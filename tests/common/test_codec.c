@@ -32,8 +32,8 @@ static struct apm_batch *sample_batch(uint64_t seq, int64_t t0, int nprocs)
         assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, t0, 50000000 + i * 4096), 0);
         assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_CGROUP_LIMIT, t0, 1LL << 31), 0);
     }
-    assert_int_equal(apm_batch_add_sample(b, APM_PROC_HOST, APM_METRIC_MEM_AVAILABLE, t0, 1LL << 33),
-                     0);
+    assert_int_equal(
+        apm_batch_add_sample(b, APM_PROC_HOST, APM_METRIC_MEM_AVAILABLE, t0, 1LL << 33), 0);
     return b;
 }
 
@@ -248,6 +248,141 @@ static void test_codec_truncated_and_garbage_input_is_refused(void **state)
     apm_codec_enc_close(&e);
 }
 
+/* Adds a lineno diff of three sites and a traceback diff, plus gc, for process 0. */
+static void add_probe_data(struct apm_batch *b, int64_t t, int64_t grow)
+{
+    struct apm_trace_diff *d;
+    assert_int_equal(apm_batch_append_diff(b, 0, 3, &d), 0);
+    d->t_ms = t;
+    d->probe_seq = 7;
+    d->session = 2;
+    d->frames = 1;
+    d->interval_ms = 5000;
+    d->traced_current = 123456789;
+    d->traced_peak = 223456789;
+    d->tracemalloc_memory = 4096;
+    d->total_size = 99999;
+    d->total_count = 888;
+    d->total_size_diff = -5;
+    d->total_count_diff = 3;
+    d->groups = 42;
+    d->truncated = 1;
+    const char *files[] = {"/srv/app/cache.py", "/usr/lib/python3.11/json/decoder.py",
+                           "/srv/app/cache.py"};
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_int_equal(apm_site_set(&d->sites[i], files[i], 88 + i, 0), 0);
+        d->sites[i].size = 1000 * (int64_t)(i + 1) + grow;
+        d->sites[i].size_diff = grow - (int64_t)i;
+        d->sites[i].count = 10 + i;
+        d->sites[i].count_diff = -(int64_t)i;
+    }
+    assert_int_equal(apm_batch_append_diff(b, 0, 1, &d), 0);
+    d->t_ms = t + 1;
+    d->traceback = true;
+    assert_int_equal(apm_site_set(&d->sites[0], "/srv/app/cache.py", 88, 2), 0);
+    assert_int_equal(apm_site_set_frame(&d->sites[0], 0, "/srv/app/main.py", 12), 0);
+    assert_int_equal(apm_site_set_frame(&d->sites[0], 1, "/srv/app/cache.py", 88), 0);
+    d->sites[0].size = INT64_MAX;
+    struct apm_gc_stats g = {.proc = 0, .t_ms = t, .ngen = 3, .garbage = 2};
+    for (uint32_t i = 0; i < 3; i++)
+        g.gen[i] = (struct apm_gc_generation){100 - i, 50 - i, i, 700 + i};
+    assert_int_equal(apm_batch_add_gc(b, &g), 0);
+}
+
+static void assert_probe_data_equal(const struct apm_batch *a, const struct apm_batch *b)
+{
+    assert_int_equal(a->ndiffs, b->ndiffs);
+    for (uint32_t i = 0; i < a->ndiffs; i++) {
+        const struct apm_trace_diff *x = &a->diffs[i], *y = &b->diffs[i];
+        assert_int_equal(a->procs[x->proc].pid, b->procs[y->proc].pid);
+        assert_int_equal(x->t_ms, y->t_ms);
+        assert_int_equal(x->probe_seq, y->probe_seq);
+        assert_int_equal(x->session, y->session);
+        assert_int_equal(x->traceback, y->traceback);
+        assert_int_equal(x->interval_ms, y->interval_ms);
+        assert_int_equal(x->traced_current, y->traced_current);
+        assert_int_equal(x->traced_peak, y->traced_peak);
+        assert_int_equal(x->total_size_diff, y->total_size_diff);
+        assert_int_equal(x->groups, y->groups);
+        assert_int_equal(x->truncated, y->truncated);
+        assert_int_equal(x->nsites, y->nsites);
+        for (uint32_t k = 0; k < x->nsites; k++) {
+            const struct apm_site_stat *s = &x->sites[k], *t = &y->sites[k];
+            assert_string_equal(s->file, t->file);
+            assert_int_equal(s->line, t->line);
+            assert_int_equal(s->size, t->size);
+            assert_int_equal(s->size_diff, t->size_diff);
+            assert_int_equal(s->count, t->count);
+            assert_int_equal(s->count_diff, t->count_diff);
+            assert_int_equal(s->nframes, t->nframes);
+            for (uint32_t f = 0; f < s->nframes; f++) {
+                assert_string_equal(s->frames[f].file, t->frames[f].file);
+                assert_int_equal(s->frames[f].line, t->frames[f].line);
+            }
+        }
+    }
+    assert_int_equal(a->ngc, b->ngc);
+    for (uint32_t i = 0; i < a->ngc; i++) {
+        assert_int_equal(a->gc[i].t_ms, b->gc[i].t_ms);
+        assert_int_equal(a->gc[i].ngen, b->gc[i].ngen);
+        assert_int_equal(a->gc[i].garbage, b->gc[i].garbage);
+        assert_memory_equal(a->gc[i].gen, b->gc[i].gen, sizeof(a->gc[i].gen));
+    }
+}
+
+static void test_codec_probe_diffs_roundtrip_with_interned_sites(void **state)
+{
+    (void)state;
+    struct apm_codec_enc e;
+    struct apm_codec_dec d;
+    apm_codec_enc_init(&e);
+    apm_codec_dec_init(&d);
+    size_t first_len = 0;
+    for (int k = 0; k < 3; k++) {
+        struct apm_batch *b = sample_batch((uint64_t)k + 1, 1700000000000LL + k * 1000, 1);
+        add_probe_data(b, 1700000000000LL + k * 1000, k * 4096);
+        struct apm_frame_out f;
+        assert_int_equal(apm_codec_encode_batch(&e, b, &f), 0);
+        if (k == 0)
+            first_len = f.len;
+        else /* File names and sites are defined once per connection. */
+            assert_true(f.len + 60 < first_len);
+        struct apm_msg m;
+        assert_int_equal(decode_frame(&d, &f, &m), 0);
+        assert_int_equal(m.type, APM_MSG_BATCH);
+        assert_probe_data_equal(b, m.u.batch);
+        assert_true(apm_batch_has_data(m.u.batch));
+        apm_msg_clear(&m);
+        free(f.buf);
+        apm_batch_free(b);
+    }
+    assert_int_equal(e.nsites, 4); /* three lineno sites and one traceback */
+    apm_codec_enc_close(&e);
+    apm_codec_dec_close(&d);
+}
+
+static void test_codec_diff_with_undefined_site_is_refused(void **state)
+{
+    (void)state;
+    struct apm_codec_enc e1;
+    struct apm_codec_dec d;
+    apm_codec_enc_init(&e1);
+    apm_codec_dec_init(&d);
+    /* The second frame refers to sites the first one defined, which d never saw. */
+    struct apm_batch *b = sample_batch(1, 1000, 1);
+    add_probe_data(b, 1000, 1);
+    struct apm_frame_out f1, f2;
+    assert_int_equal(apm_codec_encode_batch(&e1, b, &f1), 0);
+    assert_int_equal(apm_codec_encode_batch(&e1, b, &f2), 0);
+    struct apm_msg m;
+    assert_int_equal(decode_frame(&d, &f2, &m), APM_E_DECODE);
+    free(f1.buf);
+    free(f2.buf);
+    apm_batch_free(b);
+    apm_codec_enc_close(&e1);
+    apm_codec_dec_close(&d);
+}
+
 static void test_codec_samples_per_byte_are_compact(void **state)
 {
     (void)state;
@@ -279,6 +414,8 @@ int main(void)
         cmocka_unit_test(test_codec_refuses_references_from_another_connection),
         cmocka_unit_test(test_codec_truncated_and_garbage_input_is_refused),
         cmocka_unit_test(test_codec_samples_per_byte_are_compact),
+        cmocka_unit_test(test_codec_probe_diffs_roundtrip_with_interned_sites),
+        cmocka_unit_test(test_codec_diff_with_undefined_site_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
