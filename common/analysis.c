@@ -97,7 +97,7 @@ void apm_analysis_config_init(struct apm_analysis_config *cfg)
         .sensitivity = APM_SENSITIVITY_BALANCED,
         .bucket_samples = 4,
         .history_buckets = 192,
-        .min_buckets = 40,
+        .min_buckets = 80,
     };
 }
 
@@ -131,9 +131,10 @@ int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis 
         a->tune.f = atof(e);
         OVR(z_min)
         OVR(noise_k)
-        OVR(rel_min) OVR(decel_max) OVR(step_sse_max) OVR(env_frac) OVR(anchor_mix) OVR(rho_max)
-            OVR(pre_z) OVR(pre_slope_frac) OVR(urgency)
-                OVR(urgency_all) if ((e = getenv("T_confirm"))) a->tune.confirm = (unsigned)atoi(e);
+        OVR(rel_min)
+        OVR(decel_max) OVR(step_sse_max) OVR(env_frac) OVR(anchor_mix) OVR(rho_max) OVR(pre_z)
+            OVR(pre_slope_frac) OVR(urgency) OVR(urgency_all) if ((e = getenv("T_confirm")))
+                a->tune.confirm = (unsigned)atoi(e);
         if ((e = getenv("T_min_buckets")))
             a->cfg.min_buckets = (unsigned)atoi(e);
         OVR(drawdown_margin)

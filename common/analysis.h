@@ -48,7 +48,7 @@ struct apm_analysis_config {
      * Windows in samples. bucket_samples samples form one bucket at first
      * (default 4); the history keeps up to history_buckets buckets (default
      * 192, 32..512) and halves its resolution when full. No verdict other than
-     * "stable" is given before min_buckets buckets (default 40).
+     * "stable" is given before min_buckets buckets (default 80).
      */
     unsigned bucket_samples;
     unsigned history_buckets;
