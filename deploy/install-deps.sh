@@ -8,6 +8,7 @@ build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
 libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev lmdb-utils
 libcmocka-dev libinih-dev libjansson-dev libhttp-parser-dev libcurl4-openssl-dev
 python3 curl ca-certificates procps
+dpkg-dev systemd adduser git
 "
 
 missing=""
