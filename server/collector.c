@@ -12,7 +12,9 @@
 #include "common/frame.h"
 #include "common/log.h"
 #include "common/token.h"
+#include "server/analyzer_worker.h"
 #include "server/api.h"
+#include "server/api_forecast.h"
 #include "server/http.h"
 #include "server/ingest.h"
 #include "server/store.h"
@@ -54,6 +56,24 @@ static const struct apm_opt collector_opts[] = {
         "LMDB map size, the store's maximum size (default 8G)"),
     OPT("collector", "no-sync", APM_OPT_BOOL, no_sync, 0, 1, false,
         "skip fsync at commit (benchmarks only: acks are then not durable)"),
+    OPT("collector", "memory-limit", APM_OPT_SIZE, memory_limit, 0, INT64_MAX, true,
+        "limit forecasts aim at for processes without a cgroup limit (default 0: host memory)"),
+    OPT("collector", "trace-on-suspicion", APM_OPT_DURATION, trace_on_suspicion_ms, 0, DAY_MS, true,
+        "tracemalloc window asked of a process suspected of leaking (default 20m; 0 = never)"),
+    OPT("collector", "trace-confidence", APM_OPT_INT, trace_confidence, 0, 100, true,
+        "least leak confidence, in percent, that asks for a trace (default 60)"),
+    OPT("analysis", "bucket-samples", APM_OPT_INT, analysis.bucket_samples, 1, 10000, false,
+        "samples per history bucket (default 2)"),
+    OPT("analysis", "history-buckets", APM_OPT_INT, analysis.history_buckets, 32, 512, false,
+        "buckets of history kept per series, even (default 192)"),
+    OPT("analysis", "min-buckets", APM_OPT_INT, analysis.min_buckets, 8, 512, false,
+        "buckets before any verdict but stable (default 32)"),
+    OPT("analysis", "bucket-min", APM_OPT_DURATION, analysis.bucket_min_ms, 0, 30 * DAY_MS, false,
+        "a bucket also spans at least this long (default 0: counts only)"),
+    OPT("analysis", "min-history", APM_OPT_DURATION, analysis.min_history_ms, 0, 365 * DAY_MS,
+        false, "no leak alert before a series spans this long (default 0: counts only)"),
+    OPT("analysis", "sensitivity", APM_OPT_STRING, analysis.sensitivity, 0, 0, false,
+        "early, balanced (default) or quiet"),
     {.key = NULL},
 };
 
@@ -75,6 +95,13 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     c->max_frame = APM_FRAME_MAX;
     c->max_inflight = 64;
     c->map_size = 8LL << 30;
+    c->trace_on_suspicion_ms = 20 * 60 * 1000;
+    c->trace_confidence = 60;
+    /* 64 samples before a verdict: about 30 s at a 0.5 s interval, an hour at 60 s. */
+    c->analysis.bucket_samples = 2;
+    c->analysis.history_buckets = 192;
+    c->analysis.min_buckets = 32;
+    snprintf(c->analysis.sensitivity, sizeof(c->analysis.sensitivity), "balanced");
 }
 
 struct apm_collector {
@@ -82,6 +109,7 @@ struct apm_collector {
     struct apm_collector_config cfg;
     struct apm_store *store;
     struct apm_writer *writer;
+    struct apm_analyzer_worker *analyzer;
     struct apm_ingest *ingest;
     struct apm_api *api;
     struct apm_http_server *http;
@@ -112,6 +140,8 @@ static void on_ingest_closed(void *ctx)
         apm_writer_close(c->writer, on_writer_closed);
         c->writer = NULL;
     }
+    /* Flushes its verdicts; batches the writer commits from now on are not analysed. */
+    apm_analyzer_worker_close(c->analyzer, NULL, NULL);
 }
 
 void apm_collector_stop(struct apm_collector *c)
@@ -185,6 +215,23 @@ static void status_fn(void *ctx, json_t *obj)
         PUT_U64(o, "queued", s.queued);
         json_object_set_new(obj, "writer", o);
     }
+    if (c->analyzer != NULL) {
+        struct apm_analyzer_worker_stats s;
+        apm_analyzer_worker_get_stats(c->analyzer, &s);
+        json_t *o = json_object();
+        PUT_U64(o, "series", s.analyzer.series);
+        PUT_U64(o, "samples", s.analyzer.samples);
+        PUT_U64(o, "warmed", s.analyzer.warmed);
+        PUT_U64(o, "refused_series", s.analyzer.refused_series);
+        PUT_U64(o, "evicted", s.analyzer.evicted);
+        PUT_U64(o, "verdicts_stored", s.analyzer.verdicts_stored);
+        PUT_U64(o, "store_errors", s.analyzer.store_errors);
+        PUT_U64(o, "trace_requests", s.analyzer.trace_requests);
+        PUT_U64(o, "batches", s.batches);
+        PUT_U64(o, "dropped_batches", s.dropped_batches);
+        PUT_U64(o, "queued_samples", s.queued_samples);
+        json_object_set_new(obj, "analysis", o);
+    }
     if (c->http != NULL) {
         struct apm_http_stats s;
         apm_http_server_stats(c->http, &s);
@@ -196,6 +243,43 @@ static void status_fn(void *ctx, json_t *obj)
         PUT_U64(o, "responses_5xx", s.responses_5xx);
         json_object_set_new(obj, "http", o);
     }
+}
+
+/* Loop thread: asks the process's agent for a tracemalloc window. */
+static void on_trace_request(void *ctx, const struct apm_analyzer_trace *t)
+{
+    struct apm_collector *c = ctx;
+    if (c->ingest == NULL || c->stopping)
+        return;
+    struct apm_msg_control m = {.action = APM_CONTROL_TRACE,
+                                .pid = t->pid,
+                                .start_ms = t->start_ms,
+                                .duration_s = t->duration_s};
+    int n = apm_ingest_send_control(c->ingest, t->host, &m);
+    apm_info("collector: %s looks like a leak (confidence %.2f): tracing for %us %s", t->process_id,
+             t->confidence, (unsigned)t->duration_s,
+             n > 0 ? "requested" : "not requested (its agent is not connected)");
+}
+
+static int analyzer_options(const struct apm_collector_config *cfg, struct apm_analyzer_options *o)
+{
+    apm_analyzer_options_init(o);
+    struct apm_analysis_config *a = &o->analysis;
+    if (apm_analysis_sensitivity_parse(cfg->analysis.sensitivity, &a->sensitivity) != 0) {
+        apm_error("collector: key 'sensitivity' in [analysis]: '%s' is not early, balanced or "
+                  "quiet",
+                  cfg->analysis.sensitivity);
+        return APM_E_CONFIG;
+    }
+    a->bucket_samples = (unsigned)cfg->analysis.bucket_samples;
+    a->history_buckets = (unsigned)cfg->analysis.history_buckets;
+    a->min_buckets = (unsigned)cfg->analysis.min_buckets;
+    a->bucket_min_s = (double)cfg->analysis.bucket_min_ms / 1000.0;
+    a->min_history_s = (double)cfg->analysis.min_history_ms / 1000.0;
+    o->memory_limit = cfg->memory_limit;
+    o->trace_window_s = (double)cfg->trace_on_suspicion_ms / 1000.0;
+    o->trace_confidence = (double)cfg->trace_confidence / 100.0;
+    return 0;
 }
 
 static int ensure_dir(const char *dir)
@@ -253,11 +337,22 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         apm_error("collector: cannot open store in %s: %s", cfg->data_dir, apm_strerror(rc));
         goto fail;
     }
+    struct apm_analyzer_options ao;
+    rc = analyzer_options(cfg, &ao);
+    if (rc == 0) {
+        rc = apm_analyzer_worker_new(loop, c->store, &ao, 0, on_trace_request, c, &c->analyzer);
+        if (rc != 0)
+            apm_error("collector: cannot start analysis: %s (check [analysis] in the config)",
+                      apm_strerror(rc));
+    }
+    if (rc != 0)
+        goto fail;
     rc = apm_writer_new(loop, c->store, 0, &c->writer);
     if (rc != 0) {
         apm_error("collector: cannot start writer: %s", apm_strerror(rc));
         goto fail;
     }
+    apm_writer_set_commit_hook(c->writer, apm_analyzer_worker_hook, c->analyzer);
     struct apm_ingest_options io = {
         .listen = cfg->listen,
         .token = c->token,
@@ -273,6 +368,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         goto fail_writer;
     struct apm_api_config ac = {.store = c->store, .status_fn = status_fn, .ctx = c};
     rc = apm_api_new(&ac, &c->api);
+    if (rc == 0)
+        rc = apm_api_forecast_register(c->api);
     if (rc == 0) {
         rc = apm_http_server_new(loop, cfg->http, apm_api_handle, c->api, &c->http);
         if (rc != 0)
@@ -291,8 +388,12 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
 fail_writer:
     apm_writer_close(c->writer, on_writer_closed);
     c->writer = NULL;
-    uv_run(loop, UV_RUN_DEFAULT);
 fail:
+    if (c->analyzer != NULL) {
+        apm_analyzer_worker_close(c->analyzer, NULL, NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
+        apm_analyzer_worker_free(c->analyzer);
+    }
     apm_api_free(c->api);
     apm_store_free(c->store);
     free(c);
@@ -303,6 +404,7 @@ void apm_collector_free(struct apm_collector *c)
 {
     if (c == NULL)
         return;
+    apm_analyzer_worker_free(c->analyzer);
     apm_api_free(c->api);
     apm_store_free(c->store);
     free(c);

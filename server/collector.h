@@ -27,6 +27,18 @@ struct apm_collector_config {
     int64_t max_inflight;
     int64_t map_size;
     bool no_sync;
+    /* Live analysis ([collector] keys, then the [analysis] section). */
+    int64_t memory_limit;
+    int64_t trace_on_suspicion_ms;
+    int64_t trace_confidence; /* percent */
+    struct {
+        int64_t bucket_samples;
+        int64_t history_buckets;
+        int64_t min_buckets;
+        int64_t bucket_min_ms;
+        int64_t min_history_ms;
+        char sensitivity[16];
+    } analysis;
 };
 
 /* The option table for [collector] and its flags, terminated by {.key = NULL}. */

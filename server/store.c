@@ -32,6 +32,8 @@ static const char *const db_names[DB_COUNT] = {
     [DB_HOSTS] = "hosts",
     [DB_PROCESSES] = "processes",
     [DB_WATERMARKS] = "watermarks",
+    [DB_ALERTS] = "alerts",
+    [DB_VERDICTS] = "verdicts",
 };
 
 int apm_store_mdb_error(int rc, const char *what)

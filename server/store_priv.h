@@ -26,6 +26,8 @@ enum store_db {
     DB_HOSTS,      /* host name with its NUL -> host record */
     DB_PROCESSES,  /* "host:pid:start_ms" with its NUL -> process record */
     DB_WATERMARKS, /* agent id with its NUL -> instance, seq */
+    DB_VERDICTS,   /* series id (big-endian u64) -> latest analysis verdict (store_verdict.c) */
+    DB_ALERTS,     /* alert id (big-endian u64) -> alert record (store_alerts.c) */
     DB_COUNT
 };
 

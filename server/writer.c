@@ -45,6 +45,8 @@ struct apm_writer {
     struct job_list pending;
     struct job_list done;
     struct apm_writer_stats stats;
+    apm_writer_commit_fn commit_fn;
+    void *commit_ctx;
     bool stopping;
     bool exited;
     /* Loop thread only. */
@@ -111,7 +113,8 @@ static int store_round(struct apm_writer *w, struct job_list *jobs, bool *retry)
     return apm_store_txn_commit(txn);
 }
 
-static void store_jobs(struct apm_writer *w, struct job_list *jobs)
+static void store_jobs(struct apm_writer *w, struct job_list *jobs, apm_writer_commit_fn commit_fn,
+                       void *commit_ctx)
 {
     bool retry = true;
     int rc = 0;
@@ -130,6 +133,8 @@ static void store_jobs(struct apm_writer *w, struct job_list *jobs)
         duplicates += j->status == 1;
         failures += j->status < 0;
         samples += j->status == 0 ? j->batch->nsamples : 0;
+        if (j->status == 0 && commit_fn != NULL)
+            commit_fn(commit_ctx, &j->agent, j->batch);
     }
     pthread_mutex_lock(&w->mu);
     w->stats.batches += batches;
@@ -153,8 +158,10 @@ static void *writer_main(void *arg)
         struct job_list jobs = {0};
         list_splice(&jobs, &w->pending);
         w->stats.queued = 0;
+        apm_writer_commit_fn commit_fn = w->commit_fn;
+        void *commit_ctx = w->commit_ctx;
         pthread_mutex_unlock(&w->mu);
-        store_jobs(w, &jobs);
+        store_jobs(w, &jobs, commit_fn, commit_ctx);
         uv_async_send(&w->async);
         pthread_mutex_lock(&w->mu);
     }
@@ -261,6 +268,14 @@ int apm_writer_submit(struct apm_writer *w, const struct apm_agent_ident *agent,
     if (rc < 0)
         free(j);
     return rc;
+}
+
+void apm_writer_set_commit_hook(struct apm_writer *w, apm_writer_commit_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&w->mu);
+    w->commit_fn = fn;
+    w->commit_ctx = ctx;
+    pthread_mutex_unlock(&w->mu);
 }
 
 void apm_writer_get_stats(struct apm_writer *w, struct apm_writer_stats *out)

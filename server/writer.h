@@ -23,6 +23,15 @@ struct apm_writer;
 typedef void (*apm_writer_done_cb)(void *ctx, uint64_t seq, int status);
 typedef void (*apm_writer_close_cb)(struct apm_writer *w);
 
+/*
+ * Sees each batch stored by a successful commit (not duplicates, not
+ * failures), on the writer thread, before the batch goes back to the loop.
+ * agent and batch are borrowed for the call. It must be quick: the writer is
+ * the ingest bottleneck (copy what is needed and return).
+ */
+typedef void (*apm_writer_commit_fn)(void *ctx, const struct apm_agent_ident *agent,
+                                     const struct apm_batch *batch);
+
 struct apm_writer_stats {
     uint64_t batches;
     uint64_t duplicates;
@@ -47,6 +56,9 @@ int apm_writer_new(uv_loop_t *loop, struct apm_store *store, unsigned max_queue,
  */
 int apm_writer_submit(struct apm_writer *w, const struct apm_agent_ident *agent,
                       struct apm_batch *batch, apm_writer_done_cb cb, void *ctx);
+
+/* Sets the commit hook (fn NULL removes it); ctx is borrowed. Any thread. */
+void apm_writer_set_commit_hook(struct apm_writer *w, apm_writer_commit_fn fn, void *ctx);
 
 void apm_writer_get_stats(struct apm_writer *w, struct apm_writer_stats *out);
 
