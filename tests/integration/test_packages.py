@@ -364,6 +364,11 @@ class PackageTest:
             raise
         expect(self.app.p.poll() is None,
                f"the program under apm-run exited:\n{self.app.output()}")
+        try:
+            wait_for("the program under apm-run to report where the probe came from",
+                     lambda: "probe loaded from" in self.app.output(), 15)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.app.output()}") from None
         expect("probe loaded from /usr/lib/apm/apm_probe/" in self.app.output(),
                f"apm-run loaded the probe from elsewhere:\n{self.app.output()}")
         table = self.cli(url, "series", "--pid", str(app_pid), "--metric", "pss")
