@@ -132,12 +132,16 @@ int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis 
         OVR(z_min)
         OVR(noise_k)
         OVR(rel_min)
-        OVR(decel_max) OVR(step_sse_max) OVR(env_frac) OVR(anchor_mix) OVR(rho_max) OVR(pre_z)
-            OVR(pre_slope_frac) OVR(urgency) OVR(urgency_all) if ((e = getenv("T_confirm")))
+        OVR(decel_max)
+        OVR(step_sse_max) OVR(env_frac) OVR(anchor_mix) OVR(rho_max) OVR(pre_z) OVR(pre_slope_frac)
+            OVR(urgency) OVR(urgency_all) if ((e = getenv("T_confirm")))
                 a->tune.confirm = (unsigned)atoi(e);
         if ((e = getenv("T_min_buckets")))
             a->cfg.min_buckets = (unsigned)atoi(e);
         OVR(drawdown_margin)
+        OVR(creep_max) OVR(creep_decel) OVR(creep_z) OVR(creep_snr)
+            OVR(creep_ramp) if ((e = getenv("T_creep_buckets")))
+                a->tune.creep_buckets = (unsigned)atoi(e);
         if ((e = getenv("T_min_window")))
             a->tune.min_window = (unsigned)atoi(e);
     }
@@ -288,6 +292,21 @@ static bool urgent(const struct apm_analysis *a, const struct apm_analysis_windo
     return watched >= share * tte;
 }
 
+/*
+ * Slow, steady growth over a long history: a few per cent of the level, at a
+ * constant rate (no deceleration) across at least creep_buckets buckets. A
+ * cache that warms up fills by a large share of its size and then levels off;
+ * a leak that creeps for the whole observed life is no warm-up, even when
+ * exhaustion lies far beyond the history.
+ */
+static bool creeping(const struct apm_analysis *a, const struct apm_analysis_window *w)
+{
+    double level = fabs(w->level_now) > 1 ? fabs(w->level_now) : 1;
+    return w->buckets >= a->tune.creep_buckets && w->growth <= a->tune.creep_max * level &&
+           w->decel >= a->tune.creep_decel && w->z >= a->tune.creep_z &&
+           w->growth >= a->tune.creep_snr * w->scale && w->step_ratio <= a->tune.creep_ramp;
+}
+
 /* Names the behaviour of a series that shows no leak, from its longest window. */
 static enum apm_class other_class(const struct apm_analysis *a, const struct apm_analysis_window *w)
 {
@@ -316,7 +335,8 @@ static void evaluate(struct apm_analysis *a)
         size_t use = len * 2 > a->n_hist ? a->n_hist : len;
         if (apm_analysis_window_eval(&s, use, &a->tune, &w) < 0)
             break;
-        if (w.leak && !urgent(a, &w, w.continuation ? a->tune.urgency : a->tune.urgency_all))
+        if (w.leak && !urgent(a, &w, w.continuation ? a->tune.urgency : a->tune.urgency_all) &&
+            !creeping(a, &w))
             w.leak = false;
         tried++;
         longest = w;

@@ -28,6 +28,12 @@ struct apm_analysis_tuning {
     double urgency;         /* continued growth alerts once window duration >= urgency x TTE */
     double drawdown_margin; /* a new high must clear earlier highs by this x earlier drawdown */
     double urgency_all;     /* the same for growth that began inside the window */
+    unsigned creep_buckets; /* a creeping leak is judged on at least this many buckets */
+    double creep_max;       /* ... grew by at most this share of the level */
+    double creep_decel;     /* ... with a recent / older slope ratio at least this */
+    double creep_z;         /* ... and a Mann-Kendall z at least this */
+    double creep_snr;       /* ... and a growth at least this x the residual scale */
+    double creep_ramp;      /* ... and a CUSUM share at most this (a ramp leaves 1/4) */
 };
 
 /* Fills *t with the thresholds of sensitivity s (an enum apm_sensitivity value). */
