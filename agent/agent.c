@@ -8,6 +8,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "agent/probe_listener.h"
 #include "agent/sampler.h"
 #include "agent/uplink.h"
 #include "agent/watch.h"
@@ -32,7 +33,9 @@ static const struct apm_opt agent_opts[] = {
     OPT("interval", APM_OPT_DURATION, interval_ms, 100, DAY_MS, true,
         "time between samples of every process (default 10s)"),
     OPT("probe-socket", APM_OPT_STRING, probe_socket, 0, 0, true,
-        "Unix socket where Python probes connect (default /run/apm/probe.sock)"),
+        "Unix socket where Python probes connect (default /run/apm/probe.sock; empty: none)"),
+    OPT("probe-socket-mode", APM_OPT_STRING, probe_socket_mode, 0, 0, true,
+        "octal permissions of the probe socket (default 0666: any local user's app)"),
     OPT("token-file", APM_OPT_STRING, token_file, 0, 0, true,
         "file holding the collector's token (required)"),
     OPT("agent-id", APM_OPT_STRING, agent_id, 0, 0, true,
@@ -60,6 +63,7 @@ void apm_agent_config_defaults(struct apm_agent_config *c)
     snprintf(c->collector, sizeof(c->collector), "127.0.0.1:7411");
     c->interval_ms = 10000;
     snprintf(c->probe_socket, sizeof(c->probe_socket), "/run/apm/probe.sock");
+    snprintf(c->probe_socket_mode, sizeof(c->probe_socket_mode), "0666");
     snprintf(c->log_level, sizeof(c->log_level), "info");
     c->max_queue = 64LL << 20;
     c->stats_interval_ms = 300000;
@@ -72,6 +76,7 @@ struct apm_agent {
     struct apm_agent_config cfg;
     struct apm_sampler *sampler;
     struct apm_uplink *uplink;
+    struct apm_probe_listener *probe;
     uv_timer_t tick;
     uv_timer_t stats_timer;
     uv_signal_t sigterm, sigint;
@@ -98,6 +103,27 @@ static void log_stats(struct apm_agent *a)
              (unsigned long long)us.batches_sent, (unsigned long long)us.samples_acked,
              (unsigned long long)us.samples_dropped, (unsigned long long)us.reconnects,
              (unsigned long long)us.queue_len, (unsigned long long)a->ticks_skipped);
+    if (a->probe == NULL)
+        return;
+    struct apm_probe_listener_stats ps;
+    apm_probe_listener_get_stats(a->probe, &ps);
+    apm_info("agent: probes connected %u, lines %llu, bad lines %llu, oversized %llu, "
+             "disconnected for bad lines %llu, unknown pid %llu, diffs %llu, controls sent %llu",
+             ps.connections, (unsigned long long)ps.lines_ok, (unsigned long long)ps.bad_lines,
+             (unsigned long long)ps.oversized, (unsigned long long)ps.bad_disconnects,
+             (unsigned long long)ps.unknown_pid, (unsigned long long)ps.diffs,
+             (unsigned long long)ps.controls_sent);
+}
+
+/*
+ * Joins a probe's peer pid to the identity the sampler knows. It runs from
+ * sample_done, on the loop thread after a scan finished and before the next
+ * one is queued, so it never runs alongside apm_sampler_sample.
+ */
+static int probe_lookup(void *ctx, int32_t pid, int64_t *start_ms, const char **name)
+{
+    struct apm_agent *a = ctx;
+    return apm_sampler_lookup(a->sampler, pid, start_ms, name);
 }
 
 static void sample_work(uv_work_t *req)
@@ -122,7 +148,9 @@ static void sample_done(uv_work_t *req, int status)
             apm_warn("agent: sampling failed: %s (%llu times)", apm_strerror(a->work_rc),
                      (unsigned long long)a->scan_failures);
     }
-    if (b->nsamples == 0) {
+    if (a->probe != NULL && apm_probe_listener_drain(a->probe, b, probe_lookup, a) != 0)
+        apm_warn("agent: probe data dropped: out of memory");
+    if (!apm_batch_has_data(b)) {
         apm_batch_free(b);
         return;
     }
@@ -156,9 +184,15 @@ static void on_stats(uv_timer_t *t)
 
 static void on_control(void *ctx, const struct apm_msg_control *c)
 {
-    (void)ctx;
-    apm_info("agent: control from collector: %s pid %d for %us (no probe channel on this agent)",
-             c->action == APM_CONTROL_TRACE ? "trace" : "stop", c->pid, c->duration_s);
+    struct apm_agent *a = ctx;
+    const char *what = c->action == APM_CONTROL_TRACE ? "trace" : "stop";
+    int rc = a->probe ? apm_probe_listener_control(a->probe, c) : APM_E_NOTFOUND;
+    if (rc == 0)
+        apm_info("agent: control from collector: %s pid %d for %us sent to its probe", what, c->pid,
+                 c->duration_s);
+    else
+        apm_warn("agent: control from collector: %s pid %d: %s", what, c->pid,
+                 rc == APM_E_NOTFOUND ? "no probe of that process is connected" : apm_strerror(rc));
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -171,6 +205,12 @@ static void on_uplink_closed(void *ctx)
 {
     struct apm_agent *a = ctx;
     a->uplink = NULL;
+}
+
+static void on_probe_closed(void *ctx)
+{
+    struct apm_agent *a = ctx;
+    a->probe = NULL;
 }
 
 void apm_agent_stop(struct apm_agent *a)
@@ -186,6 +226,7 @@ void apm_agent_stop(struct apm_agent *a)
     if (a->work_busy)
         uv_cancel((uv_req_t *)&a->work);
     apm_uplink_close(a->uplink, on_uplink_closed, a);
+    apm_probe_listener_close(a->probe, on_probe_closed, a);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -256,6 +297,33 @@ static int start_uplink(struct apm_agent *a)
     return rc;
 }
 
+/*
+ * Listens for Python probes. A socket that cannot be created is logged and
+ * the agent samples without probes: memory sampling matters more.
+ */
+static int start_probe_listener(struct apm_agent *a)
+{
+    if (a->cfg.probe_socket[0] == '\0')
+        return 0;
+    char *end = NULL;
+    long mode = strtol(a->cfg.probe_socket_mode, &end, 8);
+    if (end == a->cfg.probe_socket_mode || *end != '\0' || mode <= 0 || mode > 0777) {
+        apm_error("agent: probe-socket-mode '%s': not octal permissions such as 0660",
+                  a->cfg.probe_socket_mode);
+        return APM_E_CONFIG;
+    }
+    struct apm_probe_listener_options po = {.path = a->cfg.probe_socket, .mode = (int)mode};
+    int rc = apm_probe_listener_new(a->loop, &po, &a->probe);
+    if (rc != 0) {
+        a->probe = NULL;
+        apm_warn("agent: cannot listen on probe socket %s: %s; Python probes cannot connect",
+                 a->cfg.probe_socket, apm_strerror(rc));
+    } else {
+        apm_info("agent: probes connect to %s", a->cfg.probe_socket);
+    }
+    return 0;
+}
+
 int apm_agent_start(uv_loop_t *loop, const struct apm_agent_config *cfg,
                     const struct apm_watch *watch, struct apm_agent **out)
 {
@@ -282,8 +350,11 @@ int apm_agent_start(uv_loop_t *loop, const struct apm_agent_config *cfg,
         free(a);
         return rc;
     }
-    rc = start_uplink(a);
+    rc = start_probe_listener(a);
+    if (rc == 0)
+        rc = start_uplink(a);
     if (rc != 0) {
+        apm_probe_listener_close(a->probe, NULL, NULL);
         apm_sampler_free(a->sampler);
         free(a);
         return rc;

@@ -17,6 +17,7 @@ struct apm_agent_config {
     char collector[256];
     int64_t interval_ms;
     char probe_socket[108];
+    char probe_socket_mode[8];
     char token_file[4096];
     char agent_id[128];
     char host[256];

@@ -91,6 +91,12 @@ static size_t batch_bytes(const struct apm_batch *b)
     for (uint32_t i = 0; i < b->nprocs; i++)
         n += sizeof(struct apm_proc_desc) + strlen(b->procs[i].name) + strlen(b->procs[i].cmdline) +
              strlen(b->procs[i].cgroup) + 3;
+    for (uint32_t i = 0; i < b->ndiffs; i++)
+        for (uint32_t k = 0; k < b->diffs[i].nsites; k++)
+            n += sizeof(struct apm_site_stat) + strlen(b->diffs[i].sites[k].file) + 1 +
+                 b->diffs[i].sites[k].nframes * (sizeof(struct apm_site_frame) + 64);
+    n += (size_t)b->ndiffs * sizeof(struct apm_trace_diff) +
+         (size_t)b->ngc * sizeof(struct apm_gc_stats);
     return n;
 }
 
