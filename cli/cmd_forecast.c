@@ -1,0 +1,231 @@
+#include "cli/cmd_forecast.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/client.h"
+#include "cli/commands.h"
+#include "cli/format.h"
+#include "common/error.h"
+#include "common/timeutil.h"
+
+#define NCOLS 8
+
+static const char usage[] =
+    "usage: apm-cli forecast [--host H] [--process NAME | --pid P] [--json]\n"
+    "  Shows each analysed process: current memory (RSS), the limit it grows\n"
+    "  toward (cgroup, configured or host memory), its growth rate, the class\n"
+    "  of its behaviour with the confidence, the time left before it reaches the\n"
+    "  limit with the plausible range, and its top growing allocation site.\n";
+
+int apm_cli_forecast_parse(int argc, char **argv, struct apm_cli_forecast_opts *o, char *err,
+                           size_t errlen)
+{
+    memset(o, 0, sizeof(*o));
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        int rc;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            o->help = true;
+            continue;
+        }
+        if ((rc = apm_cli_args_value(argc, argv, &i, "--host", &v, err, errlen)) != 0) {
+            if (rc < 0)
+                return rc;
+            o->host = v;
+        } else if ((rc = apm_cli_args_value(argc, argv, &i, "--process", &v, err, errlen)) != 0) {
+            if (rc < 0)
+                return rc;
+            o->process = v;
+        } else if ((rc = apm_cli_args_value(argc, argv, &i, "--pid", &v, err, errlen)) != 0) {
+            if (rc < 0)
+                return rc;
+            char *end = NULL;
+            errno = 0;
+            long pid = strtol(v, &end, 10);
+            if (v[0] == '\0' || *end != '\0' || errno != 0 || pid < 1 || pid > INT32_MAX) {
+                snprintf(err, errlen, "--pid: '%s' is not a process id", v);
+                return APM_E_USAGE;
+            }
+            o->pid = pid;
+        } else {
+            snprintf(err, errlen, "unexpected argument '%s'", argv[i]);
+            return APM_E_USAGE;
+        }
+    }
+    if (o->process != NULL && o->pid != 0) {
+        snprintf(err, errlen, "--process and --pid select the same thing: give one");
+        return APM_E_USAGE;
+    }
+    return 0;
+}
+
+char *apm_cli_forecast_eta(double tte, double lo, double hi, char *buf, size_t size)
+{
+    char a[32], b[32], c[32];
+    if (!isfinite(tte)) {
+        snprintf(buf, size, "-");
+        return buf;
+    }
+    apm_duration_format(tte, a, sizeof(a));
+    apm_duration_format(isfinite(lo) ? lo : tte, b, sizeof(b));
+    if (isfinite(hi))
+        apm_duration_format(hi, c, sizeof(c));
+    else
+        snprintf(c, sizeof(c), "no bound");
+    snprintf(buf, size, "%s (%s - %s)", a, b, c);
+    return buf;
+}
+
+/* ---- reading the answer ---- */
+
+static const char *str(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s != NULL ? s : "";
+}
+
+/* A number member, or NaN when absent or null. */
+static double num(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static void top_suspect(json_t *row, char *buf, size_t size)
+{
+    json_t *s = json_array_get(json_object_get(row, "suspects"), 0);
+    if (s == NULL) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    double rate = num(s, "rate");
+    if (isfinite(rate))
+        snprintf(buf, size, "%s %+.1f MB/h", str(s, "site"), rate * 3600 / 1e6);
+    else
+        snprintf(buf, size, "%s", str(s, "site"));
+}
+
+static int add_row(struct apm_cli_table *t, json_t *r)
+{
+    char proc[300], cur[32], lim[64], rate[32], cls[48], eta[96], sus[300];
+    snprintf(proc, sizeof(proc), "%s (%.0f)", str(r, "name"), num(r, "pid"));
+    apm_cli_format_size(num(r, "value"), cur, sizeof(cur));
+    double limit = num(r, "limit");
+    if (isfinite(limit)) {
+        char l[32];
+        apm_cli_format_size(limit, l, sizeof(l));
+        snprintf(lim, sizeof(lim), "%s %s", l, str(r, "limit_source"));
+    } else {
+        snprintf(lim, sizeof(lim), "-");
+    }
+    double rt = num(r, "rate");
+    if (isfinite(rt) && rt != 0)
+        snprintf(rate, sizeof(rate), "%+.1f MB/h", rt * 3600 / 1e6);
+    else
+        snprintf(rate, sizeof(rate), "-");
+    snprintf(cls, sizeof(cls), "%s (%.0f%%)%s", str(r, "class"), num(r, "confidence") * 100,
+             json_is_true(json_object_get(r, "alert")) ? " ALERT" : "");
+    apm_cli_forecast_eta(num(r, "time_to_exhaustion"), num(r, "time_to_exhaustion_lo"),
+                         num(r, "time_to_exhaustion_hi"), eta, sizeof(eta));
+    top_suspect(r, sus, sizeof(sus));
+    const char *row[NCOLS] = {proc, str(r, "host"), cur, lim, rate, cls, eta, sus};
+    return apm_cli_table_add(t, row);
+}
+
+static int print_table(json_t *doc)
+{
+    json_t *rows = json_object_get(doc, "forecasts");
+    if (json_array_size(rows) == 0) {
+        printf("no analysed process matches (analysis needs a few dozen samples per process)\n");
+        return APM_CLI_EXIT_OK;
+    }
+    struct apm_cli_table t;
+    apm_cli_table_init(&t, NCOLS);
+    const char *head[NCOLS] = {
+        "PROCESS",    "HOST", "CURRENT", "LIMIT", "RATE", "CLASS", "TIME TO EXHAUSTION",
+        "TOP SUSPECT"};
+    int rc = apm_cli_table_add(&t, head);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        if (rc == 0)
+            rc = add_row(&t, r);
+    }
+    if (rc == 0)
+        apm_cli_table_print(&t, stdout);
+    apm_cli_table_close(&t);
+    if (rc != 0) {
+        fprintf(stderr, "apm-cli: out of memory\n");
+        return APM_CLI_EXIT_COLLECTOR;
+    }
+    if (json_is_true(json_object_get(doc, "truncated")))
+        printf("(more rows than one answer holds: narrow with --host or --process)\n");
+    return APM_CLI_EXIT_OK;
+}
+
+/* ---- the command ---- */
+
+/* Appends "&name=escaped value" (the first with '?') to path. Returns 0 or -1. */
+static int add_param(struct apm_cli_client *c, char *path, size_t size, const char *name,
+                     const char *value)
+{
+    char *esc = apm_cli_client_escape(c, value);
+    if (esc == NULL)
+        return -1;
+    size_t len = strlen(path);
+    int n = snprintf(path + len, size - len, "%s%s=%s", strchr(path, '?') ? "&" : "?", name, esc);
+    curl_free(esc);
+    return n < 0 || (size_t)n >= size - len ? -1 : 0;
+}
+
+int apm_cli_cmd_forecast(const struct apm_cli_globals *g, int argc, char **argv)
+{
+    struct apm_cli_forecast_opts o;
+    char err[256];
+    if (apm_cli_forecast_parse(argc, argv, &o, err, sizeof(err)) != 0) {
+        fprintf(stderr, "apm-cli: forecast: %s (see apm-cli forecast --help)\n", err);
+        return APM_CLI_EXIT_USAGE;
+    }
+    if (o.help) {
+        printf("%s", usage);
+        return APM_CLI_EXIT_OK;
+    }
+    struct apm_cli_client c;
+    if (apm_cli_client_init(&c, g->server) != 0) {
+        fprintf(stderr, "apm-cli: cannot set up an HTTP client: out of memory\n");
+        return APM_CLI_EXIT_COLLECTOR;
+    }
+    char path[2048] = "/api/v1/forecasts", pid[32];
+    snprintf(pid, sizeof(pid), "%ld", o.pid);
+    int bad = (o.host && add_param(&c, path, sizeof(path), "host", o.host)) ||
+              (o.process && add_param(&c, path, sizeof(path), "process", o.process)) ||
+              (o.pid && add_param(&c, path, sizeof(path), "pid", pid));
+    if (bad) {
+        apm_cli_client_close(&c);
+        fprintf(stderr, "apm-cli: forecast: filter too long\n");
+        return APM_CLI_EXIT_USAGE;
+    }
+    char *text = NULL;
+    json_t *doc = NULL;
+    int rc = apm_cli_client_get(&c, path, g->json ? &text : NULL, &doc);
+    apm_cli_client_close(&c);
+    if (rc != 0)
+        return APM_CLI_EXIT_COLLECTOR;
+    if (g->json) {
+        fputs(text, stdout);
+        if (text[0] != '\0' && text[strlen(text) - 1] != '\n')
+            fputc('\n', stdout);
+        rc = APM_CLI_EXIT_OK;
+    } else {
+        rc = print_table(doc);
+    }
+    free(text);
+    json_decref(doc);
+    return rc;
+}
