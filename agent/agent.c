@@ -79,7 +79,9 @@ struct apm_agent {
     struct apm_probe_listener *probe;
     uv_timer_t tick;
     uv_timer_t stats_timer;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
+    struct apm_watch *watch;         /* owned; borrowed by the sampler */
+    struct apm_watch *pending_watch; /* owned; swapped in when no scan runs */
     uv_work_t work;
     bool work_busy;
     struct apm_batch *work_batch;
@@ -147,6 +149,12 @@ static void sample_done(uv_work_t *req, int status)
         if (a->scan_failures == 1 || a->scan_failures % 60 == 0)
             apm_warn("agent: sampling failed: %s (%llu times)", apm_strerror(a->work_rc),
                      (unsigned long long)a->scan_failures);
+    }
+    if (a->pending_watch != NULL) {
+        apm_sampler_set_watch(a->sampler, a->pending_watch);
+        apm_watch_free(a->watch);
+        a->watch = a->pending_watch;
+        a->pending_watch = NULL;
     }
     if (a->probe != NULL && apm_probe_listener_drain(a->probe, b, probe_lookup, a) != 0)
         apm_warn("agent: probe data dropped: out of memory");
@@ -223,6 +231,7 @@ void apm_agent_stop(struct apm_agent *a)
     uv_close((uv_handle_t *)&a->stats_timer, on_handle_closed);
     uv_close((uv_handle_t *)&a->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&a->sigint, on_handle_closed);
+    uv_close((uv_handle_t *)&a->sighup, on_handle_closed);
     if (a->work_busy)
         uv_cancel((uv_req_t *)&a->work);
     apm_uplink_close(a->uplink, on_uplink_closed, a);
@@ -233,6 +242,41 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     apm_info("agent: signal %d: stopping", signum);
     apm_agent_stop(s->data);
+}
+
+/*
+ * SIGHUP: reads the config file's [watch] section again. Other settings
+ * need a restart. A bad file keeps the rules in force and says why.
+ */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    struct apm_agent *a = s->data;
+    (void)signum;
+    if (a->cfg.config[0] == '\0') {
+        apm_info("agent: SIGHUP: no config file to reload");
+        return;
+    }
+    struct apm_agent_config scratch;
+    apm_agent_config_defaults(&scratch);
+    struct apm_watch *w = NULL;
+    char err[1024];
+    if (apm_watch_new(&w) != 0)
+        return;
+    if (apm_config_load(a->cfg.config, apm_agent_options(), &scratch, apm_watch_config_section, w,
+                        err, sizeof(err)) != 0) {
+        apm_error("agent: SIGHUP: keeping the current watch rules: %s", err);
+        apm_watch_free(w);
+        return;
+    }
+    apm_info("agent: SIGHUP: watch rules reloaded from %s", a->cfg.config);
+    if (a->work_busy) {
+        apm_watch_free(a->pending_watch);
+        a->pending_watch = w;
+        return;
+    }
+    apm_sampler_set_watch(a->sampler, w);
+    apm_watch_free(a->watch);
+    a->watch = w;
 }
 
 static void default_identity(struct apm_agent_config *c)
@@ -324,18 +368,22 @@ static int start_probe_listener(struct apm_agent *a)
     return 0;
 }
 
-int apm_agent_start(uv_loop_t *loop, const struct apm_agent_config *cfg,
-                    const struct apm_watch *watch, struct apm_agent **out)
+int apm_agent_start(uv_loop_t *loop, const struct apm_agent_config *cfg, struct apm_watch *watch,
+                    struct apm_agent **out)
 {
     if (cfg->token_file[0] == '\0') {
         apm_error("agent: no token: copy the collector's token file to this host and pass "
                   "--token-file FILE (or token-file in [agent])");
+        apm_watch_free(watch);
         return APM_E_CONFIG;
     }
     struct apm_agent *a = calloc(1, sizeof(*a));
-    if (a == NULL)
+    if (a == NULL) {
+        apm_watch_free(watch);
         return -ENOMEM;
+    }
     a->loop = loop;
+    a->watch = watch;
     a->cfg = *cfg;
     default_identity(&a->cfg);
     struct apm_sampler_options so = {
@@ -347,6 +395,7 @@ int apm_agent_start(uv_loop_t *loop, const struct apm_agent_config *cfg,
     int rc = apm_sampler_new(&so, &a->sampler);
     if (rc != 0) {
         apm_error("agent: cannot read %s: %s", a->cfg.proc_root, apm_strerror(rc));
+        apm_watch_free(a->watch);
         free(a);
         return rc;
     }
@@ -356,6 +405,7 @@ int apm_agent_start(uv_loop_t *loop, const struct apm_agent_config *cfg,
     if (rc != 0) {
         apm_probe_listener_close(a->probe, NULL, NULL);
         apm_sampler_free(a->sampler);
+        apm_watch_free(a->watch);
         free(a);
         return rc;
     }
@@ -363,13 +413,15 @@ int apm_agent_start(uv_loop_t *loop, const struct apm_agent_config *cfg,
     uv_timer_init(loop, &a->stats_timer);
     uv_signal_init(loop, &a->sigterm);
     uv_signal_init(loop, &a->sigint);
-    a->tick.data = a->stats_timer.data = a->sigterm.data = a->sigint.data = a;
-    a->handles_open = 4;
+    uv_signal_init(loop, &a->sighup);
+    a->tick.data = a->stats_timer.data = a->sigterm.data = a->sigint.data = a->sighup.data = a;
+    a->handles_open = 5;
     uv_timer_start(&a->tick, on_tick, 0, (uint64_t)a->cfg.interval_ms);
     uv_timer_start(&a->stats_timer, on_stats, (uint64_t)a->cfg.stats_interval_ms,
                    (uint64_t)a->cfg.stats_interval_ms);
     uv_signal_start(&a->sigterm, on_signal, SIGTERM);
     uv_signal_start(&a->sigint, on_signal, SIGINT);
+    uv_signal_start(&a->sighup, on_sighup, SIGHUP);
     apm_info("agent: host '%s', agent id '%s', collector %s, every %lld ms", a->cfg.host,
              a->cfg.agent_id, a->cfg.collector, (long long)a->cfg.interval_ms);
     *out = a;
@@ -381,5 +433,7 @@ void apm_agent_free(struct apm_agent *a)
     if (a == NULL)
         return;
     apm_sampler_free(a->sampler);
+    apm_watch_free(a->watch);
+    apm_watch_free(a->pending_watch);
     free(a);
 }

@@ -38,12 +38,13 @@ struct apm_watch;
 struct apm_agent;
 
 /*
- * Starts sampling and connecting. Borrows watch (must outlive the agent;
- * NULL = every process). Returns 0 and *out (ends with apm_agent_stop and the
+ * Starts sampling and connecting. Takes ownership of watch (NULL = every
+ * process), also on failure; SIGHUP replaces it with the config file's
+ * [watch] section. Returns 0 and *out (ends with apm_agent_stop and the
  * loop running dry, then apm_agent_free), or a negative code after logging why.
  */
-int apm_agent_start(uv_loop_t *loop, const struct apm_agent_config *cfg,
-                    const struct apm_watch *watch, struct apm_agent **out);
+int apm_agent_start(uv_loop_t *loop, const struct apm_agent_config *cfg, struct apm_watch *watch,
+                    struct apm_agent **out);
 
 /* Stops timers and the uplink and closes every handle. Idempotent. */
 void apm_agent_stop(struct apm_agent *a);

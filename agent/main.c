@@ -41,33 +41,6 @@ static void early_flags(int argc, char **argv)
     }
 }
 
-/* [watch] keys: name, cgroup (both repeatable) and all. */
-static int on_section(void *ctx, const char *section, const char *key, const char *value, char *err,
-                      size_t errlen)
-{
-    struct apm_watch *w = ctx;
-    if (strcmp(section, "watch") != 0) {
-        snprintf(err, errlen, "unknown section");
-        return -1;
-    }
-    if (strcmp(key, "name") == 0)
-        return apm_watch_add_name(w, value, err, errlen);
-    if (strcmp(key, "cgroup") == 0)
-        return apm_watch_add_cgroup(w, value, err, errlen);
-    if (strcmp(key, "all") == 0) {
-        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0) {
-            apm_watch_add_all(w);
-            return 0;
-        }
-        if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
-            return 0;
-        snprintf(err, errlen, "'%s' is not true or false", value);
-        return -1;
-    }
-    snprintf(err, errlen, "unknown key (name, cgroup or all)");
-    return -1;
-}
-
 /*
  * The sampler keeps one descriptor per watched process (statm) and per
  * cgroup file; take every descriptor the hard limit allows.
@@ -108,7 +81,8 @@ int main(int argc, char **argv)
     }
     if (cfg.config[0] != '\0') {
         char err[1024];
-        if (apm_config_load(cfg.config, opts, &cfg, on_section, watch, err, sizeof(err)) != 0) {
+        if (apm_config_load(cfg.config, opts, &cfg, apm_watch_config_section, watch, err,
+                            sizeof(err)) != 0) {
             fprintf(stderr, "apm-agent: %s\n", err);
             apm_watch_free(watch);
             return 1;
@@ -132,7 +106,6 @@ int main(int argc, char **argv)
     struct apm_agent *a = NULL;
     if (apm_agent_start(&loop, &cfg, watch, &a) != 0) {
         uv_loop_close(&loop);
-        apm_watch_free(watch);
         return 1;
     }
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -140,6 +113,5 @@ int main(int argc, char **argv)
     int rc = uv_loop_close(&loop);
     if (rc != 0)
         apm_warn("agent: loop closed with handles open: %s", uv_strerror(rc));
-    apm_watch_free(watch);
     return 0;
 }

@@ -801,6 +801,16 @@ void apm_sampler_free(struct apm_sampler *s)
     free(s);
 }
 
+void apm_sampler_set_watch(struct apm_sampler *s, const struct apm_watch *watch)
+{
+    s->watch = watch;
+    /* Judge every known process again on the next scan. */
+    for (uint32_t i = 0; i < s->nprocs; i++) {
+        if (s->procs[i].next_refresh > s->tick)
+            s->procs[i].next_refresh = s->tick;
+    }
+}
+
 int apm_sampler_lookup(struct apm_sampler *s, int32_t pid, int64_t *start_ms, const char **name)
 {
     uint32_t at;

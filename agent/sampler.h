@@ -100,6 +100,13 @@ void apm_sampler_free(struct apm_sampler *s);
 int apm_sampler_sample(struct apm_sampler *s, int64_t now_ms, struct apm_batch *b);
 
 /*
+ * Replaces the watch rules (borrowed, as in the options; NULL = every
+ * process). Every known process is judged again on the next scan.
+ * Thread: same rule as apm_sampler_sample, never concurrently with it.
+ */
+void apm_sampler_set_watch(struct apm_sampler *s, const struct apm_watch *watch);
+
+/*
  * Finds the identity of pid (for example a probe's socket peer). A pid not
  * seen by a scan yet is read from /proc now (a few small reads) and kept for
  * the next scan. *name is borrowed, valid until the next apm_sampler_sample

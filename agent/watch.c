@@ -118,3 +118,29 @@ bool apm_watch_match(const struct apm_watch *w, const char *name, const char *cg
         by_cgroup = under(cgroup, w->cgroups[i]);
     return by_cgroup;
 }
+
+int apm_watch_config_section(void *ctx, const char *section, const char *key, const char *value,
+                             char *err, size_t errlen)
+{
+    struct apm_watch *w = ctx;
+    if (strcmp(section, "watch") != 0) {
+        snprintf(err, errlen, "unknown section");
+        return APM_E_CONFIG;
+    }
+    if (strcmp(key, "name") == 0)
+        return apm_watch_add_name(w, value, err, errlen);
+    if (strcmp(key, "cgroup") == 0)
+        return apm_watch_add_cgroup(w, value, err, errlen);
+    if (strcmp(key, "all") == 0) {
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0) {
+            apm_watch_add_all(w);
+            return 0;
+        }
+        if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
+            return 0;
+        snprintf(err, errlen, "'%s' is not true or false", value);
+        return APM_E_CONFIG;
+    }
+    snprintf(err, errlen, "unknown key (name, cgroup or all)");
+    return APM_E_CONFIG;
+}

@@ -61,6 +61,15 @@ bool apm_watch_is_all(const struct apm_watch *w);
  * True when the process is watched. NULL w watches all. Borrows name and
  * cgroup (NULL counts as "").
  */
+/*
+ * An apm_config_section_fn for the config's [watch] section: ctx is the
+ * struct apm_watch being filled. Keys: name = REGEX and cgroup = PREFIX
+ * (repeatable), all = true|false. Returns 0, or a negative code with the
+ * reason in err (other sections are refused as unknown).
+ */
+int apm_watch_config_section(void *ctx, const char *section, const char *key, const char *value,
+                             char *err, size_t errlen);
+
 bool apm_watch_match(const struct apm_watch *w, const char *name, const char *cgroup);
 
 #endif
