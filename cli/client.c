@@ -84,7 +84,7 @@ static void report_transport(struct apm_cli_client *c, CURLcode rc)
     fprintf(stderr, "apm-cli: cannot reach collector at %s: %s\n", c->server, why);
 }
 
-int apm_cli_client_get(struct apm_cli_client *c, const char *path, char **text, json_t **json)
+static int perform(struct apm_cli_client *c, const char *path, char **text, json_t **json)
 {
     if (text != NULL)
         *text = NULL;
@@ -143,4 +143,24 @@ out:
     json_decref(doc);
     free(b.data);
     return ret;
+}
+
+int apm_cli_client_get(struct apm_cli_client *c, const char *path, char **text, json_t **json)
+{
+    return perform(c, path, text, json);
+}
+
+int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *body,
+                        char **text, json_t **json)
+{
+    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    if (hdr == NULL)
+        return -ENOMEM;
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+    int rc = perform(c, path, text, json);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
+    curl_slist_free_all(hdr);
+    return rc;
 }

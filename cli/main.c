@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 
 #include "cli/args.h"
+#include "cli/cmd_alerts.h"
 #include "cli/cmd_forecast.h"
 #include "cli/commands.h"
 #include "common/error.h"
@@ -40,6 +41,8 @@ static const struct command commands[] = {
     {"status", apm_cli_cmd_status, "the collector's version and counters"},
     {"hosts", apm_cli_cmd_hosts, "hosts whose agents report to the collector"},
     {"series", apm_cli_cmd_series, "stored series with a sparkline of recent samples"},
+    {"alerts", apm_cli_cmd_alerts, "alerts with their sentence, forecast and suspect"},
+    {"ack", apm_cli_cmd_ack, "acknowledge an alert for a while, with a comment"},
     {"forecast", apm_cli_cmd_forecast, "leak verdicts and time to exhaustion per process"},
 #ifdef HAVE_ANALYZE
     {"analyze", run_analyze, "analyse recorded traces (CSV files) offline"},

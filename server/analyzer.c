@@ -317,6 +317,8 @@ static void feed_block(struct apm_analyzer *a, struct aseries *s,
         a->dirty = s;
     }
     check_suspicion(a, s);
+    if (a->opt.verdict_fn != NULL)
+        a->opt.verdict_fn(a->opt.verdict_ctx, &s->rec);
 }
 
 /* Remembers the host's memory and each process's cgroup limit from b. */

@@ -28,6 +28,12 @@
 /* Most series analysed at once; more are counted and ignored. */
 #define APM_ANALYZER_DEFAULT_MAX_SERIES 100000u
 
+/*
+ * Called on the analyzer's thread with each series' verdict after every batch
+ * fed to it (the alert rules judge it: server/alerts.h). rec is borrowed.
+ */
+typedef void (*apm_analyzer_verdict_fn)(void *ctx, const struct apm_verdict_record *rec);
+
 struct apm_analyzer_options {
     struct apm_analysis_config analysis;
     int64_t memory_limit;    /* bytes; 0 = none (then host memory) */
@@ -35,6 +41,8 @@ struct apm_analyzer_options {
     double trace_confidence; /* least leak confidence that asks for a window, 0..1 */
     double idle_s;           /* forget a series silent this long (sample time); 0 = 1 h */
     unsigned max_series;     /* 0 = APM_ANALYZER_DEFAULT_MAX_SERIES */
+    apm_analyzer_verdict_fn verdict_fn; /* may be NULL */
+    void *verdict_ctx;
 };
 
 /* Fills o with the library's analysis defaults, no limit, a 20 min window at 0.6. */

@@ -12,8 +12,10 @@
 #include "common/frame.h"
 #include "common/log.h"
 #include "common/token.h"
+#include "server/alert_feed.h"
 #include "server/analyzer_worker.h"
 #include "server/api.h"
+#include "server/api_alerts.h"
 #include "server/api_forecast.h"
 #include "server/http.h"
 #include "server/ingest.h"
@@ -110,6 +112,7 @@ struct apm_collector {
     struct apm_store *store;
     struct apm_writer *writer;
     struct apm_analyzer_worker *analyzer;
+    struct apm_alert_feed *alerts;
     struct apm_ingest *ingest;
     struct apm_api *api;
     struct apm_http_server *http;
@@ -166,7 +169,8 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     struct apm_collector *c = s->data;
     if (signum == SIGHUP) {
-        apm_info("collector: SIGHUP: nothing to reload yet");
+        apm_info("collector: SIGHUP: reloading alert rules");
+        apm_alert_feed_reload(c->alerts);
         return;
     }
     apm_info("collector: signal %d", signum);
@@ -181,6 +185,8 @@ static void status_fn(void *ctx, json_t *obj)
     struct apm_collector *c = ctx;
     json_object_set_new(obj, "listen", json_string(c->cfg.listen));
     json_object_set_new(obj, "data_dir", json_string(c->cfg.data_dir));
+    if (c->alerts != NULL)
+        apm_alert_feed_status(c->alerts, obj);
     if (c->ingest != NULL) {
         struct apm_ingest_stats s;
         apm_ingest_get_stats(c->ingest, &s);
@@ -337,8 +343,13 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         apm_error("collector: cannot open store in %s: %s", cfg->data_dir, apm_strerror(rc));
         goto fail;
     }
+    rc = apm_alert_feed_new(c->store, cfg->config, collector_opts, cfg->http, &c->alerts);
+    if (rc != 0)
+        goto fail;
     struct apm_analyzer_options ao;
     rc = analyzer_options(cfg, &ao);
+    ao.verdict_fn = apm_alert_feed_verdict;
+    ao.verdict_ctx = c->alerts;
     if (rc == 0) {
         rc = apm_analyzer_worker_new(loop, c->store, &ao, 0, on_trace_request, c, &c->analyzer);
         if (rc != 0)
@@ -370,6 +381,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
     rc = apm_api_new(&ac, &c->api);
     if (rc == 0)
         rc = apm_api_forecast_register(c->api);
+    if (rc == 0)
+        rc = apm_api_alerts_register(c->api, apm_alert_feed_engine(c->alerts));
     if (rc == 0) {
         rc = apm_http_server_new(loop, cfg->http, apm_api_handle, c->api, &c->http);
         if (rc != 0)
@@ -394,6 +407,7 @@ fail:
         uv_run(loop, UV_RUN_DEFAULT);
         apm_analyzer_worker_free(c->analyzer);
     }
+    apm_alert_feed_free(c->alerts);
     apm_api_free(c->api);
     apm_store_free(c->store);
     free(c);
@@ -405,6 +419,7 @@ void apm_collector_free(struct apm_collector *c)
     if (c == NULL)
         return;
     apm_analyzer_worker_free(c->analyzer);
+    apm_alert_feed_free(c->alerts);
     apm_api_free(c->api);
     apm_store_free(c->store);
     free(c);

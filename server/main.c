@@ -2,6 +2,7 @@
  * apm-collector: receives agents' samples, stores them in LMDB and answers
  * queries over HTTP. Flags override the INI file given with --config.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "server/alert_rules.h"
 #include "server/collector.h"
 
 static void usage(void)
@@ -47,8 +49,18 @@ int main(int argc, char **argv)
         return 1;
     if (cfg.config[0] != '\0') {
         char err[1024];
-        if (apm_config_load(cfg.config, opts, &cfg, NULL, NULL, err, sizeof(err)) != 0) {
-            fprintf(stderr, "apm-collector: %s\n", err);
+        /* Alert sections are checked here so that a bad rule stops the start with its line. */
+        struct apm_alert_config *ac = apm_alert_config_new();
+        if (ac != NULL)
+            apm_alert_config_set_file(ac, cfg.config);
+        int rc = ac == NULL ? -ENOMEM
+                            : apm_config_load(cfg.config, opts, &cfg, apm_alert_config_section, ac,
+                                              err, sizeof(err));
+        if (rc == 0)
+            rc = apm_alert_config_finish(ac, err, sizeof(err));
+        apm_alert_config_free(ac);
+        if (rc != 0) {
+            fprintf(stderr, "apm-collector: %s\n", rc == -ENOMEM ? "out of memory" : err);
             return 1;
         }
     }
