@@ -398,6 +398,7 @@ static void fire(struct apm_alerts *e, struct entry *en, int64_t now_ms)
 {
     en->a.state = APM_ALERT_FIRING;
     en->a.fired_ms = now_ms;
+    apm_alert_text_summary(&en->a, en->a.summary, sizeof(en->a.summary));
     e->stats.pending--;
     e->stats.firing++;
     e->stats.fired++;

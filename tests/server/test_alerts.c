@@ -1,0 +1,351 @@
+/*
+ * The alert engine: lifecycle with hysteresis, one alert per episode, acks,
+ * persistence across a reopen without a second notification, the sentence.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "server/alert_rules.h"
+#include "server/alert_text.h"
+#include "server/alerts.h"
+#include "server/notify.h"
+#include "server/store.h"
+
+#define T0 1700000000000LL
+
+struct fx {
+    char dir[64];
+    struct apm_store *store;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/apm-test-alerts-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char data[128];
+    snprintf(data, sizeof(data), "%s/data", f->dir);
+    struct apm_store_options so = {.dir = data, .no_sync = true};
+    assert_int_equal(apm_store_open(&so, &f->store), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    apm_store_free(f->store);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* Parses rules from text written to a file in the fixture's directory. */
+static void rules_from(struct fx *f, struct apm_alerts *e, const char *text)
+{
+    char path[128], err[512] = "";
+    snprintf(path, sizeof(path), "%s/rules.conf", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    struct apm_alert_config *c = apm_alert_config_new();
+    int rc = apm_alert_config_load_file(c, path, err, sizeof(err));
+    if (rc == 0)
+        rc = apm_alert_config_finish(c, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("%s", err);
+    struct apm_alert_rule *rules;
+    size_t n;
+    apm_alert_config_take_rules(c, &rules, &n);
+    apm_alert_config_free(c);
+    apm_alerts_set_rules(e, rules, n);
+}
+
+static struct apm_alerts *engine(struct fx *f, struct apm_notify *n)
+{
+    struct apm_alerts_options o = {
+        .store = f->store, .notify = n, .manual = true, .stale_ms = 600000};
+    struct apm_alerts *e = NULL;
+    assert_int_equal(apm_alerts_new(&o, &e), 0);
+    return e;
+}
+
+static struct apm_alert_input leak_input(const char *name, enum apm_class cls, double conf)
+{
+    struct apm_alert_input in = {
+        .series_id = 7,
+        .metric = "rss",
+        .host = "web-3",
+        .process_id = "web-3:42:1699999940000",
+        .process_name = name,
+        .pid = 42,
+        .value = 1.5 * 1024 * 1024 * 1024,
+        .limit_source = "cgroup",
+    };
+    in.verdict.cls = cls;
+    in.verdict.confidence = conf;
+    in.verdict.rate = 38.0 * 1024 * 1024 / 3600;
+    return in;
+}
+
+static size_t listed(struct apm_alerts *e, enum apm_alert_filter flt, struct apm_alert *out)
+{
+    return apm_alerts_list(e, flt, out, 8);
+}
+
+static void observe_at(struct apm_alerts *e, enum apm_class cls, double conf, int64_t s)
+{
+    struct apm_alert_input in = leak_input("worker", cls, conf);
+    apm_alerts_observe(e, &in, T0 + s * 1000);
+}
+
+static void test_alerts_pending_firing_resolved_with_hysteresis(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule leak]\nkind = leak\nfor = 10s\nresolve-for = 20s\n");
+    struct apm_alert a[8];
+    observe_at(e, APM_CLASS_LEAK, 0.9, 0);
+    assert_int_equal(listed(e, APM_FILTER_PENDING, a), 1);
+    observe_at(e, APM_CLASS_LEAK, 0.9, 5);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 0);
+    observe_at(e, APM_CLASS_LEAK, 0.9, 10);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    uint64_t first = a[0].id;
+    /* Within the band below the firing confidence nothing changes. */
+    observe_at(e, APM_CLASS_LEAK, 0.5, 12);
+    observe_at(e, APM_CLASS_STABLE, 0.9, 15);
+    observe_at(e, APM_CLASS_STABLE, 0.9, 30);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    /* A flap back on resets the off timer. */
+    observe_at(e, APM_CLASS_LEAK, 0.9, 31);
+    observe_at(e, APM_CLASS_STABLE, 0.9, 32);
+    observe_at(e, APM_CLASS_STABLE, 0.9, 50);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    observe_at(e, APM_CLASS_STABLE, 0.9, 52);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 0);
+    assert_int_equal(listed(e, APM_FILTER_RESOLVED, a), 1);
+    assert_int_equal(a[0].id, first);
+    /* A new episode is a new alert. */
+    observe_at(e, APM_CLASS_LEAK, 0.9, 60);
+    observe_at(e, APM_CLASS_LEAK, 0.9, 70);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_true(a[0].id != first);
+    apm_alerts_free(e);
+}
+
+static void test_alerts_pending_that_ends_is_forgotten(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule leak]\nkind = leak\nfor = 1m\n");
+    struct apm_alert a[8];
+    observe_at(e, APM_CLASS_LEAK, 0.9, 0);
+    observe_at(e, APM_CLASS_BLOAT, 0.9, 5);
+    assert_int_equal(listed(e, APM_FILTER_ALL, a), 0);
+    assert_int_equal(apm_alerts_run_once(e, T0 + 6000), 0);
+    apm_alerts_free(e);
+}
+
+static void test_alerts_unjudged_series_neither_fires_nor_resolves(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule leak]\nkind = leak\nresolve-for = 1s\n");
+    struct apm_alert a[8];
+    observe_at(e, APM_CLASS_LEAK, 0.9, 0);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    /* After a restart the analysis warms up: stable with no confidence is no opinion. */
+    observe_at(e, APM_CLASS_STABLE, 0.0, 10);
+    observe_at(e, APM_CLASS_STABLE, 0.0, 20);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    apm_alerts_free(e);
+}
+
+static void test_alerts_matchers_select_processes(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule api]\nkind = leak\nprocess = api|web\nhost = web-.*\n");
+    struct apm_alert a[8];
+    struct apm_alert_input in = leak_input("worker", APM_CLASS_LEAK, 0.9);
+    apm_alerts_observe(e, &in, T0);
+    assert_int_equal(listed(e, APM_FILTER_ALL, a), 0);
+    in.process_name = "api";
+    apm_alerts_observe(e, &in, T0);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_string_equal(a[0].process_name, "api");
+    apm_alerts_free(e);
+}
+
+static void test_alerts_ack_expires(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule leak]\nkind = leak\n");
+    struct apm_alert a[8];
+    observe_at(e, APM_CLASS_LEAK, 0.9, 0);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_int_equal(apm_alerts_ack(e, a[0].id, 3600 * 1000, "deploy at 5", T0), 0);
+    assert_int_equal(apm_alerts_ack(e, 999, 1000, "", T0), APM_E_NOTFOUND);
+    assert_int_equal(apm_alerts_get(e, a[0].id, &a[1]), 0);
+    assert_true(apm_alert_acked(&a[1], T0 + 3599 * 1000));
+    assert_false(apm_alert_acked(&a[1], T0 + 3600 * 1000));
+    assert_string_equal(a[1].ack_comment, "deploy at 5");
+    apm_alerts_free(e);
+}
+
+static void test_alerts_threshold_and_exhaustion(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e,
+               "[rule big]\nkind = threshold\nabove = 70%\n"
+               "[rule soon]\nkind = exhaustion\nhorizon = 2h\n");
+    struct apm_alert a[8];
+    struct apm_alert_input in = leak_input("worker", APM_CLASS_LEAK, 0.9);
+    in.verdict.limit = 2.0 * 1024 * 1024 * 1024;
+    in.verdict.has_forecast = true;
+    in.verdict.t_last = (double)T0 / 1000;
+    in.verdict.forecast_t = in.verdict.t_last + 5 * 3600;
+    in.verdict.forecast_lo_t = in.verdict.t_last + 3 * 3600;
+    in.verdict.forecast_hi_t = in.verdict.t_last + 8 * 3600;
+    apm_alerts_observe(e, &in, T0);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_string_equal(a[0].rule, "big");
+    in.verdict.forecast_lo_t = in.verdict.t_last + 3600;
+    apm_alerts_observe(e, &in, T0 + 1000);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 2);
+    assert_int_equal(a[0].severity, APM_SEVERITY_CRITICAL);
+    apm_alerts_free(e);
+}
+
+static void test_alerts_sentence_names_rate_limit_forecast_and_suspect(void **state)
+{
+    (void)state;
+    struct apm_alert a = {.kind = APM_ALERT_LEAK, .pid = 42, .native = -1};
+    snprintf(a.process_id, sizeof(a.process_id), "web-3:42:1");
+    snprintf(a.process_name, sizeof(a.process_name), "worker");
+    snprintf(a.host, sizeof(a.host), "web-3");
+    snprintf(a.limit_source, sizeof(a.limit_source), "cgroup");
+    snprintf(a.suspect, sizeof(a.suspect), "app/cache.py:88");
+    a.rate = 38.0 * 1024 * 1024 / 3600;
+    a.suspect_rate = 31.0 * 1024 * 1024 / 3600;
+    a.value = 1.5 * 1024 * 1024 * 1024;
+    a.limit = 2.0 * 1024 * 1024 * 1024;
+    a.seen_ms = T0;
+    a.has_forecast = true;
+    double now = (double)T0 / 1000;
+    a.forecast_t = now + 5 * 3600 + 600;
+    a.forecast_lo_t = now + 3 * 3600 + 2400;
+    a.forecast_hi_t = now + 7 * 3600 + 1800;
+    char buf[APM_ALERT_SUMMARY_MAX];
+    apm_alert_text_summary(&a, buf, sizeof(buf));
+    assert_string_equal(buf, "`worker` (pid 42) on `web-3` leaks ~38 MiB/h (now 1.5 GiB), will hit "
+                             "its 2.0 GiB cgroup limit in 5h 10m (3h 40m - 7h 30m); top suspect "
+                             "`app/cache.py:88` +31 MiB/h");
+    a.native = 1;
+    a.forecast_hi_t = INFINITY;
+    apm_alert_text_summary(&a, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "(3h 40m at the earliest)"));
+    assert_non_null(strstr(buf, "native code or fragmentation"));
+}
+
+/* An exec hook that appends one line per call: counts notifications. */
+static struct apm_notify *counting_notify(struct fx *f)
+{
+    char script[128], cmd[512];
+    snprintf(script, sizeof(script), "%s/hook.sh", f->dir);
+    snprintf(cmd, sizeof(cmd), "printf '#!/bin/sh\\necho \"$1 $APM_ALERT_ID\" >> %s/calls\\n' > %s",
+             f->dir, script);
+    assert_int_equal(system(cmd), 0);
+    chmod(script, 0755);
+    struct apm_notify_target t = {.type = APM_NOTIFY_EXEC,
+                                  .timeout_ms = 5000,
+                                  .max_attempts = 1,
+                                  .backoff_ms = 10,
+                                  .backoff_max_ms = 10};
+    snprintf(t.name, sizeof(t.name), "hook");
+    snprintf(t.command, sizeof(t.command), "%s", script);
+    struct apm_notify_options o = {.targets = &t, .ntargets = 1};
+    struct apm_notify *n = NULL;
+    assert_int_equal(apm_notify_new(&o, &n), 0);
+    return n;
+}
+
+static int count_calls(struct fx *f)
+{
+    char path[128], line[128];
+    snprintf(path, sizeof(path), "%s/calls", f->dir);
+    FILE *fp = fopen(path, "r");
+    int n = 0;
+    while (fp != NULL && fgets(line, sizeof(line), fp) != NULL)
+        n++;
+    if (fp != NULL)
+        fclose(fp);
+    return n;
+}
+
+static void test_alerts_persisted_firing_survives_reopen_without_renotify(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, counting_notify(f));
+    rules_from(f, e, "[rule leak]\nkind = leak\n");
+    observe_at(e, APM_CLASS_LEAK, 0.9, 0);
+    struct apm_alert a[8];
+    for (int i = 0;
+         i < 200 && (listed(e, APM_FILTER_FIRING, a) != 1 || a[0].notified != APM_ALERT_FIRING);
+         i++) {
+        assert_int_equal(apm_alerts_run_once(e, T0 + 1000), 0);
+        usleep(20000);
+    }
+    assert_int_equal(a[0].notified, APM_ALERT_FIRING);
+    assert_int_equal(apm_alerts_run_once(e, T0 + 1000), 0);
+    assert_int_equal(count_calls(f), 1);
+    apm_alerts_free(e);
+
+    e = engine(f, counting_notify(f));
+    rules_from(f, e, "[rule leak]\nkind = leak\n");
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    observe_at(e, APM_CLASS_LEAK, 0.9, 2);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(apm_alerts_run_once(e, T0 + 3000), 0);
+        usleep(20000);
+    }
+    assert_int_equal(count_calls(f), 1);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    apm_alerts_free(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_alerts_pending_firing_resolved_with_hysteresis, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_pending_that_ends_is_forgotten, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_unjudged_series_neither_fires_nor_resolves,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_matchers_select_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_ack_expires, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_threshold_and_exhaustion, setup, teardown),
+        cmocka_unit_test(test_alerts_sentence_names_rate_limit_forecast_and_suspect),
+        cmocka_unit_test_setup_teardown(
+            test_alerts_persisted_firing_survives_reopen_without_renotify, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
