@@ -8,9 +8,6 @@
 #include "common/analysis_window.h"
 #include "common/error.h"
 #include "common/stats.h"
-#ifdef APM_ANALYSIS_TRACE
-#include <stdio.h>
-#endif
 
 #define MIN_HISTORY 32
 #define MAX_HISTORY 512
@@ -123,29 +120,6 @@ int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis 
         return -ENOMEM;
     a->cfg = c;
     apm_analysis_window_tuning(c.sensitivity, &a->tune);
-#ifdef APM_ANALYSIS_TRACE
-    {
-        const char *e;
-#define OVR(f)                                                                                     \
-    if ((e = getenv("T_" #f)))                                                                     \
-        a->tune.f = atof(e);
-        OVR(z_min)
-        OVR(noise_k)
-        OVR(rel_min)
-        OVR(decel_max)
-        OVR(step_sse_max) OVR(env_frac) OVR(anchor_mix) OVR(rho_max) OVR(pre_z) OVR(pre_slope_frac)
-            OVR(urgency) OVR(urgency_all) if ((e = getenv("T_confirm")))
-                a->tune.confirm = (unsigned)atoi(e);
-        if ((e = getenv("T_min_buckets")))
-            a->cfg.min_buckets = (unsigned)atoi(e);
-        OVR(drawdown_margin)
-        OVR(creep_max) OVR(creep_decel) OVR(creep_z) OVR(creep_snr)
-            OVR(creep_ramp) if ((e = getenv("T_creep_buckets")))
-                a->tune.creep_buckets = (unsigned)atoi(e);
-        if ((e = getenv("T_min_window")))
-            a->tune.min_window = (unsigned)atoi(e);
-    }
-#endif
     a->hist = calloc(c.history_buckets, sizeof(*a->hist));
     a->t = calloc(c.history_buckets * 3, sizeof(double));
     if (!a->hist || !a->t) {
@@ -302,9 +276,10 @@ static bool urgent(const struct apm_analysis *a, const struct apm_analysis_windo
 static bool creeping(const struct apm_analysis *a, const struct apm_analysis_window *w)
 {
     double level = fabs(w->level_now) > 1 ? fabs(w->level_now) : 1;
-    return w->buckets >= a->tune.creep_buckets && w->growth <= a->tune.creep_max * level &&
-           w->decel >= a->tune.creep_decel && w->z >= a->tune.creep_z &&
-           w->growth >= a->tune.creep_snr * w->scale && w->step_ratio <= a->tune.creep_ramp;
+    return w->buckets == a->n_hist && a->samples >= a->tune.creep_samples &&
+           w->growth <= a->tune.creep_max * level && w->decel >= a->tune.creep_decel &&
+           w->z >= a->tune.creep_z && w->growth >= a->tune.creep_snr * w->scale &&
+           w->step_ratio <= a->tune.creep_ramp;
 }
 
 /* Names the behaviour of a series that shows no leak, from its longest window. */
@@ -352,29 +327,10 @@ static void evaluate(struct apm_analysis *a)
     }
     if (!have_longest)
         return;
-#ifdef APM_ANALYSIS_TRACE
-    if (getenv("T_debug"))
-        fprintf(stderr,
-                "EVAL t=%.0f n=%zu W=%zu z=%.2f growth=%.3g scale=%.3g dec=%.2f step=%.2f hi=%d "
-                "cont=%d slope=%.3g leak=%d\n",
-                a->t_prev, a->n_hist, longest.buckets, longest.z, longest.growth, longest.scale,
-                longest.decel, longest.step_ratio, longest.new_high, longest.continuation,
-                longest.slope, longest.leak);
-#endif
 
     bool old_enough = a->t_prev - a->t_first >= a->cfg.min_history_s;
     a->streak = any && old_enough ? a->streak + 1 : 0;
     v->alert = a->streak >= a->tune.confirm;
-#ifdef APM_ANALYSIS_TRACE
-    if (v->alert)
-        fprintf(stderr,
-                "ALERT t=%.0f n=%zu span=%u W=%zu z=%.2f growth=%.3g rel=%.4f scale=%.3g dec=%.2f "
-                "step=%.2f hi=%d agree=%u/%u cont=%d lim=%.3g lvl=%.3g slope=%.3g\n",
-                a->t_prev, a->n_hist, a->span, best.buckets, best.z, best.growth,
-                best.growth / best.level_now, best.scale, best.decel, best.step_ratio,
-                best.new_high, agree, tried, best.continuation, a->limit, best.level_now,
-                best.slope);
-#endif
     if (any) {
         v->cls = APM_CLASS_LEAK;
         v->confidence = (1 - best.p) * (0.5 + 0.5 * (double)agree / (double)tried);

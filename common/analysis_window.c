@@ -32,7 +32,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .urgency = 0.3,
         .urgency_all = 0.1,
         .drawdown_margin = 0.5,
-        .creep_buckets = 160,
+        .creep_samples = 640,
         .creep_max = 0.2,
         .creep_decel = 0.8,
         .creep_z = 3.0,

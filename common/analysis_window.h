@@ -28,7 +28,7 @@ struct apm_analysis_tuning {
     double urgency;         /* continued growth alerts once window duration >= urgency x TTE */
     double drawdown_margin; /* a new high must clear earlier highs by this x earlier drawdown */
     double urgency_all;     /* the same for growth that began inside the window */
-    unsigned creep_buckets; /* a creeping leak is judged on at least this many buckets */
+    unsigned creep_samples; /* a creeping leak is judged on the whole history of >= this */
     double creep_max;       /* ... grew by at most this share of the level */
     double creep_decel;     /* ... with a recent / older slope ratio at least this */
     double creep_z;         /* ... and a Mann-Kendall z at least this */

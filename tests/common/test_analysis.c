@@ -103,6 +103,13 @@ static double linear_leak(double t, struct rng *r)
     return 100 * MB + 2000.0 * t + noise(r, 1 * MB);
 }
 
+/* 200 B/s under a 20 MB sawtooth: 3 % of the level in a day, exhaustion months away. */
+static double creeping_leak(double t, struct rng *r)
+{
+    double phase = fmod(t, 900.0) / 900.0;
+    return 500 * MB + 200.0 * t + 20 * MB * phase + noise(r, 0.5 * MB);
+}
+
 static void test_analysis_pure_sawtooth_is_not_a_leak(void **state)
 {
     (void)state;
@@ -142,6 +149,18 @@ static void test_analysis_slow_leak_under_large_sawtooth_is_found(void **state)
     assert_true(r.alerted);
     assert_int_equal(r.at_alert.cls, APM_CLASS_LEAK);
     assert_true(r.at_alert.rate > 400 && r.at_alert.rate < 1600);
+}
+
+static void test_analysis_creeping_leak_far_from_limit_is_found(void **state)
+{
+    (void)state;
+    /* Exhaustion lies about 90 times the history away: urgency alone would never alert. */
+    struct run r = replay(creeping_leak, 8640, 10, 2000 * MB);
+    assert_true(r.alerted);
+    assert_int_equal(r.last.cls, APM_CLASS_LEAK);
+    assert_true(r.at_alert.has_forecast);
+    assert_true(r.at_alert.rate > 100 && r.at_alert.rate < 400);
+    assert_true(r.at_alert.forecast_t > 10 * r.t_alert);
 }
 
 static void test_analysis_linear_leak_forecast_is_close(void **state)
@@ -229,6 +248,7 @@ int main(void)
         cmocka_unit_test(test_analysis_step_plateau_is_not_a_leak),
         cmocka_unit_test(test_analysis_plateauing_warmup_is_not_a_leak),
         cmocka_unit_test(test_analysis_slow_leak_under_large_sawtooth_is_found),
+        cmocka_unit_test(test_analysis_creeping_leak_far_from_limit_is_found),
         cmocka_unit_test(test_analysis_linear_leak_forecast_is_close),
         cmocka_unit_test(test_analysis_gaps_and_jitter_are_handled),
         cmocka_unit_test(test_analysis_rejects_bad_input),
