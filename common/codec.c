@@ -135,7 +135,7 @@ static int dec_series(struct apm_codec_dec *d, const Apm__Batch *b)
         enum apm_metric m = (enum apm_metric)s->metric;
         if (s->ref != d->nseries + 1 || s->process > d->nprocs || apm_metric_name(m) == NULL ||
             m == APM_METRIC_SITE_SIZE || m == APM_METRIC_SITE_COUNT ||
-            (s->process == 0) != apm_metric_is_host(m))
+            m >= APM_METRIC_GC_COLLECTIONS || (s->process == 0) != apm_metric_is_host(m))
             return APM_E_DECODE;
         struct dec_series *ds = &d->series[++d->nseries];
         ds->proc = s->process;

@@ -18,6 +18,10 @@ static const char *const metric_names[APM_METRIC_COUNT] = {
     [APM_METRIC_TRACED] = "traced",
     [APM_METRIC_SITE_SIZE] = "site_size",
     [APM_METRIC_SITE_COUNT] = "site_count",
+    [APM_METRIC_GC_COLLECTIONS] = "gc_collections",
+    [APM_METRIC_GC_COLLECTED] = "gc_collected",
+    [APM_METRIC_GC_UNCOLLECTABLE] = "gc_uncollectable",
+    [APM_METRIC_GC_GARBAGE] = "gc_garbage",
 };
 
 const char *apm_metric_name(enum apm_metric m)

@@ -25,6 +25,12 @@ enum apm_metric {
     APM_METRIC_TRACED = 9,        /* probe: tracemalloc total */
     APM_METRIC_SITE_SIZE = 10,    /* probe: per allocation site */
     APM_METRIC_SITE_COUNT = 11,   /* probe: per allocation site */
+    /* Probe gc statistics, summed over generations; stored from gc records, never sent as series.
+     */
+    APM_METRIC_GC_COLLECTIONS = 12,
+    APM_METRIC_GC_COLLECTED = 13,
+    APM_METRIC_GC_UNCOLLECTABLE = 14,
+    APM_METRIC_GC_GARBAGE = 15, /* len(gc.garbage) */
     APM_METRIC_COUNT
 };
 

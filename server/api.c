@@ -228,9 +228,10 @@ static int get_status(const struct apm_api_call *call, json_t **out)
     if (rc == 0) {
         json_object_set_new(
             obj, "store",
-            json_pack("{s:I, s:I, s:I, s:I, s:I}", "series", (json_int_t)ss.series, "samples",
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "series", (json_int_t)ss.series, "samples",
                       (json_int_t)ss.samples, "chunks", (json_int_t)ss.chunks, "bytes_on_disk",
-                      (json_int_t)ss.bytes_on_disk, "commits", (json_int_t)ss.commits));
+                      (json_int_t)ss.bytes_on_disk, "commits", (json_int_t)ss.commits,
+                      "sites_refused", (json_int_t)ss.sites_refused));
     } else {
         json_object_set_new(obj, "store", json_pack("{s:s}", "error", apm_strerror(rc)));
     }

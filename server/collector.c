@@ -17,6 +17,7 @@
 #include "server/api.h"
 #include "server/api_alerts.h"
 #include "server/api_forecast.h"
+#include "server/api_sites.h"
 #include "server/http.h"
 #include "server/ingest.h"
 #include "server/store.h"
@@ -58,6 +59,9 @@ static const struct apm_opt collector_opts[] = {
         "LMDB map size, the store's maximum size (default 8G)"),
     OPT("collector", "no-sync", APM_OPT_BOOL, no_sync, 0, 1, false,
         "skip fsync at commit (benchmarks only: acks are then not durable)"),
+    OPT("collector", "max-sites-per-process", APM_OPT_INT, max_sites_per_process, 1, 1000000, true,
+        "allocation sites stored per process; new ones beyond are refused and counted "
+        "(default 1000)"),
     OPT("collector", "memory-limit", APM_OPT_SIZE, memory_limit, 0, INT64_MAX, true,
         "limit forecasts aim at for processes without a cgroup limit (default 0: host memory)"),
     OPT("collector", "trace-on-suspicion", APM_OPT_DURATION, trace_on_suspicion_ms, 0, DAY_MS, true,
@@ -97,6 +101,7 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     c->max_frame = APM_FRAME_MAX;
     c->max_inflight = 64;
     c->map_size = 8LL << 30;
+    c->max_sites_per_process = 1000;
     c->trace_on_suspicion_ms = 20 * 60 * 1000;
     c->trace_confidence = 60;
     /* 64 samples before a verdict: about 30 s at a 0.5 s interval, an hour at 60 s. */
@@ -337,6 +342,7 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .dir = cfg->data_dir,
         .map_size = (size_t)cfg->map_size,
         .no_sync = cfg->no_sync,
+        .max_sites_per_process = (unsigned)cfg->max_sites_per_process,
     };
     rc = apm_store_open(&so, &c->store);
     if (rc != 0) {
@@ -381,6 +387,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
     rc = apm_api_new(&ac, &c->api);
     if (rc == 0)
         rc = apm_api_forecast_register(c->api);
+    if (rc == 0)
+        rc = apm_api_sites_register(c->api, &c->ingest);
     if (rc == 0)
         rc = apm_api_alerts_register(c->api, apm_alert_feed_engine(c->alerts));
     if (rc == 0) {

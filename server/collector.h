@@ -27,6 +27,7 @@ struct apm_collector_config {
     int64_t max_inflight;
     int64_t map_size;
     bool no_sync;
+    int64_t max_sites_per_process;
     /* Live analysis ([collector] keys, then the [analysis] section). */
     int64_t memory_limit;
     int64_t trace_on_suspicion_ms;

@@ -22,7 +22,6 @@
 
 #define DEFAULT_MAP_SIZE (8ull << 30)
 #define DEFAULT_CHUNK_SAMPLES 120u
-#define PROCESS_ID_MAX 320
 
 static const char *const db_names[DB_COUNT] = {
     [DB_META] = "meta",
@@ -95,6 +94,9 @@ static struct store_series *series_alloc(const char *key, size_t klen, const cha
     ser->host = ser->key;
     ser->process_id = ser->key + strlen(ser->key) + 1;
     ser->process_name = ser->key + klen;
+    /* host \0 process id \0 metric byte, then for site metrics the site with its NUL. */
+    size_t site_at = strlen(ser->key) + 1 + strlen(ser->process_id) + 1 + 1;
+    ser->site = site_at < klen ? ser->key + site_at : "";
     memcpy(ser->key + klen, name, nlen);
     apm_chunk_enc_init(&ser->head);
     return ser;
@@ -172,8 +174,20 @@ static int series_create(struct apm_store_txn *t, const char *key, size_t klen, 
  * Finds or creates the series and marks it dirty in t. A series created or
  * loaded here joins the index at once: abort removes every dirty series.
  */
-static int series_get(struct apm_store_txn *t, const char *key, size_t klen, const char *name,
-                      int32_t pid, enum apm_metric metric, struct store_series **out)
+int apm_store_series_exists(struct apm_store_txn *t, const char *key, size_t klen)
+{
+    uint64_t ptr;
+    if (apm_hashmap_get(&t->s->index, key, klen, &ptr) == 0)
+        return 1;
+    MDB_val k = {klen, (void *)key}, v;
+    int rc = mdb_get(t->txn, t->s->dbi[DB_SERIES_KEY], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    return rc == 0 ? 1 : apm_store_mdb_error(rc, "series key");
+}
+
+int apm_store_series_get(struct apm_store_txn *t, const char *key, size_t klen, const char *name,
+                         int32_t pid, enum apm_metric metric, struct store_series **out)
 {
     struct apm_store *s = t->s;
     uint64_t ptr;
@@ -301,7 +315,10 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     s->chunk_samples = chunk_samples;
     apm_hashmap_init(&s->index);
     apm_hashmap_init(&s->seen);
+    apm_hashmap_init(&s->site_counts);
+    s->max_sites = opt->max_sites_per_process ? opt->max_sites_per_process : 1000;
     atomic_init(&s->commits, 0);
+    atomic_init(&s->sites_refused, 0);
     unsigned flags = MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0);
     rc = mdb_env_create(&s->env);
     if (rc == 0)
@@ -333,6 +350,7 @@ void apm_store_free(struct apm_store *s)
     apm_hashmap_foreach(&s->index, free_indexed, NULL);
     apm_hashmap_close(&s->index);
     apm_hashmap_close(&s->seen);
+    apm_hashmap_close(&s->site_counts);
     if (s->env != NULL)
         mdb_env_close(s->env);
     free(s);
@@ -377,10 +395,13 @@ static void txn_end(struct apm_store_txn *t, bool committed)
         s->samples += t->samples;
         s->dropped += t->dropped;
         atomic_fetch_add(&s->commits, 1);
+        atomic_fetch_add(&s->sites_refused, t->sites_refused);
     } else {
         s->next_series_id = t->next_series_id;
         apm_hashmap_close(&s->seen);
         apm_hashmap_init(&s->seen);
+        apm_hashmap_close(&s->site_counts);
+        apm_hashmap_init(&s->site_counts);
     }
     s->txn = NULL;
     free(t);
@@ -567,8 +588,8 @@ static int seal(struct apm_store_txn *t, struct store_series *ser)
  * (a resent or reordered sample) is dropped and counted: the head chunk only
  * grows forward in time, so reads never need to merge.
  */
-static int put_block(struct apm_store_txn *t, struct store_series *ser,
-                     const struct apm_series_block *blk)
+int apm_store_put_block(struct apm_store_txn *t, struct store_series *ser,
+                        const struct apm_series_block *blk)
 {
     for (uint32_t i = 0; i < blk->n; i++) {
         int64_t ts = blk->t_ms[i];
@@ -602,7 +623,7 @@ static int put_series(struct apm_store_txn *t, const struct apm_agent_ident *age
             return -EINVAL;
         p = &b->procs[blk->proc];
     }
-    if (apm_metric_name(blk->metric) == NULL)
+    if (apm_metric_name(blk->metric) == NULL || apm_store_metric_has_site(blk->metric))
         return -EINVAL;
     size_t hlen = strlen(agent->host);
     memcpy(key, agent->host, hlen + 1);
@@ -611,8 +632,9 @@ static int put_series(struct apm_store_txn *t, const struct apm_agent_ident *age
     size_t klen = hlen + 1 + plen + 1;
     key[klen++] = (char)blk->metric;
     struct store_series *ser = NULL;
-    int rc = series_get(t, key, klen, p ? p->name : "", p ? p->pid : 0, blk->metric, &ser);
-    return rc < 0 ? rc : put_block(t, ser, blk);
+    int rc =
+        apm_store_series_get(t, key, klen, p ? p->name : "", p ? p->pid : 0, blk->metric, &ser);
+    return rc < 0 ? rc : apm_store_put_block(t, ser, blk);
 }
 
 int apm_store_txn_put_batch(struct apm_store_txn *t, const struct apm_agent_ident *agent,
@@ -636,6 +658,8 @@ int apm_store_txn_put_batch(struct apm_store_txn *t, const struct apm_agent_iden
         rc = put_host(t, agent, now, created);
     for (uint32_t i = 0; i < b->nseries && rc == 0; i++)
         rc = put_series(t, agent, b, pids, &b->series[i]);
+    if (rc == 0)
+        rc = apm_store_put_probe(t, agent->host, b, pids);
     free(pids);
     if (rc == 0)
         rc = put_watermark(t, agent->agent_id, agent->instance, b->seq);

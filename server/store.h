@@ -21,10 +21,11 @@ struct apm_store;
 struct apm_store_txn;
 
 struct apm_store_options {
-    const char *dir;        /* data directory; created if missing */
-    size_t map_size;        /* LMDB map size in bytes; 0 = default (8 GiB) */
-    unsigned chunk_samples; /* samples per sealed chunk; 0 = default (120) */
-    bool no_sync;           /* tests and benchmarks only: skip fsync at commit */
+    const char *dir;                /* data directory; created if missing */
+    size_t map_size;                /* LMDB map size in bytes; 0 = default (8 GiB) */
+    unsigned chunk_samples;         /* samples per sealed chunk; 0 = default (120) */
+    bool no_sync;                   /* tests and benchmarks only: skip fsync at commit */
+    unsigned max_sites_per_process; /* allocation sites kept per process; 0 = default (1000) */
 };
 
 /*
@@ -98,6 +99,7 @@ struct apm_series_info {
     const char *process_name;
     int32_t pid; /* 0 for host series */
     enum apm_metric metric;
+    const char *site; /* site_size/site_count: the allocation site ("file:line"); else "" */
     int64_t first_ms;
     int64_t last_ms;
     int64_t last_value;
@@ -138,7 +140,23 @@ struct apm_store_stats {
     uint64_t chunks;
     uint64_t bytes_on_disk; /* size of the LMDB data file's used pages */
     uint64_t commits;
+    uint64_t sites_refused; /* new allocation sites refused over the per-process cap, this run */
 };
 int apm_store_stats(struct apm_store *s, struct apm_store_stats *out);
+
+/*
+ * Every series of one process with the given metric (for site metrics, one
+ * per allocation site), in key order: one range read of the series index.
+ * process_id is "host:pid:start_ms". Callback contract as above.
+ */
+int apm_store_list_process_series(struct apm_store *s, const char *process_id,
+                                  enum apm_metric metric, apm_store_series_cb cb, void *ctx);
+
+/*
+ * The id of one series: (process_id, metric, site), site "" for all but site
+ * metrics. Returns 0, APM_E_NOTFOUND or an error.
+ */
+int apm_store_find_series(struct apm_store *s, const char *process_id, enum apm_metric metric,
+                          const char *site, uint64_t *id);
 
 #endif

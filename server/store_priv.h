@@ -20,7 +20,7 @@
 /* The named databases, in the order they are opened. */
 enum store_db {
     DB_META,       /* "schema", "samples", "dropped" -> u32 / u64 */
-    DB_SERIES_KEY, /* host \0 process id \0 metric byte -> series id (u64) */
+    DB_SERIES_KEY, /* host \0 process id \0 metric byte [site \0] -> series id (u64) */
     DB_SERIES,     /* series id (big-endian u64) -> series record with the open chunk */
     DB_CHUNKS,     /* series id, first t (both big-endian u64) -> sealed chunk */
     DB_HOSTS,      /* host name with its NUL -> host record */
@@ -43,6 +43,7 @@ struct store_series {
     const char *host;
     const char *process_id;
     const char *process_name;
+    const char *site; /* in the key after the metric byte for site metrics, else "" */
     int32_t pid;
     enum apm_metric metric;
     int64_t first_ms;
@@ -70,8 +71,12 @@ struct apm_store {
     uint64_t samples;
     uint64_t dropped;
     struct apm_store_txn *txn;
+    unsigned max_sites;
+    /* Process id -> allocation sites stored; counted from LMDB on first use, cleared on abort. */
+    struct apm_hashmap site_counts;
     /* Any thread. */
     atomic_uint_fast64_t commits;
+    atomic_uint_fast64_t sites_refused;
 };
 
 struct apm_store_txn {
@@ -81,7 +86,32 @@ struct apm_store_txn {
     uint64_t next_series_id; /* to restore on abort */
     uint64_t samples;
     uint64_t dropped;
+    uint64_t sites_refused;
 };
+
+/* Longest process id ("host:pid:start_ms") with its NUL. */
+#define PROCESS_ID_MAX 320
+
+/* True for metrics whose series key carries an allocation site. */
+bool apm_store_metric_has_site(enum apm_metric m);
+
+/*
+ * Finds or creates the series with this key and marks it dirty in t
+ * (store.c). name and pid describe the process for a new series.
+ */
+int apm_store_series_get(struct apm_store_txn *t, const char *key, size_t klen, const char *name,
+                         int32_t pid, enum apm_metric metric, struct store_series **out);
+/* True when the series exists (in the writer's index or in LMDB). */
+int apm_store_series_exists(struct apm_store_txn *t, const char *key, size_t klen);
+/* Appends one block of samples to a series (store.c). */
+int apm_store_put_block(struct apm_store_txn *t, struct store_series *ser,
+                        const struct apm_series_block *blk);
+/*
+ * Stores the batch's tracemalloc diffs and gc records (store_probe.c):
+ * pids[i] is the process id of b->procs[i].
+ */
+int apm_store_put_probe(struct apm_store_txn *t, const char *host, const struct apm_batch *b,
+                        char (*pids)[PROCESS_ID_MAX]);
 
 /* How stale a process's or host's last_seen may be before its record is rewritten. */
 #define APM_STORE_SEEN_REFRESH_MS 10000

@@ -308,6 +308,7 @@ int apm_store_stats(struct apm_store *s, struct apm_store_stats *out)
     if (rc == 0)
         out->bytes_on_disk = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
     out->commits = atomic_load(&s->commits);
+    out->sites_refused = atomic_load(&s->sites_refused);
     mdb_txn_abort(txn);
     return apm_store_mdb_error(rc, "stats");
 }

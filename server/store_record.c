@@ -142,9 +142,11 @@ static void unpack_strings(struct unpacker *u, const char **out[], size_t n)
 
 uint8_t *apm_store_record_series(const struct store_series *ser, size_t *len)
 {
-    const char *strs[] = {ser->host, ser->process_id, ser->process_name};
-    size_t total = 4 + 4 + 4 + 6 * 8 + 3 * 2;
-    if (!strings_fit(strs, 3, &total))
+    /* Site series carry their site as a fourth string; other records are unchanged. */
+    const char *strs[] = {ser->host, ser->process_id, ser->process_name, ser->site};
+    size_t nstrs = apm_store_metric_has_site(ser->metric) ? 4 : 3;
+    size_t total = 4 + 4 + 4 + 6 * 8 + 4 * 2;
+    if (!strings_fit(strs, nstrs, &total))
         return NULL;
     size_t head_len = ser->head.n ? ser->head.len : 0;
     total += head_len;
@@ -161,7 +163,7 @@ uint8_t *apm_store_record_series(const struct store_series *ser, size_t *len)
     pack_i64(&p, ser->head.first_t);
     pack_i64(&p, ser->head.base_dt);
     pack_u64(&p, ser->nsamples);
-    pack_strings(&p, strs, 3);
+    pack_strings(&p, strs, nstrs);
     if (head_len)
         pack(&p, ser->head.buf, head_len);
     *len = p.len;
@@ -187,8 +189,10 @@ int apm_store_record_parse_series(const void *buf, size_t len, uint64_t id,
     out->head_first_t = unpack_i64(&u);
     out->dt_hint = unpack_i64(&u);
     out->info.nsamples = unpack_u64(&u);
-    const char **strs[] = {&out->info.host, &out->info.process_id, &out->info.process_name};
-    unpack_strings(&u, strs, 3);
+    const char **strs[] = {&out->info.host, &out->info.process_id, &out->info.process_name,
+                           &out->info.site};
+    out->info.site = "";
+    unpack_strings(&u, strs, apm_store_metric_has_site(out->info.metric) ? 4 : 3);
     if (u.bad || version != RECORD_VERSION || u.len - u.pos != head_len)
         return APM_E_DECODE;
     out->head = u.buf + u.pos;
