@@ -14,6 +14,8 @@
 #include "cli/args.h"
 #include "cli/cmd_alerts.h"
 #include "cli/cmd_forecast.h"
+#include "cli/cmd_top.h"
+#include "cli/cmd_trace.h"
 #include "cli/commands.h"
 #include "common/error.h"
 
@@ -44,6 +46,8 @@ static const struct command commands[] = {
     {"alerts", apm_cli_cmd_alerts, "alerts with their sentence, forecast and suspect"},
     {"ack", apm_cli_cmd_ack, "acknowledge an alert for a while, with a comment"},
     {"forecast", apm_cli_cmd_forecast, "leak verdicts and time to exhaustion per process"},
+    {"top", apm_cli_cmd_top, "allocation sites of a process that grew most"},
+    {"trace", apm_cli_cmd_trace, "trace a Python process with tracemalloc for a while"},
 #ifdef HAVE_ANALYZE
     {"analyze", run_analyze, "analyse recorded traces (CSV files) offline"},
 #endif
