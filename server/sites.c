@@ -78,8 +78,12 @@ static int read_span(struct apm_store *st, uint64_t id, int64_t from, int64_t to
 {
     memset(s, 0, offsetof(struct span, t));
     s->from = from;
-    /* One window back finds the value at the start of sites that did not change lately. */
-    int64_t back = from - (to - from);
+    /*
+     * The start value is the last sample at or before from: a diff stores each site's size at
+     * the previous snapshot, which may lie up to an interval (and clock jitter) before from.
+     * Two windows and a minute back covers it without reading a site's whole history.
+     */
+    int64_t back = from - 2 * (to - from) - 60000;
     return apm_store_read_samples(st, id, back < from ? back : from, to, each_sample, s);
 }
 
@@ -187,7 +191,8 @@ int apm_sites_rank(struct apm_store *s, const char *process_id, int64_t from_ms,
         free(sp);
         return rc;
     }
-    qsort(l.r, kept, sizeof(*l.r), by_growth);
+    if (kept > 1)
+        qsort(l.r, kept, sizeof(*l.r), by_growth);
     for (size_t j = limit; j < kept; j++)
         free(l.r[j].site);
     *n = kept < limit ? kept : limit;
