@@ -1,8 +1,10 @@
 #!/bin/sh
 # The demo: installs what is missing, builds, then starts the collector (its
 # LMDB store in a temporary data directory), an agent sampling every process
-# on this host each second, and a leaking Python service, all on loopback,
-# and shows what apm-cli sees as the series fill. Stops everything cleanly on
+# on this host each second, and a leaking Python service run under apm-run
+# (the probe inside, on demand), all on loopback; asks for a tracemalloc
+# trace of the service and shows what apm-cli sees: series, then the
+# allocation sites that grow (apm-cli top). Stops everything cleanly on
 # Ctrl-C or after --duration SECONDS.
 set -eu
 cd "$(dirname "$0")/.."
@@ -54,13 +56,16 @@ done
 echo "demo: collector up (ingest $ingest, HTTP $http, store $work/data)"
 
 build/agent/apm-agent --collector "$ingest" --interval 1s --token-file "$work/token" \
-    --host demo-host 2>"$work/agent.log" &
+    --host demo-host --probe-socket "$work/probe.sock" 2>"$work/agent.log" &
 pids="$pids $!"
 echo "demo: agent sampling every process each second"
 
-$PY deploy/demo/leaky_service.py >"$work/leaky.log" 2>&1 &
-pids="$pids $!"
-echo "demo: leaky_service.py started (it leaks ~0.8 MB/s into a global dict)"
+APM_PROBE_SOCKET="$work/probe.sock" APM_PROBE_MODE=on-demand APM_PROBE_INTERVAL=5 \
+    $PY agent/python/apm-run $PY deploy/demo/leaky_service.py >"$work/leaky.log" 2>&1 &
+leaky=$!
+pids="$pids $leaky"
+echo "demo: leaky_service.py started under apm-run (pid $leaky; it leaks ~0.8 MB/s into a global dict)"
+traced=no
 
 start=$(date +%s)
 while :; do
@@ -70,6 +75,11 @@ while :; do
     $cli hosts || true
     echo "===== apm-cli series --process leaky_service.py"
     $cli series --process leaky_service.py || true
+    if [ "$traced" = no ] && $cli trace --pid "$leaky" --for 10m 2>/dev/null; then
+        traced=yes
+    fi
+    echo "===== apm-cli top --pid $leaky"
+    $cli top --pid "$leaky" --window 10m || true
     echo "===== apm-cli series --metric rss (first rows)"
     $cli series --metric rss 2>/dev/null | head -n 12 || true
     now=$(date +%s)
