@@ -30,7 +30,7 @@ int apm_cli_alerts_parse(int argc, char **argv, struct apm_cli_alerts_opts *o, c
     memset(o, 0, sizeof(*o));
     for (int i = 0; i < argc; i++) {
         const char *v = NULL;
-        int rc = apm_cli_args_value(argc, argv, &i, "state", &v, err, errlen);
+        int rc = apm_cli_args_value(argc, argv, &i, "--state", &v, err, errlen);
         if (rc < 0)
             return rc;
         if (rc == 1) {
@@ -69,7 +69,7 @@ int apm_cli_ack_parse(int argc, char **argv, struct apm_cli_ack_opts *o, char *e
     bool have_id = false;
     for (int i = 0; i < argc; i++) {
         const char *v = NULL;
-        int rc = apm_cli_args_value(argc, argv, &i, "for", &v, err, errlen);
+        int rc = apm_cli_args_value(argc, argv, &i, "--for", &v, err, errlen);
         if (rc < 0)
             return rc;
         if (rc == 1) {
@@ -80,7 +80,7 @@ int apm_cli_ack_parse(int argc, char **argv, struct apm_cli_ack_opts *o, char *e
             }
             continue;
         }
-        rc = apm_cli_args_value(argc, argv, &i, "comment", &v, err, errlen);
+        rc = apm_cli_args_value(argc, argv, &i, "--comment", &v, err, errlen);
         if (rc < 0)
             return rc;
         if (rc == 1) {
