@@ -29,7 +29,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .rho_max = 0.9,
         .pre_z = 2.0,
         .pre_slope_frac = 0.3,
-        .urgency = 0.3,
+        .urgency = 0.35,
         .urgency_all = 0.1,
         .drawdown_margin = 0.5,
         .creep_samples = 640,
@@ -47,7 +47,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
     } else if (s == APM_SENSITIVITY_QUIET) {
         t->z_min = 3.5;
         t->confirm = 4;
-        t->urgency = 0.4;
+        t->urgency = 0.45;
         t->urgency_all = 0.15;
     }
 }
