@@ -12,9 +12,13 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "server/sites.h"
 #include "server/store_verdict.h"
 
 #define VALUE_MAX 512u
+/* Suspects: the top growing sites over the last hour before the verdict. */
+#define SUSPECT_WINDOW_S 3600
+#define SUSPECTS_MAX 3u
 
 static json_t *time_or_null(double t)
 {
@@ -28,16 +32,30 @@ static json_t *seconds_until(double t, double from)
 }
 
 /*
- * The process's top growing allocation sites. The store does not keep site
- * series (APM_METRIC_SITE_SIZE) yet; once it does, rank the process's sites
- * here by their growth over the series' trend window and return the first
- * few as {"site": "file:line", "rate": bytes/s, "size": bytes}.
+ * The process's top growing allocation sites over the last SUSPECT_WINDOW_S
+ * before the verdict, from the stored site series (server/sites.h). Only
+ * leaking series pay for the ranking; others get an empty list.
  */
 static json_t *suspects(struct apm_store *store, const struct apm_verdict_record *r)
 {
-    (void)store;
-    (void)r;
-    return json_array();
+    json_t *arr = json_array();
+    if (arr == NULL || r->v.cls != APM_CLASS_LEAK || r->process_id[0] == '\0')
+        return arr;
+    int64_t to = (int64_t)(r->evaluated_at * 1000);
+    struct apm_site_rank *rank = NULL;
+    size_t n = 0;
+    if (apm_sites_rank(store, r->process_id, to - SUSPECT_WINDOW_S * 1000, to, SUSPECTS_MAX, &rank,
+                       &n) != 0)
+        return arr;
+    for (size_t i = 0; i < n; i++) {
+        if (rank[i].size_growth <= 0)
+            continue;
+        json_array_append_new(arr, json_pack("{s:s, s:f, s:I, s:I}", "site", rank[i].site, "rate",
+                                             rank[i].rate, "size", (json_int_t)rank[i].size_end,
+                                             "growth", (json_int_t)rank[i].size_growth));
+    }
+    apm_sites_free(rank, n);
+    return arr;
 }
 
 static json_t *record_json(struct apm_store *store, const struct apm_verdict_record *r)
