@@ -47,9 +47,9 @@
 
 #define DIFF_LINE                                                                                  \
     DIFF_HEAD                                                                                      \
-        "\"top\":[{\"file\":\"/srv/app.py\",\"line\":88,\"size\":3000,\"size_diff\":1024,"         \
-        "\"count\":30,\"count_diff\":10},{\"file\":\"/srv/lib.py\",\"line\":7,\"size\":1000,"      \
-        "\"size_diff\":-24,\"count\":10,\"count_diff\":0}],\"truncated\":0}\n"
+    "\"top\":[{\"file\":\"/srv/app.py\",\"line\":88,\"size\":3000,\"size_diff\":1024,"             \
+    "\"count\":30,\"count_diff\":10},{\"file\":\"/srv/lib.py\",\"line\":7,\"size\":1000,"          \
+    "\"size_diff\":-24,\"count\":10,\"count_diff\":0}],\"truncated\":0}\n"
 
 struct env {
     uv_loop_t loop;
