@@ -174,10 +174,11 @@ static bool takes_value(char c)
  * script argument, or NULL for -c, stdin or an interactive interpreter.
  * *is_module tells which.
  */
-static void python_target(char **args, int argc, const char **what, bool *is_module)
+static void python_target(char **args, int argc, const char **what, bool *is_module, int *at)
 {
     *what = NULL;
     *is_module = false;
+    *at = argc;
     int i = 1;
     while (i < argc) {
         const char *a = args[i];
@@ -208,9 +209,14 @@ static void python_target(char **args, int argc, const char **what, bool *is_mod
         }
         i++;
     }
-    if (i < argc)
+    if (i < argc) {
         *what = args[i];
+        *at = i;
+    }
 }
+
+/* The launcher that starts a Python program with the probe inside: name what it runs. */
+#define PROBE_LAUNCHER "apm-run"
 
 void apm_sampler_name(const char *comm, const char *argv, size_t len, char *out, size_t size)
 {
@@ -232,7 +238,23 @@ void apm_sampler_name(const char *comm, const char *argv, size_t len, char *out,
     if (is_python(comm, strlen(comm)) || is_python(a0, a0len)) {
         const char *what;
         bool is_module;
-        python_target(args, argc, &what, &is_module);
+        int at;
+        python_target(args, argc, &what, &is_module, &at);
+        size_t wlen = 0;
+        if (what != NULL && !is_module && at + 1 < argc &&
+            strcmp(base_name(what, &wlen), PROBE_LAUNCHER) == 0) {
+            /*
+             * "python3 apm-run python3 app.py" before the launcher's exec:
+             * the process is about to become app.py, so call it that now.
+             */
+            size_t off = (size_t)(args[at + 1] - copy);
+            size_t clen = 0;
+            const char *wcomm = base_name(args[at + 1], &clen);
+            char wc[64];
+            snprintf(wc, sizeof(wc), "%.*s", (int)clen, wcomm);
+            apm_sampler_name(wc, copy + off, n - off, out, size);
+            return;
+        }
         if (what != NULL && what[0] != '\0') {
             if (is_module) {
                 name = what;

@@ -147,6 +147,9 @@ static void test_sampler_names_python_script_by_basename(void **state)
     NAME("python3", "python3\0-Wignore\0-Xfrozen_modules=off\0main.py", "main.py");
     NAME("python3", "python3\0--check-hash-based-pycs\0never\0tool.py", "tool.py");
     NAME("python3", "python3\0--\0-weird.py", "-weird.py");
+    NAME("python3", "/usr/bin/python3\0/usr/bin/apm-run\0python3\0/srv/app/worker.py", "worker.py");
+    NAME("python3", "python3\0agent/python/apm-run\0python3\0-m\0http.server", "http.server");
+    NAME("python3", "python3\0/usr/bin/apm-run\0/usr/local/bin/gunicorn\0app:wsgi", "gunicorn");
     NAME("python3", "python3\0/srv/app/\0", "app");
 }
 
