@@ -159,7 +159,7 @@ char *apm_alert_text_summary(const struct apm_alert *a, char *buf, size_t size)
         append(buf, size, &len,
                "; RSS grows but Python's traced memory does not: native code "
                "or fragmentation");
-    else if (a->native == 0 && a->suspect[0] == '\0')
+    else if (a->native == 0)
         append(buf, size, &len, "; Python's traced memory grows with it");
     return buf;
 }

@@ -29,6 +29,7 @@
 #include "server/alert_text.h"
 #include "server/notify.h"
 #include "server/store_alerts.h"
+#include "server/suspects.h"
 
 #define DEFAULT_TICK_MS 1000
 #define DEFAULT_RESEND_MS 60000
@@ -329,7 +330,7 @@ static void update_facts(struct apm_alert *a, const struct apm_alert_input *in, 
         a->suspect_rate = in->suspect_rate;
     }
     if (in->has_traced && v->rate > 0)
-        a->native = in->traced_rate < 0.25 * v->rate ? 1 : 0;
+        a->native = in->traced_rate < APM_SUSPECTS_NATIVE_RATIO * v->rate ? 1 : 0;
     if (in->cgroup != NULL && in->cgroup[0] != '\0')
         copy_str(a->cgroup, sizeof(a->cgroup), in->cgroup);
 }

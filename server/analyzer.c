@@ -32,6 +32,7 @@ struct aseries {
     struct apm_verdict stored; /* the judgement last persisted */
     double cgroup_limit;       /* the process's last cgroup_limit, 0 = none */
     double trace_at;           /* sample time of the last trace request, 0 = never */
+    double last_t;             /* time of the last sample fed, seconds; 0 = none */
     bool episode;              /* a trace was asked for in the current leak episode */
     bool dirty;
     char key[KEY_MAX];
@@ -195,6 +196,7 @@ static void warm_up(struct apm_analyzer *a, struct aseries *s, int64_t before_ms
         sp.first_ms >= before_ms)
         return;
     double interval = (double)(sp.last_ms - sp.first_ms) / (double)(sp.n - 1);
+    s->rec.interval_s = interval / 1000.0;
     int64_t from = before_ms - (int64_t)(interval * WARM_MAX_SAMPLES);
     struct warm w = {s->an, limit, 0};
     if (apm_store_read_samples(a->store, s->rec.series_id, from, before_ms - 1, warm_sample, &w) !=
@@ -244,6 +246,7 @@ static int series_new(struct apm_analyzer *a, const char *key, size_t klen, cons
     snprintf(r->name, sizeof(r->name), "%s", p->name ? p->name : "");
     r->pid = p->pid;
     r->start_ms = p->start_ms;
+    snprintf(r->cgroup, sizeof(r->cgroup), "%s", p->cgroup ? p->cgroup : "");
     if (apm_hashmap_put(&a->index, key, klen, (uint64_t)(uintptr_t)s) < 0) {
         series_free(s);
         return -ENOMEM;
@@ -299,9 +302,14 @@ static void feed_block(struct apm_analyzer *a, struct aseries *s,
                        const struct apm_series_block *blk, double limit, enum apm_limit_source src)
 {
     for (uint32_t i = 0; i < blk->n; i++) {
-        if (apm_analysis_add(s->an, (double)blk->t_ms[i] / 1000.0, (double)blk->value[i], limit) ==
-            0)
+        double t = (double)blk->t_ms[i] / 1000.0;
+        if (apm_analysis_add(s->an, t, (double)blk->value[i], limit) == 0)
             a->stats.samples++;
+        /* The sampling interval, smoothed over jitter: alert timings count in intervals. */
+        double gap = t - s->last_t;
+        if (s->last_t > 0 && gap > 0)
+            s->rec.interval_s = s->rec.interval_s > 0 ? 0.8 * s->rec.interval_s + 0.2 * gap : gap;
+        s->last_t = t;
     }
     if (blk->n == 0)
         return;
@@ -371,6 +379,9 @@ int apm_analyzer_feed(struct apm_analyzer *a, const char *host, const struct apm
         }
         if (cg[blk->proc] > 0)
             s->cgroup_limit = cg[blk->proc];
+        /* A process may be moved to another cgroup. */
+        if (p->cgroup != NULL && strcmp(p->cgroup, s->rec.cgroup) != 0)
+            snprintf(s->rec.cgroup, sizeof(s->rec.cgroup), "%s", p->cgroup);
         enum apm_limit_source src = APM_LIMIT_NONE;
         double limit = choose_limit(a, s, &src);
         if (fresh && a->store != NULL && s->rec.series_id != 0)

@@ -12,12 +12,10 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "server/sites.h"
 #include "server/store_verdict.h"
+#include "server/suspects.h"
 
 #define VALUE_MAX 512u
-/* Suspects: the top growing sites over the last hour before the verdict. */
-#define SUSPECT_WINDOW_S 3600
 #define SUSPECTS_MAX 3u
 
 static json_t *time_or_null(double t)
@@ -32,29 +30,26 @@ static json_t *seconds_until(double t, double from)
 }
 
 /*
- * The process's top growing allocation sites over the last SUSPECT_WINDOW_S
- * before the verdict, from the stored site series (server/sites.h). Only
- * leaking series pay for the ranking; others get an empty list.
+ * The allocation sites that grow with a leaking process (server/suspects.h),
+ * fastest first, and the native-or-Python verdict into *native (-1 unknown).
+ * Only leaking series pay for the ranking; others get an empty list.
  */
-static json_t *suspects(struct apm_store *store, const struct apm_verdict_record *r)
+static json_t *suspects(struct apm_store *store, const struct apm_verdict_record *r, int *native)
 {
     json_t *arr = json_array();
+    *native = -1;
     if (arr == NULL || r->v.cls != APM_CLASS_LEAK || r->process_id[0] == '\0')
         return arr;
-    int64_t to = (int64_t)(r->evaluated_at * 1000);
-    struct apm_site_rank *rank = NULL;
-    size_t n = 0;
-    if (apm_sites_rank(store, r->process_id, to - SUSPECT_WINDOW_S * 1000, to, SUSPECTS_MAX, &rank,
-                       &n) != 0)
+    struct apm_suspects sus;
+    if (apm_suspects_find(store, r->process_id, (int64_t)(r->evaluated_at * 1000),
+                          apm_suspects_window_s(r->interval_s), r->v.rate, &sus) != 0)
         return arr;
-    for (size_t i = 0; i < n; i++) {
-        if (rank[i].size_growth <= 0)
-            continue;
-        json_array_append_new(arr, json_pack("{s:s, s:f, s:I, s:I}", "site", rank[i].site, "rate",
-                                             rank[i].rate, "size", (json_int_t)rank[i].size_end,
-                                             "growth", (json_int_t)rank[i].size_growth));
-    }
-    apm_sites_free(rank, n);
+    for (size_t i = 0; i < sus.n && i < SUSPECTS_MAX; i++)
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:f, s:I, s:I}", "site", sus.top[i].site, "rate",
+                                        sus.top[i].rate, "size", (json_int_t)sus.top[i].size,
+                                        "growth", (json_int_t)sus.top[i].growth));
+    *native = apm_suspects_native(&sus, r->v.rate);
     return arr;
 }
 
@@ -93,7 +88,9 @@ static json_t *record_json(struct apm_store *store, const struct apm_verdict_rec
                         fc ? seconds_until(v->forecast_hi_t, r->evaluated_at) : json_null());
     json_object_set_new(o, "evaluated_at", json_real(r->evaluated_at));
     json_object_set_new(o, "samples", json_integer((json_int_t)v->samples));
-    json_object_set_new(o, "suspects", suspects(store, r));
+    int native = -1;
+    json_object_set_new(o, "suspects", suspects(store, r, &native));
+    json_object_set_new(o, "native", native < 0 ? json_null() : json_boolean(native == 1));
     return o;
 }
 

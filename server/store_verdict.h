@@ -35,6 +35,7 @@ const char *apm_limit_source_name(enum apm_limit_source s);
 #define APM_VERDICT_HOST_MAX 256u
 #define APM_VERDICT_PROCESS_MAX 320u
 #define APM_VERDICT_NAME_MAX 256u
+#define APM_VERDICT_CGROUP_MAX 256u
 
 /* One series' latest verdict, as stored and served. */
 struct apm_verdict_record {
@@ -49,6 +50,9 @@ struct apm_verdict_record {
     enum apm_limit_source limit_source;
     struct apm_verdict v; /* times in Unix seconds */
     double evaluated_at;  /* Unix seconds of the last sample judged */
+    /* The analyzer fills these for the alert rules; they are not stored (read back as ""/0). */
+    char cgroup[APM_VERDICT_CGROUP_MAX]; /* the process's memory cgroup; "" when unknown */
+    double interval_s;                   /* the series' sampling interval, estimated; 0 = unknown */
 };
 
 /*

@@ -113,7 +113,10 @@ static struct apm_batch *tick(struct fixture *f, unsigned i, double cg_limit)
     struct apm_batch *b = apm_batch_new(++f->seq);
     assert_non_null(b);
     int64_t t = T0_MS + (int64_t)i * 1000;
-    struct apm_proc_desc leaky = {.pid = 100, .start_ms = T0_MS - 5000, .name = "worker"};
+    struct apm_proc_desc leaky = {.pid = 100,
+                                  .start_ms = T0_MS - 5000,
+                                  .name = "worker",
+                                  .cgroup = "/system.slice/w.service"};
     struct apm_proc_desc flat = {.pid = 200, .start_ms = T0_MS - 9000, .name = "idle"};
     uint32_t a, c;
     assert_int_equal(apm_batch_add_proc(b, &leaky, &a), 0);
@@ -177,6 +180,23 @@ static void test_analyzer_calls_steady_growth_a_leak_and_flat_memory_not(void **
     assert_int_not_equal(r.v.cls, APM_CLASS_LEAK);
     assert_false(r.v.has_forecast);
     assert_false(r.v.alert);
+}
+
+static void test_analyzer_tells_the_alert_rules_the_cgroup_and_interval(void **state)
+{
+    struct fixture *f = *state;
+    struct apm_verdict_record r;
+    run(f, 0, 20, 0);
+    verdict_of(f, 100, T0_MS - 5000, &r);
+    assert_string_equal(r.cgroup, "/system.slice/w.service");
+    assert_true(fabs(r.interval_s - 1.0) < 1e-9);
+    verdict_of(f, 200, T0_MS - 9000, &r);
+    assert_string_equal(r.cgroup, "");
+    /* A slower agent: the estimate follows it. */
+    for (unsigned i = 20; i < 80; i += 3)
+        commit_and_feed(f, tick(f, i, 0));
+    verdict_of(f, 200, T0_MS - 9000, &r);
+    assert_true(fabs(r.interval_s - 3.0) < 0.1);
 }
 
 static void test_analyzer_prefers_a_cgroup_limit_below_host_memory(void **state)
@@ -465,6 +485,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_analyzer_calls_steady_growth_a_leak_and_flat_memory_not, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_analyzer_tells_the_alert_rules_the_cgroup_and_interval,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_analyzer_prefers_a_cgroup_limit_below_host_memory,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_analyzer_ignores_a_cgroup_limit_above_host_memory,
