@@ -1,11 +1,13 @@
 #!/bin/sh
-# The demo: installs what is missing, builds, then starts the collector (its
-# LMDB store in a temporary data directory), an agent sampling every process
-# on this host each second, and a leaking Python service run under apm-run
-# (the probe inside, on demand), all on loopback; asks for a tracemalloc
-# trace of the service and shows what apm-cli sees: series, then the
-# allocation sites that grow (apm-cli top). Stops everything cleanly on
-# Ctrl-C or after --duration SECONDS.
+# The demo: installs what is missing, builds, then starts on loopback the
+# collector (its LMDB store in a temporary data directory), an agent sampling
+# every process on this host twice a second, and a leaking Python service run
+# under apm-run (the probe inside, in its default on-demand mode) in a memory
+# cgroup with a 768 MiB limit. It shows the chain as it happens: the host and
+# its processes filling the store, the analysis calling the leak and asking
+# the service's probe for a tracemalloc window by itself, and finally the
+# leak alert printed by apm-cli: its sentence, forecast and suspect line.
+# Ends there (about a minute and a half), on Ctrl-C, or after --duration N.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -32,21 +34,58 @@ http=127.0.0.1:17412
 export APM_SERVER="http://$http"
 cli=build/cli/apm-cli
 pids=""
+leaky=""
+cgroup=""
+limit=$((768 * 1024 * 1024))
 
 stop() {
     trap - INT TERM EXIT
     echo
     echo "demo: stopping"
+    [ -n "$leaky" ] && kill -TERM "$leaky" 2>/dev/null || true
     for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
     for p in $pids; do wait "$p" 2>/dev/null || true; done
+    [ -n "$cgroup" ] && rmdir "$cgroup" 2>/dev/null || true
     echo "demo: logs and data were in $work (removed)"
     rm -rf "$work"
     exit 0
 }
 trap stop INT TERM EXIT
 
-build/server/apm-collector --foreground --data-dir "$work/data" --listen "$ingest" \
-    --http "$http" --token-file "$work/token" 2>"$work/collector.log" &
+# A memory cgroup for the service, as a container runtime or systemd would
+# give it: cgroup v2 (memory.max) or v1 (memory.limit_in_bytes). Without one
+# (not root, no controller) the collector is told the limit instead.
+make_cgroup() {
+    name=apm-demo-$$
+    if [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw memory /sys/fs/cgroup/cgroup.controllers &&
+        mkdir "/sys/fs/cgroup/$name" 2>/dev/null; then
+        echo "$limit" >"/sys/fs/cgroup/$name/memory.max" && cgroup=/sys/fs/cgroup/$name && return 0
+    fi
+    if [ -d /sys/fs/cgroup/memory ] && mkdir "/sys/fs/cgroup/memory/$name" 2>/dev/null; then
+        echo "$limit" >"/sys/fs/cgroup/memory/$name/memory.limit_in_bytes" &&
+            cgroup=/sys/fs/cgroup/memory/$name && return 0
+    fi
+    return 1
+}
+
+{
+    echo "[collector]"
+    # Ask a suspected process's probe for a tracemalloc window of 10 minutes.
+    echo "trace-on-suspicion = 10m"
+    if ! make_cgroup; then
+        echo "memory-limit = $limit"
+    fi
+    echo "[alerts]"
+    echo "evaluate = 0.5s"
+} >"$work/collector.conf"
+if [ -n "$cgroup" ]; then
+    echo "demo: memory cgroup $cgroup limited to 768 MiB for the service"
+else
+    echo "demo: no memory cgroup available: the collector is given a 768 MiB limit instead"
+fi
+
+build/server/apm-collector --foreground --config "$work/collector.conf" --data-dir "$work/data" \
+    --listen "$ingest" --http "$http" --token-file "$work/token" 2>"$work/collector.log" &
 pids="$pids $!"
 i=0
 until $cli status >/dev/null 2>&1; do
@@ -55,35 +94,60 @@ until $cli status >/dev/null 2>&1; do
 done
 echo "demo: collector up (ingest $ingest, HTTP $http, store $work/data)"
 
-build/agent/apm-agent --collector "$ingest" --interval 1s --token-file "$work/token" \
+build/agent/apm-agent --collector "$ingest" --interval 0.5s --token-file "$work/token" \
     --host demo-host --probe-socket "$work/probe.sock" 2>"$work/agent.log" &
 pids="$pids $!"
-echo "demo: agent sampling every process each second"
+echo "demo: agent sampling every process on this host twice a second"
 
-APM_PROBE_SOCKET="$work/probe.sock" APM_PROBE_MODE=on-demand APM_PROBE_INTERVAL=5 \
+# The service runs under apm-run (no code change) and joins its cgroup at once.
+LEAKY_REQUESTS_PER_SECOND=1000 APM_PROBE_SOCKET="$work/probe.sock" APM_PROBE_INTERVAL=3 \
     $PY agent/python/apm-run $PY deploy/demo/leaky_service.py >"$work/leaky.log" 2>&1 &
 leaky=$!
-pids="$pids $leaky"
-echo "demo: leaky_service.py started under apm-run (pid $leaky; it leaks ~0.8 MB/s into a global dict)"
-traced=no
+[ -n "$cgroup" ] && echo "$leaky" >"$cgroup/cgroup.procs" 
+echo "demo: leaky_service.py started under apm-run (pid $leaky, probe on demand); it leaks ~4 MB/s"
+echo
 
 start=$(date +%s)
+shown_series=no
 while :; do
     sleep 5
-    echo
-    echo "===== $(date +%T) apm-cli hosts"
-    $cli hosts || true
-    echo "===== apm-cli series --process leaky_service.py"
-    $cli series --process leaky_service.py || true
-    if [ "$traced" = no ] && $cli trace --pid "$leaky" --for 10m 2>/dev/null; then
-        traced=yes
-    fi
-    echo "===== apm-cli top --pid $leaky"
-    $cli top --pid "$leaky" --window 10m || true
-    echo "===== apm-cli series --metric rss (first rows)"
-    $cli series --metric rss 2>/dev/null | head -n 12 || true
     now=$(date +%s)
+    echo "===== $(date +%T) (+$((now - start))s)"
+    if [ "$shown_series" = no ] && [ $((now - start)) -ge 10 ]; then
+        echo "----- apm-cli hosts"
+        $cli hosts || true
+        echo "----- apm-cli series --metric rss (the largest of $($cli --json series --metric rss | grep -o '"id"' | wc -l) processes)"
+        $cli series --metric rss 2>/dev/null | head -n 8 || true
+        shown_series=yes
+    fi
+    echo "----- apm-cli forecast --pid $leaky"
+    $cli forecast --pid "$leaky" || true
+    echo "----- apm-cli alerts"
+    $cli alerts || true
+    # Done when a leak alert for the service fires and names a suspect line.
+    if $cli --json alerts --state firing 2>/dev/null | $PY -c '
+import json, sys
+alerts = json.load(sys.stdin).get("alerts", [])
+sys.exit(0 if any(a.get("pid") == int(sys.argv[1]) and (a.get("suspect") or {}).get("site")
+                  for a in alerts) else 1)' "$leaky"; then
+        echo
+        echo "===== the leak alert (apm-cli alerts)"
+        $cli alerts --state firing || true
+        echo
+        echo "===== the lines that grow (apm-cli top --pid $leaky)"
+        $cli top --pid "$leaky" --limit 5 || true
+        echo
+        echo "demo: the analysis called the leak, asked the probe for a trace by itself, and the"
+        echo "      alert names the line. Point an agent at a real service: see docs/install.md."
+        break
+    fi
     if [ "$duration" -gt 0 ] && [ $((now - start)) -ge "$duration" ]; then
+        echo "demo: --duration reached before the alert fired"
+        break
+    fi
+    if [ $((now - start)) -ge 300 ]; then
+        echo "demo: no alert after 5 minutes; see $work/*.log"
+        $cli alerts --state all || true
         break
     fi
 done
