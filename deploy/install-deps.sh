@@ -3,11 +3,14 @@
 # Idempotent: when everything is present it installs nothing and says so.
 set -eu
 
+# prometheus-alertmanager is for tests/integration/test_alertmanager.py, which runs its own
+# on loopback; the package also enables a system service on :9093, which a build machine
+# may turn off with `systemctl disable --now prometheus-alertmanager`.
 PACKAGES="
 build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
 libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev lmdb-utils
 libcmocka-dev libinih-dev libjansson-dev libhttp-parser-dev libcurl4-openssl-dev
-python3 curl ca-certificates procps
+python3 curl ca-certificates procps prometheus-alertmanager
 dpkg-dev systemd adduser git
 "
 
