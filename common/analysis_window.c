@@ -114,7 +114,14 @@ static bool pre_growing(const struct apm_analysis_series *s, size_t base, double
     if (apm_stats_mann_kendall(y, m, tmp, &mk) < 0 ||
         apm_stats_theil_sen(x, y, m, 0, scratch, &ts) < 0)
         return true;
-    return mk.z >= tu->pre_z && ts.slope > tu->pre_slope_frac * slope;
+    if (mk.z < tu->pre_z || ts.slope <= tu->pre_slope_frac * slope)
+        return false;
+    /*
+     * A jump (often across a sampling gap) followed by a flat level is a step,
+     * not growth under way: what grows in the window began after it.
+     */
+    struct apm_change ch;
+    return apm_stats_cusum(y, m, &ch) < 0 || ch.sse_ratio >= tu->step_sse_max;
 }
 
 int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
