@@ -111,14 +111,14 @@ class AlertmanagerTest(unittest.TestCase):
                 resend = 2s
                 [rule leak]
                 kind = leak
-                process = leaker.*
+                process = am_leaker\\.py
                 labels = team=it
                 [notify am]
                 type = alertmanager
                 url = {self.am_url}
                 backoff = 0.1s
                 """))
-        self.script = os.path.join(self.c.dir, "leaker.py")
+        self.script = os.path.join(self.c.dir, "am_leaker.py")
         with open(self.script, "w") as f:
             f.write(LEAKER)
 
@@ -165,13 +165,13 @@ class AlertmanagerTest(unittest.TestCase):
             self.assertEqual(labels["alertname"], "leak")
             self.assertEqual(labels["severity"], "warning")
             self.assertEqual(labels["host"], "it-host")
-            self.assertEqual(labels["process"], "leaker.py")
+            self.assertEqual(labels["process"], "am_leaker.py")
             self.assertEqual(labels["team"], "it")
             self.assertEqual(alert["status"]["state"], "active")
             self.assertTrue(alert["generatorURL"].startswith(c.url), alert["generatorURL"])
             for key in ("summary", "forecast", "suspect"):
                 self.assertTrue(ann.get(key), f"annotation {key} missing: {ann}")
-            self.assertIn("`leaker.py`", ann["summary"])
+            self.assertIn("`am_leaker.py`", ann["summary"])
             self.assertIn("on `it-host` leaks ~", ann["summary"])
             self.assertIn("configured limit", ann["forecast"])
 
