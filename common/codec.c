@@ -245,7 +245,14 @@ static int dec_batch(struct apm_codec_dec *d, const Apm__Batch *b, struct apm_ms
     struct apm_batch *batch = apm_batch_new(b->seq);
     if (batch == NULL)
         return -ENOMEM;
-    int rc = dec_strings(d, b);
+    size_t total = 0;
+    for (size_t i = 0; i < b->n_samples; i++)
+        total += b->samples[i]->n_t_delta;
+    for (size_t i = 0; i < b->n_ticks; i++)
+        total += b->ticks[i]->n_series_delta;
+    int rc = apm_batch_reserve(batch, total);
+    if (rc == 0)
+        rc = dec_strings(d, b);
     if (rc == 0)
         rc = dec_procs(d, b);
     if (rc == 0)

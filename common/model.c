@@ -67,10 +67,13 @@ void apm_batch_free(struct apm_batch *b)
     free(b->procs);
     apm_hashmap_close(&b->proc_index);
     for (uint32_t i = 0; i < b->nseries; i++) {
+        if (b->series[i].pooled)
+            continue;
         free(b->series[i].t_ms);
         free(b->series[i].value);
     }
     free(b->series);
+    free(b->slab);
     for (uint32_t i = 0; i < b->ndiffs; i++) {
         for (uint32_t k = 0; k < b->diffs[i].nsites; k++) {
             struct apm_site_stat *st = &b->diffs[i].sites[k];
@@ -181,6 +184,22 @@ static int reserve_samples(struct apm_series_block *s, uint32_t need)
     uint32_t cap = s->cap ? s->cap : 4;
     while (cap < need)
         cap *= 2;
+    if (s->pooled) {
+        /* Outgrows its place in the slab: move to allocations of its own. */
+        int64_t *nt = malloc(cap * sizeof(*nt)), *nv = malloc(cap * sizeof(*nv));
+        if (nt == NULL || nv == NULL) {
+            free(nt);
+            free(nv);
+            return -ENOMEM;
+        }
+        memcpy(nt, s->t_ms, s->n * sizeof(*nt));
+        memcpy(nv, s->value, s->n * sizeof(*nv));
+        s->t_ms = nt;
+        s->value = nv;
+        s->cap = cap;
+        s->pooled = false;
+        return 0;
+    }
     int64_t *nt = realloc(s->t_ms, cap * sizeof(*nt));
     if (nt == NULL)
         return -ENOMEM;
@@ -193,6 +212,18 @@ static int reserve_samples(struct apm_series_block *s, uint32_t need)
     return 0;
 }
 
+int apm_batch_reserve(struct apm_batch *b, size_t n)
+{
+    if (b->slab != NULL || n == 0 || n > SIZE_MAX / (2 * sizeof(int64_t)))
+        return 0;
+    b->slab = malloc(2 * n * sizeof(int64_t));
+    if (b->slab == NULL)
+        return -ENOMEM;
+    b->slab_cap = 2 * n;
+    b->slab_used = 0;
+    return 0;
+}
+
 int apm_batch_append_block(struct apm_batch *b, uint32_t proc, enum apm_metric metric, uint32_t n,
                            struct apm_series_block **out)
 {
@@ -201,6 +232,15 @@ int apm_batch_append_block(struct apm_batch *b, uint32_t proc, enum apm_metric m
     struct apm_series_block *s = new_block(b, proc, metric);
     if (s == NULL)
         return -ENOMEM;
+    if (n > 0 && b->slab_cap - b->slab_used >= 2 * (size_t)n) {
+        s->t_ms = b->slab + b->slab_used;
+        s->value = s->t_ms + n;
+        s->cap = n;
+        s->pooled = true;
+        b->slab_used += 2 * (size_t)n;
+        *out = s;
+        return 0;
+    }
     int rc = reserve_samples(s, n);
     if (rc != 0)
         return rc;

@@ -71,6 +71,7 @@ struct apm_series_block {
     enum apm_metric metric; /* never a SITE_* metric here */
     uint32_t n;
     uint32_t cap;
+    bool pooled; /* t_ms and value live in the batch's slab, not in their own allocations */
     int64_t *t_ms;
     int64_t *value;
 };
@@ -158,6 +159,9 @@ struct apm_batch {
     uint32_t series_cap;
     struct apm_series_block *series;
     uint64_t nsamples; /* total over all blocks */
+    int64_t *slab;     /* one allocation for the samples of apm_batch_append_block */
+    size_t slab_used;
+    size_t slab_cap;
     uint32_t ndiffs;
     uint32_t diffs_cap;
     struct apm_trace_diff *diffs;
@@ -192,6 +196,13 @@ int apm_batch_add_sample(struct apm_batch *b, uint32_t proc, enum apm_metric met
  * is new, e.g. the decoder). Same contract as apm_batch_add_proc otherwise.
  */
 int apm_batch_append_proc(struct apm_batch *b, const struct apm_proc_desc *p, uint32_t *out_index);
+
+/*
+ * Sets aside room for n samples in one allocation, which the following
+ * apm_batch_append_block calls use instead of two allocations a block (the
+ * decoder knows a batch's sample count up front). Returns 0 or -ENOMEM.
+ */
+int apm_batch_reserve(struct apm_batch *b, size_t n);
 
 /*
  * Appends an empty block for (proc, metric) with room for n samples, without

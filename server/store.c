@@ -350,6 +350,7 @@ void apm_store_free(struct apm_store *s)
     apm_hashmap_foreach(&s->index, free_indexed, NULL);
     apm_hashmap_close(&s->index);
     apm_hashmap_close(&s->seen);
+    free(s->scratch);
     apm_hashmap_close(&s->site_counts);
     if (s->env != NULL)
         mdb_env_close(s->env);
@@ -410,14 +411,13 @@ static void txn_end(struct apm_store_txn *t, bool committed)
 static int write_series(struct apm_store_txn *t, const struct store_series *ser)
 {
     size_t len = 0;
-    uint8_t *rec = apm_store_record_series(ser, &len);
+    uint8_t *rec = apm_store_record_series(ser, &t->s->scratch, &t->s->scratch_cap, &len);
     if (rec == NULL)
         return -ENOMEM;
     uint8_t idkey[8];
     apm_store_put_be64(idkey, ser->id);
     MDB_val k = {8, idkey}, v = {len, rec};
     int rc = mdb_put(t->txn, t->s->dbi[DB_SERIES], &k, &v, 0);
-    free(rec);
     return apm_store_mdb_error(rc, "series record");
 }
 

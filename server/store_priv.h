@@ -67,6 +67,8 @@ struct apm_store {
      * on every batch; cleared on abort, since it may name unwritten records.
      */
     struct apm_hashmap seen;
+    uint8_t *scratch; /* series records are laid out here before mdb_put */
+    size_t scratch_cap;
     uint64_t next_series_id;
     uint64_t samples;
     uint64_t dropped;
@@ -135,7 +137,12 @@ struct store_series_record {
 };
 
 /* Returns an owned buffer of *len bytes (free with free()) or NULL. */
-uint8_t *apm_store_record_series(const struct store_series *ser, size_t *len);
+/*
+ * Lays out a series record in *scratch (grown as needed; owned by the
+ * caller, reused across records). Returns *scratch, or NULL when out of memory.
+ */
+uint8_t *apm_store_record_series(const struct store_series *ser, uint8_t **scratch, size_t *cap,
+                                 size_t *len);
 int apm_store_record_parse_series(const void *buf, size_t len, uint64_t id,
                                   struct store_series_record *out);
 

@@ -140,7 +140,8 @@ static void unpack_strings(struct unpacker *u, const char **out[], size_t n)
 
 /* ---- series: fields, strings, then the open chunk ---- */
 
-uint8_t *apm_store_record_series(const struct store_series *ser, size_t *len)
+uint8_t *apm_store_record_series(const struct store_series *ser, uint8_t **scratch, size_t *cap,
+                                 size_t *len)
 {
     /* Site series carry their site as a fourth string; other records are unchanged. */
     const char *strs[] = {ser->host, ser->process_id, ser->process_name, ser->site};
@@ -150,9 +151,15 @@ uint8_t *apm_store_record_series(const struct store_series *ser, size_t *len)
         return NULL;
     size_t head_len = ser->head.n ? ser->head.len : 0;
     total += head_len;
-    struct packer p = {.buf = malloc(total)};
-    if (p.buf == NULL)
-        return NULL;
+    if (total > *cap) {
+        size_t ncap = total < 4096 ? 4096 : total * 2;
+        uint8_t *nb = realloc(*scratch, ncap);
+        if (nb == NULL)
+            return NULL;
+        *scratch = nb;
+        *cap = ncap;
+    }
+    struct packer p = {.buf = *scratch};
     uint8_t fixed[4] = {RECORD_VERSION, (uint8_t)ser->metric, ser->head.shift_hint, 0};
     pack(&p, fixed, sizeof(fixed));
     pack_i32(&p, ser->pid);
