@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/timeutil.h"
 
 #define I64_MAX 9223372036854775807LL
 #define U64 0, I64_MAX
@@ -422,7 +423,7 @@ static int64_t int_of(const json_t *o, const char *key)
 
 static int64_t ms_of(const json_t *o, const char *key)
 {
-    return llround(json_number_value(json_object_get(o, key)) * 1000.0);
+    return apm_round_ll(json_number_value(json_object_get(o, key)) * 1000.0);
 }
 
 static int site_from(const json_t *j, struct apm_site_stat *s)

@@ -21,11 +21,7 @@ uint64_t apm_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/*
- * Rounds half away from zero without libm: the agent links nothing else from
- * it, and libm's pages would be most of its shared-library footprint.
- */
-static long long round_ll(double x)
+long long apm_round_ll(double x)
 {
     return x < 0 ? -(long long)(-x + 0.5) : (long long)(x + 0.5);
 }
@@ -62,7 +58,7 @@ int apm_duration_parse(const char *s, int64_t *out_ms)
     double ms = v * mult;
     if (ms > 9.0e15)
         return APM_E_PARSE;
-    *out_ms = (int64_t)round_ll(ms);
+    *out_ms = (int64_t)apm_round_ll(ms);
     return 0;
 }
 
@@ -72,7 +68,7 @@ char *apm_duration_format(double seconds, char *buf, unsigned size)
         snprintf(buf, size, "-");
         return buf;
     }
-    long long s = round_ll(seconds < 0 ? -seconds : seconds);
+    long long s = apm_round_ll(seconds < 0 ? -seconds : seconds);
     const char *sign = seconds < 0 ? "-" : "";
     if (s < 60)
         snprintf(buf, size, "%s%llds", sign, s);

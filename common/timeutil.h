@@ -15,6 +15,13 @@ uint64_t apm_mono_ns(void);
  */
 int apm_duration_parse(const char *s, int64_t *out_ms);
 
+/*
+ * Rounds half away from zero, like llround, without libm: the agent links
+ * nothing else from it, and libm's pages would be a tenth of its footprint.
+ * x must be within the range of long long.
+ */
+long long apm_round_ll(double x);
+
 /* Formats a duration in seconds as "5h 10m", "42s", "3d 4h". Returns buf. */
 char *apm_duration_format(double seconds, char *buf, unsigned size);
 
