@@ -271,15 +271,29 @@ static bool urgent(const struct apm_analysis *a, const struct apm_analysis_windo
  * constant rate (no deceleration) across at least creep_buckets buckets. A
  * cache that warms up fills by a large share of its size and then levels off;
  * a leak that creeps for the whole observed life is no warm-up, even when
- * exhaustion lies far beyond the history.
+ * exhaustion lies far beyond the history. Such growth is a leak by itself,
+ * without the window's own noise and urgency tests.
  */
 static bool creeping(const struct apm_analysis *a, const struct apm_analysis_window *w)
 {
     double level = fabs(w->level_now) > 1 ? fabs(w->level_now) : 1;
-    return w->buckets == a->n_hist && a->samples >= a->tune.creep_samples &&
-           w->growth <= a->tune.creep_max * level && w->decel >= a->tune.creep_decel &&
-           w->z >= a->tune.creep_z && w->growth >= a->tune.creep_snr * w->scale &&
-           w->step_ratio <= a->tune.creep_ramp;
+    if (w->buckets != a->n_hist || a->samples < a->tune.creep_samples ||
+        w->growth > a->tune.creep_max * level || w->growth < a->tune.rel_min * level ||
+        w->decel < a->tune.creep_decel || w->step_ratio > a->tune.creep_ramp || w->slope <= 0)
+        return false;
+    if (w->z >= a->tune.creep_z && w->growth >= a->tune.creep_snr * w->scale)
+        return true;
+    /*
+     * Noise can bury the envelope's trend; the pooled floors then stand in
+     * for it, but only when the limit is near enough (within a few history
+     * lengths) for the growth to matter before long.
+     */
+    if (a->limit <= 0)
+        return false;
+    double tte = (a->limit - w->peak_now) / w->slope;
+    double age = w->t_now - a->t[0];
+    return tte <= a->tune.creep_horizon * age && w->floor_z >= a->tune.creep_z &&
+           w->floor_snr >= a->tune.creep_floor_snr;
 }
 
 /* Names the behaviour of a series that shows no leak, from its longest window. */
@@ -310,8 +324,9 @@ static void evaluate(struct apm_analysis *a)
         size_t use = len * 2 > a->n_hist ? a->n_hist : len;
         if (apm_analysis_window_eval(&s, use, &a->tune, &w) < 0)
             break;
-        if (w.leak && !urgent(a, &w, w.continuation ? a->tune.urgency : a->tune.urgency_all) &&
-            !creeping(a, &w))
+        if (creeping(a, &w))
+            w.leak = !w.step && !w.warmup && w.new_high;
+        else if (w.leak && !urgent(a, &w, w.continuation ? a->tune.urgency : a->tune.urgency_all))
             w.leak = false;
         tried++;
         longest = w;

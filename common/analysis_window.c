@@ -38,6 +38,8 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .creep_z = 3.0,
         .creep_snr = 10.0,
         .creep_ramp = 0.35,
+        .creep_horizon = 10.0,
+        .creep_floor_snr = 5.0,
     };
     if (s == APM_SENSITIVITY_EARLY) {
         t->z_min = 2.5;
@@ -122,6 +124,56 @@ static bool pre_growing(const struct apm_analysis_series *s, size_t base, double
      */
     struct apm_change ch;
     return apm_stats_cusum(y, m, &ch) < 0 || ch.sse_ratio >= tu->step_sse_max;
+}
+
+/*
+ * The trend of the bucket floors themselves over the whole history, pooled
+ * by mean to at most MAX_POINTS points. The envelope is a running minimum,
+ * so its neighbours are correlated by construction and the effective-size
+ * correction shrinks its z hard; a slow leak buried in noise shows more
+ * clearly on the pooled floors, whose pooling averages the noise away.
+ */
+static void floor_trend(const struct apm_analysis_series *s, const struct apm_analysis_tuning *tu,
+                        double *x, double *y, double *tmp, double *scratch,
+                        struct apm_analysis_window *out)
+{
+    size_t pool = (s->n + MAX_POINTS - 1) / MAX_POINTS;
+    size_t m = 0;
+    for (size_t i = 0; i < s->n; i += pool) {
+        double sx = 0, sy = 0;
+        size_t k = 0;
+        for (size_t j = i; j < i + pool && j < s->n; j++, k++) {
+            sx += s->t[j];
+            sy += s->floor[j];
+        }
+        x[m] = sx / (double)k;
+        y[m] = sy / (double)k;
+        m++;
+    }
+    struct apm_mk mk;
+    struct apm_theil_sen ts;
+    if (apm_stats_mann_kendall(y, m, tmp, &mk) < 0 ||
+        apm_stats_theil_sen(x, y, m, 0, scratch, &ts) < 0)
+        return;
+    double r0 = 0, r1 = 0, prev = 0;
+    for (size_t i = 0; i < m; i++) {
+        double r = y[i] - (ts.intercept + ts.slope * x[i]);
+        tmp[i] = r;
+        r0 += r * r;
+        if (i > 0)
+            r1 += r * prev;
+        prev = r;
+    }
+    double rho = r0 > 0 ? r1 / r0 : 0;
+    if (rho > tu->rho_max)
+        rho = tu->rho_max;
+    out->floor_z = rho > 0 ? mk.z * sqrt((1 - rho) / (1 + rho)) : mk.z;
+    double resid[MAX_POINTS];
+    memcpy(resid, tmp, m * sizeof(*tmp));
+    double scale = apm_stats_mad(resid, m, tmp);
+    if (scale < PAGE_BYTES)
+        scale = PAGE_BYTES;
+    out->floor_snr = ts.slope * (x[m - 1] - x[0]) / scale;
 }
 
 int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
@@ -212,6 +264,8 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
     }
     double env_now = y[m - 1];
     out->new_high = env_now > before + tu->drawdown_margin * drawdown;
+    if (w == s->n)
+        floor_trend(s, tu, x, y, tmp, ts_scratch, out);
     out->continuation = pre_growing(s, base, out->slope, tu, x, y, tmp, ts_scratch);
 
     double level = fabs(out->level_now) > 1 ? fabs(out->level_now) : 1;

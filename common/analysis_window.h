@@ -34,6 +34,9 @@ struct apm_analysis_tuning {
     double creep_z;         /* ... and a Mann-Kendall z at least this */
     double creep_snr;       /* ... and a growth at least this x the residual scale */
     double creep_ramp;      /* ... and a CUSUM share at most this (a ramp leaves 1/4) */
+    double creep_horizon;   /* the pooled floors may stand in for the envelope when the limit
+                               is within this many history lengths */
+    double creep_floor_snr; /* ... with their growth at least this x their residual scale */
 };
 
 /* Fills *t with the thresholds of sensitivity s (an enum apm_sensitivity value). */
@@ -61,6 +64,8 @@ struct apm_analysis_window {
     double scale;      /* robust scale of the residuals, bytes */
     double decel;      /* recent-half slope / older-half slope (1 when undefined) */
     double step_ratio; /* CUSUM unexplained share */
+    double floor_z;    /* whole history only: Mann-Kendall z of the pooled floors */
+    double floor_snr;  /* ... and their growth over the residual scale */
     bool new_high;     /* envelope now above every floor before the window */
     bool continuation; /* the growth began before the window (or at the series start) */
     bool growing;      /* significant growth beyond noise */
