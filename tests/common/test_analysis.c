@@ -110,6 +110,18 @@ static double creeping_leak(double t, struct rng *r)
     return 500 * MB + 200.0 * t + 20 * MB * phase + noise(r, 0.5 * MB);
 }
 
+/* 100 B/s under noise of 4 MB: a day's growth is twice the noise's spread. */
+static double buried_leak(double t, struct rng *r)
+{
+    return 300 * MB + 100.0 * t + noise(r, 4 * MB);
+}
+
+static double buried_flat(double t, struct rng *r)
+{
+    (void)t;
+    return 300 * MB + noise(r, 4 * MB);
+}
+
 static void test_analysis_pure_sawtooth_is_not_a_leak(void **state)
 {
     (void)state;
@@ -161,6 +173,17 @@ static void test_analysis_creeping_leak_far_from_limit_is_found(void **state)
     assert_true(r.at_alert.has_forecast);
     assert_true(r.at_alert.rate > 100 && r.at_alert.rate < 400);
     assert_true(r.at_alert.forecast_t > 10 * r.t_alert);
+}
+
+static void test_analysis_slow_leak_buried_in_noise_is_found(void **state)
+{
+    (void)state;
+    /* The limit is about five histories away; the same noise without growth stays quiet. */
+    struct run r = replay(buried_leak, 8640, 10, 350 * MB);
+    assert_true(r.alerted);
+    assert_true(r.at_alert.rate > 30 && r.at_alert.rate < 300);
+    struct run flat = replay(buried_flat, 8640, 10, 350 * MB);
+    assert_false(flat.alerted);
 }
 
 static void test_analysis_linear_leak_forecast_is_close(void **state)
@@ -249,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_analysis_plateauing_warmup_is_not_a_leak),
         cmocka_unit_test(test_analysis_slow_leak_under_large_sawtooth_is_found),
         cmocka_unit_test(test_analysis_creeping_leak_far_from_limit_is_found),
+        cmocka_unit_test(test_analysis_slow_leak_buried_in_noise_is_found),
         cmocka_unit_test(test_analysis_linear_leak_forecast_is_close),
         cmocka_unit_test(test_analysis_gaps_and_jitter_are_handled),
         cmocka_unit_test(test_analysis_rejects_bad_input),
