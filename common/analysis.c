@@ -320,8 +320,15 @@ static void evaluate(struct apm_analysis *a)
 
     if (a->n_hist < a->cfg.min_buckets)
         return;
+    /*
+     * Windows double from min_window; one longer than two thirds of the
+     * history is the history itself. Between 64 and 128 buckets (where a
+     * compacted history spends most of its time) that keeps a window of
+     * about half the history, which sees a leak after a warm-up without the
+     * warm-up's curve.
+     */
     for (size_t len = a->tune.min_window; len <= a->n_hist; len *= 2) {
-        size_t use = len * 2 > a->n_hist ? a->n_hist : len;
+        size_t use = len * 3 > a->n_hist * 2 ? a->n_hist : len;
         if (apm_analysis_window_eval(&s, use, &a->tune, &w) < 0)
             break;
         if (creeping(a, &w))
