@@ -70,6 +70,7 @@ static void series_free(struct store_series *ser)
     if (ser == NULL)
         return;
     apm_chunk_enc_close(&ser->head);
+    free(ser->renamed);
     free(ser);
 }
 
@@ -205,6 +206,19 @@ int apm_store_series_get(struct apm_store_txn *t, const char *key, size_t klen, 
         if (rc < 0) {
             series_free(ser);
             return rc;
+        }
+    }
+    /*
+     * A process may be first seen before its exec (fork, then exec a few
+     * milliseconds later) or renamed by a launcher: the series follows the
+     * name the process has now, since queries select by it.
+     */
+    if (name[0] != '\0' && strcmp(ser->process_name, name) != 0) {
+        char *n = strdup(name);
+        if (n != NULL) {
+            free(ser->renamed);
+            ser->renamed = n;
+            ser->process_name = n;
         }
     }
     if (!ser->dirty) {

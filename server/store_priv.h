@@ -42,8 +42,9 @@ struct store_series {
     size_t klen;
     const char *host;
     const char *process_id;
-    const char *process_name;
-    const char *site; /* in the key after the metric byte for site metrics, else "" */
+    const char *process_name; /* in the allocation, or renamed */
+    char *renamed;            /* owned: the process's name when it changed after creation */
+    const char *site;         /* in the key after the metric byte for site metrics, else "" */
     int32_t pid;
     enum apm_metric metric;
     int64_t first_ms;

@@ -91,7 +91,12 @@ class DataPathTest(unittest.TestCase):
     def rss_series(self) -> dict:
         doc = self.c.cli_json("series", "--process", "grower.py", "--metric", "rss")
         rows = [s for s in doc["series"] if s["pid"] == self.app.p.pid]
-        return rows[0] if rows else {}
+        if not rows:
+            # Say what the collector holds for the pid, so a failure explains itself.
+            mine = self.c.cli_json("series", "--pid", str(self.app.p.pid), "--metric", "rss")
+            raise LookupError(f"no rss series named grower.py for pid {self.app.p.pid}; "
+                              f"series of that pid: {mine['series']}")
+        return rows[0]
 
     def samples(self, sid: int) -> list:
         return self.c.get(f"/api/v1/series/{sid}/samples?limit=100000")["samples"]
