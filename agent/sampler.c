@@ -43,6 +43,7 @@ struct proc {
     char *cmdline;
     struct apm_cgroup *cg; /* referenced; NULL when unknown */
     uint64_t next_refresh; /* tick of the next name/cmdline/cgroup re-read */
+    uint32_t refreshes;    /* re-reads so far: a young process is re-read sooner */
     uint64_t next_smaps;   /* tick of the next smaps_rollup; 0 unscheduled, UINT64_MAX never */
 };
 
@@ -402,6 +403,8 @@ static int proc_init(struct apm_sampler *s, struct proc *p, int32_t pid, bool bo
         proc_release(s, p);
         return rc;
     }
+    /* Seen at the first scan: long past its exec, so the slow cadence from the start. */
+    p->refreshes = 31;
     p->next_refresh = s->tick + 1 + (uint64_t)pid % s->refresh_interval;
     return 0;
 }
@@ -431,7 +434,15 @@ static void proc_gone(struct apm_sampler *s, struct proc *p)
 static int proc_refresh(struct apm_sampler *s, struct proc *p)
 {
     struct apm_procfs_stat st;
-    p->next_refresh = s->tick + s->refresh_interval;
+    /*
+     * A process seen between its fork and its exec (or started by a
+     * launcher that execs later) shows its parent's command line at first:
+     * re-read it after 1, 2, 4, ... ticks, then every refresh_interval.
+     */
+    uint64_t wait = p->refreshes < 31 ? (uint64_t)1 << p->refreshes : s->refresh_interval;
+    p->next_refresh = s->tick + (wait < s->refresh_interval ? wait : s->refresh_interval);
+    if (p->refreshes < UINT32_MAX)
+        p->refreshes++;
     int rc = apm_procfs_read_stat(s->proc_root, p->pid, &st);
     if (rc < 0) {
         count_error(s, rc);

@@ -379,9 +379,11 @@ int apm_analyzer_feed(struct apm_analyzer *a, const char *host, const struct apm
         }
         if (cg[blk->proc] > 0)
             s->cgroup_limit = cg[blk->proc];
-        /* A process may be moved to another cgroup. */
+        /* A process may be moved to another cgroup, or renamed by its exec. */
         if (p->cgroup != NULL && strcmp(p->cgroup, s->rec.cgroup) != 0)
             snprintf(s->rec.cgroup, sizeof(s->rec.cgroup), "%s", p->cgroup);
+        if (p->name != NULL && p->name[0] != '\0' && strcmp(p->name, s->rec.name) != 0)
+            snprintf(s->rec.name, sizeof(s->rec.name), "%s", p->name);
         enum apm_limit_source src = APM_LIMIT_NONE;
         double limit = choose_limit(a, s, &src);
         if (fresh && a->store != NULL && s->rec.series_id != 0)
