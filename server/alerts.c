@@ -347,6 +347,24 @@ static const struct apm_alert *silencing(const struct apm_alerts *e, const char 
     return NULL;
 }
 
+/*
+ * True when an episode of (rule, series) already ended at or after the time
+ * of the data behind this observation: a verdict that reaches the engine
+ * late (analysis catching up a backlog) must not start the same episode again.
+ */
+static bool ended_after(const struct apm_alerts *e, const char *rule, uint64_t series,
+                        double data_s)
+{
+    if (!(data_s > 0))
+        return false;
+    for (size_t i = e->n; i-- > 0;) {
+        const struct apm_alert *a = &e->items[i]->a;
+        if (a->series_id == series && a->state == APM_ALERT_RESOLVED && strcmp(a->rule, rule) == 0)
+            return (double)a->resolved_ms / 1000.0 >= data_s;
+    }
+    return false;
+}
+
 static struct entry *open_alert(struct apm_alerts *e, const struct apm_alert_rule *r,
                                 const struct apm_alert_input *in, int64_t now_ms)
 {
@@ -467,6 +485,8 @@ void apm_alerts_observe(struct apm_alerts *e, const struct apm_alert_input *in, 
         enum cond c = judge(r, in, t, now_ms);
         struct entry *en = active_get(e, r->name, in->series_id);
         if (en == NULL && c != COND_ON)
+            continue;
+        if (en == NULL && ended_after(e, r->name, in->series_id, in->verdict.t_last))
             continue;
         if (en == NULL && (en = open_alert(e, r, in, now_ms)) == NULL)
             continue;

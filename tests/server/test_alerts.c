@@ -161,6 +161,31 @@ static void test_alerts_pending_that_ends_is_forgotten(void **state)
     apm_alerts_free(e);
 }
 
+static void test_alerts_late_verdict_does_not_reopen_a_stale_episode(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule leak]\nkind = leak\n");
+    struct apm_alert a[8];
+    struct apm_alert_input in = leak_input("worker", APM_CLASS_LEAK, 0.9);
+    in.verdict.t_last = (double)T0 / 1000.0;
+    apm_alerts_observe(e, &in, T0);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    /* The series goes silent for an hour: the alert ends as stale. */
+    const int64_t hour = 3600 * 1000;
+    assert_int_equal(apm_alerts_run_once(e, T0 + hour), 0);
+    assert_int_equal(listed(e, APM_FILTER_RESOLVED, a), 1);
+    /* A verdict on data from before that end arrives late: no new episode. */
+    in.verdict.t_last = (double)(T0 + 3000) / 1000.0;
+    apm_alerts_observe(e, &in, T0 + hour + 1000);
+    assert_int_equal(listed(e, APM_FILTER_ACTIVE, a), 0);
+    /* Data from after the end does start one. */
+    in.verdict.t_last = (double)(T0 + hour + 2000) / 1000.0;
+    apm_alerts_observe(e, &in, T0 + hour + 2000);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    apm_alerts_free(e);
+}
+
 static void test_alerts_unjudged_series_neither_fires_nor_resolves(void **state)
 {
     struct fx *f = *state;
@@ -338,6 +363,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_alerts_pending_that_ends_is_forgotten, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_late_verdict_does_not_reopen_a_stale_episode,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_alerts_unjudged_series_neither_fires_nor_resolves,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_alerts_matchers_select_processes, setup, teardown),
