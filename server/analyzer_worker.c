@@ -16,10 +16,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -180,13 +177,6 @@ static void flush(struct apm_analyzer_worker *w)
 static void *worker_main(void *arg)
 {
     struct apm_analyzer_worker *w = arg;
-    /*
-     * Analysis yields the CPU to ingest: under overload the loop and the
-     * writer keep acking at full speed and this queue fills and drops
-     * (counted) instead. On Linux a thread id names just this thread.
-     */
-    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
-        apm_debug("analyzer: cannot lower the analysis thread's priority");
     double next_flush = mono_s() + w->flush_s;
     pthread_mutex_lock(&w->mu);
     for (;;) {
