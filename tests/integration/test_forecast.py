@@ -85,7 +85,7 @@ class ForecastTest(unittest.TestCase):
             r = self.row("leaker.py", self.leaker.p.pid)
             return r if r.get("class") == "leak" and r.get("exhaustion_t") is not None else {}
 
-        r = wait_for("a leak verdict with a forecast", leak_with_forecast, timeout=120, every=1)
+        r = wait_for("a leak verdict with a forecast", leak_with_forecast, timeout=150, every=1)
         elapsed = time.monotonic() - started
         self.assertEqual(r["metric"], "rss")
         self.assertEqual(r["host"], "it-host")
@@ -102,7 +102,7 @@ class ForecastTest(unittest.TestCase):
 
         # The flat process has been judged too, and not as a leak.
         flat = wait_for("a verdict on the flat process",
-                        lambda: self.row("flat.py", self.flat.p.pid), timeout=30, every=1)
+                        lambda: self.row("flat.py", self.flat.p.pid), timeout=90, every=1)
         self.assertNotEqual(flat["class"], "leak")
         self.assertIsNone(flat["exhaustion_t"])
 
