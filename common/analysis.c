@@ -13,6 +13,8 @@
 #define MAX_HISTORY 512
 /* A silence longer than this many typical intervals closes the open bucket. */
 #define GAP_INTERVALS 4.0
+/* Windows judged per evaluation: 16, 32, ... buckets up to the whole history (at most 512). */
+#define MAX_WINDOWS 8
 
 /*
  * One bucket of consecutive samples. The two smallest and two largest values
@@ -272,12 +274,19 @@ static bool urgent(const struct apm_analysis *a, const struct apm_analysis_windo
  * cache that warms up fills by a large share of its size and then levels off;
  * a leak that creeps for the whole observed life is no warm-up, even when
  * exhaustion lies far beyond the history. Such growth is a leak by itself,
- * without the window's own noise and urgency tests.
+ * without the window's own noise and urgency tests. When the history as a
+ * whole decelerated (a warm-up happened), a window of at least half of it
+ * that grows at a steady rate is judged the same way: a slow leak that
+ * continues after the warm-up (concave, then linear; a warm-up still
+ * approaching its plateau keeps decelerating inside such a window).
  */
-static bool creeping(const struct apm_analysis *a, const struct apm_analysis_window *w)
+static bool creeping(const struct apm_analysis *a, const struct apm_analysis_window *w,
+                     const struct apm_analysis_window *whole)
 {
     double level = fabs(w->level_now) > 1 ? fabs(w->level_now) : 1;
-    if (w->buckets != a->n_hist || a->samples < a->tune.creep_samples ||
+    bool after_warmup = w->buckets * 2 >= a->n_hist && whole->decel < a->tune.creep_after_decel &&
+                        w->decel >= a->tune.creep_after_steady;
+    if ((w->buckets != a->n_hist && !after_warmup) || a->samples < a->tune.creep_samples ||
         w->growth > a->tune.creep_max * level || w->growth < a->tune.rel_min * level ||
         w->decel < a->tune.creep_decel || w->step_ratio > a->tune.creep_ramp || w->slope <= 0)
         return false;
@@ -327,11 +336,19 @@ static void evaluate(struct apm_analysis *a)
      * about half the history, which sees a leak after a warm-up without the
      * warm-up's curve.
      */
-    for (size_t len = a->tune.min_window; len <= a->n_hist; len *= 2) {
+    struct apm_analysis_window wins[MAX_WINDOWS];
+    size_t n_wins = 0;
+    for (size_t len = a->tune.min_window; n_wins < MAX_WINDOWS; len *= 2) {
         size_t use = len * 3 > a->n_hist * 2 ? a->n_hist : len;
-        if (apm_analysis_window_eval(&s, use, &a->tune, &w) < 0)
+        if (apm_analysis_window_eval(&s, use, &a->tune, &wins[n_wins]) < 0)
             break;
-        if (creeping(a, &w))
+        n_wins++;
+        if (use == a->n_hist)
+            break;
+    }
+    for (size_t i = 0; i < n_wins; i++) {
+        w = wins[i];
+        if (creeping(a, &w, &wins[n_wins - 1]))
             w.leak = !w.step && !w.warmup && w.new_high;
         else if (w.leak && !urgent(a, &w, w.continuation ? a->tune.urgency : a->tune.urgency_all))
             w.leak = false;
@@ -344,8 +361,6 @@ static void evaluate(struct apm_analysis *a)
                 best = w;
             any = true;
         }
-        if (use == a->n_hist)
-            break;
     }
     if (!have_longest)
         return;

@@ -40,6 +40,8 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .creep_ramp = 0.35,
         .creep_horizon = 10.0,
         .creep_floor_snr = 5.0,
+        .creep_after_decel = 0.6,
+        .creep_after_steady = 0.95,
     };
     if (s == APM_SENSITIVITY_EARLY) {
         t->z_min = 2.5;
@@ -127,19 +129,19 @@ static bool pre_growing(const struct apm_analysis_series *s, size_t base, double
 }
 
 /*
- * The trend of the bucket floors themselves over the whole history, pooled
+ * The trend of the bucket floors themselves over a long window, pooled
  * by mean to at most MAX_POINTS points. The envelope is a running minimum,
  * so its neighbours are correlated by construction and the effective-size
  * correction shrinks its z hard; a slow leak buried in noise shows more
  * clearly on the pooled floors, whose pooling averages the noise away.
  */
-static void floor_trend(const struct apm_analysis_series *s, const struct apm_analysis_tuning *tu,
-                        double *x, double *y, double *tmp, double *scratch,
-                        struct apm_analysis_window *out)
+static void floor_trend(const struct apm_analysis_series *s, size_t w,
+                        const struct apm_analysis_tuning *tu, double *x, double *y, double *tmp,
+                        double *scratch, struct apm_analysis_window *out)
 {
-    size_t pool = (s->n + MAX_POINTS - 1) / MAX_POINTS;
+    size_t pool = (w + MAX_POINTS - 1) / MAX_POINTS;
     size_t m = 0;
-    for (size_t i = 0; i < s->n; i += pool) {
+    for (size_t i = s->n - w; i < s->n; i += pool) {
         double sx = 0, sy = 0;
         size_t k = 0;
         for (size_t j = i; j < i + pool && j < s->n; j++, k++) {
@@ -264,8 +266,8 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
     }
     double env_now = y[m - 1];
     out->new_high = env_now > before + tu->drawdown_margin * drawdown;
-    if (w == s->n)
-        floor_trend(s, tu, x, y, tmp, ts_scratch, out);
+    if (w * 2 >= s->n)
+        floor_trend(s, w, tu, x, y, tmp, ts_scratch, out);
     out->continuation = pre_growing(s, base, out->slope, tu, x, y, tmp, ts_scratch);
 
     double level = fabs(out->level_now) > 1 ? fabs(out->level_now) : 1;

@@ -12,31 +12,34 @@
 
 /* Decision thresholds of one operating point. */
 struct apm_analysis_tuning {
-    double z_min;           /* Mann-Kendall z of the envelope at least this */
-    double noise_k;         /* growth over the window >= noise_k x residual scale */
-    double rel_min;         /* growth over the window >= rel_min x level */
-    double decel_max;       /* recent-half slope / older-half slope below this: warm-up */
-    double step_sse_max;    /* one change in mean leaves at most this share: a step */
-    double env_frac;        /* envelope width as a share of the window */
-    unsigned min_window;    /* smallest window, buckets */
-    unsigned confirm;       /* consecutive positive evaluations before an alert */
-    double anchor_mix;      /* forecast level: 0 = fitted floor, 1 = recent peaks */
-    double forecast_z;      /* normal score of the forecast bounds */
-    double rho_max;         /* cap on the residual autocorrelation correction */
-    double pre_z;           /* Mann-Kendall z before the window that means "already growing" */
-    double pre_slope_frac;  /* ... with a slope at least this share of the window's */
-    double urgency;         /* continued growth alerts once window duration >= urgency x TTE */
-    double drawdown_margin; /* a new high must clear earlier highs by this x earlier drawdown */
-    double urgency_all;     /* the same for growth that began inside the window */
-    unsigned creep_samples; /* a creeping leak is judged on the whole history of >= this */
-    double creep_max;       /* ... grew by at most this share of the level */
-    double creep_decel;     /* ... with a recent / older slope ratio at least this */
-    double creep_z;         /* ... and a Mann-Kendall z at least this */
-    double creep_snr;       /* ... and a growth at least this x the residual scale */
-    double creep_ramp;      /* ... and a CUSUM share at most this (a ramp leaves 1/4) */
-    double creep_horizon;   /* the pooled floors may stand in for the envelope when the limit
-                               is within this many history lengths */
-    double creep_floor_snr; /* ... with their growth at least this x their residual scale */
+    double z_min;              /* Mann-Kendall z of the envelope at least this */
+    double noise_k;            /* growth over the window >= noise_k x residual scale */
+    double rel_min;            /* growth over the window >= rel_min x level */
+    double decel_max;          /* recent-half slope / older-half slope below this: warm-up */
+    double step_sse_max;       /* one change in mean leaves at most this share: a step */
+    double env_frac;           /* envelope width as a share of the window */
+    unsigned min_window;       /* smallest window, buckets */
+    unsigned confirm;          /* consecutive positive evaluations before an alert */
+    double anchor_mix;         /* forecast level: 0 = fitted floor, 1 = recent peaks */
+    double forecast_z;         /* normal score of the forecast bounds */
+    double rho_max;            /* cap on the residual autocorrelation correction */
+    double pre_z;              /* Mann-Kendall z before the window that means "already growing" */
+    double pre_slope_frac;     /* ... with a slope at least this share of the window's */
+    double urgency;            /* continued growth alerts once window duration >= urgency x TTE */
+    double drawdown_margin;    /* a new high must clear earlier highs by this x earlier drawdown */
+    double urgency_all;        /* the same for growth that began inside the window */
+    unsigned creep_samples;    /* a creeping leak is judged on the whole history of >= this */
+    double creep_max;          /* ... grew by at most this share of the level */
+    double creep_decel;        /* ... with a recent / older slope ratio at least this */
+    double creep_z;            /* ... and a Mann-Kendall z at least this */
+    double creep_snr;          /* ... and a growth at least this x the residual scale */
+    double creep_ramp;         /* ... and a CUSUM share at most this (a ramp leaves 1/4) */
+    double creep_horizon;      /* the pooled floors may stand in for the envelope when the limit
+                                  is within this many history lengths */
+    double creep_floor_snr;    /* ... with their growth at least this x their residual scale */
+    double creep_after_decel;  /* whole-history slope ratio below this: a warm-up happened */
+    double creep_after_steady; /* ... then a window of half the history or more with a slope
+                                  ratio at least this may creep too */
 };
 
 /* Fills *t with the thresholds of sensitivity s (an enum apm_sensitivity value). */
@@ -64,7 +67,7 @@ struct apm_analysis_window {
     double scale;      /* robust scale of the residuals, bytes */
     double decel;      /* recent-half slope / older-half slope (1 when undefined) */
     double step_ratio; /* CUSUM unexplained share */
-    double floor_z;    /* whole history only: Mann-Kendall z of the pooled floors */
+    double floor_z;    /* half the history or more: Mann-Kendall z of the pooled floors */
     double floor_snr;  /* ... and their growth over the residual scale */
     bool new_high;     /* envelope now above every floor before the window */
     bool continuation; /* the growth began before the window (or at the series start) */
