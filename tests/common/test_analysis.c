@@ -122,6 +122,12 @@ static double buried_flat(double t, struct rng *r)
     return 300 * MB + noise(r, 4 * MB);
 }
 
+/* A cache fills by 150 MB (time constant 3000 s), then 150 B/s keep growing. */
+static double slow_leak_after_warmup(double t, struct rng *r)
+{
+    return 200 * MB + 150 * MB * (1 - exp(-t / 3000.0)) + 150.0 * t + noise(r, 1 * MB);
+}
+
 static void test_analysis_pure_sawtooth_is_not_a_leak(void **state)
 {
     (void)state;
@@ -184,6 +190,16 @@ static void test_analysis_slow_leak_buried_in_noise_is_found(void **state)
     assert_true(r.at_alert.rate > 30 && r.at_alert.rate < 300);
     struct run flat = replay(buried_flat, 8640, 10, 350 * MB);
     assert_false(flat.alerted);
+}
+
+static void test_analysis_slow_leak_after_warmup_is_found_after_it(void **state)
+{
+    (void)state;
+    /* The whole history is concave; the leak shows in the window after the warm-up. */
+    struct run r = replay(slow_leak_after_warmup, 8640, 10, 450 * MB);
+    assert_true(r.alerted);
+    assert_true(r.t_alert > 5 * 3000.0);
+    assert_int_equal(r.at_alert.cls, APM_CLASS_LEAK);
 }
 
 static void test_analysis_linear_leak_forecast_is_close(void **state)
@@ -273,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_analysis_slow_leak_under_large_sawtooth_is_found),
         cmocka_unit_test(test_analysis_creeping_leak_far_from_limit_is_found),
         cmocka_unit_test(test_analysis_slow_leak_buried_in_noise_is_found),
+        cmocka_unit_test(test_analysis_slow_leak_after_warmup_is_found_after_it),
         cmocka_unit_test(test_analysis_linear_leak_forecast_is_close),
         cmocka_unit_test(test_analysis_gaps_and_jitter_are_handled),
         cmocka_unit_test(test_analysis_rejects_bad_input),
