@@ -24,6 +24,7 @@
 #include "common/hashmap.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "server/alert_judge.h"
 #include "server/alert_record.h"
 #include "server/alert_rules.h"
 #include "server/alert_text.h"
@@ -38,12 +39,6 @@
 #define STALE_MIN_MS 30000
 /* Without a resolve-for, the condition must be off this many sampling intervals. */
 #define RESOLVE_INTERVALS 20
-/* Points kept per series to judge bloat steps. */
-#define TRACK_POINTS 32
-
-/* Condition of a rule for one observation. */
-enum cond { COND_OFF = 0, COND_HOLD, COND_ON };
-
 struct entry {
     struct apm_alert a;
     uint64_t version;     /* bumped on every change */
@@ -51,14 +46,6 @@ struct entry {
     bool inflight;        /* a notification is with delivery */
     bool gone;            /* deleted (a pending alert that never fired); freed after persisting */
     int64_t refreshed_ms; /* last refresh sent to Alertmanager */
-};
-
-/* A series' recent values, for bloat rules. */
-struct track {
-    double t[TRACK_POINTS];
-    double v[TRACK_POINTS];
-    unsigned n, head;
-    int64_t seen_ms;
 };
 
 struct apm_alerts {
@@ -74,7 +61,7 @@ struct apm_alerts {
     struct entry **items; /* every alert held, in id order */
     size_t n, cap;
     struct apm_hashmap active; /* rule \0 series id -> struct entry * (pending or firing) */
-    struct apm_hashmap tracks; /* series id -> struct track * */
+    struct apm_hashmap tracks; /* series id -> struct apm_alert_track * */
     uint64_t next_id;
     uint64_t *deleted; /* ids to delete from the store next round */
     size_t ndeleted, capdeleted;
@@ -172,104 +159,14 @@ static const struct apm_alert_rule *find_rule(const struct apm_alerts *e, const 
     return NULL;
 }
 
-/* ---- rules ---- */
-
-static bool matches_re(bool has, const regex_t *re, const char *s)
-{
-    return !has || regexec(re, s != NULL ? s : "", 0, NULL, 0) == 0;
-}
-
-static bool rule_matches(const struct apm_alert_rule *r, const struct apm_alert_input *in)
-{
-    if (r->metric[0] != '\0' && strcmp(r->metric, in->metric) != 0)
-        return false;
-    return matches_re(r->has_host, &r->host_re, in->host) &&
-           matches_re(r->has_process, &r->process_re, in->process_name) &&
-           matches_re(r->has_cgroup, &r->cgroup_re, in->cgroup);
-}
-
-/* The smallest value within the rule's window, from the series' track. */
-static double track_min(const struct track *t, double since_s, double fallback)
-{
-    double m = fallback;
-    for (unsigned i = 0; i < t->n; i++) {
-        unsigned j = (t->head + TRACK_POINTS - 1 - i) % TRACK_POINTS;
-        if (t->t[j] < since_s)
-            break;
-        if (t->v[j] < m)
-            m = t->v[j];
-    }
-    return m;
-}
-
-static enum cond judge(const struct apm_alert_rule *r, const struct apm_alert_input *in,
-                       const struct track *t, int64_t now_ms)
-{
-    const struct apm_verdict *v = &in->verdict;
-    /* A series the analysis has not judged yet neither fires nor resolves. */
-    bool judged = !(v->cls == APM_CLASS_STABLE && v->confidence <= 0.0);
-    bool leak = v->cls == APM_CLASS_LEAK;
-    switch (r->kind) {
-    case APM_ALERT_LEAK:
-        if (!judged)
-            return COND_HOLD;
-        if (leak && v->confidence >= r->confidence)
-            return COND_ON;
-        return leak && v->confidence >= r->confidence - 0.2 ? COND_HOLD : COND_OFF;
-    case APM_ALERT_NATIVE: {
-        if (!judged || !in->has_traced)
-            return COND_HOLD;
-        bool lk = leak && v->confidence >= r->confidence && v->rate > 0;
-        if (lk && in->traced_rate < r->native_ratio * v->rate)
-            return COND_ON;
-        return lk && in->traced_rate < 2 * r->native_ratio * v->rate ? COND_HOLD : COND_OFF;
-    }
-    case APM_ALERT_EXHAUSTION: {
-        if (!judged)
-            return COND_HOLD;
-        if (!v->has_forecast)
-            return COND_OFF;
-        double now_s = v->t_last > 0 ? v->t_last : (double)now_ms / 1000.0;
-        double left = v->forecast_lo_t - now_s, horizon = (double)r->horizon_ms / 1000.0;
-        if (left <= horizon)
-            return COND_ON;
-        return left <= horizon * 1.25 ? COND_HOLD : COND_OFF;
-    }
-    case APM_ALERT_THRESHOLD: {
-        double x = r->above;
-        if (r->above_pct) {
-            if (v->limit <= 0)
-                return COND_OFF;
-            x = r->above * v->limit;
-        }
-        if (in->value > x)
-            return COND_ON;
-        return in->value > 0.95 * x ? COND_HOLD : COND_OFF;
-    }
-    case APM_ALERT_BLOAT: {
-        if (t == NULL)
-            return COND_HOLD;
-        double since = (double)(now_ms - r->within_ms) / 1000.0;
-        double lo = track_min(t, since, in->value);
-        if (lo <= 0)
-            return COND_OFF;
-        double step = (in->value - lo) / lo;
-        if (step > r->step)
-            return COND_ON;
-        return step > 0.5 * r->step ? COND_HOLD : COND_OFF;
-    }
-    }
-    return COND_OFF;
-}
-
 static void track_add(struct apm_alerts *e, const struct apm_alert_input *in, int64_t now_ms,
-                      struct track **out)
+                      struct apm_alert_track **out)
 {
     *out = NULL;
     uint64_t v = 0;
-    struct track *t = NULL;
+    struct apm_alert_track *t = NULL;
     if (apm_hashmap_get(&e->tracks, &in->series_id, 8, &v) == 0) {
-        t = (struct track *)(uintptr_t)v;
+        t = (struct apm_alert_track *)(uintptr_t)v;
     } else {
         t = calloc(1, sizeof(*t));
         if (t == NULL || apm_hashmap_put(&e->tracks, &in->series_id, 8, (uintptr_t)t) != 0) {
@@ -283,12 +180,12 @@ static void track_add(struct apm_alerts *e, const struct apm_alert_input *in, in
         if (e->rules[i].kind == APM_ALERT_BLOAT && e->rules[i].within_ms > within)
             within = e->rules[i].within_ms;
     double now_s = (double)now_ms / 1000.0;
-    unsigned last = (t->head + TRACK_POINTS - 1) % TRACK_POINTS;
+    unsigned last = (t->head + APM_ALERT_TRACK_POINTS - 1) % APM_ALERT_TRACK_POINTS;
     if (t->n == 0 || now_s - t->t[last] >= (double)within / 16000.0) {
         t->t[t->head] = now_s;
         t->v[t->head] = in->value;
-        t->head = (t->head + 1) % TRACK_POINTS;
-        if (t->n < TRACK_POINTS)
+        t->head = (t->head + 1) % APM_ALERT_TRACK_POINTS;
+        if (t->n < APM_ALERT_TRACK_POINTS)
             t->n++;
     }
     t->seen_ms = now_ms;
@@ -451,14 +348,14 @@ static int64_t resolve_for(const struct apm_alert_rule *r, const struct apm_aler
 }
 
 static void step(struct apm_alerts *e, const struct apm_alert_rule *r, struct entry *en,
-                 enum cond c, int64_t now_ms)
+                 enum apm_alert_cond c, int64_t now_ms)
 {
     struct apm_alert *a = &en->a;
-    if (c == COND_ON) {
+    if (c == APM_ALERT_COND_ON) {
         a->off_since_ms = 0;
         if (a->state == APM_ALERT_PENDING && now_ms - a->started_ms >= r->for_ms)
             fire(e, en, now_ms);
-    } else if (c == COND_HOLD) {
+    } else if (c == APM_ALERT_COND_HOLD) {
         a->off_since_ms = 0;
     } else if (a->state == APM_ALERT_PENDING) {
         close_alert(e, en, now_ms);
@@ -475,16 +372,16 @@ void apm_alerts_observe(struct apm_alerts *e, const struct apm_alert_input *in, 
     if (e == NULL || in == NULL || in->metric == NULL || in->host == NULL)
         return;
     pthread_mutex_lock(&e->mu);
-    struct track *t = NULL;
+    struct apm_alert_track *t = NULL;
     if (e->any_bloat)
         track_add(e, in, now_ms, &t);
     for (size_t i = 0; i < e->nrules; i++) {
         const struct apm_alert_rule *r = &e->rules[i];
-        if (!rule_matches(r, in))
+        if (!apm_alert_rule_matches(r, in))
             continue;
-        enum cond c = judge(r, in, t, now_ms);
+        enum apm_alert_cond c = apm_alert_judge(r, in, t, now_ms);
         struct entry *en = active_get(e, r->name, in->series_id);
-        if (en == NULL && c != COND_ON)
+        if (en == NULL && c != APM_ALERT_COND_ON)
             continue;
         if (en == NULL && ended_after(e, r->name, in->series_id, in->verdict.t_last))
             continue;
