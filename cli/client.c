@@ -150,8 +150,8 @@ int apm_cli_client_get(struct apm_cli_client *c, const char *path, char **text, 
     return perform(c, path, text, json);
 }
 
-int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *body,
-                        char **text, json_t **json)
+int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *body, char **text,
+                        json_t **json)
 {
     struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
     if (hdr == NULL)

@@ -48,8 +48,8 @@ int apm_cli_client_get(struct apm_cli_client *c, const char *path, char **text, 
  * POSTs body (a JSON text, borrowed) to server + path; answers and errors as
  * apm_cli_client_get. The handle goes back to GET afterwards.
  */
-int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *body,
-                        char **text, json_t **json);
+int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *body, char **text,
+                        json_t **json);
 
 /*
  * Percent-encodes s for a query string. Returns owned (free with

@@ -10,8 +10,8 @@
  *
  * Caps: the decoder refuses (APM_E_LIMIT) a connection that defines more
  * than APM_CODEC_MAX_STRINGS strings, APM_CODEC_MAX_PROCS processes,
- * APM_CODEC_MAX_SERIES series or APM_CODEC_MAX_SITES allocation sites; the encoder reports apm_codec_enc_full() well
- * before that so the agent reconnects and starts a fresh table.
+ * APM_CODEC_MAX_SERIES series or APM_CODEC_MAX_SITES allocation sites; the encoder reports
+ * apm_codec_enc_full() well before that so the agent reconnects and starts a fresh table.
  */
 #include <stdbool.h>
 #include <stddef.h>

@@ -38,8 +38,8 @@ static void start_ingest(struct env *e, int port)
 {
     char listen[64];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-    struct apm_ingest_options io = {.listen = listen, .token = TOKEN,
-                                    .token_len = sizeof(TOKEN) - 1};
+    struct apm_ingest_options io = {
+        .listen = listen, .token = TOKEN, .token_len = sizeof(TOKEN) - 1};
     assert_int_equal(apm_ingest_new(&e->loop, e->store, e->writer, &io, &e->ingest), 0);
     e->port = apm_ingest_port(e->ingest);
 }

@@ -80,8 +80,11 @@ static struct apm_batch *make_batch(struct agent *a)
     for (int p = 0; p < procs && made < o.series; p++) {
         char name[32];
         snprintf(name, sizeof(name), "worker-%d.py", p);
-        struct apm_proc_desc d = {.pid = 1000 + p, .start_ms = 1700000000000LL + p, .name = name,
-                                  .cmdline = "python3 worker.py", .cgroup = "/bench"};
+        struct apm_proc_desc d = {.pid = 1000 + p,
+                                  .start_ms = 1700000000000LL + p,
+                                  .name = name,
+                                  .cmdline = "python3 worker.py",
+                                  .cgroup = "/bench"};
         uint32_t idx;
         apm_batch_add_proc(b, &d, &idx);
         for (int m = 1; m <= 5 && made < o.series; m++, made++) {

@@ -24,7 +24,9 @@ struct cfg {
 };
 
 #define O(k, t, f, lo, hi)                                                                         \
-    {"collector", k, t, offsetof(struct cfg, f), sizeof(((struct cfg *)0)->f), lo, hi, true, k}
+    {                                                                                              \
+        "collector", k, t, offsetof(struct cfg, f), sizeof(((struct cfg *)0)->f), lo, hi, true, k  \
+    }
 
 static const struct apm_opt opts[] = {
     O("listen", APM_OPT_ENDPOINT, listen, 0, 0),
@@ -81,8 +83,8 @@ static void test_config_error_names_file_line_and_key(void **state)
     char *path = write_file("[collector]\nlisten = 127.0.0.1:7411\n\nmax-connections = lots\n");
     assert_int_equal(apm_config_load(path, opts, &c, NULL, NULL, err, sizeof(err)), APM_E_CONFIG);
     char want[256];
-    snprintf(want, sizeof(want), "%s:4: key 'max-connections' in [collector]: 'lots' is not an integer",
-             path);
+    snprintf(want, sizeof(want),
+             "%s:4: key 'max-connections' in [collector]: 'lots' is not an integer", path);
     assert_string_equal(err, want);
     unlink(path);
 }
