@@ -124,12 +124,12 @@ while :; do
     $cli forecast --pid "$leaky" || true
     echo "----- apm-cli alerts"
     $cli alerts || true
-    # Done when a leak alert for the service fires and names a suspect line.
+    # Done when a leak alert for the service fires with a forecast and a suspect line.
     if $cli --json alerts --state firing 2>/dev/null | $PY -c '
 import json, sys
 alerts = json.load(sys.stdin).get("alerts", [])
 sys.exit(0 if any(a.get("pid") == int(sys.argv[1]) and (a.get("suspect") or {}).get("site")
-                  for a in alerts) else 1)' "$leaky"; then
+                  and (a.get("forecast") or {}).get("t") for a in alerts) else 1)' "$leaky"; then
         echo
         echo "===== the leak alert (apm-cli alerts)"
         $cli alerts --state firing || true

@@ -215,8 +215,12 @@ static void update_facts(struct apm_alert *a, const struct apm_alert_input *in, 
         a->limit = v->limit;
         copy_str(a->limit_source, sizeof(a->limit_source), in->limit_source);
     }
-    a->has_forecast = v->has_forecast;
+    /*
+     * A verdict between buckets may carry no forecast; the alert keeps the
+     * last one made (its times are absolute, so it stays true to read).
+     */
     if (v->has_forecast) {
+        a->has_forecast = true;
         a->forecast_t = v->forecast_t;
         a->forecast_lo_t = v->forecast_lo_t;
         a->forecast_hi_t = v->forecast_hi_t;
