@@ -16,6 +16,7 @@
 #include "agent/procfs.h"
 #include "agent/watch.h"
 #include "common/error.h"
+#include "common/timeutil.h"
 
 /* Bytes of a derived name, including the NUL. */
 #define NAME_SIZE 256
@@ -403,7 +404,15 @@ static int proc_init(struct apm_sampler *s, struct proc *p, int32_t pid, bool bo
         proc_release(s, p);
         return rc;
     }
-    /* Seen at the first scan: long past its exec, so the slow cadence from the start. */
+    /*
+     * Seen at the agent's first scan. A process started in the last seconds
+     * may not have called exec yet: re-read it soon, like one born later.
+     * Older ones are long past their exec: the slow cadence from the start.
+     */
+    if (apm_now_ms() - p->start_ms < 10000) {
+        p->next_refresh = s->tick + 1;
+        return 0;
+    }
     p->refreshes = 31;
     p->next_refresh = s->tick + 1 + (uint64_t)pid % s->refresh_interval;
     return 0;
