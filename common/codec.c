@@ -525,11 +525,23 @@ int codec_intern(struct apm_codec_enc *e, struct enc_work *w, const char *s, uin
 int codec_enc_proc(struct apm_codec_enc *e, struct enc_work *w, const struct apm_proc_desc *p,
                    uint32_t *ref)
 {
+    /*
+     * The description is part of the key: a process renamed by its exec (or
+     * moved to another cgroup) is defined again under a new reference, so
+     * the collector sees its current name on this connection too.
+     */
+    uint64_t h = 0;
+    const char *strs[3] = {p->name, p->cmdline, p->cgroup};
+    for (int i = 0; i < 3; i++) {
+        const char *x = strs[i] != NULL ? strs[i] : "";
+        h = h * 31 + apm_hash_bytes(x, strlen(x));
+    }
     struct {
         int32_t pid;
         int32_t pad;
         int64_t start_ms;
-    } key = {p->pid, 0, p->start_ms};
+        uint64_t desc;
+    } key = {p->pid, 0, p->start_ms, h};
     uint64_t v;
     if (apm_hashmap_get(&e->procs, &key, sizeof(key), &v) == 0) {
         *ref = (uint32_t)v;
