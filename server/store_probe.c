@@ -6,9 +6,15 @@
  *
  * A diff says each site's size now and its change since the previous
  * snapshot, so the site's size at that snapshot is known too: it is stored
- * as a sample at the previous snapshot's time unless the series already has
- * one there or later. Growth between any two snapshots is then a difference
- * of stored samples, whichever diffs a site appeared in.
+ * as a sample just after the previous snapshot's time (PREV_AFTER_MS) unless
+ * the series already has one there or later. Growth between any two snapshots
+ * is then a difference of stored samples, whichever diffs a site appeared in.
+ *
+ * "Just after" and not "at": the probe's times are rounded to milliseconds on
+ * the way (t and interval separately, so t - interval is the previous t within
+ * 1 ms), and a start point that lands on the previous snapshot would be read as
+ * growth inside a window that ends there, although it is news only for the
+ * next one.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -86,7 +92,15 @@ static int put_point(struct apm_store_txn *t, struct store_series *ser, int64_t 
     return apm_store_put_block(t, ser, &blk);
 }
 
-/* Appends v at ts, preceded by prev at prev_ts when the series has nothing that recent. */
+/* Rounding slack of t - interval against the previous snapshot's own t. */
+#define PREV_SLACK_MS 1
+/* Where a diff's start point goes after the previous snapshot: beyond the slack. */
+#define PREV_AFTER_MS (PREV_SLACK_MS + 1)
+
+/*
+ * Appends v at ts, preceded by prev just after prev_ts when the series has no sample from the
+ * previous snapshot (prev_ts, within the rounding slack) or later.
+ */
 static int put_with_prev(struct apm_store_txn *t, const char *key, size_t klen,
                          const struct apm_proc_desc *p, enum apm_metric m, int64_t prev_ts,
                          int64_t prev, int64_t ts, int64_t v)
@@ -95,8 +109,9 @@ static int put_with_prev(struct apm_store_txn *t, const char *key, size_t klen,
     int rc = apm_store_series_get(t, key, klen, p->name, p->pid, m, &ser);
     if (rc < 0)
         return rc;
-    if (prev_ts < ts && (ser->nsamples == 0 || ser->last_ms < prev_ts))
-        rc = put_point(t, ser, prev_ts, prev);
+    int64_t at = prev_ts + PREV_AFTER_MS;
+    if (prev_ts < ts && at < ts && (ser->nsamples == 0 || ser->last_ms < prev_ts - PREV_SLACK_MS))
+        rc = put_point(t, ser, at, prev);
     return rc < 0 ? rc : put_point(t, ser, ts, v);
 }
 

@@ -7,98 +7,32 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "server/store.h"
 #include "server/suspects.h"
+#include "tests/server/probe_fixture.h"
 
-#define T0 1700000000000LL
-#define PID_ID "web-3:42:1699999000000"
 #define LEAK_RATE 10240.0 /* bytes per second, the process's and the leaking site's growth */
-
-struct fixture {
-    char dir[64];
-    struct apm_store *store;
-    struct apm_agent_ident agent;
-    uint64_t seq;
-};
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    strcpy(f->dir, "/tmp/apm-test-suspects-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    strcpy(f->agent.agent_id, "agent-1");
-    strcpy(f->agent.host, "web-3");
-    strcpy(f->agent.boot_id, "boot-a");
-    strcpy(f->agent.version, "0.1.0");
-    f->agent.instance = 7;
-    struct apm_store_options opt = {.dir = f->dir, .no_sync = true};
-    assert_int_equal(apm_store_open(&opt, &f->store), 0);
-    *state = f;
+    *state = fixture_open(0);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    apm_store_free(f->store);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(f);
+    fixture_close(*state);
     return 0;
 }
-
-struct site {
-    const char *file;
-    uint32_t line;
-    int64_t size, size_diff;
-};
 
 /* Stores one diff of process 42 at t_ms (a snapshot a second after the previous one). */
 static void put_diff(struct fixture *f, int64_t t_ms, int64_t traced, const struct site *sites,
                      uint32_t nsites)
 {
-    struct apm_batch *b = apm_batch_new(++f->seq);
-    struct apm_proc_desc p = {.pid = 42,
-                              .ppid = 1,
-                              .start_ms = 1699999000000LL,
-                              .name = "worker.py",
-                              .cmdline = "python3 worker.py",
-                              .cgroup = "/system.slice/worker.service"};
-    uint32_t idx;
-    assert_int_equal(apm_batch_add_proc(b, &p, &idx), 0);
-    assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, t_ms, 50000000), 0);
-    struct apm_trace_diff *d = NULL;
-    assert_int_equal(apm_batch_append_diff(b, idx, nsites, &d), 0);
-    d->t_ms = t_ms;
-    d->probe_seq = f->seq;
-    d->session = 1;
-    d->frames = 1;
-    d->interval_ms = 1000;
-    d->traced_current = traced;
-    d->traced_peak = traced;
-    for (uint32_t i = 0; i < nsites; i++) {
-        assert_int_equal(apm_site_set(&d->sites[i], sites[i].file, sites[i].line, 0), 0);
-        d->sites[i].size = sites[i].size;
-        d->sites[i].size_diff = sites[i].size_diff;
-        d->sites[i].count = sites[i].size / 100;
-        d->sites[i].count_diff = sites[i].size_diff / 100;
-    }
-    struct apm_store_txn *t = NULL;
-    assert_int_equal(apm_store_txn_begin(f->store, &t), 0);
-    assert_int_equal(apm_store_txn_put_batch(t, &f->agent, b), 0);
-    assert_int_equal(apm_store_txn_commit(t), 0);
-    apm_batch_free(b);
+    put_probe_diff(f, t_ms, 1000, traced, sites, nsites);
 }
 
 /*

@@ -78,6 +78,7 @@ class Probe:
         self._cap = settings.max_memory
         self._previous_snapshot: Optional[tracemalloc.Snapshot] = None
         self._last_snapshot_at = 0.0
+        self._last_snapshot_t = 0.0  # its wall-clock time, the t its diff would carry
         self._seq = 0
         # Counters.
         self.errors = 0
@@ -230,7 +231,7 @@ class Probe:
             "session": self._session,
             "key_type": key_type,
             "frames": tracemalloc.get_traceback_limit(),
-            "interval_s": max(0.0, now - self._last_snapshot_at),
+            "interval_s": self._interval_since_snapshot(now, t),
             "traced_current": current,
             "traced_peak": peak,
             "tracemalloc_memory": tracemalloc.get_tracemalloc_memory(),
@@ -246,8 +247,17 @@ class Probe:
             for key, size, size_diff, count, count_diff in result.top
         ]
         self._last_snapshot_at = now
+        self._last_snapshot_t = t
         self._send(wire.diff_line(header, top))
         self._after_snapshot(result)
+
+    def _interval_since_snapshot(self, now: float, t: float) -> float:
+        """Seconds since the previous snapshot, by the wall clock that stamps t, so that
+        t - interval_s is the previous diff's t; by the monotonic clock if the wall clock
+        stepped in between."""
+        monotonic = max(0.0, now - self._last_snapshot_at)
+        wall = t - self._last_snapshot_t
+        return wall if abs(wall - monotonic) < 1.0 else monotonic
 
     def _after_snapshot(self, result: Result) -> None:
         if self._hook is None:
@@ -280,6 +290,7 @@ class Probe:
         self._send(self._state_line("started", reason))
         self._differ.reset()
         self._previous_snapshot = None
+        self._last_snapshot_t = time.time()
         result = self._differ.step()
         self.snapshots += 1
         self._snapshot_budget.spent(self._clock(), result.cost_s)
