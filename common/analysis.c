@@ -346,11 +346,18 @@ static void evaluate(struct apm_analysis *a)
         if (use == a->n_hist)
             break;
     }
+    /*
+     * Urgency decides when growth under way starts to alarm, not when it stops: an alert
+     * already raised holds while a window still grows like a leak, even when a slower rate
+     * (a process slowed by tracing, say) puts its limit further away than urgency wants.
+     */
+    bool holding = v->alert;
     for (size_t i = 0; i < n_wins; i++) {
         w = wins[i];
         if (creeping(a, &w, &wins[n_wins - 1]))
             w.leak = !w.step && !w.warmup && w.new_high;
-        else if (w.leak && !urgent(a, &w, w.continuation ? a->tune.urgency : a->tune.urgency_all))
+        else if (w.leak && !holding &&
+                 !urgent(a, &w, w.continuation ? a->tune.urgency : a->tune.urgency_all))
             w.leak = false;
         tried++;
         longest = w;

@@ -29,7 +29,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .rho_max = 0.9,
         .pre_z = 2.0,
         .pre_slope_frac = 0.3,
-        .urgency = 0.35,
+        .urgency = 0.8,
         .urgency_all = 0.1,
         .drawdown_margin = 0.5,
         .creep_samples = 640,
@@ -46,13 +46,14 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
     if (s == APM_SENSITIVITY_EARLY) {
         t->z_min = 2.5;
         t->confirm = 2;
-        t->urgency = 0.2;
+        t->urgency = 0.5;
         t->urgency_all = 0.05;
     } else if (s == APM_SENSITIVITY_QUIET) {
         t->z_min = 3.5;
         t->confirm = 4;
-        t->urgency = 0.45;
+        t->urgency = 1.0;
         t->urgency_all = 0.15;
+        t->creep_max = 0.1;
     }
 }
 

@@ -7,7 +7,7 @@
 # its processes filling the store, the analysis calling the leak and asking
 # the service's probe for a tracemalloc window by itself, and finally the
 # leak alert printed by apm-cli: its sentence, forecast and suspect line.
-# Ends there (about a minute and a half), on Ctrl-C, or after --duration N.
+# Ends there (about two minutes), on Ctrl-C, or after --duration N.
 set -eu
 cd "$(dirname "$0")/.."
 

@@ -104,7 +104,7 @@ class AlertmanagerTest(unittest.TestCase):
             # A limit the leak reaches within minutes makes it urgent for the analysis.
             f.write(textwrap.dedent(f"""
                 [collector]
-                memory-limit = 1G
+                memory-limit = 640M
                 [alerts]
                 stale = 6s
                 evaluate = 0.2s

@@ -52,7 +52,7 @@ class AlertsTest(unittest.TestCase):
             # A limit the leak reaches within minutes makes it urgent for the analysis.
             f.write(f"""
 [collector]
-memory-limit = 1G
+memory-limit = 640M
 [alerts]
 stale = 6s
 evaluate = 0.2s

@@ -29,6 +29,8 @@
 
 #define MIB (1024.0 * 1024.0)
 #define HOST_TOTAL (4096 * MIB)
+/* The worker's cgroup limit: its leak, from 200 MiB at 1 MiB/s, reaches it in 440 s. */
+#define CG_LIMIT (640 * MIB)
 #define T0_MS 1700000000000LL
 
 struct fixture {
@@ -162,15 +164,15 @@ static void test_analyzer_calls_steady_growth_a_leak_and_flat_memory_not(void **
 {
     struct fixture *f = *state;
     struct apm_verdict_record r;
-    run(f, 0, 300, 1024 * MIB);
+    run(f, 0, 300, CG_LIMIT);
     verdict_of(f, 100, T0_MS - 5000, &r);
     assert_int_equal(r.v.cls, APM_CLASS_LEAK);
     assert_true(r.v.confidence > 0.5);
     assert_true(r.v.has_forecast);
-    /* About 1 MiB/s; the limit is reached some 10 to 12 minutes after the start. */
+    /* About 1 MiB/s; the limit is reached some 7 to 8 minutes after the start. */
     assert_true(fabs(r.v.rate - MIB) < 0.2 * MIB);
     double eta = r.v.forecast_t - (double)T0_MS / 1000;
-    assert_true(eta > 600 && eta < 900);
+    assert_true(eta > 380 && eta < 500);
     assert_true(r.v.forecast_lo_t <= r.v.forecast_t && r.v.forecast_t <= r.v.forecast_hi_t);
     assert_string_equal(r.name, "worker");
     assert_int_equal(r.pid, 100);
@@ -203,10 +205,10 @@ static void test_analyzer_prefers_a_cgroup_limit_below_host_memory(void **state)
 {
     struct fixture *f = *state;
     struct apm_verdict_record r;
-    run(f, 0, 80, 1024 * MIB);
+    run(f, 0, 80, CG_LIMIT);
     verdict_of(f, 100, T0_MS - 5000, &r);
     assert_int_equal(r.limit_source, APM_LIMIT_CGROUP);
-    assert_true(r.v.limit == 1024 * MIB);
+    assert_true(r.v.limit == CG_LIMIT);
     /* No cgroup limit: the host's memory. */
     verdict_of(f, 200, T0_MS - 9000, &r);
     assert_int_equal(r.limit_source, APM_LIMIT_HOST);
@@ -232,7 +234,7 @@ static void test_analyzer_uses_the_configured_limit_without_a_cgroup(void **stat
     o.memory_limit = (int64_t)(512 * MIB);
     assert_int_equal(apm_analyzer_new(f->store, &o, on_trace, f, &f->an), 0);
     struct apm_verdict_record r;
-    run(f, 0, 10, 1024 * MIB);
+    run(f, 0, 10, CG_LIMIT);
     verdict_of(f, 200, T0_MS - 9000, &r);
     assert_int_equal(r.limit_source, APM_LIMIT_CONFIGURED);
     assert_true(r.v.limit == 512 * MIB);
@@ -251,7 +253,7 @@ static void test_analyzer_verdicts_survive_a_reopen_of_the_store(void **state)
 {
     struct fixture *f = *state;
     struct apm_verdict_record live, stored;
-    run(f, 0, 300, 1024 * MIB);
+    run(f, 0, 300, CG_LIMIT);
     assert_true(apm_analyzer_flush(f->an) >= 2);
     verdict_of(f, 100, T0_MS - 5000, &live);
     apm_analyzer_free(f->an);
@@ -274,13 +276,13 @@ static void test_analyzer_verdicts_survive_a_reopen_of_the_store(void **state)
 static void test_analyzer_warms_a_new_series_from_the_store(void **state)
 {
     struct fixture *f = *state;
-    run(f, 0, 300, 1024 * MIB);
+    run(f, 0, 300, CG_LIMIT);
     /* A restarted collector: a fresh analyzer sees one more batch. */
     apm_analyzer_free(f->an);
     struct apm_analyzer_options o;
     options(&o);
     assert_int_equal(apm_analyzer_new(f->store, &o, on_trace, f, &f->an), 0);
-    run(f, 300, 301, 1024 * MIB);
+    run(f, 300, 301, CG_LIMIT);
     struct apm_verdict_record r;
     verdict_of(f, 100, T0_MS - 5000, &r);
     assert_int_equal(r.v.samples, 301);
@@ -293,7 +295,7 @@ static void test_analyzer_warms_a_new_series_from_the_store(void **state)
 static void test_analyzer_asks_for_a_trace_once_per_episode(void **state)
 {
     struct fixture *f = *state;
-    run(f, 0, 300, 1024 * MIB);
+    run(f, 0, 300, CG_LIMIT);
     assert_int_equal(f->traces, 1);
     assert_int_equal(f->last_trace.pid, 100);
     assert_int_equal(f->last_trace.start_ms, T0_MS - 5000);
@@ -313,7 +315,7 @@ static void test_analyzer_never_asks_with_tracing_disabled(void **state)
     options(&o);
     o.trace_window_s = 0;
     assert_int_equal(apm_analyzer_new(f->store, &o, on_trace, f, &f->an), 0);
-    run(f, 0, 300, 1024 * MIB);
+    run(f, 0, 300, CG_LIMIT);
     struct apm_verdict_record r;
     verdict_of(f, 100, T0_MS - 5000, &r);
     assert_int_equal(r.v.cls, APM_CLASS_LEAK);
@@ -342,7 +344,7 @@ static int get(struct apm_api *api, const char *path, const char *query, json_t 
 static void test_api_serves_forecasts_and_one_series_analysis(void **state)
 {
     struct fixture *f = *state;
-    run(f, 0, 300, 1024 * MIB);
+    run(f, 0, 300, CG_LIMIT);
     assert_true(apm_analyzer_flush(f->an) >= 2);
     struct apm_api *api = NULL;
     struct apm_api_config cfg = {.store = f->store};
@@ -438,7 +440,7 @@ static void on_timer(uv_timer_t *t)
     if (lf->next < 300) {
         for (unsigned k = 0; k < 50; k++, lf->next++)
             assert_int_equal(apm_writer_submit(lf->writer, &lf->f->agent,
-                                               tick(lf->f, lf->next, 1024 * MIB), on_done, lf),
+                                               tick(lf->f, lf->next, CG_LIMIT), on_done, lf),
                              0);
         return;
     }
