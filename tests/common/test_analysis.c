@@ -131,7 +131,7 @@ static double slow_leak_after_warmup(double t, struct rng *r)
     return 200 * MB + 150 * MB * (1 - exp(-t / 3000.0)) + 150.0 * t + noise(r, 1 * MB);
 }
 
-/* A cache that fills at 8 kB/s from the start for 10 hours, a third of the way to its limit, then stays. */
+/* A cache that fills at 8 kB/s from the start for 10 hours (to 38 % of its limit), then stays. */
 static double linear_fill(double t, struct rng *r)
 {
     return 100 * MB + 8000.0 * (t < 36000 ? t : 36000) + noise(r, 1 * MB);
