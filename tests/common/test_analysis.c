@@ -176,7 +176,7 @@ static void test_analysis_plateauing_warmup_is_not_a_leak(void **state)
 
 /*
  * Growth since the start may be a warm-up whose plateau has not shown: it is watched for 80 % of
- * the time it leaves before the limit. This fill stops at 40 % of the way to the limit.
+ * the time it leaves before the limit. This fill stops a third of the way to its limit.
  */
 static void test_analysis_linear_fill_that_levels_off_is_not_a_leak(void **state)
 {
