@@ -235,11 +235,12 @@ static void compact(struct apm_analysis *a)
     }
 }
 
-static void forecast(struct apm_analysis *a, const struct apm_analysis_window *w)
+static void forecast(struct apm_analysis *a, const struct apm_analysis_series *s,
+                     struct apm_analysis_window *w)
 {
     struct apm_verdict *v = &a->verdict;
     v->has_forecast = false;
-    if (a->limit <= 0 || w->slope <= 0)
+    if (a->limit <= 0 || w->slope <= 0 || apm_analysis_window_bounds(s, &a->tune, w) < 0)
         return;
     double level = w->level_now + a->tune.anchor_mix * (w->peak_now - w->level_now);
     double room = a->limit - level;
@@ -379,7 +380,7 @@ static void evaluate(struct apm_analysis *a)
         v->cls = APM_CLASS_LEAK;
         v->confidence = (1 - best.p) * (0.5 + 0.5 * (double)agree / (double)tried);
         v->rate = best.slope;
-        forecast(a, &best);
+        forecast(a, &s, &best);
     } else {
         v->cls = other_class(a, &longest);
         v->confidence = 1 - longest.p / 2;
@@ -428,7 +429,10 @@ int apm_analysis_add(struct apm_analysis *a, double t_s, double value, double li
     bucket_add(&a->open, t_s, value);
     a->t_prev = t_s;
     a->samples++;
-    if (a->open.n >= a->span &&
+    unsigned need = a->span;
+    if (a->n_hist == 0)
+        need -= a->cfg.phase % a->cfg.bucket_samples;
+    if (a->open.n >= need &&
         t_s - a->open.t_first >= a->cfg.bucket_min_s * a->span / a->cfg.bucket_samples)
         close_bucket(a);
     a->verdict.limit = a->limit;

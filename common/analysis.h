@@ -54,6 +54,13 @@ struct apm_analysis_config {
     unsigned history_buckets;
     unsigned min_buckets;
     /*
+     * The first bucket holds phase samples fewer (phase modulo bucket_samples;
+     * default 0). Series that start together then close their buckets, and
+     * are judged, on different samples: a collector with many series gives
+     * each its own phase so that no round judges them all at once.
+     */
+    unsigned phase;
+    /*
      * Optional durations in seconds (0 = not used): a bucket also stays open
      * until it spans bucket_min_s, and no leak is reported before the series
      * spans min_history_s. They let one configuration fit both a 1 s demo and

@@ -116,10 +116,13 @@ static bool pre_growing(const struct apm_analysis_series *s, size_t base, double
     memcpy(y, s->floor + from, m * sizeof(*y));
     struct apm_mk mk;
     struct apm_theil_sen ts;
-    if (apm_stats_mann_kendall(y, m, tmp, &mk) < 0 ||
-        apm_stats_theil_sen(x, y, m, 0, scratch, &ts) < 0)
+    if (apm_stats_mann_kendall(y, m, tmp, &mk) < 0)
         return true;
-    if (mk.z < tu->pre_z || ts.slope <= tu->pre_slope_frac * slope)
+    if (mk.z < tu->pre_z)
+        return false;
+    if (apm_stats_theil_sen(x, y, m, 0, scratch, &ts) < 0)
+        return true;
+    if (ts.slope <= tu->pre_slope_frac * slope)
         return false;
     /*
      * A jump (often across a sampling gap) followed by a flat level is a step,
@@ -197,14 +200,15 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
 
     struct apm_mk mk;
     struct apm_theil_sen ts;
+    /* Sen's bounds cost two more selections; only a forecast needs them (window_bounds). */
     if (apm_stats_mann_kendall(y, m, tmp, &mk) < 0 ||
-        apm_stats_theil_sen(x, y, m, tu->forecast_z, ts_scratch, &ts) < 0)
+        apm_stats_theil_sen(x, y, m, 0, ts_scratch, &ts) < 0)
         return -EINVAL;
     out->z = mk.z;
     out->p = mk.p;
     out->slope = ts.slope;
-    out->slope_lo = ts.slope_lo;
-    out->slope_hi = ts.slope_hi;
+    out->slope_lo = ts.slope;
+    out->slope_hi = ts.slope;
     out->t_now = s->t[s->n - 1];
     out->level_now = ts.intercept + ts.slope * out->t_now;
     out->growth = ts.slope * (x[m - 1] - x[0]);
@@ -235,10 +239,20 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
     if (out->scale < PAGE_BYTES)
         out->scale = PAGE_BYTES;
 
-    size_t half = m / 2;
-    double s_old = slope_of(x, y, half, ts_scratch);
-    double s_new = slope_of(x + (m - half), y + (m - half), half, ts_scratch);
-    out->decel = s_old > 0 ? s_new / s_old : 1.0;
+    double level = fabs(out->level_now) > 1 ? fabs(out->level_now) : 1;
+    out->growing = out->z >= tu->z_min && out->growth >= tu->noise_k * out->scale &&
+                   out->growth >= tu->rel_min * level;
+    /*
+     * The slope ratio of the halves tells a warm-up; it is read for growing windows, for
+     * the longest class, and by the creeping rule (half the history or more) only.
+     */
+    out->decel = 1.0;
+    if (out->growing || out->z >= tu->z_min || w * 2 >= s->n) {
+        size_t half = m / 2;
+        double s_old = slope_of(x, y, half, ts_scratch);
+        double s_new = slope_of(x + (m - half), y + (m - half), half, ts_scratch);
+        out->decel = s_old > 0 ? s_new / s_old : 1.0;
+    }
 
     struct apm_change ch;
     out->step_ratio = apm_stats_cusum(y, m, &ch) == 0 ? ch.sse_ratio : 1.0;
@@ -267,15 +281,34 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
     }
     double env_now = y[m - 1];
     out->new_high = env_now > before + tu->drawdown_margin * drawdown;
-    if (w * 2 >= s->n)
+    /* The pooled floors are read by the creeping rule only, past its cheaper tests. */
+    if (w * 2 >= s->n && out->slope > 0 && out->growth >= tu->rel_min * level &&
+        out->growth <= tu->creep_max * level && out->decel >= tu->creep_decel &&
+        out->step_ratio <= tu->creep_ramp)
         floor_trend(s, w, tu, x, y, tmp, ts_scratch, out);
-    out->continuation = pre_growing(s, base, out->slope, tu, x, y, tmp, ts_scratch);
-
-    double level = fabs(out->level_now) > 1 ? fabs(out->level_now) : 1;
-    out->growing = out->z >= tu->z_min && out->growth >= tu->noise_k * out->scale &&
-                   out->growth >= tu->rel_min * level;
     out->step = out->step_ratio < tu->step_sse_max;
     out->warmup = out->decel < tu->decel_max;
     out->leak = out->growing && !out->step && !out->warmup && out->new_high;
+    /* Whether growth was under way before the window matters to a leak's urgency only. */
+    out->continuation = out->leak && pre_growing(s, base, out->slope, tu, x, y, tmp, ts_scratch);
+    return 0;
+}
+
+int apm_analysis_window_bounds(const struct apm_analysis_series *s,
+                               const struct apm_analysis_tuning *tu,
+                               struct apm_analysis_window *win)
+{
+    double x[MAX_POINTS], y[MAX_POINTS];
+    double ts_scratch[MAX_POINTS * (MAX_POINTS - 1) / 2 + MAX_POINTS];
+
+    if (!s || !tu || !win || win->buckets < 8 || win->buckets > s->n)
+        return -EINVAL;
+    size_t e = (size_t)lround(tu->env_frac * (double)win->buckets);
+    size_t m = envelope(s, win->buckets, e < 1 ? 1 : e, x, y);
+    struct apm_theil_sen ts;
+    if (apm_stats_theil_sen(x, y, m, tu->forecast_z, ts_scratch, &ts) < 0)
+        return -EINVAL;
+    win->slope_lo = ts.slope_lo;
+    win->slope_hi = ts.slope_hi;
     return 0;
 }

@@ -58,19 +58,21 @@ struct apm_analysis_window {
     double z;        /* Mann-Kendall z of the envelope */
     double p;        /* its two-sided p-value */
     double slope;    /* Theil-Sen slope of the envelope, bytes/s */
-    double slope_lo; /* Sen's bounds at tuning forecast_z */
+    double slope_lo; /* Sen's bounds at tuning forecast_z, after window_bounds (else slope) */
     double slope_hi;
     double level_now;  /* fitted envelope at the window's last bucket time */
     double peak_now;   /* recent peak level */
     double t_now;      /* last bucket time */
     double growth;     /* slope x window duration, bytes */
     double scale;      /* robust scale of the residuals, bytes */
-    double decel;      /* recent-half slope / older-half slope (1 when undefined) */
+    double decel;      /* recent-half slope / older-half slope (1 when undefined or not needed:
+                          a window that neither grows nor spans half the history) */
     double step_ratio; /* CUSUM unexplained share */
-    double floor_z;    /* half the history or more: Mann-Kendall z of the pooled floors */
+    double floor_z;    /* half the history or more, when creep may ask: Mann-Kendall z of the
+                          pooled floors */
     double floor_snr;  /* ... and their growth over the residual scale */
     bool new_high;     /* envelope now above every floor before the window */
-    bool continuation; /* the growth began before the window (or at the series start) */
+    bool continuation; /* a leak window: its growth began before it (or at the series start) */
     bool growing;      /* significant growth beyond noise */
     bool step;         /* growth explained by one change in mean */
     bool warmup;       /* growth decelerating */
@@ -82,5 +84,13 @@ struct apm_analysis_window {
  */
 int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
                              const struct apm_analysis_tuning *tu, struct apm_analysis_window *out);
+
+/*
+ * Fills win's slope_lo and slope_hi (Sen's interval at forecast_z) for a window that
+ * window_eval judged on the same series. Returns 0 or -EINVAL.
+ */
+int apm_analysis_window_bounds(const struct apm_analysis_series *s,
+                               const struct apm_analysis_tuning *tu,
+                               struct apm_analysis_window *win);
 
 #endif

@@ -232,8 +232,11 @@ static int series_new(struct apm_analyzer *a, const char *key, size_t klen, cons
                      a->opt.max_series);
         return APM_E_LIMIT;
     }
+    /* Each series its own phase: series that start together are not all judged on one round. */
+    struct apm_analysis_config cfg = a->opt.analysis;
+    cfg.phase = (unsigned)(apm_hash_bytes(key, klen) >> 32);
     struct aseries *s = calloc(1, sizeof(*s));
-    if (s == NULL || apm_analysis_new(&a->opt.analysis, &s->an) < 0) {
+    if (s == NULL || apm_analysis_new(&cfg, &s->an) < 0) {
         free(s);
         return -ENOMEM;
     }

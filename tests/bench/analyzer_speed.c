@@ -4,8 +4,9 @@
  * new sample per process, committed to a real store (untimed, as the writer
  * does) and then fed to the analyzer and flushed (timed: what the analysis
  * thread does per sampling interval). Every series has a history long enough
- * to be judged; all series close a bucket on the same rounds (agents sample
- * in step), so the worst round is the one where all 10,000 are judged.
+ * to be judged. The agents sample in step, so without the analyzer's
+ * per-series phase every series would close a bucket (and be judged) on the
+ * same rounds; the worst round shows how well the phases spread them.
  *
  * run: BUILD/tests/analyzer_speed [ROUNDS]
  */

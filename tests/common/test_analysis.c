@@ -254,6 +254,38 @@ static void test_analysis_linear_leak_forecast_is_close(void **state)
     assert_true(r.t_alert < truth * 0.5);
 }
 
+/* The sample at which the first verdict other than stable comes, with the given phase. */
+static size_t first_verdict_at(unsigned phase)
+{
+    struct apm_analysis_config cfg;
+    apm_analysis_config_init(&cfg);
+    cfg.min_buckets = 8;
+    cfg.phase = phase;
+    struct apm_analysis *a = NULL;
+    assert_int_equal(apm_analysis_new(&cfg, &a), 0);
+    size_t at = 0;
+    for (size_t i = 0; i < 100 && at == 0; i++) {
+        /* 1 MB/s from 100 MB, noiseless, with the limit a minute away: a leak at once. */
+        assert_int_equal(apm_analysis_add(a, (double)i, 100 * MB + (double)i * MB, 160 * MB), 0);
+        struct apm_verdict v;
+        assert_int_equal(apm_analysis_verdict(a, &v), 0);
+        if (v.cls != APM_CLASS_STABLE)
+            at = i + 1;
+    }
+    apm_analysis_free(a);
+    return at;
+}
+
+static void test_analysis_phase_shortens_the_first_bucket_only(void **state)
+{
+    (void)state;
+    /* Buckets of four samples, the first shorter by the phase (modulo four), later ones not. */
+    size_t at = first_verdict_at(0);
+    assert_true(at >= 32 && at < 100);
+    assert_int_equal(first_verdict_at(3), at - 3);
+    assert_int_equal(first_verdict_at(6), at - 2);
+}
+
 static void test_analysis_gaps_and_jitter_are_handled(void **state)
 {
     (void)state;
@@ -330,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_analysis_slow_leak_buried_in_noise_is_found),
         cmocka_unit_test(test_analysis_slow_leak_after_warmup_is_found_after_it),
         cmocka_unit_test(test_analysis_linear_leak_forecast_is_close),
+        cmocka_unit_test(test_analysis_phase_shortens_the_first_bucket_only),
         cmocka_unit_test(test_analysis_gaps_and_jitter_are_handled),
         cmocka_unit_test(test_analysis_rejects_bad_input),
         cmocka_unit_test(test_analysis_names_round_trip),
