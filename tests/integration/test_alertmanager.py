@@ -159,7 +159,7 @@ class AlertmanagerTest(unittest.TestCase):
             started = time.monotonic()
 
             alert = wait_for("the leak alert in Alertmanager", lambda: self.am_alert(pid),
-                             timeout=150, every=1)
+                             timeout=240, every=1)
             print(f"in Alertmanager after {time.monotonic() - started:.0f}s")
             labels, ann = alert["labels"], alert["annotations"]
             self.assertEqual(labels["alertname"], "leak")

@@ -92,7 +92,7 @@ backoff = 0.1s
                         return a
                 return None
 
-            alert = wait_for("leak alert", firing, timeout=150, every=1)
+            alert = wait_for("leak alert", firing, timeout=240, every=1)
             self.assertIn("leaks ~", alert["summary"])
             self.assertIn("on `it-host`", alert["summary"])
             text = c.cli("alerts").stdout

@@ -85,7 +85,7 @@ class ForecastTest(unittest.TestCase):
             r = self.row("leaker.py", self.leaker.p.pid)
             return r if r.get("class") == "leak" and r.get("exhaustion_t") is not None else {}
 
-        r = wait_for("a leak verdict with a forecast", leak_with_forecast, timeout=150, every=1)
+        r = wait_for("a leak verdict with a forecast", leak_with_forecast, timeout=240, every=1)
         elapsed = time.monotonic() - started
         self.assertEqual(r["metric"], "rss")
         self.assertEqual(r["host"], "it-host")
