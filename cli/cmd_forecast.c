@@ -113,7 +113,9 @@ static void top_suspect(json_t *row, char *buf, size_t size)
 static int add_row(struct apm_cli_table *t, json_t *r)
 {
     char proc[300], cur[32], lim[64], rate[32], cls[48], eta[96], sus[300];
-    snprintf(proc, sizeof(proc), "%s (%.0f)", str(r, "name"), num(r, "pid"));
+    /* A process that replaced one stopped at its limit says so: the leak has been there before. */
+    snprintf(proc, sizeof(proc), "%s (%.0f%s)", str(r, "name"), num(r, "pid"),
+             json_is_true(json_object_get(r, "restarted_at_limit")) ? ", restarted at limit" : "");
     apm_cli_format_size(num(r, "value"), cur, sizeof(cur));
     double limit = num(r, "limit");
     if (isfinite(limit)) {

@@ -358,7 +358,9 @@ static void evaluate(struct apm_analysis *a)
         if (creeping(a, &w, &wins[n_wins - 1]))
             w.leak = !w.step && !w.warmup && w.new_high;
         else if (w.leak && !holding &&
-                 !urgent(a, &w, w.continuation ? a->tune.urgency : a->tune.urgency_all))
+                 !urgent(a, &w,
+                         w.continuation && !a->cfg.after_exhaustion ? a->tune.urgency
+                                                                    : a->tune.urgency_all))
             w.leak = false;
         tried++;
         longest = w;

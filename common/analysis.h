@@ -61,6 +61,13 @@ struct apm_analysis_config {
      */
     unsigned phase;
     /*
+     * The process replaces one that reached its memory limit shortly before
+     * (a restart after the OOM killer, most likely). Its growth since the start
+     * is then judged without the warm-up doubt: the urgency share is the one
+     * for growth that began inside the window. Default false.
+     */
+    bool after_exhaustion;
+    /*
      * Optional durations in seconds (0 = not used): a bucket also stays open
      * until it spans bucket_min_s, and no leak is reported before the series
      * spans min_history_s. They let one configuration fit both a 1 s demo and

@@ -23,6 +23,14 @@
 /* Most stored samples replayed into a new series. */
 #define WARM_MAX_SAMPLES 4096u
 #define KEY_MAX (APM_VERDICT_HOST_MAX + APM_VERDICT_PROCESS_MAX + 1)
+/* A process at this share of its limit or above is "at its limit". */
+#define AT_LIMIT 0.9
+/* A process that starts within this long after one of its name and cgroup was last seen at its
+ * limit replaces it (systemd restarts within seconds; its back-off stays under a minute). */
+#define RESTART_WINDOW_S 300.0
+/* Most (host, name, cgroup) entries remembered at their limit before the memory starts over. */
+#define AT_LIMIT_MAX 100000u
+#define PLACE_MAX (APM_VERDICT_HOST_MAX + APM_VERDICT_NAME_MAX + APM_VERDICT_CGROUP_MAX)
 
 struct aseries {
     struct aseries *prev, *next; /* every series */
@@ -44,8 +52,9 @@ struct apm_analyzer {
     struct apm_analyzer_options opt;
     apm_analyzer_trace_fn trace_fn;
     void *trace_ctx;
-    struct apm_hashmap index; /* series key -> struct aseries * */
-    struct apm_hashmap hosts; /* host -> mem_total bytes */
+    struct apm_hashmap index;    /* series key -> struct aseries * */
+    struct apm_hashmap hosts;    /* host -> mem_total bytes */
+    struct apm_hashmap at_limit; /* host, name, cgroup -> last sample time at the limit (bits) */
     struct aseries *all;
     struct aseries *dirty;
     double newest_t; /* the latest sample time seen, seconds */
@@ -89,6 +98,7 @@ int apm_analyzer_new(struct apm_store *store, const struct apm_analyzer_options 
     a->trace_ctx = ctx;
     apm_hashmap_init(&a->index);
     apm_hashmap_init(&a->hosts);
+    apm_hashmap_init(&a->at_limit);
     *out = a;
     return 0;
 }
@@ -110,6 +120,7 @@ void apm_analyzer_free(struct apm_analyzer *a)
     }
     apm_hashmap_close(&a->index);
     apm_hashmap_close(&a->hosts);
+    apm_hashmap_close(&a->at_limit);
     free(a);
 }
 
@@ -221,6 +232,48 @@ static void resolve_id(struct apm_analyzer *a, struct aseries *s)
         a->stats.store_errors++;
 }
 
+/* The key of a service's place on a host: host, name and cgroup, NUL-separated. */
+static size_t place_key(char *key, const char *host, const char *name, const char *cgroup)
+{
+    int n =
+        snprintf(key, PLACE_MAX, "%s%c%s%c%s", host, 0, name ? name : "", 0, cgroup ? cgroup : "");
+    return n < 0 ? 0 : (size_t)n < PLACE_MAX ? (size_t)n : PLACE_MAX - 1;
+}
+
+/* Remembers that the series' process was at its limit at its last sample. */
+static void note_at_limit(struct apm_analyzer *a, const struct aseries *s, double limit)
+{
+    if (limit <= 0 || s->rec.value < AT_LIMIT * limit)
+        return;
+    char key[PLACE_MAX];
+    size_t klen = place_key(key, s->rec.host, s->rec.name, s->rec.cgroup);
+    if (a->at_limit.len >= AT_LIMIT_MAX) {
+        apm_hashmap_close(&a->at_limit);
+        apm_hashmap_init(&a->at_limit);
+    }
+    uint64_t bits;
+    memcpy(&bits, &s->last_t, sizeof(bits));
+    (void)apm_hashmap_put(&a->at_limit, key, klen, bits); /* out of memory: not remembered */
+}
+
+/*
+ * True when a process of the same name and cgroup on the host was last seen at its limit
+ * before p started, and not long before: p replaces it.
+ */
+static bool replaces_one_at_limit(const struct apm_analyzer *a, const char *host,
+                                  const struct apm_proc_desc *p)
+{
+    char key[PLACE_MAX];
+    size_t klen = place_key(key, host, p->name, p->cgroup);
+    uint64_t bits;
+    if (apm_hashmap_get(&a->at_limit, key, klen, &bits) != 0)
+        return false;
+    double t;
+    memcpy(&t, &bits, sizeof(t));
+    double since = (double)p->start_ms / 1000.0 - t;
+    return since >= 0 && since <= RESTART_WINDOW_S;
+}
+
 /* Returns 0 with *out, APM_E_LIMIT past max_series (counted) or -ENOMEM. */
 static int series_new(struct apm_analyzer *a, const char *key, size_t klen, const char *host,
                       const char *process_id, const struct apm_proc_desc *p, enum apm_metric m,
@@ -235,6 +288,7 @@ static int series_new(struct apm_analyzer *a, const char *key, size_t klen, cons
     /* Each series its own phase: series that start together are not all judged on one round. */
     struct apm_analysis_config cfg = a->opt.analysis;
     cfg.phase = (unsigned)(apm_hash_bytes(key, klen) >> 32);
+    cfg.after_exhaustion = replaces_one_at_limit(a, host, p);
     struct aseries *s = calloc(1, sizeof(*s));
     if (s == NULL || apm_analysis_new(&cfg, &s->an) < 0) {
         free(s);
@@ -249,6 +303,7 @@ static int series_new(struct apm_analyzer *a, const char *key, size_t klen, cons
     snprintf(r->name, sizeof(r->name), "%s", p->name ? p->name : "");
     r->pid = p->pid;
     r->start_ms = p->start_ms;
+    r->restarted_at_limit = cfg.after_exhaustion;
     snprintf(r->cgroup, sizeof(r->cgroup), "%s", p->cgroup ? p->cgroup : "");
     if (apm_hashmap_put(&a->index, key, klen, (uint64_t)(uintptr_t)s) < 0) {
         series_free(s);
@@ -318,6 +373,7 @@ static void feed_block(struct apm_analyzer *a, struct aseries *s,
         return;
     s->rec.value = (double)blk->value[blk->n - 1];
     s->rec.limit_source = src;
+    note_at_limit(a, s, limit);
     apm_analysis_verdict(s->an, &s->rec.v);
     s->rec.evaluated_at = s->rec.v.t_last;
     if (s->rec.v.t_last > a->newest_t)

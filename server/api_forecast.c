@@ -73,6 +73,7 @@ static json_t *record_json(struct apm_store *store, const struct apm_verdict_rec
     json_object_set_new(o, "limit",
                         v->limit > 0 ? json_integer((json_int_t)v->limit) : json_null());
     json_object_set_new(o, "limit_source", src ? json_string(src) : json_null());
+    json_object_set_new(o, "restarted_at_limit", json_boolean(r->restarted_at_limit));
     json_object_set_new(o, "rate", json_real(v->rate));
     json_object_set_new(o, "class", json_string(apm_analysis_class_name(v->cls)));
     json_object_set_new(o, "confidence", json_real(v->confidence));

@@ -20,6 +20,7 @@
 #define FIXED_LEN (5u + 4u + 8u + NDOUBLES * 8u + 8u)
 #define FLAG_ALERT 1u
 #define FLAG_FORECAST 2u
+#define FLAG_RESTARTED 4u
 
 const char *apm_limit_source_name(enum apm_limit_source s)
 {
@@ -62,7 +63,8 @@ static uint8_t *encode(const struct apm_verdict_record *r, size_t *len)
     *p++ = RECORD_VERSION;
     *p++ = (uint8_t)r->metric;
     *p++ = (uint8_t)r->v.cls;
-    *p++ = (uint8_t)((r->v.alert ? FLAG_ALERT : 0) | (r->v.has_forecast ? FLAG_FORECAST : 0));
+    *p++ = (uint8_t)((r->v.alert ? FLAG_ALERT : 0) | (r->v.has_forecast ? FLAG_FORECAST : 0) |
+                     (r->restarted_at_limit ? FLAG_RESTARTED : 0));
     *p++ = (uint8_t)r->limit_source;
     memcpy(p, &r->pid, 4);
     p += 4;
@@ -111,6 +113,7 @@ static int decode(const void *buf, size_t len, uint64_t id, struct apm_verdict_r
     r->v.cls = (enum apm_class)p[2];
     r->v.alert = (p[3] & FLAG_ALERT) != 0;
     r->v.has_forecast = (p[3] & FLAG_FORECAST) != 0;
+    r->restarted_at_limit = (p[3] & FLAG_RESTARTED) != 0;
     r->limit_source = (enum apm_limit_source)p[4];
     p += 5;
     memcpy(&r->pid, p, 4);

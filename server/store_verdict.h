@@ -50,6 +50,8 @@ struct apm_verdict_record {
     enum apm_limit_source limit_source;
     struct apm_verdict v; /* times in Unix seconds */
     double evaluated_at;  /* Unix seconds of the last sample judged */
+    /* The process replaced one of the same name and cgroup that had reached its limit. */
+    bool restarted_at_limit;
     /* The analyzer fills these for the alert rules; they are not stored (read back as ""/0). */
     char cgroup[APM_VERDICT_CGROUP_MAX]; /* the process's memory cgroup; "" when unknown */
     double interval_s;                   /* the series' sampling interval, estimated; 0 = unknown */

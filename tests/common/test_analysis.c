@@ -196,6 +196,43 @@ static void test_analysis_alert_holds_when_the_leak_slows(void **state)
     assert_int_equal(r.last.cls, APM_CLASS_LEAK);
 }
 
+/*
+ * The time at which a leak from the start first alerts: 8 kB/s from 100 MB toward 1 GiB, too
+ * fast for the creeping rule, so urgency decides.
+ */
+static double leak_from_start_alert(bool after_exhaustion)
+{
+    struct apm_analysis_config cfg;
+    apm_analysis_config_init(&cfg);
+    cfg.after_exhaustion = after_exhaustion;
+    struct apm_analysis *a = NULL;
+    assert_int_equal(apm_analysis_new(&cfg, &a), 0);
+    struct rng r = {0x9e3779b97f4a7c15ULL};
+    double at = -1;
+    for (size_t i = 0; i < 20000 && at < 0; i++) {
+        double t = (double)i * 10;
+        double rss = 100 * MB + 8000.0 * t + noise(&r, 1 * MB);
+        assert_int_equal(apm_analysis_add(a, t, rss, 1024 * MB), 0);
+        struct apm_verdict v;
+        assert_int_equal(apm_analysis_verdict(a, &v), 0);
+        if (v.alert)
+            at = t;
+    }
+    apm_analysis_free(a);
+    return at;
+}
+
+/* A process that replaced one stopped at its limit is not given the warm-up's benefit of doubt. */
+static void test_analysis_restart_after_exhaustion_alerts_sooner(void **state)
+{
+    (void)state;
+    double truth = (1024 * MB - 100 * MB) / 8000.0;
+    double fresh = leak_from_start_alert(false), again = leak_from_start_alert(true);
+    assert_true(fresh > 0 && again > 0);
+    assert_true(again < 0.6 * fresh);
+    assert_true(fresh < truth);
+}
+
 static void test_analysis_slow_leak_under_large_sawtooth_is_found(void **state)
 {
     (void)state;
@@ -357,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_analysis_plateauing_warmup_is_not_a_leak),
         cmocka_unit_test(test_analysis_linear_fill_that_levels_off_is_not_a_leak),
         cmocka_unit_test(test_analysis_alert_holds_when_the_leak_slows),
+        cmocka_unit_test(test_analysis_restart_after_exhaustion_alerts_sooner),
         cmocka_unit_test(test_analysis_slow_leak_under_large_sawtooth_is_found),
         cmocka_unit_test(test_analysis_creeping_leak_far_from_limit_is_found),
         cmocka_unit_test(test_analysis_slow_leak_buried_in_noise_is_found),

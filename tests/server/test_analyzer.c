@@ -292,6 +292,71 @@ static void test_analyzer_warms_a_new_series_from_the_store(void **state)
     assert_int_equal(st.warmed, 2);
 }
 
+/* One sample of process pid (name, cgroup, start) at value v under a 640 MiB cgroup limit. */
+static void put_proc(struct fixture *f, unsigned i, int32_t pid, int64_t start_ms, char *name,
+                     char *cgroup, double v)
+{
+    struct apm_batch *b = apm_batch_new(++f->seq);
+    assert_non_null(b);
+    int64_t t = T0_MS + (int64_t)i * 1000;
+    struct apm_proc_desc d = {.pid = pid, .start_ms = start_ms, .name = name, .cgroup = cgroup};
+    uint32_t idx;
+    assert_int_equal(apm_batch_add_proc(b, &d, &idx), 0);
+    assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, t, (int64_t)(v + noise(i))), 0);
+    assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_CGROUP_LIMIT, t, (int64_t)CG_LIMIT),
+                     0);
+    commit_and_feed(f, b);
+}
+
+/*
+ * "api" grows into its cgroup limit and is gone; a new "api" starts in the same cgroup and leaks
+ * the same way as "batch" (another service, no such past). The new api's leak is not taken for
+ * a warm-up: it alerts well before batch's, which the analysis watches for longer.
+ */
+static void test_analyzer_judges_a_restart_after_the_limit_without_warmup_doubt(void **state)
+{
+    struct fixture *f = *state;
+    char api[] = "api", batch[] = "batch", other_cg[] = "/system.slice/other.service";
+    char api_cg[] = "/system.slice/api.service", batch_cg[] = "/system.slice/batch.service";
+    for (unsigned i = 0; i < 200; i++)
+        put_proc(f, i, 300, T0_MS - 1000, api, api_cg, 200 * MIB + i * 2 * MIB);
+    int64_t started = T0_MS + 200500;
+    unsigned api_alert = 0, batch_alert = 0;
+    for (unsigned i = 201; i < 600 && (api_alert == 0 || batch_alert == 0); i++) {
+        double v = 200 * MIB + (i - 201) * MIB;
+        put_proc(f, i, 301, started, api, api_cg, v);
+        put_proc(f, i, 400, started, batch, batch_cg, v);
+        struct apm_verdict_record r;
+        verdict_of(f, 301, started, &r);
+        assert_true(r.restarted_at_limit);
+        if (r.v.alert && api_alert == 0)
+            api_alert = i;
+        verdict_of(f, 400, started, &r);
+        assert_false(r.restarted_at_limit);
+        if (r.v.alert && batch_alert == 0)
+            batch_alert = i;
+    }
+    assert_int_not_equal(api_alert, 0);
+    assert_int_not_equal(batch_alert, 0);
+    assert_true(api_alert + 60 < batch_alert);
+    /* The store keeps it with the verdict. */
+    assert_true(apm_analyzer_flush(f->an) >= 0);
+    struct apm_verdict_record r, stored;
+    verdict_of(f, 301, started, &r);
+    assert_int_equal(apm_store_verdict_get(f->store, r.series_id, &stored), 0);
+    assert_true(stored.restarted_at_limit);
+    verdict_of(f, 400, started, &r);
+    assert_int_equal(apm_store_verdict_get(f->store, r.series_id, &stored), 0);
+    assert_false(stored.restarted_at_limit);
+    /* A process of the same name in another cgroup, or long after, is not a restart. */
+    put_proc(f, 700, 302, T0_MS + 700000, api, other_cg, 200 * MIB);
+    put_proc(f, 701, 303, T0_MS + 701000, api, api_cg, 200 * MIB);
+    verdict_of(f, 302, T0_MS + 700000, &r);
+    assert_false(r.restarted_at_limit);
+    verdict_of(f, 303, T0_MS + 701000, &r);
+    assert_false(r.restarted_at_limit);
+}
+
 static void test_analyzer_asks_for_a_trace_once_per_episode(void **state)
 {
     struct fixture *f = *state;
@@ -499,6 +564,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_analyzer_warms_a_new_series_from_the_store, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_analyzer_judges_a_restart_after_the_limit_without_warmup_doubt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_analyzer_asks_for_a_trace_once_per_episode, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_analyzer_never_asks_with_tracing_disabled, setup,
