@@ -356,6 +356,16 @@ static void check_suspicion(struct apm_analyzer *a, struct aseries *s)
     a->trace_fn(a->trace_ctx, &t);
 }
 
+/* Queues s's record for the next flush. */
+static void mark_dirty(struct apm_analyzer *a, struct aseries *s)
+{
+    if (s->dirty)
+        return;
+    s->dirty = true;
+    s->next_dirty = a->dirty;
+    a->dirty = s;
+}
+
 static void feed_block(struct apm_analyzer *a, struct aseries *s,
                        const struct apm_series_block *blk, double limit, enum apm_limit_source src)
 {
@@ -378,11 +388,8 @@ static void feed_block(struct apm_analyzer *a, struct aseries *s,
     s->rec.evaluated_at = s->rec.v.t_last;
     if (s->rec.v.t_last > a->newest_t)
         a->newest_t = s->rec.v.t_last;
-    if (!s->dirty && !same_judgement(&s->rec.v, &s->stored)) {
-        s->dirty = true;
-        s->next_dirty = a->dirty;
-        a->dirty = s;
-    }
+    if (!same_judgement(&s->rec.v, &s->stored))
+        mark_dirty(a, s);
     check_suspicion(a, s);
     if (a->opt.verdict_fn != NULL)
         a->opt.verdict_fn(a->opt.verdict_ctx, &s->rec);
@@ -441,8 +448,10 @@ int apm_analyzer_feed(struct apm_analyzer *a, const char *host, const struct apm
         /* A process may be moved to another cgroup, or renamed by its exec. */
         if (p->cgroup != NULL && strcmp(p->cgroup, s->rec.cgroup) != 0)
             snprintf(s->rec.cgroup, sizeof(s->rec.cgroup), "%s", p->cgroup);
-        if (p->name != NULL && p->name[0] != '\0' && strcmp(p->name, s->rec.name) != 0)
+        if (p->name != NULL && p->name[0] != '\0' && strcmp(p->name, s->rec.name) != 0) {
             snprintf(s->rec.name, sizeof(s->rec.name), "%s", p->name);
+            mark_dirty(a, s); /* the stored record names the process too */
+        }
         enum apm_limit_source src = APM_LIMIT_NONE;
         double limit = choose_limit(a, s, &src);
         if (fresh && a->store != NULL && s->rec.series_id != 0)

@@ -357,6 +357,24 @@ static void test_analyzer_judges_a_restart_after_the_limit_without_warmup_doubt(
     assert_false(r.restarted_at_limit);
 }
 
+/* A process renamed by its exec is stored under its new name, though its verdict is the same. */
+static void test_analyzer_stores_a_new_name_at_once(void **state)
+{
+    struct fixture *f = *state;
+    char before[] = "python3", after[] = "worker.py", cg[] = "/system.slice/w.service";
+    for (unsigned i = 0; i < 80; i++)
+        put_proc(f, i, 500, T0_MS - 1000, before, cg, 100 * MIB);
+    assert_true(apm_analyzer_flush(f->an) >= 1);
+    struct apm_verdict_record r, stored;
+    verdict_of(f, 500, T0_MS - 1000, &r);
+    assert_int_equal(apm_store_verdict_get(f->store, r.series_id, &stored), 0);
+    assert_string_equal(stored.name, "python3");
+    put_proc(f, 80, 500, T0_MS - 1000, after, cg, 100 * MIB);
+    assert_int_equal(apm_analyzer_flush(f->an), 1);
+    assert_int_equal(apm_store_verdict_get(f->store, r.series_id, &stored), 0);
+    assert_string_equal(stored.name, "worker.py");
+}
+
 static void test_analyzer_asks_for_a_trace_once_per_episode(void **state)
 {
     struct fixture *f = *state;
@@ -566,6 +584,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_analyzer_judges_a_restart_after_the_limit_without_warmup_doubt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_analyzer_stores_a_new_name_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_analyzer_asks_for_a_trace_once_per_episode, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_analyzer_never_asks_with_tracing_disabled, setup,
