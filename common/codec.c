@@ -452,7 +452,6 @@ void apm_codec_enc_init(struct apm_codec_enc *e)
     memset(e, 0, sizeof(*e));
     apm_hashmap_init(&e->strings);
     apm_hashmap_init(&e->procs);
-    apm_hashmap_init(&e->series);
     apm_hashmap_init(&e->sites);
 }
 
@@ -462,7 +461,7 @@ void apm_codec_enc_close(struct apm_codec_enc *e)
         return;
     apm_hashmap_close(&e->strings);
     apm_hashmap_close(&e->procs);
-    apm_hashmap_close(&e->series);
+    free(e->series_of);
     apm_hashmap_close(&e->sites);
     free(e->last);
     memset(e, 0, sizeof(*e));
@@ -572,10 +571,15 @@ int codec_enc_proc(struct apm_codec_enc *e, struct enc_work *w, const struct apm
 static int enc_series(struct apm_codec_enc *e, struct enc_work *w, uint32_t proc_ref,
                       enum apm_metric metric, uint32_t *ref)
 {
-    uint32_t key[2] = {proc_ref, (uint32_t)metric};
-    uint64_t v;
-    if (apm_hashmap_get(&e->series, key, sizeof(key), &v) == 0) {
-        *ref = (uint32_t)v;
+    /*
+     * Series of one process sit side by side in a flat table indexed by process reference:
+     * a few bytes per process instead of a hash entry and a copied key per series.
+     */
+    if ((unsigned)metric >= APM_METRIC_COUNT)
+        return -EINVAL;
+    size_t slot = (size_t)proc_ref * APM_METRIC_COUNT + (size_t)metric;
+    if (slot < e->series_of_cap && e->series_of[slot] != 0) {
+        *ref = e->series_of[slot];
         return 0;
     }
     if (e->nseries >= APM_CODEC_MAX_SERIES)
@@ -588,9 +592,18 @@ static int enc_series(struct apm_codec_enc *e, struct enc_work *w, uint32_t proc
         e->last = nl;
         e->last_cap = cap;
     }
-    int rc = apm_hashmap_put(&e->series, key, sizeof(key), e->nseries + 1);
-    if (rc != 0)
-        return rc;
+    if (slot >= e->series_of_cap) {
+        size_t cap = e->series_of_cap ? e->series_of_cap : 64 * APM_METRIC_COUNT;
+        while (cap <= slot)
+            cap *= 2;
+        uint32_t *ns = realloc(e->series_of, cap * sizeof(*ns));
+        if (ns == NULL)
+            return -ENOMEM;
+        memset(ns + e->series_of_cap, 0, (cap - e->series_of_cap) * sizeof(*ns));
+        e->series_of = ns;
+        e->series_of_cap = (uint32_t)cap;
+    }
+    e->series_of[slot] = e->nseries + 1;
     Apm__SeriesDef *d = &w->series[w->nseries];
     apm__series_def__init(d);
     d->ref = ++e->nseries;

@@ -136,7 +136,8 @@ struct apm_frame_out {
 struct apm_codec_enc {
     struct apm_hashmap strings; /* string -> ref */
     struct apm_hashmap procs;   /* (pid, start_ms) -> ref */
-    struct apm_hashmap series;  /* (proc ref, metric) -> index into last */
+    uint32_t *series_of;        /* [proc ref * APM_METRIC_COUNT + metric] -> series ref, 0 none */
+    uint32_t series_of_cap;     /* entries in series_of */
     struct apm_hashmap sites;   /* (file ref, line, traceback refs) -> site ref */
     int64_t *last;              /* last value per series ref */
     uint32_t nstrings;
