@@ -222,6 +222,7 @@ void apm_alert_feed_verdict(void *ctx, const struct apm_verdict_record *rec)
         .limit_source = apm_limit_source_name(rec->limit_source),
         .cgroup = rec->cgroup,
         .interval_s = rec->interval_s,
+        .restarted_at_limit = rec->restarted_at_limit,
     };
     if (in.metric == NULL)
         return;

@@ -161,6 +161,8 @@ char *apm_alert_text_summary(const struct apm_alert *a, char *buf, size_t size)
                "or fragmentation");
     else if (a->native == 0)
         append(buf, size, &len, "; Python's traced memory grows with it");
+    if (a->restarted_at_limit)
+        append(buf, size, &len, "; it replaced a process of its name that reached its limit");
     return buf;
 }
 
@@ -244,6 +246,7 @@ json_t *apm_alert_text_json(const struct apm_alert *a, int64_t now_ms)
     json_object_set_new(s, "rate", a->suspect[0] ? json_real(a->suspect_rate) : json_null());
     json_object_set_new(o, "suspect", s);
     json_object_set_new(o, "native", a->native < 0 ? json_null() : json_boolean(a->native == 1));
+    json_object_set_new(o, "restarted_at_limit", json_boolean(a->restarted_at_limit));
     json_object_set_new(o, "labels", labels_json(a->labels));
     bool acked = apm_alert_acked(a, now_ms);
     json_object_set_new(o, "acked", json_boolean(acked));

@@ -234,6 +234,7 @@ static void update_facts(struct apm_alert *a, const struct apm_alert_input *in, 
         a->native = in->traced_rate < APM_SUSPECTS_NATIVE_RATIO * v->rate ? 1 : 0;
     if (in->cgroup != NULL && in->cgroup[0] != '\0')
         copy_str(a->cgroup, sizeof(a->cgroup), in->cgroup);
+    a->restarted_at_limit = in->restarted_at_limit;
 }
 
 /* The newest resolved alert of (rule, series) still acknowledged: its ack silences a new one. */

@@ -90,6 +90,7 @@ struct apm_alert_input {
     double traced_rate;         /* growth of the traced memory, bytes per second */
     const char *suspect_site;   /* top suspect allocation site ("app/cache.py:88"); NULL = none */
     double suspect_rate;        /* its growth, bytes per second */
+    bool restarted_at_limit;    /* the process replaced one of its name and cgroup at its limit */
 };
 
 /* An alert as listed, persisted and notified. */
@@ -123,7 +124,8 @@ struct apm_alert {
     double forecast_t, forecast_lo_t, forecast_hi_t; /* Unix seconds; hi may be INFINITY */
     char suspect[APM_ALERT_STR_MAX];
     double suspect_rate;
-    int native; /* 1 native or fragmentation, 0 Python heap, -1 unknown */
+    int native;              /* 1 native or fragmentation, 0 Python heap, -1 unknown */
+    bool restarted_at_limit; /* the process replaced one of its name and cgroup at its limit */
     char summary[APM_ALERT_SUMMARY_MAX];
     char labels[APM_ALERT_LABELS_MAX];
     /* Acknowledgement (also silences new episodes of the same rule and series). */

@@ -288,6 +288,10 @@ static void test_alerts_sentence_names_rate_limit_forecast_and_suspect(void **st
     apm_alert_text_summary(&a, buf, sizeof(buf));
     assert_non_null(strstr(buf, "(3h 40m at the earliest)"));
     assert_non_null(strstr(buf, "native code or fragmentation"));
+    assert_null(strstr(buf, "replaced"));
+    a.restarted_at_limit = true;
+    apm_alert_text_summary(&a, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "; it replaced a process of its name that reached its limit"));
 }
 
 /* An exec hook that appends one line per call: counts notifications. */
@@ -330,7 +334,9 @@ static void test_alerts_persisted_firing_survives_reopen_without_renotify(void *
     struct fx *f = *state;
     struct apm_alerts *e = engine(f, counting_notify(f));
     rules_from(f, e, "[rule leak]\nkind = leak\n");
-    observe_at(e, APM_CLASS_LEAK, 0.9, 0);
+    struct apm_alert_input in = leak_input("worker", APM_CLASS_LEAK, 0.9);
+    in.restarted_at_limit = true;
+    apm_alerts_observe(e, &in, T0);
     struct apm_alert a[8];
     for (int i = 0;
          i < 200 && (listed(e, APM_FILTER_FIRING, a) != 1 || a[0].notified != APM_ALERT_FIRING);
@@ -346,6 +352,8 @@ static void test_alerts_persisted_firing_survives_reopen_without_renotify(void *
     e = engine(f, counting_notify(f));
     rules_from(f, e, "[rule leak]\nkind = leak\n");
     assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_true(a[0].restarted_at_limit);
+    assert_non_null(strstr(a[0].summary, "it replaced a process of its name"));
     observe_at(e, APM_CLASS_LEAK, 0.9, 2);
     for (int i = 0; i < 10; i++) {
         assert_int_equal(apm_alerts_run_once(e, T0 + 3000), 0);
