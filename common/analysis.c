@@ -284,12 +284,10 @@ static bool urgent(const struct apm_analysis *a, const struct apm_analysis_windo
 static bool creeping(const struct apm_analysis *a, const struct apm_analysis_window *w,
                      const struct apm_analysis_window *whole)
 {
-    double level = fabs(w->level_now) > 1 ? fabs(w->level_now) : 1;
     bool after_warmup = w->buckets * 2 >= a->n_hist && whole->decel < a->tune.creep_after_decel &&
                         w->decel >= a->tune.creep_after_steady;
     if ((w->buckets != a->n_hist && !after_warmup) || a->samples < a->tune.creep_samples ||
-        w->growth > a->tune.creep_max * level || w->growth < a->tune.rel_min * level ||
-        w->decel < a->tune.creep_decel || w->step_ratio > a->tune.creep_ramp || w->slope <= 0)
+        !w->creep_shape)
         return false;
     if (w->z >= a->tune.creep_z && w->growth >= a->tune.creep_snr * w->scale)
         return true;

@@ -281,10 +281,11 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
     }
     double env_now = y[m - 1];
     out->new_high = env_now > before + tu->drawdown_margin * drawdown;
-    /* The pooled floors are read by the creeping rule only, past its cheaper tests. */
-    if (w * 2 >= s->n && out->slope > 0 && out->growth >= tu->rel_min * level &&
-        out->growth <= tu->creep_max * level && out->decel >= tu->creep_decel &&
-        out->step_ratio <= tu->creep_ramp)
+    /* The creeping rule's shape; the pooled floors are read only for a window that has it. */
+    out->creep_shape = w * 2 >= s->n && out->slope > 0 && out->growth >= tu->rel_min * level &&
+                       out->growth <= tu->creep_max * level && out->decel >= tu->creep_decel &&
+                       out->step_ratio <= tu->creep_ramp;
+    if (out->creep_shape)
         floor_trend(s, w, tu, x, y, tmp, ts_scratch, out);
     out->step = out->step_ratio < tu->step_sse_max;
     out->warmup = out->decel < tu->decel_max;

@@ -71,6 +71,8 @@ struct apm_analysis_window {
     double floor_z;    /* half the history or more, when creep may ask: Mann-Kendall z of the
                           pooled floors */
     double floor_snr;  /* ... and their growth over the residual scale */
+    bool creep_shape;  /* half the history or more: upward growth of rel_min to creep_max of the
+                          level, steady (decel >= creep_decel) and ramp-like (creep_ramp) */
     bool new_high;     /* envelope now above every floor before the window */
     bool continuation; /* a leak window: its growth began before it (or at the series start) */
     bool growing;      /* significant growth beyond noise */

@@ -40,24 +40,29 @@ typedef double (*shape_fn)(double t, struct rng *r);
 
 struct run {
     bool alerted;
-    bool dropped; /* an alert raised went off again while the series still ran */
+    bool dropped;    /* an alert raised went off again while the series still ran */
+    double t_judged; /* time of the first verdict other than stable; -1 none */
     double t_alert;
     struct apm_verdict at_alert;
     struct apm_verdict last;
 };
 
-/* Replays n samples every dt seconds of shape through a balanced analyzer. */
-static struct run replay(shape_fn shape, size_t n, double dt, double limit)
+/* Replays n samples every dt seconds of shape through an analyzer configured by cfg (NULL:
+ * defaults). */
+static struct run replay_with(const struct apm_analysis_config *cfg, shape_fn shape, size_t n,
+                              double dt, double limit)
 {
     struct apm_analysis *a = NULL;
     struct rng r = {0x9e3779b97f4a7c15ULL};
-    struct run out = {0};
-    assert_int_equal(apm_analysis_new(NULL, &a), 0);
+    struct run out = {.t_judged = -1};
+    assert_int_equal(apm_analysis_new(cfg, &a), 0);
     for (size_t i = 0; i < n; i++) {
         double t = (double)i * dt;
         assert_int_equal(apm_analysis_add(a, t, shape(t, &r), limit), 0);
         struct apm_verdict v;
         assert_int_equal(apm_analysis_verdict(a, &v), 0);
+        if (v.cls != APM_CLASS_STABLE && out.t_judged < 0)
+            out.t_judged = t;
         if (v.alert && !out.alerted) {
             out.alerted = true;
             out.t_alert = t;
@@ -69,6 +74,12 @@ static struct run replay(shape_fn shape, size_t n, double dt, double limit)
     assert_int_equal(apm_analysis_verdict(a, &out.last), 0);
     apm_analysis_free(a);
     return out;
+}
+
+/* The same through a balanced analyzer with the default configuration. */
+static struct run replay(shape_fn shape, size_t n, double dt, double limit)
+{
+    return replay_with(NULL, shape, n, dt, limit);
 }
 
 static double sawtooth(double t, struct rng *r)
@@ -196,30 +207,20 @@ static void test_analysis_alert_holds_when_the_leak_slows(void **state)
     assert_int_equal(r.last.cls, APM_CLASS_LEAK);
 }
 
-/*
- * The time at which a leak from the start first alerts: 8 kB/s from 100 MB toward 1 GiB, too
- * fast for the creeping rule, so urgency decides.
- */
+/* 8 kB/s from 100 MB toward 1 GiB: too fast for the creeping rule, so urgency decides. */
+static double fast_leak(double t, struct rng *r)
+{
+    return 100 * MB + 8000.0 * t + noise(r, 1 * MB);
+}
+
+/* The time at which fast_leak, from the process's start, first alerts; -1 never. */
 static double leak_from_start_alert(bool after_exhaustion)
 {
     struct apm_analysis_config cfg;
     apm_analysis_config_init(&cfg);
     cfg.after_exhaustion = after_exhaustion;
-    struct apm_analysis *a = NULL;
-    assert_int_equal(apm_analysis_new(&cfg, &a), 0);
-    struct rng r = {0x9e3779b97f4a7c15ULL};
-    double at = -1;
-    for (size_t i = 0; i < 20000 && at < 0; i++) {
-        double t = (double)i * 10;
-        double rss = 100 * MB + 8000.0 * t + noise(&r, 1 * MB);
-        assert_int_equal(apm_analysis_add(a, t, rss, 1024 * MB), 0);
-        struct apm_verdict v;
-        assert_int_equal(apm_analysis_verdict(a, &v), 0);
-        if (v.alert)
-            at = t;
-    }
-    apm_analysis_free(a);
-    return at;
+    struct run r = replay_with(&cfg, fast_leak, 20000, 10, 1024 * MB);
+    return r.alerted ? r.t_alert : -1;
 }
 
 /* A process that replaced one stopped at its limit is not given the warm-up's benefit of doubt. */
@@ -291,26 +292,25 @@ static void test_analysis_linear_leak_forecast_is_close(void **state)
     assert_true(r.t_alert < truth * 0.5);
 }
 
-/* The sample at which the first verdict other than stable comes, with the given phase. */
+/* 1 MB/s from 100 MB, noiseless. */
+static double steep_leak(double t, struct rng *r)
+{
+    (void)r;
+    return 100 * MB + t * MB;
+}
+
+/*
+ * The sample (counted from 1) that brings the first verdict other than stable, with the given
+ * phase: steep_leak with its limit a minute away is a leak at once. 0 when none comes.
+ */
 static size_t first_verdict_at(unsigned phase)
 {
     struct apm_analysis_config cfg;
     apm_analysis_config_init(&cfg);
     cfg.min_buckets = 8;
     cfg.phase = phase;
-    struct apm_analysis *a = NULL;
-    assert_int_equal(apm_analysis_new(&cfg, &a), 0);
-    size_t at = 0;
-    for (size_t i = 0; i < 100 && at == 0; i++) {
-        /* 1 MB/s from 100 MB, noiseless, with the limit a minute away: a leak at once. */
-        assert_int_equal(apm_analysis_add(a, (double)i, 100 * MB + (double)i * MB, 160 * MB), 0);
-        struct apm_verdict v;
-        assert_int_equal(apm_analysis_verdict(a, &v), 0);
-        if (v.cls != APM_CLASS_STABLE)
-            at = i + 1;
-    }
-    apm_analysis_free(a);
-    return at;
+    struct run r = replay_with(&cfg, steep_leak, 100, 1, 160 * MB);
+    return r.t_judged < 0 ? 0 : (size_t)r.t_judged + 1;
 }
 
 static void test_analysis_phase_shortens_the_first_bucket_only(void **state)
