@@ -12,7 +12,7 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/log.h"
-#include "server/alert_rules.h"
+#include "server/alerts/alert_rules.h"
 #include "server/collector.h"
 
 static void usage(void)

@@ -19,9 +19,9 @@
 #include "agent/uplink.h"
 #include "common/error.h"
 #include "common/log.h"
-#include "server/ingest.h"
-#include "server/store.h"
-#include "server/writer.h"
+#include "server/ingest/ingest.h"
+#include "server/store/store.h"
+#include "server/ingest/writer.h"
 
 static const uint8_t TOKEN[] = "test-token";
 

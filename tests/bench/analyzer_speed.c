@@ -17,8 +17,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "server/analyzer.h"
-#include "server/store.h"
+#include "server/analysis/analyzer.h"
+#include "server/store/store.h"
 
 #define HOSTS 20
 #define PER_HOST 500

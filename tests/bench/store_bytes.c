@@ -24,7 +24,7 @@
 
 #include "common/error.h"
 #include "common/timeutil.h"
-#include "server/store.h"
+#include "server/store/store.h"
 
 #define MAX_TRACES 1024
 

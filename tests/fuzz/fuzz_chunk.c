@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "server/chunk.h"
+#include "server/store/chunk.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "server/http.h"
+#include "server/net/http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

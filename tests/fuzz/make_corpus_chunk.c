@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/chunk.h"
+#include "server/store/chunk.h"
 
 static void write_chunk(const char *dir, const char *name, const int64_t *t, const int64_t *v,
                         int n)

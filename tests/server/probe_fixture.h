@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/store.h"
+#include "server/store/store.h"
 
 #define T0 1700000000000LL
 #define PID_ID "web-3:42:1699999000000"

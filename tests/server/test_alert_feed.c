@@ -19,9 +19,9 @@
 
 #include "common/error.h"
 #include "common/timeutil.h"
-#include "server/alert_feed.h"
+#include "server/alerts/alert_feed.h"
 #include "server/collector.h"
-#include "server/store.h"
+#include "server/store/store.h"
 
 #define PID_ID "web-3:42:1699999000000"
 #define LEAK_RATE 10240.0 /* bytes per second */

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "server/alert_rules.h"
+#include "server/alerts/alert_rules.h"
 
 static char path[64];
 

@@ -16,11 +16,11 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "server/alert_rules.h"
-#include "server/alert_text.h"
-#include "server/alerts.h"
-#include "server/notify.h"
-#include "server/store.h"
+#include "server/alerts/alert_rules.h"
+#include "server/alerts/alert_text.h"
+#include "server/alerts/alerts.h"
+#include "server/alerts/notify.h"
+#include "server/store/store.h"
 
 #define T0 1700000000000LL
 

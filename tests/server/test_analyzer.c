@@ -19,13 +19,13 @@
 #include <uv.h>
 
 #include "common/error.h"
-#include "server/analyzer.h"
-#include "server/analyzer_worker.h"
-#include "server/api.h"
-#include "server/api_forecast.h"
-#include "server/store.h"
-#include "server/store_verdict.h"
-#include "server/writer.h"
+#include "server/analysis/analyzer.h"
+#include "server/analysis/analyzer_worker.h"
+#include "server/api/api.h"
+#include "server/api/api_forecast.h"
+#include "server/store/store.h"
+#include "server/store/store_verdict.h"
+#include "server/ingest/writer.h"
 
 #define MIB (1024.0 * 1024.0)
 #define HOST_TOTAL (4096 * MIB)

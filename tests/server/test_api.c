@@ -21,9 +21,9 @@
 
 #include "common/error.h"
 #include "common/model.h"
-#include "server/api.h"
-#include "server/http.h"
-#include "server/store.h"
+#include "server/api/api.h"
+#include "server/net/http.h"
+#include "server/store/store.h"
 
 #define T0 1700000000000LL /* ms */
 

@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
-#include "server/chunk.h"
+#include "server/store/chunk.h"
 
 /* A small deterministic generator so failures reproduce. */
 static uint64_t next_rand(uint64_t *state)

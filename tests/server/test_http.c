@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "server/http.h"
+#include "server/net/http.h"
 
 struct fixture {
     uv_loop_t loop;

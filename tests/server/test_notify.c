@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server/notify.h"
+#include "server/alerts/notify.h"
 
 static const char hostile[] = "$(touch PWNED); rm -rf /nonexistent `id` ;\nnext line";
 

@@ -9,8 +9,8 @@
 #include <cmocka.h>
 #include <unistd.h>
 
-#include "server/sites.h"
-#include "server/store.h"
+#include "server/analysis/sites.h"
+#include "server/store/store.h"
 #include "tests/server/probe_fixture.h"
 
 static int setup(void **state)

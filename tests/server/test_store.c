@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "server/store.h"
+#include "server/store/store.h"
 
 struct fixture {
     char dir[64];

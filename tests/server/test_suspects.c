@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "server/store.h"
-#include "server/suspects.h"
+#include "server/store/store.h"
+#include "server/analysis/suspects.h"
 #include "tests/server/probe_fixture.h"
 
 #define LEAK_RATE 10240.0 /* bytes per second, the process's and the leaking site's growth */

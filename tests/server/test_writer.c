@@ -12,8 +12,8 @@
 #include <uv.h>
 
 #include "common/error.h"
-#include "server/store.h"
-#include "server/writer.h"
+#include "server/store/store.h"
+#include "server/ingest/writer.h"
 
 #define MAX_JOBS 1000
 

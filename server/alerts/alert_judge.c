@@ -1,0 +1,99 @@
+/*
+ * What a rule says of one observation: whether it matches the series, and
+ * whether its condition is on, off, or in the band between (hold), which is
+ * what keeps an alert from flapping. No state but the arguments.
+ */
+#include "server/alerts/alert_judge.h"
+
+#include <string.h>
+
+static bool matches_re(bool has, const regex_t *re, const char *s)
+{
+    return !has || regexec(re, s != NULL ? s : "", 0, NULL, 0) == 0;
+}
+
+bool apm_alert_rule_matches(const struct apm_alert_rule *r, const struct apm_alert_input *in)
+{
+    if (r->metric[0] != '\0' && strcmp(r->metric, in->metric) != 0)
+        return false;
+    return matches_re(r->has_host, &r->host_re, in->host) &&
+           matches_re(r->has_process, &r->process_re, in->process_name) &&
+           matches_re(r->has_cgroup, &r->cgroup_re, in->cgroup);
+}
+
+/* The smallest value within the rule's window, from the series' track. */
+static double track_min(const struct apm_alert_track *t, double since_s, double fallback)
+{
+    double m = fallback;
+    for (unsigned i = 0; i < t->n; i++) {
+        unsigned j = (t->head + APM_ALERT_TRACK_POINTS - 1 - i) % APM_ALERT_TRACK_POINTS;
+        if (t->t[j] < since_s)
+            break;
+        if (t->v[j] < m)
+            m = t->v[j];
+    }
+    return m;
+}
+
+enum apm_alert_cond apm_alert_judge(const struct apm_alert_rule *r,
+                                    const struct apm_alert_input *in,
+                                    const struct apm_alert_track *t, int64_t now_ms)
+{
+    const struct apm_verdict *v = &in->verdict;
+    /* A series the analysis has not judged yet neither fires nor resolves. */
+    bool judged = !(v->cls == APM_CLASS_STABLE && v->confidence <= 0.0);
+    bool leak = v->cls == APM_CLASS_LEAK;
+    switch (r->kind) {
+    case APM_ALERT_LEAK:
+        if (!judged)
+            return APM_ALERT_COND_HOLD;
+        if (leak && v->confidence >= r->confidence)
+            return APM_ALERT_COND_ON;
+        return leak && v->confidence >= r->confidence - 0.2 ? APM_ALERT_COND_HOLD
+                                                            : APM_ALERT_COND_OFF;
+    case APM_ALERT_NATIVE: {
+        if (!judged || !in->has_traced)
+            return APM_ALERT_COND_HOLD;
+        bool lk = leak && v->confidence >= r->confidence && v->rate > 0;
+        if (lk && in->traced_rate < r->native_ratio * v->rate)
+            return APM_ALERT_COND_ON;
+        return lk && in->traced_rate < 2 * r->native_ratio * v->rate ? APM_ALERT_COND_HOLD
+                                                                     : APM_ALERT_COND_OFF;
+    }
+    case APM_ALERT_EXHAUSTION: {
+        if (!judged)
+            return APM_ALERT_COND_HOLD;
+        if (!v->has_forecast)
+            return APM_ALERT_COND_OFF;
+        double now_s = v->t_last > 0 ? v->t_last : (double)now_ms / 1000.0;
+        double left = v->forecast_lo_t - now_s, horizon = (double)r->horizon_ms / 1000.0;
+        if (left <= horizon)
+            return APM_ALERT_COND_ON;
+        return left <= horizon * 1.25 ? APM_ALERT_COND_HOLD : APM_ALERT_COND_OFF;
+    }
+    case APM_ALERT_THRESHOLD: {
+        double x = r->above;
+        if (r->above_pct) {
+            if (v->limit <= 0)
+                return APM_ALERT_COND_OFF;
+            x = r->above * v->limit;
+        }
+        if (in->value > x)
+            return APM_ALERT_COND_ON;
+        return in->value > 0.95 * x ? APM_ALERT_COND_HOLD : APM_ALERT_COND_OFF;
+    }
+    case APM_ALERT_BLOAT: {
+        if (t == NULL)
+            return APM_ALERT_COND_HOLD;
+        double since = (double)(now_ms - r->within_ms) / 1000.0;
+        double lo = track_min(t, since, in->value);
+        if (lo <= 0)
+            return APM_ALERT_COND_OFF;
+        double step = (in->value - lo) / lo;
+        if (step > r->step)
+            return APM_ALERT_COND_ON;
+        return step > 0.5 * r->step ? APM_ALERT_COND_HOLD : APM_ALERT_COND_OFF;
+    }
+    }
+    return APM_ALERT_COND_OFF;
+}

@@ -1,0 +1,256 @@
+#include "server/alerts/alert_text.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/timeutil.h"
+
+/* Appends formatted text to buf of size bytes at *len, truncating quietly. */
+static void append(char *buf, size_t size, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void append(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+    if (*len + 1 >= size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *len, size - *len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    *len += (size_t)n < size - *len ? (size_t)n : size - *len - 1;
+}
+
+char *apm_alert_text_bytes(double bytes, char *buf, size_t size)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = fabs(bytes);
+    unsigned u = 0;
+    while (v >= 1024.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        v /= 1024.0;
+        u++;
+    }
+    const char *sign = bytes < 0 ? "-" : "";
+    if (u == 0 || v >= 10.0)
+        snprintf(buf, size, "%s%.0f %s", sign, v, units[u]);
+    else
+        snprintf(buf, size, "%s%.1f %s", sign, v, units[u]);
+    return buf;
+}
+
+/* A growth rate in bytes per second as "38 MiB/h" (or per minute when fast). */
+static char *rate_text(double bps, char *buf, size_t size)
+{
+    char b[32];
+    double per_h = bps * 3600.0;
+    if (fabs(per_h) >= 100.0 * 1024 * 1024 * 1024)
+        snprintf(buf, size, "%s/min", apm_alert_text_bytes(bps * 60.0, b, sizeof(b)));
+    else
+        snprintf(buf, size, "%s/h", apm_alert_text_bytes(per_h, b, sizeof(b)));
+    return buf;
+}
+
+static const char *or_unknown(const char *s)
+{
+    return s[0] != '\0' ? s : "?";
+}
+
+static char *limit_text(const struct apm_alert *a, char *buf, size_t size)
+{
+    char b[32];
+    if (a->limit_source[0] != '\0')
+        snprintf(buf, size, "%s %s limit", apm_alert_text_bytes(a->limit, b, sizeof(b)),
+                 a->limit_source);
+    else
+        snprintf(buf, size, "%s limit", apm_alert_text_bytes(a->limit, b, sizeof(b)));
+    return buf;
+}
+
+char *apm_alert_text_forecast(const struct apm_alert *a, double now_s, char *buf, size_t size)
+{
+    char lim[64], mid[32], lo[32], hi[32];
+    if (!a->has_forecast || a->limit <= 0) {
+        snprintf(buf, size, "no forecast: %s",
+                 a->limit > 0 ? "no growth trend" : "no memory limit known");
+        return buf;
+    }
+    apm_duration_format(fmax(0.0, a->forecast_t - now_s), mid, sizeof(mid));
+    apm_duration_format(fmax(0.0, a->forecast_lo_t - now_s), lo, sizeof(lo));
+    if (isfinite(a->forecast_hi_t))
+        apm_duration_format(fmax(0.0, a->forecast_hi_t - now_s), hi, sizeof(hi));
+    else
+        snprintf(hi, sizeof(hi), "never");
+    snprintf(buf, size, "%s in %s (%s - %s)", limit_text(a, lim, sizeof(lim)), mid, lo, hi);
+    return buf;
+}
+
+char *apm_alert_text_suspect(const struct apm_alert *a, char *buf, size_t size)
+{
+    char r[48];
+    if (a->suspect[0] == '\0')
+        snprintf(buf, size, "none yet");
+    else
+        snprintf(buf, size, "%s %s%s", a->suspect, a->suspect_rate >= 0 ? "+" : "",
+                 rate_text(a->suspect_rate, r, sizeof(r)));
+    return buf;
+}
+
+/* The first clause: what happens to which process. */
+static void what(const struct apm_alert *a, char *buf, size_t size, size_t *len)
+{
+    char r[48], v[32], x[32], lim[64];
+    const char *name = or_unknown(a->process_name);
+    if (a->process_id[0] == '\0')
+        append(buf, size, len, "host `%s`", or_unknown(a->host));
+    else
+        append(buf, size, len, "`%s` (pid %d) on `%s`", name, (int)a->pid, or_unknown(a->host));
+    switch (a->kind) {
+    case APM_ALERT_THRESHOLD:
+        append(buf, size, len, " uses %s", apm_alert_text_bytes(a->value, v, sizeof(v)));
+        if (a->limit > 0)
+            append(buf, size, len, " (%.0f%% of its %s)", 100.0 * a->value / a->limit,
+                   limit_text(a, lim, sizeof(lim)));
+        append(buf, size, len, ", above rule `%s`", a->rule);
+        if (a->rate > 0)
+            append(buf, size, len, ", growing ~%s", rate_text(a->rate, r, sizeof(r)));
+        return;
+    case APM_ALERT_BLOAT:
+        append(buf, size, len, " jumped to %s in one step (bloat, not a steady leak)",
+               apm_alert_text_bytes(a->value, x, sizeof(x)));
+        return;
+    case APM_ALERT_LEAK:
+    case APM_ALERT_EXHAUSTION:
+    case APM_ALERT_NATIVE:
+        break;
+    }
+    if (a->rate > 0)
+        append(buf, size, len, " leaks ~%s", rate_text(a->rate, r, sizeof(r)));
+    else
+        append(buf, size, len, " grows toward its limit");
+    append(buf, size, len, " (now %s)", apm_alert_text_bytes(a->value, v, sizeof(v)));
+}
+
+char *apm_alert_text_summary(const struct apm_alert *a, char *buf, size_t size)
+{
+    size_t len = 0;
+    char lim[64], mid[32], lo[32], hi[32], sus[320];
+    buf[0] = '\0';
+    what(a, buf, size, &len);
+    double now_s = (double)a->seen_ms / 1000.0;
+    if (a->has_forecast && a->limit > 0 && a->kind != APM_ALERT_BLOAT) {
+        apm_duration_format(fmax(0.0, a->forecast_t - now_s), mid, sizeof(mid));
+        apm_duration_format(fmax(0.0, a->forecast_lo_t - now_s), lo, sizeof(lo));
+        if (isfinite(a->forecast_hi_t)) {
+            apm_duration_format(fmax(0.0, a->forecast_hi_t - now_s), hi, sizeof(hi));
+            append(buf, size, &len, ", will hit its %s in %s (%s - %s)",
+                   limit_text(a, lim, sizeof(lim)), mid, lo, hi);
+        } else {
+            append(buf, size, &len, ", may hit its %s in %s (%s at the earliest)",
+                   limit_text(a, lim, sizeof(lim)), mid, lo);
+        }
+    }
+    if (a->suspect[0] != '\0')
+        append(buf, size, &len, "; top suspect `%s` %s%s", a->suspect,
+               a->suspect_rate >= 0 ? "+" : "", rate_text(a->suspect_rate, sus, sizeof(sus)));
+    if (a->native == 1)
+        append(buf, size, &len,
+               "; RSS grows but Python's traced memory does not: native code "
+               "or fragmentation");
+    else if (a->native == 0)
+        append(buf, size, &len, "; Python's traced memory grows with it");
+    if (a->restarted_at_limit)
+        append(buf, size, &len, "; it replaced a process of its name that reached its limit");
+    return buf;
+}
+
+static json_t *time_or_null(int64_t ms)
+{
+    return ms > 0 ? json_real((double)ms / 1000.0) : json_null();
+}
+
+static json_t *real_or_null(bool ok, double v)
+{
+    return ok && isfinite(v) ? json_real(v) : json_null();
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s[0] != '\0' ? json_string(s) : json_null();
+}
+
+/* "k=v,k=v" as an object. */
+static json_t *labels_json(const char *labels)
+{
+    json_t *o = json_object();
+    const char *p = labels;
+    while (o != NULL && *p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', n);
+        if (eq != NULL) {
+            char k[128], v[256];
+            snprintf(k, sizeof(k), "%.*s", (int)(eq - p), p);
+            snprintf(v, sizeof(v), "%.*s", (int)(n - (size_t)(eq - p) - 1), eq + 1);
+            json_object_set_new(o, k, json_string(v));
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return o;
+}
+
+json_t *apm_alert_text_json(const struct apm_alert *a, int64_t now_ms)
+{
+    char fc[256], sus[320];
+    double now_s = (double)(a->seen_ms > 0 ? a->seen_ms : now_ms) / 1000.0;
+    json_t *o = json_object();
+    if (o == NULL)
+        return NULL;
+    json_object_set_new(o, "id", json_integer((json_int_t)a->id));
+    json_object_set_new(o, "rule", json_string(a->rule));
+    json_object_set_new(o, "kind", json_string(apm_alert_kind_name(a->kind)));
+    json_object_set_new(o, "severity", json_string(apm_alert_severity_name(a->severity)));
+    json_object_set_new(o, "state", json_string(apm_alert_state_name(a->state)));
+    json_object_set_new(o, "summary", json_string(a->summary));
+    json_object_set_new(o, "host", json_string(a->host));
+    json_object_set_new(o, "process", str_or_null(a->process_id));
+    json_object_set_new(o, "name", str_or_null(a->process_name));
+    json_object_set_new(o, "pid", a->pid > 0 ? json_integer(a->pid) : json_null());
+    json_object_set_new(o, "cgroup", str_or_null(a->cgroup));
+    json_object_set_new(o, "series", json_integer((json_int_t)a->series_id));
+    json_object_set_new(o, "metric", json_string(a->metric));
+    json_object_set_new(o, "started", time_or_null(a->started_ms));
+    json_object_set_new(o, "fired", time_or_null(a->fired_ms));
+    json_object_set_new(o, "resolved", time_or_null(a->resolved_ms));
+    json_object_set_new(o, "last_seen", time_or_null(a->seen_ms));
+    json_object_set_new(o, "class", json_string(a->cls));
+    json_object_set_new(o, "confidence", json_real(a->confidence));
+    json_object_set_new(o, "rate", json_real(a->rate));
+    json_object_set_new(o, "value", json_integer((json_int_t)a->value));
+    json_object_set_new(o, "limit",
+                        a->limit > 0 ? json_integer((json_int_t)a->limit) : json_null());
+    json_object_set_new(o, "limit_source", str_or_null(a->limit_source));
+    json_t *f = json_object();
+    json_object_set_new(f, "text", json_string(apm_alert_text_forecast(a, now_s, fc, sizeof(fc))));
+    json_object_set_new(f, "t", real_or_null(a->has_forecast, a->forecast_t));
+    json_object_set_new(f, "lo_t", real_or_null(a->has_forecast, a->forecast_lo_t));
+    json_object_set_new(f, "hi_t", real_or_null(a->has_forecast, a->forecast_hi_t));
+    json_object_set_new(o, "forecast", f);
+    json_t *s = json_object();
+    json_object_set_new(s, "text", json_string(apm_alert_text_suspect(a, sus, sizeof(sus))));
+    json_object_set_new(s, "site", str_or_null(a->suspect));
+    json_object_set_new(s, "rate", a->suspect[0] ? json_real(a->suspect_rate) : json_null());
+    json_object_set_new(o, "suspect", s);
+    json_object_set_new(o, "native", a->native < 0 ? json_null() : json_boolean(a->native == 1));
+    json_object_set_new(o, "restarted_at_limit", json_boolean(a->restarted_at_limit));
+    json_object_set_new(o, "labels", labels_json(a->labels));
+    bool acked = apm_alert_acked(a, now_ms);
+    json_object_set_new(o, "acked", json_boolean(acked));
+    json_object_set_new(o, "ack_until", acked ? time_or_null(a->ack_until_ms) : json_null());
+    json_object_set_new(o, "ack_comment", acked ? str_or_null(a->ack_comment) : json_null());
+    return o;
+}

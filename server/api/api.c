@@ -1,0 +1,611 @@
+#include "server/api/api.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/model.h"
+#include "common/timeutil.h"
+
+#define API_PREFIX "/api/v1/"
+/* Longest decoded path segment or query value we accept. */
+#define API_VALUE_MAX 512u
+
+struct route {
+    const char *method;
+    const char *pattern;
+    apm_api_route_fn fn;
+    void *ctx;
+};
+
+struct apm_api {
+    struct apm_store *store;
+    apm_api_status_fn status_fn;
+    void *status_ctx;
+    int64_t started_ms;
+    uint64_t requests;
+    uint64_t errors;
+    unsigned nroutes;
+    struct route routes[APM_API_MAX_ROUTES];
+};
+
+static int get_status(const struct apm_api_call *call, json_t **out);
+static int get_hosts(const struct apm_api_call *call, json_t **out);
+static int get_processes(const struct apm_api_call *call, json_t **out);
+static int get_series(const struct apm_api_call *call, json_t **out);
+static int get_samples(const struct apm_api_call *call, json_t **out);
+
+/* The built-in routes; later endpoints join with apm_api_add_route(). */
+static const struct route builtin_routes[] = {
+    {"GET", "status", get_status, NULL},
+    {"GET", "hosts", get_hosts, NULL},
+    {"GET", "processes", get_processes, NULL},
+    {"GET", "series", get_series, NULL},
+    {"GET", "series/{}/samples", get_samples, NULL},
+};
+
+/* ------------------------------------------------------------------ */
+/* Helpers shared by handlers                                          */
+/* ------------------------------------------------------------------ */
+
+int apm_api_error(json_t **out, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    *out = json_pack("{s:s}", "error", msg);
+    return *out ? status : 500;
+}
+
+json_t *apm_api_time(int64_t ms)
+{
+    return json_real((double)ms / 1000.0);
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return (s != NULL && *s != '\0') ? json_string(s) : json_null();
+}
+
+/* Maps a store failure to an answer. */
+static int store_error(json_t **out, int rc)
+{
+    if (rc == -ENOMEM)
+        return apm_api_error(out, 500, "out of memory");
+    return apm_api_error(out, 500, "store: %s", apm_strerror(rc));
+}
+
+struct param_check {
+    const char *const *allowed;
+    char bad[64];
+};
+
+static int check_one_param(void *ctx, const char *name, size_t len)
+{
+    struct param_check *pc = ctx;
+    for (const char *const *a = pc->allowed; *a != NULL; a++) {
+        if (strlen(*a) == len && memcmp(*a, name, len) == 0)
+            return 0;
+    }
+    snprintf(pc->bad, sizeof(pc->bad), "%.*s", (int)(len > 40 ? 40 : len), name);
+    return 1;
+}
+
+/* Refuses parameters a route does not know, so that a typo is not ignored. */
+static int check_params(const struct apm_api_call *call, const char *const *allowed, json_t **out)
+{
+    struct param_check pc = {.allowed = allowed, .bad = ""};
+    if (apm_http_query_foreach(call->req->query, check_one_param, &pc) != 0)
+        return apm_api_error(out, 400, "unknown parameter '%s'", pc.bad);
+    return 0;
+}
+
+/*
+ * Reads a string parameter. Returns 0 with *present set, or an error status
+ * with *out set.
+ */
+static int param_str(const struct apm_api_call *call, const char *name, char *buf, size_t size,
+                     bool *present, json_t **out)
+{
+    int rc = apm_http_query_get(call->req->query, name, buf, size);
+    *present = rc == 0;
+    if (rc == 0 || rc == APM_E_NOTFOUND)
+        return 0;
+    if (rc == APM_E_LIMIT)
+        return apm_api_error(out, 400, "parameter '%s' is too long", name);
+    return apm_api_error(out, 400, "parameter '%s' is not properly encoded", name);
+}
+
+static int param_int(const struct apm_api_call *call, const char *name, long long min,
+                     long long max, bool *present, long long *value, json_t **out)
+{
+    char buf[64];
+    int st = param_str(call, name, buf, sizeof(buf), present, out);
+    if (st != 0 || !*present)
+        return st;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (buf[0] == '\0' || *end != '\0' || errno != 0 || v < min || v > max)
+        return apm_api_error(out, 400, "parameter '%s' must be an integer from %lld to %lld", name,
+                             min, max);
+    *value = v;
+    return 0;
+}
+
+/* A time parameter in Unix seconds (a float), converted to milliseconds. */
+static int param_time(const struct apm_api_call *call, const char *name, bool *present, int64_t *ms,
+                      json_t **out)
+{
+    char buf[64];
+    int st = param_str(call, name, buf, sizeof(buf), present, out);
+    if (st != 0 || !*present)
+        return st;
+    char *end = NULL;
+    double v = strtod(buf, &end);
+    if (buf[0] == '\0' || *end != '\0' || !isfinite(v) || v < 0 || v > 9.0e12)
+        return apm_api_error(out, 400, "parameter '%s' must be Unix seconds, e.g. 1700000000.5",
+                             name);
+    *ms = (int64_t)llround(v * 1000.0);
+    return 0;
+}
+
+static int param_limit(const struct apm_api_call *call, unsigned *limit, json_t **out)
+{
+    bool present = false;
+    long long v = APM_API_MAX_ITEMS;
+    int st = param_int(call, "limit", 1, APM_API_MAX_ITEMS, &present, &v, out);
+    *limit = (unsigned)v;
+    return st;
+}
+
+/*
+ * Collects rows from a store listing into an array, up to a limit. A nonzero
+ * return from the callbacks stops the listing (limit reached or no memory).
+ */
+struct collect {
+    json_t *array;
+    unsigned limit;
+    bool truncated;
+    bool oom;
+};
+
+static int collect_add(struct collect *c, json_t *item)
+{
+    if (json_array_size(c->array) >= c->limit) {
+        json_decref(item);
+        c->truncated = true;
+        return 1;
+    }
+    if (item == NULL || json_array_append_new(c->array, item) != 0) {
+        c->oom = true;
+        return 1;
+    }
+    return 0;
+}
+
+/* Wraps collected rows as {name: [...], "truncated": bool}. */
+static int collect_finish(struct collect *c, int rc, const char *name, json_t **out)
+{
+    if (c->oom) {
+        json_decref(c->array);
+        return apm_api_error(out, 500, "out of memory");
+    }
+    if (rc != 0) {
+        json_decref(c->array);
+        return store_error(out, rc);
+    }
+    *out = json_pack("{s:o, s:b}", name, c->array, "truncated", c->truncated);
+    return *out ? 200 : apm_api_error(out, 500, "out of memory");
+}
+
+/* ------------------------------------------------------------------ */
+/* Handlers                                                            */
+/* ------------------------------------------------------------------ */
+
+static int get_status(const struct apm_api_call *call, json_t **out)
+{
+    static const char *const allowed[] = {NULL};
+    int st = check_params(call, allowed, out);
+    if (st != 0)
+        return st;
+    struct apm_api *api = call->api;
+    json_t *obj =
+        json_pack("{s:s, s:s, s:o, s:o}", "version", APM_VERSION, "commit", APM_GIT_COMMIT, "time",
+                  apm_api_time(apm_now_ms()), "started", apm_api_time(api->started_ms));
+    if (obj == NULL)
+        return apm_api_error(out, 500, "out of memory");
+    struct apm_store_stats ss;
+    memset(&ss, 0, sizeof(ss));
+    int rc = call->store ? apm_store_stats(call->store, &ss) : APM_E_CLOSED;
+    if (rc == 0) {
+        json_object_set_new(
+            obj, "store",
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "series", (json_int_t)ss.series, "samples",
+                      (json_int_t)ss.samples, "chunks", (json_int_t)ss.chunks, "bytes_on_disk",
+                      (json_int_t)ss.bytes_on_disk, "commits", (json_int_t)ss.commits,
+                      "sites_refused", (json_int_t)ss.sites_refused));
+    } else {
+        json_object_set_new(obj, "store", json_pack("{s:s}", "error", apm_strerror(rc)));
+    }
+    json_object_set_new(obj, "api",
+                        json_pack("{s:I, s:I}", "requests", (json_int_t)api->requests, "errors",
+                                  (json_int_t)api->errors));
+    if (api->status_fn != NULL)
+        api->status_fn(api->status_ctx, obj);
+    *out = obj;
+    return 200;
+}
+
+static int host_row(void *ctx, const struct apm_host_info *h)
+{
+    json_t *o = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:I}", "host", h->host, "agent_id",
+                          str_or_null(h->agent_id), "boot_id", str_or_null(h->boot_id), "version",
+                          str_or_null(h->version), "first_seen", apm_api_time(h->first_seen_ms),
+                          "last_seen", apm_api_time(h->last_seen_ms), "processes",
+                          (json_int_t)h->nprocesses);
+    return collect_add(ctx, o);
+}
+
+static int get_hosts(const struct apm_api_call *call, json_t **out)
+{
+    static const char *const allowed[] = {"limit", NULL};
+    struct collect c = {0};
+    int st = check_params(call, allowed, out);
+    if (st == 0)
+        st = param_limit(call, &c.limit, out);
+    if (st != 0)
+        return st;
+    c.array = json_array();
+    if (c.array == NULL)
+        return apm_api_error(out, 500, "out of memory");
+    int rc = apm_store_list_hosts(call->store, host_row, &c);
+    return collect_finish(&c, rc, "hosts", out);
+}
+
+static int process_row(void *ctx, const struct apm_process_info *p)
+{
+    json_t *o =
+        json_pack("{s:s, s:s, s:i, s:i, s:o, s:s, s:s, s:s, s:o, s:o}", "id", p->id, "host",
+                  p->host, "pid", (int)p->pid, "ppid", (int)p->ppid, "start_time",
+                  apm_api_time(p->start_ms), "name", p->name ? p->name : "", "cmdline",
+                  p->cmdline ? p->cmdline : "", "cgroup", p->cgroup ? p->cgroup : "", "first_seen",
+                  apm_api_time(p->first_seen_ms), "last_seen", apm_api_time(p->last_seen_ms));
+    return collect_add(ctx, o);
+}
+
+static int get_processes(const struct apm_api_call *call, json_t **out)
+{
+    static const char *const allowed[] = {"host", "limit", NULL};
+    struct collect c = {0};
+    char host[API_VALUE_MAX];
+    bool has_host = false;
+    int st = check_params(call, allowed, out);
+    if (st == 0)
+        st = param_str(call, "host", host, sizeof(host), &has_host, out);
+    if (st == 0)
+        st = param_limit(call, &c.limit, out);
+    if (st != 0)
+        return st;
+    c.array = json_array();
+    if (c.array == NULL)
+        return apm_api_error(out, 500, "out of memory");
+    int rc = apm_store_list_processes(call->store, has_host ? host : NULL, process_row, &c);
+    return collect_finish(&c, rc, "processes", out);
+}
+
+static json_t *series_json(const struct apm_series_info *s)
+{
+    bool host_series = s->process_id == NULL || s->process_id[0] == '\0';
+    const char *metric = apm_metric_name(s->metric);
+    return json_pack("{s:I, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:I, s:I}", "id", (json_int_t)s->id,
+                     "host", s->host ? s->host : "", "process", str_or_null(s->process_id), "name",
+                     str_or_null(s->process_name), "pid",
+                     host_series ? json_null() : json_integer(s->pid), "metric",
+                     metric ? metric : "unknown", "first", apm_api_time(s->first_ms), "last",
+                     apm_api_time(s->last_ms), "last_value", (json_int_t)s->last_value, "samples",
+                     (json_int_t)s->nsamples);
+}
+
+static int series_row(void *ctx, const struct apm_series_info *s)
+{
+    return collect_add(ctx, series_json(s));
+}
+
+static int get_series(const struct apm_api_call *call, json_t **out)
+{
+    static const char *const allowed[] = {"host",   "pid",   "process", "process_id",
+                                          "metric", "limit", NULL};
+    struct collect c = {0};
+    char host[API_VALUE_MAX], name[API_VALUE_MAX], pid_id[API_VALUE_MAX], metric[64];
+    bool has_host = false, has_name = false, has_id = false, has_pid = false, has_metric = false;
+    long long pid = 0;
+    struct apm_series_filter f;
+    memset(&f, 0, sizeof(f));
+    int st = check_params(call, allowed, out);
+    if (st == 0)
+        st = param_str(call, "host", host, sizeof(host), &has_host, out);
+    if (st == 0)
+        st = param_str(call, "process", name, sizeof(name), &has_name, out);
+    if (st == 0)
+        st = param_str(call, "process_id", pid_id, sizeof(pid_id), &has_id, out);
+    if (st == 0)
+        st = param_int(call, "pid", 1, INT32_MAX, &has_pid, &pid, out);
+    if (st == 0)
+        st = param_str(call, "metric", metric, sizeof(metric), &has_metric, out);
+    if (st == 0 && has_metric && apm_metric_parse(metric, &f.metric) != 0)
+        st = apm_api_error(out, 400,
+                           "unknown metric '%.64s' (rss, pss, uss, swap, cgroup_usage, "
+                           "cgroup_limit, mem_available, mem_total, traced, site_size, site_count)",
+                           metric);
+    if (st == 0)
+        st = param_limit(call, &c.limit, out);
+    if (st != 0)
+        return st;
+    f.host = has_host ? host : NULL;
+    f.process_name = has_name ? name : NULL;
+    f.process_id = has_id ? pid_id : NULL;
+    f.pid = (int32_t)pid;
+    c.array = json_array();
+    if (c.array == NULL)
+        return apm_api_error(out, 500, "out of memory");
+    int rc = apm_store_list_series(call->store, &f, series_row, &c);
+    return collect_finish(&c, rc, "series", out);
+}
+
+static int parse_series_id(const char *s, uint64_t *id)
+{
+    if (*s == '\0' || strlen(s) > 20)
+        return -1;
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *id = v;
+    return 0;
+}
+
+static int series_one(void *ctx, const struct apm_series_info *s)
+{
+    json_t **dst = ctx;
+    *dst = series_json(s);
+    return 1;
+}
+
+struct sample_ctx {
+    json_t *array;
+    unsigned limit;
+    size_t n;
+    bool truncated;
+    bool oom;
+};
+
+static int sample_row(void *ctx, int64_t t_ms, int64_t value)
+{
+    struct sample_ctx *sc = ctx;
+    if (sc->n >= sc->limit) {
+        sc->truncated = true;
+        return 1;
+    }
+    json_t *pair = json_pack("[o, I]", apm_api_time(t_ms), (json_int_t)value);
+    if (pair == NULL || json_array_append_new(sc->array, pair) != 0) {
+        sc->oom = true;
+        return 1;
+    }
+    sc->n++;
+    return 0;
+}
+
+static int get_samples(const struct apm_api_call *call, json_t **out)
+{
+    static const char *const allowed[] = {"from", "to", "limit", NULL};
+    uint64_t id = 0;
+    int64_t from = 0, to = INT64_MAX;
+    bool has_from = false, has_to = false;
+    struct sample_ctx sc = {0};
+    if (parse_series_id(call->params[0], &id) != 0)
+        return apm_api_error(out, 400, "bad series id '%.64s': expected a decimal number",
+                             call->params[0]);
+    int st = check_params(call, allowed, out);
+    if (st == 0)
+        st = param_time(call, "from", &has_from, &from, out);
+    if (st == 0)
+        st = param_time(call, "to", &has_to, &to, out);
+    if (st == 0 && from > to)
+        st = apm_api_error(out, 400, "'from' is after 'to'");
+    if (st == 0)
+        st = param_limit(call, &sc.limit, out);
+    if (st != 0)
+        return st;
+
+    json_t *series = NULL;
+    int rc = apm_store_get_series(call->store, id, series_one, &series);
+    if (rc == APM_E_NOTFOUND || (rc == 0 && series == NULL))
+        return apm_api_error(out, 404, "no series %llu", (unsigned long long)id);
+    if (rc != 0)
+        return store_error(out, rc);
+    sc.array = json_array();
+    json_t *obj = json_pack("{s:o, s:o, s:o, s:O}", "series", series, "from",
+                            has_from ? apm_api_time(from) : json_null(), "to",
+                            has_to ? apm_api_time(to) : json_null(), "samples", sc.array);
+    json_decref(sc.array); /* obj holds it now, or the pack failed */
+    if (obj == NULL)
+        return apm_api_error(out, 500, "out of memory");
+    rc = apm_store_read_samples(call->store, id, from, to, sample_row, &sc);
+    if (sc.oom || rc != 0) {
+        json_decref(obj);
+        return sc.oom ? apm_api_error(out, 500, "out of memory") : store_error(out, rc);
+    }
+    json_object_set_new(obj, "truncated", json_boolean(sc.truncated));
+    *out = obj;
+    return 200;
+}
+
+/* ------------------------------------------------------------------ */
+/* Router                                                              */
+/* ------------------------------------------------------------------ */
+
+static int valid_pattern(const char *p)
+{
+    unsigned n = 1;
+    if (*p == '\0' || *p == '/' || p[strlen(p) - 1] == '/')
+        return 0;
+    for (const char *c = p; *c; c++) {
+        if (*c == '/' && (c[1] == '/' || ++n > APM_API_MAX_SEGMENTS))
+            return 0;
+    }
+    return 1;
+}
+
+int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out)
+{
+    struct apm_api *api = calloc(1, sizeof(*api));
+    if (api == NULL)
+        return -ENOMEM;
+    api->store = cfg->store;
+    api->status_fn = cfg->status_fn;
+    api->status_ctx = cfg->ctx;
+    api->started_ms = apm_now_ms();
+    for (size_t i = 0; i < sizeof(builtin_routes) / sizeof(builtin_routes[0]); i++)
+        api->routes[api->nroutes++] = builtin_routes[i];
+    *out = api;
+    return 0;
+}
+
+void apm_api_free(struct apm_api *api)
+{
+    free(api);
+}
+
+int apm_api_add_route(struct apm_api *api, const char *method, const char *pattern,
+                      apm_api_route_fn fn, void *ctx)
+{
+    if (method == NULL || pattern == NULL || fn == NULL || !valid_pattern(pattern))
+        return -EINVAL;
+    if (api->nroutes >= APM_API_MAX_ROUTES)
+        return APM_E_LIMIT;
+    api->routes[api->nroutes++] = (struct route){method, pattern, fn, ctx};
+    return 0;
+}
+
+struct segments {
+    const char *at[APM_API_MAX_SEGMENTS];
+    size_t len[APM_API_MAX_SEGMENTS];
+    unsigned n;
+};
+
+/* Splits what follows the prefix; empty segments (a//b, trailing /) never match. */
+static int split_path(const char *rest, struct segments *sg)
+{
+    sg->n = 0;
+    const char *p = rest;
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len == 0 || sg->n == APM_API_MAX_SEGMENTS)
+            return -1;
+        sg->at[sg->n] = p;
+        sg->len[sg->n] = len;
+        sg->n++;
+        if (slash == NULL)
+            return 0;
+        p = slash + 1;
+    }
+}
+
+/* Returns 1 when the path matches pattern (the "{}" segments are noted). */
+static int match(const char *pattern, const struct segments *sg, unsigned *captures,
+                 unsigned *ncaptures)
+{
+    const char *p = pattern;
+    *ncaptures = 0;
+    for (unsigned i = 0; i < sg->n; i++) {
+        if (*p == '\0')
+            return 0;
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len == 2 && p[0] == '{' && p[1] == '}')
+            captures[(*ncaptures)++] = i;
+        else if (len != sg->len[i] || memcmp(p, sg->at[i], len) != 0)
+            return 0;
+        p = slash ? slash + 1 : p + len;
+    }
+    return *p == '\0';
+}
+
+int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out)
+{
+    *out = NULL;
+    api->requests++;
+    size_t plen = strlen(API_PREFIX);
+    struct segments sg = {0};
+    int status = 0;
+    if (strncmp(req->path, API_PREFIX, plen) != 0 || split_path(req->path + plen, &sg) != 0)
+        status = apm_api_error(out, 404, "no such endpoint: %.200s", req->path);
+
+    bool path_known = false;
+    char values[APM_API_MAX_SEGMENTS][API_VALUE_MAX];
+    for (unsigned r = 0; status == 0 && r < api->nroutes; r++) {
+        const struct route *rt = &api->routes[r];
+        unsigned caps[APM_API_MAX_SEGMENTS], ncaps = 0;
+        if (!match(rt->pattern, &sg, caps, &ncaps))
+            continue;
+        path_known = true;
+        if (strcmp(rt->method, req->method) != 0)
+            continue;
+        struct apm_api_call call = {
+            .api = api, .store = api->store, .req = req, .nparams = ncaps, .ctx = rt->ctx};
+        for (unsigned i = 0; i < ncaps && status == 0; i++) {
+            unsigned s = caps[i];
+            if (apm_http_decode(sg.at[s], sg.len[s], false, values[i], API_VALUE_MAX) != 0)
+                status = apm_api_error(out, 400, "bad path segment: %.64s", sg.at[s]);
+            call.params[i] = values[i];
+        }
+        if (status == 0)
+            status = rt->fn(&call, out);
+        break;
+    }
+    if (status == 0 && path_known)
+        status = apm_api_error(out, 405, "method %s not allowed on %.200s", req->method, req->path);
+    else if (status == 0)
+        status = apm_api_error(out, 404, "no such endpoint: %.200s", req->path);
+    if (status >= 400)
+        api->errors++;
+    return status;
+}
+
+void apm_api_handle(void *ctx, struct apm_http_conn *conn, const struct apm_http_request *req)
+{
+    struct apm_api *api = ctx;
+    json_t *obj = NULL;
+    int status = apm_api_route(api, req, &obj);
+    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    json_decref(obj);
+    if (text == NULL) {
+        apm_http_respond_error(conn, 500, "out of memory");
+        return;
+    }
+    size_t len = strlen(text);
+    /* A final newline keeps terminals tidy for people using curl. */
+    char *body = realloc(text, len + 2);
+    if (body == NULL) {
+        free(text);
+        apm_http_respond_error(conn, 500, "out of memory");
+        return;
+    }
+    body[len] = '\n';
+    body[len + 1] = '\0';
+    apm_http_respond(conn, status, "application/json", body, len + 1);
+}

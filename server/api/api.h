@@ -1,0 +1,105 @@
+#ifndef APM_API_H
+#define APM_API_H
+
+/*
+ * The collector's JSON API under /api/v1/ (docs/api.md). A table of routes
+ * maps (method, path pattern) to a handler; a pattern is a '/'-separated list
+ * of segments where "{}" matches any one segment, handed to the handler
+ * percent-decoded. Modules that own later endpoints (forecasts, alerts, ...)
+ * add their routes with apm_api_add_route() and answer with the helpers
+ * below, so that every endpoint speaks the same dialect: JSON objects, time
+ * in Unix seconds as floats, sizes in bytes, errors as {"error": "..."}.
+ *
+ * Threads: the loop thread. Reads go through the store's read API (each in
+ * its own read transaction, memory-mapped, no disk writes). Every answer is
+ * capped (APM_API_MAX_ITEMS rows or samples) so no query grows memory
+ * without bound.
+ */
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "server/net/http.h"
+#include "server/store/store.h"
+
+/* Most rows (hosts, processes, series) or samples in one answer. */
+#define APM_API_MAX_ITEMS 100000u
+/* Most path segments of a route, and most routes added at run time. */
+#define APM_API_MAX_SEGMENTS 8u
+#define APM_API_MAX_ROUTES 64u
+
+struct apm_api;
+
+/*
+ * Called for GET /api/v1/status with the answer object under construction:
+ * the collector adds its own members (ingest, writer and HTTP counters...).
+ * obj is borrowed. Loop thread.
+ */
+typedef void (*apm_api_status_fn)(void *ctx, json_t *obj);
+
+struct apm_api_config {
+    struct apm_store *store;     /* borrowed; must outlive the API */
+    apm_api_status_fn status_fn; /* may be NULL */
+    void *ctx;                   /* passed to status_fn */
+};
+
+/* What a route handler gets: the request and the decoded "{}" segments. */
+struct apm_api_call {
+    struct apm_api *api;
+    struct apm_store *store;
+    const struct apm_http_request *req;
+    const char *params[APM_API_MAX_SEGMENTS]; /* decoded "{}" segments, in order */
+    unsigned nparams;
+    void *ctx; /* the route's ctx */
+};
+
+/*
+ * A route handler: sets *out to an owned JSON value (an object, or an error
+ * object made with apm_api_error) and returns the HTTP status.
+ */
+typedef int (*apm_api_route_fn)(const struct apm_api_call *call, json_t **out);
+
+/*
+ * Creates the API. cfg is copied; the store it names is borrowed. Returns 0
+ * and *out owned (free with apm_api_free) or -ENOMEM. Loop thread.
+ */
+int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out);
+
+/* Frees the API. No request may be in progress. Accepts NULL. */
+void apm_api_free(struct apm_api *api);
+
+/*
+ * Adds a route served under /api/v1/: method ("GET", "POST"), pattern such
+ * as "alerts/{}/ack" (borrowed; must outlive the API, normally a literal),
+ * fn, and ctx handed to fn (borrowed). Routes added later are tried after
+ * the built-in ones. Returns 0, -EINVAL for a malformed pattern, or
+ * APM_E_LIMIT past APM_API_MAX_ROUTES. Loop thread, before serving.
+ */
+int apm_api_add_route(struct apm_api *api, const char *method, const char *pattern,
+                      apm_api_route_fn fn, void *ctx);
+
+/*
+ * Routes one request: sets *out to the owned answer (free with json_decref)
+ * and returns its HTTP status: the handler's, 404 for an unknown path, 405
+ * for a known path with another method, 400 for a bad parameter, 500 when
+ * out of memory (then *out may be NULL). Borrows req. Loop thread.
+ */
+int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out);
+
+/*
+ * The HTTP handler (an apm_http_handler_fn; pass the API as its ctx):
+ * routes the request and answers it on conn with the JSON text. Loop thread.
+ */
+void apm_api_handle(void *api, struct apm_http_conn *conn, const struct apm_http_request *req);
+
+/*
+ * Sets *out to a new {"error": <formatted message>} object and returns
+ * status, so that a handler can `return apm_api_error(out, 400, "...")`.
+ */
+int apm_api_error(json_t **out, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Milliseconds as JSON Unix seconds (a real). Returns a new reference. */
+json_t *apm_api_time(int64_t ms);
+
+#endif

@@ -1,0 +1,529 @@
+#include "server/ingest/ingest.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "common/error.h"
+#include "common/frame.h"
+#include "common/log.h"
+
+#define READ_BUF_SIZE (64u * 1024u)
+
+struct conn {
+    uv_tcp_t tcp; /* first member: the handle's address is the conn's */
+    uv_timer_t timer;
+    struct apm_ingest *in;
+    struct conn *prev, *next;
+    int handles_open;
+    unsigned inflight;
+    bool authed;
+    bool closing;  /* handles closing or closed */
+    bool draining; /* collector stopping: wait for commits, then close */
+    bool paused;   /* reading stopped for backpressure */
+    bool failing;  /* an Error frame is on its way; close follows */
+    struct apm_frame_reader reader;
+    struct apm_codec_dec dec;
+    struct apm_agent_ident ident;
+    char peer[64];
+    uint8_t rbuf[READ_BUF_SIZE];
+};
+
+struct write_req {
+    uv_write_t req;
+    struct conn *c;
+    bool close_after;
+    uint8_t *buf;
+};
+
+struct apm_ingest {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    struct apm_store *store;
+    struct apm_writer *writer;
+    struct apm_ingest_options opt;
+    struct conn *conns;
+    struct apm_ingest_stats stats;
+    bool closing;
+    bool listener_closed;
+    apm_ingest_close_cb close_cb;
+    void *close_ctx;
+};
+
+static void conn_close(struct conn *c);
+static void conn_fail(struct conn *c, enum apm_wire_error code, bool retryable, const char *fmt,
+                      ...) __attribute__((format(printf, 4, 5)));
+
+static void maybe_finish_close(struct apm_ingest *in)
+{
+    if (in->closing && in->listener_closed && in->conns == NULL) {
+        apm_ingest_close_cb cb = in->close_cb;
+        void *ctx = in->close_ctx;
+        free(in);
+        if (cb != NULL)
+            cb(ctx);
+    }
+}
+
+static void conn_maybe_free(struct conn *c)
+{
+    if (c->handles_open > 0 || c->inflight > 0)
+        return;
+    struct apm_ingest *in = c->in;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        in->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    in->stats.active--;
+    apm_frame_reader_close(&c->reader);
+    apm_codec_dec_close(&c->dec);
+    free(c);
+    maybe_finish_close(in);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    c->handles_open--;
+    conn_maybe_free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    struct conn *c = w->c;
+    free(w->buf);
+    bool close_after = w->close_after;
+    free(w);
+    if (status < 0 || close_after)
+        conn_close(c);
+}
+
+/* Queues an encoded frame; takes ownership of f->buf. */
+static void conn_send(struct conn *c, struct apm_frame_out *f, bool close_after)
+{
+    if (c->closing) {
+        free(f->buf);
+        return;
+    }
+    struct write_req *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        free(f->buf);
+        conn_close(c);
+        return;
+    }
+    w->c = c;
+    w->buf = f->buf;
+    w->close_after = close_after;
+    uv_buf_t b = uv_buf_init((char *)f->buf, (unsigned)f->len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        free(w->buf);
+        free(w);
+        conn_close(c);
+    }
+}
+
+static void conn_fail(struct conn *c, enum apm_wire_error code, bool retryable, const char *fmt,
+                      ...)
+{
+    if (c->closing || c->failing)
+        return;
+    c->failing = true;
+    uv_timer_stop(&c->timer);
+    struct apm_msg_error e = {.code = code, .retryable = retryable};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.text, sizeof(e.text), fmt, ap);
+    va_end(ap);
+    apm_warn("ingest: peer %s (agent '%s'): %s; closing", c->peer,
+             c->authed ? c->ident.agent_id : "-", e.text);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    struct apm_frame_out f;
+    if (apm_codec_encode_error(&e, &f) == 0)
+        conn_send(c, &f, true);
+    else
+        conn_close(c);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    if (c->authed) {
+        c->in->stats.idle_timeouts++;
+        conn_fail(c, APM_WIRE_ERR_PROTOCOL, true, "idle timeout");
+    } else {
+        c->in->stats.handshake_timeouts++;
+        conn_fail(c, APM_WIRE_ERR_PROTOCOL, true, "no Hello within the handshake timeout");
+    }
+}
+
+/* Compares the whole secret whatever the input, so timing says nothing about it. */
+static bool token_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    size_t n = alen > blen ? alen : blen;
+    unsigned diff = (unsigned)(alen ^ blen);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t x = i < alen ? a[i] : 0;
+        uint8_t y = i < blen ? b[i] : 0;
+        diff |= (unsigned)(x ^ y);
+    }
+    return diff == 0 && alen > 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_resume(struct conn *c)
+{
+    if (c->paused && !c->closing && !c->draining) {
+        c->paused = false;
+        uv_read_start((uv_stream_t *)&c->tcp, NULL, on_read);
+    }
+}
+
+static void on_committed(void *ctx, uint64_t seq, int status)
+{
+    struct conn *c = ctx;
+    struct apm_ingest *in = c->in;
+    c->inflight--;
+    /* While draining, the last ack closes the connection once it is written. */
+    bool last = c->draining && c->inflight == 0;
+    if (status >= 0) {
+        if (status == 1)
+            in->stats.duplicates++;
+        if (!c->closing && !c->failing) {
+            struct apm_frame_out f;
+            if (apm_codec_encode_ack(seq, &f) == 0) {
+                in->stats.acks++;
+                conn_send(c, &f, last);
+                last = false;
+            }
+        }
+    } else {
+        in->stats.store_errors++;
+        if (!c->closing)
+            conn_fail(c, APM_WIRE_ERR_STORE, true, "store could not commit batch %llu: %s",
+                      (unsigned long long)seq, apm_strerror(status));
+    }
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (last && !c->failing) {
+        conn_close(c);
+        return;
+    }
+    if (c->inflight <= in->opt.max_inflight / 2)
+        conn_resume(c);
+}
+
+static int handle_hello(struct conn *c, const uint8_t *p, size_t len)
+{
+    struct apm_ingest *in = c->in;
+    struct apm_msg m;
+    int rc = apm_codec_decode(NULL, p, len, &m);
+    if (rc != 0 || m.type != APM_MSG_HELLO) {
+        apm_msg_clear(&m);
+        in->stats.protocol_errors++;
+        conn_fail(c, APM_WIRE_ERR_PROTOCOL, false, "the first frame must be a valid Hello");
+        return APM_E_PROTO;
+    }
+    if (!token_equal(m.u.hello.token, m.u.hello.token_len, in->opt.token, in->opt.token_len)) {
+        in->stats.auth_failures++;
+        conn_fail(c, APM_WIRE_ERR_AUTH, false, "wrong token from agent '%s' on host '%s'",
+                  m.u.hello.ident.agent_id, m.u.hello.ident.host);
+        return APM_E_AUTH;
+    }
+    if (m.u.hello.protocol != APM_PROTOCOL_VERSION) {
+        in->stats.protocol_errors++;
+        conn_fail(c, APM_WIRE_ERR_PROTOCOL, false, "protocol version %u not supported (want %u)",
+                  m.u.hello.protocol, APM_PROTOCOL_VERSION);
+        return APM_E_PROTO;
+    }
+    c->ident = m.u.hello.ident;
+    c->authed = true;
+    apm_frame_reader_set_max(&c->reader, in->opt.max_frame);
+    uint64_t last = 0;
+    rc = apm_store_watermark(in->store, c->ident.agent_id, c->ident.instance, &last);
+    if (rc != 0) {
+        in->stats.store_errors++;
+        conn_fail(c, APM_WIRE_ERR_STORE, true, "cannot read watermark: %s", apm_strerror(rc));
+        return rc;
+    }
+    apm_info("ingest: agent '%s' on host '%s' (%s) connected from %s, last committed seq %llu",
+             c->ident.agent_id, c->ident.host, c->ident.version, c->peer, (unsigned long long)last);
+    struct apm_frame_out f;
+    if (apm_codec_encode_hello_ack(last, in->opt.max_frame, &f) == 0)
+        conn_send(c, &f, false);
+    return 0;
+}
+
+static int handle_batch(struct conn *c, const uint8_t *p, size_t len)
+{
+    struct apm_ingest *in = c->in;
+    struct apm_msg m;
+    int rc = apm_codec_decode(&c->dec, p, len, &m);
+    if (rc != 0) {
+        in->stats.decode_errors++;
+        conn_fail(c, rc == APM_E_LIMIT ? APM_WIRE_ERR_OVERLOADED : APM_WIRE_ERR_PROTOCOL,
+                  rc == APM_E_LIMIT, "bad frame: %s", apm_strerror(rc));
+        return rc;
+    }
+    if (m.type != APM_MSG_BATCH) {
+        apm_msg_clear(&m);
+        in->stats.protocol_errors++;
+        conn_fail(c, APM_WIRE_ERR_PROTOCOL, false, "unexpected message type %d", (int)m.type);
+        return APM_E_PROTO;
+    }
+    struct apm_batch *b = m.u.batch;
+    uint64_t nsamples = b->nsamples;
+    rc = apm_writer_submit(in->writer, &c->ident, b, on_committed, c);
+    if (rc != 0) {
+        apm_batch_free(b);
+        in->stats.overloaded++;
+        conn_fail(c, rc == APM_E_CLOSED ? APM_WIRE_ERR_SHUTDOWN : APM_WIRE_ERR_OVERLOADED, true,
+                  "collector busy: %s", apm_strerror(rc));
+        return rc;
+    }
+    in->stats.batches++;
+    in->stats.samples += nsamples;
+    c->inflight++;
+    if (c->inflight >= in->opt.max_inflight && !c->paused) {
+        c->paused = true;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+    return 0;
+}
+
+static int on_frame(void *ctx, const uint8_t *p, size_t len)
+{
+    struct conn *c = ctx;
+    if (c->closing || c->failing)
+        return APM_E_CLOSED;
+    if (!c->authed)
+        return handle_hello(c, p, len);
+    uv_timer_again(&c->timer);
+    return handle_batch(c, p, len);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+    (void)suggested;
+    *buf = uv_buf_init((char *)c->rbuf, sizeof(c->rbuf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    (void)buf;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            apm_debug("ingest: peer %s: read error: %s", c->peer, uv_strerror((int)nread));
+        conn_close(c);
+        return;
+    }
+    int rc = apm_frame_reader_feed(&c->reader, c->rbuf, (size_t)nread, on_frame, c);
+    if (rc == APM_E_FRAME_TOO_BIG) {
+        c->in->stats.frames_too_big++;
+        conn_fail(c, APM_WIRE_ERR_TOO_BIG, false, "frame length above the %s maximum",
+                  c->authed ? "frame" : "Hello");
+    } else if (rc == -ENOMEM) {
+        conn_fail(c, APM_WIRE_ERR_OVERLOADED, true, "out of memory");
+    }
+    /* Other errors were reported where they happened. */
+}
+
+static void peer_name(struct conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, host, sizeof(host));
+            port = ntohs(a->sin6_port);
+        } else {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            uv_ip4_name(a, host, sizeof(host));
+            port = ntohs(a->sin_port);
+        }
+    }
+    snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct apm_ingest *in = server->data;
+    if (status < 0) {
+        apm_warn("ingest: accept failed: %s", uv_strerror(status));
+        return;
+    }
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    c->in = in;
+    uv_tcp_init(in->loop, &c->tcp);
+    uv_timer_init(in->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles_open = 2;
+    apm_frame_reader_init(&c->reader, APM_FRAME_HELLO_MAX);
+    apm_codec_dec_init(&c->dec);
+    c->next = in->conns;
+    if (in->conns != NULL)
+        in->conns->prev = c;
+    in->conns = c;
+    in->stats.active++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    in->stats.accepted++;
+    peer_name(c);
+    if (in->stats.active > in->opt.max_connections) {
+        in->stats.refused_over_cap++;
+        conn_fail(c, APM_WIRE_ERR_OVERLOADED, true, "connection cap (%u) reached",
+                  in->opt.max_connections);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_timer_start(&c->timer, on_timeout, in->opt.handshake_timeout_ms, in->opt.idle_timeout_ms);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static int resolve(const char *endpoint, struct sockaddr_storage *ss)
+{
+    char host[256];
+    int port;
+    if (apm_endpoint_split(endpoint, host, sizeof(host), &port) != 0)
+        return APM_E_CONFIG;
+    if (host[0] == '\0')
+        snprintf(host, sizeof(host), "0.0.0.0");
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+        return 0;
+    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+        return 0;
+    return APM_E_CONFIG; /* names are not resolved: the loop never waits on DNS */
+}
+
+int apm_ingest_new(uv_loop_t *loop, struct apm_store *store, struct apm_writer *writer,
+                   const struct apm_ingest_options *opt, struct apm_ingest **out)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (resolve(opt->listen, &ss) != 0) {
+        apm_error("ingest: listen address '%s' is not a numeric HOST:PORT", opt->listen);
+        return APM_E_CONFIG;
+    }
+    struct apm_ingest *in = calloc(1, sizeof(*in));
+    if (in == NULL)
+        return -ENOMEM;
+    in->loop = loop;
+    in->store = store;
+    in->writer = writer;
+    in->opt = *opt;
+    if (in->opt.max_connections == 0)
+        in->opt.max_connections = 1024;
+    if (in->opt.handshake_timeout_ms == 0)
+        in->opt.handshake_timeout_ms = 10000;
+    if (in->opt.idle_timeout_ms == 0)
+        in->opt.idle_timeout_ms = 300000;
+    if (in->opt.max_frame == 0 || in->opt.max_frame > APM_FRAME_MAX)
+        in->opt.max_frame = APM_FRAME_MAX;
+    if (in->opt.max_inflight == 0)
+        in->opt.max_inflight = 64;
+    uv_tcp_init(loop, &in->listener);
+    in->listener.data = in;
+    int rc = uv_tcp_bind(&in->listener, (struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&in->listener, 511, on_connection);
+    if (rc != 0) {
+        apm_error("ingest: cannot listen on %s: %s", opt->listen, uv_strerror(rc));
+        /* The handle is initialised: it must be closed, and freed only then. */
+        in->closing = true;
+        uv_close((uv_handle_t *)&in->listener, (uv_close_cb)free);
+        return rc;
+    }
+    apm_info("ingest: listening on %s", opt->listen);
+    *out = in;
+    return 0;
+}
+
+int apm_ingest_port(const struct apm_ingest *in)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getsockname(&in->listener, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+void apm_ingest_get_stats(const struct apm_ingest *in, struct apm_ingest_stats *out)
+{
+    *out = in->stats;
+}
+
+int apm_ingest_send_control(struct apm_ingest *in, const char *host,
+                            const struct apm_msg_control *ctl)
+{
+    int sent = 0;
+    for (struct conn *c = in->conns; c != NULL; c = c->next) {
+        if (!c->authed || c->closing || strcmp(c->ident.host, host) != 0)
+            continue;
+        struct apm_frame_out f;
+        int rc = apm_codec_encode_control(ctl, &f);
+        if (rc != 0)
+            return rc;
+        conn_send(c, &f, false);
+        in->stats.controls_sent++;
+        sent++;
+    }
+    return sent;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct apm_ingest *in = h->data;
+    in->listener_closed = true;
+    maybe_finish_close(in);
+}
+
+void apm_ingest_close(struct apm_ingest *in, apm_ingest_close_cb cb, void *ctx)
+{
+    in->closing = true;
+    in->close_cb = cb;
+    in->close_ctx = ctx;
+    /* Drain: stop reading, let the writer report what it holds, ack it, close. */
+    for (struct conn *c = in->conns; c != NULL;) {
+        struct conn *next = c->next;
+        c->draining = true;
+        if (!c->closing) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            if (c->inflight == 0)
+                conn_close(c);
+        }
+        c = next;
+    }
+    uv_close((uv_handle_t *)&in->listener, on_listener_closed);
+}

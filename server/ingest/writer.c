@@ -1,0 +1,298 @@
+/*
+ * The group-commit writer. The loop thread queues jobs under a mutex and
+ * signals a condition variable; the writer thread takes every waiting job,
+ * stores them all in one transaction, commits once, moves the jobs to the
+ * done list and wakes the loop with uv_async_send, whose callback reports
+ * each job on the loop thread. Closing is asynchronous too: the thread says
+ * it has exited through the same async handle, and only then is the handle
+ * closed, so the loop never waits for a commit.
+ */
+#include "server/ingest/writer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/log.h"
+
+#define DEFAULT_MAX_QUEUE 4096u
+
+struct job {
+    struct job *next;
+    struct apm_agent_ident agent;
+    struct apm_batch *batch;
+    apm_writer_done_cb cb;
+    void *ctx;
+    int status;
+};
+
+struct job_list {
+    struct job *head;
+    struct job *tail;
+};
+
+struct apm_writer {
+    uv_async_t async;
+    struct apm_store *store;
+    unsigned max_queue;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    /* Guarded by mu. */
+    struct job_list pending;
+    struct job_list done;
+    struct apm_writer_stats stats;
+    apm_writer_commit_fn commit_fn;
+    void *commit_ctx;
+    bool stopping;
+    bool exited;
+    /* Loop thread only. */
+    bool closing;
+    apm_writer_close_cb close_cb;
+};
+
+static void list_push(struct job_list *l, struct job *j)
+{
+    j->next = NULL;
+    if (l->tail != NULL)
+        l->tail->next = j;
+    else
+        l->head = j;
+    l->tail = j;
+}
+
+static void list_splice(struct job_list *to, struct job_list *from)
+{
+    if (from->head == NULL)
+        return;
+    if (to->tail != NULL)
+        to->tail->next = from->head;
+    else
+        to->head = from->head;
+    to->tail = from->tail;
+    from->head = from->tail = NULL;
+}
+
+/* ---- writer thread ---- */
+
+/*
+ * Stores every job not yet failed in one transaction. Returns 0 when it
+ * committed (or a job failed and the caller should try the rest again), or
+ * a code that fails every remaining job.
+ */
+static int store_round(struct apm_writer *w, struct job_list *jobs, bool *retry)
+{
+    struct apm_store_txn *txn = NULL;
+    *retry = false;
+    int rc = apm_store_txn_begin(w->store, &txn);
+    if (rc < 0)
+        return rc;
+    for (struct job *j = jobs->head; j != NULL; j = j->next) {
+        if (j->status < 0)
+            continue;
+        j->status = apm_store_txn_put_batch(txn, &j->agent, j->batch);
+        if (j->status == APM_E_FULL || j->status == -ENOMEM) {
+            rc = j->status;
+            break;
+        }
+        if (j->status < 0) {
+            /* One bad batch: drop it and store the others in a new transaction. */
+            apm_warn("writer: batch %llu refused: %s", (unsigned long long)j->batch->seq,
+                     apm_strerror(j->status));
+            *retry = true;
+            break;
+        }
+    }
+    if (rc < 0 || *retry) {
+        apm_store_txn_abort(txn);
+        return rc;
+    }
+    return apm_store_txn_commit(txn);
+}
+
+static void store_jobs(struct apm_writer *w, struct job_list *jobs, apm_writer_commit_fn commit_fn,
+                       void *commit_ctx)
+{
+    bool retry = true;
+    int rc = 0;
+    for (struct job *j = jobs->head; j != NULL; j = j->next)
+        j->status = 0;
+    while (retry && rc == 0)
+        rc = store_round(w, jobs, &retry);
+    if (rc < 0) {
+        for (struct job *j = jobs->head; j != NULL; j = j->next)
+            if (j->status >= 0 || j->status == rc)
+                j->status = rc;
+    }
+    uint64_t batches = 0, duplicates = 0, failures = 0, samples = 0;
+    for (struct job *j = jobs->head; j != NULL; j = j->next) {
+        batches += j->status == 0;
+        duplicates += j->status == 1;
+        failures += j->status < 0;
+        samples += j->status == 0 ? j->batch->nsamples : 0;
+        if (j->status == 0 && commit_fn != NULL)
+            commit_fn(commit_ctx, &j->agent, j->batch);
+    }
+    pthread_mutex_lock(&w->mu);
+    w->stats.batches += batches;
+    w->stats.duplicates += duplicates;
+    w->stats.failures += failures;
+    w->stats.samples += samples;
+    w->stats.commits += rc == 0;
+    list_splice(&w->done, jobs);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void *writer_main(void *arg)
+{
+    struct apm_writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (w->pending.head == NULL && !w->stopping)
+            pthread_cond_wait(&w->cond, &w->mu);
+        if (w->pending.head == NULL)
+            break;
+        struct job_list jobs = {0};
+        list_splice(&jobs, &w->pending);
+        w->stats.queued = 0;
+        apm_writer_commit_fn commit_fn = w->commit_fn;
+        void *commit_ctx = w->commit_ctx;
+        pthread_mutex_unlock(&w->mu);
+        store_jobs(w, &jobs, commit_fn, commit_ctx);
+        uv_async_send(&w->async);
+        pthread_mutex_lock(&w->mu);
+    }
+    w->exited = true;
+    pthread_mutex_unlock(&w->mu);
+    uv_async_send(&w->async);
+    return NULL;
+}
+
+/* ---- loop thread ---- */
+
+static void on_close(uv_handle_t *h)
+{
+    struct apm_writer *w = h->data;
+    if (w->close_cb != NULL)
+        w->close_cb(w);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+static void on_async(uv_async_t *a)
+{
+    struct apm_writer *w = a->data;
+    struct job_list done = {0};
+    pthread_mutex_lock(&w->mu);
+    list_splice(&done, &w->done);
+    bool exited = w->exited;
+    pthread_mutex_unlock(&w->mu);
+    struct job *next;
+    for (struct job *j = done.head; j != NULL; j = next) {
+        next = j->next;
+        j->cb(j->ctx, j->batch->seq, j->status);
+        apm_batch_free(j->batch);
+        free(j);
+    }
+    if (exited && w->closing && !uv_is_closing((uv_handle_t *)&w->async)) {
+        pthread_join(w->thread, NULL);
+        uv_close((uv_handle_t *)&w->async, on_close);
+    }
+}
+
+int apm_writer_new(uv_loop_t *loop, struct apm_store *store, unsigned max_queue,
+                   struct apm_writer **out)
+{
+    struct apm_writer *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
+    w->store = store;
+    w->max_queue = max_queue ? max_queue : DEFAULT_MAX_QUEUE;
+    int rc = -pthread_mutex_init(&w->mu, NULL);
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    rc = -pthread_cond_init(&w->cond, NULL);
+    if (rc < 0) {
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return rc;
+    }
+    w->async.data = w;
+    rc = uv_async_init(loop, &w->async, on_async);
+    if (rc == 0)
+        rc = -pthread_create(&w->thread, NULL, writer_main, w);
+    if (rc < 0) {
+        /* The thread never ran: the handle (if any) is closed without a callback. */
+        if (uv_is_active((uv_handle_t *)&w->async)) {
+            w->close_cb = NULL;
+            uv_close((uv_handle_t *)&w->async, on_close);
+        } else {
+            pthread_cond_destroy(&w->cond);
+            pthread_mutex_destroy(&w->mu);
+            free(w);
+        }
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+int apm_writer_submit(struct apm_writer *w, const struct apm_agent_ident *agent,
+                      struct apm_batch *batch, apm_writer_done_cb cb, void *ctx)
+{
+    if (w->closing)
+        return APM_E_CLOSED;
+    struct job *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return -ENOMEM;
+    int rc = 0;
+    pthread_mutex_lock(&w->mu);
+    if (w->stats.queued >= w->max_queue) {
+        rc = APM_E_FULL;
+    } else {
+        j->agent = *agent;
+        j->batch = batch;
+        j->cb = cb;
+        j->ctx = ctx;
+        list_push(&w->pending, j);
+        w->stats.queued++;
+        pthread_cond_signal(&w->cond);
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (rc < 0)
+        free(j);
+    return rc;
+}
+
+void apm_writer_set_commit_hook(struct apm_writer *w, apm_writer_commit_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&w->mu);
+    w->commit_fn = fn;
+    w->commit_ctx = ctx;
+    pthread_mutex_unlock(&w->mu);
+}
+
+void apm_writer_get_stats(struct apm_writer *w, struct apm_writer_stats *out)
+{
+    pthread_mutex_lock(&w->mu);
+    *out = w->stats;
+    pthread_mutex_unlock(&w->mu);
+}
+
+void apm_writer_close(struct apm_writer *w, apm_writer_close_cb cb)
+{
+    if (w == NULL || w->closing)
+        return;
+    w->closing = true;
+    w->close_cb = cb;
+    pthread_mutex_lock(&w->mu);
+    w->stopping = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+}

@@ -1,0 +1,562 @@
+#include "server/net/http.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/error.h"
+#include "common/log.h"
+
+/* ------------------------------------------------------------------ */
+/* Server and connections                                              */
+/* ------------------------------------------------------------------ */
+
+/* Input buffer per connection; the reader copies what it keeps. */
+#define CONN_INBUF 16384u
+/* Above this many queued response bytes a connection stops reading requests. */
+#define CONN_WRITE_HIGH (256u * 1024u)
+/* How long a closing connection may keep sending before it is cut. */
+#define CONN_LINGER_MS 2000u
+
+struct apm_http_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    struct apm_http_options opt;
+    apm_http_handler_fn handler;
+    void *ctx;
+    apm_http_close_cb close_cb;
+    struct apm_http_conn *conns; /* doubly linked, open connections */
+    struct apm_http_stats stats;
+    bool closing;
+    bool listener_closed;
+};
+
+struct apm_http_conn {
+    struct apm_http_server *srv;
+    struct apm_http_conn *prev;
+    struct apm_http_conn *next;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shutdown_req;
+    struct apm_http_reader *reader;
+    unsigned pending_closes; /* handles whose close callback has not run */
+    unsigned writes;         /* uv_write requests in flight */
+    unsigned nrequests;
+    bool busy;       /* a request waits for its answer */
+    bool want_close; /* no more requests: flush, then close */
+    bool eof;        /* the client will send nothing more */
+    bool draining;   /* FIN sent; discarding input until the client closes */
+    bool reading;
+    bool processing; /* inside process(): answers made now must not recurse */
+    bool closing;    /* uv_close called on both handles */
+    size_t in_off;
+    size_t in_len;
+    char in[CONN_INBUF];
+};
+
+struct write_req {
+    uv_write_t req;
+    struct apm_http_conn *conn;
+    char *body;
+    char head[256];
+};
+
+/* A connection over the cap: accepted only to be closed. */
+struct refused_conn {
+    uv_tcp_t tcp;
+};
+
+static void process(struct apm_http_conn *c);
+
+static void server_maybe_finish(struct apm_http_server *s)
+{
+    if (!s->closing || !s->listener_closed || s->conns != NULL)
+        return;
+    if (s->close_cb != NULL)
+        s->close_cb(s, s->ctx);
+    free(s);
+}
+
+/* Only here is a connection freed: both handles closed and no answer owed. */
+static void conn_maybe_free(struct apm_http_conn *c)
+{
+    if (!c->closing || c->pending_closes > 0 || c->busy)
+        return;
+    struct apm_http_server *s = c->srv;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    s->stats.connections_open--;
+    apm_http_reader_free(c->reader);
+    free(c);
+    server_maybe_finish(s);
+}
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+    struct apm_http_conn *c = h->data;
+    c->pending_closes--;
+    conn_maybe_free(c);
+}
+
+static void conn_close(struct apm_http_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->reading = false;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+static void on_idle(uv_timer_t *t)
+{
+    struct apm_http_conn *c = t->data;
+    if (c->busy)
+        return;
+    if (!c->draining && !c->want_close)
+        c->srv->stats.timeouts++;
+    conn_close(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct apm_http_conn *c = h->data;
+    (void)suggested;
+    if (c->draining) {
+        *buf = uv_buf_init(c->in, CONN_INBUF);
+        return;
+    }
+    if (c->in_off > 0) {
+        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+        c->in_len -= c->in_off;
+        c->in_off = 0;
+    }
+    *buf = uv_buf_init(c->in + c->in_len, (unsigned)(CONN_INBUF - c->in_len));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct apm_http_conn *c = stream->data;
+    (void)buf;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF || c->draining) {
+            conn_close(c);
+            return;
+        }
+        c->eof = true;
+        process(c);
+        return;
+    }
+    if (c->draining)
+        return;
+    c->in_len += (size_t)nread;
+    process(c);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct apm_http_conn *c = req->data;
+    if (status < 0 && !c->closing)
+        conn_close(c);
+}
+
+/*
+ * Ends a connection politely: the FIN goes after the last answer and input
+ * is read and dropped until the client closes, so that unread request bytes
+ * do not turn the close into a reset that destroys the answer in flight.
+ */
+static void conn_drain(struct apm_http_conn *c)
+{
+    if (c->draining)
+        return;
+    c->draining = true;
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_idle, CONN_LINGER_MS, 0);
+    if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = true;
+}
+
+static void set_reading(struct apm_http_conn *c, bool on)
+{
+    if (on == c->reading)
+        return;
+    if (on) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+            conn_close(c);
+            return;
+        }
+    } else {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+    c->reading = on;
+}
+
+static bool write_queue_small(struct apm_http_conn *c)
+{
+    return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < CONN_WRITE_HIGH;
+}
+
+/* Decides, after any change of state, whether to read, wait or close. */
+static void conn_update(struct apm_http_conn *c)
+{
+    if (c->closing || c->draining)
+        return;
+    if (c->busy) {
+        set_reading(c, false);
+        return;
+    }
+    if (c->want_close || c->eof) {
+        set_reading(c, false);
+        if (c->writes > 0)
+            return; /* on_write comes back here */
+        if (c->eof || c->srv->closing)
+            conn_close(c);
+        else
+            conn_drain(c);
+        return;
+    }
+    set_reading(c, write_queue_small(c) && c->in_len - c->in_off < CONN_INBUF);
+}
+
+static void dispatch(struct apm_http_conn *c)
+{
+    struct apm_http_server *s = c->srv;
+    c->busy = true;
+    c->nrequests++;
+    s->stats.requests++;
+    uv_timer_stop(&c->timer);
+    s->handler(s->ctx, c, apm_http_reader_request(c->reader));
+}
+
+static void reject(struct apm_http_conn *c)
+{
+    const char *message = NULL;
+    int status = apm_http_reader_error(c->reader, &message);
+    c->srv->stats.bad_requests++;
+    apm_log(APM_LOG_DEBUG, "http: refused a request: %d %s", status, message);
+    c->busy = true;
+    c->want_close = true;
+    apm_http_respond_error(c, status, message);
+}
+
+static void process(struct apm_http_conn *c)
+{
+    if (c->processing)
+        return;
+    c->processing = true;
+    while (!c->closing && !c->busy && !c->want_close && c->in_off < c->in_len &&
+           write_queue_small(c)) {
+        size_t used = 0;
+        int rc = apm_http_reader_feed(c->reader, c->in + c->in_off, c->in_len - c->in_off, &used);
+        c->in_off += used;
+        if (rc == 1)
+            dispatch(c);
+        else if (rc < 0)
+            reject(c);
+    }
+    if (c->in_off == c->in_len)
+        c->in_off = c->in_len = 0;
+    c->processing = false;
+    conn_update(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    struct apm_http_conn *c = w->conn;
+    free(w->body);
+    free(w);
+    c->writes--;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    process(c);
+}
+
+const char *apm_http_status_text(int status)
+{
+    static const struct {
+        int status;
+        const char *text;
+    } texts[] = {
+        {200, "OK"},
+        {201, "Created"},
+        {202, "Accepted"},
+        {204, "No Content"},
+        {400, "Bad Request"},
+        {401, "Unauthorized"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {408, "Request Timeout"},
+        {409, "Conflict"},
+        {413, "Content Too Large"},
+        {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"},
+        {503, "Service Unavailable"},
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        if (texts[i].status == status)
+            return texts[i].text;
+    }
+    return "Unknown";
+}
+
+int apm_http_respond(struct apm_http_conn *c, int status, const char *content_type, char *body,
+                     size_t len)
+{
+    if (!c->busy) {
+        free(body);
+        return -EINVAL;
+    }
+    struct apm_http_server *s = c->srv;
+    const struct apm_http_request *req = apm_http_reader_request(c->reader);
+    bool keep_alive = req != NULL && req->keep_alive;
+    c->busy = false;
+    apm_http_reader_next(c->reader);
+    if (c->closing) {
+        free(body);
+        conn_maybe_free(c);
+        return APM_E_CLOSED;
+    }
+    if (status >= 400 && status < 500)
+        s->stats.responses_4xx++;
+    else if (status >= 500)
+        s->stats.responses_5xx++;
+    if (!keep_alive || c->nrequests >= s->opt.max_requests_per_conn || s->closing || c->eof)
+        c->want_close = true;
+    /* want_close may also be set by a refused request (reject). */
+    struct write_req *w = malloc(sizeof(*w));
+    if (w == NULL) {
+        free(body);
+        conn_close(c);
+        return -ENOMEM;
+    }
+    w->conn = c;
+    w->body = body;
+    int hl = snprintf(w->head, sizeof(w->head),
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                      "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
+                      status, apm_http_status_text(status),
+                      content_type ? content_type : "application/octet-stream", len,
+                      c->want_close ? "close" : "keep-alive");
+    if (hl < 0 || (size_t)hl >= sizeof(w->head)) {
+        free(body);
+        free(w);
+        conn_close(c);
+        return -EINVAL;
+    }
+    uv_buf_t bufs[2] = {uv_buf_init(w->head, (unsigned)hl), uv_buf_init(body, (unsigned)len)};
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, len ? 2 : 1, on_write);
+    if (rc != 0) {
+        free(body);
+        free(w);
+        conn_close(c);
+        return rc;
+    }
+    c->writes++;
+    if (!c->want_close)
+        uv_timer_start(&c->timer, on_idle, s->opt.idle_timeout_ms, 0);
+    if (!c->processing)
+        process(c); /* a deferred answer: go on with buffered requests */
+    return 0;
+}
+
+int apm_http_respond_error(struct apm_http_conn *c, int status, const char *message)
+{
+    json_t *obj = json_pack("{s:s}", "error", message ? message : apm_http_status_text(status));
+    char *body = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (body == NULL)
+        return apm_http_respond(c, 500, "application/json", NULL, 0);
+    size_t len = strlen(body);
+    /* json_dumps memory comes from malloc (jansson's default allocator). */
+    return apm_http_respond(c, status, "application/json", body, len);
+}
+
+static void on_refused_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void refuse(struct apm_http_server *s)
+{
+    struct refused_conn *r = malloc(sizeof(*r));
+    if (r == NULL)
+        return;
+    if (uv_tcp_init(s->loop, &r->tcp) != 0) {
+        free(r);
+        return;
+    }
+    r->tcp.data = r;
+    uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&r->tcp);
+    uv_close((uv_handle_t *)&r->tcp, on_refused_closed);
+    s->stats.refused++;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct apm_http_server *s = server->data;
+    if (status < 0) {
+        apm_warn("http: accept failed: %s", uv_strerror(status));
+        return;
+    }
+    if (s->closing || s->stats.connections_open >= s->opt.max_connections) {
+        refuse(s);
+        return;
+    }
+    struct apm_http_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        refuse(s);
+        return;
+    }
+    c->srv = s;
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->pending_closes = 2;
+    c->next = s->conns;
+    if (s->conns != NULL)
+        s->conns->prev = c;
+    s->conns = c;
+    s->stats.connections_open++;
+    s->stats.connections++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+        apm_http_reader_new(&s->opt, &c->reader) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_timer_start(&c->timer, on_idle, s->opt.idle_timeout_ms, 0);
+    conn_update(c);
+}
+
+/* Parses "HOST:PORT" or "[V6]:PORT". Returns 0 or APM_E_CONFIG. */
+static int parse_listen(const char *listen, struct sockaddr_storage *ss)
+{
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (colon == NULL || colon == listen)
+        return APM_E_CONFIG;
+    size_t hlen = (size_t)(colon - listen);
+    const char *h = listen;
+    if (h[0] == '[') {
+        if (hlen < 3 || h[hlen - 1] != ']')
+            return APM_E_CONFIG;
+        h++;
+        hlen -= 2;
+    }
+    if (hlen >= sizeof(host))
+        return APM_E_CONFIG;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    char *end = NULL;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 0 || port > 65535)
+        return APM_E_CONFIG;
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
+        return 0;
+    if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
+        return 0;
+    return APM_E_CONFIG;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct apm_http_server *s = h->data;
+    s->listener_closed = true;
+    server_maybe_finish(s);
+}
+
+int apm_http_server_new_opts(uv_loop_t *loop, const char *listen,
+                             const struct apm_http_options *opt, apm_http_handler_fn handler,
+                             void *ctx, struct apm_http_server **out)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (listen == NULL || handler == NULL || parse_listen(listen, &ss) != 0)
+        return APM_E_CONFIG;
+    struct apm_http_server *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    s->loop = loop;
+    s->handler = handler;
+    s->ctx = ctx;
+    apm_http_options_fill(&s->opt, opt);
+    int rc = uv_tcp_init(loop, &s->listener);
+    if (rc != 0) {
+        free(s);
+        return rc;
+    }
+    s->listener.data = s;
+    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
+    if (rc != 0) {
+        /* The handle is open: it is freed by its close callback, with no user callback. */
+        s->closing = true;
+        uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int apm_http_server_new(uv_loop_t *loop, const char *listen, apm_http_handler_fn handler, void *ctx,
+                        struct apm_http_server **out)
+{
+    return apm_http_server_new_opts(loop, listen, NULL, handler, ctx, out);
+}
+
+int apm_http_server_port(const struct apm_http_server *s)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+void apm_http_server_stats(const struct apm_http_server *s, struct apm_http_stats *out)
+{
+    *out = s->stats;
+}
+
+void apm_http_server_close(struct apm_http_server *s, apm_http_close_cb cb)
+{
+    if (s == NULL || s->closing)
+        return;
+    s->closing = true;
+    s->close_cb = cb;
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    for (struct apm_http_conn *c = s->conns; c != NULL; c = c->next) {
+        if (c->busy)
+            c->want_close = true; /* closes once answered */
+        else
+            conn_close(c);
+    }
+}

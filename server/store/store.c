@@ -1,0 +1,681 @@
+/*
+ * The store's environment and write path. docs/store.md describes the layout.
+ *
+ * The writer thread keeps every series it has touched in an in-memory index
+ * (series key -> struct store_series) with the series' open chunk, so that
+ * appending a sample costs a hash lookup and a few bits, and each series
+ * record (which carries the open chunk) is written once per transaction, at
+ * commit, however many batches touched it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "server/store/store_priv.h"
+
+#define DEFAULT_MAP_SIZE (8ull << 30)
+#define DEFAULT_CHUNK_SAMPLES 120u
+
+static const char *const db_names[DB_COUNT] = {
+    [DB_META] = "meta",
+    [DB_SERIES_KEY] = "series_key",
+    [DB_SERIES] = "series",
+    [DB_CHUNKS] = "chunks",
+    [DB_HOSTS] = "hosts",
+    [DB_PROCESSES] = "processes",
+    [DB_WATERMARKS] = "watermarks",
+    [DB_ALERTS] = "alerts",
+    [DB_VERDICTS] = "verdicts",
+};
+
+int apm_store_mdb_error(int rc, const char *what)
+{
+    if (rc == 0)
+        return 0;
+    if (rc == MDB_MAP_FULL) {
+        apm_warn("store: %s: map full", what);
+        return APM_E_FULL;
+    }
+    apm_error("store: %s: %s", what, mdb_strerror(rc));
+    return APM_E_STORE;
+}
+
+void apm_store_put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+uint64_t apm_store_get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* ---- the in-memory series index ---- */
+
+static void series_free(struct store_series *ser)
+{
+    if (ser == NULL)
+        return;
+    apm_chunk_enc_close(&ser->head);
+    free(ser->renamed);
+    free(ser);
+}
+
+static void free_indexed(void *ctx, const void *key, size_t klen, uint64_t value)
+{
+    (void)ctx;
+    (void)key;
+    (void)klen;
+    series_free((struct store_series *)(uintptr_t)value);
+}
+
+/* Allocates a series with its key and strings in one block. */
+static struct store_series *series_alloc(const char *key, size_t klen, const char *name)
+{
+    size_t nlen = strlen(name) + 1;
+    struct store_series *ser = calloc(1, sizeof(*ser) + klen + nlen);
+    if (ser == NULL)
+        return NULL;
+    ser->key = (char *)(ser + 1);
+    memcpy(ser->key, key, klen);
+    ser->klen = klen;
+    ser->host = ser->key;
+    ser->process_id = ser->key + strlen(ser->key) + 1;
+    ser->process_name = ser->key + klen;
+    /* host \0 process id \0 metric byte, then for site metrics the site with its NUL. */
+    size_t site_at = strlen(ser->key) + 1 + strlen(ser->process_id) + 1 + 1;
+    ser->site = site_at < klen ? ser->key + site_at : "";
+    memcpy(ser->key + klen, name, nlen);
+    apm_chunk_enc_init(&ser->head);
+    return ser;
+}
+
+/* Reads a series the index does not hold yet. Returns 0, APM_E_NOTFOUND or an error. */
+static int series_load(struct apm_store_txn *t, const char *key, size_t klen,
+                       struct store_series **out)
+{
+    struct apm_store *s = t->s;
+    MDB_val k = {klen, (void *)key}, v;
+    int rc = mdb_get(t->txn, s->dbi[DB_SERIES_KEY], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return APM_E_NOTFOUND;
+    if (rc != 0 || v.mv_size != 8)
+        return apm_store_mdb_error(rc ? rc : MDB_CORRUPTED, "series key");
+    uint8_t idkey[8];
+    memcpy(idkey, v.mv_data, 8);
+    uint64_t id = apm_store_get_be64(idkey);
+    k = (MDB_val){8, idkey};
+    rc = mdb_get(t->txn, s->dbi[DB_SERIES], &k, &v);
+    if (rc != 0)
+        return apm_store_mdb_error(rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc, "series record");
+    struct store_series_record rec;
+    if (apm_store_record_parse_series(v.mv_data, v.mv_size, id, &rec) < 0) {
+        apm_error("store: series %" PRIu64 ": damaged record", id);
+        return APM_E_STORE;
+    }
+    struct store_series *ser = series_alloc(key, klen, rec.info.process_name);
+    if (ser == NULL)
+        return -ENOMEM;
+    ser->id = id;
+    ser->pid = rec.info.pid;
+    ser->metric = rec.info.metric;
+    ser->first_ms = rec.info.first_ms;
+    ser->last_ms = rec.info.last_ms;
+    ser->last_value = rec.info.last_value;
+    ser->nsamples = rec.info.nsamples;
+    apm_chunk_enc_reset(&ser->head, rec.shift_hint, rec.dt_hint);
+    if (rec.head_len > 0) {
+        rc = apm_chunk_enc_load(&ser->head, rec.head, rec.head_len, rec.head_first_t);
+        if (rc < 0) {
+            apm_error("store: series %" PRIu64 ": damaged open chunk", id);
+            series_free(ser);
+            return rc == -ENOMEM ? rc : APM_E_STORE;
+        }
+    }
+    *out = ser;
+    return 0;
+}
+
+static int series_create(struct apm_store_txn *t, const char *key, size_t klen, const char *name,
+                         int32_t pid, enum apm_metric metric, struct store_series **out)
+{
+    struct store_series *ser = series_alloc(key, klen, name);
+    if (ser == NULL)
+        return -ENOMEM;
+    ser->id = t->s->next_series_id;
+    ser->pid = pid;
+    ser->metric = metric;
+    uint8_t idkey[8];
+    apm_store_put_be64(idkey, ser->id);
+    MDB_val k = {klen, (void *)key}, v = {8, idkey};
+    int rc = mdb_put(t->txn, t->s->dbi[DB_SERIES_KEY], &k, &v, MDB_NOOVERWRITE);
+    if (rc != 0) {
+        series_free(ser);
+        return apm_store_mdb_error(rc, "new series");
+    }
+    t->s->next_series_id++;
+    *out = ser;
+    return 0;
+}
+
+/*
+ * Finds or creates the series and marks it dirty in t. A series created or
+ * loaded here joins the index at once: abort removes every dirty series.
+ */
+int apm_store_series_exists(struct apm_store_txn *t, const char *key, size_t klen)
+{
+    uint64_t ptr;
+    if (apm_hashmap_get(&t->s->index, key, klen, &ptr) == 0)
+        return 1;
+    MDB_val k = {klen, (void *)key}, v;
+    int rc = mdb_get(t->txn, t->s->dbi[DB_SERIES_KEY], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    return rc == 0 ? 1 : apm_store_mdb_error(rc, "series key");
+}
+
+int apm_store_series_get(struct apm_store_txn *t, const char *key, size_t klen, const char *name,
+                         int32_t pid, enum apm_metric metric, struct store_series **out)
+{
+    struct apm_store *s = t->s;
+    uint64_t ptr;
+    struct store_series *ser = NULL;
+    int rc = 0;
+    if (apm_hashmap_get(&s->index, key, klen, &ptr) == 0) {
+        ser = (struct store_series *)(uintptr_t)ptr;
+    } else {
+        rc = series_load(t, key, klen, &ser);
+        if (rc == APM_E_NOTFOUND)
+            rc = series_create(t, key, klen, name, pid, metric, &ser);
+        if (rc < 0)
+            return rc;
+        rc = apm_hashmap_put(&s->index, key, klen, (uint64_t)(uintptr_t)ser);
+        if (rc < 0) {
+            series_free(ser);
+            return rc;
+        }
+    }
+    /*
+     * A process may be first seen before its exec (fork, then exec a few
+     * milliseconds later) or renamed by a launcher: the series follows the
+     * name the process has now, since queries select by it.
+     */
+    if (name[0] != '\0' && strcmp(ser->process_name, name) != 0) {
+        char *n = strdup(name);
+        if (n != NULL) {
+            free(ser->renamed);
+            ser->renamed = n;
+            ser->process_name = n;
+        }
+    }
+    if (!ser->dirty) {
+        ser->dirty = true;
+        ser->next_dirty = t->dirty;
+        t->dirty = ser;
+    }
+    *out = ser;
+    return 0;
+}
+
+/* ---- open and close ---- */
+
+static int make_dir(const char *dir)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(path, 0750) < 0 && errno != EEXIST)
+            return -errno;
+        *p = c;
+        if (c == '\0')
+            return 0;
+    }
+}
+
+static int read_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    int rc = mdb_get(txn, dbi, &k, &v);
+    *out = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc == 0 && v.mv_size == sizeof(*out))
+        memcpy(out, v.mv_data, sizeof(*out));
+    return rc;
+}
+
+static int write_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t value)
+{
+    MDB_val k = {strlen(name), (void *)name}, v = {sizeof(value), &value};
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+/* Opens the databases, checks the schema and reads the counters. */
+static int open_dbs(struct apm_store *s)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    for (int i = 0; rc == 0 && i < DB_COUNT; i++)
+        rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]);
+    if (rc != 0)
+        goto out;
+    uint64_t schema = 0;
+    rc = read_u64(txn, s->dbi[DB_META], "schema", &schema);
+    if (rc == 0 && schema == 0)
+        rc = write_u64(txn, s->dbi[DB_META], "schema", APM_STORE_SCHEMA);
+    else if (rc == 0 && schema != APM_STORE_SCHEMA) {
+        apm_error("store: schema %" PRIu64 " is not %u", schema, APM_STORE_SCHEMA);
+        mdb_txn_abort(txn);
+        return APM_E_STORE;
+    }
+    if (rc == 0)
+        rc = read_u64(txn, s->dbi[DB_META], "samples", &s->samples);
+    if (rc == 0)
+        rc = read_u64(txn, s->dbi[DB_META], "dropped", &s->dropped);
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, s->dbi[DB_SERIES], &cur);
+    if (rc != 0)
+        goto out;
+    MDB_val k, v;
+    s->next_series_id = 1;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size == 8)
+        s->next_series_id = apm_store_get_be64(k.mv_data) + 1;
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    mdb_cursor_close(cur);
+    if (rc == 0) {
+        rc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return apm_store_mdb_error(rc, "open databases");
+}
+
+int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
+{
+    unsigned chunk_samples = opt->chunk_samples ? opt->chunk_samples : DEFAULT_CHUNK_SAMPLES;
+    if (opt->dir == NULL || chunk_samples < 2 || chunk_samples > APM_CHUNK_MAX_SAMPLES)
+        return -EINVAL;
+    int rc = make_dir(opt->dir);
+    if (rc < 0) {
+        apm_error("store: cannot create %s: %s", opt->dir, apm_strerror(rc));
+        return rc;
+    }
+    struct apm_store *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    s->chunk_samples = chunk_samples;
+    apm_hashmap_init(&s->index);
+    apm_hashmap_init(&s->seen);
+    apm_hashmap_init(&s->site_counts);
+    s->max_sites = opt->max_sites_per_process ? opt->max_sites_per_process : 1000;
+    atomic_init(&s->commits, 0);
+    atomic_init(&s->sites_refused, 0);
+    unsigned flags = MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0);
+    rc = mdb_env_create(&s->env);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs(s->env, DB_COUNT);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(s->env, opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE);
+    if (rc == 0)
+        rc = mdb_env_open(s->env, opt->dir, flags, 0640);
+    int dead = 0;
+    if (rc == 0)
+        rc = mdb_reader_check(s->env, &dead);
+    if (dead > 0)
+        apm_info("store: cleared %d stale readers", dead);
+    rc = apm_store_mdb_error(rc, opt->dir);
+    if (rc == 0)
+        rc = open_dbs(s);
+    if (rc < 0) {
+        apm_store_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void apm_store_free(struct apm_store *s)
+{
+    if (s == NULL)
+        return;
+    apm_hashmap_foreach(&s->index, free_indexed, NULL);
+    apm_hashmap_close(&s->index);
+    apm_hashmap_close(&s->seen);
+    free(s->scratch);
+    apm_hashmap_close(&s->site_counts);
+    if (s->env != NULL)
+        mdb_env_close(s->env);
+    free(s);
+}
+
+/* ---- transactions ---- */
+
+int apm_store_txn_begin(struct apm_store *s, struct apm_store_txn **out)
+{
+    if (s->txn != NULL)
+        return -EBUSY;
+    struct apm_store_txn *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return -ENOMEM;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &t->txn);
+    if (rc != 0) {
+        free(t);
+        return apm_store_mdb_error(rc, "begin");
+    }
+    t->s = s;
+    t->next_series_id = s->next_series_id;
+    s->txn = t;
+    *out = t;
+    return 0;
+}
+
+/* Ends t: the changed series either become clean (kept) or are forgotten. */
+static void txn_end(struct apm_store_txn *t, bool committed)
+{
+    struct apm_store *s = t->s;
+    struct store_series *next;
+    for (struct store_series *ser = t->dirty; ser != NULL; ser = next) {
+        next = ser->next_dirty;
+        ser->next_dirty = NULL;
+        ser->dirty = false;
+        if (!committed) {
+            apm_hashmap_del(&s->index, ser->key, ser->klen);
+            series_free(ser);
+        }
+    }
+    if (committed) {
+        s->samples += t->samples;
+        s->dropped += t->dropped;
+        atomic_fetch_add(&s->commits, 1);
+        atomic_fetch_add(&s->sites_refused, t->sites_refused);
+    } else {
+        s->next_series_id = t->next_series_id;
+        apm_hashmap_close(&s->seen);
+        apm_hashmap_init(&s->seen);
+        apm_hashmap_close(&s->site_counts);
+        apm_hashmap_init(&s->site_counts);
+    }
+    s->txn = NULL;
+    free(t);
+}
+
+static int write_series(struct apm_store_txn *t, const struct store_series *ser)
+{
+    size_t len = 0;
+    uint8_t *rec = apm_store_record_series(ser, &t->s->scratch, &t->s->scratch_cap, &len);
+    if (rec == NULL)
+        return -ENOMEM;
+    uint8_t idkey[8];
+    apm_store_put_be64(idkey, ser->id);
+    MDB_val k = {8, idkey}, v = {len, rec};
+    int rc = mdb_put(t->txn, t->s->dbi[DB_SERIES], &k, &v, 0);
+    return apm_store_mdb_error(rc, "series record");
+}
+
+int apm_store_txn_commit(struct apm_store_txn *t)
+{
+    int rc = 0;
+    for (struct store_series *ser = t->dirty; ser != NULL && rc == 0; ser = ser->next_dirty)
+        rc = write_series(t, ser);
+    if (rc == 0 && t->samples > 0)
+        rc = apm_store_mdb_error(
+            write_u64(t->txn, t->s->dbi[DB_META], "samples", t->s->samples + t->samples),
+            "counters");
+    if (rc == 0 && t->dropped > 0)
+        rc = apm_store_mdb_error(
+            write_u64(t->txn, t->s->dbi[DB_META], "dropped", t->s->dropped + t->dropped),
+            "counters");
+    if (rc < 0) {
+        apm_store_txn_abort(t);
+        return rc;
+    }
+    rc = apm_store_mdb_error(mdb_txn_commit(t->txn), "commit");
+    txn_end(t, rc == 0);
+    return rc;
+}
+
+void apm_store_txn_abort(struct apm_store_txn *t)
+{
+    if (t == NULL)
+        return;
+    mdb_txn_abort(t->txn);
+    txn_end(t, false);
+}
+
+/* ---- put_batch ---- */
+
+/* Returns 1 when (instance, seq) is already stored for the agent. */
+static int check_watermark(struct apm_store_txn *t, const char *agent_id, uint64_t instance,
+                           uint64_t seq)
+{
+    MDB_val k = {strlen(agent_id) + 1, (void *)agent_id}, v;
+    int rc = mdb_get(t->txn, t->s->dbi[DB_WATERMARKS], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return apm_store_mdb_error(rc, "watermark");
+    uint64_t stored[2] = {0, 0};
+    if (v.mv_size == sizeof(stored))
+        memcpy(stored, v.mv_data, sizeof(stored));
+    return stored[0] == instance && seq <= stored[1] ? 1 : 0;
+}
+
+static int put_watermark(struct apm_store_txn *t, const char *agent_id, uint64_t instance,
+                         uint64_t seq)
+{
+    uint64_t stored[2] = {instance, seq};
+    MDB_val k = {strlen(agent_id) + 1, (void *)agent_id}, v = {sizeof(stored), stored};
+    return apm_store_mdb_error(mdb_put(t->txn, t->s->dbi[DB_WATERMARKS], &k, &v, 0), "watermark");
+}
+
+static void process_id(char *buf, const char *host, const struct apm_proc_desc *p)
+{
+    snprintf(buf, PROCESS_ID_MAX, "%s:%" PRId32 ":%" PRId64, host, p->pid, p->start_ms);
+}
+
+/*
+ * True when the record for key was written within APM_STORE_SEEN_REFRESH_MS
+ * of now, so rewriting it would only move last_seen a little. Otherwise
+ * remembers now as its last write (the caller writes it).
+ */
+static bool seen_recently(struct apm_store *s, char kind, const char *id, int64_t now)
+{
+    char key[PROCESS_ID_MAX + 2];
+    key[0] = kind;
+    size_t len = strlen(id);
+    if (len > PROCESS_ID_MAX)
+        len = PROCESS_ID_MAX;
+    memcpy(key + 1, id, len);
+    uint64_t last;
+    if (apm_hashmap_get(&s->seen, key, len + 1, &last) == 0 &&
+        now - (int64_t)last < APM_STORE_SEEN_REFRESH_MS)
+        return true;
+    (void)apm_hashmap_put(&s->seen, key, len + 1, (uint64_t)now);
+    return false;
+}
+
+/* Upserts one process. Sets *created when the store did not know it. */
+static int put_process(struct apm_store_txn *t, const char *host, const struct apm_proc_desc *p,
+                       const char *id, int64_t now, bool *created)
+{
+    *created = false;
+    if (seen_recently(t->s, 'p', id, now))
+        return 0;
+    MDB_val k = {strlen(id) + 1, (void *)id}, v;
+    struct apm_process_info info = {.id = id,
+                                    .host = host,
+                                    .pid = p->pid,
+                                    .ppid = p->ppid,
+                                    .start_ms = p->start_ms,
+                                    .name = p->name,
+                                    .cmdline = p->cmdline,
+                                    .cgroup = p->cgroup,
+                                    .first_seen_ms = now,
+                                    .last_seen_ms = now};
+    struct apm_process_info old;
+    int rc = mdb_get(t->txn, t->s->dbi[DB_PROCESSES], &k, &v);
+    *created = rc == MDB_NOTFOUND;
+    if (rc == 0 && apm_store_record_parse_process(v.mv_data, v.mv_size, id, &old) == 0)
+        info.first_seen_ms = old.first_seen_ms;
+    else if (rc != 0 && rc != MDB_NOTFOUND)
+        return apm_store_mdb_error(rc, "process");
+    size_t len = 0;
+    uint8_t *rec = apm_store_record_process(&info, &len);
+    if (rec == NULL)
+        return -ENOMEM;
+    v = (MDB_val){len, rec};
+    rc = mdb_put(t->txn, t->s->dbi[DB_PROCESSES], &k, &v, 0);
+    free(rec);
+    return apm_store_mdb_error(rc, "process");
+}
+
+static int put_host(struct apm_store_txn *t, const struct apm_agent_ident *agent, int64_t now,
+                    uint64_t new_processes)
+{
+    if (new_processes == 0 && seen_recently(t->s, 'h', agent->host, now))
+        return 0;
+    MDB_val k = {strlen(agent->host) + 1, (void *)agent->host}, v;
+    struct apm_host_info info = {.host = agent->host,
+                                 .agent_id = agent->agent_id,
+                                 .boot_id = agent->boot_id,
+                                 .version = agent->version,
+                                 .first_seen_ms = now,
+                                 .last_seen_ms = now,
+                                 .nprocesses = new_processes};
+    struct apm_host_info old;
+    int rc = mdb_get(t->txn, t->s->dbi[DB_HOSTS], &k, &v);
+    if (rc == 0 && apm_store_record_parse_host(v.mv_data, v.mv_size, agent->host, &old) == 0) {
+        info.first_seen_ms = old.first_seen_ms;
+        info.nprocesses += old.nprocesses;
+    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+        return apm_store_mdb_error(rc, "host");
+    }
+    size_t len = 0;
+    uint8_t *rec = apm_store_record_host(&info, &len);
+    if (rec == NULL)
+        return -ENOMEM;
+    v = (MDB_val){len, rec};
+    rc = mdb_put(t->txn, t->s->dbi[DB_HOSTS], &k, &v, 0);
+    free(rec);
+    return apm_store_mdb_error(rc, "host");
+}
+
+/* Moves a full open chunk into DB_CHUNKS and starts the next one. */
+static int seal(struct apm_store_txn *t, struct store_series *ser)
+{
+    uint8_t key[16];
+    apm_store_put_be64(key, ser->id);
+    apm_store_put_be64(key + 8, (uint64_t)ser->head.first_t ^ (1ull << 63));
+    MDB_val k = {sizeof(key), key}, v = {ser->head.len, ser->head.buf};
+    int rc = mdb_put(t->txn, t->s->dbi[DB_CHUNKS], &k, &v, 0);
+    if (rc != 0)
+        return apm_store_mdb_error(rc, "chunk");
+    apm_chunk_enc_restart(&ser->head);
+    return 0;
+}
+
+/*
+ * Appends a block's samples. A sample not newer than the series' last one
+ * (a resent or reordered sample) is dropped and counted: the head chunk only
+ * grows forward in time, so reads never need to merge.
+ */
+int apm_store_put_block(struct apm_store_txn *t, struct store_series *ser,
+                        const struct apm_series_block *blk)
+{
+    for (uint32_t i = 0; i < blk->n; i++) {
+        int64_t ts = blk->t_ms[i];
+        if (ser->nsamples > 0 && ts <= ser->last_ms) {
+            t->dropped++;
+            continue;
+        }
+        int rc = apm_chunk_enc_append(&ser->head, ts, blk->value[i]);
+        if (rc < 0)
+            return rc;
+        if (ser->nsamples++ == 0)
+            ser->first_ms = ts;
+        ser->last_ms = ts;
+        ser->last_value = blk->value[i];
+        t->samples++;
+        if (ser->head.n >= t->s->chunk_samples && (rc = seal(t, ser)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* pids[i] is the process id ("host:pid:start_ms") of b->procs[i], made once per batch. */
+static int put_series(struct apm_store_txn *t, const struct apm_agent_ident *agent,
+                      const struct apm_batch *b, char (*pids)[PROCESS_ID_MAX],
+                      const struct apm_series_block *blk)
+{
+    char key[PROCESS_ID_MAX + sizeof(agent->host) + 2];
+    const struct apm_proc_desc *p = NULL;
+    if (blk->proc != APM_PROC_HOST) {
+        if (blk->proc >= b->nprocs)
+            return -EINVAL;
+        p = &b->procs[blk->proc];
+    }
+    if (apm_metric_name(blk->metric) == NULL || apm_store_metric_has_site(blk->metric))
+        return -EINVAL;
+    size_t hlen = strlen(agent->host);
+    memcpy(key, agent->host, hlen + 1);
+    size_t plen = p != NULL ? strlen(pids[blk->proc]) : 0;
+    memcpy(key + hlen + 1, p != NULL ? pids[blk->proc] : "", plen + 1);
+    size_t klen = hlen + 1 + plen + 1;
+    key[klen++] = (char)blk->metric;
+    struct store_series *ser = NULL;
+    int rc =
+        apm_store_series_get(t, key, klen, p ? p->name : "", p ? p->pid : 0, blk->metric, &ser);
+    return rc < 0 ? rc : apm_store_put_block(t, ser, blk);
+}
+
+int apm_store_txn_put_batch(struct apm_store_txn *t, const struct apm_agent_ident *agent,
+                            const struct apm_batch *b)
+{
+    int rc = check_watermark(t, agent->agent_id, agent->instance, b->seq);
+    if (rc != 0)
+        return rc;
+    int64_t now = apm_now_ms();
+    uint64_t created = 0;
+    char(*pids)[PROCESS_ID_MAX] = malloc(((size_t)b->nprocs + 1) * PROCESS_ID_MAX);
+    if (pids == NULL)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < b->nprocs && rc == 0; i++) {
+        bool is_new = false;
+        process_id(pids[i], agent->host, &b->procs[i]);
+        rc = put_process(t, agent->host, &b->procs[i], pids[i], now, &is_new);
+        created += is_new;
+    }
+    if (rc == 0)
+        rc = put_host(t, agent, now, created);
+    for (uint32_t i = 0; i < b->nseries && rc == 0; i++)
+        rc = put_series(t, agent, b, pids, &b->series[i]);
+    if (rc == 0)
+        rc = apm_store_put_probe(t, agent->host, b, pids);
+    free(pids);
+    if (rc == 0)
+        rc = put_watermark(t, agent->agent_id, agent->instance, b->seq);
+    return rc;
+}

@@ -1,0 +1,158 @@
+#ifndef APM_STORE_PRIV_H
+#define APM_STORE_PRIV_H
+
+/*
+ * What store.c (environment, write path), store_read.c (queries) and
+ * store_record.c (value layouts) share. Nothing outside server/store*.c
+ * includes this header.
+ */
+#include <lmdb.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/hashmap.h"
+#include "server/store/chunk.h"
+#include "server/store/store.h"
+
+#define APM_STORE_SCHEMA 1u
+
+/* The named databases, in the order they are opened. */
+enum store_db {
+    DB_META,       /* "schema", "samples", "dropped" -> u32 / u64 */
+    DB_SERIES_KEY, /* host \0 process id \0 metric byte [site \0] -> series id (u64) */
+    DB_SERIES,     /* series id (big-endian u64) -> series record with the open chunk */
+    DB_CHUNKS,     /* series id, first t (both big-endian u64) -> sealed chunk */
+    DB_HOSTS,      /* host name with its NUL -> host record */
+    DB_PROCESSES,  /* "host:pid:start_ms" with its NUL -> process record */
+    DB_WATERMARKS, /* agent id with its NUL -> instance, seq */
+    DB_VERDICTS,   /* series id (big-endian u64) -> latest analysis verdict (store_verdict.c) */
+    DB_ALERTS,     /* alert id (big-endian u64) -> alert record (store_alerts.c) */
+    DB_COUNT
+};
+
+/*
+ * A series as the writer thread keeps it between transactions: its record
+ * fields and the open (head) chunk being appended to. Loaded lazily from
+ * DB_SERIES; dropped from memory when a transaction that changed it aborts.
+ */
+struct store_series {
+    uint64_t id;
+    char *key; /* DB_SERIES_KEY key, klen bytes; host, process id and name follow */
+    size_t klen;
+    const char *host;
+    const char *process_id;
+    const char *process_name; /* in the allocation, or renamed */
+    char *renamed;            /* owned: the process's name when it changed after creation */
+    const char *site;         /* in the key after the metric byte for site metrics, else "" */
+    int32_t pid;
+    enum apm_metric metric;
+    int64_t first_ms;
+    int64_t last_ms;
+    int64_t last_value;
+    uint64_t nsamples;
+    struct apm_chunk_enc head;
+    struct store_series *next_dirty;
+    bool dirty;
+};
+
+struct apm_store {
+    MDB_env *env;
+    MDB_dbi dbi[DB_COUNT];
+    unsigned chunk_samples;
+    /* Writer thread only. */
+    struct apm_hashmap index; /* series key -> struct store_series * */
+    /*
+     * Process and host ids -> last_seen_ms last written. Their records are
+     * rewritten only when new or older than APM_STORE_SEEN_REFRESH_MS, not
+     * on every batch; cleared on abort, since it may name unwritten records.
+     */
+    struct apm_hashmap seen;
+    uint8_t *scratch; /* series records are laid out here before mdb_put */
+    size_t scratch_cap;
+    uint64_t next_series_id;
+    uint64_t samples;
+    uint64_t dropped;
+    struct apm_store_txn *txn;
+    unsigned max_sites;
+    /* Process id -> allocation sites stored; counted from LMDB on first use, cleared on abort. */
+    struct apm_hashmap site_counts;
+    /* Any thread. */
+    atomic_uint_fast64_t commits;
+    atomic_uint_fast64_t sites_refused;
+};
+
+struct apm_store_txn {
+    struct apm_store *s;
+    MDB_txn *txn;
+    struct store_series *dirty;
+    uint64_t next_series_id; /* to restore on abort */
+    uint64_t samples;
+    uint64_t dropped;
+    uint64_t sites_refused;
+};
+
+/* Longest process id ("host:pid:start_ms") with its NUL. */
+#define PROCESS_ID_MAX 320
+
+/* True for metrics whose series key carries an allocation site. */
+bool apm_store_metric_has_site(enum apm_metric m);
+
+/*
+ * Finds or creates the series with this key and marks it dirty in t
+ * (store.c). name and pid describe the process for a new series.
+ */
+int apm_store_series_get(struct apm_store_txn *t, const char *key, size_t klen, const char *name,
+                         int32_t pid, enum apm_metric metric, struct store_series **out);
+/* True when the series exists (in the writer's index or in LMDB). */
+int apm_store_series_exists(struct apm_store_txn *t, const char *key, size_t klen);
+/* Appends one block of samples to a series (store.c). */
+int apm_store_put_block(struct apm_store_txn *t, struct store_series *ser,
+                        const struct apm_series_block *blk);
+/*
+ * Stores the batch's tracemalloc diffs and gc records (store_probe.c):
+ * pids[i] is the process id of b->procs[i].
+ */
+int apm_store_put_probe(struct apm_store_txn *t, const char *host, const struct apm_batch *b,
+                        char (*pids)[PROCESS_ID_MAX]);
+
+/* How stale a process's or host's last_seen may be before its record is rewritten. */
+#define APM_STORE_SEEN_REFRESH_MS 10000
+
+/* Translates an LMDB return code (logging what it means). */
+int apm_store_mdb_error(int rc, const char *what);
+
+/* Big-endian keys keep LMDB's byte order equal to numeric order. */
+void apm_store_put_be64(uint8_t *p, uint64_t v);
+uint64_t apm_store_get_be64(const uint8_t *p);
+
+/* ---- records (store_record.c); every parse checks lengths ---- */
+
+struct store_series_record {
+    struct apm_series_info info;
+    uint8_t shift_hint; /* for an empty open chunk: apm_chunk_enc_reset's hints */
+    int64_t dt_hint;
+    int64_t head_first_t;
+    const uint8_t *head;
+    size_t head_len;
+};
+
+/* Returns an owned buffer of *len bytes (free with free()) or NULL. */
+/*
+ * Lays out a series record in *scratch (grown as needed; owned by the
+ * caller, reused across records). Returns *scratch, or NULL when out of memory.
+ */
+uint8_t *apm_store_record_series(const struct store_series *ser, uint8_t **scratch, size_t *cap,
+                                 size_t *len);
+int apm_store_record_parse_series(const void *buf, size_t len, uint64_t id,
+                                  struct store_series_record *out);
+
+uint8_t *apm_store_record_host(const struct apm_host_info *h, size_t *len);
+int apm_store_record_parse_host(const void *buf, size_t len, const char *host,
+                                struct apm_host_info *out);
+
+uint8_t *apm_store_record_process(const struct apm_process_info *p, size_t *len);
+int apm_store_record_parse_process(const void *buf, size_t len, const char *id,
+                                   struct apm_process_info *out);
+
+#endif

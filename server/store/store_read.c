@@ -1,0 +1,314 @@
+/*
+ * Queries. Each function opens its own read transaction (the environment is
+ * MDB_NOTLS, so any thread may call them, alongside the writer), hands the
+ * callback pointers into the mapped pages, and aborts the transaction before
+ * returning.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "server/store/store_priv.h"
+
+static int read_begin(struct apm_store *s, MDB_txn **txn)
+{
+    return apm_store_mdb_error(mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn), "read");
+}
+
+int apm_store_watermark(struct apm_store *s, const char *agent_id, uint64_t instance,
+                        uint64_t *out_seq)
+{
+    MDB_txn *txn = NULL;
+    int rc = read_begin(s, &txn);
+    if (rc < 0)
+        return rc;
+    MDB_val k = {strlen(agent_id) + 1, (void *)agent_id}, v;
+    uint64_t stored[2] = {0, 0};
+    *out_seq = 0;
+    rc = mdb_get(txn, s->dbi[DB_WATERMARKS], &k, &v);
+    if (rc == 0 && v.mv_size == sizeof(stored)) {
+        memcpy(stored, v.mv_data, sizeof(stored));
+        if (stored[0] == instance)
+            *out_seq = stored[1];
+    }
+    mdb_txn_abort(txn);
+    return rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "watermark");
+}
+
+/*
+ * Walks a database from the first key >= prefix while keys start with
+ * prefix (every key when plen is 0), calling each(ctx, key, value).
+ */
+static int scan(struct apm_store *s, enum store_db db, const void *prefix, size_t plen,
+                int (*each)(void *ctx, const MDB_val *k, const MDB_val *v), void *ctx)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    int rc = read_begin(s, &txn);
+    if (rc < 0)
+        return rc;
+    rc = mdb_cursor_open(txn, s->dbi[db], &cur);
+    MDB_val k = {plen, (void *)prefix}, v;
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
+    int stop = 0;
+    while (rc == 0 && stop == 0) {
+        if (plen > 0 && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
+            break;
+        stop = each(ctx, &k, &v);
+        if (stop == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (stop < 0)
+        return stop;
+    return rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "scan");
+}
+
+/* A key stored with its NUL, usable as a C string in place. */
+static const char *key_string(const MDB_val *k)
+{
+    const char *p = k->mv_data;
+    return k->mv_size > 0 && p[k->mv_size - 1] == '\0' ? p : NULL;
+}
+
+struct host_scan {
+    apm_store_host_cb cb;
+    void *ctx;
+};
+
+static int each_host(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct host_scan *hs = ctx;
+    struct apm_host_info h;
+    const char *host = key_string(k);
+    if (host == NULL || apm_store_record_parse_host(v->mv_data, v->mv_size, host, &h) < 0)
+        return APM_E_STORE;
+    return hs->cb(hs->ctx, &h) ? 1 : 0;
+}
+
+int apm_store_list_hosts(struct apm_store *s, apm_store_host_cb cb, void *ctx)
+{
+    struct host_scan hs = {cb, ctx};
+    return scan(s, DB_HOSTS, NULL, 0, each_host, &hs);
+}
+
+struct process_scan {
+    apm_store_process_cb cb;
+    void *ctx;
+};
+
+static int each_process(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct process_scan *ps = ctx;
+    struct apm_process_info p;
+    const char *id = key_string(k);
+    if (id == NULL || apm_store_record_parse_process(v->mv_data, v->mv_size, id, &p) < 0)
+        return APM_E_STORE;
+    return ps->cb(ps->ctx, &p) ? 1 : 0;
+}
+
+int apm_store_list_processes(struct apm_store *s, const char *host, apm_store_process_cb cb,
+                             void *ctx)
+{
+    struct process_scan ps = {cb, ctx};
+    if (host == NULL)
+        return scan(s, DB_PROCESSES, NULL, 0, each_process, &ps);
+    /* Process ids start with "host:", so one host's processes are adjacent. */
+    size_t hlen = strlen(host);
+    char *prefix = malloc(hlen + 2);
+    if (prefix == NULL)
+        return -ENOMEM;
+    memcpy(prefix, host, hlen);
+    prefix[hlen] = ':';
+    prefix[hlen + 1] = '\0';
+    int rc = scan(s, DB_PROCESSES, prefix, hlen + 1, each_process, &ps);
+    free(prefix);
+    return rc;
+}
+
+struct series_scan {
+    const struct apm_series_filter *f;
+    apm_store_series_cb cb;
+    void *ctx;
+};
+
+static bool str_matches(const char *want, const char *have)
+{
+    return want == NULL || want[0] == '\0' || strcmp(want, have) == 0;
+}
+
+static bool series_matches(const struct apm_series_filter *f, const struct apm_series_info *i)
+{
+    if (f == NULL)
+        return true;
+    return str_matches(f->host, i->host) && str_matches(f->process_name, i->process_name) &&
+           str_matches(f->process_id, i->process_id) && (f->pid == 0 || f->pid == i->pid) &&
+           (f->metric == APM_METRIC_NONE || f->metric == i->metric);
+}
+
+static int each_series(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct series_scan *ss = ctx;
+    struct store_series_record rec;
+    if (k->mv_size != 8 || apm_store_record_parse_series(v->mv_data, v->mv_size,
+                                                         apm_store_get_be64(k->mv_data), &rec) < 0)
+        return APM_E_STORE;
+    if (!series_matches(ss->f, &rec.info))
+        return 0;
+    return ss->cb(ss->ctx, &rec.info) ? 1 : 0;
+}
+
+int apm_store_list_series(struct apm_store *s, const struct apm_series_filter *f,
+                          apm_store_series_cb cb, void *ctx)
+{
+    struct series_scan ss = {f, cb, ctx};
+    return scan(s, DB_SERIES, NULL, 0, each_series, &ss);
+}
+
+/* Reads a series record in txn. Returns 0, APM_E_NOTFOUND or an error. */
+static int get_record(struct apm_store *s, MDB_txn *txn, uint64_t id,
+                      struct store_series_record *rec)
+{
+    uint8_t idkey[8];
+    apm_store_put_be64(idkey, id);
+    MDB_val k = {8, idkey}, v;
+    int rc = mdb_get(txn, s->dbi[DB_SERIES], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return APM_E_NOTFOUND;
+    if (rc != 0)
+        return apm_store_mdb_error(rc, "series");
+    return apm_store_record_parse_series(v.mv_data, v.mv_size, id, rec) < 0 ? APM_E_STORE : 0;
+}
+
+int apm_store_get_series(struct apm_store *s, uint64_t id, apm_store_series_cb cb, void *ctx)
+{
+    MDB_txn *txn = NULL;
+    struct store_series_record rec;
+    int rc = read_begin(s, &txn);
+    if (rc < 0)
+        return rc;
+    rc = get_record(s, txn, id, &rec);
+    if (rc == 0)
+        cb(ctx, &rec.info);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Emits the chunk's samples in [from, to]. Returns 1 when the callback stopped. */
+static int emit_chunk(const void *buf, size_t len, int64_t first_t, int64_t from, int64_t to,
+                      apm_store_sample_cb cb, void *ctx)
+{
+    struct apm_chunk_iter it;
+    int64_t t, v;
+    if (apm_chunk_iter_init(&it, buf, len, first_t) < 0)
+        return APM_E_STORE;
+    int rc;
+    while ((rc = apm_chunk_iter_next(&it, &t, &v)) == 1) {
+        if (t > to)
+            return 0;
+        if (t >= from && cb(ctx, t, v) != 0)
+            return 1;
+    }
+    return rc < 0 ? APM_E_STORE : 0;
+}
+
+static int64_t chunk_key_t(const MDB_val *k)
+{
+    return (int64_t)(apm_store_get_be64((const uint8_t *)k->mv_data + 8) ^ (1ull << 63));
+}
+
+/*
+ * Positions cur on the first sealed chunk of the series that may hold
+ * samples at or after from: the last chunk starting at or before from, or
+ * else the first one starting after it.
+ */
+static int seek_chunks(MDB_cursor *cur, uint64_t id, int64_t from, MDB_val *k, MDB_val *v)
+{
+    uint8_t key[16];
+    apm_store_put_be64(key, id);
+    apm_store_put_be64(key + 8, (uint64_t)from ^ (1ull << 63));
+    *k = (MDB_val){sizeof(key), key};
+    int rc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+    bool exact = rc == 0 && k->mv_size == 16 && memcmp(k->mv_data, key, 16) == 0;
+    if (exact)
+        return 0;
+    int prc = mdb_cursor_get(cur, k, v, rc == 0 ? MDB_PREV : MDB_LAST);
+    if (prc == 0 && k->mv_size == 16 && apm_store_get_be64(k->mv_data) == id)
+        return 0;
+    if (rc == 0 && prc == 0)
+        return mdb_cursor_get(cur, k, v, MDB_NEXT);
+    if (rc == 0 && prc == MDB_NOTFOUND)
+        return mdb_cursor_get(cur, k, v, MDB_FIRST);
+    return prc;
+}
+
+int apm_store_read_samples(struct apm_store *s, uint64_t series_id, int64_t from_ms, int64_t to_ms,
+                           apm_store_sample_cb cb, void *ctx)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    struct store_series_record rec;
+    int rc = read_begin(s, &txn);
+    if (rc < 0)
+        return rc;
+    rc = get_record(s, txn, series_id, &rec);
+    if (rc < 0 || from_ms > to_ms)
+        goto out;
+    rc = apm_store_mdb_error(mdb_cursor_open(txn, s->dbi[DB_CHUNKS], &cur), "chunks");
+    if (rc < 0)
+        goto out;
+    MDB_val k, v;
+    int mrc = seek_chunks(cur, series_id, from_ms, &k, &v);
+    while (mrc == 0 && rc == 0) {
+        if (k.mv_size != 16 || apm_store_get_be64(k.mv_data) != series_id ||
+            chunk_key_t(&k) > to_ms)
+            break;
+        rc = emit_chunk(v.mv_data, v.mv_size, chunk_key_t(&k), from_ms, to_ms, cb, ctx);
+        if (rc == 0)
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = apm_store_mdb_error(mrc, "chunks");
+    /* The open chunk in the series record holds the newest samples. */
+    if (rc == 0 && rec.head_len > 0)
+        rc = emit_chunk(rec.head, rec.head_len, rec.head_first_t, from_ms, to_ms, cb, ctx);
+    if (rc == 1)
+        rc = 0;
+out:
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int apm_store_stats(struct apm_store *s, struct apm_store_stats *out)
+{
+    MDB_txn *txn = NULL;
+    MDB_stat st;
+    MDB_envinfo info;
+    memset(out, 0, sizeof(*out));
+    int rc = read_begin(s, &txn);
+    if (rc < 0)
+        return rc;
+    rc = mdb_stat(txn, s->dbi[DB_SERIES], &st);
+    out->series = st.ms_entries;
+    if (rc == 0)
+        rc = mdb_stat(txn, s->dbi[DB_CHUNKS], &st);
+    out->chunks = st.ms_entries;
+    MDB_val k = {7, "samples"}, v;
+    if (rc == 0 && mdb_get(txn, s->dbi[DB_META], &k, &v) == 0 && v.mv_size == 8)
+        memcpy(&out->samples, v.mv_data, 8);
+    k = (MDB_val){7, "dropped"};
+    if (rc == 0 && mdb_get(txn, s->dbi[DB_META], &k, &v) == 0 && v.mv_size == 8)
+        memcpy(&out->dropped, v.mv_data, 8);
+    if (rc == 0)
+        rc = mdb_env_info(s->env, &info);
+    if (rc == 0)
+        out->bytes_on_disk = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+    out->commits = atomic_load(&s->commits);
+    out->sites_refused = atomic_load(&s->sites_refused);
+    mdb_txn_abort(txn);
+    return apm_store_mdb_error(rc, "stats");
+}

@@ -1,0 +1,249 @@
+/*
+ * Verdict records in the "verdicts" database and the series-key lookup the
+ * analyzer needs to name its series. A record is a version byte, fixed-size
+ * fields in host byte order (an LMDB file is not portable across byte orders
+ * anyway), then host, process id and name, each with its NUL. Every parse
+ * checks lengths, so a damaged record is an error, never a crash.
+ */
+#include "server/store/store_verdict.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "server/store/store_priv.h"
+
+#define RECORD_VERSION 1u
+#define NDOUBLES 9u
+/* version, metric, class, flags, limit source; pid; start; doubles; samples */
+#define FIXED_LEN (5u + 4u + 8u + NDOUBLES * 8u + 8u)
+#define FLAG_ALERT 1u
+#define FLAG_FORECAST 2u
+#define FLAG_RESTARTED 4u
+
+const char *apm_limit_source_name(enum apm_limit_source s)
+{
+    switch (s) {
+    case APM_LIMIT_CGROUP:
+        return "cgroup";
+    case APM_LIMIT_CONFIGURED:
+        return "configured";
+    case APM_LIMIT_HOST:
+        return "host";
+    case APM_LIMIT_NONE:
+        break;
+    }
+    return NULL;
+}
+
+static void doubles_of(const struct apm_verdict_record *r, double d[NDOUBLES])
+{
+    d[0] = r->value;
+    d[1] = r->v.confidence;
+    d[2] = r->v.rate;
+    d[3] = r->v.forecast_t;
+    d[4] = r->v.forecast_lo_t;
+    d[5] = r->v.forecast_hi_t;
+    d[6] = r->v.limit;
+    d[7] = r->v.t_last;
+    d[8] = r->evaluated_at;
+}
+
+/* Returns an owned buffer of *len bytes (free with free()) or NULL. */
+static uint8_t *encode(const struct apm_verdict_record *r, size_t *len)
+{
+    size_t hl = strnlen(r->host, sizeof(r->host) - 1) + 1;
+    size_t pl = strnlen(r->process_id, sizeof(r->process_id) - 1) + 1;
+    size_t nl = strnlen(r->name, sizeof(r->name) - 1) + 1;
+    uint8_t *buf = malloc(FIXED_LEN + hl + pl + nl);
+    if (buf == NULL)
+        return NULL;
+    uint8_t *p = buf;
+    *p++ = RECORD_VERSION;
+    *p++ = (uint8_t)r->metric;
+    *p++ = (uint8_t)r->v.cls;
+    *p++ = (uint8_t)((r->v.alert ? FLAG_ALERT : 0) | (r->v.has_forecast ? FLAG_FORECAST : 0) |
+                     (r->restarted_at_limit ? FLAG_RESTARTED : 0));
+    *p++ = (uint8_t)r->limit_source;
+    memcpy(p, &r->pid, 4);
+    p += 4;
+    memcpy(p, &r->start_ms, 8);
+    p += 8;
+    double d[NDOUBLES];
+    doubles_of(r, d);
+    memcpy(p, d, sizeof(d));
+    p += sizeof(d);
+    uint64_t samples = r->v.samples;
+    memcpy(p, &samples, 8);
+    p += 8;
+    /* Each string is copied up to its cap and then terminated. */
+    memcpy(p, r->host, hl - 1);
+    p[hl - 1] = '\0';
+    p += hl;
+    memcpy(p, r->process_id, pl - 1);
+    p[pl - 1] = '\0';
+    p += pl;
+    memcpy(p, r->name, nl - 1);
+    p[nl - 1] = '\0';
+    *len = FIXED_LEN + hl + pl + nl;
+    return buf;
+}
+
+/* Copies the NUL-terminated string at *p (within end) into dst. Returns 0 or -1. */
+static int take_string(const uint8_t **p, const uint8_t *end, char *dst, size_t size)
+{
+    const uint8_t *nul = memchr(*p, '\0', (size_t)(end - *p));
+    if (nul == NULL || (size_t)(nul - *p) >= size)
+        return -1;
+    memcpy(dst, *p, (size_t)(nul - *p) + 1);
+    *p = nul + 1;
+    return 0;
+}
+
+static int decode(const void *buf, size_t len, uint64_t id, struct apm_verdict_record *r)
+{
+    const uint8_t *p = buf, *end = p + len;
+    if (len < FIXED_LEN || p[0] != RECORD_VERSION || p[1] >= APM_METRIC_COUNT ||
+        p[2] > APM_CLASS_WARMUP || p[4] > APM_LIMIT_HOST)
+        return APM_E_STORE;
+    memset(r, 0, sizeof(*r));
+    r->series_id = id;
+    r->metric = (enum apm_metric)p[1];
+    r->v.cls = (enum apm_class)p[2];
+    r->v.alert = (p[3] & FLAG_ALERT) != 0;
+    r->v.has_forecast = (p[3] & FLAG_FORECAST) != 0;
+    r->restarted_at_limit = (p[3] & FLAG_RESTARTED) != 0;
+    r->limit_source = (enum apm_limit_source)p[4];
+    p += 5;
+    memcpy(&r->pid, p, 4);
+    p += 4;
+    memcpy(&r->start_ms, p, 8);
+    p += 8;
+    double d[NDOUBLES];
+    memcpy(d, p, sizeof(d));
+    p += sizeof(d);
+    r->value = d[0];
+    r->v.confidence = d[1];
+    r->v.rate = d[2];
+    r->v.forecast_t = d[3];
+    r->v.forecast_lo_t = d[4];
+    r->v.forecast_hi_t = d[5];
+    r->v.limit = d[6];
+    r->v.t_last = d[7];
+    r->evaluated_at = d[8];
+    uint64_t samples;
+    memcpy(&samples, p, 8);
+    p += 8;
+    r->v.samples = (size_t)samples;
+    if (take_string(&p, end, r->host, sizeof(r->host)) != 0 ||
+        take_string(&p, end, r->process_id, sizeof(r->process_id)) != 0 ||
+        take_string(&p, end, r->name, sizeof(r->name)) != 0 || p != end)
+        return APM_E_STORE;
+    return 0;
+}
+
+int apm_store_verdict_put(struct apm_store *s, const struct apm_verdict_record *const *recs,
+                          size_t n)
+{
+    if (n == 0)
+        return 0;
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        size_t len = 0;
+        uint8_t *buf = encode(recs[i], &len);
+        if (buf == NULL) {
+            mdb_txn_abort(txn);
+            return -ENOMEM;
+        }
+        uint8_t key[8];
+        apm_store_put_be64(key, recs[i]->series_id);
+        MDB_val k = {sizeof(key), key}, v = {len, buf};
+        rc = mdb_put(txn, s->dbi[DB_VERDICTS], &k, &v, 0);
+        free(buf);
+    }
+    if (rc == 0) {
+        rc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return apm_store_mdb_error(rc, "verdicts");
+}
+
+int apm_store_verdict_get(struct apm_store *s, uint64_t series_id, struct apm_verdict_record *out)
+{
+    MDB_txn *txn = NULL;
+    int rc = apm_store_mdb_error(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn), "read");
+    if (rc < 0)
+        return rc;
+    uint8_t key[8];
+    apm_store_put_be64(key, series_id);
+    MDB_val k = {sizeof(key), key}, v;
+    rc = mdb_get(txn, s->dbi[DB_VERDICTS], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        rc = APM_E_NOTFOUND;
+    else if (rc != 0)
+        rc = apm_store_mdb_error(rc, "verdict");
+    else
+        rc = decode(v.mv_data, v.mv_size, series_id, out);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int apm_store_verdict_list(struct apm_store *s, apm_store_verdict_cb cb, void *ctx)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    struct apm_verdict_record *rec = malloc(sizeof(*rec));
+    if (rec == NULL)
+        return -ENOMEM;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, s->dbi[DB_VERDICTS], &cur);
+    MDB_val k, v;
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    int stop = 0;
+    while (rc == 0 && stop == 0) {
+        /* A damaged record is skipped: one bad entry must not hide the others. */
+        if (k.mv_size == 8 && decode(v.mv_data, v.mv_size, apm_store_get_be64(k.mv_data), rec) == 0)
+            stop = cb(ctx, rec);
+        if (stop == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    free(rec);
+    if (stop != 0)
+        return 0;
+    return rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "verdicts");
+}
+
+int apm_store_series_lookup(struct apm_store *s, const char *host, const char *process_id,
+                            enum apm_metric metric, uint64_t *out_id)
+{
+    size_t hl = strlen(host) + 1, pl = strlen(process_id) + 1;
+    char key[APM_VERDICT_HOST_MAX + APM_VERDICT_PROCESS_MAX + 1];
+    if (hl > APM_VERDICT_HOST_MAX || pl > APM_VERDICT_PROCESS_MAX)
+        return APM_E_NOTFOUND;
+    memcpy(key, host, hl);
+    memcpy(key + hl, process_id, pl);
+    key[hl + pl] = (char)metric;
+    MDB_txn *txn = NULL;
+    int rc = apm_store_mdb_error(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn), "read");
+    if (rc < 0)
+        return rc;
+    MDB_val k = {hl + pl + 1, key}, v;
+    rc = mdb_get(txn, s->dbi[DB_SERIES_KEY], &k, &v);
+    if (rc == 0 && v.mv_size == 8)
+        *out_id = apm_store_get_be64(v.mv_data);
+    else if (rc == MDB_NOTFOUND)
+        rc = APM_E_NOTFOUND;
+    else
+        rc = apm_store_mdb_error(rc ? rc : MDB_CORRUPTED, "series key");
+    mdb_txn_abort(txn);
+    return rc;
+}
