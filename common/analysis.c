@@ -83,6 +83,8 @@ const char *apm_analysis_class_name(enum apm_class c)
         return "sawtooth";
     case APM_CLASS_WARMUP:
         return "warmup";
+    case APM_CLASS_GROWING:
+        return "growing";
     default:
         return "stable";
     }
@@ -132,6 +134,8 @@ int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis 
     a->peak = a->floor + c.history_buckets;
     a->span = c.bucket_samples;
     a->verdict.cls = APM_CLASS_STABLE;
+    a->verdict.growth_start_t = NAN;
+    a->verdict.doubt_until_t = NAN;
     *out = a;
     return 0;
 }
@@ -439,6 +443,25 @@ int apm_analysis_add(struct apm_analysis *a, double t_s, double value, double li
     a->verdict.t_last = t_s;
     a->verdict.samples = a->samples;
     return 0;
+}
+
+const char *apm_analysis_doubt_name(enum apm_doubt d)
+{
+    switch (d) {
+    case APM_DOUBT_EVIDENCE:
+        return "evidence";
+    case APM_DOUBT_WARMUP:
+        return "warm-up";
+    case APM_DOUBT_STEP:
+        return "step";
+    default:
+        return "";
+    }
+}
+
+bool apm_verdict_exhausts_within(const struct apm_verdict *v, double horizon_s)
+{
+    return v != NULL && v->has_forecast && v->forecast_lo_t - v->t_last <= horizon_s;
 }
 
 int apm_analysis_verdict(const struct apm_analysis *a, struct apm_verdict *out)

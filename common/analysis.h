@@ -37,9 +37,10 @@ enum apm_class {
     APM_CLASS_BLOAT,      /* a one-off step or spike in level */
     APM_CLASS_SAWTOOTH,   /* large periodic swings around a flat floor */
     APM_CLASS_WARMUP,     /* growth that decelerates toward a plateau */
+    APM_CLASS_GROWING,    /* rising now, no verdict yet: see apm_verdict.doubt */
 };
 
-/* Returns "stable", "leak", "bloat", "sawtooth" or "warmup". */
+/* Returns "stable", "leak", "bloat", "sawtooth", "warmup" or "growing". */
 const char *apm_analysis_class_name(enum apm_class c);
 
 struct apm_analysis_config {
@@ -80,6 +81,17 @@ struct apm_analysis_config {
 /* Fills cfg with the defaults above (balanced). */
 void apm_analysis_config_init(struct apm_analysis_config *cfg);
 
+/* Why a growing series has no verdict yet. */
+enum apm_doubt {
+    APM_DOUBT_NONE = 0, /* a verdict is given */
+    APM_DOUBT_EVIDENCE, /* too little history for a verdict at the evidence seen */
+    APM_DOUBT_WARMUP,   /* the growth may still level off (a cache filling) */
+    APM_DOUBT_STEP,     /* the rise may be a one-off step */
+};
+
+/* Returns "", "evidence", "warm-up" or "step". */
+const char *apm_analysis_doubt_name(enum apm_doubt d);
+
 struct apm_verdict {
     enum apm_class cls;
     double confidence;    /* 0..1, confidence in cls */
@@ -92,6 +104,17 @@ struct apm_verdict {
     double limit;         /* the last known limit, bytes; 0 when unknown */
     double t_last;        /* time of the last sample */
     size_t samples;       /* samples accepted so far */
+    /*
+     * Growth under way (cls growing or leak): the series time the growth
+     * began, and whether the evidence for a steady rate is strong (then rate
+     * and the forecast are trusted for the exhaustion rule whatever the
+     * class). NAN growth_start_t when nothing grows.
+     */
+    double growth_start_t;
+    bool steady;
+    /* Why no verdict yet (cls growing), and the series time it can be given by (NAN: unknown). */
+    enum apm_doubt doubt;
+    double doubt_until_t;
 };
 
 struct apm_analysis;
@@ -113,6 +136,13 @@ void apm_analysis_free(struct apm_analysis *a);
  * -EINVAL for a non-finite or negative value or time (the sample is ignored).
  */
 int apm_analysis_add(struct apm_analysis *a, double t_s, double value, double limit);
+
+/*
+ * The built-in exhaustion condition, shared by the collector's exhaustion
+ * rule and apm-cli analyze: a forecast whose earliest plausible time lies
+ * within horizon_s of the last sample. Thread: any.
+ */
+bool apm_verdict_exhausts_within(const struct apm_verdict *v, double horizon_s);
 
 /* Writes the current verdict to *out. Returns 0, or -EINVAL when an argument is NULL. */
 int apm_analysis_verdict(const struct apm_analysis *a, struct apm_verdict *out);
