@@ -175,7 +175,8 @@ struct apm_alerts *apm_alert_feed_engine(struct apm_alert_feed *f)
 static const struct apm_suspects *probe_facts(struct apm_alert_feed *f,
                                               const struct apm_verdict_record *rec, int64_t now_ms)
 {
-    bool grows = rec->v.cls == APM_CLASS_LEAK || rec->v.has_forecast;
+    bool grows =
+        rec->v.cls == APM_CLASS_LEAK || rec->v.cls == APM_CLASS_GROWING || rec->v.has_forecast;
     if (f->store == NULL || !grows || rec->process_id[0] == '\0')
         return NULL;
     size_t klen = strlen(rec->process_id);
@@ -233,6 +234,7 @@ void apm_alert_feed_verdict(void *ctx, const struct apm_verdict_record *rec)
         if (sus->n > 0) {
             in.suspect_site = sus->top[0].site;
             in.suspect_rate = sus->top[0].rate;
+            in.suspect_line = sus->top[0].line;
         }
     }
     apm_alerts_observe(f->engine, &in, now_ms);
