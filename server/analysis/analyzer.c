@@ -319,20 +319,34 @@ static int series_new(struct apm_analyzer *a, const char *key, size_t klen, cons
     return 0;
 }
 
+static bool same_time(double x, double y)
+{
+    return x == y || (isnan(x) && isnan(y));
+}
+
 static bool same_judgement(const struct apm_verdict *x, const struct apm_verdict *y)
 {
     return x->cls == y->cls && x->alert == y->alert && x->has_forecast == y->has_forecast &&
-           x->confidence == y->confidence && x->rate == y->rate && x->limit == y->limit &&
+           x->steady == y->steady && x->doubt == y->doubt &&
+           same_time(x->growth_start_t, y->growth_start_t) &&
+           same_time(x->doubt_until_t, y->doubt_until_t) && x->confidence == y->confidence &&
+           x->rate == y->rate && x->limit == y->limit &&
            (!x->has_forecast ||
             (x->forecast_t == y->forecast_t && x->forecast_lo_t == y->forecast_lo_t &&
              x->forecast_hi_t == y->forecast_hi_t));
 }
 
-/* Asks for a tracemalloc window once per leak episode, not twice within the window. */
+/*
+ * Asks for a tracemalloc window once per episode of growth, not twice within
+ * the window. A series that grows with no verdict yet is suspicious too: its
+ * suspects then arrive while the analysis still weighs it, and the evidence
+ * they bring (server/analysis/evidence.h) can confirm the leak sooner.
+ */
 static void check_suspicion(struct apm_analyzer *a, struct aseries *s)
 {
     const struct apm_verdict *v = &s->rec.v;
-    bool suspicious = v->cls == APM_CLASS_LEAK && v->confidence >= a->opt.trace_confidence;
+    bool suspicious = (v->cls == APM_CLASS_LEAK && v->confidence >= a->opt.trace_confidence) ||
+                      v->cls == APM_CLASS_GROWING;
     if (!suspicious) {
         s->episode = false;
         return;
