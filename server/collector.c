@@ -65,7 +65,8 @@ static const struct apm_opt collector_opts[] = {
     OPT("collector", "memory-limit", APM_OPT_SIZE, memory_limit, 0, INT64_MAX, true,
         "limit forecasts aim at for processes without a cgroup limit (default 0: host memory)"),
     OPT("collector", "trace-on-suspicion", APM_OPT_DURATION, trace_on_suspicion_ms, 0, DAY_MS, true,
-        "tracemalloc window asked of a process suspected of leaking (default 20m; 0 = never)"),
+        "tracemalloc window asked of a process suspected of leaking or growing (default 20m; 0 = "
+        "never)"),
     OPT("collector", "trace-confidence", APM_OPT_INT, trace_confidence, 0, 100, true,
         "least leak confidence, in percent, that asks for a trace (default 60)"),
     OPT("analysis", "bucket-samples", APM_OPT_INT, analysis.bucket_samples, 1, 10000, false,

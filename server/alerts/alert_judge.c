@@ -69,14 +69,12 @@ enum apm_alert_cond apm_alert_judge(const struct apm_alert_rule *r,
         if (ev.leak == APM_CONFIRM_SITE || ev.leak == APM_CONFIRM_RESTART)
             return APM_ALERT_COND_ON;
         /*
-         * A series still rising holds: its verdict may fall back to growing
-         * while the analysis weighs new samples, and a leak that goes on must
-         * not resolve and fire again.
+         * A series still rising holds: its verdict may fall back to growing,
+         * or its confidence dip, while the analysis weighs new samples, and a
+         * leak that goes on must not resolve and fire again.
          */
-        if (v->cls == APM_CLASS_GROWING)
-            return APM_ALERT_COND_HOLD;
-        return leak && v->confidence >= r->confidence - 0.2 ? APM_ALERT_COND_HOLD
-                                                            : APM_ALERT_COND_OFF;
+        return ev.grows || (leak && v->confidence >= r->confidence - 0.2) ? APM_ALERT_COND_HOLD
+                                                                          : APM_ALERT_COND_OFF;
     case APM_ALERT_NATIVE: {
         if (!judged || !in->has_traced)
             return APM_ALERT_COND_HOLD;
