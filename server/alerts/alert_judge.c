@@ -90,12 +90,12 @@ enum apm_alert_cond apm_alert_judge(const struct apm_alert_rule *r,
         /* A verdict between buckets may carry no forecast: a growth under way holds. */
         if (!v->has_forecast)
             return ev.grows ? APM_ALERT_COND_HOLD : APM_ALERT_COND_OFF;
+        /* The built-in condition, shared with apm-cli analyze: a forecast from a trusted rate. */
         double horizon = (double)r->horizon_ms / 1000.0;
-        if (ev.rate_trusted && apm_verdict_exhausts_within(v, horizon))
+        if (apm_verdict_exhausts_within(v, horizon))
             return APM_ALERT_COND_ON;
-        return (ev.rate_trusted || ev.grows) && apm_verdict_exhausts_within(v, horizon * 1.25)
-                   ? APM_ALERT_COND_HOLD
-                   : APM_ALERT_COND_OFF;
+        return ev.grows && v->forecast_lo_t - v->t_last <= horizon * 1.25 ? APM_ALERT_COND_HOLD
+                                                                          : APM_ALERT_COND_OFF;
     }
     case APM_ALERT_THRESHOLD: {
         double x = r->above;

@@ -41,5 +41,4 @@ void apm_evidence_judge(const struct apm_verdict *v, const struct apm_evidence_f
     else if (v->cls == APM_CLASS_GROWING && steady && out->site_explains &&
              v->doubt != APM_DOUBT_WARMUP)
         out->leak = APM_CONFIRM_SITE;
-    out->rate_trusted = v->cls == APM_CLASS_LEAK || steady || out->leak != APM_CONFIRM_NONE;
 }

@@ -18,6 +18,10 @@
  * - the process replaced one of its name and cgroup that reached its limit:
  *   the same growth has already run into the limit once.
  *
+ * Whether the rate is trusted for the exhaustion rule is the analysis's own
+ * call (apm_verdict_exhausts_within: a leak, or a steady rate), so that the
+ * collector and apm-cli analyze raise the same exhaustion alerts.
+ *
  * Neither tells a cache that is still filling from a leak (both look the same
  * until the cache stops), so neither lifts a warm-up doubt by itself: a site
  * confirms only a series whose rate is steady and whose doubt is about the
@@ -52,7 +56,6 @@ struct apm_evidence_facts {
 
 struct apm_evidence {
     bool grows;         /* rising now: class leak or growing, or a steady positive rate */
-    bool rate_trusted;  /* rate and forecast may drive the exhaustion rule */
     double site_share;  /* the top site's rate over the RSS rate; 0 when unknown */
     bool site_explains; /* that site grows in a line with >= APM_EVIDENCE_SITE_SHARE of it */
     enum apm_confirm leak;

@@ -1,6 +1,6 @@
 /*
- * The evidence beyond RSS: what confirms a leak, what makes a rate trusted for
- * the exhaustion rule, and what never does (a cache still filling).
+ * The evidence beyond RSS: what confirms a leak, and what never does (a cache
+ * still filling).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,7 +40,6 @@ static void test_evidence_a_site_in_line_with_most_of_the_growth_confirms(void *
     assert_true(ev.site_explains);
     assert_true(fabs(ev.site_share - 0.95) < 1e-9);
     assert_int_equal(ev.leak, APM_CONFIRM_SITE);
-    assert_true(ev.rate_trusted);
     assert_string_equal(apm_evidence_confirm_name(ev.leak), "python-site");
 }
 
@@ -54,8 +53,6 @@ static void test_evidence_a_site_does_not_lift_a_warmup_doubt(void **state)
     apm_evidence_judge(&v, &f, &ev);
     assert_true(ev.site_explains);
     assert_int_equal(ev.leak, APM_CONFIRM_NONE);
-    /* The steady rate alone is trusted for the exhaustion rule. */
-    assert_true(ev.rate_trusted);
 }
 
 static void test_evidence_needs_a_steady_rate_a_line_and_most_of_the_growth(void **state)
@@ -66,7 +63,6 @@ static void test_evidence_needs_a_steady_rate_a_line_and_most_of_the_growth(void
     struct apm_verdict v = growing(APM_DOUBT_STEP, false);
     apm_evidence_judge(&v, &f, &ev);
     assert_int_equal(ev.leak, APM_CONFIRM_NONE);
-    assert_false(ev.rate_trusted);
     v = growing(APM_DOUBT_STEP, true);
     f.site_line = false; /* two points: a rate, not yet a line */
     apm_evidence_judge(&v, &f, &ev);
@@ -102,11 +98,11 @@ static void test_evidence_leaves_other_classes_to_the_analysis(void **state)
     struct apm_verdict v = {.cls = APM_CLASS_LEAK, .confidence = 0.9, .rate = RATE};
     apm_evidence_judge(&v, &f, &ev);
     assert_int_equal(ev.leak, APM_CONFIRM_VERDICT);
-    assert_true(ev.rate_trusted && ev.grows);
+    assert_true(ev.grows);
     v.cls = APM_CLASS_WARMUP;
     apm_evidence_judge(&v, &f, &ev);
     assert_int_equal(ev.leak, APM_CONFIRM_NONE);
-    assert_false(ev.rate_trusted || ev.grows);
+    assert_false(ev.grows);
     v.cls = APM_CLASS_STABLE;
     v.rate = 0;
     apm_evidence_judge(&v, &f, &ev);
