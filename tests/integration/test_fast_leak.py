@@ -124,12 +124,14 @@ class FastLeakTest(unittest.TestCase):
                         print(f"summary at {age:.0f}s: {a['summary']}")
                 return named_at is not None
 
-            wait_for("a firing alert naming the leaking line", look, timeout=ALERT_WITHIN_S + 30,
-                     every=2)
+            try:
+                wait_for("a firing alert naming the leaking line", look,
+                         timeout=ALERT_WITHIN_S + 30, every=2)
+            finally:
+                print("leaker as forecast shows it:",
+                      ", ".join(f"{t:.0f}s {cls} {rate / 1e6:.1f}MB/s" for t, cls, rate in seen))
             print(f"leaker: first firing alert ({first['rule']}) after {fired_at:.0f}s, "
                   f"naming {where} after {named_at:.0f}s")
-            print("leaker as forecast shows it:",
-                  ", ".join(f"{t:.0f}s {cls} {rate / 1e6:.1f}MB/s" for t, cls, rate in seen))
             self.assertLessEqual(named_at, ALERT_WITHIN_S, "the alert names the line too late")
             self.assertIn(first["rule"], ("leak", "exhaustion"))
             self.assertIn("host limit", first["summary"] + first["forecast"]["text"])
