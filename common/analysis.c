@@ -35,13 +35,14 @@ struct apm_analysis {
     struct apm_analysis_tuning tune;
     struct bucket *hist; /* closed buckets, oldest first */
     size_t n_hist;
-    unsigned span;                    /* samples per bucket at the current resolution */
+    double width;                     /* time a bucket spans at the current resolution, s */
     struct bucket open;               /* the bucket being filled */
     double *t, *floor, *peak;         /* per-bucket series handed to the window judge */
     double t_first, t_prev, interval; /* interval: running typical sample spacing */
     double limit;
     size_t samples;
-    unsigned streak; /* consecutive evaluations that found a leak */
+    unsigned streak;    /* consecutive evaluations that found a leak */
+    double streak_from; /* time of the first of them */
     struct apm_verdict verdict;
 };
 
@@ -132,7 +133,6 @@ int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis 
     }
     a->floor = a->t + c.history_buckets;
     a->peak = a->floor + c.history_buckets;
-    a->span = c.bucket_samples;
     a->verdict.cls = APM_CLASS_STABLE;
     a->verdict.growth_start_t = NAN;
     a->verdict.doubt_until_t = NAN;
@@ -231,12 +231,22 @@ static void compact(struct apm_analysis *a)
     if (a->n_hist % 2)
         a->hist[m++] = a->hist[a->n_hist - 1];
     a->n_hist = m;
-    a->span *= 2;
+    /*
+     * Buckets now span about twice as long: the mean time a merged bucket
+     * covers, one typical interval included (a one-sample bucket covers one).
+     */
+    a->width = (a->hist[m - 1].t_last - a->hist[0].t_first + a->interval) / (double)m;
     for (size_t i = 0; i < m; i++) {
         a->t[i] = a->hist[i].t_sum / a->hist[i].n;
         a->floor[i] = bucket_floor(&a->hist[i]);
         a->peak[i] = bucket_peak(&a->hist[i]);
     }
+}
+
+/* The level the forecast starts from: the fitted floor, pulled toward the recent peaks. */
+static double anchor(const struct apm_analysis *a, const struct apm_analysis_window *w)
+{
+    return w->level_now + a->tune.anchor_mix * (w->peak_now - w->level_now);
 }
 
 static void forecast(struct apm_analysis *a, const struct apm_analysis_series *s,
@@ -246,8 +256,7 @@ static void forecast(struct apm_analysis *a, const struct apm_analysis_series *s
     v->has_forecast = false;
     if (a->limit <= 0 || w->slope <= 0 || apm_analysis_window_bounds(s, &a->tune, w) < 0)
         return;
-    double level = w->level_now + a->tune.anchor_mix * (w->peak_now - w->level_now);
-    double room = a->limit - level;
+    double room = a->limit - anchor(a, w);
     if (room < 0)
         room = 0;
     v->has_forecast = true;
@@ -267,8 +276,7 @@ static bool urgent(const struct apm_analysis *a, const struct apm_analysis_windo
         return true;
     if (a->limit <= 0 || w->slope <= 0)
         return false;
-    double level = w->level_now + a->tune.anchor_mix * (w->peak_now - w->level_now);
-    double tte = (a->limit - level) / w->slope;
+    double tte = (a->limit - anchor(a, w)) / w->slope;
     double watched = w->t_now - a->t[a->n_hist - w->buckets];
     return watched >= share * tte;
 }
@@ -290,8 +298,13 @@ static bool creeping(const struct apm_analysis *a, const struct apm_analysis_win
 {
     bool after_warmup = w->buckets * 2 >= a->n_hist && whole->decel < a->tune.creep_after_decel &&
                         w->decel >= a->tune.creep_after_steady;
-    if ((w->buckets != a->n_hist && !after_warmup) || a->samples < a->tune.creep_samples ||
-        !w->creep_shape)
+    if ((w->buckets != a->n_hist && !after_warmup) || !w->creep_shape)
+        return false;
+    /*
+     * A warm-up looks like a creep until it bends; it has had the time to bend once
+     * the series has been watched for creep_age of the time its growth leaves.
+     */
+    if (!urgent(a, w, a->tune.creep_age))
         return false;
     if (w->z >= a->tune.creep_z && w->growth >= a->tune.creep_snr * w->scale)
         return true;
@@ -321,16 +334,104 @@ static enum apm_class other_class(const struct apm_analysis *a, const struct apm
     return APM_CLASS_STABLE;
 }
 
+/*
+ * When the growth now under way began: the corner of the best "flat, then a
+ * straight rise" fit (a hinge) to the bucket floors since from, pooled to at
+ * most 64 points. The series start when the rise fits from the first point.
+ */
+static double growth_start(const struct apm_analysis *a, size_t from)
+{
+    double x[64], y[64];
+    size_t n = a->n_hist - from, pool = (n + 63) / 64, m = 0;
+    for (size_t i = from; i < a->n_hist; i += pool) {
+        double sx = 0, sy = 0;
+        size_t k = 0;
+        for (size_t j = i; j < i + pool && j < a->n_hist; j++, k++) {
+            sx += a->t[j];
+            sy += a->floor[j];
+        }
+        x[m] = sx / (double)k;
+        y[m] = sy / (double)k;
+        m++;
+    }
+    if (m < 4)
+        return a->t[from];
+    double best = INFINITY, best_t = a->t[from];
+    /* Prefix sums of the flat part; the rise is fitted by least squares through its corner. */
+    double sy0 = 0, syy0 = 0;
+    for (size_t k = 0; k + 2 < m; k++) {
+        if (k > 0) {
+            sy0 += y[k - 1];
+            syy0 += y[k - 1] * y[k - 1];
+        }
+        double c = k > 0 ? sy0 / (double)k : y[0];
+        double sse = k > 0 ? syy0 - sy0 * c : 0;
+        double sxx = 0, sxy = 0;
+        for (size_t i = k; i < m; i++) {
+            double dx = x[i] - x[k];
+            sxx += dx * dx;
+            sxy += dx * (y[i] - c);
+        }
+        double r = sxx > 0 ? sxy / sxx : 0;
+        for (size_t i = k; i < m; i++) {
+            double e = y[i] - c - r * (x[i] - x[k]);
+            sse += e * e;
+        }
+        if (r > 0 && sse < best) {
+            best = sse;
+            best_t = k == 0 ? a->t[from] : x[k];
+        }
+    }
+    return best_t;
+}
+
+/*
+ * The evidence for a steady rate: the growth's rate is known (Sen's interval
+ * excludes nil and spans less than a factor steady_spread), the recent half
+ * of the window still grows at steady_keep of that rate or more (its own
+ * interval's lower bound: no sign of levelling off), and the growth has
+ * lasted long enough, compared with the time it leaves before the limit, to
+ * be worth betting on: by Gott's argument a process that has lasted d lasts
+ * another T with probability d / (d + T), and an exhaustion that probable
+ * (steady_p) is worth a page. Without a limit the rate can still be steady.
+ */
+static bool steady(const struct apm_analysis *a, const struct apm_analysis_window *w, double start)
+{
+    if (w->slope <= 0 || w->slope_lo <= 0 || w->slope_hi > a->tune.steady_spread * w->slope_lo ||
+        w->recent_lo < a->tune.steady_keep * w->slope || w->warmup || w->step)
+        return false;
+    double d = w->t_now - start;
+    if (!(d > 0))
+        return false;
+    if (a->limit <= 0)
+        return true;
+    /*
+     * Growth since the series began, with no level seen before it, is how a
+     * process starts up: it is a warm-up until watched for the urgency share
+     * of its time left, like any growth under way.
+     */
+    double p = a->tune.steady_p;
+    if (start <= a->t[0]) {
+        double u = a->cfg.after_exhaustion ? a->tune.urgency_all : a->tune.urgency;
+        p = u / (1 + u);
+    }
+    double left = (a->limit - anchor(a, w)) / w->slope;
+    return left <= 0 || d / (d + left) >= p;
+}
+
 /* Judges every window from the smallest to the whole history. */
 static void evaluate(struct apm_analysis *a)
 {
     struct apm_analysis_series s = {a->t, a->floor, a->peak, a->n_hist};
-    struct apm_analysis_window w = {0}, best = {0}, longest = {0};
-    bool any = false, have_longest = false;
+    struct apm_analysis_window w = {0}, best = {0}, longest = {0}, grow = {0};
+    bool any = false, any_grow = false, too_soon = false;
+    size_t grow_from = a->n_hist;
+    double share_needed = 0;
     unsigned agree = 0, tried = 0;
     struct apm_verdict *v = &a->verdict;
 
-    if (a->n_hist < a->cfg.min_buckets)
+    /* Eight buckets is the least any window judges; the evidence decides the rest. */
+    if (a->n_hist < 8)
         return;
     /*
      * Windows double from min_window; one longer than two thirds of the
@@ -357,16 +458,25 @@ static void evaluate(struct apm_analysis *a)
     bool holding = v->alert;
     for (size_t i = 0; i < n_wins; i++) {
         w = wins[i];
-        if (creeping(a, &w, &wins[n_wins - 1]))
+        if (w.leak && (!any_grow || w.p < grow.p)) {
+            grow = w;
+            any_grow = true;
+        }
+        if (w.growing && !w.step && w.buckets > a->n_hist - grow_from && any_grow)
+            grow_from = a->n_hist - w.buckets;
+        if (creeping(a, &w, &wins[n_wins - 1])) {
             w.leak = !w.step && !w.warmup && w.new_high;
-        else if (w.leak && !holding &&
-                 !urgent(a, &w,
-                         w.continuation && !a->cfg.after_exhaustion ? a->tune.urgency
-                                                                    : a->tune.urgency_all))
-            w.leak = false;
+        } else if (w.leak && !holding) {
+            double share =
+                w.continuation && !a->cfg.after_exhaustion ? a->tune.urgency : a->tune.urgency_all;
+            if (!urgent(a, &w, share)) {
+                w.leak = false;
+                too_soon = true;
+                share_needed = share;
+            }
+        }
         tried++;
         longest = w;
-        have_longest = true;
         if (w.leak) {
             agree++;
             if (!any || w.p < best.p)
@@ -374,17 +484,53 @@ static void evaluate(struct apm_analysis *a)
             any = true;
         }
     }
-    if (!have_longest)
+    if (n_wins == 0)
         return;
 
     bool old_enough = a->t_prev - a->t_first >= a->cfg.min_history_s;
+    /*
+     * A leak verdict is confirmed when the evidence has held for a share of
+     * the series' observed life (and over at least confirm evaluations), so
+     * that a denser sampling, judged more often, does not confirm sooner.
+     */
     a->streak = any && old_enough ? a->streak + 1 : 0;
-    v->alert = a->streak >= a->tune.confirm;
-    if (any) {
+    if (a->streak == 1)
+        a->streak_from = a->t_prev;
+    double held = a->t_prev - a->streak_from, life = a->t_prev - a->t_first;
+    v->alert = a->streak >= a->tune.confirm && (v->alert || held >= a->tune.confirm_share * life);
+    v->doubt = APM_DOUBT_NONE;
+    v->doubt_until_t = NAN;
+    v->growth_start_t = NAN;
+    v->steady = false;
+    if (v->alert) {
         v->cls = APM_CLASS_LEAK;
         v->confidence = (1 - best.p) * (0.5 + 0.5 * (double)agree / (double)tried);
-        v->rate = best.slope;
-        forecast(a, &s, &best);
+    } else if (any || any_grow) {
+        /* Rising like a leak, but no verdict yet: say why and until when. */
+        v->cls = APM_CLASS_GROWING;
+        if (!any)
+            best = grow;
+        v->confidence = 1 - best.p;
+        if (any) {
+            v->doubt = APM_DOUBT_EVIDENCE;
+            double more = a->streak > 0 ? a->tune.confirm_share * (a->t_prev - a->t_first) -
+                                              (a->t_prev - a->streak_from)
+                                        : 0;
+            double step = a->width > a->interval ? a->width : a->interval;
+            v->doubt_until_t = a->t_prev + (more > step ? more : step);
+            if (!old_enough && a->t_first + a->cfg.min_history_s > v->doubt_until_t)
+                v->doubt_until_t = a->t_first + a->cfg.min_history_s;
+        } else if (too_soon) {
+            v->doubt = APM_DOUBT_WARMUP;
+            if (a->limit > 0 && best.slope > 0) {
+                double tte = (a->limit - anchor(a, &best)) / best.slope;
+                double watched = best.t_now - a->t[a->n_hist - best.buckets];
+                double more = (share_needed * tte - watched) / (1 + share_needed);
+                v->doubt_until_t = best.t_now + (more > 0 ? more : 0);
+            }
+        } else {
+            v->doubt = APM_DOUBT_EVIDENCE;
+        }
     } else {
         v->cls = other_class(a, &longest);
         v->confidence = 1 - longest.p / 2;
@@ -392,7 +538,15 @@ static void evaluate(struct apm_analysis *a)
             v->confidence = longest.p;
         v->rate = 0;
         v->has_forecast = false;
+        return;
     }
+    v->rate = best.slope;
+    forecast(a, &s, &best);
+    size_t from = a->n_hist - best.buckets;
+    if (grow_from < from)
+        from = grow_from;
+    v->growth_start_t = growth_start(a, from);
+    v->steady = steady(a, &best, v->growth_start_t);
 }
 
 static void close_bucket(struct apm_analysis *a)
@@ -433,11 +587,14 @@ int apm_analysis_add(struct apm_analysis *a, double t_s, double value, double li
     bucket_add(&a->open, t_s, value);
     a->t_prev = t_s;
     a->samples++;
-    unsigned need = a->span;
-    if (a->n_hist == 0)
-        need -= a->cfg.phase % a->cfg.bucket_samples;
-    if (a->open.n >= need &&
-        t_s - a->open.t_first >= a->cfg.bucket_min_s * a->span / a->cfg.bucket_samples)
+    /*
+     * A bucket closes when it spans the current width (one sample per bucket
+     * until the history first fills): the history always covers the series'
+     * whole life in history_buckets / 2 .. history_buckets buckets, however
+     * often it is sampled.
+     */
+    double width = a->width > a->cfg.bucket_min_s ? a->width : a->cfg.bucket_min_s;
+    if (t_s - a->open.t_first + a->interval >= width)
         close_bucket(a);
     a->verdict.limit = a->limit;
     a->verdict.t_last = t_s;
@@ -461,7 +618,19 @@ const char *apm_analysis_doubt_name(enum apm_doubt d)
 
 bool apm_verdict_exhausts_within(const struct apm_verdict *v, double horizon_s)
 {
-    return v != NULL && v->has_forecast && v->forecast_lo_t - v->t_last <= horizon_s;
+    return v != NULL && v->has_forecast && (v->steady || v->cls == APM_CLASS_LEAK) &&
+           v->forecast_lo_t - v->t_last <= horizon_s;
+}
+
+const char *apm_verdict_builtin_alert(const struct apm_verdict *v)
+{
+    if (v == NULL)
+        return NULL;
+    if (v->cls == APM_CLASS_LEAK && v->confidence >= APM_LEAK_RULE_CONFIDENCE)
+        return "leak";
+    if (apm_verdict_exhausts_within(v, APM_EXHAUSTION_RULE_HORIZON_S))
+        return "exhaustion";
+    return NULL;
 }
 
 int apm_analysis_verdict(const struct apm_analysis *a, struct apm_verdict *out)

@@ -140,9 +140,25 @@ int apm_analysis_add(struct apm_analysis *a, double t_s, double value, double li
 /*
  * The built-in exhaustion condition, shared by the collector's exhaustion
  * rule and apm-cli analyze: a forecast whose earliest plausible time lies
- * within horizon_s of the last sample. Thread: any.
+ * within horizon_s of the last sample, from a trusted rate (steady, or a
+ * leak verdict). Thread: any.
  */
 bool apm_verdict_exhausts_within(const struct apm_verdict *v, double horizon_s);
+
+/*
+ * The defaults of the built-in rules (server/alerts): `leak` fires on class
+ * leak with at least APM_LEAK_RULE_CONFIDENCE, `exhaustion` when
+ * apm_verdict_exhausts_within(v, APM_EXHAUSTION_RULE_HORIZON_S).
+ */
+#define APM_LEAK_RULE_CONFIDENCE 0.6
+#define APM_EXHAUSTION_RULE_HORIZON_S (6 * 3600.0)
+
+/*
+ * The built-in rule the verdict raises at their defaults: "leak" (checked
+ * first), "exhaustion", or NULL for none. apm-cli analyze reports the first
+ * one it sees as t_alert. Thread: any.
+ */
+const char *apm_verdict_builtin_alert(const struct apm_verdict *v);
 
 /* Writes the current verdict to *out. Returns 0, or -EINVAL when an argument is NULL. */
 int apm_analysis_verdict(const struct apm_analysis *a, struct apm_verdict *out);

@@ -24,6 +24,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .env_frac = 0.125,
         .min_window = 16,
         .confirm = 3,
+        .confirm_share = 0.025,
         .anchor_mix = 1.0,
         .forecast_z = 1.645,
         .rho_max = 0.9,
@@ -32,7 +33,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .urgency = 0.8,
         .urgency_all = 0.1,
         .drawdown_margin = 0.5,
-        .creep_samples = 640,
+        .creep_age = 0.3,
         .creep_max = 0.2,
         .creep_decel = 0.8,
         .creep_z = 3.0,
@@ -42,6 +43,9 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .creep_floor_snr = 5.0,
         .creep_after_decel = 0.6,
         .creep_after_steady = 0.95,
+        .steady_spread = 2.0,
+        .steady_keep = 0.8,
+        .steady_p = 0.03,
     };
     if (s == APM_SENSITIVITY_EARLY) {
         t->z_min = 2.5;
@@ -100,29 +104,36 @@ static double slope_of(const double *x, const double *y, size_t n, double *scrat
 }
 
 /*
- * True when the buckets before the window already grew (a growth that began
- * before the window, or at the start of the series when there is too little
- * before it to tell). Such growth is judged as a whole, warm-up included.
+ * True when the buckets before the window may already have grown at a fair
+ * share of the window's rate: growth that began before the window (or at the
+ * start of the series) is judged as a whole, warm-up included. "May" is a
+ * question of evidence: unless Sen's upper bound of the slope before the
+ * window lies below pre_slope_frac of the window's slope, growth there is not
+ * ruled out, so a short or noisy past is not taken as flat.
  */
 static bool pre_growing(const struct apm_analysis_series *s, size_t base, double slope,
                         const struct apm_analysis_tuning *tu, double *x, double *y, double *tmp,
                         double *scratch)
 {
-    if (base < 8)
+    (void)tmp;
+    if (base < 3)
         return true;
-    size_t from = base > MAX_POINTS ? base - MAX_POINTS : 0;
-    size_t m = base - from;
-    memcpy(x, s->t + from, m * sizeof(*x));
-    memcpy(y, s->floor + from, m * sizeof(*y));
-    struct apm_mk mk;
+    size_t pool = (base + MAX_POINTS - 1) / MAX_POINTS, m = 0;
+    for (size_t i = 0; i < base; i += pool) {
+        double sx = 0, sy = 0;
+        size_t k = 0;
+        for (size_t j = i; j < i + pool && j < base; j++, k++) {
+            sx += s->t[j];
+            sy += s->floor[j];
+        }
+        x[m] = sx / (double)k;
+        y[m] = sy / (double)k;
+        m++;
+    }
     struct apm_theil_sen ts;
-    if (apm_stats_mann_kendall(y, m, tmp, &mk) < 0)
+    if (m < 3 || apm_stats_theil_sen(x, y, m, tu->pre_z, scratch, &ts) < 0)
         return true;
-    if (mk.z < tu->pre_z)
-        return false;
-    if (apm_stats_theil_sen(x, y, m, 0, scratch, &ts) < 0)
-        return true;
-    if (ts.slope <= tu->pre_slope_frac * slope)
+    if (ts.slope_hi <= tu->pre_slope_frac * slope)
         return false;
     /*
      * A jump (often across a sampling gap) followed by a flat level is a step,
@@ -234,6 +245,7 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
     double rho = r0 > 0 ? r1 / r0 : 0;
     if (rho > tu->rho_max)
         rho = tu->rho_max;
+    out->rho = rho > 0 ? rho : 0;
     if (rho > 0)
         out->z = mk.z * sqrt((1 - rho) / (1 + rho));
     if (out->scale < PAGE_BYTES)
@@ -306,10 +318,25 @@ int apm_analysis_window_bounds(const struct apm_analysis_series *s,
         return -EINVAL;
     size_t e = (size_t)lround(tu->env_frac * (double)win->buckets);
     size_t m = envelope(s, win->buckets, e < 1 ? 1 : e, x, y);
+    /*
+     * Sen's interval assumes independent points; correlated ones carry the
+     * evidence of fewer, (1 - rho) / (1 + rho) of them, which widens it.
+     */
+    double zq = tu->forecast_z * sqrt((1 + win->rho) / (1 - win->rho));
     struct apm_theil_sen ts;
-    if (apm_stats_theil_sen(x, y, m, tu->forecast_z, ts_scratch, &ts) < 0)
+    if (apm_stats_theil_sen(x, y, m, zq, ts_scratch, &ts) < 0)
         return -EINVAL;
     win->slope_lo = ts.slope_lo;
     win->slope_hi = ts.slope_hi;
+    /*
+     * Still growing at the rate of the whole window? The recent half's own
+     * interval answers with the evidence of its points only: a few noisy
+     * points leave it wide, and the rate unproven.
+     */
+    size_t half = m / 2;
+    win->recent_lo = 0;
+    if (half >= 3 &&
+        apm_stats_theil_sen(x + (m - half), y + (m - half), half, zq, ts_scratch, &ts) == 0)
+        win->recent_lo = ts.slope_lo;
     return 0;
 }

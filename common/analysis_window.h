@@ -20,6 +20,7 @@ struct apm_analysis_tuning {
     double env_frac;           /* envelope width as a share of the window */
     unsigned min_window;       /* smallest window, buckets */
     unsigned confirm;          /* consecutive positive evaluations before an alert */
+    double confirm_share;      /* ... holding for at least this share of the series' life */
     double anchor_mix;         /* forecast level: 0 = fitted floor, 1 = recent peaks */
     double forecast_z;         /* normal score of the forecast bounds */
     double rho_max;            /* cap on the residual autocorrelation correction */
@@ -28,7 +29,7 @@ struct apm_analysis_tuning {
     double urgency;            /* continued growth alerts once window duration >= urgency x TTE */
     double drawdown_margin;    /* a new high must clear earlier highs by this x earlier drawdown */
     double urgency_all;        /* the same for growth that began inside the window */
-    unsigned creep_samples;    /* a creeping leak is judged on the whole history of >= this */
+    double creep_age;          /* a creep is judged once watched for this share of its time left */
     double creep_max;          /* ... grew by at most this share of the level */
     double creep_decel;        /* ... with a recent / older slope ratio at least this */
     double creep_z;            /* ... and a Mann-Kendall z at least this */
@@ -40,6 +41,9 @@ struct apm_analysis_tuning {
     double creep_after_decel;  /* whole-history slope ratio below this: a warm-up happened */
     double creep_after_steady; /* ... then a window of half the history or more with a slope
                                   ratio at least this may creep too */
+    double steady_spread;      /* a steady rate: Sen's interval spans at most this factor */
+    double steady_keep;        /* ... the recent half's lower bound is at least this x the rate */
+    double steady_p; /* ... and the growth has lasted d with d / (d + time left) >= this */
 };
 
 /* Fills *t with the thresholds of sensitivity s (an enum apm_sensitivity value). */
@@ -60,11 +64,13 @@ struct apm_analysis_window {
     double slope;    /* Theil-Sen slope of the envelope, bytes/s */
     double slope_lo; /* Sen's bounds at tuning forecast_z, after window_bounds (else slope) */
     double slope_hi;
+    double recent_lo;  /* Sen's lower bound of the slope over the window's recent half (idem) */
     double level_now;  /* fitted envelope at the window's last bucket time */
     double peak_now;   /* recent peak level */
     double t_now;      /* last bucket time */
     double growth;     /* slope x window duration, bytes */
     double scale;      /* robust scale of the residuals, bytes */
+    double rho;        /* lag-1 autocorrelation of the residuals (0 when negative), capped */
     double decel;      /* recent-half slope / older-half slope (1 when undefined or not needed:
                           a window that neither grows nor spans half the history) */
     double step_ratio; /* CUSUM unexplained share */
