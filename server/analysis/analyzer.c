@@ -347,14 +347,19 @@ static void check_suspicion(struct apm_analyzer *a, struct aseries *s)
     const struct apm_verdict *v = &s->rec.v;
     bool suspicious = (v->cls == APM_CLASS_LEAK && v->confidence >= a->opt.trace_confidence) ||
                       v->cls == APM_CLASS_GROWING;
+    /* An episode lasts while the series grows: a verdict that wavers does not start another. */
     if (!suspicious) {
-        s->episode = false;
+        if (!(isfinite(v->growth_start_t) || v->cls == APM_CLASS_LEAK))
+            s->episode = false;
         return;
     }
-    if (s->episode || a->opt.trace_window_s <= 0 || s->rec.metric != APM_METRIC_RSS ||
+    if (s->episode)
+        return;
+    /* A window asked for a moment ago (before the verdict wavered) covers this episode too. */
+    s->episode = true;
+    if (a->opt.trace_window_s <= 0 || s->rec.metric != APM_METRIC_RSS ||
         (s->trace_at > 0 && v->t_last - s->trace_at < a->opt.trace_window_s))
         return;
-    s->episode = true;
     s->trace_at = v->t_last;
     a->stats.trace_requests++;
     if (a->trace_fn == NULL)
