@@ -268,7 +268,8 @@ static void on_trace_request(void *ctx, const struct apm_analyzer_trace *t)
                                 .start_ms = t->start_ms,
                                 .duration_s = t->duration_s};
     int n = apm_ingest_send_control(c->ingest, t->host, &m);
-    apm_info("collector: %s looks like a leak (confidence %.2f): tracing for %us %s", t->process_id,
+    apm_info("collector: %s %s (confidence %.2f): tracing for %us %s", t->process_id,
+             t->cls == APM_CLASS_GROWING ? "grows with no verdict yet" : "looks like a leak",
              t->confidence, (unsigned)t->duration_s,
              n > 0 ? "requested" : "not requested (its agent is not connected)");
 }

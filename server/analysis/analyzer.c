@@ -369,6 +369,7 @@ static void check_suspicion(struct apm_analyzer *a, struct aseries *s)
         .start_ms = s->rec.start_ms,
         .duration_s = (uint32_t)fmin(a->opt.trace_window_s, UINT32_MAX),
         .confidence = v->confidence,
+        .cls = v->cls,
     };
     snprintf(t.host, sizeof(t.host), "%s", s->rec.host);
     snprintf(t.process_id, sizeof(t.process_id), "%s", s->rec.process_id);

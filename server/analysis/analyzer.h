@@ -56,6 +56,7 @@ struct apm_analyzer_trace {
     int64_t start_ms;
     uint32_t duration_s;
     double confidence;
+    enum apm_class cls; /* leak, or growing (rising with no verdict yet) */
 };
 
 /*
