@@ -114,11 +114,18 @@ class ForecastTest(unittest.TestCase):
         self.assertIn("leak (", table)
         self.assertIn("configured", table)
 
-        # Suspicion asked the agent for a tracemalloc window for the leaker, once. (Other
-        # processes on this machine are watched too, so only the leaker's lines count.)
-        prefix = f"collector: {r['process']} looks like a leak"
-        wait_for("a trace request", lambda: prefix in self.c.collector.output(), timeout=10)
-        lines = [ln for ln in self.c.collector.output().splitlines() if prefix in ln]
+        # Suspicion asked the agent for a tracemalloc window for the leaker, once: as soon as
+        # it grew, or when it looked like a leak. (Other processes on this machine are
+        # watched too, so only the leaker's lines count.)
+        prefix = f"collector: {r['process']} "
+        asked = ("looks like a leak", "grows with no verdict yet")
+
+        def requests() -> list[str]:
+            return [ln for ln in self.c.collector.output().splitlines()
+                    if prefix in ln and any(prefix + a in ln for a in asked)]
+
+        wait_for("a trace request", requests, timeout=10)
+        lines = requests()
         self.assertEqual(len(lines), 1, lines)
         self.assertGreaterEqual(self.c.get("/api/v1/status")["analysis"]["trace_requests"], 1)
 
