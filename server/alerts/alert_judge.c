@@ -90,9 +90,12 @@ enum apm_alert_cond apm_alert_judge(const struct apm_alert_rule *r,
         /* A verdict between buckets may carry no forecast: a growth under way holds. */
         if (!v->has_forecast)
             return ev.grows ? APM_ALERT_COND_HOLD : APM_ALERT_COND_OFF;
-        /* The built-in condition, shared with apm-cli analyze: a forecast from a trusted rate. */
+        /*
+         * The built-in condition, shared with apm-cli analyze (a forecast from
+         * a trusted rate), or a rate the probe's evidence made trusted.
+         */
         double horizon = (double)r->horizon_ms / 1000.0;
-        if (apm_verdict_exhausts_within(v, horizon))
+        if (apm_evidence_exhausts_within(v, &ev, horizon))
             return APM_ALERT_COND_ON;
         return ev.grows && v->forecast_lo_t - v->t_last <= horizon * 1.25 ? APM_ALERT_COND_HOLD
                                                                           : APM_ALERT_COND_OFF;

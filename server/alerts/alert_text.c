@@ -179,7 +179,9 @@ char *apm_alert_text_summary(const struct apm_alert *a, char *buf, size_t size)
         if (a->site_share > 0 && a->kind != APM_ALERT_BLOAT)
             append(buf, size, &len, " accounts for %.0f %% of the growth%s",
                    fmin(100.0 * a->site_share, 999.0),
-                   strcmp(a->confirmed, "python-site") == 0 ? ", which confirms the leak" : "");
+                   strcmp(a->confirmed, "python-site") == 0 ? ", which confirms the leak"
+                   : a->site_steady                         ? ", which makes its rate trusted"
+                                                            : "");
     }
     if (a->native == 1)
         append(buf, size, &len,
@@ -279,6 +281,7 @@ json_t *apm_alert_text_json(const struct apm_alert *a, int64_t now_ms)
     json_object_set_new(o, "site_share",
                         a->site_share > 0 ? json_real(a->site_share) : json_null());
     json_object_set_new(o, "confirmed_by", str_or_null(a->confirmed));
+    json_object_set_new(o, "site_steady", json_boolean(a->site_steady));
     json_object_set_new(o, "labels", labels_json(a->labels));
     bool acked = apm_alert_acked(a, now_ms);
     json_object_set_new(o, "acked", json_boolean(acked));

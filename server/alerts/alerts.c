@@ -228,6 +228,8 @@ static void update_facts(struct apm_alert *a, const struct apm_alert_input *in, 
     if (ev.site_share > 0)
         a->site_share = ev.site_share;
     copy_str(a->confirmed, sizeof(a->confirmed), apm_evidence_confirm_name(ev.leak));
+    if (ev.grows)
+        a->site_steady = ev.site_steady;
     a->value = in->value;
     if (v->limit > 0) {
         a->limit = v->limit;

@@ -133,6 +133,7 @@ struct apm_alert {
     double doubt_left_s;  /* until it can be given; NAN = unknown */
     double site_share;    /* the top suspect's share of the growth; 0 = unknown */
     char confirmed[24];   /* what confirms the leak (apm_evidence_confirm_name); "" = nothing */
+    bool site_steady;     /* the top suspect made the rate of a start-up growth trusted */
     char summary[APM_ALERT_SUMMARY_MAX];
     char labels[APM_ALERT_LABELS_MAX];
     /* Acknowledgement (also silences new episodes of the same rule and series). */

@@ -20,14 +20,23 @@
  *
  * Whether the rate is trusted for the exhaustion rule is the analysis's own
  * call (apm_verdict_exhausts_within: a leak, or a steady rate), so that the
- * collector and apm-cli analyze raise the same exhaustion alerts.
+ * collector and apm-cli analyze raise the same exhaustion alerts, with one
+ * exception only the live collector can make. The analysis treats growth
+ * that began with the series (no level seen before it) as a process starting
+ * up: a warm-up until watched for most of its time left. When one Python
+ * site grows in a line with most of that growth, it is not the interpreter
+ * starting up but the program piling objects at one line, so it is watched
+ * like any growth under way whose level was seen before: its rate is trusted
+ * once the growth has run for APM_EVIDENCE_WATCH_SHARE of its time left.
+ * A cache that fills for a while and stops does not get there: at 10 MB/s
+ * against 24 GiB that takes about 80 s of growth in a line.
  *
- * Neither tells a cache that is still filling from a leak (both look the same
- * until the cache stops), so neither lifts a warm-up doubt by itself: a site
- * confirms only a series whose rate is steady and whose doubt is about the
- * evidence or a step. A restart at the limit is the one fact that speaks to
- * warm-up (the last one did not level off), so it confirms a steady growth
- * whatever the doubt.
+ * Neither fact tells a cache that is still filling from a leak (both look the
+ * same until the cache stops), so neither lifts a warm-up doubt for the leak
+ * rule: a site confirms a leak only for a series whose rate is steady and
+ * whose doubt is about the evidence or a step. A restart at the limit is the
+ * one fact that speaks to warm-up (the last one did not level off), so it
+ * confirms a steady growth whatever the doubt.
  *
  * Thread: any; pure functions of their arguments.
  */
@@ -37,6 +46,12 @@
 
 /* A site explains the growth when it grows at least this share of the RSS rate. */
 #define APM_EVIDENCE_SITE_SHARE 0.5
+/*
+ * A growth explained by a site is urgent once it has run for this share of
+ * (its run + its time left): the analysis's share for a growth under way
+ * whose level was seen before (common/analysis.c, steady_p).
+ */
+#define APM_EVIDENCE_WATCH_SHARE 0.03
 
 /* What confirms a leak. */
 enum apm_confirm {
@@ -58,12 +73,20 @@ struct apm_evidence {
     bool grows;         /* rising now: class leak or growing, or a steady positive rate */
     double site_share;  /* the top site's rate over the RSS rate; 0 when unknown */
     bool site_explains; /* that site grows in a line with >= APM_EVIDENCE_SITE_SHARE of it */
+    bool site_steady;   /* it makes the rate of a start-up growth trusted (see above) */
     enum apm_confirm leak;
 };
 
 /* Judges v (borrowed) with the facts f (borrowed; NULL = none) into *out. */
 void apm_evidence_judge(const struct apm_verdict *v, const struct apm_evidence_facts *f,
                         struct apm_evidence *out);
+
+/*
+ * The exhaustion condition with the evidence: apm_verdict_exhausts_within(v,
+ * horizon_s), or the same condition on a rate ev made trusted.
+ */
+bool apm_evidence_exhausts_within(const struct apm_verdict *v, const struct apm_evidence *ev,
+                                  double horizon_s);
 
 /* "", "analysis", "python-site" or "restart-at-limit". */
 const char *apm_evidence_confirm_name(enum apm_confirm c);

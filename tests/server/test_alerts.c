@@ -290,11 +290,47 @@ static void test_alerts_exhaustion_fires_on_a_steady_growth_without_a_verdict(vo
     assert_non_null(strstr(a[0].summary, "grows ~34 GiB/h"));
     assert_non_null(strstr(a[0].summary, "; growing for 1m 50s, no leak verdict yet (warm-up "
                                          "doubt for 4m 0s more)"));
+    assert_false(a[0].site_steady);
     /* A verdict between buckets without a forecast holds while it grows. */
     in.verdict.has_forecast = false;
     for (int s = 2; s < 100; s++)
         apm_alerts_observe(e, &in, T0 + s * 1000);
     assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    apm_alerts_free(e);
+}
+
+/* A start-up growth the probe shows piling up at one line is urgent before its warm-up doubt ends.
+ */
+static void test_alerts_exhaustion_fires_when_a_python_site_explains_a_startup_growth(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule exhaustion]\nkind = exhaustion\n");
+    struct apm_alert a[8];
+    struct apm_alert_input in = leak_input("app.py", APM_CLASS_GROWING, 1.0);
+    in.limit_source = "host";
+    in.verdict.rate = 10e6;
+    in.verdict.limit = 24.0 * 1024 * 1024 * 1024;
+    in.verdict.has_forecast = true;
+    in.verdict.t_last = (double)T0 / 1000;
+    in.verdict.forecast_t = in.verdict.t_last + 2500;
+    in.verdict.forecast_lo_t = in.verdict.t_last + 2400;
+    in.verdict.forecast_hi_t = in.verdict.t_last + 2600;
+    in.verdict.growth_start_t = in.verdict.t_last - 90;
+    in.verdict.doubt = APM_DOUBT_WARMUP;
+    in.verdict.doubt_until_t = in.verdict.t_last + 1100;
+    in.suspect_site = "app.py:12";
+    in.suspect_rate = 9.8e6;
+    apm_alerts_observe(e, &in, T0); /* two points so far: a rate, not yet a line */
+    assert_int_equal(listed(e, APM_FILTER_ALL, a), 0);
+    in.suspect_line = true;
+    apm_alerts_observe(e, &in, T0 + 1000);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_true(a[0].site_steady);
+    assert_non_null(strstr(a[0].summary, "; growing for 1m 30s, no leak verdict yet (warm-up "
+                                         "doubt for 18m 20s more); top suspect `app.py:12` +33 "
+                                         "GiB/h accounts for 98 % of the growth, which makes its "
+                                         "rate trusted"));
     apm_alerts_free(e);
 }
 
@@ -469,6 +505,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alerts_ack_expires, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_alerts_exhaustion_fires_on_a_steady_growth_without_a_verdict, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_alerts_exhaustion_fires_when_a_python_site_explains_a_startup_growth, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(test_alerts_leak_holds_while_the_series_still_grows, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_alerts_leak_confirmed_by_a_python_site_says_so, setup,

@@ -77,6 +77,38 @@ static void test_evidence_needs_a_steady_rate_a_line_and_most_of_the_growth(void
     assert_true(ev.site_share == 0);
 }
 
+/* A start-up growth explained by one site is trusted once it has run long enough; a fill is not. */
+static void test_evidence_a_site_makes_a_long_enough_startup_growth_urgent(void **state)
+{
+    (void)state;
+    struct apm_verdict v = growing(APM_DOUBT_WARMUP, false);
+    v.has_forecast = true;
+    v.limit = 24e9;
+    v.growth_start_t = v.t_last - 90;
+    v.forecast_t = v.t_last + 2400;
+    v.forecast_lo_t = v.t_last + 2300;
+    v.forecast_hi_t = INFINITY;
+    struct apm_evidence_facts f = {.site = "app.py:12", .site_rate = RATE, .site_line = true};
+    struct apm_evidence ev;
+    apm_evidence_judge(&v, &f, &ev);
+    assert_true(ev.site_steady);
+    assert_int_equal(ev.leak, APM_CONFIRM_NONE); /* urgent, not yet called a leak */
+    assert_false(apm_verdict_exhausts_within(&v, 6 * 3600.0));
+    assert_true(apm_evidence_exhausts_within(&v, &ev, 6 * 3600.0));
+    assert_false(apm_evidence_exhausts_within(&v, &ev, 1800.0));
+    /* A cache that filled for 40 s at the same rate has not run long enough. */
+    v.growth_start_t = v.t_last - 40;
+    apm_evidence_judge(&v, &f, &ev);
+    assert_false(ev.site_steady);
+    assert_false(apm_evidence_exhausts_within(&v, &ev, 6 * 3600.0));
+    /* Without the site in line, the analysis's own condition only. */
+    v.growth_start_t = v.t_last - 90;
+    f.site_line = false;
+    apm_evidence_judge(&v, &f, &ev);
+    assert_false(ev.site_steady);
+    assert_false(apm_evidence_exhausts_within(&v, &ev, 6 * 3600.0));
+}
+
 static void test_evidence_a_restart_at_the_limit_confirms_a_steady_growth(void **state)
 {
     (void)state;
@@ -115,6 +147,7 @@ int main(void)
         cmocka_unit_test(test_evidence_a_site_in_line_with_most_of_the_growth_confirms),
         cmocka_unit_test(test_evidence_a_site_does_not_lift_a_warmup_doubt),
         cmocka_unit_test(test_evidence_needs_a_steady_rate_a_line_and_most_of_the_growth),
+        cmocka_unit_test(test_evidence_a_site_makes_a_long_enough_startup_growth_urgent),
         cmocka_unit_test(test_evidence_a_restart_at_the_limit_confirms_a_steady_growth),
         cmocka_unit_test(test_evidence_leaves_other_classes_to_the_analysis),
     };
