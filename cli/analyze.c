@@ -339,6 +339,10 @@ int apm_cli_analyze(int argc, char **argv, bool json)
             sens = argv[++i];
         } else if (strncmp(arg, "--sensitivity=", 14) == 0) {
             sens = arg + 14;
+        } else if (strncmp(arg, "--tuning=", 9) == 0) {
+            /* Threshold overrides for benchmarks (tests/bench/leave_one_kind_out.py). */
+            cfg.tuning = arg + 9;
+            continue;
         } else if (strcmp(arg, "--json") == 0) {
             json = true;
             continue;

@@ -125,6 +125,11 @@ int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis 
         return -ENOMEM;
     a->cfg = c;
     apm_analysis_window_tuning(c.sensitivity, &a->tune);
+    a->cfg.tuning = NULL;
+    if (apm_analysis_window_tuning_override(&a->tune, c.tuning) < 0) {
+        apm_analysis_free(a);
+        return -EINVAL;
+    }
     a->hist = calloc(c.history_buckets, sizeof(*a->hist));
     a->t = calloc(c.history_buckets * 3, sizeof(double));
     if (!a->hist || !a->t) {
@@ -259,10 +264,21 @@ static void forecast(struct apm_analysis *a, const struct apm_analysis_series *s
     double room = a->limit - anchor(a, w);
     if (room < 0)
         room = 0;
+    /*
+     * Sen's interval says how well the past rate is known; the future rate
+     * also drifts (a leak slows, a sawtooth's anchor moves). forecast_drift
+     * is that drift's relative spread, added in quadrature, and calibrated so
+     * that the stated band holds the true exhaustion time as often as it says
+     * (80 % on the leakbench tuning split).
+     */
+    double m = a->tune.forecast_drift;
+    double up = w->slope_hi / w->slope - 1, down = 1 - w->slope_lo / w->slope;
+    double fast = w->slope * (1 + sqrt(up * up + m * m));
+    double slow = w->slope * (1 - sqrt(down * down + m * m));
     v->has_forecast = true;
     v->forecast_t = w->t_now + room / w->slope;
-    v->forecast_lo_t = w->slope_hi > 0 ? w->t_now + room / w->slope_hi : v->forecast_t;
-    v->forecast_hi_t = w->slope_lo > 0 ? w->t_now + room / w->slope_lo : INFINITY;
+    v->forecast_lo_t = w->t_now + room / fast;
+    v->forecast_hi_t = slow > 0 ? w->t_now + room / slow : INFINITY;
 }
 
 /*
@@ -304,7 +320,16 @@ static bool creeping(const struct apm_analysis *a, const struct apm_analysis_win
      * A warm-up looks like a creep until it bends; it has had the time to bend once
      * the series has been watched for creep_age of the time its growth leaves.
      */
-    if (!urgent(a, w, a->tune.creep_age))
+    /*
+     * A warm-up looks like a creep until it bends. It has had the time to bend
+     * once the growth has been watched for creep_age of the time it leaves,
+     * and the evidence of every sample, not only of the buckets, must be
+     * strong: the trend's t (growth over the residual scale, times the square
+     * root of the effective number of samples over 12) reaches creep_t.
+     */
+    double n_eff = (double)a->samples * (1 - w->rho) / (1 + w->rho);
+    if (!urgent(a, w, a->tune.creep_age) ||
+        w->growth / w->scale * sqrt(n_eff / 12.0) < a->tune.creep_t)
         return false;
     if (w->z >= a->tune.creep_z && w->growth >= a->tune.creep_snr * w->scale)
         return true;
@@ -356,7 +381,7 @@ static double growth_start(const struct apm_analysis *a, size_t from)
     }
     if (m < 4)
         return a->t[from];
-    double best = INFINITY, best_t = a->t[from];
+    double best = INFINITY, best_t = a->t[from], sse0 = 0;
     /* Prefix sums of the flat part; the rise is fitted by least squares through its corner. */
     double sy0 = 0, syy0 = 0;
     for (size_t k = 0; k + 2 < m; k++) {
@@ -382,6 +407,26 @@ static double growth_start(const struct apm_analysis *a, size_t from)
             best_t = k == 0 ? a->t[from] : x[k];
         }
     }
+    /* The rival: one straight line through all points (least squares). */
+    double mx = 0, my = 0, sxx = 0, sxy = 0;
+    for (size_t i = 0; i < m; i++)
+        mx += x[i], my += y[i];
+    mx /= (double)m;
+    my /= (double)m;
+    for (size_t i = 0; i < m; i++)
+        sxx += (x[i] - mx) * (x[i] - mx), sxy += (x[i] - mx) * (y[i] - my);
+    double r = sxx > 0 ? sxy / sxx : 0;
+    for (size_t i = 0; i < m; i++) {
+        double e = y[i] - my - r * (x[i] - mx);
+        sse0 += e * e;
+    }
+    /*
+     * A corner after the first point must earn its parameter: unless it
+     * explains clearly more than one straight rise (an F ratio of
+     * 4, about 5 %), the growth is taken to have been there from the start.
+     */
+    if (!(best < INFINITY) || !(sse0 < INFINITY) || (sse0 - best) * (double)(m - 3) <= 4.0 * best)
+        return a->t[from];
     return best_t;
 }
 
@@ -398,7 +443,8 @@ static double growth_start(const struct apm_analysis *a, size_t from)
 static bool steady(const struct apm_analysis *a, const struct apm_analysis_window *w, double start)
 {
     if (w->slope <= 0 || w->slope_lo <= 0 || w->slope_hi > a->tune.steady_spread * w->slope_lo ||
-        w->recent_lo < a->tune.steady_keep * w->slope || w->warmup || w->step)
+        w->recent_lo < a->tune.steady_keep * w->slope || w->z < a->tune.steady_z || w->warmup ||
+        w->step)
         return false;
     double d = w->t_now - start;
     if (!(d > 0))
@@ -542,10 +588,7 @@ static void evaluate(struct apm_analysis *a)
     }
     v->rate = best.slope;
     forecast(a, &s, &best);
-    size_t from = a->n_hist - best.buckets;
-    if (grow_from < from)
-        from = grow_from;
-    v->growth_start_t = growth_start(a, from);
+    v->growth_start_t = growth_start(a, 0);
     v->steady = steady(a, &best, v->growth_start_t);
 }
 

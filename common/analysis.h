@@ -76,6 +76,12 @@ struct apm_analysis_config {
      */
     double bucket_min_s;
     double min_history_s;
+    /*
+     * Overrides of the operating point's thresholds, "name=value,..." (NULL:
+     * none); borrowed until apm_analysis_new returns. For benchmarks that
+     * choose thresholds, not for users.
+     */
+    const char *tuning;
 };
 
 /* Fills cfg with the defaults above (balanced). */

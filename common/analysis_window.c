@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/analysis.h"
@@ -26,7 +28,8 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .confirm = 3,
         .confirm_share = 0.025,
         .anchor_mix = 1.0,
-        .forecast_z = 1.645,
+        .forecast_z = 1.282,
+        .forecast_drift = 0.17,
         .rho_max = 0.9,
         .pre_z = 2.0,
         .pre_slope_frac = 0.3,
@@ -34,6 +37,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .urgency_all = 0.1,
         .drawdown_margin = 0.5,
         .creep_age = 0.3,
+        .creep_t = 50,
         .creep_max = 0.2,
         .creep_decel = 0.8,
         .creep_z = 3.0,
@@ -44,6 +48,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .creep_after_decel = 0.6,
         .creep_after_steady = 0.95,
         .steady_spread = 2.0,
+        .steady_z = 8.0,
         .steady_keep = 0.8,
         .steady_p = 0.03,
     };
@@ -59,6 +64,68 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         t->urgency_all = 0.15;
         t->creep_max = 0.1;
     }
+}
+
+/* The thresholds that may be overridden by name (all doubles). */
+static const struct {
+    const char *name;
+    size_t off;
+} knobs[] = {
+    {"z_min", offsetof(struct apm_analysis_tuning, z_min)},
+    {"noise_k", offsetof(struct apm_analysis_tuning, noise_k)},
+    {"rel_min", offsetof(struct apm_analysis_tuning, rel_min)},
+    {"decel_max", offsetof(struct apm_analysis_tuning, decel_max)},
+    {"step_sse_max", offsetof(struct apm_analysis_tuning, step_sse_max)},
+    {"env_frac", offsetof(struct apm_analysis_tuning, env_frac)},
+    {"anchor_mix", offsetof(struct apm_analysis_tuning, anchor_mix)},
+    {"forecast_drift", offsetof(struct apm_analysis_tuning, forecast_drift)},
+    {"forecast_z", offsetof(struct apm_analysis_tuning, forecast_z)},
+    {"rho_max", offsetof(struct apm_analysis_tuning, rho_max)},
+    {"pre_z", offsetof(struct apm_analysis_tuning, pre_z)},
+    {"pre_slope_frac", offsetof(struct apm_analysis_tuning, pre_slope_frac)},
+    {"urgency", offsetof(struct apm_analysis_tuning, urgency)},
+    {"drawdown_margin", offsetof(struct apm_analysis_tuning, drawdown_margin)},
+    {"urgency_all", offsetof(struct apm_analysis_tuning, urgency_all)},
+    {"creep_age", offsetof(struct apm_analysis_tuning, creep_age)},
+    {"creep_t", offsetof(struct apm_analysis_tuning, creep_t)},
+    {"creep_max", offsetof(struct apm_analysis_tuning, creep_max)},
+    {"creep_decel", offsetof(struct apm_analysis_tuning, creep_decel)},
+    {"creep_z", offsetof(struct apm_analysis_tuning, creep_z)},
+    {"creep_snr", offsetof(struct apm_analysis_tuning, creep_snr)},
+    {"creep_ramp", offsetof(struct apm_analysis_tuning, creep_ramp)},
+    {"creep_horizon", offsetof(struct apm_analysis_tuning, creep_horizon)},
+    {"creep_floor_snr", offsetof(struct apm_analysis_tuning, creep_floor_snr)},
+    {"creep_after_decel", offsetof(struct apm_analysis_tuning, creep_after_decel)},
+    {"creep_after_steady", offsetof(struct apm_analysis_tuning, creep_after_steady)},
+    {"steady_spread", offsetof(struct apm_analysis_tuning, steady_spread)},
+    {"steady_z", offsetof(struct apm_analysis_tuning, steady_z)},
+    {"steady_keep", offsetof(struct apm_analysis_tuning, steady_keep)},
+    {"steady_p", offsetof(struct apm_analysis_tuning, steady_p)},
+    {"confirm_share", offsetof(struct apm_analysis_tuning, confirm_share)},
+};
+
+int apm_analysis_window_tuning_override(struct apm_analysis_tuning *t, const char *spec)
+{
+    if (!t)
+        return -EINVAL;
+    while (spec && *spec) {
+        const char *eq = strchr(spec, '=');
+        if (!eq)
+            return -EINVAL;
+        size_t len = (size_t)(eq - spec), i;
+        for (i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++)
+            if (strlen(knobs[i].name) == len && strncmp(knobs[i].name, spec, len) == 0)
+                break;
+        if (i == sizeof(knobs) / sizeof(knobs[0]))
+            return -EINVAL;
+        char *end;
+        double v = strtod(eq + 1, &end);
+        if (end == eq + 1 || (*end != ',' && *end != '\0') || !isfinite(v))
+            return -EINVAL;
+        *(double *)((char *)t + knobs[i].off) = v;
+        spec = *end == ',' ? end + 1 : end;
+    }
+    return 0;
 }
 
 /*

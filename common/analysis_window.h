@@ -23,6 +23,7 @@ struct apm_analysis_tuning {
     double confirm_share;      /* ... holding for at least this share of the series' life */
     double anchor_mix;         /* forecast level: 0 = fitted floor, 1 = recent peaks */
     double forecast_z;         /* normal score of the forecast bounds */
+    double forecast_drift;     /* relative spread of the future rate, added to Sen's */
     double rho_max;            /* cap on the residual autocorrelation correction */
     double pre_z;              /* Mann-Kendall z before the window that means "already growing" */
     double pre_slope_frac;     /* ... with a slope at least this share of the window's */
@@ -30,6 +31,7 @@ struct apm_analysis_tuning {
     double drawdown_margin;    /* a new high must clear earlier highs by this x earlier drawdown */
     double urgency_all;        /* the same for growth that began inside the window */
     double creep_age;          /* a creep is judged once watched for this share of its time left */
+    double creep_t;            /* ... and the trend's t on the effective samples at least this */
     double creep_max;          /* ... grew by at most this share of the level */
     double creep_decel;        /* ... with a recent / older slope ratio at least this */
     double creep_z;            /* ... and a Mann-Kendall z at least this */
@@ -42,12 +44,20 @@ struct apm_analysis_tuning {
     double creep_after_steady; /* ... then a window of half the history or more with a slope
                                   ratio at least this may creep too */
     double steady_spread;      /* a steady rate: Sen's interval spans at most this factor */
+    double steady_z;           /* ... the window's Mann-Kendall z (effective size) at least this */
     double steady_keep;        /* ... the recent half's lower bound is at least this x the rate */
     double steady_p; /* ... and the growth has lasted d with d / (d + time left) >= this */
 };
 
 /* Fills *t with the thresholds of sensitivity s (an enum apm_sensitivity value). */
 void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t);
+
+/*
+ * Applies overrides "name=value[,name=value...]" (the field names above) to *t.
+ * Returns 0, or -EINVAL for an unknown name or a bad value. For benchmarks
+ * that choose thresholds (tests/bench/leave_one_kind_out.py).
+ */
+int apm_analysis_window_tuning_override(struct apm_analysis_tuning *t, const char *spec);
 
 /* The input: parallel arrays of bucket time, floor and peak, oldest first. */
 struct apm_analysis_series {

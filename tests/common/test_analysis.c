@@ -292,35 +292,76 @@ static void test_analysis_linear_leak_forecast_is_close(void **state)
     assert_true(r.t_alert < truth * 0.5);
 }
 
-/* 1 MB/s from 100 MB, noiseless. */
-static double steep_leak(double t, struct rng *r)
+#define GIB (1024.0 * MB)
+
+/* A service at 50 MB that starts leaking 10 MB/s after 10 s, 4 KiB pages. */
+static double service_leak(double t, struct rng *r)
 {
-    (void)r;
-    return 100 * MB + t * MB;
+    double v = 50 * MB + noise(r, 0.2 * MB) + (t > 10 ? 10 * MB * (t - 10) : 0);
+    return floor(v / 4096) * 4096;
 }
 
-/*
- * The sample (counted from 1) that brings the first verdict other than stable, with the given
- * phase: steep_leak with its limit a minute away is a leak at once. 0 when none comes.
- */
-static size_t first_verdict_at(unsigned phase)
+/* The same growth for 40 s only: a cache that fills and stops. */
+static double cache_fill(double t, struct rng *r)
 {
-    struct apm_analysis_config cfg;
-    apm_analysis_config_init(&cfg);
-    cfg.min_buckets = 8;
-    cfg.phase = phase;
-    struct run r = replay_with(&cfg, steep_leak, 100, 1, 160 * MB);
-    return r.t_judged < 0 ? 0 : (size_t)r.t_judged + 1;
+    double grown = t < 10 ? 0 : (t < 50 ? t - 10 : 40);
+    return floor((50 * MB + noise(r, 0.2 * MB) + 10 * MB * grown) / 4096) * 4096;
 }
 
-static void test_analysis_phase_shortens_the_first_bucket_only(void **state)
+/* Replays shape every dt seconds up to t_end; the first time a built-in rule would fire. */
+static double first_builtin(shape_fn shape, double dt, double t_end, double limit,
+                            struct apm_verdict *at)
+{
+    struct apm_analysis *a = NULL;
+    struct rng r = {7};
+    double first = -1;
+    assert_int_equal(apm_analysis_new(NULL, &a), 0);
+    for (double t = 0; t <= t_end; t += dt) {
+        assert_int_equal(apm_analysis_add(a, t, shape(t, &r), limit), 0);
+        struct apm_verdict v;
+        apm_analysis_verdict(a, &v);
+        if (first < 0 && apm_verdict_builtin_alert(&v)) {
+            first = t;
+            if (at)
+                *at = v;
+        }
+        /* Steady growth for a minute is never shown as stable. */
+        if (shape == service_leak && dt == 1 && t >= 70)
+            assert_int_not_equal(v.cls, APM_CLASS_STABLE);
+    }
+    apm_analysis_free(a);
+    return first;
+}
+
+static void test_analysis_fast_leak_exhaustion_within_two_minutes(void **state)
 {
     (void)state;
-    /* Buckets of four samples, the first shorter by the phase (modulo four), later ones not. */
-    size_t at = first_verdict_at(0);
-    assert_true(at >= 32 && at < 100);
-    assert_int_equal(first_verdict_at(3), at - 3);
-    assert_int_equal(first_verdict_at(6), at - 2);
+    struct apm_verdict v;
+    double t = first_builtin(service_leak, 1, 600, 24 * GIB, &v);
+    print_message("exhaustion alert at %.0f s\n", t);
+    assert_true(t > 10 && t <= 130);
+    assert_true(apm_verdict_exhausts_within(&v, APM_EXHAUSTION_RULE_HORIZON_S));
+    assert_true(v.steady);
+    assert_true(v.growth_start_t >= 0 && v.growth_start_t <= 30);
+    assert_true(fabs(v.rate - 10 * MB) < 1 * MB);
+    assert_true(v.forecast_lo_t <= v.forecast_t && v.forecast_t <= v.forecast_hi_t);
+}
+
+static void test_analysis_cache_filling_for_forty_seconds_gets_no_alert(void **state)
+{
+    (void)state;
+    assert_true(first_builtin(cache_fill, 1, 1800, 24 * GIB, NULL) < 0);
+}
+
+/* The fast leak at 5 s and 10 s: the alert comes later in samples, not much later in time. */
+static void test_analysis_fast_leak_at_coarser_sampling(void **state)
+{
+    (void)state;
+    double t1 = first_builtin(service_leak, 1, 1200, 24 * GIB, NULL);
+    double t5 = first_builtin(service_leak, 5, 1200, 24 * GIB, NULL);
+    double t10 = first_builtin(service_leak, 10, 1200, 24 * GIB, NULL);
+    assert_true(t1 > 0 && t5 > 0 && t10 > 0);
+    assert_true(t5 <= 4 * t1 && t10 <= 6 * t1);
 }
 
 static void test_analysis_gaps_and_jitter_are_handled(void **state)
@@ -400,7 +441,9 @@ int main(void)
         cmocka_unit_test(test_analysis_slow_leak_buried_in_noise_is_found),
         cmocka_unit_test(test_analysis_slow_leak_after_warmup_is_found_after_it),
         cmocka_unit_test(test_analysis_linear_leak_forecast_is_close),
-        cmocka_unit_test(test_analysis_phase_shortens_the_first_bucket_only),
+        cmocka_unit_test(test_analysis_fast_leak_exhaustion_within_two_minutes),
+        cmocka_unit_test(test_analysis_cache_filling_for_forty_seconds_gets_no_alert),
+        cmocka_unit_test(test_analysis_fast_leak_at_coarser_sampling),
         cmocka_unit_test(test_analysis_gaps_and_jitter_are_handled),
         cmocka_unit_test(test_analysis_rejects_bad_input),
         cmocka_unit_test(test_analysis_names_round_trip),
