@@ -21,13 +21,14 @@
  * Whether the rate is trusted for the exhaustion rule is the analysis's own
  * call (apm_verdict_exhausts_within: a leak, or a steady rate), so that the
  * collector and apm-cli analyze raise the same exhaustion alerts, with one
- * exception only the live collector can make. The analysis treats growth
- * that began with the series (no level seen before it) as a process starting
- * up: a warm-up until watched for most of its time left. When one Python
- * site grows in a line with most of that growth, it is not the interpreter
- * starting up but the program piling objects at one line, so it is watched
- * like any growth under way whose level was seen before: its rate is trusted
- * once the growth has run for APM_EVIDENCE_WATCH_SHARE of its time left.
+ * exception only the live collector can make. The analysis holds a growth
+ * under warm-up doubt until it has been watched for a share of its time
+ * left, a large one for growth that began with the series (no level seen
+ * before it: a process starting up). When one Python site grows in a line
+ * with most of that growth, it is the program piling objects at one line,
+ * not the interpreter starting up, so it is watched like any growth under
+ * way whose level was seen before: its rate is trusted once the growth has
+ * run for APM_EVIDENCE_WATCH_SHARE of (its run + its time left).
  * A cache that fills for a while and stops does not get there: at 10 MB/s
  * against 24 GiB that takes about 80 s of growth in a line.
  *
