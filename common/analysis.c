@@ -328,7 +328,7 @@ static bool creeping(const struct apm_analysis *a, const struct apm_analysis_win
      * root of the effective number of samples over 12) reaches creep_t.
      */
     double n_eff = (double)a->samples * (1 - w->rho) / (1 + w->rho);
-    if (!urgent(a, w, a->tune.creep_age) ||
+    if ((!after_warmup && !urgent(a, w, a->tune.creep_age)) ||
         w->growth / w->scale * sqrt(n_eff / 12.0) < a->tune.creep_t)
         return false;
     if (w->z >= a->tune.creep_z && w->growth >= a->tune.creep_snr * w->scale)
@@ -510,7 +510,10 @@ static void evaluate(struct apm_analysis *a)
         }
         if (w.growing && !w.step && w.buckets > a->n_hist - grow_from && any_grow)
             grow_from = a->n_hist - w.buckets;
-        if (creeping(a, &w, &wins[n_wins - 1])) {
+        if (holding && w.growing && !w.step && w.new_high) {
+            /* A raised alert holds while the series still grows, slower or not. */
+            w.leak = true;
+        } else if (creeping(a, &w, &wins[n_wins - 1])) {
             w.leak = !w.step && !w.warmup && w.new_high;
         } else if (w.leak && !holding) {
             double share =

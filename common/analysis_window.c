@@ -43,7 +43,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .creep_z = 3.0,
         .creep_snr = 10.0,
         .creep_ramp = 0.35,
-        .creep_horizon = 10.0,
+        .creep_horizon = 0.0,
         .creep_floor_snr = 5.0,
         .creep_after_decel = 0.6,
         .creep_after_steady = 0.95,
