@@ -220,16 +220,18 @@ static void update_facts(struct apm_alert *a, const struct apm_alert_input *in, 
     /* How sure: how long it has grown, what doubt remains, what confirms it. */
     if (ev.grows && isfinite(v->growth_start_t) && v->t_last > v->growth_start_t)
         a->growing_for_s = v->t_last - v->growth_start_t;
-    copy_str(a->doubt, sizeof(a->doubt),
-             v->cls == APM_CLASS_GROWING ? apm_analysis_doubt_name(v->doubt) : "");
-    a->doubt_left_s = isfinite(v->doubt_until_t) && v->cls == APM_CLASS_GROWING
-                          ? fmax(0.0, v->doubt_until_t - v->t_last)
-                          : NAN;
+    /* A verdict that wavers for a moment (no growth judged) leaves the last word standing. */
+    if (ev.grows) {
+        copy_str(a->doubt, sizeof(a->doubt),
+                 v->cls == APM_CLASS_GROWING ? apm_analysis_doubt_name(v->doubt) : "");
+        a->doubt_left_s = isfinite(v->doubt_until_t) && v->cls == APM_CLASS_GROWING
+                              ? fmax(0.0, v->doubt_until_t - v->t_last)
+                              : NAN;
+        copy_str(a->confirmed, sizeof(a->confirmed), apm_evidence_confirm_name(ev.leak));
+        a->site_steady = ev.site_steady;
+    }
     if (ev.site_share > 0)
         a->site_share = ev.site_share;
-    copy_str(a->confirmed, sizeof(a->confirmed), apm_evidence_confirm_name(ev.leak));
-    if (ev.grows)
-        a->site_steady = ev.site_steady;
     a->value = in->value;
     if (v->limit > 0) {
         a->limit = v->limit;

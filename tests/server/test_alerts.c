@@ -296,6 +296,16 @@ static void test_alerts_exhaustion_fires_on_a_steady_growth_without_a_verdict(vo
     for (int s = 2; s < 100; s++)
         apm_alerts_observe(e, &in, T0 + s * 1000);
     assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    /* A verdict that wavers to "not judged" for a moment changes neither state nor sentence. */
+    struct apm_alert_input waver = in;
+    waver.verdict.cls = APM_CLASS_STABLE;
+    waver.verdict.confidence = 0;
+    waver.verdict.rate = 0;
+    waver.verdict.steady = false;
+    apm_alerts_observe(e, &waver, T0 + 100000);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_string_equal(a[0].doubt, "warm-up");
+    assert_non_null(strstr(a[0].summary, "grows ~34 GiB/h"));
     apm_alerts_free(e);
 }
 
