@@ -7,11 +7,12 @@
  * verdict that only depends on the samples seen so far (causal), so the same
  * code judges a live series and a recorded trace replayed "as if live".
  *
- * Samples are summarised into a bounded history of buckets (a bucket's floor
- * is its second-smallest sample, a GC-proof lower envelope); when the history
- * is full, neighbouring buckets merge, so memory stays constant and the oldest
+ * Samples are summarised into a bounded history of buckets that close on time
+ * (a bucket's floor is its second-smallest sample, a GC-proof lower envelope);
+ * when the history is full, neighbouring buckets merge, so memory stays
+ * constant, the history always spans the series' whole life, and the oldest
  * data is kept at coarser resolution. The verdict is recomputed only when a
- * bucket closes, so adding a sample costs O(1) most of the time. See
+ * bucket closes, so adding a sample costs O(1) amortised. See
  * docs/analysis.md for the method.
  *
  * Thread: an apm_analysis is not thread-safe; use one per series and thread.
@@ -46,19 +47,19 @@ const char *apm_analysis_class_name(enum apm_class c);
 struct apm_analysis_config {
     enum apm_sensitivity sensitivity;
     /*
-     * Windows in samples. bucket_samples samples form one bucket at first
-     * (default 4); the history keeps up to history_buckets buckets (default
-     * 192, 32..512) and halves its resolution when full. No verdict other than
-     * "stable" is given before min_buckets buckets (default 80).
+     * bucket_samples and min_buckets are no longer used (kept so that existing
+     * configurations still parse): buckets close on time and no verdict waits
+     * for a count of samples. history_buckets (default 192, 32..512, even) is the most buckets the
+     * history keeps before it halves its resolution.
      */
     unsigned bucket_samples;
     unsigned history_buckets;
     unsigned min_buckets;
     /*
-     * The first bucket holds phase samples fewer (phase modulo bucket_samples;
-     * default 0). Series that start together then close their buckets, and
-     * are judged, on different samples: a collector with many series gives
-     * each its own phase so that no round judges them all at once.
+     * Until the history first fills, buckets are single samples and are
+     * judged on every other close; phase (modulo 2) says which. A collector
+     * gives each series its own, so that series started together are not all
+     * judged on the same round.
      */
     unsigned phase;
     /*

@@ -94,9 +94,31 @@ def score(bench, records, names):
     return m
 
 
-def wild_rate(cli, wild, sensitivity):
+BARS = " \u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
+
+
+def sparkline(path, r, width=48):
+    """One line on an alerted series: its level over time, where and why it alerted."""
+    rows = [line.split(",") for line in open(path).read().splitlines()[1:] if line]
+    t = [float(x[0]) for x in rows]
+    v = [float(x[1]) for x in rows]
+    limit = float(rows[0][2]) if len(rows[0]) > 2 and rows[0][2] else 0
+    lo, hi, step = min(v), max(v), max(1, len(v) // width)
+    means = [sum(v[i:i + step]) / len(v[i:i + step]) for i in range(0, len(v), step)]
+    line = "".join(BARS[int((m - lo) / (hi - lo + 1e-9) * 8.99)] for m in means)
+    at = min(range(len(t)), key=lambda i: abs(t[i] - r["t_alert"]))
+    pct = (lambda x: "%.1f%%" % (100 * x / limit)) if limit else (lambda x: "%.0f" % x)
+    return "  %-24s %-10s at %5.1fh %6s, range %s-%s, now %-8s %s" % (
+        r["trace"], r.get("alert", "leak"), r["t_alert"] / 3600, pct(v[at]), pct(lo), pct(hi),
+        r["class"], line)
+
+
+def wild_rate(cli, wild, sensitivity, show=False):
     recs = analyze(cli, wild, sensitivity)
     alerted = [r for r in recs if r["t_alert"] is not None]
+    if show:
+        for r in alerted:
+            print(sparkline(os.path.join(wild, r["trace"] + ".csv"), r))
     kinds = {}
     for r in alerted:
         kinds[r.get("alert", "leak")] = kinds.get(r.get("alert", "leak"), 0) + 1
@@ -118,6 +140,7 @@ def main():
     ap.add_argument("--sensitivity", default="balanced")
     ap.add_argument("--split", default="all", choices=["all", "tuning", "heldout"])
     ap.add_argument("--by-kind", action="store_true")
+    ap.add_argument("--show-alerts", action="store_true", help="a sparkline per alerted wild series")
     a = ap.parse_args()
     labels = json.load(open(os.path.join(a.bench, "labels.json")))["traces"]
     names = split_names(labels, a.split)
@@ -144,7 +167,7 @@ def main():
                         kind, s["TP"], s["FN"], s["FP_noleak"], s["FP_premature"],
                         fmt(s["delay_frac_median"])))
     if a.wild:
-        n, total, kinds = wild_rate(a.cli, a.wild, a.sensitivity)
+        n, total, kinds = wild_rate(a.cli, a.wild, a.sensitivity, a.show_alerts)
         print("wild-gcd: alerts on %d of %d series (%.1f%%) %s" % (
             n, total, 100.0 * n / total if total else 0,
             " ".join("%s %d" % kv for kv in sorted(kinds.items()))))

@@ -376,6 +376,42 @@ static void test_analysis_fast_leak_at_coarser_sampling(void **state)
     assert_true(t5 <= 4 * t1 && t10 <= 6 * t1);
 }
 
+/*
+ * One trace, three densities: a slow leak under a large sawtooth sampled every 10 s, and the same
+ * thinned to every 5th and every 10th sample. Thinned, the evidence is weaker: the alert may come
+ * later or not yet, but a thinned run never contradicts the full one. It is a leak whose forecast
+ * lies in the full run's band (and the full run's in its own), or growing at the same rate.
+ */
+static void test_analysis_same_trace_at_three_densities_agrees(void **state)
+{
+    (void)state;
+    struct run r[3];
+    const size_t every[3] = {1, 5, 10};
+    for (size_t i = 0; i < 3; i++) {
+        r[i] = replay(leak_under_sawtooth, 20000 / every[i], 10.0 * (double)every[i], 600 * MB);
+        print_message("every %zu: alert at %.0f s, forecast %.0f [%.0f, %.0f], class %s\n",
+                      every[i], r[i].t_alert, r[i].at_alert.forecast_t, r[i].at_alert.forecast_lo_t,
+                      r[i].at_alert.forecast_hi_t, apm_analysis_class_name(r[i].last.cls));
+    }
+    assert_true(r[0].alerted);
+    assert_int_equal(r[0].last.cls, APM_CLASS_LEAK);
+    for (size_t i = 1; i < 3; i++) {
+        if (!r[i].alerted) {
+            /* Too little evidence for a verdict yet: growing at the same rate, never otherwise. */
+            assert_int_equal(r[i].last.cls, APM_CLASS_GROWING);
+            assert_true(r[i].last.rate > 0.5 * r[0].last.rate &&
+                        r[i].last.rate < 2 * r[0].last.rate);
+            continue;
+        }
+        assert_int_equal(r[i].last.cls, APM_CLASS_LEAK);
+        assert_true(r[i].t_alert <= 2 * r[0].t_alert);
+        assert_true(r[i].at_alert.forecast_t >= r[0].at_alert.forecast_lo_t &&
+                    r[i].at_alert.forecast_t <= r[0].at_alert.forecast_hi_t);
+        assert_true(r[0].at_alert.forecast_t >= r[i].at_alert.forecast_lo_t &&
+                    r[0].at_alert.forecast_t <= r[i].at_alert.forecast_hi_t);
+    }
+}
+
 static void test_analysis_gaps_and_jitter_are_handled(void **state)
 {
     (void)state;
@@ -456,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_analysis_fast_leak_exhaustion_within_two_minutes),
         cmocka_unit_test(test_analysis_cache_filling_for_forty_seconds_gets_no_alert),
         cmocka_unit_test(test_analysis_fast_leak_at_coarser_sampling),
+        cmocka_unit_test(test_analysis_same_trace_at_three_densities_agrees),
         cmocka_unit_test(test_analysis_gaps_and_jitter_are_handled),
         cmocka_unit_test(test_analysis_rejects_bad_input),
         cmocka_unit_test(test_analysis_names_round_trip),
