@@ -391,11 +391,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         rc = apm_api_sites_register(c->api, &c->ingest);
     if (rc == 0)
         rc = apm_api_alerts_register(c->api, apm_alert_feed_engine(c->alerts));
-    if (rc == 0) {
+    if (rc == 0)
         rc = apm_http_server_new(loop, cfg->http, apm_api_handle, c->api, &c->http);
-        if (rc != 0)
-            apm_error("collector: cannot serve HTTP on %s: %s", cfg->http, apm_strerror(rc));
-    }
     if (rc != 0) {
         apm_ingest_close(c->ingest, NULL, NULL);
         c->ingest = NULL;
@@ -410,11 +407,11 @@ fail_writer:
     apm_writer_close(c->writer, on_writer_closed);
     c->writer = NULL;
 fail:
-    if (c->analyzer != NULL) {
+    if (c->analyzer != NULL)
         apm_analyzer_worker_close(c->analyzer, NULL, NULL);
-        uv_run(loop, UV_RUN_DEFAULT);
-        apm_analyzer_worker_free(c->analyzer);
-    }
+    /* Runs the closes started above (listeners included) to their end. */
+    uv_run(loop, UV_RUN_DEFAULT);
+    apm_analyzer_worker_free(c->analyzer);
     apm_alert_feed_free(c->alerts);
     apm_api_free(c->api);
     apm_store_free(c->store);
