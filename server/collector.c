@@ -111,6 +111,31 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     snprintf(c->analysis.sensitivity, sizeof(c->analysis.sensitivity), "balanced");
 }
 
+int apm_collector_config_read(struct apm_collector_config *cfg, struct apm_alert_config **alerts,
+                              char *err, size_t errlen)
+{
+    *alerts = NULL;
+    struct apm_alert_config *ac = apm_alert_config_new();
+    if (ac == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = 0;
+    if (cfg->config[0] != '\0') {
+        apm_alert_config_set_file(ac, cfg->config);
+        rc = apm_config_load(cfg->config, collector_opts, cfg, apm_alert_config_section, ac, err,
+                             errlen);
+    }
+    if (rc == 0)
+        rc = apm_alert_config_finish(ac, err, errlen);
+    if (rc != 0) {
+        apm_alert_config_free(ac);
+        return rc;
+    }
+    *alerts = ac;
+    return 0;
+}
+
 struct apm_collector {
     uv_loop_t *loop;
     struct apm_collector_config cfg;
@@ -170,12 +195,31 @@ void apm_collector_stop(struct apm_collector *c)
     uv_close((uv_handle_t *)&c->sighup, on_signal_closed);
 }
 
+/*
+ * Reads the config file again the way main did; only its alert sections take
+ * effect now (the other settings need a restart). On any error the current
+ * rules stay.
+ */
+static void reload(struct apm_collector *c)
+{
+    char err[1024] = "";
+    struct apm_alert_config *ac = NULL;
+    struct apm_collector_config scratch = c->cfg;
+    int rc = apm_collector_config_read(&scratch, &ac, err, sizeof(err));
+    if (rc != 0) {
+        apm_error("alerts: %s", err[0] ? err : apm_strerror(rc));
+        apm_error("alerts: reload failed; the current rules stay");
+        return;
+    }
+    apm_alert_feed_reload(c->alerts, ac);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct apm_collector *c = s->data;
     if (signum == SIGHUP) {
         apm_info("collector: SIGHUP: reloading alert rules");
-        apm_alert_feed_reload(c->alerts);
+        reload(c);
         return;
     }
     apm_info("collector: signal %d", signum);
@@ -316,11 +360,13 @@ static int start_signals(struct apm_collector *c)
 }
 
 int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
-                        struct apm_collector **out)
+                        struct apm_alert_config *alerts, struct apm_collector **out)
 {
     struct apm_collector *c = calloc(1, sizeof(*c));
-    if (c == NULL)
+    if (c == NULL) {
+        apm_alert_config_free(alerts);
         return -ENOMEM;
+    }
     c->loop = loop;
     c->cfg = *cfg;
     char err[512];
@@ -349,7 +395,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         apm_error("collector: cannot open store in %s: %s", cfg->data_dir, apm_strerror(rc));
         goto fail;
     }
-    rc = apm_alert_feed_new(c->store, cfg->config, collector_opts, cfg->http, &c->alerts);
+    rc = apm_alert_feed_new(c->store, alerts, cfg->http, &c->alerts);
+    alerts = NULL;
     if (rc != 0)
         goto fail;
     struct apm_analyzer_options ao;
@@ -412,6 +459,7 @@ fail:
     /* Runs the closes started above (listeners included) to their end. */
     uv_run(loop, UV_RUN_DEFAULT);
     apm_analyzer_worker_free(c->analyzer);
+    apm_alert_config_free(alerts);
     apm_alert_feed_free(c->alerts);
     apm_api_free(c->api);
     apm_store_free(c->store);

@@ -11,7 +11,6 @@
 #include "common/model.h"
 #include "common/timeutil.h"
 #include "server/alerts/alert_rules.h"
-#include "server/collector.h"
 #include "server/alerts/notify.h"
 #include "server/analysis/suspects.h"
 
@@ -32,53 +31,22 @@ struct facts {
 struct apm_alert_feed {
     struct apm_alerts *engine;
     struct apm_notify *notify; /* owned by the engine */
-    char config[4096];
-    const struct apm_opt *opts;
     struct apm_store *store;
     struct apm_hashmap facts; /* process id -> struct facts *; the analyzer's thread only */
     size_t nfacts;
 };
 
-/* Reads the alert sections; returns a finished config or NULL after logging. */
-static struct apm_alert_config *load(const char *path, const struct apm_opt *opts, int *rc)
-{
-    char err[1024] = "";
-    struct apm_alert_config *ac = apm_alert_config_new();
-    struct apm_collector_config *scratch = malloc(sizeof(*scratch));
-    *rc = ac != NULL && scratch != NULL ? 0 : -ENOMEM;
-    if (*rc == 0 && path != NULL && path[0] != '\0') {
-        apm_collector_config_defaults(scratch);
-        apm_alert_config_set_file(ac, path);
-        *rc = apm_config_load(path, opts, scratch, apm_alert_config_section, ac, err, sizeof(err));
-    }
-    if (*rc == 0)
-        *rc = apm_alert_config_finish(ac, err, sizeof(err));
-    free(scratch);
-    if (*rc != 0) {
-        apm_error("alerts: %s", err[0] ? err : apm_strerror(*rc));
-        apm_alert_config_free(ac);
-        return NULL;
-    }
-    return ac;
-}
-
-int apm_alert_feed_new(struct apm_store *store, const char *config_path, const struct apm_opt *opts,
-                       const char *http, struct apm_alert_feed **out)
+int apm_alert_feed_new(struct apm_store *store, struct apm_alert_config *ac, const char *http,
+                       struct apm_alert_feed **out)
 {
     int rc = 0;
     struct apm_alert_feed *f = calloc(1, sizeof(*f));
-    if (f == NULL)
+    if (f == NULL) {
+        apm_alert_config_free(ac);
         return -ENOMEM;
-    snprintf(f->config, sizeof(f->config), "%s", config_path != NULL ? config_path : "");
-    f->opts = opts;
+    }
     f->store = store;
     apm_hashmap_init(&f->facts);
-    struct apm_alert_config *ac = load(f->config, opts, &rc);
-    if (ac == NULL) {
-        apm_hashmap_close(&f->facts);
-        free(f);
-        return rc;
-    }
     char url[300];
     snprintf(url, sizeof(url), "http://%s", http);
     struct apm_notify_options no = {.targets = ac->targets,
@@ -142,15 +110,9 @@ void apm_alert_feed_free(struct apm_alert_feed *f)
     free(f);
 }
 
-int apm_alert_feed_reload(struct apm_alert_feed *f)
+int apm_alert_feed_reload(struct apm_alert_feed *f, struct apm_alert_config *ac)
 {
-    int rc = 0;
-    struct apm_alert_config *ac = load(f->config, f->opts, &rc);
-    if (ac == NULL) {
-        apm_error("alerts: reload failed; the current rules stay");
-        return rc;
-    }
-    rc = apm_notify_set_targets(f->notify, ac->targets, ac->ntargets);
+    int rc = apm_notify_set_targets(f->notify, ac->targets, ac->ntargets);
     struct apm_alert_rule *rules = NULL;
     size_t n = 0;
     apm_alert_config_take_rules(ac, &rules, &n);

@@ -20,7 +20,6 @@
 #include "common/error.h"
 #include "common/timeutil.h"
 #include "server/alerts/alert_feed.h"
-#include "server/collector.h"
 #include "server/store/store.h"
 
 #define PID_ID "web-3:42:1699999000000"
@@ -76,9 +75,12 @@ static int setup(void **state)
     f->agent.instance = 7;
     struct apm_store_options opt = {.dir = f->dir, .no_sync = true};
     assert_int_equal(apm_store_open(&opt, &f->store), 0);
-    assert_int_equal(
-        apm_alert_feed_new(f->store, f->conf, apm_collector_options(), "127.0.0.1:7412", &f->feed),
-        0);
+    char err[512] = "";
+    struct apm_alert_config *ac = apm_alert_config_new();
+    assert_non_null(ac);
+    assert_int_equal(apm_alert_config_load_file(ac, f->conf, err, sizeof(err)), 0);
+    assert_int_equal(apm_alert_config_finish(ac, err, sizeof(err)), 0);
+    assert_int_equal(apm_alert_feed_new(f->store, ac, "127.0.0.1:7412", &f->feed), 0);
     *state = f;
     return 0;
 }
