@@ -98,21 +98,21 @@ static int check_one_param(void *ctx, const char *name, size_t len)
     return 1;
 }
 
-/* Refuses parameters a route does not know, so that a typo is not ignored. */
-static int check_params(const struct apm_api_call *call, const char *const *allowed, json_t **out)
+int apm_api_check_params(const struct apm_api_call *call, const char *const *allowed, json_t **out)
 {
+    if (allowed == NULL) {
+        if (call->req->query[0] != '\0')
+            return apm_api_error(out, 400, "this endpoint takes no parameters");
+        return 0;
+    }
     struct param_check pc = {.allowed = allowed, .bad = ""};
     if (apm_http_query_foreach(call->req->query, check_one_param, &pc) != 0)
         return apm_api_error(out, 400, "unknown parameter '%s'", pc.bad);
     return 0;
 }
 
-/*
- * Reads a string parameter. Returns 0 with *present set, or an error status
- * with *out set.
- */
-static int param_str(const struct apm_api_call *call, const char *name, char *buf, size_t size,
-                     bool *present, json_t **out)
+int apm_api_param_str(const struct apm_api_call *call, const char *name, char *buf, size_t size,
+                      bool *present, json_t **out)
 {
     int rc = apm_http_query_get(call->req->query, name, buf, size);
     *present = rc == 0;
@@ -123,11 +123,11 @@ static int param_str(const struct apm_api_call *call, const char *name, char *bu
     return apm_api_error(out, 400, "parameter '%s' is not properly encoded", name);
 }
 
-static int param_int(const struct apm_api_call *call, const char *name, long long min,
-                     long long max, bool *present, long long *value, json_t **out)
+int apm_api_param_int(const struct apm_api_call *call, const char *name, long long min,
+                      long long max, bool *present, long long *value, json_t **out)
 {
     char buf[64];
-    int st = param_str(call, name, buf, sizeof(buf), present, out);
+    int st = apm_api_param_str(call, name, buf, sizeof(buf), present, out);
     if (st != 0 || !*present)
         return st;
     char *end = NULL;
@@ -140,12 +140,28 @@ static int param_int(const struct apm_api_call *call, const char *name, long lon
     return 0;
 }
 
-/* A time parameter in Unix seconds (a float), converted to milliseconds. */
-static int param_time(const struct apm_api_call *call, const char *name, bool *present, int64_t *ms,
-                      json_t **out)
+int apm_api_param_num(const struct apm_api_call *call, const char *name, double lo, double hi,
+                      bool *present, double *value, json_t **out)
 {
     char buf[64];
-    int st = param_str(call, name, buf, sizeof(buf), present, out);
+    int rc = apm_http_query_get(call->req->query, name, buf, sizeof(buf));
+    *present = rc == 0;
+    if (rc == APM_E_NOTFOUND)
+        return 0;
+    char *end = NULL;
+    double d = rc == 0 ? strtod(buf, &end) : NAN;
+    if (rc != 0 || end == buf || *end != '\0' || !isfinite(d) || d < lo || d > hi)
+        return apm_api_error(out, 400, "parameter '%s' must be a number from %g to %g", name, lo,
+                             hi);
+    *value = d;
+    return 0;
+}
+
+int apm_api_param_time(const struct apm_api_call *call, const char *name, bool *present,
+                       int64_t *ms, json_t **out)
+{
+    char buf[64];
+    int st = apm_api_param_str(call, name, buf, sizeof(buf), present, out);
     if (st != 0 || !*present)
         return st;
     char *end = NULL;
@@ -157,11 +173,28 @@ static int param_time(const struct apm_api_call *call, const char *name, bool *p
     return 0;
 }
 
+int apm_api_parse_id(const char *s, uint64_t *id)
+{
+    if (*s == '\0' || strlen(s) > 20)
+        return APM_E_PARSE;
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return APM_E_PARSE;
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return APM_E_PARSE;
+        v = v * 10 + d;
+    }
+    *id = v;
+    return 0;
+}
+
 static int param_limit(const struct apm_api_call *call, unsigned *limit, json_t **out)
 {
     bool present = false;
     long long v = APM_API_MAX_ITEMS;
-    int st = param_int(call, "limit", 1, APM_API_MAX_ITEMS, &present, &v, out);
+    int st = apm_api_param_int(call, "limit", 1, APM_API_MAX_ITEMS, &present, &v, out);
     *limit = (unsigned)v;
     return st;
 }
@@ -213,7 +246,7 @@ static int collect_finish(struct collect *c, int rc, const char *name, json_t **
 static int get_status(const struct apm_api_call *call, json_t **out)
 {
     static const char *const allowed[] = {NULL};
-    int st = check_params(call, allowed, out);
+    int st = apm_api_check_params(call, allowed, out);
     if (st != 0)
         return st;
     struct apm_api *api = call->api;
@@ -258,7 +291,7 @@ static int get_hosts(const struct apm_api_call *call, json_t **out)
 {
     static const char *const allowed[] = {"limit", NULL};
     struct collect c = {0};
-    int st = check_params(call, allowed, out);
+    int st = apm_api_check_params(call, allowed, out);
     if (st == 0)
         st = param_limit(call, &c.limit, out);
     if (st != 0)
@@ -287,9 +320,9 @@ static int get_processes(const struct apm_api_call *call, json_t **out)
     struct collect c = {0};
     char host[API_VALUE_MAX];
     bool has_host = false;
-    int st = check_params(call, allowed, out);
+    int st = apm_api_check_params(call, allowed, out);
     if (st == 0)
-        st = param_str(call, "host", host, sizeof(host), &has_host, out);
+        st = apm_api_param_str(call, "host", host, sizeof(host), &has_host, out);
     if (st == 0)
         st = param_limit(call, &c.limit, out);
     if (st != 0)
@@ -329,17 +362,17 @@ static int get_series(const struct apm_api_call *call, json_t **out)
     long long pid = 0;
     struct apm_series_filter f;
     memset(&f, 0, sizeof(f));
-    int st = check_params(call, allowed, out);
+    int st = apm_api_check_params(call, allowed, out);
     if (st == 0)
-        st = param_str(call, "host", host, sizeof(host), &has_host, out);
+        st = apm_api_param_str(call, "host", host, sizeof(host), &has_host, out);
     if (st == 0)
-        st = param_str(call, "process", name, sizeof(name), &has_name, out);
+        st = apm_api_param_str(call, "process", name, sizeof(name), &has_name, out);
     if (st == 0)
-        st = param_str(call, "process_id", pid_id, sizeof(pid_id), &has_id, out);
+        st = apm_api_param_str(call, "process_id", pid_id, sizeof(pid_id), &has_id, out);
     if (st == 0)
-        st = param_int(call, "pid", 1, INT32_MAX, &has_pid, &pid, out);
+        st = apm_api_param_int(call, "pid", 1, INT32_MAX, &has_pid, &pid, out);
     if (st == 0)
-        st = param_str(call, "metric", metric, sizeof(metric), &has_metric, out);
+        st = apm_api_param_str(call, "metric", metric, sizeof(metric), &has_metric, out);
     if (st == 0 && has_metric && apm_metric_parse(metric, &f.metric) != 0)
         st = apm_api_error(out, 400,
                            "unknown metric '%.64s' (rss, pss, uss, swap, cgroup_usage, "
@@ -358,23 +391,6 @@ static int get_series(const struct apm_api_call *call, json_t **out)
         return apm_api_error(out, 500, "out of memory");
     int rc = apm_store_list_series(call->store, &f, series_row, &c);
     return collect_finish(&c, rc, "series", out);
-}
-
-static int parse_series_id(const char *s, uint64_t *id)
-{
-    if (*s == '\0' || strlen(s) > 20)
-        return -1;
-    uint64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        uint64_t d = (uint64_t)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *id = v;
-    return 0;
 }
 
 static int series_one(void *ctx, const struct apm_series_info *s)
@@ -415,14 +431,14 @@ static int get_samples(const struct apm_api_call *call, json_t **out)
     int64_t from = 0, to = INT64_MAX;
     bool has_from = false, has_to = false;
     struct sample_ctx sc = {0};
-    if (parse_series_id(call->params[0], &id) != 0)
+    if (apm_api_parse_id(call->params[0], &id) != 0)
         return apm_api_error(out, 400, "bad series id '%.64s': expected a decimal number",
                              call->params[0]);
-    int st = check_params(call, allowed, out);
+    int st = apm_api_check_params(call, allowed, out);
     if (st == 0)
-        st = param_time(call, "from", &has_from, &from, out);
+        st = apm_api_param_time(call, "from", &has_from, &from, out);
     if (st == 0)
-        st = param_time(call, "to", &has_to, &to, out);
+        st = apm_api_param_time(call, "to", &has_to, &to, out);
     if (st == 0 && from > to)
         st = apm_api_error(out, 400, "'from' is after 'to'");
     if (st == 0)

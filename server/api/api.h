@@ -102,4 +102,40 @@ int apm_api_error(json_t **out, int status, const char *fmt, ...)
 /* Milliseconds as JSON Unix seconds (a real). Returns a new reference. */
 json_t *apm_api_time(int64_t ms);
 
+/*
+ * Query parameters, read the same way by every route. Each helper returns 0
+ * (with *present saying whether the parameter was given, and the value set
+ * only then), or a 400 status with *out set to the error answer, so that a
+ * handler chains them with `if (st == 0) st = ...` and returns st.
+ */
+
+/*
+ * Refuses a query naming a parameter that is not in allowed (NULL-terminated),
+ * so that a typo is never ignored: "unknown parameter 'NAME'". allowed NULL
+ * means the route takes none: "this endpoint takes no parameters".
+ */
+int apm_api_check_params(const struct apm_api_call *call, const char *const *allowed, json_t **out);
+
+/* A string parameter, decoded into buf (size bytes). */
+int apm_api_param_str(const struct apm_api_call *call, const char *name, char *buf, size_t size,
+                      bool *present, json_t **out);
+
+/* A decimal integer parameter within [min, max]. */
+int apm_api_param_int(const struct apm_api_call *call, const char *name, long long min,
+                      long long max, bool *present, long long *value, json_t **out);
+
+/* A number parameter (a float) within [lo, hi]. */
+int apm_api_param_num(const struct apm_api_call *call, const char *name, double lo, double hi,
+                      bool *present, double *value, json_t **out);
+
+/* A time parameter in Unix seconds (a float), converted to milliseconds. */
+int apm_api_param_time(const struct apm_api_call *call, const char *name, bool *present,
+                       int64_t *ms, json_t **out);
+
+/*
+ * Parses an id from a path segment: decimal digits only, at most 2^64 - 1.
+ * Returns 0 or APM_E_PARSE; the route words its own error.
+ */
+int apm_api_parse_id(const char *s, uint64_t *id);
+
 #endif
