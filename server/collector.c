@@ -300,7 +300,20 @@ static void status_fn(void *ctx, json_t *obj)
     }
 }
 
-/* Loop thread: asks the process's agent for a tracemalloc window. */
+/*
+ * Loop thread: sends a trace control (a tracemalloc window or its end) to the
+ * agents of host. The one way up to the agents, for the analyzer's suspicion
+ * and for the API (an apm_api_trace_fn). Returns the agents reached.
+ */
+static int send_trace(void *ctx, const char *host, const struct apm_msg_control *m)
+{
+    struct apm_collector *c = ctx;
+    if (c->ingest == NULL || c->stopping)
+        return 0;
+    return apm_ingest_send_control(c->ingest, host, m);
+}
+
+/* Loop thread: asks a suspected process's agent for a tracemalloc window. */
 static void on_trace_request(void *ctx, const struct apm_analyzer_trace *t)
 {
     struct apm_collector *c = ctx;
@@ -310,7 +323,7 @@ static void on_trace_request(void *ctx, const struct apm_analyzer_trace *t)
                                 .pid = t->pid,
                                 .start_ms = t->start_ms,
                                 .duration_s = t->duration_s};
-    int n = apm_ingest_send_control(c->ingest, t->host, &m);
+    int n = send_trace(c, t->host, &m);
     apm_info("collector: %s looks like a leak (confidence %.2f): tracing for %us %s", t->process_id,
              t->confidence, (unsigned)t->duration_s,
              n > 0 ? "requested" : "not requested (its agent is not connected)");
@@ -430,12 +443,13 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
     rc = apm_ingest_new(loop, c->store, c->writer, &io, &c->ingest);
     if (rc != 0)
         goto fail_writer;
-    struct apm_api_config ac = {.store = c->store, .status_fn = status_fn, .ctx = c};
+    struct apm_api_config ac = {
+        .store = c->store, .status_fn = status_fn, .trace_fn = send_trace, .ctx = c};
     rc = apm_api_new(&ac, &c->api);
     if (rc == 0)
         rc = apm_api_forecast_register(c->api);
     if (rc == 0)
-        rc = apm_api_sites_register(c->api, &c->ingest);
+        rc = apm_api_sites_register(c->api);
     if (rc == 0)
         rc = apm_api_alerts_register(c->api, apm_alert_feed_engine(c->alerts));
     if (rc == 0)

@@ -26,7 +26,8 @@ struct route {
 struct apm_api {
     struct apm_store *store;
     apm_api_status_fn status_fn;
-    void *status_ctx;
+    apm_api_trace_fn trace_fn;
+    void *status_ctx; /* the ctx of status_fn and trace_fn */
     int64_t started_ms;
     uint64_t requests;
     uint64_t errors;
@@ -492,6 +493,7 @@ int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out)
         return -ENOMEM;
     api->store = cfg->store;
     api->status_fn = cfg->status_fn;
+    api->trace_fn = cfg->trace_fn;
     api->status_ctx = cfg->ctx;
     api->started_ms = apm_now_ms();
     for (size_t i = 0; i < sizeof(builtin_routes) / sizeof(builtin_routes[0]); i++)
@@ -503,6 +505,11 @@ int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out)
 void apm_api_free(struct apm_api *api)
 {
     free(api);
+}
+
+int apm_api_send_trace(struct apm_api *api, const char *host, const struct apm_msg_control *m)
+{
+    return api->trace_fn != NULL ? api->trace_fn(api->status_ctx, host, m) : 0;
 }
 
 int apm_api_add_route(struct apm_api *api, const char *method, const char *pattern,

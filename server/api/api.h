@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/codec.h"
 #include "server/net/http.h"
 #include "server/store/store.h"
 
@@ -37,10 +38,19 @@ struct apm_api;
  */
 typedef void (*apm_api_status_fn)(void *ctx, json_t *obj);
 
+/*
+ * Sends m (a tracemalloc window or its end) to the agents connected for
+ * host: the API cannot reach the ingest layer, so the collector lends it
+ * this. Returns how many agents it was queued for (0: none connected) or a
+ * negative code. Loop thread.
+ */
+typedef int (*apm_api_trace_fn)(void *ctx, const char *host, const struct apm_msg_control *m);
+
 struct apm_api_config {
     struct apm_store *store;     /* borrowed; must outlive the API */
     apm_api_status_fn status_fn; /* may be NULL */
-    void *ctx;                   /* passed to status_fn */
+    apm_api_trace_fn trace_fn;   /* may be NULL: no agent is ever reached */
+    void *ctx;                   /* passed to status_fn and trace_fn */
 };
 
 /* What a route handler gets: the request and the decoded "{}" segments. */
@@ -67,6 +77,9 @@ int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out);
 
 /* Frees the API. No request may be in progress. Accepts NULL. */
 void apm_api_free(struct apm_api *api);
+
+/* Calls the configured apm_api_trace_fn; 0 (no agent reached) without one. Loop thread. */
+int apm_api_send_trace(struct apm_api *api, const char *host, const struct apm_msg_control *m);
 
 /*
  * Adds a route served under /api/v1/: method ("GET", "POST"), pattern such

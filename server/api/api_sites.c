@@ -96,7 +96,6 @@ static int match_proc(void *ctx, const struct apm_process_info *p)
 
 static int post_trace(const struct apm_api_call *call, json_t **out)
 {
-    struct apm_ingest *const *ingest = call->ctx;
     double dur = DEFAULT_TRACE_S;
     if (call->req->body_len > 0) {
         json_t *body = json_loadb(call->req->body, call->req->body_len, 0, NULL);
@@ -123,7 +122,7 @@ static int post_trace(const struct apm_api_call *call, json_t **out)
                                 .pid = fp.info.pid,
                                 .start_ms = fp.info.start_ms,
                                 .duration_s = (uint32_t)ceil(dur)};
-    int n = *ingest != NULL ? apm_ingest_send_control(*ingest, fp.host, &m) : 0;
+    int n = apm_api_send_trace(call->api, fp.host, &m);
     if (n < 0)
         return apm_api_error(out, 500, "sending the control: %s", apm_strerror(n));
     if (n == 0)
@@ -134,10 +133,10 @@ static int post_trace(const struct apm_api_call *call, json_t **out)
     return *out ? 202 : 500;
 }
 
-int apm_api_sites_register(struct apm_api *api, struct apm_ingest *const *ingest)
+int apm_api_sites_register(struct apm_api *api)
 {
     int rc = apm_api_add_route(api, "GET", "sites", get_sites, NULL);
     if (rc == 0)
-        rc = apm_api_add_route(api, "POST", "processes/{}/trace", post_trace, (void *)ingest);
+        rc = apm_api_add_route(api, "POST", "processes/{}/trace", post_trace, NULL);
     return rc;
 }

@@ -12,13 +12,11 @@
  * Thread: the loop thread (API handlers).
  */
 #include "server/api/api.h"
-#include "server/ingest/ingest.h"
 
 /*
- * Adds the routes. ingest points at the collector's ingest slot (borrowed;
- * it must outlive the API and reads NULL once the ingest is closed).
- * Returns 0 or the error of apm_api_add_route.
+ * Adds the routes. A trace request goes out through the API's trace_fn
+ * (apm_api_send_trace). Returns 0 or the error of apm_api_add_route.
  */
-int apm_api_sites_register(struct apm_api *api, struct apm_ingest *const *ingest);
+int apm_api_sites_register(struct apm_api *api);
 
 #endif
