@@ -22,7 +22,6 @@
 #define DEFAULT_IDLE_S 3600.0
 /* Most stored samples replayed into a new series. */
 #define WARM_MAX_SAMPLES 4096u
-#define KEY_MAX (APM_VERDICT_HOST_MAX + APM_VERDICT_PROCESS_MAX + 1)
 /* A process at this share of its limit or above is "at its limit". */
 #define AT_LIMIT 0.9
 /* A process that starts within this long after one of its name and cgroup was last seen at its
@@ -43,7 +42,7 @@ struct aseries {
     double last_t;             /* time of the last sample fed, seconds; 0 = none */
     bool episode;              /* a trace was asked for in the current leak episode */
     bool dirty;
-    char key[KEY_MAX];
+    char key[APM_STORE_KEY_MAX];
     size_t klen;
 };
 
@@ -122,19 +121,6 @@ void apm_analyzer_free(struct apm_analyzer *a)
     apm_hashmap_close(&a->hosts);
     apm_hashmap_close(&a->at_limit);
     free(a);
-}
-
-/* The series key as the store spells it: host \0 process id \0 metric byte. */
-static size_t make_key(char *key, const char *host, const char *process_id, enum apm_metric m)
-{
-    size_t hl = strnlen(host, APM_VERDICT_HOST_MAX - 1);
-    size_t pl = strnlen(process_id, APM_VERDICT_PROCESS_MAX - 1);
-    memcpy(key, host, hl);
-    key[hl] = '\0';
-    memcpy(key + hl + 1, process_id, pl);
-    key[hl + 1 + pl] = '\0';
-    key[hl + pl + 2] = (char)m;
-    return hl + pl + 3;
 }
 
 static double host_total(const struct apm_analyzer *a, const char *host)
@@ -225,7 +211,8 @@ static void resolve_id(struct apm_analyzer *a, struct aseries *s)
     if (a->store == NULL || s->rec.series_id != 0)
         return;
     uint64_t id = 0;
-    int rc = apm_store_series_lookup(a->store, s->rec.host, s->rec.process_id, s->rec.metric, &id);
+    int rc =
+        apm_store_find_series(a->store, s->rec.host, s->rec.process_id, s->rec.metric, NULL, &id);
     if (rc == 0)
         s->rec.series_id = id;
     else if (rc != APM_E_NOTFOUND)
@@ -422,14 +409,14 @@ int apm_analyzer_feed(struct apm_analyzer *a, const char *host, const struct apm
     if (cg == NULL)
         return -ENOMEM;
     int rc = read_limits(a, host, b, cg);
-    char key[KEY_MAX], pid_id[APM_VERDICT_PROCESS_MAX];
+    char key[APM_STORE_KEY_MAX], pid_id[APM_VERDICT_PROCESS_MAX];
     for (uint32_t i = 0; rc == 0 && i < b->nseries; i++) {
         const struct apm_series_block *blk = &b->series[i];
         if (blk->metric != APM_METRIC_RSS || blk->proc >= b->nprocs || blk->n == 0)
             continue;
         const struct apm_proc_desc *p = &b->procs[blk->proc];
-        snprintf(pid_id, sizeof(pid_id), "%s:%" PRId32 ":%" PRId64, host, p->pid, p->start_ms);
-        size_t klen = make_key(key, host, pid_id, blk->metric);
+        apm_store_process_id(pid_id, sizeof(pid_id), host, p->pid, p->start_ms);
+        size_t klen = apm_store_series_key(key, host, pid_id, blk->metric, NULL);
         uint64_t ptr;
         struct aseries *s = NULL;
         bool fresh = false;
@@ -533,8 +520,8 @@ int apm_analyzer_flush(struct apm_analyzer *a)
 int apm_analyzer_get(const struct apm_analyzer *a, const char *host, const char *process_id,
                      enum apm_metric metric, struct apm_verdict_record *out)
 {
-    char key[KEY_MAX];
-    size_t klen = make_key(key, host, process_id, metric);
+    char key[APM_STORE_KEY_MAX];
+    size_t klen = apm_store_series_key(key, host, process_id, metric, NULL);
     uint64_t ptr;
     if (apm_hashmap_get(&a->index, key, klen, &ptr) != 0)
         return APM_E_NOTFOUND;

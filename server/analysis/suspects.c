@@ -143,7 +143,7 @@ static int traced_rate(struct apm_store *s, const char *process_id, int64_t from
                        struct apm_suspects *out)
 {
     uint64_t id = 0;
-    int rc = apm_store_find_series(s, process_id, APM_METRIC_TRACED, "", &id);
+    int rc = apm_store_find_series(s, NULL, process_id, APM_METRIC_TRACED, NULL, &id);
     if (rc == APM_E_NOTFOUND)
         return 0;
     struct traced *tr = rc == 0 ? calloc(1, sizeof(*tr)) : NULL;

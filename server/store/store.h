@@ -153,10 +153,33 @@ int apm_store_list_process_series(struct apm_store *s, const char *process_id,
                                   enum apm_metric metric, apm_store_series_cb cb, void *ctx);
 
 /*
- * The id of one series: (process_id, metric, site), site "" for all but site
- * metrics. Returns 0, APM_E_NOTFOUND or an error.
+ * The id of one series: (host, process_id, metric, site). host NULL takes the
+ * host from the process id; process_id "" names a host series; site is used
+ * for site metrics only (NULL or "" otherwise). Returns 0, APM_E_NOTFOUND or
+ * an error. Any thread (one read transaction).
  */
-int apm_store_find_series(struct apm_store *s, const char *process_id, enum apm_metric metric,
-                          const char *site, uint64_t *id);
+int apm_store_find_series(struct apm_store *s, const char *host, const char *process_id,
+                          enum apm_metric metric, const char *site, uint64_t *id);
+
+/* Longest process id ("host:pid:start_ms") and host name, each with its NUL. */
+#define APM_STORE_PROCESS_ID_MAX 320
+#define APM_STORE_HOST_MAX 256
+/* Room for any series key apm_store_series_key builds (one with a site is at most 511). */
+#define APM_STORE_KEY_MAX (APM_STORE_HOST_MAX + APM_STORE_PROCESS_ID_MAX + 1)
+
+/*
+ * Builds a series' key, host \0 process id \0 metric byte [site \0], into
+ * key (APM_STORE_KEY_MAX bytes): the name of the series in the store, and
+ * the key the analyzer indexes its series by. process_id "" for a host series;
+ * site NULL for none. Host and process id are cut at their caps; a site too
+ * long for LMDB's 511-byte key keeps its end and gets a hash of the whole.
+ * Returns the key's length, or 0 when host and process id leave no room for
+ * a site. Any thread.
+ */
+size_t apm_store_series_key(char *key, const char *host, const char *process_id, enum apm_metric m,
+                            const char *site);
+
+/* Writes the id of a process, "host:pid:start_ms", into buf (size bytes, truncated). */
+void apm_store_process_id(char *buf, size_t size, const char *host, int32_t pid, int64_t start_ms);
 
 #endif

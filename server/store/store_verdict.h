@@ -71,11 +71,4 @@ int apm_store_verdict_get(struct apm_store *s, uint64_t series_id, struct apm_ve
 typedef int (*apm_store_verdict_cb)(void *ctx, const struct apm_verdict_record *rec);
 int apm_store_verdict_list(struct apm_store *s, apm_store_verdict_cb cb, void *ctx);
 
-/*
- * Finds the id of series (host, process_id, metric); process_id is "" for a
- * host series. Returns 0, APM_E_NOTFOUND or a code.
- */
-int apm_store_series_lookup(struct apm_store *s, const char *host, const char *process_id,
-                            enum apm_metric metric, uint64_t *out_id);
-
 #endif
