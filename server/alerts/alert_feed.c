@@ -134,9 +134,10 @@ struct apm_alerts *apm_alert_feed_engine(struct apm_alert_feed *f)
  * a read of every site series of the process, so they are cached and looked
  * at again only every few sampling intervals.
  */
-static const struct apm_suspects *probe_facts(struct apm_alert_feed *f,
-                                              const struct apm_verdict_record *rec, int64_t now_ms)
+static const struct apm_suspects *
+probe_facts(struct apm_alert_feed *f, const struct apm_analyzer_verdict *msg, int64_t now_ms)
 {
+    const struct apm_verdict_record *rec = msg->rec;
     bool grows = rec->v.cls == APM_CLASS_LEAK || rec->v.has_forecast;
     if (f->store == NULL || !grows || rec->process_id[0] == '\0')
         return NULL;
@@ -157,9 +158,9 @@ static const struct apm_suspects *probe_facts(struct apm_alert_feed *f,
     }
     if (now_ms >= x->next_ms) {
         int64_t to_ms = (int64_t)(rec->v.t_last * 1000.0);
-        double window = apm_suspects_window_s(rec->interval_s);
+        double window = apm_suspects_window_s(msg->interval_s);
         x->rc = apm_suspects_find(f->store, rec->process_id, to_ms, window, rec->v.rate, &x->s);
-        int64_t every = (int64_t)(REFRESH_INTERVALS * rec->interval_s * 1000.0);
+        int64_t every = (int64_t)(REFRESH_INTERVALS * msg->interval_s * 1000.0);
         x->next_ms = now_ms + (every > REFRESH_MIN_MS ? every : REFRESH_MIN_MS);
         if (x->rc != 0)
             apm_warn("alerts: cannot read the probe's data of %s: %s", rec->process_id,
@@ -168,9 +169,10 @@ static const struct apm_suspects *probe_facts(struct apm_alert_feed *f,
     return x->rc == 0 ? &x->s : NULL;
 }
 
-void apm_alert_feed_verdict(void *ctx, const struct apm_verdict_record *rec)
+void apm_alert_feed_verdict(void *ctx, const struct apm_analyzer_verdict *msg)
 {
     struct apm_alert_feed *f = ctx;
+    const struct apm_verdict_record *rec = msg->rec;
     int64_t now_ms = apm_now_ms();
     struct apm_alert_input in = {
         .series_id = rec->series_id,
@@ -182,13 +184,13 @@ void apm_alert_feed_verdict(void *ctx, const struct apm_verdict_record *rec)
         .verdict = rec->v,
         .value = rec->value,
         .limit_source = apm_limit_source_name(rec->limit_source),
-        .cgroup = rec->cgroup,
-        .interval_s = rec->interval_s,
+        .cgroup = msg->cgroup,
+        .interval_s = msg->interval_s,
         .restarted_at_limit = rec->restarted_at_limit,
     };
     if (in.metric == NULL)
         return;
-    const struct apm_suspects *sus = probe_facts(f, rec, now_ms);
+    const struct apm_suspects *sus = probe_facts(f, msg, now_ms);
     if (sus != NULL) {
         in.has_traced = sus->has_traced;
         in.traced_rate = sus->traced_rate;

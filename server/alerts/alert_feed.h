@@ -14,6 +14,7 @@
 #include "server/alerts/alert_rules.h"
 #include "server/alerts/alerts.h"
 #include "server/store/store.h"
+#include "server/analysis/analyzer.h"
 #include "server/store/store_verdict.h"
 
 struct apm_alert_feed;
@@ -42,7 +43,7 @@ int apm_alert_feed_reload(struct apm_alert_feed *f, struct apm_alert_config *ac)
 struct apm_alerts *apm_alert_feed_engine(struct apm_alert_feed *f);
 
 /* An apm_analyzer_verdict_fn (ctx = the feed): judges one verdict. Analyzer's thread. */
-void apm_alert_feed_verdict(void *ctx, const struct apm_verdict_record *rec);
+void apm_alert_feed_verdict(void *ctx, const struct apm_analyzer_verdict *msg);
 
 /* Adds "alerts" and "notify" counters to the status object. Any thread. */
 void apm_alert_feed_status(struct apm_alert_feed *f, json_t *obj);

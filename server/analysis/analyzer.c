@@ -29,18 +29,20 @@
 #define RESTART_WINDOW_S 300.0
 /* Most (host, name, cgroup) entries remembered at their limit before the memory starts over. */
 #define AT_LIMIT_MAX 100000u
-#define PLACE_MAX (APM_VERDICT_HOST_MAX + APM_VERDICT_NAME_MAX + APM_VERDICT_CGROUP_MAX)
+#define PLACE_MAX (APM_VERDICT_HOST_MAX + APM_VERDICT_NAME_MAX + APM_ANALYZER_CGROUP_MAX)
 
 struct aseries {
     struct aseries *prev, *next; /* every series */
     struct aseries *next_dirty;
     struct apm_analysis *an;
     struct apm_verdict_record rec;
-    struct apm_verdict stored; /* the judgement last persisted */
-    double cgroup_limit;       /* the process's last cgroup_limit, 0 = none */
-    double trace_at;           /* sample time of the last trace request, 0 = never */
-    double last_t;             /* time of the last sample fed, seconds; 0 = none */
-    bool episode;              /* a trace was asked for in the current leak episode */
+    char cgroup[APM_ANALYZER_CGROUP_MAX]; /* told to the alert rules, not stored */
+    double interval_s;                    /* likewise */
+    struct apm_verdict stored;            /* the judgement last persisted */
+    double cgroup_limit;                  /* the process's last cgroup_limit, 0 = none */
+    double trace_at;                      /* sample time of the last trace request, 0 = never */
+    double last_t;                        /* time of the last sample fed, seconds; 0 = none */
+    bool episode;                         /* a trace was asked for in the current leak episode */
     bool dirty;
     char key[APM_STORE_KEY_MAX];
     size_t klen;
@@ -193,7 +195,7 @@ static void warm_up(struct apm_analyzer *a, struct aseries *s, int64_t before_ms
         sp.first_ms >= before_ms)
         return;
     double interval = (double)(sp.last_ms - sp.first_ms) / (double)(sp.n - 1);
-    s->rec.interval_s = interval / 1000.0;
+    s->interval_s = interval / 1000.0;
     int64_t from = before_ms - (int64_t)(interval * WARM_MAX_SAMPLES);
     struct warm w = {s->an, limit, 0};
     if (apm_store_read_samples(a->store, s->rec.series_id, from, before_ms - 1, warm_sample, &w) !=
@@ -233,7 +235,7 @@ static void note_at_limit(struct apm_analyzer *a, const struct aseries *s, doubl
     if (limit <= 0 || s->rec.value < AT_LIMIT * limit)
         return;
     char key[PLACE_MAX];
-    size_t klen = place_key(key, s->rec.host, s->rec.name, s->rec.cgroup);
+    size_t klen = place_key(key, s->rec.host, s->rec.name, s->cgroup);
     if (a->at_limit.len >= AT_LIMIT_MAX) {
         apm_hashmap_close(&a->at_limit);
         apm_hashmap_init(&a->at_limit);
@@ -291,7 +293,7 @@ static int series_new(struct apm_analyzer *a, const char *key, size_t klen, cons
     r->pid = p->pid;
     r->start_ms = p->start_ms;
     r->restarted_at_limit = cfg.after_exhaustion;
-    snprintf(r->cgroup, sizeof(r->cgroup), "%s", p->cgroup ? p->cgroup : "");
+    snprintf(s->cgroup, sizeof(s->cgroup), "%s", p->cgroup ? p->cgroup : "");
     if (apm_hashmap_put(&a->index, key, klen, (uint64_t)(uintptr_t)s) < 0) {
         series_free(s);
         return -ENOMEM;
@@ -363,7 +365,7 @@ static void feed_block(struct apm_analyzer *a, struct aseries *s,
         /* The sampling interval, smoothed over jitter: alert timings count in intervals. */
         double gap = t - s->last_t;
         if (s->last_t > 0 && gap > 0)
-            s->rec.interval_s = s->rec.interval_s > 0 ? 0.8 * s->rec.interval_s + 0.2 * gap : gap;
+            s->interval_s = s->interval_s > 0 ? 0.8 * s->interval_s + 0.2 * gap : gap;
         s->last_t = t;
     }
     if (blk->n == 0)
@@ -378,8 +380,11 @@ static void feed_block(struct apm_analyzer *a, struct aseries *s,
     if (!same_judgement(&s->rec.v, &s->stored))
         mark_dirty(a, s);
     check_suspicion(a, s);
-    if (a->opt.verdict_fn != NULL)
-        a->opt.verdict_fn(a->opt.verdict_ctx, &s->rec);
+    if (a->opt.verdict_fn != NULL) {
+        struct apm_analyzer_verdict msg = {
+            .rec = &s->rec, .cgroup = s->cgroup, .interval_s = s->interval_s};
+        a->opt.verdict_fn(a->opt.verdict_ctx, &msg);
+    }
 }
 
 /* Remembers the host's memory and each process's cgroup limit from b. */
@@ -433,8 +438,8 @@ int apm_analyzer_feed(struct apm_analyzer *a, const char *host, const struct apm
         if (cg[blk->proc] > 0)
             s->cgroup_limit = cg[blk->proc];
         /* A process may be moved to another cgroup, or renamed by its exec. */
-        if (p->cgroup != NULL && strcmp(p->cgroup, s->rec.cgroup) != 0)
-            snprintf(s->rec.cgroup, sizeof(s->rec.cgroup), "%s", p->cgroup);
+        if (p->cgroup != NULL && strcmp(p->cgroup, s->cgroup) != 0)
+            snprintf(s->cgroup, sizeof(s->cgroup), "%s", p->cgroup);
         if (p->name != NULL && p->name[0] != '\0' && strcmp(p->name, s->rec.name) != 0) {
             snprintf(s->rec.name, sizeof(s->rec.name), "%s", p->name);
             mark_dirty(a, s); /* the stored record names the process too */

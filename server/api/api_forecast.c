@@ -41,8 +41,9 @@ static json_t *suspects(struct apm_store *store, const struct apm_verdict_record
     if (arr == NULL || r->v.cls != APM_CLASS_LEAK || r->process_id[0] == '\0')
         return arr;
     struct apm_suspects sus;
+    /* A stored verdict has no sampling interval: the default window. */
     if (apm_suspects_find(store, r->process_id, (int64_t)(r->evaluated_at * 1000),
-                          apm_suspects_window_s(r->interval_s), r->v.rate, &sus) != 0)
+                          apm_suspects_window_s(0), r->v.rate, &sus) != 0)
         return arr;
     for (size_t i = 0; i < sus.n && i < SUSPECTS_MAX; i++)
         json_array_append_new(arr,

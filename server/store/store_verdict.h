@@ -35,9 +35,11 @@ const char *apm_limit_source_name(enum apm_limit_source s);
 #define APM_VERDICT_HOST_MAX 256u
 #define APM_VERDICT_PROCESS_MAX 320u
 #define APM_VERDICT_NAME_MAX 256u
-#define APM_VERDICT_CGROUP_MAX 256u
 
-/* One series' latest verdict, as stored and served. */
+/*
+ * One series' latest verdict, as stored and served. What the analyzer tells
+ * the alert rules besides is its own message (server/analysis/analyzer.h).
+ */
 struct apm_verdict_record {
     uint64_t series_id;
     enum apm_metric metric;
@@ -52,9 +54,6 @@ struct apm_verdict_record {
     double evaluated_at;  /* Unix seconds of the last sample judged */
     /* The process replaced one of the same name and cgroup that had reached its limit. */
     bool restarted_at_limit;
-    /* The analyzer fills these for the alert rules; they are not stored (read back as ""/0). */
-    char cgroup[APM_VERDICT_CGROUP_MAX]; /* the process's memory cgroup; "" when unknown */
-    double interval_s;                   /* the series' sampling interval, estimated; 0 = unknown */
 };
 
 /*
