@@ -146,6 +146,8 @@ struct apm_collector {
     struct apm_ingest *ingest;
     struct apm_api *api;
     struct apm_http_server *http;
+    /* Every module's counters, for status; a module leaves when it closes. Loop thread. */
+    struct apm_counters counters;
     uv_signal_t sigterm, sigint, sighup;
     int signals_open;
     bool stopping;
@@ -168,6 +170,8 @@ static void on_ingest_closed(void *ctx)
 {
     struct apm_collector *c = ctx;
     c->ingest = NULL;
+    apm_counters_remove(&c->counters, "ingest");
+    apm_counters_remove(&c->counters, "writer");
     /* Every connection is gone; the writer drains what it still holds. */
     if (c->writer != NULL) {
         apm_writer_close(c->writer, on_writer_closed);
@@ -186,6 +190,7 @@ void apm_collector_stop(struct apm_collector *c)
     /* The server frees itself once closed; the api it calls stays until apm_collector_free. */
     apm_http_server_close(c->http, NULL);
     c->http = NULL;
+    apm_counters_remove(&c->counters, "http");
     if (c->ingest != NULL)
         apm_ingest_close(c->ingest, on_ingest_closed, c);
     else
@@ -226,78 +231,12 @@ static void on_signal(uv_signal_t *s, int signum)
     apm_collector_stop(c);
 }
 
-#define PUT_U64(obj, key, v) json_object_set_new(obj, key, json_integer((json_int_t)(v)))
-
-/* Adds the collector's own counters to GET /api/v1/status. */
+/* Adds what is not a counter to GET /api/v1/status (the counters come from c->counters). */
 static void status_fn(void *ctx, json_t *obj)
 {
     struct apm_collector *c = ctx;
     json_object_set_new(obj, "listen", json_string(c->cfg.listen));
     json_object_set_new(obj, "data_dir", json_string(c->cfg.data_dir));
-    if (c->alerts != NULL)
-        apm_alert_feed_status(c->alerts, obj);
-    if (c->ingest != NULL) {
-        struct apm_ingest_stats s;
-        apm_ingest_get_stats(c->ingest, &s);
-        json_t *o = json_object();
-        PUT_U64(o, "connections_accepted", s.accepted);
-        PUT_U64(o, "connections_active", s.active);
-        PUT_U64(o, "refused_over_cap", s.refused_over_cap);
-        PUT_U64(o, "auth_failures", s.auth_failures);
-        PUT_U64(o, "frames_too_big", s.frames_too_big);
-        PUT_U64(o, "decode_errors", s.decode_errors);
-        PUT_U64(o, "protocol_errors", s.protocol_errors);
-        PUT_U64(o, "handshake_timeouts", s.handshake_timeouts);
-        PUT_U64(o, "idle_timeouts", s.idle_timeouts);
-        PUT_U64(o, "batches", s.batches);
-        PUT_U64(o, "samples", s.samples);
-        PUT_U64(o, "acks", s.acks);
-        PUT_U64(o, "duplicates", s.duplicates);
-        PUT_U64(o, "store_errors", s.store_errors);
-        PUT_U64(o, "overloaded", s.overloaded);
-        PUT_U64(o, "controls_sent", s.controls_sent);
-        json_object_set_new(obj, "ingest", o);
-    }
-    if (c->writer != NULL) {
-        struct apm_writer_stats s;
-        apm_writer_get_stats(c->writer, &s);
-        json_t *o = json_object();
-        PUT_U64(o, "batches", s.batches);
-        PUT_U64(o, "duplicates", s.duplicates);
-        PUT_U64(o, "failures", s.failures);
-        PUT_U64(o, "commits", s.commits);
-        PUT_U64(o, "samples", s.samples);
-        PUT_U64(o, "queued", s.queued);
-        json_object_set_new(obj, "writer", o);
-    }
-    if (c->analyzer != NULL) {
-        struct apm_analyzer_worker_stats s;
-        apm_analyzer_worker_get_stats(c->analyzer, &s);
-        json_t *o = json_object();
-        PUT_U64(o, "series", s.analyzer.series);
-        PUT_U64(o, "samples", s.analyzer.samples);
-        PUT_U64(o, "warmed", s.analyzer.warmed);
-        PUT_U64(o, "refused_series", s.analyzer.refused_series);
-        PUT_U64(o, "evicted", s.analyzer.evicted);
-        PUT_U64(o, "verdicts_stored", s.analyzer.verdicts_stored);
-        PUT_U64(o, "store_errors", s.analyzer.store_errors);
-        PUT_U64(o, "trace_requests", s.analyzer.trace_requests);
-        PUT_U64(o, "batches", s.batches);
-        PUT_U64(o, "dropped_batches", s.dropped_batches);
-        PUT_U64(o, "queued_samples", s.queued_samples);
-        json_object_set_new(obj, "analysis", o);
-    }
-    if (c->http != NULL) {
-        struct apm_http_stats s;
-        apm_http_server_stats(c->http, &s);
-        json_t *o = json_object();
-        PUT_U64(o, "connections", s.connections);
-        PUT_U64(o, "requests", s.requests);
-        PUT_U64(o, "bad_requests", s.bad_requests);
-        PUT_U64(o, "responses_4xx", s.responses_4xx);
-        PUT_U64(o, "responses_5xx", s.responses_5xx);
-        json_object_set_new(obj, "http", o);
-    }
 }
 
 /*
@@ -348,6 +287,26 @@ static int analyzer_options(const struct apm_collector_config *cfg, struct apm_a
     o->trace_window_s = (double)cfg->trace_on_suspicion_ms / 1000.0;
     o->trace_confidence = (double)cfg->trace_confidence / 100.0;
     return 0;
+}
+
+/* Registers every module's counters, in the order status shows them. */
+static int add_counters(struct apm_collector *c)
+{
+    apm_counters_init(&c->counters);
+    int rc = apm_store_add_counters(c->store, &c->counters);
+    if (rc == 0)
+        rc = apm_api_add_counters(c->api, &c->counters);
+    if (rc == 0)
+        rc = apm_alert_feed_add_counters(c->alerts, &c->counters);
+    if (rc == 0)
+        rc = apm_ingest_add_counters(c->ingest, &c->counters);
+    if (rc == 0)
+        rc = apm_writer_add_counters(c->writer, &c->counters);
+    if (rc == 0)
+        rc = apm_analyzer_worker_add_counters(c->analyzer, &c->counters);
+    if (rc == 0)
+        rc = apm_http_server_add_counters(c->http, &c->counters);
+    return rc;
 }
 
 static int ensure_dir(const char *dir)
@@ -443,8 +402,11 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
     rc = apm_ingest_new(loop, c->store, c->writer, &io, &c->ingest);
     if (rc != 0)
         goto fail_writer;
-    struct apm_api_config ac = {
-        .store = c->store, .status_fn = status_fn, .trace_fn = send_trace, .ctx = c};
+    struct apm_api_config ac = {.store = c->store,
+                                .counters = &c->counters,
+                                .status_fn = status_fn,
+                                .trace_fn = send_trace,
+                                .ctx = c};
     rc = apm_api_new(&ac, &c->api);
     if (rc == 0)
         rc = apm_api_forecast_register(c->api);
@@ -454,6 +416,10 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         rc = apm_api_alerts_register(c->api, apm_alert_feed_engine(c->alerts));
     if (rc == 0)
         rc = apm_http_server_new(loop, cfg->http, apm_api_handle, c->api, &c->http);
+    if (rc == 0 && (rc = add_counters(c)) != 0) {
+        apm_http_server_close(c->http, NULL);
+        c->http = NULL;
+    }
     if (rc != 0) {
         apm_ingest_close(c->ingest, NULL, NULL);
         c->ingest = NULL;

@@ -202,29 +202,8 @@ void apm_alert_feed_verdict(void *ctx, const struct apm_analyzer_verdict *msg)
     apm_alerts_observe(f->engine, &in, now_ms);
 }
 
-#define PUT_U64(obj, key, v) json_object_set_new(obj, key, json_integer((json_int_t)(v)))
-
-void apm_alert_feed_status(struct apm_alert_feed *f, json_t *obj)
+int apm_alert_feed_add_counters(struct apm_alert_feed *f, struct apm_counters *r)
 {
-    struct apm_alerts_stats s;
-    apm_alerts_get_stats(f->engine, &s);
-    json_t *o = json_object();
-    PUT_U64(o, "rules", s.rules);
-    PUT_U64(o, "pending", s.pending);
-    PUT_U64(o, "firing", s.firing);
-    PUT_U64(o, "resolved", s.resolved);
-    PUT_U64(o, "fired", s.fired);
-    PUT_U64(o, "refused", s.refused);
-    PUT_U64(o, "persist_errors", s.persist_errors);
-    PUT_U64(o, "notifications", s.notifications);
-    json_object_set_new(obj, "alerts", o);
-    struct apm_notify_stats ns;
-    apm_notify_get_stats(f->notify, &ns);
-    o = json_object();
-    PUT_U64(o, "queued", ns.queued);
-    PUT_U64(o, "delivered", ns.delivered);
-    PUT_U64(o, "failures", ns.failures);
-    PUT_U64(o, "gave_up", ns.gave_up);
-    PUT_U64(o, "dropped", ns.dropped);
-    json_object_set_new(obj, "notify", o);
+    int rc = apm_alerts_add_counters(f->engine, r);
+    return rc == 0 ? apm_notify_add_counters(f->notify, r) : rc;
 }

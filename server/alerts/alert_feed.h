@@ -9,8 +9,7 @@
  * collector reloads its config (SIGHUP) and reports counters for
  * /api/v1/status.
  */
-#include <jansson.h>
-
+#include "common/counters.h"
 #include "server/alerts/alert_rules.h"
 #include "server/alerts/alerts.h"
 #include "server/store/store.h"
@@ -45,7 +44,7 @@ struct apm_alerts *apm_alert_feed_engine(struct apm_alert_feed *f);
 /* An apm_analyzer_verdict_fn (ctx = the feed): judges one verdict. Analyzer's thread. */
 void apm_alert_feed_verdict(void *ctx, const struct apm_analyzer_verdict *msg);
 
-/* Adds "alerts" and "notify" counters to the status object. Any thread. */
-void apm_alert_feed_status(struct apm_alert_feed *f, json_t *obj);
+/* Adds the "alerts" and "notify" counters to r. */
+int apm_alert_feed_add_counters(struct apm_alert_feed *f, struct apm_counters *r);
 
 #endif

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "common/analysis.h"
+#include "common/counters.h"
 #include "server/store/store.h"
 
 #define APM_ALERT_NAME_MAX 64u
@@ -225,6 +226,9 @@ struct apm_alerts_stats {
 
 /* Copies the counters. Any thread. */
 void apm_alerts_get_stats(struct apm_alerts *e, struct apm_alerts_stats *out);
+
+/* Adds the "alerts" counters to r. Their read runs on any thread. */
+int apm_alerts_add_counters(struct apm_alerts *e, struct apm_counters *r);
 
 /*
  * Called by delivery when every target has taken (or given up on) the

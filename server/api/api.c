@@ -23,14 +23,19 @@ struct route {
     void *ctx;
 };
 
+struct apm_api_stats {
+    uint64_t requests;
+    uint64_t errors;
+};
+
 struct apm_api {
     struct apm_store *store;
+    const struct apm_counters *counters;
     apm_api_status_fn status_fn;
     apm_api_trace_fn trace_fn;
     void *status_ctx; /* the ctx of status_fn and trace_fn */
     int64_t started_ms;
-    uint64_t requests;
-    uint64_t errors;
+    struct apm_api_stats stats;
     unsigned nroutes;
     struct route routes[APM_API_MAX_ROUTES];
 };
@@ -244,6 +249,17 @@ static int collect_finish(struct collect *c, int rc, const char *name, json_t **
 /* Handlers                                                            */
 /* ------------------------------------------------------------------ */
 
+/* Adds one group's counters to the status object, as {"module": {"name": value, ...}}. */
+static void counters_json(void *ctx, const struct apm_counter_group *g, int rc, const void *stats)
+{
+    json_t *o = json_object();
+    if (rc != 0)
+        json_object_set_new(o, "error", json_string(apm_strerror(rc)));
+    for (const struct apm_counter *c = g->counters; rc == 0 && c->name != NULL; c++)
+        json_object_set_new(o, c->name, json_integer((json_int_t)apm_counter_value(c, stats)));
+    json_object_set_new(ctx, g->module, o);
+}
+
 static int get_status(const struct apm_api_call *call, json_t **out)
 {
     static const char *const allowed[] = {NULL};
@@ -256,22 +272,8 @@ static int get_status(const struct apm_api_call *call, json_t **out)
                   apm_api_time(apm_now_ms()), "started", apm_api_time(api->started_ms));
     if (obj == NULL)
         return apm_api_error(out, 500, "out of memory");
-    struct apm_store_stats ss;
-    memset(&ss, 0, sizeof(ss));
-    int rc = call->store ? apm_store_stats(call->store, &ss) : APM_E_CLOSED;
-    if (rc == 0) {
-        json_object_set_new(
-            obj, "store",
-            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "series", (json_int_t)ss.series, "samples",
-                      (json_int_t)ss.samples, "chunks", (json_int_t)ss.chunks, "bytes_on_disk",
-                      (json_int_t)ss.bytes_on_disk, "commits", (json_int_t)ss.commits,
-                      "sites_refused", (json_int_t)ss.sites_refused));
-    } else {
-        json_object_set_new(obj, "store", json_pack("{s:s}", "error", apm_strerror(rc)));
-    }
-    json_object_set_new(obj, "api",
-                        json_pack("{s:I, s:I}", "requests", (json_int_t)api->requests, "errors",
-                                  (json_int_t)api->errors));
+    if (api->counters != NULL)
+        apm_counters_walk(api->counters, counters_json, obj);
     if (api->status_fn != NULL)
         api->status_fn(api->status_ctx, obj);
     *out = obj;
@@ -492,6 +494,7 @@ int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out)
     if (api == NULL)
         return -ENOMEM;
     api->store = cfg->store;
+    api->counters = cfg->counters;
     api->status_fn = cfg->status_fn;
     api->trace_fn = cfg->trace_fn;
     api->status_ctx = cfg->ctx;
@@ -505,6 +508,27 @@ int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out)
 void apm_api_free(struct apm_api *api)
 {
     free(api);
+}
+
+static int read_counters(void *obj, void *out)
+{
+    const struct apm_api *api = obj;
+    memcpy(out, &api->stats, sizeof(api->stats));
+    return 0;
+}
+
+int apm_api_add_counters(struct apm_api *api, struct apm_counters *r)
+{
+    static const struct apm_counter counters[] = {
+        APM_COUNTER(struct apm_api_stats, requests, "requests", APM_COUNTER_TOTAL, "",
+                    "API requests routed."),
+        APM_COUNTER(struct apm_api_stats, errors, "errors", APM_COUNTER_TOTAL, "",
+                    "API requests answered with an error status."),
+        {.name = NULL},
+    };
+    struct apm_counter_group g = {"api", counters, sizeof(struct apm_api_stats), read_counters,
+                                  api};
+    return apm_counters_add(r, &g);
 }
 
 int apm_api_send_trace(struct apm_api *api, const char *host, const struct apm_msg_control *m)
@@ -571,7 +595,7 @@ static int match(const char *pattern, const struct segments *sg, unsigned *captu
 int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out)
 {
     *out = NULL;
-    api->requests++;
+    api->stats.requests++;
     size_t plen = strlen(API_PREFIX);
     struct segments sg = {0};
     int status = 0;
@@ -605,7 +629,7 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
     else if (status == 0)
         status = apm_api_error(out, 404, "no such endpoint: %.200s", req->path);
     if (status >= 400)
-        api->errors++;
+        api->stats.errors++;
     return status;
 }
 

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "common/codec.h"
+#include "common/counters.h"
 #include "server/net/http.h"
 #include "server/store/store.h"
 
@@ -32,9 +33,9 @@
 struct apm_api;
 
 /*
- * Called for GET /api/v1/status with the answer object under construction:
- * the collector adds its own members (ingest, writer and HTTP counters...).
- * obj is borrowed. Loop thread.
+ * Called for GET /api/v1/status with the answer object under construction,
+ * after the counters: the collector adds what is not a counter (its
+ * addresses). obj is borrowed. Loop thread.
  */
 typedef void (*apm_api_status_fn)(void *ctx, json_t *obj);
 
@@ -47,7 +48,12 @@ typedef void (*apm_api_status_fn)(void *ctx, json_t *obj);
 typedef int (*apm_api_trace_fn)(void *ctx, const char *host, const struct apm_msg_control *m);
 
 struct apm_api_config {
-    struct apm_store *store;     /* borrowed; must outlive the API */
+    struct apm_store *store; /* borrowed; must outlive the API */
+    /*
+     * Every module's counters (common/counters.h), one status object per
+     * group; borrowed, may be NULL. Groups are read on the loop thread.
+     */
+    const struct apm_counters *counters;
     apm_api_status_fn status_fn; /* may be NULL */
     apm_api_trace_fn trace_fn;   /* may be NULL: no agent is ever reached */
     void *ctx;                   /* passed to status_fn and trace_fn */
@@ -77,6 +83,9 @@ int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out);
 
 /* Frees the API. No request may be in progress. Accepts NULL. */
 void apm_api_free(struct apm_api *api);
+
+/* Adds the "api" counters (requests, errors) to r. */
+int apm_api_add_counters(struct apm_api *api, struct apm_counters *r);
 
 /* Calls the configured apm_api_trace_fn; 0 (no agent reached) without one. Loop thread. */
 int apm_api_send_trace(struct apm_api *api, const char *host, const struct apm_msg_control *m);

@@ -449,6 +449,55 @@ void apm_ingest_get_stats(const struct apm_ingest *in, struct apm_ingest_stats *
     *out = in->stats;
 }
 
+static const struct apm_counter counters[] = {
+    APM_COUNTER(struct apm_ingest_stats, accepted, "connections_accepted", APM_COUNTER_TOTAL, "",
+                "Agent connections accepted."),
+    APM_COUNTER(struct apm_ingest_stats, active, "connections_active", APM_COUNTER_GAUGE, "",
+                "Agent connections open now."),
+    APM_COUNTER(struct apm_ingest_stats, refused_over_cap, "refused_over_cap", APM_COUNTER_TOTAL,
+                "", "Agent connections refused because max-connections were open."),
+    APM_COUNTER(struct apm_ingest_stats, auth_failures, "auth_failures", APM_COUNTER_TOTAL, "",
+                "Agents refused for a wrong or missing token."),
+    APM_COUNTER(struct apm_ingest_stats, frames_too_big, "frames_too_big", APM_COUNTER_TOTAL, "",
+                "Frames refused for a length above the maximum."),
+    APM_COUNTER(struct apm_ingest_stats, decode_errors, "decode_errors", APM_COUNTER_TOTAL, "",
+                "Frames that did not decode."),
+    APM_COUNTER(struct apm_ingest_stats, protocol_errors, "protocol_errors", APM_COUNTER_TOTAL, "",
+                "Messages not allowed in the state of their connection."),
+    APM_COUNTER(struct apm_ingest_stats, handshake_timeouts, "handshake_timeouts",
+                APM_COUNTER_TOTAL, "", "Connections closed for sending no Hello in time."),
+    APM_COUNTER(struct apm_ingest_stats, idle_timeouts, "idle_timeouts", APM_COUNTER_TOTAL, "",
+                "Connections closed after the idle timeout."),
+    APM_COUNTER(struct apm_ingest_stats, batches, "batches", APM_COUNTER_TOTAL, "",
+                "Batches received and handed to the writer."),
+    APM_COUNTER(struct apm_ingest_stats, samples, "samples", APM_COUNTER_TOTAL, "",
+                "Samples in the batches received."),
+    APM_COUNTER(struct apm_ingest_stats, acks, "acks", APM_COUNTER_TOTAL, "",
+                "Batches acknowledged after their commit."),
+    APM_COUNTER(struct apm_ingest_stats, duplicates, "duplicates", APM_COUNTER_TOTAL, "",
+                "Batches stored before and acknowledged again."),
+    APM_COUNTER(struct apm_ingest_stats, store_errors, "store_errors", APM_COUNTER_TOTAL, "",
+                "Batches the store failed to commit."),
+    APM_COUNTER(struct apm_ingest_stats, overloaded, "overloaded", APM_COUNTER_TOTAL, "",
+                "Batches refused because the writer queue was full."),
+    APM_COUNTER(struct apm_ingest_stats, controls_sent, "controls_sent", APM_COUNTER_TOTAL, "",
+                "Control frames (trace requests) sent to agents."),
+    {.name = NULL},
+};
+
+static int read_counters(void *obj, void *out)
+{
+    apm_ingest_get_stats(obj, out);
+    return 0;
+}
+
+int apm_ingest_add_counters(struct apm_ingest *in, struct apm_counters *r)
+{
+    struct apm_counter_group g = {"ingest", counters, sizeof(struct apm_ingest_stats),
+                                  read_counters, in};
+    return apm_counters_add(r, &g);
+}
+
 int apm_ingest_send_control(struct apm_ingest *in, const char *host,
                             const struct apm_msg_control *ctl)
 {

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "common/codec.h"
+#include "common/counters.h"
 #include "server/store/store.h"
 #include "server/ingest/writer.h"
 
@@ -63,6 +64,9 @@ int apm_ingest_new(uv_loop_t *loop, struct apm_store *store, struct apm_writer *
 int apm_ingest_port(const struct apm_ingest *in);
 
 void apm_ingest_get_stats(const struct apm_ingest *in, struct apm_ingest_stats *out);
+
+/* Adds the "ingest" counters to r (the ingest must stay registered only while open). */
+int apm_ingest_add_counters(struct apm_ingest *in, struct apm_counters *r);
 
 /*
  * Sends a Control frame to the agent(s) connected for host. Returns the

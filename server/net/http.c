@@ -508,3 +508,36 @@ void apm_http_server_close(struct apm_http_server *s, apm_http_close_cb cb)
             conn_close(c);
     }
 }
+
+static const struct apm_counter counters[] = {
+    APM_COUNTER(struct apm_http_stats, connections, "connections", APM_COUNTER_TOTAL, "",
+                "HTTP connections accepted and served."),
+    APM_COUNTER(struct apm_http_stats, connections_open, "connections_open", APM_COUNTER_GAUGE, "",
+                "HTTP connections open now."),
+    APM_COUNTER(struct apm_http_stats, refused, "refused", APM_COUNTER_TOTAL, "",
+                "HTTP connections closed at once because max-connections were open."),
+    APM_COUNTER(struct apm_http_stats, requests, "requests", APM_COUNTER_TOTAL, "",
+                "Complete HTTP requests handed to the API."),
+    APM_COUNTER(struct apm_http_stats, bad_requests, "bad_requests", APM_COUNTER_TOTAL, "",
+                "HTTP requests refused by the reader (400, 413, 431)."),
+    APM_COUNTER(struct apm_http_stats, timeouts, "timeouts", APM_COUNTER_TOTAL, "",
+                "HTTP connections closed by the idle timeout."),
+    APM_COUNTER(struct apm_http_stats, responses_4xx, "responses_4xx", APM_COUNTER_TOTAL, "",
+                "HTTP answers with a 4xx status."),
+    APM_COUNTER(struct apm_http_stats, responses_5xx, "responses_5xx", APM_COUNTER_TOTAL, "",
+                "HTTP answers with a 5xx status."),
+    {.name = NULL},
+};
+
+static int read_counters(void *obj, void *out)
+{
+    apm_http_server_stats(obj, out);
+    return 0;
+}
+
+int apm_http_server_add_counters(struct apm_http_server *obj, struct apm_counters *r)
+{
+    struct apm_counter_group g = {"http", counters, sizeof(struct apm_http_stats), read_counters,
+                                  obj};
+    return apm_counters_add(r, &g);
+}

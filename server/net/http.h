@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/counters.h"
 #include "server/net/http_reader.h"
 
 /* ---- server ---- */
@@ -76,6 +77,9 @@ int apm_http_server_port(const struct apm_http_server *s);
 
 /* Copies the counters. Loop thread. */
 void apm_http_server_stats(const struct apm_http_server *s, struct apm_http_stats *out);
+
+/* Adds the "http" counters to r (registered only while the server is open). Loop thread. */
+int apm_http_server_add_counters(struct apm_http_server *s, struct apm_counters *r);
 
 /*
  * Stops listening and closes every connection (one waiting for a deferred

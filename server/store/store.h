@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/counters.h"
 #include "common/model.h"
 
 struct apm_store;
@@ -143,6 +144,9 @@ struct apm_store_stats {
     uint64_t sites_refused; /* new allocation sites refused over the per-process cap, this run */
 };
 int apm_store_stats(struct apm_store *s, struct apm_store_stats *out);
+
+/* Adds the "store" counters to r; reading them opens a read transaction. Any thread. */
+int apm_store_add_counters(struct apm_store *s, struct apm_counters *r);
 
 /*
  * Every series of one process with the given metric (for site metrics, one

@@ -313,6 +313,36 @@ int apm_store_stats(struct apm_store *s, struct apm_store_stats *out)
     return apm_store_mdb_error(rc, "stats");
 }
 
+static const struct apm_counter counters[] = {
+    APM_COUNTER(struct apm_store_stats, series, "series", APM_COUNTER_GAUGE, "",
+                "Series in the store."),
+    APM_COUNTER(struct apm_store_stats, samples, "samples", APM_COUNTER_TOTAL, "",
+                "Samples in the store."),
+    APM_COUNTER(struct apm_store_stats, dropped, "dropped", APM_COUNTER_TOTAL, "",
+                "Samples refused for not being newer than the last of their series."),
+    APM_COUNTER(struct apm_store_stats, chunks, "chunks", APM_COUNTER_GAUGE, "",
+                "Sealed chunks in the store."),
+    APM_COUNTER(struct apm_store_stats, bytes_on_disk, "bytes_on_disk", APM_COUNTER_GAUGE, "bytes",
+                "Used size of the LMDB data file."),
+    APM_COUNTER(struct apm_store_stats, commits, "commits", APM_COUNTER_TOTAL, "",
+                "Write transactions committed since the start."),
+    APM_COUNTER(struct apm_store_stats, sites_refused, "sites_refused", APM_COUNTER_TOTAL, "",
+                "New allocation sites refused over the per-process cap since the start."),
+    {.name = NULL},
+};
+
+static int read_counters(void *obj, void *out)
+{
+    return apm_store_stats(obj, out);
+}
+
+int apm_store_add_counters(struct apm_store *obj, struct apm_counters *r)
+{
+    struct apm_counter_group g = {"store", counters, sizeof(struct apm_store_stats), read_counters,
+                                  obj};
+    return apm_counters_add(r, &g);
+}
+
 int apm_store_list_process_series(struct apm_store *s, const char *process_id,
                                   enum apm_metric metric, apm_store_series_cb cb, void *ctx)
 {
