@@ -12,7 +12,7 @@
  * The engine owns one thread. It persists every change in the store's
  * "alerts" database in one transaction per round (so a restart, kill -9
  * included, keeps firing alerts and remembers what was notified), then hands
- * notifications to the delivery module (server/notify.h). Nothing here blocks
+ * notifications to the delivery module (server/alerts/notify.h). Nothing here blocks
  * the caller for longer than a mutex hold: observe, list and ack are safe
  * on any thread, the loop thread included.
  */
@@ -54,7 +54,7 @@ const char *apm_alert_kind_name(enum apm_alert_kind k);
 const char *apm_alert_severity_name(enum apm_alert_severity s);
 const char *apm_alert_state_name(enum apm_alert_state s);
 
-/* One rule, as parsed from a [rule NAME] section (server/alert_rules.c). */
+/* One rule, as parsed from a [rule NAME] section (server/alerts/alert_rules.c). */
 struct apm_alert_rule {
     char name[APM_ALERT_NAME_MAX];
     enum apm_alert_kind kind;

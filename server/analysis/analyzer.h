@@ -7,13 +7,13 @@
  * store's recent samples, and fed with every committed sample. It keeps the
  * latest verdict of each series, chooses the limit a forecast aims at
  * (cgroup, configured or host memory), persists changed verdicts in the
- * store (server/store_verdict.h), and asks for a tracemalloc window when a
+ * store (server/store/store_verdict.h), and asks for a tracemalloc window when a
  * process turns suspicious. docs/architecture.md, "Live analysis".
  *
  * Analysed now: rss of every process. Limits come from the same batches:
  * each process's cgroup_limit and its host's mem_total.
  *
- * Thread: an apm_analyzer is not thread-safe. server/analyzer_worker.c runs
+ * Thread: an apm_analyzer is not thread-safe. server/analysis/analyzer_worker.c runs
  * one on its own thread; tests and benchmarks call it directly.
  */
 #include <stdbool.h>

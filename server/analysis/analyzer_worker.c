@@ -6,7 +6,7 @@
  * them, and flushes changed verdicts at most every flush interval, so the
  * store sees one small transaction per interval whatever the ingest rate.
  * Trace requests go to the loop through a mutex-protected queue and the
- * async handle; closing mirrors server/writer.c (the thread says it exited
+ * async handle; closing mirrors server/ingest/writer.c (the thread says it exited
  * through the same handle, then the loop joins it and closes the handle).
  */
 #include "server/analysis/analyzer_worker.h"

@@ -1,6 +1,6 @@
 /*
  * Suspects and the native verdict from the stored probe series. The sites
- * are ranked by server/sites.c; this file only decides which of them track
+ * are ranked by server/analysis/sites.c; this file only decides which of them track
  * the process's growth. Traced memory restarts near zero each time tracing
  * starts (tracemalloc counts only what was allocated since), so its rate is
  * taken over the samples since the last restart, and the first quarter of

@@ -30,7 +30,7 @@ static json_t *seconds_until(double t, double from)
 }
 
 /*
- * The allocation sites that grow with a leaking process (server/suspects.h),
+ * The allocation sites that grow with a leaking process (server/analysis/suspects.h),
  * fastest first, and the native-or-Python verdict into *native (-1 unknown).
  * Only leaking series pay for the ranking; others get an empty list.
  */

@@ -4,7 +4,7 @@
 /*
  * The probe's endpoints (docs/api.md):
  *   GET  /api/v1/sites?process=ID[&window=S|&from=T&to=T][&limit=N]
- *        allocation sites of a process ranked by growth (server/sites.h);
+ *        allocation sites of a process ranked by growth (server/analysis/sites.h);
  *   POST /api/v1/processes/{id}/trace  {"for": S}
  *        asks the process's agent to trace it for S seconds (0: stop); 202
  *        with what was sent, 404 when the process or its agent is unknown.

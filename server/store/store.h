@@ -3,10 +3,10 @@
 
 /*
  * The collector's store: time series in LMDB, samples packed in per-series
- * chunks (server/chunk.c), a series index (host, process, metric) -> id, the
+ * chunks (server/store/chunk.c), a series index (host, process, metric) -> id, the
  * hosts and processes seen, and the per-agent dedup watermark.
  *
- * Threads: one writer thread owns the write transactions (server/writer.c);
+ * Threads: one writer thread owns the write transactions (server/ingest/writer.c);
  * the read functions may run on any thread, each in its own read transaction.
  * Errors: 0 or a negative code (common/error.h); LMDB codes are translated
  * here and nowhere else (MDB_MAP_FULL -> APM_E_FULL, others -> APM_E_STORE).

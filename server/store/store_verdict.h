@@ -5,7 +5,7 @@
  * The latest analysis verdict of each analysed series, kept in the store's
  * "verdicts" database (series id -> one compact record), so that the API
  * answers forecasts without replaying samples and a restarted collector
- * still shows what it last concluded. server/analyzer.c writes them in its
+ * still shows what it last concluded. server/analysis/analyzer.c writes them in its
  * own small transactions (a handful per minute, many records each); the API
  * reads them.
  *
