@@ -12,7 +12,8 @@ void apm_counters_init(struct apm_counters *r)
 
 int apm_counters_add(struct apm_counters *r, const struct apm_counter_group *g)
 {
-    if (g->size > APM_COUNTERS_STATS_MAX || g->read == NULL || g->counters == NULL)
+    if (g->size > APM_COUNTERS_STATS_MAX || (g->read == NULL) == (g->stats == NULL) ||
+        g->counters == NULL)
         return -EINVAL;
     if (r->n >= APM_COUNTERS_MAX_GROUPS)
         return APM_E_LIMIT;
@@ -36,8 +37,11 @@ void apm_counters_walk(const struct apm_counters *r, apm_counters_visit_fn fn, v
     uint64_t stats[APM_COUNTERS_STATS_MAX / sizeof(uint64_t)];
     for (size_t i = 0; i < r->n; i++) {
         const struct apm_counter_group *g = &r->group[i];
-        memset(stats, 0, g->size);
-        int rc = g->read(g->obj, stats);
+        int rc = 0;
+        if (g->read != NULL)
+            rc = g->read(g->obj, stats);
+        else
+            memcpy(stats, g->stats, g->size);
         fn(ctx, g, rc, rc == 0 ? stats : NULL);
     }
 }

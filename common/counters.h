@@ -40,8 +40,9 @@ struct apm_counter {
     }
 
 /*
- * Copies the module's stats struct into out (the group's size bytes).
- * Returns 0, or a negative code when the stats cannot be read now.
+ * Copies the module's stats struct into out (the group's size bytes), for a
+ * module whose counters change on other threads (under its lock). Returns 0,
+ * or a negative code when the stats cannot be read now.
  */
 typedef int (*apm_counters_read_fn)(void *obj, void *out);
 
@@ -49,12 +50,14 @@ typedef int (*apm_counters_read_fn)(void *obj, void *out);
 /* The largest stats struct a group may have. */
 #define APM_COUNTERS_STATS_MAX 1024u
 
+/* A module's counters: where their values are, the pointer or the getter. */
 struct apm_counter_group {
     const char *module;                 /* borrowed (a literal) */
     const struct apm_counter *counters; /* borrowed, terminated by {.name = NULL} */
     size_t size;                        /* of the stats struct */
-    apm_counters_read_fn read;
-    void *obj; /* handed to read; borrowed */
+    const void *stats;         /* the struct itself, when only the walker's thread writes it */
+    apm_counters_read_fn read; /* or the getter (then stats is NULL) */
+    void *obj;                 /* handed to read; borrowed */
 };
 
 struct apm_counters {

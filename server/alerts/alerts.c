@@ -871,7 +871,10 @@ static int read_counters(void *obj, void *out)
 
 int apm_alerts_add_counters(struct apm_alerts *obj, struct apm_counters *r)
 {
-    struct apm_counter_group g = {"alerts", counters, sizeof(struct apm_alerts_stats),
-                                  read_counters, obj};
+    struct apm_counter_group g = {.module = "alerts",
+                                  .counters = counters,
+                                  .size = sizeof(struct apm_alerts_stats),
+                                  .read = read_counters,
+                                  .obj = obj};
     return apm_counters_add(r, &g);
 }

@@ -607,7 +607,10 @@ static int read_counters(void *obj, void *out)
 
 int apm_notify_add_counters(struct apm_notify *obj, struct apm_counters *r)
 {
-    struct apm_counter_group g = {"notify", counters, sizeof(struct apm_notify_stats),
-                                  read_counters, obj};
+    struct apm_counter_group g = {.module = "notify",
+                                  .counters = counters,
+                                  .size = sizeof(struct apm_notify_stats),
+                                  .read = read_counters,
+                                  .obj = obj};
     return apm_counters_add(r, &g);
 }

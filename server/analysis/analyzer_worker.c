@@ -370,7 +370,10 @@ static int read_counters(void *obj, void *out)
 
 int apm_analyzer_worker_add_counters(struct apm_analyzer_worker *obj, struct apm_counters *r)
 {
-    struct apm_counter_group g = {"analysis", counters, sizeof(struct apm_analyzer_worker_stats),
-                                  read_counters, obj};
+    struct apm_counter_group g = {.module = "analysis",
+                                  .counters = counters,
+                                  .size = sizeof(struct apm_analyzer_worker_stats),
+                                  .read = read_counters,
+                                  .obj = obj};
     return apm_counters_add(r, &g);
 }

@@ -510,13 +510,6 @@ void apm_api_free(struct apm_api *api)
     free(api);
 }
 
-static int read_counters(void *obj, void *out)
-{
-    const struct apm_api *api = obj;
-    memcpy(out, &api->stats, sizeof(api->stats));
-    return 0;
-}
-
 int apm_api_add_counters(struct apm_api *api, struct apm_counters *r)
 {
     static const struct apm_counter counters[] = {
@@ -526,8 +519,8 @@ int apm_api_add_counters(struct apm_api *api, struct apm_counters *r)
                     "API requests answered with an error status."),
         {.name = NULL},
     };
-    struct apm_counter_group g = {"api", counters, sizeof(struct apm_api_stats), read_counters,
-                                  api};
+    struct apm_counter_group g = {
+        .module = "api", .counters = counters, .size = sizeof(api->stats), .stats = &api->stats};
     return apm_counters_add(r, &g);
 }
 

@@ -485,16 +485,10 @@ static const struct apm_counter counters[] = {
     {.name = NULL},
 };
 
-static int read_counters(void *obj, void *out)
-{
-    apm_ingest_get_stats(obj, out);
-    return 0;
-}
-
 int apm_ingest_add_counters(struct apm_ingest *in, struct apm_counters *r)
 {
-    struct apm_counter_group g = {"ingest", counters, sizeof(struct apm_ingest_stats),
-                                  read_counters, in};
+    struct apm_counter_group g = {
+        .module = "ingest", .counters = counters, .size = sizeof(in->stats), .stats = &in->stats};
     return apm_counters_add(r, &g);
 }
 

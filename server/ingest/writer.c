@@ -321,7 +321,10 @@ static int read_counters(void *obj, void *out)
 
 int apm_writer_add_counters(struct apm_writer *w, struct apm_counters *r)
 {
-    struct apm_counter_group g = {"writer", counters, sizeof(struct apm_writer_stats),
-                                  read_counters, w};
+    struct apm_counter_group g = {.module = "writer",
+                                  .counters = counters,
+                                  .size = sizeof(struct apm_writer_stats),
+                                  .read = read_counters,
+                                  .obj = w};
     return apm_counters_add(r, &g);
 }

@@ -529,15 +529,9 @@ static const struct apm_counter counters[] = {
     {.name = NULL},
 };
 
-static int read_counters(void *obj, void *out)
+int apm_http_server_add_counters(struct apm_http_server *s, struct apm_counters *r)
 {
-    apm_http_server_stats(obj, out);
-    return 0;
-}
-
-int apm_http_server_add_counters(struct apm_http_server *obj, struct apm_counters *r)
-{
-    struct apm_counter_group g = {"http", counters, sizeof(struct apm_http_stats), read_counters,
-                                  obj};
+    struct apm_counter_group g = {
+        .module = "http", .counters = counters, .size = sizeof(s->stats), .stats = &s->stats};
     return apm_counters_add(r, &g);
 }

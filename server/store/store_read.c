@@ -338,8 +338,11 @@ static int read_counters(void *obj, void *out)
 
 int apm_store_add_counters(struct apm_store *obj, struct apm_counters *r)
 {
-    struct apm_counter_group g = {"store", counters, sizeof(struct apm_store_stats), read_counters,
-                                  obj};
+    struct apm_counter_group g = {.module = "store",
+                                  .counters = counters,
+                                  .size = sizeof(struct apm_store_stats),
+                                  .read = read_counters,
+                                  .obj = obj};
     return apm_counters_add(r, &g);
 }
 

@@ -1,4 +1,7 @@
-/* The counters registry: groups read in order, a failed read reported, a closed module removed. */
+/*
+ * The counters registry: groups read in order through a pointer or a getter, a failed read
+ * reported, a closed module removed.
+ */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -58,9 +61,16 @@ static void test_counters_walks_groups_in_order_and_reports_failed_reads(void **
     struct apm_counters r;
     apm_counters_init(&r);
     struct pair_stats a = {.open = 2, .served = 40}, b = {.open = 0, .served = 7};
-    struct apm_counter_group ga = {"http", pair_counters, sizeof(a), read_pair, &a};
-    struct apm_counter_group gb = {"ingest", pair_counters, sizeof(b), read_pair, &b};
-    struct apm_counter_group gs = {"store", pair_counters, sizeof(b), read_fails, NULL};
+    /* One group by pointer, one by getter, one whose getter fails. */
+    struct apm_counter_group ga = {
+        .module = "http", .counters = pair_counters, .size = sizeof(a), .stats = &a};
+    struct apm_counter_group gb = {.module = "ingest",
+                                   .counters = pair_counters,
+                                   .size = sizeof(b),
+                                   .read = read_pair,
+                                   .obj = &b};
+    struct apm_counter_group gs = {
+        .module = "store", .counters = pair_counters, .size = sizeof(b), .read = read_fails};
     assert_int_equal(apm_counters_add(&r, &ga), 0);
     assert_int_equal(apm_counters_add(&r, &gs), 0);
     assert_int_equal(apm_counters_add(&r, &gb), 0);
@@ -83,7 +93,15 @@ static void test_counters_refuses_past_its_caps(void **state)
     struct apm_counters r;
     apm_counters_init(&r);
     struct pair_stats a = {0};
-    struct apm_counter_group g = {"http", pair_counters, sizeof(a), read_pair, &a};
+    struct apm_counter_group g = {
+        .module = "http", .counters = pair_counters, .size = sizeof(a), .stats = &a};
+    /* Either the pointer or the getter, not both, not none. */
+    g.read = read_pair;
+    assert_int_equal(apm_counters_add(&r, &g), -EINVAL);
+    g.read = NULL;
+    g.stats = NULL;
+    assert_int_equal(apm_counters_add(&r, &g), -EINVAL);
+    g.stats = &a;
     for (unsigned i = 0; i < APM_COUNTERS_MAX_GROUPS; i++)
         assert_int_equal(apm_counters_add(&r, &g), 0);
     assert_int_equal(apm_counters_add(&r, &g), APM_E_LIMIT);
