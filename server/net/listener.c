@@ -50,8 +50,8 @@ static void on_closed(uv_handle_t *h)
         cb(ctx);
 }
 
-/* The port of endpoint for the log line; the address was parsed already. */
-static int endpoint_port(const struct sockaddr_storage *ss)
+/* The port of an IPv4 or IPv6 socket address. */
+static int port_of(const struct sockaddr_storage *ss)
 {
     if (ss->ss_family == AF_INET6)
         return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
@@ -85,9 +85,9 @@ int apm_listener_new(uv_loop_t *loop, const char *who, const char *endpoint, int
     if (rc != 0) {
         if (rc == UV_EADDRINUSE)
             apm_error("%s: cannot listen on %s: port %d is already in use", who, endpoint,
-                      endpoint_port(&ss));
+                      port_of(&ss));
         else
-            apm_error("%s: cannot listen on %s (port %d): %s", who, endpoint, endpoint_port(&ss),
+            apm_error("%s: cannot listen on %s (port %d): %s", who, endpoint, port_of(&ss),
                       uv_strerror(rc));
         /* The handle is open: only its close callback frees the listener. */
         uv_close((uv_handle_t *)&l->tcp, on_closed);
@@ -111,7 +111,7 @@ int apm_listener_port(const struct apm_listener *l)
         return rc;
     if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
         return APM_E_CONFIG;
-    return endpoint_port(&ss);
+    return port_of(&ss);
 }
 
 void apm_listener_close(struct apm_listener *l, apm_listener_close_fn cb, void *ctx)
