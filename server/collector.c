@@ -447,6 +447,11 @@ fail:
     return rc;
 }
 
+const struct apm_counters *apm_collector_counters(const struct apm_collector *c)
+{
+    return &c->counters;
+}
+
 void apm_collector_free(struct apm_collector *c)
 {
     if (c == NULL)

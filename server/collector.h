@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "common/config.h"
+#include "common/counters.h"
 #include "server/alerts/alert_rules.h"
 
 struct apm_collector_config {
@@ -77,6 +78,12 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
  * ack what it holds, close every handle. Idempotent. The loop ends by itself.
  */
 void apm_collector_stop(struct apm_collector *c);
+
+/*
+ * Every module's counters, as GET /api/v1/status shows them (borrowed; a
+ * module leaves as it closes). Loop thread.
+ */
+const struct apm_counters *apm_collector_counters(const struct apm_collector *c);
 
 /* Frees after the loop has ended. Accepts NULL. */
 void apm_collector_free(struct apm_collector *c);
