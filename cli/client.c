@@ -164,3 +164,17 @@ int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *
     curl_slist_free_all(hdr);
     return rc;
 }
+
+int apm_cli_client_add_param(struct apm_cli_client *c, char *q, size_t size, const char *name,
+                             const char *value)
+{
+    if (value == NULL)
+        return 0;
+    char *esc = apm_cli_client_escape(c, value);
+    if (esc == NULL)
+        return -1;
+    size_t len = strlen(q);
+    int n = snprintf(q + len, size - len, "%s%s=%s", strchr(q, '?') ? "&" : "?", name, esc);
+    curl_free(esc);
+    return n < 0 || (size_t)n >= size - len ? -1 : 0;
+}

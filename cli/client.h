@@ -57,4 +57,13 @@ int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *
  */
 char *apm_cli_client_escape(struct apm_cli_client *c, const char *s);
 
+/*
+ * Appends "name=value" to the path q (size bytes) under construction, value
+ * (borrowed) percent-encoded, after '?' for the first parameter and '&' for
+ * the others; a NULL value appends nothing. Returns 0, or -1 when out of
+ * memory or when q would not hold it (q is then unchanged or cut).
+ */
+int apm_cli_client_add_param(struct apm_cli_client *c, char *q, size_t size, const char *name,
+                             const char *value);
+
 #endif

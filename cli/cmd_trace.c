@@ -10,6 +10,7 @@
 #include "cli/client.h"
 #include "cli/cmd_top.h"
 #include "cli/commands.h"
+#include "cli/json.h"
 #include "common/error.h"
 #include "common/timeutil.h"
 
@@ -85,9 +86,7 @@ int apm_cli_cmd_trace(const struct apm_cli_globals *g, int argc, char **argv)
     if (rc != 0)
         return rc;
     if (g->json) {
-        fputs(text, stdout);
-        if (text[0] != '\0' && text[strlen(text) - 1] != '\n')
-            fputc('\n', stdout);
+        apm_cli_json_print(text);
     } else if (stop) {
         printf("%s: asked its agent to stop tracing\n", id);
     } else {

@@ -132,19 +132,6 @@ static void test_cli_series_options(void **state)
 
 /* ---- formatting ---- */
 
-static void test_cli_sizes_are_human_readable(void **state)
-{
-    (void)state;
-    char b[32];
-    assert_string_equal(apm_cli_format_size(0, b, sizeof(b)), "0 B");
-    assert_string_equal(apm_cli_format_size(1023, b, sizeof(b)), "1023 B");
-    assert_string_equal(apm_cli_format_size(1536, b, sizeof(b)), "1.5 KiB");
-    assert_string_equal(apm_cli_format_size(512.0 * 1048576, b, sizeof(b)), "512.0 MiB");
-    assert_string_equal(apm_cli_format_size(2.0 * 1073741824, b, sizeof(b)), "2.00 GiB");
-    assert_string_equal(apm_cli_format_size(300.0 * 1073741824, b, sizeof(b)), "300.0 GiB");
-    assert_string_equal(apm_cli_format_size(-3.0 * 1048576, b, sizeof(b)), "-3.0 MiB");
-}
-
 static void test_cli_sparkline_spans_the_eight_levels(void **state)
 {
     (void)state;
@@ -404,7 +391,6 @@ int main(void)
         cmocka_unit_test(test_cli_words_after_double_dash_are_kept),
         cmocka_unit_test(test_cli_bad_server_is_a_usage_error),
         cmocka_unit_test(test_cli_series_options),
-        cmocka_unit_test(test_cli_sizes_are_human_readable),
         cmocka_unit_test(test_cli_sparkline_spans_the_eight_levels),
         cmocka_unit_test(test_cli_sparkline_averages_down_to_width),
         cmocka_unit_test(test_cli_table_aligns_utf8_cells),
