@@ -44,8 +44,10 @@ int apm_cli_client_init(struct apm_cli_client *c, const char *server)
     memset(c, 0, sizeof(*c));
     c->server = server;
     c->curl = curl_easy_init();
-    if (c->curl == NULL)
+    if (c->curl == NULL) {
+        fprintf(stderr, "apm-cli: cannot set up an HTTP client: out of memory\n");
         return -ENOMEM;
+    }
     curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, APM_CLI_CONNECT_TIMEOUT_MS);
     curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, APM_CLI_TIMEOUT_MS);

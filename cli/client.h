@@ -25,8 +25,8 @@ struct apm_cli_client {
 
 /*
  * Prepares a client for server (borrowed; must outlive the client). Returns
- * 0 or -ENOMEM. Caller-owned: end with apm_cli_client_close(). The caller
- * (main) has called curl_global_init().
+ * 0, or -ENOMEM after saying so on stderr. Caller-owned: end with apm_cli_client_close(). The
+ * caller (main) has called curl_global_init().
  */
 int apm_cli_client_init(struct apm_cli_client *c, const char *server);
 

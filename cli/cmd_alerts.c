@@ -145,15 +145,12 @@ int apm_cli_cmd_alerts(const struct apm_cli_globals *g, int argc, char **argv)
     }
     int fail = o.check ? APM_CLI_CHECK_UNREACHABLE : APM_CLI_EXIT_COLLECTOR;
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0) {
-        fprintf(stderr, "apm-cli: cannot initialise the HTTP client\n");
+    if (apm_cli_client_init(&c, g->server) != 0)
         return fail;
-    }
     char path[96];
     snprintf(path, sizeof(path), "/api/v1/alerts?state=%s", o.state);
-    char *text = NULL;
     json_t *doc = NULL;
-    int rc = apm_cli_client_get(&c, path, &text, &doc);
+    int rc = apm_cli_json_get(&c, path, g->json, &doc);
     apm_cli_client_close(&c);
     if (rc != 0)
         return fail;
@@ -162,8 +159,6 @@ int apm_cli_cmd_alerts(const struct apm_cli_globals *g, int argc, char **argv)
     int worst = 0;
     size_t i, shown = 0;
     json_t *a;
-    if (g->json)
-        apm_cli_json_print(text);
     json_array_foreach(list, i, a)
     {
         bool acked = apm_cli_json_true(a, "acked");
@@ -179,7 +174,6 @@ int apm_cli_cmd_alerts(const struct apm_cli_globals *g, int argc, char **argv)
     }
     if (!g->json && shown == 0)
         printf("no %s alerts\n", o.check ? "unacknowledged firing" : o.state);
-    free(text);
     json_decref(doc);
     return o.check ? worst : APM_CLI_EXIT_OK;
 }
@@ -200,9 +194,12 @@ int apm_cli_cmd_ack(const struct apm_cli_globals *g, int argc, char **argv)
     char *btext = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     struct apm_cli_client c;
-    if (btext == NULL || apm_cli_client_init(&c, g->server) != 0) {
-        free(btext);
+    if (btext == NULL) {
         fprintf(stderr, "apm-cli: out of memory\n");
+        return APM_CLI_EXIT_COLLECTOR;
+    }
+    if (apm_cli_client_init(&c, g->server) != 0) {
+        free(btext);
         return APM_CLI_EXIT_COLLECTOR;
     }
     char path[96];

@@ -180,10 +180,8 @@ int apm_cli_cmd_forecast(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_OK;
     }
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0) {
-        fprintf(stderr, "apm-cli: cannot set up an HTTP client: out of memory\n");
+    if (apm_cli_client_init(&c, g->server) != 0)
         return APM_CLI_EXIT_COLLECTOR;
-    }
     char path[2048] = "/api/v1/forecasts", pid[32];
     snprintf(pid, sizeof(pid), "%ld", o.pid);
     int bad = apm_cli_client_add_param(&c, path, sizeof(path), "host", o.host) != 0 ||
@@ -194,19 +192,12 @@ int apm_cli_cmd_forecast(const struct apm_cli_globals *g, int argc, char **argv)
         fprintf(stderr, "apm-cli: forecast: filter too long\n");
         return APM_CLI_EXIT_USAGE;
     }
-    char *text = NULL;
     json_t *doc = NULL;
-    int rc = apm_cli_client_get(&c, path, g->json ? &text : NULL, &doc);
+    int rc = apm_cli_json_get(&c, path, g->json, &doc);
     apm_cli_client_close(&c);
     if (rc != 0)
         return APM_CLI_EXIT_COLLECTOR;
-    if (g->json) {
-        apm_cli_json_print(text);
-        rc = APM_CLI_EXIT_OK;
-    } else {
-        rc = print_table(doc);
-    }
-    free(text);
+    rc = g->json ? APM_CLI_EXIT_OK : print_table(doc);
     json_decref(doc);
     return rc;
 }

@@ -196,16 +196,13 @@ int apm_cli_cmd_top(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_OK;
     }
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0) {
-        fprintf(stderr, "apm-cli: cannot set up an HTTP client: out of memory\n");
+    if (apm_cli_client_init(&c, g->server) != 0)
         return APM_CLI_EXIT_COLLECTOR;
-    }
     char id[400];
     int rc = apm_cli_find_process(&c, &o.t, id, sizeof(id));
     char *esc = rc == 0 ? apm_cli_client_escape(&c, id) : NULL;
     if (rc == 0 && esc == NULL)
         rc = APM_CLI_EXIT_COLLECTOR;
-    char *text = NULL;
     json_t *doc = NULL;
     if (rc == 0) {
         int64_t ms = 3600000;
@@ -214,19 +211,13 @@ int apm_cli_cmd_top(const struct apm_cli_globals *g, int argc, char **argv)
         char path[1200];
         snprintf(path, sizeof(path), "/api/v1/sites?process=%.900s&window=%.3f&limit=%ld", esc,
                  (double)ms / 1000.0, o.limit);
-        if (apm_cli_client_get(&c, path, g->json ? &text : NULL, &doc) != 0)
+        if (apm_cli_json_get(&c, path, g->json, &doc) != 0)
             rc = APM_CLI_EXIT_COLLECTOR;
     }
     curl_free(esc);
     apm_cli_client_close(&c);
-    if (rc != 0)
-        return rc;
-    if (g->json) {
-        apm_cli_json_print(text);
-    } else {
+    if (rc == 0 && !g->json)
         rc = print_table(doc, id);
-    }
-    free(text);
     json_decref(doc);
     return rc;
 }

@@ -63,10 +63,8 @@ int apm_cli_cmd_trace(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_OK;
     }
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0) {
-        fprintf(stderr, "apm-cli: cannot set up an HTTP client: out of memory\n");
+    if (apm_cli_client_init(&c, g->server) != 0)
         return APM_CLI_EXIT_COLLECTOR;
-    }
     char id[400];
     int rc = apm_cli_find_process(&c, &t, id, sizeof(id));
     char *esc = rc == 0 ? apm_cli_client_escape(&c, id) : NULL;

@@ -32,29 +32,15 @@ static int no_options(const char *cmd, const char *usage, int argc, char **argv)
     return 0;
 }
 
-/* Fetches one API document; prints it as it came with --json. */
-static int fetch(const struct apm_cli_globals *g, struct apm_cli_client *c, const char *path,
-                 json_t **doc, bool *printed)
+/* One GET on a client of its own; the answer printed with --json. Returns an exit code. */
+static int query(const struct apm_cli_globals *g, const char *path, json_t **doc)
 {
-    char *text = NULL;
-    *printed = false;
-    if (apm_cli_client_get(c, path, g->json ? &text : NULL, doc) != 0)
+    struct apm_cli_client c;
+    if (apm_cli_client_init(&c, g->server) != 0)
         return APM_CLI_EXIT_COLLECTOR;
-    if (g->json) {
-        apm_cli_json_print(text);
-        *printed = true;
-    }
-    free(text);
-    return 0;
-}
-
-static int client_open(const struct apm_cli_globals *g, struct apm_cli_client *c)
-{
-    if (apm_cli_client_init(c, g->server) != 0) {
-        fprintf(stderr, "apm-cli: cannot set up an HTTP client: out of memory\n");
-        return APM_CLI_EXIT_COLLECTOR;
-    }
-    return 0;
+    int rc = apm_cli_json_get(&c, path, g->json, doc);
+    apm_cli_client_close(&c);
+    return rc == 0 ? APM_CLI_EXIT_OK : APM_CLI_EXIT_COLLECTOR;
 }
 
 static const char *ago(double t, double now, char *buf, size_t size)
@@ -114,14 +100,8 @@ int apm_cli_cmd_status(const struct apm_cli_globals *g, int argc, char **argv)
     int rc = no_options("status", status_usage, argc, argv);
     if (rc != 0)
         return rc < 0 ? APM_CLI_EXIT_OK : rc;
-    struct apm_cli_client c;
     json_t *doc = NULL;
-    bool printed = false;
-    if ((rc = client_open(g, &c)) != 0)
-        return rc;
-    rc = fetch(g, &c, "/api/v1/status", &doc, &printed);
-    apm_cli_client_close(&c);
-    if (rc != 0 || printed) {
+    if ((rc = query(g, "/api/v1/status", &doc)) != 0 || g->json) {
         json_decref(doc);
         return rc;
     }
@@ -155,14 +135,8 @@ int apm_cli_cmd_hosts(const struct apm_cli_globals *g, int argc, char **argv)
     int rc = no_options("hosts", hosts_usage, argc, argv);
     if (rc != 0)
         return rc < 0 ? APM_CLI_EXIT_OK : rc;
-    struct apm_cli_client c;
     json_t *doc = NULL;
-    bool printed = false;
-    if ((rc = client_open(g, &c)) != 0)
-        return rc;
-    rc = fetch(g, &c, "/api/v1/hosts", &doc, &printed);
-    apm_cli_client_close(&c);
-    if (rc != 0 || printed) {
+    if ((rc = query(g, "/api/v1/hosts", &doc)) != 0 || g->json) {
         json_decref(doc);
         return rc;
     }
@@ -360,9 +334,8 @@ int apm_cli_cmd_series(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_OK;
     }
     struct apm_cli_client c;
-    int rc = client_open(g, &c);
-    if (rc != 0)
-        return rc;
+    if (apm_cli_client_init(&c, g->server) != 0)
+        return APM_CLI_EXIT_COLLECTOR;
     char q[2048] = "/api/v1/series";
     char pid[16];
     snprintf(pid, sizeof(pid), "%ld", o.pid);
@@ -377,10 +350,9 @@ int apm_cli_cmd_series(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_USAGE;
     }
     json_t *doc = NULL;
-    bool printed = false;
-    rc = fetch(g, &c, q, &doc, &printed);
-    if (rc == 0 && !printed)
-        rc = series_table(g, &c, doc, o.window_ms);
+    int rc = APM_CLI_EXIT_COLLECTOR;
+    if (apm_cli_json_get(&c, q, g->json, &doc) == 0)
+        rc = g->json ? APM_CLI_EXIT_OK : series_table(g, &c, doc, o.window_ms);
     json_decref(doc);
     apm_cli_client_close(&c);
     return rc;

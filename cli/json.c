@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *apm_cli_json_str(const json_t *o, const char *key, const char *absent)
@@ -29,4 +30,14 @@ void apm_cli_json_print(const char *text)
     size_t n = strlen(text);
     if (n > 0 && text[n - 1] != '\n')
         fputc('\n', stdout);
+}
+
+int apm_cli_json_get(struct apm_cli_client *c, const char *path, bool print, json_t **doc)
+{
+    char *text = NULL;
+    int rc = apm_cli_client_get(c, path, print ? &text : NULL, doc);
+    if (rc == 0 && print)
+        apm_cli_json_print(text);
+    free(text);
+    return rc;
 }

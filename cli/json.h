@@ -10,6 +10,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "cli/client.h"
+
 /*
  * The string member key of o (borrowed, lives as long as o), or absent when
  * o is not an object or the member is missing or not a string.
@@ -27,5 +29,13 @@ bool apm_cli_json_true(const json_t *o, const char *key);
  * newline when it has none: what every command does with --json.
  */
 void apm_cli_json_print(const char *text);
+
+/*
+ * GETs path through c and reads the answer: *doc gets its parse (returns
+ * owned, json_decref). With print (--json), the answer's text is printed as
+ * it came first. Returns 0, or a negative code after the client said why on
+ * stderr (*doc is then NULL).
+ */
+int apm_cli_json_get(struct apm_cli_client *c, const char *path, bool print, json_t **doc);
 
 #endif
