@@ -195,6 +195,13 @@ struct canned {
 static const char *canned_answer(const char *path, int *status)
 {
     *status = 200;
+    if (strcmp(path, "/api/v1/series?metric=gc_collections&limit=200") == 0)
+        return "{\"series\":[{\"id\":4,\"host\":\"web-1\",\"process\":\"web-1:42:1000\","
+               "\"name\":\"worker\",\"pid\":42,\"metric\":\"gc_collections\",\"unit\":\"count\","
+               "\"first\":100.0,\"last\":107.0,\"last_value\":28,\"samples\":2}],"
+               "\"truncated\":false}";
+    if (strncmp(path, "/api/v1/series/4/samples", 24) == 0)
+        return "{\"series\":{\"id\":4},\"samples\":[[100.0,20],[107.0,28]],\"truncated\":false}";
     if (strncmp(path, "/api/v1/series?", 15) == 0 || strcmp(path, "/api/v1/series") == 0)
         return "{\"series\":[{\"id\":3,\"host\":\"web-1\",\"process\":\"web-1:42:1000\","
                "\"name\":\"worker\",\"pid\":42,\"metric\":\"rss\",\"first\":100.0,"
@@ -317,6 +324,24 @@ static void test_cli_series_prints_table_with_sparkline(void **state)
     assert_string_equal(c.last_path, "/api/v1/series/3/samples?from=47.000&to=107.000");
 }
 
+static void test_cli_series_prints_counts_as_counts(void **state)
+{
+    (void)state;
+    struct canned c;
+    canned_start(&c);
+    struct apm_cli_globals g = {.json = false};
+    snprintf(g.server, sizeof(g.server), "http://127.0.0.1:%d", c.port);
+    char out[4096], err[1024];
+    char *argv[] = {"--metric", "gc_collections"};
+    int rc = capture(apm_cli_cmd_series, &g, 2, argv, out, sizeof(out), err, sizeof(err));
+    canned_stop(&c);
+    assert_int_equal(rc, 0);
+    assert_string_equal(err, "");
+    /* gc collections are a count (common/model.c's unit table), not "28 B". */
+    assert_non_null(strstr(out, "gc_collections  28     2 "));
+    assert_null(strstr(out, "28 B"));
+}
+
 static void test_cli_json_prints_the_api_answer(void **state)
 {
     (void)state;
@@ -395,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_cli_sparkline_averages_down_to_width),
         cmocka_unit_test(test_cli_table_aligns_utf8_cells),
         cmocka_unit_test(test_cli_series_prints_table_with_sparkline),
+        cmocka_unit_test(test_cli_series_prints_counts_as_counts),
         cmocka_unit_test(test_cli_json_prints_the_api_answer),
         cmocka_unit_test(test_cli_status_table_and_collector_errors),
         cmocka_unit_test(test_cli_unreachable_collector_exits_2),
