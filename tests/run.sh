@@ -8,6 +8,7 @@
 # exercise a peer's side more than our threads and memory, so they run once.
 #   tests/run.sh                            all three builds
 #   APM_TEST_BUILDS="normal tsan" tests/run.sh   some of them
+#   APM_BUILD_ROOT=/tmp/apm tests/run.sh         build trees under /tmp/apm, not here
 set -eu
 cd "$(dirname "$0")/.."
 src=$(pwd)
@@ -16,19 +17,20 @@ src=$(pwd)
 
 jobs=$(nproc 2>/dev/null || echo 2)
 builds=${APM_TEST_BUILDS:-"normal sanitize tsan"}
+root=${APM_BUILD_ROOT:-.}
 common="-DAPM_WERROR=ON -DAPM_FUZZ=OFF"
 timings=""
 
 for b in $builds; do
     case "$b" in
     normal)
-        dir=build select=""
+        dir=$root/build select=""
         flags="-DCMAKE_BUILD_TYPE=Release -DAPM_SANITIZE=OFF -DAPM_TSAN=OFF" ;;
     sanitize)
-        dir=build-asan select="-LE peer"
+        dir=$root/build-asan select="-LE peer"
         flags="-DCMAKE_BUILD_TYPE=Debug -DAPM_SANITIZE=ON -DAPM_TSAN=OFF" ;;
     tsan)
-        dir=build-tsan select="-LE peer"
+        dir=$root/build-tsan select="-LE peer"
         flags="-DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPM_SANITIZE=OFF -DAPM_TSAN=ON" ;;
     *) echo "tests/run.sh: unknown build '$b' (normal, sanitize or tsan)" >&2; exit 1 ;;
     esac
