@@ -304,18 +304,25 @@ static int capture(int (*cmd)(const struct apm_cli_globals *, int, char **),
     return rc;
 }
 
+/* Runs apm-cli series (a table) against a canned collector, stopped before it returns. */
+static int canned_series(struct canned *c, int argc, char **argv, char *out, size_t outsz,
+                         char *err, size_t errsz)
+{
+    canned_start(c);
+    struct apm_cli_globals g = {.json = false};
+    snprintf(g.server, sizeof(g.server), "http://127.0.0.1:%d", c->port);
+    int rc = capture(apm_cli_cmd_series, &g, argc, argv, out, outsz, err, errsz);
+    canned_stop(c);
+    return rc;
+}
+
 static void test_cli_series_prints_table_with_sparkline(void **state)
 {
     (void)state;
     struct canned c;
-    canned_start(&c);
-    struct apm_cli_globals g = {.json = false};
-    snprintf(g.server, sizeof(g.server), "http://127.0.0.1:%d", c.port);
     char out[4096], err[1024];
     char *argv[] = {"--process", "my worker", "--window", "1m"};
-    int rc = capture(apm_cli_cmd_series, &g, 4, argv, out, sizeof(out), err, sizeof(err));
-    canned_stop(&c);
-    assert_int_equal(rc, 0);
+    assert_int_equal(canned_series(&c, 4, argv, out, sizeof(out), err, sizeof(err)), 0);
     assert_string_equal(err, "");
     assert_non_null(strstr(out, "ID  HOST   PID  PROCESS  METRIC  VALUE    SAMPLES  LAST 1m 0s"));
     assert_non_null(strstr(out, "3   web-1  42   worker   rss     1.5 MiB  8        ▁▂▃▄▅▆▇█"));
@@ -328,14 +335,9 @@ static void test_cli_series_prints_counts_as_counts(void **state)
 {
     (void)state;
     struct canned c;
-    canned_start(&c);
-    struct apm_cli_globals g = {.json = false};
-    snprintf(g.server, sizeof(g.server), "http://127.0.0.1:%d", c.port);
     char out[4096], err[1024];
     char *argv[] = {"--metric", "gc_collections"};
-    int rc = capture(apm_cli_cmd_series, &g, 2, argv, out, sizeof(out), err, sizeof(err));
-    canned_stop(&c);
-    assert_int_equal(rc, 0);
+    assert_int_equal(canned_series(&c, 2, argv, out, sizeof(out), err, sizeof(err)), 0);
     assert_string_equal(err, "");
     /* gc collections are a count (common/model.c's unit table), not "28 B". */
     assert_non_null(strstr(out, "gc_collections  28     2 "));
