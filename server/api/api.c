@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/model.h"
 #include "common/timeutil.h"
+#include "common/units.h"
 
 #define API_PREFIX "/api/v1/"
 /* Longest decoded path segment or query value we accept. */
@@ -341,13 +342,13 @@ static json_t *series_json(const struct apm_series_info *s)
 {
     bool host_series = s->process_id == NULL || s->process_id[0] == '\0';
     const char *metric = apm_metric_name(s->metric);
-    return json_pack("{s:I, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:I, s:I}", "id", (json_int_t)s->id,
-                     "host", s->host ? s->host : "", "process", str_or_null(s->process_id), "name",
-                     str_or_null(s->process_name), "pid",
-                     host_series ? json_null() : json_integer(s->pid), "metric",
-                     metric ? metric : "unknown", "first", apm_api_time(s->first_ms), "last",
-                     apm_api_time(s->last_ms), "last_value", (json_int_t)s->last_value, "samples",
-                     (json_int_t)s->nsamples);
+    return json_pack(
+        "{s:I, s:s, s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:I, s:I}", "id", (json_int_t)s->id, "host",
+        s->host ? s->host : "", "process", str_or_null(s->process_id), "name",
+        str_or_null(s->process_name), "pid", host_series ? json_null() : json_integer(s->pid),
+        "metric", metric ? metric : "unknown", "unit", apm_units_name(apm_metric_unit(s->metric)),
+        "first", apm_api_time(s->first_ms), "last", apm_api_time(s->last_ms), "last_value",
+        (json_int_t)s->last_value, "samples", (json_int_t)s->nsamples);
 }
 
 static int series_row(void *ctx, const struct apm_series_info *s)

@@ -243,6 +243,7 @@ static void test_api_series_filters_and_shape(void **state)
     assert_int_equal(json_integer_value(json_object_get(s, "pid")), 42);
     assert_int_equal(json_integer_value(json_object_get(s, "samples")), 100);
     assert_int_equal(json_integer_value(json_object_get(s, "last_value")), 199 << 20);
+    assert_string_equal(json_string_value(json_object_get(s, "unit")), "bytes");
     assert_true(json_real_value(json_object_get(s, "first")) == 1700000000.0);
     assert_true(json_real_value(json_object_get(s, "last")) == 1700000099.0);
     json_decref(doc);
