@@ -35,7 +35,7 @@ char *apm_cli_forecast_eta(double tte, double lo, double hi, char *buf, size_t s
 /*
  * The CLASS cell of one /api/v1/forecasts row (borrowed): "leak (93%)", or
  * for a growing series its rate, how long it has grown and why no verdict:
- * "growing +34.3 GiB/h for 1m 10s, warm-up doubt until +4m 0s". A trailing
+ * "growing +34 GiB/h for 1m 10s, warm-up doubt until +4m 0s". A trailing
  * " ALERT" marks an active leak alert. Returns buf.
  */
 char *apm_cli_forecast_class(json_t *row, char *buf, size_t size);

@@ -62,10 +62,10 @@ static void test_forecast_shows_a_growing_process_with_rate_and_doubt(void **sta
                   "rate", 10e6, "time", 1700000070.0, "growing_since", 1700000000.0, "doubt",
                   "warm-up", "verdict_by", 1700000310.0, "alert", 0);
     assert_string_equal(apm_cli_forecast_class(row, buf, sizeof(buf)),
-                        "growing +33.5 GiB/h for 1m 10s, warm-up doubt until +4m 0s");
+                        "growing +34 GiB/h for 1m 10s, warm-up doubt until +4m 0s");
     json_object_set_new(row, "verdict_by", json_null());
     assert_string_equal(apm_cli_forecast_class(row, buf, sizeof(buf)),
-                        "growing +33.5 GiB/h for 1m 10s, warm-up doubt");
+                        "growing +34 GiB/h for 1m 10s, warm-up doubt");
     /* Never "stable (0%)" for it; the other classes keep their confidence. */
     json_object_set_new(row, "class", json_string("leak"));
     json_object_set_new(row, "confidence", json_real(0.93));
