@@ -387,16 +387,13 @@ static int get_series(const struct apm_api_call *call, json_t **out)
                            "cgroup_limit, mem_available, mem_total, traced, site_size, site_count)",
                            metric);
     if (st == 0)
-        st = param_limit(call, &c.limit, out);
+        st = collect_begin(call, &c, out);
     if (st != 0)
         return st;
     f.host = has_host ? host : NULL;
     f.process_name = has_name ? name : NULL;
     f.process_id = has_id ? pid_id : NULL;
     f.pid = (int32_t)pid;
-    c.array = json_array();
-    if (c.array == NULL)
-        return apm_api_error(out, 500, "out of memory");
     int rc = apm_store_list_series(call->store, &f, series_row, &c);
     return collect_finish(&c, rc, "series", out);
 }
