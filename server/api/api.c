@@ -231,6 +231,16 @@ static int collect_add(struct collect *c, json_t *item)
     return 0;
 }
 
+/* Reads the route's limit and starts the array. Returns 0 or an error status with *out set. */
+static int collect_begin(const struct apm_api_call *call, struct collect *c, json_t **out)
+{
+    int st = param_limit(call, &c->limit, out);
+    if (st != 0)
+        return st;
+    c->array = json_array();
+    return c->array != NULL ? 0 : apm_api_error(out, 500, "out of memory");
+}
+
 /* Wraps collected rows as {name: [...], "truncated": bool}. */
 static int collect_finish(struct collect *c, int rc, const char *name, json_t **out)
 {
@@ -297,12 +307,9 @@ static int get_hosts(const struct apm_api_call *call, json_t **out)
     struct collect c = {0};
     int st = apm_api_check_params(call, allowed, out);
     if (st == 0)
-        st = param_limit(call, &c.limit, out);
+        st = collect_begin(call, &c, out);
     if (st != 0)
         return st;
-    c.array = json_array();
-    if (c.array == NULL)
-        return apm_api_error(out, 500, "out of memory");
     int rc = apm_store_list_hosts(call->store, host_row, &c);
     return collect_finish(&c, rc, "hosts", out);
 }
@@ -328,12 +335,9 @@ static int get_processes(const struct apm_api_call *call, json_t **out)
     if (st == 0)
         st = apm_api_param_str(call, "host", host, sizeof(host), &has_host, out);
     if (st == 0)
-        st = param_limit(call, &c.limit, out);
+        st = collect_begin(call, &c, out);
     if (st != 0)
         return st;
-    c.array = json_array();
-    if (c.array == NULL)
-        return apm_api_error(out, 500, "out of memory");
     int rc = apm_store_list_processes(call->store, has_host ? host : NULL, process_row, &c);
     return collect_finish(&c, rc, "processes", out);
 }
@@ -383,16 +387,13 @@ static int get_series(const struct apm_api_call *call, json_t **out)
                            "cgroup_limit, mem_available, mem_total, traced, site_size, site_count)",
                            metric);
     if (st == 0)
-        st = param_limit(call, &c.limit, out);
+        st = collect_begin(call, &c, out);
     if (st != 0)
         return st;
     f.host = has_host ? host : NULL;
     f.process_name = has_name ? name : NULL;
     f.process_id = has_id ? pid_id : NULL;
     f.pid = (int32_t)pid;
-    c.array = json_array();
-    if (c.array == NULL)
-        return apm_api_error(out, 500, "out of memory");
     int rc = apm_store_list_series(call->store, &f, series_row, &c);
     return collect_finish(&c, rc, "series", out);
 }
