@@ -41,8 +41,11 @@ static const struct apm_opt collector_opts[] = {
         "HTTP API address (default 127.0.0.1:7412)"),
     OPT("collector", "token-file", APM_OPT_STRING, token_file, 0, 0, true,
         "shared token; generated (0600) if missing (default DATA-DIR/token)"),
+    OPT("collector", "daemon", APM_OPT_BOOL, daemon, 0, 1, true,
+        "detach from the terminal (default: stay in the foreground; once detached, start-up "
+        "errors reach only the log and the exit code is 0)"),
     OPT("collector", "foreground", APM_OPT_BOOL, foreground, 0, 1, true,
-        "stay in the foreground instead of detaching (use it under systemd)"),
+        "stay in the foreground, even with daemon set (the default)"),
     OPT("collector", "log-level", APM_OPT_STRING, log_level, 0, 0, true,
         "error, warn, info (default) or debug"),
     OPT("collector", "max-connections", APM_OPT_INT, max_connections, 1, 100000, true,

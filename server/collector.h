@@ -20,7 +20,8 @@ struct apm_collector_config {
     char listen[256];
     char http[256];
     char token_file[4096];
-    bool foreground;
+    bool daemon;     /* detach (--daemon) */
+    bool foreground; /* never detach, even with daemon set */
     char log_level[16];
     int64_t max_connections;
     int64_t handshake_timeout_ms;

@@ -17,7 +17,7 @@
 static void usage(void)
 {
     printf("usage: apm-collector [--config FILE] [--data-dir DIR] [--listen HOST:PORT]\n"
-           "                     [--http HOST:PORT] [--token-file FILE] [--foreground]\n\n");
+           "                     [--http HOST:PORT] [--token-file FILE] [--daemon]\n\n");
     apm_config_print_help(apm_collector_options());
     printf("  %-28s %s\n  %-28s %s\n", "--version", "print the version and exit", "--help",
            "print this help and exit");
@@ -60,7 +60,11 @@ int main(int argc, char **argv)
                 cfg.log_level);
         rc = APM_E_CONFIG;
     }
-    if (rc == 0 && !cfg.foreground && daemon(0, 1) != 0) {
+    /*
+     * Foreground unless asked to detach, so that a start-up failure (a taken
+     * port, a bad store) reaches the caller as exit code 1.
+     */
+    if (rc == 0 && cfg.daemon && !cfg.foreground && daemon(0, 1) != 0) {
         perror("apm-collector: daemon");
         rc = -errno;
     }

@@ -35,7 +35,9 @@ class BusyPortTest(unittest.TestCase):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def start(self, ingest: int, http: int) -> subprocess.CompletedProcess:
-        argv = [COLLECTOR, "--foreground", "--data-dir", os.path.join(self.dir, "data"),
+        # No --foreground: the collector stays attached by default, so a user who
+        # starts it by hand sees a start-up failure in its exit code.
+        argv = [COLLECTOR, "--data-dir", os.path.join(self.dir, "data"),
                 "--listen", f"127.0.0.1:{ingest}", "--http", f"127.0.0.1:{http}",
                 "--token-file", os.path.join(self.dir, "token")]
         return subprocess.run(argv, capture_output=True, text=True, timeout=60,
