@@ -297,6 +297,18 @@ static bool urgent(const struct apm_analysis *a, const struct apm_analysis_windo
     return watched >= share * tte;
 }
 
+/* The same, for growth watched since from (a corner found in the whole history). */
+static bool urgent_from(const struct apm_analysis *a, const struct apm_analysis_window *w,
+                        double share, double from)
+{
+    if (share <= 0)
+        return true;
+    if (a->limit <= 0 || w->slope <= 0)
+        return false;
+    double tte = (a->limit - anchor(a, w)) / w->slope;
+    return w->t_now - from >= share * tte;
+}
+
 /*
  * Slow, steady growth over a long history: a few per cent of the level, at a
  * constant rate (no deceleration) across at least creep_buckets buckets. A
@@ -317,27 +329,39 @@ static bool creeping(const struct apm_analysis *a, const struct apm_analysis_win
     if ((w->buckets != a->n_hist && !after_warmup) || !w->creep_shape)
         return false;
     /*
-     * A warm-up looks like a creep until it bends; it has had the time to bend once
-     * the series has been watched for creep_age of the time its growth leaves.
-     */
-    /*
      * A warm-up looks like a creep until it bends. It has had the time to bend
-     * once the growth has been watched for creep_age of the time it leaves,
+     * once the growth has been watched for creep_age of the time it leaves
+     * (after a warm-up, creep_age_after: the warm-up's end is evidence too),
      * and the evidence of every sample, not only of the buckets, must be
      * strong: the trend's t (growth over the residual scale, times the square
      * root of the effective number of samples over 12) reaches creep_t.
      */
     double n_eff = (double)a->samples * (1 - w->rho) / (1 + w->rho);
-    if ((!after_warmup && !urgent(a, w, a->tune.creep_age)) ||
+    /*
+     * Creep is the rule for growth far from its limit, which urgency never
+     * reaches. Growth whose limit lies within creep_far x the time it has been
+     * watched is near enough for urgency to judge it, with its larger share: a
+     * drift of a few hours close to the limit is no creep.
+     */
+    if (a->tune.creep_far > 0 && a->limit > 0) {
+        double left = (a->limit - anchor(a, w)) / w->slope;
+        if (left < a->tune.creep_far * (w->t_now - a->t[a->n_hist - w->buckets]))
+            return false;
+    }
+    if (!urgent(a, w, after_warmup ? a->tune.creep_age_after : a->tune.creep_age) ||
         w->growth / w->scale * sqrt(n_eff / 12.0) < a->tune.creep_t)
         return false;
     if (w->z >= a->tune.creep_z && w->growth >= a->tune.creep_snr * w->scale)
         return true;
     /*
-     * Noise can bury the envelope's trend; the pooled floors then stand in
-     * for it, but only when the limit is near enough (within a few history
-     * lengths) for the growth to matter before long.
+     * The envelope is a running minimum: stepwise growth leaves it in
+     * plateaus whose autocorrelation shrinks its z hard. The pooled floors
+     * of the whole window, their own z corrected for autocorrelation, are
+     * the whole history's evidence (creep_floor); otherwise they stand in
+     * only when the limit is within creep_horizon history lengths.
      */
+    if (a->tune.creep_floor > 0)
+        return w->floor_z >= a->tune.creep_z && w->floor_snr >= a->tune.creep_floor_snr;
     if (a->limit <= 0)
         return false;
     double tte = (a->limit - w->peak_now) / w->slope;
@@ -465,6 +489,8 @@ static bool steady(const struct apm_analysis *a, const struct apm_analysis_windo
     return left <= 0 || d / (d + left) >= p;
 }
 
+static double growth_start(const struct apm_analysis *a, size_t from);
+
 /* Judges every window from the smallest to the whole history. */
 static void evaluate(struct apm_analysis *a)
 {
@@ -502,6 +528,8 @@ static void evaluate(struct apm_analysis *a)
      * (a process slowed by tracing, say) puts its limit further away than urgency wants.
      */
     bool holding = v->alert;
+    bool gs_known = false;
+    double gs = 0;
     for (size_t i = 0; i < n_wins; i++) {
         w = wins[i];
         if (w.leak && (!any_grow || w.p < grow.p)) {
@@ -518,7 +546,25 @@ static void evaluate(struct apm_analysis *a)
         } else if (w.leak && !holding) {
             double share =
                 w.continuation && !a->cfg.after_exhaustion ? a->tune.urgency : a->tune.urgency_all;
-            if (!urgent(a, &w, share)) {
+            double from = a->t[a->n_hist - w.buckets];
+            /*
+             * Growth under way that began at a corner after a flat start is
+             * judged from that corner, like growth inside the window, when the
+             * flat stretch is long enough to vouch for the baseline: the first
+             * part of a series' life can not vouch for its own (a short flat
+             * start is as likely a pause in a warm-up).
+             */
+            if (w.continuation && !a->cfg.after_exhaustion && a->tune.flat_share > 0) {
+                if (!gs_known) {
+                    gs = growth_start(a, 0);
+                    gs_known = true;
+                }
+                if (gs > a->t[0] && gs - a->t[0] >= a->tune.flat_share * (w.t_now - gs)) {
+                    share = a->tune.urgency_all;
+                    from = gs;
+                }
+            }
+            if (!urgent_from(a, &w, share, from)) {
                 w.leak = false;
                 too_soon = true;
                 share_needed = share;

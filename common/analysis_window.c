@@ -33,18 +33,23 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .rho_max = 0.9,
         .pre_z = 2.0,
         .pre_slope_frac = 0.3,
+        .pre_span = 0.5,
+        .flat_share = 0.25,
         .urgency = 0.8,
         .urgency_all = 0.1,
         .drawdown_margin = 0.5,
-        .creep_age = 0.3,
-        .creep_t = 50,
-        .creep_max = 0.2,
+        .creep_age = 0.15,
+        .creep_age_after = 0.05,
+        .creep_far = 4.0,
+        .creep_t = 35,
+        .creep_max = 0.1,
         .creep_decel = 0.8,
         .creep_z = 3.0,
         .creep_snr = 10.0,
         .creep_ramp = 0.35,
         .creep_horizon = 0.0,
         .creep_floor_snr = 5.0,
+        .creep_floor = 1.0,
         .creep_after_decel = 0.6,
         .creep_after_steady = 0.95,
         .steady_spread = 2.0,
@@ -87,6 +92,7 @@ static const struct {
     {"drawdown_margin", offsetof(struct apm_analysis_tuning, drawdown_margin)},
     {"urgency_all", offsetof(struct apm_analysis_tuning, urgency_all)},
     {"creep_age", offsetof(struct apm_analysis_tuning, creep_age)},
+    {"creep_far", offsetof(struct apm_analysis_tuning, creep_far)},
     {"creep_t", offsetof(struct apm_analysis_tuning, creep_t)},
     {"creep_max", offsetof(struct apm_analysis_tuning, creep_max)},
     {"creep_decel", offsetof(struct apm_analysis_tuning, creep_decel)},
@@ -100,6 +106,10 @@ static const struct {
     {"steady_spread", offsetof(struct apm_analysis_tuning, steady_spread)},
     {"steady_z", offsetof(struct apm_analysis_tuning, steady_z)},
     {"steady_keep", offsetof(struct apm_analysis_tuning, steady_keep)},
+    {"creep_age_after", offsetof(struct apm_analysis_tuning, creep_age_after)},
+    {"flat_share", offsetof(struct apm_analysis_tuning, flat_share)},
+    {"pre_span", offsetof(struct apm_analysis_tuning, pre_span)},
+    {"creep_floor", offsetof(struct apm_analysis_tuning, creep_floor)},
     {"steady_p", offsetof(struct apm_analysis_tuning, steady_p)},
     {"confirm_share", offsetof(struct apm_analysis_tuning, confirm_share)},
 };
@@ -176,7 +186,10 @@ static double slope_of(const double *x, const double *y, size_t n, double *scrat
  * start of the series) is judged as a whole, warm-up included. "May" is a
  * question of evidence: unless Sen's upper bound of the slope before the
  * window lies below pre_slope_frac of the window's slope, growth there is not
- * ruled out, so a short or noisy past is not taken as flat.
+ * ruled out, so a short or noisy past is not taken as flat. The past judged
+ * is the stretch just before the window (pre_span of its length): a leak
+ * after a warm-up has a flat or slower stretch before it, whatever grew
+ * earlier.
  */
 static bool pre_growing(const struct apm_analysis_series *s, size_t base, double slope,
                         const struct apm_analysis_tuning *tu, double *x, double *y, double *tmp,
@@ -185,8 +198,14 @@ static bool pre_growing(const struct apm_analysis_series *s, size_t base, double
     (void)tmp;
     if (base < 3)
         return true;
-    size_t pool = (base + MAX_POINTS - 1) / MAX_POINTS, m = 0;
-    for (size_t i = 0; i < base; i += pool) {
+    size_t from = 0;
+    if (tu->pre_span > 0) {
+        size_t span = (size_t)(tu->pre_span * (double)(s->n - base));
+        if (span < base)
+            from = base - span;
+    }
+    size_t pool = (base - from + MAX_POINTS - 1) / MAX_POINTS, m = 0;
+    for (size_t i = from; i < base; i += pool) {
         double sx = 0, sy = 0;
         size_t k = 0;
         for (size_t j = i; j < i + pool && j < base; j++, k++) {
