@@ -328,6 +328,9 @@ static bool creeping(const struct apm_analysis *a, const struct apm_analysis_win
                         w->decel >= a->tune.creep_after_steady;
     if ((w->buckets != a->n_hist && !after_warmup) || !w->creep_shape)
         return false;
+    double level = fabs(w->level_now) > 1 ? fabs(w->level_now) : 1;
+    if (w->growth > (after_warmup ? a->tune.creep_max_after : a->tune.creep_max) * level)
+        return false;
     /*
      * A warm-up looks like a creep until it bends. It has had the time to bend
      * once the growth has been watched for creep_age of the time it leaves

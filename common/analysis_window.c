@@ -43,6 +43,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .creep_far = 4.0,
         .creep_t = 35,
         .creep_max = 0.1,
+        .creep_max_after = 0.2,
         .creep_decel = 0.8,
         .creep_z = 3.0,
         .creep_snr = 10.0,
@@ -68,6 +69,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         t->urgency = 1.0;
         t->urgency_all = 0.15;
         t->creep_max = 0.1;
+        t->creep_max_after = 0.1;
     }
 }
 
@@ -93,6 +95,7 @@ static const struct {
     {"urgency_all", offsetof(struct apm_analysis_tuning, urgency_all)},
     {"creep_age", offsetof(struct apm_analysis_tuning, creep_age)},
     {"creep_far", offsetof(struct apm_analysis_tuning, creep_far)},
+    {"creep_max_after", offsetof(struct apm_analysis_tuning, creep_max_after)},
     {"creep_t", offsetof(struct apm_analysis_tuning, creep_t)},
     {"creep_max", offsetof(struct apm_analysis_tuning, creep_max)},
     {"creep_decel", offsetof(struct apm_analysis_tuning, creep_decel)},
@@ -381,8 +384,8 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
     out->new_high = env_now > before + tu->drawdown_margin * drawdown;
     /* The creeping rule's shape; the pooled floors are read only for a window that has it. */
     out->creep_shape = w * 2 >= s->n && out->slope > 0 && out->growth >= tu->rel_min * level &&
-                       out->growth <= tu->creep_max * level && out->decel >= tu->creep_decel &&
-                       out->step_ratio <= tu->creep_ramp;
+                       out->growth <= fmax(tu->creep_max, tu->creep_max_after) * level &&
+                       out->decel >= tu->creep_decel && out->step_ratio <= tu->creep_ramp;
     if (out->creep_shape)
         floor_trend(s, w, tu, x, y, tmp, ts_scratch, out);
     out->step = out->step_ratio < tu->step_sse_max;

@@ -40,6 +40,7 @@ struct apm_analysis_tuning {
                                   watched (nearer limits are urgency's) */
     double creep_t;            /* ... and the trend's t on the effective samples at least this */
     double creep_max;          /* ... grew by at most this share of the level */
+    double creep_max_after;    /* ... after a warm-up, this share */
     double creep_decel;        /* ... with a recent / older slope ratio at least this */
     double creep_z;            /* ... and a Mann-Kendall z at least this */
     double creep_snr;          /* ... and a growth at least this x the residual scale */
