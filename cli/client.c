@@ -44,8 +44,10 @@ int apm_cli_client_init(struct apm_cli_client *c, const char *server)
     memset(c, 0, sizeof(*c));
     c->server = server;
     c->curl = curl_easy_init();
-    if (c->curl == NULL)
+    if (c->curl == NULL) {
+        fprintf(stderr, "apm-cli: cannot set up an HTTP client: out of memory\n");
         return -ENOMEM;
+    }
     curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, APM_CLI_CONNECT_TIMEOUT_MS);
     curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, APM_CLI_TIMEOUT_MS);
@@ -163,4 +165,18 @@ int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *
     curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
     curl_slist_free_all(hdr);
     return rc;
+}
+
+int apm_cli_client_add_param(struct apm_cli_client *c, char *q, size_t size, const char *name,
+                             const char *value)
+{
+    if (value == NULL)
+        return 0;
+    char *esc = apm_cli_client_escape(c, value);
+    if (esc == NULL)
+        return -1;
+    size_t len = strlen(q);
+    int n = snprintf(q + len, size - len, "%s%s=%s", strchr(q, '?') ? "&" : "?", name, esc);
+    curl_free(esc);
+    return n < 0 || (size_t)n >= size - len ? -1 : 0;
 }

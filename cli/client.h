@@ -25,8 +25,8 @@ struct apm_cli_client {
 
 /*
  * Prepares a client for server (borrowed; must outlive the client). Returns
- * 0 or -ENOMEM. Caller-owned: end with apm_cli_client_close(). The caller
- * (main) has called curl_global_init().
+ * 0, or -ENOMEM after saying so on stderr. Caller-owned: end with apm_cli_client_close(). The
+ * caller (main) has called curl_global_init().
  */
 int apm_cli_client_init(struct apm_cli_client *c, const char *server);
 
@@ -56,5 +56,14 @@ int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *
  * curl_free()) or NULL when out of memory.
  */
 char *apm_cli_client_escape(struct apm_cli_client *c, const char *s);
+
+/*
+ * Appends "name=value" to the path q (size bytes) under construction, value
+ * (borrowed) percent-encoded, after '?' for the first parameter and '&' for
+ * the others; a NULL value appends nothing. Returns 0, or -1 when out of
+ * memory or when q would not hold it (q is then unchanged or cut).
+ */
+int apm_cli_client_add_param(struct apm_cli_client *c, char *q, size_t size, const char *name,
+                             const char *value);
 
 #endif

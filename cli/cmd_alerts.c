@@ -8,6 +8,7 @@
 
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/json.h"
 #include "common/error.h"
 #include "common/timeutil.h"
 
@@ -109,12 +110,6 @@ int apm_cli_ack_parse(int argc, char **argv, struct apm_cli_ack_opts *o, char *e
     return 0;
 }
 
-static const char *str(json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-    return s != NULL ? s : "";
-}
-
 static void print_alert(json_t *a, double now_s)
 {
     char ago[32] = "";
@@ -123,15 +118,16 @@ static void print_alert(json_t *a, double now_s)
     if (json_is_number(since))
         apm_duration_format(now_s - json_number_value(since), ago, sizeof(ago));
     printf("#%lld %s %s [%s] %s%s\n", (long long)json_integer_value(json_object_get(a, "id")),
-           str(a, "state"), str(a, "severity"), str(a, "rule"), ago[0] ? "since " : "", ago);
-    printf("  %s\n", str(a, "summary"));
-    printf("  forecast: %s\n", str(json_object_get(a, "forecast"), "text"));
-    printf("  suspect:  %s\n", str(json_object_get(a, "suspect"), "text"));
-    if (json_is_true(json_object_get(a, "acked"))) {
+           apm_cli_json_str(a, "state", ""), apm_cli_json_str(a, "severity", ""),
+           apm_cli_json_str(a, "rule", ""), ago[0] ? "since " : "", ago);
+    printf("  %s\n", apm_cli_json_str(a, "summary", ""));
+    printf("  forecast: %s\n", apm_cli_json_str(json_object_get(a, "forecast"), "text", ""));
+    printf("  suspect:  %s\n", apm_cli_json_str(json_object_get(a, "suspect"), "text", ""));
+    if (apm_cli_json_true(a, "acked")) {
         char left[32];
         apm_duration_format(json_number_value(json_object_get(a, "ack_until")) - now_s, left,
                             sizeof(left));
-        printf("  acked for %s more: %s\n", left, str(a, "ack_comment"));
+        printf("  acked for %s more: %s\n", left, apm_cli_json_str(a, "ack_comment", ""));
     }
 }
 
@@ -149,15 +145,12 @@ int apm_cli_cmd_alerts(const struct apm_cli_globals *g, int argc, char **argv)
     }
     int fail = o.check ? APM_CLI_CHECK_UNREACHABLE : APM_CLI_EXIT_COLLECTOR;
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0) {
-        fprintf(stderr, "apm-cli: cannot initialise the HTTP client\n");
+    if (apm_cli_client_init(&c, g->server) != 0)
         return fail;
-    }
     char path[96];
     snprintf(path, sizeof(path), "/api/v1/alerts?state=%s", o.state);
-    char *text = NULL;
     json_t *doc = NULL;
-    int rc = apm_cli_client_get(&c, path, &text, &doc);
+    int rc = apm_cli_json_get(&c, path, g->json, &doc);
     apm_cli_client_close(&c);
     if (rc != 0)
         return fail;
@@ -166,15 +159,13 @@ int apm_cli_cmd_alerts(const struct apm_cli_globals *g, int argc, char **argv)
     int worst = 0;
     size_t i, shown = 0;
     json_t *a;
-    if (g->json)
-        printf("%s\n", text);
     json_array_foreach(list, i, a)
     {
-        bool acked = json_is_true(json_object_get(a, "acked"));
+        bool acked = apm_cli_json_true(a, "acked");
         if (o.check) {
             if (acked)
                 continue;
-            int sev = strcmp(str(a, "severity"), "critical") == 0 ? 2 : 1;
+            int sev = strcmp(apm_cli_json_str(a, "severity", ""), "critical") == 0 ? 2 : 1;
             worst = sev > worst ? sev : worst;
         }
         if (!g->json)
@@ -183,7 +174,6 @@ int apm_cli_cmd_alerts(const struct apm_cli_globals *g, int argc, char **argv)
     }
     if (!g->json && shown == 0)
         printf("no %s alerts\n", o.check ? "unacknowledged firing" : o.state);
-    free(text);
     json_decref(doc);
     return o.check ? worst : APM_CLI_EXIT_OK;
 }
@@ -204,9 +194,12 @@ int apm_cli_cmd_ack(const struct apm_cli_globals *g, int argc, char **argv)
     char *btext = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     struct apm_cli_client c;
-    if (btext == NULL || apm_cli_client_init(&c, g->server) != 0) {
-        free(btext);
+    if (btext == NULL) {
         fprintf(stderr, "apm-cli: out of memory\n");
+        return APM_CLI_EXIT_COLLECTOR;
+    }
+    if (apm_cli_client_init(&c, g->server) != 0) {
+        free(btext);
         return APM_CLI_EXIT_COLLECTOR;
     }
     char path[96];
@@ -219,7 +212,7 @@ int apm_cli_cmd_ack(const struct apm_cli_globals *g, int argc, char **argv)
     if (rc != 0)
         return APM_CLI_EXIT_COLLECTOR;
     if (g->json)
-        printf("%s\n", text);
+        apm_cli_json_print(text);
     else
         print_alert(doc, (double)apm_now_ms() / 1000.0);
     free(text);

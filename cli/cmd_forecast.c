@@ -10,8 +10,10 @@
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/format.h"
+#include "cli/json.h"
 #include "common/error.h"
 #include "common/timeutil.h"
+#include "common/units.h"
 
 #define NCOLS 8
 
@@ -83,19 +85,6 @@ char *apm_cli_forecast_eta(double tte, double lo, double hi, char *buf, size_t s
 
 /* ---- reading the answer ---- */
 
-static const char *str(json_t *o, const char *key)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-    return s != NULL ? s : "";
-}
-
-/* A number member, or NaN when absent or null. */
-static double num(json_t *o, const char *key)
-{
-    json_t *v = json_object_get(o, key);
-    return json_is_number(v) ? json_number_value(v) : NAN;
-}
-
 static void top_suspect(json_t *row, char *buf, size_t size)
 {
     json_t *s = json_array_get(json_object_get(row, "suspects"), 0);
@@ -103,39 +92,44 @@ static void top_suspect(json_t *row, char *buf, size_t size)
         snprintf(buf, size, "-");
         return;
     }
-    double rate = num(s, "rate");
+    double rate = apm_cli_json_num(s, "rate");
+    char r[32];
     if (isfinite(rate))
-        snprintf(buf, size, "%s %+.1f MB/h", str(s, "site"), rate * 3600 / 1e6);
+        snprintf(buf, size, "%s %s", apm_cli_json_str(s, "site", ""),
+                 apm_units_rate(rate, APM_UNITS_PLUS, r, sizeof(r)));
     else
-        snprintf(buf, size, "%s", str(s, "site"));
+        snprintf(buf, size, "%s", apm_cli_json_str(s, "site", ""));
 }
 
 static int add_row(struct apm_cli_table *t, json_t *r)
 {
     char proc[300], cur[32], lim[64], rate[32], cls[48], eta[96], sus[300];
     /* A process that replaced one stopped at its limit says so: the leak has been there before. */
-    snprintf(proc, sizeof(proc), "%s (%.0f%s)", str(r, "name"), num(r, "pid"),
-             json_is_true(json_object_get(r, "restarted_at_limit")) ? ", restarted at limit" : "");
-    apm_cli_format_size(num(r, "value"), cur, sizeof(cur));
-    double limit = num(r, "limit");
+    snprintf(proc, sizeof(proc), "%s (%.0f%s)", apm_cli_json_str(r, "name", ""),
+             apm_cli_json_num(r, "pid"),
+             apm_cli_json_true(r, "restarted_at_limit") ? ", restarted at limit" : "");
+    apm_units_bytes(apm_cli_json_num(r, "value"), 0, cur, sizeof(cur));
+    double limit = apm_cli_json_num(r, "limit");
     if (isfinite(limit)) {
         char l[32];
-        apm_cli_format_size(limit, l, sizeof(l));
-        snprintf(lim, sizeof(lim), "%s %s", l, str(r, "limit_source"));
+        apm_units_bytes(limit, 0, l, sizeof(l));
+        snprintf(lim, sizeof(lim), "%s %s", l, apm_cli_json_str(r, "limit_source", ""));
     } else {
         snprintf(lim, sizeof(lim), "-");
     }
-    double rt = num(r, "rate");
+    double rt = apm_cli_json_num(r, "rate");
     if (isfinite(rt) && rt != 0)
-        snprintf(rate, sizeof(rate), "%+.1f MB/h", rt * 3600 / 1e6);
+        apm_units_rate(rt, APM_UNITS_PLUS, rate, sizeof(rate));
     else
         snprintf(rate, sizeof(rate), "-");
-    snprintf(cls, sizeof(cls), "%s (%.0f%%)%s", str(r, "class"), num(r, "confidence") * 100,
-             json_is_true(json_object_get(r, "alert")) ? " ALERT" : "");
-    apm_cli_forecast_eta(num(r, "time_to_exhaustion"), num(r, "time_to_exhaustion_lo"),
-                         num(r, "time_to_exhaustion_hi"), eta, sizeof(eta));
+    snprintf(cls, sizeof(cls), "%s (%.0f%%)%s", apm_cli_json_str(r, "class", ""),
+             apm_cli_json_num(r, "confidence") * 100,
+             apm_cli_json_true(r, "alert") ? " ALERT" : "");
+    apm_cli_forecast_eta(apm_cli_json_num(r, "time_to_exhaustion"),
+                         apm_cli_json_num(r, "time_to_exhaustion_lo"),
+                         apm_cli_json_num(r, "time_to_exhaustion_hi"), eta, sizeof(eta));
     top_suspect(r, sus, sizeof(sus));
-    const char *row[NCOLS] = {proc, str(r, "host"), cur, lim, rate, cls, eta, sus};
+    const char *row[NCOLS] = {proc, apm_cli_json_str(r, "host", ""), cur, lim, rate, cls, eta, sus};
     return apm_cli_table_add(t, row);
 }
 
@@ -166,25 +160,12 @@ static int print_table(json_t *doc)
         fprintf(stderr, "apm-cli: out of memory\n");
         return APM_CLI_EXIT_COLLECTOR;
     }
-    if (json_is_true(json_object_get(doc, "truncated")))
+    if (apm_cli_json_true(doc, "truncated"))
         printf("(more rows than one answer holds: narrow with --host or --process)\n");
     return APM_CLI_EXIT_OK;
 }
 
 /* ---- the command ---- */
-
-/* Appends "&name=escaped value" (the first with '?') to path. Returns 0 or -1. */
-static int add_param(struct apm_cli_client *c, char *path, size_t size, const char *name,
-                     const char *value)
-{
-    char *esc = apm_cli_client_escape(c, value);
-    if (esc == NULL)
-        return -1;
-    size_t len = strlen(path);
-    int n = snprintf(path + len, size - len, "%s%s=%s", strchr(path, '?') ? "&" : "?", name, esc);
-    curl_free(esc);
-    return n < 0 || (size_t)n >= size - len ? -1 : 0;
-}
 
 int apm_cli_cmd_forecast(const struct apm_cli_globals *g, int argc, char **argv)
 {
@@ -199,35 +180,24 @@ int apm_cli_cmd_forecast(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_OK;
     }
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0) {
-        fprintf(stderr, "apm-cli: cannot set up an HTTP client: out of memory\n");
+    if (apm_cli_client_init(&c, g->server) != 0)
         return APM_CLI_EXIT_COLLECTOR;
-    }
     char path[2048] = "/api/v1/forecasts", pid[32];
     snprintf(pid, sizeof(pid), "%ld", o.pid);
-    int bad = (o.host && add_param(&c, path, sizeof(path), "host", o.host)) ||
-              (o.process && add_param(&c, path, sizeof(path), "process", o.process)) ||
-              (o.pid && add_param(&c, path, sizeof(path), "pid", pid));
+    int bad = apm_cli_client_add_param(&c, path, sizeof(path), "host", o.host) != 0 ||
+              apm_cli_client_add_param(&c, path, sizeof(path), "process", o.process) != 0 ||
+              apm_cli_client_add_param(&c, path, sizeof(path), "pid", o.pid ? pid : NULL) != 0;
     if (bad) {
         apm_cli_client_close(&c);
         fprintf(stderr, "apm-cli: forecast: filter too long\n");
         return APM_CLI_EXIT_USAGE;
     }
-    char *text = NULL;
     json_t *doc = NULL;
-    int rc = apm_cli_client_get(&c, path, g->json ? &text : NULL, &doc);
+    int rc = apm_cli_json_get(&c, path, g->json, &doc);
     apm_cli_client_close(&c);
     if (rc != 0)
         return APM_CLI_EXIT_COLLECTOR;
-    if (g->json) {
-        fputs(text, stdout);
-        if (text[0] != '\0' && text[strlen(text) - 1] != '\n')
-            fputc('\n', stdout);
-        rc = APM_CLI_EXIT_OK;
-    } else {
-        rc = print_table(doc);
-    }
-    free(text);
+    rc = g->json ? APM_CLI_EXIT_OK : print_table(doc);
     json_decref(doc);
     return rc;
 }

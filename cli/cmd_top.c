@@ -10,29 +10,19 @@
 
 #include "cli/commands.h"
 #include "cli/format.h"
+#include "cli/json.h"
 #include "common/error.h"
 #include "common/timeutil.h"
+#include "common/units.h"
 
 #define NCOLS 6
 
 static const char usage[] =
     "usage: apm-cli top --pid P | --process NAME [--host H] [--window W] [--limit N] [--json]\n"
     "  Shows the allocation sites of a traced Python process that grew most over\n"
-    "  the window (default 1h): growth, rate in MB/h, block count growth, size now\n"
+    "  the window (default 1h): growth, rate per hour, block count growth, size now\n"
     "  and a sparkline. Sites come from tracemalloc while the process is traced\n"
     "  (see apm-cli trace).\n";
-
-static const char *str(json_t *o, const char *key)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-    return s != NULL ? s : "";
-}
-
-static double num(json_t *o, const char *key)
-{
-    json_t *v = json_object_get(o, key);
-    return json_is_number(v) ? json_number_value(v) : NAN;
-}
 
 struct top_opts {
     struct apm_cli_target t;
@@ -118,11 +108,11 @@ int apm_cli_find_process(struct apm_cli_client *c, const struct apm_cli_target *
     json_t *p;
     json_array_foreach(json_object_get(doc, "processes"), i, p)
     {
-        bool match = t->process != NULL ? strcmp(str(p, "name"), t->process) == 0
-                                        : (long)num(p, "pid") == t->pid;
-        if (match && num(p, "last_seen") > best) {
-            best = num(p, "last_seen");
-            snprintf(id, size, "%s", str(p, "id"));
+        bool match = t->process != NULL ? strcmp(apm_cli_json_str(p, "name", ""), t->process) == 0
+                                        : (long)apm_cli_json_num(p, "pid") == t->pid;
+        if (match && apm_cli_json_num(p, "last_seen") > best) {
+            best = apm_cli_json_num(p, "last_seen");
+            snprintf(id, size, "%s", apm_cli_json_str(p, "id", ""));
         }
     }
     json_decref(doc);
@@ -140,14 +130,12 @@ int apm_cli_find_process(struct apm_cli_client *c, const struct apm_cli_target *
 
 static int add_row(struct apm_cli_table *t, json_t *s)
 {
-    char growth[48], rate[32], count[32], size[32], spark[128];
-    char g[32];
-    double gr = num(s, "size_growth");
-    apm_cli_format_size(fabs(gr), g, sizeof(g));
-    snprintf(growth, sizeof(growth), "%s%s", gr < 0 ? "-" : "+", g);
-    snprintf(rate, sizeof(rate), "%+.2f MB/h", num(s, "rate_mb_per_h"));
-    snprintf(count, sizeof(count), "%+.0f", num(s, "count_growth"));
-    apm_cli_format_size(num(s, "size"), size, sizeof(size));
+    char growth[32], rate[32], count[32], size[32], spark[128];
+    apm_units_bytes(apm_cli_json_num(s, "size_growth"), APM_UNITS_PLUS, growth, sizeof(growth));
+    apm_units_rate(apm_cli_json_num(s, "rate_bytes_per_s"), APM_UNITS_PLUS, rate, sizeof(rate));
+    apm_units_value(apm_cli_json_num(s, "count_growth"), APM_UNIT_COUNT, APM_UNITS_PLUS, count,
+                    sizeof(count));
+    apm_units_bytes(apm_cli_json_num(s, "size"), 0, size, sizeof(size));
     double v[64];
     size_t n = 0, k;
     json_t *pt;
@@ -158,7 +146,7 @@ static int add_row(struct apm_cli_table *t, json_t *s)
     }
     if (apm_cli_sparkline(v, n, 24, spark, sizeof(spark)) == 0)
         snprintf(spark, sizeof(spark), "-");
-    const char *row[NCOLS] = {str(s, "site"), growth, rate, count, size, spark};
+    const char *row[NCOLS] = {apm_cli_json_str(s, "site", ""), growth, rate, count, size, spark};
     return apm_cli_table_add(t, row);
 }
 
@@ -166,7 +154,7 @@ static int print_table(json_t *doc, const char *id)
 {
     json_t *rows = json_object_get(doc, "sites");
     char w[32];
-    apm_duration_format(num(doc, "window"), w, sizeof(w));
+    apm_duration_format(apm_cli_json_num(doc, "window"), w, sizeof(w));
     if (json_array_size(rows) == 0) {
         printf("%s: no allocation sites in the last %s (is the process traced? see apm-cli "
                "trace)\n",
@@ -208,16 +196,13 @@ int apm_cli_cmd_top(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_OK;
     }
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0) {
-        fprintf(stderr, "apm-cli: cannot set up an HTTP client: out of memory\n");
+    if (apm_cli_client_init(&c, g->server) != 0)
         return APM_CLI_EXIT_COLLECTOR;
-    }
     char id[400];
     int rc = apm_cli_find_process(&c, &o.t, id, sizeof(id));
     char *esc = rc == 0 ? apm_cli_client_escape(&c, id) : NULL;
     if (rc == 0 && esc == NULL)
         rc = APM_CLI_EXIT_COLLECTOR;
-    char *text = NULL;
     json_t *doc = NULL;
     if (rc == 0) {
         int64_t ms = 3600000;
@@ -226,21 +211,13 @@ int apm_cli_cmd_top(const struct apm_cli_globals *g, int argc, char **argv)
         char path[1200];
         snprintf(path, sizeof(path), "/api/v1/sites?process=%.900s&window=%.3f&limit=%ld", esc,
                  (double)ms / 1000.0, o.limit);
-        if (apm_cli_client_get(&c, path, g->json ? &text : NULL, &doc) != 0)
+        if (apm_cli_json_get(&c, path, g->json, &doc) != 0)
             rc = APM_CLI_EXIT_COLLECTOR;
     }
     curl_free(esc);
     apm_cli_client_close(&c);
-    if (rc != 0)
-        return rc;
-    if (g->json) {
-        fputs(text, stdout);
-        if (text[0] != '\0' && text[strlen(text) - 1] != '\n')
-            fputc('\n', stdout);
-    } else {
+    if (rc == 0 && !g->json)
         rc = print_table(doc, id);
-    }
-    free(text);
     json_decref(doc);
     return rc;
 }

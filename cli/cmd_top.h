@@ -4,7 +4,7 @@
 /*
  * apm-cli top --pid P | --process NAME [--host H] [--window W] [--limit N]:
  * the allocation sites of a process that grew most over the window, with
- * MB/h, count growth and a sparkline, from GET /api/v1/sites; --json prints
+ * growth per hour, count growth and a sparkline, from GET /api/v1/sites; --json prints
  * the API's JSON.
  */
 #include <stddef.h>

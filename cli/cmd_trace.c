@@ -10,6 +10,7 @@
 #include "cli/client.h"
 #include "cli/cmd_top.h"
 #include "cli/commands.h"
+#include "cli/json.h"
 #include "common/error.h"
 #include "common/timeutil.h"
 
@@ -62,10 +63,8 @@ int apm_cli_cmd_trace(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_OK;
     }
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0) {
-        fprintf(stderr, "apm-cli: cannot set up an HTTP client: out of memory\n");
+    if (apm_cli_client_init(&c, g->server) != 0)
         return APM_CLI_EXIT_COLLECTOR;
-    }
     char id[400];
     int rc = apm_cli_find_process(&c, &t, id, sizeof(id));
     char *esc = rc == 0 ? apm_cli_client_escape(&c, id) : NULL;
@@ -85,9 +84,7 @@ int apm_cli_cmd_trace(const struct apm_cli_globals *g, int argc, char **argv)
     if (rc != 0)
         return rc;
     if (g->json) {
-        fputs(text, stdout);
-        if (text[0] != '\0' && text[strlen(text) - 1] != '\n')
-            fputc('\n', stdout);
+        apm_cli_json_print(text);
     } else if (stop) {
         printf("%s: asked its agent to stop tracing\n", id);
     } else {

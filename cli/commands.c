@@ -9,9 +9,11 @@
 
 #include "cli/client.h"
 #include "cli/format.h"
+#include "cli/json.h"
 #include "common/error.h"
 #include "common/model.h"
 #include "common/timeutil.h"
+#include "common/units.h"
 
 /* ---- shared ---- */
 
@@ -30,31 +32,15 @@ static int no_options(const char *cmd, const char *usage, int argc, char **argv)
     return 0;
 }
 
-/* Fetches one API document; prints it as it came with --json. */
-static int fetch(const struct apm_cli_globals *g, struct apm_cli_client *c, const char *path,
-                 json_t **doc, bool *printed)
+/* One GET on a client of its own; the answer printed with --json. Returns an exit code. */
+static int query(const struct apm_cli_globals *g, const char *path, json_t **doc)
 {
-    char *text = NULL;
-    *printed = false;
-    if (apm_cli_client_get(c, path, g->json ? &text : NULL, doc) != 0)
+    struct apm_cli_client c;
+    if (apm_cli_client_init(&c, g->server) != 0)
         return APM_CLI_EXIT_COLLECTOR;
-    if (g->json) {
-        fputs(text, stdout);
-        if (text[0] != '\0' && text[strlen(text) - 1] != '\n')
-            fputc('\n', stdout);
-        *printed = true;
-    }
-    free(text);
-    return 0;
-}
-
-static int client_open(const struct apm_cli_globals *g, struct apm_cli_client *c)
-{
-    if (apm_cli_client_init(c, g->server) != 0) {
-        fprintf(stderr, "apm-cli: cannot set up an HTTP client: out of memory\n");
-        return APM_CLI_EXIT_COLLECTOR;
-    }
-    return 0;
+    int rc = apm_cli_json_get(&c, path, g->json, doc);
+    apm_cli_client_close(&c);
+    return rc == 0 ? APM_CLI_EXIT_OK : APM_CLI_EXIT_COLLECTOR;
 }
 
 static const char *ago(double t, double now, char *buf, size_t size)
@@ -93,7 +79,7 @@ static void status_rows(struct apm_cli_table *t, const char *prefix, json_t *obj
         if (json_is_string(v))
             snprintf(value, sizeof(value), "%s", json_string_value(v));
         else if (json_is_integer(v) && strstr(key, "bytes") != NULL)
-            apm_cli_format_size((double)json_integer_value(v), value, sizeof(value));
+            apm_units_bytes((double)json_integer_value(v), 0, value, sizeof(value));
         else if (json_is_integer(v))
             snprintf(value, sizeof(value), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         else if (json_is_real(v))
@@ -114,14 +100,8 @@ int apm_cli_cmd_status(const struct apm_cli_globals *g, int argc, char **argv)
     int rc = no_options("status", status_usage, argc, argv);
     if (rc != 0)
         return rc < 0 ? APM_CLI_EXIT_OK : rc;
-    struct apm_cli_client c;
     json_t *doc = NULL;
-    bool printed = false;
-    if ((rc = client_open(g, &c)) != 0)
-        return rc;
-    rc = fetch(g, &c, "/api/v1/status", &doc, &printed);
-    apm_cli_client_close(&c);
-    if (rc != 0 || printed) {
+    if ((rc = query(g, "/api/v1/status", &doc)) != 0 || g->json) {
         json_decref(doc);
         return rc;
     }
@@ -150,31 +130,13 @@ int apm_cli_cmd_status(const struct apm_cli_globals *g, int argc, char **argv)
 static const char hosts_usage[] = "usage: apm-cli hosts [--json]\n"
                                   "  Lists the hosts whose agents report to the collector.\n";
 
-static const char *jstr(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-static double jnum(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_number(v) ? json_number_value(v) : NAN;
-}
-
 int apm_cli_cmd_hosts(const struct apm_cli_globals *g, int argc, char **argv)
 {
     int rc = no_options("hosts", hosts_usage, argc, argv);
     if (rc != 0)
         return rc < 0 ? APM_CLI_EXIT_OK : rc;
-    struct apm_cli_client c;
     json_t *doc = NULL;
-    bool printed = false;
-    if ((rc = client_open(g, &c)) != 0)
-        return rc;
-    rc = fetch(g, &c, "/api/v1/hosts", &doc, &printed);
-    apm_cli_client_close(&c);
-    if (rc != 0 || printed) {
+    if ((rc = query(g, "/api/v1/hosts", &doc)) != 0 || g->json) {
         json_decref(doc);
         return rc;
     }
@@ -194,9 +156,11 @@ int apm_cli_cmd_hosts(const struct apm_cli_globals *g, int argc, char **argv)
     json_array_foreach(hosts, i, h)
     {
         char procs[32], seen[48];
-        snprintf(procs, sizeof(procs), "%.0f", jnum(h, "processes"));
-        const char *row[5] = {jstr(h, "host"), jstr(h, "agent_id"), jstr(h, "version"), procs,
-                              ago(jnum(h, "last_seen"), now, seen, sizeof(seen))};
+        snprintf(procs, sizeof(procs), "%.0f", apm_cli_json_num(h, "processes"));
+        const char *row[5] = {apm_cli_json_str(h, "host", NULL),
+                              apm_cli_json_str(h, "agent_id", NULL),
+                              apm_cli_json_str(h, "version", NULL), procs,
+                              ago(apm_cli_json_num(h, "last_seen"), now, seen, sizeof(seen))};
         apm_cli_table_add(&t, row);
     }
     apm_cli_table_print(&t, stdout);
@@ -270,28 +234,13 @@ int apm_cli_series_parse(int argc, char **argv, struct apm_cli_series_opts *o, c
     return 0;
 }
 
-/* Appends "&name=escaped(value)" to a query under construction. */
-static int add_param(struct apm_cli_client *c, char *q, size_t size, const char *name,
-                     const char *value)
-{
-    if (value == NULL)
-        return 0;
-    char *esc = apm_cli_client_escape(c, value);
-    if (esc == NULL)
-        return -1;
-    size_t len = strlen(q);
-    int n = snprintf(q + len, size - len, "%s%s=%s", strchr(q, '?') ? "&" : "?", name, esc);
-    curl_free(esc);
-    return (n < 0 || (size_t)n >= size - len) ? -1 : 0;
-}
-
 /* Draws the recent samples of one series; "" when it has none in the window. */
 static int series_spark(const struct apm_cli_globals *g, struct apm_cli_client *c, json_t *s,
                         int64_t window_ms, char *spark, size_t size)
 {
     spark[0] = '\0';
     json_t *id = json_object_get(s, "id");
-    double last = jnum(s, "last");
+    double last = apm_cli_json_num(s, "last");
     if (!json_is_integer(id) || !isfinite(last))
         return 0;
     char path[256];
@@ -340,25 +289,27 @@ static int series_table(const struct apm_cli_globals *g, struct apm_cli_client *
     json_array_foreach(list, i, s)
     {
         char id[32], pid[16], value[32], count[32], spark[APM_CLI_SPARK_WIDTH * 3 + 1];
-        const char *metric = jstr(s, "metric");
-        double lv = jnum(s, "last_value");
-        snprintf(id, sizeof(id), "%.0f", jnum(s, "id"));
+        const char *metric = apm_cli_json_str(s, "metric", NULL);
+        double lv = apm_cli_json_num(s, "last_value");
+        snprintf(id, sizeof(id), "%.0f", apm_cli_json_num(s, "id"));
         json_t *jpid = json_object_get(s, "pid");
         if (json_is_integer(jpid))
             snprintf(pid, sizeof(pid), "%" JSON_INTEGER_FORMAT, json_integer_value(jpid));
         else
             snprintf(pid, sizeof(pid), "-");
-        if (metric != NULL && strcmp(metric, "site_count") == 0)
-            snprintf(value, sizeof(value), "%.0f", lv);
-        else
-            apm_cli_format_size(lv, value, sizeof(value));
-        snprintf(count, sizeof(count), "%.0f", jnum(s, "samples"));
+        enum apm_metric m = APM_METRIC_NONE;
+        if (metric != NULL)
+            apm_metric_parse(metric, &m);
+        apm_units_value(lv, apm_metric_unit(m), 0, value, sizeof(value));
+        snprintf(count, sizeof(count), "%.0f", apm_cli_json_num(s, "samples"));
         rc = series_spark(g, c, s, window_ms, spark, sizeof(spark));
         if (rc != 0)
             break;
-        const char *name = jstr(s, "name");
-        const char *row[8] = {id,     jstr(s, "host"), pid,   name ? name : "(host)",
-                              metric, value,           count, spark};
+        const char *name = apm_cli_json_str(s, "name", NULL);
+        const char *row[8] = {id,     apm_cli_json_str(s, "host", NULL),
+                              pid,    name ? name : "(host)",
+                              metric, value,
+                              count,  spark};
         apm_cli_table_add(&t, row);
     }
     if (rc == 0) {
@@ -383,26 +334,25 @@ int apm_cli_cmd_series(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_OK;
     }
     struct apm_cli_client c;
-    int rc = client_open(g, &c);
-    if (rc != 0)
-        return rc;
+    if (apm_cli_client_init(&c, g->server) != 0)
+        return APM_CLI_EXIT_COLLECTOR;
     char q[2048] = "/api/v1/series";
     char pid[16];
     snprintf(pid, sizeof(pid), "%ld", o.pid);
-    if (add_param(&c, q, sizeof(q), "host", o.host) != 0 ||
-        add_param(&c, q, sizeof(q), "process", o.process) != 0 ||
-        add_param(&c, q, sizeof(q), "metric", o.metric) != 0 ||
-        add_param(&c, q, sizeof(q), "pid", o.pid ? pid : NULL) != 0 ||
-        add_param(&c, q, sizeof(q), "limit", g->json ? NULL : APM_CLI_TABLE_LIMIT) != 0) {
+    if (apm_cli_client_add_param(&c, q, sizeof(q), "host", o.host) != 0 ||
+        apm_cli_client_add_param(&c, q, sizeof(q), "process", o.process) != 0 ||
+        apm_cli_client_add_param(&c, q, sizeof(q), "metric", o.metric) != 0 ||
+        apm_cli_client_add_param(&c, q, sizeof(q), "pid", o.pid ? pid : NULL) != 0 ||
+        apm_cli_client_add_param(&c, q, sizeof(q), "limit", g->json ? NULL : APM_CLI_TABLE_LIMIT) !=
+            0) {
         fprintf(stderr, "apm-cli: series: the filter values are too long\n");
         apm_cli_client_close(&c);
         return APM_CLI_EXIT_USAGE;
     }
     json_t *doc = NULL;
-    bool printed = false;
-    rc = fetch(g, &c, q, &doc, &printed);
-    if (rc == 0 && !printed)
-        rc = series_table(g, &c, doc, o.window_ms);
+    int rc = APM_CLI_EXIT_COLLECTOR;
+    if (apm_cli_json_get(&c, q, g->json, &doc) == 0)
+        rc = g->json ? APM_CLI_EXIT_OK : series_table(g, &c, doc, o.window_ms);
     json_decref(doc);
     apm_cli_client_close(&c);
     return rc;

@@ -10,29 +10,6 @@ static const char *const spark_glyphs[APM_CLI_SPARK_LEVELS] = {
     "\xe2\x96\x85", "\xe2\x96\x86", "\xe2\x96\x87", "\xe2\x96\x88",
 };
 
-char *apm_cli_format_size(double bytes, char *buf, size_t size)
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-    if (!isfinite(bytes)) {
-        snprintf(buf, size, "-");
-        return buf;
-    }
-    const char *sign = bytes < 0 ? "-" : "";
-    double v = fabs(bytes);
-    size_t u = 0;
-    while (v >= 1024.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
-        v /= 1024.0;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, size, "%s%.0f B", sign, v);
-    else if (u >= 3 && v < 10.0)
-        snprintf(buf, size, "%s%.2f %s", sign, v, units[u]);
-    else
-        snprintf(buf, size, "%s%.1f %s", sign, v, units[u]);
-    return buf;
-}
-
 size_t apm_cli_sparkline(const double *v, size_t n, size_t width, char *out, size_t size)
 {
     if (size > 0)

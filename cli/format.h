@@ -2,21 +2,15 @@
 #define APM_CLI_FORMAT_H
 
 /*
- * Text output of apm-cli: human-readable sizes, terminal sparklines and
- * aligned tables whose cells may hold UTF-8. Pure functions of their input,
- * any thread.
+ * Text output of apm-cli: terminal sparklines and aligned tables whose
+ * cells may hold UTF-8 (sizes and rates read as common/units.h writes them).
+ * Pure functions of their input, any thread.
  */
 #include <stddef.h>
 #include <stdio.h>
 
 /* The eight sparkline levels, lowest first (UTF-8, three bytes each). */
 #define APM_CLI_SPARK_LEVELS 8
-
-/*
- * Formats bytes with binary units: "512 B", "1.5 KiB", "312.4 MiB",
- * "2.00 GiB". Writes into buf (size bytes, NUL-terminated) and returns buf.
- */
-char *apm_cli_format_size(double bytes, char *buf, size_t size);
 
 /*
  * Draws values v[0..n-1] (borrowed, time order) as a sparkline of at most

@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 
+#include "cli/analyze.h"
 #include "cli/args.h"
 #include "cli/cmd_alerts.h"
 #include "cli/cmd_forecast.h"
@@ -19,25 +20,16 @@
 #include "cli/commands.h"
 #include "common/error.h"
 
-#if defined(__has_include)
-#if __has_include("cli/analyze.h")
-#include "cli/analyze.h"
-#define HAVE_ANALYZE 1
-#endif
-#endif
-
 struct command {
     const char *name;
     int (*run)(const struct apm_cli_globals *g, int argc, char **argv);
     const char *summary;
 };
 
-#ifdef HAVE_ANALYZE
 static int run_analyze(const struct apm_cli_globals *g, int argc, char **argv)
 {
     return apm_cli_analyze(argc, argv, g->json);
 }
-#endif
 
 static const struct command commands[] = {
     {"status", apm_cli_cmd_status, "the collector's version and counters"},
@@ -48,9 +40,7 @@ static const struct command commands[] = {
     {"forecast", apm_cli_cmd_forecast, "leak verdicts and time to exhaustion per process"},
     {"top", apm_cli_cmd_top, "allocation sites of a process that grew most"},
     {"trace", apm_cli_cmd_trace, "trace a Python process with tracemalloc for a while"},
-#ifdef HAVE_ANALYZE
     {"analyze", run_analyze, "analyse recorded traces (CSV files) offline"},
-#endif
 };
 
 static void usage(FILE *out)

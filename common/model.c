@@ -6,35 +6,46 @@
 
 #include "common/error.h"
 
-static const char *const metric_names[APM_METRIC_COUNT] = {
-    [APM_METRIC_RSS] = "rss",
-    [APM_METRIC_PSS] = "pss",
-    [APM_METRIC_USS] = "uss",
-    [APM_METRIC_SWAP] = "swap",
-    [APM_METRIC_CGROUP_USAGE] = "cgroup_usage",
-    [APM_METRIC_CGROUP_LIMIT] = "cgroup_limit",
-    [APM_METRIC_MEM_AVAILABLE] = "mem_available",
-    [APM_METRIC_MEM_TOTAL] = "mem_total",
-    [APM_METRIC_TRACED] = "traced",
-    [APM_METRIC_SITE_SIZE] = "site_size",
-    [APM_METRIC_SITE_COUNT] = "site_count",
-    [APM_METRIC_GC_COLLECTIONS] = "gc_collections",
-    [APM_METRIC_GC_COLLECTED] = "gc_collected",
-    [APM_METRIC_GC_UNCOLLECTABLE] = "gc_uncollectable",
-    [APM_METRIC_GC_GARBAGE] = "gc_garbage",
+/* Each metric's contract name and the unit of its values, in one place. */
+static const struct {
+    const char *name;
+    enum apm_unit unit;
+} metrics[APM_METRIC_COUNT] = {
+    [APM_METRIC_RSS] = {"rss", APM_UNIT_BYTES},
+    [APM_METRIC_PSS] = {"pss", APM_UNIT_BYTES},
+    [APM_METRIC_USS] = {"uss", APM_UNIT_BYTES},
+    [APM_METRIC_SWAP] = {"swap", APM_UNIT_BYTES},
+    [APM_METRIC_CGROUP_USAGE] = {"cgroup_usage", APM_UNIT_BYTES},
+    [APM_METRIC_CGROUP_LIMIT] = {"cgroup_limit", APM_UNIT_BYTES},
+    [APM_METRIC_MEM_AVAILABLE] = {"mem_available", APM_UNIT_BYTES},
+    [APM_METRIC_MEM_TOTAL] = {"mem_total", APM_UNIT_BYTES},
+    [APM_METRIC_TRACED] = {"traced", APM_UNIT_BYTES},
+    [APM_METRIC_SITE_SIZE] = {"site_size", APM_UNIT_BYTES},
+    [APM_METRIC_SITE_COUNT] = {"site_count", APM_UNIT_COUNT},
+    [APM_METRIC_GC_COLLECTIONS] = {"gc_collections", APM_UNIT_COUNT},
+    [APM_METRIC_GC_COLLECTED] = {"gc_collected", APM_UNIT_COUNT},
+    [APM_METRIC_GC_UNCOLLECTABLE] = {"gc_uncollectable", APM_UNIT_COUNT},
+    [APM_METRIC_GC_GARBAGE] = {"gc_garbage", APM_UNIT_COUNT},
 };
 
 const char *apm_metric_name(enum apm_metric m)
 {
     if ((int)m <= 0 || m >= APM_METRIC_COUNT)
         return NULL;
-    return metric_names[m];
+    return metrics[m].name;
+}
+
+enum apm_unit apm_metric_unit(enum apm_metric m)
+{
+    if ((int)m <= 0 || m >= APM_METRIC_COUNT)
+        return APM_UNIT_BYTES;
+    return metrics[m].unit;
 }
 
 int apm_metric_parse(const char *name, enum apm_metric *out)
 {
     for (int m = 1; m < APM_METRIC_COUNT; m++) {
-        if (strcmp(metric_names[m], name) == 0) {
+        if (strcmp(metrics[m].name, name) == 0) {
             *out = (enum apm_metric)m;
             return 0;
         }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "common/hashmap.h"
+#include "common/units.h"
 
 enum apm_metric {
     APM_METRIC_NONE = 0,
@@ -36,6 +37,9 @@ enum apm_metric {
 
 /* Returns the metric's contract name ("rss", "cgroup_usage", ...) or NULL. */
 const char *apm_metric_name(enum apm_metric m);
+
+/* The unit of the metric's values (bytes for an unknown metric). */
+enum apm_unit apm_metric_unit(enum apm_metric m);
 
 /* Parses a contract name. Returns 0 or APM_E_NOTFOUND. */
 int apm_metric_parse(const char *name, enum apm_metric *out);

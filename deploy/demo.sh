@@ -104,7 +104,7 @@ LEAKY_REQUESTS_PER_SECOND=1000 APM_PROBE_SOCKET="$work/probe.sock" APM_PROBE_INT
     $PY agent/python/apm-run $PY deploy/demo/leaky_service.py >"$work/leaky.log" 2>&1 &
 leaky=$!
 [ -n "$cgroup" ] && echo "$leaky" >"$cgroup/cgroup.procs" 
-echo "demo: leaky_service.py started under apm-run (pid $leaky, probe on demand); it leaks ~4 MB/s"
+echo "demo: leaky_service.py started under apm-run (pid $leaky, probe on demand); it leaks ~4 MiB/s (14 GiB/h)"
 echo
 
 start=$(date +%s)

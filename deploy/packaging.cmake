@@ -1,9 +1,10 @@
 # Installation layout and the Debian packages (CPack DEB generator).
 #
-#   cmake -S . -B build-pkg -DCMAKE_BUILD_TYPE=RelWithDebInfo
-#   cmake --build build-pkg -j2 && (cd build-pkg && cpack -G DEB)
+#   deploy/build-packages.sh build-pkg
 #
-# gives apm-agent_VERSION-1_ARCH.deb, apm-collector_... and apm-cli_... in build-pkg/.
+# configures a tree with Debian's hardening flags (dpkg-buildflags), builds the programs and
+# runs `cpack -G DEB`, which gives apm-agent_VERSION-1_ARCH.deb, apm-collector_... and
+# apm-cli_... in build-pkg/.
 # Each install() rule names the component (= package) it belongs to. Paths are the Debian
 # ones: programs in /usr/bin, configs in /etc/apm, units in /lib/systemd/system (bookworm's
 # place for packaged units), the probe where Debian's python3 finds it. docs/install.md

@@ -41,8 +41,11 @@ static const struct apm_opt collector_opts[] = {
         "HTTP API address (default 127.0.0.1:7412)"),
     OPT("collector", "token-file", APM_OPT_STRING, token_file, 0, 0, true,
         "shared token; generated (0600) if missing (default DATA-DIR/token)"),
+    OPT("collector", "daemon", APM_OPT_BOOL, daemon, 0, 1, true,
+        "detach from the terminal (default: stay in the foreground; once detached, start-up "
+        "errors reach only the log and the exit code is 0)"),
     OPT("collector", "foreground", APM_OPT_BOOL, foreground, 0, 1, true,
-        "stay in the foreground instead of detaching (use it under systemd)"),
+        "stay in the foreground, even with daemon set (the default)"),
     OPT("collector", "log-level", APM_OPT_STRING, log_level, 0, 0, true,
         "error, warn, info (default) or debug"),
     OPT("collector", "max-connections", APM_OPT_INT, max_connections, 1, 100000, true,
@@ -111,6 +114,31 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     snprintf(c->analysis.sensitivity, sizeof(c->analysis.sensitivity), "balanced");
 }
 
+int apm_collector_config_read(struct apm_collector_config *cfg, struct apm_alert_config **alerts,
+                              char *err, size_t errlen)
+{
+    *alerts = NULL;
+    struct apm_alert_config *ac = apm_alert_config_new();
+    if (ac == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = 0;
+    if (cfg->config[0] != '\0') {
+        apm_alert_config_set_file(ac, cfg->config);
+        rc = apm_config_load(cfg->config, collector_opts, cfg, apm_alert_config_section, ac, err,
+                             errlen);
+    }
+    if (rc == 0)
+        rc = apm_alert_config_finish(ac, err, errlen);
+    if (rc != 0) {
+        apm_alert_config_free(ac);
+        return rc;
+    }
+    *alerts = ac;
+    return 0;
+}
+
 struct apm_collector {
     uv_loop_t *loop;
     struct apm_collector_config cfg;
@@ -121,6 +149,8 @@ struct apm_collector {
     struct apm_ingest *ingest;
     struct apm_api *api;
     struct apm_http_server *http;
+    /* Every module's counters, for status; a module leaves when it closes. Loop thread. */
+    struct apm_counters counters;
     uv_signal_t sigterm, sigint, sighup;
     int signals_open;
     bool stopping;
@@ -143,6 +173,8 @@ static void on_ingest_closed(void *ctx)
 {
     struct apm_collector *c = ctx;
     c->ingest = NULL;
+    apm_counters_remove(&c->counters, "ingest");
+    apm_counters_remove(&c->counters, "writer");
     /* Every connection is gone; the writer drains what it still holds. */
     if (c->writer != NULL) {
         apm_writer_close(c->writer, on_writer_closed);
@@ -161,6 +193,7 @@ void apm_collector_stop(struct apm_collector *c)
     /* The server frees itself once closed; the api it calls stays until apm_collector_free. */
     apm_http_server_close(c->http, NULL);
     c->http = NULL;
+    apm_counters_remove(&c->counters, "http");
     if (c->ingest != NULL)
         apm_ingest_close(c->ingest, on_ingest_closed, c);
     else
@@ -170,93 +203,59 @@ void apm_collector_stop(struct apm_collector *c)
     uv_close((uv_handle_t *)&c->sighup, on_signal_closed);
 }
 
+/*
+ * Reads the config file again the way main did; only its alert sections take
+ * effect now (the other settings need a restart). On any error the current
+ * rules stay.
+ */
+static void reload(struct apm_collector *c)
+{
+    char err[1024] = "";
+    struct apm_alert_config *ac = NULL;
+    struct apm_collector_config scratch = c->cfg;
+    int rc = apm_collector_config_read(&scratch, &ac, err, sizeof(err));
+    if (rc != 0) {
+        apm_error("alerts: %s", err[0] ? err : apm_strerror(rc));
+        apm_error("alerts: reload failed; the current rules stay");
+        return;
+    }
+    apm_alert_feed_reload(c->alerts, ac);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct apm_collector *c = s->data;
     if (signum == SIGHUP) {
         apm_info("collector: SIGHUP: reloading alert rules");
-        apm_alert_feed_reload(c->alerts);
+        reload(c);
         return;
     }
     apm_info("collector: signal %d", signum);
     apm_collector_stop(c);
 }
 
-#define PUT_U64(obj, key, v) json_object_set_new(obj, key, json_integer((json_int_t)(v)))
-
-/* Adds the collector's own counters to GET /api/v1/status. */
+/* Adds what is not a counter to GET /api/v1/status (the counters come from c->counters). */
 static void status_fn(void *ctx, json_t *obj)
 {
     struct apm_collector *c = ctx;
     json_object_set_new(obj, "listen", json_string(c->cfg.listen));
     json_object_set_new(obj, "data_dir", json_string(c->cfg.data_dir));
-    if (c->alerts != NULL)
-        apm_alert_feed_status(c->alerts, obj);
-    if (c->ingest != NULL) {
-        struct apm_ingest_stats s;
-        apm_ingest_get_stats(c->ingest, &s);
-        json_t *o = json_object();
-        PUT_U64(o, "connections_accepted", s.accepted);
-        PUT_U64(o, "connections_active", s.active);
-        PUT_U64(o, "refused_over_cap", s.refused_over_cap);
-        PUT_U64(o, "auth_failures", s.auth_failures);
-        PUT_U64(o, "frames_too_big", s.frames_too_big);
-        PUT_U64(o, "decode_errors", s.decode_errors);
-        PUT_U64(o, "protocol_errors", s.protocol_errors);
-        PUT_U64(o, "handshake_timeouts", s.handshake_timeouts);
-        PUT_U64(o, "idle_timeouts", s.idle_timeouts);
-        PUT_U64(o, "batches", s.batches);
-        PUT_U64(o, "samples", s.samples);
-        PUT_U64(o, "acks", s.acks);
-        PUT_U64(o, "duplicates", s.duplicates);
-        PUT_U64(o, "store_errors", s.store_errors);
-        PUT_U64(o, "overloaded", s.overloaded);
-        PUT_U64(o, "controls_sent", s.controls_sent);
-        json_object_set_new(obj, "ingest", o);
-    }
-    if (c->writer != NULL) {
-        struct apm_writer_stats s;
-        apm_writer_get_stats(c->writer, &s);
-        json_t *o = json_object();
-        PUT_U64(o, "batches", s.batches);
-        PUT_U64(o, "duplicates", s.duplicates);
-        PUT_U64(o, "failures", s.failures);
-        PUT_U64(o, "commits", s.commits);
-        PUT_U64(o, "samples", s.samples);
-        PUT_U64(o, "queued", s.queued);
-        json_object_set_new(obj, "writer", o);
-    }
-    if (c->analyzer != NULL) {
-        struct apm_analyzer_worker_stats s;
-        apm_analyzer_worker_get_stats(c->analyzer, &s);
-        json_t *o = json_object();
-        PUT_U64(o, "series", s.analyzer.series);
-        PUT_U64(o, "samples", s.analyzer.samples);
-        PUT_U64(o, "warmed", s.analyzer.warmed);
-        PUT_U64(o, "refused_series", s.analyzer.refused_series);
-        PUT_U64(o, "evicted", s.analyzer.evicted);
-        PUT_U64(o, "verdicts_stored", s.analyzer.verdicts_stored);
-        PUT_U64(o, "store_errors", s.analyzer.store_errors);
-        PUT_U64(o, "trace_requests", s.analyzer.trace_requests);
-        PUT_U64(o, "batches", s.batches);
-        PUT_U64(o, "dropped_batches", s.dropped_batches);
-        PUT_U64(o, "queued_samples", s.queued_samples);
-        json_object_set_new(obj, "analysis", o);
-    }
-    if (c->http != NULL) {
-        struct apm_http_stats s;
-        apm_http_server_stats(c->http, &s);
-        json_t *o = json_object();
-        PUT_U64(o, "connections", s.connections);
-        PUT_U64(o, "requests", s.requests);
-        PUT_U64(o, "bad_requests", s.bad_requests);
-        PUT_U64(o, "responses_4xx", s.responses_4xx);
-        PUT_U64(o, "responses_5xx", s.responses_5xx);
-        json_object_set_new(obj, "http", o);
-    }
 }
 
-/* Loop thread: asks the process's agent for a tracemalloc window. */
+/*
+ * Loop thread: sends a trace control (a tracemalloc window or its end) to the
+ * agents of host. The one way up to the agents, for the analyzer's suspicion
+ * and for the API (an apm_api_trace_fn). Returns the agents reached.
+ */
+static int send_trace(void *ctx, const char *host, const struct apm_msg_control *m)
+{
+    struct apm_collector *c = ctx;
+    if (c->ingest == NULL || c->stopping)
+        return 0;
+    return apm_ingest_send_control(c->ingest, host, m);
+}
+
+/* Loop thread: asks a suspected process's agent for a tracemalloc window. */
 static void on_trace_request(void *ctx, const struct apm_analyzer_trace *t)
 {
     struct apm_collector *c = ctx;
@@ -266,7 +265,7 @@ static void on_trace_request(void *ctx, const struct apm_analyzer_trace *t)
                                 .pid = t->pid,
                                 .start_ms = t->start_ms,
                                 .duration_s = t->duration_s};
-    int n = apm_ingest_send_control(c->ingest, t->host, &m);
+    int n = send_trace(c, t->host, &m);
     apm_info("collector: %s looks like a leak (confidence %.2f): tracing for %us %s", t->process_id,
              t->confidence, (unsigned)t->duration_s,
              n > 0 ? "requested" : "not requested (its agent is not connected)");
@@ -293,6 +292,26 @@ static int analyzer_options(const struct apm_collector_config *cfg, struct apm_a
     return 0;
 }
 
+/* Registers every module's counters, in the order status shows them. */
+static int add_counters(struct apm_collector *c)
+{
+    apm_counters_init(&c->counters);
+    int rc = apm_store_add_counters(c->store, &c->counters);
+    if (rc == 0)
+        rc = apm_api_add_counters(c->api, &c->counters);
+    if (rc == 0)
+        rc = apm_alert_feed_add_counters(c->alerts, &c->counters);
+    if (rc == 0)
+        rc = apm_ingest_add_counters(c->ingest, &c->counters);
+    if (rc == 0)
+        rc = apm_writer_add_counters(c->writer, &c->counters);
+    if (rc == 0)
+        rc = apm_analyzer_worker_add_counters(c->analyzer, &c->counters);
+    if (rc == 0)
+        rc = apm_http_server_add_counters(c->http, &c->counters);
+    return rc;
+}
+
 static int ensure_dir(const char *dir)
 {
     if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
@@ -316,11 +335,13 @@ static int start_signals(struct apm_collector *c)
 }
 
 int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
-                        struct apm_collector **out)
+                        struct apm_alert_config *alerts, struct apm_collector **out)
 {
     struct apm_collector *c = calloc(1, sizeof(*c));
-    if (c == NULL)
+    if (c == NULL) {
+        apm_alert_config_free(alerts);
         return -ENOMEM;
+    }
     c->loop = loop;
     c->cfg = *cfg;
     char err[512];
@@ -349,7 +370,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         apm_error("collector: cannot open store in %s: %s", cfg->data_dir, apm_strerror(rc));
         goto fail;
     }
-    rc = apm_alert_feed_new(c->store, cfg->config, collector_opts, cfg->http, &c->alerts);
+    rc = apm_alert_feed_new(c->store, alerts, cfg->http, &c->alerts);
+    alerts = NULL;
     if (rc != 0)
         goto fail;
     struct apm_analyzer_options ao;
@@ -383,18 +405,23 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
     rc = apm_ingest_new(loop, c->store, c->writer, &io, &c->ingest);
     if (rc != 0)
         goto fail_writer;
-    struct apm_api_config ac = {.store = c->store, .status_fn = status_fn, .ctx = c};
+    struct apm_api_config ac = {.store = c->store,
+                                .counters = &c->counters,
+                                .status_fn = status_fn,
+                                .trace_fn = send_trace,
+                                .ctx = c};
     rc = apm_api_new(&ac, &c->api);
     if (rc == 0)
         rc = apm_api_forecast_register(c->api);
     if (rc == 0)
-        rc = apm_api_sites_register(c->api, &c->ingest);
+        rc = apm_api_sites_register(c->api);
     if (rc == 0)
         rc = apm_api_alerts_register(c->api, apm_alert_feed_engine(c->alerts));
-    if (rc == 0) {
+    if (rc == 0)
         rc = apm_http_server_new(loop, cfg->http, apm_api_handle, c->api, &c->http);
-        if (rc != 0)
-            apm_error("collector: cannot serve HTTP on %s: %s", cfg->http, apm_strerror(rc));
+    if (rc == 0 && (rc = add_counters(c)) != 0) {
+        apm_http_server_close(c->http, NULL);
+        c->http = NULL;
     }
     if (rc != 0) {
         apm_ingest_close(c->ingest, NULL, NULL);
@@ -410,16 +437,22 @@ fail_writer:
     apm_writer_close(c->writer, on_writer_closed);
     c->writer = NULL;
 fail:
-    if (c->analyzer != NULL) {
+    if (c->analyzer != NULL)
         apm_analyzer_worker_close(c->analyzer, NULL, NULL);
-        uv_run(loop, UV_RUN_DEFAULT);
-        apm_analyzer_worker_free(c->analyzer);
-    }
+    /* Runs the closes started above (listeners included) to their end. */
+    uv_run(loop, UV_RUN_DEFAULT);
+    apm_analyzer_worker_free(c->analyzer);
+    apm_alert_config_free(alerts);
     apm_alert_feed_free(c->alerts);
     apm_api_free(c->api);
     apm_store_free(c->store);
     free(c);
     return rc;
+}
+
+const struct apm_counters *apm_collector_counters(const struct apm_collector *c)
+{
+    return &c->counters;
 }
 
 void apm_collector_free(struct apm_collector *c)

@@ -11,6 +11,8 @@
 #include <uv.h>
 
 #include "common/config.h"
+#include "common/counters.h"
+#include "server/alerts/alert_rules.h"
 
 struct apm_collector_config {
     char config[4096];
@@ -18,7 +20,8 @@ struct apm_collector_config {
     char listen[256];
     char http[256];
     char token_file[4096];
-    bool foreground;
+    bool daemon;     /* detach (--daemon) */
+    bool foreground; /* never detach, even with daemon set */
     char log_level[16];
     int64_t max_connections;
     int64_t handshake_timeout_ms;
@@ -48,21 +51,40 @@ const struct apm_opt *apm_collector_options(void);
 /* Fills defaults (PRODUCT.md's ports, /var/lib/apm). */
 void apm_collector_config_defaults(struct apm_collector_config *c);
 
+/*
+ * Reads the INI file cfg->config ("" = none) once: the [collector] and
+ * [analysis] keys into cfg, the alert sections into *alerts (returns owned,
+ * finished: free with apm_alert_config_free; the built-in rules when the
+ * file has none). main calls it at the start and the collector again on
+ * SIGHUP. Returns 0, or APM_E_CONFIG / -errno with one line in err
+ * ("FILE:LINE: key 'K' in [S]: reason"). Any thread.
+ */
+int apm_collector_config_read(struct apm_collector_config *cfg, struct apm_alert_config **alerts,
+                              char *err, size_t errlen);
+
 struct apm_collector;
 
 /*
- * Opens the store, starts the writer, binds ingest and HTTP on loop. Returns
- * 0 and *out (ends with apm_collector_stop and the loop running dry, then
- * apm_collector_free), or a negative code after logging why.
+ * Opens the store, starts the writer, analysis and alerts, binds ingest and
+ * HTTP on loop. cfg is copied; alerts (from apm_collector_config_read) is
+ * taken over in every case. Returns 0 and *out (ends with
+ * apm_collector_stop and the loop running dry, then apm_collector_free), or
+ * a negative code after logging why.
  */
 int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
-                        struct apm_collector **out);
+                        struct apm_alert_config *alerts, struct apm_collector **out);
 
 /*
  * Graceful stop on the loop thread: stop accepting, let the writer commit and
  * ack what it holds, close every handle. Idempotent. The loop ends by itself.
  */
 void apm_collector_stop(struct apm_collector *c);
+
+/*
+ * Every module's counters, as GET /api/v1/status shows them (borrowed; a
+ * module leaves as it closes). Loop thread.
+ */
+const struct apm_counters *apm_collector_counters(const struct apm_collector *c);
 
 /* Frees after the loop has ended. Accepts NULL. */
 void apm_collector_free(struct apm_collector *c);

@@ -12,13 +12,12 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/log.h"
-#include "server/alerts/alert_rules.h"
 #include "server/collector.h"
 
 static void usage(void)
 {
     printf("usage: apm-collector [--config FILE] [--data-dir DIR] [--listen HOST:PORT]\n"
-           "                     [--http HOST:PORT] [--token-file FILE] [--foreground]\n\n");
+           "                     [--http HOST:PORT] [--token-file FILE] [--daemon]\n\n");
     apm_config_print_help(apm_collector_options());
     printf("  %-28s %s\n  %-28s %s\n", "--version", "print the version and exit", "--help",
            "print this help and exit");
@@ -47,40 +46,37 @@ int main(int argc, char **argv)
     const struct apm_opt *opts = apm_collector_options();
     if (apm_config_args("apm-collector", argc, argv, opts, &cfg, APM_ARGS_CONFIG) != 0)
         return 1;
-    if (cfg.config[0] != '\0') {
-        char err[1024];
-        /* Alert sections are checked here so that a bad rule stops the start with its line. */
-        struct apm_alert_config *ac = apm_alert_config_new();
-        if (ac != NULL)
-            apm_alert_config_set_file(ac, cfg.config);
-        int rc = ac == NULL ? -ENOMEM
-                            : apm_config_load(cfg.config, opts, &cfg, apm_alert_config_section, ac,
-                                              err, sizeof(err));
-        if (rc == 0)
-            rc = apm_alert_config_finish(ac, err, sizeof(err));
-        apm_alert_config_free(ac);
-        if (rc != 0) {
-            fprintf(stderr, "apm-collector: %s\n", rc == -ENOMEM ? "out of memory" : err);
-            return 1;
-        }
-    }
-    if (apm_config_args("apm-collector", argc, argv, opts, &cfg, APM_ARGS_REST) != 0)
+    /* The file is read once, here; the alerts' part goes to the collector as it is. */
+    char err[1024] = "";
+    struct apm_alert_config *alerts = NULL;
+    if (apm_collector_config_read(&cfg, &alerts, err, sizeof(err)) != 0) {
+        fprintf(stderr, "apm-collector: %s\n", err);
         return 1;
-    enum apm_log_level level;
-    if (apm_log_level_parse(cfg.log_level, &level) != 0) {
+    }
+    enum apm_log_level level = APM_LOG_INFO;
+    int rc = apm_config_args("apm-collector", argc, argv, opts, &cfg, APM_ARGS_REST);
+    if (rc == 0 && apm_log_level_parse(cfg.log_level, &level) != 0) {
         fprintf(stderr, "apm-collector: log-level '%s' is not error, warn, info or debug\n",
                 cfg.log_level);
+        rc = APM_E_CONFIG;
+    }
+    /*
+     * Foreground unless asked to detach, so that a start-up failure (a taken
+     * port, a bad store) reaches the caller as exit code 1.
+     */
+    if (rc == 0 && cfg.daemon && !cfg.foreground && daemon(0, 1) != 0) {
+        perror("apm-collector: daemon");
+        rc = -errno;
+    }
+    if (rc != 0) {
+        apm_alert_config_free(alerts);
         return 1;
     }
     apm_log_init("apm-collector", level);
-    if (!cfg.foreground && daemon(0, 1) != 0) {
-        perror("apm-collector: daemon");
-        return 1;
-    }
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct apm_collector *c = NULL;
-    int rc = apm_collector_start(&loop, &cfg, &c);
+    rc = apm_collector_start(&loop, &cfg, alerts, &c);
     if (rc != 0) {
         uv_loop_close(&loop);
         return 1;

@@ -11,7 +11,6 @@
 #include "common/model.h"
 #include "common/timeutil.h"
 #include "server/alerts/alert_rules.h"
-#include "server/collector.h"
 #include "server/alerts/notify.h"
 #include "server/analysis/suspects.h"
 
@@ -32,53 +31,22 @@ struct facts {
 struct apm_alert_feed {
     struct apm_alerts *engine;
     struct apm_notify *notify; /* owned by the engine */
-    char config[4096];
-    const struct apm_opt *opts;
     struct apm_store *store;
     struct apm_hashmap facts; /* process id -> struct facts *; the analyzer's thread only */
     size_t nfacts;
 };
 
-/* Reads the alert sections; returns a finished config or NULL after logging. */
-static struct apm_alert_config *load(const char *path, const struct apm_opt *opts, int *rc)
-{
-    char err[1024] = "";
-    struct apm_alert_config *ac = apm_alert_config_new();
-    struct apm_collector_config *scratch = malloc(sizeof(*scratch));
-    *rc = ac != NULL && scratch != NULL ? 0 : -ENOMEM;
-    if (*rc == 0 && path != NULL && path[0] != '\0') {
-        apm_collector_config_defaults(scratch);
-        apm_alert_config_set_file(ac, path);
-        *rc = apm_config_load(path, opts, scratch, apm_alert_config_section, ac, err, sizeof(err));
-    }
-    if (*rc == 0)
-        *rc = apm_alert_config_finish(ac, err, sizeof(err));
-    free(scratch);
-    if (*rc != 0) {
-        apm_error("alerts: %s", err[0] ? err : apm_strerror(*rc));
-        apm_alert_config_free(ac);
-        return NULL;
-    }
-    return ac;
-}
-
-int apm_alert_feed_new(struct apm_store *store, const char *config_path, const struct apm_opt *opts,
-                       const char *http, struct apm_alert_feed **out)
+int apm_alert_feed_new(struct apm_store *store, struct apm_alert_config *ac, const char *http,
+                       struct apm_alert_feed **out)
 {
     int rc = 0;
     struct apm_alert_feed *f = calloc(1, sizeof(*f));
-    if (f == NULL)
+    if (f == NULL) {
+        apm_alert_config_free(ac);
         return -ENOMEM;
-    snprintf(f->config, sizeof(f->config), "%s", config_path != NULL ? config_path : "");
-    f->opts = opts;
+    }
     f->store = store;
     apm_hashmap_init(&f->facts);
-    struct apm_alert_config *ac = load(f->config, opts, &rc);
-    if (ac == NULL) {
-        apm_hashmap_close(&f->facts);
-        free(f);
-        return rc;
-    }
     char url[300];
     snprintf(url, sizeof(url), "http://%s", http);
     struct apm_notify_options no = {.targets = ac->targets,
@@ -142,15 +110,9 @@ void apm_alert_feed_free(struct apm_alert_feed *f)
     free(f);
 }
 
-int apm_alert_feed_reload(struct apm_alert_feed *f)
+int apm_alert_feed_reload(struct apm_alert_feed *f, struct apm_alert_config *ac)
 {
-    int rc = 0;
-    struct apm_alert_config *ac = load(f->config, f->opts, &rc);
-    if (ac == NULL) {
-        apm_error("alerts: reload failed; the current rules stay");
-        return rc;
-    }
-    rc = apm_notify_set_targets(f->notify, ac->targets, ac->ntargets);
+    int rc = apm_notify_set_targets(f->notify, ac->targets, ac->ntargets);
     struct apm_alert_rule *rules = NULL;
     size_t n = 0;
     apm_alert_config_take_rules(ac, &rules, &n);
@@ -172,9 +134,10 @@ struct apm_alerts *apm_alert_feed_engine(struct apm_alert_feed *f)
  * a read of every site series of the process, so they are cached and looked
  * at again only every few sampling intervals.
  */
-static const struct apm_suspects *probe_facts(struct apm_alert_feed *f,
-                                              const struct apm_verdict_record *rec, int64_t now_ms)
+static const struct apm_suspects *
+probe_facts(struct apm_alert_feed *f, const struct apm_analyzer_verdict *msg, int64_t now_ms)
 {
+    const struct apm_verdict_record *rec = msg->rec;
     bool grows = rec->v.cls == APM_CLASS_LEAK || rec->v.has_forecast;
     if (f->store == NULL || !grows || rec->process_id[0] == '\0')
         return NULL;
@@ -195,9 +158,9 @@ static const struct apm_suspects *probe_facts(struct apm_alert_feed *f,
     }
     if (now_ms >= x->next_ms) {
         int64_t to_ms = (int64_t)(rec->v.t_last * 1000.0);
-        double window = apm_suspects_window_s(rec->interval_s);
+        double window = apm_suspects_window_s(msg->interval_s);
         x->rc = apm_suspects_find(f->store, rec->process_id, to_ms, window, rec->v.rate, &x->s);
-        int64_t every = (int64_t)(REFRESH_INTERVALS * rec->interval_s * 1000.0);
+        int64_t every = (int64_t)(REFRESH_INTERVALS * msg->interval_s * 1000.0);
         x->next_ms = now_ms + (every > REFRESH_MIN_MS ? every : REFRESH_MIN_MS);
         if (x->rc != 0)
             apm_warn("alerts: cannot read the probe's data of %s: %s", rec->process_id,
@@ -206,9 +169,10 @@ static const struct apm_suspects *probe_facts(struct apm_alert_feed *f,
     return x->rc == 0 ? &x->s : NULL;
 }
 
-void apm_alert_feed_verdict(void *ctx, const struct apm_verdict_record *rec)
+void apm_alert_feed_verdict(void *ctx, const struct apm_analyzer_verdict *msg)
 {
     struct apm_alert_feed *f = ctx;
+    const struct apm_verdict_record *rec = msg->rec;
     int64_t now_ms = apm_now_ms();
     struct apm_alert_input in = {
         .series_id = rec->series_id,
@@ -220,13 +184,13 @@ void apm_alert_feed_verdict(void *ctx, const struct apm_verdict_record *rec)
         .verdict = rec->v,
         .value = rec->value,
         .limit_source = apm_limit_source_name(rec->limit_source),
-        .cgroup = rec->cgroup,
-        .interval_s = rec->interval_s,
+        .cgroup = msg->cgroup,
+        .interval_s = msg->interval_s,
         .restarted_at_limit = rec->restarted_at_limit,
     };
     if (in.metric == NULL)
         return;
-    const struct apm_suspects *sus = probe_facts(f, rec, now_ms);
+    const struct apm_suspects *sus = probe_facts(f, msg, now_ms);
     if (sus != NULL) {
         in.has_traced = sus->has_traced;
         in.traced_rate = sus->traced_rate;
@@ -238,29 +202,8 @@ void apm_alert_feed_verdict(void *ctx, const struct apm_verdict_record *rec)
     apm_alerts_observe(f->engine, &in, now_ms);
 }
 
-#define PUT_U64(obj, key, v) json_object_set_new(obj, key, json_integer((json_int_t)(v)))
-
-void apm_alert_feed_status(struct apm_alert_feed *f, json_t *obj)
+int apm_alert_feed_add_counters(struct apm_alert_feed *f, struct apm_counters *r)
 {
-    struct apm_alerts_stats s;
-    apm_alerts_get_stats(f->engine, &s);
-    json_t *o = json_object();
-    PUT_U64(o, "rules", s.rules);
-    PUT_U64(o, "pending", s.pending);
-    PUT_U64(o, "firing", s.firing);
-    PUT_U64(o, "resolved", s.resolved);
-    PUT_U64(o, "fired", s.fired);
-    PUT_U64(o, "refused", s.refused);
-    PUT_U64(o, "persist_errors", s.persist_errors);
-    PUT_U64(o, "notifications", s.notifications);
-    json_object_set_new(obj, "alerts", o);
-    struct apm_notify_stats ns;
-    apm_notify_get_stats(f->notify, &ns);
-    o = json_object();
-    PUT_U64(o, "queued", ns.queued);
-    PUT_U64(o, "delivered", ns.delivered);
-    PUT_U64(o, "failures", ns.failures);
-    PUT_U64(o, "gave_up", ns.gave_up);
-    PUT_U64(o, "dropped", ns.dropped);
-    json_object_set_new(obj, "notify", o);
+    int rc = apm_alerts_add_counters(f->engine, r);
+    return rc == 0 ? apm_notify_add_counters(f->notify, r) : rc;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/timeutil.h"
+#include "common/units.h"
 
 /* Appends formatted text to buf of size bytes at *len, truncating quietly. */
 static void append(char *buf, size_t size, size_t *len, const char *fmt, ...)
@@ -24,35 +25,6 @@ static void append(char *buf, size_t size, size_t *len, const char *fmt, ...)
     *len += (size_t)n < size - *len ? (size_t)n : size - *len - 1;
 }
 
-char *apm_alert_text_bytes(double bytes, char *buf, size_t size)
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    double v = fabs(bytes);
-    unsigned u = 0;
-    while (v >= 1024.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
-        v /= 1024.0;
-        u++;
-    }
-    const char *sign = bytes < 0 ? "-" : "";
-    if (u == 0 || v >= 10.0)
-        snprintf(buf, size, "%s%.0f %s", sign, v, units[u]);
-    else
-        snprintf(buf, size, "%s%.1f %s", sign, v, units[u]);
-    return buf;
-}
-
-/* A growth rate in bytes per second as "38 MiB/h" (or per minute when fast). */
-static char *rate_text(double bps, char *buf, size_t size)
-{
-    char b[32];
-    double per_h = bps * 3600.0;
-    if (fabs(per_h) >= 100.0 * 1024 * 1024 * 1024)
-        snprintf(buf, size, "%s/min", apm_alert_text_bytes(bps * 60.0, b, sizeof(b)));
-    else
-        snprintf(buf, size, "%s/h", apm_alert_text_bytes(per_h, b, sizeof(b)));
-    return buf;
-}
-
 static const char *or_unknown(const char *s)
 {
     return s[0] != '\0' ? s : "?";
@@ -62,10 +34,10 @@ static char *limit_text(const struct apm_alert *a, char *buf, size_t size)
 {
     char b[32];
     if (a->limit_source[0] != '\0')
-        snprintf(buf, size, "%s %s limit", apm_alert_text_bytes(a->limit, b, sizeof(b)),
+        snprintf(buf, size, "%s %s limit", apm_units_bytes(a->limit, 0, b, sizeof(b)),
                  a->limit_source);
     else
-        snprintf(buf, size, "%s limit", apm_alert_text_bytes(a->limit, b, sizeof(b)));
+        snprintf(buf, size, "%s limit", apm_units_bytes(a->limit, 0, b, sizeof(b)));
     return buf;
 }
 
@@ -93,8 +65,8 @@ char *apm_alert_text_suspect(const struct apm_alert *a, char *buf, size_t size)
     if (a->suspect[0] == '\0')
         snprintf(buf, size, "none yet");
     else
-        snprintf(buf, size, "%s %s%s", a->suspect, a->suspect_rate >= 0 ? "+" : "",
-                 rate_text(a->suspect_rate, r, sizeof(r)));
+        snprintf(buf, size, "%s %s", a->suspect,
+                 apm_units_rate(a->suspect_rate, APM_UNITS_PLUS, r, sizeof(r)));
     return buf;
 }
 
@@ -109,17 +81,17 @@ static void what(const struct apm_alert *a, char *buf, size_t size, size_t *len)
         append(buf, size, len, "`%s` (pid %d) on `%s`", name, (int)a->pid, or_unknown(a->host));
     switch (a->kind) {
     case APM_ALERT_THRESHOLD:
-        append(buf, size, len, " uses %s", apm_alert_text_bytes(a->value, v, sizeof(v)));
+        append(buf, size, len, " uses %s", apm_units_bytes(a->value, 0, v, sizeof(v)));
         if (a->limit > 0)
             append(buf, size, len, " (%.0f%% of its %s)", 100.0 * a->value / a->limit,
                    limit_text(a, lim, sizeof(lim)));
         append(buf, size, len, ", above rule `%s`", a->rule);
         if (a->rate > 0)
-            append(buf, size, len, ", growing ~%s", rate_text(a->rate, r, sizeof(r)));
+            append(buf, size, len, ", growing ~%s", apm_units_rate(a->rate, 0, r, sizeof(r)));
         return;
     case APM_ALERT_BLOAT:
         append(buf, size, len, " jumped to %s in one step (bloat, not a steady leak)",
-               apm_alert_text_bytes(a->value, x, sizeof(x)));
+               apm_units_bytes(a->value, 0, x, sizeof(x)));
         return;
     case APM_ALERT_LEAK:
     case APM_ALERT_EXHAUSTION:
@@ -127,10 +99,10 @@ static void what(const struct apm_alert *a, char *buf, size_t size, size_t *len)
         break;
     }
     if (a->rate > 0)
-        append(buf, size, len, " leaks ~%s", rate_text(a->rate, r, sizeof(r)));
+        append(buf, size, len, " leaks ~%s", apm_units_rate(a->rate, 0, r, sizeof(r)));
     else
         append(buf, size, len, " grows toward its limit");
-    append(buf, size, len, " (now %s)", apm_alert_text_bytes(a->value, v, sizeof(v)));
+    append(buf, size, len, " (now %s)", apm_units_bytes(a->value, 0, v, sizeof(v)));
 }
 
 char *apm_alert_text_summary(const struct apm_alert *a, char *buf, size_t size)
@@ -153,8 +125,8 @@ char *apm_alert_text_summary(const struct apm_alert *a, char *buf, size_t size)
         }
     }
     if (a->suspect[0] != '\0')
-        append(buf, size, &len, "; top suspect `%s` %s%s", a->suspect,
-               a->suspect_rate >= 0 ? "+" : "", rate_text(a->suspect_rate, sus, sizeof(sus)));
+        append(buf, size, &len, "; top suspect `%s` %s", a->suspect,
+               apm_units_rate(a->suspect_rate, APM_UNITS_PLUS, sus, sizeof(sus)));
     if (a->native == 1)
         append(buf, size, &len,
                "; RSS grows but Python's traced memory does not: native code "

@@ -3,10 +3,10 @@
 
 /*
  * What an alert says: the one sentence a person can act on ("`worker` on
- * `web-3` leaks ~38 MiB/h, will hit its 2 GiB cgroup limit in 5h 10m
+ * `web-3` leaks ~38 MiB/h, will hit its 2.0 GiB cgroup limit in 5h 10m
  * (3h 40m - 7h 30m); top suspect `app/cache.py:88` +31 MiB/h"), its forecast
  * and suspect lines, and the alert as a JSON object. Pure functions of the
- * alert; any thread.
+ * alert; any thread. Sizes and rates read as common/units.h writes them.
  */
 #include <jansson.h>
 #include <stddef.h>
@@ -18,16 +18,13 @@
 char *apm_alert_text_summary(const struct apm_alert *a, char *buf, size_t size);
 
 /*
- * The forecast line ("2 GiB cgroup limit in 5h 10m (3h 40m - 7h 30m)", or
+ * The forecast line ("2.0 GiB cgroup limit in 5h 10m (3h 40m - 7h 30m)", or
  * "no forecast: ..."), measured from now_s (Unix seconds). Returns buf.
  */
 char *apm_alert_text_forecast(const struct apm_alert *a, double now_s, char *buf, size_t size);
 
 /* The suspect line ("app/cache.py:88 +31 MiB/h", or "none yet"). Returns buf. */
 char *apm_alert_text_suspect(const struct apm_alert *a, char *buf, size_t size);
-
-/* "1.5 GiB", "38 MiB", "900 KiB", "12 B". Returns buf. */
-char *apm_alert_text_bytes(double bytes, char *buf, size_t size);
 
 /*
  * The alert as the API's JSON object (docs/api.md, GET /api/v1/alerts).

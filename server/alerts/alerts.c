@@ -842,3 +842,39 @@ void apm_alerts_get_stats(struct apm_alerts *e, struct apm_alerts_stats *out)
     *out = e->stats;
     pthread_mutex_unlock(&e->mu);
 }
+
+static const struct apm_counter counters[] = {
+    APM_COUNTER(struct apm_alerts_stats, rules, "rules", APM_COUNTER_GAUGE, "",
+                "Alert rules in force."),
+    APM_COUNTER(struct apm_alerts_stats, pending, "pending", APM_COUNTER_GAUGE, "",
+                "Alerts pending now (condition met, not yet for long enough)."),
+    APM_COUNTER(struct apm_alerts_stats, firing, "firing", APM_COUNTER_GAUGE, "",
+                "Alerts firing now."),
+    APM_COUNTER(struct apm_alerts_stats, resolved, "resolved", APM_COUNTER_GAUGE, "",
+                "Resolved alerts kept for the history."),
+    APM_COUNTER(struct apm_alerts_stats, fired, "fired", APM_COUNTER_TOTAL, "",
+                "Alerts that reached firing since the start."),
+    APM_COUNTER(struct apm_alerts_stats, refused, "refused", APM_COUNTER_TOTAL, "",
+                "New alerts refused over the cap on active alerts."),
+    APM_COUNTER(struct apm_alerts_stats, persist_errors, "persist_errors", APM_COUNTER_TOTAL, "",
+                "Alert records the store failed to write."),
+    APM_COUNTER(struct apm_alerts_stats, notifications, "notifications", APM_COUNTER_TOTAL, "",
+                "Firing and resolved notifications handed to delivery."),
+    {.name = NULL},
+};
+
+static int read_counters(void *obj, void *out)
+{
+    apm_alerts_get_stats(obj, out);
+    return 0;
+}
+
+int apm_alerts_add_counters(struct apm_alerts *obj, struct apm_counters *r)
+{
+    struct apm_counter_group g = {.module = "alerts",
+                                  .counters = counters,
+                                  .size = sizeof(struct apm_alerts_stats),
+                                  .read = read_counters,
+                                  .obj = obj};
+    return apm_counters_add(r, &g);
+}

@@ -12,7 +12,7 @@
  * The engine owns one thread. It persists every change in the store's
  * "alerts" database in one transaction per round (so a restart, kill -9
  * included, keeps firing alerts and remembers what was notified), then hands
- * notifications to the delivery module (server/notify.h). Nothing here blocks
+ * notifications to the delivery module (server/alerts/notify.h). Nothing here blocks
  * the caller for longer than a mutex hold: observe, list and ack are safe
  * on any thread, the loop thread included.
  */
@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "common/analysis.h"
+#include "common/counters.h"
 #include "server/store/store.h"
 
 #define APM_ALERT_NAME_MAX 64u
@@ -53,7 +54,7 @@ const char *apm_alert_kind_name(enum apm_alert_kind k);
 const char *apm_alert_severity_name(enum apm_alert_severity s);
 const char *apm_alert_state_name(enum apm_alert_state s);
 
-/* One rule, as parsed from a [rule NAME] section (server/alert_rules.c). */
+/* One rule, as parsed from a [rule NAME] section (server/alerts/alert_rules.c). */
 struct apm_alert_rule {
     char name[APM_ALERT_NAME_MAX];
     enum apm_alert_kind kind;
@@ -225,6 +226,9 @@ struct apm_alerts_stats {
 
 /* Copies the counters. Any thread. */
 void apm_alerts_get_stats(struct apm_alerts *e, struct apm_alerts_stats *out);
+
+/* Adds the "alerts" counters to r. Their read runs on any thread. */
+int apm_alerts_add_counters(struct apm_alerts *e, struct apm_counters *r);
 
 /*
  * Called by delivery when every target has taken (or given up on) the

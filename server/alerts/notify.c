@@ -584,3 +584,33 @@ void apm_notify_free(struct apm_notify *n)
     pthread_mutex_destroy(&n->mu);
     free(n);
 }
+
+static const struct apm_counter counters[] = {
+    APM_COUNTER(struct apm_notify_stats, queued, "queued", APM_COUNTER_GAUGE, "",
+                "Notifications waiting for delivery now."),
+    APM_COUNTER(struct apm_notify_stats, delivered, "delivered", APM_COUNTER_TOTAL, "",
+                "Notification attempts that succeeded."),
+    APM_COUNTER(struct apm_notify_stats, failures, "failures", APM_COUNTER_TOTAL, "",
+                "Notification attempts that failed (each retry counts)."),
+    APM_COUNTER(struct apm_notify_stats, gave_up, "gave_up", APM_COUNTER_TOTAL, "",
+                "Notifications abandoned after their last attempt."),
+    APM_COUNTER(struct apm_notify_stats, dropped, "dropped", APM_COUNTER_TOTAL, "",
+                "Notifications refused because the queue was full."),
+    {.name = NULL},
+};
+
+static int read_counters(void *obj, void *out)
+{
+    apm_notify_get_stats(obj, out);
+    return 0;
+}
+
+int apm_notify_add_counters(struct apm_notify *obj, struct apm_counters *r)
+{
+    struct apm_counter_group g = {.module = "notify",
+                                  .counters = counters,
+                                  .size = sizeof(struct apm_notify_stats),
+                                  .read = read_counters,
+                                  .obj = obj};
+    return apm_counters_add(r, &g);
+}

@@ -103,6 +103,9 @@ struct apm_notify_stats {
 
 void apm_notify_get_stats(struct apm_notify *n, struct apm_notify_stats *out);
 
+/* Adds the "notify" counters to r. Their read runs on any thread. */
+int apm_notify_add_counters(struct apm_notify *n, struct apm_counters *r);
+
 /* ---- payloads and the exec hook (also used by the tests) ---- */
 
 /*

@@ -22,7 +22,6 @@
 #define DEFAULT_IDLE_S 3600.0
 /* Most stored samples replayed into a new series. */
 #define WARM_MAX_SAMPLES 4096u
-#define KEY_MAX (APM_VERDICT_HOST_MAX + APM_VERDICT_PROCESS_MAX + 1)
 /* A process at this share of its limit or above is "at its limit". */
 #define AT_LIMIT 0.9
 /* A process that starts within this long after one of its name and cgroup was last seen at its
@@ -30,20 +29,22 @@
 #define RESTART_WINDOW_S 300.0
 /* Most (host, name, cgroup) entries remembered at their limit before the memory starts over. */
 #define AT_LIMIT_MAX 100000u
-#define PLACE_MAX (APM_VERDICT_HOST_MAX + APM_VERDICT_NAME_MAX + APM_VERDICT_CGROUP_MAX)
+#define PLACE_MAX (APM_VERDICT_HOST_MAX + APM_VERDICT_NAME_MAX + APM_ANALYZER_CGROUP_MAX)
 
 struct aseries {
     struct aseries *prev, *next; /* every series */
     struct aseries *next_dirty;
     struct apm_analysis *an;
     struct apm_verdict_record rec;
-    struct apm_verdict stored; /* the judgement last persisted */
-    double cgroup_limit;       /* the process's last cgroup_limit, 0 = none */
-    double trace_at;           /* sample time of the last trace request, 0 = never */
-    double last_t;             /* time of the last sample fed, seconds; 0 = none */
-    bool episode;              /* a trace was asked for in the current leak episode */
+    char cgroup[APM_ANALYZER_CGROUP_MAX]; /* told to the alert rules, not stored */
+    double interval_s;                    /* likewise */
+    struct apm_verdict stored;            /* the judgement last persisted */
+    double cgroup_limit;                  /* the process's last cgroup_limit, 0 = none */
+    double trace_at;                      /* sample time of the last trace request, 0 = never */
+    double last_t;                        /* time of the last sample fed, seconds; 0 = none */
+    bool episode;                         /* a trace was asked for in the current leak episode */
     bool dirty;
-    char key[KEY_MAX];
+    char key[APM_STORE_KEY_MAX];
     size_t klen;
 };
 
@@ -124,19 +125,6 @@ void apm_analyzer_free(struct apm_analyzer *a)
     free(a);
 }
 
-/* The series key as the store spells it: host \0 process id \0 metric byte. */
-static size_t make_key(char *key, const char *host, const char *process_id, enum apm_metric m)
-{
-    size_t hl = strnlen(host, APM_VERDICT_HOST_MAX - 1);
-    size_t pl = strnlen(process_id, APM_VERDICT_PROCESS_MAX - 1);
-    memcpy(key, host, hl);
-    key[hl] = '\0';
-    memcpy(key + hl + 1, process_id, pl);
-    key[hl + 1 + pl] = '\0';
-    key[hl + pl + 2] = (char)m;
-    return hl + pl + 3;
-}
-
 static double host_total(const struct apm_analyzer *a, const char *host)
 {
     uint64_t bits;
@@ -207,7 +195,7 @@ static void warm_up(struct apm_analyzer *a, struct aseries *s, int64_t before_ms
         sp.first_ms >= before_ms)
         return;
     double interval = (double)(sp.last_ms - sp.first_ms) / (double)(sp.n - 1);
-    s->rec.interval_s = interval / 1000.0;
+    s->interval_s = interval / 1000.0;
     int64_t from = before_ms - (int64_t)(interval * WARM_MAX_SAMPLES);
     struct warm w = {s->an, limit, 0};
     if (apm_store_read_samples(a->store, s->rec.series_id, from, before_ms - 1, warm_sample, &w) !=
@@ -225,7 +213,8 @@ static void resolve_id(struct apm_analyzer *a, struct aseries *s)
     if (a->store == NULL || s->rec.series_id != 0)
         return;
     uint64_t id = 0;
-    int rc = apm_store_series_lookup(a->store, s->rec.host, s->rec.process_id, s->rec.metric, &id);
+    int rc =
+        apm_store_find_series(a->store, s->rec.host, s->rec.process_id, s->rec.metric, NULL, &id);
     if (rc == 0)
         s->rec.series_id = id;
     else if (rc != APM_E_NOTFOUND)
@@ -246,7 +235,7 @@ static void note_at_limit(struct apm_analyzer *a, const struct aseries *s, doubl
     if (limit <= 0 || s->rec.value < AT_LIMIT * limit)
         return;
     char key[PLACE_MAX];
-    size_t klen = place_key(key, s->rec.host, s->rec.name, s->rec.cgroup);
+    size_t klen = place_key(key, s->rec.host, s->rec.name, s->cgroup);
     if (a->at_limit.len >= AT_LIMIT_MAX) {
         apm_hashmap_close(&a->at_limit);
         apm_hashmap_init(&a->at_limit);
@@ -304,7 +293,7 @@ static int series_new(struct apm_analyzer *a, const char *key, size_t klen, cons
     r->pid = p->pid;
     r->start_ms = p->start_ms;
     r->restarted_at_limit = cfg.after_exhaustion;
-    snprintf(r->cgroup, sizeof(r->cgroup), "%s", p->cgroup ? p->cgroup : "");
+    snprintf(s->cgroup, sizeof(s->cgroup), "%s", p->cgroup ? p->cgroup : "");
     if (apm_hashmap_put(&a->index, key, klen, (uint64_t)(uintptr_t)s) < 0) {
         series_free(s);
         return -ENOMEM;
@@ -376,7 +365,7 @@ static void feed_block(struct apm_analyzer *a, struct aseries *s,
         /* The sampling interval, smoothed over jitter: alert timings count in intervals. */
         double gap = t - s->last_t;
         if (s->last_t > 0 && gap > 0)
-            s->rec.interval_s = s->rec.interval_s > 0 ? 0.8 * s->rec.interval_s + 0.2 * gap : gap;
+            s->interval_s = s->interval_s > 0 ? 0.8 * s->interval_s + 0.2 * gap : gap;
         s->last_t = t;
     }
     if (blk->n == 0)
@@ -391,8 +380,11 @@ static void feed_block(struct apm_analyzer *a, struct aseries *s,
     if (!same_judgement(&s->rec.v, &s->stored))
         mark_dirty(a, s);
     check_suspicion(a, s);
-    if (a->opt.verdict_fn != NULL)
-        a->opt.verdict_fn(a->opt.verdict_ctx, &s->rec);
+    if (a->opt.verdict_fn != NULL) {
+        struct apm_analyzer_verdict msg = {
+            .rec = &s->rec, .cgroup = s->cgroup, .interval_s = s->interval_s};
+        a->opt.verdict_fn(a->opt.verdict_ctx, &msg);
+    }
 }
 
 /* Remembers the host's memory and each process's cgroup limit from b. */
@@ -422,14 +414,14 @@ int apm_analyzer_feed(struct apm_analyzer *a, const char *host, const struct apm
     if (cg == NULL)
         return -ENOMEM;
     int rc = read_limits(a, host, b, cg);
-    char key[KEY_MAX], pid_id[APM_VERDICT_PROCESS_MAX];
+    char key[APM_STORE_KEY_MAX], pid_id[APM_VERDICT_PROCESS_MAX];
     for (uint32_t i = 0; rc == 0 && i < b->nseries; i++) {
         const struct apm_series_block *blk = &b->series[i];
         if (blk->metric != APM_METRIC_RSS || blk->proc >= b->nprocs || blk->n == 0)
             continue;
         const struct apm_proc_desc *p = &b->procs[blk->proc];
-        snprintf(pid_id, sizeof(pid_id), "%s:%" PRId32 ":%" PRId64, host, p->pid, p->start_ms);
-        size_t klen = make_key(key, host, pid_id, blk->metric);
+        apm_store_process_id(pid_id, sizeof(pid_id), host, p->pid, p->start_ms);
+        size_t klen = apm_store_series_key(key, host, pid_id, blk->metric, NULL);
         uint64_t ptr;
         struct aseries *s = NULL;
         bool fresh = false;
@@ -446,8 +438,8 @@ int apm_analyzer_feed(struct apm_analyzer *a, const char *host, const struct apm
         if (cg[blk->proc] > 0)
             s->cgroup_limit = cg[blk->proc];
         /* A process may be moved to another cgroup, or renamed by its exec. */
-        if (p->cgroup != NULL && strcmp(p->cgroup, s->rec.cgroup) != 0)
-            snprintf(s->rec.cgroup, sizeof(s->rec.cgroup), "%s", p->cgroup);
+        if (p->cgroup != NULL && strcmp(p->cgroup, s->cgroup) != 0)
+            snprintf(s->cgroup, sizeof(s->cgroup), "%s", p->cgroup);
         if (p->name != NULL && p->name[0] != '\0' && strcmp(p->name, s->rec.name) != 0) {
             snprintf(s->rec.name, sizeof(s->rec.name), "%s", p->name);
             mark_dirty(a, s); /* the stored record names the process too */
@@ -533,8 +525,8 @@ int apm_analyzer_flush(struct apm_analyzer *a)
 int apm_analyzer_get(const struct apm_analyzer *a, const char *host, const char *process_id,
                      enum apm_metric metric, struct apm_verdict_record *out)
 {
-    char key[KEY_MAX];
-    size_t klen = make_key(key, host, process_id, metric);
+    char key[APM_STORE_KEY_MAX];
+    size_t klen = apm_store_series_key(key, host, process_id, metric, NULL);
     uint64_t ptr;
     if (apm_hashmap_get(&a->index, key, klen, &ptr) != 0)
         return APM_E_NOTFOUND;

@@ -7,13 +7,13 @@
  * store's recent samples, and fed with every committed sample. It keeps the
  * latest verdict of each series, chooses the limit a forecast aims at
  * (cgroup, configured or host memory), persists changed verdicts in the
- * store (server/store_verdict.h), and asks for a tracemalloc window when a
+ * store (server/store/store_verdict.h), and asks for a tracemalloc window when a
  * process turns suspicious. docs/architecture.md, "Live analysis".
  *
  * Analysed now: rss of every process. Limits come from the same batches:
  * each process's cgroup_limit and its host's mem_total.
  *
- * Thread: an apm_analyzer is not thread-safe. server/analyzer_worker.c runs
+ * Thread: an apm_analyzer is not thread-safe. server/analysis/analyzer_worker.c runs
  * one on its own thread; tests and benchmarks call it directly.
  */
 #include <stdbool.h>
@@ -28,11 +28,26 @@
 /* Most series analysed at once; more are counted and ignored. */
 #define APM_ANALYZER_DEFAULT_MAX_SERIES 100000u
 
+#define APM_ANALYZER_CGROUP_MAX 256u
+
+/*
+ * The analyzer's message to the alert rules about one series: its verdict
+ * as the store keeps it, and what only the rules use (their cgroup matchers,
+ * their hysteresis in sampling intervals), which the store does not keep.
+ * Every pointer is borrowed for the duration of the call that hands it over.
+ */
+struct apm_analyzer_verdict {
+    const struct apm_verdict_record *rec;
+    const char *cgroup; /* the process's memory cgroup; "" when unknown */
+    double interval_s;  /* the series' sampling interval, estimated; 0 = unknown */
+};
+
 /*
  * Called on the analyzer's thread with each series' verdict after every batch
- * fed to it (the alert rules judge it: server/alerts.h). rec is borrowed.
+ * fed to it (the alert rules judge it: server/alerts/alert_feed.h). msg is
+ * borrowed.
  */
-typedef void (*apm_analyzer_verdict_fn)(void *ctx, const struct apm_verdict_record *rec);
+typedef void (*apm_analyzer_verdict_fn)(void *ctx, const struct apm_analyzer_verdict *msg);
 
 struct apm_analyzer_options {
     struct apm_analysis_config analysis;

@@ -6,7 +6,7 @@
  * them, and flushes changed verdicts at most every flush interval, so the
  * store sees one small transaction per interval whatever the ingest rate.
  * Trace requests go to the loop through a mutex-protected queue and the
- * async handle; closing mirrors server/writer.c (the thread says it exited
+ * async handle; closing mirrors server/ingest/writer.c (the thread says it exited
  * through the same handle, then the loop joins it and closes the handle).
  */
 #include "server/analysis/analyzer_worker.h"
@@ -331,4 +331,49 @@ void apm_analyzer_worker_close(struct apm_analyzer_worker *w, apm_analyzer_worke
     w->stopping = true;
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->mu);
+}
+
+static const struct apm_counter counters[] = {
+    APM_COUNTER(struct apm_analyzer_worker_stats, analyzer.series, "series", APM_COUNTER_GAUGE, "",
+                "Series analysed now."),
+    APM_COUNTER(struct apm_analyzer_worker_stats, analyzer.samples, "samples", APM_COUNTER_TOTAL,
+                "", "Samples fed to the analysis, warm-up included."),
+    APM_COUNTER(struct apm_analyzer_worker_stats, analyzer.warmed, "warmed", APM_COUNTER_TOTAL, "",
+                "Series warmed up from the store."),
+    APM_COUNTER(struct apm_analyzer_worker_stats, analyzer.refused_series, "refused_series",
+                APM_COUNTER_TOTAL, "",
+                "Series not analysed because the analyzer held its maximum."),
+    APM_COUNTER(struct apm_analyzer_worker_stats, analyzer.evicted, "evicted", APM_COUNTER_TOTAL,
+                "", "Series forgotten after staying silent."),
+    APM_COUNTER(struct apm_analyzer_worker_stats, analyzer.verdicts_stored, "verdicts_stored",
+                APM_COUNTER_TOTAL, "", "Verdict records written to the store."),
+    APM_COUNTER(struct apm_analyzer_worker_stats, analyzer.store_errors, "store_errors",
+                APM_COUNTER_TOTAL, "", "Verdict writes that failed."),
+    APM_COUNTER(struct apm_analyzer_worker_stats, analyzer.trace_requests, "trace_requests",
+                APM_COUNTER_TOTAL, "", "Tracemalloc windows asked of suspected processes."),
+    APM_COUNTER(struct apm_analyzer_worker_stats, batches, "batches", APM_COUNTER_TOTAL, "",
+                "Batches analysed."),
+    APM_COUNTER(struct apm_analyzer_worker_stats, dropped_batches, "dropped_batches",
+                APM_COUNTER_TOTAL, "", "Batches not analysed because the queue was full."),
+    APM_COUNTER(struct apm_analyzer_worker_stats, queued_samples, "queued_samples",
+                APM_COUNTER_GAUGE, "", "Samples waiting for the analysis now."),
+    APM_COUNTER(struct apm_analyzer_worker_stats, traces_dropped, "traces_dropped",
+                APM_COUNTER_TOTAL, "", "Trace requests lost because the loop queue was full."),
+    {.name = NULL},
+};
+
+static int read_counters(void *obj, void *out)
+{
+    apm_analyzer_worker_get_stats(obj, out);
+    return 0;
+}
+
+int apm_analyzer_worker_add_counters(struct apm_analyzer_worker *obj, struct apm_counters *r)
+{
+    struct apm_counter_group g = {.module = "analysis",
+                                  .counters = counters,
+                                  .size = sizeof(struct apm_analyzer_worker_stats),
+                                  .read = read_counters,
+                                  .obj = obj};
+    return apm_counters_add(r, &g);
 }

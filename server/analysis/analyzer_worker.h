@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/counters.h"
 #include "server/analysis/analyzer.h"
 
 /* Samples waiting for analysis at most; beyond, batches are dropped and counted. */
@@ -53,6 +54,9 @@ void apm_analyzer_worker_hook(void *worker, const struct apm_agent_ident *agent,
 
 void apm_analyzer_worker_get_stats(struct apm_analyzer_worker *w,
                                    struct apm_analyzer_worker_stats *out);
+
+/* Adds the "analysis" counters to r. Their read runs on any thread. */
+int apm_analyzer_worker_add_counters(struct apm_analyzer_worker *w, struct apm_counters *r);
 
 /*
  * Stops after analysing what is queued and flushing the verdicts, closes the

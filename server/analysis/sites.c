@@ -174,7 +174,7 @@ int apm_sites_rank(struct apm_store *s, const char *process_id, int64_t from_ms,
                       : 0.0;
         thin_points(sp, r);
         uint64_t cid;
-        if (apm_store_find_series(s, process_id, APM_METRIC_SITE_COUNT, r->site, &cid) == 0 &&
+        if (apm_store_find_series(s, NULL, process_id, APM_METRIC_SITE_COUNT, r->site, &cid) == 0 &&
             read_span(s, cid, from_ms, to_ms, sp) == 0 && sp->have_start) {
             r->count_start = sp->v_start;
             r->count_end = sp->v_end;

@@ -3,7 +3,7 @@
 
 /*
  * Allocation sites of a process ranked by growth over a window, from the
- * stored site series (server/store_probe.c). A site's size at the start is
+ * stored site series (server/store/store_probe.c). A site's size at the start is
  * its last sample at or before from (else its first sample in the window),
  * at the end its last sample at or before to; only sites with a sample after
  * from take part. The order is Snapshot.compare_to's: |size growth|, then

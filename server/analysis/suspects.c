@@ -1,6 +1,6 @@
 /*
  * Suspects and the native verdict from the stored probe series. The sites
- * are ranked by server/sites.c; this file only decides which of them track
+ * are ranked by server/analysis/sites.c; this file only decides which of them track
  * the process's growth. Traced memory restarts near zero each time tracing
  * starts (tracemalloc counts only what was allocated since), so its rate is
  * taken over the samples since the last restart, and the first quarter of
@@ -143,7 +143,7 @@ static int traced_rate(struct apm_store *s, const char *process_id, int64_t from
                        struct apm_suspects *out)
 {
     uint64_t id = 0;
-    int rc = apm_store_find_series(s, process_id, APM_METRIC_TRACED, "", &id);
+    int rc = apm_store_find_series(s, NULL, process_id, APM_METRIC_TRACED, NULL, &id);
     if (rc == APM_E_NOTFOUND)
         return 0;
     struct traced *tr = rc == 0 ? calloc(1, sizeof(*tr)) : NULL;

@@ -7,7 +7,7 @@
  * rate, and whether Python's traced memory grows with RSS at all (if it does
  * not, the growth is native code or fragmentation). Both come from the
  * stored probe series over one recent window: the site series ranked by
- * server/sites.h, and the process's traced series (APM_METRIC_TRACED).
+ * server/analysis/sites.h, and the process's traced series (APM_METRIC_TRACED).
  * The forecasts endpoint and the alert feed share this one judgement.
  *
  * Thread: any (store reads only). A call reads every site series of the

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/model.h"
 #include "common/timeutil.h"
+#include "common/units.h"
 
 #define API_PREFIX "/api/v1/"
 /* Longest decoded path segment or query value we accept. */
@@ -23,13 +24,19 @@ struct route {
     void *ctx;
 };
 
-struct apm_api {
-    struct apm_store *store;
-    apm_api_status_fn status_fn;
-    void *status_ctx;
-    int64_t started_ms;
+struct apm_api_stats {
     uint64_t requests;
     uint64_t errors;
+};
+
+struct apm_api {
+    struct apm_store *store;
+    const struct apm_counters *counters;
+    apm_api_status_fn status_fn;
+    apm_api_trace_fn trace_fn;
+    void *status_ctx; /* the ctx of status_fn and trace_fn */
+    int64_t started_ms;
+    struct apm_api_stats stats;
     unsigned nroutes;
     struct route routes[APM_API_MAX_ROUTES];
 };
@@ -98,21 +105,21 @@ static int check_one_param(void *ctx, const char *name, size_t len)
     return 1;
 }
 
-/* Refuses parameters a route does not know, so that a typo is not ignored. */
-static int check_params(const struct apm_api_call *call, const char *const *allowed, json_t **out)
+int apm_api_check_params(const struct apm_api_call *call, const char *const *allowed, json_t **out)
 {
+    if (allowed == NULL) {
+        if (call->req->query[0] != '\0')
+            return apm_api_error(out, 400, "this endpoint takes no parameters");
+        return 0;
+    }
     struct param_check pc = {.allowed = allowed, .bad = ""};
     if (apm_http_query_foreach(call->req->query, check_one_param, &pc) != 0)
         return apm_api_error(out, 400, "unknown parameter '%s'", pc.bad);
     return 0;
 }
 
-/*
- * Reads a string parameter. Returns 0 with *present set, or an error status
- * with *out set.
- */
-static int param_str(const struct apm_api_call *call, const char *name, char *buf, size_t size,
-                     bool *present, json_t **out)
+int apm_api_param_str(const struct apm_api_call *call, const char *name, char *buf, size_t size,
+                      bool *present, json_t **out)
 {
     int rc = apm_http_query_get(call->req->query, name, buf, size);
     *present = rc == 0;
@@ -123,11 +130,11 @@ static int param_str(const struct apm_api_call *call, const char *name, char *bu
     return apm_api_error(out, 400, "parameter '%s' is not properly encoded", name);
 }
 
-static int param_int(const struct apm_api_call *call, const char *name, long long min,
-                     long long max, bool *present, long long *value, json_t **out)
+int apm_api_param_int(const struct apm_api_call *call, const char *name, long long min,
+                      long long max, bool *present, long long *value, json_t **out)
 {
     char buf[64];
-    int st = param_str(call, name, buf, sizeof(buf), present, out);
+    int st = apm_api_param_str(call, name, buf, sizeof(buf), present, out);
     if (st != 0 || !*present)
         return st;
     char *end = NULL;
@@ -140,12 +147,28 @@ static int param_int(const struct apm_api_call *call, const char *name, long lon
     return 0;
 }
 
-/* A time parameter in Unix seconds (a float), converted to milliseconds. */
-static int param_time(const struct apm_api_call *call, const char *name, bool *present, int64_t *ms,
-                      json_t **out)
+int apm_api_param_num(const struct apm_api_call *call, const char *name, double lo, double hi,
+                      bool *present, double *value, json_t **out)
 {
     char buf[64];
-    int st = param_str(call, name, buf, sizeof(buf), present, out);
+    int rc = apm_http_query_get(call->req->query, name, buf, sizeof(buf));
+    *present = rc == 0;
+    if (rc == APM_E_NOTFOUND)
+        return 0;
+    char *end = NULL;
+    double d = rc == 0 ? strtod(buf, &end) : NAN;
+    if (rc != 0 || end == buf || *end != '\0' || !isfinite(d) || d < lo || d > hi)
+        return apm_api_error(out, 400, "parameter '%s' must be a number from %g to %g", name, lo,
+                             hi);
+    *value = d;
+    return 0;
+}
+
+int apm_api_param_time(const struct apm_api_call *call, const char *name, bool *present,
+                       int64_t *ms, json_t **out)
+{
+    char buf[64];
+    int st = apm_api_param_str(call, name, buf, sizeof(buf), present, out);
     if (st != 0 || !*present)
         return st;
     char *end = NULL;
@@ -157,11 +180,28 @@ static int param_time(const struct apm_api_call *call, const char *name, bool *p
     return 0;
 }
 
+int apm_api_parse_id(const char *s, uint64_t *id)
+{
+    if (*s == '\0' || strlen(s) > 20)
+        return APM_E_PARSE;
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return APM_E_PARSE;
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return APM_E_PARSE;
+        v = v * 10 + d;
+    }
+    *id = v;
+    return 0;
+}
+
 static int param_limit(const struct apm_api_call *call, unsigned *limit, json_t **out)
 {
     bool present = false;
     long long v = APM_API_MAX_ITEMS;
-    int st = param_int(call, "limit", 1, APM_API_MAX_ITEMS, &present, &v, out);
+    int st = apm_api_param_int(call, "limit", 1, APM_API_MAX_ITEMS, &present, &v, out);
     *limit = (unsigned)v;
     return st;
 }
@@ -191,6 +231,16 @@ static int collect_add(struct collect *c, json_t *item)
     return 0;
 }
 
+/* Reads the route's limit and starts the array. Returns 0 or an error status with *out set. */
+static int collect_begin(const struct apm_api_call *call, struct collect *c, json_t **out)
+{
+    int st = param_limit(call, &c->limit, out);
+    if (st != 0)
+        return st;
+    c->array = json_array();
+    return c->array != NULL ? 0 : apm_api_error(out, 500, "out of memory");
+}
+
 /* Wraps collected rows as {name: [...], "truncated": bool}. */
 static int collect_finish(struct collect *c, int rc, const char *name, json_t **out)
 {
@@ -210,10 +260,21 @@ static int collect_finish(struct collect *c, int rc, const char *name, json_t **
 /* Handlers                                                            */
 /* ------------------------------------------------------------------ */
 
+/* Adds one group's counters to the status object, as {"module": {"name": value, ...}}. */
+static void counters_json(void *ctx, const struct apm_counter_group *g, int rc, const void *stats)
+{
+    json_t *o = json_object();
+    if (rc != 0)
+        json_object_set_new(o, "error", json_string(apm_strerror(rc)));
+    for (const struct apm_counter *c = g->counters; rc == 0 && c->name != NULL; c++)
+        json_object_set_new(o, c->name, json_integer((json_int_t)apm_counter_value(c, stats)));
+    json_object_set_new(ctx, g->module, o);
+}
+
 static int get_status(const struct apm_api_call *call, json_t **out)
 {
     static const char *const allowed[] = {NULL};
-    int st = check_params(call, allowed, out);
+    int st = apm_api_check_params(call, allowed, out);
     if (st != 0)
         return st;
     struct apm_api *api = call->api;
@@ -222,22 +283,8 @@ static int get_status(const struct apm_api_call *call, json_t **out)
                   apm_api_time(apm_now_ms()), "started", apm_api_time(api->started_ms));
     if (obj == NULL)
         return apm_api_error(out, 500, "out of memory");
-    struct apm_store_stats ss;
-    memset(&ss, 0, sizeof(ss));
-    int rc = call->store ? apm_store_stats(call->store, &ss) : APM_E_CLOSED;
-    if (rc == 0) {
-        json_object_set_new(
-            obj, "store",
-            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "series", (json_int_t)ss.series, "samples",
-                      (json_int_t)ss.samples, "chunks", (json_int_t)ss.chunks, "bytes_on_disk",
-                      (json_int_t)ss.bytes_on_disk, "commits", (json_int_t)ss.commits,
-                      "sites_refused", (json_int_t)ss.sites_refused));
-    } else {
-        json_object_set_new(obj, "store", json_pack("{s:s}", "error", apm_strerror(rc)));
-    }
-    json_object_set_new(obj, "api",
-                        json_pack("{s:I, s:I}", "requests", (json_int_t)api->requests, "errors",
-                                  (json_int_t)api->errors));
+    if (api->counters != NULL)
+        apm_counters_walk(api->counters, counters_json, obj);
     if (api->status_fn != NULL)
         api->status_fn(api->status_ctx, obj);
     *out = obj;
@@ -258,14 +305,11 @@ static int get_hosts(const struct apm_api_call *call, json_t **out)
 {
     static const char *const allowed[] = {"limit", NULL};
     struct collect c = {0};
-    int st = check_params(call, allowed, out);
+    int st = apm_api_check_params(call, allowed, out);
     if (st == 0)
-        st = param_limit(call, &c.limit, out);
+        st = collect_begin(call, &c, out);
     if (st != 0)
         return st;
-    c.array = json_array();
-    if (c.array == NULL)
-        return apm_api_error(out, 500, "out of memory");
     int rc = apm_store_list_hosts(call->store, host_row, &c);
     return collect_finish(&c, rc, "hosts", out);
 }
@@ -287,16 +331,13 @@ static int get_processes(const struct apm_api_call *call, json_t **out)
     struct collect c = {0};
     char host[API_VALUE_MAX];
     bool has_host = false;
-    int st = check_params(call, allowed, out);
+    int st = apm_api_check_params(call, allowed, out);
     if (st == 0)
-        st = param_str(call, "host", host, sizeof(host), &has_host, out);
+        st = apm_api_param_str(call, "host", host, sizeof(host), &has_host, out);
     if (st == 0)
-        st = param_limit(call, &c.limit, out);
+        st = collect_begin(call, &c, out);
     if (st != 0)
         return st;
-    c.array = json_array();
-    if (c.array == NULL)
-        return apm_api_error(out, 500, "out of memory");
     int rc = apm_store_list_processes(call->store, has_host ? host : NULL, process_row, &c);
     return collect_finish(&c, rc, "processes", out);
 }
@@ -305,13 +346,13 @@ static json_t *series_json(const struct apm_series_info *s)
 {
     bool host_series = s->process_id == NULL || s->process_id[0] == '\0';
     const char *metric = apm_metric_name(s->metric);
-    return json_pack("{s:I, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:I, s:I}", "id", (json_int_t)s->id,
-                     "host", s->host ? s->host : "", "process", str_or_null(s->process_id), "name",
-                     str_or_null(s->process_name), "pid",
-                     host_series ? json_null() : json_integer(s->pid), "metric",
-                     metric ? metric : "unknown", "first", apm_api_time(s->first_ms), "last",
-                     apm_api_time(s->last_ms), "last_value", (json_int_t)s->last_value, "samples",
-                     (json_int_t)s->nsamples);
+    return json_pack(
+        "{s:I, s:s, s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:I, s:I}", "id", (json_int_t)s->id, "host",
+        s->host ? s->host : "", "process", str_or_null(s->process_id), "name",
+        str_or_null(s->process_name), "pid", host_series ? json_null() : json_integer(s->pid),
+        "metric", metric ? metric : "unknown", "unit", apm_units_name(apm_metric_unit(s->metric)),
+        "first", apm_api_time(s->first_ms), "last", apm_api_time(s->last_ms), "last_value",
+        (json_int_t)s->last_value, "samples", (json_int_t)s->nsamples);
 }
 
 static int series_row(void *ctx, const struct apm_series_info *s)
@@ -329,52 +370,32 @@ static int get_series(const struct apm_api_call *call, json_t **out)
     long long pid = 0;
     struct apm_series_filter f;
     memset(&f, 0, sizeof(f));
-    int st = check_params(call, allowed, out);
+    int st = apm_api_check_params(call, allowed, out);
     if (st == 0)
-        st = param_str(call, "host", host, sizeof(host), &has_host, out);
+        st = apm_api_param_str(call, "host", host, sizeof(host), &has_host, out);
     if (st == 0)
-        st = param_str(call, "process", name, sizeof(name), &has_name, out);
+        st = apm_api_param_str(call, "process", name, sizeof(name), &has_name, out);
     if (st == 0)
-        st = param_str(call, "process_id", pid_id, sizeof(pid_id), &has_id, out);
+        st = apm_api_param_str(call, "process_id", pid_id, sizeof(pid_id), &has_id, out);
     if (st == 0)
-        st = param_int(call, "pid", 1, INT32_MAX, &has_pid, &pid, out);
+        st = apm_api_param_int(call, "pid", 1, INT32_MAX, &has_pid, &pid, out);
     if (st == 0)
-        st = param_str(call, "metric", metric, sizeof(metric), &has_metric, out);
+        st = apm_api_param_str(call, "metric", metric, sizeof(metric), &has_metric, out);
     if (st == 0 && has_metric && apm_metric_parse(metric, &f.metric) != 0)
         st = apm_api_error(out, 400,
                            "unknown metric '%.64s' (rss, pss, uss, swap, cgroup_usage, "
                            "cgroup_limit, mem_available, mem_total, traced, site_size, site_count)",
                            metric);
     if (st == 0)
-        st = param_limit(call, &c.limit, out);
+        st = collect_begin(call, &c, out);
     if (st != 0)
         return st;
     f.host = has_host ? host : NULL;
     f.process_name = has_name ? name : NULL;
     f.process_id = has_id ? pid_id : NULL;
     f.pid = (int32_t)pid;
-    c.array = json_array();
-    if (c.array == NULL)
-        return apm_api_error(out, 500, "out of memory");
     int rc = apm_store_list_series(call->store, &f, series_row, &c);
     return collect_finish(&c, rc, "series", out);
-}
-
-static int parse_series_id(const char *s, uint64_t *id)
-{
-    if (*s == '\0' || strlen(s) > 20)
-        return -1;
-    uint64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        uint64_t d = (uint64_t)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *id = v;
-    return 0;
 }
 
 static int series_one(void *ctx, const struct apm_series_info *s)
@@ -415,14 +436,14 @@ static int get_samples(const struct apm_api_call *call, json_t **out)
     int64_t from = 0, to = INT64_MAX;
     bool has_from = false, has_to = false;
     struct sample_ctx sc = {0};
-    if (parse_series_id(call->params[0], &id) != 0)
+    if (apm_api_parse_id(call->params[0], &id) != 0)
         return apm_api_error(out, 400, "bad series id '%.64s': expected a decimal number",
                              call->params[0]);
-    int st = check_params(call, allowed, out);
+    int st = apm_api_check_params(call, allowed, out);
     if (st == 0)
-        st = param_time(call, "from", &has_from, &from, out);
+        st = apm_api_param_time(call, "from", &has_from, &from, out);
     if (st == 0)
-        st = param_time(call, "to", &has_to, &to, out);
+        st = apm_api_param_time(call, "to", &has_to, &to, out);
     if (st == 0 && from > to)
         st = apm_api_error(out, 400, "'from' is after 'to'");
     if (st == 0)
@@ -475,7 +496,9 @@ int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out)
     if (api == NULL)
         return -ENOMEM;
     api->store = cfg->store;
+    api->counters = cfg->counters;
     api->status_fn = cfg->status_fn;
+    api->trace_fn = cfg->trace_fn;
     api->status_ctx = cfg->ctx;
     api->started_ms = apm_now_ms();
     for (size_t i = 0; i < sizeof(builtin_routes) / sizeof(builtin_routes[0]); i++)
@@ -487,6 +510,25 @@ int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out)
 void apm_api_free(struct apm_api *api)
 {
     free(api);
+}
+
+int apm_api_add_counters(struct apm_api *api, struct apm_counters *r)
+{
+    static const struct apm_counter counters[] = {
+        APM_COUNTER(struct apm_api_stats, requests, "requests", APM_COUNTER_TOTAL, "",
+                    "API requests routed."),
+        APM_COUNTER(struct apm_api_stats, errors, "errors", APM_COUNTER_TOTAL, "",
+                    "API requests answered with an error status."),
+        {.name = NULL},
+    };
+    struct apm_counter_group g = {
+        .module = "api", .counters = counters, .size = sizeof(api->stats), .stats = &api->stats};
+    return apm_counters_add(r, &g);
+}
+
+int apm_api_send_trace(struct apm_api *api, const char *host, const struct apm_msg_control *m)
+{
+    return api->trace_fn != NULL ? api->trace_fn(api->status_ctx, host, m) : 0;
 }
 
 int apm_api_add_route(struct apm_api *api, const char *method, const char *pattern,
@@ -548,7 +590,7 @@ static int match(const char *pattern, const struct segments *sg, unsigned *captu
 int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out)
 {
     *out = NULL;
-    api->requests++;
+    api->stats.requests++;
     size_t plen = strlen(API_PREFIX);
     struct segments sg = {0};
     int status = 0;
@@ -582,7 +624,7 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
     else if (status == 0)
         status = apm_api_error(out, 404, "no such endpoint: %.200s", req->path);
     if (status >= 400)
-        api->errors++;
+        api->stats.errors++;
     return status;
 }
 

@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/codec.h"
+#include "common/counters.h"
 #include "server/net/http.h"
 #include "server/store/store.h"
 
@@ -31,16 +33,30 @@
 struct apm_api;
 
 /*
- * Called for GET /api/v1/status with the answer object under construction:
- * the collector adds its own members (ingest, writer and HTTP counters...).
- * obj is borrowed. Loop thread.
+ * Called for GET /api/v1/status with the answer object under construction,
+ * after the counters: the collector adds what is not a counter (its
+ * addresses). obj is borrowed. Loop thread.
  */
 typedef void (*apm_api_status_fn)(void *ctx, json_t *obj);
 
+/*
+ * Sends m (a tracemalloc window or its end) to the agents connected for
+ * host: the API cannot reach the ingest layer, so the collector lends it
+ * this. Returns how many agents it was queued for (0: none connected) or a
+ * negative code. Loop thread.
+ */
+typedef int (*apm_api_trace_fn)(void *ctx, const char *host, const struct apm_msg_control *m);
+
 struct apm_api_config {
-    struct apm_store *store;     /* borrowed; must outlive the API */
+    struct apm_store *store; /* borrowed; must outlive the API */
+    /*
+     * Every module's counters (common/counters.h), one status object per
+     * group; borrowed, may be NULL. Groups are read on the loop thread.
+     */
+    const struct apm_counters *counters;
     apm_api_status_fn status_fn; /* may be NULL */
-    void *ctx;                   /* passed to status_fn */
+    apm_api_trace_fn trace_fn;   /* may be NULL: no agent is ever reached */
+    void *ctx;                   /* passed to status_fn and trace_fn */
 };
 
 /* What a route handler gets: the request and the decoded "{}" segments. */
@@ -67,6 +83,12 @@ int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out);
 
 /* Frees the API. No request may be in progress. Accepts NULL. */
 void apm_api_free(struct apm_api *api);
+
+/* Adds the "api" counters (requests, errors) to r. */
+int apm_api_add_counters(struct apm_api *api, struct apm_counters *r);
+
+/* Calls the configured apm_api_trace_fn; 0 (no agent reached) without one. Loop thread. */
+int apm_api_send_trace(struct apm_api *api, const char *host, const struct apm_msg_control *m);
 
 /*
  * Adds a route served under /api/v1/: method ("GET", "POST"), pattern such
@@ -101,5 +123,41 @@ int apm_api_error(json_t **out, int status, const char *fmt, ...)
 
 /* Milliseconds as JSON Unix seconds (a real). Returns a new reference. */
 json_t *apm_api_time(int64_t ms);
+
+/*
+ * Query parameters, read the same way by every route. Each helper returns 0
+ * (with *present saying whether the parameter was given, and the value set
+ * only then), or a 400 status with *out set to the error answer, so that a
+ * handler chains them with `if (st == 0) st = ...` and returns st.
+ */
+
+/*
+ * Refuses a query naming a parameter that is not in allowed (NULL-terminated),
+ * so that a typo is never ignored: "unknown parameter 'NAME'". allowed NULL
+ * means the route takes none: "this endpoint takes no parameters".
+ */
+int apm_api_check_params(const struct apm_api_call *call, const char *const *allowed, json_t **out);
+
+/* A string parameter, decoded into buf (size bytes). */
+int apm_api_param_str(const struct apm_api_call *call, const char *name, char *buf, size_t size,
+                      bool *present, json_t **out);
+
+/* A decimal integer parameter within [min, max]. */
+int apm_api_param_int(const struct apm_api_call *call, const char *name, long long min,
+                      long long max, bool *present, long long *value, json_t **out);
+
+/* A number parameter (a float) within [lo, hi]. */
+int apm_api_param_num(const struct apm_api_call *call, const char *name, double lo, double hi,
+                      bool *present, double *value, json_t **out);
+
+/* A time parameter in Unix seconds (a float), converted to milliseconds. */
+int apm_api_param_time(const struct apm_api_call *call, const char *name, bool *present,
+                       int64_t *ms, json_t **out);
+
+/*
+ * Parses an id from a path segment: decimal digits only, at most 2^64 - 1.
+ * Returns 0 or APM_E_PARSE; the route words its own error.
+ */
+int apm_api_parse_id(const char *s, uint64_t *id);
 
 #endif

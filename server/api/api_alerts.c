@@ -12,15 +12,6 @@
 #define DEFAULT_ACK_S (2 * 3600)
 #define MAX_ACK_S (365.0 * 86400)
 
-static int only_known(void *ctx, const char *name, size_t len)
-{
-    const char *const *allowed = ctx;
-    for (; *allowed != NULL; allowed++)
-        if (strlen(*allowed) == len && memcmp(*allowed, name, len) == 0)
-            return 0;
-    return 1;
-}
-
 static int parse_filter(const char *s, enum apm_alert_filter *f)
 {
     static const struct {
@@ -44,50 +35,38 @@ static int get_alerts(const struct apm_api_call *call, json_t **out)
 {
     static const char *const allowed[] = {"state", "limit", NULL};
     struct apm_alerts *e = call->ctx;
-    const char *q = call->req->query;
     char buf[64];
-    if (apm_http_query_foreach(q, only_known, (void *)allowed) != 0)
-        return apm_api_error(out, 400, "unknown parameter (state, limit)");
+    bool has_state = false, has_limit = false;
     enum apm_alert_filter f = APM_FILTER_ACTIVE;
-    int rc = apm_http_query_get(q, "state", buf, sizeof(buf));
-    if (rc == 0 && parse_filter(buf, &f) != 0)
-        return apm_api_error(out, 400,
-                             "parameter 'state' must be firing, pending, resolved, active or all");
-    if (rc != 0 && rc != APM_E_NOTFOUND)
-        return apm_api_error(out, 400, "parameter 'state' is not properly encoded");
-    size_t limit = APM_ALERT_MAX_ACTIVE + APM_ALERT_MAX_RESOLVED;
-    rc = apm_http_query_get(q, "limit", buf, sizeof(buf));
-    if (rc == 0) {
-        char *end = NULL;
-        long v = strtol(buf, &end, 10);
-        if (buf[0] == '\0' || *end != '\0' || v < 1 || v > (long)limit)
-            return apm_api_error(out, 400, "parameter 'limit' must be an integer from 1 to %zu",
-                                 limit);
-        limit = (size_t)v;
-    } else if (rc != APM_E_NOTFOUND) {
-        return apm_api_error(out, 400, "parameter 'limit' is not properly encoded");
-    }
-    struct apm_alert *list = calloc(limit, sizeof(*list));
+    long long limit = APM_ALERT_MAX_ACTIVE + APM_ALERT_MAX_RESOLVED;
+    int st = apm_api_check_params(call, allowed, out);
+    if (st == 0)
+        st = apm_api_param_str(call, "state", buf, sizeof(buf), &has_state, out);
+    if (st == 0 && has_state && parse_filter(buf, &f) != 0)
+        st = apm_api_error(out, 400,
+                           "parameter 'state' must be firing, pending, resolved, active or all");
+    if (st == 0)
+        st = apm_api_param_int(call, "limit", 1, limit, &has_limit, &limit, out);
+    if (st != 0)
+        return st;
+    struct apm_alert *list = calloc((size_t)limit, sizeof(*list));
     if (list == NULL)
         return apm_api_error(out, 500, "out of memory");
-    size_t n = apm_alerts_list(e, f, list, limit);
+    size_t n = apm_alerts_list(e, f, list, (size_t)limit);
     int64_t now = apm_now_ms();
     json_t *arr = json_array();
-    for (size_t i = 0; arr != NULL && i < n && i < limit; i++)
+    for (size_t i = 0; arr != NULL && i < n && i < (size_t)limit; i++)
         json_array_append_new(arr, apm_alert_text_json(&list[i], now));
     free(list);
-    *out = json_pack("{s:o, s:b}", "alerts", arr, "truncated", n > limit);
+    *out = json_pack("{s:o, s:b}", "alerts", arr, "truncated", n > (size_t)limit);
     return *out != NULL ? 200 : apm_api_error(out, 500, "out of memory");
 }
 
+/* An alert id: a decimal number from 1 (0 is never an alert). */
 static int parse_id(const char *s, uint64_t *id)
 {
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v == 0)
+    if (apm_api_parse_id(s, id) != 0 || *id == 0)
         return APM_E_PARSE;
-    *id = v;
     return 0;
 }
 
@@ -95,8 +74,9 @@ static int get_alert(const struct apm_api_call *call, json_t **out)
 {
     uint64_t id = 0;
     struct apm_alert a;
-    if (call->req->query[0] != '\0')
-        return apm_api_error(out, 400, "this endpoint takes no parameters");
+    int st = apm_api_check_params(call, NULL, out);
+    if (st != 0)
+        return st;
     if (parse_id(call->params[0], &id) != 0)
         return apm_api_error(out, 400, "bad alert id '%.40s': expected a number", call->params[0]);
     if (apm_alerts_get(call->ctx, id, &a) != 0)

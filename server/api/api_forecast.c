@@ -30,7 +30,7 @@ static json_t *seconds_until(double t, double from)
 }
 
 /*
- * The allocation sites that grow with a leaking process (server/suspects.h),
+ * The allocation sites that grow with a leaking process (server/analysis/suspects.h),
  * fastest first, and the native-or-Python verdict into *native (-1 unknown).
  * Only leaking series pay for the ranking; others get an empty list.
  */
@@ -41,8 +41,9 @@ static json_t *suspects(struct apm_store *store, const struct apm_verdict_record
     if (arr == NULL || r->v.cls != APM_CLASS_LEAK || r->process_id[0] == '\0')
         return arr;
     struct apm_suspects sus;
+    /* A stored verdict has no sampling interval: the default window. */
     if (apm_suspects_find(store, r->process_id, (int64_t)(r->evaluated_at * 1000),
-                          apm_suspects_window_s(r->interval_s), r->v.rate, &sus) != 0)
+                          apm_suspects_window_s(0), r->v.rate, &sus) != 0)
         return arr;
     for (size_t i = 0; i < sus.n && i < SUSPECTS_MAX; i++)
         json_array_append_new(arr,
@@ -164,52 +165,25 @@ static int compare(const void *pa, const void *pb)
     return a->series_id < b->series_id ? -1 : a->series_id > b->series_id;
 }
 
-static int check_name(void *ctx, const char *name, size_t len)
-{
-    static const char *const allowed[] = {"host", "process", "process_id", "pid", "class", NULL};
-    char *bad = ctx;
-    for (const char *const *a = allowed; *a != NULL; a++) {
-        if (strlen(*a) == len && memcmp(*a, name, len) == 0)
-            return 0;
-    }
-    snprintf(bad, 64, "%.*s", (int)(len > 40 ? 40 : len), name);
-    return 1;
-}
-
-/* Reads an optional string parameter. Returns 0, or an error status with *out set. */
-static int param(const struct apm_api_call *call, const char *name, char *buf, bool *present,
-                 json_t **out)
-{
-    int rc = apm_http_query_get(call->req->query, name, buf, VALUE_MAX);
-    *present = rc == 0;
-    if (rc == 0 || rc == APM_E_NOTFOUND)
-        return 0;
-    return apm_api_error(out, 400, "parameter '%s' is too long or badly encoded", name);
-}
-
 static int parse_filter(const struct apm_api_call *call, struct filter *f, json_t **out)
 {
-    char bad[64] = "", buf[VALUE_MAX];
+    static const char *const allowed[] = {"host", "process", "process_id", "pid", "class", NULL};
+    char buf[VALUE_MAX];
     bool has_pid = false, has_class = false;
-    if (apm_http_query_foreach(call->req->query, check_name, bad) != 0)
-        return apm_api_error(out, 400, "unknown parameter '%s'", bad);
-    int st = param(call, "host", f->host, &f->has_host, out);
+    long long pid = 0;
+    int st = apm_api_check_params(call, allowed, out);
     if (st == 0)
-        st = param(call, "process", f->name, &f->has_name, out);
+        st = apm_api_param_str(call, "host", f->host, VALUE_MAX, &f->has_host, out);
     if (st == 0)
-        st = param(call, "process_id", f->process_id, &f->has_process_id, out);
+        st = apm_api_param_str(call, "process", f->name, VALUE_MAX, &f->has_name, out);
     if (st == 0)
-        st = param(call, "pid", buf, &has_pid, out);
-    if (st == 0 && has_pid) {
-        char *end = NULL;
-        errno = 0;
-        f->pid = strtol(buf, &end, 10);
-        if (buf[0] == '\0' || *end != '\0' || errno != 0 || f->pid < 1 || f->pid > INT32_MAX)
-            st = apm_api_error(out, 400, "parameter 'pid' must be an integer from 1 to %d",
-                               INT32_MAX);
-    }
+        st = apm_api_param_str(call, "process_id", f->process_id, VALUE_MAX, &f->has_process_id,
+                               out);
     if (st == 0)
-        st = param(call, "class", buf, &has_class, out);
+        st = apm_api_param_int(call, "pid", 1, INT32_MAX, &has_pid, &pid, out);
+    f->pid = (long)pid;
+    if (st == 0)
+        st = apm_api_param_str(call, "class", buf, VALUE_MAX, &has_class, out);
     if (st == 0 && has_class) {
         f->has_class = true;
         bool known = false;
@@ -261,14 +235,13 @@ static int get_forecasts(const struct apm_api_call *call, json_t **out)
 
 static int get_analysis(const struct apm_api_call *call, json_t **out)
 {
-    const char *s = call->params[0];
-    char *end = NULL;
-    errno = 0;
-    unsigned long long id = strtoull(s, &end, 10);
-    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0)
-        return apm_api_error(out, 400, "bad series id '%.64s': expected a decimal number", s);
-    if (call->req->query[0] != '\0')
-        return apm_api_error(out, 400, "this endpoint takes no parameters");
+    uint64_t id = 0;
+    if (apm_api_parse_id(call->params[0], &id) != 0)
+        return apm_api_error(out, 400, "bad series id '%.64s': expected a decimal number",
+                             call->params[0]);
+    int st = apm_api_check_params(call, NULL, out);
+    if (st != 0)
+        return st;
     struct apm_verdict_record *r = malloc(sizeof(*r));
     if (r == NULL)
         return apm_api_error(out, 500, "out of memory");
@@ -277,7 +250,8 @@ static int get_analysis(const struct apm_api_call *call, json_t **out)
         *out = record_json(call->store, r);
     free(r);
     if (rc == APM_E_NOTFOUND)
-        return apm_api_error(out, 404, "no analysis of series %llu (not analysed, or too new)", id);
+        return apm_api_error(out, 404, "no analysis of series %llu (not analysed, or too new)",
+                             (unsigned long long)id);
     if (rc != 0)
         return apm_api_error(out, 500, "store: %s", apm_strerror(rc));
     return *out ? 200 : apm_api_error(out, 500, "out of memory");

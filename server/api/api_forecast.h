@@ -5,7 +5,7 @@
  * The analysis endpoints of the JSON API (docs/api.md): GET /api/v1/forecasts
  * (every analysed series' latest verdict and forecast, filtered) and
  * GET /api/v1/series/{id}/analysis (one series). Both read the verdicts the
- * analyzer stored (server/store_verdict.h), so they cost one read
+ * analyzer stored (server/store/store_verdict.h), so they cost one read
  * transaction and never wait for analysis.
  *
  * Thread: the loop thread, like every route.

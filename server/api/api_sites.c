@@ -15,34 +15,6 @@
 #define DEFAULT_TRACE_S 1200
 #define MAX_TRACE_S 604800 /* the probe's own cap: 7 days */
 
-static const char *const site_params[] = {"process", "window", "from", "to", "limit", NULL};
-
-static int check_param(void *ctx, const char *name, size_t len)
-{
-    for (const char *const *p = site_params; *p != NULL; p++)
-        if (strlen(*p) == len && memcmp(*p, name, len) == 0)
-            return 0;
-    *(const char **)ctx = name;
-    return 1;
-}
-
-/* A number parameter: 0 and *v, 1 when absent, or an error status with *out set. */
-static int param_num(const struct apm_api_call *call, const char *name, double lo, double hi,
-                     double *v, json_t **out)
-{
-    char buf[64];
-    int rc = apm_http_query_get(call->req->query, name, buf, sizeof(buf));
-    if (rc == APM_E_NOTFOUND)
-        return 1;
-    char *end = NULL;
-    double d = rc == 0 ? strtod(buf, &end) : NAN;
-    if (rc != 0 || end == buf || *end != '\0' || !isfinite(d) || d < lo || d > hi)
-        return apm_api_error(out, 400, "parameter '%s' must be a number from %g to %g", name, lo,
-                             hi);
-    *v = d;
-    return 0;
-}
-
 static json_t *site_json(const struct apm_site_rank *r)
 {
     json_t *pts = json_array();
@@ -65,21 +37,28 @@ static json_t *site_json(const struct apm_site_rank *r)
 
 static int get_sites(const struct apm_api_call *call, json_t **out)
 {
-    const char *bad = NULL;
-    if (apm_http_query_foreach(call->req->query, check_param, &bad) != 0)
-        return apm_api_error(out, 400, "unknown parameter '%.64s'", bad);
+    static const char *const allowed[] = {"process", "window", "from", "to", "limit", NULL};
     char process[400];
-    if (apm_http_query_get(call->req->query, "process", process, sizeof(process)) != 0)
-        return apm_api_error(out, 400, "parameter 'process' (a process id) is required");
     double window = DEFAULT_WINDOW_S, from = 0, to = 0, limit = DEFAULT_LIMIT;
-    int st, has_from, has_to;
-    if ((st = param_num(call, "window", 0.001, 3.2e8, &window, out)) > 1 ||
-        (st = has_from = param_num(call, "from", 0, 1e11, &from, out)) > 1 ||
-        (st = has_to = param_num(call, "to", 0, 1e11, &to, out)) > 1 ||
-        (st = param_num(call, "limit", 1, MAX_LIMIT, &limit, out)) > 1)
+    bool has_process = false, has_window = false, has_from = false, has_to = false,
+         has_limit = false;
+    int st = apm_api_check_params(call, allowed, out);
+    if (st == 0)
+        st = apm_api_param_str(call, "process", process, sizeof(process), &has_process, out);
+    if (st == 0 && !has_process)
+        st = apm_api_error(out, 400, "parameter 'process' (a process id) is required");
+    if (st == 0)
+        st = apm_api_param_num(call, "window", 0.001, 3.2e8, &has_window, &window, out);
+    if (st == 0)
+        st = apm_api_param_num(call, "from", 0, 1e11, &has_from, &from, out);
+    if (st == 0)
+        st = apm_api_param_num(call, "to", 0, 1e11, &has_to, &to, out);
+    if (st == 0)
+        st = apm_api_param_num(call, "limit", 1, MAX_LIMIT, &has_limit, &limit, out);
+    if (st != 0)
         return st;
-    int64_t to_ms = has_to == 0 ? llround(to * 1000) : apm_now_ms();
-    int64_t from_ms = has_from == 0 ? llround(from * 1000) : to_ms - llround(window * 1000);
+    int64_t to_ms = has_to ? llround(to * 1000) : apm_now_ms();
+    int64_t from_ms = has_from ? llround(from * 1000) : to_ms - llround(window * 1000);
     if (from_ms >= to_ms)
         return apm_api_error(out, 400, "'from' must be before 'to'");
     struct apm_site_rank *r = NULL;
@@ -117,7 +96,6 @@ static int match_proc(void *ctx, const struct apm_process_info *p)
 
 static int post_trace(const struct apm_api_call *call, json_t **out)
 {
-    struct apm_ingest *const *ingest = call->ctx;
     double dur = DEFAULT_TRACE_S;
     if (call->req->body_len > 0) {
         json_t *body = json_loadb(call->req->body, call->req->body_len, 0, NULL);
@@ -144,7 +122,7 @@ static int post_trace(const struct apm_api_call *call, json_t **out)
                                 .pid = fp.info.pid,
                                 .start_ms = fp.info.start_ms,
                                 .duration_s = (uint32_t)ceil(dur)};
-    int n = *ingest != NULL ? apm_ingest_send_control(*ingest, fp.host, &m) : 0;
+    int n = apm_api_send_trace(call->api, fp.host, &m);
     if (n < 0)
         return apm_api_error(out, 500, "sending the control: %s", apm_strerror(n));
     if (n == 0)
@@ -155,10 +133,10 @@ static int post_trace(const struct apm_api_call *call, json_t **out)
     return *out ? 202 : 500;
 }
 
-int apm_api_sites_register(struct apm_api *api, struct apm_ingest *const *ingest)
+int apm_api_sites_register(struct apm_api *api)
 {
     int rc = apm_api_add_route(api, "GET", "sites", get_sites, NULL);
     if (rc == 0)
-        rc = apm_api_add_route(api, "POST", "processes/{}/trace", post_trace, (void *)ingest);
+        rc = apm_api_add_route(api, "POST", "processes/{}/trace", post_trace, NULL);
     return rc;
 }

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/config.h"
 #include "common/error.h"
 #include "common/frame.h"
 #include "common/log.h"
+#include "server/net/listener.h"
 
 #define READ_BUF_SIZE (64u * 1024u)
 
@@ -42,14 +42,13 @@ struct write_req {
 
 struct apm_ingest {
     uv_loop_t *loop;
-    uv_tcp_t listener;
+    struct apm_listener *listener; /* NULL once closed */
     struct apm_store *store;
     struct apm_writer *writer;
     struct apm_ingest_options opt;
     struct conn *conns;
     struct apm_ingest_stats stats;
     bool closing;
-    bool listener_closed;
     apm_ingest_close_cb close_cb;
     void *close_ctx;
 };
@@ -60,7 +59,7 @@ static void conn_fail(struct conn *c, enum apm_wire_error code, bool retryable, 
 
 static void maybe_finish_close(struct apm_ingest *in)
 {
-    if (in->closing && in->listener_closed && in->conns == NULL) {
+    if (in->closing && in->listener == NULL && in->conns == NULL) {
         apm_ingest_close_cb cb = in->close_cb;
         void *ctx = in->close_ctx;
         free(in);
@@ -370,9 +369,9 @@ static void peer_name(struct conn *c)
     snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+static void on_connection(void *ctx, struct apm_listener *l, int status)
 {
-    struct apm_ingest *in = server->data;
+    struct apm_ingest *in = ctx;
     if (status < 0) {
         apm_warn("ingest: accept failed: %s", uv_strerror(status));
         return;
@@ -393,7 +392,7 @@ static void on_connection(uv_stream_t *server, int status)
         in->conns->prev = c;
     in->conns = c;
     in->stats.active++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    if (apm_listener_accept(l, &c->tcp) != 0) {
         conn_close(c);
         return;
     }
@@ -410,30 +409,9 @@ static void on_connection(uv_stream_t *server, int status)
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-static int resolve(const char *endpoint, struct sockaddr_storage *ss)
-{
-    char host[256];
-    int port;
-    if (apm_endpoint_split(endpoint, host, sizeof(host), &port) != 0)
-        return APM_E_CONFIG;
-    if (host[0] == '\0')
-        snprintf(host, sizeof(host), "0.0.0.0");
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
-        return 0;
-    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
-        return 0;
-    return APM_E_CONFIG; /* names are not resolved: the loop never waits on DNS */
-}
-
 int apm_ingest_new(uv_loop_t *loop, struct apm_store *store, struct apm_writer *writer,
                    const struct apm_ingest_options *opt, struct apm_ingest **out)
 {
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    if (resolve(opt->listen, &ss) != 0) {
-        apm_error("ingest: listen address '%s' is not a numeric HOST:PORT", opt->listen);
-        return APM_E_CONFIG;
-    }
     struct apm_ingest *in = calloc(1, sizeof(*in));
     if (in == NULL)
         return -ENOMEM;
@@ -451,16 +429,9 @@ int apm_ingest_new(uv_loop_t *loop, struct apm_store *store, struct apm_writer *
         in->opt.max_frame = APM_FRAME_MAX;
     if (in->opt.max_inflight == 0)
         in->opt.max_inflight = 64;
-    uv_tcp_init(loop, &in->listener);
-    in->listener.data = in;
-    int rc = uv_tcp_bind(&in->listener, (struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&in->listener, 511, on_connection);
+    int rc = apm_listener_new(loop, "ingest", opt->listen, 511, on_connection, in, &in->listener);
     if (rc != 0) {
-        apm_error("ingest: cannot listen on %s: %s", opt->listen, uv_strerror(rc));
-        /* The handle is initialised: it must be closed, and freed only then. */
-        in->closing = true;
-        uv_close((uv_handle_t *)&in->listener, (uv_close_cb)free);
+        free(in);
         return rc;
     }
     apm_info("ingest: listening on %s", opt->listen);
@@ -470,18 +441,55 @@ int apm_ingest_new(uv_loop_t *loop, struct apm_store *store, struct apm_writer *
 
 int apm_ingest_port(const struct apm_ingest *in)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    if (uv_tcp_getsockname(&in->listener, (struct sockaddr *)&ss, &len) != 0)
-        return -1;
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return apm_listener_port(in->listener);
 }
 
 void apm_ingest_get_stats(const struct apm_ingest *in, struct apm_ingest_stats *out)
 {
     *out = in->stats;
+}
+
+static const struct apm_counter counters[] = {
+    APM_COUNTER(struct apm_ingest_stats, accepted, "connections_accepted", APM_COUNTER_TOTAL, "",
+                "Agent connections accepted."),
+    APM_COUNTER(struct apm_ingest_stats, active, "connections_active", APM_COUNTER_GAUGE, "",
+                "Agent connections open now."),
+    APM_COUNTER(struct apm_ingest_stats, refused_over_cap, "refused_over_cap", APM_COUNTER_TOTAL,
+                "", "Agent connections refused because max-connections were open."),
+    APM_COUNTER(struct apm_ingest_stats, auth_failures, "auth_failures", APM_COUNTER_TOTAL, "",
+                "Agents refused for a wrong or missing token."),
+    APM_COUNTER(struct apm_ingest_stats, frames_too_big, "frames_too_big", APM_COUNTER_TOTAL, "",
+                "Frames refused for a length above the maximum."),
+    APM_COUNTER(struct apm_ingest_stats, decode_errors, "decode_errors", APM_COUNTER_TOTAL, "",
+                "Frames that did not decode."),
+    APM_COUNTER(struct apm_ingest_stats, protocol_errors, "protocol_errors", APM_COUNTER_TOTAL, "",
+                "Messages not allowed in the state of their connection."),
+    APM_COUNTER(struct apm_ingest_stats, handshake_timeouts, "handshake_timeouts",
+                APM_COUNTER_TOTAL, "", "Connections closed for sending no Hello in time."),
+    APM_COUNTER(struct apm_ingest_stats, idle_timeouts, "idle_timeouts", APM_COUNTER_TOTAL, "",
+                "Connections closed after the idle timeout."),
+    APM_COUNTER(struct apm_ingest_stats, batches, "batches", APM_COUNTER_TOTAL, "",
+                "Batches received and handed to the writer."),
+    APM_COUNTER(struct apm_ingest_stats, samples, "samples", APM_COUNTER_TOTAL, "",
+                "Samples in the batches received."),
+    APM_COUNTER(struct apm_ingest_stats, acks, "acks", APM_COUNTER_TOTAL, "",
+                "Batches acknowledged after their commit."),
+    APM_COUNTER(struct apm_ingest_stats, duplicates, "duplicates", APM_COUNTER_TOTAL, "",
+                "Batches stored before and acknowledged again."),
+    APM_COUNTER(struct apm_ingest_stats, store_errors, "store_errors", APM_COUNTER_TOTAL, "",
+                "Batches the store failed to commit."),
+    APM_COUNTER(struct apm_ingest_stats, overloaded, "overloaded", APM_COUNTER_TOTAL, "",
+                "Batches refused because the writer queue was full."),
+    APM_COUNTER(struct apm_ingest_stats, controls_sent, "controls_sent", APM_COUNTER_TOTAL, "",
+                "Control frames (trace requests) sent to agents."),
+    {.name = NULL},
+};
+
+int apm_ingest_add_counters(struct apm_ingest *in, struct apm_counters *r)
+{
+    struct apm_counter_group g = {
+        .module = "ingest", .counters = counters, .size = sizeof(in->stats), .stats = &in->stats};
+    return apm_counters_add(r, &g);
 }
 
 int apm_ingest_send_control(struct apm_ingest *in, const char *host,
@@ -502,10 +510,10 @@ int apm_ingest_send_control(struct apm_ingest *in, const char *host,
     return sent;
 }
 
-static void on_listener_closed(uv_handle_t *h)
+static void on_listener_closed(void *ctx)
 {
-    struct apm_ingest *in = h->data;
-    in->listener_closed = true;
+    struct apm_ingest *in = ctx;
+    in->listener = NULL;
     maybe_finish_close(in);
 }
 
@@ -525,5 +533,5 @@ void apm_ingest_close(struct apm_ingest *in, apm_ingest_close_cb cb, void *ctx)
         }
         c = next;
     }
-    uv_close((uv_handle_t *)&in->listener, on_listener_closed);
+    apm_listener_close(in->listener, on_listener_closed, in);
 }

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "common/codec.h"
+#include "common/counters.h"
 #include "server/store/store.h"
 #include "server/ingest/writer.h"
 
@@ -53,15 +54,19 @@ struct apm_ingest_stats {
 /*
  * Binds and listens. Borrows loop, store and writer (they outlive the
  * ingest). Returns 0 and *out (ends with apm_ingest_close), or a negative
- * code with a logged reason (e.g. address in use).
+ * code with a logged reason (e.g. address in use); on failure the caller
+ * holds nothing, and the loop must run once more to release the handle.
  */
 int apm_ingest_new(uv_loop_t *loop, struct apm_store *store, struct apm_writer *writer,
                    const struct apm_ingest_options *opt, struct apm_ingest **out);
 
-/* The port actually bound (useful with port 0). */
+/* The port actually bound (useful with port 0), or a negative code. */
 int apm_ingest_port(const struct apm_ingest *in);
 
 void apm_ingest_get_stats(const struct apm_ingest *in, struct apm_ingest_stats *out);
+
+/* Adds the "ingest" counters to r (the ingest must stay registered only while open). */
+int apm_ingest_add_counters(struct apm_ingest *in, struct apm_counters *r);
 
 /*
  * Sends a Control frame to the agent(s) connected for host. Returns the

@@ -296,3 +296,35 @@ void apm_writer_close(struct apm_writer *w, apm_writer_close_cb cb)
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->mu);
 }
+
+static const struct apm_counter counters[] = {
+    APM_COUNTER(struct apm_writer_stats, batches, "batches", APM_COUNTER_TOTAL, "",
+                "Batches committed or found stored already."),
+    APM_COUNTER(struct apm_writer_stats, duplicates, "duplicates", APM_COUNTER_TOTAL, "",
+                "Batches found stored already (resent by their agent)."),
+    APM_COUNTER(struct apm_writer_stats, failures, "failures", APM_COUNTER_TOTAL, "",
+                "Batches whose commit failed."),
+    APM_COUNTER(struct apm_writer_stats, commits, "commits", APM_COUNTER_TOTAL, "",
+                "Store transactions committed (each holds a group of batches)."),
+    APM_COUNTER(struct apm_writer_stats, samples, "samples", APM_COUNTER_TOTAL, "",
+                "Samples committed."),
+    APM_COUNTER(struct apm_writer_stats, queued, "queued", APM_COUNTER_GAUGE, "",
+                "Batches waiting for the writer now."),
+    {.name = NULL},
+};
+
+static int read_counters(void *obj, void *out)
+{
+    apm_writer_get_stats(obj, out);
+    return 0;
+}
+
+int apm_writer_add_counters(struct apm_writer *w, struct apm_counters *r)
+{
+    struct apm_counter_group g = {.module = "writer",
+                                  .counters = counters,
+                                  .size = sizeof(struct apm_writer_stats),
+                                  .read = read_counters,
+                                  .obj = w};
+    return apm_counters_add(r, &g);
+}

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/counters.h"
 #include "common/model.h"
 #include "server/store/store.h"
 
@@ -59,6 +60,9 @@ int apm_writer_submit(struct apm_writer *w, const struct apm_agent_ident *agent,
 
 /* Sets the commit hook (fn NULL removes it); ctx is borrowed. Any thread. */
 void apm_writer_set_commit_hook(struct apm_writer *w, apm_writer_commit_fn fn, void *ctx);
+
+/* Adds the "writer" counters to r (registered only while the writer runs). */
+int apm_writer_add_counters(struct apm_writer *w, struct apm_counters *r);
 
 void apm_writer_get_stats(struct apm_writer *w, struct apm_writer_stats *out);
 

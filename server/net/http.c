@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "server/net/listener.h"
 
 /* ------------------------------------------------------------------ */
 /* Server and connections                                              */
@@ -25,7 +26,7 @@
 
 struct apm_http_server {
     uv_loop_t *loop;
-    uv_tcp_t listener;
+    struct apm_listener *listener; /* NULL once closed */
     struct apm_http_options opt;
     apm_http_handler_fn handler;
     void *ctx;
@@ -33,7 +34,6 @@ struct apm_http_server {
     struct apm_http_conn *conns; /* doubly linked, open connections */
     struct apm_http_stats stats;
     bool closing;
-    bool listener_closed;
 };
 
 struct apm_http_conn {
@@ -75,7 +75,7 @@ static void process(struct apm_http_conn *c);
 
 static void server_maybe_finish(struct apm_http_server *s)
 {
-    if (!s->closing || !s->listener_closed || s->conns != NULL)
+    if (!s->closing || s->listener != NULL || s->conns != NULL)
         return;
     if (s->close_cb != NULL)
         s->close_cb(s, s->ctx);
@@ -407,14 +407,14 @@ static void refuse(struct apm_http_server *s)
         return;
     }
     r->tcp.data = r;
-    uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&r->tcp);
+    apm_listener_accept(s->listener, &r->tcp);
     uv_close((uv_handle_t *)&r->tcp, on_refused_closed);
     s->stats.refused++;
 }
 
-static void on_connection(uv_stream_t *server, int status)
+static void on_connection(void *ctx, struct apm_listener *l, int status)
 {
-    struct apm_http_server *s = server->data;
+    struct apm_http_server *s = ctx;
     if (status < 0) {
         apm_warn("http: accept failed: %s", uv_strerror(status));
         return;
@@ -440,8 +440,7 @@ static void on_connection(uv_stream_t *server, int status)
     s->conns = c;
     s->stats.connections_open++;
     s->stats.connections++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-        apm_http_reader_new(&s->opt, &c->reader) != 0) {
+    if (apm_listener_accept(l, &c->tcp) != 0 || apm_http_reader_new(&s->opt, &c->reader) != 0) {
         conn_close(c);
         return;
     }
@@ -450,41 +449,10 @@ static void on_connection(uv_stream_t *server, int status)
     conn_update(c);
 }
 
-/* Parses "HOST:PORT" or "[V6]:PORT". Returns 0 or APM_E_CONFIG. */
-static int parse_listen(const char *listen, struct sockaddr_storage *ss)
+static void on_listener_closed(void *ctx)
 {
-    char host[256];
-    const char *colon = strrchr(listen, ':');
-    if (colon == NULL || colon == listen)
-        return APM_E_CONFIG;
-    size_t hlen = (size_t)(colon - listen);
-    const char *h = listen;
-    if (h[0] == '[') {
-        if (hlen < 3 || h[hlen - 1] != ']')
-            return APM_E_CONFIG;
-        h++;
-        hlen -= 2;
-    }
-    if (hlen >= sizeof(host))
-        return APM_E_CONFIG;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    char *end = NULL;
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 0 || port > 65535)
-        return APM_E_CONFIG;
-    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
-        return 0;
-    if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
-        return 0;
-    return APM_E_CONFIG;
-}
-
-static void on_listener_closed(uv_handle_t *h)
-{
-    struct apm_http_server *s = h->data;
-    s->listener_closed = true;
+    struct apm_http_server *s = ctx;
+    s->listener = NULL;
     server_maybe_finish(s);
 }
 
@@ -492,9 +460,7 @@ int apm_http_server_new_opts(uv_loop_t *loop, const char *listen,
                              const struct apm_http_options *opt, apm_http_handler_fn handler,
                              void *ctx, struct apm_http_server **out)
 {
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    if (listen == NULL || handler == NULL || parse_listen(listen, &ss) != 0)
+    if (listen == NULL || handler == NULL)
         return APM_E_CONFIG;
     struct apm_http_server *s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -503,19 +469,9 @@ int apm_http_server_new_opts(uv_loop_t *loop, const char *listen,
     s->handler = handler;
     s->ctx = ctx;
     apm_http_options_fill(&s->opt, opt);
-    int rc = uv_tcp_init(loop, &s->listener);
+    int rc = apm_listener_new(loop, "http", listen, 128, on_connection, s, &s->listener);
     if (rc != 0) {
         free(s);
-        return rc;
-    }
-    s->listener.data = s;
-    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
-    if (rc != 0) {
-        /* The handle is open: it is freed by its close callback, with no user callback. */
-        s->closing = true;
-        uv_close((uv_handle_t *)&s->listener, on_listener_closed);
         return rc;
     }
     *out = s;
@@ -530,15 +486,7 @@ int apm_http_server_new(uv_loop_t *loop, const char *listen, apm_http_handler_fn
 
 int apm_http_server_port(const struct apm_http_server *s)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len) != 0)
-        return 0;
-    if (ss.ss_family == AF_INET)
-        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return 0;
+    return apm_listener_port(s->listener);
 }
 
 void apm_http_server_stats(const struct apm_http_server *s, struct apm_http_stats *out)
@@ -552,11 +500,38 @@ void apm_http_server_close(struct apm_http_server *s, apm_http_close_cb cb)
         return;
     s->closing = true;
     s->close_cb = cb;
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    apm_listener_close(s->listener, on_listener_closed, s);
     for (struct apm_http_conn *c = s->conns; c != NULL; c = c->next) {
         if (c->busy)
             c->want_close = true; /* closes once answered */
         else
             conn_close(c);
     }
+}
+
+static const struct apm_counter counters[] = {
+    APM_COUNTER(struct apm_http_stats, connections, "connections", APM_COUNTER_TOTAL, "",
+                "HTTP connections accepted and served."),
+    APM_COUNTER(struct apm_http_stats, connections_open, "connections_open", APM_COUNTER_GAUGE, "",
+                "HTTP connections open now."),
+    APM_COUNTER(struct apm_http_stats, refused, "refused", APM_COUNTER_TOTAL, "",
+                "HTTP connections closed at once because max-connections were open."),
+    APM_COUNTER(struct apm_http_stats, requests, "requests", APM_COUNTER_TOTAL, "",
+                "Complete HTTP requests handed to the API."),
+    APM_COUNTER(struct apm_http_stats, bad_requests, "bad_requests", APM_COUNTER_TOTAL, "",
+                "HTTP requests refused by the reader (400, 413, 431)."),
+    APM_COUNTER(struct apm_http_stats, timeouts, "timeouts", APM_COUNTER_TOTAL, "",
+                "HTTP connections closed by the idle timeout."),
+    APM_COUNTER(struct apm_http_stats, responses_4xx, "responses_4xx", APM_COUNTER_TOTAL, "",
+                "HTTP answers with a 4xx status."),
+    APM_COUNTER(struct apm_http_stats, responses_5xx, "responses_5xx", APM_COUNTER_TOTAL, "",
+                "HTTP answers with a 5xx status."),
+    {.name = NULL},
+};
+
+int apm_http_server_add_counters(struct apm_http_server *s, struct apm_counters *r)
+{
+    struct apm_counter_group g = {
+        .module = "http", .counters = counters, .size = sizeof(s->stats), .stats = &s->stats};
+    return apm_counters_add(r, &g);
 }

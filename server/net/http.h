@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/counters.h"
 #include "server/net/http_reader.h"
 
 /* ---- server ---- */
@@ -59,8 +60,9 @@ struct apm_http_stats {
  * free port, see apm_http_server_port) with the default options. handler is
  * called with ctx (borrowed; must outlive the server). Returns 0 and *out
  * owned (ends with apm_http_server_close), APM_E_CONFIG for a malformed
- * address, or a negative libuv/errno code (-EADDRINUSE, ...); on failure
- * nothing is left open. Loop thread.
+ * address, or a negative libuv/errno code (-EADDRINUSE, ...) after logging
+ * one line (server/net/listener.h); on failure the caller holds nothing, and
+ * the loop must run once more to release the handle. Loop thread.
  */
 int apm_http_server_new(uv_loop_t *loop, const char *listen, apm_http_handler_fn handler, void *ctx,
                         struct apm_http_server **out);
@@ -70,11 +72,14 @@ int apm_http_server_new_opts(uv_loop_t *loop, const char *listen,
                              const struct apm_http_options *opt, apm_http_handler_fn handler,
                              void *ctx, struct apm_http_server **out);
 
-/* The port actually bound (useful after port 0), or 0 on error. Loop thread. */
+/* The port actually bound (useful after port 0), or a negative code. Loop thread. */
 int apm_http_server_port(const struct apm_http_server *s);
 
 /* Copies the counters. Loop thread. */
 void apm_http_server_stats(const struct apm_http_server *s, struct apm_http_stats *out);
+
+/* Adds the "http" counters to r (registered only while the server is open). Loop thread. */
+int apm_http_server_add_counters(struct apm_http_server *s, struct apm_counters *r);
 
 /*
  * Stops listening and closes every connection (one waiting for a deferred

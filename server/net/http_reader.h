@@ -5,7 +5,7 @@
  * The HTTP request decoder: turns a byte stream into requests with
  * http_parser and enforces the caps (header bytes, body bytes) before it
  * allocates. It knows nothing of sockets, so the fuzzer drives it directly;
- * server/http.c feeds it from each connection. Also the query-string helpers
+ * server/net/http.c feeds it from each connection. Also the query-string helpers
  * the API uses. Any thread: a reader is a plain object.
  */
 #include <stdbool.h>

@@ -3,10 +3,10 @@
 
 /*
  * The collector's store: time series in LMDB, samples packed in per-series
- * chunks (server/chunk.c), a series index (host, process, metric) -> id, the
+ * chunks (server/store/chunk.c), a series index (host, process, metric) -> id, the
  * hosts and processes seen, and the per-agent dedup watermark.
  *
- * Threads: one writer thread owns the write transactions (server/writer.c);
+ * Threads: one writer thread owns the write transactions (server/ingest/writer.c);
  * the read functions may run on any thread, each in its own read transaction.
  * Errors: 0 or a negative code (common/error.h); LMDB codes are translated
  * here and nowhere else (MDB_MAP_FULL -> APM_E_FULL, others -> APM_E_STORE).
@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/counters.h"
 #include "common/model.h"
 
 struct apm_store;
@@ -144,6 +145,9 @@ struct apm_store_stats {
 };
 int apm_store_stats(struct apm_store *s, struct apm_store_stats *out);
 
+/* Adds the "store" counters to r; reading them opens a read transaction. Any thread. */
+int apm_store_add_counters(struct apm_store *s, struct apm_counters *r);
+
 /*
  * Every series of one process with the given metric (for site metrics, one
  * per allocation site), in key order: one range read of the series index.
@@ -153,10 +157,33 @@ int apm_store_list_process_series(struct apm_store *s, const char *process_id,
                                   enum apm_metric metric, apm_store_series_cb cb, void *ctx);
 
 /*
- * The id of one series: (process_id, metric, site), site "" for all but site
- * metrics. Returns 0, APM_E_NOTFOUND or an error.
+ * The id of one series: (host, process_id, metric, site). host NULL takes the
+ * host from the process id; process_id "" names a host series; site is used
+ * for site metrics only (NULL or "" otherwise). Returns 0, APM_E_NOTFOUND or
+ * an error. Any thread (one read transaction).
  */
-int apm_store_find_series(struct apm_store *s, const char *process_id, enum apm_metric metric,
-                          const char *site, uint64_t *id);
+int apm_store_find_series(struct apm_store *s, const char *host, const char *process_id,
+                          enum apm_metric metric, const char *site, uint64_t *id);
+
+/* Longest process id ("host:pid:start_ms") and host name, each with its NUL. */
+#define APM_STORE_PROCESS_ID_MAX 320
+#define APM_STORE_HOST_MAX 256
+/* Room for any series key apm_store_series_key builds (one with a site is at most 511). */
+#define APM_STORE_KEY_MAX (APM_STORE_HOST_MAX + APM_STORE_PROCESS_ID_MAX + 1)
+
+/*
+ * Builds a series' key, host \0 process id \0 metric byte [site \0], into
+ * key (APM_STORE_KEY_MAX bytes): the name of the series in the store, and
+ * the key the analyzer indexes its series by. process_id "" for a host series;
+ * site NULL for none. Host and process id are cut at their caps; a site too
+ * long for LMDB's 511-byte key keeps its end and gets a hash of the whole.
+ * Returns the key's length, or 0 when host and process id leave no room for
+ * a site. Any thread.
+ */
+size_t apm_store_series_key(char *key, const char *host, const char *process_id, enum apm_metric m,
+                            const char *site);
+
+/* Writes the id of a process, "host:pid:start_ms", into buf (size bytes, truncated). */
+void apm_store_process_id(char *buf, size_t size, const char *host, int32_t pid, int64_t start_ms);
 
 #endif

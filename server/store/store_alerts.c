@@ -1,6 +1,6 @@
 /*
  * Alert records in the "alerts" database (store_alerts.h). The store does not
- * look inside a record: server/alerts.c owns its format.
+ * look inside a record: server/alerts/alerts.c owns its format.
  */
 #include "server/store/store_alerts.h"
 

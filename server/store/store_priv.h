@@ -2,9 +2,12 @@
 #define APM_STORE_PRIV_H
 
 /*
- * What store.c (environment, write path), store_read.c (queries) and
- * store_record.c (value layouts) share. Nothing outside server/store*.c
- * includes this header.
+ * What the store's files share: store.c (environment, series index,
+ * appending), store_batch.c (a batch's write path), store_probe.c (the
+ * probe's series), store_key.c (keys), store_read.c (queries) and
+ * store_record.c (value layouts). Calls go one way: store_batch.c calls
+ * store_probe.c, both call store.c; everything may call store_key.c and
+ * store_record.c. Nothing outside server/store/ includes this header.
  */
 #include <lmdb.h>
 #include <stdatomic.h>
@@ -92,11 +95,23 @@ struct apm_store_txn {
     uint64_t sites_refused;
 };
 
-/* Longest process id ("host:pid:start_ms") with its NUL. */
-#define PROCESS_ID_MAX 320
+#define PROCESS_ID_MAX APM_STORE_PROCESS_ID_MAX
+#define STORE_HOST_MAX APM_STORE_HOST_MAX
+#define STORE_KEY_BUF APM_STORE_KEY_MAX
+
+/* ---- keys (store_key.c, with apm_store_series_key) ---- */
 
 /* True for metrics whose series key carries an allocation site. */
 bool apm_store_metric_has_site(enum apm_metric m);
+
+/*
+ * The key of process_id's series of metric m (with site for site metrics; site
+ * NULL gives the prefix of all of them) into key (STORE_KEY_BUF bytes). host
+ * NULL takes the host from the process id. Returns 0, or APM_E_NOTFOUND for a
+ * name no series can have.
+ */
+int apm_store_process_key(const char *host, const char *process_id, enum apm_metric m,
+                          const char *site, char *key, size_t *klen);
 
 /*
  * Finds or creates the series with this key and marks it dirty in t
@@ -110,7 +125,8 @@ int apm_store_series_exists(struct apm_store_txn *t, const char *key, size_t kle
 int apm_store_put_block(struct apm_store_txn *t, struct store_series *ser,
                         const struct apm_series_block *blk);
 /*
- * Stores the batch's tracemalloc diffs and gc records (store_probe.c):
+ * Stores the batch's tracemalloc diffs and gc records (store_probe.c, called
+ * by store_batch.c):
  * pids[i] is the process id of b->procs[i].
  */
 int apm_store_put_probe(struct apm_store_txn *t, const char *host, const struct apm_batch *b,

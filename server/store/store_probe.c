@@ -25,24 +25,6 @@
 #include "common/error.h"
 #include "server/store/store_priv.h"
 
-/* LMDB's default key cap is 511 bytes: host, process id and site must fit together. */
-#define MAX_KEY 511u
-/* Room a long site keeps: its end, after "...", and a hash of the whole to keep sites apart. */
-#define SITE_HASH_LEN 17u
-
-bool apm_store_metric_has_site(enum apm_metric m)
-{
-    return m == APM_METRIC_SITE_SIZE || m == APM_METRIC_SITE_COUNT;
-}
-
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
 /* The site's name: "file:line", or the traceback's frames oldest first joined by ';'. */
 static char *site_name(const struct apm_site_stat *st)
 {
@@ -59,31 +41,6 @@ static char *site_name(const struct apm_site_stat *st)
         n += (size_t)snprintf(s + n, len - n, "%s%s:%" PRIu32, f ? ";" : "", st->frames[f].file,
                               st->frames[f].line);
     return s;
-}
-
-/*
- * Builds host \0 process id \0 metric [site \0] into key (MAX_KEY bytes).
- * A site too long for the key keeps its end and gets a hash of the whole.
- */
-static size_t make_key(char *key, const char *host, const char *pid, enum apm_metric m,
-                       const char *site)
-{
-    size_t hl = strlen(host), pl = strlen(pid), n = 0;
-    memcpy(key, host, hl + 1);
-    n += hl + 1;
-    memcpy(key + n, pid, pl + 1);
-    n += pl + 1;
-    key[n++] = (char)m;
-    if (site == NULL)
-        return n;
-    size_t sl = strlen(site), room = MAX_KEY - n - 1;
-    if (sl <= room) {
-        memcpy(key + n, site, sl + 1);
-        return n + sl + 1;
-    }
-    size_t keep = room - 3 - SITE_HASH_LEN;
-    n += (size_t)snprintf(key + n, room + 1, "...%s#%016" PRIx64, site + sl - keep, fnv1a(site));
-    return n + 1;
 }
 
 static int put_point(struct apm_store_txn *t, struct store_series *ser, int64_t ts, int64_t v)
@@ -163,9 +120,14 @@ static int put_site(struct apm_store_txn *t, const char *host, const char *pid,
     char *name = site_name(st);
     if (name == NULL)
         return -ENOMEM;
-    char key[MAX_KEY];
-    size_t klen = make_key(key, host, pid, APM_METRIC_SITE_SIZE, name);
-    size_t plen = make_key(key, host, pid, APM_METRIC_SITE_SIZE, NULL);
+    char key[STORE_KEY_BUF];
+    size_t klen = apm_store_series_key(key, host, pid, APM_METRIC_SITE_SIZE, name);
+    size_t plen = apm_store_series_key(key, host, pid, APM_METRIC_SITE_SIZE, NULL);
+    if (klen == 0) {
+        free(name);
+        t->sites_refused++; /* host and process id leave no room for a site */
+        return 0;
+    }
     int64_t prev_ts = d->interval_ms > 0 ? d->t_ms - d->interval_ms : d->t_ms;
     int rc = site_allowed(t, key, klen, plen);
     if (rc == 1)
@@ -185,8 +147,8 @@ static int put_site(struct apm_store_txn *t, const char *host, const char *pid,
 static int put_plain(struct apm_store_txn *t, const char *host, const char *pid,
                      const struct apm_proc_desc *p, enum apm_metric m, int64_t ts, int64_t v)
 {
-    char key[MAX_KEY];
-    size_t klen = make_key(key, host, pid, m, NULL);
+    char key[STORE_KEY_BUF];
+    size_t klen = apm_store_series_key(key, host, pid, m, NULL);
     return put_with_prev(t, key, klen, p, m, ts, v, ts, v);
 }
 
@@ -229,96 +191,4 @@ int apm_store_put_probe(struct apm_store_txn *t, const char *host, const struct 
         rc = put_gc(t, host, pids[g->proc], &b->procs[g->proc], g);
     }
     return rc;
-}
-
-/* ---- reading ---- */
-
-/* The host of a process id "host:pid:start_ms" (hosts may hold ':'; pid and start do not). */
-static int host_of(const char *process_id, char *host, size_t size)
-{
-    const char *end = strrchr(process_id, ':');
-    if (end == NULL)
-        return APM_E_NOTFOUND;
-    const char *mid = end;
-    while (mid > process_id && *--mid != ':')
-        ;
-    if (mid == process_id || (size_t)(mid - process_id) >= size)
-        return APM_E_NOTFOUND;
-    memcpy(host, process_id, (size_t)(mid - process_id));
-    host[mid - process_id] = '\0';
-    return 0;
-}
-
-static int key_for(const char *process_id, enum apm_metric m, const char *site, char *key,
-                   size_t *klen)
-{
-    char host[256];
-    if (strlen(process_id) >= PROCESS_ID_MAX || host_of(process_id, host, sizeof(host)) != 0)
-        return APM_E_NOTFOUND;
-    *klen = make_key(key, host, process_id, m, site);
-    return 0;
-}
-
-int apm_store_find_series(struct apm_store *s, const char *process_id, enum apm_metric metric,
-                          const char *site, uint64_t *id)
-{
-    char key[MAX_KEY];
-    size_t klen;
-    int rc =
-        key_for(process_id, metric, apm_store_metric_has_site(metric) ? site : NULL, key, &klen);
-    if (rc != 0)
-        return rc;
-    MDB_txn *txn = NULL;
-    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc != 0)
-        return apm_store_mdb_error(rc, "read");
-    MDB_val k = {klen, key}, v;
-    rc = mdb_get(txn, s->dbi[DB_SERIES_KEY], &k, &v);
-    if (rc == 0 && v.mv_size == 8)
-        *id = apm_store_get_be64(v.mv_data);
-    mdb_txn_abort(txn);
-    if (rc == MDB_NOTFOUND)
-        return APM_E_NOTFOUND;
-    return apm_store_mdb_error(rc, "series key");
-}
-
-int apm_store_list_process_series(struct apm_store *s, const char *process_id,
-                                  enum apm_metric metric, apm_store_series_cb cb, void *ctx)
-{
-    char prefix[MAX_KEY];
-    size_t plen;
-    if (key_for(process_id, metric, NULL, prefix, &plen) != 0)
-        return 0;
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc != 0)
-        return apm_store_mdb_error(rc, "read");
-    rc = mdb_cursor_open(txn, s->dbi[DB_SERIES_KEY], &cur);
-    MDB_val k = {plen, prefix}, v;
-    if (rc == 0)
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    int stop = 0;
-    bool site = apm_store_metric_has_site(metric);
-    while (rc == 0 && stop == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
-        if ((k.mv_size > plen) == site && v.mv_size == 8) {
-            uint8_t idkey[8];
-            memcpy(idkey, v.mv_data, 8);
-            MDB_val ik = {8, idkey}, rv;
-            struct store_series_record rec;
-            if (mdb_get(txn, s->dbi[DB_SERIES], &ik, &rv) != 0 ||
-                apm_store_record_parse_series(rv.mv_data, rv.mv_size, apm_store_get_be64(idkey),
-                                              &rec) < 0)
-                stop = APM_E_STORE;
-            else
-                stop = cb(ctx, &rec.info) ? 1 : 0;
-        }
-        if (stop == 0)
-            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    if (stop < 0)
-        return stop;
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "scan");
 }

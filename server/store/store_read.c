@@ -312,3 +312,77 @@ int apm_store_stats(struct apm_store *s, struct apm_store_stats *out)
     mdb_txn_abort(txn);
     return apm_store_mdb_error(rc, "stats");
 }
+
+static const struct apm_counter counters[] = {
+    APM_COUNTER(struct apm_store_stats, series, "series", APM_COUNTER_GAUGE, "",
+                "Series in the store."),
+    APM_COUNTER(struct apm_store_stats, samples, "samples", APM_COUNTER_TOTAL, "",
+                "Samples in the store."),
+    APM_COUNTER(struct apm_store_stats, dropped, "dropped", APM_COUNTER_TOTAL, "",
+                "Samples refused for not being newer than the last of their series."),
+    APM_COUNTER(struct apm_store_stats, chunks, "chunks", APM_COUNTER_GAUGE, "",
+                "Sealed chunks in the store."),
+    APM_COUNTER(struct apm_store_stats, bytes_on_disk, "bytes_on_disk", APM_COUNTER_GAUGE, "bytes",
+                "Used size of the LMDB data file."),
+    APM_COUNTER(struct apm_store_stats, commits, "commits", APM_COUNTER_TOTAL, "",
+                "Write transactions committed since the start."),
+    APM_COUNTER(struct apm_store_stats, sites_refused, "sites_refused", APM_COUNTER_TOTAL, "",
+                "New allocation sites refused over the per-process cap since the start."),
+    {.name = NULL},
+};
+
+static int read_counters(void *obj, void *out)
+{
+    return apm_store_stats(obj, out);
+}
+
+int apm_store_add_counters(struct apm_store *obj, struct apm_counters *r)
+{
+    struct apm_counter_group g = {.module = "store",
+                                  .counters = counters,
+                                  .size = sizeof(struct apm_store_stats),
+                                  .read = read_counters,
+                                  .obj = obj};
+    return apm_counters_add(r, &g);
+}
+
+int apm_store_list_process_series(struct apm_store *s, const char *process_id,
+                                  enum apm_metric metric, apm_store_series_cb cb, void *ctx)
+{
+    char prefix[STORE_KEY_BUF];
+    size_t plen = 0;
+    if (apm_store_process_key(NULL, process_id, metric, NULL, prefix, &plen) != 0)
+        return 0;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0)
+        return apm_store_mdb_error(rc, "read");
+    rc = mdb_cursor_open(txn, s->dbi[DB_SERIES_KEY], &cur);
+    MDB_val k = {plen, prefix}, v;
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    int stop = 0;
+    bool site = apm_store_metric_has_site(metric);
+    while (rc == 0 && stop == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
+        if ((k.mv_size > plen) == site && v.mv_size == 8) {
+            uint8_t idkey[8];
+            memcpy(idkey, v.mv_data, 8);
+            MDB_val ik = {8, idkey}, rv;
+            struct store_series_record rec;
+            if (mdb_get(txn, s->dbi[DB_SERIES], &ik, &rv) != 0 ||
+                apm_store_record_parse_series(rv.mv_data, rv.mv_size, apm_store_get_be64(idkey),
+                                              &rec) < 0)
+                stop = APM_E_STORE;
+            else
+                stop = cb(ctx, &rec.info) ? 1 : 0;
+        }
+        if (stop == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (stop < 0)
+        return stop;
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "scan");
+}

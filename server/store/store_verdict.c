@@ -1,6 +1,5 @@
 /*
- * Verdict records in the "verdicts" database and the series-key lookup the
- * analyzer needs to name its series. A record is a version byte, fixed-size
+ * Verdict records in the "verdicts" database. A record is a version byte, fixed-size
  * fields in host byte order (an LMDB file is not portable across byte orders
  * anyway), then host, process id and name, each with its NUL. Every parse
  * checks lengths, so a damaged record is an error, never a crash.
@@ -220,30 +219,4 @@ int apm_store_verdict_list(struct apm_store *s, apm_store_verdict_cb cb, void *c
     if (stop != 0)
         return 0;
     return rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "verdicts");
-}
-
-int apm_store_series_lookup(struct apm_store *s, const char *host, const char *process_id,
-                            enum apm_metric metric, uint64_t *out_id)
-{
-    size_t hl = strlen(host) + 1, pl = strlen(process_id) + 1;
-    char key[APM_VERDICT_HOST_MAX + APM_VERDICT_PROCESS_MAX + 1];
-    if (hl > APM_VERDICT_HOST_MAX || pl > APM_VERDICT_PROCESS_MAX)
-        return APM_E_NOTFOUND;
-    memcpy(key, host, hl);
-    memcpy(key + hl, process_id, pl);
-    key[hl + pl] = (char)metric;
-    MDB_txn *txn = NULL;
-    int rc = apm_store_mdb_error(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn), "read");
-    if (rc < 0)
-        return rc;
-    MDB_val k = {hl + pl + 1, key}, v;
-    rc = mdb_get(txn, s->dbi[DB_SERIES_KEY], &k, &v);
-    if (rc == 0 && v.mv_size == 8)
-        *out_id = apm_store_get_be64(v.mv_data);
-    else if (rc == MDB_NOTFOUND)
-        rc = APM_E_NOTFOUND;
-    else
-        rc = apm_store_mdb_error(rc ? rc : MDB_CORRUPTED, "series key");
-    mdb_txn_abort(txn);
-    return rc;
 }

@@ -5,7 +5,7 @@
  * The latest analysis verdict of each analysed series, kept in the store's
  * "verdicts" database (series id -> one compact record), so that the API
  * answers forecasts without replaying samples and a restarted collector
- * still shows what it last concluded. server/analyzer.c writes them in its
+ * still shows what it last concluded. server/analysis/analyzer.c writes them in its
  * own small transactions (a handful per minute, many records each); the API
  * reads them.
  *
@@ -35,9 +35,11 @@ const char *apm_limit_source_name(enum apm_limit_source s);
 #define APM_VERDICT_HOST_MAX 256u
 #define APM_VERDICT_PROCESS_MAX 320u
 #define APM_VERDICT_NAME_MAX 256u
-#define APM_VERDICT_CGROUP_MAX 256u
 
-/* One series' latest verdict, as stored and served. */
+/*
+ * One series' latest verdict, as stored and served. What the analyzer tells
+ * the alert rules besides is its own message (server/analysis/analyzer.h).
+ */
 struct apm_verdict_record {
     uint64_t series_id;
     enum apm_metric metric;
@@ -52,9 +54,6 @@ struct apm_verdict_record {
     double evaluated_at;  /* Unix seconds of the last sample judged */
     /* The process replaced one of the same name and cgroup that had reached its limit. */
     bool restarted_at_limit;
-    /* The analyzer fills these for the alert rules; they are not stored (read back as ""/0). */
-    char cgroup[APM_VERDICT_CGROUP_MAX]; /* the process's memory cgroup; "" when unknown */
-    double interval_s;                   /* the series' sampling interval, estimated; 0 = unknown */
 };
 
 /*
@@ -70,12 +69,5 @@ int apm_store_verdict_get(struct apm_store *s, uint64_t series_id, struct apm_ve
 /* Calls cb for each record in series id order; rec is valid during the call. Nonzero stops. */
 typedef int (*apm_store_verdict_cb)(void *ctx, const struct apm_verdict_record *rec);
 int apm_store_verdict_list(struct apm_store *s, apm_store_verdict_cb cb, void *ctx);
-
-/*
- * Finds the id of series (host, process_id, metric); process_id is "" for a
- * host series. Returns 0, APM_E_NOTFOUND or a code.
- */
-int apm_store_series_lookup(struct apm_store *s, const char *host, const char *process_id,
-                            enum apm_metric metric, uint64_t *out_id);
 
 #endif

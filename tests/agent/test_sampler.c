@@ -69,7 +69,9 @@ static void assert_one(const struct apm_batch *b, uint32_t proc, enum apm_metric
 static void write_file(const char *dir, const char *name, const char *data, size_t len)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    /* A cut path would write some other file: fail the test instead. */
+    int n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+    assert_true(n > 0 && (size_t)n < sizeof(path));
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     assert_int_equal(fwrite(data, 1, len, f), len);

@@ -132,19 +132,6 @@ static void test_cli_series_options(void **state)
 
 /* ---- formatting ---- */
 
-static void test_cli_sizes_are_human_readable(void **state)
-{
-    (void)state;
-    char b[32];
-    assert_string_equal(apm_cli_format_size(0, b, sizeof(b)), "0 B");
-    assert_string_equal(apm_cli_format_size(1023, b, sizeof(b)), "1023 B");
-    assert_string_equal(apm_cli_format_size(1536, b, sizeof(b)), "1.5 KiB");
-    assert_string_equal(apm_cli_format_size(512.0 * 1048576, b, sizeof(b)), "512.0 MiB");
-    assert_string_equal(apm_cli_format_size(2.0 * 1073741824, b, sizeof(b)), "2.00 GiB");
-    assert_string_equal(apm_cli_format_size(300.0 * 1073741824, b, sizeof(b)), "300.0 GiB");
-    assert_string_equal(apm_cli_format_size(-3.0 * 1048576, b, sizeof(b)), "-3.0 MiB");
-}
-
 static void test_cli_sparkline_spans_the_eight_levels(void **state)
 {
     (void)state;
@@ -208,6 +195,13 @@ struct canned {
 static const char *canned_answer(const char *path, int *status)
 {
     *status = 200;
+    if (strcmp(path, "/api/v1/series?metric=gc_collections&limit=200") == 0)
+        return "{\"series\":[{\"id\":4,\"host\":\"web-1\",\"process\":\"web-1:42:1000\","
+               "\"name\":\"worker\",\"pid\":42,\"metric\":\"gc_collections\",\"unit\":\"count\","
+               "\"first\":100.0,\"last\":107.0,\"last_value\":28,\"samples\":2}],"
+               "\"truncated\":false}";
+    if (strncmp(path, "/api/v1/series/4/samples", 24) == 0)
+        return "{\"series\":{\"id\":4},\"samples\":[[100.0,20],[107.0,28]],\"truncated\":false}";
     if (strncmp(path, "/api/v1/series?", 15) == 0 || strcmp(path, "/api/v1/series") == 0)
         return "{\"series\":[{\"id\":3,\"host\":\"web-1\",\"process\":\"web-1:42:1000\","
                "\"name\":\"worker\",\"pid\":42,\"metric\":\"rss\",\"first\":100.0,"
@@ -310,24 +304,44 @@ static int capture(int (*cmd)(const struct apm_cli_globals *, int, char **),
     return rc;
 }
 
+/* Runs apm-cli series (a table) against a canned collector, stopped before it returns. */
+static int canned_series(struct canned *c, int argc, char **argv, char *out, size_t outsz,
+                         char *err, size_t errsz)
+{
+    canned_start(c);
+    struct apm_cli_globals g = {.json = false};
+    snprintf(g.server, sizeof(g.server), "http://127.0.0.1:%d", c->port);
+    int rc = capture(apm_cli_cmd_series, &g, argc, argv, out, outsz, err, errsz);
+    canned_stop(c);
+    return rc;
+}
+
 static void test_cli_series_prints_table_with_sparkline(void **state)
 {
     (void)state;
     struct canned c;
-    canned_start(&c);
-    struct apm_cli_globals g = {.json = false};
-    snprintf(g.server, sizeof(g.server), "http://127.0.0.1:%d", c.port);
     char out[4096], err[1024];
     char *argv[] = {"--process", "my worker", "--window", "1m"};
-    int rc = capture(apm_cli_cmd_series, &g, 4, argv, out, sizeof(out), err, sizeof(err));
-    canned_stop(&c);
-    assert_int_equal(rc, 0);
+    assert_int_equal(canned_series(&c, 4, argv, out, sizeof(out), err, sizeof(err)), 0);
     assert_string_equal(err, "");
     assert_non_null(strstr(out, "ID  HOST   PID  PROCESS  METRIC  VALUE    SAMPLES  LAST 1m 0s"));
     assert_non_null(strstr(out, "3   web-1  42   worker   rss     1.5 MiB  8        ▁▂▃▄▅▆▇█"));
     assert_int_equal(c.requests, 2);
     /* The last request asked for the window before the series' last sample. */
     assert_string_equal(c.last_path, "/api/v1/series/3/samples?from=47.000&to=107.000");
+}
+
+static void test_cli_series_prints_counts_as_counts(void **state)
+{
+    (void)state;
+    struct canned c;
+    char out[4096], err[1024];
+    char *argv[] = {"--metric", "gc_collections"};
+    assert_int_equal(canned_series(&c, 2, argv, out, sizeof(out), err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    /* gc collections are a count (common/model.c's unit table), not "28 B". */
+    assert_non_null(strstr(out, "gc_collections  28     2 "));
+    assert_null(strstr(out, "28 B"));
 }
 
 static void test_cli_json_prints_the_api_answer(void **state)
@@ -404,11 +418,11 @@ int main(void)
         cmocka_unit_test(test_cli_words_after_double_dash_are_kept),
         cmocka_unit_test(test_cli_bad_server_is_a_usage_error),
         cmocka_unit_test(test_cli_series_options),
-        cmocka_unit_test(test_cli_sizes_are_human_readable),
         cmocka_unit_test(test_cli_sparkline_spans_the_eight_levels),
         cmocka_unit_test(test_cli_sparkline_averages_down_to_width),
         cmocka_unit_test(test_cli_table_aligns_utf8_cells),
         cmocka_unit_test(test_cli_series_prints_table_with_sparkline),
+        cmocka_unit_test(test_cli_series_prints_counts_as_counts),
         cmocka_unit_test(test_cli_json_prints_the_api_answer),
         cmocka_unit_test(test_cli_status_table_and_collector_errors),
         cmocka_unit_test(test_cli_unreachable_collector_exits_2),

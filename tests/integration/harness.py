@@ -22,6 +22,9 @@ SOURCE = os.environ.get("APM_SOURCE_DIR") or os.path.join(os.path.dirname(__file
 COLLECTOR = os.path.join(BUILD, "server", "apm-collector")
 AGENT = os.path.join(BUILD, "agent", "apm-agent")
 CLI = os.path.join(BUILD, "cli", "apm-cli")
+# How ASan, LeakSanitizer, UBSan and TSan begin a report (tests/run.sh's sanitizer builds).
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer")
 
 
 def free_port() -> int:
@@ -144,7 +147,26 @@ class Cluster:
             self.collector.stop()
 
     def cleanup(self) -> None:
+        """Removes the directory; then fails if a sanitizer spoke in one of our programs' logs.
+
+        In the sanitizer builds a report may come at any time, at exit too (a leak, a race
+        while stopping), when no request would notice; so every log is read at the end.
+        """
+        reports = self.sanitizer_reports()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if reports:
+            raise AssertionError("a sanitizer reported in " + "\n".join(reports))
+
+    def sanitizer_reports(self) -> list[str]:
+        found = []
+        for p in [self.collector] + self.agents:
+            if p is None:
+                continue
+            text = p.output()
+            at = min((i for i in (text.find(m) for m in SANITIZER_MARKS) if i >= 0), default=-1)
+            if at >= 0:
+                found.append(f"{p.name} ({p.log_path}):\n{text[at:at + 6000]}")
+        return found
 
     def dump_logs(self) -> None:
         for p in [self.collector] + self.agents + self.others:

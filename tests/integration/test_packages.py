@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """The Debian packages, built by CPack and installed on this machine with apt-get.
 
-Builds apm-agent, apm-collector and apm-cli .debs from a separate RelWithDebInfo tree
-(APM_BUILD_DIR/packages: never sanitizer binaries), then:
+Builds apm-agent, apm-collector and apm-cli .debs with deploy/build-packages.sh in a separate
+tree (APM_BUILD_DIR/packages: never sanitizer binaries; Debian's dpkg-buildflags), then:
 - checks their metadata: shared-library dependencies, conffiles, no token inside;
+- checks that the programs carry Debian's hardening (RELRO, PIE, stack protector,
+  fortified libc calls);
 - installs them with apt-get, so dependencies, maintainer scripts and conffiles run, and
   checks the apm user, /var/lib/apm, the generated token, the configs, the probe's byte
   code, the enabled collector unit, and `systemd-analyze verify` on both units;
@@ -194,15 +196,7 @@ class PackageTest:
 
     def build(self) -> None:
         t0 = time.monotonic()
-        jobs = str(os.cpu_count() or 2)
-        run(["cmake", "-S", SOURCE, "-B", PKG_DIR, "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
-             "-DAPM_SANITIZE=OFF", "-DAPM_FUZZ=OFF", "-DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON"],
-            timeout=120)
-        run(["cmake", "--build", PKG_DIR, "-j", jobs, "--target", "apm-agent", "apm-collector",
-             "apm-cli"], timeout=240)
-        for old in glob.glob(os.path.join(PKG_DIR, "*.deb")):
-            os.unlink(old)
-        run(["cpack", "-G", "DEB"], cwd=PKG_DIR, timeout=120)
+        run([os.path.join(SOURCE, "deploy", "build-packages.sh"), PKG_DIR], timeout=480)
         for p in PACKAGES:
             found = glob.glob(os.path.join(PKG_DIR, f"{p}_*.deb"))
             expect(len(found) == 1, f"expected one {p}_*.deb in {PKG_DIR}, found {found}")
@@ -229,6 +223,24 @@ class PackageTest:
             expect("token" not in listing.replace("token-file", ""), f"{p} ships a token:\n{listing}")
             expect("__pycache__" not in listing, f"{p} ships byte code")
         log("ok: package metadata (Depends from the shared libraries, conffiles, no token)")
+        self.check_hardening()
+
+    def check_hardening(self) -> None:
+        """What dpkg-buildflags asks for is in each program, as hardening-check would see it."""
+        for p, prog in (("apm-agent", "apm-agent"), ("apm-collector", "apm-collector"),
+                        ("apm-cli", "apm-cli")):
+            root = os.path.join(self.tmp, "x-" + p)
+            run(["dpkg-deb", "-x", self.debs[p], root])
+            binary = os.path.join(root, "usr", "bin", prog)
+            header = run(["readelf", "-hW", binary]).stdout
+            segments = run(["readelf", "-lW", binary]).stdout
+            syms = run(["readelf", "--dyn-syms", "-W", binary]).stdout
+            expect(re.search(r"Type:\s+DYN", header) is not None, f"{prog} is not PIE")
+            expect("GNU_RELRO" in segments, f"{prog} has no RELRO segment")
+            expect("__stack_chk_fail" in syms, f"{prog} is built without the stack protector")
+            expect(re.search(r"__\w+_chk\b", syms.replace("__stack_chk_fail", "")) is not None,
+                   f"{prog} calls no fortified libc function (-D_FORTIFY_SOURCE)")
+        log("ok: programs hardened (PIE, RELRO, stack protector, fortified calls)")
 
     # -- install -------------------------------------------------------------------------
 

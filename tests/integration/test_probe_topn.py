@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import textwrap
 import time
@@ -147,7 +148,9 @@ def check_on_demand(c: Cluster, tmp: str) -> None:
 
     sites = wait_for("leaking line on top", leading, 60)
     table = c.cli("top", "--pid", str(pid), "--window", "1m").stdout
-    assert f"{script}:{leak_line}" in table and "MB/h" in table, table
+    # Rates read in the CLI's one unit family (IEC, per hour), like every other table.
+    assert f"{script}:{leak_line}" in table and re.search(r" \+[0-9.]+ (B|KiB|MiB|GiB)/h ", table), \
+        table
     print(table)
     status = c.get("/api/v1/status")
     assert status["store"]["sites_refused"] == 0

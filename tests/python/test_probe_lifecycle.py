@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Tuple
 import apm_probe
 from apm_probe import snapshot
 from apm_probe.config import Settings
+from apm_probe import probe as probe_module
 from apm_probe.probe import Probe
 
 from probe_fakeagent import FakeAgent, kinds
@@ -165,6 +166,33 @@ class OnDemand(ProbeCase):
         time.sleep(0.8)
         self.assertTrue(tracemalloc.is_tracing())
         self.assertEqual(self.agent.of_type("trace_state", state="stopped"), [])
+
+    def test_trace_request_diffs_within_seconds_whatever_the_interval(self) -> None:
+        # The regular interval is a minute; the follow-ups are shortened for the test.
+        self.assertLessEqual(probe_module.FOLLOW_UP_S, 5.0)
+        saved = probe_module.FOLLOW_UP_S
+        probe_module.FOLLOW_UP_S = 0.3
+        self.addCleanup(setattr, probe_module, "FOLLOW_UP_S", saved)
+        stop, keep = threading.Event(), []
+        worker = threading.Thread(target=churn, args=(stop, keep), daemon=True)
+        worker.start()
+        self.addCleanup(worker.join)
+        self.addCleanup(stop.set)
+        self.start(Probe(settings(self.agent, interval=60.0, snapshot_budget=0)))
+        self.agent.wait_for(lambda ls: kinds(ls).count("gc") >= 1)
+        asked = time.monotonic()
+        self.control(action="trace", duration_s=600)
+        diffs = self.agent.wait_for(lambda ls: [l for l in ls if l["type"] == "diff"], 5)
+        self.assertLess(time.monotonic() - asked, 2.0)
+        self.assertGreater(len(diffs[0]["top"]), 0)
+        self.agent.wait_for(lambda ls: kinds(ls).count("diff") >= probe_module.FOLLOW_UPS, 5)
+        self.assertLess(time.monotonic() - asked, 1.0 + probe_module.FOLLOW_UPS * 0.3 + 2.0)
+        # Then the regular interval again: no further diff for a while.
+        time.sleep(1.0)
+        self.assertEqual(kinds(self.agent.lines).count("diff"), probe_module.FOLLOW_UPS)
+        # A second request while tracing brings fresh diffs at once too.
+        self.control(action="trace", duration_s=600)
+        self.agent.wait_for(lambda ls: kinds(ls).count("diff") > probe_module.FOLLOW_UPS, 5)
 
     def test_tracing_started_by_the_application_is_left_running(self) -> None:
         tracemalloc.start(3)

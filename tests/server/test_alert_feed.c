@@ -20,7 +20,6 @@
 #include "common/error.h"
 #include "common/timeutil.h"
 #include "server/alerts/alert_feed.h"
-#include "server/collector.h"
 #include "server/store/store.h"
 
 #define PID_ID "web-3:42:1699999000000"
@@ -76,9 +75,12 @@ static int setup(void **state)
     f->agent.instance = 7;
     struct apm_store_options opt = {.dir = f->dir, .no_sync = true};
     assert_int_equal(apm_store_open(&opt, &f->store), 0);
-    assert_int_equal(
-        apm_alert_feed_new(f->store, f->conf, apm_collector_options(), "127.0.0.1:7412", &f->feed),
-        0);
+    char err[512] = "";
+    struct apm_alert_config *ac = apm_alert_config_new();
+    assert_non_null(ac);
+    assert_int_equal(apm_alert_config_load_file(ac, f->conf, err, sizeof(err)), 0);
+    assert_int_equal(apm_alert_config_finish(ac, err, sizeof(err)), 0);
+    assert_int_equal(apm_alert_feed_new(f->store, ac, "127.0.0.1:7412", &f->feed), 0);
     *state = f;
     return 0;
 }
@@ -134,12 +136,10 @@ static void leak_verdict(struct apm_verdict_record *r)
     strcpy(r->host, "web-3");
     strcpy(r->process_id, PID_ID);
     strcpy(r->name, "worker.py");
-    strcpy(r->cgroup, "/system.slice/worker.service");
     r->pid = 42;
     r->start_ms = 1699999000000LL;
     r->value = 0.5 * GIB;
     r->limit_source = APM_LIMIT_CGROUP;
-    r->interval_s = 1.0;
     double now = (double)(t0 + 60000) / 1000.0;
     /* 20 s more than the round figures, so that the second since then does not show. */
     r->v = (struct apm_verdict){.cls = APM_CLASS_LEAK,
@@ -154,6 +154,14 @@ static void leak_verdict(struct apm_verdict_record *r)
                                 .t_last = now,
                                 .samples = 600};
     r->evaluated_at = now;
+}
+
+/* Hands r to the feed with what the analyzer adds: the cgroup and a 1 s interval. */
+static void judge(struct fixture *f, const struct apm_verdict_record *r)
+{
+    struct apm_analyzer_verdict msg = {
+        .rec = r, .cgroup = "/system.slice/worker.service", .interval_s = 1.0};
+    apm_alert_feed_verdict(f->feed, &msg);
 }
 
 static bool firing(struct fixture *f, const char *rule, struct apm_alert *out)
@@ -175,7 +183,7 @@ static void test_leak_alert_names_the_top_suspect_and_says_python(void **state)
     put_probe_history(f, LEAK_RATE);
     struct apm_verdict_record r;
     leak_verdict(&r);
-    apm_alert_feed_verdict(f->feed, &r);
+    judge(f, &r);
     struct apm_alert a;
     assert_true(firing(f, "leak", &a));
     assert_string_equal(a.suspect, "app/cache.py:88");
@@ -200,7 +208,7 @@ static void test_native_rule_fires_when_traced_memory_stays_flat(void **state)
     put_probe_history(f, 0);
     struct apm_verdict_record r;
     leak_verdict(&r);
-    apm_alert_feed_verdict(f->feed, &r);
+    judge(f, &r);
     struct apm_alert a;
     assert_true(firing(f, "native", &a));
     assert_int_equal(a.native, 1);
@@ -212,7 +220,7 @@ static void test_no_probe_data_no_suspect_and_no_native_verdict(void **state)
     struct fixture *f = *state;
     struct apm_verdict_record r;
     leak_verdict(&r);
-    apm_alert_feed_verdict(f->feed, &r);
+    judge(f, &r);
     struct apm_alert a;
     assert_true(firing(f, "leak", &a));
     assert_string_equal(a.suspect, "");
@@ -225,7 +233,7 @@ static void test_cgroup_matchers_select_by_the_process_cgroup(void **state)
     struct fixture *f = *state;
     struct apm_verdict_record r;
     leak_verdict(&r);
-    apm_alert_feed_verdict(f->feed, &r);
+    judge(f, &r);
     struct apm_alert a;
     assert_true(firing(f, "service-cgroup", &a));
     assert_false(firing(f, "other-cgroup", &a));

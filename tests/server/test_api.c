@@ -31,6 +31,7 @@ struct env {
     char dir[64];
     struct apm_store *store;
     struct apm_api *api;
+    struct apm_counters counters;
     int status_calls;
 };
 
@@ -100,8 +101,12 @@ static int setup(void **state)
     apm_batch_free(b);
     apm_batch_free(b2);
 
-    struct apm_api_config cfg = {.store = e->store, .status_fn = status_fn, .ctx = e};
+    apm_counters_init(&e->counters);
+    assert_int_equal(apm_store_add_counters(e->store, &e->counters), 0);
+    struct apm_api_config cfg = {
+        .store = e->store, .counters = &e->counters, .status_fn = status_fn, .ctx = e};
     assert_int_equal(apm_api_new(&cfg, &e->api), 0);
+    assert_int_equal(apm_api_add_counters(e->api, &e->counters), 0);
     *state = e;
     return 0;
 }
@@ -168,6 +173,11 @@ static void test_api_status_has_version_store_and_collector_counters(void **stat
     json_t *store = json_object_get(doc, "store");
     assert_int_equal(json_integer_value(json_object_get(store, "series")), 4);
     assert_int_equal(json_integer_value(json_object_get(store, "samples")), 211);
+    /* Every counter of a group is there, also those status once left out. */
+    assert_true(json_is_integer(json_object_get(store, "dropped")));
+    json_t *api = json_object_get(doc, "api");
+    assert_int_equal(json_integer_value(json_object_get(api, "requests")), 1);
+    assert_int_equal(json_integer_value(json_object_get(api, "errors")), 0);
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(doc, "ingest"), "connections")), 3);
     assert_int_equal(e->status_calls, 1);
@@ -233,6 +243,7 @@ static void test_api_series_filters_and_shape(void **state)
     assert_int_equal(json_integer_value(json_object_get(s, "pid")), 42);
     assert_int_equal(json_integer_value(json_object_get(s, "samples")), 100);
     assert_int_equal(json_integer_value(json_object_get(s, "last_value")), 199 << 20);
+    assert_string_equal(json_string_value(json_object_get(s, "unit")), "bytes");
     assert_true(json_real_value(json_object_get(s, "first")) == 1700000000.0);
     assert_true(json_real_value(json_object_get(s, "last")) == 1700000099.0);
     json_decref(doc);

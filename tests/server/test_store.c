@@ -225,6 +225,30 @@ static void test_store_puts_and_lists_batch(void **state)
     assert_true(st.bytes_on_disk > 0);
 }
 
+static void test_store_finds_a_series_by_its_names(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(store_batch(f, 1, 1700000001000, 2), 0);
+    char pid[APM_STORE_PROCESS_ID_MAX];
+    apm_store_process_id(pid, sizeof(pid), "web-3", 4242, 1700000000123);
+    assert_string_equal(pid, "web-3:4242:1700000000123");
+    uint64_t rss = find_series(f, APM_METRIC_RSS), host = find_series(f, APM_METRIC_MEM_AVAILABLE);
+    uint64_t id = 0;
+    /* The host given, or taken from the process id: the same series. */
+    assert_int_equal(apm_store_find_series(f->store, "web-3", pid, APM_METRIC_RSS, NULL, &id), 0);
+    assert_true(id == rss);
+    id = 0;
+    assert_int_equal(apm_store_find_series(f->store, NULL, pid, APM_METRIC_RSS, "", &id), 0);
+    assert_true(id == rss);
+    assert_int_equal(
+        apm_store_find_series(f->store, "web-3", "", APM_METRIC_MEM_AVAILABLE, NULL, &id), 0);
+    assert_true(id == host);
+    assert_int_equal(apm_store_find_series(f->store, NULL, pid, APM_METRIC_PSS, NULL, &id),
+                     APM_E_NOTFOUND);
+    assert_int_equal(apm_store_find_series(f->store, NULL, "no-colons", APM_METRIC_RSS, NULL, &id),
+                     APM_E_NOTFOUND);
+}
+
 static void test_store_drops_duplicate_seq(void **state)
 {
     struct fixture *f = *state;
@@ -397,6 +421,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_store_puts_and_lists_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_finds_a_series_by_its_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_drops_duplicate_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_keeps_watermark_across_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_new_instance_resets_dedup, setup, teardown),

@@ -21,6 +21,11 @@ class Budget:
         self.skips += 1
         return False
 
+    @property
+    def next_at(self) -> float:
+        """The monotonic time from which the next step may run."""
+        return self._next
+
     def spent(self, now: float, cost_s: float) -> None:
         if self._fraction > 0:
             self._next = now + cost_s / self._fraction

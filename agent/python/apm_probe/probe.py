@@ -1,6 +1,11 @@
 """The probe thread: gc statistics every interval, tracemalloc diffs while tracing,
 control commands from the agent.
 
+A trace request (a control line from the agent, sent when the collector suspects a leak
+or an operator runs `apm-cli trace`) takes its first snapshot at once and diffs against
+it FOLLOW_UPS times, FOLLOW_UP_S apart, before the diffs fall back to the regular
+interval: the collector gets the growing sites within seconds, not an interval later.
+
 The application only ever calls start(), stop() and stats() from its own threads; all
 other work happens on one daemon thread that owns the transport, the differ and the
 tracing state. Every step of that thread is guarded: a failure is counted, logged at a
@@ -30,6 +35,10 @@ from .version import VERSION
 CAP_CHECK_S = 1.0
 # At shutdown, queued lines get this long to leave.
 FLUSH_AT_STOP_S = 0.2
+# After a trace request, this many diffs come this far apart (or at the interval if it
+# is shorter): three diffs give each site four points, enough to see it grow in a line.
+FOLLOW_UPS = 3
+FOLLOW_UP_S = 3.0
 
 # Called on the probe thread after each diff: (seq, previous snapshot, new snapshot).
 SnapshotHook = Callable[[int, tracemalloc.Snapshot, tracemalloc.Snapshot], None]
@@ -79,6 +88,7 @@ class Probe:
         self._previous_snapshot: Optional[tracemalloc.Snapshot] = None
         self._last_snapshot_at = 0.0
         self._last_snapshot_t = 0.0  # its wall-clock time, the t its diff would carry
+        self._follow_ups = 0  # quick diffs still owed to the last trace request
         self._seq = 0
         # Counters.
         self.errors = 0
@@ -181,11 +191,15 @@ class Probe:
                 next_tick += settings.interval
                 if next_tick <= now:
                     next_tick = now + settings.interval
+            self._guard("follow_up", self._follow_up, self._clock())
             wait = next_tick - self._clock()
             if self._tracing:
                 wait = min(wait, CAP_CHECK_S)
                 if self._deadline is not None:
                     wait = min(wait, self._deadline - now)
+                follow_up = self._follow_up_at()
+                if follow_up is not None:
+                    wait = min(wait, follow_up - self._clock())
             lines = self._guard("pump", self._transport.pump, max(0.0, wait))
             if lines is None:
                 time.sleep(min(1.0, settings.interval))
@@ -217,6 +231,21 @@ class Probe:
         counters: Dict[str, Any] = self._counters()
         counters["cpu_s"] = time.thread_time()
         self._send(wire.stats_line(t, counters, self.last_error or self._transport.last_error))
+
+    def _follow_up_at(self) -> Optional[float]:
+        """When the next quick diff after a trace request is due (within the snapshot
+        budget), or None when none is owed."""
+        if not self._tracing or self._follow_ups <= 0 or not self._differ.has_baseline:
+            return None
+        gap = min(FOLLOW_UP_S, self.settings.interval)
+        return max(self._last_snapshot_at + gap, self._snapshot_budget.next_at)
+
+    def _follow_up(self, now: float) -> None:
+        due = self._follow_up_at()
+        if due is None or now < due:
+            return
+        self._follow_ups -= 1
+        self._diff(now, time.time())
 
     def _diff(self, now: float, t: float) -> None:
         result = self._differ.step()
@@ -284,6 +313,7 @@ class Probe:
             # Someone else traces already: use it, and leave it running when we are done.
             self._we_started = False
         self._tracing = True
+        self._follow_ups = FOLLOW_UPS if reason == "control" else 0
         self._session += 1
         self._deadline = None if window is None else now + window
         self._cap = cap
@@ -299,6 +329,7 @@ class Probe:
 
     def _end(self, now: float, reason: str) -> None:
         self._tracing = False
+        self._follow_ups = 0
         self._deadline = None
         self._differ.reset()
         self._previous_snapshot = None
@@ -332,6 +363,8 @@ class Probe:
             if self._deadline is not None:
                 self._deadline = now + window
             self._cap = cap
+            # A new request wants fresh suspects as soon as the first one did.
+            self._follow_ups = FOLLOW_UPS
             self._send(self._state_line("extended", "control"))
         else:
             self._begin(now, "control", window, cap, False)
