@@ -429,6 +429,14 @@ static double growth_start(const struct apm_analysis *a, size_t from)
             double e = y[i] - c - r * (x[i] - x[k]);
             sse += e * e;
         }
+        /* A corner needs a flat stretch before it: one that swung by half the rise is none. */
+        double lo = y[0], hi = y[0];
+        for (size_t i = 1; i < k; i++) {
+            lo = y[i] < lo ? y[i] : lo;
+            hi = y[i] > hi ? y[i] : hi;
+        }
+        if (k > 0 && hi - lo > 0.5 * r * (x[m - 1] - x[k]))
+            continue;
         if (r > 0 && sse < best) {
             best = sse;
             best_t = k == 0 ? a->t[from] : x[k];
@@ -467,11 +475,12 @@ static double growth_start(const struct apm_analysis *a, size_t from)
  * another T with probability d / (d + T), and an exhaustion that probable
  * (steady_p) is worth a page. Without a limit the rate can still be steady.
  */
-static bool steady(const struct apm_analysis *a, const struct apm_analysis_window *w, double start)
+static bool steady(const struct apm_analysis *a, const struct apm_analysis_window *w, double start,
+                   bool startup)
 {
     if (w->slope <= 0 || w->slope_lo <= 0 || w->slope_hi > a->tune.steady_spread * w->slope_lo ||
         w->recent_lo < a->tune.steady_keep * w->slope || w->z < a->tune.steady_z || w->warmup ||
-        w->step)
+        w->step || !w->new_high)
         return false;
     double d = w->t_now - start;
     if (!(d > 0))
@@ -484,7 +493,14 @@ static bool steady(const struct apm_analysis *a, const struct apm_analysis_windo
      * of its time left, like any growth under way.
      */
     double p = a->tune.steady_p;
-    if (start <= a->t[0]) {
+    if (startup) {
+        /*
+         * A start-up fill that would reach the limit before it ends is an
+         * exhaustion all the same, once it has lasted long enough to be
+         * likely to go on (startup_p) on the RSS alone.
+         */
+        p = a->tune.startup_p;
+    } else if (start <= a->t[0]) {
         double u = a->cfg.after_exhaustion ? a->tune.urgency_all : a->tune.urgency;
         p = u / (1 + u);
     }
@@ -585,7 +601,30 @@ static void evaluate(struct apm_analysis *a)
     if (n_wins == 0)
         return;
 
-    bool old_enough = a->t_prev - a->t_first >= a->cfg.min_history_s;
+    /*
+     * Growth under way since the series began, with no level seen before it,
+     * is how a process starts up: caches fill, pools grow, sometimes in a
+     * straight line toward the limit for an hour or more. The RSS alone can
+     * not tell that fill from a leak until the process has lived past it
+     * (startup_s); the probe's sites can, and the collector weighs them.
+     */
+    double life = a->t_prev - a->t_first;
+    bool startup = false;
+    if ((any || any_grow) && !holding && life < a->tune.startup_s) {
+        if (!gs_known) {
+            gs = growth_start(a, 0);
+            gs_known = true;
+        }
+        /* A level vouches for a baseline when it lasted at least as long as the growth since. */
+        startup = gs - a->t[0] < a->t_prev - gs;
+    }
+    if (startup && any) {
+        if (!any_grow || best.p < grow.p)
+            grow = best;
+        any_grow = true;
+        any = false;
+    }
+    bool old_enough = life >= a->cfg.min_history_s;
     /*
      * A leak verdict is confirmed when the evidence has held for a share of
      * the series' observed life (and over at least confirm evaluations), so
@@ -594,7 +633,7 @@ static void evaluate(struct apm_analysis *a)
     a->streak = any && old_enough ? a->streak + 1 : 0;
     if (a->streak == 1)
         a->streak_from = a->t_prev;
-    double held = a->t_prev - a->streak_from, life = a->t_prev - a->t_first;
+    double held = a->t_prev - a->streak_from;
     v->alert = a->streak >= a->tune.confirm && (v->alert || held >= a->tune.confirm_share * life);
     v->doubt = APM_DOUBT_NONE;
     v->doubt_until_t = NAN;
@@ -618,6 +657,9 @@ static void evaluate(struct apm_analysis *a)
             v->doubt_until_t = a->t_prev + (more > step ? more : step);
             if (!old_enough && a->t_first + a->cfg.min_history_s > v->doubt_until_t)
                 v->doubt_until_t = a->t_first + a->cfg.min_history_s;
+        } else if (startup) {
+            v->doubt = APM_DOUBT_WARMUP;
+            v->doubt_until_t = a->t_first + a->tune.startup_s;
         } else if (too_soon) {
             v->doubt = APM_DOUBT_WARMUP;
             if (a->limit > 0 && best.slope > 0) {
@@ -640,8 +682,8 @@ static void evaluate(struct apm_analysis *a)
     }
     v->rate = best.slope;
     forecast(a, &s, &best);
-    v->growth_start_t = growth_start(a, 0);
-    v->steady = steady(a, &best, v->growth_start_t);
+    v->growth_start_t = gs_known ? gs : growth_start(a, 0);
+    v->steady = steady(a, &best, v->growth_start_t, startup);
 }
 
 static void close_bucket(struct apm_analysis *a)

@@ -37,11 +37,11 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .flat_share = 0.25,
         .urgency = 0.8,
         .urgency_all = 0.1,
-        .drawdown_margin = 0.5,
-        .creep_age = 0.15,
+        .drawdown_margin = 0.75,
+        .creep_age = 0.1,
         .creep_age_after = 0.05,
         .creep_far = 4.0,
-        .creep_t = 35,
+        .creep_t = 25,
         .creep_max = 0.1,
         .creep_max_after = 0.2,
         .creep_decel = 0.8,
@@ -57,6 +57,9 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .steady_z = 8.0,
         .steady_keep = 0.8,
         .steady_p = 0.03,
+        .startup_s = 21600,
+        .clear_snr = 20,
+        .startup_p = 0.9,
     };
     if (s == APM_SENSITIVITY_EARLY) {
         t->z_min = 2.5;
@@ -111,6 +114,9 @@ static const struct {
     {"steady_keep", offsetof(struct apm_analysis_tuning, steady_keep)},
     {"creep_age_after", offsetof(struct apm_analysis_tuning, creep_age_after)},
     {"flat_share", offsetof(struct apm_analysis_tuning, flat_share)},
+    {"clear_snr", offsetof(struct apm_analysis_tuning, clear_snr)},
+    {"startup_p", offsetof(struct apm_analysis_tuning, startup_p)},
+    {"startup_s", offsetof(struct apm_analysis_tuning, startup_s)},
     {"pre_span", offsetof(struct apm_analysis_tuning, pre_span)},
     {"creep_floor", offsetof(struct apm_analysis_tuning, creep_floor)},
     {"steady_p", offsetof(struct apm_analysis_tuning, steady_p)},
@@ -335,10 +341,15 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
     if (rho > tu->rho_max)
         rho = tu->rho_max;
     out->rho = rho > 0 ? rho : 0;
-    if (rho > 0)
-        out->z = mk.z * sqrt((1 - rho) / (1 + rho));
     if (out->scale < PAGE_BYTES)
         out->scale = PAGE_BYTES;
+    /*
+     * Slow noise wanders about the fitted line by about its own scale; it can
+     * not make a window grow by many times that scale. Such growth (a clean
+     * ramp, whose residuals are page steps and so correlated) keeps its z.
+     */
+    if (rho > 0 && !(tu->clear_snr > 0 && out->growth >= tu->clear_snr * out->scale))
+        out->z = mk.z * sqrt((1 - rho) / (1 + rho));
 
     double level = fabs(out->level_now) > 1 ? fabs(out->level_now) : 1;
     out->growing = out->z >= tu->z_min && out->growth >= tu->noise_k * out->scale &&

@@ -57,6 +57,12 @@ struct apm_analysis_tuning {
     double steady_z;           /* ... the window's Mann-Kendall z (effective size) at least this */
     double steady_keep;        /* ... the recent half's lower bound is at least this x the rate */
     double steady_p; /* ... and the growth has lasted d with d / (d + time left) >= this */
+    double clear_snr; /* growth at least this x the residual scale is no slow noise: the
+                         residuals' autocorrelation does not shrink its z */
+    double startup_s; /* growth under way since the series began is a start-up fill, not yet
+                         a leak, until the series has lived this long (s) */
+    double startup_p; /* ... and its rate is steady once it has lasted d with
+                         d / (d + time left) >= this */
 };
 
 /* Fills *t with the thresholds of sensitivity s (an enum apm_sensitivity value). */
