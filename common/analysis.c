@@ -297,6 +297,18 @@ static bool urgent(const struct apm_analysis *a, const struct apm_analysis_windo
     return watched >= share * tte;
 }
 
+/* The same, for growth watched since from (a corner found in the whole history). */
+static bool urgent_from(const struct apm_analysis *a, const struct apm_analysis_window *w,
+                        double share, double from)
+{
+    if (share <= 0)
+        return true;
+    if (a->limit <= 0 || w->slope <= 0)
+        return false;
+    double tte = (a->limit - anchor(a, w)) / w->slope;
+    return w->t_now - from >= share * tte;
+}
+
 /*
  * Slow, steady growth over a long history: a few per cent of the level, at a
  * constant rate (no deceleration) across at least creep_buckets buckets. A
@@ -316,28 +328,43 @@ static bool creeping(const struct apm_analysis *a, const struct apm_analysis_win
                         w->decel >= a->tune.creep_after_steady;
     if ((w->buckets != a->n_hist && !after_warmup) || !w->creep_shape)
         return false;
-    /*
-     * A warm-up looks like a creep until it bends; it has had the time to bend once
-     * the series has been watched for creep_age of the time its growth leaves.
-     */
+    double level = fabs(w->level_now) > 1 ? fabs(w->level_now) : 1;
+    if (w->growth > (after_warmup ? a->tune.creep_max_after : a->tune.creep_max) * level)
+        return false;
     /*
      * A warm-up looks like a creep until it bends. It has had the time to bend
-     * once the growth has been watched for creep_age of the time it leaves,
+     * once the growth has been watched for creep_age of the time it leaves
+     * (after a warm-up, creep_age_after: the warm-up's end is evidence too),
      * and the evidence of every sample, not only of the buckets, must be
      * strong: the trend's t (growth over the residual scale, times the square
      * root of the effective number of samples over 12) reaches creep_t.
      */
     double n_eff = (double)a->samples * (1 - w->rho) / (1 + w->rho);
-    if ((!after_warmup && !urgent(a, w, a->tune.creep_age)) ||
+    /*
+     * Creep is the rule for growth far from its limit, which urgency never
+     * reaches. Growth whose limit lies within creep_far x the time it has been
+     * watched is near enough for urgency to judge it, with its larger share: a
+     * drift of a few hours close to the limit is no creep.
+     */
+    if (a->tune.creep_far > 0 && a->limit > 0) {
+        double left = (a->limit - anchor(a, w)) / w->slope;
+        if (left < a->tune.creep_far * (w->t_now - a->t[a->n_hist - w->buckets]))
+            return false;
+    }
+    if (!urgent(a, w, after_warmup ? a->tune.creep_age_after : a->tune.creep_age) ||
         w->growth / w->scale * sqrt(n_eff / 12.0) < a->tune.creep_t)
         return false;
     if (w->z >= a->tune.creep_z && w->growth >= a->tune.creep_snr * w->scale)
         return true;
     /*
-     * Noise can bury the envelope's trend; the pooled floors then stand in
-     * for it, but only when the limit is near enough (within a few history
-     * lengths) for the growth to matter before long.
+     * The envelope is a running minimum: stepwise growth leaves it in
+     * plateaus whose autocorrelation shrinks its z hard. The pooled floors
+     * of the whole window, their own z corrected for autocorrelation, are
+     * the whole history's evidence (creep_floor); otherwise they stand in
+     * only when the limit is within creep_horizon history lengths.
      */
+    if (a->tune.creep_floor > 0)
+        return w->floor_z >= a->tune.creep_z && w->floor_snr >= a->tune.creep_floor_snr;
     if (a->limit <= 0)
         return false;
     double tte = (a->limit - w->peak_now) / w->slope;
@@ -402,6 +429,14 @@ static double growth_start(const struct apm_analysis *a, size_t from)
             double e = y[i] - c - r * (x[i] - x[k]);
             sse += e * e;
         }
+        /* A corner needs a flat stretch before it: one that swung by half the rise is none. */
+        double lo = y[0], hi = y[0];
+        for (size_t i = 1; i < k; i++) {
+            lo = y[i] < lo ? y[i] : lo;
+            hi = y[i] > hi ? y[i] : hi;
+        }
+        if (k > 0 && hi - lo > 0.5 * r * (x[m - 1] - x[k]))
+            continue;
         if (r > 0 && sse < best) {
             best = sse;
             best_t = k == 0 ? a->t[from] : x[k];
@@ -440,11 +475,12 @@ static double growth_start(const struct apm_analysis *a, size_t from)
  * another T with probability d / (d + T), and an exhaustion that probable
  * (steady_p) is worth a page. Without a limit the rate can still be steady.
  */
-static bool steady(const struct apm_analysis *a, const struct apm_analysis_window *w, double start)
+static bool steady(const struct apm_analysis *a, const struct apm_analysis_window *w, double start,
+                   bool startup)
 {
     if (w->slope <= 0 || w->slope_lo <= 0 || w->slope_hi > a->tune.steady_spread * w->slope_lo ||
         w->recent_lo < a->tune.steady_keep * w->slope || w->z < a->tune.steady_z || w->warmup ||
-        w->step)
+        w->step || !w->new_high)
         return false;
     double d = w->t_now - start;
     if (!(d > 0))
@@ -457,13 +493,22 @@ static bool steady(const struct apm_analysis *a, const struct apm_analysis_windo
      * of its time left, like any growth under way.
      */
     double p = a->tune.steady_p;
-    if (start <= a->t[0]) {
+    if (startup) {
+        /*
+         * A start-up fill that would reach the limit before it ends is an
+         * exhaustion all the same, once it has lasted long enough to be
+         * likely to go on (startup_p) on the RSS alone.
+         */
+        p = a->tune.startup_p;
+    } else if (start <= a->t[0]) {
         double u = a->cfg.after_exhaustion ? a->tune.urgency_all : a->tune.urgency;
         p = u / (1 + u);
     }
     double left = (a->limit - anchor(a, w)) / w->slope;
     return left <= 0 || d / (d + left) >= p;
 }
+
+static double growth_start(const struct apm_analysis *a, size_t from);
 
 /* Judges every window from the smallest to the whole history. */
 static void evaluate(struct apm_analysis *a)
@@ -502,6 +547,8 @@ static void evaluate(struct apm_analysis *a)
      * (a process slowed by tracing, say) puts its limit further away than urgency wants.
      */
     bool holding = v->alert;
+    bool gs_known = false;
+    double gs = 0;
     for (size_t i = 0; i < n_wins; i++) {
         w = wins[i];
         if (w.leak && (!any_grow || w.p < grow.p)) {
@@ -518,7 +565,25 @@ static void evaluate(struct apm_analysis *a)
         } else if (w.leak && !holding) {
             double share =
                 w.continuation && !a->cfg.after_exhaustion ? a->tune.urgency : a->tune.urgency_all;
-            if (!urgent(a, &w, share)) {
+            double from = a->t[a->n_hist - w.buckets];
+            /*
+             * Growth under way that began at a corner after a flat start is
+             * judged from that corner, like growth inside the window, when the
+             * flat stretch is long enough to vouch for the baseline: the first
+             * part of a series' life can not vouch for its own (a short flat
+             * start is as likely a pause in a warm-up).
+             */
+            if (w.continuation && !a->cfg.after_exhaustion && a->tune.flat_share > 0) {
+                if (!gs_known) {
+                    gs = growth_start(a, 0);
+                    gs_known = true;
+                }
+                if (gs > a->t[0] && gs - a->t[0] >= a->tune.flat_share * (w.t_now - gs)) {
+                    share = a->tune.urgency_all;
+                    from = gs;
+                }
+            }
+            if (!urgent_from(a, &w, share, from)) {
                 w.leak = false;
                 too_soon = true;
                 share_needed = share;
@@ -536,7 +601,30 @@ static void evaluate(struct apm_analysis *a)
     if (n_wins == 0)
         return;
 
-    bool old_enough = a->t_prev - a->t_first >= a->cfg.min_history_s;
+    /*
+     * Growth under way since the series began, with no level seen before it,
+     * is how a process starts up: caches fill, pools grow, sometimes in a
+     * straight line toward the limit for an hour or more. The RSS alone can
+     * not tell that fill from a leak until the process has lived past it
+     * (startup_s); the probe's sites can, and the collector weighs them.
+     */
+    double life = a->t_prev - a->t_first;
+    bool startup = false;
+    if ((any || any_grow) && !holding && life < a->tune.startup_s) {
+        if (!gs_known) {
+            gs = growth_start(a, 0);
+            gs_known = true;
+        }
+        /* A level vouches for a baseline when it lasted at least as long as the growth since. */
+        startup = gs - a->t[0] < a->t_prev - gs;
+    }
+    if (startup && any) {
+        if (!any_grow || best.p < grow.p)
+            grow = best;
+        any_grow = true;
+        any = false;
+    }
+    bool old_enough = life >= a->cfg.min_history_s;
     /*
      * A leak verdict is confirmed when the evidence has held for a share of
      * the series' observed life (and over at least confirm evaluations), so
@@ -545,7 +633,7 @@ static void evaluate(struct apm_analysis *a)
     a->streak = any && old_enough ? a->streak + 1 : 0;
     if (a->streak == 1)
         a->streak_from = a->t_prev;
-    double held = a->t_prev - a->streak_from, life = a->t_prev - a->t_first;
+    double held = a->t_prev - a->streak_from;
     v->alert = a->streak >= a->tune.confirm && (v->alert || held >= a->tune.confirm_share * life);
     v->doubt = APM_DOUBT_NONE;
     v->doubt_until_t = NAN;
@@ -569,6 +657,9 @@ static void evaluate(struct apm_analysis *a)
             v->doubt_until_t = a->t_prev + (more > step ? more : step);
             if (!old_enough && a->t_first + a->cfg.min_history_s > v->doubt_until_t)
                 v->doubt_until_t = a->t_first + a->cfg.min_history_s;
+        } else if (startup) {
+            v->doubt = APM_DOUBT_WARMUP;
+            v->doubt_until_t = a->t_first + a->tune.startup_s;
         } else if (too_soon) {
             v->doubt = APM_DOUBT_WARMUP;
             if (a->limit > 0 && best.slope > 0) {
@@ -591,8 +682,8 @@ static void evaluate(struct apm_analysis *a)
     }
     v->rate = best.slope;
     forecast(a, &s, &best);
-    v->growth_start_t = growth_start(a, 0);
-    v->steady = steady(a, &best, v->growth_start_t);
+    v->growth_start_t = gs_known ? gs : growth_start(a, 0);
+    v->steady = steady(a, &best, v->growth_start_t, startup);
 }
 
 static void close_bucket(struct apm_analysis *a)

@@ -33,24 +33,33 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .rho_max = 0.9,
         .pre_z = 2.0,
         .pre_slope_frac = 0.3,
+        .pre_span = 0.5,
+        .flat_share = 0.25,
         .urgency = 0.8,
         .urgency_all = 0.1,
-        .drawdown_margin = 0.5,
-        .creep_age = 0.3,
-        .creep_t = 50,
-        .creep_max = 0.2,
+        .drawdown_margin = 0.75,
+        .creep_age = 0.1,
+        .creep_age_after = 0.05,
+        .creep_far = 4.0,
+        .creep_t = 25,
+        .creep_max = 0.1,
+        .creep_max_after = 0.2,
         .creep_decel = 0.8,
         .creep_z = 3.0,
         .creep_snr = 10.0,
         .creep_ramp = 0.35,
         .creep_horizon = 0.0,
         .creep_floor_snr = 5.0,
+        .creep_floor = 1.0,
         .creep_after_decel = 0.6,
         .creep_after_steady = 0.95,
         .steady_spread = 2.0,
         .steady_z = 8.0,
         .steady_keep = 0.8,
         .steady_p = 0.03,
+        .startup_s = 21600,
+        .clear_snr = 20,
+        .startup_p = 0.9,
     };
     if (s == APM_SENSITIVITY_EARLY) {
         t->z_min = 2.5;
@@ -63,6 +72,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         t->urgency = 1.0;
         t->urgency_all = 0.15;
         t->creep_max = 0.1;
+        t->creep_max_after = 0.1;
     }
 }
 
@@ -87,6 +97,8 @@ static const struct {
     {"drawdown_margin", offsetof(struct apm_analysis_tuning, drawdown_margin)},
     {"urgency_all", offsetof(struct apm_analysis_tuning, urgency_all)},
     {"creep_age", offsetof(struct apm_analysis_tuning, creep_age)},
+    {"creep_far", offsetof(struct apm_analysis_tuning, creep_far)},
+    {"creep_max_after", offsetof(struct apm_analysis_tuning, creep_max_after)},
     {"creep_t", offsetof(struct apm_analysis_tuning, creep_t)},
     {"creep_max", offsetof(struct apm_analysis_tuning, creep_max)},
     {"creep_decel", offsetof(struct apm_analysis_tuning, creep_decel)},
@@ -100,6 +112,13 @@ static const struct {
     {"steady_spread", offsetof(struct apm_analysis_tuning, steady_spread)},
     {"steady_z", offsetof(struct apm_analysis_tuning, steady_z)},
     {"steady_keep", offsetof(struct apm_analysis_tuning, steady_keep)},
+    {"creep_age_after", offsetof(struct apm_analysis_tuning, creep_age_after)},
+    {"flat_share", offsetof(struct apm_analysis_tuning, flat_share)},
+    {"clear_snr", offsetof(struct apm_analysis_tuning, clear_snr)},
+    {"startup_p", offsetof(struct apm_analysis_tuning, startup_p)},
+    {"startup_s", offsetof(struct apm_analysis_tuning, startup_s)},
+    {"pre_span", offsetof(struct apm_analysis_tuning, pre_span)},
+    {"creep_floor", offsetof(struct apm_analysis_tuning, creep_floor)},
     {"steady_p", offsetof(struct apm_analysis_tuning, steady_p)},
     {"confirm_share", offsetof(struct apm_analysis_tuning, confirm_share)},
 };
@@ -176,7 +195,10 @@ static double slope_of(const double *x, const double *y, size_t n, double *scrat
  * start of the series) is judged as a whole, warm-up included. "May" is a
  * question of evidence: unless Sen's upper bound of the slope before the
  * window lies below pre_slope_frac of the window's slope, growth there is not
- * ruled out, so a short or noisy past is not taken as flat.
+ * ruled out, so a short or noisy past is not taken as flat. The past judged
+ * is the stretch just before the window (pre_span of its length): a leak
+ * after a warm-up has a flat or slower stretch before it, whatever grew
+ * earlier.
  */
 static bool pre_growing(const struct apm_analysis_series *s, size_t base, double slope,
                         const struct apm_analysis_tuning *tu, double *x, double *y, double *tmp,
@@ -185,8 +207,14 @@ static bool pre_growing(const struct apm_analysis_series *s, size_t base, double
     (void)tmp;
     if (base < 3)
         return true;
-    size_t pool = (base + MAX_POINTS - 1) / MAX_POINTS, m = 0;
-    for (size_t i = 0; i < base; i += pool) {
+    size_t from = 0;
+    if (tu->pre_span > 0) {
+        size_t span = (size_t)(tu->pre_span * (double)(s->n - base));
+        if (span < base)
+            from = base - span;
+    }
+    size_t pool = (base - from + MAX_POINTS - 1) / MAX_POINTS, m = 0;
+    for (size_t i = from; i < base; i += pool) {
         double sx = 0, sy = 0;
         size_t k = 0;
         for (size_t j = i; j < i + pool && j < base; j++, k++) {
@@ -313,10 +341,15 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
     if (rho > tu->rho_max)
         rho = tu->rho_max;
     out->rho = rho > 0 ? rho : 0;
-    if (rho > 0)
-        out->z = mk.z * sqrt((1 - rho) / (1 + rho));
     if (out->scale < PAGE_BYTES)
         out->scale = PAGE_BYTES;
+    /*
+     * Slow noise wanders about the fitted line by about its own scale; it can
+     * not make a window grow by many times that scale. Such growth (a clean
+     * ramp, whose residuals are page steps and so correlated) keeps its z.
+     */
+    if (rho > 0 && !(tu->clear_snr > 0 && out->growth >= tu->clear_snr * out->scale))
+        out->z = mk.z * sqrt((1 - rho) / (1 + rho));
 
     double level = fabs(out->level_now) > 1 ? fabs(out->level_now) : 1;
     out->growing = out->z >= tu->z_min && out->growth >= tu->noise_k * out->scale &&
@@ -362,8 +395,8 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
     out->new_high = env_now > before + tu->drawdown_margin * drawdown;
     /* The creeping rule's shape; the pooled floors are read only for a window that has it. */
     out->creep_shape = w * 2 >= s->n && out->slope > 0 && out->growth >= tu->rel_min * level &&
-                       out->growth <= tu->creep_max * level && out->decel >= tu->creep_decel &&
-                       out->step_ratio <= tu->creep_ramp;
+                       out->growth <= fmax(tu->creep_max, tu->creep_max_after) * level &&
+                       out->decel >= tu->creep_decel && out->step_ratio <= tu->creep_ramp;
     if (out->creep_shape)
         floor_trend(s, w, tu, x, y, tmp, ts_scratch, out);
     out->step = out->step_ratio < tu->step_sse_max;

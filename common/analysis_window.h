@@ -27,12 +27,20 @@ struct apm_analysis_tuning {
     double rho_max;            /* cap on the residual autocorrelation correction */
     double pre_z;              /* Mann-Kendall z before the window that means "already growing" */
     double pre_slope_frac;     /* ... with a slope at least this share of the window's */
+    double pre_span;           /* judged on the stretch just before the window, this x its length
+                                  (0: all of the history before it) */
+    double flat_share;         /* a flat start at least this x the growth since its corner vouches
+                                  for the baseline: the growth is judged from the corner */
     double urgency;            /* continued growth alerts once window duration >= urgency x TTE */
     double drawdown_margin;    /* a new high must clear earlier highs by this x earlier drawdown */
     double urgency_all;        /* the same for growth that began inside the window */
     double creep_age;          /* a creep is judged once watched for this share of its time left */
+    double creep_age_after;    /* ... after a warm-up, this share */
+    double creep_far;          /* ... and only when the time left is at least this x the time
+                                  watched (nearer limits are urgency's) */
     double creep_t;            /* ... and the trend's t on the effective samples at least this */
     double creep_max;          /* ... grew by at most this share of the level */
+    double creep_max_after;    /* ... after a warm-up, this share */
     double creep_decel;        /* ... with a recent / older slope ratio at least this */
     double creep_z;            /* ... and a Mann-Kendall z at least this */
     double creep_snr;          /* ... and a growth at least this x the residual scale */
@@ -40,6 +48,8 @@ struct apm_analysis_tuning {
     double creep_horizon;      /* the pooled floors may stand in for the envelope when the limit
                                   is within this many history lengths */
     double creep_floor_snr;    /* ... with their growth at least this x their residual scale */
+    double creep_floor;        /* nonzero: the pooled floors' corrected z may carry a creep at any
+                                  distance from the limit */
     double creep_after_decel;  /* whole-history slope ratio below this: a warm-up happened */
     double creep_after_steady; /* ... then a window of half the history or more with a slope
                                   ratio at least this may creep too */
@@ -47,6 +57,12 @@ struct apm_analysis_tuning {
     double steady_z;           /* ... the window's Mann-Kendall z (effective size) at least this */
     double steady_keep;        /* ... the recent half's lower bound is at least this x the rate */
     double steady_p; /* ... and the growth has lasted d with d / (d + time left) >= this */
+    double clear_snr; /* growth at least this x the residual scale is no slow noise: the
+                         residuals' autocorrelation does not shrink its z */
+    double startup_s; /* growth under way since the series began is a start-up fill, not yet
+                         a leak, until the series has lived this long (s) */
+    double startup_p; /* ... and its rate is steady once it has lasted d with
+                         d / (d + time left) >= this */
 };
 
 /* Fills *t with the thresholds of sensitivity s (an enum apm_sensitivity value). */

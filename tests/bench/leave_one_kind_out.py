@@ -22,10 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from leakbench_eval import split_names, thin  # noqa: E402
 
 GRID = {
-    "creep_age": [0.2, 0.3, 0.5],
-    "steady_p": [0.03, 0.1],
-    "urgency_all": [0.1, 0.2],
-    "creep_max": [0.1, 0.2],
+    "startup_s": [14400, 21600, 28800],
+    "creep_age": [0.1, 0.15],
+    "creep_t": [25, 35],
+    "clear_snr": [0, 20, 50],
 }
 
 
