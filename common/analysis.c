@@ -100,6 +100,7 @@ void apm_analysis_config_init(struct apm_analysis_config *cfg)
         .bucket_samples = 4,
         .history_buckets = 192,
         .min_buckets = 80,
+        .startup_s = -1,
     };
 }
 
@@ -117,7 +118,7 @@ int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis 
         apm_analysis_config_init(&c);
     if (c.bucket_samples < 1 || c.history_buckets < MIN_HISTORY ||
         c.history_buckets > MAX_HISTORY || c.history_buckets % 2 != 0 || c.min_buckets < 8 ||
-        c.min_buckets > c.history_buckets || !(c.bucket_min_s >= 0) || !(c.min_history_s >= 0))
+        c.min_buckets > c.history_buckets || !(c.bucket_min_s >= 0) || !(c.min_history_s >= 0) || isnan(c.startup_s))
         return -EINVAL;
 
     a = calloc(1, sizeof(*a));
@@ -125,6 +126,8 @@ int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis 
         return -ENOMEM;
     a->cfg = c;
     apm_analysis_window_tuning(c.sensitivity, &a->tune);
+    if (c.startup_s >= 0)
+        a->tune.startup_s = c.startup_s;
     a->cfg.tuning = NULL;
     if (apm_analysis_window_tuning_override(&a->tune, c.tuning) < 0) {
         apm_analysis_free(a);

@@ -44,6 +44,9 @@ enum apm_class {
 /* Returns "stable", "leak", "bloat", "sawtooth", "warmup" or "growing". */
 const char *apm_analysis_class_name(enum apm_class c);
 
+/* The start-up doubt's default length, s (see apm_analysis_config.startup_s). */
+#define APM_ANALYSIS_STARTUP_S 21600
+
 struct apm_analysis_config {
     enum apm_sensitivity sensitivity;
     /*
@@ -77,6 +80,12 @@ struct apm_analysis_config {
      */
     double bucket_min_s;
     double min_history_s;
+    /*
+     * Growth under way since the series began is a start-up fill, not a
+     * leak, until the series spans startup_s (APM_ANALYSIS_STARTUP_S by
+     * default; 0: judged at once). Negative: the operating point's own.
+     */
+    double startup_s;
     /*
      * Overrides of the operating point's thresholds, "name=value,..." (NULL:
      * none); borrowed until apm_analysis_new returns. For benchmarks that

@@ -1,5 +1,7 @@
 #include "common/analysis_window.h"
 
+#include "common/analysis.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -57,7 +59,7 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .steady_z = 8.0,
         .steady_keep = 0.8,
         .steady_p = 0.03,
-        .startup_s = 21600,
+        .startup_s = APM_ANALYSIS_STARTUP_S,
         .clear_snr = 20,
         .startup_p = 0.9,
     };

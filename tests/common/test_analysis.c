@@ -382,6 +382,44 @@ static void test_analysis_fast_leak_shown_within_two_minutes(void **state)
     assert_true(t > growing && t < oom);
 }
 
+/*
+ * With the start-up doubt configured off (`startup = 0` in [analysis]), the RSS alone trusts the
+ * same ramp's rate within two minutes of its start, and the 40 s fill still gets no alert.
+ */
+static void test_analysis_fast_leak_without_startup_doubt(void **state)
+{
+    (void)state;
+    struct apm_analysis_config cfg;
+    apm_analysis_config_init(&cfg);
+    cfg.startup_s = 0;
+    shape_fn shapes[2] = {service_leak, cache_fill};
+    for (int k = 0; k < 2; k++) {
+        struct apm_analysis *a = NULL;
+        struct rng r = {7};
+        double first = -1;
+        struct apm_verdict at = {0};
+        assert_int_equal(apm_analysis_new(&cfg, &a), 0);
+        for (double t = 0; t <= 1800 && first < 0; t += 1) {
+            assert_int_equal(apm_analysis_add(a, t, shapes[k](t, &r), 24 * GIB), 0);
+            struct apm_verdict v;
+            apm_analysis_verdict(a, &v);
+            if (apm_verdict_builtin_alert(&v)) {
+                first = t;
+                at = v;
+            }
+        }
+        apm_analysis_free(a);
+        print_message("%s: first alert at %.0f s\n", k == 0 ? "leak" : "fill", first);
+        if (k == 0) {
+            assert_true(first > 10 && first <= 130);
+            assert_true(at.steady);
+            assert_true(fabs(at.rate - 10 * MB) < 1 * MB);
+        } else {
+            assert_true(first < 0);
+        }
+    }
+}
+
 static void test_analysis_cache_filling_for_forty_seconds_gets_no_alert(void **state)
 {
     (void)state;
@@ -518,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_analysis_slow_leak_after_warmup_is_found_after_it),
         cmocka_unit_test(test_analysis_linear_leak_forecast_is_close),
         cmocka_unit_test(test_analysis_fast_leak_shown_within_two_minutes),
+        cmocka_unit_test(test_analysis_fast_leak_without_startup_doubt),
         cmocka_unit_test(test_analysis_cache_filling_for_forty_seconds_gets_no_alert),
         cmocka_unit_test(test_analysis_fast_leak_at_coarser_sampling),
         cmocka_unit_test(test_analysis_same_trace_at_three_densities_agrees),

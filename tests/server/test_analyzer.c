@@ -81,7 +81,7 @@ static void options(struct apm_analyzer_options *o)
     apm_analyzer_options_init(o);
     o->analysis.bucket_samples = 2;
     o->analysis.min_buckets = 32;
-    o->analysis.tuning = "startup_s=0";
+    o->analysis.startup_s = 0;
     o->trace_window_s = 600;
 }
 
