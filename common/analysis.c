@@ -118,7 +118,8 @@ int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis 
         apm_analysis_config_init(&c);
     if (c.bucket_samples < 1 || c.history_buckets < MIN_HISTORY ||
         c.history_buckets > MAX_HISTORY || c.history_buckets % 2 != 0 || c.min_buckets < 8 ||
-        c.min_buckets > c.history_buckets || !(c.bucket_min_s >= 0) || !(c.min_history_s >= 0) || isnan(c.startup_s))
+        c.min_buckets > c.history_buckets || !(c.bucket_min_s >= 0) || !(c.min_history_s >= 0) ||
+        isnan(c.startup_s))
         return -EINVAL;
 
     a = calloc(1, sizeof(*a));

@@ -56,7 +56,7 @@ struct apm_analysis_tuning {
     double steady_spread;      /* a steady rate: Sen's interval spans at most this factor */
     double steady_z;           /* ... the window's Mann-Kendall z (effective size) at least this */
     double steady_keep;        /* ... the recent half's lower bound is at least this x the rate */
-    double steady_p; /* ... and the growth has lasted d with d / (d + time left) >= this */
+    double steady_p;  /* ... and the growth has lasted d with d / (d + time left) >= this */
     double clear_snr; /* growth at least this x the residual scale is no slow noise: the
                          residuals' autocorrelation does not shrink its z */
     double startup_s; /* growth under way since the series began is a start-up fill, not yet

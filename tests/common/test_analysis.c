@@ -370,8 +370,9 @@ static void test_analysis_fast_leak_shown_within_two_minutes(void **state)
     double growing;
     double t = first_builtin(service_leak, 1, 3000, 24 * GIB, &v, &growing);
     double oom = 10 + (24 * GIB - 50 * MB) / (10 * MB);
-    print_message("growing with a forecast at %.0f s, exhaustion alert at %.0f s, limit at %.0f s\n",
-                  growing, t, oom);
+    print_message(
+        "growing with a forecast at %.0f s, exhaustion alert at %.0f s, limit at %.0f s\n", growing,
+        t, oom);
     assert_true(growing > 10 && growing <= 130);
     assert_int_equal(v.cls, APM_CLASS_GROWING);
     assert_int_equal(v.doubt, APM_DOUBT_WARMUP);
