@@ -53,7 +53,13 @@ class ForecastTest(unittest.TestCase):
                 scripts[name] = os.path.join(cls.c.dir, name)
                 with open(scripts[name], "w") as f:
                     f.write(text)
-            cls.c.start_collector("--memory-limit", str(LIMIT))
+            # The leaker grows from its first sample: this test is about the chain from agent
+            # to forecast, so its growth is judged at once, without the start-up doubt
+            # (test_fast_leak.py keeps the defaults).
+            conf = os.path.join(cls.c.dir, "collector.conf")
+            with open(conf, "w") as f:
+                f.write("[analysis]\nstartup = 0\n")
+            cls.c.start_collector("--memory-limit", str(LIMIT), "--config", conf)
             cls.c.start_agent(interval=f"{INTERVAL_S}s")
             cls.flat = cls.c.spawn("flat", [PY, scripts["flat.py"]])
             cls.leaker = cls.c.spawn("leaker", [PY, scripts["leaker.py"]])
