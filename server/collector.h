@@ -41,6 +41,7 @@ struct apm_collector_config {
         int64_t min_buckets;
         int64_t bucket_min_ms;
         int64_t min_history_ms;
+        int64_t startup_ms;
         char sensitivity[16];
     } analysis;
 };

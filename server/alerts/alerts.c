@@ -30,6 +30,7 @@
 #include "server/alerts/alert_text.h"
 #include "server/alerts/notify.h"
 #include "server/store/store_alerts.h"
+#include "server/analysis/evidence.h"
 #include "server/analysis/suspects.h"
 
 #define DEFAULT_TICK_MS 1000
@@ -208,8 +209,29 @@ static void update_facts(struct apm_alert *a, const struct apm_alert_input *in, 
         a->interval_s = in->interval_s;
     copy_str(a->cls, sizeof(a->cls), apm_analysis_class_name(v->cls));
     a->confidence = v->confidence;
-    if (v->cls == APM_CLASS_LEAK || a->kind == APM_ALERT_THRESHOLD)
+    struct apm_evidence ev;
+    struct apm_evidence_facts f = {.site = in->suspect_site,
+                                   .site_rate = in->suspect_rate,
+                                   .site_line = in->suspect_line,
+                                   .restarted_at_limit = in->restarted_at_limit};
+    apm_evidence_judge(v, &f, &ev);
+    if (ev.grows || a->kind == APM_ALERT_THRESHOLD)
         a->rate = v->rate;
+    /* How sure: how long it has grown, what doubt remains, what confirms it. */
+    if (ev.grows && isfinite(v->growth_start_t) && v->t_last > v->growth_start_t)
+        a->growing_for_s = v->t_last - v->growth_start_t;
+    /* A verdict that wavers for a moment (no growth judged) leaves the last word standing. */
+    if (ev.grows) {
+        copy_str(a->doubt, sizeof(a->doubt),
+                 v->cls == APM_CLASS_GROWING ? apm_analysis_doubt_name(v->doubt) : "");
+        a->doubt_left_s = isfinite(v->doubt_until_t) && v->cls == APM_CLASS_GROWING
+                              ? fmax(0.0, v->doubt_until_t - v->t_last)
+                              : NAN;
+        copy_str(a->confirmed, sizeof(a->confirmed), apm_evidence_confirm_name(ev.leak));
+        a->site_steady = ev.site_steady;
+    }
+    if (ev.site_share > 0)
+        a->site_share = ev.site_share;
     a->value = in->value;
     if (v->limit > 0) {
         a->limit = v->limit;
@@ -292,6 +314,7 @@ static struct entry *open_alert(struct apm_alerts *e, const struct apm_alert_rul
     a->pid = in->pid;
     a->started_ms = now_ms;
     a->native = -1;
+    a->doubt_left_s = NAN;
     a->notified = APM_ALERT_PENDING;
     copy_str(a->labels, sizeof(a->labels), r->labels);
     const struct apm_alert *sil = silencing(e, r->name, in->series_id, now_ms);
