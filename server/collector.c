@@ -367,7 +367,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
     };
     rc = apm_store_open(&so, &c->store);
     if (rc != 0) {
-        apm_error("collector: cannot open store in %s: %s", cfg->data_dir, apm_strerror(rc));
+        if (rc != -EBUSY) /* a locked directory has said so, with the holder's pid */
+            apm_error("collector: cannot open store in %s: %s", cfg->data_dir, apm_strerror(rc));
         goto fail;
     }
     rc = apm_alert_feed_new(c->store, alerts, cfg->http, &c->alerts);

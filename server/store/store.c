@@ -8,12 +8,15 @@
  * commit, however many batches touched it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -155,7 +158,7 @@ static int series_create(struct apm_store_txn *t, const char *key, size_t klen, 
     struct store_series *ser = series_alloc(key, klen, name);
     if (ser == NULL)
         return -ENOMEM;
-    ser->id = t->s->next_series_id;
+    ser->id = t->next_series_id;
     ser->pid = pid;
     ser->metric = metric;
     uint8_t idkey[8];
@@ -166,7 +169,7 @@ static int series_create(struct apm_store_txn *t, const char *key, size_t klen, 
         series_free(ser);
         return apm_store_mdb_error(rc, "new series");
     }
-    t->s->next_series_id++;
+    t->next_series_id++;
     *out = ser;
     return 0;
 }
@@ -268,11 +271,57 @@ static int write_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t value
     return mdb_put(txn, dbi, &k, &v, 0);
 }
 
-/* Opens the databases, checks the schema and reads the counters. */
+/*
+ * Takes the data directory's lock: an exclusive flock on DIR/apm.lock, held
+ * (through lock_fd) until apm_store_free, with the holder's pid written in
+ * the file for the message a second opener prints. The lock goes with the
+ * process, so a kill -9 leaves nothing to clean up.
+ */
+static int lock_dir(struct apm_store *s, const char *dir)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/apm.lock", dir) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        int e = errno;
+        apm_error("store: cannot open %s: %s", path, strerror(e));
+        return -e;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = e == EWOULDBLOCK ? pread(fd, pid, sizeof(pid) - 1, 0) : -1;
+        close(fd);
+        if (e != EWOULDBLOCK) {
+            apm_error("store: cannot lock %s: %s", path, strerror(e));
+            return -e;
+        }
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        apm_error("data directory %s is locked by pid %s", dir, pid[0] ? pid : "(unknown)");
+        return -EBUSY;
+    }
+    char buf[32];
+    int len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len)
+        apm_warn("store: cannot write the pid into %s: %s", path, strerror(errno));
+    s->lock_fd = fd;
+    return 0;
+}
+
+/* Adds delta to a counter in DB_META, read inside the write transaction. */
+static int add_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t delta)
+{
+    uint64_t v = 0;
+    int rc = read_u64(txn, dbi, name, &v);
+    return rc != 0 ? rc : write_u64(txn, dbi, name, v + delta);
+}
+
+/* Opens the databases and checks the schema. */
 static int open_dbs(struct apm_store *s)
 {
     MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     for (int i = 0; rc == 0 && i < DB_COUNT; i++)
         rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]);
@@ -287,22 +336,6 @@ static int open_dbs(struct apm_store *s)
         mdb_txn_abort(txn);
         return APM_E_STORE;
     }
-    if (rc == 0)
-        rc = read_u64(txn, s->dbi[DB_META], "samples", &s->samples);
-    if (rc == 0)
-        rc = read_u64(txn, s->dbi[DB_META], "dropped", &s->dropped);
-    if (rc == 0)
-        rc = mdb_cursor_open(txn, s->dbi[DB_SERIES], &cur);
-    if (rc != 0)
-        goto out;
-    MDB_val k, v;
-    s->next_series_id = 1;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    if (rc == 0 && k.mv_size == 8)
-        s->next_series_id = apm_store_get_be64(k.mv_data) + 1;
-    if (rc == MDB_NOTFOUND)
-        rc = 0;
-    mdb_cursor_close(cur);
     if (rc == 0) {
         rc = mdb_txn_commit(txn);
         txn = NULL;
@@ -326,6 +359,12 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     struct apm_store *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return -ENOMEM;
+    s->lock_fd = -1;
+    rc = lock_dir(s, opt->dir);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
     s->chunk_samples = chunk_samples;
     apm_hashmap_init(&s->index);
     apm_hashmap_init(&s->seen);
@@ -368,10 +407,34 @@ void apm_store_free(struct apm_store *s)
     apm_hashmap_close(&s->site_counts);
     if (s->env != NULL)
         mdb_env_close(s->env);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
     free(s);
 }
 
 /* ---- transactions ---- */
+
+/*
+ * The first free series id, read from the store inside the write transaction
+ * (one cursor step): no counter is kept in memory between transactions, so
+ * the store's own records are the only source of ids.
+ */
+static int next_series_id(MDB_txn *txn, MDB_dbi dbi, uint64_t *out)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    *out = 1;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size == 8)
+        *out = apm_store_get_be64(k.mv_data) + 1;
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    return apm_store_mdb_error(rc, "series ids");
+}
 
 int apm_store_txn_begin(struct apm_store *s, struct apm_store_txn **out)
 {
@@ -386,7 +449,12 @@ int apm_store_txn_begin(struct apm_store *s, struct apm_store_txn **out)
         return apm_store_mdb_error(rc, "begin");
     }
     t->s = s;
-    t->next_series_id = s->next_series_id;
+    rc = next_series_id(t->txn, s->dbi[DB_SERIES], &t->next_series_id);
+    if (rc < 0) {
+        mdb_txn_abort(t->txn);
+        free(t);
+        return rc;
+    }
     s->txn = t;
     *out = t;
     return 0;
@@ -407,12 +475,9 @@ static void txn_end(struct apm_store_txn *t, bool committed)
         }
     }
     if (committed) {
-        s->samples += t->samples;
-        s->dropped += t->dropped;
         atomic_fetch_add(&s->commits, 1);
         atomic_fetch_add(&s->sites_refused, t->sites_refused);
     } else {
-        s->next_series_id = t->next_series_id;
         apm_hashmap_close(&s->seen);
         apm_hashmap_init(&s->seen);
         apm_hashmap_close(&s->site_counts);
@@ -441,13 +506,11 @@ int apm_store_txn_commit(struct apm_store_txn *t)
     for (struct store_series *ser = t->dirty; ser != NULL && rc == 0; ser = ser->next_dirty)
         rc = write_series(t, ser);
     if (rc == 0 && t->samples > 0)
-        rc = apm_store_mdb_error(
-            write_u64(t->txn, t->s->dbi[DB_META], "samples", t->s->samples + t->samples),
-            "counters");
+        rc = apm_store_mdb_error(add_u64(t->txn, t->s->dbi[DB_META], "samples", t->samples),
+                                 "counters");
     if (rc == 0 && t->dropped > 0)
-        rc = apm_store_mdb_error(
-            write_u64(t->txn, t->s->dbi[DB_META], "dropped", t->s->dropped + t->dropped),
-            "counters");
+        rc = apm_store_mdb_error(add_u64(t->txn, t->s->dbi[DB_META], "dropped", t->dropped),
+                                 "counters");
     if (rc < 0) {
         apm_store_txn_abort(t);
         return rc;

@@ -61,6 +61,7 @@ struct store_series {
 
 struct apm_store {
     MDB_env *env;
+    int lock_fd; /* DIR/apm.lock, flocked exclusively while the store is open */
     MDB_dbi dbi[DB_COUNT];
     unsigned chunk_samples;
     /* Writer thread only. */
@@ -73,9 +74,6 @@ struct apm_store {
     struct apm_hashmap seen;
     uint8_t *scratch; /* series records are laid out here before mdb_put */
     size_t scratch_cap;
-    uint64_t next_series_id;
-    uint64_t samples;
-    uint64_t dropped;
     struct apm_store_txn *txn;
     unsigned max_sites;
     /* Process id -> allocation sites stored; counted from LMDB on first use, cleared on abort. */
@@ -89,7 +87,7 @@ struct apm_store_txn {
     struct apm_store *s;
     MDB_txn *txn;
     struct store_series *dirty;
-    uint64_t next_series_id; /* to restore on abort */
+    uint64_t next_series_id; /* read from DB_SERIES at begin; ids created in this txn follow */
     uint64_t samples;
     uint64_t dropped;
     uint64_t sites_refused;

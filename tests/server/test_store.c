@@ -417,6 +417,27 @@ static void test_store_reports_full_map(void **state)
     assert_int_equal(rc, APM_E_FULL);
 }
 
+/* A second opener of the same directory is refused while the first holds it, then admitted. */
+static void test_store_locks_its_directory(void **state)
+{
+    struct fixture *f = *state;
+    struct apm_store_options opt = {.dir = f->dir, .no_sync = true};
+    struct apm_store *second = NULL;
+    assert_int_equal(apm_store_open(&opt, &second), -EBUSY);
+    assert_null(second);
+    char path[128], pid[32] = "";
+    snprintf(path, sizeof(path), "%s/apm.lock", f->dir);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(pid, sizeof(pid), fp));
+    fclose(fp);
+    assert_int_equal(atol(pid), (long)getpid());
+    apm_store_free(f->store);
+    f->store = NULL;
+    assert_int_equal(apm_store_open(&opt, &second), 0);
+    f->store = second;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -430,6 +451,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_forgets_aborted_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_refuses_bad_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_reports_full_map, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_locks_its_directory, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
