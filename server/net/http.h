@@ -47,7 +47,8 @@ typedef void (*apm_http_close_cb)(struct apm_http_server *s, void *ctx);
 struct apm_http_stats {
     uint64_t connections;      /* accepted and served */
     uint64_t connections_open; /* open now */
-    uint64_t refused;          /* closed at once because of max_connections */
+    uint64_t refused;          /* closed at once because of max_connections, none idle */
+    uint64_t evicted;          /* idle ones closed at max_connections to admit a newcomer */
     uint64_t requests;         /* complete requests handed to the handler */
     uint64_t bad_requests;     /* refused by the reader: 400, 413, 431 */
     uint64_t timeouts;         /* connections closed by the idle timeout */

@@ -431,25 +431,35 @@ static void test_http_idle_connection_times_out(void **state)
     free(f);
 }
 
-static void test_http_connection_cap_refuses_extra_clients(void **state)
+/*
+ * At the cap a newcomer closes the connection idle the longest; only when
+ * every connection is busy answering is the newcomer refused.
+ */
+static void test_http_connection_cap_evicts_idle_then_refuses(void **state)
 {
     (void)state;
     struct apm_http_options opt = {.max_connections = 1};
     struct fixture *f = start(&opt);
-    struct client a, b;
+    struct client a, b, c;
     struct response r;
     client_open(&a, f->port);
-    client_sends(&a, "GET /first HTTP/1.1\r\n\r\n");
-    assert_true(client_response(&a, &r)); /* a is surely accepted now */
+    client_sends(&a, "GET /slow HTTP/1.1\r\n\r\n");
+    sleep_ms(5); /* a's request waits for its answer: a is busy */
     client_open(&b, f->port);
     assert_true(client_sees_eof(&b));
     client_close(&b);
-    client_sends(&a, "GET /again HTTP/1.1\r\n\r\n");
-    assert_true(client_response(&a, &r));
+    assert_true(client_response(&a, &r)); /* a is idle now, kept alive */
+    assert_string_equal(r.body, "/slow");
+    client_open(&c, f->port);
+    client_sends(&c, "GET /newcomer HTTP/1.1\r\n\r\n");
+    assert_true(client_response(&c, &r));
     assert_int_equal(r.status, 200);
+    assert_true(client_sees_eof(&a)); /* closed to admit c */
     client_close(&a);
+    client_close(&c);
     stop(f);
     assert_int_equal(f->stats.refused, 1);
+    assert_int_equal(f->stats.evicted, 1);
     assert_int_equal(f->handled, 2);
     free(f);
 }
@@ -595,7 +605,7 @@ int main(void)
         cmocka_unit_test(test_http_request_cap_closes_connection),
         cmocka_unit_test(test_http_http10_without_keep_alive_closes),
         cmocka_unit_test(test_http_idle_connection_times_out),
-        cmocka_unit_test(test_http_connection_cap_refuses_extra_clients),
+        cmocka_unit_test(test_http_connection_cap_evicts_idle_then_refuses),
         cmocka_unit_test(test_http_close_waits_for_deferred_answer),
         cmocka_unit_test(test_http_bad_listen_address_fails),
         cmocka_unit_test(test_http_reader_splits_pipelined_stream),
