@@ -65,6 +65,7 @@ struct apm_ingest {
     bool log_timer_open;
     struct apm_log_limit stranger_log; /* failures of unauthenticated peers */
     struct apm_log_limit evict_log;    /* evictions for newer strangers */
+    struct apm_log_limit store_log;    /* agents closed for a failed commit */
     /* One read buffer for every connection: the loop reads one socket at a time. */
     uint8_t rbuf[READ_BUF_SIZE];
     struct apm_ingest_stats stats;
@@ -202,8 +203,14 @@ static void conn_fail(struct conn *c, enum apm_wire_error code, bool retryable, 
     va_start(ap, fmt);
     vsnprintf(e.text, sizeof(e.text), fmt, ap);
     va_end(ap);
-    /* A stranger can make us fail once per packet: those lines are rate-limited. */
-    if (c->authed || apm_log_limit_hit(&c->in->stranger_log, (int64_t)uv_now(c->in->loop)))
+    /*
+     * A stranger can make us fail once per packet, a failing disk once per
+     * batch of every agent: those lines are rate-limited.
+     */
+    struct apm_log_limit *limit = code == APM_WIRE_ERR_STORE ? &c->in->store_log
+                                  : !c->authed              ? &c->in->stranger_log
+                                                            : NULL;
+    if (limit == NULL || apm_log_limit_hit(limit, (int64_t)uv_now(c->in->loop)))
         apm_warn("ingest: peer %s (agent '%s'): %s; closing", c->peer,
                  c->authed ? c->ident.agent_id : "-", e.text);
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -271,7 +278,9 @@ static void on_committed(void *ctx, uint64_t seq, int status)
         in->stats.store_errors++;
         if (!c->closing)
             conn_fail(c, APM_WIRE_ERR_STORE, true, "store could not commit batch %llu: %s",
-                      (unsigned long long)seq, apm_strerror(status));
+                      (unsigned long long)seq,
+                      status == APM_E_FULL ? "the store is full (disk or map-size)"
+                                           : apm_strerror(status));
     }
     if (c->closing) {
         conn_maybe_free(c);
@@ -557,6 +566,7 @@ static void on_log_timer(uv_timer_t *t)
     int64_t now = (int64_t)uv_now(in->loop);
     apm_log_limit_flush(&in->stranger_log, now, false);
     apm_log_limit_flush(&in->evict_log, now, false);
+    apm_log_limit_flush(&in->store_log, now, false);
 }
 
 static void on_log_timer_closed(uv_handle_t *h)
@@ -591,6 +601,8 @@ int apm_ingest_new(uv_loop_t *loop, struct apm_store *store, struct apm_writer *
     in->evict_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
         APM_LOG_WARN, "ingest: closed", "unauthenticated connections to admit newer ones",
         LOG_WINDOW_MS, LOG_BURST);
+    in->store_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
+        APM_LOG_WARN, "ingest: closed", "agent connections for a failed commit", LOG_WINDOW_MS, 1);
     if (in->opt.idle_timeout_ms == 0)
         in->opt.idle_timeout_ms = 300000;
     if (in->opt.max_frame == 0 || in->opt.max_frame > APM_FRAME_MAX)
@@ -704,6 +716,7 @@ void apm_ingest_close(struct apm_ingest *in, apm_ingest_close_cb cb, void *ctx)
     int64_t now = (int64_t)uv_now(in->loop);
     apm_log_limit_flush(&in->stranger_log, now, true);
     apm_log_limit_flush(&in->evict_log, now, true);
+    apm_log_limit_flush(&in->store_log, now, true);
     uv_close((uv_handle_t *)&in->log_timer, on_log_timer_closed);
     /* Drain: stop reading, let the writer report what it holds, ack it, close. */
     for (struct conn *c = in->conns; c != NULL;) {

@@ -11,11 +11,14 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -38,16 +41,98 @@ static const char *const db_names[DB_COUNT] = {
     [DB_VERDICTS] = "verdicts",
 };
 
-int apm_store_mdb_error(int rc, const char *what)
+/*
+ * A failing disk fails every writer at once (batches, verdicts, alerts), and
+ * again at each retry: the store's failures share one rate limit, whatever
+ * the thread. Errors outside a store's commit (any store) share another.
+ */
+static pthread_mutex_t global_failure_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct apm_log_limit global_failure_log =
+    APM_LOG_LIMIT_INIT(APM_LOG_ERROR, "store:", "failed operations", 10000, 1);
+
+static void __attribute__((format(printf, 4, 5)))
+log_failure(pthread_mutex_t *mu, struct apm_log_limit *limit, enum apm_log_level level,
+            const char *fmt, ...)
+{
+    pthread_mutex_lock(mu);
+    bool pass = apm_log_limit_hit(limit, apm_now_ms());
+    pthread_mutex_unlock(mu);
+    if (!pass)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    apm_log(level, "%s", line);
+}
+
+/*
+ * A commit went through: once the failures' window is over, logs their
+ * summary (a disk that fills up may let small commits through between
+ * failures; that does not start a new round of lines).
+ */
+static void failures_over(struct apm_store *s)
+{
+    pthread_mutex_lock(&s->failure_mu);
+    if (s->failure_log.start_ms != 0) {
+        apm_log_limit_flush(&s->failure_log, apm_now_ms(), false);
+        if (s->failure_log.start_ms == 0)
+            apm_info("store: commits succeed again");
+    }
+    pthread_mutex_unlock(&s->failure_mu);
+}
+
+/* Translates rc, logging under the limit given. */
+static int mdb_error_limited(pthread_mutex_t *mu, struct apm_log_limit *limit, int rc,
+                             const char *what)
 {
     if (rc == 0)
         return 0;
     if (rc == MDB_MAP_FULL) {
-        apm_warn("store: %s: map full", what);
+        log_failure(mu, limit, APM_LOG_WARN, "store: %s: map full", what);
         return APM_E_FULL;
     }
-    apm_error("store: %s: %s", what, mdb_strerror(rc));
+    log_failure(mu, limit, APM_LOG_ERROR, "store: %s: %s", what, mdb_strerror(rc));
     return APM_E_STORE;
+}
+
+int apm_store_mdb_error(int rc, const char *what)
+{
+    return mdb_error_limited(&global_failure_mu, &global_failure_log, rc, what);
+}
+
+static int commit_error(struct apm_store *s, int rc);
+
+/*
+ * A failed commit. LMDB reports a short write as EIO, which on a full disk
+ * is ENOSPC in disguise: the free space of the data directory tells them
+ * apart. A full disk is APM_E_FULL (retryable, like a full map).
+ */
+int apm_store_commit(struct apm_store *s, MDB_txn *txn)
+{
+    int rc = mdb_txn_commit(txn);
+    if (rc == 0) {
+        failures_over(s);
+        return 0;
+    }
+    return commit_error(s, rc);
+}
+
+static int commit_error(struct apm_store *s, int rc)
+{
+    const char *dir = NULL;
+    struct statvfs vfs;
+    bool full = rc == ENOSPC ||
+                (rc == EIO && mdb_env_get_path(s->env, &dir) == 0 && statvfs(dir, &vfs) == 0 &&
+                 (uint64_t)vfs.f_bavail * vfs.f_frsize < (1u << 20));
+    if (!full)
+        return mdb_error_limited(&s->failure_mu, &s->failure_log, rc, "commit");
+    if (dir == NULL)
+        mdb_env_get_path(s->env, &dir);
+    log_failure(&s->failure_mu, &s->failure_log, APM_LOG_ERROR,
+                "store: commit: no space left on the disk of %s", dir ? dir : "the data directory");
+    return APM_E_FULL;
 }
 
 void apm_store_put_be64(uint8_t *p, uint64_t v)
@@ -365,6 +450,9 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
         free(s);
         return rc;
     }
+    pthread_mutex_init(&s->failure_mu, NULL);
+    s->failure_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
+        APM_LOG_ERROR, "store:", "failed commits", 10000, 1);
     s->chunk_samples = chunk_samples;
     apm_hashmap_init(&s->index);
     apm_hashmap_init(&s->seen);
@@ -409,6 +497,7 @@ void apm_store_free(struct apm_store *s)
         mdb_env_close(s->env);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
+    pthread_mutex_destroy(&s->failure_mu);
     free(s);
 }
 
@@ -515,7 +604,7 @@ int apm_store_txn_commit(struct apm_store_txn *t)
         apm_store_txn_abort(t);
         return rc;
     }
-    rc = apm_store_mdb_error(mdb_txn_commit(t->txn), "commit");
+    rc = apm_store_commit(t->s, t->txn);
     txn_end(t, rc == 0);
     return rc;
 }

@@ -10,11 +10,13 @@
  * store_record.c. Nothing outside server/store/ includes this header.
  */
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "common/hashmap.h"
+#include "common/log.h"
 #include "server/store/chunk.h"
 #include "server/store/store.h"
 
@@ -79,6 +81,8 @@ struct apm_store {
     /* Process id -> allocation sites stored; counted from LMDB on first use, cleared on abort. */
     struct apm_hashmap site_counts;
     /* Any thread. */
+    pthread_mutex_t failure_mu;       /* guards failure_log */
+    struct apm_log_limit failure_log; /* failed commits, logged rate-limited */
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t sites_refused;
 };
@@ -133,7 +137,15 @@ int apm_store_put_probe(struct apm_store_txn *t, const char *host, const struct 
 /* How stale a process's or host's last_seen may be before its record is rewritten. */
 #define APM_STORE_SEEN_REFRESH_MS 10000
 
-/* Translates an LMDB return code (logging what it means). */
+/*
+ * Commits txn (which ends, whatever the outcome). Returns 0, APM_E_FULL for a
+ * full disk (a short write LMDB calls EIO) or APM_E_STORE; failures are
+ * logged under one rate limit shared by every thread, and the first commit
+ * after them logs their summary.
+ */
+int apm_store_commit(struct apm_store *s, MDB_txn *txn);
+
+/* Translates an LMDB return code (logging what it means, rate-limited). */
 int apm_store_mdb_error(int rc, const char *what);
 
 /* Big-endian keys keep LMDB's byte order equal to numeric order. */
