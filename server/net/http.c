@@ -314,6 +314,7 @@ const char *apm_http_status_text(int status)
         {431, "Request Header Fields Too Large"},
         {500, "Internal Server Error"},
         {503, "Service Unavailable"},
+        {505, "HTTP Version Not Supported"},
     };
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
         if (texts[i].status == status)
@@ -558,7 +559,7 @@ static const struct apm_counter counters[] = {
     APM_COUNTER(struct apm_http_stats, requests, "requests", APM_COUNTER_TOTAL, "",
                 "Complete HTTP requests handed to the API."),
     APM_COUNTER(struct apm_http_stats, bad_requests, "bad_requests", APM_COUNTER_TOTAL, "",
-                "HTTP requests refused by the reader (400, 413, 431)."),
+                "HTTP requests refused by the reader (400, 413, 431, 505)."),
     APM_COUNTER(struct apm_http_stats, timeouts, "timeouts", APM_COUNTER_TOTAL, "",
                 "HTTP connections closed by the idle timeout."),
     APM_COUNTER(struct apm_http_stats, responses_4xx, "responses_4xx", APM_COUNTER_TOTAL, "",

@@ -73,7 +73,7 @@ const struct apm_http_request *apm_http_reader_request(const struct apm_http_rea
 void apm_http_reader_next(struct apm_http_reader *r);
 
 /*
- * After a failed feed: returns the HTTP status to answer (400, 413, 431, or
+ * After a failed feed: returns the HTTP status to answer (400, 413, 431, 505, or
  * 500 when out of memory) and sets *message (may be NULL) to a reason a
  * person can read, borrowed from the reader until it is freed. Returns 0
  * while the reader has not failed.
