@@ -497,6 +497,7 @@ void apm_store_free(struct apm_store *s)
         mdb_env_close(s->env);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
+    apm_log_limit_flush(&s->failure_log, apm_now_ms(), true);
     pthread_mutex_destroy(&s->failure_mu);
     free(s);
 }
