@@ -170,7 +170,7 @@ static void on_line(struct conn *c, const char *line, size_t len)
             l->stats.pid_mismatch++;
             if (apm_log_limit_hit(&l->mismatch_log, (int64_t)uv_now(l->loop)))
                 apm_warn("probe: peer pid %" PRId32 " says it is pid %" PRId64 "; using %" PRId32,
-                     c->pid, c->hello.claimed_pid, c->pid);
+                         c->pid, c->hello.claimed_pid, c->pid);
         }
         apm_debug("probe: pid %" PRId32 " (%s) connected, mode %s", c->pid, c->hello.name,
                   c->hello.mode);
@@ -278,8 +278,8 @@ static void on_connection(uv_stream_t *server, int status)
     if (why != NULL) {
         l->stats.refused++;
         if (apm_log_limit_hit(&l->refused_log, (int64_t)uv_now(l->loop)))
-            apm_warn("probe: refused a connection (pid %" PRId32 "): %s (%u open, max %u)",
-                     c->pid, why, l->stats.connections - 1, l->opt.max_conns);
+            apm_warn("probe: refused a connection (pid %" PRId32 "): %s (%u open, max %u)", c->pid,
+                     why, l->stats.connections - 1, l->opt.max_conns);
         conn_close(c);
         return;
     }

@@ -101,8 +101,8 @@ void apm_log_limit_flush(struct apm_log_limit *l, int64_t now_ms, bool force)
         char n[32];
         int64_t span = now_ms - l->start_ms < l->window_ms ? now_ms - l->start_ms : l->window_ms;
         apm_log(l->level, "%s %s %s in the last %lld s (%llu logged one by one)", l->what,
-                apm_log_count(l->events, n, sizeof(n)), l->noun,
-                (long long)((span + 999) / 1000), (unsigned long long)l->logged);
+                apm_log_count(l->events, n, sizeof(n)), l->noun, (long long)((span + 999) / 1000),
+                (unsigned long long)l->logged);
     }
     l->start_ms = 0;
     l->events = 0;

@@ -44,9 +44,9 @@ struct apm_log_limit {
     uint64_t events;  /* in the window */
     uint64_t logged;  /* of them, logged one by one */
 };
-#define APM_LOG_LIMIT_INIT(lvl, what_, noun_, window, burst_)                                     \
+#define APM_LOG_LIMIT_INIT(lvl, what_, noun_, window, burst_)                                      \
     {                                                                                              \
-        .level = (lvl), .what = (what_), .noun = (noun_), .window_ms = (window), .burst = (burst_)  \
+        .level = (lvl), .what = (what_), .noun = (noun_), .window_ms = (window), .burst = (burst_) \
     }
 
 /*

@@ -208,8 +208,8 @@ static void conn_fail(struct conn *c, enum apm_wire_error code, bool retryable, 
      * batch of every agent: those lines are rate-limited.
      */
     struct apm_log_limit *limit = code == APM_WIRE_ERR_STORE ? &c->in->store_log
-                                  : !c->authed              ? &c->in->stranger_log
-                                                            : NULL;
+                                  : !c->authed               ? &c->in->stranger_log
+                                                             : NULL;
     if (limit == NULL || apm_log_limit_hit(limit, (int64_t)uv_now(c->in->loop)))
         apm_warn("ingest: peer %s (agent '%s'): %s; closing", c->peer,
                  c->authed ? c->ident.agent_id : "-", e.text);

@@ -49,10 +49,10 @@ struct apm_http_conn {
     unsigned writes;         /* uv_write requests in flight */
     unsigned nrequests;
     uint64_t idle_since; /* uv_now when it last had nothing to do */
-    bool busy;       /* a request waits for its answer */
-    bool want_close; /* no more requests: flush, then close */
-    bool eof;        /* the client will send nothing more */
-    bool draining;   /* FIN sent; discarding input until the client closes */
+    bool busy;           /* a request waits for its answer */
+    bool want_close;     /* no more requests: flush, then close */
+    bool eof;            /* the client will send nothing more */
+    bool draining;       /* FIN sent; discarding input until the client closes */
     bool reading;
     bool processing; /* inside process(): answers made now must not recurse */
     bool closing;    /* uv_close called on both handles */

@@ -451,8 +451,8 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
         return rc;
     }
     pthread_mutex_init(&s->failure_mu, NULL);
-    s->failure_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
-        APM_LOG_ERROR, "store:", "failed commits", 10000, 1);
+    s->failure_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(APM_LOG_ERROR,
+                                                              "store:", "failed commits", 10000, 1);
     s->chunk_samples = chunk_samples;
     apm_hashmap_init(&s->index);
     apm_hashmap_init(&s->seen);

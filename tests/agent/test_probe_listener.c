@@ -68,12 +68,11 @@ static void setup_conns(struct env *e, unsigned max_bad, size_t max_line, unsign
     assert_non_null(mkdtemp(e->dir));
     /* The listener creates the missing directory "run". */
     snprintf(e->path, sizeof(e->path), "%.70s/run/probe.sock", e->dir);
-    struct apm_probe_listener_options o = {
-        .path = e->path,
-        .mode = 0660,
-        .max_bad_lines = max_bad,
-        .max_line = max_line,
-        .max_conns = max_conns};
+    struct apm_probe_listener_options o = {.path = e->path,
+                                           .mode = 0660,
+                                           .max_bad_lines = max_bad,
+                                           .max_line = max_line,
+                                           .max_conns = max_conns};
     assert_int_equal(apm_probe_listener_new(&e->loop, &o, &e->l), 0);
     struct stat st;
     assert_int_equal(stat(e->path, &st), 0);

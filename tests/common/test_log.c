@@ -59,8 +59,8 @@ static void test_log_limit_summarises_a_flood(void **state)
 {
     (void)state;
     apm_log_init("test", APM_LOG_INFO);
-    struct apm_log_limit l =
-        APM_LOG_LIMIT_INIT(APM_LOG_WARN, "ingest: refused", "unauthenticated connections", 10000, 3);
+    struct apm_log_limit l = APM_LOG_LIMIT_INIT(APM_LOG_WARN, "ingest: refused",
+                                                "unauthenticated connections", 10000, 3);
     int saved;
     FILE *tmp = capture_begin(&saved);
     int passed = 0;

@@ -580,10 +580,8 @@ static void test_http_reader_checks_the_version(void **state)
         const char *req;
         int status;
     } cases[] = {
-        {"GET /api/v1/status HTTP/9.9\r\n\r\n", 505},
-        {"GET /api/v1/status HTTP/2.0\r\n\r\n", 505},
-        {"GET /api/v1/status\r\n\r\n", 400},
-        {"GET /api/v1/status HTTP/1.0\r\n\r\n", 0},
+        {"GET /api/v1/status HTTP/9.9\r\n\r\n", 505}, {"GET /api/v1/status HTTP/2.0\r\n\r\n", 505},
+        {"GET /api/v1/status\r\n\r\n", 400},          {"GET /api/v1/status HTTP/1.0\r\n\r\n", 0},
         {"GET /api/v1/status HTTP/1.1\r\n\r\n", 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

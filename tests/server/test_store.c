@@ -522,8 +522,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_refuses_bad_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_reports_full_map, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_locks_its_directory, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_store_failed_commits_are_logged_once, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_store_failed_commits_are_logged_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
