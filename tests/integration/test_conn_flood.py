@@ -149,6 +149,37 @@ class ConnectionFloodTest(unittest.TestCase):
         self.assertNotIn("above the Hello maximum", log)
         self.assertEqual(self.status()["ingest"]["protocol_errors"], 1)
 
+    def test_one_address_cannot_push_out_another(self) -> None:
+        """Where addresses differ, each has its own share of the unauthenticated budget."""
+        self.c.start_collector("--max-unauthenticated", "32",
+                               "--max-unauthenticated-per-address", "4")
+
+        def stranger(addr: str) -> socket.socket:
+            sk = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sk.bind((addr, 0))
+            sk.connect(("127.0.0.1", self.c.ingest_port))
+            sk.settimeout(0.05)
+            return sk
+
+        def open_(sk: socket.socket) -> bool:
+            try:
+                return sk.recv(1) != b""
+            except socket.timeout:
+                return True
+            except OSError:
+                return False
+
+        other = stranger("127.0.0.3")
+        crowd = [stranger("127.0.0.2") for _ in range(50)]
+        wait_for("the crowd's budget used",
+                 lambda: self.status()["ingest"]["evicted_unauthenticated"] >= 46, 10)
+        self.assertTrue(open_(other), "the other address's connection was evicted")
+        still = [sk for sk in crowd if open_(sk)]
+        self.assertEqual(len(still), 4)
+        self.assertEqual(still, crowd[-4:], "the newest of the crowd must be the ones kept")
+        for sk in crowd + [other]:
+            sk.close()
+
     @unittest.skipIf(os.environ.get("ASAN_OPTIONS") or os.environ.get("TSAN_OPTIONS"),
                      "RSS under a sanitizer is the sanitizer's, not the collector's")
     def test_rss_per_connection(self) -> None:
