@@ -505,16 +505,17 @@ void apm_store_free(struct apm_store *s)
 /* ---- transactions ---- */
 
 /*
- * The first free series id, read from the store inside the write transaction
- * (one cursor step): no counter is kept in memory between transactions, so
- * the store's own records are the only source of ids.
+ * The first free series id, read from the store inside the write transaction:
+ * the last key of DB_SERIES plus one, or the "series_next" mark in DB_META if
+ * higher (so that an id stays used should its series ever be deleted). No
+ * counter is kept in memory between transactions.
  */
-static int next_series_id(MDB_txn *txn, MDB_dbi dbi, uint64_t *out)
+static int next_series_id(struct apm_store *s, MDB_txn *txn, uint64_t *out)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, v;
     *out = 1;
-    int rc = mdb_cursor_open(txn, dbi, &cur);
+    int rc = mdb_cursor_open(txn, s->dbi[DB_SERIES], &cur);
     if (rc == 0)
         rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
     if (rc == 0 && k.mv_size == 8)
@@ -523,6 +524,11 @@ static int next_series_id(MDB_txn *txn, MDB_dbi dbi, uint64_t *out)
         rc = 0;
     if (cur != NULL)
         mdb_cursor_close(cur);
+    uint64_t mark = 0;
+    if (rc == 0)
+        rc = read_u64(txn, s->dbi[DB_META], "series_next", &mark);
+    if (rc == 0 && mark > *out)
+        *out = mark;
     return apm_store_mdb_error(rc, "series ids");
 }
 
@@ -539,7 +545,8 @@ int apm_store_txn_begin(struct apm_store *s, struct apm_store_txn **out)
         return apm_store_mdb_error(rc, "begin");
     }
     t->s = s;
-    rc = next_series_id(t->txn, s->dbi[DB_SERIES], &t->next_series_id);
+    rc = next_series_id(s, t->txn, &t->next_series_id);
+    t->first_series_id = t->next_series_id;
     if (rc < 0) {
         mdb_txn_abort(t->txn);
         free(t);
@@ -601,6 +608,9 @@ int apm_store_txn_commit(struct apm_store_txn *t)
     if (rc == 0 && t->dropped > 0)
         rc = apm_store_mdb_error(add_u64(t->txn, t->s->dbi[DB_META], "dropped", t->dropped),
                                  "counters");
+    if (rc == 0 && t->next_series_id != t->first_series_id)
+        rc = apm_store_mdb_error(
+            write_u64(t->txn, t->s->dbi[DB_META], "series_next", t->next_series_id), "counters");
     if (rc < 0) {
         apm_store_txn_abort(t);
         return rc;

@@ -24,7 +24,7 @@
 
 /* The named databases, in the order they are opened. */
 enum store_db {
-    DB_META,       /* "schema", "samples", "dropped" -> u32 / u64 */
+    DB_META,       /* "schema", "samples", "dropped", "series_next" -> u32 / u64 */
     DB_SERIES_KEY, /* host \0 process id \0 metric byte [site \0] -> series id (u64) */
     DB_SERIES,     /* series id (big-endian u64) -> series record with the open chunk */
     DB_CHUNKS,     /* series id, first t (both big-endian u64) -> sealed chunk */
@@ -91,7 +91,8 @@ struct apm_store_txn {
     struct apm_store *s;
     MDB_txn *txn;
     struct store_series *dirty;
-    uint64_t next_series_id; /* read from DB_SERIES at begin; ids created in this txn follow */
+    uint64_t next_series_id;  /* read from the store at begin; ids created in this txn follow */
+    uint64_t first_series_id; /* next_series_id at begin */
     uint64_t samples;
     uint64_t dropped;
     uint64_t sites_refused;
