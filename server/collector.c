@@ -49,9 +49,15 @@ static const struct apm_opt collector_opts[] = {
     OPT("collector", "log-level", APM_OPT_STRING, log_level, 0, 0, true,
         "error, warn, info (default) or debug"),
     OPT("collector", "max-connections", APM_OPT_INT, max_connections, 1, 100000, true,
-        "agent connections at once (default 1024)"),
+        "authenticated agent connections at once (default 1024)"),
+    OPT("collector", "max-unauthenticated", APM_OPT_INT, max_unauthenticated, 1, 100000, true,
+        "connections that have not sent their Hello yet; the oldest is closed to admit a new "
+        "one (default 64)"),
+    OPT("collector", "max-unauthenticated-per-address", APM_OPT_INT,
+        max_unauthenticated_per_address, 1, 100000, true,
+        "of those, from one address (default 16)"),
     OPT("collector", "handshake-timeout", APM_OPT_DURATION, handshake_timeout_ms, 100, DAY_MS, true,
-        "time an agent has to send its Hello (default 10s)"),
+        "time a new connection has to send its Hello (default 5s)"),
     OPT("collector", "idle-timeout", APM_OPT_DURATION, idle_timeout_ms, 1000, 7 * DAY_MS, true,
         "close an agent connection silent this long (default 5m)"),
     OPT("collector", "max-frame", APM_OPT_SIZE, max_frame, 4096, APM_FRAME_MAX, true,
@@ -103,7 +109,9 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     snprintf(c->http, sizeof(c->http), "127.0.0.1:7412");
     snprintf(c->log_level, sizeof(c->log_level), "info");
     c->max_connections = 1024;
-    c->handshake_timeout_ms = 10000;
+    c->max_unauthenticated = 64;
+    c->max_unauthenticated_per_address = 16;
+    c->handshake_timeout_ms = 5000;
     c->idle_timeout_ms = 300000;
     c->max_frame = APM_FRAME_MAX;
     c->max_inflight = 64;
@@ -373,7 +381,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
     };
     rc = apm_store_open(&so, &c->store);
     if (rc != 0) {
-        apm_error("collector: cannot open store in %s: %s", cfg->data_dir, apm_strerror(rc));
+        if (rc != -EBUSY) /* a locked directory has said so, with the holder's pid */
+            apm_error("collector: cannot open store in %s: %s", cfg->data_dir, apm_strerror(rc));
         goto fail;
     }
     rc = apm_alert_feed_new(c->store, alerts, cfg->http, &c->alerts);
@@ -403,6 +412,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .token = c->token,
         .token_len = c->token_len,
         .max_connections = (unsigned)cfg->max_connections,
+        .max_unauthenticated = (unsigned)cfg->max_unauthenticated,
+        .max_unauthenticated_per_address = (unsigned)cfg->max_unauthenticated_per_address,
         .handshake_timeout_ms = (uint64_t)cfg->handshake_timeout_ms,
         .idle_timeout_ms = (uint64_t)cfg->idle_timeout_ms,
         .max_frame = (uint32_t)cfg->max_frame,

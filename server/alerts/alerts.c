@@ -67,6 +67,7 @@ struct apm_alerts {
     uint64_t *deleted; /* ids to delete from the store next round */
     size_t ndeleted, capdeleted;
     struct apm_alerts_stats stats;
+    struct apm_log_limit persist_log; /* a failing disk fails every round: rate-limited */
 };
 
 const char *apm_alert_kind_name(enum apm_alert_kind k)
@@ -609,9 +610,10 @@ int apm_alerts_run_once(struct apm_alerts *e, int64_t now_ms)
     if (rc == 0)
         queue_notifications(e, now_ms);
     prune(e);
+    bool say = rc != 0 && apm_log_limit_hit(&e->persist_log, now_ms);
     pthread_mutex_unlock(&e->mu);
     pending_free(&w);
-    if (rc != 0)
+    if (say)
         apm_warn("alerts: cannot persist alert changes: %s (will retry)", apm_strerror(rc));
     return rc;
 }
@@ -700,6 +702,8 @@ int apm_alerts_new(const struct apm_alerts_options *opt, struct apm_alerts **out
         return -ENOMEM;
     e->opt = *opt;
     e->next_id = 1;
+    e->persist_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
+        APM_LOG_WARN, "alerts:", "failures to persist alert changes", 10000, 1);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     apm_hashmap_init(&e->active);

@@ -187,13 +187,11 @@ int apm_store_verdict_put(struct apm_store *s, const struct apm_verdict_record *
         rc = mdb_put(txn, s->dbi[DB_VERDICTS], &k, &v, 0);
         free(buf);
     }
-    if (rc == 0) {
-        rc = mdb_txn_commit(txn);
-        txn = NULL;
-    }
-    if (txn != NULL)
+    if (rc != 0) {
         mdb_txn_abort(txn);
-    return apm_store_mdb_error(rc, "verdicts");
+        return apm_store_mdb_error(rc, "verdicts");
+    }
+    return apm_store_commit(s, txn);
 }
 
 int apm_store_verdict_get(struct apm_store *s, uint64_t series_id, struct apm_verdict_record *out)
