@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/frame.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "common/token.h"
 #include "server/alerts/alert_feed.h"
 #include "server/analysis/analyzer_worker.h"
@@ -19,6 +20,7 @@
 #include "server/api/api_forecast.h"
 #include "server/api/api_sites.h"
 #include "server/net/http.h"
+#include "server/net/listener.h"
 #include "server/ingest/ingest.h"
 #include "server/store/store.h"
 #include "server/ingest/writer.h"
@@ -41,6 +43,16 @@ static const struct apm_opt collector_opts[] = {
         "HTTP API address (default 127.0.0.1:7412)"),
     OPT("collector", "token-file", APM_OPT_STRING, token_file, 0, 0, true,
         "shared token; generated (0600) if missing (default DATA-DIR/token)"),
+    OPT("collector", "tls-cert", APM_OPT_STRING, tls_cert, 0, 0, true,
+        "PEM certificate (chain) of the ingest and HTTP listeners; turns TLS on"),
+    OPT("collector", "tls-key", APM_OPT_STRING, tls_key, 0, 0, true, "PEM private key of tls-cert"),
+    OPT("collector", "tls-ca", APM_OPT_STRING, tls_ca, 0, 0, true,
+        "PEM CA that signs agents' client certificates (mTLS)"),
+    OPT("collector", "tls-client-certs", APM_OPT_STRING, tls_client_certs, 0, 0, true,
+        "off, optional or required: agents' certificates checked against tls-ca (default "
+        "required when tls-ca is set, else off)"),
+    OPT("collector", "tls-required", APM_OPT_BOOL, tls_required, 0, 1, true,
+        "refuse plaintext agents (and plain HTTP) once TLS is on"),
     OPT("collector", "daemon", APM_OPT_BOOL, daemon, 0, 1, true,
         "detach from the terminal (default: stay in the foreground; once detached, start-up "
         "errors reach only the log and the exit code is 0)"),
@@ -168,6 +180,7 @@ struct apm_collector {
     bool stopping;
     uint8_t token[APM_TOKEN_MAX];
     size_t token_len;
+    struct apm_tls_ctx *tls; /* NULL: plaintext only */
 };
 
 static void on_signal_closed(uv_handle_t *h)
@@ -335,6 +348,49 @@ static int ensure_dir(const char *dir)
     return 0;
 }
 
+/*
+ * Builds the TLS context when any tls- key is set (a half-done setting is an
+ * error, never a silent plaintext), and warns when agents would cross the
+ * network in clear. Returns 0 or APM_E_CONFIG after logging why.
+ */
+static int start_tls(struct apm_collector *c, const struct apm_collector_config *cfg)
+{
+    bool wanted = cfg->tls_cert[0] != '\0' || cfg->tls_key[0] != '\0' || cfg->tls_ca[0] != '\0' ||
+                  cfg->tls_client_certs[0] != '\0' || cfg->tls_required;
+    if (!wanted) {
+        if (!apm_listener_is_loopback(cfg->listen))
+            apm_warn("collector: ingest listens on %s beyond loopback without TLS: tokens and "
+                     "samples cross the network in clear (set tls-cert and tls-key, see "
+                     "docs/operations.md)",
+                     cfg->listen);
+        return 0;
+    }
+    struct apm_tls_options to = {
+        .cert = cfg->tls_cert,
+        .key = cfg->tls_key,
+        .ca = cfg->tls_ca,
+        .client_certs =
+            cfg->tls_ca[0] != '\0' ? APM_TLS_CLIENT_CERTS_REQUIRED : APM_TLS_CLIENT_CERTS_OFF,
+    };
+    if (cfg->tls_client_certs[0] != '\0' &&
+        apm_tls_client_certs_parse(cfg->tls_client_certs, &to.client_certs) != 0) {
+        apm_error("collector: tls-client-certs '%s': want off, optional or required",
+                  cfg->tls_client_certs);
+        return APM_E_CONFIG;
+    }
+    char err[512];
+    int rc = apm_tls_ctx_new(true, &to, &c->tls, err, sizeof(err));
+    if (rc != 0) {
+        apm_error("collector: %s", err);
+        return APM_E_CONFIG;
+    }
+    static const char *const certs[] = {"off", "optional", "required"};
+    apm_info("collector: TLS on (certificate %s, client certificates %s%s%s, plaintext %s)",
+             cfg->tls_cert, certs[to.client_certs], to.client_certs ? " against " : "",
+             to.client_certs ? cfg->tls_ca : "", cfg->tls_required ? "refused" : "accepted");
+    return 0;
+}
+
 static int start_signals(struct apm_collector *c)
 {
     uv_signal_t *sig[] = {&c->sigterm, &c->sigint, &c->sighup};
@@ -373,6 +429,9 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         apm_error("collector: %s", err);
         goto fail;
     }
+    rc = start_tls(c, cfg);
+    if (rc != 0)
+        goto fail;
     struct apm_store_options so = {
         .dir = cfg->data_dir,
         .map_size = (size_t)cfg->map_size,
@@ -418,6 +477,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .idle_timeout_ms = (uint64_t)cfg->idle_timeout_ms,
         .max_frame = (uint32_t)cfg->max_frame,
         .max_inflight = (unsigned)cfg->max_inflight,
+        .tls = c->tls,
+        .tls_required = cfg->tls_required,
     };
     rc = apm_ingest_new(loop, c->store, c->writer, &io, &c->ingest);
     if (rc != 0)
@@ -463,6 +524,7 @@ fail:
     apm_alert_feed_free(c->alerts);
     apm_api_free(c->api);
     apm_store_free(c->store);
+    apm_tls_ctx_free(c->tls);
     free(c);
     return rc;
 }
@@ -480,5 +542,6 @@ void apm_collector_free(struct apm_collector *c)
     apm_alert_feed_free(c->alerts);
     apm_api_free(c->api);
     apm_store_free(c->store);
+    apm_tls_ctx_free(c->tls);
     free(c);
 }

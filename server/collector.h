@@ -20,6 +20,11 @@ struct apm_collector_config {
     char listen[256];
     char http[256];
     char token_file[4096];
+    char tls_cert[4096];
+    char tls_key[4096];
+    char tls_ca[4096];
+    char tls_client_certs[16]; /* off, optional, required; "" = required with tls-ca, else off */
+    bool tls_required;
     bool daemon;     /* detach (--daemon) */
     bool foreground; /* never detach, even with daemon set */
     char log_level[16];
