@@ -53,6 +53,10 @@ static const struct apm_opt collector_opts[] = {
         "required when tls-ca is set, else off)"),
     OPT("collector", "tls-required", APM_OPT_BOOL, tls_required, 0, 1, true,
         "refuse plaintext agents (and plain HTTP) once TLS is on"),
+    OPT("collector", "api-token-file", APM_OPT_STRING, api_token_file, 0, 0, true,
+        "token the HTTP API's write routes (POST, PUT, DELETE) ask for as \"Authorization: "
+        "Bearer\"; generated (0600) if missing. Default: none on a loopback http address, "
+        "else DATA-DIR/api-token"),
     OPT("collector", "daemon", APM_OPT_BOOL, daemon, 0, 1, true,
         "detach from the terminal (default: stay in the foreground; once detached, start-up "
         "errors reach only the log and the exit code is 0)"),
@@ -181,6 +185,8 @@ struct apm_collector {
     uint8_t token[APM_TOKEN_MAX];
     size_t token_len;
     struct apm_tls_ctx *tls; /* NULL: plaintext only */
+    uint8_t api_token[APM_TOKEN_MAX];
+    size_t api_token_len; /* 0: the API's write routes are open (loopback only) */
 };
 
 static void on_signal_closed(uv_handle_t *h)
@@ -391,6 +397,31 @@ static int start_tls(struct apm_collector *c, const struct apm_collector_config 
     return 0;
 }
 
+/*
+ * Loads the token of the API's write routes: api-token-file when set, else
+ * DATA-DIR/api-token when the HTTP address is reachable beyond loopback.
+ * Returns 0 or a code after logging why.
+ */
+static int load_api_token(struct apm_collector *c, const struct apm_collector_config *cfg)
+{
+    char path[4200];
+    if (cfg->api_token_file[0] != '\0')
+        snprintf(path, sizeof(path), "%s", cfg->api_token_file);
+    else if (!apm_listener_is_loopback(cfg->http))
+        snprintf(path, sizeof(path), "%s/api-token", cfg->data_dir);
+    else
+        return 0;
+    char err[512];
+    int rc = apm_token_load(path, true, c->api_token, sizeof(c->api_token), &c->api_token_len, err,
+                            sizeof(err));
+    if (rc != 0) {
+        apm_error("collector: API token: %s", err);
+        return rc;
+    }
+    apm_info("collector: the HTTP API's write routes need the token in %s", path);
+    return 0;
+}
+
 static int start_signals(struct apm_collector *c)
 {
     uv_signal_t *sig[] = {&c->sigterm, &c->sigint, &c->sighup};
@@ -430,6 +461,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         goto fail;
     }
     rc = start_tls(c, cfg);
+    if (rc == 0)
+        rc = load_api_token(c, cfg);
     if (rc != 0)
         goto fail;
     struct apm_store_options so = {
@@ -487,7 +520,9 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
                                 .counters = &c->counters,
                                 .status_fn = status_fn,
                                 .trace_fn = send_trace,
-                                .ctx = c};
+                                .ctx = c,
+                                .write_token = c->api_token_len > 0 ? c->api_token : NULL,
+                                .write_token_len = c->api_token_len};
     rc = apm_api_new(&ac, &c->api);
     if (rc == 0)
         rc = apm_api_forecast_register(c->api);

@@ -25,6 +25,7 @@ struct apm_collector_config {
     char tls_ca[4096];
     char tls_client_certs[16]; /* off, optional, required; "" = required with tls-ca, else off */
     bool tls_required;
+    char api_token_file[4096];
     bool daemon;     /* detach (--daemon) */
     bool foreground; /* never detach, even with daemon set */
     char log_level[16];

@@ -12,6 +12,7 @@
 #include "common/frame.h"
 #include "common/hashmap.h"
 #include "common/log.h"
+#include "common/token.h"
 #include "server/net/listener.h"
 
 #define READ_BUF_SIZE (64u * 1024u)
@@ -253,19 +254,6 @@ static void on_timeout(uv_timer_t *t)
     }
 }
 
-/* Compares the whole secret whatever the input, so timing says nothing about it. */
-static bool token_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    size_t n = alen > blen ? alen : blen;
-    unsigned diff = (unsigned)(alen ^ blen);
-    for (size_t i = 0; i < n; i++) {
-        uint8_t x = i < alen ? a[i] : 0;
-        uint8_t y = i < blen ? b[i] : 0;
-        diff |= (unsigned)(x ^ y);
-    }
-    return diff == 0 && alen > 0;
-}
-
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
@@ -326,7 +314,7 @@ static int handle_hello(struct conn *c, const uint8_t *p, size_t len)
         conn_fail(c, APM_WIRE_ERR_PROTOCOL, false, "the first frame must be a valid Hello");
         return APM_E_PROTO;
     }
-    if (!token_equal(m.u.hello.token, m.u.hello.token_len, in->opt.token, in->opt.token_len)) {
+    if (!apm_token_equal(m.u.hello.token, m.u.hello.token_len, in->opt.token, in->opt.token_len)) {
         in->stats.auth_failures++;
         conn_fail(c, APM_WIRE_ERR_AUTH, false, "wrong token from agent '%s' on host '%s'",
                   m.u.hello.ident.agent_id, m.u.hello.ident.host);

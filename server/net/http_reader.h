@@ -36,6 +36,8 @@ struct apm_http_request {
     const char *body;   /* body_len bytes plus a NUL; "" when there is none */
     size_t body_len;
     bool keep_alive; /* the client allows another request on this connection */
+    /* The Authorization header's value ("" when absent); longer than 1 KiB: cut there. */
+    const char *authorization;
 };
 
 /* ---- request reader (the decoder) ---- */
