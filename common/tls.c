@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,44 +259,73 @@ int apm_tls_start(struct apm_tls *t, struct apm_frame_out *out)
     return rc;
 }
 
+/* Hands ciphertext to OpenSSL and advances the handshake; no output drained. */
+static int push(struct apm_tls *t, const uint8_t *p, size_t n)
+{
+    ERR_clear_error();
+    if (n > 0 && BIO_write(t->rbio, p, (int)n) != (int)n)
+        return -ENOMEM;
+    if (t->established)
+        return 0;
+    int r = SSL_do_handshake(t->ssl);
+    if (r != 1) {
+        int e = SSL_get_error(t->ssl, r);
+        return e == SSL_ERROR_WANT_READ ? 0 : tls_failed(t, e);
+    }
+    t->established = true;
+    int rc = 0;
+    if (t->pending != NULL) {
+        rc = write_plain(t, t->pending, t->pending_len);
+        free(t->pending);
+        t->pending = NULL;
+        t->pending_len = 0;
+    }
+    return rc;
+}
+
+/* One SSL_read: *got bytes (0 when more ciphertext is needed), or a code. */
+static int pull(struct apm_tls *t, uint8_t *buf, size_t cap, size_t *got)
+{
+    *got = 0;
+    if (!t->established || cap == 0)
+        return 0;
+    ERR_clear_error();
+    int r = SSL_read(t->ssl, buf, cap > INT_MAX ? INT_MAX : (int)cap);
+    if (r > 0) {
+        *got = (size_t)r;
+        return 0;
+    }
+    int e = SSL_get_error(t->ssl, r);
+    if (e == SSL_ERROR_WANT_READ)
+        return 0;
+    return e == SSL_ERROR_ZERO_RETURN ? APM_E_CLOSED : tls_failed(t, e);
+}
+
+int apm_tls_push(struct apm_tls *t, const uint8_t *p, size_t n, struct apm_frame_out *out)
+{
+    int rc = push(t, p, n);
+    if (drain(t, out) != 0)
+        return -ENOMEM;
+    return rc;
+}
+
+int apm_tls_pull(struct apm_tls *t, uint8_t *buf, size_t cap, size_t *got,
+                 struct apm_frame_out *out)
+{
+    int rc = pull(t, buf, cap, got);
+    if (drain(t, out) != 0)
+        return -ENOMEM;
+    return rc;
+}
+
 int apm_tls_feed(struct apm_tls *t, const uint8_t *p, size_t n, apm_tls_plain_fn fn, void *ctx,
                  struct apm_frame_out *out)
 {
-    int rc = 0;
-    ERR_clear_error();
-    if (n > 0 && BIO_write(t->rbio, p, (int)n) != (int)n) {
-        out->buf = NULL;
-        out->len = 0;
-        return -ENOMEM;
-    }
-    if (!t->established) {
-        int r = SSL_do_handshake(t->ssl);
-        if (r == 1) {
-            t->established = true;
-            if (t->pending != NULL) {
-                rc = write_plain(t, t->pending, t->pending_len);
-                free(t->pending);
-                t->pending = NULL;
-                t->pending_len = 0;
-            }
-        } else {
-            int e = SSL_get_error(t->ssl, r);
-            if (e != SSL_ERROR_WANT_READ)
-                rc = tls_failed(t, e);
-        }
-    }
+    int rc = push(t, p, n);
     uint8_t buf[16384];
-    while (rc == 0 && t->established) {
-        int r = SSL_read(t->ssl, buf, sizeof(buf));
-        if (r > 0) {
-            rc = fn(ctx, buf, (size_t)r);
-            continue;
-        }
-        int e = SSL_get_error(t->ssl, r);
-        if (e == SSL_ERROR_WANT_READ)
-            break;
-        rc = e == SSL_ERROR_ZERO_RETURN ? APM_E_CLOSED : tls_failed(t, e);
-    }
+    size_t got = 0;
+    while (rc == 0 && (rc = pull(t, buf, sizeof(buf), &got)) == 0 && got > 0)
+        rc = fn(ctx, buf, got);
     if (drain(t, out) != 0)
         return -ENOMEM;
     return rc;

@@ -77,6 +77,18 @@ int apm_tls_feed(struct apm_tls *t, const uint8_t *p, size_t n, apm_tls_plain_fn
                  struct apm_frame_out *out);
 
 /*
+ * The pull form of apm_tls_feed, for an owner that takes plaintext only as
+ * it has room: apm_tls_push hands over ciphertext and advances the
+ * handshake; apm_tls_pull then gives up to cap bytes of plaintext (*got 0:
+ * more ciphertext is needed). Both leave ciphertext to send in *out as
+ * apm_tls_feed does. Return 0, APM_E_CLOSED (pull: the peer ended the
+ * session), APM_E_TLS or -ENOMEM.
+ */
+int apm_tls_push(struct apm_tls *t, const uint8_t *p, size_t n, struct apm_frame_out *out);
+int apm_tls_pull(struct apm_tls *t, uint8_t *buf, size_t cap, size_t *got,
+                 struct apm_frame_out *out);
+
+/*
  * Starts a client's handshake: *out holds its first flight (ClientHello).
  * Returns 0 or APM_E_TLS.
  */

@@ -53,6 +53,10 @@ static const struct apm_opt collector_opts[] = {
         "required when tls-ca is set, else off)"),
     OPT("collector", "tls-required", APM_OPT_BOOL, tls_required, 0, 1, true,
         "refuse plaintext agents (and plain HTTP) once TLS is on"),
+    OPT("collector", "http-tls-cert", APM_OPT_STRING, http_tls_cert, 0, 0, true,
+        "PEM certificate (chain) of the HTTP API: turns HTTPS on (may be tls-cert's file)"),
+    OPT("collector", "http-tls-key", APM_OPT_STRING, http_tls_key, 0, 0, true,
+        "PEM private key of http-tls-cert"),
     OPT("collector", "api-token-file", APM_OPT_STRING, api_token_file, 0, 0, true,
         "token the HTTP API's write routes (POST, PUT, DELETE) ask for as \"Authorization: "
         "Bearer\"; generated (0600) if missing. Default: none on a loopback http address, "
@@ -184,7 +188,8 @@ struct apm_collector {
     bool stopping;
     uint8_t token[APM_TOKEN_MAX];
     size_t token_len;
-    struct apm_tls_ctx *tls; /* NULL: plaintext only */
+    struct apm_tls_ctx *tls;      /* NULL: plaintext only */
+    struct apm_tls_ctx *http_tls; /* NULL: plain HTTP only */
     uint8_t api_token[APM_TOKEN_MAX];
     size_t api_token_len; /* 0: the API's write routes are open (loopback only) */
 };
@@ -391,9 +396,33 @@ static int start_tls(struct apm_collector *c, const struct apm_collector_config 
         return APM_E_CONFIG;
     }
     static const char *const certs[] = {"off", "optional", "required"};
+    if (!apm_listener_is_loopback(cfg->listen) && !cfg->tls_required)
+        apm_info("collector: plaintext agents are still accepted beyond loopback; set "
+                 "tls-required once every agent has tls-ca");
     apm_info("collector: TLS on (certificate %s, client certificates %s%s%s, plaintext %s)",
              cfg->tls_cert, certs[to.client_certs], to.client_certs ? " against " : "",
              to.client_certs ? cfg->tls_ca : "", cfg->tls_required ? "refused" : "accepted");
+    return 0;
+}
+
+/* Builds the HTTPS context when http-tls-cert is set. Returns 0 or APM_E_CONFIG after logging. */
+static int start_http_tls(struct apm_collector *c, const struct apm_collector_config *cfg)
+{
+    if (cfg->http_tls_cert[0] == '\0' && cfg->http_tls_key[0] == '\0') {
+        if (!apm_listener_is_loopback(cfg->http))
+            apm_warn("collector: HTTP API listens on %s beyond loopback without TLS (set "
+                     "http-tls-cert and http-tls-key)",
+                     cfg->http);
+        return 0;
+    }
+    struct apm_tls_options to = {.cert = cfg->http_tls_cert, .key = cfg->http_tls_key};
+    char err[512];
+    if (apm_tls_ctx_new(true, &to, &c->http_tls, err, sizeof(err)) != 0) {
+        apm_error("collector: HTTP API: %s", err);
+        return APM_E_CONFIG;
+    }
+    apm_info("collector: HTTP API over TLS (certificate %s, plain HTTP %s)", cfg->http_tls_cert,
+             cfg->tls_required ? "refused" : "accepted");
     return 0;
 }
 
@@ -461,6 +490,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         goto fail;
     }
     rc = start_tls(c, cfg);
+    if (rc == 0)
+        rc = start_http_tls(c, cfg);
     if (rc == 0)
         rc = load_api_token(c, cfg);
     if (rc != 0)
@@ -531,7 +562,10 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
     if (rc == 0)
         rc = apm_api_alerts_register(c->api, apm_alert_feed_engine(c->alerts));
     if (rc == 0)
-        rc = apm_http_server_new(loop, cfg->http, apm_api_handle, c->api, &c->http);
+        rc = apm_http_server_new_opts(
+            loop, cfg->http,
+            &(struct apm_http_options){.tls = c->http_tls, .tls_required = cfg->tls_required},
+            apm_api_handle, c->api, &c->http);
     if (rc == 0 && (rc = add_counters(c)) != 0) {
         apm_http_server_close(c->http, NULL);
         c->http = NULL;
@@ -560,6 +594,7 @@ fail:
     apm_api_free(c->api);
     apm_store_free(c->store);
     apm_tls_ctx_free(c->tls);
+    apm_tls_ctx_free(c->http_tls);
     free(c);
     return rc;
 }
@@ -578,5 +613,6 @@ void apm_collector_free(struct apm_collector *c)
     apm_api_free(c->api);
     apm_store_free(c->store);
     apm_tls_ctx_free(c->tls);
+    apm_tls_ctx_free(c->http_tls);
     free(c);
 }

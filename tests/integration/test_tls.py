@@ -13,6 +13,7 @@ agent run on loopback:
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Cluster, wait_for  # noqa: E402
+from harness import CLI, COLLECTOR, Cluster, wait_for  # noqa: E402
 
 
 def openssl(*args: str, cwd: str) -> None:
@@ -163,6 +164,69 @@ class TlsTest(unittest.TestCase):
                      lambda: other.get("/api/v1/status")["ingest"]["acks"] > 0, 30)
             b.stop()
             a.stop()
+        except BaseException:
+            other.dump_logs()
+            raise
+        finally:
+            other.close()
+            other.cleanup()
+
+    def test_7_https_api(self) -> None:
+        other = Cluster()
+        try:
+            argv = [COLLECTOR, "--foreground", "--data-dir", other.data_dir,
+                    "--listen", f"127.0.0.1:{other.ingest_port}",
+                    "--http", f"127.0.0.1:{other.http_port}", "--token-file", other.token_file,
+                    "--tls-cert", self.p("server.crt"), "--tls-key", self.p("server.key"),
+                    "--http-tls-cert", self.p("server.crt"), "--http-tls-key",
+                    self.p("server.key"), "--tls-required", "--api-token-file",
+                    self.p("api-token")]
+            with open(self.p("api-token"), "w") as f:
+                f.write("5d0c9e3f7a2b41e8b6a4c1d0e9f8a7b6\n")
+            os.chmod(self.p("api-token"), 0o600)
+            col = other.spawn("collector-https", argv)
+            https = f"https://127.0.0.1:{other.http_port}"
+
+            def cli(*args: str) -> subprocess.CompletedProcess:
+                return subprocess.run([CLI, "--server", https, *args], capture_output=True,
+                                      text=True, timeout=30)
+
+            wait_for("HTTPS status", lambda: cli("--cacert", self.p("ca.crt"), "status")
+                     .returncode == 0, 15)
+            r = cli("--cacert", self.p("ca.crt"), "--json", "status")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("store", json.loads(r.stdout))
+            # Several requests on one kept-alive TLS connection, answers larger than a record.
+            r = subprocess.run(["curl", "-sS", "--cacert", self.p("ca.crt"),
+                                f"{https}/api/v1/status", f"{https}/api/v1/hosts",
+                                f"{https}/api/v1/status"], capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.count('"store"'), 2)
+            # Without the CA the CLI refuses the certificate.
+            r = cli("status")
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("certificate", r.stderr)
+            # Plain HTTP is closed under tls-required, and counted.
+            r = subprocess.run([CLI, "--server", f"http://127.0.0.1:{other.http_port}", "status"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            r = cli("--cacert", self.p("ca.crt"), "--json", "status")
+            self.assertGreaterEqual(json.loads(r.stdout)["http"]["plaintext_refused"], 1)
+            # A client offering only TLS 1.1 is refused by the HTTPS listener too.
+            r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{other.http_port}",
+                                "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0", "-msg"],
+                               input="", capture_output=True, text=True, timeout=30)
+            self.assertRegex(r.stdout, r">>> TLS 1\.1, Handshake \[length [0-9a-f]+\], ClientHello")
+            self.assertIn("protocol version", r.stdout + r.stderr)
+            # Write routes over HTTPS: the token still decides.
+            r = cli("--cacert", self.p("ca.crt"), "ack", "999")
+            self.assertIn("401", r.stderr + r.stdout)
+            r = cli("--cacert", self.p("ca.crt"), "--token-file", self.p("api-token"), "ack",
+                    "999")
+            self.assertNotIn("401", r.stderr + r.stdout)
+            self.assertIn("404", r.stderr + r.stdout)
+            self.assertIn("HTTP API over TLS", col.output())
         except BaseException:
             other.dump_logs()
             raise
