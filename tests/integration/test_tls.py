@@ -152,7 +152,7 @@ class TlsTest(unittest.TestCase):
             a = other.start_agent("--tls-ca", self.p("ca.crt"), "--probe-socket", "",
                                   name="agent-wrongname")
             wait_for("agent refused the certificate",
-                     lambda: "Hostname mismatch" in a.output()
+                     lambda: "hostname mismatch" in a.output()
                      or "IP address mismatch" in a.output(), 20)
             time.sleep(1.0)
             self.assertEqual(other.get("/api/v1/status")["ingest"]["acks"], 0)
