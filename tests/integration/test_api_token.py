@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import CLI, COLLECTOR, Cluster, free_port, wait_for  # noqa: E402
+from harness import CLI, COLLECTOR, SANITIZER_MARKS, Cluster, free_port, wait_for  # noqa: E402
 
 TOKEN = "3f9c0a7be1d24c58a6e0b71d29f4c3aa"
 
@@ -136,6 +136,9 @@ class ApiTokenTest(unittest.TestCase):
         log = col.output()
         self.assertIn("beyond loopback without TLS", log)
         self.assertIn(f"write routes need the token in {gen}", log)
+        self.assertEqual(col.stop(), 0)
+        for mark in SANITIZER_MARKS:
+            self.assertNotIn(mark, col.output())
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import CLI, COLLECTOR, Cluster, wait_for  # noqa: E402
+from harness import CLI, COLLECTOR, SANITIZER_MARKS, Cluster, wait_for  # noqa: E402
 
 
 def openssl(*args: str, cwd: str) -> None:
@@ -227,6 +227,9 @@ class TlsTest(unittest.TestCase):
             self.assertNotIn("401", r.stderr + r.stdout)
             self.assertIn("404", r.stderr + r.stdout)
             self.assertIn("HTTP API over TLS", col.output())
+            col.stop()
+            for mark in SANITIZER_MARKS:
+                self.assertNotIn(mark, col.output())
         except BaseException:
             other.dump_logs()
             raise
