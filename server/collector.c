@@ -43,6 +43,9 @@ static const struct apm_opt collector_opts[] = {
         "HTTP API address (default 127.0.0.1:7412)"),
     OPT("collector", "token-file", APM_OPT_STRING, token_file, 0, 0, true,
         "shared token; generated (0600) if missing (default DATA-DIR/token)"),
+    OPT("collector", "tls", APM_OPT_BOOL, tls, 0, 1, true,
+        "TLS on the ingest port, with the certificate the package made (DATA-DIR/tls/server.crt "
+        "and .key) unless tls-cert and tls-key say otherwise"),
     OPT("collector", "tls-cert", APM_OPT_STRING, tls_cert, 0, 0, true,
         "PEM certificate (chain) of the ingest and HTTP listeners; turns TLS on"),
     OPT("collector", "tls-key", APM_OPT_STRING, tls_key, 0, 0, true, "PEM private key of tls-cert"),
@@ -366,8 +369,8 @@ static int ensure_dir(const char *dir)
  */
 static int start_tls(struct apm_collector *c, const struct apm_collector_config *cfg)
 {
-    bool wanted = cfg->tls_cert[0] != '\0' || cfg->tls_key[0] != '\0' || cfg->tls_ca[0] != '\0' ||
-                  cfg->tls_client_certs[0] != '\0' || cfg->tls_required;
+    bool wanted = cfg->tls || cfg->tls_cert[0] != '\0' || cfg->tls_key[0] != '\0' ||
+                  cfg->tls_ca[0] != '\0' || cfg->tls_client_certs[0] != '\0' || cfg->tls_required;
     if (!wanted) {
         if (!apm_listener_is_loopback(cfg->listen))
             apm_warn("collector: ingest listens on %s beyond loopback without TLS: tokens and "
@@ -376,9 +379,16 @@ static int start_tls(struct apm_collector *c, const struct apm_collector_config 
                      cfg->listen);
         return 0;
     }
+    char cert[4200], key[4200];
+    snprintf(cert, sizeof(cert), "%s", cfg->tls_cert);
+    snprintf(key, sizeof(key), "%s", cfg->tls_key);
+    if (cfg->tls && cert[0] == '\0' && key[0] == '\0') {
+        snprintf(cert, sizeof(cert), "%s/tls/server.crt", cfg->data_dir);
+        snprintf(key, sizeof(key), "%s/tls/server.key", cfg->data_dir);
+    }
     struct apm_tls_options to = {
-        .cert = cfg->tls_cert,
-        .key = cfg->tls_key,
+        .cert = cert,
+        .key = key,
         .ca = cfg->tls_ca,
         .client_certs =
             cfg->tls_ca[0] != '\0' ? APM_TLS_CLIENT_CERTS_REQUIRED : APM_TLS_CLIENT_CERTS_OFF,
@@ -399,8 +409,8 @@ static int start_tls(struct apm_collector *c, const struct apm_collector_config 
     if (!apm_listener_is_loopback(cfg->listen) && !cfg->tls_required)
         apm_info("collector: plaintext agents are still accepted beyond loopback; set "
                  "tls-required once every agent has tls-ca");
-    apm_info("collector: TLS on (certificate %s, client certificates %s%s%s, plaintext %s)",
-             cfg->tls_cert, certs[to.client_certs], to.client_certs ? " against " : "",
+    apm_info("collector: TLS on (certificate %s, client certificates %s%s%s, plaintext %s)", cert,
+             certs[to.client_certs], to.client_certs ? " against " : "",
              to.client_certs ? cfg->tls_ca : "", cfg->tls_required ? "refused" : "accepted");
     return 0;
 }

@@ -20,6 +20,7 @@ struct apm_collector_config {
     char listen[256];
     char http[256];
     char token_file[4096];
+    bool tls; /* TLS with DATA-DIR/tls/server.{crt,key} unless tls-cert is set */
     char tls_cert[4096];
     char tls_key[4096];
     char tls_ca[4096];
