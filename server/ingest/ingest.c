@@ -13,6 +13,7 @@
 #include "server/net/listener.h"
 
 #define READ_BUF_SIZE (64u * 1024u)
+#define STRINGS_LOG_EVERY_MS 60000u
 
 struct conn {
     uv_tcp_t tcp; /* first member: the handle's address is the conn's */
@@ -49,6 +50,8 @@ struct apm_ingest {
     struct conn *conns;
     struct apm_ingest_stats stats;
     bool closing;
+    uint64_t strings_logged_ms; /* loop time of the last cleaned-strings report, 0 never */
+    uint64_t strings_unlogged;  /* reports held back since */
     apm_ingest_close_cb close_cb;
     void *close_ctx;
 };
@@ -230,6 +233,38 @@ static void on_committed(void *ctx, uint64_t seq, int status)
         conn_resume(c);
 }
 
+/*
+ * Counts the strings the decoder cleaned since *before and says so in the
+ * log, at most once per STRINGS_LOG_EVERY_MS for the whole ingest: a peer
+ * sending bad strings in every batch must not flood the log.
+ */
+static void count_fixes(struct conn *c, const struct apm_text_fixes *before,
+                        const struct apm_text_fixes *now)
+{
+    struct apm_ingest *in = c->in;
+    uint64_t utf8 = now->invalid_utf8 - before->invalid_utf8;
+    uint64_t ctl = now->control - before->control;
+    uint64_t len = now->too_long - before->too_long;
+    if (utf8 + ctl + len == 0)
+        return;
+    in->stats.strings_invalid_utf8 += utf8;
+    in->stats.strings_control += ctl;
+    in->stats.strings_too_long += len;
+    uint64_t t = uv_now(in->loop);
+    if (in->strings_logged_ms != 0 && t - in->strings_logged_ms < STRINGS_LOG_EVERY_MS) {
+        in->strings_unlogged++;
+        return;
+    }
+    apm_warn("ingest: peer %s (agent '%s'): replaced strings: %llu invalid UTF-8, %llu with "
+             "control characters, %llu cut to length (%llu reports from peers not logged "
+             "since the last)",
+             c->peer, c->authed ? c->ident.agent_id : "-", (unsigned long long)utf8,
+             (unsigned long long)ctl, (unsigned long long)len,
+             (unsigned long long)in->strings_unlogged);
+    in->strings_logged_ms = t != 0 ? t : 1;
+    in->strings_unlogged = 0;
+}
+
 static int handle_hello(struct conn *c, const uint8_t *p, size_t len)
 {
     struct apm_ingest *in = c->in;
@@ -255,6 +290,8 @@ static int handle_hello(struct conn *c, const uint8_t *p, size_t len)
     }
     c->ident = m.u.hello.ident;
     c->authed = true;
+    struct apm_text_fixes none = {0};
+    count_fixes(c, &none, &m.u.hello.fixes);
     apm_frame_reader_set_max(&c->reader, in->opt.max_frame);
     uint64_t last = 0;
     rc = apm_store_watermark(in->store, c->ident.agent_id, c->ident.instance, &last);
@@ -275,7 +312,9 @@ static int handle_batch(struct conn *c, const uint8_t *p, size_t len)
 {
     struct apm_ingest *in = c->in;
     struct apm_msg m;
+    struct apm_text_fixes before = c->dec.fixes;
     int rc = apm_codec_decode(&c->dec, p, len, &m);
+    count_fixes(c, &before, &c->dec.fixes);
     if (rc != 0) {
         in->stats.decode_errors++;
         conn_fail(c, rc == APM_E_LIMIT ? APM_WIRE_ERR_OVERLOADED : APM_WIRE_ERR_PROTOCOL,
@@ -480,6 +519,13 @@ static const struct apm_counter counters[] = {
                 "Batches the store failed to commit."),
     APM_COUNTER(struct apm_ingest_stats, overloaded, "overloaded", APM_COUNTER_TOTAL, "",
                 "Batches refused because the writer queue was full."),
+    APM_COUNTER(struct apm_ingest_stats, strings_invalid_utf8, "strings_invalid_utf8",
+                APM_COUNTER_TOTAL, "",
+                "Peer strings whose invalid UTF-8 was replaced with U+FFFD."),
+    APM_COUNTER(struct apm_ingest_stats, strings_control, "strings_control", APM_COUNTER_TOTAL, "",
+                "Peer strings whose control characters were replaced with U+FFFD."),
+    APM_COUNTER(struct apm_ingest_stats, strings_too_long, "strings_too_long", APM_COUNTER_TOTAL,
+                "", "Peer strings cut to their length bound."),
     APM_COUNTER(struct apm_ingest_stats, controls_sent, "controls_sent", APM_COUNTER_TOTAL, "",
                 "Control frames (trace requests) sent to agents."),
     {.name = NULL},

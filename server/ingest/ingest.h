@@ -49,6 +49,10 @@ struct apm_ingest_stats {
     uint64_t store_errors;
     uint64_t overloaded;
     uint64_t controls_sent;
+    /* Peer strings cleaned at decode (common/text.h), per reason. */
+    uint64_t strings_invalid_utf8;
+    uint64_t strings_control;
+    uint64_t strings_too_long;
 };
 
 /*
