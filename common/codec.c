@@ -331,6 +331,7 @@ int apm_codec_decode(struct apm_codec_dec *d, const uint8_t *payload, size_t len
         out->type = APM_MSG_ERROR;
         out->u.error.code = (enum apm_wire_error)f->error->code;
         out->u.error.retryable = f->error->retryable;
+        out->u.error.seq = f->error->seq;
         /* The peer's words reach a log line: cleaned like every other string. */
         apm_text_clean(out->u.error.text, sizeof(out->u.error.text), f->error->text,
                        strlen(f->error->text));
@@ -422,6 +423,7 @@ int apm_codec_encode_error(const struct apm_msg_error *e, struct apm_frame_out *
     m.code = (Apm__ErrorCode)e->code;
     m.retryable = e->retryable;
     m.text = (char *)e->text;
+    m.seq = e->seq;
     Apm__Frame f = APM__FRAME__INIT;
     f.msg_case = APM__FRAME__MSG_ERROR;
     f.error = &m;

@@ -52,6 +52,7 @@ enum apm_wire_error {
     APM_WIRE_ERR_OVERLOADED = 4,
     APM_WIRE_ERR_STORE = 5,
     APM_WIRE_ERR_SHUTDOWN = 6,
+    APM_WIRE_ERR_LIMIT = 7, /* permanent for batch seq: over a cardinality limit */
 };
 
 enum apm_control_action {
@@ -71,6 +72,7 @@ struct apm_msg_error {
     enum apm_wire_error code;
     bool retryable;
     char text[256];
+    uint64_t seq; /* APM_WIRE_ERR_LIMIT: the batch refused; 0 otherwise */
 };
 
 struct apm_msg_control {

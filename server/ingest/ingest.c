@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/frame.h"
 #include "common/log.h"
+#include "server/ingest/agent_limits.h"
 #include "server/net/listener.h"
 
 #define READ_BUF_SIZE (64u * 1024u)
@@ -49,6 +50,7 @@ struct apm_ingest {
     struct apm_ingest_options opt;
     struct conn *conns;
     struct apm_ingest_stats stats;
+    struct apm_agent_limits *limits;
     bool closing;
     uint64_t strings_logged_ms; /* loop time of the last cleaned-strings report, 0 never */
     uint64_t strings_unlogged;  /* reports held back since */
@@ -65,6 +67,7 @@ static void maybe_finish_close(struct apm_ingest *in)
     if (in->closing && in->listener == NULL && in->conns == NULL) {
         apm_ingest_close_cb cb = in->close_cb;
         void *ctx = in->close_ctx;
+        apm_agent_limits_free(in->limits);
         free(in);
         if (cb != NULL)
             cb(ctx);
@@ -140,26 +143,60 @@ static void conn_send(struct conn *c, struct apm_frame_out *f, bool close_after)
     }
 }
 
-static void conn_fail(struct conn *c, enum apm_wire_error code, bool retryable, const char *fmt,
-                      ...)
+/* Sends Error e, then closes: nothing more is read from the peer. */
+static void conn_send_error(struct conn *c, const struct apm_msg_error *e)
 {
     if (c->closing || c->failing)
         return;
     c->failing = true;
     uv_timer_stop(&c->timer);
+    apm_warn("ingest: peer %s (agent '%s'): %s; closing", c->peer,
+             c->authed ? c->ident.agent_id : "-", e->text);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    struct apm_frame_out f;
+    if (apm_codec_encode_error(e, &f) == 0)
+        conn_send(c, &f, true);
+    else
+        conn_close(c);
+}
+
+static void conn_fail(struct conn *c, enum apm_wire_error code, bool retryable, const char *fmt,
+                      ...)
+{
     struct apm_msg_error e = {.code = code, .retryable = retryable};
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e.text, sizeof(e.text), fmt, ap);
     va_end(ap);
-    apm_warn("ingest: peer %s (agent '%s'): %s; closing", c->peer,
-             c->authed ? c->ident.agent_id : "-", e.text);
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    struct apm_frame_out f;
-    if (apm_codec_encode_error(&e, &f) == 0)
-        conn_send(c, &f, true);
-    else
-        conn_close(c);
+    conn_send_error(c, &e);
+}
+
+/*
+ * Refuses a batch that would take its agent over a cardinality limit: a
+ * permanent Error{LIMIT} naming the limit and the batch, which the agent
+ * drops instead of resending. Returns APM_E_LIMIT, or another failure.
+ */
+static int admit_batch(struct conn *c, const struct apm_batch *b)
+{
+    struct apm_ingest *in = c->in;
+    uint64_t now = uv_now(in->loop);
+    apm_agent_limits_sweep(in->limits, now);
+    struct apm_msg_error e = {.code = APM_WIRE_ERR_LIMIT, .retryable = false, .seq = b->seq};
+    enum apm_agent_limit which;
+    int rc = apm_agent_limits_admit(in->limits, c->ident.agent_id, b, now, &which, e.text,
+                                    sizeof(e.text));
+    if (rc == APM_E_LIMIT) {
+        if (which == APM_AGENT_LIMIT_PROCESSES)
+            in->stats.refused_processes++;
+        else if (which == APM_AGENT_LIMIT_SERIES)
+            in->stats.refused_series++;
+        else
+            in->stats.refused_sites++;
+        conn_send_error(c, &e);
+    } else if (rc != 0) {
+        conn_fail(c, APM_WIRE_ERR_OVERLOADED, true, "out of memory checking the agent's limits");
+    }
+    return rc;
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -329,6 +366,11 @@ static int handle_batch(struct conn *c, const uint8_t *p, size_t len)
     }
     struct apm_batch *b = m.u.batch;
     uint64_t nsamples = b->nsamples;
+    rc = admit_batch(c, b);
+    if (rc != 0) {
+        apm_batch_free(b);
+        return rc;
+    }
     rc = apm_writer_submit(in->writer, &c->ident, b, on_committed, c);
     if (rc != 0) {
         apm_batch_free(b);
@@ -468,8 +510,18 @@ int apm_ingest_new(uv_loop_t *loop, struct apm_store *store, struct apm_writer *
         in->opt.max_frame = APM_FRAME_MAX;
     if (in->opt.max_inflight == 0)
         in->opt.max_inflight = 64;
-    int rc = apm_listener_new(loop, "ingest", opt->listen, 511, on_connection, in, &in->listener);
+    struct apm_agent_limits_options lo = {.grace_ms = opt->process_grace_ms,
+                                          .max_processes = opt->max_processes_per_agent,
+                                          .max_series = opt->max_series_per_agent,
+                                          .max_sites = opt->max_sites_per_agent};
+    int rc = apm_agent_limits_new(&lo, &in->limits);
     if (rc != 0) {
+        free(in);
+        return rc;
+    }
+    rc = apm_listener_new(loop, "ingest", opt->listen, 511, on_connection, in, &in->listener);
+    if (rc != 0) {
+        apm_agent_limits_free(in->limits);
         free(in);
         return rc;
     }
@@ -526,6 +578,12 @@ static const struct apm_counter counters[] = {
                 "Peer strings whose control characters were replaced with U+FFFD."),
     APM_COUNTER(struct apm_ingest_stats, strings_too_long, "strings_too_long", APM_COUNTER_TOTAL,
                 "", "Peer strings cut to their length bound."),
+    APM_COUNTER(struct apm_ingest_stats, refused_processes, "refused_processes", APM_COUNTER_TOTAL,
+                "", "Batches refused for taking their agent over max-processes-per-agent."),
+    APM_COUNTER(struct apm_ingest_stats, refused_series, "refused_series", APM_COUNTER_TOTAL, "",
+                "Batches refused for taking their agent over max-series-per-agent."),
+    APM_COUNTER(struct apm_ingest_stats, refused_sites, "refused_sites", APM_COUNTER_TOTAL, "",
+                "Batches refused for taking their agent over max-sites-per-agent."),
     APM_COUNTER(struct apm_ingest_stats, controls_sent, "controls_sent", APM_COUNTER_TOTAL, "",
                 "Control frames (trace requests) sent to agents."),
     {.name = NULL},
