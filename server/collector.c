@@ -75,6 +75,9 @@ static const struct apm_opt collector_opts[] = {
     OPT("collector", "max-sites-per-agent", APM_OPT_INT, max_sites_per_agent, 1, 100000000, true,
         "live allocation sites (per process) one agent may report; a batch beyond is refused "
         "(default 100000)"),
+    OPT("collector", "max-analysed-series", APM_OPT_INT, max_analysed_series, 1, 10000000, true,
+        "series analysed at once, all agents together; more are counted and not analysed "
+        "(default 100000)"),
     OPT("collector", "memory-limit", APM_OPT_SIZE, memory_limit, 0, INT64_MAX, true,
         "limit forecasts aim at for processes without a cgroup limit (default 0: host memory)"),
     OPT("collector", "trace-on-suspicion", APM_OPT_DURATION, trace_on_suspicion_ms, 0, DAY_MS, true,
@@ -119,6 +122,7 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     c->max_processes_per_agent = 10000;
     c->max_series_per_agent = 100000;
     c->max_sites_per_agent = 100000;
+    c->max_analysed_series = APM_ANALYZER_DEFAULT_MAX_SERIES;
     c->trace_on_suspicion_ms = 20 * 60 * 1000;
     c->trace_confidence = 60;
     /* 64 samples before a verdict: about 30 s at a 0.5 s interval, an hour at 60 s. */
@@ -305,6 +309,7 @@ static int analyzer_options(const struct apm_collector_config *cfg, struct apm_a
     o->trace_confidence = (double)cfg->trace_confidence / 100.0;
     /* One definition of live (PRODUCT.md): a stopped process's state goes after process-grace. */
     o->idle_s = (double)cfg->process_grace_ms / 1000.0;
+    o->max_series = (unsigned)cfg->max_analysed_series;
     return 0;
 }
 
@@ -380,6 +385,7 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .map_size = (size_t)cfg->map_size,
         .no_sync = cfg->no_sync,
         .max_sites_per_process = (unsigned)cfg->max_sites_per_process,
+        .forget_after_ms = cfg->process_grace_ms,
     };
     rc = apm_store_open(&so, &c->store);
     if (rc != 0) {

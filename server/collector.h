@@ -36,6 +36,7 @@ struct apm_collector_config {
     int64_t max_processes_per_agent;
     int64_t max_series_per_agent;
     int64_t max_sites_per_agent;
+    int64_t max_analysed_series;
     /* Live analysis ([collector] keys, then the [analysis] section). */
     int64_t memory_limit;
     int64_t trace_on_suspicion_ms;
