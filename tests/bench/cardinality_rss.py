@@ -9,7 +9,7 @@ through (it triggers the sweeps) and reads RSS a last time. Prints the figures a
 line.
 
     APM_BUILD_DIR=build python3 tests/bench/cardinality_rss.py [--processes 20000]
-        [--samples 3] [--grace 5s]
+        [--samples 3] [--grace 5s] [--metric rss|pss]
 """
 from __future__ import annotations
 
@@ -44,8 +44,11 @@ def main() -> int:
     ap.add_argument("--processes", type=int, default=20000)
     ap.add_argument("--samples", type=int, default=3)
     ap.add_argument("--grace", default="5s")
+    ap.add_argument("--metric", choices=["rss", "pss"], default="rss",
+                    help="rss is analysed; pss is only stored")
     o = ap.parse_args()
     grace_s = float(o.grace.rstrip("s"))
+    metric = 1 if o.metric == "rss" else 2
     c = Cluster()
     try:
         c.start_collector("--process-grace", o.grace,
@@ -65,7 +68,7 @@ def main() -> int:
             strings = [f"worker-{start + i}.py".encode() for i in range(n)]
             procs = [process_def(start + i + 1, 100000 + start + i, now - 60000, start + i + 1)
                      for i in range(n)]
-            sers = [series_def(start + i + 1, start + i + 1, 1) for i in range(n)]
+            sers = [series_def(start + i + 1, start + i + 1, metric) for i in range(n)]
             smp = [samples(start + i + 1, [0] + [1000] * (o.samples - 1),
                            [(1 << 20) + i * 4096] + [4096] * (o.samples - 1)) for i in range(n)]
             seq += 1
@@ -73,7 +76,8 @@ def main() -> int:
                          sample_msgs=smp))
         a.wait_ack(seq)
         define_s = time.monotonic() - t0
-        wait_for("analysis caught up", lambda: analysed(c) >= o.processes, 60)
+        if o.metric == "rss":
+            wait_for("analysis caught up", lambda: analysed(c) >= o.processes, 60)
         time.sleep(1.0)
         loaded = rss_kib(pid)
         peak_analysed = analysed(c)
@@ -92,7 +96,8 @@ def main() -> int:
         a.close()
         st = c.get("/api/v1/status")
         print(json.dumps({
-            "processes": o.processes, "series": o.processes, "samples_each": o.samples,
+            "processes": o.processes, "series": o.processes, "metric": o.metric,
+            "samples_each": o.samples, "store_forgotten": st["store"]["forgotten"],
             "define_seconds": round(define_s, 2),
             "rss_kib_before": before, "rss_kib_loaded": loaded, "rss_kib_after_grace": after,
             "bytes_per_series_loaded": round((loaded - before) * 1024 / o.processes),
