@@ -77,7 +77,8 @@ def main() -> int:
         a.wait_ack(seq)
         define_s = time.monotonic() - t0
         if o.metric == "rss":
-            wait_for("analysis caught up", lambda: analysed(c) >= o.processes, 60)
+            wait_for("analysis caught up", lambda: analysed(c) >= o.processes,
+                     60 + o.processes * o.samples / 10000)
         time.sleep(1.0)
         loaded = rss_kib(pid)
         peak_analysed = analysed(c)
