@@ -44,7 +44,9 @@ struct field {
     {                                                                                              \
         n, K_LIST, lo, hi, 0, 0                                                                    \
     }
-#define T_FIELDS STR("type", 16), NUM("t", 0, HUGE_VAL)
+/* Times and spans become int64 milliseconds: 1e11 s (year 5138) keeps that exact and in range. */
+#define T_MAX 1e11
+#define T_FIELDS STR("type", 16), NUM("t", 0, T_MAX)
 
 static const struct field hello_fields[] = {
     T_FIELDS,
@@ -86,7 +88,7 @@ static const struct field diff_fields[] = {
     INT("session", 1, I64_MAX),
     STR("key_type", 16),
     INT("frames", 1, 65535),
-    NUM("interval_s", 0, HUGE_VAL),
+    NUM("interval_s", 0, T_MAX),
     INT("traced_current", U64),
     INT("traced_peak", U64),
     INT("tracemalloc_memory", U64),
