@@ -37,10 +37,10 @@ struct apm_analysis {
     struct apm_analysis_tuning tune;
     struct bucket *hist; /* closed buckets, oldest first */
     size_t n_hist;
-    size_t cap; /* buckets allocated: grows to history_buckets as the history does */
-    double width;                     /* time a bucket spans at the current resolution, s */
-    struct bucket open;               /* the bucket being filled */
-    double *t, *floor, *peak;         /* per-bucket series handed to the window judge */
+    size_t cap;               /* buckets allocated: grows to history_buckets as the history does */
+    double width;             /* time a bucket spans at the current resolution, s */
+    struct bucket open;       /* the bucket being filled */
+    double *t, *floor, *peak; /* per-bucket series handed to the window judge */
     double t_first, t_prev, interval; /* interval: running typical sample spacing */
     double limit;
     size_t samples;

@@ -209,8 +209,8 @@ static void conn_send_error(struct conn *c, const struct apm_msg_error *e)
      * batch of every agent: those lines are rate-limited.
      */
     struct apm_log_limit *limit = e->code == APM_WIRE_ERR_STORE ? &c->in->store_log
-                                  : !c->authed                ? &c->in->stranger_log
-                                                              : NULL;
+                                  : !c->authed                  ? &c->in->stranger_log
+                                                                : NULL;
     if (limit == NULL || apm_log_limit_hit(limit, (int64_t)uv_now(c->in->loop)))
         apm_warn("ingest: peer %s (agent '%s'): %s; closing", c->peer,
                  c->authed ? c->ident.agent_id : "-", e->text);
