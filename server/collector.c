@@ -71,6 +71,19 @@ static const struct apm_opt collector_opts[] = {
     OPT("collector", "max-sites-per-process", APM_OPT_INT, max_sites_per_process, 1, 1000000, true,
         "allocation sites stored per process; new ones beyond are refused and counted "
         "(default 1000)"),
+    OPT("collector", "process-grace", APM_OPT_DURATION, process_grace_ms, 1000, 7 * DAY_MS, true,
+        "a process is live until its agent has not reported it this long; then its in-memory "
+        "state is forgotten (default 2m)"),
+    OPT("collector", "max-processes-per-agent", APM_OPT_INT, max_processes_per_agent, 1, 10000000,
+        true, "live processes one agent may report; a batch beyond is refused (default 10000)"),
+    OPT("collector", "max-series-per-agent", APM_OPT_INT, max_series_per_agent, 1, 100000000, true,
+        "live series one agent may report; a batch beyond is refused (default 100000)"),
+    OPT("collector", "max-sites-per-agent", APM_OPT_INT, max_sites_per_agent, 1, 100000000, true,
+        "live allocation sites (per process) one agent may report; a batch beyond is refused "
+        "(default 100000)"),
+    OPT("collector", "max-analysed-series", APM_OPT_INT, max_analysed_series, 1, 10000000, true,
+        "series analysed at once, all agents together; more are counted and not analysed "
+        "(default 100000)"),
     OPT("collector", "memory-limit", APM_OPT_SIZE, memory_limit, 0, INT64_MAX, true,
         "limit forecasts aim at for processes without a cgroup limit (default 0: host memory)"),
     OPT("collector", "trace-on-suspicion", APM_OPT_DURATION, trace_on_suspicion_ms, 0, DAY_MS, true,
@@ -117,6 +130,11 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     c->max_inflight = 64;
     c->map_size = 8LL << 30;
     c->max_sites_per_process = 1000;
+    c->process_grace_ms = 120000;
+    c->max_processes_per_agent = 10000;
+    c->max_series_per_agent = 100000;
+    c->max_sites_per_agent = 100000;
+    c->max_analysed_series = APM_ANALYZER_DEFAULT_MAX_SERIES;
     c->trace_on_suspicion_ms = 20 * 60 * 1000;
     c->trace_confidence = 60;
     c->analysis.bucket_samples = 2;
@@ -303,6 +321,9 @@ static int analyzer_options(const struct apm_collector_config *cfg, struct apm_a
     o->memory_limit = cfg->memory_limit;
     o->trace_window_s = (double)cfg->trace_on_suspicion_ms / 1000.0;
     o->trace_confidence = (double)cfg->trace_confidence / 100.0;
+    /* One definition of live (PRODUCT.md): a stopped process's state goes after process-grace. */
+    o->idle_s = (double)cfg->process_grace_ms / 1000.0;
+    o->max_series = (unsigned)cfg->max_analysed_series;
     return 0;
 }
 
@@ -378,6 +399,7 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .map_size = (size_t)cfg->map_size,
         .no_sync = cfg->no_sync,
         .max_sites_per_process = (unsigned)cfg->max_sites_per_process,
+        .forget_after_ms = cfg->process_grace_ms,
     };
     rc = apm_store_open(&so, &c->store);
     if (rc != 0) {
@@ -418,6 +440,10 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .idle_timeout_ms = (uint64_t)cfg->idle_timeout_ms,
         .max_frame = (uint32_t)cfg->max_frame,
         .max_inflight = (unsigned)cfg->max_inflight,
+        .process_grace_ms = (uint64_t)cfg->process_grace_ms,
+        .max_processes_per_agent = (uint64_t)cfg->max_processes_per_agent,
+        .max_series_per_agent = (uint64_t)cfg->max_series_per_agent,
+        .max_sites_per_agent = (uint64_t)cfg->max_sites_per_agent,
     };
     rc = apm_ingest_new(loop, c->store, c->writer, &io, &c->ingest);
     if (rc != 0)

@@ -18,8 +18,11 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/mem.h"
 
 #define DEFAULT_IDLE_S 3600.0
+/* Series forgotten in one sweep worth returning memory to the kernel for. */
+#define SWEEP_RELEASE_MIN 256u
 /* Most stored samples replayed into a new series. */
 #define WARM_MAX_SAMPLES 4096u
 /* A process at this share of its limit or above is "at its limit". */
@@ -437,6 +440,13 @@ int apm_analyzer_feed(struct apm_analyzer *a, const char *host, const struct apm
     char key[APM_STORE_KEY_MAX], pid_id[APM_VERDICT_PROCESS_MAX];
     for (uint32_t i = 0; rc == 0 && i < b->nseries; i++) {
         const struct apm_series_block *blk = &b->series[i];
+        /*
+         * Every sample moves the clock that decides which series went silent,
+         * analysed or not: when the analysis is full, only the samples of
+         * series it refused show that the others stopped.
+         */
+        if (blk->n > 0 && (double)blk->t_ms[blk->n - 1] / 1000.0 > a->newest_t)
+            a->newest_t = (double)blk->t_ms[blk->n - 1] / 1000.0;
         if (blk->metric != APM_METRIC_RSS || blk->proc >= b->nprocs || blk->n == 0)
             continue;
         const struct apm_proc_desc *p = &b->procs[blk->proc];
@@ -492,11 +502,17 @@ static void unlink_series(struct apm_analyzer *a, struct aseries *s)
 static void sweep_idle(struct apm_analyzer *a)
 {
     struct aseries *next;
+    size_t n = 0;
     for (struct aseries *s = a->all; s != NULL; s = next) {
         next = s->next;
-        if (!s->dirty && a->newest_t - s->rec.v.t_last > a->opt.idle_s)
+        if (!s->dirty && a->newest_t - s->rec.v.t_last > a->opt.idle_s) {
             unlink_series(a, s);
+            n++;
+        }
     }
+    /* A flood that ended leaves its pages in the allocator: give them back. */
+    if (n >= SWEEP_RELEASE_MIN)
+        apm_mem_release();
 }
 
 int apm_analyzer_flush(struct apm_analyzer *a)

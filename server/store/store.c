@@ -23,11 +23,13 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "common/timeutil.h"
 #include "server/store/store_priv.h"
 
 #define DEFAULT_MAP_SIZE (8ull << 30)
 #define DEFAULT_CHUNK_SAMPLES 120u
+#define DEFAULT_FORGET_MS 120000
 
 static const char *const db_names[DB_COUNT] = {
     [DB_META] = "meta",
@@ -458,8 +460,11 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     apm_hashmap_init(&s->seen);
     apm_hashmap_init(&s->site_counts);
     s->max_sites = opt->max_sites_per_process ? opt->max_sites_per_process : 1000;
+    s->forget_after_ms = opt->forget_after_ms > 0 ? opt->forget_after_ms : DEFAULT_FORGET_MS;
+    s->forgotten_at_ms = apm_now_ms();
     atomic_init(&s->commits, 0);
     atomic_init(&s->sites_refused, 0);
+    atomic_init(&s->forgotten, 0);
     unsigned flags = MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0);
     rc = mdb_env_create(&s->env);
     if (rc == 0)
@@ -557,6 +562,85 @@ int apm_store_txn_begin(struct apm_store *s, struct apm_store_txn **out)
     return 0;
 }
 
+struct idle {
+    int64_t before_ms;
+    void **found; /* series, or seen keys */
+    size_t n, cap;
+};
+
+static void collect(struct idle *c, void *p)
+{
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 256;
+        void **nf = realloc(c->found, ncap * sizeof(*nf));
+        if (nf == NULL)
+            return; /* forgotten at a later sweep */
+        c->found = nf;
+        c->cap = ncap;
+    }
+    c->found[c->n++] = p;
+}
+
+static void idle_series(void *ctx, const void *key, size_t klen, uint64_t value)
+{
+    (void)key;
+    (void)klen;
+    struct store_series *ser = (struct store_series *)(uintptr_t)value;
+    if (!ser->dirty && ser->last_ms < ((struct idle *)ctx)->before_ms)
+        collect(ctx, ser);
+}
+
+struct idle_key {
+    size_t klen;
+    char key[];
+};
+
+static void idle_seen(void *ctx, const void *key, size_t klen, uint64_t value)
+{
+    struct idle *c = ctx;
+    if ((int64_t)value >= c->before_ms)
+        return;
+    struct idle_key *k = malloc(sizeof(*k) + klen);
+    if (k == NULL)
+        return;
+    k->klen = klen;
+    memcpy(k->key, key, klen);
+    collect(c, k);
+}
+
+/*
+ * Forgets what the writer keeps of series and processes that had nothing
+ * new for forget_after_ms: PRODUCT.md's process-grace, after which a process
+ * is no longer live. Their records are in LMDB and are read back if they
+ * return. The site counts are dropped whole and recounted on demand.
+ */
+static void forget_idle(struct apm_store *s, int64_t now_ms)
+{
+    s->forgotten_at_ms = now_ms;
+    struct idle c = {.before_ms = now_ms - s->forget_after_ms};
+    apm_hashmap_foreach(&s->index, idle_series, &c);
+    size_t nseries = c.n;
+    for (size_t i = 0; i < c.n; i++) {
+        struct store_series *ser = c.found[i];
+        apm_hashmap_del(&s->index, ser->key, ser->klen);
+        series_free(ser);
+    }
+    c.n = 0;
+    apm_hashmap_foreach(&s->seen, idle_seen, &c);
+    for (size_t i = 0; i < c.n; i++) {
+        struct idle_key *k = c.found[i];
+        apm_hashmap_del(&s->seen, k->key, k->klen);
+        free(k);
+    }
+    free(c.found);
+    apm_hashmap_close(&s->site_counts);
+    apm_hashmap_init(&s->site_counts);
+    if (nseries > 0) {
+        atomic_fetch_add(&s->forgotten, nseries);
+        apm_mem_release();
+    }
+}
+
 /* Ends t: the changed series either become clean (kept) or are forgotten. */
 static void txn_end(struct apm_store_txn *t, bool committed)
 {
@@ -574,6 +658,9 @@ static void txn_end(struct apm_store_txn *t, bool committed)
     if (committed) {
         atomic_fetch_add(&s->commits, 1);
         atomic_fetch_add(&s->sites_refused, t->sites_refused);
+        int64_t now = apm_now_ms();
+        if (now - s->forgotten_at_ms >= s->forget_after_ms / 4)
+            forget_idle(s, now);
     } else {
         apm_hashmap_close(&s->seen);
         apm_hashmap_init(&s->seen);

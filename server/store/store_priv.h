@@ -78,6 +78,8 @@ struct apm_store {
     size_t scratch_cap;
     struct apm_store_txn *txn;
     unsigned max_sites;
+    int64_t forget_after_ms;
+    int64_t forgotten_at_ms; /* wall time of the last sweep of the index */
     /* Process id -> allocation sites stored; counted from LMDB on first use, cleared on abort. */
     struct apm_hashmap site_counts;
     /* Any thread. */
@@ -85,6 +87,7 @@ struct apm_store {
     struct apm_log_limit failure_log; /* failed commits, logged rate-limited */
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t sites_refused;
+    atomic_uint_fast64_t forgotten; /* series dropped from the index after forget_after_ms */
 };
 
 struct apm_store_txn {

@@ -421,6 +421,49 @@ static void test_analyzer_never_asks_with_tracing_disabled(void **state)
     assert_int_equal(f->traces, 0);
 }
 
+/* A batch of one process (pid 300) with one rss sample at second i. */
+static struct apm_batch *newcomer(struct fixture *f, unsigned i)
+{
+    struct apm_batch *b = apm_batch_new(++f->seq);
+    assert_non_null(b);
+    struct apm_proc_desc p = {.pid = 300, .start_ms = T0_MS, .name = "newcomer"};
+    uint32_t idx;
+    assert_int_equal(apm_batch_add_proc(b, &p, &idx), 0);
+    assert_int_equal(
+        apm_batch_add_sample(b, idx, APM_METRIC_RSS, T0_MS + (int64_t)i * 1000, 100 << 20), 0);
+    return b;
+}
+
+/*
+ * A full analysis forgets series silent for idle_s (process-grace) even when
+ * the only samples still coming are of series it refused: their time is the
+ * clock that shows the others stopped.
+ */
+static void test_analyzer_when_full_forgets_the_silent_for_a_newcomer(void **state)
+{
+    struct fixture *f = *state;
+    apm_analyzer_free(f->an);
+    struct apm_analyzer_options o;
+    options(&o);
+    o.max_series = 2;
+    o.idle_s = 10;
+    assert_int_equal(apm_analyzer_new(f->store, &o, NULL, NULL, &f->an), 0);
+    run(f, 0, 5, 0); /* worker and idle: full */
+    commit_and_feed(f, newcomer(f, 30));
+    struct apm_analyzer_stats st;
+    apm_analyzer_get_stats(f->an, &st);
+    assert_int_equal(st.series, 2);
+    assert_int_equal(st.refused_series, 1);
+    assert_true(apm_analyzer_flush(f->an) >= 0);
+    apm_analyzer_get_stats(f->an, &st);
+    assert_int_equal(st.evicted, 2);
+    commit_and_feed(f, newcomer(f, 31));
+    struct apm_verdict_record r;
+    char id[128];
+    snprintf(id, sizeof(id), "web-3:300:%lld", (long long)T0_MS);
+    assert_int_equal(apm_analyzer_get(f->an, "web-3", id, APM_METRIC_RSS, &r), 0);
+}
+
 static void test_analyzer_refuses_a_bad_analysis_config(void **state)
 {
     (void)state;
@@ -646,6 +689,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_analyzer_never_asks_with_tracing_disabled, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_analyzer_when_full_forgets_the_silent_for_a_newcomer,
+                                        setup, teardown),
         cmocka_unit_test(test_analyzer_refuses_a_bad_analysis_config),
         cmocka_unit_test_setup_teardown(test_api_serves_forecasts_and_one_series_analysis, setup,
                                         teardown),
