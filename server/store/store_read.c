@@ -375,7 +375,7 @@ static const struct apm_counter counters[] = {
     APM_COUNTER(struct apm_store_stats, map_grows, "map_grows", APM_COUNTER_TOTAL, "",
                 "Times the map was doubled."),
     APM_COUNTER(struct apm_store_stats, full, "full", APM_COUNTER_GAUGE, "",
-                "1 while batches are refused: the budget is reached and no raw chunk is left to "
+                "Set to 1 while batches are refused: the budget is reached and no raw chunk is left to "
                 "delete."),
     {.name = NULL},
 };
