@@ -411,16 +411,20 @@ struct sample_ctx {
     size_t n;
     bool truncated;
     bool oom;
+    int64_t next_ms; /* when truncated: the time of the first point left out */
+    bool integral;   /* step points: min, max and last are integers; the mean is not */
 };
 
-static int sample_row(void *ctx, int64_t t_ms, int64_t value)
+/* Appends one [time, value] pair, or notes where the next page starts. */
+static int sample_add(struct sample_ctx *sc, int64_t t_ms, json_t *value)
 {
-    struct sample_ctx *sc = ctx;
     if (sc->n >= sc->limit) {
+        json_decref(value);
         sc->truncated = true;
+        sc->next_ms = t_ms;
         return 1;
     }
-    json_t *pair = json_pack("[o, I]", apm_api_time(t_ms), (json_int_t)value);
+    json_t *pair = value != NULL ? json_pack("[o, o]", apm_api_time(t_ms), value) : NULL;
     if (pair == NULL || json_array_append_new(sc->array, pair) != 0) {
         sc->oom = true;
         return 1;
@@ -429,12 +433,69 @@ static int sample_row(void *ctx, int64_t t_ms, int64_t value)
     return 0;
 }
 
+static int sample_row(void *ctx, int64_t t_ms, int64_t value)
+{
+    return sample_add(ctx, t_ms, json_integer((json_int_t)value));
+}
+
+static int point_row(void *ctx, int64_t t_ms, double value)
+{
+    struct sample_ctx *sc = ctx;
+    return sample_add(sc, t_ms,
+                      sc->integral ? json_integer((json_int_t)value) : json_real(value));
+}
+
+/*
+ * Optional step (seconds) and agg: with a step, one point per step from the
+ * rollups (docs/api.md). Returns 0 or an error status with *out set.
+ */
+static int param_step(const struct apm_api_call *call, int64_t *step_ms,
+                      enum apm_store_agg *agg, json_t **out)
+{
+    bool has_step = false, has_agg = false;
+    double step = 0;
+    char name[16];
+    *step_ms = 0;
+    *agg = APM_AGG_MEAN;
+    int st = apm_api_param_num(call, "step", 0.001, 1e9, &has_step, &step, out);
+    if (st == 0)
+        st = apm_api_param_str(call, "agg", name, sizeof(name), &has_agg, out);
+    if (st != 0)
+        return st;
+    if (has_agg && !has_step)
+        return apm_api_error(out, 400, "'agg' needs 'step'");
+    if (has_agg && apm_store_agg_parse(name, agg) != 0)
+        return apm_api_error(out, 400, "agg '%.16s' is not min, max, mean or last", name);
+    if (has_step)
+        *step_ms = (int64_t)(step * 1000.0 + 0.5) > 0 ? (int64_t)(step * 1000.0 + 0.5) : 1;
+    return 0;
+}
+
+/* The page to go on from: a cursor handed out by a previous answer ("next"). */
+static int param_cursor(const struct apm_api_call *call, bool *present, int64_t *from,
+                        json_t **out)
+{
+    char buf[32];
+    int st = apm_api_param_str(call, "cursor", buf, sizeof(buf), present, out);
+    if (st != 0 || !*present)
+        return st;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (end == buf || *end != '\0' || errno != 0)
+        return apm_api_error(out, 400, "bad cursor '%.31s': pass the 'next' of the previous page",
+                             buf);
+    *from = v;
+    return 0;
+}
+
 static int get_samples(const struct apm_api_call *call, json_t **out)
 {
-    static const char *const allowed[] = {"from", "to", "limit", NULL};
+    static const char *const allowed[] = {"from", "to", "limit", "step", "agg", "cursor", NULL};
     uint64_t id = 0;
-    int64_t from = 0, to = INT64_MAX;
-    bool has_from = false, has_to = false;
+    int64_t from = 0, to = INT64_MAX, step_ms = 0, res_ms = 0;
+    enum apm_store_agg agg = APM_AGG_MEAN;
+    bool has_from = false, has_to = false, has_cursor = false;
     struct sample_ctx sc = {0};
     if (apm_api_parse_id(call->params[0], &id) != 0)
         return apm_api_error(out, 400, "bad series id '%.64s': expected a decimal number",
@@ -448,6 +509,10 @@ static int get_samples(const struct apm_api_call *call, json_t **out)
         st = apm_api_error(out, 400, "'from' is after 'to'");
     if (st == 0)
         st = param_limit(call, &sc.limit, out);
+    if (st == 0)
+        st = param_step(call, &step_ms, &agg, out);
+    if (st == 0)
+        st = param_cursor(call, &has_cursor, &from, out);
     if (st != 0)
         return st;
 
@@ -464,12 +529,23 @@ static int get_samples(const struct apm_api_call *call, json_t **out)
     json_decref(sc.array); /* obj holds it now, or the pack failed */
     if (obj == NULL)
         return apm_api_error(out, 500, "out of memory");
-    rc = apm_store_read_samples(call->store, id, from, to, sample_row, &sc);
+    sc.integral = agg != APM_AGG_MEAN;
+    if (step_ms > 0)
+        rc = apm_store_read_steps(call->store, id, from, to, step_ms, agg, point_row, &sc, &res_ms);
+    else
+        rc = apm_store_read_samples(call->store, id, from, to, sample_row, &sc);
     if (sc.oom || rc != 0) {
         json_decref(obj);
         return sc.oom ? apm_api_error(out, 500, "out of memory") : store_error(out, rc);
     }
     json_object_set_new(obj, "truncated", json_boolean(sc.truncated));
+    char next[32];
+    snprintf(next, sizeof(next), "%lld", (long long)sc.next_ms);
+    json_object_set_new(obj, "next", sc.truncated ? json_string(next) : json_null());
+    if (step_ms > 0) {
+        json_object_set_new(obj, "step", json_real((double)step_ms / 1000.0));
+        json_object_set_new(obj, "resolution", json_real((double)res_ms / 1000.0));
+    }
     *out = obj;
     return 200;
 }
