@@ -30,6 +30,8 @@
 /* Longest wait for readers to finish before a resize. */
 #define RESIZE_WAIT_MS 500
 #define PRUNE_LOG_EVERY_MS 60000
+/* A slice longer than this (ingest waited for it) is logged, at most once a minute. */
+#define SLOW_SLICE_US 50000u
 
 static void count(struct apm_store *s, enum store_mcounter c, uint64_t n)
 {
@@ -551,6 +553,7 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
         apm_store_txn_abort(t);
         return rc;
     }
+    uint64_t t_commit = apm_mono_ns();
     rc = apm_store_txn_commit(t);
     if (rc < 0)
         return rc;
@@ -560,6 +563,11 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
     }
     count(s, MC_SLICES, 1);
     uint_fast64_t us = (apm_mono_ns() - t0) / 1000;
+    if (us > SLOW_SLICE_US && now_ms - s->last_slow_log_ms >= PRUNE_LOG_EVERY_MS) {
+        s->last_slow_log_ms = now_ms;
+        apm_warn("store: a maintenance slice took %.1f ms (%u keys, commit %.1f ms)",
+                 (double)us / 1000, keys, (double)(apm_mono_ns() - t_commit) / 1e6);
+    }
     uint_fast64_t max = atomic_load(&s->m[MC_SLICE_US_MAX]);
     while (us > max && !atomic_compare_exchange_weak(&s->m[MC_SLICE_US_MAX], &max, us))
         ;

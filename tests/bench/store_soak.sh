@@ -42,8 +42,9 @@ sleep 1
 
 back=$(awk -v r="$retention" 'BEGIN {
     n = r + 0; u = substr(r, length(r)); m = u == "m" ? 60 : u == "h" ? 3600 : 1; print n * m }')
-# Each agent sends 2 batches per data step until it catches up with the clock.
-rate=$(awk -v s="$step_ms" 'BEGIN { printf "%.1f", 2000 / s }')
+# Each agent sends 1.5 batches per data step until it catches up with the clock (after
+# twice the retention, when the collector keeps up).
+rate=$(awk -v s="$step_ms" 'BEGIN { printf "%.1f", 1500 / s }')
 "$build/tests/collector_load" --collector "127.0.0.1:$port" --token-file "$work/token" \
     --agents "$agents" --series "$series" --rate "$rate" --step-ms "$step_ms" \
     --back "$back" --duration $((minutes * 60)) >"$work/load.out" 2>&1 &
