@@ -222,7 +222,8 @@ int apm_cli_series_parse(int argc, char **argv, struct apm_cli_series_opts *o, c
             if (m < 0)
                 return m;
             if (apm_duration_parse(v, &o->step_ms) != 0 || o->step_ms <= 0) {
-                snprintf(err, errlen, "--step: expected a duration like 10s, 1m or 1h, got '%s'", v);
+                snprintf(err, errlen, "--step: expected a duration like 10s, 1m or 1h, got '%s'",
+                         v);
                 return APM_E_USAGE;
             }
         } else if ((m = apm_cli_args_value(argc, argv, &i, "--window", &v, err, errlen))) {

@@ -11,7 +11,8 @@ uint64_t apm_mono_ns(void);
 
 /*
  * Parses a duration "N[s|m|h|d]", or a sum of them ("1h30m"), into
- * milliseconds (a bare number alone means seconds; N may have a fraction). Returns 0, or APM_E_PARSE on anything else.
+ * milliseconds (a bare number alone means seconds; N may have a fraction). Returns 0, or
+ * APM_E_PARSE on anything else.
  */
 int apm_duration_parse(const char *s, int64_t *out_ms);
 

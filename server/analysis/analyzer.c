@@ -222,8 +222,8 @@ static void warm_up(struct apm_analyzer *a, struct aseries *s, int64_t before_ms
      * one point (the mean) per rollup bucket, then the raw samples.
      */
     struct span raw = {0};
-    int rc = apm_store_read_samples(a->store, s->rec.series_id, from, before_ms - 1, first_sample,
-                                    &raw);
+    int rc =
+        apm_store_read_samples(a->store, s->rec.series_id, from, before_ms - 1, first_sample, &raw);
     int64_t raw_from = raw.n > 0 ? raw.first_ms : before_ms;
     int64_t step = interval < 60000 ? 60000 : 3600000;
     int64_t whole = raw_from / step * step; /* a bucket with raw samples in it is left out */

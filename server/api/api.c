@@ -441,16 +441,15 @@ static int sample_row(void *ctx, int64_t t_ms, int64_t value)
 static int point_row(void *ctx, int64_t t_ms, double value)
 {
     struct sample_ctx *sc = ctx;
-    return sample_add(sc, t_ms,
-                      sc->integral ? json_integer((json_int_t)value) : json_real(value));
+    return sample_add(sc, t_ms, sc->integral ? json_integer((json_int_t)value) : json_real(value));
 }
 
 /*
  * Optional step (seconds) and agg: with a step, one point per step from the
  * rollups (docs/api.md). Returns 0 or an error status with *out set.
  */
-static int param_step(const struct apm_api_call *call, int64_t *step_ms,
-                      enum apm_store_agg *agg, json_t **out)
+static int param_step(const struct apm_api_call *call, int64_t *step_ms, enum apm_store_agg *agg,
+                      json_t **out)
 {
     bool has_step = false, has_agg = false;
     double step = 0;
@@ -472,8 +471,7 @@ static int param_step(const struct apm_api_call *call, int64_t *step_ms,
 }
 
 /* The page to go on from: a cursor handed out by a previous answer ("next"). */
-static int param_cursor(const struct apm_api_call *call, bool *present, int64_t *from,
-                        json_t **out)
+static int param_cursor(const struct apm_api_call *call, bool *present, int64_t *from, json_t **out)
 {
     char buf[32];
     int st = apm_api_param_str(call, "cursor", buf, sizeof(buf), present, out);

@@ -58,7 +58,7 @@ struct apm_writer {
     bool stopping;
     bool exited;
     /* Writer thread only. */
-    bool maint_running;  /* a pass is going on: a slice after every round */
+    bool maint_running;    /* a pass is going on: a slice after every round */
     uint64_t maint_due_ns; /* monotonic time the next pass starts */
     /* Loop thread only. */
     bool closing;

@@ -517,8 +517,7 @@ int apm_store_txn_commit(struct apm_store_txn *t)
             "counters");
     if (rc == 0 && t->s->next_series_id != t->next_series_id)
         rc = apm_store_mdb_error(
-            write_u64(t->txn, t->s->dbi[DB_META], "next_series", t->s->next_series_id),
-            "counters");
+            write_u64(t->txn, t->s->dbi[DB_META], "next_series", t->s->next_series_id), "counters");
     if (rc == 0 && t->dropped > 0)
         rc = apm_store_mdb_error(
             write_u64(t->txn, t->s->dbi[DB_META], "dropped", t->s->dropped + t->dropped),

@@ -28,10 +28,10 @@ struct apm_store_options {
     bool no_sync;                   /* tests and benchmarks only: skip fsync at commit */
     unsigned max_sites_per_process; /* allocation sites kept per process; 0 = default (1000) */
     /* Retention (apm_store_maintain): 0 keeps forever. */
-    int64_t retention_ms;    /* raw samples */
-    int64_t rollup_1m_ms;    /* 1-minute rollups */
-    int64_t rollup_1h_ms;    /* 1-hour rollups */
-    uint64_t max_disk;       /* budget the map may grow to; 0 = map_size (no growth) */
+    int64_t retention_ms; /* raw samples */
+    int64_t rollup_1m_ms; /* 1-minute rollups */
+    int64_t rollup_1h_ms; /* 1-hour rollups */
+    uint64_t max_disk;    /* budget the map may grow to; 0 = map_size (no growth) */
 };
 
 /*
@@ -148,22 +148,22 @@ struct apm_store_stats {
     uint64_t commits;
     uint64_t sites_refused; /* new allocation sites refused over the per-process cap, this run */
     /* Maintenance (apm_store_maintain), this run. */
-    uint64_t chunks_deleted;   /* sealed chunks deleted for retention */
-    uint64_t chunks_pruned;    /* sealed chunks deleted early for the disk budget */
-    uint64_t heads_dropped;    /* open chunks of idle series emptied for retention */
-    uint64_t series_removed;   /* series with nothing left, removed from the index */
+    uint64_t chunks_deleted; /* sealed chunks deleted for retention */
+    uint64_t chunks_pruned;  /* sealed chunks deleted early for the disk budget */
+    uint64_t heads_dropped;  /* open chunks of idle series emptied for retention */
+    uint64_t series_removed; /* series with nothing left, removed from the index */
     uint64_t processes_removed;
     uint64_t hosts_removed;
-    uint64_t rollups_written;  /* rollup buckets written or updated */
-    uint64_t rollups_deleted;  /* rollup buckets deleted for their retention */
-    uint64_t rollup_bytes;     /* pages of the rollup database */
-    uint64_t slices;           /* maintenance slices committed */
-    uint64_t passes;           /* maintenance passes over every series finished */
-    uint64_t slice_us_max;     /* longest maintenance slice, microseconds, commit included */
-    uint64_t map_size;         /* current LMDB map size */
-    uint64_t max_disk;         /* the budget the map may grow to */
-    uint64_t map_grows;        /* times the map was doubled */
-    uint64_t full;             /* 1 while batches are refused: full and nothing left to delete */
+    uint64_t rollups_written; /* rollup buckets written or updated */
+    uint64_t rollups_deleted; /* rollup buckets deleted for their retention */
+    uint64_t rollup_bytes;    /* pages of the rollup database */
+    uint64_t slices;          /* maintenance slices committed */
+    uint64_t passes;          /* maintenance passes over every series finished */
+    uint64_t slice_us_max;    /* longest maintenance slice, microseconds, commit included */
+    uint64_t map_size;        /* current LMDB map size */
+    uint64_t max_disk;        /* the budget the map may grow to */
+    uint64_t map_grows;       /* times the map was doubled */
+    uint64_t full;            /* 1 while batches are refused: full and nothing left to delete */
 };
 int apm_store_stats(struct apm_store *s, struct apm_store_stats *out);
 

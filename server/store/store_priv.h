@@ -85,14 +85,14 @@ struct apm_store {
     struct apm_hashmap site_counts;
     /* Maintenance (store_retention.c), writer thread only. */
     int64_t retention_ms;
-    int64_t rollup_ms[2];     /* retention of the 1m and 1h rollups */
-    uint64_t maint_next_id;   /* the next series the pass looks at */
-    int64_t pressure_cutoff;  /* raw chunks ending before this go now (disk budget), else 0 */
-    int64_t oldest_raw_ms;    /* oldest sealed chunk seen by the last pass */
-    int64_t pass_oldest_ms;   /* ... by the pass going on */
+    int64_t rollup_ms[2];    /* retention of the 1m and 1h rollups */
+    uint64_t maint_next_id;  /* the next series the pass looks at */
+    int64_t pressure_cutoff; /* raw chunks ending before this go now (disk budget), else 0 */
+    int64_t oldest_raw_ms;   /* oldest sealed chunk seen by the last pass */
+    int64_t pass_oldest_ms;  /* ... by the pass going on */
     int64_t last_prune_log_ms;
     int64_t last_slow_log_ms;
-    int64_t maint_now;        /* the wall clock of the slice going on */
+    int64_t maint_now; /* the wall clock of the slice going on */
     /*
      * The map may only be resized with no transaction open in the process:
      * every transaction outside the writer thread holds this lock shared,

@@ -164,7 +164,7 @@ int apm_store_list_series(struct apm_store *s, const struct apm_series_filter *f
 }
 
 int apm_store_get_record(struct apm_store *s, MDB_txn *txn, uint64_t id,
-                      struct store_series_record *rec)
+                         struct store_series_record *rec)
 {
     uint8_t idkey[8];
     apm_store_put_be64(idkey, id);
@@ -366,7 +366,8 @@ static const struct apm_counter counters[] = {
                 "Maintenance slices committed (rollups and deletions)."),
     APM_COUNTER(struct apm_store_stats, passes, "maintenance_passes", APM_COUNTER_TOTAL, "",
                 "Maintenance passes over every series finished."),
-    APM_COUNTER(struct apm_store_stats, slice_us_max, "slice_max", APM_COUNTER_GAUGE, "microseconds",
+    APM_COUNTER(struct apm_store_stats, slice_us_max, "slice_max", APM_COUNTER_GAUGE,
+                "microseconds",
                 "Longest maintenance slice, commit included (ingest waits at most this long)."),
     APM_COUNTER(struct apm_store_stats, map_size, "map_size", APM_COUNTER_GAUGE, "bytes",
                 "LMDB map size now (grows by doubling up to max_disk)."),
@@ -374,9 +375,10 @@ static const struct apm_counter counters[] = {
                 "Disk budget the map may grow to."),
     APM_COUNTER(struct apm_store_stats, map_grows, "map_grows", APM_COUNTER_TOTAL, "",
                 "Times the map was doubled."),
-    APM_COUNTER(struct apm_store_stats, full, "full", APM_COUNTER_GAUGE, "",
-                "Set to 1 while batches are refused: the budget is reached and no raw chunk is left to "
-                "delete."),
+    APM_COUNTER(
+        struct apm_store_stats, full, "full", APM_COUNTER_GAUGE, "",
+        "Set to 1 while batches are refused: the budget is reached and no raw chunk is left to "
+        "delete."),
     {.name = NULL},
 };
 

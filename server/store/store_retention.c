@@ -41,7 +41,8 @@ static void count(struct apm_store *s, enum store_mcounter c, uint64_t n)
 
 /* ---- one series ---- */
 
-/* What a slice learns of a series before changing it (the record's pointers die at the first write). */
+/* What a slice learns of a series before changing it (the record's pointers die at the first
+ * write). */
 struct series_view {
     uint64_t id;
     int64_t first_ms, last_ms;
@@ -226,9 +227,10 @@ static int delete_chunks(struct apm_store_txn *t, uint64_t id, int64_t cut, bool
     return rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "delete chunks");
 }
 
-/* Deletes rollups of resolution i whose bucket ends at or before cut. Sets *left when some remain. */
-static int delete_rollups(struct apm_store_txn *t, uint64_t id, int res_i, int64_t cut,
-                          bool *left, unsigned *keys)
+/* Deletes rollups of resolution i whose bucket ends at or before cut. Sets *left when some remain.
+ */
+static int delete_rollups(struct apm_store_txn *t, uint64_t id, int res_i, int64_t cut, bool *left,
+                          unsigned *keys)
 {
     struct apm_store *s = t->s;
     MDB_cursor *cur = NULL;
@@ -393,8 +395,9 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
             raw_cut = wm[i];
     bool chunks_left = false, more = false, rollups_left = false;
     unsigned room = max_keys > *keys ? max_keys - *keys : 1;
-    rc = delete_chunks(t, id, raw_cut, pressure, room < DELETE_MAX_CHUNKS ? room : DELETE_MAX_CHUNKS,
-                       &chunks_left, &more, keys);
+    rc =
+        delete_chunks(t, id, raw_cut, pressure, room < DELETE_MAX_CHUNKS ? room : DELETE_MAX_CHUNKS,
+                      &chunks_left, &more, keys);
     for (int i = 0; i < 2 && rc == 0; i++)
         rc = delete_rollups(t, id, i, s->rollup_ms[i] > 0 ? now - s->rollup_ms[i] : INT64_MAX,
                             &rollups_left, keys);
@@ -501,7 +504,8 @@ static int check_budget(struct apm_store *s, int64_t now)
     s->oldest_raw_ms = s->pass_oldest_ms;
     if (used > s->max_disk / 100 * PRESSURE_PERCENT && s->oldest_raw_ms < now) {
         /* The oldest eighth of the raw time span goes in this pass. */
-        int64_t from = s->pressure_cutoff > s->oldest_raw_ms ? s->pressure_cutoff : s->oldest_raw_ms;
+        int64_t from =
+            s->pressure_cutoff > s->oldest_raw_ms ? s->pressure_cutoff : s->oldest_raw_ms;
         s->pressure_cutoff = from + (now - from) / 8 + 1;
     } else {
         s->pressure_cutoff = 0;
@@ -594,7 +598,8 @@ int apm_store_make_room(struct apm_store *s, int64_t now_ms)
         do {
             rc = apm_store_maintain(s, now_ms, 256, 200000);
         } while (rc == 0);
-        uint64_t after = atomic_load(&s->m[MC_CHUNKS_PRUNED]) + atomic_load(&s->m[MC_CHUNKS_DELETED]);
+        uint64_t after =
+            atomic_load(&s->m[MC_CHUNKS_PRUNED]) + atomic_load(&s->m[MC_CHUNKS_DELETED]);
         if (after > before) {
             s->maint_next_id = 0;
             return 1;

@@ -272,8 +272,8 @@ int apm_store_read_steps(struct apm_store *s, uint64_t series_id, int64_t from_m
     if (rc == 0 && res_i >= 0 && wm[res_i] != INT64_MIN && wm[res_i] > lo) {
         used = res;
         rc = apm_store_txn_read_rollups(s, txn, series_id, res_i, lo,
-                                        wm[res_i] - 1 < to_ms ? wm[res_i] - 1 : to_ms,
-                                        step_rollup, &st);
+                                        wm[res_i] - 1 < to_ms ? wm[res_i] - 1 : to_ms, step_rollup,
+                                        &st);
         raw_from = wm[res_i];
     }
     if (rc == 0)

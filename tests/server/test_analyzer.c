@@ -339,7 +339,8 @@ static void test_analyzer_warms_up_from_rollups_past_the_raw_retention(void **st
     snprintf(id, sizeof(id), "web-3:100:%lld", (long long)(T0_MS - 5000));
     assert_int_equal(apm_store_find_series(f->store, NULL, id, APM_METRIC_RSS, NULL, &sid), 0);
     int raw = 0;
-    assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_raw, &raw), 0);
+    assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_raw, &raw),
+                     0);
     assert_true(raw >= 100 && raw < 250);
     assert_true(raw < 300);
     struct apm_analyzer_options o;

@@ -383,7 +383,8 @@ static void test_api_samples_step_agg_and_cursor(void **state)
     snprintf(target, sizeof(target), "/api/v1/series/%llu/samples?step=60&agg=median",
              (unsigned long long)id);
     expect_error(e, "GET", target, 400, "not min, max, mean or last");
-    snprintf(target, sizeof(target), "/api/v1/series/%llu/samples?cursor=abc", (unsigned long long)id);
+    snprintf(target, sizeof(target), "/api/v1/series/%llu/samples?cursor=abc",
+             (unsigned long long)id);
     expect_error(e, "GET", target, 400, "bad cursor");
     snprintf(target, sizeof(target), "/api/v1/series/%llu/samples?step=0", (unsigned long long)id);
     expect_error(e, "GET", target, 400, "'step'");

@@ -89,9 +89,12 @@ static int put(struct fixture *f, int32_t pid, bool host_too, int64_t t0, int n)
     struct apm_batch *b = apm_batch_new(++f->seq);
     uint32_t idx = 0;
     if (pid != 0) {
-        struct apm_proc_desc p = {
-            .pid = pid, .ppid = 1, .start_ms = 1700000000000 + pid, .name = "job.py",
-            .cmdline = "python3 job.py", .cgroup = "/"};
+        struct apm_proc_desc p = {.pid = pid,
+                                  .ppid = 1,
+                                  .start_ms = 1700000000000 + pid,
+                                  .name = "job.py",
+                                  .cmdline = "python3 job.py",
+                                  .cgroup = "/"};
         assert_int_equal(apm_batch_add_proc(b, &p, &idx), 0);
     }
     for (int i = 0; i < n; i++) {
@@ -199,7 +202,8 @@ static void test_deletion_in_bounded_slices(void **state)
     assert_true(after.chunks_deleted >= 66 && after.chunks_deleted <= 68);
     assert_int_equal(after.chunks, before.chunks - after.chunks_deleted);
     struct samples s = {0};
-    assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_sample, &s), 0);
+    assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_sample, &s),
+                     0);
     /* What is left starts less than one chunk (8 s) before the cut, and reaches the end. */
     assert_true(s.first >= NOW - 60000 - 8000 && s.first <= NOW - 60000);
     assert_int_equal(s.last, NOW - 1000);
@@ -274,7 +278,8 @@ static void test_series_stays_while_rollups_remain(void **state)
     uint64_t sid = find(f, 111);
     pass(f, NOW, 1000);
     struct samples s = {0};
-    assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_sample, &s), 0);
+    assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_sample, &s),
+                     0);
     assert_int_equal(s.n, 0);
     struct apm_store_stats st;
     assert_int_equal(apm_store_stats(f->store, &st), 0);
@@ -344,7 +349,8 @@ static void test_map_grows_then_oldest_go(void **state)
     /* The newest samples are all there; the oldest went first. */
     struct samples s = {0};
     uint64_t sid = find(f, 0);
-    assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_sample, &s), 0);
+    assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_sample, &s),
+                     0);
     assert_int_equal(s.last, t - 60000 + 59000);
     assert_true(s.first > NOW);
     assert_int_equal((s.last - s.first) / 1000 + 1, s.n);

@@ -101,7 +101,8 @@ static int64_t put(struct fixture *f, int64_t t, int n, int64_t step_ms)
     apm_batch_free(b);
     if (f->sid == 0)
         assert_int_equal(
-            apm_store_find_series(f->store, "web-3", "", APM_METRIC_MEM_AVAILABLE, NULL, &f->sid), 0);
+            apm_store_find_series(f->store, "web-3", "", APM_METRIC_MEM_AVAILABLE, NULL, &f->sid),
+            0);
     return t;
 }
 
@@ -157,9 +158,8 @@ static int check_bucket(void *ctx, int64_t start, const struct apm_rollup *r)
 static uint64_t check_res(struct fixture *f, int64_t res, int *buckets)
 {
     struct check c = {.f = f, .res = res};
-    assert_int_equal(apm_store_read_rollups(f->store, f->sid, res, INT64_MIN, INT64_MAX,
-                                            check_bucket, &c),
-                     0);
+    assert_int_equal(
+        apm_store_read_rollups(f->store, f->sid, res, INT64_MIN, INT64_MAX, check_bucket, &c), 0);
     if (buckets != NULL)
         *buckets = c.buckets;
     return c.covered;
@@ -233,8 +233,8 @@ static void check_steps(struct fixture *f, int64_t from, int64_t to, int64_t ste
 {
     struct points p = {0};
     int64_t res = -1;
-    assert_int_equal(apm_store_read_steps(f->store, f->sid, from, to, step, agg, collect_point, &p, &res),
-                     0);
+    assert_int_equal(
+        apm_store_read_steps(f->store, f->sid, from, to, step, agg, collect_point, &p, &res), 0);
     assert_int_equal(res, want_res);
     int expect = 0;
     int64_t lo = from - ((from % step) + step) % step;
@@ -244,8 +244,8 @@ static void check_steps(struct fixture *f, int64_t from, int64_t to, int64_t ste
             continue;
         assert_true(expect < p.n);
         assert_int_equal(p.t[expect], b);
-        double want = agg == APM_AGG_MIN   ? (double)r.min
-                      : agg == APM_AGG_MAX ? (double)r.max
+        double want = agg == APM_AGG_MIN    ? (double)r.min
+                      : agg == APM_AGG_MAX  ? (double)r.max
                       : agg == APM_AGG_LAST ? (double)r.last
                                             : (double)r.sum / (double)r.count;
         assert_true(fabs(p.v[expect] - want) < 1e-6);
@@ -273,8 +273,8 @@ static void test_step_selection(void **state)
     assert_int_equal(apm_store_agg_parse("median", &a), APM_E_PARSE);
 
     int64_t t = put(f, T0 + 500, 1500, 5000); /* ~2 h 5 min */
-    pass(f, t);                              /* live: the last minute and hour stay raw */
-    t = put(f, t, 40, 5000);                 /* not rolled at all yet */
+    pass(f, t);                               /* live: the last minute and hour stay raw */
+    t = put(f, t, 40, 5000);                  /* not rolled at all yet */
     int64_t end = t + 1;
     for (int a2 = 0; a2 < 4; a2++) {
         check_steps(f, T0, end, 60000, (enum apm_store_agg)a2, APM_ROLLUP_1M);
