@@ -22,8 +22,8 @@
 
 #define DEFAULT_MAX_QUEUE 4096u
 /* A maintenance slice's bounds: ingest waits for one slice at most. */
-#define SLICE_KEYS 4000u
-#define SLICE_US 20000
+#define SLICE_KEYS 2000u
+#define SLICE_US 10000
 /* Times a round is tried again after the store made room. */
 #define ROOM_TRIES 4
 
