@@ -349,7 +349,7 @@ static const struct apm_counter counters[] = {
     APM_COUNTER(struct apm_store_stats, chunks_pruned, "chunks_pruned", APM_COUNTER_TOTAL, "",
                 "Sealed chunks deleted before their retention to stay within max-disk."),
     APM_COUNTER(struct apm_store_stats, heads_dropped, "heads_dropped", APM_COUNTER_TOTAL, "",
-                "Open chunks of idle series emptied for being older than the retention."),
+                "Open chunks of idle series deleted for being older than the retention."),
     APM_COUNTER(struct apm_store_stats, series_removed, "series_removed", APM_COUNTER_TOTAL, "",
                 "Series removed from the index with nothing left at any resolution."),
     APM_COUNTER(struct apm_store_stats, processes_removed, "processes_removed", APM_COUNTER_TOTAL,

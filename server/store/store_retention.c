@@ -413,8 +413,10 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
         return rc;
     *again = more;
     bool head_old = sv.has_head && !chunks_left && sv.last_ms < raw_cut;
-    if (!chunks_left && (!sv.has_head || head_old) && !rollups_left && sv.last_ms < cut)
+    if (!chunks_left && (!sv.has_head || head_old) && !rollups_left && sv.last_ms < cut) {
+        count(s, MC_HEADS_DROPPED, head_old);
         return remove_series(t, &sv, keys);
+    }
     if (head_old) {
         /* An idle series' open chunk is past the retention too: empty it, keep the record. */
         struct store_series *ser = NULL;

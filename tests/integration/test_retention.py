@@ -6,7 +6,7 @@ retention, so the writer deletes their chunks, and the series, processes and
 hosts leave the index.
 
 Phase two: four other agents send samples at 10 per second of data time, starting
-80 s back and then keeping pace with the clock, for about 60 s. Raw samples
+80 s back and then keeping pace with the clock, for about 70 s. Raw samples
 older than the retention plus one chunk's span must be gone while they stream, the
 file must stop growing once the retention is reached (pages are reused), and no
 maintenance slice may stall ingest for more than 50 ms.
@@ -72,7 +72,8 @@ class RetentionTest(unittest.TestCase):
         wait_for("the old series to leave the index",
                  lambda: all(len(self.series(f"old-host-{i}")) == 0 for i in range(4)), 30)
         st = self.store()
-        self.assertGreater(st["chunks_deleted"], 0)
+        # Sealed chunks, or open chunks when a slow (sanitizer) build took fewer batches in.
+        self.assertGreater(st["chunks_deleted"] + st["heads_dropped"], 0, st)
         self.assertGreaterEqual(st["series_removed"], 200)
         self.assertGreaterEqual(st["processes_removed"], 40)
         # Hosts whose batches kept coming with old data were re-created and removed again.
@@ -82,11 +83,11 @@ class RetentionTest(unittest.TestCase):
 
         # Phase two: a steady stream that starts two minutes back.
         # 6 s of data time per second: it catches up with the clock after ~16 s.
-        live = self.load("live", back=80, rate=60, duration=58)
+        live = self.load("live", back=80, rate=60, duration=68)
         sizes = []
         data = os.path.join(self.c.data_dir, "data.mdb")
         t0 = time.monotonic()
-        while live.poll() is None and time.monotonic() - t0 < 90:
+        while live.poll() is None and time.monotonic() - t0 < 100:
             time.sleep(5)
             sizes.append((round(time.monotonic() - t0), os.stat(data).st_size,
                           self.store()["bytes_on_disk"]))
@@ -102,7 +103,7 @@ class RetentionTest(unittest.TestCase):
         self.assertEqual(live.returncode, 0, out)
         sys.stderr.write(f"file size (s, file bytes, used bytes): {sizes}\n{out}\n")
         # Caught up with the clock after ~16 s, and a retention later the file holds within 10 %.
-        steady = [s for t, s, _ in sizes if t >= 40]
+        steady = [s for t, s, _ in sizes if t >= 45]
         self.assertGreaterEqual(len(steady), 3, sizes)
         self.assertLessEqual(max(steady), min(steady) * 1.10, sizes)
         st = self.store()
