@@ -67,11 +67,10 @@ class RetentionTest(unittest.TestCase):
         old = self.load("old", back=600, rate=400, duration=1)
         out, _ = old.communicate(timeout=60)
         self.assertEqual(old.returncode, 0, out)
-        # The generator stops after its warm-up and one second: some of the old data is in.
-        self.assertGreater(len(self.series("old-host-0")), 0)
         wait_for("the old series to leave the index",
                  lambda: all(len(self.series(f"old-host-{i}")) == 0 for i in range(4)), 30)
         st = self.store()
+        self.assertGreater(st["samples"], 0, st)
         # Sealed chunks, or open chunks when a slow (sanitizer) build took fewer batches in.
         self.assertGreater(st["chunks_deleted"] + st["heads_dropped"], 0, st)
         self.assertGreaterEqual(st["series_removed"], 200)
