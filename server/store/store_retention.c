@@ -300,7 +300,15 @@ static int remove_series(struct apm_store_txn *t, const struct series_view *sv, 
                                        apm_store_metric_has_site(sv->metric) ? sv->site : NULL);
     uint8_t idkey[8];
     apm_store_put_be64(idkey, sv->id);
-    int rc = klen > 0 ? del_key(t->txn, s->dbi[DB_SERIES_KEY], key, klen) : 0;
+    /* The key is rebuilt from the record: it must name this series, or nothing is removed. */
+    MDB_val k = {klen, key}, v;
+    int rc = klen > 0 ? mdb_get(t->txn, s->dbi[DB_SERIES_KEY], &k, &v) : MDB_NOTFOUND;
+    if (rc != 0 || v.mv_size != 8 || memcmp(v.mv_data, idkey, 8) != 0) {
+        apm_warn("store: series %" PRIu64 ": its key does not lead back to it; kept",
+                 (uint64_t)sv->id);
+        return rc == 0 || rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "series key");
+    }
+    rc = del_key(t->txn, s->dbi[DB_SERIES_KEY], key, klen);
     if (rc == 0)
         rc = del_key(t->txn, s->dbi[DB_SERIES], idkey, 8);
     if (rc == 0)
@@ -423,7 +431,10 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
         char key[STORE_KEY_BUF];
         size_t klen = apm_store_series_key(key, sv.host, sv.process_id, sv.metric,
                                            apm_store_metric_has_site(sv.metric) ? sv.site : NULL);
-        rc = klen > 0 ? apm_store_series_get(t, key, klen, "", 0, sv.metric, &ser) : 0;
+        /* Only a series the key leads to: series_get would create one for a key that does not. */
+        rc = klen > 0 ? apm_store_series_exists(t, key, klen) : 0;
+        if (rc == 1)
+            rc = apm_store_series_get(t, key, klen, "", 0, sv.metric, &ser);
         if (ser != NULL) {
             apm_chunk_enc_restart(&ser->head);
             count(s, MC_HEADS_DROPPED, 1);
