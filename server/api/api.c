@@ -360,14 +360,48 @@ static int series_row(void *ctx, const struct apm_series_info *s)
     return collect_add(ctx, series_json(s));
 }
 
+/* The page to go on from: a cursor handed out by a previous answer ("next"). */
+static int param_cursor(const struct apm_api_call *call, bool *present, int64_t *from, json_t **out)
+{
+    char buf[32];
+    int st = apm_api_param_str(call, "cursor", buf, sizeof(buf), present, out);
+    if (st != 0 || !*present)
+        return st;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (end == buf || *end != '\0' || errno != 0)
+        return apm_api_error(out, 400, "bad cursor '%.31s': pass the 'next' of the previous page",
+                             buf);
+    *from = v;
+    return 0;
+}
+
+/* A series listing's rows, and the id of the last one (the next page starts after it). */
+struct series_page {
+    struct collect c;
+    uint64_t last_id;
+};
+
+static int series_page_row(void *ctx, const struct apm_series_info *s)
+{
+    struct series_page *p = ctx;
+    int rc = series_row(&p->c, s);
+    if (!p->c.truncated && !p->c.oom)
+        p->last_id = s->id;
+    return rc;
+}
+
 static int get_series(const struct apm_api_call *call, json_t **out)
 {
     static const char *const allowed[] = {"host",   "pid",   "process", "process_id",
-                                          "metric", "limit", NULL};
-    struct collect c = {0};
+                                          "metric", "limit", "cursor",  NULL};
+    struct series_page page = {0};
     char host[API_VALUE_MAX], name[API_VALUE_MAX], pid_id[API_VALUE_MAX], metric[64];
     bool has_host = false, has_name = false, has_id = false, has_pid = false, has_metric = false;
+    bool has_cursor = false;
     long long pid = 0;
+    int64_t cursor = 0;
     struct apm_series_filter f;
     memset(&f, 0, sizeof(f));
     int st = apm_api_check_params(call, allowed, out);
@@ -387,15 +421,26 @@ static int get_series(const struct apm_api_call *call, json_t **out)
                            "cgroup_limit, mem_available, mem_total, traced, site_size, site_count)",
                            metric);
     if (st == 0)
-        st = collect_begin(call, &c, out);
+        st = param_cursor(call, &has_cursor, &cursor, out);
+    if (st == 0 && has_cursor && cursor < 0)
+        st = apm_api_error(out, 400, "bad cursor: pass the 'next' of the previous page");
+    if (st == 0)
+        st = collect_begin(call, &page.c, out);
     if (st != 0)
         return st;
     f.host = has_host ? host : NULL;
     f.process_name = has_name ? name : NULL;
     f.process_id = has_id ? pid_id : NULL;
     f.pid = (int32_t)pid;
-    int rc = apm_store_list_series(call->store, &f, series_row, &c);
-    return collect_finish(&c, rc, "series", out);
+    f.after_id = (uint64_t)cursor;
+    int rc = apm_store_list_series(call->store, &f, series_page_row, &page);
+    st = collect_finish(&page.c, rc, "series", out);
+    if (st == 200) {
+        char next[32];
+        snprintf(next, sizeof(next), "%llu", (unsigned long long)page.last_id);
+        json_object_set_new(*out, "next", page.c.truncated ? json_string(next) : json_null());
+    }
+    return st;
 }
 
 static int series_one(void *ctx, const struct apm_series_info *s)
@@ -467,23 +512,6 @@ static int param_step(const struct apm_api_call *call, int64_t *step_ms, enum ap
         return apm_api_error(out, 400, "agg '%.16s' is not min, max, mean or last", name);
     if (has_step)
         *step_ms = (int64_t)(step * 1000.0 + 0.5) > 0 ? (int64_t)(step * 1000.0 + 0.5) : 1;
-    return 0;
-}
-
-/* The page to go on from: a cursor handed out by a previous answer ("next"). */
-static int param_cursor(const struct apm_api_call *call, bool *present, int64_t *from, json_t **out)
-{
-    char buf[32];
-    int st = apm_api_param_str(call, "cursor", buf, sizeof(buf), present, out);
-    if (st != 0 || !*present)
-        return st;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(buf, &end, 10);
-    if (end == buf || *end != '\0' || errno != 0)
-        return apm_api_error(out, 400, "bad cursor '%.31s': pass the 'next' of the previous page",
-                             buf);
-    *from = v;
     return 0;
 }
 

@@ -119,6 +119,7 @@ struct apm_series_filter {
     const char *process_id;
     int32_t pid;
     enum apm_metric metric;
+    uint64_t after_id; /* paging: only series with a larger id (0 = from the first) */
 };
 
 /* Callbacks receive pointers valid only during the call; return nonzero to stop. */

@@ -35,8 +35,20 @@ int apm_store_watermark(struct apm_store *s, const char *agent_id, uint64_t inst
  * Walks a database from the first key >= prefix while keys start with
  * prefix (every key when plen is 0), calling each(ctx, key, value).
  */
+static int scan_from(struct apm_store *s, enum store_db db, const void *prefix, size_t plen,
+                     const void *start, size_t slen,
+                     int (*each)(void *ctx, const MDB_val *k, const MDB_val *v), void *ctx);
+
 static int scan(struct apm_store *s, enum store_db db, const void *prefix, size_t plen,
                 int (*each)(void *ctx, const MDB_val *k, const MDB_val *v), void *ctx)
+{
+    return scan_from(s, db, prefix, plen, prefix, plen, each, ctx);
+}
+
+/* As scan, from the first key >= start (which begins with prefix). */
+static int scan_from(struct apm_store *s, enum store_db db, const void *prefix, size_t plen,
+                     const void *start, size_t slen,
+                     int (*each)(void *ctx, const MDB_val *k, const MDB_val *v), void *ctx)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
@@ -44,9 +56,9 @@ static int scan(struct apm_store *s, enum store_db db, const void *prefix, size_
     if (rc < 0)
         return rc;
     rc = mdb_cursor_open(txn, s->dbi[db], &cur);
-    MDB_val k = {plen, (void *)prefix}, v;
+    MDB_val k = {slen, (void *)start}, v;
     if (rc == 0)
-        rc = mdb_cursor_get(cur, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
+        rc = mdb_cursor_get(cur, &k, &v, slen ? MDB_SET_RANGE : MDB_FIRST);
     int stop = 0;
     while (rc == 0 && stop == 0) {
         if (plen > 0 && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
@@ -160,7 +172,13 @@ int apm_store_list_series(struct apm_store *s, const struct apm_series_filter *f
                           apm_store_series_cb cb, void *ctx)
 {
     struct series_scan ss = {f, cb, ctx};
-    return scan(s, DB_SERIES, NULL, 0, each_series, &ss);
+    uint8_t start[8];
+    if (f == NULL || f->after_id == 0)
+        return scan(s, DB_SERIES, NULL, 0, each_series, &ss);
+    if (f->after_id == UINT64_MAX)
+        return 0;
+    apm_store_put_be64(start, f->after_id + 1);
+    return scan_from(s, DB_SERIES, NULL, 0, start, sizeof(start), each_series, &ss);
 }
 
 int apm_store_get_record(struct apm_store *s, MDB_txn *txn, uint64_t id,

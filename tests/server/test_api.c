@@ -317,6 +317,40 @@ static void test_api_samples_window_and_limit(void **state)
     expect_error(e, "GET", target, 400, "'from' must be Unix seconds");
 }
 
+/* The series listing pages with a cursor: every series once, in id order. */
+static void test_api_series_pages_with_a_cursor(void **state)
+{
+    struct env *e = *state;
+    json_t *doc = NULL;
+    assert_int_equal(call(e, "GET", "/api/v1/series", &doc), 200);
+    size_t all = json_array_size(json_object_get(doc, "series"));
+    assert_true(json_is_null(json_object_get(doc, "next")));
+    json_decref(doc);
+    assert_true(all >= 4);
+    size_t seen = 0;
+    json_int_t last = 0;
+    char target[128] = "/api/v1/series?limit=1";
+    for (int page = 0; page < 20; page++) {
+        assert_int_equal(call(e, "GET", target, &doc), 200);
+        json_t *list = json_object_get(doc, "series");
+        for (size_t i = 0; i < json_array_size(list); i++, seen++) {
+            json_int_t id = json_integer_value(json_object_get(json_array_get(list, i), "id"));
+            assert_true(id > last);
+            last = id;
+        }
+        json_t *next = json_object_get(doc, "next");
+        bool more = json_is_string(next);
+        if (more)
+            snprintf(target, sizeof(target), "/api/v1/series?limit=1&cursor=%s",
+                     json_string_value(next));
+        json_decref(doc);
+        if (!more)
+            break;
+    }
+    assert_int_equal(seen, all);
+    expect_error(e, "GET", "/api/v1/series?cursor=-4", 400, "bad cursor");
+}
+
 /* One point per step (mean by default), and pages that go on from a cursor. */
 static void test_api_samples_step_agg_and_cursor(void **state)
 {
@@ -536,6 +570,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_api_series_filters_and_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_samples_window_and_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_samples_step_agg_and_cursor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_series_pages_with_a_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_unknown_routes_and_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_routes_can_be_added, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_answers_over_http, setup, teardown),
