@@ -389,7 +389,7 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
     rc = apm_store_rollup_wm(s, t->txn, id, wm);
     int64_t old_wm[2] = {wm[0], wm[1]};
     int64_t force = cut == INT64_MIN ? INT64_MIN : (cut < sv.last_ms + 1 ? cut : sv.last_ms + 1);
-    bool kept[2];
+    bool kept[2] = {false, false};
     for (int i = 0; i < 2 && rc == 0; i++) {
         kept[i] = rollup_kept(s, &sv, i);
         if (kept[i] && sv.nsamples > 0)

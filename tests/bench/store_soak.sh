@@ -39,6 +39,12 @@ trap cleanup EXIT INT TERM
     --maintenance-period 1s 2>"$work/collector.log" &
 cpid=$!
 sleep 1
+if ! kill -0 "$cpid" 2>/dev/null; then
+    cpid=""
+    echo "store_soak: the collector did not start:" >&2
+    cat "$work/collector.log" >&2
+    exit 1
+fi
 
 back=$(awk -v r="$retention" 'BEGIN {
     n = r + 0; u = substr(r, length(r)); m = u == "m" ? 60 : u == "h" ? 3600 : 1; print n * m }')
