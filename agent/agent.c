@@ -108,13 +108,18 @@ static void log_stats(struct apm_agent *a)
     if (a->probe == NULL)
         return;
     struct apm_probe_listener_stats ps;
+    apm_probe_listener_flush_logs(a->probe);
     apm_probe_listener_get_stats(a->probe, &ps);
-    apm_info("agent: probes connected %u, lines %llu, bad lines %llu, oversized %llu, "
-             "disconnected for bad lines %llu, unknown pid %llu, diffs %llu, controls sent %llu",
-             ps.connections, (unsigned long long)ps.lines_ok, (unsigned long long)ps.bad_lines,
-             (unsigned long long)ps.oversized, (unsigned long long)ps.bad_disconnects,
-             (unsigned long long)ps.unknown_pid, (unsigned long long)ps.diffs,
-             (unsigned long long)ps.controls_sent);
+    apm_info("agent: probes connected %u, refused %llu, lines %llu, bad lines %llu, oversized "
+             "%llu, disconnected for bad lines %llu, pid mismatches %llu, dropped: unknown pid "
+             "%llu, over the pending cap %llu; diffs %llu, gc %llu, controls sent %llu, "
+             "unroutable %llu",
+             ps.connections, (unsigned long long)ps.refused, (unsigned long long)ps.lines_ok,
+             (unsigned long long)ps.bad_lines, (unsigned long long)ps.oversized,
+             (unsigned long long)ps.bad_disconnects, (unsigned long long)ps.pid_mismatch,
+             (unsigned long long)ps.unknown_pid, (unsigned long long)ps.pending_dropped,
+             (unsigned long long)ps.diffs, (unsigned long long)ps.gc,
+             (unsigned long long)ps.controls_sent, (unsigned long long)ps.controls_unroutable);
 }
 
 /*

@@ -321,6 +321,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     int rc = apm_frame_reader_feed(&l->reader, l->rbuf, (size_t)nread, on_frame, l);
     if (rc == APM_E_FRAME_TOO_BIG)
         link_fail(l, "oversized frame from the collector");
+    else if (rc == APM_E_FRAME_EMPTY)
+        link_fail(l, "empty frame (length 0) from the collector");
 }
 
 static void on_connect(uv_connect_t *req, int status)

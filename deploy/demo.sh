@@ -6,7 +6,7 @@
 # cgroup with a 768 MiB limit. It shows the chain as it happens: the host and
 # its processes filling the store, the analysis calling the leak and asking
 # the service's probe for a tracemalloc window by itself, and finally the
-# leak alert printed by apm-cli: its sentence, forecast and suspect line.
+# alert printed by apm-cli: its sentence, forecast and suspect line.
 # Ends there (about two minutes), on Ctrl-C, or after --duration N.
 set -eu
 cd "$(dirname "$0")/.."
@@ -124,21 +124,22 @@ while :; do
     $cli forecast --pid "$leaky" || true
     echo "----- apm-cli alerts"
     $cli alerts || true
-    # Done when a leak alert for the service fires with a forecast and a suspect line.
+    # Done when an alert for the service (leak or exhaustion) fires with a forecast and a suspect line.
     if $cli --json alerts --state firing 2>/dev/null | $PY -c '
 import json, sys
 alerts = json.load(sys.stdin).get("alerts", [])
 sys.exit(0 if any(a.get("pid") == int(sys.argv[1]) and (a.get("suspect") or {}).get("site")
                   and (a.get("forecast") or {}).get("t") for a in alerts) else 1)' "$leaky"; then
         echo
-        echo "===== the leak alert (apm-cli alerts)"
+        echo "===== the alert (apm-cli alerts)"
         $cli alerts --state firing || true
         echo
         echo "===== the lines that grow (apm-cli top --pid $leaky)"
         $cli top --pid "$leaky" --limit 5 || true
         echo
-        echo "demo: the analysis called the leak, asked the probe for a trace by itself, and the"
-        echo "      alert names the line. Point an agent at a real service: see docs/install.md."
+        echo "demo: the analysis saw the growth, asked the probe for a trace by itself, and the"
+        echo "      alert names the line and how sure it is. Point an agent at a real service:"
+        echo "      see docs/install.md."
         break
     fi
     if [ "$duration" -gt 0 ] && [ $((now - start)) -ge "$duration" ]; then

@@ -24,6 +24,8 @@ struct apm_collector_config {
     bool foreground; /* never detach, even with daemon set */
     char log_level[16];
     int64_t max_connections;
+    int64_t max_unauthenticated;
+    int64_t max_unauthenticated_per_address;
     int64_t handshake_timeout_ms;
     int64_t idle_timeout_ms;
     int64_t max_frame;
@@ -46,6 +48,7 @@ struct apm_collector_config {
         int64_t min_buckets;
         int64_t bucket_min_ms;
         int64_t min_history_ms;
+        int64_t startup_ms;
         char sensitivity[16];
     } analysis;
 };

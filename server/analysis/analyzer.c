@@ -342,28 +342,47 @@ static int series_new(struct apm_analyzer *a, const char *key, size_t klen, cons
     return 0;
 }
 
+static bool same_time(double x, double y)
+{
+    return x == y || (isnan(x) && isnan(y));
+}
+
 static bool same_judgement(const struct apm_verdict *x, const struct apm_verdict *y)
 {
     return x->cls == y->cls && x->alert == y->alert && x->has_forecast == y->has_forecast &&
-           x->confidence == y->confidence && x->rate == y->rate && x->limit == y->limit &&
+           x->steady == y->steady && x->doubt == y->doubt &&
+           same_time(x->growth_start_t, y->growth_start_t) &&
+           same_time(x->doubt_until_t, y->doubt_until_t) && x->confidence == y->confidence &&
+           x->rate == y->rate && x->limit == y->limit &&
            (!x->has_forecast ||
             (x->forecast_t == y->forecast_t && x->forecast_lo_t == y->forecast_lo_t &&
              x->forecast_hi_t == y->forecast_hi_t));
 }
 
-/* Asks for a tracemalloc window once per leak episode, not twice within the window. */
+/*
+ * Asks for a tracemalloc window once per episode of growth, not twice within
+ * the window. A series that grows with no verdict yet is suspicious too: its
+ * suspects then arrive while the analysis still weighs it, and the evidence
+ * they bring (server/analysis/evidence.h) can confirm the leak sooner.
+ */
 static void check_suspicion(struct apm_analyzer *a, struct aseries *s)
 {
     const struct apm_verdict *v = &s->rec.v;
-    bool suspicious = v->cls == APM_CLASS_LEAK && v->confidence >= a->opt.trace_confidence;
+    bool suspicious = (v->cls == APM_CLASS_LEAK && v->confidence >= a->opt.trace_confidence) ||
+                      v->cls == APM_CLASS_GROWING;
+    /* An episode lasts while the series grows: a verdict that wavers does not start another. */
     if (!suspicious) {
-        s->episode = false;
+        if (!(isfinite(v->growth_start_t) || v->cls == APM_CLASS_LEAK))
+            s->episode = false;
         return;
     }
-    if (s->episode || a->opt.trace_window_s <= 0 || s->rec.metric != APM_METRIC_RSS ||
+    if (s->episode)
+        return;
+    /* A window asked for a moment ago (before the verdict wavered) covers this episode too. */
+    s->episode = true;
+    if (a->opt.trace_window_s <= 0 || s->rec.metric != APM_METRIC_RSS ||
         (s->trace_at > 0 && v->t_last - s->trace_at < a->opt.trace_window_s))
         return;
-    s->episode = true;
     s->trace_at = v->t_last;
     a->stats.trace_requests++;
     if (a->trace_fn == NULL)
@@ -373,6 +392,7 @@ static void check_suspicion(struct apm_analyzer *a, struct aseries *s)
         .start_ms = s->rec.start_ms,
         .duration_s = (uint32_t)fmin(a->opt.trace_window_s, UINT32_MAX),
         .confidence = v->confidence,
+        .cls = v->cls,
     };
     snprintf(t.host, sizeof(t.host), "%s", s->rec.host);
     snprintf(t.process_id, sizeof(t.process_id), "%s", s->rec.process_id);

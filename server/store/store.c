@@ -8,12 +8,18 @@
  * commit, however many batches touched it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -37,16 +43,98 @@ static const char *const db_names[DB_COUNT] = {
     [DB_ROLLUP_WM] = "rollup_wm",
 };
 
-int apm_store_mdb_error(int rc, const char *what)
+/*
+ * A failing disk fails every writer at once (batches, verdicts, alerts), and
+ * again at each retry: the store's failures share one rate limit, whatever
+ * the thread. Errors outside a store's commit (any store) share another.
+ */
+static pthread_mutex_t global_failure_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct apm_log_limit global_failure_log =
+    APM_LOG_LIMIT_INIT(APM_LOG_ERROR, "store:", "failed operations", 10000, 1);
+
+static void __attribute__((format(printf, 4, 5)))
+log_failure(pthread_mutex_t *mu, struct apm_log_limit *limit, enum apm_log_level level,
+            const char *fmt, ...)
+{
+    pthread_mutex_lock(mu);
+    bool pass = apm_log_limit_hit(limit, apm_now_ms());
+    pthread_mutex_unlock(mu);
+    if (!pass)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    apm_log(level, "%s", line);
+}
+
+/*
+ * A commit went through: once the failures' window is over, logs their
+ * summary (a disk that fills up may let small commits through between
+ * failures; that does not start a new round of lines).
+ */
+static void failures_over(struct apm_store *s)
+{
+    pthread_mutex_lock(&s->failure_mu);
+    if (s->failure_log.start_ms != 0) {
+        apm_log_limit_flush(&s->failure_log, apm_now_ms(), false);
+        if (s->failure_log.start_ms == 0)
+            apm_info("store: commits succeed again");
+    }
+    pthread_mutex_unlock(&s->failure_mu);
+}
+
+/* Translates rc, logging under the limit given. */
+static int mdb_error_limited(pthread_mutex_t *mu, struct apm_log_limit *limit, int rc,
+                             const char *what)
 {
     if (rc == 0)
         return 0;
     if (rc == MDB_MAP_FULL) {
-        apm_warn("store: %s: map full", what);
+        log_failure(mu, limit, APM_LOG_WARN, "store: %s: map full", what);
         return APM_E_FULL;
     }
-    apm_error("store: %s: %s", what, mdb_strerror(rc));
+    log_failure(mu, limit, APM_LOG_ERROR, "store: %s: %s", what, mdb_strerror(rc));
     return APM_E_STORE;
+}
+
+int apm_store_mdb_error(int rc, const char *what)
+{
+    return mdb_error_limited(&global_failure_mu, &global_failure_log, rc, what);
+}
+
+static int commit_error(struct apm_store *s, int rc);
+
+/*
+ * A failed commit. LMDB reports a short write as EIO, which on a full disk
+ * is ENOSPC in disguise: the free space of the data directory tells them
+ * apart. A full disk is APM_E_FULL (retryable, like a full map).
+ */
+int apm_store_commit(struct apm_store *s, MDB_txn *txn)
+{
+    int rc = mdb_txn_commit(txn);
+    if (rc == 0) {
+        failures_over(s);
+        return 0;
+    }
+    return commit_error(s, rc);
+}
+
+static int commit_error(struct apm_store *s, int rc)
+{
+    const char *dir = NULL;
+    struct statvfs vfs;
+    bool full = rc == ENOSPC ||
+                (rc == EIO && mdb_env_get_path(s->env, &dir) == 0 && statvfs(dir, &vfs) == 0 &&
+                 (uint64_t)vfs.f_bavail * vfs.f_frsize < (1u << 20));
+    if (!full)
+        return mdb_error_limited(&s->failure_mu, &s->failure_log, rc, "commit");
+    if (dir == NULL)
+        mdb_env_get_path(s->env, &dir);
+    log_failure(&s->failure_mu, &s->failure_log, APM_LOG_ERROR,
+                "store: commit: no space left on the disk of %s", dir ? dir : "the data directory");
+    return APM_E_FULL;
 }
 
 void apm_store_put_be64(uint8_t *p, uint64_t v)
@@ -106,7 +194,7 @@ void apm_store_read_end(struct apm_store *s, MDB_txn *txn)
 
 int apm_store_other_write_commit(struct apm_store *s, MDB_txn *txn)
 {
-    int rc = mdb_txn_commit(txn);
+    int rc = apm_store_commit(s, txn);
     pthread_rwlock_unlock(&s->resize_lock);
     return rc;
 }
@@ -203,7 +291,7 @@ static int series_create(struct apm_store_txn *t, const char *key, size_t klen, 
     struct store_series *ser = series_alloc(key, klen, name);
     if (ser == NULL)
         return -ENOMEM;
-    ser->id = t->s->next_series_id;
+    ser->id = t->next_series_id;
     ser->pid = pid;
     ser->metric = metric;
     uint8_t idkey[8];
@@ -214,7 +302,7 @@ static int series_create(struct apm_store_txn *t, const char *key, size_t klen, 
         series_free(ser);
         return apm_store_mdb_error(rc, "new series");
     }
-    t->s->next_series_id++;
+    t->next_series_id++;
     *out = ser;
     return 0;
 }
@@ -316,11 +404,57 @@ static int write_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t value
     return mdb_put(txn, dbi, &k, &v, 0);
 }
 
-/* Opens the databases, checks the schema and reads the counters. */
+/*
+ * Takes the data directory's lock: an exclusive flock on DIR/apm.lock, held
+ * (through lock_fd) until apm_store_free, with the holder's pid written in
+ * the file for the message a second opener prints. The lock goes with the
+ * process, so a kill -9 leaves nothing to clean up.
+ */
+static int lock_dir(struct apm_store *s, const char *dir)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/apm.lock", dir) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        int e = errno;
+        apm_error("store: cannot open %s: %s", path, strerror(e));
+        return -e;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = e == EWOULDBLOCK ? pread(fd, pid, sizeof(pid) - 1, 0) : -1;
+        close(fd);
+        if (e != EWOULDBLOCK) {
+            apm_error("store: cannot lock %s: %s", path, strerror(e));
+            return -e;
+        }
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        apm_error("data directory %s is locked by pid %s", dir, pid[0] ? pid : "(unknown)");
+        return -EBUSY;
+    }
+    char buf[32];
+    int len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len)
+        apm_warn("store: cannot write the pid into %s: %s", path, strerror(errno));
+    s->lock_fd = fd;
+    return 0;
+}
+
+/* Adds delta to a counter in DB_META, read inside the write transaction. */
+static int add_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t delta)
+{
+    uint64_t v = 0;
+    int rc = read_u64(txn, dbi, name, &v);
+    return rc != 0 ? rc : write_u64(txn, dbi, name, v + delta);
+}
+
+/* Opens the databases and checks the schema. */
 static int open_dbs(struct apm_store *s)
 {
     MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     for (int i = 0; rc == 0 && i < DB_COUNT; i++)
         rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]);
@@ -335,28 +469,6 @@ static int open_dbs(struct apm_store *s)
         mdb_txn_abort(txn);
         return APM_E_STORE;
     }
-    if (rc == 0)
-        rc = read_u64(txn, s->dbi[DB_META], "samples", &s->samples);
-    if (rc == 0)
-        rc = read_u64(txn, s->dbi[DB_META], "dropped", &s->dropped);
-    if (rc == 0)
-        rc = mdb_cursor_open(txn, s->dbi[DB_SERIES], &cur);
-    if (rc != 0)
-        goto out;
-    MDB_val k, v;
-    s->next_series_id = 1;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    if (rc == 0 && k.mv_size == 8)
-        s->next_series_id = apm_store_get_be64(k.mv_data) + 1;
-    if (rc == MDB_NOTFOUND)
-        rc = 0;
-    mdb_cursor_close(cur);
-    /* Retention removes series: ids are never reused, the next one is kept in meta. */
-    uint64_t next = 0;
-    if (rc == 0)
-        rc = read_u64(txn, s->dbi[DB_META], "next_series", &next);
-    if (rc == 0 && next > s->next_series_id)
-        s->next_series_id = next;
     if (rc == 0) {
         rc = mdb_txn_commit(txn);
         txn = NULL;
@@ -380,6 +492,15 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     struct apm_store *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return -ENOMEM;
+    s->lock_fd = -1;
+    rc = lock_dir(s, opt->dir);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    pthread_mutex_init(&s->failure_mu, NULL);
+    s->failure_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(APM_LOG_ERROR,
+                                                              "store:", "failed commits", 10000, 1);
     s->chunk_samples = chunk_samples;
     apm_hashmap_init(&s->index);
     apm_hashmap_init(&s->seen);
@@ -436,11 +557,43 @@ void apm_store_free(struct apm_store *s)
     apm_hashmap_close(&s->site_counts);
     if (s->env != NULL)
         mdb_env_close(s->env);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    apm_log_limit_flush(&s->failure_log, apm_now_ms(), true);
+    pthread_mutex_destroy(&s->failure_mu);
     pthread_rwlock_destroy(&s->resize_lock);
     free(s);
 }
 
 /* ---- transactions ---- */
+
+/*
+ * The first free series id, read from the store inside the write transaction:
+ * the last key of DB_SERIES plus one, or the "series_next" mark in DB_META if
+ * higher (so that an id stays used should its series ever be deleted). No
+ * counter is kept in memory between transactions.
+ */
+static int next_series_id(struct apm_store *s, MDB_txn *txn, uint64_t *out)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    *out = 1;
+    int rc = mdb_cursor_open(txn, s->dbi[DB_SERIES], &cur);
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size == 8)
+        *out = apm_store_get_be64(k.mv_data) + 1;
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    uint64_t mark = 0;
+    if (rc == 0)
+        rc = read_u64(txn, s->dbi[DB_META], "series_next", &mark);
+    if (rc == 0 && mark > *out)
+        *out = mark;
+    return apm_store_mdb_error(rc, "series ids");
+}
 
 int apm_store_txn_begin(struct apm_store *s, struct apm_store_txn **out)
 {
@@ -455,7 +608,13 @@ int apm_store_txn_begin(struct apm_store *s, struct apm_store_txn **out)
         return apm_store_mdb_error(rc, "begin");
     }
     t->s = s;
-    t->next_series_id = s->next_series_id;
+    rc = next_series_id(s, t->txn, &t->next_series_id);
+    t->first_series_id = t->next_series_id;
+    if (rc < 0) {
+        mdb_txn_abort(t->txn);
+        free(t);
+        return rc;
+    }
     s->txn = t;
     *out = t;
     return 0;
@@ -478,12 +637,9 @@ static void txn_end(struct apm_store_txn *t, bool committed)
     if (committed) {
         if (t->samples > 0)
             atomic_store(&s->full, 0); /* batches are taken again */
-        s->samples += t->samples;
-        s->dropped += t->dropped;
         atomic_fetch_add(&s->commits, 1);
         atomic_fetch_add(&s->sites_refused, t->sites_refused);
     } else {
-        s->next_series_id = t->next_series_id;
         apm_hashmap_close(&s->seen);
         apm_hashmap_init(&s->seen);
         apm_hashmap_close(&s->site_counts);
@@ -512,21 +668,19 @@ int apm_store_txn_commit(struct apm_store_txn *t)
     for (struct store_series *ser = t->dirty; ser != NULL && rc == 0; ser = ser->next_dirty)
         rc = write_series(t, ser);
     if (rc == 0 && t->samples > 0)
-        rc = apm_store_mdb_error(
-            write_u64(t->txn, t->s->dbi[DB_META], "samples", t->s->samples + t->samples),
-            "counters");
-    if (rc == 0 && t->s->next_series_id != t->next_series_id)
-        rc = apm_store_mdb_error(
-            write_u64(t->txn, t->s->dbi[DB_META], "next_series", t->s->next_series_id), "counters");
+        rc = apm_store_mdb_error(add_u64(t->txn, t->s->dbi[DB_META], "samples", t->samples),
+                                 "counters");
     if (rc == 0 && t->dropped > 0)
+        rc = apm_store_mdb_error(add_u64(t->txn, t->s->dbi[DB_META], "dropped", t->dropped),
+                                 "counters");
+    if (rc == 0 && t->next_series_id != t->first_series_id)
         rc = apm_store_mdb_error(
-            write_u64(t->txn, t->s->dbi[DB_META], "dropped", t->s->dropped + t->dropped),
-            "counters");
+            write_u64(t->txn, t->s->dbi[DB_META], "series_next", t->next_series_id), "counters");
     if (rc < 0) {
         apm_store_txn_abort(t);
         return rc;
     }
-    rc = apm_store_mdb_error(mdb_txn_commit(t->txn), "commit");
+    rc = apm_store_commit(t->s, t->txn);
     txn_end(t, rc == 0);
     return rc;
 }

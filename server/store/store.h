@@ -36,7 +36,9 @@ struct apm_store_options {
 
 /*
  * Opens (creating if needed) the store in opt->dir and clears stale readers
- * left by dead processes. Returns 0 and *out owned (free with
+ * left by dead processes. The directory is locked (flock on DIR/apm.lock)
+ * until apm_store_free: a second opener, in this process or another, gets
+ * -EBUSY after logging "data directory DIR is locked by pid N". Returns 0 and *out owned (free with
  * apm_store_free), or a negative code; on failure *out is untouched.
  */
 int apm_store_open(const struct apm_store_options *opt, struct apm_store **out);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "common/hashmap.h"
+#include "common/log.h"
 #include "server/store/chunk.h"
 #include "server/store/store.h"
 
@@ -23,7 +24,7 @@
 
 /* The named databases, in the order they are opened. */
 enum store_db {
-    DB_META,       /* "schema", "samples", "dropped" -> u32 / u64 */
+    DB_META,       /* "schema", "samples", "dropped", "series_next" -> u32 / u64 */
     DB_SERIES_KEY, /* host \0 process id \0 metric byte [site \0] -> series id (u64) */
     DB_SERIES,     /* series id (big-endian u64) -> series record with the open chunk */
     DB_CHUNKS,     /* series id, first t (both big-endian u64) -> sealed chunk */
@@ -64,6 +65,7 @@ struct store_series {
 
 struct apm_store {
     MDB_env *env;
+    int lock_fd; /* DIR/apm.lock, flocked exclusively while the store is open */
     MDB_dbi dbi[DB_COUNT];
     unsigned chunk_samples;
     /* Writer thread only. */
@@ -76,9 +78,6 @@ struct apm_store {
     struct apm_hashmap seen;
     uint8_t *scratch; /* series records are laid out here before mdb_put */
     size_t scratch_cap;
-    uint64_t next_series_id;
-    uint64_t samples;
-    uint64_t dropped;
     struct apm_store_txn *txn;
     unsigned max_sites;
     /* Process id -> allocation sites stored; counted from LMDB on first use, cleared on abort. */
@@ -101,6 +100,8 @@ struct apm_store {
     pthread_rwlock_t resize_lock;
     uint64_t max_disk;
     /* Any thread. */
+    pthread_mutex_t failure_mu;       /* guards failure_log */
+    struct apm_log_limit failure_log; /* failed commits, logged rate-limited */
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t sites_refused;
     atomic_uint_fast64_t m[16]; /* maintenance counters, enum store_mcounter */
@@ -132,7 +133,7 @@ enum store_mcounter {
 int apm_store_read_begin(struct apm_store *s, MDB_txn **txn);
 int apm_store_other_write_begin(struct apm_store *s, MDB_txn **txn);
 void apm_store_read_end(struct apm_store *s, MDB_txn *txn);
-/* Commits a transaction from apm_store_other_write_begin and releases the lock. */
+/* Commits (apm_store_commit) a transaction from apm_store_other_write_begin and releases the lock. */
 int apm_store_other_write_commit(struct apm_store *s, MDB_txn *txn);
 
 /* The first sealed chunk's or rollup's key: series id, then a time with its sign bit flipped. */
@@ -176,7 +177,8 @@ struct apm_store_txn {
     struct apm_store *s;
     MDB_txn *txn;
     struct store_series *dirty;
-    uint64_t next_series_id; /* to restore on abort */
+    uint64_t next_series_id;  /* read from the store at begin; ids created in this txn follow */
+    uint64_t first_series_id; /* next_series_id at begin */
     uint64_t samples;
     uint64_t dropped;
     uint64_t sites_refused;
@@ -226,7 +228,15 @@ int apm_store_put_probe(struct apm_store_txn *t, const char *host, const struct 
 int apm_store_get_record(struct apm_store *s, MDB_txn *txn, uint64_t id,
                          struct store_series_record *rec);
 
-/* Translates an LMDB return code (logging what it means). */
+/*
+ * Commits txn (which ends, whatever the outcome). Returns 0, APM_E_FULL for a
+ * full disk (a short write LMDB calls EIO) or APM_E_STORE; failures are
+ * logged under one rate limit shared by every thread, and the first commit
+ * after them logs their summary.
+ */
+int apm_store_commit(struct apm_store *s, MDB_txn *txn);
+
+/* Translates an LMDB return code (logging what it means, rate-limited). */
 int apm_store_mdb_error(int rc, const char *what);
 
 /* Big-endian keys keep LMDB's byte order equal to numeric order. */
