@@ -133,7 +133,7 @@ enum store_mcounter {
 int apm_store_read_begin(struct apm_store *s, MDB_txn **txn);
 int apm_store_other_write_begin(struct apm_store *s, MDB_txn **txn);
 void apm_store_read_end(struct apm_store *s, MDB_txn *txn);
-/* Commits (apm_store_commit) a transaction from apm_store_other_write_begin and releases the lock. */
+/* Commits (apm_store_commit) a transaction of apm_store_other_write_begin; releases the lock. */
 int apm_store_other_write_commit(struct apm_store *s, MDB_txn *txn);
 
 /* The first sealed chunk's or rollup's key: series id, then a time with its sign bit flipped. */
