@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "common/codec.h"
 #include "common/error.h"
@@ -65,7 +66,18 @@ static const struct apm_opt collector_opts[] = {
     OPT("collector", "max-inflight", APM_OPT_INT, max_inflight, 1, 100000, true,
         "batches per connection waiting for commit before reading pauses (default 64)"),
     OPT("collector", "map-size", APM_OPT_SIZE, map_size, 1 << 20, INT64_MAX, true,
-        "LMDB map size, the store's maximum size (default 8G)"),
+        "initial LMDB map size; it doubles as needed up to max-disk (default 8G)"),
+    OPT("collector", "max-disk", APM_OPT_SIZE, max_disk, 0, INT64_MAX, true,
+        "disk budget of the store; near it the oldest raw samples go first (default 0: 80% of "
+        "the free space at start)"),
+    OPT("collector", "retention", APM_OPT_DURATION, retention_ms, 1000, 100 * 365 * DAY_MS, true,
+        "how long raw samples are kept (default 15d)"),
+    OPT("collector", "rollup-1m-retention", APM_OPT_DURATION, rollup_1m_retention_ms, 0,
+        100 * 365 * DAY_MS, true, "how long 1-minute rollups are kept (default 90d; 0 = none)"),
+    OPT("collector", "rollup-1h-retention", APM_OPT_DURATION, rollup_1h_retention_ms, 0,
+        100 * 365 * DAY_MS, true, "how long 1-hour rollups are kept (default 365d; 0 = none)"),
+    OPT("collector", "maintenance-period", APM_OPT_DURATION, maintenance_period_ms, 100, DAY_MS,
+        true, "how often the writer starts a pass of rollups and deletions (default 60s)"),
     OPT("collector", "no-sync", APM_OPT_BOOL, no_sync, 0, 1, false,
         "skip fsync at commit (benchmarks only: acks are then not durable)"),
     OPT("collector", "max-sites-per-process", APM_OPT_INT, max_sites_per_process, 1, 1000000, true,
@@ -129,6 +141,10 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     c->max_frame = APM_FRAME_MAX;
     c->max_inflight = 64;
     c->map_size = 8LL << 30;
+    c->retention_ms = 15 * DAY_MS;
+    c->rollup_1m_retention_ms = 90 * DAY_MS;
+    c->rollup_1h_retention_ms = 365 * DAY_MS;
+    c->maintenance_period_ms = 60000;
     c->max_sites_per_process = 1000;
     c->process_grace_ms = 120000;
     c->max_processes_per_agent = 10000;
@@ -270,6 +286,9 @@ static void status_fn(void *ctx, json_t *obj)
     struct apm_collector *c = ctx;
     json_object_set_new(obj, "listen", json_string(c->cfg.listen));
     json_object_set_new(obj, "data_dir", json_string(c->cfg.data_dir));
+    const char *full = apm_store_full_reason(c->store);
+    if (full != NULL)
+        json_object_set_new(obj, "store_full", json_string(full));
 }
 
 /*
@@ -356,6 +375,20 @@ static int ensure_dir(const char *dir)
     return 0;
 }
 
+/* 80 % of the free space of the data directory's file system, plus the store there now. */
+static uint64_t default_max_disk(const char *dir)
+{
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) != 0)
+        return 0;
+    uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    uint64_t have = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    return free_bytes / 10 * 8 + have;
+}
+
 static int start_signals(struct apm_collector *c)
 {
     uv_signal_t *sig[] = {&c->sigterm, &c->sigint, &c->sighup};
@@ -400,6 +433,10 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .no_sync = cfg->no_sync,
         .max_sites_per_process = (unsigned)cfg->max_sites_per_process,
         .forget_after_ms = cfg->process_grace_ms,
+        .retention_ms = cfg->retention_ms,
+        .rollup_1m_ms = cfg->rollup_1m_retention_ms,
+        .rollup_1h_ms = cfg->rollup_1h_retention_ms,
+        .max_disk = cfg->max_disk > 0 ? (uint64_t)cfg->max_disk : default_max_disk(cfg->data_dir),
     };
     rc = apm_store_open(&so, &c->store);
     if (rc != 0) {
@@ -429,6 +466,7 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         goto fail;
     }
     apm_writer_set_commit_hook(c->writer, apm_analyzer_worker_hook, c->analyzer);
+    apm_writer_set_maintenance(c->writer, cfg->maintenance_period_ms);
     struct apm_ingest_options io = {
         .listen = cfg->listen,
         .token = c->token,

@@ -31,6 +31,11 @@ struct apm_collector_config {
     int64_t max_frame;
     int64_t max_inflight;
     int64_t map_size;
+    int64_t max_disk; /* 0: 80 % of the free space at start */
+    int64_t retention_ms;
+    int64_t rollup_1m_retention_ms;
+    int64_t rollup_1h_retention_ms;
+    int64_t maintenance_period_ms;
     bool no_sync;
     int64_t max_sites_per_process;
     /* Cardinality per agent (server/ingest/agent_limits.h) and what "live" means. */

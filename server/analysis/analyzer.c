@@ -186,6 +186,24 @@ static int series_span(void *ctx, const struct apm_series_info *info)
     return 1;
 }
 
+static int warm_point(void *ctx, int64_t t_ms, double value)
+{
+    struct warm *w = ctx;
+    if (apm_analysis_add(w->an, (double)t_ms / 1000.0, value, w->limit) == 0)
+        w->n++;
+    return 0;
+}
+
+/* Notes the first sample's time and stops. */
+static int first_sample(void *ctx, int64_t t_ms, int64_t value)
+{
+    struct span *sp = ctx;
+    (void)value;
+    sp->first_ms = t_ms;
+    sp->n = 1;
+    return 1;
+}
+
 /*
  * Replays the series' recent stored samples older than before_ms, so that a
  * restarted collector (or a series first seen mid-life) judges from history
@@ -201,8 +219,24 @@ static void warm_up(struct apm_analyzer *a, struct aseries *s, int64_t before_ms
     s->interval_s = interval / 1000.0;
     int64_t from = before_ms - (int64_t)(interval * WARM_MAX_SAMPLES);
     struct warm w = {s->an, limit, 0};
-    if (apm_store_read_samples(a->store, s->rec.series_id, from, before_ms - 1, warm_sample, &w) !=
-        0)
+    /*
+     * Raw samples past the store's retention are only in its rollups: the
+     * part of the window before the oldest raw sample is replayed from them,
+     * one point (the mean) per rollup bucket, then the raw samples.
+     */
+    struct span raw = {0};
+    int rc =
+        apm_store_read_samples(a->store, s->rec.series_id, from, before_ms - 1, first_sample, &raw);
+    int64_t raw_from = raw.n > 0 ? raw.first_ms : before_ms;
+    int64_t step = interval < 60000 ? 60000 : 3600000;
+    int64_t whole = raw_from / step * step; /* a bucket with raw samples in it is left out */
+    if (rc == 0 && whole > from && sp.first_ms < whole)
+        rc = apm_store_read_steps(a->store, s->rec.series_id, from, whole - 1, step, APM_AGG_MEAN,
+                                  warm_point, &w, NULL);
+    if (rc == 0 && raw.n > 0)
+        rc = apm_store_read_samples(a->store, s->rec.series_id, raw_from, before_ms - 1,
+                                    warm_sample, &w);
+    if (rc != 0)
         a->stats.store_errors++;
     if (w.n > 0) {
         a->stats.warmed++;

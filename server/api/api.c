@@ -391,14 +391,48 @@ static int series_row(void *ctx, const struct apm_series_info *s)
     return collect_add(c, series_json(&c->why, s));
 }
 
+/* The page to go on from: a cursor handed out by a previous answer ("next"). */
+static int param_cursor(const struct apm_api_call *call, bool *present, int64_t *from, json_t **out)
+{
+    char buf[32];
+    int st = apm_api_param_str(call, "cursor", buf, sizeof(buf), present, out);
+    if (st != 0 || !*present)
+        return st;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (end == buf || *end != '\0' || errno != 0)
+        return apm_api_error(out, 400, "bad cursor '%.31s': pass the 'next' of the previous page",
+                             buf);
+    *from = v;
+    return 0;
+}
+
+/* A series listing's rows, and the id of the last one (the next page starts after it). */
+struct series_page {
+    struct collect c;
+    uint64_t last_id;
+};
+
+static int series_page_row(void *ctx, const struct apm_series_info *s)
+{
+    struct series_page *p = ctx;
+    int rc = series_row(&p->c, s);
+    if (!p->c.truncated && !p->c.failed)
+        p->last_id = s->id;
+    return rc;
+}
+
 static int get_series(const struct apm_api_call *call, json_t **out)
 {
     static const char *const allowed[] = {"host",   "pid",   "process", "process_id",
-                                          "metric", "limit", NULL};
-    struct collect c = {0};
+                                          "metric", "limit", "cursor",  NULL};
+    struct series_page page = {0};
     char host[API_VALUE_MAX], name[API_VALUE_MAX], pid_id[API_VALUE_MAX], metric[64];
     bool has_host = false, has_name = false, has_id = false, has_pid = false, has_metric = false;
+    bool has_cursor = false;
     long long pid = 0;
+    int64_t cursor = 0;
     struct apm_series_filter f;
     memset(&f, 0, sizeof(f));
     int st = apm_api_check_params(call, allowed, out);
@@ -418,15 +452,26 @@ static int get_series(const struct apm_api_call *call, json_t **out)
                            "cgroup_limit, mem_available, mem_total, traced, site_size, site_count)",
                            metric);
     if (st == 0)
-        st = collect_begin(call, &c, out);
+        st = param_cursor(call, &has_cursor, &cursor, out);
+    if (st == 0 && has_cursor && cursor < 0)
+        st = apm_api_error(out, 400, "bad cursor: pass the 'next' of the previous page");
+    if (st == 0)
+        st = collect_begin(call, &page.c, out);
     if (st != 0)
         return st;
     f.host = has_host ? host : NULL;
     f.process_name = has_name ? name : NULL;
     f.process_id = has_id ? pid_id : NULL;
     f.pid = (int32_t)pid;
-    int rc = apm_store_list_series(call->store, &f, series_row, &c);
-    return collect_finish(&c, rc, "series", out);
+    f.after_id = (uint64_t)cursor;
+    int rc = apm_store_list_series(call->store, &f, series_page_row, &page);
+    st = collect_finish(&page.c, rc, "series", out);
+    if (st == 200) {
+        char next[32];
+        snprintf(next, sizeof(next), "%llu", (unsigned long long)page.last_id);
+        json_object_set_new(*out, "next", page.c.truncated ? json_string(next) : json_null());
+    }
+    return st;
 }
 
 struct series_one {
@@ -449,16 +494,20 @@ struct sample_ctx {
     size_t n;
     bool truncated;
     bool oom;
+    int64_t next_ms; /* when truncated: the time of the first point left out */
+    bool integral;   /* step points: min, max and last are integers; the mean is not */
 };
 
-static int sample_row(void *ctx, int64_t t_ms, int64_t value)
+/* Appends one [time, value] pair, or notes where the next page starts. */
+static int sample_add(struct sample_ctx *sc, int64_t t_ms, json_t *value)
 {
-    struct sample_ctx *sc = ctx;
     if (sc->n >= sc->limit) {
+        json_decref(value);
         sc->truncated = true;
+        sc->next_ms = t_ms;
         return 1;
     }
-    json_t *pair = json_pack("[o, I]", apm_api_time(t_ms), (json_int_t)value);
+    json_t *pair = value != NULL ? json_pack("[o, o]", apm_api_time(t_ms), value) : NULL;
     if (pair == NULL || json_array_append_new(sc->array, pair) != 0) {
         sc->oom = true;
         return 1;
@@ -467,12 +516,50 @@ static int sample_row(void *ctx, int64_t t_ms, int64_t value)
     return 0;
 }
 
+static int sample_row(void *ctx, int64_t t_ms, int64_t value)
+{
+    return sample_add(ctx, t_ms, json_integer((json_int_t)value));
+}
+
+static int point_row(void *ctx, int64_t t_ms, double value)
+{
+    struct sample_ctx *sc = ctx;
+    return sample_add(sc, t_ms, sc->integral ? json_integer((json_int_t)value) : json_real(value));
+}
+
+/*
+ * Optional step (seconds) and agg: with a step, one point per step from the
+ * rollups (docs/api.md). Returns 0 or an error status with *out set.
+ */
+static int param_step(const struct apm_api_call *call, int64_t *step_ms, enum apm_store_agg *agg,
+                      json_t **out)
+{
+    bool has_step = false, has_agg = false;
+    double step = 0;
+    char name[16];
+    *step_ms = 0;
+    *agg = APM_AGG_MEAN;
+    int st = apm_api_param_num(call, "step", 0.001, 1e9, &has_step, &step, out);
+    if (st == 0)
+        st = apm_api_param_str(call, "agg", name, sizeof(name), &has_agg, out);
+    if (st != 0)
+        return st;
+    if (has_agg && !has_step)
+        return apm_api_error(out, 400, "'agg' needs 'step'");
+    if (has_agg && apm_store_agg_parse(name, agg) != 0)
+        return apm_api_error(out, 400, "agg '%.16s' is not min, max, mean or last", name);
+    if (has_step)
+        *step_ms = (int64_t)(step * 1000.0 + 0.5) > 0 ? (int64_t)(step * 1000.0 + 0.5) : 1;
+    return 0;
+}
+
 static int get_samples(const struct apm_api_call *call, json_t **out)
 {
-    static const char *const allowed[] = {"from", "to", "limit", NULL};
+    static const char *const allowed[] = {"from", "to", "limit", "step", "agg", "cursor", NULL};
     uint64_t id = 0;
-    int64_t from = 0, to = INT64_MAX;
-    bool has_from = false, has_to = false;
+    int64_t from = 0, to = INT64_MAX, step_ms = 0, res_ms = 0;
+    enum apm_store_agg agg = APM_AGG_MEAN;
+    bool has_from = false, has_to = false, has_cursor = false;
     struct sample_ctx sc = {0};
     if (apm_api_parse_id(call->params[0], &id) != 0)
         return apm_api_error(out, 400, "bad series id '%.64s': expected a decimal number",
@@ -486,6 +573,10 @@ static int get_samples(const struct apm_api_call *call, json_t **out)
         st = apm_api_error(out, 400, "'from' is after 'to'");
     if (st == 0)
         st = param_limit(call, &sc.limit, out);
+    if (st == 0)
+        st = param_step(call, &step_ms, &agg, out);
+    if (st == 0)
+        st = param_cursor(call, &has_cursor, &from, out);
     if (st != 0)
         return st;
 
@@ -505,12 +596,23 @@ static int get_samples(const struct apm_api_call *call, json_t **out)
     json_decref(sc.array); /* obj holds it now, or the pack failed */
     if (obj == NULL)
         return apm_api_error(out, 500, "out of memory");
-    rc = apm_store_read_samples(call->store, id, from, to, sample_row, &sc);
+    sc.integral = agg != APM_AGG_MEAN;
+    if (step_ms > 0)
+        rc = apm_store_read_steps(call->store, id, from, to, step_ms, agg, point_row, &sc, &res_ms);
+    else
+        rc = apm_store_read_samples(call->store, id, from, to, sample_row, &sc);
     if (sc.oom || rc != 0) {
         json_decref(obj);
         return sc.oom ? apm_api_error(out, 500, "out of memory") : store_error(out, rc);
     }
     json_object_set_new(obj, "truncated", json_boolean(sc.truncated));
+    char next[32];
+    snprintf(next, sizeof(next), "%lld", (long long)sc.next_ms);
+    json_object_set_new(obj, "next", sc.truncated ? json_string(next) : json_null());
+    if (step_ms > 0) {
+        json_object_set_new(obj, "step", json_real((double)step_ms / 1000.0));
+        json_object_set_new(obj, "resolution", json_real((double)res_ms / 1000.0));
+    }
     *out = obj;
     return 200;
 }

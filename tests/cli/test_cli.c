@@ -131,6 +131,33 @@ static void test_cli_series_options(void **state)
     char *help[] = {"--help"};
     assert_int_equal(apm_cli_series_parse(1, help, &o, err, sizeof(err)), 0);
     assert_true(o.help);
+    char *badstep[] = {"--step", "0"};
+    assert_int_equal(apm_cli_series_parse(2, badstep, &o, err, sizeof(err)), APM_E_USAGE);
+    assert_non_null(strstr(err, "--step"));
+}
+
+/* One point per character of the sparkline, in whole minutes or hours past them. */
+static void test_cli_series_step(void **state)
+{
+    (void)state;
+    struct apm_cli_series_opts o;
+    char err[256];
+    char *step[] = {"--step", "1h30m"};
+    assert_int_equal(apm_cli_series_parse(2, step, &o, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_series_step(&o), 5400000);
+    char *week[] = {"--window", "7d"};
+    assert_int_equal(apm_cli_series_parse(2, week, &o, err, sizeof(err)), 0);
+    /* 7 d / 24 characters = 7 h exactly. */
+    assert_int_equal(apm_cli_series_step(&o), 7 * 3600000);
+    char *ten[] = {"--window", "10m"};
+    assert_int_equal(apm_cli_series_parse(2, ten, &o, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_series_step(&o), 25000);
+    char *day[] = {"--window", "1d"};
+    assert_int_equal(apm_cli_series_parse(2, day, &o, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_series_step(&o), 3600000);
+    char *hour[] = {"--window", "1h"};
+    assert_int_equal(apm_cli_series_parse(2, hour, &o, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_series_step(&o), 180000);
 }
 
 /* ---- formatting ---- */
@@ -395,8 +422,8 @@ static void test_cli_series_prints_table_with_sparkline(void **state)
     assert_non_null(strstr(out, "ID  HOST   PID  PROCESS  METRIC  VALUE    SAMPLES  LAST 1m 0s"));
     assert_non_null(strstr(out, "3   web-1  42   worker   rss     1.5 MiB  8        ▁▂▃▄▅▆▇█"));
     assert_int_equal(c.requests, 2);
-    /* The last request asked for the window before the series' last sample. */
-    assert_string_equal(c.last_path, "/api/v1/series/3/samples?from=47.000&to=107.000");
+    /* The last request asked for the window before the series' last sample, a point a character. */
+    assert_string_equal(c.last_path, "/api/v1/series/3/samples?from=47.000&to=107.000&step=2.500");
 }
 
 static void test_cli_series_prints_counts_as_counts(void **state)
@@ -519,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_cli_words_after_double_dash_are_kept),
         cmocka_unit_test(test_cli_bad_server_is_a_usage_error),
         cmocka_unit_test(test_cli_series_options),
+        cmocka_unit_test(test_cli_series_step),
         cmocka_unit_test(test_cli_sparkline_spans_the_eight_levels),
         cmocka_unit_test(test_cli_sparkline_averages_down_to_width),
         cmocka_unit_test(test_cli_table_aligns_utf8_cells),
