@@ -107,7 +107,7 @@ struct apm_store {
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t sites_refused;
     atomic_uint_fast64_t forgotten; /* series dropped from the index after forget_after_ms */
-    atomic_uint_fast64_t m[16]; /* maintenance counters, enum store_mcounter */
+    atomic_uint_fast64_t m[16];     /* maintenance counters, enum store_mcounter */
     atomic_uint_fast64_t map_size;
     atomic_int full; /* 1: refusing batches, nothing left to delete */
 };
