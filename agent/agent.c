@@ -109,11 +109,13 @@ static void log_stats(struct apm_agent *a)
     apm_uplink_get_stats(a->uplink, &us);
     apm_sampler_stats(a->sampler, &ss);
     apm_info("agent: scans %llu, watched %u, samples taken %llu, sent %llu batches, acked %llu "
-             "samples, dropped %llu samples, reconnects %llu, queue %llu, skipped ticks %llu",
+             "samples, dropped %llu samples, refused %llu samples, reconnects %llu, queue %llu, "
+             "skipped ticks %llu",
              (unsigned long long)ss.scans, ss.watched, (unsigned long long)us.samples_queued,
              (unsigned long long)us.batches_sent, (unsigned long long)us.samples_acked,
-             (unsigned long long)us.samples_dropped, (unsigned long long)us.reconnects,
-             (unsigned long long)us.queue_len, (unsigned long long)a->ticks_skipped);
+             (unsigned long long)us.samples_dropped, (unsigned long long)us.samples_refused,
+             (unsigned long long)us.reconnects, (unsigned long long)us.queue_len,
+             (unsigned long long)a->ticks_skipped);
     if (a->probe == NULL)
         return;
     struct apm_probe_listener_stats ps;
