@@ -150,7 +150,7 @@ int apm_cli_cmd_alerts(const struct apm_cli_globals *g, int argc, char **argv)
     }
     int fail = o.check ? APM_CLI_CHECK_UNREACHABLE : APM_CLI_EXIT_COLLECTOR;
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0)
+    if (apm_cli_client_init(&c, g) != 0)
         return fail;
     char path[96];
     snprintf(path, sizeof(path), "/api/v1/alerts?state=%s", o.state);
@@ -203,7 +203,7 @@ int apm_cli_cmd_ack(const struct apm_cli_globals *g, int argc, char **argv)
         fprintf(stderr, "apm-cli: out of memory\n");
         return APM_CLI_EXIT_COLLECTOR;
     }
-    if (apm_cli_client_init(&c, g->server) != 0) {
+    if (apm_cli_client_init(&c, g) != 0) {
         free(btext);
         return APM_CLI_EXIT_COLLECTOR;
     }

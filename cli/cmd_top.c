@@ -197,7 +197,7 @@ int apm_cli_cmd_top(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_OK;
     }
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0)
+    if (apm_cli_client_init(&c, g) != 0)
         return APM_CLI_EXIT_COLLECTOR;
     char id[400];
     int rc = apm_cli_find_process(&c, &o.t, id, sizeof(id));

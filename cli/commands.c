@@ -36,7 +36,7 @@ static int no_options(const char *cmd, const char *usage, int argc, char **argv)
 static int query(const struct apm_cli_globals *g, const char *path, json_t **doc)
 {
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0)
+    if (apm_cli_client_init(&c, g) != 0)
         return APM_CLI_EXIT_COLLECTOR;
     int rc = apm_cli_json_get(&c, path, g->json, doc);
     apm_cli_client_close(&c);
@@ -354,7 +354,7 @@ int apm_cli_cmd_series(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_OK;
     }
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0)
+    if (apm_cli_client_init(&c, g) != 0)
         return APM_CLI_EXIT_COLLECTOR;
     char q[2048] = "/api/v1/series";
     char pid[16];

@@ -101,7 +101,7 @@ set(CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_EXTRA
     ${APM_DEB}/apm-agent/prerm ${APM_DEB}/apm-agent/postrm)
 
 set(CPACK_DEBIAN_COLLECTOR_PACKAGE_NAME apm-collector)
-set(CPACK_DEBIAN_COLLECTOR_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_COLLECTOR_PACKAGE_DEPENDS "adduser, openssl")
 set(CPACK_DEBIAN_COLLECTOR_PACKAGE_SECTION admin)
 set(CPACK_COMPONENT_COLLECTOR_DESCRIPTION
     "memory-leak monitoring for Python services: collector

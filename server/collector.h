@@ -20,6 +20,15 @@ struct apm_collector_config {
     char listen[256];
     char http[256];
     char token_file[4096];
+    bool tls; /* TLS with DATA-DIR/tls/server.{crt,key} unless tls-cert is set */
+    char tls_cert[4096];
+    char tls_key[4096];
+    char tls_ca[4096];
+    char tls_client_certs[16]; /* off, optional, required; "" = required with tls-ca, else off */
+    bool tls_required;
+    char http_tls_cert[4096];
+    char http_tls_key[4096];
+    char api_token_file[4096];
     bool daemon;     /* detach (--daemon) */
     bool foreground; /* never detach, even with daemon set */
     char log_level[16];

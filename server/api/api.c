@@ -6,12 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "common/model.h"
 #include "common/text.h"
 #include "common/timeutil.h"
+#include "common/token.h"
 #include "common/units.h"
 
 #define API_PREFIX "/api/v1/"
@@ -28,6 +30,7 @@ struct route {
 struct apm_api_stats {
     uint64_t requests;
     uint64_t errors;
+    uint64_t unauthorized; /* write requests refused for a missing or wrong token */
 };
 
 struct apm_api {
@@ -35,7 +38,9 @@ struct apm_api {
     const struct apm_counters *counters;
     apm_api_status_fn status_fn;
     apm_api_trace_fn trace_fn;
-    void *status_ctx; /* the ctx of status_fn and trace_fn */
+    void *status_ctx;           /* the ctx of status_fn and trace_fn */
+    const uint8_t *write_token; /* NULL: write routes open */
+    size_t write_token_len;
     int64_t started_ms;
     struct apm_api_stats stats;
     unsigned nroutes;
@@ -643,6 +648,8 @@ int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out)
     api->status_fn = cfg->status_fn;
     api->trace_fn = cfg->trace_fn;
     api->status_ctx = cfg->ctx;
+    api->write_token = cfg->write_token;
+    api->write_token_len = cfg->write_token_len;
     api->started_ms = apm_now_ms();
     for (size_t i = 0; i < sizeof(builtin_routes) / sizeof(builtin_routes[0]); i++)
         api->routes[api->nroutes++] = builtin_routes[i];
@@ -662,6 +669,8 @@ int apm_api_add_counters(struct apm_api *api, struct apm_counters *r)
                     "API requests routed."),
         APM_COUNTER(struct apm_api_stats, errors, "errors", APM_COUNTER_TOTAL, "",
                     "API requests answered with an error status."),
+        APM_COUNTER(struct apm_api_stats, unauthorized, "unauthorized", APM_COUNTER_TOTAL, "",
+                    "Write requests refused (401) for a missing or wrong bearer token."),
         {.name = NULL},
     };
     struct apm_counter_group g = {
@@ -730,6 +739,37 @@ static int match(const char *pattern, const struct segments *sg, unsigned *captu
     return *p == '\0';
 }
 
+/*
+ * Checks a write request's "Authorization: Bearer TOKEN" when write routes
+ * are protected. Returns 0, or 401 with the reason in *out.
+ */
+static int check_write_token(struct apm_api *api, const struct apm_http_request *req, json_t **out)
+{
+    if (api->write_token == NULL || strcmp(req->method, "GET") == 0 ||
+        strcmp(req->method, "HEAD") == 0)
+        return 0;
+    const char *h = req->authorization != NULL ? req->authorization : "";
+    static const char scheme[] = "Bearer ";
+    bool bearer = strncasecmp(h, scheme, sizeof(scheme) - 1) == 0;
+    if (bearer) {
+        h += sizeof(scheme) - 1;
+        while (*h == ' ')
+            h++;
+        size_t n = strlen(h);
+        while (n > 0 && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+            n--;
+        if (apm_token_equal((const uint8_t *)h, n, api->write_token, api->write_token_len))
+            return 0;
+    }
+    api->stats.unauthorized++;
+    if (!bearer)
+        return apm_api_error(out, 401,
+                             "%s %.200s needs the API token: send \"Authorization: Bearer TOKEN\" "
+                             "(apm-cli --token-file FILE)",
+                             req->method, req->path);
+    return apm_api_error(out, 401, "wrong API token for %s %.200s", req->method, req->path);
+}
+
 int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out)
 {
     *out = NULL;
@@ -750,6 +790,9 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
         path_known = true;
         if (strcmp(rt->method, req->method) != 0)
             continue;
+        status = check_write_token(api, req, out);
+        if (status != 0)
+            break;
         struct apm_api_call call = {
             .api = api, .store = api->store, .req = req, .nparams = ncaps, .ctx = rt->ctx};
         for (unsigned i = 0; i < ncaps && status == 0; i++) {

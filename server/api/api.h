@@ -57,6 +57,12 @@ struct apm_api_config {
     apm_api_status_fn status_fn; /* may be NULL */
     apm_api_trace_fn trace_fn;   /* may be NULL: no agent is ever reached */
     void *ctx;                   /* passed to status_fn and trace_fn */
+    /*
+     * When set (borrowed, outlives the API): every route but GET needs
+     * "Authorization: Bearer TOKEN" with this token, else 401.
+     */
+    const uint8_t *write_token;
+    size_t write_token_len;
 };
 
 /* What a route handler gets: the request and the decoded "{}" segments. */

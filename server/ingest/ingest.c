@@ -12,6 +12,7 @@
 #include "common/frame.h"
 #include "common/hashmap.h"
 #include "common/log.h"
+#include "common/token.h"
 #include "server/ingest/agent_limits.h"
 #include "server/net/listener.h"
 
@@ -34,10 +35,12 @@ struct conn {
     unsigned inflight;
     bool waiting; /* on the unauthenticated list, counted in its address's budget */
     bool authed;
-    bool closing;  /* handles closing or closed */
-    bool draining; /* collector stopping: wait for commits, then close */
-    bool paused;   /* reading stopped for backpressure */
-    bool failing;  /* an Error frame is on its way; close follows */
+    bool closing;        /* handles closing or closed */
+    bool draining;       /* collector stopping: wait for commits, then close */
+    bool paused;         /* reading stopped for backpressure */
+    bool failing;        /* an Error frame is on its way; close follows */
+    bool started;        /* the first bytes were read: TLS or plaintext is decided */
+    struct apm_tls *tls; /* NULL on a plaintext connection */
     struct apm_frame_reader reader;
     struct apm_codec_dec dec;
     struct apm_agent_ident ident;
@@ -140,6 +143,7 @@ static void conn_maybe_free(struct conn *c)
     in->stats.active--;
     apm_frame_reader_close(&c->reader);
     apm_codec_dec_close(&c->dec);
+    apm_tls_free(c->tls);
     free(c);
     maybe_finish_close(in);
 }
@@ -172,8 +176,8 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c);
 }
 
-/* Queues an encoded frame; takes ownership of f->buf. */
-static void conn_send(struct conn *c, struct apm_frame_out *f, bool close_after)
+/* Queues bytes as they go on the wire; takes ownership of f->buf. */
+static void conn_write(struct conn *c, struct apm_frame_out *f, bool close_after)
 {
     if (c->closing) {
         free(f->buf);
@@ -194,6 +198,23 @@ static void conn_send(struct conn *c, struct apm_frame_out *f, bool close_after)
         free(w);
         conn_close(c);
     }
+}
+
+/* Queues an encoded frame, encrypted on a TLS connection; takes ownership of f->buf. */
+static void conn_send(struct conn *c, struct apm_frame_out *f, bool close_after)
+{
+    if (c->tls != NULL && !c->closing) {
+        if (apm_tls_seal(c->tls, f) != 0) {
+            conn_close(c);
+            return;
+        }
+        if (f->buf == NULL) { /* kept until the handshake ends */
+            if (close_after)
+                conn_close(c);
+            return;
+        }
+    }
+    conn_write(c, f, close_after);
 }
 
 /* Sends Error e, then closes: nothing more is read from the peer. */
@@ -273,26 +294,14 @@ static void on_timeout(uv_timer_t *t)
     }
 }
 
-/* Compares the whole secret whatever the input, so timing says nothing about it. */
-static bool token_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    size_t n = alen > blen ? alen : blen;
-    unsigned diff = (unsigned)(alen ^ blen);
-    for (size_t i = 0; i < n; i++) {
-        uint8_t x = i < alen ? a[i] : 0;
-        uint8_t y = i < blen ? b[i] : 0;
-        diff |= (unsigned)(x ^ y);
-    }
-    return diff == 0 && alen > 0;
-}
-
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 static void conn_resume(struct conn *c)
 {
     if (c->paused && !c->closing && !c->draining) {
         c->paused = false;
-        uv_read_start((uv_stream_t *)&c->tcp, NULL, on_read);
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
 }
 
@@ -377,7 +386,7 @@ static int handle_hello(struct conn *c, const uint8_t *p, size_t len)
         conn_fail(c, APM_WIRE_ERR_PROTOCOL, false, "the first frame must be a valid Hello");
         return APM_E_PROTO;
     }
-    if (!token_equal(m.u.hello.token, m.u.hello.token_len, in->opt.token, in->opt.token_len)) {
+    if (!apm_token_equal(m.u.hello.token, m.u.hello.token_len, in->opt.token, in->opt.token_len)) {
         in->stats.auth_failures++;
         conn_fail(c, APM_WIRE_ERR_AUTH, false, "wrong token from agent '%s' on host '%s'",
                   m.u.hello.ident.agent_id, m.u.hello.ident.host);
@@ -481,19 +490,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)c->in->rbuf, sizeof(c->in->rbuf));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Frames the plaintext of a connection. Returns 0 or the code that stopped it (reported). */
+static int feed_plain(void *ctx, const uint8_t *p, size_t n)
 {
-    struct conn *c = s->data;
-    (void)buf;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        if (nread != UV_EOF)
-            apm_debug("ingest: peer %s: read error: %s", c->peer, uv_strerror((int)nread));
-        conn_close(c);
-        return;
-    }
-    int rc = apm_frame_reader_feed(&c->reader, c->in->rbuf, (size_t)nread, on_frame, c);
+    struct conn *c = ctx;
+    int rc = apm_frame_reader_feed(&c->reader, p, n, on_frame, c);
     if (rc == APM_E_FRAME_TOO_BIG) {
         c->in->stats.frames_too_big++;
         conn_fail(c, APM_WIRE_ERR_TOO_BIG, false, "frame length above the %s maximum",
@@ -505,6 +506,84 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_fail(c, APM_WIRE_ERR_OVERLOADED, true, "out of memory");
     }
     /* Other errors were reported where they happened. */
+    return rc;
+}
+
+/*
+ * Decides from the first byte whether the peer speaks TLS (a handshake
+ * record) or plaintext frames (a length, whose first byte is 0 for any
+ * Hello). Returns false when the connection was refused.
+ */
+static bool conn_start(struct conn *c, uint8_t first)
+{
+    struct apm_ingest *in = c->in;
+    c->started = true;
+    if (in->opt.tls != NULL && apm_tls_looks_like_handshake(first)) {
+        if (apm_tls_new(in->opt.tls, NULL, &c->tls) != 0) {
+            conn_close(c);
+            return false;
+        }
+        return true;
+    }
+    if (in->opt.tls != NULL && in->opt.tls_required) {
+        in->stats.plaintext_refused++;
+        conn_fail(c, APM_WIRE_ERR_AUTH, false,
+                  "plaintext connection refused: this collector requires TLS (tls-required)");
+        return false;
+    }
+    return true;
+}
+
+/* Decrypts what a TLS peer sent, frames the plaintext, sends what TLS answers. */
+static void feed_tls(struct conn *c, const uint8_t *p, size_t n)
+{
+    struct apm_ingest *in = c->in;
+    bool was_established = apm_tls_established(c->tls);
+    struct apm_frame_out out;
+    int rc = apm_tls_feed(c->tls, p, n, feed_plain, c, &out);
+    if (!was_established && apm_tls_established(c->tls)) {
+        in->stats.tls_sessions++;
+        apm_debug("ingest: peer %s: %s session", c->peer, apm_tls_version(c->tls));
+    }
+    if (rc == APM_E_TLS) {
+        in->stats.tls_failures++;
+        if (apm_log_limit_hit(&in->stranger_log, (int64_t)uv_now(in->loop)))
+            apm_warn("ingest: peer %s (agent '%s'): TLS %s failed: %s; closing", c->peer,
+                     c->authed ? c->ident.agent_id : "-", was_established ? "session" : "handshake",
+                     apm_tls_error(c->tls));
+        waiting_remove(c);
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->failing = true;
+        if (out.buf != NULL)
+            conn_write(c, &out, true); /* the alert, then close */
+        else
+            conn_close(c);
+        return;
+    }
+    if (out.buf != NULL)
+        conn_write(c, &out, false);
+    if (rc == APM_E_CLOSED || rc == -ENOMEM)
+        conn_close(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    (void)buf;
+    if (nread == 0 || c->closing)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            apm_debug("ingest: peer %s: read error: %s", c->peer, uv_strerror((int)nread));
+        conn_close(c);
+        return;
+    }
+    if (!c->started && !conn_start(c, c->in->rbuf[0]))
+        return;
+    if (c->tls != NULL)
+        feed_tls(c, c->in->rbuf, (size_t)nread);
+    else
+        feed_plain(c, c->in->rbuf, (size_t)nread);
 }
 
 static void peer_name(struct conn *c)
@@ -778,6 +857,13 @@ static const struct apm_counter counters[] = {
                 "Batches refused for taking their agent over max-sites-per-agent."),
     APM_COUNTER(struct apm_ingest_stats, controls_sent, "controls_sent", APM_COUNTER_TOTAL, "",
                 "Control frames (trace requests) sent to agents."),
+    APM_COUNTER(struct apm_ingest_stats, tls_sessions, "tls_sessions", APM_COUNTER_TOTAL, "",
+                "TLS handshakes completed."),
+    APM_COUNTER(struct apm_ingest_stats, tls_failures, "tls_failures", APM_COUNTER_TOTAL, "",
+                "TLS handshakes (bad or missing client certificate, old protocol) or records "
+                "that failed."),
+    APM_COUNTER(struct apm_ingest_stats, plaintext_refused, "plaintext_refused", APM_COUNTER_TOTAL,
+                "", "Plaintext connections refused because tls-required is set."),
     {.name = NULL},
 };
 

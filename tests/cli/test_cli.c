@@ -40,7 +40,7 @@ static void test_cli_json_and_server_accepted_anywhere(void **state)
         "apm-cli", "series", "--host", "web-1", "--json", "--pid", "--server=http://h:1/",
         "42",      NULL};
     int argc = 8;
-    assert_int_equal(apm_cli_globals_init(&g, NULL, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_globals_init(&g, NULL, NULL, err, sizeof(err)), 0);
     assert_string_equal(g.server, "http://127.0.0.1:7412");
     assert_false(g.json);
     assert_int_equal(apm_cli_globals_extract(&g, &argc, argv, err, sizeof(err)), 0);
@@ -56,12 +56,37 @@ static void test_cli_json_and_server_accepted_anywhere(void **state)
 
     char *argv2[] = {"apm-cli", "--json", "--server", "https://c.example:7412", "hosts", NULL};
     argc = 5;
-    assert_int_equal(apm_cli_globals_init(&g, "http://env:9", err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_globals_init(&g, "http://env:9", NULL, err, sizeof(err)), 0);
     assert_string_equal(g.server, "http://env:9");
     assert_int_equal(apm_cli_globals_extract(&g, &argc, argv2, err, sizeof(err)), 0);
     assert_string_equal(g.server, "https://c.example:7412");
     assert_int_equal(argc, 2);
     assert_string_equal(argv2[1], "hosts");
+}
+
+static void test_cli_token_file_and_cacert(void **state)
+{
+    (void)state;
+    struct apm_cli_globals g;
+    char err[256];
+    char *argv[] = {"apm-cli", "ack", "--token-file", "/t/tok", "7", "--cacert=/t/ca.crt", NULL};
+    int argc = 6;
+    assert_int_equal(apm_cli_globals_init(&g, NULL, "/env/tok", err, sizeof(err)), 0);
+    assert_string_equal(g.token_file, "/env/tok");
+    assert_int_equal(apm_cli_globals_extract(&g, &argc, argv, err, sizeof(err)), 0);
+    assert_string_equal(g.token_file, "/t/tok");
+    assert_string_equal(g.cacert, "/t/ca.crt");
+    assert_int_equal(argc, 3);
+    assert_string_equal(argv[1], "ack");
+    assert_string_equal(argv[2], "7");
+    char *missing[] = {"apm-cli", "ack", "7", "--token-file", NULL};
+    argc = 4;
+    assert_int_equal(apm_cli_globals_extract(&g, &argc, missing, err, sizeof(err)), APM_E_USAGE);
+    assert_non_null(strstr(err, "--token-file needs a value"));
+    char *empty[] = {"apm-cli", "--cacert=", "status", NULL};
+    argc = 3;
+    assert_int_equal(apm_cli_globals_extract(&g, &argc, empty, err, sizeof(err)), APM_E_USAGE);
+    assert_non_null(strstr(err, "--cacert"));
 }
 
 static void test_cli_words_after_double_dash_are_kept(void **state)
@@ -71,7 +96,7 @@ static void test_cli_words_after_double_dash_are_kept(void **state)
     char err[256];
     char *argv[] = {"apm-cli", "analyze", "--", "--json", NULL};
     int argc = 4;
-    assert_int_equal(apm_cli_globals_init(&g, NULL, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_globals_init(&g, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(apm_cli_globals_extract(&g, &argc, argv, err, sizeof(err)), 0);
     assert_false(g.json);
     assert_int_equal(argc, 4);
@@ -84,16 +109,16 @@ static void test_cli_bad_server_is_a_usage_error(void **state)
     char err[256];
     char *missing[] = {"apm-cli", "status", "--server", NULL};
     int argc = 3;
-    assert_int_equal(apm_cli_globals_init(&g, NULL, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_globals_init(&g, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(apm_cli_globals_extract(&g, &argc, missing, err, sizeof(err)), APM_E_USAGE);
     assert_non_null(strstr(err, "--server needs a URL"));
     char *bad[] = {"apm-cli", "--server", "127.0.0.1:7412", "status", NULL};
     argc = 4;
     assert_int_equal(apm_cli_globals_extract(&g, &argc, bad, err, sizeof(err)), APM_E_USAGE);
     assert_non_null(strstr(err, "expected a URL"));
-    assert_int_equal(apm_cli_globals_init(&g, "ftp://x", err, sizeof(err)), APM_E_USAGE);
+    assert_int_equal(apm_cli_globals_init(&g, "ftp://x", NULL, err, sizeof(err)), APM_E_USAGE);
     assert_non_null(strstr(err, "APM_SERVER"));
-    assert_int_equal(apm_cli_globals_init(&g, "http://", err, sizeof(err)), APM_E_USAGE);
+    assert_int_equal(apm_cli_globals_init(&g, "http://", NULL, err, sizeof(err)), APM_E_USAGE);
 }
 
 static void test_cli_series_options(void **state)
@@ -544,6 +569,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_json_and_server_accepted_anywhere),
         cmocka_unit_test(test_cli_words_after_double_dash_are_kept),
+        cmocka_unit_test(test_cli_token_file_and_cacert),
         cmocka_unit_test(test_cli_bad_server_is_a_usage_error),
         cmocka_unit_test(test_cli_series_options),
         cmocka_unit_test(test_cli_series_step),
