@@ -409,24 +409,41 @@ static void hook_free(void *ctx, void *ptr)
     d->prev.free(d->prev.ctx, ptr);
 }
 
+/*
+ * Whether our hook of domain i is in the allocator chain: ours on top, or under another
+ * hook that chains to us (tracemalloc started after us). An allocation through the domain
+ * must pass our hook, which counts its size off this thread's distance to the next sample.
+ */
+static bool in_chain(int i)
+{
+    static void *(*const alloc[3])(size_t) = {PyMem_RawMalloc, PyMem_Malloc, PyObject_Malloc};
+    static void (*const release[3])(void *) = {PyMem_RawFree, PyMem_Free, PyObject_Free};
+    struct thread_state saved = T;
+    T.left = INT64_MAX / 2;
+    T.busy = 1; /* should the test block be sampled anyway, nothing is recorded */
+    void *p = alloc[i](24);
+    bool seen = T.left <= INT64_MAX / 2 - 24; /* a hook above may allocate too */
+    release[i](p);
+    T = saved;
+    return seen;
+}
+
 static bool hooked(void)
 {
-    for (int i = 0; i < 3; i++) {
-        PyMemAllocatorEx cur;
-        PyMem_GetAllocator(domains[i].id, &cur);
-        if (cur.malloc != hook_malloc || cur.ctx != &domains[i])
+    for (int i = 0; i < 3; i++)
+        if (!in_chain(i))
             return false;
-    }
     return true;
 }
 
+/* Puts our hook on top of each domain whose chain does not hold it yet (GIL held). */
 static void install(void)
 {
     for (int i = 0; i < 3; i++) {
+        if (S.installed && in_chain(i))
+            continue;
         PyMemAllocatorEx cur;
         PyMem_GetAllocator(domains[i].id, &cur);
-        if (cur.malloc == hook_malloc && cur.ctx == &domains[i])
-            continue;
         domains[i].prev = cur;
         PyMemAllocatorEx ours = {&domains[i], hook_malloc, hook_calloc, hook_realloc, hook_free};
         PyMem_SetAllocator(domains[i].id, &ours);
