@@ -129,8 +129,17 @@ static uint64_t splitmix(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* Nonzero: threads are seeded from it and their order of first sampling (tests). */
+static _Atomic uint64_t fixed_seed;
+static _Atomic uint64_t seeded_threads;
+
 static void seed(void)
 {
+    uint64_t fixed = atomic_load_explicit(&fixed_seed, memory_order_relaxed);
+    if (fixed != 0) {
+        T.rng = splitmix(fixed + atomic_fetch_add(&seeded_threads, 1)) | 1;
+        return;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     T.rng = splitmix((uint64_t)(uintptr_t)&T ^ (uint64_t)ts.tv_nsec ^
@@ -545,10 +554,11 @@ static int allocate_table(uint32_t capacity, uint32_t frames)
 static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
-    static char *names[] = {"sample_bytes", "frames", "capacity", NULL};
-    unsigned long long rate = 512 * 1024;
+    static char *names[] = {"sample_bytes", "frames", "capacity", "seed", NULL};
+    unsigned long long rate = 512 * 1024, seed_value = 0;
     unsigned int frames = 1, capacity = DEFAULT_CAPACITY;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|KII:start", names, &rate, &frames, &capacity))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|KIIK:start", names, &rate, &frames, &capacity,
+                                     &seed_value))
         return NULL;
     if (rate < MIN_RATE || rate > MAX_RATE || frames < 1 || frames > MAX_FRAMES ||
         capacity < 1 || capacity > MAX_CAPACITY) {
@@ -566,6 +576,11 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw)
             return PyErr_NoMemory();
     }
     S.want_frames = frames;
+    if (seed_value != 0) {
+        atomic_store(&fixed_seed, seed_value);
+        atomic_store(&seeded_threads, 0);
+        T.generation = 0; /* this thread draws afresh from the seed */
+    }
     atomic_store(&S.rate, rate);
     atomic_fetch_add(&S.generation, 1);
     install();
@@ -702,8 +717,8 @@ static PyObject *sampler_stats(PyObject *self, PyObject *unused)
 
 static PyMethodDef methods[] = {
     {"start", (PyCFunction)(void (*)(void))sampler_start, METH_VARARGS | METH_KEYWORDS,
-     "start(sample_bytes=524288, frames=1, capacity=32768): install the hooks (once) and "
-     "sample."},
+     "start(sample_bytes=524288, frames=1, capacity=32768, seed=0): install the hooks (once) "
+     "and sample; a nonzero seed makes the sample points repeatable (tests)."},
     {"set_rate", sampler_set_rate, METH_O, "set_rate(sample_bytes): mean bytes between samples."},
     {"stop", sampler_stop, METH_NOARGS, "Stop sampling and drop the table (hooks stay)."},
     {"clear", sampler_clear, METH_NOARGS, "Drop every sample."},
