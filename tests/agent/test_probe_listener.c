@@ -212,6 +212,7 @@ static void test_probe_listener_turns_lines_into_diffs_of_the_peer(void **state)
     assert_int_equal(d->sites[0].line, 88);
     assert_int_equal(d->sites[0].size_diff, 1024);
     assert_int_equal(d->sites[1].size_diff, -24);
+    assert_int_equal(d->sample_bytes, 0);
     assert_int_equal(b->ngc, 1);
     assert_int_equal(b->gc[0].t_ms, 1700000001250LL);
     assert_int_equal(b->gc[0].ngen, 3);
@@ -223,6 +224,55 @@ static void test_probe_listener_turns_lines_into_diffs_of_the_peer(void **state)
     b = apm_batch_new(0);
     assert_int_equal(apm_probe_listener_drain(e.l, b, lookup, &lk), 0);
     assert_int_equal(b->ndiffs + b->ngc + b->nprocs, 0);
+    apm_batch_free(b);
+    close(fd);
+    teardown(&e);
+}
+
+#define SAMPLED_SITE                                                                               \
+    "{\"file\":\"/srv/app.py\",\"line\":88,\"size\":3000,\"size_diff\":1024,\"count\":30,"         \
+    "\"count_diff\":10"
+#define SAMPLED_HEAD DIFF_HEAD "\"source\":\"sampled\",\"sample_bytes\":524288,\"samples\":12,"
+
+/* Sampled diffs: estimates with their errors; their extra fields all there or none. */
+static void test_probe_listener_reads_sampled_diffs_strictly(void **state)
+{
+    (void)state;
+    struct env e;
+    setup(&e, 0, 0);
+    int fd = client(&e);
+    char hello[1024];
+    snprintf(hello, sizeof(hello), HELLO_FMT, (int)getpid());
+    send_str(&e, fd, hello);
+    send_str(&e, fd, SAMPLED_HEAD "\"top\":[" SAMPLED_SITE ",\"size_err\":300,\"growth_var\":"
+                                 "90000}],\"truncated\":0}\n");
+    send_str(&e, fd, DIFF_HEAD "\"source\":\"tracemalloc\",\"top\":[],\"truncated\":0}\n");
+    const char *bad[] = {
+        SAMPLED_HEAD "\"top\":[" SAMPLED_SITE "}],\"truncated\":0}\n", /* no errors */
+        DIFF_HEAD "\"top\":[" SAMPLED_SITE ",\"size_err\":1,\"growth_var\":1}],"
+                  "\"truncated\":0}\n", /* errors on an exact diff */
+        DIFF_HEAD "\"source\":\"tracemalloc\",\"sample_bytes\":1,\"top\":[],"
+                  "\"truncated\":0}\n", /* a rate on an exact diff */
+        DIFF_HEAD "\"source\":\"guessed\",\"top\":[],\"truncated\":0}\n",
+        DIFF_HEAD "\"source\":\"sampled\",\"samples\":1,\"top\":[],"
+                  "\"truncated\":0}\n", /* no rate */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        send_str(&e, fd, bad[i]);
+    wait_lines(&e, 8);
+    struct apm_probe_listener_stats s = stats_of(&e);
+    assert_int_equal(s.lines_ok, 3);
+    assert_int_equal(s.bad_lines, 5);
+    struct apm_batch *b = apm_batch_new(0);
+    struct lookups lk = {0};
+    assert_int_equal(apm_probe_listener_drain(e.l, b, lookup, &lk), 0);
+    assert_int_equal(b->ndiffs, 2);
+    const struct apm_trace_diff *d = &b->diffs[0];
+    assert_int_equal(d->sample_bytes, 524288);
+    assert_int_equal(d->samples, 12);
+    assert_int_equal(d->sites[0].size_err, 300);
+    assert_int_equal(d->sites[0].growth_var, 90000);
+    assert_int_equal(b->diffs[1].sample_bytes, 0);
     apm_batch_free(b);
     close(fd);
     teardown(&e);
@@ -401,6 +451,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probe_listener_turns_lines_into_diffs_of_the_peer),
+        cmocka_unit_test(test_probe_listener_reads_sampled_diffs_strictly),
         cmocka_unit_test(test_probe_listener_attributes_a_false_pid_to_the_real_peer),
         cmocka_unit_test(test_probe_listener_drops_bad_lines_and_disconnects_repeat_offenders),
         cmocka_unit_test(test_probe_listener_requires_hello_first),
