@@ -55,6 +55,10 @@
 #define NO_FILE UINT32_MAX
 #define ADDR_EMPTY ((uintptr_t)0)
 #define ADDR_TOMB ((uintptr_t)1)
+/* A one-hash Bloom filter over the sampled addresses, small enough to stay in cache: a
+ * free looks at one bit and, almost always, nothing more. Rebuilt with the key array. */
+#define FILTER_LOG2 16u
+#define FILTER_WORDS ((1u << FILTER_LOG2) / 64u)
 #define MIN_RATE 1u
 #define MAX_RATE (1ull << 40)
 
@@ -97,7 +101,8 @@ static struct {
     struct frame *frames;
     struct slot *slots[2];
     _Atomic(struct slot *) table;
-    uint32_t free_head, used, tombs;
+    uint32_t free_head, used, tombs, stale_bits;
+    _Atomic uint64_t filter[FILTER_WORDS];
     _Atomic uint32_t live;
     atomic_flag lock;
     uint64_t next_id;
@@ -182,6 +187,23 @@ static uint32_t hash(uintptr_t addr)
     return (uint32_t)(((uint64_t)addr >> 4) * 0x9E3779B97F4A7C15ull >> 32);
 }
 
+static uint32_t filter_bit(uintptr_t addr)
+{
+    return hash(addr) >> (32u - FILTER_LOG2);
+}
+
+static bool filter_has(uintptr_t addr)
+{
+    uint32_t b = filter_bit(addr);
+    return (atomic_load_explicit(&S.filter[b / 64], memory_order_relaxed) >> (b % 64)) & 1u;
+}
+
+static void filter_add(uintptr_t addr)
+{
+    uint32_t b = filter_bit(addr);
+    atomic_fetch_or_explicit(&S.filter[b / 64], 1ull << (b % 64), memory_order_release);
+}
+
 /* The slot holding addr in t, or UINT32_MAX. */
 static uint32_t find(struct slot *t, uintptr_t addr)
 {
@@ -203,6 +225,11 @@ static void rebuild(void)
     struct slot *fresh = old == S.slots[0] ? S.slots[1] : S.slots[0];
     for (uint32_t i = 0; i <= S.mask; i++)
         atomic_store_explicit(&fresh[i].addr, ADDR_EMPTY, memory_order_relaxed);
+    /* Only a free without the GIL can run now (everything else waits for it): it may miss
+     * an entry while its bit is being set again, and leave it stale until the address is
+     * sampled again. */
+    for (uint32_t w = 0; w < FILTER_WORDS; w++)
+        atomic_store_explicit(&S.filter[w], 0, memory_order_relaxed);
     for (uint32_t i = 0; i <= S.mask; i++) {
         uintptr_t a = atomic_load_explicit(&old[i].addr, memory_order_relaxed);
         if (a == ADDR_EMPTY || a == ADDR_TOMB)
@@ -212,8 +239,10 @@ static void rebuild(void)
             k = (k + 1) & S.mask;
         fresh[k].entry = old[i].entry;
         atomic_store_explicit(&fresh[k].addr, a, memory_order_release);
+        filter_add(a);
     }
     S.tombs = 0;
+    S.stale_bits = 0;
     atomic_store_explicit(&S.table, fresh, memory_order_release);
 }
 
@@ -227,12 +256,13 @@ static void drop_slot(struct slot *t, uint32_t i)
     atomic_store_explicit(&t[i].addr, ADDR_TOMB, memory_order_release);
     S.used--;
     S.tombs++;
+    S.stale_bits++;
     atomic_fetch_sub_explicit(&S.live, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&S.removed, 1, memory_order_relaxed);
 }
 
-/* Forgets addr if it is sampled; called before the block is freed or moved. */
-static void forget(uintptr_t addr)
+/* The address passed the filter: look for it, and drop its entry if it is there. */
+static void forget_slow(uintptr_t addr)
 {
     struct slot *t = atomic_load_explicit(&S.table, memory_order_acquire);
     if (t == NULL || find(t, addr) == UINT32_MAX)
@@ -247,6 +277,14 @@ static void forget(uintptr_t addr)
     if (i != UINT32_MAX)
         drop_slot(t, i);
     unlock();
+}
+
+/* Forgets addr if it is sampled; called before the block is freed or moved. */
+static inline void forget(uintptr_t addr)
+{
+    if (__builtin_expect(!filter_has(addr), 1))
+        return;
+    forget_slow(addr);
 }
 
 /* Interns a file name (GIL held): its index, or NO_FILE when the table is full. */
@@ -311,7 +349,7 @@ static void record(uintptr_t addr, size_t size, uint64_t rate)
         atomic_fetch_add_explicit(&S.dropped_full, 1, memory_order_relaxed);
         return;
     }
-    if (S.tombs > (S.mask + 1) / 4)
+    if (S.tombs > (S.mask + 1) / 4 || S.stale_bits > (1u << FILTER_LOG2) / 16u)
         rebuild();
     t = atomic_load_explicit(&S.table, memory_order_relaxed);
     uint32_t idx = S.free_head;
@@ -334,6 +372,7 @@ static void record(uintptr_t addr, size_t size, uint64_t rate)
     if (atomic_load_explicit(&t[k].addr, memory_order_relaxed) == ADDR_TOMB)
         S.tombs--;
     t[k].entry = idx;
+    filter_add(addr);
     atomic_store_explicit(&t[k].addr, addr, memory_order_release);
     S.used++;
     atomic_fetch_add_explicit(&S.live, 1, memory_order_relaxed);
@@ -362,58 +401,59 @@ static void sample(void *p, size_t size)
     T.busy = 0;
 }
 
-static inline void account(void *p, size_t size)
+/* Counts size off this thread's distance to its next sample point: true when passed. */
+static inline bool due(size_t size)
 {
-    if (p == NULL)
-        return;
     if (size > (size_t)INT64_MAX)
         size = (size_t)INT64_MAX;
     T.left -= (int64_t)size;
-    if (T.left < 0)
-        sample(p, size);
+    return T.left < 0;
 }
 
-static inline bool tracking(void)
-{
-    return atomic_load_explicit(&S.live, memory_order_relaxed) != 0;
-}
-
-/* --- The hooks ------------------------------------------------------------------- */
+/* --- The hooks: each calls the allocator it replaced, tail-calling it when it can --- */
 
 static void *hook_malloc(void *ctx, size_t size)
 {
     struct domain *d = ctx;
+    if (__builtin_expect(!due(size), 1))
+        return d->prev.malloc(d->prev.ctx, size);
     void *p = d->prev.malloc(d->prev.ctx, size);
-    account(p, size);
+    if (p != NULL)
+        sample(p, size);
     return p;
 }
 
 static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     struct domain *d = ctx;
-    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
     size_t size = 0;
-    if (p != NULL && !__builtin_mul_overflow(nelem, elsize, &size))
-        account(p, size);
+    if (__builtin_mul_overflow(nelem, elsize, &size) || __builtin_expect(!due(size), 1))
+        return d->prev.calloc(d->prev.ctx, nelem, elsize);
+    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
+    if (p != NULL)
+        sample(p, size);
     return p;
 }
 
 static void *hook_realloc(void *ctx, void *ptr, size_t size)
 {
     struct domain *d = ctx;
-    if (ptr != NULL && tracking())
+    if (ptr != NULL)
         forget((uintptr_t)ptr);
+    if (__builtin_expect(!due(size), 1))
+        return d->prev.realloc(d->prev.ctx, ptr, size);
     void *p = d->prev.realloc(d->prev.ctx, ptr, size);
-    if (p == NULL && ptr != NULL && size != 0)
+    if (p != NULL)
+        sample(p, size);
+    else if (ptr != NULL && size != 0)
         atomic_fetch_add_explicit(&S.realloc_failed, 1, memory_order_relaxed);
-    account(p, size);
     return p;
 }
 
 static void hook_free(void *ctx, void *ptr)
 {
     struct domain *d = ctx;
-    if (ptr != NULL && tracking())
+    if (ptr != NULL)
         forget((uintptr_t)ptr);
     d->prev.free(d->prev.ctx, ptr);
 }
