@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -249,6 +250,25 @@ class Extension(unittest.TestCase):
         self.assertEqual(out["parent"]["reentrant"], 0)
         self.assertGreater(out["child"]["samples"], out["parent"]["samples"])
         self.assertGreaterEqual(out["after"], out["parent"]["samples"])
+
+    def test_the_python3_on_path_loads_it_when_it_is_the_same_minor_version(self) -> None:
+        other = shutil.which("python3")
+        if other is None or os.path.realpath(other) == os.path.realpath(PYTHON):
+            self.skipTest("the python3 on PATH is Debian's")
+        version = subprocess.run([other, "-c", "import sys; print(sys.version_info[:2])"],
+                                 capture_output=True, text=True, env=sampler_env.env())
+        script = textwrap.dedent("""
+            import json
+            from apm_probe import sampling
+            print(json.dumps({"available": sampling.available(), "error": sampling.IMPORT_ERROR}))
+        """)
+        proc = subprocess.run([other, "-c", script], capture_output=True, text=True, timeout=60,
+                              env=sampler_env.env(), cwd=HERE)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        # Built for Debian's 3.11: another 3.11 loads it, another minor version falls back.
+        same = version.stdout.strip() == "(3, 11)"
+        self.assertEqual(out["available"], same, out)
 
     def test_bad_arguments_raise_in_python_not_in_the_hooks(self) -> None:
         out = run("""
