@@ -306,8 +306,8 @@ static int check_traceback(const json_t *site, const json_t *tb, char *why, size
 }
 
 /* Checks the optional fields of table f (all or none present); *n counts the present ones. */
-static int check_optional(const json_t *o, const struct field *f, size_t nf, bool want,
-                          size_t *n, char *why, size_t size)
+static int check_optional(const json_t *o, const struct field *f, size_t nf, bool want, size_t *n,
+                          char *why, size_t size)
 {
     for (size_t i = 0; i < nf; i++) {
         const json_t *v = json_object_get(o, f[i].name);
@@ -338,8 +338,8 @@ static int check_source(const json_t *o, bool *sampled, size_t *extra, char *why
     if (strcmp(json_string_value(src), "tracemalloc") != 0)
         return fail(why, size, "diff: bad source");
     (*extra)++;
-    return check_optional(o, sampled_diff_fields + 1, N(sampled_diff_fields) - 1, false, extra,
-                          why, size);
+    return check_optional(o, sampled_diff_fields + 1, N(sampled_diff_fields) - 1, false, extra, why,
+                          size);
 }
 
 static int check_diff(const json_t *o, const struct apm_probe_hello *h, char *why, size_t size)
@@ -363,8 +363,8 @@ static int check_diff(const json_t *o, const struct apm_probe_hello *h, char *wh
     json_array_foreach(top, i, site)
     {
         size_t more = traceback ? 1 : 0;
-        rc = check_optional(site, sampled_site_fields, N(sampled_site_fields), sampled, &more,
-                            why, size);
+        rc = check_optional(site, sampled_site_fields, N(sampled_site_fields), sampled, &more, why,
+                            size);
         if (rc == 0)
             rc = check_fields(site, site_fields, N(site_fields), more, why, size);
         if (rc == 0 && traceback)

@@ -139,7 +139,8 @@ static int add_row(struct apm_cli_table *t, json_t *s)
     double err = apm_cli_json_num(s, "rate_err_bytes_per_s");
     const char *shown = rate;
     if (strcmp(apm_cli_json_str(s, "source", ""), "sampled") == 0 && r != 0) {
-        snprintf(est, sizeof(est), "%s \u00b1 %.0f %%", rate, fmin(999.0, fmax(1.0, 100.0 * err / fabs(r))));
+        snprintf(est, sizeof(est), "%s \u00b1 %.0f %%", rate,
+                 fmin(999.0, fmax(1.0, 100.0 * err / fabs(r))));
         shown = est;
     }
     apm_units_value(apm_cli_json_num(s, "count_growth"), APM_UNIT_COUNT, APM_UNITS_PLUS, count,

@@ -228,9 +228,9 @@ json_t *apm_alert_text_json(const struct apm_alert *a, int64_t now_ms)
     json_object_set_new(s, "text", json_string(apm_alert_text_suspect(a, sus, sizeof(sus))));
     json_object_set_new(s, "site", str_or_null(a->suspect));
     json_object_set_new(s, "rate", a->suspect[0] ? json_real(a->suspect_rate) : json_null());
-    json_object_set_new(s, "rate_err", a->suspect[0] && a->suspect_rate_err > 0
-                                           ? json_real(a->suspect_rate_err)
-                                           : json_null());
+    json_object_set_new(s, "rate_err",
+                        a->suspect[0] && a->suspect_rate_err > 0 ? json_real(a->suspect_rate_err)
+                                                                 : json_null());
     json_object_set_new(o, "suspect", s);
     json_object_set_new(o, "native", a->native < 0 ? json_null() : json_boolean(a->native == 1));
     json_object_set_new(o, "restarted_at_limit", json_boolean(a->restarted_at_limit));

@@ -106,8 +106,7 @@ static int post_trace(const struct apm_api_call *call, json_t **out)
     if (call->req->body_len > 0) {
         json_t *body = json_loadb(call->req->body, call->req->body_len, 0, NULL);
         json_t *f = json_object_get(body, "for"), *e = json_object_get(body, "exact");
-        bool ok = json_is_object(body) &&
-                  json_object_size(body) == (f ? 1u : 0u) + (e ? 1u : 0u) &&
+        bool ok = json_is_object(body) && json_object_size(body) == (f ? 1u : 0u) + (e ? 1u : 0u) &&
                   (f == NULL || (json_is_number(f) && json_number_value(f) >= 0 &&
                                  json_number_value(f) <= MAX_TRACE_S)) &&
                   (e == NULL || json_is_boolean(e));
@@ -137,8 +136,8 @@ static int post_trace(const struct apm_api_call *call, json_t **out)
         return apm_api_error(out, 500, "sending the control: %s", apm_strerror(n));
     if (n == 0)
         return apm_api_error(out, 404, "the agent of host '%s' is not connected", fp.host);
-    *out = json_pack("{s:s,s:s,s:i,s:s,s:i,s:b,s:i}", "process", fp.info.id, "host", fp.host,
-                     "pid", (int)fp.info.pid, "action", dur > 0 ? "trace" : "stop", "duration_s",
+    *out = json_pack("{s:s,s:s,s:i,s:s,s:i,s:b,s:i}", "process", fp.info.id, "host", fp.host, "pid",
+                     (int)fp.info.pid, "action", dur > 0 ? "trace" : "stop", "duration_s",
                      (int)m.duration_s, "exact", exact, "agents", n);
     return *out ? 202 : 500;
 }

@@ -244,8 +244,9 @@ static void test_probe_listener_reads_sampled_diffs_strictly(void **state)
     char hello[1024];
     snprintf(hello, sizeof(hello), HELLO_FMT, (int)getpid());
     send_str(&e, fd, hello);
-    send_str(&e, fd, SAMPLED_HEAD "\"top\":[" SAMPLED_SITE ",\"size_err\":300,\"growth_var\":"
-                                 "90000}],\"truncated\":0}\n");
+    send_str(&e, fd,
+             SAMPLED_HEAD "\"top\":[" SAMPLED_SITE ",\"size_err\":300,\"growth_var\":"
+                          "90000}],\"truncated\":0}\n");
     send_str(&e, fd, DIFF_HEAD "\"source\":\"tracemalloc\",\"top\":[],\"truncated\":0}\n");
     const char *bad[] = {
         SAMPLED_HEAD "\"top\":[" SAMPLED_SITE "}],\"truncated\":0}\n", /* no errors */

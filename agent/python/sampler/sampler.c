@@ -110,8 +110,8 @@ static struct {
     PyObject *files[FILES_SLOTS];
     uint32_t nfiles;
     /* Counters. */
-    _Atomic uint64_t samples, dropped_full, skipped_nogil, no_frame, files_full, reentrant,
-        removed, realloc_failed;
+    _Atomic uint64_t samples, dropped_full, skipped_nogil, no_frame, files_full, reentrant, removed,
+        realloc_failed;
 } S = {.lock = ATOMIC_FLAG_INIT};
 
 struct thread_state {
@@ -147,8 +147,8 @@ static void seed(void)
     }
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    T.rng = splitmix((uint64_t)(uintptr_t)&T ^ (uint64_t)ts.tv_nsec ^
-                     ((uint64_t)ts.tv_sec << 32) ^ ((uint64_t)getpid() << 16));
+    T.rng = splitmix((uint64_t)(uintptr_t)&T ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^
+                     ((uint64_t)getpid() << 16));
     if (T.rng == 0)
         T.rng = 1;
 }
@@ -316,10 +316,9 @@ static uint32_t read_frames(PyThreadState *ts, struct frame *out)
     while (f != NULL && n < S.want_frames) {
         if (!_PyFrame_IsIncomplete(f)) {
             PyCodeObject *code = f->f_code;
-            int line = PyCode_Addr2Line(code, _PyInterpreterFrame_LASTI(f) *
-                                                  (int)sizeof(_Py_CODEUNIT));
-            out[n].file = PyUnicode_Check(code->co_filename) ? intern(code->co_filename)
-                                                             : NO_FILE;
+            int line =
+                PyCode_Addr2Line(code, _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT));
+            out[n].file = PyUnicode_Check(code->co_filename) ? intern(code->co_filename) : NO_FILE;
             out[n].line = line < 0 ? 0 : line;
             n++;
         }
@@ -600,8 +599,8 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|KIIK:start", names, &rate, &frames, &capacity,
                                      &seed_value))
         return NULL;
-    if (rate < MIN_RATE || rate > MAX_RATE || frames < 1 || frames > MAX_FRAMES ||
-        capacity < 1 || capacity > MAX_CAPACITY) {
+    if (rate < MIN_RATE || rate > MAX_RATE || frames < 1 || frames > MAX_FRAMES || capacity < 1 ||
+        capacity > MAX_CAPACITY) {
         PyErr_SetString(PyExc_ValueError, "sample_bytes, frames or capacity out of range");
         return NULL;
     }
@@ -736,23 +735,23 @@ static PyObject *sampler_stats(PyObject *self, PyObject *unused)
     (void)self;
     (void)unused;
     uint32_t slots = S.entries ? S.mask + 1 : 0;
-    size_t table_bytes = (size_t)S.capacity * (sizeof(struct entry) +
-                                               sizeof(struct frame) * S.max_frames) +
-                         2 * (size_t)slots * sizeof(struct slot);
-    return Py_BuildValue(
-        "{s:O,s:O,s:K,s:I,s:I,s:I,s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:I}", "enabled",
-        atomic_load(&S.enabled) ? Py_True : Py_False, "hooked",
-        S.installed && hooked() ? Py_True : Py_False, "sample_bytes",
-        (unsigned long long)atomic_load(&S.rate), "live", atomic_load(&S.live), "capacity",
-        S.capacity, "frames", S.max_frames, "table_bytes", (Py_ssize_t)table_bytes, "samples",
-        (unsigned long long)atomic_load(&S.samples), "removed",
-        (unsigned long long)atomic_load(&S.removed), "dropped_full",
-        (unsigned long long)atomic_load(&S.dropped_full), "skipped_nogil",
-        (unsigned long long)atomic_load(&S.skipped_nogil), "no_frame",
-        (unsigned long long)atomic_load(&S.no_frame), "files_full",
-        (unsigned long long)atomic_load(&S.files_full), "reentrant",
-        (unsigned long long)atomic_load(&S.reentrant), "realloc_failed",
-        (unsigned long long)atomic_load(&S.realloc_failed), "files", S.nfiles);
+    size_t table_bytes =
+        (size_t)S.capacity * (sizeof(struct entry) + sizeof(struct frame) * S.max_frames) +
+        2 * (size_t)slots * sizeof(struct slot);
+    return Py_BuildValue("{s:O,s:O,s:K,s:I,s:I,s:I,s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:I}",
+                         "enabled", atomic_load(&S.enabled) ? Py_True : Py_False, "hooked",
+                         S.installed && hooked() ? Py_True : Py_False, "sample_bytes",
+                         (unsigned long long)atomic_load(&S.rate), "live", atomic_load(&S.live),
+                         "capacity", S.capacity, "frames", S.max_frames, "table_bytes",
+                         (Py_ssize_t)table_bytes, "samples",
+                         (unsigned long long)atomic_load(&S.samples), "removed",
+                         (unsigned long long)atomic_load(&S.removed), "dropped_full",
+                         (unsigned long long)atomic_load(&S.dropped_full), "skipped_nogil",
+                         (unsigned long long)atomic_load(&S.skipped_nogil), "no_frame",
+                         (unsigned long long)atomic_load(&S.no_frame), "files_full",
+                         (unsigned long long)atomic_load(&S.files_full), "reentrant",
+                         (unsigned long long)atomic_load(&S.reentrant), "realloc_failed",
+                         (unsigned long long)atomic_load(&S.realloc_failed), "files", S.nfiles);
 }
 
 static PyMethodDef methods[] = {
@@ -770,10 +769,15 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "apm_probe._sampler",
-    "Sampled allocation tracker of apm_probe (docs/probe.md).", -1, methods,
-    NULL,                  NULL,
-    NULL,                  NULL,
+    PyModuleDef_HEAD_INIT,
+    "apm_probe._sampler",
+    "Sampled allocation tracker of apm_probe (docs/probe.md).",
+    -1,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC PyInit__sampler(void);
