@@ -449,12 +449,20 @@ static void *hook_realloc(void *ctx, void *ptr, size_t size)
     return p;
 }
 
+static __attribute__((noinline)) void free_sampled(struct domain *d, void *ptr)
+{
+    forget_slow((uintptr_t)ptr);
+    d->prev.free(d->prev.ctx, ptr);
+}
+
 static void hook_free(void *ctx, void *ptr)
 {
     struct domain *d = ctx;
-    if (ptr != NULL)
-        forget((uintptr_t)ptr);
-    d->prev.free(d->prev.ctx, ptr);
+    /* NULL may pass the filter; forget_slow then finds nothing. */
+    if (__builtin_expect(filter_has((uintptr_t)ptr), 0))
+        free_sampled(d, ptr);
+    else
+        d->prev.free(d->prev.ctx, ptr);
 }
 
 /*
