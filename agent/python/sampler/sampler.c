@@ -55,8 +55,10 @@
 #define NO_FILE UINT32_MAX
 #define ADDR_EMPTY ((uintptr_t)0)
 #define ADDR_TOMB ((uintptr_t)1)
-/* A one-hash Bloom filter over the sampled addresses, small enough to stay in cache: a
- * free looks at one bit and, almost always, nothing more. Rebuilt with the key array. */
+/* A one-hash counting Bloom filter over the sampled addresses: a free looks at one bit of
+ * an 8 KiB bitmap that stays in cache and, almost always, at nothing more. The counts
+ * behind the bits are touched under the lock only, so a bit clears when its last
+ * address goes and false hits stay at (live samples) / 65536. */
 #define FILTER_LOG2 16u
 #define FILTER_WORDS ((1u << FILTER_LOG2) / 64u)
 #define MIN_RATE 1u
@@ -101,8 +103,9 @@ static struct {
     struct frame *frames;
     struct slot *slots[2];
     _Atomic(struct slot *) table;
-    uint32_t free_head, used, tombs, stale_bits;
+    uint32_t free_head, used, tombs;
     _Atomic uint64_t filter[FILTER_WORDS];
+    uint32_t filter_counts[1u << FILTER_LOG2];
     _Atomic uint32_t live;
     atomic_flag lock;
     uint64_t next_id;
@@ -198,10 +201,20 @@ static bool filter_has(uintptr_t addr)
     return (atomic_load_explicit(&S.filter[b / 64], memory_order_relaxed) >> (b % 64)) & 1u;
 }
 
+/* Lock held. */
 static void filter_add(uintptr_t addr)
 {
     uint32_t b = filter_bit(addr);
-    atomic_fetch_or_explicit(&S.filter[b / 64], 1ull << (b % 64), memory_order_release);
+    if (S.filter_counts[b]++ == 0)
+        atomic_fetch_or_explicit(&S.filter[b / 64], 1ull << (b % 64), memory_order_release);
+}
+
+/* Lock held. */
+static void filter_del(uintptr_t addr)
+{
+    uint32_t b = filter_bit(addr);
+    if (--S.filter_counts[b] == 0)
+        atomic_fetch_and_explicit(&S.filter[b / 64], ~(1ull << (b % 64)), memory_order_release);
 }
 
 /* The slot holding addr in t, or UINT32_MAX. */
@@ -225,11 +238,6 @@ static void rebuild(void)
     struct slot *fresh = old == S.slots[0] ? S.slots[1] : S.slots[0];
     for (uint32_t i = 0; i <= S.mask; i++)
         atomic_store_explicit(&fresh[i].addr, ADDR_EMPTY, memory_order_relaxed);
-    /* Only a free without the GIL can run now (everything else waits for it): it may miss
-     * an entry while its bit is being set again, and leave it stale until the address is
-     * sampled again. */
-    for (uint32_t w = 0; w < FILTER_WORDS; w++)
-        atomic_store_explicit(&S.filter[w], 0, memory_order_relaxed);
     for (uint32_t i = 0; i <= S.mask; i++) {
         uintptr_t a = atomic_load_explicit(&old[i].addr, memory_order_relaxed);
         if (a == ADDR_EMPTY || a == ADDR_TOMB)
@@ -239,10 +247,8 @@ static void rebuild(void)
             k = (k + 1) & S.mask;
         fresh[k].entry = old[i].entry;
         atomic_store_explicit(&fresh[k].addr, a, memory_order_release);
-        filter_add(a);
     }
     S.tombs = 0;
-    S.stale_bits = 0;
     atomic_store_explicit(&S.table, fresh, memory_order_release);
 }
 
@@ -250,13 +256,13 @@ static void rebuild(void)
 static void drop_slot(struct slot *t, uint32_t i)
 {
     struct entry *e = &S.entries[t[i].entry];
+    filter_del(e->addr);
     e->addr = ADDR_EMPTY;
     e->next_free = S.free_head;
     S.free_head = t[i].entry;
     atomic_store_explicit(&t[i].addr, ADDR_TOMB, memory_order_release);
     S.used--;
     S.tombs++;
-    S.stale_bits++;
     atomic_fetch_sub_explicit(&S.live, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&S.removed, 1, memory_order_relaxed);
 }
@@ -348,7 +354,7 @@ static void record(uintptr_t addr, size_t size, uint64_t rate)
         atomic_fetch_add_explicit(&S.dropped_full, 1, memory_order_relaxed);
         return;
     }
-    if (S.tombs > (S.mask + 1) / 4 || S.stale_bits > (1u << FILTER_LOG2) / 16u)
+    if (S.tombs > (S.mask + 1) / 4)
         rebuild();
     t = atomic_load_explicit(&S.table, memory_order_relaxed);
     uint32_t idx = S.free_head;
