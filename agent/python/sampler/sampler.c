@@ -123,6 +123,7 @@ struct thread_state {
     uint64_t generation; /* 0: not drawn yet */
     uint64_t rng;
     int busy;
+    int nested; /* inside a mem or object hook: the raw hook below must not count again */
 };
 
 static _Thread_local struct thread_state T __attribute__((tls_model("initial-exec")));
@@ -417,9 +418,31 @@ static inline bool due(size_t size)
 
 /* --- The hooks: each calls the allocator it replaced, tail-calling it when it can --- */
 
+/*
+ * The mem and object domains (pymalloc) serve requests of up to SMALL_REQUEST bytes
+ * themselves and hand larger ones, and reallocations that leave their pools, to the raw
+ * domain. A block must get one chance to be sampled, and the stack is the same either way:
+ * the outer hook counts it and marks the thread nested, and the raw hook lets nested
+ * requests through uncounted. Requests of up to SMALL_REQUEST bytes, the bulk, take the
+ * short path: a countdown and a tail call.
+ */
+#define SMALL_REQUEST 512u
+
+static void *outer_malloc(struct domain *d, size_t size)
+{
+    T.nested++;
+    void *p = d->prev.malloc(d->prev.ctx, size);
+    T.nested--;
+    if (p != NULL && due(size))
+        sample(p, size);
+    return p;
+}
+
 static void *hook_malloc(void *ctx, size_t size)
 {
     struct domain *d = ctx;
+    if (__builtin_expect(size > SMALL_REQUEST, 0))
+        return outer_malloc(d, size);
     if (__builtin_expect(!due(size), 1))
         return d->prev.malloc(d->prev.ctx, size);
     void *p = d->prev.malloc(d->prev.ctx, size);
@@ -432,10 +455,14 @@ static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     struct domain *d = ctx;
     size_t size = 0;
-    if (__builtin_mul_overflow(nelem, elsize, &size) || __builtin_expect(!due(size), 1))
+    if (__builtin_mul_overflow(nelem, elsize, &size))
         return d->prev.calloc(d->prev.ctx, nelem, elsize);
+    if (size <= SMALL_REQUEST && __builtin_expect(!due(size), 1))
+        return d->prev.calloc(d->prev.ctx, nelem, elsize);
+    T.nested++;
     void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
-    if (p != NULL)
+    T.nested--;
+    if (p != NULL && (size <= SMALL_REQUEST || due(size)))
         sample(p, size);
     return p;
 }
@@ -445,7 +472,48 @@ static void *hook_realloc(void *ctx, void *ptr, size_t size)
     struct domain *d = ctx;
     if (ptr != NULL)
         forget((uintptr_t)ptr);
-    if (__builtin_expect(!due(size), 1))
+    T.nested++;
+    void *p = d->prev.realloc(d->prev.ctx, ptr, size);
+    T.nested--;
+    if (p == NULL) {
+        if (ptr != NULL && size != 0)
+            atomic_fetch_add_explicit(&S.realloc_failed, 1, memory_order_relaxed);
+    } else if (due(size)) {
+        sample(p, size);
+    }
+    return p;
+}
+
+/* The raw domain: counted unless a mem or object hook above already counts the request. */
+static void *raw_malloc(void *ctx, size_t size)
+{
+    struct domain *d = ctx;
+    if (T.nested || __builtin_expect(!due(size), 1))
+        return d->prev.malloc(d->prev.ctx, size);
+    void *p = d->prev.malloc(d->prev.ctx, size);
+    if (p != NULL)
+        sample(p, size);
+    return p;
+}
+
+static void *raw_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    struct domain *d = ctx;
+    size_t size = 0;
+    if (T.nested || __builtin_mul_overflow(nelem, elsize, &size) || __builtin_expect(!due(size), 1))
+        return d->prev.calloc(d->prev.ctx, nelem, elsize);
+    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
+    if (p != NULL)
+        sample(p, size);
+    return p;
+}
+
+static void *raw_realloc(void *ctx, void *ptr, size_t size)
+{
+    struct domain *d = ctx;
+    if (ptr != NULL)
+        forget((uintptr_t)ptr);
+    if (T.nested || __builtin_expect(!due(size), 1))
         return d->prev.realloc(d->prev.ctx, ptr, size);
     void *p = d->prev.realloc(d->prev.ctx, ptr, size);
     if (p != NULL)
@@ -483,6 +551,7 @@ static bool in_chain(int i)
     struct thread_state saved = T;
     T.left = INT64_MAX / 2;
     T.busy = 1; /* should the test block be sampled anyway, nothing is recorded */
+    T.nested = 0;
     void *p = alloc[i](24);
     bool seen = T.left <= INT64_MAX / 2 - 24; /* a hook above may allocate too */
     release[i](p);
@@ -508,6 +577,8 @@ static void install(void)
         PyMem_GetAllocator(domains[i].id, &cur);
         domains[i].prev = cur;
         PyMemAllocatorEx ours = {&domains[i], hook_malloc, hook_calloc, hook_realloc, hook_free};
+        if (domains[i].id == PYMEM_DOMAIN_RAW)
+            ours = (PyMemAllocatorEx){&domains[i], raw_malloc, raw_calloc, raw_realloc, hook_free};
         PyMem_SetAllocator(domains[i].id, &ours);
     }
     S.installed = true;
