@@ -58,7 +58,8 @@ APP = r"""
 import sys, time
 assert "apm_probe" in sys.modules, "apm-run did not load the probe"
 print("probe loaded from", sys.modules["apm_probe"].__file__, flush=True)
-print("probe mode", sys.modules["apm_probe"].stats().get("mode"), flush=True)
+print("probe mode", sys.modules["apm_probe"].stats().get("mode"),
+      sys.modules["apm_probe"].stats().get("sampler_error"), flush=True)
 hold = [bytearray(1 << 20) for _ in range(16)]
 time.sleep(120)
 """
@@ -353,7 +354,7 @@ class PackageTest:
         script = os.path.join(self.tmp, "app.py")
         with open(script, "w") as f:
             f.write(APP)
-        env = dict(os.environ, APM_PROBE_SOCKET=sock, APM_PROBE_MODE="on-demand")
+        env = dict(os.environ, APM_PROBE_SOCKET=sock)
         env.pop("PYTHONPATH", None)
         app = Child("app", ["/usr/bin/apm-run", "/usr/bin/python3", script], self.tmp, env)
         self.children.append(app)
