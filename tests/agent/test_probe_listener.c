@@ -409,20 +409,27 @@ static void test_probe_listener_routes_controls_to_the_probe_of_the_process(void
     struct apm_msg_control c = {
         .action = APM_CONTROL_TRACE, .pid = getpid(), .start_ms = 0, .duration_s = 600};
     assert_int_equal(apm_probe_listener_control(e.l, &c), 0);
+    c.exact = true; /* tracemalloc even where the probe samples */
+    assert_int_equal(apm_probe_listener_control(e.l, &c), 0);
     c.action = APM_CONTROL_STOP;
     assert_int_equal(apm_probe_listener_control(e.l, &c), 0);
     char got[256] = {0};
-    size_t len = 0;
-    for (int i = 0; i < 2000 && strchr(got, '\n') == strrchr(got, '\n'); i++) {
+    size_t len = 0, lines = 0;
+    for (int i = 0; i < 2000 && lines < 3; i++) {
         uv_run(&e.loop, UV_RUN_NOWAIT);
         ssize_t n = read(fd, got + len, sizeof(got) - 1 - len);
-        if (n > 0)
+        if (n > 0) {
+            for (ssize_t k = 0; k < n; k++)
+                lines += got[len + (size_t)k] == '\n';
             len += (size_t)n;
+        }
         usleep(1000);
     }
-    assert_string_equal(got, "{\"type\":\"control\",\"action\":\"trace\",\"duration_s\":600}\n"
-                             "{\"type\":\"control\",\"action\":\"stop\"}\n");
-    assert_int_equal(stats_of(&e).controls_sent, 2);
+    assert_string_equal(
+        got, "{\"type\":\"control\",\"action\":\"trace\",\"duration_s\":600}\n"
+             "{\"type\":\"control\",\"action\":\"trace\",\"duration_s\":600,\"exact\":true}\n"
+             "{\"type\":\"control\",\"action\":\"stop\"}\n");
+    assert_int_equal(stats_of(&e).controls_sent, 3);
     /* Another process's control is not delivered here. */
     c.pid = getpid() + 1;
     assert_int_equal(apm_probe_listener_control(e.l, &c), APM_E_NOTFOUND);

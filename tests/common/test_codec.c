@@ -169,6 +169,12 @@ static void test_codec_hello_roundtrip_and_stateless_messages(void **state)
     assert_int_equal(m.type, APM_MSG_CONTROL);
     assert_int_equal(m.u.control.pid, 77);
     assert_int_equal(m.u.control.duration_s, 1200);
+    assert_false(m.u.control.exact);
+    free(f.buf);
+    c.exact = true;
+    assert_int_equal(apm_codec_encode_control(&c, &f), 0);
+    assert_int_equal(decode_frame(NULL, &f, &m), 0);
+    assert_true(m.u.control.exact);
     free(f.buf);
 }
 
