@@ -190,6 +190,10 @@ def check_sampled(c: Cluster, tmp: str) -> None:
     assert f"{script}:{leak_line}" in table and re.search(
         r" \+[0-9.]+ (B|KiB|MiB|GiB)/h \u00b1 [0-9]+ % ", table), table
     print(table)
+    # An exact trace request reaches the agent with its flag (the probe side of it:
+    # tests/python/test_probe_sampler.py).
+    sent = c.cli_json("trace", "--pid", str(pid), "--for", "5s", "--exact")
+    assert sent["exact"] is True and sent["agents"] >= 1, sent
     # The true rate: 20000-byte buffers (20056 bytes with their header) every ~20 ms.
     print(f"sampled: {sites[0]['site']} grew ~{sites[0]['size_growth']} bytes "
           f"({sites[0]['rate_mb_per_h']:.1f} MB/h ± {sites[0]['rate_err_bytes_per_s'] * 0.0036:.1f})")
