@@ -100,21 +100,28 @@ static void log_stats(struct apm_agent *a)
     apm_uplink_get_stats(a->uplink, &us);
     apm_sampler_stats(a->sampler, &ss);
     apm_info("agent: scans %llu, watched %u, samples taken %llu, sent %llu batches, acked %llu "
-             "samples, dropped %llu samples, reconnects %llu, queue %llu, skipped ticks %llu",
+             "samples, dropped %llu samples, refused %llu samples, reconnects %llu, queue %llu, "
+             "skipped ticks %llu",
              (unsigned long long)ss.scans, ss.watched, (unsigned long long)us.samples_queued,
              (unsigned long long)us.batches_sent, (unsigned long long)us.samples_acked,
-             (unsigned long long)us.samples_dropped, (unsigned long long)us.reconnects,
-             (unsigned long long)us.queue_len, (unsigned long long)a->ticks_skipped);
+             (unsigned long long)us.samples_dropped, (unsigned long long)us.samples_refused,
+             (unsigned long long)us.reconnects, (unsigned long long)us.queue_len,
+             (unsigned long long)a->ticks_skipped);
     if (a->probe == NULL)
         return;
     struct apm_probe_listener_stats ps;
+    apm_probe_listener_flush_logs(a->probe);
     apm_probe_listener_get_stats(a->probe, &ps);
-    apm_info("agent: probes connected %u, lines %llu, bad lines %llu, oversized %llu, "
-             "disconnected for bad lines %llu, unknown pid %llu, diffs %llu, controls sent %llu",
-             ps.connections, (unsigned long long)ps.lines_ok, (unsigned long long)ps.bad_lines,
-             (unsigned long long)ps.oversized, (unsigned long long)ps.bad_disconnects,
-             (unsigned long long)ps.unknown_pid, (unsigned long long)ps.diffs,
-             (unsigned long long)ps.controls_sent);
+    apm_info("agent: probes connected %u, refused %llu, lines %llu, bad lines %llu, oversized "
+             "%llu, disconnected for bad lines %llu, pid mismatches %llu, dropped: unknown pid "
+             "%llu, over the pending cap %llu; diffs %llu, gc %llu, controls sent %llu, "
+             "unroutable %llu",
+             ps.connections, (unsigned long long)ps.refused, (unsigned long long)ps.lines_ok,
+             (unsigned long long)ps.bad_lines, (unsigned long long)ps.oversized,
+             (unsigned long long)ps.bad_disconnects, (unsigned long long)ps.pid_mismatch,
+             (unsigned long long)ps.unknown_pid, (unsigned long long)ps.pending_dropped,
+             (unsigned long long)ps.diffs, (unsigned long long)ps.gc,
+             (unsigned long long)ps.controls_sent, (unsigned long long)ps.controls_unroutable);
 }
 
 /*

@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <uv.h>
 
 #include "agent/agent.h"
 #include "agent/watch.h"
 #include "common/config.h"
+#include "common/fdlimit.h"
 #include "common/log.h"
 
 static void usage(void)
@@ -38,19 +38,6 @@ static void early_flags(int argc, char **argv)
             printf("apm-agent %s (%s)\n", APM_VERSION, APM_GIT_COMMIT);
             exit(0);
         }
-    }
-}
-
-/*
- * The sampler keeps one descriptor per watched process (statm) and per
- * cgroup file; take every descriptor the hard limit allows.
- */
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
 }
 
@@ -100,7 +87,11 @@ int main(int argc, char **argv)
         return 1;
     }
     apm_log_init("apm-agent", level);
-    raise_nofile();
+    /*
+     * The sampler keeps one descriptor per watched process (statm) and per
+     * cgroup file; take every descriptor the hard limit allows.
+     */
+    (void)apm_fdlimit_raise(NULL);
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct apm_agent *a = NULL;

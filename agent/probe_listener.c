@@ -23,6 +23,9 @@
 #define READ_CHUNK (64u << 10)
 /* A probe that does not read its control lines gets no more than this queued. */
 #define MAX_WRITE_QUEUE (64u << 10)
+/* A local process can make us log once per connection or line: such lines are rate-limited. */
+#define LOG_WINDOW_MS 10000
+#define LOG_BURST 3
 
 struct conn {
     uv_pipe_t pipe; /* handle first: the close callback gets the conn back */
@@ -48,6 +51,9 @@ struct apm_probe_listener {
     struct apm_batch *staging;
     size_t pending_bytes;
     struct apm_probe_listener_stats stats;
+    struct apm_log_limit refused_log;  /* connections refused */
+    struct apm_log_limit dropped_log;  /* lines dropped: pending cap, unknown pid */
+    struct apm_log_limit mismatch_log; /* hellos claiming another pid */
     bool server_closed;
     bool closing;
     bool bound; /* the socket file is ours to remove */
@@ -109,9 +115,11 @@ static void stage(struct conn *c, const struct apm_probe_line *line, size_t len)
 {
     struct apm_probe_listener *l = c->l;
     if (l->pending_bytes + len > l->opt.max_pending_bytes) {
-        if (l->stats.pending_dropped++ == 0)
-            apm_warn("probe: more than %zu bytes of probe data wait for a batch; dropping",
-                     l->opt.max_pending_bytes);
+        l->stats.pending_dropped++;
+        if (apm_log_limit_hit(&l->dropped_log, (int64_t)uv_now(l->loop)))
+            apm_warn("probe: pid %" PRId32 ": more than %zu bytes of probe data wait for a "
+                     "batch; line dropped",
+                     c->pid, l->opt.max_pending_bytes);
         return;
     }
     struct apm_proc_desc p = {.pid = c->pid, .name = c->hello.name};
@@ -132,11 +140,13 @@ static void bad_line(struct conn *c, const char *why)
     struct apm_probe_listener *l = c->l;
     l->stats.bad_lines++;
     c->bad++;
-    if (c->bad == 1)
+    int64_t now = (int64_t)uv_now(l->loop);
+    if (c->bad == 1 && apm_log_limit_hit(&l->dropped_log, now))
         apm_warn("probe: pid %" PRId32 ": bad line dropped: %s", c->pid, why);
     if (c->bad > l->opt.max_bad_lines) {
         l->stats.bad_disconnects++;
-        apm_warn("probe: pid %" PRId32 ": %u bad lines, disconnecting", c->pid, c->bad);
+        if (apm_log_limit_hit(&l->dropped_log, now))
+            apm_warn("probe: pid %" PRId32 ": %u bad lines, disconnecting", c->pid, c->bad);
         conn_close(c);
     }
 }
@@ -158,8 +168,9 @@ static void on_line(struct conn *c, const char *line, size_t len)
         c->have_hello = true;
         if (c->hello.claimed_pid != c->pid) {
             l->stats.pid_mismatch++;
-            apm_warn("probe: peer pid %" PRId32 " says it is pid %" PRId64 "; using %" PRId32,
-                     c->pid, c->hello.claimed_pid, c->pid);
+            if (apm_log_limit_hit(&l->mismatch_log, (int64_t)uv_now(l->loop)))
+                apm_warn("probe: peer pid %" PRId32 " says it is pid %" PRId64 "; using %" PRId32,
+                         c->pid, c->hello.claimed_pid, c->pid);
         }
         apm_debug("probe: pid %" PRId32 " (%s) connected, mode %s", c->pid, c->hello.name,
                   c->hello.mode);
@@ -257,9 +268,18 @@ static void on_connection(uv_stream_t *server, int status)
         l->conns->prev = c;
     l->conns = c;
     l->stats.connections++;
-    if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 || peer_pid(&c->pipe, &c->pid) != 0 ||
-        l->stats.connections > l->opt.max_conns) {
+    const char *why = NULL;
+    if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0)
+        why = "accept failed";
+    else if (peer_pid(&c->pipe, &c->pid) != 0)
+        why = "no peer credentials";
+    else if (l->stats.connections > l->opt.max_conns)
+        why = "connection cap reached";
+    if (why != NULL) {
         l->stats.refused++;
+        if (apm_log_limit_hit(&l->refused_log, (int64_t)uv_now(l->loop)))
+            apm_warn("probe: refused a connection (pid %" PRId32 "): %s (%u open, max %u)", c->pid,
+                     why, l->stats.connections - 1, l->opt.max_conns);
         conn_close(c);
         return;
     }
@@ -305,6 +325,12 @@ int apm_probe_listener_new(uv_loop_t *loop, const struct apm_probe_listener_opti
     l->opt.max_bad_lines = o->max_bad_lines ? o->max_bad_lines : DEFAULT_MAX_BAD;
     l->opt.max_pending_bytes = o->max_pending_bytes ? o->max_pending_bytes : DEFAULT_MAX_PENDING;
     l->opt.max_conns = o->max_conns ? o->max_conns : DEFAULT_MAX_CONNS;
+    l->refused_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
+        APM_LOG_WARN, "probe: refused", "probe connections", LOG_WINDOW_MS, LOG_BURST);
+    l->dropped_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
+        APM_LOG_WARN, "probe: dropped", "probe lines or processes", LOG_WINDOW_MS, LOG_BURST);
+    l->mismatch_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
+        APM_LOG_WARN, "probe:", "hellos claiming another pid", LOG_WINDOW_MS, LOG_BURST);
     l->staging = apm_batch_new(0);
     int rc = l->staging ? prepare_path(l->path) : -ENOMEM;
     if (rc != 0) {
@@ -366,8 +392,13 @@ int apm_probe_listener_drain(struct apm_probe_listener *l, struct apm_batch *b,
         struct apm_proc_desc p = st->procs[i];
         const char *name = NULL;
         map[i] = UINT32_MAX;
-        if (lookup(ctx, p.pid, &p.start_ms, &name) != 0)
+        if (lookup(ctx, p.pid, &p.start_ms, &name) != 0) {
+            if (apm_log_limit_hit(&l->dropped_log, (int64_t)uv_now(l->loop)))
+                apm_warn("probe: pid %" PRId32 " is not a process the agent watches; its "
+                         "probe data is dropped",
+                         p.pid);
             continue;
+        }
         /* A process the sampler put in b is found by (pid, start) and keeps its description. */
         if (name != NULL && name[0] != '\0')
             p.name = (char *)name;
@@ -452,6 +483,14 @@ int apm_probe_listener_control(struct apm_probe_listener *l, const struct apm_ms
     }
     l->stats.controls_sent++;
     return 0;
+}
+
+void apm_probe_listener_flush_logs(struct apm_probe_listener *l)
+{
+    int64_t now = (int64_t)uv_now(l->loop);
+    apm_log_limit_flush(&l->refused_log, now, false);
+    apm_log_limit_flush(&l->dropped_log, now, false);
+    apm_log_limit_flush(&l->mismatch_log, now, false);
 }
 
 void apm_probe_listener_get_stats(const struct apm_probe_listener *l,

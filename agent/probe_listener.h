@@ -86,6 +86,13 @@ int apm_probe_listener_control(struct apm_probe_listener *l, const struct apm_ms
 void apm_probe_listener_get_stats(const struct apm_probe_listener *l,
                                   struct apm_probe_listener_stats *out);
 
+/*
+ * Refusals, drops and pid mismatches are logged one by one up to 3 per
+ * 10 s, then summarised; this ends a window that is over (the agent calls
+ * it with its stats line), so that the summary is not held back.
+ */
+void apm_probe_listener_flush_logs(struct apm_probe_listener *l);
+
 /* Closes the listener and every connection, then calls cb (may be NULL). Accepts NULL l. */
 void apm_probe_listener_close(struct apm_probe_listener *l, apm_probe_listener_close_cb cb,
                               void *ctx);

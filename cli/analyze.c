@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cli/format.h"
 #include "common/error.h"
 
 struct file_list {
@@ -154,12 +155,19 @@ static int parse_header(char *line)
         goto out;                                                                                  \
     } while (0)
 
-/* Records the first alert and the forecast made at that moment. */
+/*
+ * Records the first alert the collector's built-in rules would raise from this verdict, and
+ * the forecast made at that moment.
+ */
 static void note(struct apm_analyze_result *r, const struct apm_verdict *v, double t)
 {
-    if (!v->alert || r->alerted)
+    if (r->alerted)
+        return;
+    const char *rule = apm_verdict_builtin_alert(v);
+    if (!rule)
         return;
     r->alerted = true;
+    r->rule = rule;
     r->t_alert = t;
     r->has_forecast = v->has_forecast;
     r->forecast_t = v->forecast_t;
@@ -280,6 +288,8 @@ static void print_json(FILE *o, const struct apm_analyze_result *r)
     print_time(o, fc, r->forecast_lo_t);
     fputs(", \"predicted_exhaustion_hi_t\": ", o);
     print_time(o, fc, r->forecast_hi_t);
+    if (r->alerted && r->rule)
+        fprintf(o, ", \"alert\": \"%s\"", r->rule);
     fprintf(o, ", \"class\": \"%s\", \"confidence\": %.3f}\n", apm_analysis_class_name(r->cls),
             r->confidence);
 }
@@ -300,7 +310,10 @@ static void print_row(FILE *o, const struct apm_analyze_result *r)
     cell_time(fc, sizeof(fc), f, r->forecast_t);
     cell_time(lo, sizeof(lo), f, r->forecast_lo_t);
     cell_time(hi, sizeof(hi), f, r->forecast_hi_t);
-    fprintf(o, "%-40s %-9s %5.2f %12s %12s %12s %12s\n", r->trace, apm_analysis_class_name(r->cls),
+    /* A file name is shown, not obeyed: its control characters are escaped like a peer's. */
+    char name[256];
+    apm_cli_escape(r->trace, name, sizeof(name));
+    fprintf(o, "%-40s %-9s %5.2f %12s %12s %12s %12s\n", name, apm_analysis_class_name(r->cls),
             r->confidence, ta, fc, lo, hi);
 }
 
@@ -330,6 +343,10 @@ int apm_cli_analyze(int argc, char **argv, bool json)
             sens = argv[++i];
         } else if (strncmp(arg, "--sensitivity=", 14) == 0) {
             sens = arg + 14;
+        } else if (strncmp(arg, "--tuning=", 9) == 0) {
+            /* Threshold overrides for benchmarks (tests/bench/leave_one_kind_out.py). */
+            cfg.tuning = arg + 9;
+            continue;
         } else if (strcmp(arg, "--json") == 0) {
             json = true;
             continue;

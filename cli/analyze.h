@@ -22,7 +22,8 @@
 struct apm_analyze_result {
     char trace[256];   /* file base name without ".csv" */
     size_t rows;       /* data rows replayed */
-    bool alerted;      /* a leak alert was raised at some point */
+    bool alerted;      /* a built-in rule (leak or exhaustion) would have fired at some point */
+    const char *rule;  /* which one first: "leak" or "exhaustion" (static) */
     double t_alert;    /* the first alert time (trace seconds) */
     bool has_forecast; /* a forecast was made at t_alert */
     double forecast_t; /* predicted time of reaching the limit, at t_alert */

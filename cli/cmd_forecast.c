@@ -21,8 +21,10 @@ static const char usage[] =
     "usage: apm-cli forecast [--host H] [--process NAME | --pid P] [--json]\n"
     "  Shows each analysed process: current memory (RSS), the limit it grows\n"
     "  toward (cgroup, configured or host memory), its growth rate, the class\n"
-    "  of its behaviour with the confidence, the time left before it reaches the\n"
-    "  limit with the plausible range, and its top growing allocation site.\n";
+    "  of its behaviour with the confidence (a growing process with no verdict\n"
+    "  yet: its rate, how long it has grown and why no verdict), the time left\n"
+    "  before it reaches the limit with the plausible range, and its top\n"
+    "  growing allocation site.\n";
 
 int apm_cli_forecast_parse(int argc, char **argv, struct apm_cli_forecast_opts *o, char *err,
                            size_t errlen)
@@ -101,9 +103,35 @@ static void top_suspect(json_t *row, char *buf, size_t size)
         snprintf(buf, size, "%s", apm_cli_json_str(s, "site", ""));
 }
 
+char *apm_cli_forecast_class(json_t *r, char *buf, size_t size)
+{
+    const char *alert = apm_cli_json_true(r, "alert") ? " ALERT" : "";
+    const char *cls = apm_cli_json_str(r, "class", ""), *doubt = apm_cli_json_str(r, "doubt", "");
+    if (strcmp(cls, "growing") != 0) {
+        snprintf(buf, size, "%s (%.0f%%)%s", cls, apm_cli_json_num(r, "confidence") * 100, alert);
+        return buf;
+    }
+    char rate[32], since[32] = "", until[48] = "", d[32];
+    double now = apm_cli_json_num(r, "time"), start = apm_cli_json_num(r, "growing_since");
+    double by = apm_cli_json_num(r, "verdict_by");
+    apm_units_rate(apm_cli_json_num(r, "rate"), APM_UNITS_PLUS, rate, sizeof(rate));
+    if (isfinite(start) && isfinite(now))
+        snprintf(since, sizeof(since), " for %s",
+                 apm_duration_format(fmax(0, now - start), d, sizeof(d)));
+    if (doubt[0] != '\0') {
+        if (isfinite(by) && isfinite(now))
+            snprintf(until, sizeof(until), ", %s doubt until +%s", doubt,
+                     apm_duration_format(fmax(0, by - now), d, sizeof(d)));
+        else
+            snprintf(until, sizeof(until), ", %s doubt", doubt);
+    }
+    snprintf(buf, size, "growing %s%s%s%s", rate, since, until, alert);
+    return buf;
+}
+
 static int add_row(struct apm_cli_table *t, json_t *r)
 {
-    char proc[300], cur[32], lim[64], rate[32], cls[48], eta[96], sus[300];
+    char proc[300], cur[32], lim[64], rate[32], cls[160], eta[96], sus[300];
     /* A process that replaced one stopped at its limit says so: the leak has been there before. */
     snprintf(proc, sizeof(proc), "%s (%.0f%s)", apm_cli_json_str(r, "name", ""),
              apm_cli_json_num(r, "pid"),
@@ -122,9 +150,7 @@ static int add_row(struct apm_cli_table *t, json_t *r)
         apm_units_rate(rt, APM_UNITS_PLUS, rate, sizeof(rate));
     else
         snprintf(rate, sizeof(rate), "-");
-    snprintf(cls, sizeof(cls), "%s (%.0f%%)%s", apm_cli_json_str(r, "class", ""),
-             apm_cli_json_num(r, "confidence") * 100,
-             apm_cli_json_true(r, "alert") ? " ALERT" : "");
+    apm_cli_forecast_class(r, cls, sizeof(cls));
     apm_cli_forecast_eta(apm_cli_json_num(r, "time_to_exhaustion"),
                          apm_cli_json_num(r, "time_to_exhaustion_lo"),
                          apm_cli_json_num(r, "time_to_exhaustion_hi"), eta, sizeof(eta));

@@ -7,6 +7,7 @@
  * to exhaustion with its bounds, from GET /api/v1/forecasts; a table, or the
  * API's JSON with --json.
  */
+#include <jansson.h>
 #include <stddef.h>
 
 #include "cli/args.h"
@@ -30,6 +31,14 @@ int apm_cli_forecast_parse(int argc, char **argv, struct apm_cli_forecast_opts *
  * unknown) as "5h 10m (3h 40m - 7h 30m)", or "-" without one. Returns buf.
  */
 char *apm_cli_forecast_eta(double tte, double lo, double hi, char *buf, size_t size);
+
+/*
+ * The CLASS cell of one /api/v1/forecasts row (borrowed): "leak (93%)", or
+ * for a growing series its rate, how long it has grown and why no verdict:
+ * "growing +34 GiB/h for 1m 10s, warm-up doubt until +4m 0s". A trailing
+ * " ALERT" marks an active leak alert. Returns buf.
+ */
+char *apm_cli_forecast_class(json_t *row, char *buf, size_t size);
 
 /* The command; g is borrowed, argv holds the words after "forecast". Returns the exit code. */
 int apm_cli_cmd_forecast(const struct apm_cli_globals *g, int argc, char **argv);

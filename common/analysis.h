@@ -7,11 +7,12 @@
  * verdict that only depends on the samples seen so far (causal), so the same
  * code judges a live series and a recorded trace replayed "as if live".
  *
- * Samples are summarised into a bounded history of buckets (a bucket's floor
- * is its second-smallest sample, a GC-proof lower envelope); when the history
- * is full, neighbouring buckets merge, so memory stays constant and the oldest
+ * Samples are summarised into a bounded history of buckets that close on time
+ * (a bucket's floor is its second-smallest sample, a GC-proof lower envelope);
+ * when the history is full, neighbouring buckets merge, so memory stays
+ * constant, the history always spans the series' whole life, and the oldest
  * data is kept at coarser resolution. The verdict is recomputed only when a
- * bucket closes, so adding a sample costs O(1) most of the time. See
+ * bucket closes, so adding a sample costs O(1) amortised. See
  * docs/analysis.md for the method.
  *
  * Thread: an apm_analysis is not thread-safe; use one per series and thread.
@@ -43,22 +44,25 @@ enum apm_class {
 /* Returns "stable", "leak", "bloat", "sawtooth", "warmup" or "growing". */
 const char *apm_analysis_class_name(enum apm_class c);
 
+/* The start-up doubt's default length, s (see apm_analysis_config.startup_s). */
+#define APM_ANALYSIS_STARTUP_S 21600
+
 struct apm_analysis_config {
     enum apm_sensitivity sensitivity;
     /*
-     * Windows in samples. bucket_samples samples form one bucket at first
-     * (default 4); the history keeps up to history_buckets buckets (default
-     * 192, 32..512) and halves its resolution when full. No verdict other than
-     * "stable" is given before min_buckets buckets (default 80).
+     * bucket_samples and min_buckets are no longer used (kept so that existing
+     * configurations still parse): buckets close on time and no verdict waits
+     * for a count of samples. history_buckets (default 192, 32..512, even) is the most buckets the
+     * history keeps before it halves its resolution.
      */
     unsigned bucket_samples;
     unsigned history_buckets;
     unsigned min_buckets;
     /*
-     * The first bucket holds phase samples fewer (phase modulo bucket_samples;
-     * default 0). Series that start together then close their buckets, and
-     * are judged, on different samples: a collector with many series gives
-     * each its own phase so that no round judges them all at once.
+     * Until the history first fills, buckets are single samples and are
+     * judged on every other close; phase (modulo 2) says which. A collector
+     * gives each series its own, so that series started together are not all
+     * judged on the same round.
      */
     unsigned phase;
     /*
@@ -76,6 +80,18 @@ struct apm_analysis_config {
      */
     double bucket_min_s;
     double min_history_s;
+    /*
+     * Growth under way since the series began is a start-up fill, not a
+     * leak, until the series spans startup_s (APM_ANALYSIS_STARTUP_S by
+     * default; 0: judged at once). Negative: the operating point's own.
+     */
+    double startup_s;
+    /*
+     * Overrides of the operating point's thresholds, "name=value,..." (NULL:
+     * none); borrowed until apm_analysis_new returns. For benchmarks that
+     * choose thresholds, not for users.
+     */
+    const char *tuning;
 };
 
 /* Fills cfg with the defaults above (balanced). */
@@ -140,9 +156,25 @@ int apm_analysis_add(struct apm_analysis *a, double t_s, double value, double li
 /*
  * The built-in exhaustion condition, shared by the collector's exhaustion
  * rule and apm-cli analyze: a forecast whose earliest plausible time lies
- * within horizon_s of the last sample. Thread: any.
+ * within horizon_s of the last sample, from a trusted rate (steady, or a
+ * leak verdict). Thread: any.
  */
 bool apm_verdict_exhausts_within(const struct apm_verdict *v, double horizon_s);
+
+/*
+ * The defaults of the built-in rules (server/alerts): `leak` fires on class
+ * leak with at least APM_LEAK_RULE_CONFIDENCE, `exhaustion` when
+ * apm_verdict_exhausts_within(v, APM_EXHAUSTION_RULE_HORIZON_S).
+ */
+#define APM_LEAK_RULE_CONFIDENCE 0.6
+#define APM_EXHAUSTION_RULE_HORIZON_S (6 * 3600.0)
+
+/*
+ * The built-in rule the verdict raises at their defaults: "leak" (checked
+ * first), "exhaustion", or NULL for none. apm-cli analyze reports the first
+ * one it sees as t_alert. Thread: any.
+ */
+const char *apm_verdict_builtin_alert(const struct apm_verdict *v);
 
 /* Writes the current verdict to *out. Returns 0, or -EINVAL when an argument is NULL. */
 int apm_analysis_verdict(const struct apm_analysis *a, struct apm_verdict *out);

@@ -1,7 +1,11 @@
 #include "common/analysis_window.h"
 
+#include "common/analysis.h"
+
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/analysis.h"
@@ -24,24 +28,40 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         .env_frac = 0.125,
         .min_window = 16,
         .confirm = 3,
+        .confirm_share = 0.025,
         .anchor_mix = 1.0,
-        .forecast_z = 1.645,
+        .forecast_z = 1.282,
+        .forecast_drift = 0.17,
         .rho_max = 0.9,
         .pre_z = 2.0,
         .pre_slope_frac = 0.3,
+        .pre_span = 0.5,
+        .flat_share = 0.25,
         .urgency = 0.8,
         .urgency_all = 0.1,
-        .drawdown_margin = 0.5,
-        .creep_samples = 640,
-        .creep_max = 0.2,
+        .drawdown_margin = 0.75,
+        .creep_age = 0.1,
+        .creep_age_after = 0.05,
+        .creep_far = 4.0,
+        .creep_t = 25,
+        .creep_max = 0.1,
+        .creep_max_after = 0.2,
         .creep_decel = 0.8,
         .creep_z = 3.0,
         .creep_snr = 10.0,
         .creep_ramp = 0.35,
-        .creep_horizon = 10.0,
+        .creep_horizon = 0.0,
         .creep_floor_snr = 5.0,
+        .creep_floor = 1.0,
         .creep_after_decel = 0.6,
         .creep_after_steady = 0.95,
+        .steady_spread = 2.0,
+        .steady_z = 8.0,
+        .steady_keep = 0.8,
+        .steady_p = 0.03,
+        .startup_s = APM_ANALYSIS_STARTUP_S,
+        .clear_snr = 20,
+        .startup_p = 0.9,
     };
     if (s == APM_SENSITIVITY_EARLY) {
         t->z_min = 2.5;
@@ -54,7 +74,79 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t)
         t->urgency = 1.0;
         t->urgency_all = 0.15;
         t->creep_max = 0.1;
+        t->creep_max_after = 0.1;
     }
+}
+
+/* The thresholds that may be overridden by name (all doubles). */
+static const struct {
+    const char *name;
+    size_t off;
+} knobs[] = {
+    {"z_min", offsetof(struct apm_analysis_tuning, z_min)},
+    {"noise_k", offsetof(struct apm_analysis_tuning, noise_k)},
+    {"rel_min", offsetof(struct apm_analysis_tuning, rel_min)},
+    {"decel_max", offsetof(struct apm_analysis_tuning, decel_max)},
+    {"step_sse_max", offsetof(struct apm_analysis_tuning, step_sse_max)},
+    {"env_frac", offsetof(struct apm_analysis_tuning, env_frac)},
+    {"anchor_mix", offsetof(struct apm_analysis_tuning, anchor_mix)},
+    {"forecast_drift", offsetof(struct apm_analysis_tuning, forecast_drift)},
+    {"forecast_z", offsetof(struct apm_analysis_tuning, forecast_z)},
+    {"rho_max", offsetof(struct apm_analysis_tuning, rho_max)},
+    {"pre_z", offsetof(struct apm_analysis_tuning, pre_z)},
+    {"pre_slope_frac", offsetof(struct apm_analysis_tuning, pre_slope_frac)},
+    {"urgency", offsetof(struct apm_analysis_tuning, urgency)},
+    {"drawdown_margin", offsetof(struct apm_analysis_tuning, drawdown_margin)},
+    {"urgency_all", offsetof(struct apm_analysis_tuning, urgency_all)},
+    {"creep_age", offsetof(struct apm_analysis_tuning, creep_age)},
+    {"creep_far", offsetof(struct apm_analysis_tuning, creep_far)},
+    {"creep_max_after", offsetof(struct apm_analysis_tuning, creep_max_after)},
+    {"creep_t", offsetof(struct apm_analysis_tuning, creep_t)},
+    {"creep_max", offsetof(struct apm_analysis_tuning, creep_max)},
+    {"creep_decel", offsetof(struct apm_analysis_tuning, creep_decel)},
+    {"creep_z", offsetof(struct apm_analysis_tuning, creep_z)},
+    {"creep_snr", offsetof(struct apm_analysis_tuning, creep_snr)},
+    {"creep_ramp", offsetof(struct apm_analysis_tuning, creep_ramp)},
+    {"creep_horizon", offsetof(struct apm_analysis_tuning, creep_horizon)},
+    {"creep_floor_snr", offsetof(struct apm_analysis_tuning, creep_floor_snr)},
+    {"creep_after_decel", offsetof(struct apm_analysis_tuning, creep_after_decel)},
+    {"creep_after_steady", offsetof(struct apm_analysis_tuning, creep_after_steady)},
+    {"steady_spread", offsetof(struct apm_analysis_tuning, steady_spread)},
+    {"steady_z", offsetof(struct apm_analysis_tuning, steady_z)},
+    {"steady_keep", offsetof(struct apm_analysis_tuning, steady_keep)},
+    {"creep_age_after", offsetof(struct apm_analysis_tuning, creep_age_after)},
+    {"flat_share", offsetof(struct apm_analysis_tuning, flat_share)},
+    {"clear_snr", offsetof(struct apm_analysis_tuning, clear_snr)},
+    {"startup_p", offsetof(struct apm_analysis_tuning, startup_p)},
+    {"startup_s", offsetof(struct apm_analysis_tuning, startup_s)},
+    {"pre_span", offsetof(struct apm_analysis_tuning, pre_span)},
+    {"creep_floor", offsetof(struct apm_analysis_tuning, creep_floor)},
+    {"steady_p", offsetof(struct apm_analysis_tuning, steady_p)},
+    {"confirm_share", offsetof(struct apm_analysis_tuning, confirm_share)},
+};
+
+int apm_analysis_window_tuning_override(struct apm_analysis_tuning *t, const char *spec)
+{
+    if (!t)
+        return -EINVAL;
+    while (spec && *spec) {
+        const char *eq = strchr(spec, '=');
+        if (!eq)
+            return -EINVAL;
+        size_t len = (size_t)(eq - spec), i;
+        for (i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++)
+            if (strlen(knobs[i].name) == len && strncmp(knobs[i].name, spec, len) == 0)
+                break;
+        if (i == sizeof(knobs) / sizeof(knobs[0]))
+            return -EINVAL;
+        char *end;
+        double v = strtod(eq + 1, &end);
+        if (end == eq + 1 || (*end != ',' && *end != '\0') || !isfinite(v))
+            return -EINVAL;
+        *(double *)((char *)t + knobs[i].off) = v;
+        spec = *end == ',' ? end + 1 : end;
+    }
+    return 0;
 }
 
 /*
@@ -100,29 +192,45 @@ static double slope_of(const double *x, const double *y, size_t n, double *scrat
 }
 
 /*
- * True when the buckets before the window already grew (a growth that began
- * before the window, or at the start of the series when there is too little
- * before it to tell). Such growth is judged as a whole, warm-up included.
+ * True when the buckets before the window may already have grown at a fair
+ * share of the window's rate: growth that began before the window (or at the
+ * start of the series) is judged as a whole, warm-up included. "May" is a
+ * question of evidence: unless Sen's upper bound of the slope before the
+ * window lies below pre_slope_frac of the window's slope, growth there is not
+ * ruled out, so a short or noisy past is not taken as flat. The past judged
+ * is the stretch just before the window (pre_span of its length): a leak
+ * after a warm-up has a flat or slower stretch before it, whatever grew
+ * earlier.
  */
 static bool pre_growing(const struct apm_analysis_series *s, size_t base, double slope,
                         const struct apm_analysis_tuning *tu, double *x, double *y, double *tmp,
                         double *scratch)
 {
-    if (base < 8)
+    (void)tmp;
+    if (base < 3)
         return true;
-    size_t from = base > MAX_POINTS ? base - MAX_POINTS : 0;
-    size_t m = base - from;
-    memcpy(x, s->t + from, m * sizeof(*x));
-    memcpy(y, s->floor + from, m * sizeof(*y));
-    struct apm_mk mk;
+    size_t from = 0;
+    if (tu->pre_span > 0) {
+        size_t span = (size_t)(tu->pre_span * (double)(s->n - base));
+        if (span < base)
+            from = base - span;
+    }
+    size_t pool = (base - from + MAX_POINTS - 1) / MAX_POINTS, m = 0;
+    for (size_t i = from; i < base; i += pool) {
+        double sx = 0, sy = 0;
+        size_t k = 0;
+        for (size_t j = i; j < i + pool && j < base; j++, k++) {
+            sx += s->t[j];
+            sy += s->floor[j];
+        }
+        x[m] = sx / (double)k;
+        y[m] = sy / (double)k;
+        m++;
+    }
     struct apm_theil_sen ts;
-    if (apm_stats_mann_kendall(y, m, tmp, &mk) < 0)
+    if (m < 3 || apm_stats_theil_sen(x, y, m, tu->pre_z, scratch, &ts) < 0)
         return true;
-    if (mk.z < tu->pre_z)
-        return false;
-    if (apm_stats_theil_sen(x, y, m, 0, scratch, &ts) < 0)
-        return true;
-    if (ts.slope <= tu->pre_slope_frac * slope)
+    if (ts.slope_hi <= tu->pre_slope_frac * slope)
         return false;
     /*
      * A jump (often across a sampling gap) followed by a flat level is a step,
@@ -234,10 +342,16 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
     double rho = r0 > 0 ? r1 / r0 : 0;
     if (rho > tu->rho_max)
         rho = tu->rho_max;
-    if (rho > 0)
-        out->z = mk.z * sqrt((1 - rho) / (1 + rho));
+    out->rho = rho > 0 ? rho : 0;
     if (out->scale < PAGE_BYTES)
         out->scale = PAGE_BYTES;
+    /*
+     * Slow noise wanders about the fitted line by about its own scale; it can
+     * not make a window grow by many times that scale. Such growth (a clean
+     * ramp, whose residuals are page steps and so correlated) keeps its z.
+     */
+    if (rho > 0 && !(tu->clear_snr > 0 && out->growth >= tu->clear_snr * out->scale))
+        out->z = mk.z * sqrt((1 - rho) / (1 + rho));
 
     double level = fabs(out->level_now) > 1 ? fabs(out->level_now) : 1;
     out->growing = out->z >= tu->z_min && out->growth >= tu->noise_k * out->scale &&
@@ -283,8 +397,8 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
     out->new_high = env_now > before + tu->drawdown_margin * drawdown;
     /* The creeping rule's shape; the pooled floors are read only for a window that has it. */
     out->creep_shape = w * 2 >= s->n && out->slope > 0 && out->growth >= tu->rel_min * level &&
-                       out->growth <= tu->creep_max * level && out->decel >= tu->creep_decel &&
-                       out->step_ratio <= tu->creep_ramp;
+                       out->growth <= fmax(tu->creep_max, tu->creep_max_after) * level &&
+                       out->decel >= tu->creep_decel && out->step_ratio <= tu->creep_ramp;
     if (out->creep_shape)
         floor_trend(s, w, tu, x, y, tmp, ts_scratch, out);
     out->step = out->step_ratio < tu->step_sse_max;
@@ -306,10 +420,25 @@ int apm_analysis_window_bounds(const struct apm_analysis_series *s,
         return -EINVAL;
     size_t e = (size_t)lround(tu->env_frac * (double)win->buckets);
     size_t m = envelope(s, win->buckets, e < 1 ? 1 : e, x, y);
+    /*
+     * Sen's interval assumes independent points; correlated ones carry the
+     * evidence of fewer, (1 - rho) / (1 + rho) of them, which widens it.
+     */
+    double zq = tu->forecast_z * sqrt((1 + win->rho) / (1 - win->rho));
     struct apm_theil_sen ts;
-    if (apm_stats_theil_sen(x, y, m, tu->forecast_z, ts_scratch, &ts) < 0)
+    if (apm_stats_theil_sen(x, y, m, zq, ts_scratch, &ts) < 0)
         return -EINVAL;
     win->slope_lo = ts.slope_lo;
     win->slope_hi = ts.slope_hi;
+    /*
+     * Still growing at the rate of the whole window? The recent half's own
+     * interval answers with the evidence of its points only: a few noisy
+     * points leave it wide, and the rate unproven.
+     */
+    size_t half = m / 2;
+    win->recent_lo = 0;
+    if (half >= 3 &&
+        apm_stats_theil_sen(x + (m - half), y + (m - half), half, zq, ts_scratch, &ts) == 0)
+        win->recent_lo = ts.slope_lo;
     return 0;
 }

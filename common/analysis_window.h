@@ -20,16 +20,27 @@ struct apm_analysis_tuning {
     double env_frac;           /* envelope width as a share of the window */
     unsigned min_window;       /* smallest window, buckets */
     unsigned confirm;          /* consecutive positive evaluations before an alert */
+    double confirm_share;      /* ... holding for at least this share of the series' life */
     double anchor_mix;         /* forecast level: 0 = fitted floor, 1 = recent peaks */
     double forecast_z;         /* normal score of the forecast bounds */
+    double forecast_drift;     /* relative spread of the future rate, added to Sen's */
     double rho_max;            /* cap on the residual autocorrelation correction */
     double pre_z;              /* Mann-Kendall z before the window that means "already growing" */
     double pre_slope_frac;     /* ... with a slope at least this share of the window's */
+    double pre_span;           /* judged on the stretch just before the window, this x its length
+                                  (0: all of the history before it) */
+    double flat_share;         /* a flat start at least this x the growth since its corner vouches
+                                  for the baseline: the growth is judged from the corner */
     double urgency;            /* continued growth alerts once window duration >= urgency x TTE */
     double drawdown_margin;    /* a new high must clear earlier highs by this x earlier drawdown */
     double urgency_all;        /* the same for growth that began inside the window */
-    unsigned creep_samples;    /* a creeping leak is judged on the whole history of >= this */
+    double creep_age;          /* a creep is judged once watched for this share of its time left */
+    double creep_age_after;    /* ... after a warm-up, this share */
+    double creep_far;          /* ... and only when the time left is at least this x the time
+                                  watched (nearer limits are urgency's) */
+    double creep_t;            /* ... and the trend's t on the effective samples at least this */
     double creep_max;          /* ... grew by at most this share of the level */
+    double creep_max_after;    /* ... after a warm-up, this share */
     double creep_decel;        /* ... with a recent / older slope ratio at least this */
     double creep_z;            /* ... and a Mann-Kendall z at least this */
     double creep_snr;          /* ... and a growth at least this x the residual scale */
@@ -37,13 +48,32 @@ struct apm_analysis_tuning {
     double creep_horizon;      /* the pooled floors may stand in for the envelope when the limit
                                   is within this many history lengths */
     double creep_floor_snr;    /* ... with their growth at least this x their residual scale */
+    double creep_floor;        /* nonzero: the pooled floors' corrected z may carry a creep at any
+                                  distance from the limit */
     double creep_after_decel;  /* whole-history slope ratio below this: a warm-up happened */
     double creep_after_steady; /* ... then a window of half the history or more with a slope
                                   ratio at least this may creep too */
+    double steady_spread;      /* a steady rate: Sen's interval spans at most this factor */
+    double steady_z;           /* ... the window's Mann-Kendall z (effective size) at least this */
+    double steady_keep;        /* ... the recent half's lower bound is at least this x the rate */
+    double steady_p;  /* ... and the growth has lasted d with d / (d + time left) >= this */
+    double clear_snr; /* growth at least this x the residual scale is no slow noise: the
+                         residuals' autocorrelation does not shrink its z */
+    double startup_s; /* growth under way since the series began is a start-up fill, not yet
+                         a leak, until the series has lived this long (s) */
+    double startup_p; /* ... and its rate is steady once it has lasted d with
+                         d / (d + time left) >= this */
 };
 
 /* Fills *t with the thresholds of sensitivity s (an enum apm_sensitivity value). */
 void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t);
+
+/*
+ * Applies overrides "name=value[,name=value...]" (the field names above) to *t.
+ * Returns 0, or -EINVAL for an unknown name or a bad value. For benchmarks
+ * that choose thresholds (tests/bench/leave_one_kind_out.py).
+ */
+int apm_analysis_window_tuning_override(struct apm_analysis_tuning *t, const char *spec);
 
 /* The input: parallel arrays of bucket time, floor and peak, oldest first. */
 struct apm_analysis_series {
@@ -60,11 +90,13 @@ struct apm_analysis_window {
     double slope;    /* Theil-Sen slope of the envelope, bytes/s */
     double slope_lo; /* Sen's bounds at tuning forecast_z, after window_bounds (else slope) */
     double slope_hi;
+    double recent_lo;  /* Sen's lower bound of the slope over the window's recent half (idem) */
     double level_now;  /* fitted envelope at the window's last bucket time */
     double peak_now;   /* recent peak level */
     double t_now;      /* last bucket time */
     double growth;     /* slope x window duration, bytes */
     double scale;      /* robust scale of the residuals, bytes */
+    double rho;        /* lag-1 autocorrelation of the residuals (0 when negative), capped */
     double decel;      /* recent-half slope / older-half slope (1 when undefined or not needed:
                           a window that neither grows nor spans half the history) */
     double step_ratio; /* CUSUM unexplained share */

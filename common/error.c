@@ -15,6 +15,7 @@ static const char *const project_errors[] = {
     [-(APM_E_CLOSED - APM_E_BASE)] = "closed",
     [-(APM_E_USAGE - APM_E_BASE)] = "usage error",
     [-(APM_E_PARSE - APM_E_BASE)] = "parse error",
+    [-(APM_E_FRAME_EMPTY - APM_E_BASE)] = "empty frame (length 0)",
 };
 
 const char *apm_strerror(int err)

@@ -40,7 +40,9 @@ static uint32_t get_header(const uint8_t *p)
 
 static int check_len(const struct apm_frame_reader *r, uint32_t len)
 {
-    return (len == 0 || len > r->max_frame) ? APM_E_FRAME_TOO_BIG : 0;
+    if (len == 0)
+        return APM_E_FRAME_EMPTY;
+    return len > r->max_frame ? APM_E_FRAME_TOO_BIG : 0;
 }
 
 static int reserve(struct apm_frame_reader *r, size_t need)

@@ -38,7 +38,8 @@ void apm_frame_reader_set_max(struct apm_frame_reader *r, uint32_t max_frame);
 /*
  * Consumes n bytes, calling cb once per complete frame. Returns 0, the
  * callback's negative code, APM_E_FRAME_TOO_BIG (a declared length above the
- * maximum, or zero) or -ENOMEM. After an error the reader must not be fed again.
+ * maximum), APM_E_FRAME_EMPTY (a declared length of zero) or -ENOMEM. After an error the reader
+ * must not be fed again.
  */
 int apm_frame_reader_feed(struct apm_frame_reader *r, const uint8_t *data, size_t n,
                           apm_frame_cb cb, void *ctx);

@@ -77,3 +77,46 @@ void apm_log(enum apm_log_level level, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
 }
+
+char *apm_log_count(uint64_t n, char *buf, size_t size)
+{
+    char digits[24];
+    int len = snprintf(digits, sizeof(digits), "%llu", (unsigned long long)n);
+    size_t o = 0;
+    for (int i = 0; i < len && o + 1 < size; i++) {
+        if (i > 0 && (len - i) % 3 == 0 && o + 2 < size)
+            buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    if (size > 0)
+        buf[o < size ? o : size - 1] = '\0';
+    return buf;
+}
+
+void apm_log_limit_flush(struct apm_log_limit *l, int64_t now_ms, bool force)
+{
+    if (l->start_ms == 0 || (!force && now_ms - l->start_ms < l->window_ms))
+        return;
+    if (l->events > l->logged) {
+        char n[32];
+        int64_t span = now_ms - l->start_ms < l->window_ms ? now_ms - l->start_ms : l->window_ms;
+        apm_log(l->level, "%s %s %s in the last %lld s (%llu logged one by one)", l->what,
+                apm_log_count(l->events, n, sizeof(n)), l->noun, (long long)((span + 999) / 1000),
+                (unsigned long long)l->logged);
+    }
+    l->start_ms = 0;
+    l->events = 0;
+    l->logged = 0;
+}
+
+bool apm_log_limit_hit(struct apm_log_limit *l, int64_t now_ms)
+{
+    apm_log_limit_flush(l, now_ms, false);
+    if (l->start_ms == 0)
+        l->start_ms = now_ms > 0 ? now_ms : 1;
+    l->events++;
+    if (l->logged >= l->burst)
+        return false;
+    l->logged++;
+    return true;
+}

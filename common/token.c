@@ -57,6 +57,21 @@ int apm_token_load(const char *path, bool create, uint8_t *buf, size_t cap, size
         snprintf(err, errlen, "%s: cannot read token file: %s", path, strerror(e));
         return -e;
     }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        snprintf(err, errlen, "%s: cannot read token file: %s", path, strerror(e));
+        return -e;
+    }
+    if ((st.st_mode & 077) != 0) {
+        close(fd);
+        snprintf(err, errlen,
+                 "%s: token file has mode %04o: group or others may read it; "
+                 "make it private (chmod 600 %s)",
+                 path, (unsigned)(st.st_mode & 07777), path);
+        return APM_E_CONFIG;
+    }
     char tmp[1024];
     ssize_t n = read(fd, tmp, sizeof(tmp));
     close(fd);
@@ -69,6 +84,11 @@ int apm_token_load(const char *path, bool create, uint8_t *buf, size_t cap, size
         n--;
     if (n == 0) {
         snprintf(err, errlen, "%s: token file is empty", path);
+        return APM_E_CONFIG;
+    }
+    if (n < APM_TOKEN_MIN) {
+        snprintf(err, errlen, "%s: token is %zd bytes, shorter than the %d required", path, n,
+                 APM_TOKEN_MIN);
         return APM_E_CONFIG;
     }
     if ((size_t)n > cap) {

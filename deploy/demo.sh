@@ -7,8 +7,8 @@
 # cgroup with a 768 MiB limit. It shows the chain as it happens: the host and
 # its processes filling the store, the analysis calling the leak and asking
 # the service's probe to look closer by itself (it samples more often for a
-# while), and finally the leak alert printed by apm-cli: its sentence, forecast
-# and suspect line, an estimate with its error ("+13 GiB/h ± 4 %").
+# while), and finally the alert printed by apm-cli: its sentence, forecast and
+# suspect line, an estimate with its error ("+13 GiB/h ± 4 %").
 # Ends there (about two minutes), on Ctrl-C, or after --duration N.
 set -eu
 cd "$(dirname "$0")/.."
@@ -129,14 +129,14 @@ while :; do
     $cli forecast --pid "$leaky" || true
     echo "----- apm-cli alerts"
     $cli alerts || true
-    # Done when a leak alert for the service fires with a forecast and a suspect line.
+    # Done when an alert for the service (leak or exhaustion) fires with a forecast and a suspect line.
     if $cli --json alerts --state firing 2>/dev/null | $PY -c '
 import json, sys
 alerts = json.load(sys.stdin).get("alerts", [])
 sys.exit(0 if any(a.get("pid") == int(sys.argv[1]) and (a.get("suspect") or {}).get("site")
                   and (a.get("forecast") or {}).get("t") for a in alerts) else 1)' "$leaky"; then
         echo
-        echo "===== the leak alert (apm-cli alerts)"
+        echo "===== the alert (apm-cli alerts)"
         $cli alerts --state firing || true
         echo
         echo "===== the lines that grow (apm-cli top --pid $leaky)"
@@ -146,11 +146,13 @@ sys.exit(0 if any(a.get("pid") == int(sys.argv[1]) and (a.get("suspect") or {}).
 import json, sys
 sites = json.load(sys.stdin).get("sites", [])
 sys.exit(0 if sites and sites[0].get("source") == "sampled" else 1)'; then
-            echo "demo: the analysis called the leak and the alert names the line from the sampler's"
-            echo "      estimates (± their standard error), with no tracemalloc in the service."
+            echo "demo: the analysis saw the growth and the alert names the line and how sure it"
+            echo "      is, from the sampler's estimates (± their standard error), with no"
+            echo "      tracemalloc in the service."
         else
-            echo "demo: the analysis called the leak and the alert names the line (from tracemalloc:"
-            echo "      the sampler did not load here; see $work/leaky.log)."
+            echo "demo: the analysis saw the growth, asked the probe for a trace by itself, and the"
+            echo "      alert names the line and how sure it is (from tracemalloc: the sampler did"
+            echo "      not load here; see $work/leaky.log)."
         fi
         echo "      Point an agent at a real service: see docs/install.md."
         break

@@ -49,9 +49,15 @@ static const struct apm_opt collector_opts[] = {
     OPT("collector", "log-level", APM_OPT_STRING, log_level, 0, 0, true,
         "error, warn, info (default) or debug"),
     OPT("collector", "max-connections", APM_OPT_INT, max_connections, 1, 100000, true,
-        "agent connections at once (default 1024)"),
+        "authenticated agent connections at once (default 1024)"),
+    OPT("collector", "max-unauthenticated", APM_OPT_INT, max_unauthenticated, 1, 100000, true,
+        "connections that have not sent their Hello yet; the oldest is closed to admit a new "
+        "one (default 64)"),
+    OPT("collector", "max-unauthenticated-per-address", APM_OPT_INT,
+        max_unauthenticated_per_address, 1, 100000, true,
+        "of those, from one address (default 16)"),
     OPT("collector", "handshake-timeout", APM_OPT_DURATION, handshake_timeout_ms, 100, DAY_MS, true,
-        "time an agent has to send its Hello (default 10s)"),
+        "time a new connection has to send its Hello (default 5s)"),
     OPT("collector", "idle-timeout", APM_OPT_DURATION, idle_timeout_ms, 1000, 7 * DAY_MS, true,
         "close an agent connection silent this long (default 5m)"),
     OPT("collector", "max-frame", APM_OPT_SIZE, max_frame, 4096, APM_FRAME_MAX, true,
@@ -65,22 +71,39 @@ static const struct apm_opt collector_opts[] = {
     OPT("collector", "max-sites-per-process", APM_OPT_INT, max_sites_per_process, 1, 1000000, true,
         "allocation sites stored per process; new ones beyond are refused and counted "
         "(default 1000)"),
+    OPT("collector", "process-grace", APM_OPT_DURATION, process_grace_ms, 1000, 7 * DAY_MS, true,
+        "a process is live until its agent has not reported it this long; then its in-memory "
+        "state is forgotten (default 2m)"),
+    OPT("collector", "max-processes-per-agent", APM_OPT_INT, max_processes_per_agent, 1, 10000000,
+        true, "live processes one agent may report; a batch beyond is refused (default 10000)"),
+    OPT("collector", "max-series-per-agent", APM_OPT_INT, max_series_per_agent, 1, 100000000, true,
+        "live series one agent may report; a batch beyond is refused (default 100000)"),
+    OPT("collector", "max-sites-per-agent", APM_OPT_INT, max_sites_per_agent, 1, 100000000, true,
+        "live allocation sites (per process) one agent may report; a batch beyond is refused "
+        "(default 100000)"),
+    OPT("collector", "max-analysed-series", APM_OPT_INT, max_analysed_series, 1, 10000000, true,
+        "series analysed at once, all agents together; more are counted and not analysed "
+        "(default 100000)"),
     OPT("collector", "memory-limit", APM_OPT_SIZE, memory_limit, 0, INT64_MAX, true,
         "limit forecasts aim at for processes without a cgroup limit (default 0: host memory)"),
     OPT("collector", "trace-on-suspicion", APM_OPT_DURATION, trace_on_suspicion_ms, 0, DAY_MS, true,
-        "tracemalloc window asked of a process suspected of leaking (default 20m; 0 = never)"),
+        "tracemalloc window asked of a process suspected of leaking or growing (default 20m; 0 = "
+        "never)"),
     OPT("collector", "trace-confidence", APM_OPT_INT, trace_confidence, 0, 100, true,
         "least leak confidence, in percent, that asks for a trace (default 60)"),
     OPT("analysis", "bucket-samples", APM_OPT_INT, analysis.bucket_samples, 1, 10000, false,
-        "samples per history bucket (default 2)"),
+        "no longer used: buckets close on time (kept so that configurations parse)"),
     OPT("analysis", "history-buckets", APM_OPT_INT, analysis.history_buckets, 32, 512, false,
         "buckets of history kept per series, even (default 192)"),
     OPT("analysis", "min-buckets", APM_OPT_INT, analysis.min_buckets, 8, 512, false,
-        "buckets before any verdict but stable (default 32)"),
+        "no longer used: no verdict waits for a count (kept so that configurations parse)"),
     OPT("analysis", "bucket-min", APM_OPT_DURATION, analysis.bucket_min_ms, 0, 30 * DAY_MS, false,
-        "a bucket also spans at least this long (default 0: counts only)"),
+        "a bucket also spans at least this long (default 0)"),
     OPT("analysis", "min-history", APM_OPT_DURATION, analysis.min_history_ms, 0, 365 * DAY_MS,
-        false, "no leak alert before a series spans this long (default 0: counts only)"),
+        false, "no leak alert before a series spans this long (default 0)"),
+    OPT("analysis", "startup", APM_OPT_DURATION, analysis.startup_ms, 0, 365 * DAY_MS, false,
+        "growth since a process started is a start-up fill, not a leak, until it has lived this "
+        "long, unless a Python site explains it (default 6h)"),
     OPT("analysis", "sensitivity", APM_OPT_STRING, analysis.sensitivity, 0, 0, false,
         "early, balanced (default) or quiet"),
     {.key = NULL},
@@ -99,16 +122,23 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     snprintf(c->http, sizeof(c->http), "127.0.0.1:7412");
     snprintf(c->log_level, sizeof(c->log_level), "info");
     c->max_connections = 1024;
-    c->handshake_timeout_ms = 10000;
+    c->max_unauthenticated = 64;
+    c->max_unauthenticated_per_address = 16;
+    c->handshake_timeout_ms = 5000;
     c->idle_timeout_ms = 300000;
     c->max_frame = APM_FRAME_MAX;
     c->max_inflight = 64;
     c->map_size = 8LL << 30;
     c->max_sites_per_process = 1000;
+    c->process_grace_ms = 120000;
+    c->max_processes_per_agent = 10000;
+    c->max_series_per_agent = 100000;
+    c->max_sites_per_agent = 100000;
+    c->max_analysed_series = APM_ANALYZER_DEFAULT_MAX_SERIES;
     c->trace_on_suspicion_ms = 20 * 60 * 1000;
     c->trace_confidence = 60;
-    /* 64 samples before a verdict: about 30 s at a 0.5 s interval, an hour at 60 s. */
     c->analysis.bucket_samples = 2;
+    c->analysis.startup_ms = (int64_t)APM_ANALYSIS_STARTUP_S * 1000;
     c->analysis.history_buckets = 192;
     c->analysis.min_buckets = 32;
     snprintf(c->analysis.sensitivity, sizeof(c->analysis.sensitivity), "balanced");
@@ -266,7 +296,8 @@ static void on_trace_request(void *ctx, const struct apm_analyzer_trace *t)
                                 .start_ms = t->start_ms,
                                 .duration_s = t->duration_s};
     int n = send_trace(c, t->host, &m);
-    apm_info("collector: %s looks like a leak (confidence %.2f): tracing for %us %s", t->process_id,
+    apm_info("collector: %s %s (confidence %.2f): tracing for %us %s", t->process_id,
+             t->cls == APM_CLASS_GROWING ? "grows with no verdict yet" : "looks like a leak",
              t->confidence, (unsigned)t->duration_s,
              n > 0 ? "requested" : "not requested (its agent is not connected)");
 }
@@ -286,9 +317,13 @@ static int analyzer_options(const struct apm_collector_config *cfg, struct apm_a
     a->min_buckets = (unsigned)cfg->analysis.min_buckets;
     a->bucket_min_s = (double)cfg->analysis.bucket_min_ms / 1000.0;
     a->min_history_s = (double)cfg->analysis.min_history_ms / 1000.0;
+    a->startup_s = (double)cfg->analysis.startup_ms / 1000.0;
     o->memory_limit = cfg->memory_limit;
     o->trace_window_s = (double)cfg->trace_on_suspicion_ms / 1000.0;
     o->trace_confidence = (double)cfg->trace_confidence / 100.0;
+    /* One definition of live (PRODUCT.md): a stopped process's state goes after process-grace. */
+    o->idle_s = (double)cfg->process_grace_ms / 1000.0;
+    o->max_series = (unsigned)cfg->max_analysed_series;
     return 0;
 }
 
@@ -364,10 +399,12 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .map_size = (size_t)cfg->map_size,
         .no_sync = cfg->no_sync,
         .max_sites_per_process = (unsigned)cfg->max_sites_per_process,
+        .forget_after_ms = cfg->process_grace_ms,
     };
     rc = apm_store_open(&so, &c->store);
     if (rc != 0) {
-        apm_error("collector: cannot open store in %s: %s", cfg->data_dir, apm_strerror(rc));
+        if (rc != -EBUSY) /* a locked directory has said so, with the holder's pid */
+            apm_error("collector: cannot open store in %s: %s", cfg->data_dir, apm_strerror(rc));
         goto fail;
     }
     rc = apm_alert_feed_new(c->store, alerts, cfg->http, &c->alerts);
@@ -397,10 +434,16 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .token = c->token,
         .token_len = c->token_len,
         .max_connections = (unsigned)cfg->max_connections,
+        .max_unauthenticated = (unsigned)cfg->max_unauthenticated,
+        .max_unauthenticated_per_address = (unsigned)cfg->max_unauthenticated_per_address,
         .handshake_timeout_ms = (uint64_t)cfg->handshake_timeout_ms,
         .idle_timeout_ms = (uint64_t)cfg->idle_timeout_ms,
         .max_frame = (uint32_t)cfg->max_frame,
         .max_inflight = (unsigned)cfg->max_inflight,
+        .process_grace_ms = (uint64_t)cfg->process_grace_ms,
+        .max_processes_per_agent = (uint64_t)cfg->max_processes_per_agent,
+        .max_series_per_agent = (uint64_t)cfg->max_series_per_agent,
+        .max_sites_per_agent = (uint64_t)cfg->max_sites_per_agent,
     };
     rc = apm_ingest_new(loop, c->store, c->writer, &io, &c->ingest);
     if (rc != 0)

@@ -24,6 +24,8 @@ struct apm_collector_config {
     bool foreground; /* never detach, even with daemon set */
     char log_level[16];
     int64_t max_connections;
+    int64_t max_unauthenticated;
+    int64_t max_unauthenticated_per_address;
     int64_t handshake_timeout_ms;
     int64_t idle_timeout_ms;
     int64_t max_frame;
@@ -31,6 +33,12 @@ struct apm_collector_config {
     int64_t map_size;
     bool no_sync;
     int64_t max_sites_per_process;
+    /* Cardinality per agent (server/ingest/agent_limits.h) and what "live" means. */
+    int64_t process_grace_ms;
+    int64_t max_processes_per_agent;
+    int64_t max_series_per_agent;
+    int64_t max_sites_per_agent;
+    int64_t max_analysed_series;
     /* Live analysis ([collector] keys, then the [analysis] section). */
     int64_t memory_limit;
     int64_t trace_on_suspicion_ms;
@@ -41,6 +49,7 @@ struct apm_collector_config {
         int64_t min_buckets;
         int64_t bucket_min_ms;
         int64_t min_history_ms;
+        int64_t startup_ms;
         char sensitivity[16];
     } analysis;
 };

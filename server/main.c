@@ -11,6 +11,7 @@
 
 #include "common/config.h"
 #include "common/error.h"
+#include "common/fdlimit.h"
 #include "common/log.h"
 #include "server/collector.h"
 
@@ -73,6 +74,13 @@ int main(int argc, char **argv)
         return 1;
     }
     apm_log_init("apm-collector", level);
+    /* The connection caps, not EMFILE, decide who is refused. */
+    uint64_t nofile = 0;
+    rc = apm_fdlimit_raise(&nofile);
+    if (rc != 0)
+        apm_warn("collector: cannot raise the descriptor limit: %s", apm_strerror(rc));
+    else
+        apm_debug("collector: descriptor limit %llu", (unsigned long long)nofile);
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct apm_collector *c = NULL;

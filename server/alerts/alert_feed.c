@@ -138,7 +138,8 @@ static const struct apm_suspects *
 probe_facts(struct apm_alert_feed *f, const struct apm_analyzer_verdict *msg, int64_t now_ms)
 {
     const struct apm_verdict_record *rec = msg->rec;
-    bool grows = rec->v.cls == APM_CLASS_LEAK || rec->v.has_forecast;
+    bool grows =
+        rec->v.cls == APM_CLASS_LEAK || rec->v.cls == APM_CLASS_GROWING || rec->v.has_forecast;
     if (f->store == NULL || !grows || rec->process_id[0] == '\0')
         return NULL;
     size_t klen = strlen(rec->process_id);
@@ -198,6 +199,7 @@ void apm_alert_feed_verdict(void *ctx, const struct apm_analyzer_verdict *msg)
             in.suspect_site = sus->top[0].site;
             in.suspect_rate = sus->top[0].rate;
             in.suspect_rate_err = sus->top[0].rate_err;
+            in.suspect_line = sus->top[0].line;
         }
     }
     apm_alerts_observe(f->engine, &in, now_ms);

@@ -7,6 +7,8 @@
 
 #include <string.h>
 
+#include "server/analysis/evidence.h"
+
 static bool matches_re(bool has, const regex_t *re, const char *s)
 {
     return !has || regexec(re, s != NULL ? s : "", 0, NULL, 0) == 0;
@@ -35,6 +37,18 @@ static double track_min(const struct apm_alert_track *t, double since_s, double 
     return m;
 }
 
+/* The facts beyond the verdict that the observation carries. */
+static void judge_evidence(const struct apm_alert_input *in, struct apm_evidence *ev)
+{
+    struct apm_evidence_facts f = {
+        .site = in->suspect_site,
+        .site_rate = in->suspect_rate,
+        .site_line = in->suspect_line,
+        .restarted_at_limit = in->restarted_at_limit,
+    };
+    apm_evidence_judge(&in->verdict, &f, ev);
+}
+
 enum apm_alert_cond apm_alert_judge(const struct apm_alert_rule *r,
                                     const struct apm_alert_input *in,
                                     const struct apm_alert_track *t, int64_t now_ms)
@@ -43,14 +57,24 @@ enum apm_alert_cond apm_alert_judge(const struct apm_alert_rule *r,
     /* A series the analysis has not judged yet neither fires nor resolves. */
     bool judged = !(v->cls == APM_CLASS_STABLE && v->confidence <= 0.0);
     bool leak = v->cls == APM_CLASS_LEAK;
+    struct apm_evidence ev;
+    judge_evidence(in, &ev);
     switch (r->kind) {
     case APM_ALERT_LEAK:
         if (!judged)
             return APM_ALERT_COND_HOLD;
         if (leak && v->confidence >= r->confidence)
             return APM_ALERT_COND_ON;
-        return leak && v->confidence >= r->confidence - 0.2 ? APM_ALERT_COND_HOLD
-                                                            : APM_ALERT_COND_OFF;
+        /* Evidence beyond RSS confirms a growth the analysis has no verdict on yet. */
+        if (ev.leak == APM_CONFIRM_SITE || ev.leak == APM_CONFIRM_RESTART)
+            return APM_ALERT_COND_ON;
+        /*
+         * A series still rising holds: its verdict may fall back to growing,
+         * or its confidence dip, while the analysis weighs new samples, and a
+         * leak that goes on must not resolve and fire again.
+         */
+        return ev.grows || (leak && v->confidence >= r->confidence - 0.2) ? APM_ALERT_COND_HOLD
+                                                                          : APM_ALERT_COND_OFF;
     case APM_ALERT_NATIVE: {
         if (!judged || !in->has_traced)
             return APM_ALERT_COND_HOLD;
@@ -63,13 +87,18 @@ enum apm_alert_cond apm_alert_judge(const struct apm_alert_rule *r,
     case APM_ALERT_EXHAUSTION: {
         if (!judged)
             return APM_ALERT_COND_HOLD;
+        /* A verdict between buckets may carry no forecast: a growth under way holds. */
         if (!v->has_forecast)
-            return APM_ALERT_COND_OFF;
-        double now_s = v->t_last > 0 ? v->t_last : (double)now_ms / 1000.0;
-        double left = v->forecast_lo_t - now_s, horizon = (double)r->horizon_ms / 1000.0;
-        if (left <= horizon)
+            return ev.grows ? APM_ALERT_COND_HOLD : APM_ALERT_COND_OFF;
+        /*
+         * The built-in condition, shared with apm-cli analyze (a forecast from
+         * a trusted rate), or a rate the probe's evidence made trusted.
+         */
+        double horizon = (double)r->horizon_ms / 1000.0;
+        if (apm_evidence_exhausts_within(v, &ev, horizon))
             return APM_ALERT_COND_ON;
-        return left <= horizon * 1.25 ? APM_ALERT_COND_HOLD : APM_ALERT_COND_OFF;
+        return ev.grows && v->forecast_lo_t - v->t_last <= horizon * 1.25 ? APM_ALERT_COND_HOLD
+                                                                          : APM_ALERT_COND_OFF;
     }
     case APM_ALERT_THRESHOLD: {
         double x = r->above;

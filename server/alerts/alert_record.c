@@ -49,6 +49,13 @@ char *apm_alert_record_encode(const struct apm_alert *a, size_t *len)
     json_object_set_new(o, "suspect_rate_err", json_real(a->suspect_rate_err));
     json_object_set_new(o, "native", json_integer(a->native));
     json_object_set_new(o, "restarted", json_boolean(a->restarted_at_limit));
+    json_object_set_new(o, "growing_for", json_real(a->growing_for_s));
+    json_object_set_new(o, "doubt", json_string(a->doubt));
+    json_object_set_new(o, "doubt_left",
+                        json_real(isfinite(a->doubt_left_s) ? a->doubt_left_s : -1));
+    json_object_set_new(o, "site_share", json_real(a->site_share));
+    json_object_set_new(o, "confirmed", json_string(a->confirmed));
+    json_object_set_new(o, "site_steady", json_boolean(a->site_steady));
     json_object_set_new(o, "summary", json_string(a->summary));
     json_object_set_new(o, "labels", json_string(a->labels));
     json_object_set_new(o, "ack_until", json_integer(a->ack_until_ms));
@@ -127,6 +134,15 @@ int apm_alert_record_decode(const void *data, size_t len, struct apm_alert *out)
     out->suspect_rate_err = get_real(o, "suspect_rate_err"); /* 0 in older records */
     out->native = (int)get_int(o, "native");
     out->restarted_at_limit = json_is_true(json_object_get(o, "restarted"));
+    /* Records written before these facts existed read as "unknown". */
+    out->growing_for_s = get_real(o, "growing_for");
+    get_str(o, "doubt", out->doubt, sizeof(out->doubt));
+    json_t *left = json_object_get(o, "doubt_left");
+    out->doubt_left_s =
+        json_is_number(left) && json_number_value(left) >= 0 ? json_number_value(left) : NAN;
+    out->site_share = get_real(o, "site_share");
+    get_str(o, "confirmed", out->confirmed, sizeof(out->confirmed));
+    out->site_steady = json_is_true(json_object_get(o, "site_steady"));
     get_str(o, "summary", out->summary, sizeof(out->summary));
     get_str(o, "labels", out->labels, sizeof(out->labels));
     out->ack_until_ms = get_int(o, "ack_until");

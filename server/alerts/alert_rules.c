@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/analysis.h"
 #include "common/config.h"
 #include "common/error.h"
 #include "common/model.h"
@@ -658,9 +659,9 @@ static int finish_rule(struct apm_alert_rule *r, const struct rule_meta *m, char
         r->severity =
             r->kind == APM_ALERT_EXHAUSTION ? APM_SEVERITY_CRITICAL : APM_SEVERITY_WARNING;
     if (!(m->set & K_CONFIDENCE))
-        r->confidence = 0.6;
+        r->confidence = APM_LEAK_RULE_CONFIDENCE;
     if (!(m->set & K_HORIZON))
-        r->horizon_ms = 6 * 3600 * 1000LL;
+        r->horizon_ms = (int64_t)(APM_EXHAUSTION_RULE_HORIZON_S * 1000.0);
     if (!(m->set & K_STEP))
         r->step = 0.5;
     if (!(m->set & K_WITHIN))

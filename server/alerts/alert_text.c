@@ -110,11 +110,30 @@ static void what(const struct apm_alert *a, char *buf, size_t size, size_t *len)
     case APM_ALERT_NATIVE:
         break;
     }
+    /* Only a leak that is called one "leaks"; a growth not yet judged "grows". */
+    bool called = a->kind == APM_ALERT_LEAK || strcmp(a->cls, "leak") == 0 || a->cls[0] == '\0';
     if (a->rate > 0)
-        append(buf, size, len, " leaks ~%s", apm_units_rate(a->rate, 0, r, sizeof(r)));
+        append(buf, size, len, " %s ~%s", called ? "leaks" : "grows",
+               apm_units_rate(a->rate, 0, r, sizeof(r)));
     else
         append(buf, size, len, " grows toward its limit");
     append(buf, size, len, " (now %s)", apm_units_bytes(a->value, 0, v, sizeof(v)));
+}
+
+/* How long it has grown and what the analysis still doubts. */
+static void how_sure(const struct apm_alert *a, char *buf, size_t size, size_t *len)
+{
+    char d[32];
+    if (a->growing_for_s > 0)
+        append(buf, size, len, "; growing for %s",
+               apm_duration_format(a->growing_for_s, d, sizeof(d)));
+    if (a->doubt[0] == '\0')
+        return;
+    append(buf, size, len, "%sno leak verdict yet (%s doubt", a->growing_for_s > 0 ? ", " : "; ",
+           a->doubt);
+    if (isfinite(a->doubt_left_s))
+        append(buf, size, len, " for %s more", apm_duration_format(a->doubt_left_s, d, sizeof(d)));
+    append(buf, size, len, ")");
 }
 
 char *apm_alert_text_summary(const struct apm_alert *a, char *buf, size_t size)
@@ -136,9 +155,18 @@ char *apm_alert_text_summary(const struct apm_alert *a, char *buf, size_t size)
                    limit_text(a, lim, sizeof(lim)), mid, lo);
         }
     }
-    if (a->suspect[0] != '\0')
+    if (a->kind != APM_ALERT_BLOAT)
+        how_sure(a, buf, size, &len);
+    if (a->suspect[0] != '\0') {
         append(buf, size, &len, "; top suspect `%s` %s", a->suspect,
                suspect_rate(a, sus, sizeof(sus)));
+        if (a->site_share > 0 && a->kind != APM_ALERT_BLOAT)
+            append(buf, size, &len, " accounts for %.0f %% of the growth%s",
+                   fmin(100.0 * a->site_share, 999.0),
+                   strcmp(a->confirmed, "python-site") == 0 ? ", which confirms the leak"
+                   : a->site_steady                         ? ", which makes its rate trusted"
+                                                            : "");
+    }
     if (a->native == 1)
         append(buf, size, &len,
                "; RSS grows but Python's traced memory does not: native code "
@@ -234,6 +262,13 @@ json_t *apm_alert_text_json(const struct apm_alert *a, int64_t now_ms)
     json_object_set_new(o, "suspect", s);
     json_object_set_new(o, "native", a->native < 0 ? json_null() : json_boolean(a->native == 1));
     json_object_set_new(o, "restarted_at_limit", json_boolean(a->restarted_at_limit));
+    json_object_set_new(o, "growing_for",
+                        a->growing_for_s > 0 ? json_real(a->growing_for_s) : json_null());
+    json_object_set_new(o, "doubt", str_or_null(a->doubt));
+    json_object_set_new(o, "site_share",
+                        a->site_share > 0 ? json_real(a->site_share) : json_null());
+    json_object_set_new(o, "confirmed_by", str_or_null(a->confirmed));
+    json_object_set_new(o, "site_steady", json_boolean(a->site_steady));
     json_object_set_new(o, "labels", labels_json(a->labels));
     bool acked = apm_alert_acked(a, now_ms);
     json_object_set_new(o, "acked", json_boolean(acked));

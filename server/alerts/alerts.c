@@ -23,6 +23,7 @@
 #include "common/error.h"
 #include "common/hashmap.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/timeutil.h"
 #include "server/alerts/alert_judge.h"
 #include "server/alerts/alert_record.h"
@@ -30,6 +31,7 @@
 #include "server/alerts/alert_text.h"
 #include "server/alerts/notify.h"
 #include "server/store/store_alerts.h"
+#include "server/analysis/evidence.h"
 #include "server/analysis/suspects.h"
 
 #define DEFAULT_TICK_MS 1000
@@ -66,6 +68,7 @@ struct apm_alerts {
     uint64_t *deleted; /* ids to delete from the store next round */
     size_t ndeleted, capdeleted;
     struct apm_alerts_stats stats;
+    struct apm_log_limit persist_log; /* a failing disk fails every round: rate-limited */
 };
 
 const char *apm_alert_kind_name(enum apm_alert_kind k)
@@ -194,9 +197,18 @@ static void track_add(struct apm_alerts *e, const struct apm_alert_input *in, in
 
 /* ---- observation ---- */
 
+/*
+ * Every string of an alert (host, names, sites, the ack comment) reaches a
+ * text line, a webhook and an exec hook's environment: it is kept clean
+ * (common/text.h), so a string stored before ingest cleaned strings, or a
+ * comment with a control character, cannot drive a terminal or forge a line.
+ * Clean input is copied exactly; a long one is cut at a character boundary.
+ */
 static void copy_str(char *dst, size_t size, const char *src)
 {
-    snprintf(dst, size, "%s", src != NULL ? src : "");
+    if (src == NULL)
+        src = "";
+    apm_text_clean(dst, size, src, strlen(src));
 }
 
 /* Refreshes the facts an alert shows from the latest observation. */
@@ -208,8 +220,29 @@ static void update_facts(struct apm_alert *a, const struct apm_alert_input *in, 
         a->interval_s = in->interval_s;
     copy_str(a->cls, sizeof(a->cls), apm_analysis_class_name(v->cls));
     a->confidence = v->confidence;
-    if (v->cls == APM_CLASS_LEAK || a->kind == APM_ALERT_THRESHOLD)
+    struct apm_evidence ev;
+    struct apm_evidence_facts f = {.site = in->suspect_site,
+                                   .site_rate = in->suspect_rate,
+                                   .site_line = in->suspect_line,
+                                   .restarted_at_limit = in->restarted_at_limit};
+    apm_evidence_judge(v, &f, &ev);
+    if (ev.grows || a->kind == APM_ALERT_THRESHOLD)
         a->rate = v->rate;
+    /* How sure: how long it has grown, what doubt remains, what confirms it. */
+    if (ev.grows && isfinite(v->growth_start_t) && v->t_last > v->growth_start_t)
+        a->growing_for_s = v->t_last - v->growth_start_t;
+    /* A verdict that wavers for a moment (no growth judged) leaves the last word standing. */
+    if (ev.grows) {
+        copy_str(a->doubt, sizeof(a->doubt),
+                 v->cls == APM_CLASS_GROWING ? apm_analysis_doubt_name(v->doubt) : "");
+        a->doubt_left_s = isfinite(v->doubt_until_t) && v->cls == APM_CLASS_GROWING
+                              ? fmax(0.0, v->doubt_until_t - v->t_last)
+                              : NAN;
+        copy_str(a->confirmed, sizeof(a->confirmed), apm_evidence_confirm_name(ev.leak));
+        a->site_steady = ev.site_steady;
+    }
+    if (ev.site_share > 0)
+        a->site_share = ev.site_share;
     a->value = in->value;
     if (v->limit > 0) {
         a->limit = v->limit;
@@ -293,6 +326,7 @@ static struct entry *open_alert(struct apm_alerts *e, const struct apm_alert_rul
     a->pid = in->pid;
     a->started_ms = now_ms;
     a->native = -1;
+    a->doubt_left_s = NAN;
     a->notified = APM_ALERT_PENDING;
     copy_str(a->labels, sizeof(a->labels), r->labels);
     const struct apm_alert *sil = silencing(e, r->name, in->series_id, now_ms);
@@ -587,9 +621,10 @@ int apm_alerts_run_once(struct apm_alerts *e, int64_t now_ms)
     if (rc == 0)
         queue_notifications(e, now_ms);
     prune(e);
+    bool say = rc != 0 && apm_log_limit_hit(&e->persist_log, now_ms);
     pthread_mutex_unlock(&e->mu);
     pending_free(&w);
-    if (rc != 0)
+    if (say)
         apm_warn("alerts: cannot persist alert changes: %s (will retry)", apm_strerror(rc));
     return rc;
 }
@@ -678,6 +713,8 @@ int apm_alerts_new(const struct apm_alerts_options *opt, struct apm_alerts **out
         return -ENOMEM;
     e->opt = *opt;
     e->next_id = 1;
+    e->persist_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
+        APM_LOG_WARN, "alerts:", "failures to persist alert changes", 10000, 1);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     apm_hashmap_init(&e->active);

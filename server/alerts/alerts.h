@@ -92,6 +92,7 @@ struct apm_alert_input {
     const char *suspect_site;   /* top suspect allocation site ("app/cache.py:88"); NULL = none */
     double suspect_rate;        /* its growth, bytes per second */
     double suspect_rate_err;    /* standard error of that when sampled; 0: exact */
+    bool suspect_line;          /* it grew through every part of the probe's window */
     bool restarted_at_limit;    /* the process replaced one of its name and cgroup at its limit */
 };
 
@@ -129,6 +130,13 @@ struct apm_alert {
     double suspect_rate_err; /* 0: exact (tracemalloc) */
     int native;              /* 1 native or fragmentation, 0 Python heap, -1 unknown */
     bool restarted_at_limit; /* the process replaced one of its name and cgroup at its limit */
+    /* How sure (server/analysis/evidence.h), from the latest observation. */
+    double growing_for_s; /* how long the growth has run; 0 = unknown */
+    char doubt[16];       /* why the analysis gives no verdict yet ("warm-up"); "" = none */
+    double doubt_left_s;  /* until it can be given; NAN = unknown */
+    double site_share;    /* the top suspect's share of the growth; 0 = unknown */
+    char confirmed[24];   /* what confirms the leak (apm_evidence_confirm_name); "" = nothing */
+    bool site_steady;     /* the top suspect made the rate of a start-up growth trusted */
     char summary[APM_ALERT_SUMMARY_MAX];
     char labels[APM_ALERT_LABELS_MAX];
     /* Acknowledgement (also silences new episodes of the same rule and series). */

@@ -18,8 +18,11 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/mem.h"
 
 #define DEFAULT_IDLE_S 3600.0
+/* Series forgotten in one sweep worth returning memory to the kernel for. */
+#define SWEEP_RELEASE_MIN 256u
 /* Most stored samples replayed into a new series. */
 #define WARM_MAX_SAMPLES 4096u
 /* A process at this share of its limit or above is "at its limit". */
@@ -308,28 +311,47 @@ static int series_new(struct apm_analyzer *a, const char *key, size_t klen, cons
     return 0;
 }
 
+static bool same_time(double x, double y)
+{
+    return x == y || (isnan(x) && isnan(y));
+}
+
 static bool same_judgement(const struct apm_verdict *x, const struct apm_verdict *y)
 {
     return x->cls == y->cls && x->alert == y->alert && x->has_forecast == y->has_forecast &&
-           x->confidence == y->confidence && x->rate == y->rate && x->limit == y->limit &&
+           x->steady == y->steady && x->doubt == y->doubt &&
+           same_time(x->growth_start_t, y->growth_start_t) &&
+           same_time(x->doubt_until_t, y->doubt_until_t) && x->confidence == y->confidence &&
+           x->rate == y->rate && x->limit == y->limit &&
            (!x->has_forecast ||
             (x->forecast_t == y->forecast_t && x->forecast_lo_t == y->forecast_lo_t &&
              x->forecast_hi_t == y->forecast_hi_t));
 }
 
-/* Asks for a tracemalloc window once per leak episode, not twice within the window. */
+/*
+ * Asks for a tracemalloc window once per episode of growth, not twice within
+ * the window. A series that grows with no verdict yet is suspicious too: its
+ * suspects then arrive while the analysis still weighs it, and the evidence
+ * they bring (server/analysis/evidence.h) can confirm the leak sooner.
+ */
 static void check_suspicion(struct apm_analyzer *a, struct aseries *s)
 {
     const struct apm_verdict *v = &s->rec.v;
-    bool suspicious = v->cls == APM_CLASS_LEAK && v->confidence >= a->opt.trace_confidence;
+    bool suspicious = (v->cls == APM_CLASS_LEAK && v->confidence >= a->opt.trace_confidence) ||
+                      v->cls == APM_CLASS_GROWING;
+    /* An episode lasts while the series grows: a verdict that wavers does not start another. */
     if (!suspicious) {
-        s->episode = false;
+        if (!(isfinite(v->growth_start_t) || v->cls == APM_CLASS_LEAK))
+            s->episode = false;
         return;
     }
-    if (s->episode || a->opt.trace_window_s <= 0 || s->rec.metric != APM_METRIC_RSS ||
+    if (s->episode)
+        return;
+    /* A window asked for a moment ago (before the verdict wavered) covers this episode too. */
+    s->episode = true;
+    if (a->opt.trace_window_s <= 0 || s->rec.metric != APM_METRIC_RSS ||
         (s->trace_at > 0 && v->t_last - s->trace_at < a->opt.trace_window_s))
         return;
-    s->episode = true;
     s->trace_at = v->t_last;
     a->stats.trace_requests++;
     if (a->trace_fn == NULL)
@@ -339,6 +361,7 @@ static void check_suspicion(struct apm_analyzer *a, struct aseries *s)
         .start_ms = s->rec.start_ms,
         .duration_s = (uint32_t)fmin(a->opt.trace_window_s, UINT32_MAX),
         .confidence = v->confidence,
+        .cls = v->cls,
     };
     snprintf(t.host, sizeof(t.host), "%s", s->rec.host);
     snprintf(t.process_id, sizeof(t.process_id), "%s", s->rec.process_id);
@@ -417,6 +440,13 @@ int apm_analyzer_feed(struct apm_analyzer *a, const char *host, const struct apm
     char key[APM_STORE_KEY_MAX], pid_id[APM_VERDICT_PROCESS_MAX];
     for (uint32_t i = 0; rc == 0 && i < b->nseries; i++) {
         const struct apm_series_block *blk = &b->series[i];
+        /*
+         * Every sample moves the clock that decides which series went silent,
+         * analysed or not: when the analysis is full, only the samples of
+         * series it refused show that the others stopped.
+         */
+        if (blk->n > 0 && (double)blk->t_ms[blk->n - 1] / 1000.0 > a->newest_t)
+            a->newest_t = (double)blk->t_ms[blk->n - 1] / 1000.0;
         if (blk->metric != APM_METRIC_RSS || blk->proc >= b->nprocs || blk->n == 0)
             continue;
         const struct apm_proc_desc *p = &b->procs[blk->proc];
@@ -472,11 +502,17 @@ static void unlink_series(struct apm_analyzer *a, struct aseries *s)
 static void sweep_idle(struct apm_analyzer *a)
 {
     struct aseries *next;
+    size_t n = 0;
     for (struct aseries *s = a->all; s != NULL; s = next) {
         next = s->next;
-        if (!s->dirty && a->newest_t - s->rec.v.t_last > a->opt.idle_s)
+        if (!s->dirty && a->newest_t - s->rec.v.t_last > a->opt.idle_s) {
             unlink_series(a, s);
+            n++;
+        }
     }
+    /* A flood that ended leaves its pages in the allocator: give them back. */
+    if (n >= SWEEP_RELEASE_MIN)
+        apm_mem_release();
 }
 
 int apm_analyzer_flush(struct apm_analyzer *a)

@@ -71,12 +71,14 @@ struct apm_analyzer_trace {
     int64_t start_ms;
     uint32_t duration_s;
     double confidence;
+    enum apm_class cls; /* leak, or growing (rising with no verdict yet) */
 };
 
 /*
  * Called on the analyzer's thread when a process's rss verdict becomes a leak
- * with at least trace_confidence: once per episode (until the verdict leaves
- * `leak`), and never twice within trace_window_s. t is borrowed.
+ * with at least trace_confidence, or growing (rising, no verdict yet): once
+ * per episode (until the verdict is neither), and never twice within
+ * trace_window_s. t is borrowed.
  */
 typedef void (*apm_analyzer_trace_fn)(void *ctx, const struct apm_analyzer_trace *t);
 

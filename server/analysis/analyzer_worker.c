@@ -33,6 +33,7 @@ struct apm_analyzer_worker {
     uv_async_t async;
     struct apm_analyzer *an; /* the analysis thread only, once started */
     double flush_s;
+    struct apm_log_limit store_log; /* the analysis thread only */
     apm_analyzer_trace_fn trace_fn;
     void *trace_ctx;
     pthread_t thread;
@@ -165,7 +166,7 @@ static double mono_s(void)
 static void flush(struct apm_analyzer_worker *w)
 {
     int rc = apm_analyzer_flush(w->an);
-    if (rc < 0)
+    if (rc < 0 && apm_log_limit_hit(&w->store_log, (int64_t)(mono_s() * 1000)))
         apm_warn("analyzer: cannot store verdicts: %s", apm_strerror(rc));
     struct apm_analyzer_stats s;
     apm_analyzer_get_stats(w->an, &s);
@@ -273,6 +274,8 @@ int apm_analyzer_worker_new(uv_loop_t *loop, struct apm_store *store,
     if (w == NULL)
         return -ENOMEM;
     w->flush_s = flush_s > 0 ? flush_s : DEFAULT_FLUSH_S;
+    w->store_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
+        APM_LOG_WARN, "analyzer:", "failures to store verdicts", 10000, 1);
     w->trace_fn = trace_fn;
     w->trace_ctx = ctx;
     int rc = apm_analyzer_new(store, opt, on_trace, w, &w->an);

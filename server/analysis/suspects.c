@@ -34,17 +34,23 @@ double apm_suspects_window_s(double interval_s)
     return w < MIN_WINDOW_S ? MIN_WINDOW_S : w > MAX_WINDOW_S ? MAX_WINDOW_S : w;
 }
 
-/* A site tracks the process when it grows fast enough and in both halves of its points. */
+/* True when the site's size rose in both halves of its points (three or more). */
+static bool in_line(const struct apm_site_rank *r)
+{
+    if (r->npoints < 3)
+        return false;
+    unsigned mid = r->npoints / 2, last = r->npoints - 1;
+    return r->points_v[mid] > r->points_v[0] && r->points_v[last] > r->points_v[mid];
+}
+
+/* A site tracks the process when it grows fast enough and, given three points, in line. */
 static bool tracks(const struct apm_site_rank *r, double rate)
 {
     if (r->size_growth <= 0 || r->rate <= 0)
         return false;
     if (rate > 0 && r->rate < APM_SUSPECTS_MIN_SHARE * rate)
         return false;
-    if (r->npoints < 3)
-        return true;
-    unsigned mid = r->npoints / 2, last = r->npoints - 1;
-    return r->points_v[mid] > r->points_v[0] && r->points_v[last] > r->points_v[mid];
+    return r->npoints < 3 || in_line(r);
 }
 
 static int by_rate(const void *pa, const void *pb)
@@ -84,6 +90,7 @@ static int pick_sites(struct apm_store *s, const char *process_id, int64_t from_
         x->size = r[i].size_end;
         x->growth = r[i].size_growth;
         x->rate_err = r[i].rate_err;
+        x->line = in_line(&r[i]);
     }
     apm_sites_free(r, n);
     if (out->n > 1)

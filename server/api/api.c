@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/model.h"
+#include "common/text.h"
 #include "common/timeutil.h"
 #include "common/units.h"
 
@@ -67,7 +68,10 @@ int apm_api_error(json_t **out, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    *out = json_pack("{s:s}", "error", msg);
+    /* Messages quote what the client sent: keep them encodable and free of controls. */
+    char clean[sizeof(msg)];
+    apm_text_clean(clean, sizeof(clean), msg, strlen(msg));
+    *out = json_pack("{s:s}", "error", clean);
     return *out ? status : 500;
 }
 
@@ -76,9 +80,27 @@ json_t *apm_api_time(int64_t ms)
     return json_real((double)ms / 1000.0);
 }
 
-static json_t *str_or_null(const char *s)
+json_t *apm_api_str(struct apm_api_why *why, const char *field, const char *s)
 {
-    return (s != NULL && *s != '\0') ? json_string(s) : json_null();
+    if (s == NULL)
+        s = "";
+    json_t *j = json_string(s);
+    if (j == NULL && why->text[0] == '\0')
+        snprintf(why->text, sizeof(why->text), "could not encode field '%s' as JSON: %s", field,
+                 apm_text_utf8_valid(s, strlen(s)) ? "out of memory" : "not valid UTF-8");
+    return j;
+}
+
+json_t *apm_api_str_or_null(struct apm_api_why *why, const char *field, const char *s)
+{
+    return (s != NULL && *s != '\0') ? apm_api_str(why, field, s) : json_null();
+}
+
+int apm_api_encode_error(json_t **out, const struct apm_api_why *why, const char *what)
+{
+    if (why->text[0] != '\0')
+        return apm_api_error(out, 500, "%s", why->text);
+    return apm_api_error(out, 500, "could not encode %s as JSON: out of memory", what);
 }
 
 /* Maps a store failure to an answer. */
@@ -214,7 +236,8 @@ struct collect {
     json_t *array;
     unsigned limit;
     bool truncated;
-    bool oom;
+    bool failed; /* a row could not be encoded: why says which field, else memory */
+    struct apm_api_why why;
 };
 
 static int collect_add(struct collect *c, json_t *item)
@@ -225,7 +248,7 @@ static int collect_add(struct collect *c, json_t *item)
         return 1;
     }
     if (item == NULL || json_array_append_new(c->array, item) != 0) {
-        c->oom = true;
+        c->failed = true;
         return 1;
     }
     return 0;
@@ -244,9 +267,9 @@ static int collect_begin(const struct apm_api_call *call, struct collect *c, jso
 /* Wraps collected rows as {name: [...], "truncated": bool}. */
 static int collect_finish(struct collect *c, int rc, const char *name, json_t **out)
 {
-    if (c->oom) {
+    if (c->failed) {
         json_decref(c->array);
-        return apm_api_error(out, 500, "out of memory");
+        return apm_api_encode_error(out, &c->why, name);
     }
     if (rc != 0) {
         json_decref(c->array);
@@ -293,12 +316,15 @@ static int get_status(const struct apm_api_call *call, json_t **out)
 
 static int host_row(void *ctx, const struct apm_host_info *h)
 {
-    json_t *o = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:I}", "host", h->host, "agent_id",
-                          str_or_null(h->agent_id), "boot_id", str_or_null(h->boot_id), "version",
-                          str_or_null(h->version), "first_seen", apm_api_time(h->first_seen_ms),
-                          "last_seen", apm_api_time(h->last_seen_ms), "processes",
-                          (json_int_t)h->nprocesses);
-    return collect_add(ctx, o);
+    struct collect *c = ctx;
+    struct apm_api_why *w = &c->why;
+    json_t *o = json_pack(
+        "{s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "host", apm_api_str(w, "host", h->host), "agent_id",
+        apm_api_str_or_null(w, "agent_id", h->agent_id), "boot_id",
+        apm_api_str_or_null(w, "boot_id", h->boot_id), "version",
+        apm_api_str_or_null(w, "version", h->version), "first_seen", apm_api_time(h->first_seen_ms),
+        "last_seen", apm_api_time(h->last_seen_ms), "processes", (json_int_t)h->nprocesses);
+    return collect_add(c, o);
 }
 
 static int get_hosts(const struct apm_api_call *call, json_t **out)
@@ -316,13 +342,15 @@ static int get_hosts(const struct apm_api_call *call, json_t **out)
 
 static int process_row(void *ctx, const struct apm_process_info *p)
 {
-    json_t *o =
-        json_pack("{s:s, s:s, s:i, s:i, s:o, s:s, s:s, s:s, s:o, s:o}", "id", p->id, "host",
-                  p->host, "pid", (int)p->pid, "ppid", (int)p->ppid, "start_time",
-                  apm_api_time(p->start_ms), "name", p->name ? p->name : "", "cmdline",
-                  p->cmdline ? p->cmdline : "", "cgroup", p->cgroup ? p->cgroup : "", "first_seen",
-                  apm_api_time(p->first_seen_ms), "last_seen", apm_api_time(p->last_seen_ms));
-    return collect_add(ctx, o);
+    struct collect *c = ctx;
+    struct apm_api_why *w = &c->why;
+    json_t *o = json_pack(
+        "{s:o, s:o, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o}", "id", apm_api_str(w, "id", p->id),
+        "host", apm_api_str(w, "host", p->host), "pid", (int)p->pid, "ppid", (int)p->ppid,
+        "start_time", apm_api_time(p->start_ms), "name", apm_api_str(w, "name", p->name), "cmdline",
+        apm_api_str(w, "cmdline", p->cmdline), "cgroup", apm_api_str(w, "cgroup", p->cgroup),
+        "first_seen", apm_api_time(p->first_seen_ms), "last_seen", apm_api_time(p->last_seen_ms));
+    return collect_add(c, o);
 }
 
 static int get_processes(const struct apm_api_call *call, json_t **out)
@@ -342,22 +370,25 @@ static int get_processes(const struct apm_api_call *call, json_t **out)
     return collect_finish(&c, rc, "processes", out);
 }
 
-static json_t *series_json(const struct apm_series_info *s)
+static json_t *series_json(struct apm_api_why *w, const struct apm_series_info *s)
 {
     bool host_series = s->process_id == NULL || s->process_id[0] == '\0';
     const char *metric = apm_metric_name(s->metric);
-    return json_pack(
-        "{s:I, s:s, s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:I, s:I}", "id", (json_int_t)s->id, "host",
-        s->host ? s->host : "", "process", str_or_null(s->process_id), "name",
-        str_or_null(s->process_name), "pid", host_series ? json_null() : json_integer(s->pid),
-        "metric", metric ? metric : "unknown", "unit", apm_units_name(apm_metric_unit(s->metric)),
-        "first", apm_api_time(s->first_ms), "last", apm_api_time(s->last_ms), "last_value",
-        (json_int_t)s->last_value, "samples", (json_int_t)s->nsamples);
+    return json_pack("{s:I, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:I, s:I}", "id",
+                     (json_int_t)s->id, "host", apm_api_str(w, "host", s->host), "process",
+                     apm_api_str_or_null(w, "process", s->process_id), "name",
+                     apm_api_str_or_null(w, "name", s->process_name), "pid",
+                     host_series ? json_null() : json_integer(s->pid), "metric",
+                     metric ? metric : "unknown", "unit",
+                     apm_units_name(apm_metric_unit(s->metric)), "first", apm_api_time(s->first_ms),
+                     "last", apm_api_time(s->last_ms), "last_value", (json_int_t)s->last_value,
+                     "samples", (json_int_t)s->nsamples);
 }
 
 static int series_row(void *ctx, const struct apm_series_info *s)
 {
-    return collect_add(ctx, series_json(s));
+    struct collect *c = ctx;
+    return collect_add(c, series_json(&c->why, s));
 }
 
 static int get_series(const struct apm_api_call *call, json_t **out)
@@ -398,10 +429,17 @@ static int get_series(const struct apm_api_call *call, json_t **out)
     return collect_finish(&c, rc, "series", out);
 }
 
+struct series_one {
+    json_t *series;
+    bool found;
+    struct apm_api_why why;
+};
+
 static int series_one(void *ctx, const struct apm_series_info *s)
 {
-    json_t **dst = ctx;
-    *dst = series_json(s);
+    struct series_one *one = ctx;
+    one->found = true;
+    one->series = series_json(&one->why, s);
     return 1;
 }
 
@@ -451,12 +489,15 @@ static int get_samples(const struct apm_api_call *call, json_t **out)
     if (st != 0)
         return st;
 
-    json_t *series = NULL;
-    int rc = apm_store_get_series(call->store, id, series_one, &series);
-    if (rc == APM_E_NOTFOUND || (rc == 0 && series == NULL))
+    struct series_one one = {0};
+    int rc = apm_store_get_series(call->store, id, series_one, &one);
+    if (rc == APM_E_NOTFOUND || (rc == 0 && !one.found))
         return apm_api_error(out, 404, "no series %llu", (unsigned long long)id);
     if (rc != 0)
         return store_error(out, rc);
+    if (one.series == NULL)
+        return apm_api_encode_error(out, &one.why, "the series");
+    json_t *series = one.series;
     sc.array = json_array();
     json_t *obj = json_pack("{s:o, s:o, s:o, s:O}", "series", series, "from",
                             has_from ? apm_api_time(from) : json_null(), "to",
@@ -636,7 +677,9 @@ void apm_api_handle(void *ctx, struct apm_http_conn *conn, const struct apm_http
     char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(obj);
     if (text == NULL) {
-        apm_http_respond_error(conn, 500, "out of memory");
+        apm_http_respond_error(conn, 500,
+                               obj ? "could not encode the answer as JSON: out of memory"
+                                   : "out of memory");
         return;
     }
     size_t len = strlen(text);

@@ -30,15 +30,17 @@ static json_t *seconds_until(double t, double from)
 }
 
 /*
- * The allocation sites that grow with a leaking process (server/analysis/suspects.h),
- * fastest first, and the native-or-Python verdict into *native (-1 unknown).
- * Only leaking series pay for the ranking; others get an empty list.
+ * The allocation sites that grow with a leaking or growing process
+ * (server/analysis/suspects.h), fastest first, and the native-or-Python
+ * verdict into *native (-1 unknown). Only such series pay for the ranking;
+ * others get an empty list.
  */
 static json_t *suspects(struct apm_store *store, const struct apm_verdict_record *r, int *native)
 {
     json_t *arr = json_array();
     *native = -1;
-    if (arr == NULL || r->v.cls != APM_CLASS_LEAK || r->process_id[0] == '\0')
+    bool grows = r->v.cls == APM_CLASS_LEAK || r->v.cls == APM_CLASS_GROWING;
+    if (arr == NULL || !grows || r->process_id[0] == '\0')
         return arr;
     struct apm_suspects sus;
     /* A stored verdict has no sampling interval: the default window. */
@@ -79,6 +81,14 @@ static json_t *record_json(struct apm_store *store, const struct apm_verdict_rec
     json_object_set_new(o, "class", json_string(apm_analysis_class_name(v->cls)));
     json_object_set_new(o, "confidence", json_real(v->confidence));
     json_object_set_new(o, "alert", json_boolean(v->alert));
+    /* Growth under way: since when, whether its rate is steady, and why no verdict yet. */
+    bool growth = isfinite(v->growth_start_t);
+    json_object_set_new(o, "growing_since", growth ? json_real(v->growth_start_t) : json_null());
+    json_object_set_new(o, "steady", json_boolean(v->steady));
+    bool doubt = v->cls == APM_CLASS_GROWING && v->doubt != APM_DOUBT_NONE;
+    json_object_set_new(o, "doubt",
+                        doubt ? json_string(apm_analysis_doubt_name(v->doubt)) : json_null());
+    json_object_set_new(o, "verdict_by", doubt ? time_or_null(v->doubt_until_t) : json_null());
     json_object_set_new(o, "exhaustion_t", fc ? time_or_null(v->forecast_t) : json_null());
     json_object_set_new(o, "exhaustion_lo_t", fc ? time_or_null(v->forecast_lo_t) : json_null());
     json_object_set_new(o, "exhaustion_hi_t", fc ? time_or_null(v->forecast_hi_t) : json_null());
@@ -146,12 +156,12 @@ static int row(void *ctx, const struct apm_verdict_record *r)
     return 0;
 }
 
-/* Soonest exhaustion first, then leaks without a forecast, then by series id. */
+/* Soonest exhaustion first, then leaks, then growing series without a forecast, then by id. */
 static int rank(const struct apm_verdict_record *r)
 {
     if (r->v.has_forecast)
         return 0;
-    return r->v.cls == APM_CLASS_LEAK ? 1 : 2;
+    return r->v.cls == APM_CLASS_LEAK ? 1 : r->v.cls == APM_CLASS_GROWING ? 2 : 3;
 }
 
 static int compare(const void *pa, const void *pb)
@@ -187,14 +197,15 @@ static int parse_filter(const struct apm_api_call *call, struct filter *f, json_
     if (st == 0 && has_class) {
         f->has_class = true;
         bool known = false;
-        for (int c = APM_CLASS_STABLE; c <= APM_CLASS_WARMUP && !known; c++) {
+        for (int c = APM_CLASS_STABLE; c <= APM_CLASS_GROWING && !known; c++) {
             known = strcmp(buf, apm_analysis_class_name((enum apm_class)c)) == 0;
             if (known)
                 f->cls = (enum apm_class)c;
         }
         if (!known)
             st = apm_api_error(
-                out, 400, "unknown class '%.64s' (leak, bloat, sawtooth, warmup, stable)", buf);
+                out, 400, "unknown class '%.64s' (leak, growing, bloat, sawtooth, warmup, stable)",
+                buf);
     }
     return st;
 }

@@ -25,17 +25,26 @@ struct apm_ingest_options {
     const char *listen;   /* "HOST:PORT" */
     const uint8_t *token; /* borrowed, must outlive the ingest */
     size_t token_len;
-    unsigned max_connections;
-    uint64_t handshake_timeout_ms;
+    unsigned max_connections;                 /* authenticated agents; 0 = 1024 */
+    unsigned max_unauthenticated;             /* connections before their Hello; 0 = 64 */
+    unsigned max_unauthenticated_per_address; /* of them from one address; 0 = all */
+    uint64_t handshake_timeout_ms;            /* 0 = 5 s */
     uint64_t idle_timeout_ms;
     uint32_t max_frame;    /* largest frame after authentication */
     unsigned max_inflight; /* batches per connection waiting for commit */
+    /* Cardinality per agent (server/ingest/agent_limits.h); 0 takes its default. */
+    uint64_t process_grace_ms;
+    uint64_t max_processes_per_agent;
+    uint64_t max_series_per_agent;
+    uint64_t max_sites_per_agent;
 };
 
 struct apm_ingest_stats {
     uint64_t accepted;
     uint64_t active;
     uint64_t refused_over_cap;
+    uint64_t unauthenticated;
+    uint64_t evicted_unauthenticated;
     uint64_t auth_failures;
     uint64_t frames_too_big;
     uint64_t decode_errors;
@@ -49,6 +58,14 @@ struct apm_ingest_stats {
     uint64_t store_errors;
     uint64_t overloaded;
     uint64_t controls_sent;
+    /* Peer strings cleaned at decode (common/text.h), per reason. */
+    uint64_t strings_invalid_utf8;
+    uint64_t strings_control;
+    uint64_t strings_too_long;
+    /* Batches refused for taking their agent over a cardinality limit, per limit. */
+    uint64_t refused_processes;
+    uint64_t refused_series;
+    uint64_t refused_sites;
 };
 
 /*

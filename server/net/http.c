@@ -33,6 +33,7 @@ struct apm_http_server {
     apm_http_close_cb close_cb;
     struct apm_http_conn *conns; /* doubly linked, open connections */
     struct apm_http_stats stats;
+    struct apm_log_limit evict_log;
     bool closing;
 };
 
@@ -47,10 +48,11 @@ struct apm_http_conn {
     unsigned pending_closes; /* handles whose close callback has not run */
     unsigned writes;         /* uv_write requests in flight */
     unsigned nrequests;
-    bool busy;       /* a request waits for its answer */
-    bool want_close; /* no more requests: flush, then close */
-    bool eof;        /* the client will send nothing more */
-    bool draining;   /* FIN sent; discarding input until the client closes */
+    uint64_t idle_since; /* uv_now when it last had nothing to do */
+    bool busy;           /* a request waits for its answer */
+    bool want_close;     /* no more requests: flush, then close */
+    bool eof;            /* the client will send nothing more */
+    bool draining;       /* FIN sent; discarding input until the client closes */
     bool reading;
     bool processing; /* inside process(): answers made now must not recurse */
     bool closing;    /* uv_close called on both handles */
@@ -312,6 +314,7 @@ const char *apm_http_status_text(int status)
         {431, "Request Header Fields Too Large"},
         {500, "Internal Server Error"},
         {503, "Service Unavailable"},
+        {505, "HTTP Version Not Supported"},
     };
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
         if (texts[i].status == status)
@@ -373,6 +376,7 @@ int apm_http_respond(struct apm_http_conn *c, int status, const char *content_ty
         return rc;
     }
     c->writes++;
+    c->idle_since = uv_now(s->loop);
     if (!c->want_close)
         uv_timer_start(&c->timer, on_idle, s->opt.idle_timeout_ms, 0);
     if (!c->processing)
@@ -412,6 +416,32 @@ static void refuse(struct apm_http_server *s)
     s->stats.refused++;
 }
 
+/*
+ * At the cap, closes the connection idle the longest (no request being
+ * answered, nothing being written) so that idle sockets cannot keep a real
+ * request out. Returns false when every connection is busy.
+ */
+static bool evict_idle(struct apm_http_server *s)
+{
+    struct apm_http_conn *oldest = NULL;
+    for (struct apm_http_conn *c = s->conns; c != NULL; c = c->next) {
+        if (c->busy || c->writes > 0 || c->closing)
+            continue;
+        if (oldest == NULL || c->idle_since <= oldest->idle_since)
+            oldest = c;
+    }
+    if (oldest == NULL)
+        return false;
+    s->stats.evicted++;
+    if (apm_log_limit_hit(&s->evict_log, (int64_t)uv_now(s->loop)))
+        apm_warn("http: closed a connection idle for %llu ms to admit a new one "
+                 "(%u connections open)",
+                 (unsigned long long)(uv_now(s->loop) - oldest->idle_since),
+                 s->opt.max_connections);
+    conn_close(oldest);
+    return true;
+}
+
 static void on_connection(void *ctx, struct apm_listener *l, int status)
 {
     struct apm_http_server *s = ctx;
@@ -419,7 +449,11 @@ static void on_connection(void *ctx, struct apm_listener *l, int status)
         apm_warn("http: accept failed: %s", uv_strerror(status));
         return;
     }
-    if (s->closing || s->stats.connections_open >= s->opt.max_connections) {
+    /* Closed connections leave the count only in their close callback: count the live ones. */
+    unsigned live = 0;
+    for (struct apm_http_conn *c = s->conns; c != NULL; c = c->next)
+        live += !c->closing;
+    if (s->closing || (live >= s->opt.max_connections && !evict_idle(s))) {
         refuse(s);
         return;
     }
@@ -445,6 +479,7 @@ static void on_connection(void *ctx, struct apm_listener *l, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    c->idle_since = uv_now(s->loop);
     uv_timer_start(&c->timer, on_idle, s->opt.idle_timeout_ms, 0);
     conn_update(c);
 }
@@ -469,6 +504,8 @@ int apm_http_server_new_opts(uv_loop_t *loop, const char *listen,
     s->handler = handler;
     s->ctx = ctx;
     apm_http_options_fill(&s->opt, opt);
+    s->evict_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
+        APM_LOG_WARN, "http: closed", "idle connections to admit newer ones", 10000, 5);
     int rc = apm_listener_new(loop, "http", listen, 128, on_connection, s, &s->listener);
     if (rc != 0) {
         free(s);
@@ -500,6 +537,7 @@ void apm_http_server_close(struct apm_http_server *s, apm_http_close_cb cb)
         return;
     s->closing = true;
     s->close_cb = cb;
+    apm_log_limit_flush(&s->evict_log, (int64_t)uv_now(s->loop), true);
     apm_listener_close(s->listener, on_listener_closed, s);
     for (struct apm_http_conn *c = s->conns; c != NULL; c = c->next) {
         if (c->busy)
@@ -515,11 +553,13 @@ static const struct apm_counter counters[] = {
     APM_COUNTER(struct apm_http_stats, connections_open, "connections_open", APM_COUNTER_GAUGE, "",
                 "HTTP connections open now."),
     APM_COUNTER(struct apm_http_stats, refused, "refused", APM_COUNTER_TOTAL, "",
-                "HTTP connections closed at once because max-connections were open."),
+                "HTTP connections closed at once because max-connections were open and busy."),
+    APM_COUNTER(struct apm_http_stats, evicted, "evicted", APM_COUNTER_TOTAL, "",
+                "Idle HTTP connections closed at max-connections to admit a new one."),
     APM_COUNTER(struct apm_http_stats, requests, "requests", APM_COUNTER_TOTAL, "",
                 "Complete HTTP requests handed to the API."),
     APM_COUNTER(struct apm_http_stats, bad_requests, "bad_requests", APM_COUNTER_TOTAL, "",
-                "HTTP requests refused by the reader (400, 413, 431)."),
+                "HTTP requests refused by the reader (400, 413, 431, 505)."),
     APM_COUNTER(struct apm_http_stats, timeouts, "timeouts", APM_COUNTER_TOTAL, "",
                 "HTTP connections closed by the idle timeout."),
     APM_COUNTER(struct apm_http_stats, responses_4xx, "responses_4xx", APM_COUNTER_TOTAL, "",

@@ -11,7 +11,7 @@
  * socket and the connections: keep-alive, pipelining (one request handled at
  * a time per connection, in order), a request cap per connection, an idle
  * timeout, a connection cap, and JSON error answers for what the reader
- * refuses (400, 413, 431).
+ * refuses (400, 413, 431, 505).
  *
  * A handler answers each request exactly once with apm_http_respond*(),
  * either before it returns or later on the loop thread (work done on a
@@ -47,9 +47,10 @@ typedef void (*apm_http_close_cb)(struct apm_http_server *s, void *ctx);
 struct apm_http_stats {
     uint64_t connections;      /* accepted and served */
     uint64_t connections_open; /* open now */
-    uint64_t refused;          /* closed at once because of max_connections */
+    uint64_t refused;          /* closed at once because of max_connections, none idle */
+    uint64_t evicted;          /* idle ones closed at max_connections to admit a newcomer */
     uint64_t requests;         /* complete requests handed to the handler */
-    uint64_t bad_requests;     /* refused by the reader: 400, 413, 431 */
+    uint64_t bad_requests;     /* refused by the reader: 400, 413, 431, 505 */
     uint64_t timeouts;         /* connections closed by the idle timeout */
     uint64_t responses_4xx;    /* every 4xx answer, the handler's included */
     uint64_t responses_5xx;

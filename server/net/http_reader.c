@@ -117,6 +117,11 @@ static int on_header_bytes(http_parser *p, const char *at, size_t n)
 static int on_headers_complete(http_parser *p)
 {
     struct apm_http_reader *r = p->data;
+    /* http_parser reads a request line without a version as HTTP/0.9. */
+    if (p->http_major == 0)
+        return fail(r, 400, "request line without an HTTP version");
+    if (p->http_major != 1)
+        return fail(r, 505, "HTTP version not supported (HTTP/1.x only)");
     if (p->upgrade)
         return fail(r, 400, "protocol upgrade is not supported");
     if (p->content_length != ULLONG_MAX && p->content_length > r->max_body)

@@ -17,12 +17,13 @@
 #define APM_HTTP_MAX_BODY_BYTES (64u * 1024u)
 #define APM_HTTP_MAX_CONNECTIONS 256u
 #define APM_HTTP_MAX_REQUESTS_PER_CONNECTION 1000u
-#define APM_HTTP_IDLE_TIMEOUT_MS 30000u
+#define APM_HTTP_IDLE_TIMEOUT_MS 10000u
 
 struct apm_http_options {
     size_t max_header_bytes;        /* request line + headers; above it: 431 */
     size_t max_body_bytes;          /* declared or received body; above it: 413 */
-    unsigned max_connections;       /* open connections; more are accepted and closed */
+    unsigned max_connections;       /* open connections; at the cap the longest idle one is
+                                       closed for a newcomer, or, none idle, the newcomer */
     unsigned max_requests_per_conn; /* the last answer says "Connection: close" */
     unsigned idle_timeout_ms;       /* time allowed to send the next whole request */
 };
@@ -72,7 +73,7 @@ const struct apm_http_request *apm_http_reader_request(const struct apm_http_rea
 void apm_http_reader_next(struct apm_http_reader *r);
 
 /*
- * After a failed feed: returns the HTTP status to answer (400, 413, 431, or
+ * After a failed feed: returns the HTTP status to answer (400, 413, 431, 505, or
  * 500 when out of memory) and sets *message (may be NULL) to a reason a
  * person can read, borrowed from the reader until it is freed. Returns 0
  * while the reader has not failed.

@@ -8,20 +8,28 @@
  * commit, however many batches touched it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "common/timeutil.h"
 #include "server/store/store_priv.h"
 
 #define DEFAULT_MAP_SIZE (8ull << 30)
 #define DEFAULT_CHUNK_SAMPLES 120u
+#define DEFAULT_FORGET_MS 120000
 
 static const char *const db_names[DB_COUNT] = {
     [DB_META] = "meta",
@@ -35,16 +43,98 @@ static const char *const db_names[DB_COUNT] = {
     [DB_VERDICTS] = "verdicts",
 };
 
-int apm_store_mdb_error(int rc, const char *what)
+/*
+ * A failing disk fails every writer at once (batches, verdicts, alerts), and
+ * again at each retry: the store's failures share one rate limit, whatever
+ * the thread. Errors outside a store's commit (any store) share another.
+ */
+static pthread_mutex_t global_failure_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct apm_log_limit global_failure_log =
+    APM_LOG_LIMIT_INIT(APM_LOG_ERROR, "store:", "failed operations", 10000, 1);
+
+static void __attribute__((format(printf, 4, 5)))
+log_failure(pthread_mutex_t *mu, struct apm_log_limit *limit, enum apm_log_level level,
+            const char *fmt, ...)
+{
+    pthread_mutex_lock(mu);
+    bool pass = apm_log_limit_hit(limit, apm_now_ms());
+    pthread_mutex_unlock(mu);
+    if (!pass)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    apm_log(level, "%s", line);
+}
+
+/*
+ * A commit went through: once the failures' window is over, logs their
+ * summary (a disk that fills up may let small commits through between
+ * failures; that does not start a new round of lines).
+ */
+static void failures_over(struct apm_store *s)
+{
+    pthread_mutex_lock(&s->failure_mu);
+    if (s->failure_log.start_ms != 0) {
+        apm_log_limit_flush(&s->failure_log, apm_now_ms(), false);
+        if (s->failure_log.start_ms == 0)
+            apm_info("store: commits succeed again");
+    }
+    pthread_mutex_unlock(&s->failure_mu);
+}
+
+/* Translates rc, logging under the limit given. */
+static int mdb_error_limited(pthread_mutex_t *mu, struct apm_log_limit *limit, int rc,
+                             const char *what)
 {
     if (rc == 0)
         return 0;
     if (rc == MDB_MAP_FULL) {
-        apm_warn("store: %s: map full", what);
+        log_failure(mu, limit, APM_LOG_WARN, "store: %s: map full", what);
         return APM_E_FULL;
     }
-    apm_error("store: %s: %s", what, mdb_strerror(rc));
+    log_failure(mu, limit, APM_LOG_ERROR, "store: %s: %s", what, mdb_strerror(rc));
     return APM_E_STORE;
+}
+
+int apm_store_mdb_error(int rc, const char *what)
+{
+    return mdb_error_limited(&global_failure_mu, &global_failure_log, rc, what);
+}
+
+static int commit_error(struct apm_store *s, int rc);
+
+/*
+ * A failed commit. LMDB reports a short write as EIO, which on a full disk
+ * is ENOSPC in disguise: the free space of the data directory tells them
+ * apart. A full disk is APM_E_FULL (retryable, like a full map).
+ */
+int apm_store_commit(struct apm_store *s, MDB_txn *txn)
+{
+    int rc = mdb_txn_commit(txn);
+    if (rc == 0) {
+        failures_over(s);
+        return 0;
+    }
+    return commit_error(s, rc);
+}
+
+static int commit_error(struct apm_store *s, int rc)
+{
+    const char *dir = NULL;
+    struct statvfs vfs;
+    bool full = rc == ENOSPC ||
+                (rc == EIO && mdb_env_get_path(s->env, &dir) == 0 && statvfs(dir, &vfs) == 0 &&
+                 (uint64_t)vfs.f_bavail * vfs.f_frsize < (1u << 20));
+    if (!full)
+        return mdb_error_limited(&s->failure_mu, &s->failure_log, rc, "commit");
+    if (dir == NULL)
+        mdb_env_get_path(s->env, &dir);
+    log_failure(&s->failure_mu, &s->failure_log, APM_LOG_ERROR,
+                "store: commit: no space left on the disk of %s", dir ? dir : "the data directory");
+    return APM_E_FULL;
 }
 
 void apm_store_put_be64(uint8_t *p, uint64_t v)
@@ -155,7 +245,7 @@ static int series_create(struct apm_store_txn *t, const char *key, size_t klen, 
     struct store_series *ser = series_alloc(key, klen, name);
     if (ser == NULL)
         return -ENOMEM;
-    ser->id = t->s->next_series_id;
+    ser->id = t->next_series_id;
     ser->pid = pid;
     ser->metric = metric;
     uint8_t idkey[8];
@@ -166,7 +256,7 @@ static int series_create(struct apm_store_txn *t, const char *key, size_t klen, 
         series_free(ser);
         return apm_store_mdb_error(rc, "new series");
     }
-    t->s->next_series_id++;
+    t->next_series_id++;
     *out = ser;
     return 0;
 }
@@ -268,11 +358,57 @@ static int write_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t value
     return mdb_put(txn, dbi, &k, &v, 0);
 }
 
-/* Opens the databases, checks the schema and reads the counters. */
+/*
+ * Takes the data directory's lock: an exclusive flock on DIR/apm.lock, held
+ * (through lock_fd) until apm_store_free, with the holder's pid written in
+ * the file for the message a second opener prints. The lock goes with the
+ * process, so a kill -9 leaves nothing to clean up.
+ */
+static int lock_dir(struct apm_store *s, const char *dir)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/apm.lock", dir) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        int e = errno;
+        apm_error("store: cannot open %s: %s", path, strerror(e));
+        return -e;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = e == EWOULDBLOCK ? pread(fd, pid, sizeof(pid) - 1, 0) : -1;
+        close(fd);
+        if (e != EWOULDBLOCK) {
+            apm_error("store: cannot lock %s: %s", path, strerror(e));
+            return -e;
+        }
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        apm_error("data directory %s is locked by pid %s", dir, pid[0] ? pid : "(unknown)");
+        return -EBUSY;
+    }
+    char buf[32];
+    int len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len)
+        apm_warn("store: cannot write the pid into %s: %s", path, strerror(errno));
+    s->lock_fd = fd;
+    return 0;
+}
+
+/* Adds delta to a counter in DB_META, read inside the write transaction. */
+static int add_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t delta)
+{
+    uint64_t v = 0;
+    int rc = read_u64(txn, dbi, name, &v);
+    return rc != 0 ? rc : write_u64(txn, dbi, name, v + delta);
+}
+
+/* Opens the databases and checks the schema. */
 static int open_dbs(struct apm_store *s)
 {
     MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     for (int i = 0; rc == 0 && i < DB_COUNT; i++)
         rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]);
@@ -287,22 +423,6 @@ static int open_dbs(struct apm_store *s)
         mdb_txn_abort(txn);
         return APM_E_STORE;
     }
-    if (rc == 0)
-        rc = read_u64(txn, s->dbi[DB_META], "samples", &s->samples);
-    if (rc == 0)
-        rc = read_u64(txn, s->dbi[DB_META], "dropped", &s->dropped);
-    if (rc == 0)
-        rc = mdb_cursor_open(txn, s->dbi[DB_SERIES], &cur);
-    if (rc != 0)
-        goto out;
-    MDB_val k, v;
-    s->next_series_id = 1;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    if (rc == 0 && k.mv_size == 8)
-        s->next_series_id = apm_store_get_be64(k.mv_data) + 1;
-    if (rc == MDB_NOTFOUND)
-        rc = 0;
-    mdb_cursor_close(cur);
     if (rc == 0) {
         rc = mdb_txn_commit(txn);
         txn = NULL;
@@ -326,13 +446,25 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     struct apm_store *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return -ENOMEM;
+    s->lock_fd = -1;
+    rc = lock_dir(s, opt->dir);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    pthread_mutex_init(&s->failure_mu, NULL);
+    s->failure_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(APM_LOG_ERROR,
+                                                              "store:", "failed commits", 10000, 1);
     s->chunk_samples = chunk_samples;
     apm_hashmap_init(&s->index);
     apm_hashmap_init(&s->seen);
     apm_hashmap_init(&s->site_counts);
     s->max_sites = opt->max_sites_per_process ? opt->max_sites_per_process : 1000;
+    s->forget_after_ms = opt->forget_after_ms > 0 ? opt->forget_after_ms : DEFAULT_FORGET_MS;
+    s->forgotten_at_ms = apm_now_ms();
     atomic_init(&s->commits, 0);
     atomic_init(&s->sites_refused, 0);
+    atomic_init(&s->forgotten, 0);
     unsigned flags = MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0);
     rc = mdb_env_create(&s->env);
     if (rc == 0)
@@ -368,10 +500,42 @@ void apm_store_free(struct apm_store *s)
     apm_hashmap_close(&s->site_counts);
     if (s->env != NULL)
         mdb_env_close(s->env);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    apm_log_limit_flush(&s->failure_log, apm_now_ms(), true);
+    pthread_mutex_destroy(&s->failure_mu);
     free(s);
 }
 
 /* ---- transactions ---- */
+
+/*
+ * The first free series id, read from the store inside the write transaction:
+ * the last key of DB_SERIES plus one, or the "series_next" mark in DB_META if
+ * higher (so that an id stays used should its series ever be deleted). No
+ * counter is kept in memory between transactions.
+ */
+static int next_series_id(struct apm_store *s, MDB_txn *txn, uint64_t *out)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    *out = 1;
+    int rc = mdb_cursor_open(txn, s->dbi[DB_SERIES], &cur);
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size == 8)
+        *out = apm_store_get_be64(k.mv_data) + 1;
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    uint64_t mark = 0;
+    if (rc == 0)
+        rc = read_u64(txn, s->dbi[DB_META], "series_next", &mark);
+    if (rc == 0 && mark > *out)
+        *out = mark;
+    return apm_store_mdb_error(rc, "series ids");
+}
 
 int apm_store_txn_begin(struct apm_store *s, struct apm_store_txn **out)
 {
@@ -386,10 +550,95 @@ int apm_store_txn_begin(struct apm_store *s, struct apm_store_txn **out)
         return apm_store_mdb_error(rc, "begin");
     }
     t->s = s;
-    t->next_series_id = s->next_series_id;
+    rc = next_series_id(s, t->txn, &t->next_series_id);
+    t->first_series_id = t->next_series_id;
+    if (rc < 0) {
+        mdb_txn_abort(t->txn);
+        free(t);
+        return rc;
+    }
     s->txn = t;
     *out = t;
     return 0;
+}
+
+struct idle {
+    int64_t before_ms;
+    void **found; /* series, or seen keys */
+    size_t n, cap;
+};
+
+static void collect(struct idle *c, void *p)
+{
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 256;
+        void **nf = realloc(c->found, ncap * sizeof(*nf));
+        if (nf == NULL)
+            return; /* forgotten at a later sweep */
+        c->found = nf;
+        c->cap = ncap;
+    }
+    c->found[c->n++] = p;
+}
+
+static void idle_series(void *ctx, const void *key, size_t klen, uint64_t value)
+{
+    (void)key;
+    (void)klen;
+    struct store_series *ser = (struct store_series *)(uintptr_t)value;
+    if (!ser->dirty && ser->last_ms < ((struct idle *)ctx)->before_ms)
+        collect(ctx, ser);
+}
+
+struct idle_key {
+    size_t klen;
+    char key[];
+};
+
+static void idle_seen(void *ctx, const void *key, size_t klen, uint64_t value)
+{
+    struct idle *c = ctx;
+    if ((int64_t)value >= c->before_ms)
+        return;
+    struct idle_key *k = malloc(sizeof(*k) + klen);
+    if (k == NULL)
+        return;
+    k->klen = klen;
+    memcpy(k->key, key, klen);
+    collect(c, k);
+}
+
+/*
+ * Forgets what the writer keeps of series and processes that had nothing
+ * new for forget_after_ms: PRODUCT.md's process-grace, after which a process
+ * is no longer live. Their records are in LMDB and are read back if they
+ * return. The site counts are dropped whole and recounted on demand.
+ */
+static void forget_idle(struct apm_store *s, int64_t now_ms)
+{
+    s->forgotten_at_ms = now_ms;
+    struct idle c = {.before_ms = now_ms - s->forget_after_ms};
+    apm_hashmap_foreach(&s->index, idle_series, &c);
+    size_t nseries = c.n;
+    for (size_t i = 0; i < c.n; i++) {
+        struct store_series *ser = c.found[i];
+        apm_hashmap_del(&s->index, ser->key, ser->klen);
+        series_free(ser);
+    }
+    c.n = 0;
+    apm_hashmap_foreach(&s->seen, idle_seen, &c);
+    for (size_t i = 0; i < c.n; i++) {
+        struct idle_key *k = c.found[i];
+        apm_hashmap_del(&s->seen, k->key, k->klen);
+        free(k);
+    }
+    free(c.found);
+    apm_hashmap_close(&s->site_counts);
+    apm_hashmap_init(&s->site_counts);
+    if (nseries > 0) {
+        atomic_fetch_add(&s->forgotten, nseries);
+        apm_mem_release();
+    }
 }
 
 /* Ends t: the changed series either become clean (kept) or are forgotten. */
@@ -407,12 +656,12 @@ static void txn_end(struct apm_store_txn *t, bool committed)
         }
     }
     if (committed) {
-        s->samples += t->samples;
-        s->dropped += t->dropped;
         atomic_fetch_add(&s->commits, 1);
         atomic_fetch_add(&s->sites_refused, t->sites_refused);
+        int64_t now = apm_now_ms();
+        if (now - s->forgotten_at_ms >= s->forget_after_ms / 4)
+            forget_idle(s, now);
     } else {
-        s->next_series_id = t->next_series_id;
         apm_hashmap_close(&s->seen);
         apm_hashmap_init(&s->seen);
         apm_hashmap_close(&s->site_counts);
@@ -441,18 +690,19 @@ int apm_store_txn_commit(struct apm_store_txn *t)
     for (struct store_series *ser = t->dirty; ser != NULL && rc == 0; ser = ser->next_dirty)
         rc = write_series(t, ser);
     if (rc == 0 && t->samples > 0)
-        rc = apm_store_mdb_error(
-            write_u64(t->txn, t->s->dbi[DB_META], "samples", t->s->samples + t->samples),
-            "counters");
+        rc = apm_store_mdb_error(add_u64(t->txn, t->s->dbi[DB_META], "samples", t->samples),
+                                 "counters");
     if (rc == 0 && t->dropped > 0)
+        rc = apm_store_mdb_error(add_u64(t->txn, t->s->dbi[DB_META], "dropped", t->dropped),
+                                 "counters");
+    if (rc == 0 && t->next_series_id != t->first_series_id)
         rc = apm_store_mdb_error(
-            write_u64(t->txn, t->s->dbi[DB_META], "dropped", t->s->dropped + t->dropped),
-            "counters");
+            write_u64(t->txn, t->s->dbi[DB_META], "series_next", t->next_series_id), "counters");
     if (rc < 0) {
         apm_store_txn_abort(t);
         return rc;
     }
-    rc = apm_store_mdb_error(mdb_txn_commit(t->txn), "commit");
+    rc = apm_store_commit(t->s, t->txn);
     txn_end(t, rc == 0);
     return rc;
 }

@@ -27,11 +27,19 @@ struct apm_store_options {
     unsigned chunk_samples;         /* samples per sealed chunk; 0 = default (120) */
     bool no_sync;                   /* tests and benchmarks only: skip fsync at commit */
     unsigned max_sites_per_process; /* allocation sites kept per process; 0 = default (1000) */
+    /*
+     * The writer's in-memory state of a series (its open chunk, its seen
+     * times) is forgotten once it had no sample this long (process-grace), and
+     * read back from LMDB if it comes back; 0 = default (2 min).
+     */
+    int64_t forget_after_ms;
 };
 
 /*
  * Opens (creating if needed) the store in opt->dir and clears stale readers
- * left by dead processes. Returns 0 and *out owned (free with
+ * left by dead processes. The directory is locked (flock on DIR/apm.lock)
+ * until apm_store_free: a second opener, in this process or another, gets
+ * -EBUSY after logging "data directory DIR is locked by pid N". Returns 0 and *out owned (free with
  * apm_store_free), or a negative code; on failure *out is untouched.
  */
 int apm_store_open(const struct apm_store_options *opt, struct apm_store **out);
@@ -142,6 +150,7 @@ struct apm_store_stats {
     uint64_t bytes_on_disk; /* size of the LMDB data file's used pages */
     uint64_t commits;
     uint64_t sites_refused; /* new allocation sites refused over the per-process cap, this run */
+    uint64_t forgotten;     /* series the writer forgot after forget_after_ms, this run */
 };
 int apm_store_stats(struct apm_store *s, struct apm_store_stats *out);
 

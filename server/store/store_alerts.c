@@ -42,10 +42,10 @@ int apm_store_alerts_put(struct apm_store *s, const struct apm_store_alert_rec *
         mdb_txn_abort(txn);
         return apm_store_mdb_error(rc, "alerts: write");
     }
-    rc = mdb_txn_commit(txn);
+    rc = apm_store_commit(s, txn);
     if (rc == 0)
         atomic_fetch_add(&s->commits, 1);
-    return apm_store_mdb_error(rc, "alerts: commit");
+    return rc;
 }
 
 int apm_store_alerts_load(struct apm_store *s, apm_store_alert_cb cb, void *ctx, uint64_t *next_id)

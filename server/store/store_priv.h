@@ -10,11 +10,13 @@
  * store_record.c. Nothing outside server/store/ includes this header.
  */
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "common/hashmap.h"
+#include "common/log.h"
 #include "server/store/chunk.h"
 #include "server/store/store.h"
 
@@ -22,7 +24,7 @@
 
 /* The named databases, in the order they are opened. */
 enum store_db {
-    DB_META,       /* "schema", "samples", "dropped" -> u32 / u64 */
+    DB_META,       /* "schema", "samples", "dropped", "series_next" -> u32 / u64 */
     DB_SERIES_KEY, /* host \0 process id \0 metric byte [site \0] -> series id (u64) */
     DB_SERIES,     /* series id (big-endian u64) -> series record with the open chunk */
     DB_CHUNKS,     /* series id, first t (both big-endian u64) -> sealed chunk */
@@ -61,6 +63,7 @@ struct store_series {
 
 struct apm_store {
     MDB_env *env;
+    int lock_fd; /* DIR/apm.lock, flocked exclusively while the store is open */
     MDB_dbi dbi[DB_COUNT];
     unsigned chunk_samples;
     /* Writer thread only. */
@@ -73,23 +76,26 @@ struct apm_store {
     struct apm_hashmap seen;
     uint8_t *scratch; /* series records are laid out here before mdb_put */
     size_t scratch_cap;
-    uint64_t next_series_id;
-    uint64_t samples;
-    uint64_t dropped;
     struct apm_store_txn *txn;
     unsigned max_sites;
+    int64_t forget_after_ms;
+    int64_t forgotten_at_ms; /* wall time of the last sweep of the index */
     /* Process id -> allocation sites stored; counted from LMDB on first use, cleared on abort. */
     struct apm_hashmap site_counts;
     /* Any thread. */
+    pthread_mutex_t failure_mu;       /* guards failure_log */
+    struct apm_log_limit failure_log; /* failed commits, logged rate-limited */
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t sites_refused;
+    atomic_uint_fast64_t forgotten; /* series dropped from the index after forget_after_ms */
 };
 
 struct apm_store_txn {
     struct apm_store *s;
     MDB_txn *txn;
     struct store_series *dirty;
-    uint64_t next_series_id; /* to restore on abort */
+    uint64_t next_series_id;  /* read from the store at begin; ids created in this txn follow */
+    uint64_t first_series_id; /* next_series_id at begin */
     uint64_t samples;
     uint64_t dropped;
     uint64_t sites_refused;
@@ -135,7 +141,15 @@ int apm_store_put_probe(struct apm_store_txn *t, const char *host, const struct 
 /* How stale a process's or host's last_seen may be before its record is rewritten. */
 #define APM_STORE_SEEN_REFRESH_MS 10000
 
-/* Translates an LMDB return code (logging what it means). */
+/*
+ * Commits txn (which ends, whatever the outcome). Returns 0, APM_E_FULL for a
+ * full disk (a short write LMDB calls EIO) or APM_E_STORE; failures are
+ * logged under one rate limit shared by every thread, and the first commit
+ * after them logs their summary.
+ */
+int apm_store_commit(struct apm_store *s, MDB_txn *txn);
+
+/* Translates an LMDB return code (logging what it means, rate-limited). */
 int apm_store_mdb_error(int rc, const char *what);
 
 /* Big-endian keys keep LMDB's byte order equal to numeric order. */

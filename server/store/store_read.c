@@ -309,6 +309,7 @@ int apm_store_stats(struct apm_store *s, struct apm_store_stats *out)
         out->bytes_on_disk = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
     out->commits = atomic_load(&s->commits);
     out->sites_refused = atomic_load(&s->sites_refused);
+    out->forgotten = atomic_load(&s->forgotten);
     mdb_txn_abort(txn);
     return apm_store_mdb_error(rc, "stats");
 }
@@ -328,6 +329,8 @@ static const struct apm_counter counters[] = {
                 "Write transactions committed since the start."),
     APM_COUNTER(struct apm_store_stats, sites_refused, "sites_refused", APM_COUNTER_TOTAL, "",
                 "New allocation sites refused over the per-process cap since the start."),
+    APM_COUNTER(struct apm_store_stats, forgotten, "forgotten", APM_COUNTER_TOTAL, "",
+                "Series whose in-memory state was dropped after process-grace without samples."),
     {.name = NULL},
 };
 

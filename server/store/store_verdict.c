@@ -3,23 +3,35 @@
  * fields in host byte order (an LMDB file is not portable across byte orders
  * anyway), then host, process id and name, each with its NUL. Every parse
  * checks lengths, so a damaged record is an error, never a crash.
+ *
+ * Version 2 adds the growing class, why it has no verdict yet (doubt byte and
+ * doubt_until_t), when the growth began and whether its rate is steady.
+ * Version 1 records (written before) still read: the new fields then say
+ * nothing is known (NAN times, no doubt, not steady). Records are rewritten
+ * in version 2 as soon as their series is judged again.
  */
 #include "server/store/store_verdict.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
 #include "server/store/store_priv.h"
 
-#define RECORD_VERSION 1u
-#define NDOUBLES 9u
-/* version, metric, class, flags, limit source; pid; start; doubles; samples */
-#define FIXED_LEN (5u + 4u + 8u + NDOUBLES * 8u + 8u)
+#define RECORD_VERSION 2u
+#define NDOUBLES 11u
+/* version, metric, class, flags, limit source, doubt; pid; start; doubles; samples */
+#define FIXED_LEN (6u + 4u + 8u + NDOUBLES * 8u + 8u)
+/* Version 1: no doubt byte, the first 9 doubles. */
+#define V1_NDOUBLES 9u
+#define V1_FIXED_LEN (5u + 4u + 8u + V1_NDOUBLES * 8u + 8u)
 #define FLAG_ALERT 1u
 #define FLAG_FORECAST 2u
 #define FLAG_RESTARTED 4u
+#define FLAG_STEADY 8u
 
 const char *apm_limit_source_name(enum apm_limit_source s)
 {
@@ -47,6 +59,8 @@ static void doubles_of(const struct apm_verdict_record *r, double d[NDOUBLES])
     d[6] = r->v.limit;
     d[7] = r->v.t_last;
     d[8] = r->evaluated_at;
+    d[9] = r->v.growth_start_t;
+    d[10] = r->v.doubt_until_t;
 }
 
 /* Returns an owned buffer of *len bytes (free with free()) or NULL. */
@@ -62,9 +76,11 @@ static uint8_t *encode(const struct apm_verdict_record *r, size_t *len)
     *p++ = RECORD_VERSION;
     *p++ = (uint8_t)r->metric;
     *p++ = (uint8_t)r->v.cls;
-    *p++ = (uint8_t)((r->v.alert ? FLAG_ALERT : 0) | (r->v.has_forecast ? FLAG_FORECAST : 0) |
-                     (r->restarted_at_limit ? FLAG_RESTARTED : 0));
+    *p++ =
+        (uint8_t)((r->v.alert ? FLAG_ALERT : 0) | (r->v.has_forecast ? FLAG_FORECAST : 0) |
+                  (r->restarted_at_limit ? FLAG_RESTARTED : 0) | (r->v.steady ? FLAG_STEADY : 0));
     *p++ = (uint8_t)r->limit_source;
+    *p++ = (uint8_t)r->v.doubt;
     memcpy(p, &r->pid, 4);
     p += 4;
     memcpy(p, &r->start_ms, 8);
@@ -103,8 +119,12 @@ static int take_string(const uint8_t **p, const uint8_t *end, char *dst, size_t 
 static int decode(const void *buf, size_t len, uint64_t id, struct apm_verdict_record *r)
 {
     const uint8_t *p = buf, *end = p + len;
-    if (len < FIXED_LEN || p[0] != RECORD_VERSION || p[1] >= APM_METRIC_COUNT ||
-        p[2] > APM_CLASS_WARMUP || p[4] > APM_LIMIT_HOST)
+    if (len < 1 || (p[0] != RECORD_VERSION && p[0] != 1u))
+        return APM_E_STORE;
+    bool v1 = p[0] == 1u;
+    size_t fixed = v1 ? V1_FIXED_LEN : FIXED_LEN;
+    if (len < fixed || p[1] >= APM_METRIC_COUNT || p[2] > APM_CLASS_GROWING ||
+        p[4] > APM_LIMIT_HOST || (!v1 && p[5] > APM_DOUBT_STEP))
         return APM_E_STORE;
     memset(r, 0, sizeof(*r));
     r->series_id = id;
@@ -113,15 +133,18 @@ static int decode(const void *buf, size_t len, uint64_t id, struct apm_verdict_r
     r->v.alert = (p[3] & FLAG_ALERT) != 0;
     r->v.has_forecast = (p[3] & FLAG_FORECAST) != 0;
     r->restarted_at_limit = (p[3] & FLAG_RESTARTED) != 0;
+    r->v.steady = (p[3] & FLAG_STEADY) != 0;
     r->limit_source = (enum apm_limit_source)p[4];
-    p += 5;
+    r->v.doubt = v1 ? APM_DOUBT_NONE : (enum apm_doubt)p[5];
+    p += v1 ? 5 : 6;
     memcpy(&r->pid, p, 4);
     p += 4;
     memcpy(&r->start_ms, p, 8);
     p += 8;
-    double d[NDOUBLES];
-    memcpy(d, p, sizeof(d));
-    p += sizeof(d);
+    double d[NDOUBLES] = {[9] = NAN, [10] = NAN};
+    size_t nd = v1 ? V1_NDOUBLES : NDOUBLES;
+    memcpy(d, p, nd * 8);
+    p += nd * 8;
     r->value = d[0];
     r->v.confidence = d[1];
     r->v.rate = d[2];
@@ -131,6 +154,8 @@ static int decode(const void *buf, size_t len, uint64_t id, struct apm_verdict_r
     r->v.limit = d[6];
     r->v.t_last = d[7];
     r->evaluated_at = d[8];
+    r->v.growth_start_t = d[9];
+    r->v.doubt_until_t = d[10];
     uint64_t samples;
     memcpy(&samples, p, 8);
     p += 8;
@@ -162,13 +187,11 @@ int apm_store_verdict_put(struct apm_store *s, const struct apm_verdict_record *
         rc = mdb_put(txn, s->dbi[DB_VERDICTS], &k, &v, 0);
         free(buf);
     }
-    if (rc == 0) {
-        rc = mdb_txn_commit(txn);
-        txn = NULL;
-    }
-    if (txn != NULL)
+    if (rc != 0) {
         mdb_txn_abort(txn);
-    return apm_store_mdb_error(rc, "verdicts");
+        return apm_store_mdb_error(rc, "verdicts");
+    }
+    return apm_store_commit(s, txn);
 }
 
 int apm_store_verdict_get(struct apm_store *s, uint64_t series_id, struct apm_verdict_record *out)

@@ -59,7 +59,7 @@ struct env {
     int closed;
 };
 
-static void setup(struct env *e, unsigned max_bad, size_t max_line)
+static void setup_conns(struct env *e, unsigned max_bad, size_t max_line, unsigned max_conns)
 {
     memset(e, 0, sizeof(*e));
     apm_log_init("test", APM_LOG_ERROR);
@@ -68,12 +68,20 @@ static void setup(struct env *e, unsigned max_bad, size_t max_line)
     assert_non_null(mkdtemp(e->dir));
     /* The listener creates the missing directory "run". */
     snprintf(e->path, sizeof(e->path), "%.70s/run/probe.sock", e->dir);
-    struct apm_probe_listener_options o = {
-        .path = e->path, .mode = 0660, .max_bad_lines = max_bad, .max_line = max_line};
+    struct apm_probe_listener_options o = {.path = e->path,
+                                           .mode = 0660,
+                                           .max_bad_lines = max_bad,
+                                           .max_line = max_line,
+                                           .max_conns = max_conns};
     assert_int_equal(apm_probe_listener_new(&e->loop, &o, &e->l), 0);
     struct stat st;
     assert_int_equal(stat(e->path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0660);
+}
+
+static void setup(struct env *e, unsigned max_bad, size_t max_line)
+{
+    setup_conns(e, max_bad, max_line, 0);
 }
 
 static void on_closed(void *ctx)
@@ -455,6 +463,85 @@ static void test_probe_listener_never_removes_a_file_that_is_not_a_socket(void *
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Points stderr at a temporary file; capture_end restores it and returns the line count. */
+static FILE *capture_begin(int *saved)
+{
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    *saved = dup(STDERR_FILENO);
+    dup2(fileno(tmp), STDERR_FILENO);
+    return tmp;
+}
+
+static int capture_end(FILE *tmp, int saved, const char *needle, int *needles)
+{
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    rewind(tmp);
+    char line[1024];
+    int n = 0;
+    *needles = 0;
+    while (fgets(line, sizeof(line), tmp) != NULL) {
+        n++;
+        *needles += strstr(line, needle) != NULL;
+    }
+    fclose(tmp);
+    return n;
+}
+
+/* Connections over the cap are refused, counted and logged, at most 3 lines per window. */
+static void test_probe_listener_logs_refusals_rate_limited(void **state)
+{
+    (void)state;
+    struct env e;
+    setup_conns(&e, 0, 0, 1);
+    apm_log_init("test", APM_LOG_WARN);
+    int saved;
+    FILE *tmp = capture_begin(&saved);
+    int keep = client(&e);
+    uv_run(&e.loop, UV_RUN_NOWAIT);
+    for (int i = 0; i < 10; i++) {
+        int fd = client(&e);
+        for (int k = 0; k < 200 && stats_of(&e).refused < (uint64_t)i + 1; k++)
+            uv_run(&e.loop, UV_RUN_NOWAIT);
+        close(fd);
+    }
+    int refused_lines = 0;
+    int lines = capture_end(tmp, saved, "probe: refused a connection", &refused_lines);
+    assert_int_equal(stats_of(&e).refused, 10);
+    assert_int_equal(refused_lines, 3);
+    assert_int_equal(lines, 3);
+    close(keep);
+    apm_log_init("test", APM_LOG_ERROR);
+    teardown(&e);
+}
+
+/* Every pid mismatch is counted; the log names the first few. */
+static void test_probe_listener_logs_pid_mismatches_rate_limited(void **state)
+{
+    (void)state;
+    struct env e;
+    setup(&e, 0, 0);
+    apm_log_init("test", APM_LOG_WARN);
+    int saved;
+    FILE *tmp = capture_begin(&saved);
+    char hello[1024];
+    snprintf(hello, sizeof(hello), HELLO_FMT, 1);
+    for (int i = 0; i < 6; i++) {
+        int fd = client(&e);
+        send_str(&e, fd, hello);
+        wait_lines(&e, (uint64_t)i + 1);
+        close(fd);
+    }
+    int mismatch_lines = 0;
+    capture_end(tmp, saved, "says it is pid 1", &mismatch_lines);
+    assert_int_equal(stats_of(&e).pid_mismatch, 6);
+    assert_int_equal(mismatch_lines, 3);
+    apm_log_init("test", APM_LOG_ERROR);
+    teardown(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -466,6 +553,8 @@ int main(void)
         cmocka_unit_test(test_probe_listener_refuses_an_oversized_line_before_buffering_it),
         cmocka_unit_test(test_probe_listener_routes_controls_to_the_probe_of_the_process),
         cmocka_unit_test(test_probe_listener_never_removes_a_file_that_is_not_a_socket),
+        cmocka_unit_test(test_probe_listener_logs_refusals_rate_limited),
+        cmocka_unit_test(test_probe_listener_logs_pid_mismatches_rate_limited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,13 +2,22 @@
 # Scores apm-cli analyze on leakbench at every operating point next to the
 # Prometheus predict_linear baseline, on all traces and on the tuning and
 # held-out splits (tuning = even-numbered syn-* plus every other real-* in
-# name order; held-out = the rest).
+# name order; held-out = the rest); then, balanced, at full density and
+# thinned to every 5th and every 10th sample, with the forecast band's
+# coverage and width, and the share of the wild-gcd series alerted on.
+# LOKO=1 adds the leave-one-kind-out table (about four minutes).
 #
-# usage: tests/bench/leakbench.sh [BUILD_DIR] [LEAKBENCH_DIR]
+# usage: tests/bench/leakbench.sh [BUILD_DIR] [LEAKBENCH_DIR] [WILD_GCD_DIR]
 set -eu
 here=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$here/build}
 bench=${2:-$here/tests/data/leakbench}
+wild=${3:-}
+if [ -z "$wild" ]; then
+    for d in "$here/../shared" "$here/../../shared"; do
+        [ -d "$d/leakbench/wild-gcd/traces" ] && wild=$d/leakbench/wild-gcd/traces && break
+    done
+fi
 cli=$build/cli/apm-cli
 py=/usr/bin/python3
 work=$(mktemp -d)
@@ -59,3 +68,24 @@ echo
 echo "balanced vs predict_linear by kind (all traces):"
 $py "$bench/score.py" "$work/balanced.jsonl" --by-kind | sed -n '/^kind/,$p'
 $py "$bench/score.py" "$work/predict_linear.jsonl" --by-kind | sed -n '/^kind/,$p'
+echo
+echo "balanced by sampling density (public split; coverage: true exhaustion inside the stated 80 % band"
+echo "on true positives; width50: median band width over the time left at the alert):"
+wild_arg=
+[ -d "$wild" ] && wild_arg="--wild $wild"
+for split in all tuning heldout; do
+    $py "$here/tests/bench/leakbench_eval.py" "$cli" "$bench" --split "$split" $wild_arg | \
+        { [ "$split" = all ] && cat || grep -v '^wild-gcd\|^density'; }
+    wild_arg=
+done
+echo
+echo "near-limit test traces (tests/data/analysis; none should alert):"
+"$cli" analyze --json "$here/tests/data/analysis" | $py -c '
+import json, sys
+for r in map(json.loads, sys.stdin):
+    print("  %-26s %-8s %s" % (r["trace"], r["class"], r.get("alert", "no alert")))
+'
+if [ "${LOKO:-0}" = 1 ]; then
+    echo
+    $py "$here/tests/bench/leave_one_kind_out.py" "$cli" "$bench"
+fi

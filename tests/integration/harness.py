@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,40 @@ CLI = os.path.join(BUILD, "cli", "apm-cli")
 # How ASan, LeakSanitizer, UBSan and TSan begin a report (tests/run.sh's sanitizer builds).
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                    "WARNING: ThreadSanitizer")
+
+
+def varint(n: int) -> bytes:
+    """A protobuf varint."""
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if not n:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
+def field_bytes(num: int, data: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return varint(num << 3 | 2) + varint(len(data)) + data
+
+
+def hello_frame(token: bytes, agent_id: bytes = b"intruder", host: bytes = b"evil-host") -> bytes:
+    """A framed Hello (protocol 1) as an agent sends it first (docs/protocol.md)."""
+    hello = (varint(1 << 3) + varint(1) + field_bytes(2, agent_id) + field_bytes(3, host)
+             + field_bytes(6, token))
+    frame = field_bytes(1, hello)
+    return struct.pack(">I", len(frame)) + frame
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Cluster, wait_for  # noqa: E402
+from harness import Cluster, hello_frame, wait_for  # noqa: E402
 
 PY = "/usr/bin/python3"
 INTERVAL_S = 0.5
@@ -36,29 +36,6 @@ while True:
 def statm_rss(pid: int) -> int:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def field_bytes(num: int, data: bytes) -> bytes:
-    return varint(num << 3 | 2) + varint(len(data)) + data
-
-
-def hello_frame(token: bytes) -> bytes:
-    hello = (varint(1 << 3) + varint(1) + field_bytes(2, b"intruder") + field_bytes(3, b"evil-host")
-             + field_bytes(6, token))
-    frame = field_bytes(1, hello)
-    return struct.pack(">I", len(frame)) + frame
 
 
 class DataPathTest(unittest.TestCase):

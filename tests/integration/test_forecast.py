@@ -53,7 +53,13 @@ class ForecastTest(unittest.TestCase):
                 scripts[name] = os.path.join(cls.c.dir, name)
                 with open(scripts[name], "w") as f:
                     f.write(text)
-            cls.c.start_collector("--memory-limit", str(LIMIT))
+            # The leaker grows from its first sample: this test is about the chain from agent
+            # to forecast, so its growth is judged at once, without the start-up doubt
+            # (test_fast_leak.py keeps the defaults).
+            conf = os.path.join(cls.c.dir, "collector.conf")
+            with open(conf, "w") as f:
+                f.write("[analysis]\nstartup = 0\n")
+            cls.c.start_collector("--memory-limit", str(LIMIT), "--config", conf)
             cls.c.start_agent(interval=f"{INTERVAL_S}s")
             cls.flat = cls.c.spawn("flat", [PY, scripts["flat.py"]])
             cls.leaker = cls.c.spawn("leaker", [PY, scripts["leaker.py"]])
@@ -114,11 +120,18 @@ class ForecastTest(unittest.TestCase):
         self.assertIn("leak (", table)
         self.assertIn("configured", table)
 
-        # Suspicion asked the agent for a tracemalloc window for the leaker, once. (Other
-        # processes on this machine are watched too, so only the leaker's lines count.)
-        prefix = f"collector: {r['process']} looks like a leak"
-        wait_for("a trace request", lambda: prefix in self.c.collector.output(), timeout=10)
-        lines = [ln for ln in self.c.collector.output().splitlines() if prefix in ln]
+        # Suspicion asked the agent for a tracemalloc window for the leaker, once: as soon as
+        # it grew, or when it looked like a leak. (Other processes on this machine are
+        # watched too, so only the leaker's lines count.)
+        prefix = f"collector: {r['process']} "
+        asked = ("looks like a leak", "grows with no verdict yet")
+
+        def requests() -> list[str]:
+            return [ln for ln in self.c.collector.output().splitlines()
+                    if prefix in ln and any(prefix + a in ln for a in asked)]
+
+        wait_for("a trace request", requests, timeout=10)
+        lines = requests()
         self.assertEqual(len(lines), 1, lines)
         self.assertGreaterEqual(self.c.get("/api/v1/status")["analysis"]["trace_requests"], 1)
 

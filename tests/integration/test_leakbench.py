@@ -3,7 +3,9 @@
 
 Runs the real binary over tests/data/leakbench/traces with --json, scores the
 output with the shipped score.py and fails when balanced F1 < 0.88 or the
-false-positive rate on no-leak traces > 0.10 (the quality bar; measured 0.902 and 0.075).
+false-positive rate on no-leak traces > 0.10 (the quality bar). Then the
+near-limit traces of tests/data/analysis (memory wandering between 85 and 97 %
+of its limit, fills that level off near it) must get no alert at all.
 """
 import json
 import os
@@ -48,11 +50,26 @@ def main() -> int:
     m = json.loads(score.stdout)
     print("leakbench balanced: F1 %.3f, FPR %.3f, delay %s, TTE MdAPE %s"
           % (m["f1"], m["fpr_noleak"], m["delay_frac_median"], m["tte_mdape"]))
+    failed = 0
     if m["f1"] < MIN_F1 or m["fpr_noleak"] > MAX_FPR:
         print("below the bar: F1 >= %.2f and FPR <= %.2f required" % (MIN_F1, MAX_FPR),
               file=sys.stderr)
+        failed = 1
+    near = subprocess.run([cli, "analyze", "--json", os.path.join(source, "tests", "data", "analysis")],
+                          capture_output=True, text=True, timeout=240)
+    if near.returncode != 0:
+        print("apm-cli analyze failed on the near-limit traces: %s" % near.stderr, file=sys.stderr)
         return 1
-    return 0
+    records = [json.loads(line) for line in near.stdout.splitlines() if line.strip()]
+    if len(records) < 6:
+        print("expected the six near-limit traces, got %d" % len(records), file=sys.stderr)
+        return 1
+    for r in records:
+        if r["t_alert"] is not None:
+            print("near-limit trace %s got a %s alert at %.0f s" % (r["trace"], r.get("alert"), r["t_alert"]),
+                  file=sys.stderr)
+            failed = 1
+    return failed
 
 
 if __name__ == "__main__":

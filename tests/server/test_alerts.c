@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "server/alerts/alert_rules.h"
 #include "server/alerts/alert_text.h"
 #include "server/alerts/alerts.h"
@@ -234,6 +235,27 @@ static void test_alerts_ack_expires(void **state)
     apm_alerts_free(e);
 }
 
+/* What an alert shows reaches terminals, webhooks and hook environments: never a control byte. */
+static void test_alerts_strings_are_kept_free_of_control_characters(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule leak]\nkind = leak\n");
+    struct apm_alert a[8];
+    /* A name stored before ingest cleaned strings, then an ack comment from the API. */
+    struct apm_alert_input in = leak_input("evil\x1b[2J\xff", APM_CLASS_LEAK, 0.9);
+    apm_alerts_observe(e, &in, T0);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_int_equal(apm_alerts_ack(e, a[0].id, 3600 * 1000, "ok\nFAKE: resolved\x07", T0), 0);
+    assert_int_equal(apm_alerts_get(e, a[0].id, &a[1]), 0);
+    assert_string_equal(a[1].process_name, "evil" APM_TEXT_REPLACEMENT "[2J" APM_TEXT_REPLACEMENT);
+    assert_string_equal(a[1].ack_comment,
+                        "ok" APM_TEXT_REPLACEMENT "FAKE: resolved" APM_TEXT_REPLACEMENT);
+    for (const unsigned char *p = (const unsigned char *)a[1].summary; *p; p++)
+        assert_true(*p >= 0x20 && *p != 0x7f);
+    apm_alerts_free(e);
+}
+
 static void test_alerts_threshold_and_exhaustion(void **state)
 {
     struct fx *f = *state;
@@ -256,6 +278,142 @@ static void test_alerts_threshold_and_exhaustion(void **state)
     apm_alerts_observe(e, &in, T0 + 1000);
     assert_int_equal(listed(e, APM_FILTER_FIRING, a), 2);
     assert_int_equal(a[0].severity, APM_SEVERITY_CRITICAL);
+    apm_alerts_free(e);
+}
+
+/* A steady growth that will exhaust host memory is urgent before the analysis calls it a leak. */
+static void test_alerts_exhaustion_fires_on_a_steady_growth_without_a_verdict(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule leak]\nkind = leak\n[rule exhaustion]\nkind = exhaustion\n");
+    struct apm_alert a[8];
+    struct apm_alert_input in = leak_input("app.py", APM_CLASS_GROWING, 0.5);
+    in.limit_source = "host";
+    in.verdict.rate = 10e6;
+    in.verdict.limit = 24.0 * 1024 * 1024 * 1024;
+    in.verdict.has_forecast = true;
+    in.verdict.t_last = (double)T0 / 1000;
+    in.verdict.forecast_t = in.verdict.t_last + 2500;
+    in.verdict.forecast_lo_t = in.verdict.t_last + 2000;
+    in.verdict.forecast_hi_t = INFINITY;
+    in.verdict.growth_start_t = in.verdict.t_last - 110;
+    in.verdict.doubt = APM_DOUBT_WARMUP;
+    in.verdict.doubt_until_t = in.verdict.t_last + 240;
+    /* Not steady yet: the rate is not trusted, nothing fires. */
+    apm_alerts_observe(e, &in, T0);
+    assert_int_equal(listed(e, APM_FILTER_ALL, a), 0);
+    in.verdict.steady = true;
+    apm_alerts_observe(e, &in, T0 + 1000);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_string_equal(a[0].rule, "exhaustion");
+    assert_string_equal(a[0].cls, "growing");
+    assert_string_equal(a[0].doubt, "warm-up");
+    assert_non_null(strstr(a[0].summary, "grows ~34 GiB/h"));
+    assert_non_null(strstr(a[0].summary, "; growing for 1m 50s, no leak verdict yet (warm-up "
+                                         "doubt for 4m 0s more)"));
+    assert_false(a[0].site_steady);
+    /* A verdict between buckets without a forecast holds while it grows. */
+    in.verdict.has_forecast = false;
+    for (int s = 2; s < 100; s++)
+        apm_alerts_observe(e, &in, T0 + s * 1000);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    /* A verdict that wavers to "not judged" for a moment changes neither state nor sentence. */
+    struct apm_alert_input waver = in;
+    waver.verdict.cls = APM_CLASS_STABLE;
+    waver.verdict.confidence = 0;
+    waver.verdict.rate = 0;
+    waver.verdict.steady = false;
+    apm_alerts_observe(e, &waver, T0 + 100000);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_string_equal(a[0].doubt, "warm-up");
+    assert_non_null(strstr(a[0].summary, "grows ~34 GiB/h"));
+    apm_alerts_free(e);
+}
+
+/* A start-up growth the probe shows piling up at one line is urgent before its warm-up doubt ends.
+ */
+static void test_alerts_exhaustion_fires_when_a_python_site_explains_a_startup_growth(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule exhaustion]\nkind = exhaustion\n");
+    struct apm_alert a[8];
+    struct apm_alert_input in = leak_input("app.py", APM_CLASS_GROWING, 1.0);
+    in.limit_source = "host";
+    in.verdict.rate = 10e6;
+    in.verdict.limit = 24.0 * 1024 * 1024 * 1024;
+    in.verdict.has_forecast = true;
+    in.verdict.t_last = (double)T0 / 1000;
+    in.verdict.forecast_t = in.verdict.t_last + 2500;
+    in.verdict.forecast_lo_t = in.verdict.t_last + 2400;
+    in.verdict.forecast_hi_t = in.verdict.t_last + 2600;
+    in.verdict.growth_start_t = in.verdict.t_last - 90;
+    in.verdict.doubt = APM_DOUBT_WARMUP;
+    in.verdict.doubt_until_t = in.verdict.t_last + 1100;
+    in.suspect_site = "app.py:12";
+    in.suspect_rate = 9.8e6;
+    apm_alerts_observe(e, &in, T0); /* two points so far: a rate, not yet a line */
+    assert_int_equal(listed(e, APM_FILTER_ALL, a), 0);
+    in.suspect_line = true;
+    apm_alerts_observe(e, &in, T0 + 1000);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_true(a[0].site_steady);
+    assert_non_null(strstr(a[0].summary, "; growing for 1m 30s, no leak verdict yet (warm-up "
+                                         "doubt for 18m 20s more); top suspect `app.py:12` +33 "
+                                         "GiB/h accounts for 98 % of the growth, which makes its "
+                                         "rate trusted"));
+    apm_alerts_free(e);
+}
+
+/*
+ * A leak whose verdict falls back to growing, or whose confidence dips, while
+ * the leak goes on does not resolve (and fire again as a second alert).
+ */
+static void test_alerts_leak_holds_while_the_series_still_grows(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule leak]\nkind = leak\nresolve-for = 5s\n");
+    struct apm_alert a[8];
+    observe_at(e, APM_CLASS_LEAK, 0.9, 0);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    uint64_t id = a[0].id;
+    for (int s = 1; s < 60; s++)
+        observe_at(e, s % 2 ? APM_CLASS_GROWING : APM_CLASS_LEAK, s % 2 ? 0.4 : 0.2, s);
+    observe_at(e, APM_CLASS_LEAK, 0.9, 60);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_int_equal(a[0].id, id);
+    assert_int_equal(listed(e, APM_FILTER_RESOLVED, a), 0);
+    apm_alerts_free(e);
+}
+
+/* One Python site growing in a line with most of a steady growth confirms the leak. */
+static void test_alerts_leak_confirmed_by_a_python_site_says_so(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule leak]\nkind = leak\n");
+    struct apm_alert a[8];
+    struct apm_alert_input in = leak_input("app.py", APM_CLASS_GROWING, 0.5);
+    in.verdict.rate = 10e6;
+    in.verdict.steady = true;
+    in.verdict.doubt = APM_DOUBT_EVIDENCE;
+    in.verdict.doubt_until_t = NAN;
+    in.verdict.t_last = (double)T0 / 1000;
+    in.verdict.growth_start_t = in.verdict.t_last - 120;
+    in.suspect_site = "app.py:12";
+    in.suspect_rate = 9.5e6;
+    apm_alerts_observe(e, &in, T0);
+    assert_int_equal(listed(e, APM_FILTER_ALL, a), 0); /* not yet seen in a line */
+    in.suspect_line = true;
+    apm_alerts_observe(e, &in, T0 + 1000);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_string_equal(a[0].confirmed, "python-site");
+    assert_non_null(
+        strstr(a[0].summary, "; growing for 2m 0s, no leak verdict yet (evidence doubt)"));
+    assert_non_null(strstr(a[0].summary, "; top suspect `app.py:12` +32 GiB/h accounts for 95 % of "
+                                         "the growth, which confirms the leak"));
     apm_alerts_free(e);
 }
 
@@ -380,7 +538,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alerts_unjudged_series_neither_fires_nor_resolves,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_alerts_matchers_select_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_strings_are_kept_free_of_control_characters,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_alerts_ack_expires, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_alerts_exhaustion_fires_on_a_steady_growth_without_a_verdict, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_alerts_exhaustion_fires_when_a_python_site_explains_a_startup_growth, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_leak_holds_while_the_series_still_grows, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_leak_confirmed_by_a_python_site_says_so, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_alerts_threshold_and_exhaustion, setup, teardown),
         cmocka_unit_test(test_alerts_sentence_names_rate_limit_forecast_and_suspect),
         cmocka_unit_test_setup_teardown(

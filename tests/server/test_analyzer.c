@@ -71,12 +71,17 @@ static void on_trace(void *ctx, const struct apm_analyzer_trace *t)
     f->last_trace = *t;
 }
 
-/* The collector's defaults: a verdict after 64 samples. */
+/*
+ * The collector's defaults: a verdict after 64 samples. The worker leaks from its first sample;
+ * these tests are about the analyzer's plumbing, so its growth is judged at once, without the
+ * start-up doubt that growth since a series began gets (test_analysis covers that rule).
+ */
 static void options(struct apm_analyzer_options *o)
 {
     apm_analyzer_options_init(o);
     o->analysis.bucket_samples = 2;
     o->analysis.min_buckets = 32;
+    o->analysis.startup_s = 0;
     o->trace_window_s = 600;
 }
 
@@ -416,6 +421,49 @@ static void test_analyzer_never_asks_with_tracing_disabled(void **state)
     assert_int_equal(f->traces, 0);
 }
 
+/* A batch of one process (pid 300) with one rss sample at second i. */
+static struct apm_batch *newcomer(struct fixture *f, unsigned i)
+{
+    struct apm_batch *b = apm_batch_new(++f->seq);
+    assert_non_null(b);
+    struct apm_proc_desc p = {.pid = 300, .start_ms = T0_MS, .name = "newcomer"};
+    uint32_t idx;
+    assert_int_equal(apm_batch_add_proc(b, &p, &idx), 0);
+    assert_int_equal(
+        apm_batch_add_sample(b, idx, APM_METRIC_RSS, T0_MS + (int64_t)i * 1000, 100 << 20), 0);
+    return b;
+}
+
+/*
+ * A full analysis forgets series silent for idle_s (process-grace) even when
+ * the only samples still coming are of series it refused: their time is the
+ * clock that shows the others stopped.
+ */
+static void test_analyzer_when_full_forgets_the_silent_for_a_newcomer(void **state)
+{
+    struct fixture *f = *state;
+    apm_analyzer_free(f->an);
+    struct apm_analyzer_options o;
+    options(&o);
+    o.max_series = 2;
+    o.idle_s = 10;
+    assert_int_equal(apm_analyzer_new(f->store, &o, NULL, NULL, &f->an), 0);
+    run(f, 0, 5, 0); /* worker and idle: full */
+    commit_and_feed(f, newcomer(f, 30));
+    struct apm_analyzer_stats st;
+    apm_analyzer_get_stats(f->an, &st);
+    assert_int_equal(st.series, 2);
+    assert_int_equal(st.refused_series, 1);
+    assert_true(apm_analyzer_flush(f->an) >= 0);
+    apm_analyzer_get_stats(f->an, &st);
+    assert_int_equal(st.evicted, 2);
+    commit_and_feed(f, newcomer(f, 31));
+    struct apm_verdict_record r;
+    char id[128];
+    snprintf(id, sizeof(id), "web-3:300:%lld", (long long)T0_MS);
+    assert_int_equal(apm_analyzer_get(f->an, "web-3", id, APM_METRIC_RSS, &r), 0);
+}
+
 static void test_analyzer_refuses_a_bad_analysis_config(void **state)
 {
     (void)state;
@@ -576,6 +624,47 @@ static void test_worker_analyses_committed_batches_off_the_loop(void **state)
     assert_int_equal(n, 2);
 }
 
+/* A series that rises with no verdict yet shows as growing, with its rate and why no verdict. */
+static void test_api_shows_a_growing_series_with_its_rate_and_doubt(void **state)
+{
+    struct fixture *f = *state;
+    struct apm_verdict_record r = {.series_id = 77, .metric = APM_METRIC_RSS, .pid = 7};
+    snprintf(r.host, sizeof(r.host), "web-3");
+    snprintf(r.process_id, sizeof(r.process_id), "web-3:7:1700000000000");
+    snprintf(r.name, sizeof(r.name), "app.py");
+    r.v.cls = APM_CLASS_GROWING;
+    r.v.confidence = 0.4;
+    r.v.rate = 10e6;
+    r.v.t_last = 1700000070.0;
+    r.v.growth_start_t = 1700000000.0;
+    r.v.steady = true;
+    r.v.doubt = APM_DOUBT_WARMUP;
+    r.v.doubt_until_t = 1700000310.0;
+    r.v.forecast_t = r.v.forecast_lo_t = r.v.forecast_hi_t = NAN;
+    r.evaluated_at = r.v.t_last;
+    const struct apm_verdict_record *recs[] = {&r};
+    assert_int_equal(apm_store_verdict_put(f->store, recs, 1), 0);
+    struct apm_api *api = NULL;
+    struct apm_api_config cfg = {.store = f->store};
+    assert_int_equal(apm_api_new(&cfg, &api), 0);
+    assert_int_equal(apm_api_forecast_register(api), 0);
+    json_t *o = NULL;
+    assert_int_equal(get(api, "/api/v1/forecasts", "class=growing", &o), 200);
+    json_t *row = json_array_get(json_object_get(o, "forecasts"), 0);
+    assert_non_null(row);
+    assert_string_equal(json_string_value(json_object_get(row, "class")), "growing");
+    assert_true(json_real_value(json_object_get(row, "rate")) == 10e6);
+    assert_string_equal(json_string_value(json_object_get(row, "doubt")), "warm-up");
+    assert_true(json_real_value(json_object_get(row, "verdict_by")) == 1700000310.0);
+    assert_true(json_real_value(json_object_get(row, "growing_since")) == 1700000000.0);
+    assert_true(json_is_true(json_object_get(row, "steady")));
+    json_decref(o);
+    assert_int_equal(get(api, "/api/v1/series/77/analysis", "", &o), 200);
+    assert_string_equal(json_string_value(json_object_get(o, "doubt")), "warm-up");
+    json_decref(o);
+    apm_api_free(api);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -600,9 +689,13 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_analyzer_never_asks_with_tracing_disabled, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_analyzer_when_full_forgets_the_silent_for_a_newcomer,
+                                        setup, teardown),
         cmocka_unit_test(test_analyzer_refuses_a_bad_analysis_config),
         cmocka_unit_test_setup_teardown(test_api_serves_forecasts_and_one_series_analysis, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_api_shows_a_growing_series_with_its_rate_and_doubt,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_worker_analyses_committed_batches_off_the_loop, setup,
                                         teardown),
     };

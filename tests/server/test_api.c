@@ -330,6 +330,37 @@ static void test_api_unknown_routes_and_methods(void **state)
     expect_error(e, "DELETE", "/api/v1/series/1/samples", 405, "not allowed");
 }
 
+/* A store written before ingest cleaned strings may hold invalid UTF-8: say so, not "OOM". */
+static void test_api_unencodable_string_is_a_true_500(void **state)
+{
+    struct env *e = *state;
+    struct apm_agent_ident bad = {.agent_id = "agent-3",
+                                  .host = "web\xff",
+                                  .boot_id = "b",
+                                  .version = "0.1.0",
+                                  .instance = 3};
+    struct apm_batch *b = apm_batch_new(1);
+    uint32_t idx = 0;
+    add_proc(b, 77, "app", &idx);
+    assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, T0, 1 << 20), 0);
+    struct apm_store_txn *txn = NULL;
+    assert_int_equal(apm_store_txn_begin(e->store, &txn), 0);
+    assert_int_equal(apm_store_txn_put_batch(txn, &bad, b), 0);
+    assert_int_equal(apm_store_txn_commit(txn), 0);
+    apm_batch_free(b);
+    expect_error(e, "GET", "/api/v1/hosts", 500,
+                 "could not encode field 'host' as JSON: not valid UTF-8");
+    /* The process id holds the host too: either field may be named first. */
+    expect_error(e, "GET", "/api/v1/processes", 500, "as JSON: not valid UTF-8");
+    expect_error(e, "GET", "/api/v1/series", 500, "as JSON: not valid UTF-8");
+    /* Filtering to the good hosts still answers. */
+    json_t *doc = NULL;
+    assert_int_equal(call(e, "GET", "/api/v1/processes?host=web-1", &doc), 200);
+    json_decref(doc);
+    /* An error quoting bad bytes from the request is encodable too. */
+    expect_error(e, "GET", "/api/v1/series/%ff/samples", 400, "bad series id");
+}
+
 static int trace_route(const struct apm_api_call *c, json_t **out)
 {
     int *calls = c->ctx;
@@ -460,6 +491,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_hosts_lists_each_host_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_processes_filter_by_host, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_unencodable_string_is_a_true_500, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_series_filters_and_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_samples_window_and_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_unknown_routes_and_methods, setup, teardown),

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -86,8 +87,8 @@ static void test_collector_registers_every_module_counters_with_metric_names(voi
     struct seen s = {.modules = ""};
     apm_counters_walk(apm_collector_counters(c), check_group, &s);
     assert_string_equal(s.modules, "store api alerts notify ingest writer analysis http ");
-    /* 7 + 2 + 8 + 5 + 16 + 6 + 12 + 8: status once showed 3 of the HTTP server's 8 less. */
-    assert_int_equal(s.counters, 64);
+    /* 8 + 2 + 8 + 5 + 24 + 6 + 12 + 9: status once showed 3 of the HTTP server's 8 less. */
+    assert_int_equal(s.counters, 74);
 
     apm_collector_stop(c);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -100,9 +101,42 @@ static void test_collector_registers_every_module_counters_with_metric_names(voi
     nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Reads an INI holding text into a default configuration; returns what the reader returned. */
+static int read_ini(const char *text, struct apm_collector_config *cfg, char *err, size_t errlen)
+{
+    char path[] = "/tmp/apm-test-collector-ini-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    apm_collector_config_defaults(cfg);
+    snprintf(cfg->config, sizeof(cfg->config), "%s", path);
+    struct apm_alert_config *alerts = NULL;
+    int rc = apm_collector_config_read(cfg, &alerts, err, errlen);
+    apm_alert_config_free(alerts);
+    unlink(path);
+    return rc;
+}
+
+static void test_collector_reads_the_startup_doubt(void **state)
+{
+    (void)state;
+    struct apm_collector_config cfg;
+    char err[256] = "";
+    apm_collector_config_defaults(&cfg);
+    assert_int_equal(cfg.analysis.startup_ms, 6 * 3600 * 1000);
+    assert_int_equal(read_ini("[analysis]\nstartup = 30m\n", &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg.analysis.startup_ms, 30 * 60 * 1000);
+    assert_int_equal(read_ini("[analysis]\nstartup = 0\n", &cfg, err, sizeof(err)), 0);
+    assert_int_equal(cfg.analysis.startup_ms, 0);
+    assert_int_not_equal(read_ini("[analysis]\nstartup = soon\n", &cfg, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "startup"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_collector_reads_the_startup_doubt),
         cmocka_unit_test(test_collector_registers_every_module_counters_with_metric_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

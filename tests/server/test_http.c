@@ -431,25 +431,35 @@ static void test_http_idle_connection_times_out(void **state)
     free(f);
 }
 
-static void test_http_connection_cap_refuses_extra_clients(void **state)
+/*
+ * At the cap a newcomer closes the connection idle the longest; only when
+ * every connection is busy answering is the newcomer refused.
+ */
+static void test_http_connection_cap_evicts_idle_then_refuses(void **state)
 {
     (void)state;
     struct apm_http_options opt = {.max_connections = 1};
     struct fixture *f = start(&opt);
-    struct client a, b;
+    struct client a, b, c;
     struct response r;
     client_open(&a, f->port);
-    client_sends(&a, "GET /first HTTP/1.1\r\n\r\n");
-    assert_true(client_response(&a, &r)); /* a is surely accepted now */
+    client_sends(&a, "GET /slow HTTP/1.1\r\n\r\n");
+    sleep_ms(5); /* a's request waits for its answer: a is busy */
     client_open(&b, f->port);
     assert_true(client_sees_eof(&b));
     client_close(&b);
-    client_sends(&a, "GET /again HTTP/1.1\r\n\r\n");
-    assert_true(client_response(&a, &r));
+    assert_true(client_response(&a, &r)); /* a is idle now, kept alive */
+    assert_string_equal(r.body, "/slow");
+    client_open(&c, f->port);
+    client_sends(&c, "GET /newcomer HTTP/1.1\r\n\r\n");
+    assert_true(client_response(&c, &r));
     assert_int_equal(r.status, 200);
+    assert_true(client_sees_eof(&a)); /* closed to admit c */
     client_close(&a);
+    client_close(&c);
     stop(f);
     assert_int_equal(f->stats.refused, 1);
+    assert_int_equal(f->stats.evicted, 1);
     assert_int_equal(f->handled, 2);
     free(f);
 }
@@ -562,6 +572,58 @@ static void test_http_reader_caps_are_checked(void **state)
     apm_http_reader_free(r);
 }
 
+/* Only HTTP/1.x is answered: a later version gets 505, a request line without one 400. */
+static void test_http_reader_checks_the_version(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *req;
+        int status;
+    } cases[] = {
+        {"GET /api/v1/status HTTP/9.9\r\n\r\n", 505}, {"GET /api/v1/status HTTP/2.0\r\n\r\n", 505},
+        {"GET /api/v1/status\r\n\r\n", 400},          {"GET /api/v1/status HTTP/1.0\r\n\r\n", 0},
+        {"GET /api/v1/status HTTP/1.1\r\n\r\n", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct apm_http_reader *r = NULL;
+        const char *msg = NULL;
+        size_t used = 0;
+        assert_int_equal(apm_http_reader_new(NULL, &r), 0);
+        int rc = apm_http_reader_feed(r, cases[i].req, strlen(cases[i].req), &used);
+        if (cases[i].status == 0) {
+            assert_int_equal(rc, 1);
+        } else {
+            assert_int_equal(rc, APM_E_PARSE);
+            assert_int_equal(apm_http_reader_error(r, &msg), cases[i].status);
+        }
+        apm_http_reader_free(r);
+    }
+}
+
+/* The server answers them so, with the status text and a close. */
+static void test_http_answers_505_to_http_9_9(void **state)
+{
+    (void)state;
+    struct fixture *f = start(NULL);
+    struct client c;
+    struct response r;
+    client_open(&c, f->port);
+    client_sends(&c, "GET /x HTTP/9.9\r\n\r\n");
+    assert_true(client_response(&c, &r));
+    assert_int_equal(r.status, 505);
+    assert_true(client_sees_eof(&c));
+    client_close(&c);
+    client_open(&c, f->port);
+    client_sends(&c, "GET /x\r\n\r\n");
+    assert_true(client_response(&c, &r));
+    assert_int_equal(r.status, 400);
+    client_close(&c);
+    stop(f);
+    assert_int_equal(f->handled, 0);
+    assert_int_equal(f->stats.bad_requests, 2);
+    free(f);
+}
+
 static void test_http_query_get_decodes_values(void **state)
 {
     (void)state;
@@ -595,11 +657,13 @@ int main(void)
         cmocka_unit_test(test_http_request_cap_closes_connection),
         cmocka_unit_test(test_http_http10_without_keep_alive_closes),
         cmocka_unit_test(test_http_idle_connection_times_out),
-        cmocka_unit_test(test_http_connection_cap_refuses_extra_clients),
+        cmocka_unit_test(test_http_connection_cap_evicts_idle_then_refuses),
         cmocka_unit_test(test_http_close_waits_for_deferred_answer),
         cmocka_unit_test(test_http_bad_listen_address_fails),
         cmocka_unit_test(test_http_reader_splits_pipelined_stream),
         cmocka_unit_test(test_http_reader_caps_are_checked),
+        cmocka_unit_test(test_http_reader_checks_the_version),
+        cmocka_unit_test(test_http_answers_505_to_http_9_9),
         cmocka_unit_test(test_http_query_get_decodes_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,9 +9,13 @@
 
 #include <cmocka.h>
 #include <ftw.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "server/store/store.h"
 
 struct fixture {
@@ -336,6 +340,36 @@ static void test_store_reads_range_across_chunks(void **state)
     assert_int_equal(s.n, 10);
 }
 
+/*
+ * The writer forgets a series without samples for forget_after_ms (its open
+ * chunk included) and reads it back from LMDB when it returns: nothing is lost.
+ */
+static void test_store_forgets_idle_series_and_reads_them_back(void **state)
+{
+    struct fixture *f = *state;
+    apm_store_free(f->store);
+    struct apm_store_options opt = {
+        .dir = f->dir, .chunk_samples = 8, .no_sync = true, .forget_after_ms = 200};
+    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+    /* Samples of 2023: long silent by the writer's clock. 11 of them: one sealed chunk, 3 open. */
+    assert_int_equal(store_batch(f, 1, 1700000000000, 11), 0);
+    usleep(100 * 1000); /* past forget_after_ms / 4 since the open */
+    assert_int_equal(store_batch(f, 2, 1700000011000, 2), 0);
+    struct apm_store_stats st;
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_int_equal(st.forgotten, 2); /* rss and mem_available */
+    usleep(100 * 1000);
+    assert_int_equal(store_batch(f, 3, 1700000013000, 3), 0);
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_int_equal(st.forgotten, 4);
+    uint64_t id = find_series(f, APM_METRIC_RSS);
+    struct collected s = {0};
+    assert_int_equal(apm_store_read_samples(f->store, id, 0, INT64_MAX, collect_sample, &s), 0);
+    assert_int_equal(s.n, 16);
+    for (int i = 0; i < s.n; i++)
+        assert_true(s.t[i] == 1700000000000 + i * 1000);
+}
+
 static void test_store_drops_out_of_order_samples(void **state)
 {
     struct fixture *f = *state;
@@ -417,6 +451,93 @@ static void test_store_reports_full_map(void **state)
     assert_int_equal(rc, APM_E_FULL);
 }
 
+/* One commit of a batch with 50 new processes (new pages at the end of the file). */
+static int commit_new_processes(struct fixture *f, uint64_t seq)
+{
+    struct apm_batch *b = apm_batch_new(seq);
+    for (int p = 0; p < 50; p++) {
+        struct apm_proc_desc d = {.pid = (int32_t)(seq * 100 + p), .start_ms = 1, .name = "x"};
+        uint32_t idx;
+        assert_int_equal(apm_batch_add_proc(b, &d, &idx), 0);
+        assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, 1000, 1), 0);
+    }
+    struct apm_store_txn *t = NULL;
+    assert_int_equal(apm_store_txn_begin(f->store, &t), 0);
+    int rc = apm_store_txn_put_batch(t, &f->agent, b);
+    if (rc == 0)
+        rc = apm_store_txn_commit(t);
+    else
+        apm_store_txn_abort(t);
+    apm_batch_free(b);
+    return rc;
+}
+
+/*
+ * Commits that fail on the disk (here: writes past RLIMIT_FSIZE, as a full
+ * disk fails them) are logged once per window, not once per commit.
+ */
+static void test_store_failed_commits_are_logged_once(void **state)
+{
+    struct fixture *f = *state;
+    apm_log_init("test", APM_LOG_INFO);
+    assert_int_equal(commit_new_processes(f, 1), 0);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    struct rlimit saved, low;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    low = saved;
+    low.rlim_cur = (rlim_t)st.st_size;
+    signal(SIGXFSZ, SIG_IGN);
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    int err = dup(STDERR_FILENO);
+    dup2(fileno(tmp), STDERR_FILENO);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &low), 0);
+    int failed = 0;
+    for (uint64_t seq = 2; seq < 7; seq++)
+        failed += commit_new_processes(f, seq) < 0;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+    dup2(err, STDERR_FILENO);
+    close(err);
+    signal(SIGXFSZ, SIG_DFL);
+    char text[4096] = "";
+    rewind(tmp);
+    size_t n = fread(text, 1, sizeof(text) - 1, tmp);
+    fclose(tmp);
+    text[n] = '\0';
+    assert_int_equal(failed, 5);
+    int lines = 0;
+    for (char *p = text; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 1);
+    assert_non_null(strstr(text, "store: commit: "));
+    /* The store goes on once the disk takes writes again. */
+    assert_int_equal(commit_new_processes(f, 7), 0);
+}
+
+/* A second opener of the same directory is refused while the first holds it, then admitted. */
+static void test_store_locks_its_directory(void **state)
+{
+    struct fixture *f = *state;
+    struct apm_store_options opt = {.dir = f->dir, .no_sync = true};
+    struct apm_store *second = NULL;
+    assert_int_equal(apm_store_open(&opt, &second), -EBUSY);
+    assert_null(second);
+    char path[128], pid[32] = "";
+    snprintf(path, sizeof(path), "%s/apm.lock", f->dir);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(pid, sizeof(pid), fp));
+    fclose(fp);
+    assert_int_equal(atol(pid), (long)getpid());
+    apm_store_free(f->store);
+    f->store = NULL;
+    assert_int_equal(apm_store_open(&opt, &second), 0);
+    f->store = second;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -425,11 +546,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_drops_duplicate_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_keeps_watermark_across_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_new_instance_resets_dedup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_forgets_idle_series_and_reads_them_back, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_store_reads_range_across_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_drops_out_of_order_samples, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_forgets_aborted_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_refuses_bad_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_reports_full_map, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_locks_its_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_failed_commits_are_logged_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
