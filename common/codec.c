@@ -350,6 +350,7 @@ int apm_codec_decode(struct apm_codec_dec *d, const uint8_t *payload, size_t len
         out->u.control.duration_s = c->duration_s;
         out->u.control.max_memory = c->max_memory;
         out->u.control.frames = c->frames;
+        out->u.control.exact = c->exact;
         break;
     }
     default:
@@ -439,6 +440,7 @@ int apm_codec_encode_control(const struct apm_msg_control *c, struct apm_frame_o
     m.duration_s = c->duration_s;
     m.max_memory = c->max_memory;
     m.frames = c->frames;
+    m.exact = c->exact;
     Apm__Frame f = APM__FRAME__INIT;
     f.msg_case = APM__FRAME__MSG_CONTROL;
     f.control = &m;

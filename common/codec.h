@@ -82,6 +82,7 @@ struct apm_msg_control {
     uint32_t duration_s;
     uint64_t max_memory;
     uint32_t frames;
+    bool exact; /* tracemalloc even in sampled mode */
 };
 
 /* A decoded frame. Clear it with apm_msg_clear (frees an owned batch). */

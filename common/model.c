@@ -27,6 +27,7 @@ static const struct {
     [APM_METRIC_GC_COLLECTED] = {"gc_collected", APM_UNIT_COUNT},
     [APM_METRIC_GC_UNCOLLECTABLE] = {"gc_uncollectable", APM_UNIT_COUNT},
     [APM_METRIC_GC_GARBAGE] = {"gc_garbage", APM_UNIT_COUNT},
+    [APM_METRIC_SITE_VAR] = {"site_var", APM_UNIT_COUNT},
 };
 
 const char *apm_metric_name(enum apm_metric m)

@@ -262,6 +262,7 @@ static void update_facts(struct apm_alert *a, const struct apm_alert_input *in, 
     if (in->suspect_site != NULL && in->suspect_site[0] != '\0') {
         copy_str(a->suspect, sizeof(a->suspect), in->suspect_site);
         a->suspect_rate = in->suspect_rate;
+        a->suspect_rate_err = in->suspect_rate_err;
     }
     if (in->has_traced && v->rate > 0)
         a->native = in->traced_rate < APM_SUSPECTS_NATIVE_RATIO * v->rate ? 1 : 0;

@@ -18,7 +18,7 @@
 
 bool apm_store_metric_has_site(enum apm_metric m)
 {
-    return m == APM_METRIC_SITE_SIZE || m == APM_METRIC_SITE_COUNT;
+    return m == APM_METRIC_SITE_SIZE || m == APM_METRIC_SITE_COUNT || m == APM_METRIC_SITE_VAR;
 }
 
 void apm_store_process_id(char *buf, size_t size, const char *host, int32_t pid, int64_t start_ms)

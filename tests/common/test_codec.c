@@ -170,6 +170,12 @@ static void test_codec_hello_roundtrip_and_stateless_messages(void **state)
     assert_int_equal(m.type, APM_MSG_CONTROL);
     assert_int_equal(m.u.control.pid, 77);
     assert_int_equal(m.u.control.duration_s, 1200);
+    assert_false(m.u.control.exact);
+    free(f.buf);
+    c.exact = true;
+    assert_int_equal(apm_codec_encode_control(&c, &f), 0);
+    assert_int_equal(decode_frame(NULL, &f, &m), 0);
+    assert_true(m.u.control.exact);
     free(f.buf);
 }
 
@@ -372,6 +378,15 @@ static void add_probe_data(struct apm_batch *b, int64_t t, int64_t grow)
     assert_int_equal(apm_site_set_frame(&d->sites[0], 0, "/srv/app/main.py", 12), 0);
     assert_int_equal(apm_site_set_frame(&d->sites[0], 1, "/srv/app/cache.py", 88), 0);
     d->sites[0].size = INT64_MAX;
+    /* A sampled diff: the rate and each site's errors travel too. */
+    assert_int_equal(apm_batch_append_diff(b, 0, 1, &d), 0);
+    d->t_ms = t + 2;
+    d->sample_bytes = 524288;
+    d->samples = 97;
+    assert_int_equal(apm_site_set(&d->sites[0], "/srv/app/cache.py", 88, 0), 0);
+    d->sites[0].size = 50 << 20;
+    d->sites[0].size_err = 5 << 20;
+    d->sites[0].growth_var = (int64_t)1 << 61;
     struct apm_gc_stats g = {.proc = 0, .t_ms = t, .ngen = 3, .garbage = 2};
     for (uint32_t i = 0; i < 3; i++)
         g.gen[i] = (struct apm_gc_generation){100 - i, 50 - i, i, 700 + i};
@@ -394,6 +409,8 @@ static void assert_probe_data_equal(const struct apm_batch *a, const struct apm_
         assert_int_equal(x->total_size_diff, y->total_size_diff);
         assert_int_equal(x->groups, y->groups);
         assert_int_equal(x->truncated, y->truncated);
+        assert_int_equal(x->sample_bytes, y->sample_bytes);
+        assert_int_equal(x->samples, y->samples);
         assert_int_equal(x->nsites, y->nsites);
         for (uint32_t k = 0; k < x->nsites; k++) {
             const struct apm_site_stat *s = &x->sites[k], *t = &y->sites[k];
@@ -403,6 +420,8 @@ static void assert_probe_data_equal(const struct apm_batch *a, const struct apm_
             assert_int_equal(s->size_diff, t->size_diff);
             assert_int_equal(s->count, t->count);
             assert_int_equal(s->count_diff, t->count_diff);
+            assert_int_equal(s->size_err, t->size_err);
+            assert_int_equal(s->growth_var, t->growth_var);
             assert_int_equal(s->nframes, t->nframes);
             for (uint32_t f = 0; f < s->nframes; f++) {
                 assert_string_equal(s->frames[f].file, t->frames[f].file);

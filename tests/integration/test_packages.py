@@ -58,6 +58,8 @@ APP = r"""
 import sys, time
 assert "apm_probe" in sys.modules, "apm-run did not load the probe"
 print("probe loaded from", sys.modules["apm_probe"].__file__, flush=True)
+print("probe mode", sys.modules["apm_probe"].stats().get("mode"),
+      sys.modules["apm_probe"].stats().get("sampler_error"), flush=True)
 hold = [bytearray(1 << 20) for _ in range(16)]
 time.sleep(120)
 """
@@ -222,6 +224,9 @@ class PackageTest:
             listing = run(["dpkg-deb", "-c", self.debs[p]]).stdout
             expect("token" not in listing.replace("token-file", ""), f"{p} ships a token:\n{listing}")
             expect("__pycache__" not in listing, f"{p} ships byte code")
+        listing = run(["dpkg-deb", "-c", self.debs["apm-agent"]]).stdout
+        expect(re.search(r"/usr/lib/python3/dist-packages/apm_probe/_sampler\.cpython-3\d+-[^ ]*\.so",
+                         listing) is not None, f"apm-agent lacks the sampling extension:\n{listing}")
         log("ok: package metadata (Depends from the shared libraries, conffiles, no token)")
         self.check_hardening()
 
@@ -285,6 +290,10 @@ class PackageTest:
                 cwd="/")
         expect(r.stdout.startswith("/usr/lib/python3/dist-packages/apm_probe/"),
                f"Debian's python3 finds apm_probe at {r.stdout!r}")
+        r = run(["/usr/bin/python3", "-c", "import apm_probe._sampler as s; print(s.__file__)"],
+                cwd="/", env=dict(os.environ, PYTHONPATH=""))
+        expect(r.stdout.startswith("/usr/lib/python3/dist-packages/apm_probe/_sampler"),
+               f"Debian's python3 loads the sampling extension from {r.stdout!r}")
         tls = "/var/lib/apm/tls"
         for f, mode in (("ca.key", 0o600), ("server.key", 0o600), ("ca.crt", 0o644),
                         ("server.crt", 0o644)):
@@ -298,8 +307,8 @@ class PackageTest:
         expect("IP Address:127.0.0.1" in san and "DNS:localhost" in san,
                f"the server certificate names {san!r}")
         log("ok: installed: apm user, /var/lib/apm 0750, token 0600, conffiles, byte code, "
-            "collector unit enabled, units verified, probe importable, TLS CA and server "
-            "certificate made")
+            "collector unit enabled, units verified, probe importable, sampler loads, TLS CA and "
+            "server certificate made")
 
     def check_versions(self) -> None:
         version = run(["dpkg-query", "-W", "-f=${Version}", "apm-collector"]).stdout
@@ -368,7 +377,7 @@ class PackageTest:
         script = os.path.join(self.tmp, "app.py")
         with open(script, "w") as f:
             f.write(APP)
-        env = dict(os.environ, APM_PROBE_SOCKET=sock, APM_PROBE_MODE="on-demand")
+        env = dict(os.environ, APM_PROBE_SOCKET=sock)
         env.pop("PYTHONPATH", None)
         app = Child("app", ["/usr/bin/apm-run", "/usr/bin/python3", script], self.tmp, env)
         self.children.append(app)
@@ -406,6 +415,8 @@ class PackageTest:
             raise AssertionError(f"{e}\n{self.app.output()}") from None
         expect("probe loaded from /usr/lib/apm/apm_probe/" in self.app.output(),
                f"apm-run loaded the probe from elsewhere:\n{self.app.output()}")
+        expect("probe mode sampled" in self.app.output(),
+               f"the probe under apm-run does not sample:\n{self.app.output()}")
         table = self.cli(url, "series", "--pid", str(app_pid), "--metric", "pss")
         expect(table.returncode == 0 and re.search(rf"\b{app_pid}\b.*\bpss\b", table.stdout),
                f"apm-cli series (table): {table.returncode} {table.stdout} {table.stderr}")

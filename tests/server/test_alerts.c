@@ -450,6 +450,10 @@ static void test_alerts_sentence_names_rate_limit_forecast_and_suspect(void **st
     a.restarted_at_limit = true;
     apm_alert_text_summary(&a, buf, sizeof(buf));
     assert_non_null(strstr(buf, "; it replaced a process of its name that reached its limit"));
+    /* A sampled suspect is an estimate, and says so. */
+    a.suspect_rate_err = 0.04 * a.suspect_rate;
+    apm_alert_text_summary(&a, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "top suspect `app/cache.py:88` +31 MiB/h \u00b1 4 %"));
 }
 
 /* An exec hook that appends one line per call: counts notifications. */
