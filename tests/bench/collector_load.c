@@ -7,15 +7,22 @@
  *
  *   collector_load --collector 127.0.0.1:7411 --token-file T [--agents 100]
  *                  [--series 500] [--duration 20] [--rate BATCHES_PER_S_PER_AGENT]
- *                  [--step-ms 1000] [--back SECONDS] [--name PREFIX]
+ *                  [--step-ms 1000] [--back SECONDS] [--name PREFIX] [--reconnect]
  *
  * Each batch's samples are --step-ms after the previous one's. By default
  * they start now and may run ahead of the clock; with --back they start that
  * many seconds ago and never pass the clock (a batch waits for its time), so
  * a store with a retention sees old data first and then a steady stream.
  * --name prefixes the agents' ids and hosts ("bench" by default).
+ *
+ * With --reconnect an agent whose connection ends (the collector restarted)
+ * connects again the way apm-agent does: after a full-jitter backoff, uniform
+ * in [0, min(30 s, 200 ms x 2^attempt)]. The tool then prints, for the first
+ * outage, when the first agent lost its connection, how long until every
+ * agent was connected again, and the reconnections per second.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +30,7 @@
 
 #include "common/codec.h"
 #include "common/config.h"
+#include "common/fdlimit.h"
 #include "common/frame.h"
 #include "common/timeutil.h"
 #include "common/token.h"
@@ -37,23 +45,29 @@ struct opts {
     int64_t step_ms;
     double back; /* < 0: start now and run ahead of the clock */
     char name[64];
+    bool reconnect;
 };
 
 struct agent {
     uv_tcp_t tcp;
     uv_connect_t creq;
     uv_timer_t timer;
+    uv_timer_t retry; /* --reconnect: the backoff before the next connect */
     struct apm_frame_reader reader;
     struct apm_codec_enc enc;
     int id;
     bool ready, waiting;
+    bool down;        /* --reconnect: lost its connection, not welcomed back yet */
+    bool counted;     /* ... and it went down while measuring: an outage's figures */
+    bool welcomed;    /* has had a HelloAck once */
+    unsigned attempt; /* --reconnect: connects tried since it went down */
     uint64_t seq;
     uint64_t sent_ns;
     int64_t t_ms;
     uint8_t rbuf[4096];
 };
 
-static struct opts o = {"127.0.0.1:7411", "", 100, 500, 20, 0, 1000, -1, "bench"};
+static struct opts o = {"127.0.0.1:7411", "", 100, 500, 20, 0, 1000, -1, "bench", false};
 static uint8_t token[APM_TOKEN_MAX];
 static size_t token_len;
 static uint64_t acked_samples, acked_batches, errors;
@@ -62,6 +76,13 @@ static size_t nlat, lat_cap;
 static uint64_t t_start_ns, t_end_ns;
 static bool measuring, finished;
 static struct sockaddr_storage addr;
+/* --reconnect: the first outage. */
+#define MAX_OUTAGE_S 600
+static uint64_t down_first_ns, back_all_ns, start_ns, all_connected_ns;
+static int n_down, n_welcomed;
+static unsigned back_per_s[MAX_OUTAGE_S];
+
+static void on_connect(uv_connect_t *req, int status);
 
 static void send_batch(struct agent *a);
 
@@ -134,6 +155,21 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
     }
     if (m.type == APM_MSG_HELLO_ACK) {
         a->ready = true;
+        if (!a->welcomed) {
+            a->welcomed = true;
+            if (++n_welcomed == o.agents)
+                all_connected_ns = apm_mono_ns();
+        }
+        a->down = false;
+        a->attempt = 0;
+        if (a->counted) {
+            a->counted = false;
+            uint64_t s = (apm_mono_ns() - down_first_ns) / 1000000000u;
+            if (s < MAX_OUTAGE_S)
+                back_per_s[s]++;
+            if (--n_down == 0 && back_all_ns == 0)
+                back_all_ns = apm_mono_ns();
+        }
         send_batch(a);
     } else if (m.type == APM_MSG_ACK) {
         a->waiting = false;
@@ -164,11 +200,73 @@ static void on_alloc(uv_handle_t *h, size_t s, uv_buf_t *buf)
     *buf = uv_buf_init((char *)a->rbuf, sizeof(a->rbuf));
 }
 
+static uint64_t jitter(uint64_t max)
+{
+    return max ? ((uint64_t)rand() << 31 ^ (uint64_t)rand()) % (max + 1) : 0;
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+    if (finished)
+        return;
+    uv_tcp_init(t->loop, &a->tcp);
+    uv_tcp_nodelay(&a->tcp, 1);
+    a->tcp.data = a;
+    uv_tcp_connect(&a->creq, &a->tcp, (struct sockaddr *)&addr, on_connect);
+}
+
+static void on_closed_for_retry(uv_handle_t *h)
+{
+    struct agent *a = h->data;
+    /* Full jitter, as apm-agent: uniform in [0, min(30 s, 200 ms x 2^attempt)]. */
+    uint64_t ceiling = 200;
+    for (unsigned i = 0; i < a->attempt && ceiling < 30000; i++)
+        ceiling *= 2;
+    if (ceiling > 30000)
+        ceiling = 30000;
+    if (a->attempt < 64)
+        a->attempt++;
+    uv_timer_start(&a->retry, on_retry, jitter(ceiling), 0);
+}
+
+/* --reconnect: counts an agent out until a HelloAck welcomes it back. */
+static void mark_down(struct agent *a)
+{
+    if (a->down)
+        return;
+    a->down = true;
+    if (!measuring)
+        return; /* the first herd's refusals are the warm-up's */
+    a->counted = true;
+    n_down++;
+    if (down_first_ns == 0)
+        down_first_ns = apm_mono_ns();
+}
+
+/* --reconnect: the connection is gone; a new one comes after the backoff. */
+static void go_down(struct agent *a)
+{
+    mark_down(a);
+    a->ready = false;
+    a->waiting = false;
+    apm_frame_reader_close(&a->reader);
+    apm_frame_reader_init(&a->reader, APM_FRAME_MAX);
+    apm_codec_enc_close(&a->enc);
+    apm_codec_enc_init(&a->enc);
+    if (!uv_is_closing((uv_handle_t *)&a->tcp))
+        uv_close((uv_handle_t *)&a->tcp, on_closed_for_retry);
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct agent *a = s->data;
     (void)buf;
     if (n < 0) {
+        if (o.reconnect && !finished) {
+            go_down(a);
+            return;
+        }
         if (!finished)
             errors++;
         uv_read_stop(s);
@@ -181,6 +279,11 @@ static void on_connect(uv_connect_t *req, int status)
 {
     struct agent *a = req->data;
     if (status < 0) {
+        if (o.reconnect && !finished && status != UV_ECANCELED) {
+            mark_down(a);
+            uv_close((uv_handle_t *)&a->tcp, on_closed_for_retry);
+            return;
+        }
         fprintf(stderr, "agent %d: connect: %s\n", a->id, uv_strerror(status));
         errors++;
         return;
@@ -235,7 +338,11 @@ static double pct(double p)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; i += 2) {
+        if (i + 1 >= argc && strcmp(argv[i], "--reconnect") != 0) {
+            fprintf(stderr, "collector_load: %s needs a value\n", argv[i]);
+            return 1;
+        }
         if (strcmp(argv[i], "--collector") == 0)
             snprintf(o.collector, sizeof(o.collector), "%s", argv[i + 1]);
         else if (strcmp(argv[i], "--token-file") == 0)
@@ -252,7 +359,10 @@ int main(int argc, char **argv)
             o.step_ms = atoll(argv[i + 1]);
         else if (strcmp(argv[i], "--back") == 0)
             o.back = atof(argv[i + 1]);
-        else if (strcmp(argv[i], "--name") == 0)
+        else if (strcmp(argv[i], "--reconnect") == 0) {
+            o.reconnect = true;
+            i--; /* a flag without a value */
+        } else if (strcmp(argv[i], "--name") == 0)
             snprintf(o.name, sizeof(o.name), "%s", argv[i + 1]);
         else {
             fprintf(stderr, "collector_load: unknown flag %s\n", argv[i]);
@@ -275,6 +385,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "collector_load: bad --token-file or --collector (%s)\n", err);
         return 1;
     }
+    apm_fdlimit_raise(NULL); /* a thousand agents take a thousand descriptors */
+    start_ns = apm_mono_ns();
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct agent *agents = calloc((size_t)o.agents, sizeof(*agents));
@@ -288,6 +400,8 @@ int main(int argc, char **argv)
         uv_tcp_nodelay(&a->tcp, 1);
         a->tcp.data = a;
         a->creq.data = a;
+        uv_timer_init(&loop, &a->retry);
+        a->retry.data = a;
         uv_tcp_connect(&a->creq, &a->tcp, (struct sockaddr *)&addr, on_connect);
         if (o.rate > 0) {
             uv_timer_init(&loop, &a->timer);
@@ -311,9 +425,32 @@ int main(int argc, char **argv)
     printf("send-to-ack: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu batches)\n", pct(0.50),
            pct(0.99), pct(1.0), nlat);
     printf("errors: %llu\n", (unsigned long long)errors);
+    if (o.reconnect)
+        printf("connect: all %d agents welcomed %.2f s after the start\n", o.agents,
+               all_connected_ns ? (double)(all_connected_ns - start_ns) / 1e9 : NAN);
+    if (o.reconnect && down_first_ns != 0) {
+        unsigned peak = 0;
+        for (int s = 0; s < MAX_OUTAGE_S; s++)
+            peak = back_per_s[s] > peak ? back_per_s[s] : peak;
+        if (back_all_ns != 0)
+            printf("reconnect: all %d agents back %.2f s after the first lost its connection\n",
+                   o.agents, (double)(back_all_ns - down_first_ns) / 1e9);
+        else
+            printf("reconnect: %d of %d agents still not back at the end\n", n_down, o.agents);
+        printf("reconnect: peak %u agents welcomed back in one second; per second:", peak);
+        int last = 0;
+        for (int s = 0; s < MAX_OUTAGE_S; s++)
+            if (back_per_s[s])
+                last = s;
+        for (int s = 0; s <= last; s++)
+            printf(" %u", back_per_s[s]);
+        printf("\n");
+    }
     /* Everything closed and freed, so that a sanitizer build finds no leak at exit. */
     for (int i = 0; i < o.agents; i++) {
-        uv_close((uv_handle_t *)&agents[i].tcp, NULL);
+        if (!uv_is_closing((uv_handle_t *)&agents[i].tcp))
+            uv_close((uv_handle_t *)&agents[i].tcp, NULL);
+        uv_close((uv_handle_t *)&agents[i].retry, NULL);
         if (o.rate > 0)
             uv_close((uv_handle_t *)&agents[i].timer, NULL);
     }

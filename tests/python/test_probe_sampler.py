@@ -28,7 +28,9 @@ def run(script: str, timeout: float = 240.0) -> dict:
     """Runs script in a fresh interpreter; its last stdout line is JSON, returned."""
     proc = subprocess.run(
         [PYTHON, "-c", textwrap.dedent(script)],
-        env=sampler_env.env(),
+        # A fixed hash seed makes the interpreter's own allocations, and so which bytes the
+        # seeded sampler picks, the same on every run: the figures below are not a draw.
+        env=dict(sampler_env.env(), PYTHONHASHSEED="0"),
         cwd=HERE,
         capture_output=True,
         text=True,
@@ -91,9 +93,10 @@ class Agreement(unittest.TestCase):
             self.check_order(16 << 10, '"x" * 200 + str(i)', 24000, seed)
 
     def test_few_large_objects_comparable_rates(self) -> None:
-        # 1-3 MiB buffers at the default rate: 10 to 29 per site.
+        # 1-3 MiB buffers at the default rate: 20 to 58 per site (at 10 rounds, two sites 16 %
+        # apart swapped places once in a loaded run: within their stated errors).
         for seed in (1, 2):
-            self.check_order(512 << 10, "bytearray((1 + i % 3) << 20)", 10, seed)
+            self.check_order(512 << 10, "bytearray((1 + i % 3) << 20)", 20, seed)
 
 
 # A leak among churn and a slow warm-up cache, at the default rate, over one interval.

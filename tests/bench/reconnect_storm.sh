@@ -1,0 +1,61 @@
+#!/bin/sh
+# 1,000 agents reconnecting after a collector restart: the load tool's
+# simulated agents (tests/bench/collector_load.c --reconnect, which backs off
+# like apm-agent: full jitter in [0, min(30 s, 200 ms x 2^attempt)]) send a
+# batch a second each; the collector is killed with SIGKILL, restarted on the
+# same data directory and port after DOWN seconds, and the tool prints how
+# long until every agent was welcomed back and the reconnections per second.
+# The collector runs with its defaults (max-connections 1024, 64 connections
+# still in their handshake, 16 per address: loopback is one address, so the
+# herd also shows what the per-address budget costs).
+# Builds a Release tree in build-bench/. Figures only, no pass/fail.
+#
+#   tests/bench/reconnect_storm.sh [AGENTS [DOWN_SECONDS [SERIES]]]
+#   APM_COLLECTOR_ARGS="--max-unauthenticated-per-address 1100" adds flags.
+set -eu
+src=$(cd "$(dirname "$0")/../.." && pwd)
+build=${APM_BENCH_BUILD_DIR:-$src/build-bench}
+agents=${1:-1000}
+down=${2:-2}
+series=${3:-10}
+
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAPM_SANITIZE=OFF >/dev/null
+cmake --build "$build" -j2 --target apm-collector collector_load >/dev/null
+
+work=$(mktemp -d /tmp/apm-bench.XXXXXX)
+port=$((20000 + $$ % 20000))
+cpid=""
+lpid=""
+cleanup() {
+    [ -n "$cpid" ] && kill -KILL "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
+    [ -n "$lpid" ] && kill -TERM "$lpid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+start_collector() {
+    "$build/server/apm-collector" --data-dir "$work/data" \
+        --listen "127.0.0.1:$port" --http "127.0.0.1:$((port + 1))" \
+        --token-file "$work/token" --log-level warn ${APM_COLLECTOR_ARGS:-} &
+    cpid=$!
+    i=0
+    while [ ! -s "$work/token" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+}
+
+start_collector
+sleep 1
+# Runs 2 s of warm-up, then 40 s measured: the outage comes 10 s in.
+"$build/tests/collector_load" --collector "127.0.0.1:$port" --token-file "$work/token" \
+    --agents "$agents" --series "$series" --rate 1 --duration 40 --reconnect \
+    > "$work/load.out" 2>&1 &
+lpid=$!
+sleep 12
+echo "== SIGKILL of the collector with $agents agents connected; restart after ${down}s"
+kill -KILL "$cpid"
+wait "$cpid" 2>/dev/null || true
+cpid=""
+sleep "$down"
+start_collector
+wait "$lpid" || true
+lpid=""
+cat "$work/load.out"
