@@ -231,13 +231,20 @@ static void pump(struct apm_uplink *u)
         link_fail(l, "renewing the connection to reset its string tables");
 }
 
+static void acked_head(struct apm_uplink *u)
+{
+    uint64_t seq = u->head->b->seq;
+    u->stats.batches_acked++;
+    u->stats.samples_acked += u->head->b->nsamples;
+    drop_head(u);
+    if (u->opt.on_acked != NULL)
+        u->opt.on_acked(u->opt.acked_ctx, seq);
+}
+
 static void handle_ack(struct apm_uplink *u, uint64_t seq)
 {
-    while (u->head != NULL && u->head->b->seq <= seq && u->head->sent) {
-        u->stats.batches_acked++;
-        u->stats.samples_acked += u->head->b->nsamples;
-        drop_head(u);
-    }
+    while (u->head != NULL && u->head->b->seq <= seq && u->head->sent)
+        acked_head(u);
 }
 
 static int on_frame(void *ctx, const uint8_t *p, size_t len)
@@ -264,11 +271,8 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
             u->timer_state = TIMER_IDLE;
         }
         /* What the collector already committed is not sent again. */
-        while (u->head != NULL && u->head->b->seq <= m.u.hello_ack.last_seq) {
-            u->stats.batches_acked++;
-            u->stats.samples_acked += u->head->b->nsamples;
-            drop_head(u);
-        }
+        while (u->head != NULL && u->head->b->seq <= m.u.hello_ack.last_seq)
+            acked_head(u);
         apm_info("uplink: connected to collector %s:%s (committed up to %llu, %llu queued)",
                  u->host, u->port, (unsigned long long)m.u.hello_ack.last_seq,
                  (unsigned long long)u->stats.queue_len);
@@ -469,7 +473,22 @@ int apm_uplink_new(uv_loop_t *loop, const struct apm_uplink_options *opt,
     return 0;
 }
 
+static void enqueue(struct apm_uplink *u, struct apm_batch *b);
+
 void apm_uplink_push(struct apm_uplink *u, struct apm_batch *b)
+{
+    b->seq = u->next_seq++;
+    enqueue(u, b);
+}
+
+void apm_uplink_push_seq(struct apm_uplink *u, struct apm_batch *b)
+{
+    if (b->seq >= u->next_seq)
+        u->next_seq = b->seq + 1;
+    enqueue(u, b);
+}
+
+static void enqueue(struct apm_uplink *u, struct apm_batch *b)
 {
     struct entry *e = calloc(1, sizeof(*e));
     if (e == NULL || u->closing) {
@@ -479,7 +498,6 @@ void apm_uplink_push(struct apm_uplink *u, struct apm_batch *b)
         apm_batch_free(b);
         return;
     }
-    b->seq = u->next_seq++;
     e->b = b;
     e->bytes = batch_bytes(b);
     if (u->tail != NULL)

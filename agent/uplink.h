@@ -32,6 +32,9 @@ struct apm_uplink_options {
     uint64_t backoff_min_ms;     /* 0 = 200 ms */
     uint64_t backoff_max_ms;     /* 0 = 30 s */
     uint64_t connect_timeout_ms; /* 0 = 10 s */
+    /* Called on the loop thread with the highest seq acked so far (the disk spool's cursor). */
+    void (*on_acked)(void *ctx, uint64_t seq);
+    void *acked_ctx;
 };
 
 struct apm_uplink_stats {
@@ -67,6 +70,12 @@ int apm_uplink_new(uv_loop_t *loop, const struct apm_uplink_options *opt,
  * counted, if the queue overflows).
  */
 void apm_uplink_push(struct apm_uplink *u, struct apm_batch *b);
+
+/*
+ * Like apm_uplink_push, but b->seq is already set (the disk spool numbers
+ * batches itself): it must be above every seq pushed before.
+ */
+void apm_uplink_push_seq(struct apm_uplink *u, struct apm_batch *b);
 
 void apm_uplink_get_stats(const struct apm_uplink *u, struct apm_uplink_stats *out);
 
