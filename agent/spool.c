@@ -692,7 +692,7 @@ static void thread_main(void *arg)
         }
         trim(s, acked, mem_seq);
         if (want_read)
-            do_read(s, after, max);
+            do_read(s, after > acked ? after : acked, max); /* acked records are not replayed */
         lock(s);
         if (stop && s->w_head == NULL)
             break;
