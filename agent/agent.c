@@ -56,6 +56,9 @@ static const struct apm_opt agent_opts[] = {
         "(default none: memory only)"),
     OPT("spool-max", APM_OPT_SIZE, spool_max, 1 << 20, 1LL << 40, true,
         "disk for the spool; the oldest unsent batches are dropped beyond it (default 256M)"),
+    OPT("ack-timeout", APM_OPT_DURATION, ack_timeout_ms, 1000, DAY_MS, true,
+        "batches unacked this long on a connection: drop it and resend on a new one "
+        "(default 60s)"),
     {.key = NULL},
 };
 
@@ -75,6 +78,7 @@ void apm_agent_config_defaults(struct apm_agent_config *c)
     c->max_queue = 64LL << 20;
     c->stats_interval_ms = 300000;
     c->spool_max = 256LL << 20;
+    c->ack_timeout_ms = 60000;
     snprintf(c->proc_root, sizeof(c->proc_root), "/proc");
     snprintf(c->cgroup_root, sizeof(c->cgroup_root), "/sys/fs/cgroup");
 }
@@ -109,12 +113,15 @@ static void log_stats(struct apm_agent *a)
     struct apm_sampler_stats ss;
     apm_uplink_get_stats(a->uplink, &us);
     apm_sampler_stats(a->sampler, &ss);
-    apm_info("agent: scans %llu, watched %u, samples taken %llu, sent %llu batches, acked %llu "
-             "samples, dropped %llu samples, reconnects %llu, queue %llu, skipped ticks %llu",
-             (unsigned long long)ss.scans, ss.watched, (unsigned long long)us.samples_queued,
-             (unsigned long long)us.batches_sent, (unsigned long long)us.samples_acked,
-             (unsigned long long)us.samples_dropped, (unsigned long long)us.reconnects,
-             (unsigned long long)us.queue_len, (unsigned long long)a->ticks_skipped);
+    apm_info(
+        "agent: scans %llu, watched %u, samples taken %llu, sent %llu batches, acked %llu "
+        "samples, dropped %llu samples, reconnects %llu, ack timeouts %llu, queue %llu, skipped "
+        "ticks %llu",
+        (unsigned long long)ss.scans, ss.watched, (unsigned long long)us.samples_queued,
+        (unsigned long long)us.batches_sent, (unsigned long long)us.samples_acked,
+        (unsigned long long)us.samples_dropped, (unsigned long long)us.reconnects,
+        (unsigned long long)us.ack_timeouts, (unsigned long long)us.queue_len,
+        (unsigned long long)a->ticks_skipped);
     if (a->spool != NULL) {
         struct apm_spool_stats sp;
         apm_spool_get_stats(a->spool, &sp);
@@ -191,7 +198,7 @@ static void sample_done(uv_work_t *req, int status)
         apm_batch_free(b);
         return;
     }
-    apm_feed_push(&a->feed, b);
+    (void)apm_feed_push(&a->feed, b);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -367,6 +374,7 @@ static int start_uplink(struct apm_agent *a)
         .token = token,
         .token_len = token_len,
         .max_queue_bytes = (size_t)a->cfg.max_queue,
+        .ack_timeout_ms = (uint64_t)a->cfg.ack_timeout_ms,
     };
     snprintf(uo.ident.agent_id, sizeof(uo.ident.agent_id), "%.*s",
              (int)sizeof(uo.ident.agent_id) - 1, a->cfg.agent_id);

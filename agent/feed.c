@@ -80,13 +80,11 @@ void apm_feed_on_acked(void *ctx, uint64_t seq)
     maybe_replay(f);
 }
 
-void apm_feed_push(struct apm_feed *f, struct apm_batch *b)
+uint64_t apm_feed_push(struct apm_feed *f, struct apm_batch *b)
 {
-    if (f->spool == NULL) {
-        apm_uplink_push(f->uplink, b);
-        return;
-    }
-    b->seq = f->next_seq++;
+    if (f->spool == NULL)
+        return apm_uplink_push(f->uplink, b);
+    uint64_t seq = b->seq = f->next_seq++;
     bool direct = !f->backlog && uplink_queue_bytes(f) < f->max_queue;
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -101,9 +99,10 @@ void apm_feed_push(struct apm_feed *f, struct apm_batch *b)
     if (direct) {
         f->mem_last_seq = b->seq;
         apm_uplink_push_seq(f->uplink, b);
-        return;
+        return seq;
     }
     f->backlog = true;
     apm_batch_free(b);
     maybe_replay(f);
+    return seq;
 }

@@ -39,8 +39,8 @@ void apm_feed_init(struct apm_feed *f, uint64_t max_queue);
 /* Starts handing over what the spool holds (spool may be NULL). */
 void apm_feed_attach(struct apm_feed *f, struct apm_uplink *u, struct apm_spool *spool);
 
-/* Takes ownership of b; with a spool, sets b->seq. */
-void apm_feed_push(struct apm_feed *f, struct apm_batch *b);
+/* Takes ownership of b; returns the seq it was given. */
+uint64_t apm_feed_push(struct apm_feed *f, struct apm_batch *b);
 
 /* Callbacks to give the spool and the uplink (ctx = the feed). */
 void apm_feed_on_spool_read(void *ctx, struct apm_spool_record *list, uint64_t through,

@@ -36,7 +36,7 @@ struct write_req {
     uint8_t *buf;
 };
 
-enum timer_state { TIMER_IDLE, TIMER_RECONNECT, TIMER_HANDSHAKE };
+enum timer_state { TIMER_IDLE, TIMER_RECONNECT, TIMER_HANDSHAKE, TIMER_ACK };
 
 struct apm_uplink {
     uv_loop_t *loop;
@@ -169,7 +169,7 @@ static void link_fail(struct link *l, const char *why)
             e->sent = false;
         u->cursor = u->head;
         u->unacked = 0;
-        if (u->timer_state == TIMER_HANDSHAKE) {
+        if (u->timer_state == TIMER_HANDSHAKE || u->timer_state == TIMER_ACK) {
             uv_timer_stop(&u->timer);
             u->timer_state = TIMER_IDLE;
         }
@@ -206,11 +206,32 @@ static int link_send(struct link *l, struct apm_frame_out *f)
     return rc;
 }
 
+/*
+ * While batches are unacked on a ready link, the timer waits for the next
+ * ack: a link that stays silent that long (a blackholed route, a peer that
+ * stopped reading) is dropped and everything resent on a new one.
+ */
+static void arm_ack_timer(struct apm_uplink *u)
+{
+    if (u->link == NULL || !u->link->ready)
+        return;
+    if (u->unacked == 0) {
+        if (u->timer_state == TIMER_ACK) {
+            uv_timer_stop(&u->timer);
+            u->timer_state = TIMER_IDLE;
+        }
+        return;
+    }
+    u->timer_state = TIMER_ACK;
+    uv_timer_start(&u->timer, on_timer, u->opt.ack_timeout_ms, 0);
+}
+
 static void pump(struct apm_uplink *u)
 {
     struct link *l = u->link;
     if (l == NULL || !l->ready)
         return;
+    bool was_idle = u->unacked == 0;
     while (u->cursor != NULL && u->unacked < u->opt.max_unacked) {
         struct entry *e = u->cursor;
         struct apm_frame_out f;
@@ -226,6 +247,8 @@ static void pump(struct apm_uplink *u)
         u->cursor = e->next;
         u->stats.batches_sent++;
     }
+    if (was_idle && u->unacked > 0)
+        arm_ack_timer(u);
     /* Interning tables only grow on one connection; start afresh well before the caps. */
     if (apm_codec_enc_full(&l->enc) && u->unacked == 0)
         link_fail(l, "renewing the connection to reset its string tables");
@@ -280,6 +303,7 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
         break;
     case APM_MSG_ACK:
         handle_ack(u, m.u.ack_seq);
+        arm_ack_timer(u);
         pump(u);
         break;
     case APM_MSG_ERROR: {
@@ -427,6 +451,9 @@ static void on_timer(uv_timer_t *t)
         start_connect(u);
     } else if (st == TIMER_HANDSHAKE && u->link != NULL) {
         link_fail(u->link, "no answer to Hello within the connect timeout");
+    } else if (st == TIMER_ACK && u->link != NULL) {
+        u->stats.ack_timeouts++;
+        link_fail(u->link, "no ack within the ack timeout: reconnecting");
     }
 }
 
@@ -462,6 +489,8 @@ int apm_uplink_new(uv_loop_t *loop, const struct apm_uplink_options *opt,
         u->opt.backoff_max_ms = 30000;
     if (u->opt.connect_timeout_ms == 0)
         u->opt.connect_timeout_ms = 10000;
+    if (u->opt.ack_timeout_ms == 0)
+        u->opt.ack_timeout_ms = 60000;
     u->on_control = on_control;
     u->ctx = ctx;
     u->next_seq = 1;
@@ -475,10 +504,11 @@ int apm_uplink_new(uv_loop_t *loop, const struct apm_uplink_options *opt,
 
 static void enqueue(struct apm_uplink *u, struct apm_batch *b);
 
-void apm_uplink_push(struct apm_uplink *u, struct apm_batch *b)
+uint64_t apm_uplink_push(struct apm_uplink *u, struct apm_batch *b)
 {
-    b->seq = u->next_seq++;
+    uint64_t seq = b->seq = u->next_seq++;
     enqueue(u, b);
+    return seq;
 }
 
 void apm_uplink_push_seq(struct apm_uplink *u, struct apm_batch *b)

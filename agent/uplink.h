@@ -32,6 +32,7 @@ struct apm_uplink_options {
     uint64_t backoff_min_ms;     /* 0 = 200 ms */
     uint64_t backoff_max_ms;     /* 0 = 30 s */
     uint64_t connect_timeout_ms; /* 0 = 10 s */
+    uint64_t ack_timeout_ms;     /* batches unacked this long on a link: reconnect; 0 = 60 s */
     /* Called on the loop thread with the highest seq acked so far (the disk spool's cursor). */
     void (*on_acked)(void *ctx, uint64_t seq);
     void *acked_ctx;
@@ -46,6 +47,7 @@ struct apm_uplink_stats {
     uint64_t batches_dropped; /* oldest dropped because the queue was full */
     uint64_t samples_dropped;
     uint64_t reconnects;
+    uint64_t ack_timeouts;
     uint64_t errors_received;
     uint64_t controls_received;
     uint64_t queue_len;
@@ -69,7 +71,7 @@ int apm_uplink_new(uv_loop_t *loop, const struct apm_uplink_options *opt,
  * connection allows. Takes ownership of b always (it may be dropped later,
  * counted, if the queue overflows).
  */
-void apm_uplink_push(struct apm_uplink *u, struct apm_batch *b);
+uint64_t apm_uplink_push(struct apm_uplink *u, struct apm_batch *b); /* returns the seq given */
 
 /*
  * Like apm_uplink_push, but b->seq is already set (the disk spool numbers
