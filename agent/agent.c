@@ -90,6 +90,7 @@ struct apm_agent {
     struct apm_uplink *uplink;
     struct apm_spool *spool; /* NULL without spool-dir */
     struct apm_feed feed;
+    struct apm_spool_stats spool_final; /* read as the spool closes */
     struct apm_probe_listener *probe;
     uv_timer_t tick;
     uv_timer_t stats_timer;
@@ -254,6 +255,10 @@ static void on_uplink_closed(void *ctx)
 static void on_spool_closed(void *ctx)
 {
     struct apm_agent *a = ctx;
+    apm_info("agent: spool closed: %llu batches on disk in all, %llu dropped, %llu corrupt",
+             (unsigned long long)a->spool_final.records_spooled,
+             (unsigned long long)a->spool_final.records_dropped,
+             (unsigned long long)a->spool_final.corrupt);
     a->spool = NULL;
     a->feed.spool = NULL;
 }
@@ -281,7 +286,7 @@ void apm_agent_stop(struct apm_agent *a)
     apm_uplink_close(a->uplink, on_uplink_closed, a);
     /* Everything unacked is in the spool already; closing writes and syncs what is queued. */
     if (a->spool != NULL)
-        apm_spool_close(a->spool, on_spool_closed, a);
+        apm_spool_close(a->spool, &a->spool_final, on_spool_closed, a);
     apm_probe_listener_close(a->probe, on_probe_closed, a);
 }
 
@@ -476,7 +481,7 @@ int apm_agent_start(uv_loop_t *loop, const struct apm_agent_config *cfg, struct 
     if (rc != 0) {
         apm_probe_listener_close(a->probe, NULL, NULL);
         if (a->spool != NULL) {
-            apm_spool_close(a->spool, on_spool_closed, a);
+            apm_spool_close(a->spool, &a->spool_final, on_spool_closed, a);
             uv_run(loop, UV_RUN_DEFAULT); /* its thread ends; the handles close */
         }
         apm_sampler_free(a->sampler);

@@ -49,6 +49,7 @@ struct apm_spool {
     void *ctx;
     apm_spool_close_cb close_cb;
     void *close_ctx;
+    struct apm_spool_stats *final;
     bool closing;       /* loop side */
     bool read_inflight; /* loop side */
 
@@ -710,6 +711,8 @@ static void on_async_closed(uv_handle_t *h)
     struct apm_spool *s = h->data;
     apm_spool_close_cb cb = s->close_cb;
     void *ctx = s->close_ctx;
+    if (s->final != NULL)
+        *s->final = s->stats;
     apm_spool_records_free(s->reply);
     while (s->w_head != NULL) {
         struct pending *p = s->w_head;
@@ -909,9 +912,11 @@ void apm_spool_get_stats(struct apm_spool *s, struct apm_spool_stats *out)
     unlock(s);
 }
 
-void apm_spool_close(struct apm_spool *s, apm_spool_close_cb cb, void *ctx)
+void apm_spool_close(struct apm_spool *s, struct apm_spool_stats *final, apm_spool_close_cb cb,
+                     void *ctx)
 {
     s->closing = true;
+    s->final = final;
     s->close_cb = cb;
     s->close_ctx = ctx;
     lock(s);

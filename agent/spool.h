@@ -109,9 +109,11 @@ void apm_spool_get_stats(struct apm_spool *s, struct apm_spool_stats *out);
 
 /*
  * Writes and syncs everything queued, persists the cursor, stops the thread
- * and closes the handle, then calls cb and frees. No read answer after this.
+ * and closes the handle, then fills *final (may be NULL) with the last
+ * counters, calls cb and frees. No read answer after this.
  */
-void apm_spool_close(struct apm_spool *s, apm_spool_close_cb cb, void *ctx);
+void apm_spool_close(struct apm_spool *s, struct apm_spool_stats *final, apm_spool_close_cb cb,
+                     void *ctx);
 
 void apm_spool_records_free(struct apm_spool_record *list);
 

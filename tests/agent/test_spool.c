@@ -69,7 +69,7 @@ static void open_spool(struct env *e, uint64_t max_bytes, uint64_t segment_bytes
 static void close_spool(struct env *e)
 {
     e->closed = false;
-    apm_spool_close(e->s, on_closed, e);
+    apm_spool_close(e->s, NULL, on_closed, e);
     while (!e->closed)
         uv_run(&e->loop, UV_RUN_ONCE);
     e->s = NULL;

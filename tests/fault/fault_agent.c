@@ -115,7 +115,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)s, NULL);
     apm_uplink_close(uplink, NULL, NULL);
     if (spool != NULL)
-        apm_spool_close(spool, on_spool_closed, NULL);
+        apm_spool_close(spool, NULL, on_spool_closed, NULL);
 }
 
 int main(int argc, char **argv)
