@@ -114,15 +114,14 @@ static void log_stats(struct apm_agent *a)
     struct apm_sampler_stats ss;
     apm_uplink_get_stats(a->uplink, &us);
     apm_sampler_stats(a->sampler, &ss);
-    apm_info(
-        "agent: scans %llu, watched %u, samples taken %llu, sent %llu batches, acked %llu "
-        "samples, dropped %llu samples, reconnects %llu, ack timeouts %llu, queue %llu, skipped "
-        "ticks %llu",
-        (unsigned long long)ss.scans, ss.watched, (unsigned long long)us.samples_queued,
-        (unsigned long long)us.batches_sent, (unsigned long long)us.samples_acked,
-        (unsigned long long)us.samples_dropped, (unsigned long long)us.reconnects,
-        (unsigned long long)us.ack_timeouts, (unsigned long long)us.queue_len,
-        (unsigned long long)a->ticks_skipped);
+    apm_info("agent: scans %llu, watched %u, samples taken %llu, sent %llu batches, acked %llu "
+             "samples, dropped %llu samples, refused %llu samples, reconnects %llu, ack timeouts "
+             "%llu, queue %llu, skipped ticks %llu",
+             (unsigned long long)ss.scans, ss.watched, (unsigned long long)us.samples_queued,
+             (unsigned long long)us.batches_sent, (unsigned long long)us.samples_acked,
+             (unsigned long long)us.samples_dropped, (unsigned long long)us.samples_refused,
+             (unsigned long long)us.reconnects, (unsigned long long)us.ack_timeouts,
+             (unsigned long long)us.queue_len, (unsigned long long)a->ticks_skipped);
     if (a->spool != NULL) {
         struct apm_spool_stats sp;
         apm_spool_get_stats(a->spool, &sp);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "common/timeutil.h"
 
 #define I64_MAX 9223372036854775807LL
@@ -43,7 +44,9 @@ struct field {
     {                                                                                              \
         n, K_LIST, lo, hi, 0, 0                                                                    \
     }
-#define T_FIELDS STR("type", 16), NUM("t", 0, HUGE_VAL)
+/* Times and spans become int64 milliseconds: 1e11 s (year 5138) keeps that exact and in range. */
+#define T_MAX 1e11
+#define T_FIELDS STR("type", 16), NUM("t", 0, T_MAX)
 
 static const struct field hello_fields[] = {
     T_FIELDS,
@@ -85,7 +88,7 @@ static const struct field diff_fields[] = {
     INT("session", 1, I64_MAX),
     STR("key_type", 16),
     INT("frames", 1, 65535),
-    NUM("interval_s", 0, HUGE_VAL),
+    NUM("interval_s", 0, T_MAX),
     INT("traced_current", U64),
     INT("traced_peak", U64),
     INT("tracemalloc_memory", U64),
@@ -410,10 +413,12 @@ void apm_probe_line_hello(const struct apm_probe_line *l, struct apm_probe_hello
     memset(out, 0, sizeof(*out));
     out->claimed_pid = json_integer_value(json_object_get(l->obj, "pid"));
     out->top_n = (uint32_t)json_integer_value(json_object_get(l->obj, "top_n"));
-    snprintf(out->name, sizeof(out->name), "%s",
-             json_string_value(json_object_get(l->obj, "name")));
-    snprintf(out->mode, sizeof(out->mode), "%s",
-             json_string_value(json_object_get(l->obj, "mode")));
+    /* The probe's words reach logs and the process's name: cleaned like a peer's (common/text.h).
+     */
+    const char *name = json_string_value(json_object_get(l->obj, "name"));
+    const char *mode = json_string_value(json_object_get(l->obj, "mode"));
+    apm_text_clean(out->name, sizeof(out->name), name ? name : "", name ? strlen(name) : 0);
+    apm_text_clean(out->mode, sizeof(out->mode), mode ? mode : "", mode ? strlen(mode) : 0);
 }
 
 static int64_t int_of(const json_t *o, const char *key)

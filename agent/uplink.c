@@ -100,12 +100,15 @@ static size_t batch_bytes(const struct apm_batch *b)
     return n;
 }
 
-static void drop_head(struct apm_uplink *u)
+/* Unlinks e, whose predecessor is prev (NULL for the head), and frees it. */
+static void drop_entry(struct apm_uplink *u, struct entry *prev, struct entry *e)
 {
-    struct entry *e = u->head;
-    u->head = e->next;
-    if (u->head == NULL)
-        u->tail = NULL;
+    if (prev != NULL)
+        prev->next = e->next;
+    else
+        u->head = e->next;
+    if (u->tail == e)
+        u->tail = prev;
     if (u->cursor == e)
         u->cursor = e->next;
     if (e->sent)
@@ -114,6 +117,28 @@ static void drop_head(struct apm_uplink *u)
     u->stats.queue_bytes -= e->bytes;
     apm_batch_free(e->b);
     free(e);
+}
+
+static void drop_head(struct apm_uplink *u)
+{
+    drop_entry(u, NULL, u->head);
+}
+
+/*
+ * The collector refused batch seq for good (a cardinality limit): it was not
+ * stored and resending it would be refused again, so it is dropped, counted.
+ */
+static void drop_refused(struct apm_uplink *u, uint64_t seq)
+{
+    struct entry *prev = NULL;
+    for (struct entry *e = u->head; e != NULL; prev = e, e = e->next) {
+        if (e->b->seq == seq) {
+            u->stats.batches_refused++;
+            u->stats.samples_refused += e->b->nsamples;
+            drop_entry(u, prev, e);
+            return;
+        }
+    }
 }
 
 static uint64_t jitter(uint64_t max)
@@ -308,11 +333,18 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
         break;
     case APM_MSG_ERROR: {
         u->stats.errors_received++;
-        char why[320];
+        char why[448];
         snprintf(why, sizeof(why), "collector refused: %s (%s)", m.u.error.text,
                  m.u.error.retryable ? "retrying" : "permanent; retrying slowly");
         if (!m.u.error.retryable)
             u->attempt = 32; /* back off to the maximum */
+        if (m.u.error.code == APM_WIRE_ERR_LIMIT && m.u.error.seq != 0) {
+            drop_refused(u, m.u.error.seq);
+            snprintf(why, sizeof(why),
+                     "collector refused: %s (batch dropped, %llu refused so far; raise the limit "
+                     "on the collector or watch fewer processes)",
+                     m.u.error.text, (unsigned long long)u->stats.batches_refused);
+        }
         link_fail(l, why);
         return APM_E_CLOSED;
     }

@@ -46,6 +46,8 @@ struct apm_uplink_stats {
     uint64_t samples_acked;
     uint64_t batches_dropped; /* oldest dropped because the queue was full */
     uint64_t samples_dropped;
+    uint64_t batches_refused; /* refused for good by the collector (a limit), dropped */
+    uint64_t samples_refused;
     uint64_t reconnects;
     uint64_t ack_timeouts;
     uint64_t errors_received;

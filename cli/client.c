@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/format.h"
 #include "common/error.h"
 
 struct body {
@@ -122,8 +123,8 @@ static int perform(struct apm_cli_client *c, const char *path, char **text, json
     doc = b.data ? json_loadb(b.data, b.len, 0, &jerr) : NULL;
     if (status >= 400) {
         json_t *msg = json_is_object(doc) ? json_object_get(doc, "error") : NULL;
-        fprintf(stderr, "apm-cli: collector at %s answered %ld: %s\n", c->server, status,
-                json_is_string(msg) ? json_string_value(msg) : "no reason given");
+        apm_cli_line(stderr, "apm-cli: collector at %s answered %ld: %s", c->server, status,
+                     json_is_string(msg) ? json_string_value(msg) : "no reason given");
         ret = APM_E_PROTO;
         goto out;
     }

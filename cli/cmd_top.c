@@ -156,12 +156,13 @@ static int print_table(json_t *doc, const char *id)
     char w[32];
     apm_duration_format(apm_cli_json_num(doc, "window"), w, sizeof(w));
     if (json_array_size(rows) == 0) {
-        printf("%s: no allocation sites in the last %s (is the process traced? see apm-cli "
-               "trace)\n",
-               id, w);
+        apm_cli_line(stdout,
+                     "%s: no allocation sites in the last %s (is the process traced? see apm-cli "
+                     "trace)",
+                     id, w);
         return APM_CLI_EXIT_OK;
     }
-    printf("%s: sites that grew most in the last %s\n", id, w);
+    apm_cli_line(stdout, "%s: sites that grew most in the last %s", id, w);
     struct apm_cli_table t;
     apm_cli_table_init(&t, NCOLS);
     const char *head[NCOLS] = {"SITE", "GROWTH", "RATE", "COUNT", "SIZE", "TREND"};

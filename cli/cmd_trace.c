@@ -10,6 +10,7 @@
 #include "cli/client.h"
 #include "cli/cmd_top.h"
 #include "cli/commands.h"
+#include "cli/format.h"
 #include "cli/json.h"
 #include "common/error.h"
 #include "common/timeutil.h"
@@ -86,12 +87,12 @@ int apm_cli_cmd_trace(const struct apm_cli_globals *g, int argc, char **argv)
     if (g->json) {
         apm_cli_json_print(text);
     } else if (stop) {
-        printf("%s: asked its agent to stop tracing\n", id);
+        apm_cli_line(stdout, "%s: asked its agent to stop tracing", id);
     } else {
         char d[32];
         apm_duration_format((double)for_ms / 1000.0, d, sizeof(d));
-        printf("%s: tracing for %s (apm-cli top --pid %d shows its growing sites)\n", id, d,
-               (int)json_integer_value(json_object_get(doc, "pid")));
+        apm_cli_line(stdout, "%s: tracing for %s (apm-cli top --pid %d shows its growing sites)",
+                     id, d, (int)json_integer_value(json_object_get(doc, "pid")));
     }
     free(text);
     json_decref(doc);

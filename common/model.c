@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/text.h"
 
 /* Each metric's contract name and the unit of its values, in one place. */
 static const struct {
@@ -100,9 +101,10 @@ void apm_batch_free(struct apm_batch *b)
     free(b);
 }
 
+/* Batches keep only clean strings (common/text.h), whoever builds them. */
 static char *dup_or_empty(const char *s)
 {
-    return strndup(s ? s : "", APM_MODEL_STRING_MAX);
+    return apm_text_dup(s, APM_MODEL_STRING_MAX, NULL);
 }
 
 struct proc_key {

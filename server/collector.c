@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "common/codec.h"
 #include "common/error.h"
@@ -65,12 +66,36 @@ static const struct apm_opt collector_opts[] = {
     OPT("collector", "max-inflight", APM_OPT_INT, max_inflight, 1, 100000, true,
         "batches per connection waiting for commit before reading pauses (default 64)"),
     OPT("collector", "map-size", APM_OPT_SIZE, map_size, 1 << 20, INT64_MAX, true,
-        "LMDB map size, the store's maximum size (default 8G)"),
+        "initial LMDB map size; it doubles as needed up to max-disk (default 8G)"),
+    OPT("collector", "max-disk", APM_OPT_SIZE, max_disk, 0, INT64_MAX, true,
+        "disk budget of the store; near it the oldest raw samples go first (default 0: 80% of "
+        "the free space at start)"),
+    OPT("collector", "retention", APM_OPT_DURATION, retention_ms, 1000, 100 * 365 * DAY_MS, true,
+        "how long raw samples are kept (default 15d)"),
+    OPT("collector", "rollup-1m-retention", APM_OPT_DURATION, rollup_1m_retention_ms, 0,
+        100 * 365 * DAY_MS, true, "how long 1-minute rollups are kept (default 90d; 0 = none)"),
+    OPT("collector", "rollup-1h-retention", APM_OPT_DURATION, rollup_1h_retention_ms, 0,
+        100 * 365 * DAY_MS, true, "how long 1-hour rollups are kept (default 365d; 0 = none)"),
+    OPT("collector", "maintenance-period", APM_OPT_DURATION, maintenance_period_ms, 100, DAY_MS,
+        true, "how often the writer starts a pass of rollups and deletions (default 60s)"),
     OPT("collector", "no-sync", APM_OPT_BOOL, no_sync, 0, 1, false,
         "skip fsync at commit (benchmarks only: acks are then not durable)"),
     OPT("collector", "max-sites-per-process", APM_OPT_INT, max_sites_per_process, 1, 1000000, true,
         "allocation sites stored per process; new ones beyond are refused and counted "
         "(default 1000)"),
+    OPT("collector", "process-grace", APM_OPT_DURATION, process_grace_ms, 1000, 7 * DAY_MS, true,
+        "a process is live until its agent has not reported it this long; then its in-memory "
+        "state is forgotten (default 2m)"),
+    OPT("collector", "max-processes-per-agent", APM_OPT_INT, max_processes_per_agent, 1, 10000000,
+        true, "live processes one agent may report; a batch beyond is refused (default 10000)"),
+    OPT("collector", "max-series-per-agent", APM_OPT_INT, max_series_per_agent, 1, 100000000, true,
+        "live series one agent may report; a batch beyond is refused (default 100000)"),
+    OPT("collector", "max-sites-per-agent", APM_OPT_INT, max_sites_per_agent, 1, 100000000, true,
+        "live allocation sites (per process) one agent may report; a batch beyond is refused "
+        "(default 100000)"),
+    OPT("collector", "max-analysed-series", APM_OPT_INT, max_analysed_series, 1, 10000000, true,
+        "series analysed at once, all agents together; more are counted and not analysed "
+        "(default 100000)"),
     OPT("collector", "memory-limit", APM_OPT_SIZE, memory_limit, 0, INT64_MAX, true,
         "limit forecasts aim at for processes without a cgroup limit (default 0: host memory)"),
     OPT("collector", "trace-on-suspicion", APM_OPT_DURATION, trace_on_suspicion_ms, 0, DAY_MS, true,
@@ -116,7 +141,16 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     c->max_frame = APM_FRAME_MAX;
     c->max_inflight = 64;
     c->map_size = 8LL << 30;
+    c->retention_ms = 15 * DAY_MS;
+    c->rollup_1m_retention_ms = 90 * DAY_MS;
+    c->rollup_1h_retention_ms = 365 * DAY_MS;
+    c->maintenance_period_ms = 60000;
     c->max_sites_per_process = 1000;
+    c->process_grace_ms = 120000;
+    c->max_processes_per_agent = 10000;
+    c->max_series_per_agent = 100000;
+    c->max_sites_per_agent = 100000;
+    c->max_analysed_series = APM_ANALYZER_DEFAULT_MAX_SERIES;
     c->trace_on_suspicion_ms = 20 * 60 * 1000;
     c->trace_confidence = 60;
     c->analysis.bucket_samples = 2;
@@ -252,6 +286,9 @@ static void status_fn(void *ctx, json_t *obj)
     struct apm_collector *c = ctx;
     json_object_set_new(obj, "listen", json_string(c->cfg.listen));
     json_object_set_new(obj, "data_dir", json_string(c->cfg.data_dir));
+    const char *full = apm_store_full_reason(c->store);
+    if (full != NULL)
+        json_object_set_new(obj, "store_full", json_string(full));
 }
 
 /*
@@ -303,6 +340,9 @@ static int analyzer_options(const struct apm_collector_config *cfg, struct apm_a
     o->memory_limit = cfg->memory_limit;
     o->trace_window_s = (double)cfg->trace_on_suspicion_ms / 1000.0;
     o->trace_confidence = (double)cfg->trace_confidence / 100.0;
+    /* One definition of live (PRODUCT.md): a stopped process's state goes after process-grace. */
+    o->idle_s = (double)cfg->process_grace_ms / 1000.0;
+    o->max_series = (unsigned)cfg->max_analysed_series;
     return 0;
 }
 
@@ -333,6 +373,20 @@ static int ensure_dir(const char *dir)
         return -errno;
     }
     return 0;
+}
+
+/* 80 % of the free space of the data directory's file system, plus the store there now. */
+static uint64_t default_max_disk(const char *dir)
+{
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) != 0)
+        return 0;
+    uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    uint64_t have = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    return free_bytes / 10 * 8 + have;
 }
 
 static int start_signals(struct apm_collector *c)
@@ -378,6 +432,11 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .map_size = (size_t)cfg->map_size,
         .no_sync = cfg->no_sync,
         .max_sites_per_process = (unsigned)cfg->max_sites_per_process,
+        .forget_after_ms = cfg->process_grace_ms,
+        .retention_ms = cfg->retention_ms,
+        .rollup_1m_ms = cfg->rollup_1m_retention_ms,
+        .rollup_1h_ms = cfg->rollup_1h_retention_ms,
+        .max_disk = cfg->max_disk > 0 ? (uint64_t)cfg->max_disk : default_max_disk(cfg->data_dir),
     };
     rc = apm_store_open(&so, &c->store);
     if (rc != 0) {
@@ -407,6 +466,7 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         goto fail;
     }
     apm_writer_set_commit_hook(c->writer, apm_analyzer_worker_hook, c->analyzer);
+    apm_writer_set_maintenance(c->writer, cfg->maintenance_period_ms);
     struct apm_ingest_options io = {
         .listen = cfg->listen,
         .token = c->token,
@@ -418,6 +478,10 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .idle_timeout_ms = (uint64_t)cfg->idle_timeout_ms,
         .max_frame = (uint32_t)cfg->max_frame,
         .max_inflight = (unsigned)cfg->max_inflight,
+        .process_grace_ms = (uint64_t)cfg->process_grace_ms,
+        .max_processes_per_agent = (uint64_t)cfg->max_processes_per_agent,
+        .max_series_per_agent = (uint64_t)cfg->max_series_per_agent,
+        .max_sites_per_agent = (uint64_t)cfg->max_sites_per_agent,
     };
     rc = apm_ingest_new(loop, c->store, c->writer, &io, &c->ingest);
     if (rc != 0)

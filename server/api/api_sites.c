@@ -15,19 +15,20 @@
 #define DEFAULT_TRACE_S 1200
 #define MAX_TRACE_S 604800 /* the probe's own cap: 7 days */
 
-static json_t *site_json(const struct apm_site_rank *r)
+static json_t *site_json(struct apm_api_why *why, const struct apm_site_rank *r)
 {
     json_t *pts = json_array();
     for (unsigned i = 0; i < r->npoints; i++)
         json_array_append_new(
             pts, json_pack("[o,I]", apm_api_time(r->points_t[i]), (json_int_t)r->points_v[i]));
     const char *colon = strrchr(r->site, ':');
-    json_t *o = json_pack(
-        "{s:s,s:o,s:o,s:I,s:I,s:I,s:f,s:f,s:I,s:I,s:o}", "site", r->site, "from",
-        apm_api_time(r->t_start), "to", apm_api_time(r->t_end), "size", (json_int_t)r->size_end,
-        "size_start", (json_int_t)r->size_start, "size_growth", (json_int_t)r->size_growth,
-        "rate_bytes_per_s", r->rate, "rate_mb_per_h", r->rate * 3600.0 / 1e6, "count",
-        (json_int_t)r->count_end, "count_growth", (json_int_t)r->count_growth, "points", pts);
+    json_t *o = json_pack("{s:o,s:o,s:o,s:I,s:I,s:I,s:f,s:f,s:I,s:I,s:o}", "site",
+                          apm_api_str(why, "site", r->site), "from", apm_api_time(r->t_start), "to",
+                          apm_api_time(r->t_end), "size", (json_int_t)r->size_end, "size_start",
+                          (json_int_t)r->size_start, "size_growth", (json_int_t)r->size_growth,
+                          "rate_bytes_per_s", r->rate, "rate_mb_per_h", r->rate * 3600.0 / 1e6,
+                          "count", (json_int_t)r->count_end, "count_growth",
+                          (json_int_t)r->count_growth, "points", pts);
     if (o != NULL && colon != NULL && strchr(r->site, ';') == NULL) {
         json_object_set_new(o, "file", json_stringn(r->site, (size_t)(colon - r->site)));
         json_object_set_new(o, "line", json_integer(atoll(colon + 1)));
@@ -66,14 +67,20 @@ static int get_sites(const struct apm_api_call *call, json_t **out)
     int rc = apm_sites_rank(call->store, process, from_ms, to_ms, (size_t)limit, &r, &n);
     if (rc != 0)
         return apm_api_error(out, 500, "reading sites: %s", apm_strerror(rc));
+    struct apm_api_why why = {0};
     json_t *sites = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(sites, site_json(&r[i]));
+    bool failed = sites == NULL;
+    for (size_t i = 0; !failed && i < n; i++)
+        failed = json_array_append_new(sites, site_json(&why, &r[i])) != 0;
     apm_sites_free(r, n);
-    *out = json_pack("{s:s,s:o,s:o,s:f,s:o}", "process", process, "from", apm_api_time(from_ms),
-                     "to", apm_api_time(to_ms), "window", (double)(to_ms - from_ms) / 1000.0,
-                     "sites", sites);
-    return *out ? 200 : 500;
+    if (failed) {
+        json_decref(sites);
+        return apm_api_encode_error(out, &why, "the sites");
+    }
+    *out = json_pack("{s:o,s:o,s:o,s:f,s:o}", "process", apm_api_str(&why, "process", process),
+                     "from", apm_api_time(from_ms), "to", apm_api_time(to_ms), "window",
+                     (double)(to_ms - from_ms) / 1000.0, "sites", sites);
+    return *out ? 200 : apm_api_encode_error(out, &why, "the sites");
 }
 
 struct find_proc {

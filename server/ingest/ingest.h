@@ -32,6 +32,11 @@ struct apm_ingest_options {
     uint64_t idle_timeout_ms;
     uint32_t max_frame;    /* largest frame after authentication */
     unsigned max_inflight; /* batches per connection waiting for commit */
+    /* Cardinality per agent (server/ingest/agent_limits.h); 0 takes its default. */
+    uint64_t process_grace_ms;
+    uint64_t max_processes_per_agent;
+    uint64_t max_series_per_agent;
+    uint64_t max_sites_per_agent;
 };
 
 struct apm_ingest_stats {
@@ -53,6 +58,14 @@ struct apm_ingest_stats {
     uint64_t store_errors;
     uint64_t overloaded;
     uint64_t controls_sent;
+    /* Peer strings cleaned at decode (common/text.h), per reason. */
+    uint64_t strings_invalid_utf8;
+    uint64_t strings_control;
+    uint64_t strings_too_long;
+    /* Batches refused for taking their agent over a cardinality limit, per limit. */
+    uint64_t refused_processes;
+    uint64_t refused_series;
+    uint64_t refused_sites;
 };
 
 /*
