@@ -18,6 +18,7 @@
 #include "common/timeutil.h"
 
 #define STATE_MAX 256
+#define PENDING_MAX (64u << 20) /* bytes queued for the thread before appends are refused */
 
 struct seg {
     uint64_t num;
@@ -57,6 +58,7 @@ struct apm_spool {
     uv_mutex_t mu;
     uv_cond_t cond;
     struct pending *w_head, *w_tail;
+    size_t w_bytes;
     uint64_t acked;
     uint64_t mem_seq; /* every record up to it is (or was) in the uplink's memory */
     bool read_req;
@@ -665,6 +667,7 @@ static void thread_main(void *arg)
         }
         struct pending *w = s->w_head;
         s->w_head = s->w_tail = NULL;
+        s->w_bytes = 0;
         uint64_t acked = s->acked, mem_seq = s->mem_seq;
         bool want_read = s->read_req && !s->reply_ready;
         uint64_t after = s->read_after;
@@ -854,8 +857,9 @@ uint64_t apm_spool_first_seq(const struct apm_spool *s)
 int apm_spool_append(struct apm_spool *s, uint64_t seq, uint32_t nsamples, const uint8_t *data,
                      size_t len, bool in_memory)
 {
-    struct pending *p = malloc(sizeof(*p) + len);
     lock(s);
+    /* A disk that does not keep up must not grow the agent's memory without bound. */
+    struct pending *p = s->w_bytes + len > PENDING_MAX ? NULL : malloc(sizeof(*p) + len);
     if (p == NULL || s->stop) {
         if (!in_memory) {
             s->stats.records_dropped++;
@@ -876,6 +880,7 @@ int apm_spool_append(struct apm_spool *s, uint64_t seq, uint32_t nsamples, const
     else
         s->w_head = p;
     s->w_tail = p;
+    s->w_bytes += len;
     if (in_memory && seq > s->mem_seq)
         s->mem_seq = seq;
     uv_cond_signal(&s->cond);

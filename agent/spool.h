@@ -90,7 +90,9 @@ uint64_t apm_spool_first_seq(const struct apm_spool *s);
 /*
  * Queues one record (copied) for the spool thread. in_memory: the uplink
  * holds it too, so the cap deleting it from disk does not lose it.
- * Returns 0 or -ENOMEM (counted as dropped).
+ * Returns 0, or -ENOMEM when out of memory or when 64 MiB already wait for
+ * the thread (a disk that does not keep up); then it is counted as dropped
+ * unless in_memory.
  */
 int apm_spool_append(struct apm_spool *s, uint64_t seq, uint32_t nsamples, const uint8_t *data,
                      size_t len, bool in_memory);
