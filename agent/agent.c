@@ -8,8 +8,10 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "agent/feed.h"
 #include "agent/probe_listener.h"
 #include "agent/sampler.h"
+#include "agent/spool.h"
 #include "agent/uplink.h"
 #include "agent/watch.h"
 #include "common/codec.h"
@@ -57,6 +59,14 @@ static const struct apm_opt agent_opts[] = {
     OPT("proc-root", APM_OPT_STRING, proc_root, 0, 0, true, "procfs mount (default /proc)"),
     OPT("cgroup-root", APM_OPT_STRING, cgroup_root, 0, 0, true,
         "cgroup mount (default /sys/fs/cgroup)"),
+    OPT("spool-dir", APM_OPT_STRING, spool_dir, 0, 0, true,
+        "directory where unacked batches are kept on disk across outages and restarts "
+        "(default none: memory only)"),
+    OPT("spool-max", APM_OPT_SIZE, spool_max, 1 << 20, 1LL << 40, true,
+        "disk for the spool; the oldest unsent batches are dropped beyond it (default 256M)"),
+    OPT("ack-timeout", APM_OPT_DURATION, ack_timeout_ms, 1000, DAY_MS, true,
+        "batches unacked this long on a connection: drop it and resend on a new one "
+        "(default 60s)"),
     {.key = NULL},
 };
 
@@ -75,6 +85,8 @@ void apm_agent_config_defaults(struct apm_agent_config *c)
     snprintf(c->log_level, sizeof(c->log_level), "info");
     c->max_queue = 64LL << 20;
     c->stats_interval_ms = 300000;
+    c->spool_max = 256LL << 20;
+    c->ack_timeout_ms = 60000;
     snprintf(c->proc_root, sizeof(c->proc_root), "/proc");
     snprintf(c->cgroup_root, sizeof(c->cgroup_root), "/sys/fs/cgroup");
 }
@@ -85,6 +97,9 @@ struct apm_agent {
     struct apm_agent_config cfg;
     struct apm_sampler *sampler;
     struct apm_uplink *uplink;
+    struct apm_spool *spool; /* NULL without spool-dir */
+    struct apm_feed feed;
+    struct apm_spool_stats spool_final; /* read as the spool closes */
     struct apm_probe_listener *probe;
     uv_timer_t tick;
     uv_timer_t stats_timer;
@@ -109,13 +124,27 @@ static void log_stats(struct apm_agent *a)
     apm_uplink_get_stats(a->uplink, &us);
     apm_sampler_stats(a->sampler, &ss);
     apm_info("agent: scans %llu, watched %u, samples taken %llu, sent %llu batches, acked %llu "
-             "samples, dropped %llu samples, refused %llu samples, reconnects %llu, queue %llu, "
-             "skipped ticks %llu",
+             "samples, dropped %llu samples, refused %llu samples, reconnects %llu, ack timeouts "
+             "%llu, queue %llu, skipped ticks %llu",
              (unsigned long long)ss.scans, ss.watched, (unsigned long long)us.samples_queued,
              (unsigned long long)us.batches_sent, (unsigned long long)us.samples_acked,
              (unsigned long long)us.samples_dropped, (unsigned long long)us.samples_refused,
-             (unsigned long long)us.reconnects, (unsigned long long)us.queue_len,
-             (unsigned long long)a->ticks_skipped);
+             (unsigned long long)us.reconnects, (unsigned long long)us.ack_timeouts,
+             (unsigned long long)us.queue_len, (unsigned long long)a->ticks_skipped);
+    if (a->spool != NULL) {
+        struct apm_spool_stats sp;
+        apm_spool_get_stats(a->spool, &sp);
+        apm_info("agent: spool: spooled %llu batches (%llu samples), replayed %llu (%llu "
+                 "samples), dropped %llu (%llu samples), corrupt %llu (%llu bytes), write errors "
+                 "%llu, undecodable %llu, on disk %llu bytes in %llu segments",
+                 (unsigned long long)sp.records_spooled, (unsigned long long)sp.samples_spooled,
+                 (unsigned long long)sp.records_replayed, (unsigned long long)sp.samples_replayed,
+                 (unsigned long long)sp.records_dropped, (unsigned long long)sp.samples_dropped,
+                 (unsigned long long)sp.corrupt, (unsigned long long)sp.corrupt_bytes,
+                 (unsigned long long)sp.write_errors,
+                 (unsigned long long)a->feed.replay_decode_errors, (unsigned long long)sp.bytes,
+                 (unsigned long long)sp.segments);
+    }
     if (a->probe == NULL)
         return;
     struct apm_probe_listener_stats ps;
@@ -178,7 +207,7 @@ static void sample_done(uv_work_t *req, int status)
         apm_batch_free(b);
         return;
     }
-    apm_uplink_push(a->uplink, b);
+    (void)apm_feed_push(&a->feed, b);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -231,6 +260,17 @@ static void on_uplink_closed(void *ctx)
     a->uplink = NULL;
 }
 
+static void on_spool_closed(void *ctx)
+{
+    struct apm_agent *a = ctx;
+    apm_info("agent: spool closed: %llu batches on disk in all, %llu dropped, %llu corrupt",
+             (unsigned long long)a->spool_final.records_spooled,
+             (unsigned long long)a->spool_final.records_dropped,
+             (unsigned long long)a->spool_final.corrupt);
+    a->spool = NULL;
+    a->feed.spool = NULL;
+}
+
 static void on_probe_closed(void *ctx)
 {
     struct apm_agent *a = ctx;
@@ -242,6 +282,7 @@ void apm_agent_stop(struct apm_agent *a)
     if (a->stopping)
         return;
     a->stopping = true;
+    a->feed.stopping = true;
     log_stats(a);
     uv_close((uv_handle_t *)&a->tick, on_handle_closed);
     uv_close((uv_handle_t *)&a->stats_timer, on_handle_closed);
@@ -251,6 +292,9 @@ void apm_agent_stop(struct apm_agent *a)
     if (a->work_busy)
         uv_cancel((uv_req_t *)&a->work);
     apm_uplink_close(a->uplink, on_uplink_closed, a);
+    /* Everything unacked is in the spool already; closing writes and syncs what is queued. */
+    if (a->spool != NULL)
+        apm_spool_close(a->spool, &a->spool_final, on_spool_closed, a);
     apm_probe_listener_close(a->probe, on_probe_closed, a);
 }
 
@@ -331,6 +375,7 @@ static int start_uplink(struct apm_agent *a)
     uint8_t token[APM_TOKEN_MAX];
     size_t token_len = 0;
     char err[512];
+    apm_feed_init(&a->feed, (uint64_t)a->cfg.max_queue);
     int rc = apm_token_load(a->cfg.token_file, false, token, sizeof(token), &token_len, err,
                             sizeof(err));
     if (rc != 0) {
@@ -354,6 +399,7 @@ static int start_uplink(struct apm_agent *a)
         .token = token,
         .token_len = token_len,
         .max_queue_bytes = (size_t)a->cfg.max_queue,
+        .ack_timeout_ms = (uint64_t)a->cfg.ack_timeout_ms,
     };
     snprintf(uo.ident.agent_id, sizeof(uo.ident.agent_id), "%.*s",
              (int)sizeof(uo.ident.agent_id) - 1, a->cfg.agent_id);
@@ -363,10 +409,32 @@ static int start_uplink(struct apm_agent *a)
     if (getrandom(&uo.ident.instance, sizeof(uo.ident.instance), 0) !=
         (ssize_t)sizeof(uo.ident.instance))
         uo.ident.instance = uv_hrtime() ^ (uint64_t)getpid();
+    if (a->cfg.spool_dir[0] != '\0') {
+        struct apm_spool_options so = {.dir = a->cfg.spool_dir,
+                                       .max_bytes = (uint64_t)a->cfg.spool_max};
+        rc = apm_spool_open(a->loop, &so, apm_feed_on_spool_read, &a->feed, &a->spool, err,
+                            sizeof(err));
+        if (rc != 0) {
+            a->spool = NULL;
+            apm_error("agent: %s", err);
+            return rc;
+        }
+        uo.ident.instance = apm_spool_instance(a->spool);
+        uo.on_acked = apm_feed_on_acked;
+        uo.acked_ctx = &a->feed;
+        /* The agent keeps the queue under max-queue itself; the uplink never drops. */
+        uo.max_queue_bytes = 2 * (size_t)a->cfg.max_queue + (16u << 20);
+        apm_info("agent: spool %s (at most %lld bytes), this run's batches from seq %llu",
+                 a->cfg.spool_dir, (long long)a->cfg.spool_max,
+                 (unsigned long long)apm_spool_first_seq(a->spool));
+    }
     rc = apm_uplink_new(a->loop, &uo, on_control, a, &a->uplink);
-    if (rc != 0)
+    if (rc != 0) {
         apm_error("agent: collector address '%s': %s", a->cfg.collector, apm_strerror(rc));
-    return rc;
+        return rc;
+    }
+    apm_feed_attach(&a->feed, a->uplink, a->spool);
+    return 0;
 }
 
 /*
@@ -432,6 +500,10 @@ int apm_agent_start(uv_loop_t *loop, const struct apm_agent_config *cfg, struct 
         rc = start_uplink(a);
     if (rc != 0) {
         apm_probe_listener_close(a->probe, NULL, NULL);
+        if (a->spool != NULL) {
+            apm_spool_close(a->spool, &a->spool_final, on_spool_closed, a);
+            uv_run(loop, UV_RUN_DEFAULT); /* its thread ends; the handles close */
+        }
         apm_sampler_free(a->sampler);
         apm_watch_free(a->watch);
         apm_tls_ctx_free(a->tls);

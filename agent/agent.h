@@ -31,6 +31,9 @@ struct apm_agent_config {
     char proc_root[1024];
     char cgroup_root[1024];
     bool watch_all;
+    char spool_dir[4096];
+    int64_t spool_max;
+    int64_t ack_timeout_ms;
 };
 
 /* The option table for [agent] and its flags, terminated by {.key = NULL}. */

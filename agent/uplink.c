@@ -37,7 +37,7 @@ struct write_req {
     uint8_t *buf;
 };
 
-enum timer_state { TIMER_IDLE, TIMER_RECONNECT, TIMER_HANDSHAKE };
+enum timer_state { TIMER_IDLE, TIMER_RECONNECT, TIMER_HANDSHAKE, TIMER_ACK };
 
 struct apm_uplink {
     uv_loop_t *loop;
@@ -197,7 +197,7 @@ static void link_fail(struct link *l, const char *why)
             e->sent = false;
         u->cursor = u->head;
         u->unacked = 0;
-        if (u->timer_state == TIMER_HANDSHAKE) {
+        if (u->timer_state == TIMER_HANDSHAKE || u->timer_state == TIMER_ACK) {
             uv_timer_stop(&u->timer);
             u->timer_state = TIMER_IDLE;
         }
@@ -246,11 +246,32 @@ static int link_send(struct link *l, struct apm_frame_out *f)
     return link_write(l, f);
 }
 
+/*
+ * While batches are unacked on a ready link, the timer waits for the next
+ * ack: a link that stays silent that long (a blackholed route, a peer that
+ * stopped reading) is dropped and everything resent on a new one.
+ */
+static void arm_ack_timer(struct apm_uplink *u)
+{
+    if (u->link == NULL || !u->link->ready)
+        return;
+    if (u->unacked == 0) {
+        if (u->timer_state == TIMER_ACK) {
+            uv_timer_stop(&u->timer);
+            u->timer_state = TIMER_IDLE;
+        }
+        return;
+    }
+    u->timer_state = TIMER_ACK;
+    uv_timer_start(&u->timer, on_timer, u->opt.ack_timeout_ms, 0);
+}
+
 static void pump(struct apm_uplink *u)
 {
     struct link *l = u->link;
     if (l == NULL || !l->ready)
         return;
+    bool was_idle = u->unacked == 0;
     while (u->cursor != NULL && u->unacked < u->opt.max_unacked) {
         struct entry *e = u->cursor;
         struct apm_frame_out f;
@@ -266,18 +287,27 @@ static void pump(struct apm_uplink *u)
         u->cursor = e->next;
         u->stats.batches_sent++;
     }
+    if (was_idle && u->unacked > 0)
+        arm_ack_timer(u);
     /* Interning tables only grow on one connection; start afresh well before the caps. */
     if (apm_codec_enc_full(&l->enc) && u->unacked == 0)
         link_fail(l, "renewing the connection to reset its string tables");
 }
 
+static void acked_head(struct apm_uplink *u)
+{
+    uint64_t seq = u->head->b->seq;
+    u->stats.batches_acked++;
+    u->stats.samples_acked += u->head->b->nsamples;
+    drop_head(u);
+    if (u->opt.on_acked != NULL)
+        u->opt.on_acked(u->opt.acked_ctx, seq);
+}
+
 static void handle_ack(struct apm_uplink *u, uint64_t seq)
 {
-    while (u->head != NULL && u->head->b->seq <= seq && u->head->sent) {
-        u->stats.batches_acked++;
-        u->stats.samples_acked += u->head->b->nsamples;
-        drop_head(u);
-    }
+    while (u->head != NULL && u->head->b->seq <= seq && u->head->sent)
+        acked_head(u);
 }
 
 static int on_frame(void *ctx, const uint8_t *p, size_t len)
@@ -304,11 +334,8 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
             u->timer_state = TIMER_IDLE;
         }
         /* What the collector already committed is not sent again. */
-        while (u->head != NULL && u->head->b->seq <= m.u.hello_ack.last_seq) {
-            u->stats.batches_acked++;
-            u->stats.samples_acked += u->head->b->nsamples;
-            drop_head(u);
-        }
+        while (u->head != NULL && u->head->b->seq <= m.u.hello_ack.last_seq)
+            acked_head(u);
         apm_info("uplink: connected to collector %s:%s (committed up to %llu, %llu queued)",
                  u->host, u->port, (unsigned long long)m.u.hello_ack.last_seq,
                  (unsigned long long)u->stats.queue_len);
@@ -316,6 +343,7 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
         break;
     case APM_MSG_ACK:
         handle_ack(u, m.u.ack_seq);
+        arm_ack_timer(u);
         pump(u);
         break;
     case APM_MSG_ERROR: {
@@ -516,6 +544,9 @@ static void on_timer(uv_timer_t *t)
         start_connect(u);
     } else if (st == TIMER_HANDSHAKE && u->link != NULL) {
         link_fail(u->link, "no answer to Hello within the connect timeout");
+    } else if (st == TIMER_ACK && u->link != NULL) {
+        u->stats.ack_timeouts++;
+        link_fail(u->link, "no ack within the ack timeout: reconnecting");
     }
 }
 
@@ -555,6 +586,8 @@ int apm_uplink_new(uv_loop_t *loop, const struct apm_uplink_options *opt,
         u->opt.backoff_max_ms = 30000;
     if (u->opt.connect_timeout_ms == 0)
         u->opt.connect_timeout_ms = 10000;
+    if (u->opt.ack_timeout_ms == 0)
+        u->opt.ack_timeout_ms = 60000;
     u->on_control = on_control;
     u->ctx = ctx;
     u->next_seq = 1;
@@ -566,7 +599,23 @@ int apm_uplink_new(uv_loop_t *loop, const struct apm_uplink_options *opt,
     return 0;
 }
 
-void apm_uplink_push(struct apm_uplink *u, struct apm_batch *b)
+static void enqueue(struct apm_uplink *u, struct apm_batch *b);
+
+uint64_t apm_uplink_push(struct apm_uplink *u, struct apm_batch *b)
+{
+    uint64_t seq = b->seq = u->next_seq++;
+    enqueue(u, b);
+    return seq;
+}
+
+void apm_uplink_push_seq(struct apm_uplink *u, struct apm_batch *b)
+{
+    if (b->seq >= u->next_seq)
+        u->next_seq = b->seq + 1;
+    enqueue(u, b);
+}
+
+static void enqueue(struct apm_uplink *u, struct apm_batch *b)
 {
     struct entry *e = calloc(1, sizeof(*e));
     if (e == NULL || u->closing) {
@@ -576,7 +625,6 @@ void apm_uplink_push(struct apm_uplink *u, struct apm_batch *b)
         apm_batch_free(b);
         return;
     }
-    b->seq = u->next_seq++;
     e->b = b;
     e->bytes = batch_bytes(b);
     if (u->tail != NULL)

@@ -35,6 +35,10 @@ struct apm_uplink_options {
     uint64_t connect_timeout_ms; /* 0 = 10 s */
     struct apm_tls_ctx *tls;     /* borrowed, outlives the uplink; NULL = plaintext */
     const char *tls_server_name; /* name the collector's certificate carries; NULL = HOST */
+    uint64_t ack_timeout_ms;     /* batches unacked this long on a link: reconnect; 0 = 60 s */
+    /* Called on the loop thread with the highest seq acked so far (the disk spool's cursor). */
+    void (*on_acked)(void *ctx, uint64_t seq);
+    void *acked_ctx;
 };
 
 struct apm_uplink_stats {
@@ -48,6 +52,7 @@ struct apm_uplink_stats {
     uint64_t batches_refused; /* refused for good by the collector (a limit), dropped */
     uint64_t samples_refused;
     uint64_t reconnects;
+    uint64_t ack_timeouts;
     uint64_t errors_received;
     uint64_t controls_received;
     uint64_t queue_len;
@@ -71,7 +76,13 @@ int apm_uplink_new(uv_loop_t *loop, const struct apm_uplink_options *opt,
  * connection allows. Takes ownership of b always (it may be dropped later,
  * counted, if the queue overflows).
  */
-void apm_uplink_push(struct apm_uplink *u, struct apm_batch *b);
+uint64_t apm_uplink_push(struct apm_uplink *u, struct apm_batch *b); /* returns the seq given */
+
+/*
+ * Like apm_uplink_push, but b->seq is already set (the disk spool numbers
+ * batches itself): it must be above every seq pushed before.
+ */
+void apm_uplink_push_seq(struct apm_uplink *u, struct apm_batch *b);
 
 void apm_uplink_get_stats(const struct apm_uplink *u, struct apm_uplink_stats *out);
 

@@ -192,7 +192,7 @@ class PackageTest:
             expect(st in ("", "un", "pn"),
                    f"{p} is known to dpkg here ({st}); this test installs and purges it, so it "
                    "will not run on a machine where apm is installed")
-        for d in ("/etc/apm", "/var/lib/apm", "/usr/lib/apm"):
+        for d in ("/etc/apm", "/var/lib/apm", "/var/lib/apm-agent", "/usr/lib/apm"):
             expect(not os.path.lexists(d),
                    f"{d} exists; this test would delete it at purge, so it refuses to run")
 
@@ -265,6 +265,8 @@ class PackageTest:
                f"apm is not a system user: {u}")
         expect(mode_owner("/var/lib/apm") == (0o750, "apm", "apm"),
                f"/var/lib/apm is {mode_owner('/var/lib/apm')}")
+        expect(mode_owner("/var/lib/apm-agent") == (0o750, "apm", "apm"),
+               f"/var/lib/apm-agent (the agent's spool) is {mode_owner('/var/lib/apm-agent')}")
         expect(mode_owner("/var/lib/apm/token") == (0o600, "apm", "apm"),
                f"token is {mode_owner('/var/lib/apm/token')}")
         with open("/var/lib/apm/token") as f:
@@ -466,7 +468,7 @@ class PackageTest:
         run(APT + ["purge"] + left, env=APT_ENV, timeout=120)
         for p in PACKAGES:
             expect(pkg_status(p) in ("", "un", "pn"), f"{p} after purge: {pkg_status(p)}")
-        for f in ("/var/lib/apm", "/etc/apm"):
+        for f in ("/var/lib/apm", "/var/lib/apm-agent", "/etc/apm"):
             if os.path.lexists(f):
                 raise AssertionError(f"{f} still there after purge: {os.listdir(f)}")
         left = [p for p in glob.glob("/etc/systemd/system/**/apm-*", recursive=True)
