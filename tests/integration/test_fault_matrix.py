@@ -8,7 +8,9 @@ every acked sample stored exactly once, an unacked one at most once, nothing inv
 - collector down, agent killed -9, collector up, agent restarted: what was spooled arrives,
   only the last second before the kill may be missing;
 - the same with SIGTERM: nothing is missing;
-- network faults through a loopback proxy: delay, blackhole then reset, repeated resets.
+- network faults through a loopback proxy: delay, blackhole then reset, repeated resets;
+- a full disk (a small tmpfs, as root) while the map grows from 1 MiB: batches are refused
+  with a retryable error until space comes back, then everything acked is there once.
 
 The long version is tests/bench/fault_matrix_long.sh. Figures: docs/benchmarks.md, Reliability.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 import unittest
@@ -177,6 +180,48 @@ class FaultMatrixTest(unittest.TestCase):
         r = faultcheck.check(self.c, host, truth)
         self.report("network delay, blackhole, %d cuts" % CYCLES, r,
                     f"; {cut} sockets cut")
+
+    def test_full_disk_and_map_growth(self) -> None:
+        if os.geteuid() != 0:
+            self.skipTest("mounting a tmpfs needs root")
+        host = f"fm-disk-{SUFFIX}"
+        truth = os.path.join(self.c.dir, "truth-disk")
+        spool = os.path.join(self.c.dir, "spool-disk")
+        mnt = os.path.join(self.c.dir, "small-disk")
+        os.mkdir(mnt)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", mnt], check=True)
+        try:
+            # The store starts with a 1 MiB map on a 32 MiB disk and may grow to 256 MiB:
+            # the map doubles while the agent sends, then the disk, not the budget, runs out.
+            self.restart_collector(signal.SIGTERM)
+            self.c.data_dir = os.path.join(mnt, "data")
+            self.c.start_collector("--map-size", "1M", "--max-disk", "256M")
+            # 64 series every 50 ms: the store needs new pages on the disk every second or so.
+            a = self.agent(host, truth, spool, None, "--series", "64")
+            time.sleep(2.0)
+            filler = os.path.join(mnt, "filler")
+            subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=64"],
+                           capture_output=True)  # fills the disk; dd fails when it is full
+            time.sleep(5.0)
+            full = self.c.get("/api/v1/status")
+            os.unlink(filler)
+            self.assertTrue(faultcheck.wait_acked(truth, 60),
+                            "not everything acked after space came back")
+            a.stop()
+            r = faultcheck.check(self.c, host, truth)
+            after = self.c.get("/api/v1/status")
+            failed = full["writer"]["failures"]
+            self.report("full disk, map growing from 1 MiB", r,
+                        f"; {failed} batches refused while full, map grown "
+                        f"{after['store']['map_grows']} times to {after['store']['map_size']} B")
+            # The disk did fill (commits failed), the map did grow, and reads kept answering.
+            self.assertGreater(failed, 0, "the disk never filled")
+            self.assertGreater(after["store"]["map_grows"], 0, "the map never grew")
+        finally:
+            self.c.close()
+            self.c.collector = None
+            self.c.agents = []
+            subprocess.run(["umount", "-l", mnt], check=False)
 
 
 if __name__ == "__main__":
