@@ -46,6 +46,29 @@ static void test_regex_cost_multiplies_stacked_and_nested_repeats(void **state)
     assert_true(apm_regex_cost("[[:alpha:") >= 1);
 }
 
+static void test_regex_repeats_empty_finds_plus_or_count_over_nullable(void **state)
+{
+    (void)state;
+    assert_true(apm_regex_repeats_empty("a*+"));
+    assert_true(apm_regex_repeats_empty("^a*+++++"));
+    assert_true(apm_regex_repeats_empty("(a?|b)+"));
+    assert_true(apm_regex_repeats_empty("(a|)+"));
+    assert_true(apm_regex_repeats_empty("(x*){2,5}"));
+    assert_true(apm_regex_repeats_empty("(x*){1,}"));
+    assert_true(apm_regex_repeats_empty("(a*b*)+"));
+    assert_true(apm_regex_repeats_empty("(^)+"));
+    assert_false(apm_regex_repeats_empty("a+"));
+    assert_false(apm_regex_repeats_empty("(a*b)+"));
+    assert_false(apm_regex_repeats_empty("(a|b+)+"));
+    assert_false(apm_regex_repeats_empty("(a*)*"));
+    assert_false(apm_regex_repeats_empty("(a?)?"));
+    assert_false(apm_regex_repeats_empty("(a*){0,}"));
+    assert_false(apm_regex_repeats_empty("(a*){1}"));
+    assert_false(apm_regex_repeats_empty("[*+]+"));
+    assert_false(apm_regex_repeats_empty("\\*+"));
+    assert_false(apm_regex_repeats_empty("^(gunicorn|celery|worker\\.py)+$"));
+}
+
 static void test_regex_compile_refuses_costly_and_bad_patterns(void **state)
 {
     (void)state;
@@ -59,6 +82,10 @@ static void test_regex_compile_refuses_costly_and_bad_patterns(void **state)
     assert_non_null(strstr(err, "repetitions"));
     assert_int_equal(apm_regex_compile(&re, "((a{100}){100}){100}", REG_EXTENDED, err, sizeof(err)),
                      APM_E_LIMIT);
+    /* ~9 s of regcomp before, found by tests/fuzz/fuzz_alert_rules.c. */
+    assert_int_equal(apm_regex_compile(&re, "^a*+++++", REG_EXTENDED, err, sizeof(err)),
+                     APM_E_LIMIT);
+    assert_non_null(strstr(err, "write '*'"));
     assert_int_equal(apm_regex_compile(&re, "(unclosed", REG_EXTENDED, err, sizeof(err)),
                      APM_E_CONFIG);
     assert_true(strlen(err) > 0);
@@ -75,6 +102,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_regex_cost_counts_atoms_groups_and_repeats),
         cmocka_unit_test(test_regex_cost_multiplies_stacked_and_nested_repeats),
+        cmocka_unit_test(test_regex_repeats_empty_finds_plus_or_count_over_nullable),
         cmocka_unit_test(test_regex_compile_refuses_costly_and_bad_patterns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
