@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "common/tls.h"
 #include "common/token.h"
 
 #define DAY_MS (86400LL * 1000)
@@ -38,6 +39,13 @@ static const struct apm_opt agent_opts[] = {
         "octal permissions of the probe socket (default 0666: any local user's app)"),
     OPT("token-file", APM_OPT_STRING, token_file, 0, 0, true,
         "file holding the collector's token (required)"),
+    OPT("tls-ca", APM_OPT_STRING, tls_ca, 0, 0, true,
+        "PEM CA that signs the collector's certificate; turns TLS on"),
+    OPT("tls-cert", APM_OPT_STRING, tls_cert, 0, 0, true,
+        "PEM client certificate, for a collector that asks for one (mTLS)"),
+    OPT("tls-key", APM_OPT_STRING, tls_key, 0, 0, true, "PEM private key of tls-cert"),
+    OPT("tls-server-name", APM_OPT_STRING, tls_server_name, 0, 0, true,
+        "name the collector's certificate must carry (default the host of --collector)"),
     OPT("agent-id", APM_OPT_STRING, agent_id, 0, 0, true,
         "stable agent id (default /etc/machine-id, else the host name)"),
     OPT("host", APM_OPT_STRING, host, 0, 0, true, "host name reported (default gethostname)"),
@@ -73,6 +81,7 @@ void apm_agent_config_defaults(struct apm_agent_config *c)
 
 struct apm_agent {
     uv_loop_t *loop;
+    struct apm_tls_ctx *tls; /* NULL: plaintext uplink */
     struct apm_agent_config cfg;
     struct apm_sampler *sampler;
     struct apm_uplink *uplink;
@@ -100,11 +109,13 @@ static void log_stats(struct apm_agent *a)
     apm_uplink_get_stats(a->uplink, &us);
     apm_sampler_stats(a->sampler, &ss);
     apm_info("agent: scans %llu, watched %u, samples taken %llu, sent %llu batches, acked %llu "
-             "samples, dropped %llu samples, reconnects %llu, queue %llu, skipped ticks %llu",
+             "samples, dropped %llu samples, refused %llu samples, reconnects %llu, queue %llu, "
+             "skipped ticks %llu",
              (unsigned long long)ss.scans, ss.watched, (unsigned long long)us.samples_queued,
              (unsigned long long)us.batches_sent, (unsigned long long)us.samples_acked,
-             (unsigned long long)us.samples_dropped, (unsigned long long)us.reconnects,
-             (unsigned long long)us.queue_len, (unsigned long long)a->ticks_skipped);
+             (unsigned long long)us.samples_dropped, (unsigned long long)us.samples_refused,
+             (unsigned long long)us.reconnects, (unsigned long long)us.queue_len,
+             (unsigned long long)a->ticks_skipped);
     if (a->probe == NULL)
         return;
     struct apm_probe_listener_stats ps;
@@ -326,8 +337,20 @@ static int start_uplink(struct apm_agent *a)
         apm_error("agent: %s", err);
         return rc;
     }
+    if (a->cfg.tls_ca[0] != '\0' || a->cfg.tls_cert[0] != '\0' || a->cfg.tls_key[0] != '\0' ||
+        a->cfg.tls_server_name[0] != '\0') {
+        struct apm_tls_options to = {
+            .cert = a->cfg.tls_cert, .key = a->cfg.tls_key, .ca = a->cfg.tls_ca};
+        rc = apm_tls_ctx_new(false, &to, &a->tls, err, sizeof(err));
+        if (rc != 0) {
+            apm_error("agent: %s", err);
+            return rc;
+        }
+    }
     struct apm_uplink_options uo = {
         .collector = a->cfg.collector,
+        .tls = a->tls,
+        .tls_server_name = a->cfg.tls_server_name,
         .token = token,
         .token_len = token_len,
         .max_queue_bytes = (size_t)a->cfg.max_queue,
@@ -411,6 +434,7 @@ int apm_agent_start(uv_loop_t *loop, const struct apm_agent_config *cfg, struct 
         apm_probe_listener_close(a->probe, NULL, NULL);
         apm_sampler_free(a->sampler);
         apm_watch_free(a->watch);
+        apm_tls_ctx_free(a->tls);
         free(a);
         return rc;
     }
@@ -440,5 +464,6 @@ void apm_agent_free(struct apm_agent *a)
     apm_sampler_free(a->sampler);
     apm_watch_free(a->watch);
     apm_watch_free(a->pending_watch);
+    apm_tls_ctx_free(a->tls);
     free(a);
 }

@@ -19,6 +19,10 @@ struct apm_agent_config {
     char probe_socket[108];
     char probe_socket_mode[8];
     char token_file[4096];
+    char tls_ca[4096];
+    char tls_cert[4096];
+    char tls_key[4096];
+    char tls_server_name[256];
     char agent_id[128];
     char host[256];
     char log_level[16];

@@ -1,7 +1,10 @@
 /*
  * Strict checks of probe lines. Each type has a table of its fields; a line
- * must carry exactly those (v1 lines have no optional fields besides a
- * site's traceback, present exactly for "traceback" keys).
+ * must carry exactly those. Optional fields: a site's traceback, present
+ * exactly for "traceback" keys; a sampled diff's "source", "sample_bytes" and
+ * "samples" and its sites' "size_err" and "growth_var", all present exactly
+ * when "source" is "sampled" ("source" may also be "tracemalloc", the meaning
+ * of a diff without it); a trace_state's "sample_bytes".
  */
 #include "agent/probe_line.h"
 
@@ -12,6 +15,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "common/timeutil.h"
 
 #define I64_MAX 9223372036854775807LL
@@ -43,7 +47,9 @@ struct field {
     {                                                                                              \
         n, K_LIST, lo, hi, 0, 0                                                                    \
     }
-#define T_FIELDS STR("type", 16), NUM("t", 0, HUGE_VAL)
+/* Times and spans become int64 milliseconds: 1e11 s (year 5138) keeps that exact and in range. */
+#define T_MAX 1e11
+#define T_FIELDS STR("type", 16), NUM("t", 0, T_MAX)
 
 static const struct field hello_fields[] = {
     T_FIELDS,
@@ -85,7 +91,7 @@ static const struct field diff_fields[] = {
     INT("session", 1, I64_MAX),
     STR("key_type", 16),
     INT("frames", 1, 65535),
-    NUM("interval_s", 0, HUGE_VAL),
+    NUM("interval_s", 0, T_MAX),
     INT("traced_current", U64),
     INT("traced_peak", U64),
     INT("tracemalloc_memory", U64),
@@ -97,6 +103,17 @@ static const struct field diff_fields[] = {
     NUM("cost_s", 0, HUGE_VAL),
     LIST("top", 0, 500),
     INT("truncated", U64),
+};
+
+static const struct field sampled_diff_fields[] = {
+    STR("source", 16),
+    INT("sample_bytes", 1, I64_MAX),
+    INT("samples", U64),
+};
+
+static const struct field sampled_site_fields[] = {
+    INT("size_err", U64),
+    INT("growth_var", U64),
 };
 
 /* Our model keeps line numbers in 32 bits; a larger one is refused. */
@@ -227,7 +244,7 @@ static bool str_in(const json_t *v, const char *const *set)
 
 static int check_hello(const json_t *o, char *why, size_t size)
 {
-    static const char *const modes[] = {"on-demand", "always", "off", NULL};
+    static const char *const modes[] = {"sampled", "on-demand", "always", "off", NULL};
     static const char *const keys[] = {"lineno", "traceback", NULL};
     int rc = check_fields(o, hello_fields, N(hello_fields), 0, why, size);
     if (rc != 0)
@@ -291,9 +308,50 @@ static int check_traceback(const json_t *site, const json_t *tb, char *why, size
     return 0;
 }
 
+/* Checks the optional fields of table f (all or none present); *n counts the present ones. */
+static int check_optional(const json_t *o, const struct field *f, size_t nf, bool want, size_t *n,
+                          char *why, size_t size)
+{
+    for (size_t i = 0; i < nf; i++) {
+        const json_t *v = json_object_get(o, f[i].name);
+        if ((v != NULL) != want)
+            return fail(why, size, want ? "missing field '%s'" : "unexpected field '%s'",
+                        f[i].name);
+        if (v != NULL && !field_ok(&f[i], v))
+            return fail(why, size, "field '%s' has a wrong type or is out of range", f[i].name);
+    }
+    *n += want ? nf : 0;
+    return 0;
+}
+
+/* "source": absent or "tracemalloc" (exact), or "sampled" (estimates); *extra counts it. */
+static int check_source(const json_t *o, bool *sampled, size_t *extra, char *why, size_t size)
+{
+    const json_t *src = json_object_get(o, "source");
+    *sampled = false;
+    if (src == NULL)
+        return 0;
+    if (!json_is_string(src))
+        return fail(why, size, "diff: bad source");
+    if (strcmp(json_string_value(src), "sampled") == 0) {
+        *sampled = true;
+        return check_optional(o, sampled_diff_fields, N(sampled_diff_fields), true, extra, why,
+                              size);
+    }
+    if (strcmp(json_string_value(src), "tracemalloc") != 0)
+        return fail(why, size, "diff: bad source");
+    (*extra)++;
+    return check_optional(o, sampled_diff_fields + 1, N(sampled_diff_fields) - 1, false, extra, why,
+                          size);
+}
+
 static int check_diff(const json_t *o, const struct apm_probe_hello *h, char *why, size_t size)
 {
-    int rc = check_fields(o, diff_fields, N(diff_fields), 0, why, size);
+    bool sampled;
+    size_t extra = 0;
+    int rc = check_source(o, &sampled, &extra, why, size);
+    if (rc == 0)
+        rc = check_fields(o, diff_fields, N(diff_fields), extra, why, size);
     if (rc != 0)
         return rc;
     const char *key = json_string_value(json_object_get(o, "key_type"));
@@ -307,7 +365,11 @@ static int check_diff(const json_t *o, const struct apm_probe_hello *h, char *wh
     json_t *site;
     json_array_foreach(top, i, site)
     {
-        rc = check_fields(site, site_fields, N(site_fields), traceback ? 1 : 0, why, size);
+        size_t more = traceback ? 1 : 0;
+        rc = check_optional(site, sampled_site_fields, N(sampled_site_fields), sampled, &more, why,
+                            size);
+        if (rc == 0)
+            rc = check_fields(site, site_fields, N(site_fields), more, why, size);
         if (rc == 0 && traceback)
             rc = check_traceback(site, json_object_get(site, "traceback"), why, size);
         if (rc != 0)
@@ -319,7 +381,11 @@ static int check_diff(const json_t *o, const struct apm_probe_hello *h, char *wh
 static int check_trace_state(const json_t *o, char *why, size_t size)
 {
     static const char *const states[] = {"started", "extended", "stopped", NULL};
-    int rc = check_fields(o, trace_state_fields, N(trace_state_fields), 0, why, size);
+    static const struct field rate[] = {INT("sample_bytes", 1, I64_MAX)};
+    const json_t *v = json_object_get(o, "sample_bytes");
+    if (v != NULL && !field_ok(rate, v))
+        return fail(why, size, "field 'sample_bytes' has a wrong type or is out of range");
+    int rc = check_fields(o, trace_state_fields, N(trace_state_fields), v ? 1 : 0, why, size);
     if (rc == 0 && !str_in(json_object_get(o, "state"), states))
         rc = fail(why, size, "trace_state: bad state");
     return rc;
@@ -410,10 +476,12 @@ void apm_probe_line_hello(const struct apm_probe_line *l, struct apm_probe_hello
     memset(out, 0, sizeof(*out));
     out->claimed_pid = json_integer_value(json_object_get(l->obj, "pid"));
     out->top_n = (uint32_t)json_integer_value(json_object_get(l->obj, "top_n"));
-    snprintf(out->name, sizeof(out->name), "%s",
-             json_string_value(json_object_get(l->obj, "name")));
-    snprintf(out->mode, sizeof(out->mode), "%s",
-             json_string_value(json_object_get(l->obj, "mode")));
+    /* The probe's words reach logs and the process's name: cleaned like a peer's (common/text.h).
+     */
+    const char *name = json_string_value(json_object_get(l->obj, "name"));
+    const char *mode = json_string_value(json_object_get(l->obj, "mode"));
+    apm_text_clean(out->name, sizeof(out->name), name ? name : "", name ? strlen(name) : 0);
+    apm_text_clean(out->mode, sizeof(out->mode), mode ? mode : "", mode ? strlen(mode) : 0);
 }
 
 static int64_t int_of(const json_t *o, const char *key)
@@ -441,6 +509,8 @@ static int site_from(const json_t *j, struct apm_site_stat *s)
     s->size_diff = int_of(j, "size_diff");
     s->count = int_of(j, "count");
     s->count_diff = int_of(j, "count_diff");
+    s->size_err = int_of(j, "size_err"); /* 0 when absent */
+    s->growth_var = int_of(j, "growth_var");
     return rc;
 }
 
@@ -466,6 +536,8 @@ int apm_probe_line_to_diff(const struct apm_probe_line *l, struct apm_batch *b, 
     d->total_count_diff = int_of(o, "total_count_diff");
     d->groups = (uint64_t)int_of(o, "groups");
     d->truncated = (uint64_t)int_of(o, "truncated");
+    d->sample_bytes = (uint64_t)int_of(o, "sample_bytes"); /* 0 when absent: exact */
+    d->samples = (uint64_t)int_of(o, "samples");
     for (uint32_t i = 0; rc == 0 && i < d->nsites; i++)
         rc = site_from(json_array_get(top, i), &d->sites[i]);
     return rc;

@@ -467,6 +467,8 @@ int apm_probe_listener_control(struct apm_probe_listener *l, const struct apm_ms
         if (ctl->max_memory > 0 && ctl->max_memory < (1ull << 62))
             n += snprintf(line + n, sizeof(line) - (size_t)n, ",\"max_memory\":%" PRIu64,
                           ctl->max_memory);
+        if (ctl->exact)
+            n += snprintf(line + n, sizeof(line) - (size_t)n, ",\"exact\":true");
         n += snprintf(line + n, sizeof(line) - (size_t)n, "}\n");
     }
     struct write_req *w = malloc(sizeof(*w) + (size_t)n);

@@ -27,6 +27,7 @@ struct link {
     struct apm_codec_enc enc;
     bool ready; /* HelloAck received */
     bool closing;
+    struct apm_tls *tls; /* NULL on a plaintext link */
     uint8_t rbuf[16384];
 };
 
@@ -42,6 +43,7 @@ struct apm_uplink {
     uv_loop_t *loop;
     char host[256];
     char port[16];
+    char server_name[256]; /* what the collector's certificate must name */
     uint8_t token[APM_TOKEN_MAX];
     size_t token_len;
     struct apm_agent_ident ident;
@@ -100,12 +102,15 @@ static size_t batch_bytes(const struct apm_batch *b)
     return n;
 }
 
-static void drop_head(struct apm_uplink *u)
+/* Unlinks e, whose predecessor is prev (NULL for the head), and frees it. */
+static void drop_entry(struct apm_uplink *u, struct entry *prev, struct entry *e)
 {
-    struct entry *e = u->head;
-    u->head = e->next;
-    if (u->head == NULL)
-        u->tail = NULL;
+    if (prev != NULL)
+        prev->next = e->next;
+    else
+        u->head = e->next;
+    if (u->tail == e)
+        u->tail = prev;
     if (u->cursor == e)
         u->cursor = e->next;
     if (e->sent)
@@ -114,6 +119,28 @@ static void drop_head(struct apm_uplink *u)
     u->stats.queue_bytes -= e->bytes;
     apm_batch_free(e->b);
     free(e);
+}
+
+static void drop_head(struct apm_uplink *u)
+{
+    drop_entry(u, NULL, u->head);
+}
+
+/*
+ * The collector refused batch seq for good (a cardinality limit): it was not
+ * stored and resending it would be refused again, so it is dropped, counted.
+ */
+static void drop_refused(struct apm_uplink *u, uint64_t seq)
+{
+    struct entry *prev = NULL;
+    for (struct entry *e = u->head; e != NULL; prev = e, e = e->next) {
+        if (e->b->seq == seq) {
+            u->stats.batches_refused++;
+            u->stats.samples_refused += e->b->nsamples;
+            drop_entry(u, prev, e);
+            return;
+        }
+    }
 }
 
 static uint64_t jitter(uint64_t max)
@@ -148,6 +175,7 @@ static void on_link_closed(uv_handle_t *h)
     struct apm_uplink *u = l->u;
     apm_frame_reader_close(&l->reader);
     apm_codec_enc_close(&l->enc);
+    apm_tls_free(l->tls);
     free(l);
     u->pending--;
     maybe_finish_close(u);
@@ -188,7 +216,8 @@ static void on_write(uv_write_t *req, int status)
         link_fail(l, uv_strerror(status));
 }
 
-static int link_send(struct link *l, struct apm_frame_out *f)
+/* Writes bytes as they go on the wire; takes f->buf. */
+static int link_write(struct link *l, struct apm_frame_out *f)
 {
     struct write_req *w = calloc(1, sizeof(*w));
     if (w == NULL) {
@@ -204,6 +233,17 @@ static int link_send(struct link *l, struct apm_frame_out *f)
         free(w);
     }
     return rc;
+}
+
+/* Sends a frame, encrypted on a TLS link (kept until the handshake ends); takes f->buf. */
+static int link_send(struct link *l, struct apm_frame_out *f)
+{
+    if (l->tls != NULL) {
+        int rc = apm_tls_seal(l->tls, f);
+        if (rc != 0 || f->buf == NULL)
+            return rc;
+    }
+    return link_write(l, f);
 }
 
 static void pump(struct apm_uplink *u)
@@ -280,11 +320,18 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
         break;
     case APM_MSG_ERROR: {
         u->stats.errors_received++;
-        char why[320];
+        char why[448];
         snprintf(why, sizeof(why), "collector refused: %s (%s)", m.u.error.text,
                  m.u.error.retryable ? "retrying" : "permanent; retrying slowly");
         if (!m.u.error.retryable)
             u->attempt = 32; /* back off to the maximum */
+        if (m.u.error.code == APM_WIRE_ERR_LIMIT && m.u.error.seq != 0) {
+            drop_refused(u, m.u.error.seq);
+            snprintf(why, sizeof(why),
+                     "collector refused: %s (batch dropped, %llu refused so far; raise the limit "
+                     "on the collector or watch fewer processes)",
+                     m.u.error.text, (unsigned long long)u->stats.batches_refused);
+        }
         link_fail(l, why);
         return APM_E_CLOSED;
     }
@@ -307,6 +354,39 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)l->rbuf, sizeof(l->rbuf));
 }
 
+/* Frames what the collector sent. Returns 0 or the code that stopped it (reported). */
+static int feed_plain(void *ctx, const uint8_t *p, size_t n)
+{
+    struct link *l = ctx;
+    int rc = apm_frame_reader_feed(&l->reader, p, n, on_frame, l);
+    if (rc == APM_E_FRAME_TOO_BIG)
+        link_fail(l, "oversized frame from the collector");
+    else if (rc == APM_E_FRAME_EMPTY)
+        link_fail(l, "empty frame (length 0) from the collector");
+    return rc;
+}
+
+/* Decrypts what the collector sent, frames the plaintext, sends what TLS answers. */
+static void feed_tls(struct link *l, size_t n)
+{
+    bool was_established = apm_tls_established(l->tls);
+    struct apm_frame_out out;
+    int rc = apm_tls_feed(l->tls, l->rbuf, n, feed_plain, l, &out);
+    if (out.buf != NULL && !l->closing && link_write(l, &out) != 0)
+        link_fail(l, "cannot write to the collector");
+    if (rc == APM_E_TLS) {
+        char why[400];
+        snprintf(why, sizeof(why), "TLS %s failed: %s",
+                 was_established ? "session" : "handshake with the collector",
+                 apm_tls_error(l->tls));
+        link_fail(l, why);
+    } else if (rc == APM_E_CLOSED && !l->closing) {
+        link_fail(l, "TLS session closed by the collector");
+    } else if (rc == -ENOMEM) {
+        link_fail(l, "out of memory");
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct link *l = s->data;
@@ -318,11 +398,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                   nread == UV_EOF ? "connection closed by the collector" : uv_strerror((int)nread));
         return;
     }
-    int rc = apm_frame_reader_feed(&l->reader, l->rbuf, (size_t)nread, on_frame, l);
-    if (rc == APM_E_FRAME_TOO_BIG)
-        link_fail(l, "oversized frame from the collector");
-    else if (rc == APM_E_FRAME_EMPTY)
-        link_fail(l, "empty frame (length 0) from the collector");
+    if (l->tls != NULL)
+        feed_tls(l, (size_t)nread);
+    else
+        feed_plain(l, l->rbuf, (size_t)nread);
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -334,6 +413,20 @@ static void on_connect(uv_connect_t *req, int status)
     if (status < 0) {
         link_fail(l, uv_strerror(status));
         return;
+    }
+    if (u->opt.tls != NULL) {
+        struct apm_frame_out first = {.buf = NULL};
+        int trc = apm_tls_new(u->opt.tls, u->server_name, &l->tls);
+        if (trc == 0)
+            trc = apm_tls_start(l->tls, &first);
+        if (trc == 0)
+            trc = link_write(l, &first);
+        else
+            free(first.buf);
+        if (trc != 0) {
+            link_fail(l, "cannot start TLS");
+            return;
+        }
     }
     struct apm_msg_hello h;
     memset(&h, 0, sizeof(h));
@@ -441,10 +534,14 @@ int apm_uplink_new(uv_loop_t *loop, const struct apm_uplink_options *opt,
         return APM_E_CONFIG;
     }
     snprintf(u->port, sizeof(u->port), "%d", port);
+    snprintf(u->server_name, sizeof(u->server_name), "%s",
+             opt->tls_server_name != NULL && opt->tls_server_name[0] != '\0' ? opt->tls_server_name
+                                                                             : u->host);
     u->loop = loop;
     u->opt = *opt;
     u->opt.collector = NULL;
     u->opt.token = NULL;
+    u->opt.tls_server_name = NULL;
     memcpy(u->token, opt->token, opt->token_len);
     u->token_len = opt->token_len;
     u->ident = opt->ident;

@@ -19,6 +19,7 @@
 
 #include "common/codec.h"
 #include "common/model.h"
+#include "common/tls.h"
 
 struct apm_uplink;
 
@@ -32,6 +33,8 @@ struct apm_uplink_options {
     uint64_t backoff_min_ms;     /* 0 = 200 ms */
     uint64_t backoff_max_ms;     /* 0 = 30 s */
     uint64_t connect_timeout_ms; /* 0 = 10 s */
+    struct apm_tls_ctx *tls;     /* borrowed, outlives the uplink; NULL = plaintext */
+    const char *tls_server_name; /* name the collector's certificate carries; NULL = HOST */
 };
 
 struct apm_uplink_stats {
@@ -42,6 +45,8 @@ struct apm_uplink_stats {
     uint64_t samples_acked;
     uint64_t batches_dropped; /* oldest dropped because the queue was full */
     uint64_t samples_dropped;
+    uint64_t batches_refused; /* refused for good by the collector (a limit), dropped */
+    uint64_t samples_refused;
     uint64_t reconnects;
     uint64_t errors_received;
     uint64_t controls_received;

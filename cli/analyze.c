@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cli/format.h"
 #include "common/error.h"
 
 struct file_list {
@@ -309,7 +310,10 @@ static void print_row(FILE *o, const struct apm_analyze_result *r)
     cell_time(fc, sizeof(fc), f, r->forecast_t);
     cell_time(lo, sizeof(lo), f, r->forecast_lo_t);
     cell_time(hi, sizeof(hi), f, r->forecast_hi_t);
-    fprintf(o, "%-40s %-9s %5.2f %12s %12s %12s %12s\n", r->trace, apm_analysis_class_name(r->cls),
+    /* A file name is shown, not obeyed: its control characters are escaped like a peer's. */
+    char name[256];
+    apm_cli_escape(r->trace, name, sizeof(name));
+    fprintf(o, "%-40s %-9s %5.2f %12s %12s %12s %12s\n", name, apm_analysis_class_name(r->cls),
             r->confidence, ta, fc, lo, hi);
 }
 

@@ -27,10 +27,12 @@ static int set_server(struct apm_cli_globals *g, const char *url, const char *fr
     return 0;
 }
 
-int apm_cli_globals_init(struct apm_cli_globals *g, const char *env_server, char *err,
-                         size_t errlen)
+int apm_cli_globals_init(struct apm_cli_globals *g, const char *env_server,
+                         const char *env_token_file, char *err, size_t errlen)
 {
     memset(g, 0, sizeof(*g));
+    if (env_token_file != NULL)
+        snprintf(g->token_file, sizeof(g->token_file), "%s", env_token_file);
     if (env_server != NULL && *env_server != '\0')
         return set_server(g, env_server, "APM_SERVER", err, errlen);
     snprintf(g->server, sizeof(g->server), "%s", APM_CLI_DEFAULT_SERVER);
@@ -64,6 +66,25 @@ int apm_cli_globals_extract(struct apm_cli_globals *g, int *argc, char **argv, c
             if (rc != 0)
                 return rc;
             continue;
+        } else if (!rest) {
+            static const char *const names[] = {"--token-file", "--cacert"};
+            char *dest[] = {g->token_file, g->cacert};
+            size_t size[] = {sizeof(g->token_file), sizeof(g->cacert)};
+            int got = 0;
+            for (size_t k = 0; k < 2 && got == 0; k++) {
+                const char *v = NULL;
+                got = apm_cli_args_value(*argc, argv, &i, names[k], &v, err, errlen);
+                if (got < 0)
+                    return got;
+                if (got == 1 && (v[0] == '\0' || strlen(v) >= size[k])) {
+                    snprintf(err, errlen, "%s: want a file path", names[k]);
+                    return APM_E_USAGE;
+                }
+                if (got == 1)
+                    snprintf(dest[k], size[k], "%s", v);
+            }
+            if (got == 1)
+                continue;
         }
         argv[out++] = argv[i];
     }

@@ -16,22 +16,24 @@
 struct apm_cli_globals {
     char server[APM_CLI_SERVER_MAX]; /* base URL without a trailing '/' */
     bool json;                       /* print the API's JSON instead of a table */
+    char token_file[4096];           /* API token for write requests ("" = none) */
+    char cacert[4096];               /* CA file verifying an https collector ("" = system's) */
 };
 
 /*
  * Sets the defaults: env_server (the value of $APM_SERVER, borrowed, may be
- * NULL or empty) or APM_CLI_DEFAULT_SERVER, and no JSON. Returns 0, or
- * APM_E_USAGE with a one-line reason in err when env_server is not a URL.
+ * NULL or empty) or APM_CLI_DEFAULT_SERVER, env_token_file ($APM_TOKEN_FILE,
+ * may be NULL) and no JSON. Returns 0, or APM_E_USAGE with a one-line reason
+ * in err when env_server is not a URL.
  */
-int apm_cli_globals_init(struct apm_cli_globals *g, const char *env_server, char *err,
-                         size_t errlen);
+int apm_cli_globals_init(struct apm_cli_globals *g, const char *env_server,
+                         const char *env_token_file, char *err, size_t errlen);
 
 /*
- * Removes the global options from argv[1..*argc-1] wherever they stand (up to
- * a "--", which is kept) and applies them to g; the other words keep their
- * order and *argc shrinks. argv's strings are borrowed, the array is edited
- * in place. Returns 0, or APM_E_USAGE with a one-line reason in err (a
- * missing or malformed --server value).
+ * Removes the global options (--server, --json, --token-file, --cacert) from argv[1..*argc-1]
+ * wherever they stand (up to a "--", which is kept) and applies them to g; the other words keep
+ * their order and *argc shrinks. argv's strings are borrowed, the array is edited in place. Returns
+ * 0, or APM_E_USAGE with a one-line reason in err (a missing or malformed --server value).
  */
 int apm_cli_globals_extract(struct apm_cli_globals *g, int *argc, char **argv, char *err,
                             size_t errlen);

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/format.h"
 #include "common/error.h"
+#include "common/token.h"
 
 struct body {
     char *data;
@@ -39,10 +41,36 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ctx)
     return n;
 }
 
-int apm_cli_client_init(struct apm_cli_client *c, const char *server)
+/* Reads the API token into c->auth as a header line. Returns 0 or a code after saying why. */
+static int load_token(struct apm_cli_client *c, const char *path)
+{
+    uint8_t tok[APM_TOKEN_MAX];
+    size_t len = 0;
+    char err[512];
+    int rc = apm_token_load(path, false, tok, sizeof(tok), &len, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "apm-cli: %s\n", err);
+        return rc;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (tok[i] < 0x21 || tok[i] > 0x7e) {
+            fprintf(stderr, "apm-cli: token file %s: byte %zu is not printable\n", path, i + 1);
+            return APM_E_CONFIG;
+        }
+    }
+    snprintf(c->auth, sizeof(c->auth), "Authorization: Bearer %.*s", (int)len, (const char *)tok);
+    return 0;
+}
+
+int apm_cli_client_init(struct apm_cli_client *c, const struct apm_cli_globals *g)
 {
     memset(c, 0, sizeof(*c));
-    c->server = server;
+    c->server = g->server;
+    if (g->token_file[0] != '\0') {
+        int rc = load_token(c, g->token_file);
+        if (rc != 0)
+            return rc;
+    }
     c->curl = curl_easy_init();
     if (c->curl == NULL) {
         fprintf(stderr, "apm-cli: cannot set up an HTTP client: out of memory\n");
@@ -55,6 +83,8 @@ int apm_cli_client_init(struct apm_cli_client *c, const char *server)
     curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "apm-cli/" APM_VERSION);
     curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (g->cacert[0] != '\0')
+        curl_easy_setopt(c->curl, CURLOPT_CAINFO, g->cacert);
     return 0;
 }
 
@@ -122,8 +152,8 @@ static int perform(struct apm_cli_client *c, const char *path, char **text, json
     doc = b.data ? json_loadb(b.data, b.len, 0, &jerr) : NULL;
     if (status >= 400) {
         json_t *msg = json_is_object(doc) ? json_object_get(doc, "error") : NULL;
-        fprintf(stderr, "apm-cli: collector at %s answered %ld: %s\n", c->server, status,
-                json_is_string(msg) ? json_string_value(msg) : "no reason given");
+        apm_cli_line(stderr, "apm-cli: collector at %s answered %ld: %s", c->server, status,
+                     json_is_string(msg) ? json_string_value(msg) : "no reason given");
         ret = APM_E_PROTO;
         goto out;
     }
@@ -156,6 +186,12 @@ int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *
                         json_t **json)
 {
     struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    if (hdr != NULL && c->auth[0] != '\0') {
+        struct curl_slist *more = curl_slist_append(hdr, c->auth);
+        if (more == NULL)
+            curl_slist_free_all(hdr);
+        hdr = more;
+    }
     if (hdr == NULL)
         return -ENOMEM;
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdr);

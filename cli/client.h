@@ -12,6 +12,9 @@
 
 #include <curl/curl.h>
 
+#include "cli/args.h"
+#include "common/codec.h"
+
 /* Longest answer accepted; a larger one is an error, not an allocation. */
 #define APM_CLI_MAX_RESPONSE (64u * 1024u * 1024u)
 #define APM_CLI_CONNECT_TIMEOUT_MS 3000L
@@ -19,16 +22,20 @@
 
 struct apm_cli_client {
     CURL *curl;
-    const char *server; /* borrowed base URL, no trailing '/' */
+    const char *server;            /* borrowed base URL, no trailing '/' */
+    char auth[APM_TOKEN_MAX + 32]; /* "Authorization: Bearer TOKEN", "" without a token */
     char errbuf[CURL_ERROR_SIZE];
 };
 
 /*
- * Prepares a client for server (borrowed; must outlive the client). Returns
- * 0, or -ENOMEM after saying so on stderr. Caller-owned: end with apm_cli_client_close(). The
- * caller (main) has called curl_global_init().
+ * Prepares a client for g's server (borrowed; g must outlive the client),
+ * with g's CA file for https and g's API token (read now, checked as the
+ * collector checks its own: mode 0600, at least 16 bytes) for POSTs.
+ * Returns 0, or a negative code after saying why on stderr. Caller-owned:
+ * end with apm_cli_client_close(). The caller (main) has called
+ * curl_global_init().
  */
-int apm_cli_client_init(struct apm_cli_client *c, const char *server);
+int apm_cli_client_init(struct apm_cli_client *c, const struct apm_cli_globals *g);
 
 /* Releases the curl handle. Accepts NULL. */
 void apm_cli_client_close(struct apm_cli_client *c);

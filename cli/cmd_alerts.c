@@ -8,6 +8,7 @@
 
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/format.h"
 #include "cli/json.h"
 #include "common/error.h"
 #include "common/timeutil.h"
@@ -117,17 +118,21 @@ static void print_alert(json_t *a, double now_s)
     json_t *since = json_is_number(fired) ? fired : json_object_get(a, "started");
     if (json_is_number(since))
         apm_duration_format(now_s - json_number_value(since), ago, sizeof(ago));
-    printf("#%lld %s %s [%s] %s%s\n", (long long)json_integer_value(json_object_get(a, "id")),
-           apm_cli_json_str(a, "state", ""), apm_cli_json_str(a, "severity", ""),
-           apm_cli_json_str(a, "rule", ""), ago[0] ? "since " : "", ago);
-    printf("  %s\n", apm_cli_json_str(a, "summary", ""));
-    printf("  forecast: %s\n", apm_cli_json_str(json_object_get(a, "forecast"), "text", ""));
-    printf("  suspect:  %s\n", apm_cli_json_str(json_object_get(a, "suspect"), "text", ""));
+    apm_cli_line(stdout, "#%lld %s %s [%s] %s%s",
+                 (long long)json_integer_value(json_object_get(a, "id")),
+                 apm_cli_json_str(a, "state", ""), apm_cli_json_str(a, "severity", ""),
+                 apm_cli_json_str(a, "rule", ""), ago[0] ? "since " : "", ago);
+    apm_cli_line(stdout, "  %s", apm_cli_json_str(a, "summary", ""));
+    apm_cli_line(stdout, "  forecast: %s",
+                 apm_cli_json_str(json_object_get(a, "forecast"), "text", ""));
+    apm_cli_line(stdout, "  suspect:  %s",
+                 apm_cli_json_str(json_object_get(a, "suspect"), "text", ""));
     if (apm_cli_json_true(a, "acked")) {
         char left[32];
         apm_duration_format(json_number_value(json_object_get(a, "ack_until")) - now_s, left,
                             sizeof(left));
-        printf("  acked for %s more: %s\n", left, apm_cli_json_str(a, "ack_comment", ""));
+        apm_cli_line(stdout, "  acked for %s more: %s", left,
+                     apm_cli_json_str(a, "ack_comment", ""));
     }
 }
 
@@ -145,7 +150,7 @@ int apm_cli_cmd_alerts(const struct apm_cli_globals *g, int argc, char **argv)
     }
     int fail = o.check ? APM_CLI_CHECK_UNREACHABLE : APM_CLI_EXIT_COLLECTOR;
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0)
+    if (apm_cli_client_init(&c, g) != 0)
         return fail;
     char path[96];
     snprintf(path, sizeof(path), "/api/v1/alerts?state=%s", o.state);
@@ -198,7 +203,7 @@ int apm_cli_cmd_ack(const struct apm_cli_globals *g, int argc, char **argv)
         fprintf(stderr, "apm-cli: out of memory\n");
         return APM_CLI_EXIT_COLLECTOR;
     }
-    if (apm_cli_client_init(&c, g->server) != 0) {
+    if (apm_cli_client_init(&c, g) != 0) {
         free(btext);
         return APM_CLI_EXIT_COLLECTOR;
     }

@@ -206,7 +206,7 @@ int apm_cli_cmd_forecast(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_OK;
     }
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0)
+    if (apm_cli_client_init(&c, g) != 0)
         return APM_CLI_EXIT_COLLECTOR;
     char path[2048] = "/api/v1/forecasts", pid[32];
     snprintf(pid, sizeof(pid), "%ld", o.pid);

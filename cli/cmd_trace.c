@@ -10,20 +10,24 @@
 #include "cli/client.h"
 #include "cli/cmd_top.h"
 #include "cli/commands.h"
+#include "cli/format.h"
 #include "cli/json.h"
 #include "common/error.h"
 #include "common/timeutil.h"
 
 static const char usage[] =
-    "usage: apm-cli trace --pid P | --process NAME [--host H] [--for D | --stop] [--json]\n"
-    "  Asks the process's agent to trace it with tracemalloc for D (default 20m,\n"
-    "  at most 7d), or to stop. Its growing sites then show in apm-cli top.\n";
+    "usage: apm-cli trace --pid P | --process NAME [--host H] [--for D | --stop] [--exact]\n"
+    "                     [--json]\n"
+    "  Asks the process's probe to look closer for D (default 20m, at most 7d), or to\n"
+    "  stop. A sampling probe samples 16 times as often for D; with --exact (and where\n"
+    "  the probe cannot sample) it traces with tracemalloc instead, exact but slow.\n"
+    "  Its growing sites then show in apm-cli top.\n";
 
 int apm_cli_cmd_trace(const struct apm_cli_globals *g, int argc, char **argv)
 {
     struct apm_cli_target t = {0};
     int64_t for_ms = 20 * 60 * 1000;
-    bool help = false, stop = false;
+    bool help = false, stop = false, exact = false;
     char err[256] = "";
     for (int i = 0; i < argc && err[0] == '\0'; i++) {
         const char *v = NULL;
@@ -32,6 +36,8 @@ int apm_cli_cmd_trace(const struct apm_cli_globals *g, int argc, char **argv)
             help = true;
         } else if (strcmp(argv[i], "--stop") == 0) {
             stop = true;
+        } else if (strcmp(argv[i], "--exact") == 0) {
+            exact = true;
         } else if ((rc = apm_cli_args_value(argc, argv, &i, "--host", &v, err, sizeof(err))) != 0) {
             t.host = rc > 0 ? v : NULL;
         } else if ((rc = apm_cli_args_value(argc, argv, &i, "--process", &v, err, sizeof(err))) !=
@@ -63,7 +69,7 @@ int apm_cli_cmd_trace(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_OK;
     }
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0)
+    if (apm_cli_client_init(&c, g) != 0)
         return APM_CLI_EXIT_COLLECTOR;
     char id[400];
     int rc = apm_cli_find_process(&c, &t, id, sizeof(id));
@@ -73,9 +79,10 @@ int apm_cli_cmd_trace(const struct apm_cli_globals *g, int argc, char **argv)
     char *text = NULL;
     json_t *doc = NULL;
     if (rc == 0) {
-        char path[1100], body[64];
+        char path[1100], body[80];
         snprintf(path, sizeof(path), "/api/v1/processes/%.900s/trace", esc);
-        snprintf(body, sizeof(body), "{\"for\": %lld}", stop ? 0LL : (long long)(for_ms / 1000));
+        snprintf(body, sizeof(body), "{\"for\": %lld%s}", stop ? 0LL : (long long)(for_ms / 1000),
+                 exact && !stop ? ", \"exact\": true" : "");
         if (apm_cli_client_post(&c, path, body, g->json ? &text : NULL, &doc) != 0)
             rc = APM_CLI_EXIT_COLLECTOR;
     }
@@ -86,12 +93,13 @@ int apm_cli_cmd_trace(const struct apm_cli_globals *g, int argc, char **argv)
     if (g->json) {
         apm_cli_json_print(text);
     } else if (stop) {
-        printf("%s: asked its agent to stop tracing\n", id);
+        apm_cli_line(stdout, "%s: asked its agent to stop tracing", id);
     } else {
         char d[32];
         apm_duration_format((double)for_ms / 1000.0, d, sizeof(d));
-        printf("%s: tracing for %s (apm-cli top --pid %d shows its growing sites)\n", id, d,
-               (int)json_integer_value(json_object_get(doc, "pid")));
+        apm_cli_line(stdout, "%s: %s for %s (apm-cli top --pid %d shows its growing sites)", id,
+                     exact ? "tracing with tracemalloc" : "looking closer", d,
+                     (int)json_integer_value(json_object_get(doc, "pid")));
     }
     free(text);
     json_decref(doc);

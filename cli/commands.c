@@ -36,7 +36,7 @@ static int no_options(const char *cmd, const char *usage, int argc, char **argv)
 static int query(const struct apm_cli_globals *g, const char *path, json_t **doc)
 {
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0)
+    if (apm_cli_client_init(&c, g) != 0)
         return APM_CLI_EXIT_COLLECTOR;
     int rc = apm_cli_json_get(&c, path, g->json, doc);
     apm_cli_client_close(&c);
@@ -176,9 +176,10 @@ int apm_cli_cmd_hosts(const struct apm_cli_globals *g, int argc, char **argv)
 
 static const char series_usage[] =
     "usage: apm-cli series [--host H] [--pid P] [--process NAME] [--metric M]\n"
-    "                      [--window 10m] [--json]\n"
+    "                      [--window 10m] [--step S] [--json]\n"
     "  Lists stored series with their last value and a sparkline of the last\n"
-    "  --window of samples (N[s|m|h|d]). Metrics: rss, pss, uss, swap,\n"
+    "  --window of samples (N[s|m|h|d]), one point per character (or per --step,\n"
+    "  a duration; each point the mean of its step). Metrics: rss, pss, uss, swap,\n"
     "  cgroup_usage, cgroup_limit, mem_available, mem_total, traced, site_size,\n"
     "  site_count.\n";
 
@@ -217,6 +218,14 @@ int apm_cli_series_parse(int argc, char **argv, struct apm_cli_series_opts *o, c
                 snprintf(err, errlen, "--pid: expected a process id, got '%s'", v);
                 return APM_E_USAGE;
             }
+        } else if ((m = apm_cli_args_value(argc, argv, &i, "--step", &v, err, errlen))) {
+            if (m < 0)
+                return m;
+            if (apm_duration_parse(v, &o->step_ms) != 0 || o->step_ms <= 0) {
+                snprintf(err, errlen, "--step: expected a duration like 10s, 1m or 1h, got '%s'",
+                         v);
+                return APM_E_USAGE;
+            }
         } else if ((m = apm_cli_args_value(argc, argv, &i, "--window", &v, err, errlen))) {
             if (m < 0)
                 return m;
@@ -234,9 +243,19 @@ int apm_cli_series_parse(int argc, char **argv, struct apm_cli_series_opts *o, c
     return 0;
 }
 
+int64_t apm_cli_series_step(const struct apm_cli_series_opts *o)
+{
+    if (o->step_ms > 0)
+        return o->step_ms;
+    int64_t step = (o->window_ms + APM_CLI_SPARK_WIDTH - 1) / APM_CLI_SPARK_WIDTH;
+    int64_t unit = step >= 3600000 ? 3600000 : step >= 60000 ? 60000 : 1;
+    step = (step + unit - 1) / unit * unit;
+    return step > 0 ? step : 1;
+}
+
 /* Draws the recent samples of one series; "" when it has none in the window. */
 static int series_spark(const struct apm_cli_globals *g, struct apm_cli_client *c, json_t *s,
-                        int64_t window_ms, char *spark, size_t size)
+                        int64_t window_ms, int64_t step_ms, char *spark, size_t size)
 {
     spark[0] = '\0';
     json_t *id = json_object_get(s, "id");
@@ -245,8 +264,9 @@ static int series_spark(const struct apm_cli_globals *g, struct apm_cli_client *
         return 0;
     char path[256];
     snprintf(path, sizeof(path),
-             "/api/v1/series/%" JSON_INTEGER_FORMAT "/samples?from=%.3f&to=%.3f",
-             json_integer_value(id), fmax(0, last - (double)window_ms / 1000.0), last);
+             "/api/v1/series/%" JSON_INTEGER_FORMAT "/samples?from=%.3f&to=%.3f&step=%.3f",
+             json_integer_value(id), fmax(0, last - (double)window_ms / 1000.0), last,
+             (double)step_ms / 1000.0);
     json_t *doc = NULL;
     (void)g;
     if (apm_cli_client_get(c, path, NULL, &doc) != 0)
@@ -269,7 +289,7 @@ static int series_spark(const struct apm_cli_globals *g, struct apm_cli_client *
 }
 
 static int series_table(const struct apm_cli_globals *g, struct apm_cli_client *c, json_t *doc,
-                        int64_t window_ms)
+                        int64_t window_ms, int64_t step_ms)
 {
     json_t *list = json_object_get(doc, "series");
     if (json_array_size(list) == 0) {
@@ -302,7 +322,7 @@ static int series_table(const struct apm_cli_globals *g, struct apm_cli_client *
             apm_metric_parse(metric, &m);
         apm_units_value(lv, apm_metric_unit(m), 0, value, sizeof(value));
         snprintf(count, sizeof(count), "%.0f", apm_cli_json_num(s, "samples"));
-        rc = series_spark(g, c, s, window_ms, spark, sizeof(spark));
+        rc = series_spark(g, c, s, window_ms, step_ms, spark, sizeof(spark));
         if (rc != 0)
             break;
         const char *name = apm_cli_json_str(s, "name", NULL);
@@ -334,7 +354,7 @@ int apm_cli_cmd_series(const struct apm_cli_globals *g, int argc, char **argv)
         return APM_CLI_EXIT_OK;
     }
     struct apm_cli_client c;
-    if (apm_cli_client_init(&c, g->server) != 0)
+    if (apm_cli_client_init(&c, g) != 0)
         return APM_CLI_EXIT_COLLECTOR;
     char q[2048] = "/api/v1/series";
     char pid[16];
@@ -352,7 +372,8 @@ int apm_cli_cmd_series(const struct apm_cli_globals *g, int argc, char **argv)
     json_t *doc = NULL;
     int rc = APM_CLI_EXIT_COLLECTOR;
     if (apm_cli_json_get(&c, q, g->json, &doc) == 0)
-        rc = g->json ? APM_CLI_EXIT_OK : series_table(g, &c, doc, o.window_ms);
+        rc = g->json ? APM_CLI_EXIT_OK
+                     : series_table(g, &c, doc, o.window_ms, apm_cli_series_step(&o));
     json_decref(doc);
     apm_cli_client_close(&c);
     return rc;

@@ -26,8 +26,16 @@ struct apm_cli_series_opts {
     const char *metric;
     long pid; /* 0 = any */
     int64_t window_ms;
+    int64_t step_ms; /* one sparkline point per step; 0 = the window over the sparkline's width */
     bool help;
 };
+
+/*
+ * The step the sparkline asks for: step_ms when set, else the window over
+ * APM_CLI_SPARK_WIDTH (one point per character), rounded up to whole minutes
+ * or hours past them so that the collector answers from its rollups.
+ */
+int64_t apm_cli_series_step(const struct apm_cli_series_opts *o);
 
 /*
  * Parses the words after "series". Returns 0, or APM_E_USAGE with a one-line

@@ -2,8 +2,12 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/text.h"
 
 static const char *const spark_glyphs[APM_CLI_SPARK_LEVELS] = {
     "\xe2\x96\x81", "\xe2\x96\x82", "\xe2\x96\x83", "\xe2\x96\x84",
@@ -54,6 +58,73 @@ size_t apm_cli_sparkline(const double *v, size_t n, size_t width, char *out, siz
     return cols;
 }
 
+/* The escaped form of the character at s, in esc; returns the input bytes it stands for. */
+static size_t escape_one(const char *s, size_t len, char esc[8], size_t *esclen)
+{
+    uint32_t cp = 0;
+    size_t skip = 0;
+    size_t n = apm_text_next(s, len, &cp, &skip);
+    if (n == 0) {
+        *esclen = (size_t)snprintf(esc, 8, "\\x%02x", (unsigned char)s[0]);
+        return 1;
+    }
+    if (!apm_text_is_control(cp)) {
+        memcpy(esc, s, n);
+        *esclen = n;
+    } else if (cp < 0x80) {
+        *esclen = (size_t)snprintf(esc, 8, "\\x%02x", (unsigned)cp);
+    } else {
+        *esclen = (size_t)snprintf(esc, 8, "\\u%04x", (unsigned)cp);
+    }
+    return n;
+}
+
+char *apm_cli_escape(const char *s, char *dst, size_t size)
+{
+    size_t len = strlen(s), at = 0;
+    for (size_t i = 0; i < len;) {
+        char esc[8];
+        size_t elen = 0;
+        size_t used = escape_one(s + i, len - i, esc, &elen);
+        if (at + elen > size - 1)
+            break;
+        memcpy(dst + at, esc, elen);
+        at += elen;
+        i += used;
+    }
+    dst[at] = '\0';
+    return dst;
+}
+
+char *apm_cli_escape_dup(const char *s)
+{
+    if (s == NULL)
+        s = "-";
+    /* An escape takes at most six bytes per input byte. */
+    size_t size = strlen(s) * 6 + 1;
+    char *out = malloc(size);
+    return out != NULL ? apm_cli_escape(s, out, size) : NULL;
+}
+
+void apm_cli_line(FILE *out, const char *fmt, ...)
+{
+    va_list ap, again;
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *line = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (line != NULL)
+        vsnprintf(line, (size_t)n + 1, fmt, again);
+    va_end(again);
+    char *safe = line != NULL ? apm_cli_escape_dup(line) : NULL;
+    if (safe != NULL)
+        fputs(safe, out);
+    fputc('\n', out);
+    free(safe);
+    free(line);
+}
+
 size_t apm_cli_text_width(const char *s)
 {
     size_t w = 0;
@@ -82,7 +153,7 @@ int apm_cli_table_add(struct apm_cli_table *t, const char *const *cells)
     }
     char **row = t->cells + t->nrows * t->ncols;
     for (size_t c = 0; c < t->ncols; c++) {
-        row[c] = strdup(cells[c] ? cells[c] : "-");
+        row[c] = apm_cli_escape_dup(cells[c]);
         if (row[c] == NULL) {
             while (c > 0)
                 free(row[--c]);

@@ -22,6 +22,35 @@
  */
 size_t apm_cli_sparkline(const double *v, size_t n, size_t width, char *out, size_t size);
 
+/*
+ * Terminal safety: what the collector sends was written by agents, and an
+ * agent's strings (process names, command lines, probe file names) must not
+ * drive the terminal. Every text printer goes through apm_cli_escape (tables
+ * on apm_cli_table_add, single lines through apm_cli_line): control
+ * characters are shown as escapes, C0 and DEL as "\x1b", C1 as "\u009b",
+ * and bytes that are not UTF-8 as "\xff". JSON output (--json) is the
+ * collector's answer unchanged, JSON-escaped by the collector.
+ */
+
+/*
+ * Writes s escaped into dst (size >= 1 bytes, always terminated; cut at an
+ * escape or character boundary when it does not fit). Returns dst.
+ */
+char *apm_cli_escape(const char *s, char *dst, size_t size);
+
+/*
+ * Returns an owned (free with free()) escaped copy of s (NULL prints as
+ * "-"), or NULL when out of memory.
+ */
+char *apm_cli_escape_dup(const char *s);
+
+/*
+ * Prints one line: formats fmt (no trailing newline), escapes the result as
+ * a whole, writes it and a newline. A newline inside an argument shows as
+ * "\x0a" and cannot start a line of its own.
+ */
+void apm_cli_line(FILE *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* The display width of a UTF-8 string: code points, not bytes. */
 size_t apm_cli_text_width(const char *s);
 
@@ -38,7 +67,10 @@ struct apm_cli_table {
 
 void apm_cli_table_init(struct apm_cli_table *t, size_t ncols);
 
-/* Appends a row of ncols cells (borrowed; NULL prints as "-"). Returns 0 or -ENOMEM. */
+/*
+ * Appends a row of ncols cells (borrowed, copied escaped by apm_cli_escape;
+ * NULL prints as "-"). Returns 0 or -ENOMEM.
+ */
 int apm_cli_table_add(struct apm_cli_table *t, const char *const *cells);
 
 /* Prints every row, columns separated by two spaces, the last one unpadded. */

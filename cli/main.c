@@ -55,6 +55,9 @@ static void usage(FILE *out)
     fprintf(out, "\nOptions (anywhere on the line):\n"
                  "  --server URL  the collector's HTTP address\n"
                  "  --json        print the API's JSON instead of a table\n"
+                 "  --token-file FILE  the collector's API token, sent as \"Authorization:\n"
+                 "                Bearer\" with write requests (ack, trace); or $APM_TOKEN_FILE\n"
+                 "  --cacert FILE the CA that signs an https collector's certificate\n"
                  "  --help        this text; COMMAND --help for a command's options\n"
                  "  --version     print the version\n\n"
                  "Exit status: 0 ok, 1 usage or input error, 2 collector unreachable or\n"
@@ -65,7 +68,8 @@ int main(int argc, char **argv)
 {
     struct apm_cli_globals g;
     char err[512];
-    if (apm_cli_globals_init(&g, getenv("APM_SERVER"), err, sizeof(err)) != 0 ||
+    if (apm_cli_globals_init(&g, getenv("APM_SERVER"), getenv("APM_TOKEN_FILE"), err,
+                             sizeof(err)) != 0 ||
         apm_cli_globals_extract(&g, &argc, argv, err, sizeof(err)) != 0) {
         fprintf(stderr, "apm-cli: %s\n", err);
         return 1;

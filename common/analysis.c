@@ -11,6 +11,8 @@
 
 #define MIN_HISTORY 32
 #define MAX_HISTORY 512
+/* Buckets allocated at first; the history doubles from there up to history_buckets. */
+#define INITIAL_BUCKETS 16u
 /* A silence longer than this many typical intervals closes the open bucket. */
 #define GAP_INTERVALS 4.0
 /* Windows judged per evaluation: 16, 32, ... buckets up to the whole history (at most 512). */
@@ -35,9 +37,10 @@ struct apm_analysis {
     struct apm_analysis_tuning tune;
     struct bucket *hist; /* closed buckets, oldest first */
     size_t n_hist;
-    double width;                     /* time a bucket spans at the current resolution, s */
-    struct bucket open;               /* the bucket being filled */
-    double *t, *floor, *peak;         /* per-bucket series handed to the window judge */
+    size_t cap;               /* buckets allocated: grows to history_buckets as the history does */
+    double width;             /* time a bucket spans at the current resolution, s */
+    struct bucket open;       /* the bucket being filled */
+    double *t, *floor, *peak; /* per-bucket series handed to the window judge */
     double t_first, t_prev, interval; /* interval: running typical sample spacing */
     double limit;
     size_t samples;
@@ -104,6 +107,29 @@ void apm_analysis_config_init(struct apm_analysis_config *cfg)
     };
 }
 
+static int grow(struct apm_analysis *a, size_t cap)
+{
+    struct bucket *h = realloc(a->hist, cap * sizeof(*h));
+    if (h == NULL)
+        return -ENOMEM;
+    a->hist = h;
+    /* t, floor and peak share one block: each keeps its n_hist values at its new place. */
+    double *t = malloc(cap * 3 * sizeof(double));
+    if (t == NULL)
+        return -ENOMEM;
+    if (a->t != NULL) {
+        memcpy(t, a->t, a->n_hist * sizeof(double));
+        memcpy(t + cap, a->floor, a->n_hist * sizeof(double));
+        memcpy(t + 2 * cap, a->peak, a->n_hist * sizeof(double));
+        free(a->t);
+    }
+    a->t = t;
+    a->floor = t + cap;
+    a->peak = t + 2 * cap;
+    a->cap = cap;
+    return 0;
+}
+
 int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis **out)
 {
     struct apm_analysis_config c;
@@ -134,14 +160,15 @@ int apm_analysis_new(const struct apm_analysis_config *cfg, struct apm_analysis 
         apm_analysis_free(a);
         return -EINVAL;
     }
-    a->hist = calloc(c.history_buckets, sizeof(*a->hist));
-    a->t = calloc(c.history_buckets * 3, sizeof(double));
-    if (!a->hist || !a->t) {
+    /*
+     * The history starts small and doubles as buckets close: a collector
+     * holds one per analysed series, and most series that come and go (or a
+     * flood of them) never fill 192 buckets.
+     */
+    if (grow(a, c.history_buckets < INITIAL_BUCKETS ? c.history_buckets : INITIAL_BUCKETS) != 0) {
         apm_analysis_free(a);
         return -ENOMEM;
     }
-    a->floor = a->t + c.history_buckets;
-    a->peak = a->floor + c.history_buckets;
     a->verdict.cls = APM_CLASS_STABLE;
     a->verdict.growth_start_t = NAN;
     a->verdict.doubt_until_t = NAN;
@@ -694,7 +721,11 @@ static void close_bucket(struct apm_analysis *a)
 {
     if (a->open.n == 0)
         return;
-    if (a->n_hist == a->cfg.history_buckets)
+    if (a->n_hist == a->cap && a->cap < a->cfg.history_buckets) {
+        size_t cap = a->cap * 2 < a->cfg.history_buckets ? a->cap * 2 : a->cfg.history_buckets;
+        (void)grow(a, cap); /* out of memory: the history compacts sooner, as when full */
+    }
+    if (a->n_hist == a->cap)
         compact(a);
     size_t i = a->n_hist++;
     a->hist[i] = a->open;

@@ -79,9 +79,11 @@ static int dec_strings(struct apm_codec_dec *d, const Apm__Batch *b)
             return APM_E_DECODE;
         if (d->string_bytes + len > APM_CODEC_MAX_STRING_BYTES)
             return APM_E_LIMIT;
-        char *s = strdup(b->strings[i]);
+        unsigned fixed = 0;
+        char *s = apm_text_dup(b->strings[i], APM_MODEL_STRING_MAX, &fixed);
         if (s == NULL)
             return -ENOMEM;
+        apm_text_fixes_add(&d->fixes, fixed);
         d->strings[++d->nstrings] = s;
         d->string_bytes += len;
     }
@@ -277,13 +279,10 @@ static int dec_batch(struct apm_codec_dec *d, const Apm__Batch *b, struct apm_ms
     return 0;
 }
 
-static int copy_str(char *dst, size_t size, const char *src)
+/* Cleans a Hello string into its fixed buffer, counting what it changed. */
+static void copy_str(char *dst, size_t size, const char *src, struct apm_text_fixes *fixes)
 {
-    size_t len = strlen(src);
-    if (len >= size)
-        return APM_E_DECODE;
-    memcpy(dst, src, len + 1);
-    return 0;
+    apm_text_fixes_add(fixes, apm_text_clean(dst, size, src, strlen(src)));
 }
 
 static int dec_hello(const Apm__Hello *h, struct apm_msg *out)
@@ -291,15 +290,10 @@ static int dec_hello(const Apm__Hello *h, struct apm_msg *out)
     struct apm_msg_hello *o = &out->u.hello;
     if (h->token.len > APM_TOKEN_MAX || h->agent_id[0] == '\0' || h->host[0] == '\0')
         return APM_E_DECODE;
-    int rc = copy_str(o->ident.agent_id, sizeof(o->ident.agent_id), h->agent_id);
-    if (rc == 0)
-        rc = copy_str(o->ident.host, sizeof(o->ident.host), h->host);
-    if (rc == 0)
-        rc = copy_str(o->ident.boot_id, sizeof(o->ident.boot_id), h->boot_id);
-    if (rc == 0)
-        rc = copy_str(o->ident.version, sizeof(o->ident.version), h->version);
-    if (rc != 0)
-        return rc;
+    copy_str(o->ident.agent_id, sizeof(o->ident.agent_id), h->agent_id, &o->fixes);
+    copy_str(o->ident.host, sizeof(o->ident.host), h->host, &o->fixes);
+    copy_str(o->ident.boot_id, sizeof(o->ident.boot_id), h->boot_id, &o->fixes);
+    copy_str(o->ident.version, sizeof(o->ident.version), h->version, &o->fixes);
     o->protocol = h->protocol;
     o->ident.instance = h->instance;
     if (h->token.len > 0)
@@ -337,7 +331,10 @@ int apm_codec_decode(struct apm_codec_dec *d, const uint8_t *payload, size_t len
         out->type = APM_MSG_ERROR;
         out->u.error.code = (enum apm_wire_error)f->error->code;
         out->u.error.retryable = f->error->retryable;
-        snprintf(out->u.error.text, sizeof(out->u.error.text), "%s", f->error->text);
+        out->u.error.seq = f->error->seq;
+        /* The peer's words reach a log line: cleaned like every other string. */
+        apm_text_clean(out->u.error.text, sizeof(out->u.error.text), f->error->text,
+                       strlen(f->error->text));
         break;
     case APM__FRAME__MSG_CONTROL: {
         const Apm__Control *c = f->control;
@@ -353,6 +350,7 @@ int apm_codec_decode(struct apm_codec_dec *d, const uint8_t *payload, size_t len
         out->u.control.duration_s = c->duration_s;
         out->u.control.max_memory = c->max_memory;
         out->u.control.frames = c->frames;
+        out->u.control.exact = c->exact;
         break;
     }
     default:
@@ -426,6 +424,7 @@ int apm_codec_encode_error(const struct apm_msg_error *e, struct apm_frame_out *
     m.code = (Apm__ErrorCode)e->code;
     m.retryable = e->retryable;
     m.text = (char *)e->text;
+    m.seq = e->seq;
     Apm__Frame f = APM__FRAME__INIT;
     f.msg_case = APM__FRAME__MSG_ERROR;
     f.error = &m;
@@ -441,6 +440,7 @@ int apm_codec_encode_control(const struct apm_msg_control *c, struct apm_frame_o
     m.duration_s = c->duration_s;
     m.max_memory = c->max_memory;
     m.frames = c->frames;
+    m.exact = c->exact;
     Apm__Frame f = APM__FRAME__INIT;
     f.msg_case = APM__FRAME__MSG_CONTROL;
     f.control = &m;

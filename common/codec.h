@@ -8,6 +8,11 @@
  * process and series reference numbers, and the last value of each series
  * for value deltas. Both ends reset that state with each new connection.
  *
+ * Strings: every string a peer sends is cleaned as it is decoded
+ * (common/text.h: invalid UTF-8 and control characters become U+FFFD, string
+ * table entries are cut to APM_MODEL_STRING_MAX, Hello fields to their
+ * buffers), and the cleaning is counted in the decoder's or the Hello's fixes.
+ *
  * Caps: the decoder refuses (APM_E_LIMIT) a connection that defines more
  * than APM_CODEC_MAX_STRINGS strings, APM_CODEC_MAX_PROCS processes,
  * APM_CODEC_MAX_SERIES series or APM_CODEC_MAX_SITES allocation sites; the encoder reports
@@ -19,6 +24,7 @@
 
 #include "common/hashmap.h"
 #include "common/model.h"
+#include "common/text.h"
 
 #define APM_PROTOCOL_VERSION 1u
 #define APM_CODEC_MAX_STRINGS 1000000u
@@ -46,6 +52,7 @@ enum apm_wire_error {
     APM_WIRE_ERR_OVERLOADED = 4,
     APM_WIRE_ERR_STORE = 5,
     APM_WIRE_ERR_SHUTDOWN = 6,
+    APM_WIRE_ERR_LIMIT = 7, /* permanent for batch seq: over a cardinality limit */
 };
 
 enum apm_control_action {
@@ -58,12 +65,14 @@ struct apm_msg_hello {
     struct apm_agent_ident ident;
     uint8_t token[APM_TOKEN_MAX];
     size_t token_len;
+    struct apm_text_fixes fixes; /* strings of ident the decoder cleaned (common/text.h) */
 };
 
 struct apm_msg_error {
     enum apm_wire_error code;
     bool retryable;
     char text[256];
+    uint64_t seq; /* APM_WIRE_ERR_LIMIT: the batch refused; 0 otherwise */
 };
 
 struct apm_msg_control {
@@ -73,6 +82,7 @@ struct apm_msg_control {
     uint32_t duration_s;
     uint64_t max_memory;
     uint32_t frames;
+    bool exact; /* tracemalloc even in sampled mode */
 };
 
 /* A decoded frame. Clear it with apm_msg_clear (frees an owned batch). */
@@ -109,6 +119,7 @@ struct apm_codec_dec {
     struct dec_site *sites;
     uint32_t nsites;
     uint32_t sites_cap;
+    struct apm_text_fixes fixes; /* table strings cleaned on this connection, cumulative */
 };
 
 /* Caller-owned per-connection decoder state. */

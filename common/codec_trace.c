@@ -72,6 +72,8 @@ static int dec_site(const struct apm_codec_dec *d, const Apm__SiteStat *st,
     out->size_diff = st->size_diff;
     out->count = st->count;
     out->count_diff = st->count_diff;
+    out->size_err = st->size_err;
+    out->growth_var = st->growth_var;
     return rc;
 }
 
@@ -104,6 +106,8 @@ static int dec_diff(const struct apm_codec_dec *d, const Apm__TraceDiff *td, str
     diff->total_count_diff = td->total_count_diff;
     diff->groups = td->groups;
     diff->truncated = td->truncated;
+    diff->sample_bytes = td->sample_bytes;
+    diff->samples = td->samples;
     for (size_t i = 0; rc == 0 && i < td->n_top; i++)
         rc = dec_site(d, td->top[i], &diff->sites[i]);
     return rc;
@@ -272,6 +276,8 @@ static int enc_diff(struct apm_codec_enc *e, struct enc_work *w, const struct ap
     m->total_count_diff = diff->total_count_diff;
     m->groups = diff->groups;
     m->truncated = diff->truncated;
+    m->sample_bytes = diff->sample_bytes;
+    m->samples = diff->samples;
     m->n_top = diff->nsites;
     m->top = &t->stat_ptrs[*stat_next];
     for (uint32_t k = 0; k < diff->nsites; k++) {
@@ -285,6 +291,8 @@ static int enc_diff(struct apm_codec_enc *e, struct enc_work *w, const struct ap
         ms->size_diff = st->size_diff;
         ms->count = st->count;
         ms->count_diff = st->count_diff;
+        ms->size_err = st->size_err;
+        ms->growth_var = st->growth_var;
         t->stat_ptrs[(*stat_next)++] = ms;
     }
     t->diff_ptrs[t->ndiffs++] = m;

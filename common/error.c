@@ -16,6 +16,7 @@ static const char *const project_errors[] = {
     [-(APM_E_USAGE - APM_E_BASE)] = "usage error",
     [-(APM_E_PARSE - APM_E_BASE)] = "parse error",
     [-(APM_E_FRAME_EMPTY - APM_E_BASE)] = "empty frame (length 0)",
+    [-(APM_E_TLS - APM_E_BASE)] = "TLS failure",
 };
 
 const char *apm_strerror(int err)

@@ -21,7 +21,8 @@ enum apm_error {
     APM_E_USAGE = -10011,         /* bad command-line usage */
     APM_E_PARSE = -10012,         /* malformed text input (file, JSON line) */
     APM_E_FRAME_EMPTY = -10013,   /* frame length 0 */
-    APM_E_LAST = -10014,
+    APM_E_TLS = -10014,           /* TLS handshake or record failure */
+    APM_E_LAST = -10015,
 };
 
 /* Returns a static, human-readable description of err (0, -errno or APM_E_*). */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/text.h"
 
 /* Each metric's contract name and the unit of its values, in one place. */
 static const struct {
@@ -26,6 +27,7 @@ static const struct {
     [APM_METRIC_GC_COLLECTED] = {"gc_collected", APM_UNIT_COUNT},
     [APM_METRIC_GC_UNCOLLECTABLE] = {"gc_uncollectable", APM_UNIT_COUNT},
     [APM_METRIC_GC_GARBAGE] = {"gc_garbage", APM_UNIT_COUNT},
+    [APM_METRIC_SITE_VAR] = {"site_var", APM_UNIT_COUNT},
 };
 
 const char *apm_metric_name(enum apm_metric m)
@@ -100,9 +102,10 @@ void apm_batch_free(struct apm_batch *b)
     free(b);
 }
 
+/* Batches keep only clean strings (common/text.h), whoever builds them. */
 static char *dup_or_empty(const char *s)
 {
-    return strndup(s ? s : "", APM_MODEL_STRING_MAX);
+    return apm_text_dup(s, APM_MODEL_STRING_MAX, NULL);
 }
 
 struct proc_key {

@@ -32,6 +32,7 @@ enum apm_metric {
     APM_METRIC_GC_COLLECTED = 13,
     APM_METRIC_GC_UNCOLLECTABLE = 14,
     APM_METRIC_GC_GARBAGE = 15, /* len(gc.garbage) */
+    APM_METRIC_SITE_VAR = 16,   /* probe, sampled: running variance of a site's changes */
     APM_METRIC_COUNT
 };
 
@@ -105,6 +106,11 @@ struct apm_site_stat {
     int64_t size_diff;             /* change since the previous snapshot */
     int64_t count;                 /* blocks */
     int64_t count_diff;
+    /* Sampled diffs only: standard error of size, and the running variance of the
+     * site's changes since its sampling session began (bytes^2; the error of the
+     * growth between two diffs is the root of the difference of theirs). */
+    int64_t size_err;
+    int64_t growth_var;
 };
 
 /*
@@ -128,6 +134,8 @@ struct apm_trace_diff {
     int64_t total_count_diff;
     uint64_t groups;
     uint64_t truncated;
+    uint64_t sample_bytes; /* 0: tracemalloc, exact; else sampled estimates */
+    uint64_t samples;      /* live samples behind a sampled diff */
     uint32_t nsites;
     struct apm_site_stat *sites;
 };

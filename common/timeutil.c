@@ -38,13 +38,23 @@ int apm_duration_parse(const char *s, int64_t *out_ms)
 {
     if (s == NULL || *s == '\0')
         return APM_E_PARSE;
-    char *end = NULL;
-    double v = strtod(s, &end);
-    if (end == s || !isfinite(v) || v < 0)
-        return APM_E_PARSE;
-    double mult = 1000.0;
-    if (*end != '\0') {
+    double ms = 0;
+    const char *p = s;
+    /* Terms "N<unit>" add up ("1h30m"); a bare number alone means seconds. */
+    while (*p != '\0') {
+        char *end = NULL;
+        if (*p == '-' || *p == '+' || *p == ' ')
+            return APM_E_PARSE;
+        double v = strtod(p, &end);
+        if (end == p || !isfinite(v) || v < 0)
+            return APM_E_PARSE;
+        double mult;
         switch (*end) {
+        case '\0':
+            if (p != s)
+                return APM_E_PARSE;
+            mult = 1000.0;
+            break;
         case 's':
             mult = 1000.0;
             break;
@@ -60,10 +70,9 @@ int apm_duration_parse(const char *s, int64_t *out_ms)
         default:
             return APM_E_PARSE;
         }
-        if (end[1] != '\0')
-            return APM_E_PARSE;
+        ms += v * mult;
+        p = *end == '\0' ? end : end + 1;
     }
-    double ms = v * mult;
     if (ms > 9.0e15)
         return APM_E_PARSE;
     *out_ms = (int64_t)apm_round_ll(ms);

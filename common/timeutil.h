@@ -10,8 +10,9 @@ int64_t apm_now_ms(void);
 uint64_t apm_mono_ns(void);
 
 /*
- * Parses a duration "N[s|m|h|d]" (a bare number means seconds; N may have a
- * fraction) into milliseconds. Returns 0, or APM_E_PARSE on anything else.
+ * Parses a duration "N[s|m|h|d]", or a sum of them ("1h30m"), into
+ * milliseconds (a bare number alone means seconds; N may have a fraction). Returns 0, or
+ * APM_E_PARSE on anything else.
  */
 int apm_duration_parse(const char *s, int64_t *out_ms);
 

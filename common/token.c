@@ -99,3 +99,15 @@ int apm_token_load(const char *path, bool create, uint8_t *buf, size_t cap, size
     *len = (size_t)n;
     return 0;
 }
+
+bool apm_token_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    size_t n = alen > blen ? alen : blen;
+    unsigned diff = (unsigned)(alen ^ blen);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t x = i < alen ? a[i] : 0;
+        uint8_t y = i < blen ? b[i] : 0;
+        diff |= (unsigned)(x ^ y);
+    }
+    return diff == 0 && alen > 0;
+}

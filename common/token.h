@@ -23,4 +23,11 @@
 int apm_token_load(const char *path, bool create, uint8_t *buf, size_t cap, size_t *len, char *err,
                    size_t errlen);
 
+/*
+ * True when a (alen bytes) equals b (blen bytes) and both are non-empty.
+ * Compares the whole secret whatever the input, so timing says nothing
+ * about it.
+ */
+bool apm_token_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
+
 #endif

@@ -26,6 +26,13 @@ install(DIRECTORY ${APM_PY_SRC}/apm_probe DESTINATION lib/python3/dist-packages 
         FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ
         PATTERN "__pycache__" EXCLUDE PATTERN "*.pyc" EXCLUDE)
 
+# The sampling extension, compiled for Debian's python3 (agent/python/CMakeLists.txt), goes
+# into the same package directory; where it does not load, the probe uses tracemalloc.
+if(TARGET apm_sampler)
+  install(TARGETS apm_sampler LIBRARY DESTINATION lib/python3/dist-packages/apm_probe
+          COMPONENT agent PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+endif()
+
 # apm-run finds the probe next to its own real path (DIR/apm_probe/_boot) and puts DIR on
 # the PYTHONPATH of the program it starts. It therefore lives in /usr/lib/apm beside a
 # link to the package: that directory holds nothing else importable, so a probed program
@@ -101,7 +108,7 @@ set(CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_EXTRA
     ${APM_DEB}/apm-agent/prerm ${APM_DEB}/apm-agent/postrm)
 
 set(CPACK_DEBIAN_COLLECTOR_PACKAGE_NAME apm-collector)
-set(CPACK_DEBIAN_COLLECTOR_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_COLLECTOR_PACKAGE_DEPENDS "adduser, openssl")
 set(CPACK_DEBIAN_COLLECTOR_PACKAGE_SECTION admin)
 set(CPACK_COMPONENT_COLLECTOR_DESCRIPTION
     "memory-leak monitoring for Python services: collector

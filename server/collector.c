@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "common/codec.h"
 #include "common/error.h"
 #include "common/frame.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "common/token.h"
 #include "server/alerts/alert_feed.h"
 #include "server/analysis/analyzer_worker.h"
@@ -19,6 +21,7 @@
 #include "server/api/api_forecast.h"
 #include "server/api/api_sites.h"
 #include "server/net/http.h"
+#include "server/net/listener.h"
 #include "server/ingest/ingest.h"
 #include "server/store/store.h"
 #include "server/ingest/writer.h"
@@ -41,6 +44,27 @@ static const struct apm_opt collector_opts[] = {
         "HTTP API address (default 127.0.0.1:7412)"),
     OPT("collector", "token-file", APM_OPT_STRING, token_file, 0, 0, true,
         "shared token; generated (0600) if missing (default DATA-DIR/token)"),
+    OPT("collector", "tls", APM_OPT_BOOL, tls, 0, 1, true,
+        "TLS on the ingest port, with the certificate the package made (DATA-DIR/tls/server.crt "
+        "and .key) unless tls-cert and tls-key say otherwise"),
+    OPT("collector", "tls-cert", APM_OPT_STRING, tls_cert, 0, 0, true,
+        "PEM certificate (chain) of the ingest and HTTP listeners; turns TLS on"),
+    OPT("collector", "tls-key", APM_OPT_STRING, tls_key, 0, 0, true, "PEM private key of tls-cert"),
+    OPT("collector", "tls-ca", APM_OPT_STRING, tls_ca, 0, 0, true,
+        "PEM CA that signs agents' client certificates (mTLS)"),
+    OPT("collector", "tls-client-certs", APM_OPT_STRING, tls_client_certs, 0, 0, true,
+        "off, optional or required: agents' certificates checked against tls-ca (default "
+        "required when tls-ca is set, else off)"),
+    OPT("collector", "tls-required", APM_OPT_BOOL, tls_required, 0, 1, true,
+        "refuse plaintext agents (and plain HTTP) once TLS is on"),
+    OPT("collector", "http-tls-cert", APM_OPT_STRING, http_tls_cert, 0, 0, true,
+        "PEM certificate (chain) of the HTTP API: turns HTTPS on (may be tls-cert's file)"),
+    OPT("collector", "http-tls-key", APM_OPT_STRING, http_tls_key, 0, 0, true,
+        "PEM private key of http-tls-cert"),
+    OPT("collector", "api-token-file", APM_OPT_STRING, api_token_file, 0, 0, true,
+        "token the HTTP API's write routes (POST, PUT, DELETE) ask for as \"Authorization: "
+        "Bearer\"; generated (0600) if missing. Default: none on a loopback http address, "
+        "else DATA-DIR/api-token"),
     OPT("collector", "daemon", APM_OPT_BOOL, daemon, 0, 1, true,
         "detach from the terminal (default: stay in the foreground; once detached, start-up "
         "errors reach only the log and the exit code is 0)"),
@@ -65,12 +89,36 @@ static const struct apm_opt collector_opts[] = {
     OPT("collector", "max-inflight", APM_OPT_INT, max_inflight, 1, 100000, true,
         "batches per connection waiting for commit before reading pauses (default 64)"),
     OPT("collector", "map-size", APM_OPT_SIZE, map_size, 1 << 20, INT64_MAX, true,
-        "LMDB map size, the store's maximum size (default 8G)"),
+        "initial LMDB map size; it doubles as needed up to max-disk (default 8G)"),
+    OPT("collector", "max-disk", APM_OPT_SIZE, max_disk, 0, INT64_MAX, true,
+        "disk budget of the store; near it the oldest raw samples go first (default 0: 80% of "
+        "the free space at start)"),
+    OPT("collector", "retention", APM_OPT_DURATION, retention_ms, 1000, 100 * 365 * DAY_MS, true,
+        "how long raw samples are kept (default 15d)"),
+    OPT("collector", "rollup-1m-retention", APM_OPT_DURATION, rollup_1m_retention_ms, 0,
+        100 * 365 * DAY_MS, true, "how long 1-minute rollups are kept (default 90d; 0 = none)"),
+    OPT("collector", "rollup-1h-retention", APM_OPT_DURATION, rollup_1h_retention_ms, 0,
+        100 * 365 * DAY_MS, true, "how long 1-hour rollups are kept (default 365d; 0 = none)"),
+    OPT("collector", "maintenance-period", APM_OPT_DURATION, maintenance_period_ms, 100, DAY_MS,
+        true, "how often the writer starts a pass of rollups and deletions (default 60s)"),
     OPT("collector", "no-sync", APM_OPT_BOOL, no_sync, 0, 1, false,
         "skip fsync at commit (benchmarks only: acks are then not durable)"),
     OPT("collector", "max-sites-per-process", APM_OPT_INT, max_sites_per_process, 1, 1000000, true,
         "allocation sites stored per process; new ones beyond are refused and counted "
         "(default 1000)"),
+    OPT("collector", "process-grace", APM_OPT_DURATION, process_grace_ms, 1000, 7 * DAY_MS, true,
+        "a process is live until its agent has not reported it this long; then its in-memory "
+        "state is forgotten (default 2m)"),
+    OPT("collector", "max-processes-per-agent", APM_OPT_INT, max_processes_per_agent, 1, 10000000,
+        true, "live processes one agent may report; a batch beyond is refused (default 10000)"),
+    OPT("collector", "max-series-per-agent", APM_OPT_INT, max_series_per_agent, 1, 100000000, true,
+        "live series one agent may report; a batch beyond is refused (default 100000)"),
+    OPT("collector", "max-sites-per-agent", APM_OPT_INT, max_sites_per_agent, 1, 100000000, true,
+        "live allocation sites (per process) one agent may report; a batch beyond is refused "
+        "(default 100000)"),
+    OPT("collector", "max-analysed-series", APM_OPT_INT, max_analysed_series, 1, 10000000, true,
+        "series analysed at once, all agents together; more are counted and not analysed "
+        "(default 100000)"),
     OPT("collector", "memory-limit", APM_OPT_SIZE, memory_limit, 0, INT64_MAX, true,
         "limit forecasts aim at for processes without a cgroup limit (default 0: host memory)"),
     OPT("collector", "trace-on-suspicion", APM_OPT_DURATION, trace_on_suspicion_ms, 0, DAY_MS, true,
@@ -116,7 +164,16 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     c->max_frame = APM_FRAME_MAX;
     c->max_inflight = 64;
     c->map_size = 8LL << 30;
+    c->retention_ms = 15 * DAY_MS;
+    c->rollup_1m_retention_ms = 90 * DAY_MS;
+    c->rollup_1h_retention_ms = 365 * DAY_MS;
+    c->maintenance_period_ms = 60000;
     c->max_sites_per_process = 1000;
+    c->process_grace_ms = 120000;
+    c->max_processes_per_agent = 10000;
+    c->max_series_per_agent = 100000;
+    c->max_sites_per_agent = 100000;
+    c->max_analysed_series = APM_ANALYZER_DEFAULT_MAX_SERIES;
     c->trace_on_suspicion_ms = 20 * 60 * 1000;
     c->trace_confidence = 60;
     c->analysis.bucket_samples = 2;
@@ -168,6 +225,10 @@ struct apm_collector {
     bool stopping;
     uint8_t token[APM_TOKEN_MAX];
     size_t token_len;
+    struct apm_tls_ctx *tls;      /* NULL: plaintext only */
+    struct apm_tls_ctx *http_tls; /* NULL: plain HTTP only */
+    uint8_t api_token[APM_TOKEN_MAX];
+    size_t api_token_len; /* 0: the API's write routes are open (loopback only) */
 };
 
 static void on_signal_closed(uv_handle_t *h)
@@ -252,6 +313,9 @@ static void status_fn(void *ctx, json_t *obj)
     struct apm_collector *c = ctx;
     json_object_set_new(obj, "listen", json_string(c->cfg.listen));
     json_object_set_new(obj, "data_dir", json_string(c->cfg.data_dir));
+    const char *full = apm_store_full_reason(c->store);
+    if (full != NULL)
+        json_object_set_new(obj, "store_full", json_string(full));
 }
 
 /*
@@ -303,6 +367,9 @@ static int analyzer_options(const struct apm_collector_config *cfg, struct apm_a
     o->memory_limit = cfg->memory_limit;
     o->trace_window_s = (double)cfg->trace_on_suspicion_ms / 1000.0;
     o->trace_confidence = (double)cfg->trace_confidence / 100.0;
+    /* One definition of live (PRODUCT.md): a stopped process's state goes after process-grace. */
+    o->idle_s = (double)cfg->process_grace_ms / 1000.0;
+    o->max_series = (unsigned)cfg->max_analysed_series;
     return 0;
 }
 
@@ -333,6 +400,119 @@ static int ensure_dir(const char *dir)
         return -errno;
     }
     return 0;
+}
+
+/*
+ * Builds the TLS context when any tls- key is set (a half-done setting is an
+ * error, never a silent plaintext), and warns when agents would cross the
+ * network in clear. Returns 0 or APM_E_CONFIG after logging why.
+ */
+static int start_tls(struct apm_collector *c, const struct apm_collector_config *cfg)
+{
+    bool wanted = cfg->tls || cfg->tls_cert[0] != '\0' || cfg->tls_key[0] != '\0' ||
+                  cfg->tls_ca[0] != '\0' || cfg->tls_client_certs[0] != '\0' || cfg->tls_required;
+    if (!wanted) {
+        if (!apm_listener_is_loopback(cfg->listen))
+            apm_warn("collector: ingest listens on %s beyond loopback without TLS: tokens and "
+                     "samples cross the network in clear (set tls-cert and tls-key, see "
+                     "docs/operations.md)",
+                     cfg->listen);
+        return 0;
+    }
+    char cert[4200], key[4200];
+    snprintf(cert, sizeof(cert), "%s", cfg->tls_cert);
+    snprintf(key, sizeof(key), "%s", cfg->tls_key);
+    if (cfg->tls && cert[0] == '\0' && key[0] == '\0') {
+        snprintf(cert, sizeof(cert), "%s/tls/server.crt", cfg->data_dir);
+        snprintf(key, sizeof(key), "%s/tls/server.key", cfg->data_dir);
+    }
+    struct apm_tls_options to = {
+        .cert = cert,
+        .key = key,
+        .ca = cfg->tls_ca,
+        .client_certs =
+            cfg->tls_ca[0] != '\0' ? APM_TLS_CLIENT_CERTS_REQUIRED : APM_TLS_CLIENT_CERTS_OFF,
+    };
+    if (cfg->tls_client_certs[0] != '\0' &&
+        apm_tls_client_certs_parse(cfg->tls_client_certs, &to.client_certs) != 0) {
+        apm_error("collector: tls-client-certs '%s': want off, optional or required",
+                  cfg->tls_client_certs);
+        return APM_E_CONFIG;
+    }
+    char err[512];
+    int rc = apm_tls_ctx_new(true, &to, &c->tls, err, sizeof(err));
+    if (rc != 0) {
+        apm_error("collector: %s", err);
+        return APM_E_CONFIG;
+    }
+    static const char *const certs[] = {"off", "optional", "required"};
+    if (!apm_listener_is_loopback(cfg->listen) && !cfg->tls_required)
+        apm_info("collector: plaintext agents are still accepted beyond loopback; set "
+                 "tls-required once every agent has tls-ca");
+    apm_info("collector: TLS on (certificate %s, client certificates %s%s%s, plaintext %s)", cert,
+             certs[to.client_certs], to.client_certs ? " against " : "",
+             to.client_certs ? cfg->tls_ca : "", cfg->tls_required ? "refused" : "accepted");
+    return 0;
+}
+
+/* Builds the HTTPS context when http-tls-cert is set. Returns 0 or APM_E_CONFIG after logging. */
+static int start_http_tls(struct apm_collector *c, const struct apm_collector_config *cfg)
+{
+    if (cfg->http_tls_cert[0] == '\0' && cfg->http_tls_key[0] == '\0') {
+        if (!apm_listener_is_loopback(cfg->http))
+            apm_warn("collector: HTTP API listens on %s beyond loopback without TLS (set "
+                     "http-tls-cert and http-tls-key)",
+                     cfg->http);
+        return 0;
+    }
+    struct apm_tls_options to = {.cert = cfg->http_tls_cert, .key = cfg->http_tls_key};
+    char err[512];
+    if (apm_tls_ctx_new(true, &to, &c->http_tls, err, sizeof(err)) != 0) {
+        apm_error("collector: HTTP API: %s", err);
+        return APM_E_CONFIG;
+    }
+    apm_info("collector: HTTP API over TLS (certificate %s, plain HTTP %s)", cfg->http_tls_cert,
+             cfg->tls_required ? "refused" : "accepted");
+    return 0;
+}
+
+/*
+ * Loads the token of the API's write routes: api-token-file when set, else
+ * DATA-DIR/api-token when the HTTP address is reachable beyond loopback.
+ * Returns 0 or a code after logging why.
+ */
+static int load_api_token(struct apm_collector *c, const struct apm_collector_config *cfg)
+{
+    char path[4200];
+    if (cfg->api_token_file[0] != '\0')
+        snprintf(path, sizeof(path), "%s", cfg->api_token_file);
+    else if (!apm_listener_is_loopback(cfg->http))
+        snprintf(path, sizeof(path), "%s/api-token", cfg->data_dir);
+    else
+        return 0;
+    char err[512];
+    int rc = apm_token_load(path, true, c->api_token, sizeof(c->api_token), &c->api_token_len, err,
+                            sizeof(err));
+    if (rc != 0) {
+        apm_error("collector: API token: %s", err);
+        return rc;
+    }
+    apm_info("collector: the HTTP API's write routes need the token in %s", path);
+    return 0;
+}
+
+/* 80 % of the free space of the data directory's file system, plus the store there now. */
+static uint64_t default_max_disk(const char *dir)
+{
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) != 0)
+        return 0;
+    uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    uint64_t have = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    return free_bytes / 10 * 8 + have;
 }
 
 static int start_signals(struct apm_collector *c)
@@ -373,11 +553,23 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         apm_error("collector: %s", err);
         goto fail;
     }
+    rc = start_tls(c, cfg);
+    if (rc == 0)
+        rc = start_http_tls(c, cfg);
+    if (rc == 0)
+        rc = load_api_token(c, cfg);
+    if (rc != 0)
+        goto fail;
     struct apm_store_options so = {
         .dir = cfg->data_dir,
         .map_size = (size_t)cfg->map_size,
         .no_sync = cfg->no_sync,
         .max_sites_per_process = (unsigned)cfg->max_sites_per_process,
+        .forget_after_ms = cfg->process_grace_ms,
+        .retention_ms = cfg->retention_ms,
+        .rollup_1m_ms = cfg->rollup_1m_retention_ms,
+        .rollup_1h_ms = cfg->rollup_1h_retention_ms,
+        .max_disk = cfg->max_disk > 0 ? (uint64_t)cfg->max_disk : default_max_disk(cfg->data_dir),
     };
     rc = apm_store_open(&so, &c->store);
     if (rc != 0) {
@@ -407,6 +599,7 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         goto fail;
     }
     apm_writer_set_commit_hook(c->writer, apm_analyzer_worker_hook, c->analyzer);
+    apm_writer_set_maintenance(c->writer, cfg->maintenance_period_ms);
     struct apm_ingest_options io = {
         .listen = cfg->listen,
         .token = c->token,
@@ -418,6 +611,12 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .idle_timeout_ms = (uint64_t)cfg->idle_timeout_ms,
         .max_frame = (uint32_t)cfg->max_frame,
         .max_inflight = (unsigned)cfg->max_inflight,
+        .tls = c->tls,
+        .tls_required = cfg->tls_required,
+        .process_grace_ms = (uint64_t)cfg->process_grace_ms,
+        .max_processes_per_agent = (uint64_t)cfg->max_processes_per_agent,
+        .max_series_per_agent = (uint64_t)cfg->max_series_per_agent,
+        .max_sites_per_agent = (uint64_t)cfg->max_sites_per_agent,
     };
     rc = apm_ingest_new(loop, c->store, c->writer, &io, &c->ingest);
     if (rc != 0)
@@ -426,7 +625,9 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
                                 .counters = &c->counters,
                                 .status_fn = status_fn,
                                 .trace_fn = send_trace,
-                                .ctx = c};
+                                .ctx = c,
+                                .write_token = c->api_token_len > 0 ? c->api_token : NULL,
+                                .write_token_len = c->api_token_len};
     rc = apm_api_new(&ac, &c->api);
     if (rc == 0)
         rc = apm_api_forecast_register(c->api);
@@ -435,7 +636,10 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
     if (rc == 0)
         rc = apm_api_alerts_register(c->api, apm_alert_feed_engine(c->alerts));
     if (rc == 0)
-        rc = apm_http_server_new(loop, cfg->http, apm_api_handle, c->api, &c->http);
+        rc = apm_http_server_new_opts(
+            loop, cfg->http,
+            &(struct apm_http_options){.tls = c->http_tls, .tls_required = cfg->tls_required},
+            apm_api_handle, c->api, &c->http);
     if (rc == 0 && (rc = add_counters(c)) != 0) {
         apm_http_server_close(c->http, NULL);
         c->http = NULL;
@@ -463,6 +667,8 @@ fail:
     apm_alert_feed_free(c->alerts);
     apm_api_free(c->api);
     apm_store_free(c->store);
+    apm_tls_ctx_free(c->tls);
+    apm_tls_ctx_free(c->http_tls);
     free(c);
     return rc;
 }
@@ -480,5 +686,7 @@ void apm_collector_free(struct apm_collector *c)
     apm_alert_feed_free(c->alerts);
     apm_api_free(c->api);
     apm_store_free(c->store);
+    apm_tls_ctx_free(c->tls);
+    apm_tls_ctx_free(c->http_tls);
     free(c);
 }

@@ -20,6 +20,15 @@ struct apm_collector_config {
     char listen[256];
     char http[256];
     char token_file[4096];
+    bool tls; /* TLS with DATA-DIR/tls/server.{crt,key} unless tls-cert is set */
+    char tls_cert[4096];
+    char tls_key[4096];
+    char tls_ca[4096];
+    char tls_client_certs[16]; /* off, optional, required; "" = required with tls-ca, else off */
+    bool tls_required;
+    char http_tls_cert[4096];
+    char http_tls_key[4096];
+    char api_token_file[4096];
     bool daemon;     /* detach (--daemon) */
     bool foreground; /* never detach, even with daemon set */
     char log_level[16];
@@ -31,8 +40,19 @@ struct apm_collector_config {
     int64_t max_frame;
     int64_t max_inflight;
     int64_t map_size;
+    int64_t max_disk; /* 0: 80 % of the free space at start */
+    int64_t retention_ms;
+    int64_t rollup_1m_retention_ms;
+    int64_t rollup_1h_retention_ms;
+    int64_t maintenance_period_ms;
     bool no_sync;
     int64_t max_sites_per_process;
+    /* Cardinality per agent (server/ingest/agent_limits.h) and what "live" means. */
+    int64_t process_grace_ms;
+    int64_t max_processes_per_agent;
+    int64_t max_series_per_agent;
+    int64_t max_sites_per_agent;
+    int64_t max_analysed_series;
     /* Live analysis ([collector] keys, then the [analysis] section). */
     int64_t memory_limit;
     int64_t trace_on_suspicion_ms;

@@ -198,6 +198,7 @@ void apm_alert_feed_verdict(void *ctx, const struct apm_analyzer_verdict *msg)
         if (sus->n > 0) {
             in.suspect_site = sus->top[0].site;
             in.suspect_rate = sus->top[0].rate;
+            in.suspect_rate_err = sus->top[0].rate_err;
             in.suspect_line = sus->top[0].line;
         }
     }

@@ -46,6 +46,7 @@ char *apm_alert_record_encode(const struct apm_alert *a, size_t *len)
     json_object_set_new(o, "fc_hi", json_real(isfinite(a->forecast_hi_t) ? a->forecast_hi_t : -1));
     json_object_set_new(o, "suspect", json_string(a->suspect));
     json_object_set_new(o, "suspect_rate", json_real(a->suspect_rate));
+    json_object_set_new(o, "suspect_rate_err", json_real(a->suspect_rate_err));
     json_object_set_new(o, "native", json_integer(a->native));
     json_object_set_new(o, "restarted", json_boolean(a->restarted_at_limit));
     json_object_set_new(o, "growing_for", json_real(a->growing_for_s));
@@ -130,6 +131,7 @@ int apm_alert_record_decode(const void *data, size_t len, struct apm_alert *out)
     out->forecast_hi_t = hi < 0 ? INFINITY : hi;
     get_str(o, "suspect", out->suspect, sizeof(out->suspect));
     out->suspect_rate = get_real(o, "suspect_rate");
+    out->suspect_rate_err = get_real(o, "suspect_rate_err"); /* 0 in older records */
     out->native = (int)get_int(o, "native");
     out->restarted_at_limit = json_is_true(json_object_get(o, "restarted"));
     /* Records written before these facts existed read as "unknown". */

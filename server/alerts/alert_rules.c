@@ -336,7 +336,7 @@ static int rule_key(struct apm_alert_rule *r, const char *key, const char *value
         enum apm_metric m;
         if (strcmp(value, "any") != 0 &&
             (apm_metric_parse(value, &m) != 0 || m == APM_METRIC_SITE_SIZE ||
-             m == APM_METRIC_SITE_COUNT)) {
+             m == APM_METRIC_SITE_COUNT || m == APM_METRIC_SITE_VAR)) {
             snprintf(err, errlen, "'%s' is not a series metric (rss, pss, uss, ... or any)", value);
             return APM_E_CONFIG;
         }

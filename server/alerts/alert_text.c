@@ -59,14 +59,26 @@ char *apm_alert_text_forecast(const struct apm_alert *a, double now_s, char *buf
     return buf;
 }
 
-char *apm_alert_text_suspect(const struct apm_alert *a, char *buf, size_t size)
+/* The suspect's rate, "+31 MiB/h", or for a sampled estimate "+31 MiB/h ± 4 %". */
+static char *suspect_rate(const struct apm_alert *a, char *buf, size_t size)
 {
     char r[48];
+    apm_units_rate(a->suspect_rate, APM_UNITS_PLUS, r, sizeof(r));
+    if (a->suspect_rate_err > 0 && a->suspect_rate != 0)
+        snprintf(buf, size, "%s \u00b1 %.0f %%", r,
+                 fmax(1.0, 100.0 * a->suspect_rate_err / fabs(a->suspect_rate)));
+    else
+        snprintf(buf, size, "%s", r);
+    return buf;
+}
+
+char *apm_alert_text_suspect(const struct apm_alert *a, char *buf, size_t size)
+{
+    char r[64];
     if (a->suspect[0] == '\0')
         snprintf(buf, size, "none yet");
     else
-        snprintf(buf, size, "%s %s", a->suspect,
-                 apm_units_rate(a->suspect_rate, APM_UNITS_PLUS, r, sizeof(r)));
+        snprintf(buf, size, "%s %s", a->suspect, suspect_rate(a, r, sizeof(r)));
     return buf;
 }
 
@@ -147,7 +159,7 @@ char *apm_alert_text_summary(const struct apm_alert *a, char *buf, size_t size)
         how_sure(a, buf, size, &len);
     if (a->suspect[0] != '\0') {
         append(buf, size, &len, "; top suspect `%s` %s", a->suspect,
-               apm_units_rate(a->suspect_rate, APM_UNITS_PLUS, sus, sizeof(sus)));
+               suspect_rate(a, sus, sizeof(sus)));
         if (a->site_share > 0 && a->kind != APM_ALERT_BLOAT)
             append(buf, size, &len, " accounts for %.0f %% of the growth%s",
                    fmin(100.0 * a->site_share, 999.0),
@@ -244,6 +256,9 @@ json_t *apm_alert_text_json(const struct apm_alert *a, int64_t now_ms)
     json_object_set_new(s, "text", json_string(apm_alert_text_suspect(a, sus, sizeof(sus))));
     json_object_set_new(s, "site", str_or_null(a->suspect));
     json_object_set_new(s, "rate", a->suspect[0] ? json_real(a->suspect_rate) : json_null());
+    json_object_set_new(s, "rate_err",
+                        a->suspect[0] && a->suspect_rate_err > 0 ? json_real(a->suspect_rate_err)
+                                                                 : json_null());
     json_object_set_new(o, "suspect", s);
     json_object_set_new(o, "native", a->native < 0 ? json_null() : json_boolean(a->native == 1));
     json_object_set_new(o, "restarted_at_limit", json_boolean(a->restarted_at_limit));

@@ -23,6 +23,7 @@
 #include "common/error.h"
 #include "common/hashmap.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/timeutil.h"
 #include "server/alerts/alert_judge.h"
 #include "server/alerts/alert_record.h"
@@ -196,9 +197,18 @@ static void track_add(struct apm_alerts *e, const struct apm_alert_input *in, in
 
 /* ---- observation ---- */
 
+/*
+ * Every string of an alert (host, names, sites, the ack comment) reaches a
+ * text line, a webhook and an exec hook's environment: it is kept clean
+ * (common/text.h), so a string stored before ingest cleaned strings, or a
+ * comment with a control character, cannot drive a terminal or forge a line.
+ * Clean input is copied exactly; a long one is cut at a character boundary.
+ */
 static void copy_str(char *dst, size_t size, const char *src)
 {
-    snprintf(dst, size, "%s", src != NULL ? src : "");
+    if (src == NULL)
+        src = "";
+    apm_text_clean(dst, size, src, strlen(src));
 }
 
 /* Refreshes the facts an alert shows from the latest observation. */
@@ -252,6 +262,7 @@ static void update_facts(struct apm_alert *a, const struct apm_alert_input *in, 
     if (in->suspect_site != NULL && in->suspect_site[0] != '\0') {
         copy_str(a->suspect, sizeof(a->suspect), in->suspect_site);
         a->suspect_rate = in->suspect_rate;
+        a->suspect_rate_err = in->suspect_rate_err;
     }
     if (in->has_traced && v->rate > 0)
         a->native = in->traced_rate < APM_SUSPECTS_NATIVE_RATIO * v->rate ? 1 : 0;

@@ -91,6 +91,7 @@ struct apm_alert_input {
     double traced_rate;         /* growth of the traced memory, bytes per second */
     const char *suspect_site;   /* top suspect allocation site ("app/cache.py:88"); NULL = none */
     double suspect_rate;        /* its growth, bytes per second */
+    double suspect_rate_err;    /* standard error of that when sampled; 0: exact */
     bool suspect_line;          /* it grew through every part of the probe's window */
     bool restarted_at_limit;    /* the process replaced one of its name and cgroup at its limit */
 };
@@ -126,6 +127,7 @@ struct apm_alert {
     double forecast_t, forecast_lo_t, forecast_hi_t; /* Unix seconds; hi may be INFINITY */
     char suspect[APM_ALERT_STR_MAX];
     double suspect_rate;
+    double suspect_rate_err; /* 0: exact (tracemalloc) */
     int native;              /* 1 native or fragmentation, 0 Python heap, -1 unknown */
     bool restarted_at_limit; /* the process replaced one of its name and cgroup at its limit */
     /* How sure (server/analysis/evidence.h), from the latest observation. */

@@ -225,17 +225,34 @@ static int wait_child(pid_t pid, int64_t timeout_ms)
     }
 }
 
+/*
+ * Writes the body to the hook's stdin. A hook that does not read it (that is
+ * its right) raises SIGPIPE in the writer: it is blocked for the write and a
+ * SIGPIPE it raised is discarded, so that any thread may call this.
+ */
 static void write_all(int fd, const char *p, size_t n)
 {
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE);
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            return; /* the hook does not read its stdin: that is its right */
+            break;
         p += w;
         n -= (size_t)w;
     }
+    if (!was_pending) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 int apm_notify_exec(const struct apm_notify_target *t, const struct apm_alert *a,

@@ -18,8 +18,11 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/mem.h"
 
 #define DEFAULT_IDLE_S 3600.0
+/* Series forgotten in one sweep worth returning memory to the kernel for. */
+#define SWEEP_RELEASE_MIN 256u
 /* Most stored samples replayed into a new series. */
 #define WARM_MAX_SAMPLES 4096u
 /* A process at this share of its limit or above is "at its limit". */
@@ -183,6 +186,24 @@ static int series_span(void *ctx, const struct apm_series_info *info)
     return 1;
 }
 
+static int warm_point(void *ctx, int64_t t_ms, double value)
+{
+    struct warm *w = ctx;
+    if (apm_analysis_add(w->an, (double)t_ms / 1000.0, value, w->limit) == 0)
+        w->n++;
+    return 0;
+}
+
+/* Notes the first sample's time and stops. */
+static int first_sample(void *ctx, int64_t t_ms, int64_t value)
+{
+    struct span *sp = ctx;
+    (void)value;
+    sp->first_ms = t_ms;
+    sp->n = 1;
+    return 1;
+}
+
 /*
  * Replays the series' recent stored samples older than before_ms, so that a
  * restarted collector (or a series first seen mid-life) judges from history
@@ -198,8 +219,24 @@ static void warm_up(struct apm_analyzer *a, struct aseries *s, int64_t before_ms
     s->interval_s = interval / 1000.0;
     int64_t from = before_ms - (int64_t)(interval * WARM_MAX_SAMPLES);
     struct warm w = {s->an, limit, 0};
-    if (apm_store_read_samples(a->store, s->rec.series_id, from, before_ms - 1, warm_sample, &w) !=
-        0)
+    /*
+     * Raw samples past the store's retention are only in its rollups: the
+     * part of the window before the oldest raw sample is replayed from them,
+     * one point (the mean) per rollup bucket, then the raw samples.
+     */
+    struct span raw = {0};
+    int rc =
+        apm_store_read_samples(a->store, s->rec.series_id, from, before_ms - 1, first_sample, &raw);
+    int64_t raw_from = raw.n > 0 ? raw.first_ms : before_ms;
+    int64_t step = interval < 60000 ? 60000 : 3600000;
+    int64_t whole = raw_from / step * step; /* a bucket with raw samples in it is left out */
+    if (rc == 0 && whole > from && sp.first_ms < whole)
+        rc = apm_store_read_steps(a->store, s->rec.series_id, from, whole - 1, step, APM_AGG_MEAN,
+                                  warm_point, &w, NULL);
+    if (rc == 0 && raw.n > 0)
+        rc = apm_store_read_samples(a->store, s->rec.series_id, raw_from, before_ms - 1,
+                                    warm_sample, &w);
+    if (rc != 0)
         a->stats.store_errors++;
     if (w.n > 0) {
         a->stats.warmed++;
@@ -437,6 +474,13 @@ int apm_analyzer_feed(struct apm_analyzer *a, const char *host, const struct apm
     char key[APM_STORE_KEY_MAX], pid_id[APM_VERDICT_PROCESS_MAX];
     for (uint32_t i = 0; rc == 0 && i < b->nseries; i++) {
         const struct apm_series_block *blk = &b->series[i];
+        /*
+         * Every sample moves the clock that decides which series went silent,
+         * analysed or not: when the analysis is full, only the samples of
+         * series it refused show that the others stopped.
+         */
+        if (blk->n > 0 && (double)blk->t_ms[blk->n - 1] / 1000.0 > a->newest_t)
+            a->newest_t = (double)blk->t_ms[blk->n - 1] / 1000.0;
         if (blk->metric != APM_METRIC_RSS || blk->proc >= b->nprocs || blk->n == 0)
             continue;
         const struct apm_proc_desc *p = &b->procs[blk->proc];
@@ -492,11 +536,17 @@ static void unlink_series(struct apm_analyzer *a, struct aseries *s)
 static void sweep_idle(struct apm_analyzer *a)
 {
     struct aseries *next;
+    size_t n = 0;
     for (struct aseries *s = a->all; s != NULL; s = next) {
         next = s->next;
-        if (!s->dirty && a->newest_t - s->rec.v.t_last > a->opt.idle_s)
+        if (!s->dirty && a->newest_t - s->rec.v.t_last > a->opt.idle_s) {
             unlink_series(a, s);
+            n++;
+        }
     }
+    /* A flood that ended leaves its pages in the allocator: give them back. */
+    if (n >= SWEEP_RELEASE_MIN)
+        apm_mem_release();
 }
 
 int apm_analyzer_flush(struct apm_analyzer *a)

@@ -1,6 +1,7 @@
 #include "server/analysis/sites.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -103,6 +104,23 @@ static void thin_points(const struct span *s, struct apm_site_rank *r)
     }
 }
 
+/*
+ * The standard error of a sampled site's growth over the window: the root of the variance
+ * its running variance gained in the window. A running variance that went down restarted
+ * (a new sampling session): all of its end value counts then.
+ */
+static void sampled_error(const struct span *var, struct apm_site_rank *r)
+{
+    int64_t gained = var->v_end - var->v_start;
+    if (gained < 0)
+        gained = var->v_end;
+    r->sampled = true;
+    r->growth_err = llround(sqrt((double)gained));
+    r->rate_err = r->t_end > r->t_start
+                      ? (double)r->growth_err * 1000.0 / (double)(r->t_end - r->t_start)
+                      : 0.0;
+}
+
 static int64_t abs64(int64_t v)
 {
     return v < 0 ? -v : v;
@@ -180,6 +198,9 @@ int apm_sites_rank(struct apm_store *s, const char *process_id, int64_t from_ms,
             r->count_end = sp->v_end;
             r->count_growth = r->count_end - r->count_start;
         }
+        if (apm_store_find_series(s, NULL, process_id, APM_METRIC_SITE_VAR, r->site, &cid) == 0 &&
+            read_span(s, cid, from_ms, to_ms, sp) == 0 && sp->have_start)
+            sampled_error(sp, r);
         l.r[kept++] = *r;
     }
     if (rc != 0) {

@@ -13,6 +13,7 @@
  *
  * Thread: any (store reads only).
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,11 @@ struct apm_site_rank {
     int64_t size_start, size_end, size_growth;
     int64_t count_start, count_end, count_growth;
     double rate; /* bytes per second between t_start and t_end; 0 when they are equal */
+    /* Sampled sites (the probe's sampled mode) are estimates: standard errors of the
+     * growth and of the rate; both 0 for exact (tracemalloc) sites. */
+    bool sampled;
+    int64_t growth_err;
+    double rate_err;
     unsigned npoints;
     int64_t points_t[APM_SITES_POINTS]; /* sizes through the window, for sparklines */
     int64_t points_v[APM_SITES_POINTS];

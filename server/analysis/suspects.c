@@ -89,6 +89,7 @@ static int pick_sites(struct apm_store *s, const char *process_id, int64_t from_
         x->rate = r[i].rate;
         x->size = r[i].size_end;
         x->growth = r[i].size_growth;
+        x->rate_err = r[i].rate_err;
         x->line = in_line(&r[i]);
     }
     apm_sites_free(r, n);

@@ -34,6 +34,7 @@ struct apm_suspect {
     double rate;                     /* bytes per second over the window */
     int64_t size;                    /* bytes at the end of the window */
     int64_t growth;                  /* bytes over the window */
+    double rate_err;                 /* standard error of rate when sampled; 0: exact */
     bool line; /* grew through every part of the window (three points or more, each half up) */
 };
 

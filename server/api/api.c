@@ -6,11 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "common/model.h"
+#include "common/text.h"
 #include "common/timeutil.h"
+#include "common/token.h"
 #include "common/units.h"
 
 #define API_PREFIX "/api/v1/"
@@ -27,6 +30,7 @@ struct route {
 struct apm_api_stats {
     uint64_t requests;
     uint64_t errors;
+    uint64_t unauthorized; /* write requests refused for a missing or wrong token */
 };
 
 struct apm_api {
@@ -34,7 +38,9 @@ struct apm_api {
     const struct apm_counters *counters;
     apm_api_status_fn status_fn;
     apm_api_trace_fn trace_fn;
-    void *status_ctx; /* the ctx of status_fn and trace_fn */
+    void *status_ctx;           /* the ctx of status_fn and trace_fn */
+    const uint8_t *write_token; /* NULL: write routes open */
+    size_t write_token_len;
     int64_t started_ms;
     struct apm_api_stats stats;
     unsigned nroutes;
@@ -67,7 +73,10 @@ int apm_api_error(json_t **out, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    *out = json_pack("{s:s}", "error", msg);
+    /* Messages quote what the client sent: keep them encodable and free of controls. */
+    char clean[sizeof(msg)];
+    apm_text_clean(clean, sizeof(clean), msg, strlen(msg));
+    *out = json_pack("{s:s}", "error", clean);
     return *out ? status : 500;
 }
 
@@ -76,9 +85,27 @@ json_t *apm_api_time(int64_t ms)
     return json_real((double)ms / 1000.0);
 }
 
-static json_t *str_or_null(const char *s)
+json_t *apm_api_str(struct apm_api_why *why, const char *field, const char *s)
 {
-    return (s != NULL && *s != '\0') ? json_string(s) : json_null();
+    if (s == NULL)
+        s = "";
+    json_t *j = json_string(s);
+    if (j == NULL && why->text[0] == '\0')
+        snprintf(why->text, sizeof(why->text), "could not encode field '%s' as JSON: %s", field,
+                 apm_text_utf8_valid(s, strlen(s)) ? "out of memory" : "not valid UTF-8");
+    return j;
+}
+
+json_t *apm_api_str_or_null(struct apm_api_why *why, const char *field, const char *s)
+{
+    return (s != NULL && *s != '\0') ? apm_api_str(why, field, s) : json_null();
+}
+
+int apm_api_encode_error(json_t **out, const struct apm_api_why *why, const char *what)
+{
+    if (why->text[0] != '\0')
+        return apm_api_error(out, 500, "%s", why->text);
+    return apm_api_error(out, 500, "could not encode %s as JSON: out of memory", what);
 }
 
 /* Maps a store failure to an answer. */
@@ -214,7 +241,8 @@ struct collect {
     json_t *array;
     unsigned limit;
     bool truncated;
-    bool oom;
+    bool failed; /* a row could not be encoded: why says which field, else memory */
+    struct apm_api_why why;
 };
 
 static int collect_add(struct collect *c, json_t *item)
@@ -225,7 +253,7 @@ static int collect_add(struct collect *c, json_t *item)
         return 1;
     }
     if (item == NULL || json_array_append_new(c->array, item) != 0) {
-        c->oom = true;
+        c->failed = true;
         return 1;
     }
     return 0;
@@ -244,9 +272,9 @@ static int collect_begin(const struct apm_api_call *call, struct collect *c, jso
 /* Wraps collected rows as {name: [...], "truncated": bool}. */
 static int collect_finish(struct collect *c, int rc, const char *name, json_t **out)
 {
-    if (c->oom) {
+    if (c->failed) {
         json_decref(c->array);
-        return apm_api_error(out, 500, "out of memory");
+        return apm_api_encode_error(out, &c->why, name);
     }
     if (rc != 0) {
         json_decref(c->array);
@@ -293,12 +321,15 @@ static int get_status(const struct apm_api_call *call, json_t **out)
 
 static int host_row(void *ctx, const struct apm_host_info *h)
 {
-    json_t *o = json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:I}", "host", h->host, "agent_id",
-                          str_or_null(h->agent_id), "boot_id", str_or_null(h->boot_id), "version",
-                          str_or_null(h->version), "first_seen", apm_api_time(h->first_seen_ms),
-                          "last_seen", apm_api_time(h->last_seen_ms), "processes",
-                          (json_int_t)h->nprocesses);
-    return collect_add(ctx, o);
+    struct collect *c = ctx;
+    struct apm_api_why *w = &c->why;
+    json_t *o = json_pack(
+        "{s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "host", apm_api_str(w, "host", h->host), "agent_id",
+        apm_api_str_or_null(w, "agent_id", h->agent_id), "boot_id",
+        apm_api_str_or_null(w, "boot_id", h->boot_id), "version",
+        apm_api_str_or_null(w, "version", h->version), "first_seen", apm_api_time(h->first_seen_ms),
+        "last_seen", apm_api_time(h->last_seen_ms), "processes", (json_int_t)h->nprocesses);
+    return collect_add(c, o);
 }
 
 static int get_hosts(const struct apm_api_call *call, json_t **out)
@@ -316,13 +347,15 @@ static int get_hosts(const struct apm_api_call *call, json_t **out)
 
 static int process_row(void *ctx, const struct apm_process_info *p)
 {
-    json_t *o =
-        json_pack("{s:s, s:s, s:i, s:i, s:o, s:s, s:s, s:s, s:o, s:o}", "id", p->id, "host",
-                  p->host, "pid", (int)p->pid, "ppid", (int)p->ppid, "start_time",
-                  apm_api_time(p->start_ms), "name", p->name ? p->name : "", "cmdline",
-                  p->cmdline ? p->cmdline : "", "cgroup", p->cgroup ? p->cgroup : "", "first_seen",
-                  apm_api_time(p->first_seen_ms), "last_seen", apm_api_time(p->last_seen_ms));
-    return collect_add(ctx, o);
+    struct collect *c = ctx;
+    struct apm_api_why *w = &c->why;
+    json_t *o = json_pack(
+        "{s:o, s:o, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o}", "id", apm_api_str(w, "id", p->id),
+        "host", apm_api_str(w, "host", p->host), "pid", (int)p->pid, "ppid", (int)p->ppid,
+        "start_time", apm_api_time(p->start_ms), "name", apm_api_str(w, "name", p->name), "cmdline",
+        apm_api_str(w, "cmdline", p->cmdline), "cgroup", apm_api_str(w, "cgroup", p->cgroup),
+        "first_seen", apm_api_time(p->first_seen_ms), "last_seen", apm_api_time(p->last_seen_ms));
+    return collect_add(c, o);
 }
 
 static int get_processes(const struct apm_api_call *call, json_t **out)
@@ -342,32 +375,69 @@ static int get_processes(const struct apm_api_call *call, json_t **out)
     return collect_finish(&c, rc, "processes", out);
 }
 
-static json_t *series_json(const struct apm_series_info *s)
+static json_t *series_json(struct apm_api_why *w, const struct apm_series_info *s)
 {
     bool host_series = s->process_id == NULL || s->process_id[0] == '\0';
     const char *metric = apm_metric_name(s->metric);
-    return json_pack(
-        "{s:I, s:s, s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:I, s:I}", "id", (json_int_t)s->id, "host",
-        s->host ? s->host : "", "process", str_or_null(s->process_id), "name",
-        str_or_null(s->process_name), "pid", host_series ? json_null() : json_integer(s->pid),
-        "metric", metric ? metric : "unknown", "unit", apm_units_name(apm_metric_unit(s->metric)),
-        "first", apm_api_time(s->first_ms), "last", apm_api_time(s->last_ms), "last_value",
-        (json_int_t)s->last_value, "samples", (json_int_t)s->nsamples);
+    return json_pack("{s:I, s:o, s:o, s:o, s:o, s:s, s:s, s:o, s:o, s:I, s:I}", "id",
+                     (json_int_t)s->id, "host", apm_api_str(w, "host", s->host), "process",
+                     apm_api_str_or_null(w, "process", s->process_id), "name",
+                     apm_api_str_or_null(w, "name", s->process_name), "pid",
+                     host_series ? json_null() : json_integer(s->pid), "metric",
+                     metric ? metric : "unknown", "unit",
+                     apm_units_name(apm_metric_unit(s->metric)), "first", apm_api_time(s->first_ms),
+                     "last", apm_api_time(s->last_ms), "last_value", (json_int_t)s->last_value,
+                     "samples", (json_int_t)s->nsamples);
 }
 
 static int series_row(void *ctx, const struct apm_series_info *s)
 {
-    return collect_add(ctx, series_json(s));
+    struct collect *c = ctx;
+    return collect_add(c, series_json(&c->why, s));
+}
+
+/* The page to go on from: a cursor handed out by a previous answer ("next"). */
+static int param_cursor(const struct apm_api_call *call, bool *present, int64_t *from, json_t **out)
+{
+    char buf[32];
+    int st = apm_api_param_str(call, "cursor", buf, sizeof(buf), present, out);
+    if (st != 0 || !*present)
+        return st;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (end == buf || *end != '\0' || errno != 0)
+        return apm_api_error(out, 400, "bad cursor '%.31s': pass the 'next' of the previous page",
+                             buf);
+    *from = v;
+    return 0;
+}
+
+/* A series listing's rows, and the id of the last one (the next page starts after it). */
+struct series_page {
+    struct collect c;
+    uint64_t last_id;
+};
+
+static int series_page_row(void *ctx, const struct apm_series_info *s)
+{
+    struct series_page *p = ctx;
+    int rc = series_row(&p->c, s);
+    if (!p->c.truncated && !p->c.failed)
+        p->last_id = s->id;
+    return rc;
 }
 
 static int get_series(const struct apm_api_call *call, json_t **out)
 {
     static const char *const allowed[] = {"host",   "pid",   "process", "process_id",
-                                          "metric", "limit", NULL};
-    struct collect c = {0};
+                                          "metric", "limit", "cursor",  NULL};
+    struct series_page page = {0};
     char host[API_VALUE_MAX], name[API_VALUE_MAX], pid_id[API_VALUE_MAX], metric[64];
     bool has_host = false, has_name = false, has_id = false, has_pid = false, has_metric = false;
+    bool has_cursor = false;
     long long pid = 0;
+    int64_t cursor = 0;
     struct apm_series_filter f;
     memset(&f, 0, sizeof(f));
     int st = apm_api_check_params(call, allowed, out);
@@ -387,21 +457,39 @@ static int get_series(const struct apm_api_call *call, json_t **out)
                            "cgroup_limit, mem_available, mem_total, traced, site_size, site_count)",
                            metric);
     if (st == 0)
-        st = collect_begin(call, &c, out);
+        st = param_cursor(call, &has_cursor, &cursor, out);
+    if (st == 0 && has_cursor && cursor < 0)
+        st = apm_api_error(out, 400, "bad cursor: pass the 'next' of the previous page");
+    if (st == 0)
+        st = collect_begin(call, &page.c, out);
     if (st != 0)
         return st;
     f.host = has_host ? host : NULL;
     f.process_name = has_name ? name : NULL;
     f.process_id = has_id ? pid_id : NULL;
     f.pid = (int32_t)pid;
-    int rc = apm_store_list_series(call->store, &f, series_row, &c);
-    return collect_finish(&c, rc, "series", out);
+    f.after_id = (uint64_t)cursor;
+    int rc = apm_store_list_series(call->store, &f, series_page_row, &page);
+    st = collect_finish(&page.c, rc, "series", out);
+    if (st == 200) {
+        char next[32];
+        snprintf(next, sizeof(next), "%llu", (unsigned long long)page.last_id);
+        json_object_set_new(*out, "next", page.c.truncated ? json_string(next) : json_null());
+    }
+    return st;
 }
+
+struct series_one {
+    json_t *series;
+    bool found;
+    struct apm_api_why why;
+};
 
 static int series_one(void *ctx, const struct apm_series_info *s)
 {
-    json_t **dst = ctx;
-    *dst = series_json(s);
+    struct series_one *one = ctx;
+    one->found = true;
+    one->series = series_json(&one->why, s);
     return 1;
 }
 
@@ -411,16 +499,20 @@ struct sample_ctx {
     size_t n;
     bool truncated;
     bool oom;
+    int64_t next_ms; /* when truncated: the time of the first point left out */
+    bool integral;   /* step points: min, max and last are integers; the mean is not */
 };
 
-static int sample_row(void *ctx, int64_t t_ms, int64_t value)
+/* Appends one [time, value] pair, or notes where the next page starts. */
+static int sample_add(struct sample_ctx *sc, int64_t t_ms, json_t *value)
 {
-    struct sample_ctx *sc = ctx;
     if (sc->n >= sc->limit) {
+        json_decref(value);
         sc->truncated = true;
+        sc->next_ms = t_ms;
         return 1;
     }
-    json_t *pair = json_pack("[o, I]", apm_api_time(t_ms), (json_int_t)value);
+    json_t *pair = value != NULL ? json_pack("[o, o]", apm_api_time(t_ms), value) : NULL;
     if (pair == NULL || json_array_append_new(sc->array, pair) != 0) {
         sc->oom = true;
         return 1;
@@ -429,12 +521,50 @@ static int sample_row(void *ctx, int64_t t_ms, int64_t value)
     return 0;
 }
 
+static int sample_row(void *ctx, int64_t t_ms, int64_t value)
+{
+    return sample_add(ctx, t_ms, json_integer((json_int_t)value));
+}
+
+static int point_row(void *ctx, int64_t t_ms, double value)
+{
+    struct sample_ctx *sc = ctx;
+    return sample_add(sc, t_ms, sc->integral ? json_integer((json_int_t)value) : json_real(value));
+}
+
+/*
+ * Optional step (seconds) and agg: with a step, one point per step from the
+ * rollups (docs/api.md). Returns 0 or an error status with *out set.
+ */
+static int param_step(const struct apm_api_call *call, int64_t *step_ms, enum apm_store_agg *agg,
+                      json_t **out)
+{
+    bool has_step = false, has_agg = false;
+    double step = 0;
+    char name[16];
+    *step_ms = 0;
+    *agg = APM_AGG_MEAN;
+    int st = apm_api_param_num(call, "step", 0.001, 1e9, &has_step, &step, out);
+    if (st == 0)
+        st = apm_api_param_str(call, "agg", name, sizeof(name), &has_agg, out);
+    if (st != 0)
+        return st;
+    if (has_agg && !has_step)
+        return apm_api_error(out, 400, "'agg' needs 'step'");
+    if (has_agg && apm_store_agg_parse(name, agg) != 0)
+        return apm_api_error(out, 400, "agg '%.16s' is not min, max, mean or last", name);
+    if (has_step)
+        *step_ms = (int64_t)(step * 1000.0 + 0.5) > 0 ? (int64_t)(step * 1000.0 + 0.5) : 1;
+    return 0;
+}
+
 static int get_samples(const struct apm_api_call *call, json_t **out)
 {
-    static const char *const allowed[] = {"from", "to", "limit", NULL};
+    static const char *const allowed[] = {"from", "to", "limit", "step", "agg", "cursor", NULL};
     uint64_t id = 0;
-    int64_t from = 0, to = INT64_MAX;
-    bool has_from = false, has_to = false;
+    int64_t from = 0, to = INT64_MAX, step_ms = 0, res_ms = 0;
+    enum apm_store_agg agg = APM_AGG_MEAN;
+    bool has_from = false, has_to = false, has_cursor = false;
     struct sample_ctx sc = {0};
     if (apm_api_parse_id(call->params[0], &id) != 0)
         return apm_api_error(out, 400, "bad series id '%.64s': expected a decimal number",
@@ -448,15 +578,22 @@ static int get_samples(const struct apm_api_call *call, json_t **out)
         st = apm_api_error(out, 400, "'from' is after 'to'");
     if (st == 0)
         st = param_limit(call, &sc.limit, out);
+    if (st == 0)
+        st = param_step(call, &step_ms, &agg, out);
+    if (st == 0)
+        st = param_cursor(call, &has_cursor, &from, out);
     if (st != 0)
         return st;
 
-    json_t *series = NULL;
-    int rc = apm_store_get_series(call->store, id, series_one, &series);
-    if (rc == APM_E_NOTFOUND || (rc == 0 && series == NULL))
+    struct series_one one = {0};
+    int rc = apm_store_get_series(call->store, id, series_one, &one);
+    if (rc == APM_E_NOTFOUND || (rc == 0 && !one.found))
         return apm_api_error(out, 404, "no series %llu", (unsigned long long)id);
     if (rc != 0)
         return store_error(out, rc);
+    if (one.series == NULL)
+        return apm_api_encode_error(out, &one.why, "the series");
+    json_t *series = one.series;
     sc.array = json_array();
     json_t *obj = json_pack("{s:o, s:o, s:o, s:O}", "series", series, "from",
                             has_from ? apm_api_time(from) : json_null(), "to",
@@ -464,12 +601,23 @@ static int get_samples(const struct apm_api_call *call, json_t **out)
     json_decref(sc.array); /* obj holds it now, or the pack failed */
     if (obj == NULL)
         return apm_api_error(out, 500, "out of memory");
-    rc = apm_store_read_samples(call->store, id, from, to, sample_row, &sc);
+    sc.integral = agg != APM_AGG_MEAN;
+    if (step_ms > 0)
+        rc = apm_store_read_steps(call->store, id, from, to, step_ms, agg, point_row, &sc, &res_ms);
+    else
+        rc = apm_store_read_samples(call->store, id, from, to, sample_row, &sc);
     if (sc.oom || rc != 0) {
         json_decref(obj);
         return sc.oom ? apm_api_error(out, 500, "out of memory") : store_error(out, rc);
     }
     json_object_set_new(obj, "truncated", json_boolean(sc.truncated));
+    char next[32];
+    snprintf(next, sizeof(next), "%lld", (long long)sc.next_ms);
+    json_object_set_new(obj, "next", sc.truncated ? json_string(next) : json_null());
+    if (step_ms > 0) {
+        json_object_set_new(obj, "step", json_real((double)step_ms / 1000.0));
+        json_object_set_new(obj, "resolution", json_real((double)res_ms / 1000.0));
+    }
     *out = obj;
     return 200;
 }
@@ -500,6 +648,8 @@ int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out)
     api->status_fn = cfg->status_fn;
     api->trace_fn = cfg->trace_fn;
     api->status_ctx = cfg->ctx;
+    api->write_token = cfg->write_token;
+    api->write_token_len = cfg->write_token_len;
     api->started_ms = apm_now_ms();
     for (size_t i = 0; i < sizeof(builtin_routes) / sizeof(builtin_routes[0]); i++)
         api->routes[api->nroutes++] = builtin_routes[i];
@@ -519,6 +669,8 @@ int apm_api_add_counters(struct apm_api *api, struct apm_counters *r)
                     "API requests routed."),
         APM_COUNTER(struct apm_api_stats, errors, "errors", APM_COUNTER_TOTAL, "",
                     "API requests answered with an error status."),
+        APM_COUNTER(struct apm_api_stats, unauthorized, "unauthorized", APM_COUNTER_TOTAL, "",
+                    "Write requests refused (401) for a missing or wrong bearer token."),
         {.name = NULL},
     };
     struct apm_counter_group g = {
@@ -587,6 +739,37 @@ static int match(const char *pattern, const struct segments *sg, unsigned *captu
     return *p == '\0';
 }
 
+/*
+ * Checks a write request's "Authorization: Bearer TOKEN" when write routes
+ * are protected. Returns 0, or 401 with the reason in *out.
+ */
+static int check_write_token(struct apm_api *api, const struct apm_http_request *req, json_t **out)
+{
+    if (api->write_token == NULL || strcmp(req->method, "GET") == 0 ||
+        strcmp(req->method, "HEAD") == 0)
+        return 0;
+    const char *h = req->authorization != NULL ? req->authorization : "";
+    static const char scheme[] = "Bearer ";
+    bool bearer = strncasecmp(h, scheme, sizeof(scheme) - 1) == 0;
+    if (bearer) {
+        h += sizeof(scheme) - 1;
+        while (*h == ' ')
+            h++;
+        size_t n = strlen(h);
+        while (n > 0 && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+            n--;
+        if (apm_token_equal((const uint8_t *)h, n, api->write_token, api->write_token_len))
+            return 0;
+    }
+    api->stats.unauthorized++;
+    if (!bearer)
+        return apm_api_error(out, 401,
+                             "%s %.200s needs the API token: send \"Authorization: Bearer TOKEN\" "
+                             "(apm-cli --token-file FILE)",
+                             req->method, req->path);
+    return apm_api_error(out, 401, "wrong API token for %s %.200s", req->method, req->path);
+}
+
 int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out)
 {
     *out = NULL;
@@ -607,6 +790,9 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
         path_known = true;
         if (strcmp(rt->method, req->method) != 0)
             continue;
+        status = check_write_token(api, req, out);
+        if (status != 0)
+            break;
         struct apm_api_call call = {
             .api = api, .store = api->store, .req = req, .nparams = ncaps, .ctx = rt->ctx};
         for (unsigned i = 0; i < ncaps && status == 0; i++) {
@@ -636,7 +822,9 @@ void apm_api_handle(void *ctx, struct apm_http_conn *conn, const struct apm_http
     char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(obj);
     if (text == NULL) {
-        apm_http_respond_error(conn, 500, "out of memory");
+        apm_http_respond_error(conn, 500,
+                               obj ? "could not encode the answer as JSON: out of memory"
+                                   : "out of memory");
         return;
     }
     size_t len = strlen(text);

@@ -57,6 +57,12 @@ struct apm_api_config {
     apm_api_status_fn status_fn; /* may be NULL */
     apm_api_trace_fn trace_fn;   /* may be NULL: no agent is ever reached */
     void *ctx;                   /* passed to status_fn and trace_fn */
+    /*
+     * When set (borrowed, outlives the API): every route but GET needs
+     * "Authorization: Bearer TOKEN" with this token, else 401.
+     */
+    const uint8_t *write_token;
+    size_t write_token_len;
 };
 
 /* What a route handler gets: the request and the decoded "{}" segments. */
@@ -120,6 +126,28 @@ void apm_api_handle(void *api, struct apm_http_conn *conn, const struct apm_http
  */
 int apm_api_error(json_t **out, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * Why an answer could not be encoded as JSON: the first field that failed,
+ * so that a 500 tells the truth ("could not encode field 'host' as JSON:
+ * not valid UTF-8") instead of blaming memory. Zero it before use.
+ */
+struct apm_api_why {
+    char text[160];
+};
+
+/*
+ * A stored string as a JSON string for field (NULL is taken as ""), or NULL
+ * with the reason in *why (kept if one is there already). Returns a new
+ * reference; json_pack's "o" takes it, and fails on NULL.
+ */
+json_t *apm_api_str(struct apm_api_why *why, const char *field, const char *s);
+
+/* The same, but JSON null for NULL or "". */
+json_t *apm_api_str_or_null(struct apm_api_why *why, const char *field, const char *s);
+
+/* Sets *out to the 500 answer for a failed encoding (why, or what) and returns 500. */
+int apm_api_encode_error(json_t **out, const struct apm_api_why *why, const char *what);
 
 /* Milliseconds as JSON Unix seconds (a real). Returns a new reference. */
 json_t *apm_api_time(int64_t ms);

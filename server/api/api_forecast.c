@@ -48,10 +48,10 @@ static json_t *suspects(struct apm_store *store, const struct apm_verdict_record
                           apm_suspects_window_s(0), r->v.rate, &sus) != 0)
         return arr;
     for (size_t i = 0; i < sus.n && i < SUSPECTS_MAX; i++)
-        json_array_append_new(arr,
-                              json_pack("{s:s, s:f, s:I, s:I}", "site", sus.top[i].site, "rate",
-                                        sus.top[i].rate, "size", (json_int_t)sus.top[i].size,
-                                        "growth", (json_int_t)sus.top[i].growth));
+        json_array_append_new(
+            arr, json_pack("{s:s, s:f, s:f, s:I, s:I}", "site", sus.top[i].site, "rate",
+                           sus.top[i].rate, "rate_err", sus.top[i].rate_err, "size",
+                           (json_int_t)sus.top[i].size, "growth", (json_int_t)sus.top[i].growth));
     *native = apm_suspects_native(&sus, r->v.rate);
     return arr;
 }

@@ -12,9 +12,12 @@
 #include "common/frame.h"
 #include "common/hashmap.h"
 #include "common/log.h"
+#include "common/token.h"
+#include "server/ingest/agent_limits.h"
 #include "server/net/listener.h"
 
 #define READ_BUF_SIZE (64u * 1024u)
+#define STRINGS_LOG_EVERY_MS 60000u
 
 /* How often the summaries of refused and closed strangers are logged. */
 #define LOG_WINDOW_MS 10000
@@ -32,10 +35,12 @@ struct conn {
     unsigned inflight;
     bool waiting; /* on the unauthenticated list, counted in its address's budget */
     bool authed;
-    bool closing;  /* handles closing or closed */
-    bool draining; /* collector stopping: wait for commits, then close */
-    bool paused;   /* reading stopped for backpressure */
-    bool failing;  /* an Error frame is on its way; close follows */
+    bool closing;        /* handles closing or closed */
+    bool draining;       /* collector stopping: wait for commits, then close */
+    bool paused;         /* reading stopped for backpressure */
+    bool failing;        /* an Error frame is on its way; close follows */
+    bool started;        /* the first bytes were read: TLS or plaintext is decided */
+    struct apm_tls *tls; /* NULL on a plaintext connection */
     struct apm_frame_reader reader;
     struct apm_codec_dec dec;
     struct apm_agent_ident ident;
@@ -69,7 +74,10 @@ struct apm_ingest {
     /* One read buffer for every connection: the loop reads one socket at a time. */
     uint8_t rbuf[READ_BUF_SIZE];
     struct apm_ingest_stats stats;
+    struct apm_agent_limits *limits;
     bool closing;
+    uint64_t strings_logged_ms; /* loop time of the last cleaned-strings report, 0 never */
+    uint64_t strings_unlogged;  /* reports held back since */
     apm_ingest_close_cb close_cb;
     void *close_ctx;
 };
@@ -83,6 +91,7 @@ static void maybe_finish_close(struct apm_ingest *in)
     if (in->closing && in->listener == NULL && in->conns == NULL && !in->log_timer_open) {
         apm_ingest_close_cb cb = in->close_cb;
         void *ctx = in->close_ctx;
+        apm_agent_limits_free(in->limits);
         apm_hashmap_close(&in->waiting_by_addr);
         free(in);
         if (cb != NULL)
@@ -134,6 +143,7 @@ static void conn_maybe_free(struct conn *c)
     in->stats.active--;
     apm_frame_reader_close(&c->reader);
     apm_codec_dec_close(&c->dec);
+    apm_tls_free(c->tls);
     free(c);
     maybe_finish_close(in);
 }
@@ -166,8 +176,8 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c);
 }
 
-/* Queues an encoded frame; takes ownership of f->buf. */
-static void conn_send(struct conn *c, struct apm_frame_out *f, bool close_after)
+/* Queues bytes as they go on the wire; takes ownership of f->buf. */
+static void conn_write(struct conn *c, struct apm_frame_out *f, bool close_after)
 {
     if (c->closing) {
         free(f->buf);
@@ -190,35 +200,86 @@ static void conn_send(struct conn *c, struct apm_frame_out *f, bool close_after)
     }
 }
 
-static void conn_fail(struct conn *c, enum apm_wire_error code, bool retryable, const char *fmt,
-                      ...)
+/* Queues an encoded frame, encrypted on a TLS connection; takes ownership of f->buf. */
+static void conn_send(struct conn *c, struct apm_frame_out *f, bool close_after)
+{
+    if (c->tls != NULL && !c->closing) {
+        if (apm_tls_seal(c->tls, f) != 0) {
+            conn_close(c);
+            return;
+        }
+        if (f->buf == NULL) { /* kept until the handshake ends */
+            if (close_after)
+                conn_close(c);
+            return;
+        }
+    }
+    conn_write(c, f, close_after);
+}
+
+/* Sends Error e, then closes: nothing more is read from the peer. */
+static void conn_send_error(struct conn *c, const struct apm_msg_error *e)
 {
     if (c->closing || c->failing)
         return;
     c->failing = true;
     waiting_remove(c);
     uv_timer_stop(&c->timer);
+    /*
+     * A stranger can make us fail once per packet, a failing disk once per
+     * batch of every agent: those lines are rate-limited.
+     */
+    struct apm_log_limit *limit = e->code == APM_WIRE_ERR_STORE ? &c->in->store_log
+                                  : !c->authed                  ? &c->in->stranger_log
+                                                                : NULL;
+    if (limit == NULL || apm_log_limit_hit(limit, (int64_t)uv_now(c->in->loop)))
+        apm_warn("ingest: peer %s (agent '%s'): %s; closing", c->peer,
+                 c->authed ? c->ident.agent_id : "-", e->text);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    struct apm_frame_out f;
+    if (apm_codec_encode_error(e, &f) == 0)
+        conn_send(c, &f, true);
+    else
+        conn_close(c);
+}
+
+static void conn_fail(struct conn *c, enum apm_wire_error code, bool retryable, const char *fmt,
+                      ...)
+{
     struct apm_msg_error e = {.code = code, .retryable = retryable};
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e.text, sizeof(e.text), fmt, ap);
     va_end(ap);
-    /*
-     * A stranger can make us fail once per packet, a failing disk once per
-     * batch of every agent: those lines are rate-limited.
-     */
-    struct apm_log_limit *limit = code == APM_WIRE_ERR_STORE ? &c->in->store_log
-                                  : !c->authed               ? &c->in->stranger_log
-                                                             : NULL;
-    if (limit == NULL || apm_log_limit_hit(limit, (int64_t)uv_now(c->in->loop)))
-        apm_warn("ingest: peer %s (agent '%s'): %s; closing", c->peer,
-                 c->authed ? c->ident.agent_id : "-", e.text);
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    struct apm_frame_out f;
-    if (apm_codec_encode_error(&e, &f) == 0)
-        conn_send(c, &f, true);
-    else
-        conn_close(c);
+    conn_send_error(c, &e);
+}
+
+/*
+ * Refuses a batch that would take its agent over a cardinality limit: a
+ * permanent Error{LIMIT} naming the limit and the batch, which the agent
+ * drops instead of resending. Returns APM_E_LIMIT, or another failure.
+ */
+static int admit_batch(struct conn *c, const struct apm_batch *b)
+{
+    struct apm_ingest *in = c->in;
+    uint64_t now = uv_now(in->loop);
+    apm_agent_limits_sweep(in->limits, now);
+    struct apm_msg_error e = {.code = APM_WIRE_ERR_LIMIT, .retryable = false, .seq = b->seq};
+    enum apm_agent_limit which;
+    int rc = apm_agent_limits_admit(in->limits, c->ident.agent_id, b, now, &which, e.text,
+                                    sizeof(e.text));
+    if (rc == APM_E_LIMIT) {
+        if (which == APM_AGENT_LIMIT_PROCESSES)
+            in->stats.refused_processes++;
+        else if (which == APM_AGENT_LIMIT_SERIES)
+            in->stats.refused_series++;
+        else
+            in->stats.refused_sites++;
+        conn_send_error(c, &e);
+    } else if (rc != 0) {
+        conn_fail(c, APM_WIRE_ERR_OVERLOADED, true, "out of memory checking the agent's limits");
+    }
+    return rc;
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -233,26 +294,14 @@ static void on_timeout(uv_timer_t *t)
     }
 }
 
-/* Compares the whole secret whatever the input, so timing says nothing about it. */
-static bool token_equal(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    size_t n = alen > blen ? alen : blen;
-    unsigned diff = (unsigned)(alen ^ blen);
-    for (size_t i = 0; i < n; i++) {
-        uint8_t x = i < alen ? a[i] : 0;
-        uint8_t y = i < blen ? b[i] : 0;
-        diff |= (unsigned)(x ^ y);
-    }
-    return diff == 0 && alen > 0;
-}
-
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 static void conn_resume(struct conn *c)
 {
     if (c->paused && !c->closing && !c->draining) {
         c->paused = false;
-        uv_read_start((uv_stream_t *)&c->tcp, NULL, on_read);
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
 }
 
@@ -294,6 +343,38 @@ static void on_committed(void *ctx, uint64_t seq, int status)
         conn_resume(c);
 }
 
+/*
+ * Counts the strings the decoder cleaned since *before and says so in the
+ * log, at most once per STRINGS_LOG_EVERY_MS for the whole ingest: a peer
+ * sending bad strings in every batch must not flood the log.
+ */
+static void count_fixes(struct conn *c, const struct apm_text_fixes *before,
+                        const struct apm_text_fixes *now)
+{
+    struct apm_ingest *in = c->in;
+    uint64_t utf8 = now->invalid_utf8 - before->invalid_utf8;
+    uint64_t ctl = now->control - before->control;
+    uint64_t len = now->too_long - before->too_long;
+    if (utf8 + ctl + len == 0)
+        return;
+    in->stats.strings_invalid_utf8 += utf8;
+    in->stats.strings_control += ctl;
+    in->stats.strings_too_long += len;
+    uint64_t t = uv_now(in->loop);
+    if (in->strings_logged_ms != 0 && t - in->strings_logged_ms < STRINGS_LOG_EVERY_MS) {
+        in->strings_unlogged++;
+        return;
+    }
+    apm_warn("ingest: peer %s (agent '%s'): replaced strings: %llu invalid UTF-8, %llu with "
+             "control characters, %llu cut to length (%llu reports from peers not logged "
+             "since the last)",
+             c->peer, c->authed ? c->ident.agent_id : "-", (unsigned long long)utf8,
+             (unsigned long long)ctl, (unsigned long long)len,
+             (unsigned long long)in->strings_unlogged);
+    in->strings_logged_ms = t != 0 ? t : 1;
+    in->strings_unlogged = 0;
+}
+
 static int handle_hello(struct conn *c, const uint8_t *p, size_t len)
 {
     struct apm_ingest *in = c->in;
@@ -305,7 +386,7 @@ static int handle_hello(struct conn *c, const uint8_t *p, size_t len)
         conn_fail(c, APM_WIRE_ERR_PROTOCOL, false, "the first frame must be a valid Hello");
         return APM_E_PROTO;
     }
-    if (!token_equal(m.u.hello.token, m.u.hello.token_len, in->opt.token, in->opt.token_len)) {
+    if (!apm_token_equal(m.u.hello.token, m.u.hello.token_len, in->opt.token, in->opt.token_len)) {
         in->stats.auth_failures++;
         conn_fail(c, APM_WIRE_ERR_AUTH, false, "wrong token from agent '%s' on host '%s'",
                   m.u.hello.ident.agent_id, m.u.hello.ident.host);
@@ -329,6 +410,8 @@ static int handle_hello(struct conn *c, const uint8_t *p, size_t len)
     c->authed = true;
     in->nauthed++;
     uv_timer_start(&c->timer, on_timeout, in->opt.idle_timeout_ms, in->opt.idle_timeout_ms);
+    struct apm_text_fixes none = {0};
+    count_fixes(c, &none, &m.u.hello.fixes);
     apm_frame_reader_set_max(&c->reader, in->opt.max_frame);
     uint64_t last = 0;
     rc = apm_store_watermark(in->store, c->ident.agent_id, c->ident.instance, &last);
@@ -349,7 +432,9 @@ static int handle_batch(struct conn *c, const uint8_t *p, size_t len)
 {
     struct apm_ingest *in = c->in;
     struct apm_msg m;
+    struct apm_text_fixes before = c->dec.fixes;
     int rc = apm_codec_decode(&c->dec, p, len, &m);
+    count_fixes(c, &before, &c->dec.fixes);
     if (rc != 0) {
         in->stats.decode_errors++;
         conn_fail(c, rc == APM_E_LIMIT ? APM_WIRE_ERR_OVERLOADED : APM_WIRE_ERR_PROTOCOL,
@@ -364,6 +449,11 @@ static int handle_batch(struct conn *c, const uint8_t *p, size_t len)
     }
     struct apm_batch *b = m.u.batch;
     uint64_t nsamples = b->nsamples;
+    rc = admit_batch(c, b);
+    if (rc != 0) {
+        apm_batch_free(b);
+        return rc;
+    }
     rc = apm_writer_submit(in->writer, &c->ident, b, on_committed, c);
     if (rc != 0) {
         apm_batch_free(b);
@@ -400,19 +490,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)c->in->rbuf, sizeof(c->in->rbuf));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Frames the plaintext of a connection. Returns 0 or the code that stopped it (reported). */
+static int feed_plain(void *ctx, const uint8_t *p, size_t n)
 {
-    struct conn *c = s->data;
-    (void)buf;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        if (nread != UV_EOF)
-            apm_debug("ingest: peer %s: read error: %s", c->peer, uv_strerror((int)nread));
-        conn_close(c);
-        return;
-    }
-    int rc = apm_frame_reader_feed(&c->reader, c->in->rbuf, (size_t)nread, on_frame, c);
+    struct conn *c = ctx;
+    int rc = apm_frame_reader_feed(&c->reader, p, n, on_frame, c);
     if (rc == APM_E_FRAME_TOO_BIG) {
         c->in->stats.frames_too_big++;
         conn_fail(c, APM_WIRE_ERR_TOO_BIG, false, "frame length above the %s maximum",
@@ -424,6 +506,84 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_fail(c, APM_WIRE_ERR_OVERLOADED, true, "out of memory");
     }
     /* Other errors were reported where they happened. */
+    return rc;
+}
+
+/*
+ * Decides from the first byte whether the peer speaks TLS (a handshake
+ * record) or plaintext frames (a length, whose first byte is 0 for any
+ * Hello). Returns false when the connection was refused.
+ */
+static bool conn_start(struct conn *c, uint8_t first)
+{
+    struct apm_ingest *in = c->in;
+    c->started = true;
+    if (in->opt.tls != NULL && apm_tls_looks_like_handshake(first)) {
+        if (apm_tls_new(in->opt.tls, NULL, &c->tls) != 0) {
+            conn_close(c);
+            return false;
+        }
+        return true;
+    }
+    if (in->opt.tls != NULL && in->opt.tls_required) {
+        in->stats.plaintext_refused++;
+        conn_fail(c, APM_WIRE_ERR_AUTH, false,
+                  "plaintext connection refused: this collector requires TLS (tls-required)");
+        return false;
+    }
+    return true;
+}
+
+/* Decrypts what a TLS peer sent, frames the plaintext, sends what TLS answers. */
+static void feed_tls(struct conn *c, const uint8_t *p, size_t n)
+{
+    struct apm_ingest *in = c->in;
+    bool was_established = apm_tls_established(c->tls);
+    struct apm_frame_out out;
+    int rc = apm_tls_feed(c->tls, p, n, feed_plain, c, &out);
+    if (!was_established && apm_tls_established(c->tls)) {
+        in->stats.tls_sessions++;
+        apm_debug("ingest: peer %s: %s session", c->peer, apm_tls_version(c->tls));
+    }
+    if (rc == APM_E_TLS) {
+        in->stats.tls_failures++;
+        if (apm_log_limit_hit(&in->stranger_log, (int64_t)uv_now(in->loop)))
+            apm_warn("ingest: peer %s (agent '%s'): TLS %s failed: %s; closing", c->peer,
+                     c->authed ? c->ident.agent_id : "-", was_established ? "session" : "handshake",
+                     apm_tls_error(c->tls));
+        waiting_remove(c);
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->failing = true;
+        if (out.buf != NULL)
+            conn_write(c, &out, true); /* the alert, then close */
+        else
+            conn_close(c);
+        return;
+    }
+    if (out.buf != NULL)
+        conn_write(c, &out, false);
+    if (rc == APM_E_CLOSED || rc == -ENOMEM)
+        conn_close(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    (void)buf;
+    if (nread == 0 || c->closing)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            apm_debug("ingest: peer %s: read error: %s", c->peer, uv_strerror((int)nread));
+        conn_close(c);
+        return;
+    }
+    if (!c->started && !conn_start(c, c->in->rbuf[0]))
+        return;
+    if (c->tls != NULL)
+        feed_tls(c, c->in->rbuf, (size_t)nread);
+    else
+        feed_plain(c, c->in->rbuf, (size_t)nread);
 }
 
 static void peer_name(struct conn *c)
@@ -609,8 +769,19 @@ int apm_ingest_new(uv_loop_t *loop, struct apm_store *store, struct apm_writer *
         in->opt.max_frame = APM_FRAME_MAX;
     if (in->opt.max_inflight == 0)
         in->opt.max_inflight = 64;
-    int rc = apm_listener_new(loop, "ingest", opt->listen, 511, on_connection, in, &in->listener);
+    struct apm_agent_limits_options lo = {.grace_ms = opt->process_grace_ms,
+                                          .max_processes = opt->max_processes_per_agent,
+                                          .max_series = opt->max_series_per_agent,
+                                          .max_sites = opt->max_sites_per_agent};
+    int rc = apm_agent_limits_new(&lo, &in->limits);
     if (rc != 0) {
+        apm_hashmap_close(&in->waiting_by_addr);
+        free(in);
+        return rc;
+    }
+    rc = apm_listener_new(loop, "ingest", opt->listen, 511, on_connection, in, &in->listener);
+    if (rc != 0) {
+        apm_agent_limits_free(in->limits);
         apm_hashmap_close(&in->waiting_by_addr);
         free(in);
         return rc;
@@ -671,8 +842,28 @@ static const struct apm_counter counters[] = {
                 "Batches the store failed to commit."),
     APM_COUNTER(struct apm_ingest_stats, overloaded, "overloaded", APM_COUNTER_TOTAL, "",
                 "Batches refused because the writer queue was full."),
+    APM_COUNTER(struct apm_ingest_stats, strings_invalid_utf8, "strings_invalid_utf8",
+                APM_COUNTER_TOTAL, "",
+                "Peer strings whose invalid UTF-8 was replaced with U+FFFD."),
+    APM_COUNTER(struct apm_ingest_stats, strings_control, "strings_control", APM_COUNTER_TOTAL, "",
+                "Peer strings whose control characters were replaced with U+FFFD."),
+    APM_COUNTER(struct apm_ingest_stats, strings_too_long, "strings_too_long", APM_COUNTER_TOTAL,
+                "", "Peer strings cut to their length bound."),
+    APM_COUNTER(struct apm_ingest_stats, refused_processes, "refused_processes", APM_COUNTER_TOTAL,
+                "", "Batches refused for taking their agent over max-processes-per-agent."),
+    APM_COUNTER(struct apm_ingest_stats, refused_series, "refused_series", APM_COUNTER_TOTAL, "",
+                "Batches refused for taking their agent over max-series-per-agent."),
+    APM_COUNTER(struct apm_ingest_stats, refused_sites, "refused_sites", APM_COUNTER_TOTAL, "",
+                "Batches refused for taking their agent over max-sites-per-agent."),
     APM_COUNTER(struct apm_ingest_stats, controls_sent, "controls_sent", APM_COUNTER_TOTAL, "",
                 "Control frames (trace requests) sent to agents."),
+    APM_COUNTER(struct apm_ingest_stats, tls_sessions, "tls_sessions", APM_COUNTER_TOTAL, "",
+                "TLS handshakes completed."),
+    APM_COUNTER(struct apm_ingest_stats, tls_failures, "tls_failures", APM_COUNTER_TOTAL, "",
+                "TLS handshakes (bad or missing client certificate, old protocol) or records "
+                "that failed."),
+    APM_COUNTER(struct apm_ingest_stats, plaintext_refused, "plaintext_refused", APM_COUNTER_TOTAL,
+                "", "Plaintext connections refused because tls-required is set."),
     {.name = NULL},
 };
 

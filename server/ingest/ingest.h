@@ -16,6 +16,7 @@
 
 #include "common/codec.h"
 #include "common/counters.h"
+#include "common/tls.h"
 #include "server/store/store.h"
 #include "server/ingest/writer.h"
 
@@ -30,8 +31,15 @@ struct apm_ingest_options {
     unsigned max_unauthenticated_per_address; /* of them from one address; 0 = all */
     uint64_t handshake_timeout_ms;            /* 0 = 5 s */
     uint64_t idle_timeout_ms;
-    uint32_t max_frame;    /* largest frame after authentication */
-    unsigned max_inflight; /* batches per connection waiting for commit */
+    uint32_t max_frame;      /* largest frame after authentication */
+    unsigned max_inflight;   /* batches per connection waiting for commit */
+    struct apm_tls_ctx *tls; /* borrowed; NULL = plaintext only */
+    bool tls_required;       /* with tls: plaintext connections are refused */
+    /* Cardinality per agent (server/ingest/agent_limits.h); 0 takes its default. */
+    uint64_t process_grace_ms;
+    uint64_t max_processes_per_agent;
+    uint64_t max_series_per_agent;
+    uint64_t max_sites_per_agent;
 };
 
 struct apm_ingest_stats {
@@ -53,6 +61,17 @@ struct apm_ingest_stats {
     uint64_t store_errors;
     uint64_t overloaded;
     uint64_t controls_sent;
+    uint64_t tls_sessions;      /* TLS handshakes completed */
+    uint64_t tls_failures;      /* TLS handshakes or records that failed */
+    uint64_t plaintext_refused; /* plaintext connections refused under tls-required */
+    /* Peer strings cleaned at decode (common/text.h), per reason. */
+    uint64_t strings_invalid_utf8;
+    uint64_t strings_control;
+    uint64_t strings_too_long;
+    /* Batches refused for taking their agent over a cardinality limit, per limit. */
+    uint64_t refused_processes;
+    uint64_t refused_series;
+    uint64_t refused_sites;
 };
 
 /*

@@ -14,11 +14,18 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 
 #define DEFAULT_MAX_QUEUE 4096u
+/* A maintenance slice's bounds: ingest waits for one slice at most. */
+#define SLICE_KEYS 2000u
+#define SLICE_US 10000
+/* Times a round is tried again after the store made room. */
+#define ROOM_TRIES 4
 
 struct job {
     struct job *next;
@@ -47,8 +54,12 @@ struct apm_writer {
     struct apm_writer_stats stats;
     apm_writer_commit_fn commit_fn;
     void *commit_ctx;
+    int64_t maint_period_ms; /* 0: no maintenance */
     bool stopping;
     bool exited;
+    /* Writer thread only. */
+    bool maint_running;    /* a pass is going on: a slice after every round */
+    uint64_t maint_due_ns; /* monotonic time the next pass starts */
     /* Loop thread only. */
     bool closing;
     apm_writer_close_cb close_cb;
@@ -117,11 +128,21 @@ static void store_jobs(struct apm_writer *w, struct job_list *jobs, apm_writer_c
                        void *commit_ctx)
 {
     bool retry = true;
-    int rc = 0;
+    int rc = 0, tries = 0;
     for (struct job *j = jobs->head; j != NULL; j = j->next)
         j->status = 0;
-    while (retry && rc == 0)
+    while (retry && rc == 0) {
         rc = store_round(w, jobs, &retry);
+        /* Full: the store grows its map or deletes its oldest raw chunks, then the round again. */
+        if (rc == APM_E_FULL && tries++ < ROOM_TRIES &&
+            apm_store_make_room(w->store, apm_now_ms()) == 1) {
+            for (struct job *j = jobs->head; j != NULL; j = j->next)
+                if (j->status == APM_E_FULL)
+                    j->status = 0;
+            rc = 0;
+            retry = true;
+        }
+    }
     if (rc < 0) {
         for (struct job *j = jobs->head; j != NULL; j = j->next)
             if (j->status >= 0 || j->status == rc)
@@ -146,24 +167,78 @@ static void store_jobs(struct apm_writer *w, struct job_list *jobs, apm_writer_c
     pthread_mutex_unlock(&w->mu);
 }
 
+/* True when a maintenance slice should run now (mu held). */
+static bool maint_due(const struct apm_writer *w)
+{
+    return w->maint_period_ms > 0 && !w->stopping &&
+           (w->maint_running || apm_mono_ns() >= w->maint_due_ns);
+}
+
+/* Waits for work: a batch, the stop, or the next maintenance pass (mu held). */
+static void wait_work(struct apm_writer *w)
+{
+    while (w->pending.head == NULL && !w->stopping && !maint_due(w)) {
+        if (w->maint_period_ms <= 0) {
+            pthread_cond_wait(&w->cond, &w->mu);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        uint64_t now = apm_mono_ns();
+        if (now >= w->maint_due_ns)
+            break;
+        uint64_t wait_ns = w->maint_due_ns - now;
+        until.tv_sec += (time_t)(wait_ns / 1000000000u);
+        until.tv_nsec += (long)(wait_ns % 1000000000u);
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cond, &w->mu, &until);
+    }
+}
+
+/*
+ * One slice of the store's maintenance, between two rounds of batches, so
+ * that ingest never waits for more than one slice (mu not held).
+ */
+static void maintain(struct apm_writer *w, int64_t period_ms)
+{
+    int rc = apm_store_maintain(w->store, apm_now_ms(), SLICE_KEYS, SLICE_US);
+    if (rc < 0)
+        apm_warn("writer: store maintenance: %s (next pass in %lld ms)", apm_strerror(rc),
+                 (long long)period_ms);
+    w->maint_running = rc == 0;
+    if (rc != 0)
+        w->maint_due_ns = apm_mono_ns() + (uint64_t)period_ms * 1000000u;
+}
+
 static void *writer_main(void *arg)
 {
     struct apm_writer *w = arg;
     pthread_mutex_lock(&w->mu);
+    w->maint_due_ns = apm_mono_ns() + (uint64_t)w->maint_period_ms * 1000000u;
     for (;;) {
-        while (w->pending.head == NULL && !w->stopping)
-            pthread_cond_wait(&w->cond, &w->mu);
-        if (w->pending.head == NULL)
+        wait_work(w);
+        if (w->pending.head == NULL && w->stopping)
             break;
-        struct job_list jobs = {0};
-        list_splice(&jobs, &w->pending);
-        w->stats.queued = 0;
-        apm_writer_commit_fn commit_fn = w->commit_fn;
-        void *commit_ctx = w->commit_ctx;
-        pthread_mutex_unlock(&w->mu);
-        store_jobs(w, &jobs, commit_fn, commit_ctx);
-        uv_async_send(&w->async);
-        pthread_mutex_lock(&w->mu);
+        if (w->pending.head != NULL) {
+            struct job_list jobs = {0};
+            list_splice(&jobs, &w->pending);
+            w->stats.queued = 0;
+            apm_writer_commit_fn commit_fn = w->commit_fn;
+            void *commit_ctx = w->commit_ctx;
+            pthread_mutex_unlock(&w->mu);
+            store_jobs(w, &jobs, commit_fn, commit_ctx);
+            uv_async_send(&w->async);
+            pthread_mutex_lock(&w->mu);
+        }
+        if (maint_due(w)) {
+            int64_t period = w->maint_period_ms;
+            pthread_mutex_unlock(&w->mu);
+            maintain(w, period);
+            pthread_mutex_lock(&w->mu);
+        }
     }
     w->exited = true;
     pthread_mutex_unlock(&w->mu);
@@ -275,6 +350,15 @@ void apm_writer_set_commit_hook(struct apm_writer *w, apm_writer_commit_fn fn, v
     pthread_mutex_lock(&w->mu);
     w->commit_fn = fn;
     w->commit_ctx = ctx;
+    pthread_mutex_unlock(&w->mu);
+}
+
+void apm_writer_set_maintenance(struct apm_writer *w, int64_t period_ms)
+{
+    pthread_mutex_lock(&w->mu);
+    w->maint_period_ms = period_ms > 0 ? period_ms : 0;
+    w->maint_due_ns = apm_mono_ns() + (uint64_t)w->maint_period_ms * 1000000u;
+    pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->mu);
 }
 

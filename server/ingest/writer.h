@@ -61,6 +61,14 @@ int apm_writer_submit(struct apm_writer *w, const struct apm_agent_ident *agent,
 /* Sets the commit hook (fn NULL removes it); ctx is borrowed. Any thread. */
 void apm_writer_set_commit_hook(struct apm_writer *w, apm_writer_commit_fn fn, void *ctx);
 
+/*
+ * Runs the store's maintenance (apm_store_maintain: rollups, retention, the
+ * disk budget) on the writer thread: a pass over every series every
+ * period_ms, in slices between rounds of batches. 0 turns it off (the
+ * default). Any thread.
+ */
+void apm_writer_set_maintenance(struct apm_writer *w, int64_t period_ms);
+
 /* Adds the "writer" counters to r (registered only while the writer runs). */
 int apm_writer_add_counters(struct apm_writer *w, struct apm_counters *r);
 

@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "server/net/listener.h"
 
 /* ------------------------------------------------------------------ */
@@ -33,6 +34,9 @@ struct apm_http_server {
     apm_http_close_cb close_cb;
     struct apm_http_conn *conns; /* doubly linked, open connections */
     struct apm_http_stats stats;
+    struct apm_log_limit tls_log;
+    /* Ciphertext of the TLS connection being read (the loop reads one socket at a time). */
+    uint8_t cbuf[CONN_INBUF];
     struct apm_log_limit evict_log;
     bool closing;
 };
@@ -54,8 +58,11 @@ struct apm_http_conn {
     bool eof;            /* the client will send nothing more */
     bool draining;       /* FIN sent; discarding input until the client closes */
     bool reading;
-    bool processing; /* inside process(): answers made now must not recurse */
-    bool closing;    /* uv_close called on both handles */
+    bool processing;     /* inside process(): answers made now must not recurse */
+    bool closing;        /* uv_close called on both handles */
+    bool started;        /* the first bytes were read: TLS or plain HTTP is decided */
+    struct apm_tls *tls; /* NULL for plain HTTP */
+    bool tls_dead;       /* the session failed: nothing more is read or sent through it */
     size_t in_off;
     size_t in_len;
     char in[CONN_INBUF];
@@ -98,6 +105,7 @@ static void conn_maybe_free(struct apm_http_conn *c)
         c->next->prev = c->prev;
     s->stats.connections_open--;
     apm_http_reader_free(c->reader);
+    apm_tls_free(c->tls);
     free(c);
     server_maybe_finish(s);
 }
@@ -137,6 +145,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init(c->in, CONN_INBUF);
         return;
     }
+    if (c->tls != NULL || (!c->started && c->srv->opt.tls != NULL)) {
+        *buf = uv_buf_init((char *)c->srv->cbuf, sizeof(c->srv->cbuf));
+        return;
+    }
     if (c->in_off > 0) {
         memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
         c->in_len -= c->in_off;
@@ -145,11 +157,124 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->in + c->in_len, (unsigned)(CONN_INBUF - c->in_len));
 }
 
+static void on_write(uv_write_t *req, int status);
+static void conn_update(struct apm_http_conn *c);
+
+/* Queues bytes as they go on the wire (w->body, already sealed on TLS). Returns 0 or a code. */
+static int conn_write(struct apm_http_conn *c, struct write_req *w, uv_buf_t *bufs, unsigned nbufs)
+{
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write);
+    if (rc == 0)
+        c->writes++;
+    return rc;
+}
+
+/* Sends TLS's own records (handshake, alerts); takes out->buf. Returns 0 or a code. */
+static int tls_send(struct apm_http_conn *c, struct apm_frame_out *out)
+{
+    if (out->buf == NULL)
+        return 0;
+    struct write_req *w = malloc(sizeof(*w));
+    if (w == NULL) {
+        free(out->buf);
+        return -ENOMEM;
+    }
+    w->conn = c;
+    w->body = (char *)out->buf;
+    uv_buf_t b = uv_buf_init(w->body, (unsigned)out->len);
+    int rc = conn_write(c, w, &b, 1);
+    if (rc != 0) {
+        free(w->body);
+        free(w);
+    }
+    return rc;
+}
+
+/* Ends a TLS connection that failed: counts it, sends the alert, closes. */
+static void tls_fail(struct apm_http_conn *c, int rc, struct apm_frame_out *out)
+{
+    struct apm_http_server *s = c->srv;
+    c->tls_dead = true;
+    if (rc == APM_E_TLS) {
+        s->stats.tls_failures++;
+        if (apm_log_limit_hit(&s->tls_log, (int64_t)uv_now(s->loop)))
+            apm_warn("http: TLS failed: %s; closing", apm_tls_error(c->tls));
+    }
+    tls_send(c, out);
+    c->want_close = true;
+    c->eof = true;
+    conn_update(c);
+    if (c->writes == 0)
+        conn_close(c);
+}
+
+/* Moves what TLS has decrypted into the input buffer while it has room. Returns false on failure.
+ */
+static bool tls_fill(struct apm_http_conn *c)
+{
+    if (c->in_off > 0) {
+        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+        c->in_len -= c->in_off;
+        c->in_off = 0;
+    }
+    while (c->in_len < CONN_INBUF) {
+        size_t got = 0;
+        struct apm_frame_out out;
+        int rc =
+            apm_tls_pull(c->tls, (uint8_t *)c->in + c->in_len, CONN_INBUF - c->in_len, &got, &out);
+        if (rc == APM_E_CLOSED) {
+            tls_send(c, &out);
+            c->eof = true;
+            return true;
+        }
+        if (rc != 0) {
+            tls_fail(c, rc, &out);
+            return false;
+        }
+        if (tls_send(c, &out) != 0) {
+            conn_close(c);
+            return false;
+        }
+        if (got == 0)
+            break;
+        c->in_len += got;
+    }
+    return true;
+}
+
+/*
+ * The first bytes decide: a TLS handshake record, or plain HTTP (a method's
+ * letters), refused under tls-required. Returns false when the connection
+ * was closed.
+ */
+static bool conn_start(struct apm_http_conn *c, const uint8_t *p, size_t n)
+{
+    struct apm_http_server *s = c->srv;
+    c->started = true;
+    if (apm_tls_looks_like_handshake(p[0])) {
+        if (apm_tls_new(s->opt.tls, NULL, &c->tls) != 0) {
+            conn_close(c);
+            return false;
+        }
+        return true;
+    }
+    if (s->opt.tls_required) {
+        s->stats.plaintext_refused++;
+        if (apm_log_limit_hit(&s->tls_log, (int64_t)uv_now(s->loop)))
+            apm_warn("http: plain HTTP refused: this collector requires TLS (tls-required)");
+        conn_close(c);
+        return false;
+    }
+    memcpy(c->in, p, n); /* the first read: the input buffer is empty */
+    c->in_len = n;
+    return true;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct apm_http_conn *c = stream->data;
     (void)buf;
-    if (nread == 0)
+    if (nread == 0 || c->closing)
         return;
     if (nread < 0) {
         if (nread != UV_EOF || c->draining) {
@@ -162,6 +287,29 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->draining)
         return;
+    if (!c->started && c->srv->opt.tls != NULL) {
+        /* Read into the ciphertext buffer (on_alloc) until this decides. */
+        if (!conn_start(c, c->srv->cbuf, (size_t)nread))
+            return;
+        if (c->tls == NULL) {
+            process(c);
+            return;
+        }
+    }
+    if (c->tls != NULL) {
+        struct apm_frame_out out;
+        int rc = apm_tls_push(c->tls, c->srv->cbuf, (size_t)nread, &out);
+        if (rc != 0) {
+            tls_fail(c, rc, &out);
+            return;
+        }
+        if (tls_send(c, &out) != 0) {
+            conn_close(c);
+            return;
+        }
+        process(c);
+        return;
+    }
     c->in_len += (size_t)nread;
     process(c);
 }
@@ -261,18 +409,31 @@ static void process(struct apm_http_conn *c)
     if (c->processing)
         return;
     c->processing = true;
-    while (!c->closing && !c->busy && !c->want_close && c->in_off < c->in_len &&
-           write_queue_small(c)) {
-        size_t used = 0;
-        int rc = apm_http_reader_feed(c->reader, c->in + c->in_off, c->in_len - c->in_off, &used);
-        c->in_off += used;
-        if (rc == 1)
-            dispatch(c);
-        else if (rc < 0)
-            reject(c);
+    for (;;) {
+        size_t before = c->in_len - c->in_off;
+        if (c->tls != NULL && !c->tls_dead && !c->closing && !tls_fill(c)) {
+            c->processing = false;
+            return;
+        }
+        bool pulled = c->in_len - c->in_off > before;
+        while (!c->closing && !c->busy && !c->want_close && c->in_off < c->in_len &&
+               write_queue_small(c)) {
+            size_t used = 0;
+            int rc =
+                apm_http_reader_feed(c->reader, c->in + c->in_off, c->in_len - c->in_off, &used);
+            c->in_off += used;
+            if (rc == 1)
+                dispatch(c);
+            else if (rc < 0)
+                reject(c);
+        }
+        if (c->in_off == c->in_len)
+            c->in_off = c->in_len = 0;
+        /* TLS may hold more plaintext than the buffer took: go on while it gives some. */
+        if (c->tls == NULL || !pulled || c->closing || c->busy || c->want_close ||
+            !write_queue_small(c))
+            break;
     }
-    if (c->in_off == c->in_len)
-        c->in_off = c->in_len = 0;
     c->processing = false;
     conn_update(c);
 }
@@ -368,14 +529,40 @@ int apm_http_respond(struct apm_http_conn *c, int status, const char *content_ty
         return -EINVAL;
     }
     uv_buf_t bufs[2] = {uv_buf_init(w->head, (unsigned)hl), uv_buf_init(body, (unsigned)len)};
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, len ? 2 : 1, on_write);
-    if (rc != 0) {
+    unsigned nbufs = len ? 2 : 1;
+    if (c->tls != NULL && c->tls_dead) {
         free(body);
+        free(w);
+        conn_close(c);
+        return APM_E_CLOSED;
+    }
+    if (c->tls != NULL) {
+        /* One record stream: head and body sealed together, sent as one buffer. */
+        struct apm_frame_out f = {.buf = malloc((size_t)hl + len), .len = (size_t)hl + len};
+        if (f.buf != NULL) {
+            memcpy(f.buf, w->head, (size_t)hl);
+            if (len > 0)
+                memcpy(f.buf + hl, body, len);
+        }
+        free(body);
+        w->body = NULL;
+        if (f.buf == NULL || apm_tls_seal(c->tls, &f) != 0 || f.buf == NULL) {
+            free(f.buf);
+            free(w);
+            conn_close(c);
+            return -ENOMEM;
+        }
+        w->body = (char *)f.buf;
+        bufs[0] = uv_buf_init(w->body, (unsigned)f.len);
+        nbufs = 1;
+    }
+    int rc = conn_write(c, w, bufs, nbufs);
+    if (rc != 0) {
+        free(w->body);
         free(w);
         conn_close(c);
         return rc;
     }
-    c->writes++;
     c->idle_since = uv_now(s->loop);
     if (!c->want_close)
         uv_timer_start(&c->timer, on_idle, s->opt.idle_timeout_ms, 0);
@@ -506,6 +693,8 @@ int apm_http_server_new_opts(uv_loop_t *loop, const char *listen,
     apm_http_options_fill(&s->opt, opt);
     s->evict_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
         APM_LOG_WARN, "http: closed", "idle connections to admit newer ones", 10000, 5);
+    s->tls_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(APM_LOG_WARN, "http: refused",
+                                                          "connections for TLS", 10000, 5);
     int rc = apm_listener_new(loop, "http", listen, 128, on_connection, s, &s->listener);
     if (rc != 0) {
         free(s);
@@ -538,6 +727,7 @@ void apm_http_server_close(struct apm_http_server *s, apm_http_close_cb cb)
     s->closing = true;
     s->close_cb = cb;
     apm_log_limit_flush(&s->evict_log, (int64_t)uv_now(s->loop), true);
+    apm_log_limit_flush(&s->tls_log, (int64_t)uv_now(s->loop), true);
     apm_listener_close(s->listener, on_listener_closed, s);
     for (struct apm_http_conn *c = s->conns; c != NULL; c = c->next) {
         if (c->busy)
@@ -566,6 +756,10 @@ static const struct apm_counter counters[] = {
                 "HTTP answers with a 4xx status."),
     APM_COUNTER(struct apm_http_stats, responses_5xx, "responses_5xx", APM_COUNTER_TOTAL, "",
                 "HTTP answers with a 5xx status."),
+    APM_COUNTER(struct apm_http_stats, tls_failures, "tls_failures", APM_COUNTER_TOTAL, "",
+                "HTTPS handshakes or records that failed."),
+    APM_COUNTER(struct apm_http_stats, plaintext_refused, "plaintext_refused", APM_COUNTER_TOTAL,
+                "", "Plain HTTP connections closed because tls-required is set."),
     {.name = NULL},
 };
 

@@ -54,6 +54,8 @@ struct apm_http_stats {
     uint64_t timeouts;         /* connections closed by the idle timeout */
     uint64_t responses_4xx;    /* every 4xx answer, the handler's included */
     uint64_t responses_5xx;
+    uint64_t tls_failures;      /* TLS handshakes or records that failed */
+    uint64_t plaintext_refused; /* plain HTTP closed under tls-required */
 };
 
 /*

@@ -6,12 +6,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/error.h"
 
 /* ------------------------------------------------------------------ */
 /* Request reader                                                      */
 /* ------------------------------------------------------------------ */
+
+#define AUTH_NAME_MAX 16
+#define AUTH_VALUE_MAX 1024
 
 struct apm_http_reader {
     http_parser parser;
@@ -27,6 +31,13 @@ struct apm_http_reader {
     char *target; /* path '\0' query '\0', split from url at completion */
     size_t target_cap;
     struct apm_http_request req;
+    /* The header being read: its name (up to AUTH_NAME_MAX), whether it is Authorization. */
+    char field[AUTH_NAME_MAX + 1];
+    size_t field_len;
+    bool in_value; /* the last bytes were a value: a field's bytes start a new header */
+    bool is_auth;
+    char auth[AUTH_VALUE_MAX + 1];
+    size_t auth_len;
     bool complete;
     int status; /* nonzero once the reader has failed */
     const char *message;
@@ -95,6 +106,10 @@ static int on_message_begin(http_parser *p)
     r->header_bytes = 0;
     r->url_len = 0;
     r->body_len = 0;
+    r->field_len = 0;
+    r->in_value = false;
+    r->is_auth = false;
+    r->auth_len = 0;
     return 0;
 }
 
@@ -108,10 +123,37 @@ static int on_url(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
-static int on_header_bytes(http_parser *p, const char *at, size_t n)
+static int on_header_field(http_parser *p, const char *at, size_t n)
 {
-    (void)at;
-    return count_header(p->data, n);
+    struct apm_http_reader *r = p->data;
+    if (r->in_value) {
+        r->in_value = false;
+        r->field_len = 0;
+    }
+    for (size_t i = 0; i < n && r->field_len <= AUTH_NAME_MAX; i++) {
+        if (r->field_len < AUTH_NAME_MAX)
+            r->field[r->field_len] = at[i];
+        r->field_len++;
+    }
+    return count_header(r, n);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    struct apm_http_reader *r = p->data;
+    if (!r->in_value) {
+        r->in_value = true;
+        r->is_auth = r->field_len == 13 && strncasecmp(r->field, "authorization", 13) == 0;
+        if (r->is_auth)
+            r->auth_len = 0; /* a repeated header: the last one counts */
+    }
+    if (r->is_auth) {
+        size_t room = AUTH_VALUE_MAX - r->auth_len;
+        size_t take = n < room ? n : room;
+        memcpy(r->auth + r->auth_len, at, take);
+        r->auth_len += take;
+    }
+    return count_header(r, n);
 }
 
 static int on_headers_complete(http_parser *p)
@@ -179,6 +221,8 @@ static int on_message_complete(http_parser *p)
     r->req.body = r->body_len ? r->body : "";
     r->req.body_len = r->body_len;
     r->req.keep_alive = http_should_keep_alive(p) != 0;
+    r->auth[r->auth_len] = '\0';
+    r->req.authorization = r->auth;
     r->complete = true;
     /* Stop after this request: the caller handles it before reading on. */
     http_parser_pause(p, 1);
@@ -188,8 +232,8 @@ static int on_message_complete(http_parser *p)
 static const http_parser_settings reader_settings = {
     .on_message_begin = on_message_begin,
     .on_url = on_url,
-    .on_header_field = on_header_bytes,
-    .on_header_value = on_header_bytes,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,

@@ -10,6 +10,8 @@
  */
 #include <stdbool.h>
 #include <stddef.h>
+
+struct apm_tls_ctx;
 #include <stdint.h>
 
 /* Defaults of struct apm_http_options, used for every field left 0. */
@@ -26,6 +28,8 @@ struct apm_http_options {
                                        closed for a newcomer, or, none idle, the newcomer */
     unsigned max_requests_per_conn; /* the last answer says "Connection: close" */
     unsigned idle_timeout_ms;       /* time allowed to send the next whole request */
+    struct apm_tls_ctx *tls;        /* borrowed; NULL = plain HTTP only (server only) */
+    bool tls_required;              /* with tls: plain HTTP connections are closed */
 };
 
 /* One parsed request. Strings are NUL-terminated and owned by the reader. */
@@ -36,6 +40,8 @@ struct apm_http_request {
     const char *body;   /* body_len bytes plus a NUL; "" when there is none */
     size_t body_len;
     bool keep_alive; /* the client allows another request on this connection */
+    /* The Authorization header's value ("" when absent); longer than 1 KiB: cut there. */
+    const char *authorization;
 };
 
 /* ---- request reader (the decoder) ---- */

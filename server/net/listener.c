@@ -34,6 +34,16 @@ int apm_listener_address(const char *endpoint, struct sockaddr_storage *ss)
     return APM_E_CONFIG;
 }
 
+bool apm_listener_is_loopback(const char *endpoint)
+{
+    struct sockaddr_storage ss;
+    if (apm_listener_address(endpoint, &ss) != 0)
+        return false;
+    if (ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&ss)->sin6_addr);
+    return (ntohl(((const struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct apm_listener *l = server->data;

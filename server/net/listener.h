@@ -13,6 +13,7 @@
  *
  * Thread: the loop thread of the loop given to apm_listener_new().
  */
+#include <stdbool.h>
 #include <uv.h>
 
 struct apm_listener;
@@ -54,5 +55,8 @@ void apm_listener_close(struct apm_listener *l, apm_listener_close_fn cb, void *
  * IPv4 address. Returns 0 or APM_E_CONFIG.
  */
 int apm_listener_address(const char *endpoint, struct sockaddr_storage *ss);
+
+/* True when endpoint is a loopback address (127.0.0.0/8 or ::1): nobody else can reach it. */
+bool apm_listener_is_loopback(const char *endpoint);
 
 #endif

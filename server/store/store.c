@@ -23,11 +23,13 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "common/timeutil.h"
 #include "server/store/store_priv.h"
 
 #define DEFAULT_MAP_SIZE (8ull << 30)
 #define DEFAULT_CHUNK_SAMPLES 120u
+#define DEFAULT_FORGET_MS 120000
 
 static const char *const db_names[DB_COUNT] = {
     [DB_META] = "meta",
@@ -39,6 +41,8 @@ static const char *const db_names[DB_COUNT] = {
     [DB_WATERMARKS] = "watermarks",
     [DB_ALERTS] = "alerts",
     [DB_VERDICTS] = "verdicts",
+    [DB_ROLLUPS] = "rollups",
+    [DB_ROLLUP_WM] = "rollup_wm",
 };
 
 /*
@@ -149,6 +153,52 @@ uint64_t apm_store_get_be64(const uint8_t *p)
     for (int i = 0; i < 8; i++)
         v = v << 8 | p[i];
     return v;
+}
+
+void apm_store_chunk_key(uint8_t key[16], uint64_t id, int64_t t)
+{
+    apm_store_put_be64(key, id);
+    apm_store_put_be64(key + 8, (uint64_t)t ^ (1ull << 63));
+}
+
+int64_t apm_store_chunk_key_t(const MDB_val *k)
+{
+    return (int64_t)(apm_store_get_be64((const uint8_t *)k->mv_data + 8) ^ (1ull << 63));
+}
+
+/* ---- transactions of other threads, under the resize lock ---- */
+
+int apm_store_read_begin(struct apm_store *s, MDB_txn **txn)
+{
+    pthread_rwlock_rdlock(&s->resize_lock);
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+    if (rc != 0)
+        pthread_rwlock_unlock(&s->resize_lock);
+    return apm_store_mdb_error(rc, "read");
+}
+
+int apm_store_other_write_begin(struct apm_store *s, MDB_txn **txn)
+{
+    pthread_rwlock_rdlock(&s->resize_lock);
+    int rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    if (rc != 0)
+        pthread_rwlock_unlock(&s->resize_lock);
+    return apm_store_mdb_error(rc, "begin");
+}
+
+void apm_store_read_end(struct apm_store *s, MDB_txn *txn)
+{
+    if (txn == NULL)
+        return;
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->resize_lock);
+}
+
+int apm_store_other_write_commit(struct apm_store *s, MDB_txn *txn)
+{
+    int rc = apm_store_commit(s, txn);
+    pthread_rwlock_unlock(&s->resize_lock);
+    return rc;
 }
 
 /* ---- the in-memory series index ---- */
@@ -458,14 +508,28 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     apm_hashmap_init(&s->seen);
     apm_hashmap_init(&s->site_counts);
     s->max_sites = opt->max_sites_per_process ? opt->max_sites_per_process : 1000;
+    s->forget_after_ms = opt->forget_after_ms > 0 ? opt->forget_after_ms : DEFAULT_FORGET_MS;
+    s->forgotten_at_ms = apm_now_ms();
     atomic_init(&s->commits, 0);
     atomic_init(&s->sites_refused, 0);
+    atomic_init(&s->forgotten, 0);
+    for (int i = 0; i < MC_COUNT; i++)
+        atomic_init(&s->m[i], 0);
+    atomic_init(&s->full, 0);
+    pthread_rwlock_init(&s->resize_lock, NULL);
+    s->retention_ms = opt->retention_ms;
+    s->rollup_ms[0] = opt->rollup_1m_ms;
+    s->rollup_ms[1] = opt->rollup_1h_ms;
+    size_t map_size = opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE;
+    if (opt->max_disk > 0 && opt->max_disk < map_size)
+        map_size = (size_t)opt->max_disk;
+    s->max_disk = opt->max_disk > map_size ? opt->max_disk : map_size;
     unsigned flags = MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0);
     rc = mdb_env_create(&s->env);
     if (rc == 0)
         rc = mdb_env_set_maxdbs(s->env, DB_COUNT);
     if (rc == 0)
-        rc = mdb_env_set_mapsize(s->env, opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE);
+        rc = mdb_env_set_mapsize(s->env, map_size);
     if (rc == 0)
         rc = mdb_env_open(s->env, opt->dir, flags, 0640);
     int dead = 0;
@@ -476,6 +540,9 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     rc = apm_store_mdb_error(rc, opt->dir);
     if (rc == 0)
         rc = open_dbs(s);
+    MDB_envinfo info;
+    if (rc == 0 && mdb_env_info(s->env, &info) == 0)
+        atomic_init(&s->map_size, info.me_mapsize); /* an existing file may be larger */
     if (rc < 0) {
         apm_store_free(s);
         return rc;
@@ -499,6 +566,7 @@ void apm_store_free(struct apm_store *s)
         close(s->lock_fd);
     apm_log_limit_flush(&s->failure_log, apm_now_ms(), true);
     pthread_mutex_destroy(&s->failure_mu);
+    pthread_rwlock_destroy(&s->resize_lock);
     free(s);
 }
 
@@ -557,6 +625,85 @@ int apm_store_txn_begin(struct apm_store *s, struct apm_store_txn **out)
     return 0;
 }
 
+struct idle {
+    int64_t before_ms;
+    void **found; /* series, or seen keys */
+    size_t n, cap;
+};
+
+static void collect(struct idle *c, void *p)
+{
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 256;
+        void **nf = realloc(c->found, ncap * sizeof(*nf));
+        if (nf == NULL)
+            return; /* forgotten at a later sweep */
+        c->found = nf;
+        c->cap = ncap;
+    }
+    c->found[c->n++] = p;
+}
+
+static void idle_series(void *ctx, const void *key, size_t klen, uint64_t value)
+{
+    (void)key;
+    (void)klen;
+    struct store_series *ser = (struct store_series *)(uintptr_t)value;
+    if (!ser->dirty && ser->last_ms < ((struct idle *)ctx)->before_ms)
+        collect(ctx, ser);
+}
+
+struct idle_key {
+    size_t klen;
+    char key[];
+};
+
+static void idle_seen(void *ctx, const void *key, size_t klen, uint64_t value)
+{
+    struct idle *c = ctx;
+    if ((int64_t)value >= c->before_ms)
+        return;
+    struct idle_key *k = malloc(sizeof(*k) + klen);
+    if (k == NULL)
+        return;
+    k->klen = klen;
+    memcpy(k->key, key, klen);
+    collect(c, k);
+}
+
+/*
+ * Forgets what the writer keeps of series and processes that had nothing
+ * new for forget_after_ms: PRODUCT.md's process-grace, after which a process
+ * is no longer live. Their records are in LMDB and are read back if they
+ * return. The site counts are dropped whole and recounted on demand.
+ */
+static void forget_idle(struct apm_store *s, int64_t now_ms)
+{
+    s->forgotten_at_ms = now_ms;
+    struct idle c = {.before_ms = now_ms - s->forget_after_ms};
+    apm_hashmap_foreach(&s->index, idle_series, &c);
+    size_t nseries = c.n;
+    for (size_t i = 0; i < c.n; i++) {
+        struct store_series *ser = c.found[i];
+        apm_hashmap_del(&s->index, ser->key, ser->klen);
+        series_free(ser);
+    }
+    c.n = 0;
+    apm_hashmap_foreach(&s->seen, idle_seen, &c);
+    for (size_t i = 0; i < c.n; i++) {
+        struct idle_key *k = c.found[i];
+        apm_hashmap_del(&s->seen, k->key, k->klen);
+        free(k);
+    }
+    free(c.found);
+    apm_hashmap_close(&s->site_counts);
+    apm_hashmap_init(&s->site_counts);
+    if (nseries > 0) {
+        atomic_fetch_add(&s->forgotten, nseries);
+        apm_mem_release();
+    }
+}
+
 /* Ends t: the changed series either become clean (kept) or are forgotten. */
 static void txn_end(struct apm_store_txn *t, bool committed)
 {
@@ -572,8 +719,13 @@ static void txn_end(struct apm_store_txn *t, bool committed)
         }
     }
     if (committed) {
+        if (t->samples > 0)
+            atomic_store(&s->full, 0); /* batches are taken again */
         atomic_fetch_add(&s->commits, 1);
         atomic_fetch_add(&s->sites_refused, t->sites_refused);
+        int64_t now = apm_now_ms();
+        if (now - s->forgotten_at_ms >= s->forget_after_ms / 4)
+            forget_idle(s, now);
     } else {
         apm_hashmap_close(&s->seen);
         apm_hashmap_init(&s->seen);
@@ -634,8 +786,7 @@ void apm_store_txn_abort(struct apm_store_txn *t)
 static int seal(struct apm_store_txn *t, struct store_series *ser)
 {
     uint8_t key[16];
-    apm_store_put_be64(key, ser->id);
-    apm_store_put_be64(key + 8, (uint64_t)ser->head.first_t ^ (1ull << 63));
+    apm_store_chunk_key(key, ser->id, ser->head.first_t);
     MDB_val k = {sizeof(key), key}, v = {ser->head.len, ser->head.buf};
     int rc = mdb_put(t->txn, t->s->dbi[DB_CHUNKS], &k, &v, 0);
     if (rc != 0)

@@ -27,6 +27,17 @@ struct apm_store_options {
     unsigned chunk_samples;         /* samples per sealed chunk; 0 = default (120) */
     bool no_sync;                   /* tests and benchmarks only: skip fsync at commit */
     unsigned max_sites_per_process; /* allocation sites kept per process; 0 = default (1000) */
+    /*
+     * The writer's in-memory state of a series (its open chunk, its seen
+     * times) is forgotten once it had no sample this long (process-grace), and
+     * read back from LMDB if it comes back; 0 = default (2 min).
+     */
+    int64_t forget_after_ms;
+    /* Retention (apm_store_maintain): 0 keeps forever. */
+    int64_t retention_ms; /* raw samples */
+    int64_t rollup_1m_ms; /* 1-minute rollups */
+    int64_t rollup_1h_ms; /* 1-hour rollups */
+    uint64_t max_disk;    /* budget the map may grow to; 0 = map_size (no growth) */
 };
 
 /*
@@ -116,6 +127,7 @@ struct apm_series_filter {
     const char *process_id;
     int32_t pid;
     enum apm_metric metric;
+    uint64_t after_id; /* paging: only series with a larger id (0 = from the first) */
 };
 
 /* Callbacks receive pointers valid only during the call; return nonzero to stop. */
@@ -144,8 +156,96 @@ struct apm_store_stats {
     uint64_t bytes_on_disk; /* size of the LMDB data file's used pages */
     uint64_t commits;
     uint64_t sites_refused; /* new allocation sites refused over the per-process cap, this run */
+    uint64_t forgotten;     /* series the writer forgot after forget_after_ms, this run */
+    /* Maintenance (apm_store_maintain), this run. */
+    uint64_t chunks_deleted; /* sealed chunks deleted for retention */
+    uint64_t chunks_pruned;  /* sealed chunks deleted early for the disk budget */
+    uint64_t heads_dropped;  /* open chunks of idle series emptied for retention */
+    uint64_t series_removed; /* series with nothing left, removed from the index */
+    uint64_t processes_removed;
+    uint64_t hosts_removed;
+    uint64_t rollups_written; /* rollup buckets written or updated */
+    uint64_t rollups_deleted; /* rollup buckets deleted for their retention */
+    uint64_t rollup_bytes;    /* pages of the rollup database */
+    uint64_t slices;          /* maintenance slices committed */
+    uint64_t passes;          /* maintenance passes over every series finished */
+    uint64_t slice_us_max;    /* longest maintenance slice, microseconds, commit included */
+    uint64_t map_size;        /* current LMDB map size */
+    uint64_t max_disk;        /* the budget the map may grow to */
+    uint64_t map_grows;       /* times the map was doubled */
+    uint64_t full;            /* 1 while batches are refused: full and nothing left to delete */
 };
 int apm_store_stats(struct apm_store *s, struct apm_store_stats *out);
+
+/* ---- maintenance (writer thread, between write transactions) ---- */
+
+/*
+ * One slice of the maintenance pass: for the next series in id order, rolls
+ * up raw samples into 1-minute and 1-hour buckets, deletes sealed chunks
+ * older than the retention (and, near the disk budget, the oldest ones),
+ * rollups older than theirs, and series, processes and hosts with nothing
+ * left. Stops after about max_keys keys written or deleted or max_us
+ * microseconds, commits, and returns 1 when the pass reached the last series
+ * (the next call starts a new pass), 0 when more remains, or a negative code.
+ * now_ms is the wall clock. No transaction may be open.
+ */
+int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, int64_t max_us);
+
+/*
+ * Called after a write transaction failed with APM_E_FULL (writer thread, no
+ * transaction open): doubles the map if the budget allows, else deletes the
+ * oldest raw chunks. Returns 1 when there is room to try again, 0 when
+ * nothing could be freed (the store is full: batches are refused, reads go
+ * on), or a negative code.
+ */
+int apm_store_make_room(struct apm_store *s, int64_t now_ms);
+
+/* Why the store refuses batches now, or NULL when it does not. Any thread. */
+const char *apm_store_full_reason(struct apm_store *s);
+
+/* ---- rollups ---- */
+
+#define APM_ROLLUP_1M 60000
+#define APM_ROLLUP_1H 3600000
+
+struct apm_rollup {
+    int64_t min;
+    int64_t max;
+    int64_t sum; /* wraps modulo 2^64, as the codec does */
+    int64_t last;
+    uint64_t count;
+};
+
+typedef int (*apm_store_rollup_cb)(void *ctx, int64_t start_ms, const struct apm_rollup *r);
+
+/*
+ * Stored rollup buckets of one series at resolution res_ms (APM_ROLLUP_1M or
+ * APM_ROLLUP_1H) with from_ms <= start <= to_ms, in time order. Buckets are
+ * [start, start + res) aligned to multiples of res since the epoch.
+ */
+int apm_store_read_rollups(struct apm_store *s, uint64_t series_id, int64_t res_ms, int64_t from_ms,
+                           int64_t to_ms, apm_store_rollup_cb cb, void *ctx);
+
+enum apm_store_agg { APM_AGG_MEAN, APM_AGG_MIN, APM_AGG_MAX, APM_AGG_LAST };
+
+/* "mean", "min", "max", "last" -> *out. Returns 0 or APM_E_PARSE. */
+int apm_store_agg_parse(const char *name, enum apm_store_agg *out);
+
+typedef int (*apm_store_point_cb)(void *ctx, int64_t t_ms, double value);
+
+/*
+ * One point per step: buckets [k*step, (k+1)*step) overlapping [from, to],
+ * each with the aggregate of the samples in it, in time order; empty buckets
+ * are skipped. Answered from the coarsest stored resolution that divides
+ * step (1 h, 1 min), the samples not rolled up yet read raw. *res_ms (may be
+ * NULL) says which resolution answered (0 = raw). step_ms > 0.
+ */
+int apm_store_read_steps(struct apm_store *s, uint64_t series_id, int64_t from_ms, int64_t to_ms,
+                         int64_t step_ms, enum apm_store_agg agg, apm_store_point_cb cb, void *ctx,
+                         int64_t *res_ms);
+
+/* The resolution apm_store_read_steps uses for step_ms: 3600000, 60000 or 0 (raw). */
+int64_t apm_store_step_resolution(int64_t step_ms);
 
 /* Adds the "store" counters to r; reading them opens a read transaction. Any thread. */
 int apm_store_add_counters(struct apm_store *s, struct apm_counters *r);

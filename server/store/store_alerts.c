@@ -14,9 +14,9 @@ int apm_store_alerts_put(struct apm_store *s, const struct apm_store_alert_rec *
                          const uint64_t *del, size_t ndel, uint64_t next_id)
 {
     MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = apm_store_other_write_begin(s, &txn);
     if (rc != 0)
-        return apm_store_mdb_error(rc, "alerts: begin");
+        return rc;
     MDB_dbi dbi = s->dbi[DB_ALERTS];
     uint8_t key[8];
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -39,10 +39,10 @@ int apm_store_alerts_put(struct apm_store *s, const struct apm_store_alert_rec *
         rc = mdb_put(txn, dbi, &k, &v, 0);
     }
     if (rc != 0) {
-        mdb_txn_abort(txn);
+        apm_store_read_end(s, txn);
         return apm_store_mdb_error(rc, "alerts: write");
     }
-    rc = apm_store_commit(s, txn);
+    rc = apm_store_other_write_commit(s, txn);
     if (rc == 0)
         atomic_fetch_add(&s->commits, 1);
     return rc;
@@ -53,9 +53,10 @@ int apm_store_alerts_load(struct apm_store *s, apm_store_alert_cb cb, void *ctx,
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     *next_id = 1;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc == 0)
-        rc = mdb_cursor_open(txn, s->dbi[DB_ALERTS], &cur);
+    int rc = apm_store_read_begin(s, &txn);
+    if (rc < 0)
+        return rc;
+    rc = mdb_cursor_open(txn, s->dbi[DB_ALERTS], &cur);
     MDB_val k, v;
     int op = MDB_FIRST;
     while (rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0) {
@@ -75,7 +76,6 @@ int apm_store_alerts_load(struct apm_store *s, apm_store_alert_cb cb, void *ctx,
         rc = 0;
     if (cur != NULL)
         mdb_cursor_close(cur);
-    if (txn != NULL)
-        mdb_txn_abort(txn);
+    apm_store_read_end(s, txn);
     return apm_store_mdb_error(rc, "alerts: load");
 }

@@ -18,7 +18,7 @@
 
 bool apm_store_metric_has_site(enum apm_metric m)
 {
-    return m == APM_METRIC_SITE_SIZE || m == APM_METRIC_SITE_COUNT;
+    return m == APM_METRIC_SITE_SIZE || m == APM_METRIC_SITE_COUNT || m == APM_METRIC_SITE_VAR;
 }
 
 void apm_store_process_id(char *buf, size_t size, const char *host, int32_t pid, int64_t start_ms)
@@ -103,16 +103,16 @@ int apm_store_find_series(struct apm_store *s, const char *host, const char *pro
     if (rc != 0)
         return rc;
     MDB_txn *txn = NULL;
-    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    rc = apm_store_read_begin(s, &txn);
     if (rc != 0)
-        return apm_store_mdb_error(rc, "read");
+        return rc;
     MDB_val k = {klen, key}, v;
     rc = mdb_get(txn, s->dbi[DB_SERIES_KEY], &k, &v);
     if (rc == 0 && v.mv_size == 8)
         *id = apm_store_get_be64(v.mv_data);
     else if (rc == 0)
         rc = MDB_CORRUPTED;
-    mdb_txn_abort(txn);
+    apm_store_read_end(s, txn);
     if (rc == MDB_NOTFOUND)
         return APM_E_NOTFOUND;
     return apm_store_mdb_error(rc, "series key");

@@ -33,6 +33,8 @@ enum store_db {
     DB_WATERMARKS, /* agent id with its NUL -> instance, seq */
     DB_VERDICTS,   /* series id (big-endian u64) -> latest analysis verdict (store_verdict.c) */
     DB_ALERTS,     /* alert id (big-endian u64) -> alert record (store_alerts.c) */
+    DB_ROLLUPS,    /* series id, resolution byte, bucket start (big-endian) -> rollup */
+    DB_ROLLUP_WM,  /* series id -> u64 [2]: raw samples before these times are rolled (1m, 1h) */
     DB_COUNT
 };
 
@@ -78,14 +80,101 @@ struct apm_store {
     size_t scratch_cap;
     struct apm_store_txn *txn;
     unsigned max_sites;
+    int64_t forget_after_ms;
+    int64_t forgotten_at_ms; /* wall time of the last sweep of the index */
     /* Process id -> allocation sites stored; counted from LMDB on first use, cleared on abort. */
     struct apm_hashmap site_counts;
+    /* Maintenance (store_retention.c), writer thread only. */
+    int64_t retention_ms;
+    int64_t rollup_ms[2];    /* retention of the 1m and 1h rollups */
+    uint64_t maint_next_id;  /* the next series the pass looks at */
+    int64_t pressure_cutoff; /* raw chunks ending before this go now (disk budget), else 0 */
+    int64_t oldest_raw_ms;   /* oldest sealed chunk seen by the last pass */
+    int64_t pass_oldest_ms;  /* ... by the pass going on */
+    int64_t last_prune_log_ms;
+    int64_t last_slow_log_ms;
+    int64_t maint_now; /* the wall clock of the slice going on */
+    /*
+     * The map may only be resized with no transaction open in the process:
+     * every transaction outside the writer thread holds this lock shared,
+     * and a resize (writer thread, between its transactions) takes it alone.
+     */
+    pthread_rwlock_t resize_lock;
+    uint64_t max_disk;
     /* Any thread. */
     pthread_mutex_t failure_mu;       /* guards failure_log */
     struct apm_log_limit failure_log; /* failed commits, logged rate-limited */
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t sites_refused;
+    atomic_uint_fast64_t forgotten; /* series dropped from the index after forget_after_ms */
+    atomic_uint_fast64_t m[16];     /* maintenance counters, enum store_mcounter */
+    atomic_uint_fast64_t map_size;
+    atomic_int full; /* 1: refusing batches, nothing left to delete */
 };
+
+/* Maintenance counters in apm_store::m, reported by apm_store_stats. */
+enum store_mcounter {
+    MC_CHUNKS_DELETED,
+    MC_CHUNKS_PRUNED,
+    MC_HEADS_DROPPED,
+    MC_SERIES_REMOVED,
+    MC_PROCESSES_REMOVED,
+    MC_HOSTS_REMOVED,
+    MC_ROLLUPS_WRITTEN,
+    MC_ROLLUPS_DELETED,
+    MC_SLICES,
+    MC_PASSES,
+    MC_SLICE_US_MAX,
+    MC_MAP_GROWS,
+    MC_COUNT
+};
+
+/*
+ * Read transactions (and write transactions of threads other than the
+ * writer's) begin and end here, under the resize lock shared.
+ */
+int apm_store_read_begin(struct apm_store *s, MDB_txn **txn);
+int apm_store_other_write_begin(struct apm_store *s, MDB_txn **txn);
+void apm_store_read_end(struct apm_store *s, MDB_txn *txn);
+/* Commits (apm_store_commit) a transaction of apm_store_other_write_begin; releases the lock. */
+int apm_store_other_write_commit(struct apm_store *s, MDB_txn *txn);
+
+/* The first sealed chunk's or rollup's key: series id, then a time with its sign bit flipped. */
+void apm_store_chunk_key(uint8_t key[16], uint64_t id, int64_t t);
+int64_t apm_store_chunk_key_t(const MDB_val *k);
+
+struct store_series_record;
+
+/*
+ * Raw samples of a series in an open transaction, from_ms <= t <= to_ms,
+ * sealed chunks then the open chunk of rec (store_read.c).
+ */
+int apm_store_txn_read_samples(struct apm_store *s, MDB_txn *txn, uint64_t id,
+                               const struct store_series_record *rec, int64_t from_ms,
+                               int64_t to_ms, apm_store_sample_cb cb, void *ctx);
+
+/* ---- rollups (store_rollup.c) ---- */
+
+/* Index 0 (1 minute) or 1 (1 hour) of a resolution. */
+#define ROLLUP_RES(i) ((i) == 0 ? (int64_t)APM_ROLLUP_1M : (int64_t)APM_ROLLUP_1H)
+
+/* Floor division of t by r, times r: the start of t's bucket (also for t < 0). */
+int64_t apm_rollup_floor(int64_t t, int64_t r);
+void apm_rollup_add(struct apm_rollup *r, int64_t v);
+/* a then b (b later in time) -> a. */
+void apm_rollup_merge(struct apm_rollup *a, const struct apm_rollup *b);
+/* The rollups' key: series id, resolution index, bucket start. */
+#define ROLLUP_KEY_LEN 17u
+void apm_rollup_key(uint8_t key[ROLLUP_KEY_LEN], uint64_t id, int res_i, int64_t start);
+int apm_rollup_decode(const void *buf, size_t len, struct apm_rollup *out);
+/* Encodes into buf (at least APM_ROLLUP_MAX_BYTES); returns the length. */
+#define APM_ROLLUP_MAX_BYTES 50u
+size_t apm_rollup_encode(const struct apm_rollup *r, uint8_t *buf);
+/* Reads rollups in a transaction (see apm_store_read_rollups). */
+int apm_store_txn_read_rollups(struct apm_store *s, MDB_txn *txn, uint64_t id, int res_i,
+                               int64_t from_ms, int64_t to_ms, apm_store_rollup_cb cb, void *ctx);
+/* The watermarks: raw samples before wm[i] are in the rollups of resolution i. */
+int apm_store_rollup_wm(struct apm_store *s, MDB_txn *txn, uint64_t id, int64_t wm[2]);
 
 struct apm_store_txn {
     struct apm_store *s;
@@ -137,6 +226,10 @@ int apm_store_put_probe(struct apm_store_txn *t, const char *host, const struct 
 
 /* How stale a process's or host's last_seen may be before its record is rewritten. */
 #define APM_STORE_SEEN_REFRESH_MS 10000
+
+/* Reads a series record in txn. Returns 0, APM_E_NOTFOUND or an error (store_read.c). */
+int apm_store_get_record(struct apm_store *s, MDB_txn *txn, uint64_t id,
+                         struct store_series_record *rec);
 
 /*
  * Commits txn (which ends, whatever the outcome). Returns 0, APM_E_FULL for a

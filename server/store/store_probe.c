@@ -140,6 +140,12 @@ static int put_site(struct apm_store_txn *t, const char *host, const char *pid,
         rc = put_with_prev(t, key, klen, p, APM_METRIC_SITE_COUNT, prev_ts,
                            st->count - st->count_diff, d->t_ms, st->count);
     }
+    /* A sampled site's error: its running variance (0 before it was seen: conservative). */
+    if (rc == 0 && d->sample_bytes > 0) {
+        key[plen - 1] = (char)APM_METRIC_SITE_VAR;
+        rc = put_with_prev(t, key, klen, p, APM_METRIC_SITE_VAR, prev_ts, 0, d->t_ms,
+                           st->growth_var);
+    }
     free(name);
     return rc < 0 ? rc : 0;
 }

@@ -11,16 +11,11 @@
 #include "common/error.h"
 #include "server/store/store_priv.h"
 
-static int read_begin(struct apm_store *s, MDB_txn **txn)
-{
-    return apm_store_mdb_error(mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn), "read");
-}
-
 int apm_store_watermark(struct apm_store *s, const char *agent_id, uint64_t instance,
                         uint64_t *out_seq)
 {
     MDB_txn *txn = NULL;
-    int rc = read_begin(s, &txn);
+    int rc = apm_store_read_begin(s, &txn);
     if (rc < 0)
         return rc;
     MDB_val k = {strlen(agent_id) + 1, (void *)agent_id}, v;
@@ -32,7 +27,7 @@ int apm_store_watermark(struct apm_store *s, const char *agent_id, uint64_t inst
         if (stored[0] == instance)
             *out_seq = stored[1];
     }
-    mdb_txn_abort(txn);
+    apm_store_read_end(s, txn);
     return rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "watermark");
 }
 
@@ -40,18 +35,30 @@ int apm_store_watermark(struct apm_store *s, const char *agent_id, uint64_t inst
  * Walks a database from the first key >= prefix while keys start with
  * prefix (every key when plen is 0), calling each(ctx, key, value).
  */
+static int scan_from(struct apm_store *s, enum store_db db, const void *prefix, size_t plen,
+                     const void *start, size_t slen,
+                     int (*each)(void *ctx, const MDB_val *k, const MDB_val *v), void *ctx);
+
 static int scan(struct apm_store *s, enum store_db db, const void *prefix, size_t plen,
                 int (*each)(void *ctx, const MDB_val *k, const MDB_val *v), void *ctx)
 {
+    return scan_from(s, db, prefix, plen, prefix, plen, each, ctx);
+}
+
+/* As scan, from the first key >= start (which begins with prefix). */
+static int scan_from(struct apm_store *s, enum store_db db, const void *prefix, size_t plen,
+                     const void *start, size_t slen,
+                     int (*each)(void *ctx, const MDB_val *k, const MDB_val *v), void *ctx)
+{
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
-    int rc = read_begin(s, &txn);
+    int rc = apm_store_read_begin(s, &txn);
     if (rc < 0)
         return rc;
     rc = mdb_cursor_open(txn, s->dbi[db], &cur);
-    MDB_val k = {plen, (void *)prefix}, v;
+    MDB_val k = {slen, (void *)start}, v;
     if (rc == 0)
-        rc = mdb_cursor_get(cur, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
+        rc = mdb_cursor_get(cur, &k, &v, slen ? MDB_SET_RANGE : MDB_FIRST);
     int stop = 0;
     while (rc == 0 && stop == 0) {
         if (plen > 0 && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
@@ -61,7 +68,7 @@ static int scan(struct apm_store *s, enum store_db db, const void *prefix, size_
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    apm_store_read_end(s, txn);
     if (stop < 0)
         return stop;
     return rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "scan");
@@ -165,12 +172,17 @@ int apm_store_list_series(struct apm_store *s, const struct apm_series_filter *f
                           apm_store_series_cb cb, void *ctx)
 {
     struct series_scan ss = {f, cb, ctx};
-    return scan(s, DB_SERIES, NULL, 0, each_series, &ss);
+    uint8_t start[8];
+    if (f == NULL || f->after_id == 0)
+        return scan(s, DB_SERIES, NULL, 0, each_series, &ss);
+    if (f->after_id == UINT64_MAX)
+        return 0;
+    apm_store_put_be64(start, f->after_id + 1);
+    return scan_from(s, DB_SERIES, NULL, 0, start, sizeof(start), each_series, &ss);
 }
 
-/* Reads a series record in txn. Returns 0, APM_E_NOTFOUND or an error. */
-static int get_record(struct apm_store *s, MDB_txn *txn, uint64_t id,
-                      struct store_series_record *rec)
+int apm_store_get_record(struct apm_store *s, MDB_txn *txn, uint64_t id,
+                         struct store_series_record *rec)
 {
     uint8_t idkey[8];
     apm_store_put_be64(idkey, id);
@@ -187,13 +199,13 @@ int apm_store_get_series(struct apm_store *s, uint64_t id, apm_store_series_cb c
 {
     MDB_txn *txn = NULL;
     struct store_series_record rec;
-    int rc = read_begin(s, &txn);
+    int rc = apm_store_read_begin(s, &txn);
     if (rc < 0)
         return rc;
-    rc = get_record(s, txn, id, &rec);
+    rc = apm_store_get_record(s, txn, id, &rec);
     if (rc == 0)
         cb(ctx, &rec.info);
-    mdb_txn_abort(txn);
+    apm_store_read_end(s, txn);
     return rc;
 }
 
@@ -215,11 +227,6 @@ static int emit_chunk(const void *buf, size_t len, int64_t first_t, int64_t from
     return rc < 0 ? APM_E_STORE : 0;
 }
 
-static int64_t chunk_key_t(const MDB_val *k)
-{
-    return (int64_t)(apm_store_get_be64((const uint8_t *)k->mv_data + 8) ^ (1ull << 63));
-}
-
 /*
  * Positions cur on the first sealed chunk of the series that may hold
  * samples at or after from: the last chunk starting at or before from, or
@@ -228,8 +235,7 @@ static int64_t chunk_key_t(const MDB_val *k)
 static int seek_chunks(MDB_cursor *cur, uint64_t id, int64_t from, MDB_val *k, MDB_val *v)
 {
     uint8_t key[16];
-    apm_store_put_be64(key, id);
-    apm_store_put_be64(key + 8, (uint64_t)from ^ (1ull << 63));
+    apm_store_chunk_key(key, id, from);
     *k = (MDB_val){sizeof(key), key};
     int rc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
     bool exact = rc == 0 && k->mv_size == 16 && memcmp(k->mv_data, key, 16) == 0;
@@ -245,41 +251,49 @@ static int seek_chunks(MDB_cursor *cur, uint64_t id, int64_t from, MDB_val *k, M
     return prc;
 }
 
-int apm_store_read_samples(struct apm_store *s, uint64_t series_id, int64_t from_ms, int64_t to_ms,
-                           apm_store_sample_cb cb, void *ctx)
+int apm_store_txn_read_samples(struct apm_store *s, MDB_txn *txn, uint64_t id,
+                               const struct store_series_record *rec, int64_t from_ms,
+                               int64_t to_ms, apm_store_sample_cb cb, void *ctx)
 {
-    MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
-    struct store_series_record rec;
-    int rc = read_begin(s, &txn);
+    if (from_ms > to_ms)
+        return 0;
+    int rc = apm_store_mdb_error(mdb_cursor_open(txn, s->dbi[DB_CHUNKS], &cur), "chunks");
     if (rc < 0)
         return rc;
-    rc = get_record(s, txn, series_id, &rec);
-    if (rc < 0 || from_ms > to_ms)
-        goto out;
-    rc = apm_store_mdb_error(mdb_cursor_open(txn, s->dbi[DB_CHUNKS], &cur), "chunks");
-    if (rc < 0)
-        goto out;
     MDB_val k, v;
-    int mrc = seek_chunks(cur, series_id, from_ms, &k, &v);
+    int mrc = seek_chunks(cur, id, from_ms, &k, &v);
     while (mrc == 0 && rc == 0) {
-        if (k.mv_size != 16 || apm_store_get_be64(k.mv_data) != series_id ||
-            chunk_key_t(&k) > to_ms)
+        if (k.mv_size != 16 || apm_store_get_be64(k.mv_data) != id ||
+            apm_store_chunk_key_t(&k) > to_ms)
             break;
-        rc = emit_chunk(v.mv_data, v.mv_size, chunk_key_t(&k), from_ms, to_ms, cb, ctx);
+        rc = emit_chunk(v.mv_data, v.mv_size, apm_store_chunk_key_t(&k), from_ms, to_ms, cb, ctx);
         if (rc == 0)
             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
         rc = apm_store_mdb_error(mrc, "chunks");
+    mdb_cursor_close(cur);
     /* The open chunk in the series record holds the newest samples. */
-    if (rc == 0 && rec.head_len > 0)
-        rc = emit_chunk(rec.head, rec.head_len, rec.head_first_t, from_ms, to_ms, cb, ctx);
+    if (rc == 0 && rec->head_len > 0)
+        rc = emit_chunk(rec->head, rec->head_len, rec->head_first_t, from_ms, to_ms, cb, ctx);
+    return rc;
+}
+
+int apm_store_read_samples(struct apm_store *s, uint64_t series_id, int64_t from_ms, int64_t to_ms,
+                           apm_store_sample_cb cb, void *ctx)
+{
+    MDB_txn *txn = NULL;
+    struct store_series_record rec;
+    int rc = apm_store_read_begin(s, &txn);
+    if (rc < 0)
+        return rc;
+    rc = apm_store_get_record(s, txn, series_id, &rec);
+    if (rc == 0)
+        rc = apm_store_txn_read_samples(s, txn, series_id, &rec, from_ms, to_ms, cb, ctx);
     if (rc == 1)
         rc = 0;
-out:
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    apm_store_read_end(s, txn);
     return rc;
 }
 
@@ -289,7 +303,7 @@ int apm_store_stats(struct apm_store *s, struct apm_store_stats *out)
     MDB_stat st;
     MDB_envinfo info;
     memset(out, 0, sizeof(*out));
-    int rc = read_begin(s, &txn);
+    int rc = apm_store_read_begin(s, &txn);
     if (rc < 0)
         return rc;
     rc = mdb_stat(txn, s->dbi[DB_SERIES], &st);
@@ -307,9 +321,30 @@ int apm_store_stats(struct apm_store *s, struct apm_store_stats *out)
         rc = mdb_env_info(s->env, &info);
     if (rc == 0)
         out->bytes_on_disk = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+    if (rc == 0)
+        rc = mdb_stat(txn, s->dbi[DB_ROLLUPS], &st);
+    if (rc == 0)
+        out->rollup_bytes =
+            (uint64_t)(st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages) * st.ms_psize;
     out->commits = atomic_load(&s->commits);
     out->sites_refused = atomic_load(&s->sites_refused);
-    mdb_txn_abort(txn);
+    out->forgotten = atomic_load(&s->forgotten);
+    out->chunks_deleted = atomic_load(&s->m[MC_CHUNKS_DELETED]);
+    out->chunks_pruned = atomic_load(&s->m[MC_CHUNKS_PRUNED]);
+    out->heads_dropped = atomic_load(&s->m[MC_HEADS_DROPPED]);
+    out->series_removed = atomic_load(&s->m[MC_SERIES_REMOVED]);
+    out->processes_removed = atomic_load(&s->m[MC_PROCESSES_REMOVED]);
+    out->hosts_removed = atomic_load(&s->m[MC_HOSTS_REMOVED]);
+    out->rollups_written = atomic_load(&s->m[MC_ROLLUPS_WRITTEN]);
+    out->rollups_deleted = atomic_load(&s->m[MC_ROLLUPS_DELETED]);
+    out->slices = atomic_load(&s->m[MC_SLICES]);
+    out->passes = atomic_load(&s->m[MC_PASSES]);
+    out->slice_us_max = atomic_load(&s->m[MC_SLICE_US_MAX]);
+    out->map_grows = atomic_load(&s->m[MC_MAP_GROWS]);
+    out->map_size = atomic_load(&s->map_size);
+    out->max_disk = s->max_disk;
+    out->full = (uint64_t)atomic_load(&s->full);
+    apm_store_read_end(s, txn);
     return apm_store_mdb_error(rc, "stats");
 }
 
@@ -328,6 +363,43 @@ static const struct apm_counter counters[] = {
                 "Write transactions committed since the start."),
     APM_COUNTER(struct apm_store_stats, sites_refused, "sites_refused", APM_COUNTER_TOTAL, "",
                 "New allocation sites refused over the per-process cap since the start."),
+    APM_COUNTER(struct apm_store_stats, forgotten, "forgotten", APM_COUNTER_TOTAL, "",
+                "Series whose in-memory state was dropped after process-grace without samples."),
+    APM_COUNTER(struct apm_store_stats, chunks_deleted, "chunks_deleted", APM_COUNTER_TOTAL, "",
+                "Sealed chunks deleted for being older than the retention."),
+    APM_COUNTER(struct apm_store_stats, chunks_pruned, "chunks_pruned", APM_COUNTER_TOTAL, "",
+                "Sealed chunks deleted before their retention to stay within max-disk."),
+    APM_COUNTER(struct apm_store_stats, heads_dropped, "heads_dropped", APM_COUNTER_TOTAL, "",
+                "Open chunks of idle series deleted for being older than the retention."),
+    APM_COUNTER(struct apm_store_stats, series_removed, "series_removed", APM_COUNTER_TOTAL, "",
+                "Series removed from the index with nothing left at any resolution."),
+    APM_COUNTER(struct apm_store_stats, processes_removed, "processes_removed", APM_COUNTER_TOTAL,
+                "", "Processes removed with no series left."),
+    APM_COUNTER(struct apm_store_stats, hosts_removed, "hosts_removed", APM_COUNTER_TOTAL, "",
+                "Hosts removed with no series left."),
+    APM_COUNTER(struct apm_store_stats, rollups_written, "rollups_written", APM_COUNTER_TOTAL, "",
+                "Rollup buckets written or updated."),
+    APM_COUNTER(struct apm_store_stats, rollups_deleted, "rollups_deleted", APM_COUNTER_TOTAL, "",
+                "Rollup buckets deleted for being older than their retention."),
+    APM_COUNTER(struct apm_store_stats, rollup_bytes, "rollup_bytes", APM_COUNTER_GAUGE, "bytes",
+                "Pages of the rollup database."),
+    APM_COUNTER(struct apm_store_stats, slices, "maintenance_slices", APM_COUNTER_TOTAL, "",
+                "Maintenance slices committed (rollups and deletions)."),
+    APM_COUNTER(struct apm_store_stats, passes, "maintenance_passes", APM_COUNTER_TOTAL, "",
+                "Maintenance passes over every series finished."),
+    APM_COUNTER(struct apm_store_stats, slice_us_max, "slice_max", APM_COUNTER_GAUGE,
+                "microseconds",
+                "Longest maintenance slice, commit included (ingest waits at most this long)."),
+    APM_COUNTER(struct apm_store_stats, map_size, "map_size", APM_COUNTER_GAUGE, "bytes",
+                "LMDB map size now (grows by doubling up to max_disk)."),
+    APM_COUNTER(struct apm_store_stats, max_disk, "max_disk", APM_COUNTER_GAUGE, "bytes",
+                "Disk budget the map may grow to."),
+    APM_COUNTER(struct apm_store_stats, map_grows, "map_grows", APM_COUNTER_TOTAL, "",
+                "Times the map was doubled."),
+    APM_COUNTER(
+        struct apm_store_stats, full, "full", APM_COUNTER_GAUGE, "",
+        "Set to 1 while batches are refused: the budget is reached and no raw chunk is left to "
+        "delete."),
     {.name = NULL},
 };
 
@@ -355,9 +427,9 @@ int apm_store_list_process_series(struct apm_store *s, const char *process_id,
         return 0;
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    int rc = apm_store_read_begin(s, &txn);
     if (rc != 0)
-        return apm_store_mdb_error(rc, "read");
+        return rc;
     rc = mdb_cursor_open(txn, s->dbi[DB_SERIES_KEY], &cur);
     MDB_val k = {plen, prefix}, v;
     if (rc == 0)
@@ -381,7 +453,7 @@ int apm_store_list_process_series(struct apm_store *s, const char *process_id,
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    apm_store_read_end(s, txn);
     if (stop < 0)
         return stop;
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "scan");

@@ -173,12 +173,14 @@ int apm_store_verdict_put(struct apm_store *s, const struct apm_verdict_record *
     if (n == 0)
         return 0;
     MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = apm_store_other_write_begin(s, &txn);
+    if (rc < 0)
+        return rc;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         size_t len = 0;
         uint8_t *buf = encode(recs[i], &len);
         if (buf == NULL) {
-            mdb_txn_abort(txn);
+            apm_store_read_end(s, txn);
             return -ENOMEM;
         }
         uint8_t key[8];
@@ -188,16 +190,16 @@ int apm_store_verdict_put(struct apm_store *s, const struct apm_verdict_record *
         free(buf);
     }
     if (rc != 0) {
-        mdb_txn_abort(txn);
+        apm_store_read_end(s, txn);
         return apm_store_mdb_error(rc, "verdicts");
     }
-    return apm_store_commit(s, txn);
+    return apm_store_other_write_commit(s, txn);
 }
 
 int apm_store_verdict_get(struct apm_store *s, uint64_t series_id, struct apm_verdict_record *out)
 {
     MDB_txn *txn = NULL;
-    int rc = apm_store_mdb_error(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn), "read");
+    int rc = apm_store_read_begin(s, &txn);
     if (rc < 0)
         return rc;
     uint8_t key[8];
@@ -210,7 +212,7 @@ int apm_store_verdict_get(struct apm_store *s, uint64_t series_id, struct apm_ve
         rc = apm_store_mdb_error(rc, "verdict");
     else
         rc = decode(v.mv_data, v.mv_size, series_id, out);
-    mdb_txn_abort(txn);
+    apm_store_read_end(s, txn);
     return rc;
 }
 
@@ -221,9 +223,12 @@ int apm_store_verdict_list(struct apm_store *s, apm_store_verdict_cb cb, void *c
     struct apm_verdict_record *rec = malloc(sizeof(*rec));
     if (rec == NULL)
         return -ENOMEM;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc == 0)
-        rc = mdb_cursor_open(txn, s->dbi[DB_VERDICTS], &cur);
+    int rc = apm_store_read_begin(s, &txn);
+    if (rc < 0) {
+        free(rec);
+        return rc;
+    }
+    rc = mdb_cursor_open(txn, s->dbi[DB_VERDICTS], &cur);
     MDB_val k, v;
     if (rc == 0)
         rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -236,8 +241,7 @@ int apm_store_verdict_list(struct apm_store *s, apm_store_verdict_cb cb, void *c
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
-    if (txn != NULL)
-        mdb_txn_abort(txn);
+    apm_store_read_end(s, txn);
     free(rec);
     if (stop != 0)
         return 0;

@@ -220,6 +220,7 @@ static void test_probe_listener_turns_lines_into_diffs_of_the_peer(void **state)
     assert_int_equal(d->sites[0].line, 88);
     assert_int_equal(d->sites[0].size_diff, 1024);
     assert_int_equal(d->sites[1].size_diff, -24);
+    assert_int_equal(d->sample_bytes, 0);
     assert_int_equal(b->ngc, 1);
     assert_int_equal(b->gc[0].t_ms, 1700000001250LL);
     assert_int_equal(b->gc[0].ngen, 3);
@@ -231,6 +232,56 @@ static void test_probe_listener_turns_lines_into_diffs_of_the_peer(void **state)
     b = apm_batch_new(0);
     assert_int_equal(apm_probe_listener_drain(e.l, b, lookup, &lk), 0);
     assert_int_equal(b->ndiffs + b->ngc + b->nprocs, 0);
+    apm_batch_free(b);
+    close(fd);
+    teardown(&e);
+}
+
+#define SAMPLED_SITE                                                                               \
+    "{\"file\":\"/srv/app.py\",\"line\":88,\"size\":3000,\"size_diff\":1024,\"count\":30,"         \
+    "\"count_diff\":10"
+#define SAMPLED_HEAD DIFF_HEAD "\"source\":\"sampled\",\"sample_bytes\":524288,\"samples\":12,"
+
+/* Sampled diffs: estimates with their errors; their extra fields all there or none. */
+static void test_probe_listener_reads_sampled_diffs_strictly(void **state)
+{
+    (void)state;
+    struct env e;
+    setup(&e, 0, 0);
+    int fd = client(&e);
+    char hello[1024];
+    snprintf(hello, sizeof(hello), HELLO_FMT, (int)getpid());
+    send_str(&e, fd, hello);
+    send_str(&e, fd,
+             SAMPLED_HEAD "\"top\":[" SAMPLED_SITE ",\"size_err\":300,\"growth_var\":"
+                          "90000}],\"truncated\":0}\n");
+    send_str(&e, fd, DIFF_HEAD "\"source\":\"tracemalloc\",\"top\":[],\"truncated\":0}\n");
+    const char *bad[] = {
+        SAMPLED_HEAD "\"top\":[" SAMPLED_SITE "}],\"truncated\":0}\n", /* no errors */
+        DIFF_HEAD "\"top\":[" SAMPLED_SITE ",\"size_err\":1,\"growth_var\":1}],"
+                  "\"truncated\":0}\n", /* errors on an exact diff */
+        DIFF_HEAD "\"source\":\"tracemalloc\",\"sample_bytes\":1,\"top\":[],"
+                  "\"truncated\":0}\n", /* a rate on an exact diff */
+        DIFF_HEAD "\"source\":\"guessed\",\"top\":[],\"truncated\":0}\n",
+        DIFF_HEAD "\"source\":\"sampled\",\"samples\":1,\"top\":[],"
+                  "\"truncated\":0}\n", /* no rate */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        send_str(&e, fd, bad[i]);
+    wait_lines(&e, 8);
+    struct apm_probe_listener_stats s = stats_of(&e);
+    assert_int_equal(s.lines_ok, 3);
+    assert_int_equal(s.bad_lines, 5);
+    struct apm_batch *b = apm_batch_new(0);
+    struct lookups lk = {0};
+    assert_int_equal(apm_probe_listener_drain(e.l, b, lookup, &lk), 0);
+    assert_int_equal(b->ndiffs, 2);
+    const struct apm_trace_diff *d = &b->diffs[0];
+    assert_int_equal(d->sample_bytes, 524288);
+    assert_int_equal(d->samples, 12);
+    assert_int_equal(d->sites[0].size_err, 300);
+    assert_int_equal(d->sites[0].growth_var, 90000);
+    assert_int_equal(b->diffs[1].sample_bytes, 0);
     apm_batch_free(b);
     close(fd);
     teardown(&e);
@@ -366,20 +417,27 @@ static void test_probe_listener_routes_controls_to_the_probe_of_the_process(void
     struct apm_msg_control c = {
         .action = APM_CONTROL_TRACE, .pid = getpid(), .start_ms = 0, .duration_s = 600};
     assert_int_equal(apm_probe_listener_control(e.l, &c), 0);
+    c.exact = true; /* tracemalloc even where the probe samples */
+    assert_int_equal(apm_probe_listener_control(e.l, &c), 0);
     c.action = APM_CONTROL_STOP;
     assert_int_equal(apm_probe_listener_control(e.l, &c), 0);
     char got[256] = {0};
-    size_t len = 0;
-    for (int i = 0; i < 2000 && strchr(got, '\n') == strrchr(got, '\n'); i++) {
+    size_t len = 0, lines = 0;
+    for (int i = 0; i < 2000 && lines < 3; i++) {
         uv_run(&e.loop, UV_RUN_NOWAIT);
         ssize_t n = read(fd, got + len, sizeof(got) - 1 - len);
-        if (n > 0)
+        if (n > 0) {
+            for (ssize_t k = 0; k < n; k++)
+                lines += got[len + (size_t)k] == '\n';
             len += (size_t)n;
+        }
         usleep(1000);
     }
-    assert_string_equal(got, "{\"type\":\"control\",\"action\":\"trace\",\"duration_s\":600}\n"
-                             "{\"type\":\"control\",\"action\":\"stop\"}\n");
-    assert_int_equal(stats_of(&e).controls_sent, 2);
+    assert_string_equal(
+        got, "{\"type\":\"control\",\"action\":\"trace\",\"duration_s\":600}\n"
+             "{\"type\":\"control\",\"action\":\"trace\",\"duration_s\":600,\"exact\":true}\n"
+             "{\"type\":\"control\",\"action\":\"stop\"}\n");
+    assert_int_equal(stats_of(&e).controls_sent, 3);
     /* Another process's control is not delivered here. */
     c.pid = getpid() + 1;
     assert_int_equal(apm_probe_listener_control(e.l, &c), APM_E_NOTFOUND);
@@ -488,6 +546,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probe_listener_turns_lines_into_diffs_of_the_peer),
+        cmocka_unit_test(test_probe_listener_reads_sampled_diffs_strictly),
         cmocka_unit_test(test_probe_listener_attributes_a_false_pid_to_the_real_peer),
         cmocka_unit_test(test_probe_listener_drops_bad_lines_and_disconnects_repeat_offenders),
         cmocka_unit_test(test_probe_listener_requires_hello_first),

@@ -32,14 +32,17 @@ struct env {
     struct apm_writer *writer;
     struct apm_ingest *ingest;
     int port;
+    uint64_t max_processes; /* per agent; 0 = the default */
 };
 
 static void start_ingest(struct env *e, int port)
 {
     char listen[64];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-    struct apm_ingest_options io = {
-        .listen = listen, .token = TOKEN, .token_len = sizeof(TOKEN) - 1};
+    struct apm_ingest_options io = {.listen = listen,
+                                    .token = TOKEN,
+                                    .token_len = sizeof(TOKEN) - 1,
+                                    .max_processes_per_agent = e->max_processes};
     assert_int_equal(apm_ingest_new(&e->loop, e->store, e->writer, &io, &e->ingest), 0);
     e->port = apm_ingest_port(e->ingest);
 }
@@ -243,6 +246,38 @@ static void test_uplink_wrong_token_is_refused_and_counted(void **state)
     close_uplink(e, u);
 }
 
+/* A batch refused for a cardinality limit is dropped and counted, never resent; the rest flows. */
+static void test_uplink_batch_over_a_limit_is_dropped_not_resent(void **state)
+{
+    struct env *e = *state;
+    stop_ingest(e);
+    e->max_processes = 3;
+    start_ingest(e, 0);
+    struct apm_uplink *u = new_uplink(e, (const char *)TOKEN, 0);
+    apm_uplink_push(u, make_batch(1000));
+    assert_true(run_until_acked(e, u, 1));
+    struct apm_batch *b = apm_batch_new(0);
+    for (int i = 0; i < 3; i++) {
+        struct apm_proc_desc p = {.pid = 600 + i, .start_ms = 1000, .name = "flood.py"};
+        uint32_t idx;
+        assert_int_equal(apm_batch_add_proc(b, &p, &idx), 0);
+        assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, 2000, 1 << 20), 0);
+    }
+    apm_uplink_push(u, b);
+    apm_uplink_push(u, make_batch(3000));
+    assert_true(run_until_acked(e, u, 2));
+    struct apm_uplink_stats st;
+    apm_uplink_get_stats(u, &st);
+    assert_int_equal(st.batches_refused, 1);
+    assert_int_equal(st.samples_refused, 3);
+    assert_int_equal(st.queue_len, 0);
+    struct apm_ingest_stats is;
+    apm_ingest_get_stats(e->ingest, &is);
+    assert_int_equal(is.refused_processes, 1);
+    assert_int_equal(stored_samples(e), 2);
+    close_uplink(e, u);
+}
+
 static void test_uplink_full_queue_drops_oldest_and_counts(void **state)
 {
     struct env *e = *state;
@@ -266,6 +301,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_uplink_resends_after_collector_returns_and_stores_once,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_uplink_wrong_token_is_refused_and_counted, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_uplink_batch_over_a_limit_is_dropped_not_resent, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_uplink_full_queue_drops_oldest_and_counts, setup,
                                         teardown),

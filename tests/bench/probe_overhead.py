@@ -7,8 +7,15 @@ prints the probe's cost over tracemalloc's own and the idle probe's cost over ba
 Part 2 builds heaps of 10k, 100k and 1M live traces and times one probe snapshot step
 (take + filter + group + diff), its encoding and sending, against the standard library's
 take_snapshot() + compare_to() on the same heap.
+Part 3 is sampled mode, side by side in one run: bare, tracemalloc at 1 frame, and the
+probe in sampled mode (a diff every second) at 512 KiB (the default), 128 KiB and 32 KiB,
+on the allocation-heavy workload and on a small WSGI app (wsgiref) under load from a
+client process; then the resident memory the sampler adds at 1M live objects.
 
-    PYTHONPATH=agent/python python3 tests/bench/probe_overhead.py [--rounds N] [--quick]
+    PYTHONPATH=agent/python:BUILD/python python3 tests/bench/probe_overhead.py \
+        [--rounds N] [--quick] [--part 1|2|3|all]
+
+(BUILD/python holds the compiled apm_probe._sampler; without it part 3 says so and stops.)
 
 Figures come from here, never from unit tests. Run on a quiet machine: the idle overhead
 is below the noise of a busy one.
@@ -68,11 +75,106 @@ def sink(path: str) -> threading.Thread:
     return thread
 
 
-def child(config: str, rounds: int, sock: str) -> None:
+SAMPLED = {"sampled-512k": 512 << 10, "sampled-128k": 128 << 10, "sampled-32k": 32 << 10}
+SAMPLED_CONFIGS = ("bare", "tracemalloc") + tuple(SAMPLED)
+
+WSGI_CLIENT = """
+import http.client, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+t0 = time.perf_counter()
+for i in range(n):
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    c.request("GET", "/users?page=%d&size=50" % (i % 20))
+    body = c.getresponse().read()
+    assert len(body) > 1000
+    c.close()
+print(time.perf_counter() - t0)
+"""
+
+
+def wsgi_app(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
+    """A small JSON API: parse the query, build a page of records, keep a little session
+    state (bounded), render."""
+    from urllib.parse import parse_qs
+
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    page, size = int(query.get("page", ["0"])[0]), int(query.get("size", ["20"])[0])
+    rows = [{"id": page * size + i, "name": "user-%d" % (page * size + i),
+             "email": "u%d@example.org" % i, "roles": ["reader", "writer"][: 1 + i % 2],
+             "score": i * 1.5} for i in range(size)]
+    SESSIONS[page] = rows[0]["name"]
+    body = json.dumps({"page": page, "rows": rows}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+SESSIONS: Dict[int, str] = {}
+
+
+def serve_wsgi(requests: int) -> float:
+    """Serves `requests` requests of a client process; returns the client's wall time."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, wsgi_app, handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    out = subprocess.run([sys.executable, "-c", WSGI_CLIENT, str(port), str(requests)],
+                         capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=""))
+    server.shutdown()
+    return float(out.stdout.strip())
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def child(config: str, rounds: int, sock: str, work: str = "alloc") -> None:
     import apm_probe
+
+    if config in SAMPLED:
+        if not apm_probe.start(socket=sock, mode="sampled", sample_bytes=SAMPLED[config],
+                               interval=1.0) or apm_probe.stats().get("sampler") is None:
+            raise SystemExit(f"the sampler did not start: {apm_probe.stats().get('sampler_error')}")
+        if work == "heap":
+            base = rss_kib()
+            keep = [(i, str(i)) for i in range(1_000_000)]  # 1M live objects (+ their ints, strs)
+            grown = rss_kib() - base
+            st = apm_probe.stats()["sampler"]
+            print(json.dumps({"rss_growth_kib": grown, "live_samples": st["live"],
+                              "table_bytes": st["table_bytes"], "objects": len(keep)}))
+            return
+    elif work == "heap":
+        base = rss_kib()
+        keep = [(i, str(i)) for i in range(1_000_000)]
+        print(json.dumps({"rss_growth_kib": rss_kib() - base, "live_samples": 0,
+                          "table_bytes": 0, "objects": len(keep)}))
+        return
+    if work == "wsgi":
+        if config == "tracemalloc":
+            tracemalloc.start(1)
+        serve_wsgi(50)  # warm up
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        wall = serve_wsgi(rounds)
+        cpu = time.process_time() - cpu0  # the server's CPU (its threads, the probe's too)
+        stats = apm_probe.stats()
+        print(json.dumps({"wall": wall, "cpu": cpu, "snapshots": stats.get("snapshots", 0),
+                          "probe_cpu": stats.get("cpu_s") or 0.0, "server_wall": time.perf_counter() - wall0}))
+        return
 
     if config == "tracemalloc":
         tracemalloc.start(1)
+    elif config in SAMPLED:
+        pass
     elif config == "probe-always":
         apm_probe.start(socket=sock, mode="always", interval=1.0)
     elif config == "probe-idle":
@@ -130,6 +232,58 @@ def part1(rounds: int, repeats: int, sock: str) -> None:
               f"{max(shares) * 100:.3f}% (max)")
     paired = [i["wall"] / b["wall"] - 1 for i, b in zip(results["probe-idle"], results["bare"])]
     print(f"  idle over bare, median of adjacent-run ratios: {statistics.median(paired) * 100:+.2f}%")
+
+
+def run_children(configs: Any, work: str, rounds: int, repeats: int, sock: str) -> Dict[str, List[Dict[str, float]]]:
+    results: Dict[str, List[Dict[str, float]]] = {c: [] for c in configs}
+    for rep in range(repeats):
+        order = configs if rep % 2 == 0 else tuple(reversed(configs))
+        for config in order:
+            out = subprocess.run([sys.executable, __file__, "--child", config, "--work", work,
+                                  "--rounds", str(rounds), "--socket", sock],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise SystemExit(f"{config} {work}: {out.stderr.strip() or out.stdout.strip()}")
+            results[config].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def part3(rounds: int, requests: int, repeats: int, sock: str) -> None:
+    try:
+        from apm_probe import _sampler  # noqa: F401
+    except ImportError as exc:
+        print(f"Part 3: apm_probe._sampler does not load ({exc}); put BUILD/python on PYTHONPATH")
+        return
+    for work, n, what in (("alloc", rounds, f"allocation-heavy workload, {rounds} rounds"),
+                          ("wsgi", requests, f"WSGI app (wsgiref), {requests} requests from a client process")):
+        results = run_children(SAMPLED_CONFIGS, work, n, repeats, sock)
+        print(f"Part 3: {what}, {repeats} fresh processes per configuration, sampled probe interval 1 s")
+        # CPU time of the measured process (its probe thread included) suffers less than
+        # wall time from other jobs on a shared machine; both are shown.
+        print(f"  {'configuration':<14} {'median wall s':>14} {'min wall s':>11} {'wall over bare':>15} "
+              f"{'(min)':>8} {'median cpu s':>13} {'min cpu s':>10} {'cpu over bare':>14} {'(min)':>8}")
+        for c in SAMPLED_CONFIGS:
+            row = [f"  {c:<14}"]
+            for key, width in (("wall", 14), ("cpu", 13)):
+                med = statistics.median([r[key] for r in results[c]])
+                low = min(r[key] for r in results[c])
+                bmed = statistics.median([r[key] for r in results["bare"]])
+                blow = min(r[key] for r in results["bare"])
+                row.append(f"{med:>{width}.4f} {low:>{10 if key == 'cpu' else 11}.4f} "
+                           f"{(med / bmed - 1) * 100:>{14 if key == 'cpu' else 14}.2f}% "
+                           f"{(low / blow - 1) * 100:>+7.2f}%")
+            print(" ".join(row))
+    heap = run_children(("bare",) + tuple(SAMPLED), "heap", 0, max(1, repeats // 2), sock)
+    print("Part 3: resident memory at 1M live objects (1M tuples of an int and a str), "
+          "VmRSS growth while building them")
+    print(f"  {'configuration':<14} {'RSS growth MiB':>15} {'over bare MiB':>14} {'live samples':>13} "
+          f"{'table reserved MiB':>19}")
+    bare = statistics.median([r["rss_growth_kib"] for r in heap["bare"]])
+    for c in heap:
+        g = statistics.median([r["rss_growth_kib"] for r in heap[c]])
+        print(f"  {c:<14} {g / 1024:>15.1f} {(g - bare) / 1024:>14.2f} "
+              f"{statistics.median([r['live_samples'] for r in heap[c]]):>13.0f} "
+              f"{statistics.median([r['table_bytes'] for r in heap[c]]) / 2**20:>19.1f}")
 
 
 def build_heap(n: int) -> List[Any]:
@@ -206,11 +360,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--socket")
+    parser.add_argument("--work", choices=("alloc", "wsgi", "heap"), default="alloc")
+    parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no 1M heap")
-    parser.add_argument("--part", choices=("1", "2", "all"), default="all")
+    parser.add_argument("--part", choices=("1", "2", "3", "all"), default="all")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.rounds, args.socket)
+        child(args.child, args.rounds, args.socket, args.work)
         return
     print(f"Python {sys.version.split()[0]} ({sys.executable}), {os.cpu_count()} CPUs")
     if args.part in ("1", "all"):
@@ -220,6 +376,12 @@ def main() -> None:
         part1(args.rounds if not args.quick else 150, 3 if args.quick else args.repeats, path)
     if args.part in ("2", "all"):
         part2([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
+    if args.part in ("3", "all"):
+        tmp = tempfile.mkdtemp()
+        path = os.path.join(tmp, "agent.sock")
+        sink(path)
+        part3(args.rounds if not args.quick else 150, args.requests if not args.quick else 500,
+              3 if args.quick else args.repeats, path)
 
 
 if __name__ == "__main__":

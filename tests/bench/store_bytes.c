@@ -144,8 +144,8 @@ static void remove_dir(const char *dir)
 /* Pages of each named database, read with LMDB directly after the store is closed. */
 static void print_db_pages(const char *dir, uint64_t nsamples)
 {
-    static const char *names[] = {"meta",  "series_key", "series",    "chunks",
-                                  "hosts", "processes",  "watermarks"};
+    static const char *names[] = {"meta",      "series_key", "series",  "chunks",   "hosts",
+                                  "processes", "watermarks", "rollups", "rollup_wm"};
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
     if (mdb_env_create(&env) != 0)
@@ -187,7 +187,11 @@ static int store_ticks(const char *label, struct series_data *series, size_t nse
 {
     char dir[4096];
     make_tmpdir(dir, sizeof(dir));
-    struct apm_store_options opt = {.dir = dir, .no_sync = true};
+    /* The collector's rollups (their retention long enough to keep everything here). */
+    struct apm_store_options opt = {.dir = dir,
+                                    .no_sync = true,
+                                    .rollup_1m_ms = 100LL * 365 * 86400000,
+                                    .rollup_1h_ms = 100LL * 365 * 86400000};
     struct apm_store *store = NULL;
     int rc = apm_store_open(&opt, &store);
     if (rc < 0) {
@@ -226,9 +230,20 @@ static int store_ticks(const char *label, struct series_data *series, size_t nse
         apm_batch_free(b);
     }
     double secs = (double)(apm_mono_ns() - t0) / 1e9;
-    struct apm_store_stats st = {0};
+    struct apm_store_stats st = {0}, rolled = {0};
     if (rc >= 0)
         rc = apm_store_stats(store, &st);
+    /* Then the writer's maintenance, a day after the data: every series rolled up. */
+    int64_t last = 0;
+    for (size_t i = 0; i < nseries; i++)
+        if (series[i].n > 0 && series[i].t[series[i].n - 1] > last)
+            last = series[i].t[series[i].n - 1];
+    uint64_t m0 = apm_mono_ns();
+    while (rc >= 0 && (rc = apm_store_maintain(store, last + 86400000, 2000, 10000)) == 0)
+        ;
+    double msecs = (double)(apm_mono_ns() - m0) / 1e9;
+    if (rc >= 0)
+        rc = apm_store_stats(store, &rolled);
     apm_store_free(store);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", label, apm_strerror(rc));
@@ -247,6 +262,12 @@ static int store_ticks(const char *label, struct series_data *series, size_t nse
            (double)fst.st_size / (double)st.samples);
     printf("  data.mdb blocks:  %10lld bytes  %.3f bytes/sample\n", (long long)fst.st_blocks * 512,
            (double)fst.st_blocks * 512.0 / (double)st.samples);
+    printf("  after rollups (%" PRIu64 " buckets, %.2f s): used pages %" PRIu64
+           " bytes (%.3f bytes/sample), of which the rollup database %" PRIu64
+           " bytes (%.3f bytes/sample)\n",
+           rolled.rollups_written, msecs, rolled.bytes_on_disk,
+           (double)rolled.bytes_on_disk / (double)st.samples, rolled.rollup_bytes,
+           (double)rolled.rollup_bytes / (double)st.samples);
     print_db_pages(dir, st.samples);
     remove_dir(dir);
     return 0;

@@ -13,7 +13,8 @@ cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAPM_SANITIZE=OFF -DAPM_
 cmake --build "$build" -j2 --target apm_server_core >/dev/null
 ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -I"$src" -I"$build" \
     -o "$build/store_bytes" "$src/tests/bench/store_bytes.c" \
-    "$build/server/libapm_server_core.a" "$build/common/libapm_common.a" \
+    "$build/server/libapm_server_core.a" "$build/server/libapm_server_store.a" \
+    "$build/common/libapm_common.a" \
     "$build/proto/libapm_proto.a" \
     $(pkg-config --libs lmdb libuv jansson inih libprotobuf-c) -lpthread -lm
 

@@ -22,6 +22,9 @@
 
 #include "cli/args.h"
 #include "cli/client.h"
+#include "cli/cmd_alerts.h"
+#include "cli/cmd_forecast.h"
+#include "cli/cmd_top.h"
 #include "cli/commands.h"
 #include "cli/format.h"
 #include "common/error.h"
@@ -37,7 +40,7 @@ static void test_cli_json_and_server_accepted_anywhere(void **state)
         "apm-cli", "series", "--host", "web-1", "--json", "--pid", "--server=http://h:1/",
         "42",      NULL};
     int argc = 8;
-    assert_int_equal(apm_cli_globals_init(&g, NULL, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_globals_init(&g, NULL, NULL, err, sizeof(err)), 0);
     assert_string_equal(g.server, "http://127.0.0.1:7412");
     assert_false(g.json);
     assert_int_equal(apm_cli_globals_extract(&g, &argc, argv, err, sizeof(err)), 0);
@@ -53,12 +56,37 @@ static void test_cli_json_and_server_accepted_anywhere(void **state)
 
     char *argv2[] = {"apm-cli", "--json", "--server", "https://c.example:7412", "hosts", NULL};
     argc = 5;
-    assert_int_equal(apm_cli_globals_init(&g, "http://env:9", err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_globals_init(&g, "http://env:9", NULL, err, sizeof(err)), 0);
     assert_string_equal(g.server, "http://env:9");
     assert_int_equal(apm_cli_globals_extract(&g, &argc, argv2, err, sizeof(err)), 0);
     assert_string_equal(g.server, "https://c.example:7412");
     assert_int_equal(argc, 2);
     assert_string_equal(argv2[1], "hosts");
+}
+
+static void test_cli_token_file_and_cacert(void **state)
+{
+    (void)state;
+    struct apm_cli_globals g;
+    char err[256];
+    char *argv[] = {"apm-cli", "ack", "--token-file", "/t/tok", "7", "--cacert=/t/ca.crt", NULL};
+    int argc = 6;
+    assert_int_equal(apm_cli_globals_init(&g, NULL, "/env/tok", err, sizeof(err)), 0);
+    assert_string_equal(g.token_file, "/env/tok");
+    assert_int_equal(apm_cli_globals_extract(&g, &argc, argv, err, sizeof(err)), 0);
+    assert_string_equal(g.token_file, "/t/tok");
+    assert_string_equal(g.cacert, "/t/ca.crt");
+    assert_int_equal(argc, 3);
+    assert_string_equal(argv[1], "ack");
+    assert_string_equal(argv[2], "7");
+    char *missing[] = {"apm-cli", "ack", "7", "--token-file", NULL};
+    argc = 4;
+    assert_int_equal(apm_cli_globals_extract(&g, &argc, missing, err, sizeof(err)), APM_E_USAGE);
+    assert_non_null(strstr(err, "--token-file needs a value"));
+    char *empty[] = {"apm-cli", "--cacert=", "status", NULL};
+    argc = 3;
+    assert_int_equal(apm_cli_globals_extract(&g, &argc, empty, err, sizeof(err)), APM_E_USAGE);
+    assert_non_null(strstr(err, "--cacert"));
 }
 
 static void test_cli_words_after_double_dash_are_kept(void **state)
@@ -68,7 +96,7 @@ static void test_cli_words_after_double_dash_are_kept(void **state)
     char err[256];
     char *argv[] = {"apm-cli", "analyze", "--", "--json", NULL};
     int argc = 4;
-    assert_int_equal(apm_cli_globals_init(&g, NULL, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_globals_init(&g, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(apm_cli_globals_extract(&g, &argc, argv, err, sizeof(err)), 0);
     assert_false(g.json);
     assert_int_equal(argc, 4);
@@ -81,16 +109,16 @@ static void test_cli_bad_server_is_a_usage_error(void **state)
     char err[256];
     char *missing[] = {"apm-cli", "status", "--server", NULL};
     int argc = 3;
-    assert_int_equal(apm_cli_globals_init(&g, NULL, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_globals_init(&g, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(apm_cli_globals_extract(&g, &argc, missing, err, sizeof(err)), APM_E_USAGE);
     assert_non_null(strstr(err, "--server needs a URL"));
     char *bad[] = {"apm-cli", "--server", "127.0.0.1:7412", "status", NULL};
     argc = 4;
     assert_int_equal(apm_cli_globals_extract(&g, &argc, bad, err, sizeof(err)), APM_E_USAGE);
     assert_non_null(strstr(err, "expected a URL"));
-    assert_int_equal(apm_cli_globals_init(&g, "ftp://x", err, sizeof(err)), APM_E_USAGE);
+    assert_int_equal(apm_cli_globals_init(&g, "ftp://x", NULL, err, sizeof(err)), APM_E_USAGE);
     assert_non_null(strstr(err, "APM_SERVER"));
-    assert_int_equal(apm_cli_globals_init(&g, "http://", err, sizeof(err)), APM_E_USAGE);
+    assert_int_equal(apm_cli_globals_init(&g, "http://", NULL, err, sizeof(err)), APM_E_USAGE);
 }
 
 static void test_cli_series_options(void **state)
@@ -128,6 +156,33 @@ static void test_cli_series_options(void **state)
     char *help[] = {"--help"};
     assert_int_equal(apm_cli_series_parse(1, help, &o, err, sizeof(err)), 0);
     assert_true(o.help);
+    char *badstep[] = {"--step", "0"};
+    assert_int_equal(apm_cli_series_parse(2, badstep, &o, err, sizeof(err)), APM_E_USAGE);
+    assert_non_null(strstr(err, "--step"));
+}
+
+/* One point per character of the sparkline, in whole minutes or hours past them. */
+static void test_cli_series_step(void **state)
+{
+    (void)state;
+    struct apm_cli_series_opts o;
+    char err[256];
+    char *step[] = {"--step", "1h30m"};
+    assert_int_equal(apm_cli_series_parse(2, step, &o, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_series_step(&o), 5400000);
+    char *week[] = {"--window", "7d"};
+    assert_int_equal(apm_cli_series_parse(2, week, &o, err, sizeof(err)), 0);
+    /* 7 d / 24 characters = 7 h exactly. */
+    assert_int_equal(apm_cli_series_step(&o), 7 * 3600000);
+    char *ten[] = {"--window", "10m"};
+    assert_int_equal(apm_cli_series_parse(2, ten, &o, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_series_step(&o), 25000);
+    char *day[] = {"--window", "1d"};
+    assert_int_equal(apm_cli_series_parse(2, day, &o, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_series_step(&o), 3600000);
+    char *hour[] = {"--window", "1h"};
+    assert_int_equal(apm_cli_series_parse(2, hour, &o, err, sizeof(err)), 0);
+    assert_int_equal(apm_cli_series_step(&o), 180000);
 }
 
 /* ---- formatting ---- */
@@ -182,6 +237,52 @@ static void test_cli_table_aligns_utf8_cells(void **state)
     apm_cli_table_close(NULL);
 }
 
+static void test_cli_escape_shows_controls_as_escapes(void **state)
+{
+    (void)state;
+    char out[128];
+    /* ESC, BEL, DEL, C1 CSI (U+009B), a byte that is not UTF-8; UTF-8 text stays. */
+    assert_string_equal(
+        apm_cli_escape("a\x1b[2Jb\x07\x7f\xc2\x9b\xff caf\xc3\xa9 \xe2\x96\x81", out, sizeof(out)),
+        "a\\x1b[2Jb\\x07\\x7f\\u009b\\xff caf\xc3\xa9 \xe2\x96\x81");
+    /* Cut at an escape boundary, never inside one. */
+    assert_string_equal(apm_cli_escape("ab\x1b", out, 5), "ab");
+    char *d = apm_cli_escape_dup("\n\t");
+    assert_non_null(d);
+    assert_string_equal(d, "\\x0a\\x09");
+    free(d);
+}
+
+/* True when text holds no control byte but newline and tab, and no C1 control. */
+static void assert_terminal_safe(const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f ||
+            (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
+            fail_msg("control byte 0x%02x at offset %zu of:\n%s", *p,
+                     (size_t)(p - (const unsigned char *)text), text);
+    }
+}
+
+static void test_cli_table_escapes_control_characters(void **state)
+{
+    (void)state;
+    struct apm_cli_table t;
+    apm_cli_table_init(&t, 2);
+    const char *r1[2] = {"NAME", "X"};
+    const char *r2[2] = {"evil\x1b[2J", "y"};
+    assert_int_equal(apm_cli_table_add(&t, r1), 0);
+    assert_int_equal(apm_cli_table_add(&t, r2), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    apm_cli_table_print(&t, f);
+    fclose(f);
+    assert_string_equal(buf, "NAME         X\nevil\\x1b[2J  y\n");
+    free(buf);
+    apm_cli_table_close(&t);
+}
+
 /* ---- commands against a canned collector ---- */
 
 struct canned {
@@ -209,6 +310,25 @@ static const char *canned_answer(const char *path, int *status)
     if (strncmp(path, "/api/v1/series/3/samples", 24) == 0)
         return "{\"series\":{\"id\":3},\"samples\":[[100.0,1],[101.0,2],[102.0,3],[103.0,4],"
                "[104.0,5],[105.0,6],[106.0,7],[107.0,8]],\"truncated\":false}";
+    /* Hostile strings, as an agent could have sent them (JSON-escaped by the collector). */
+    if (strncmp(path, "/api/v1/alerts", 14) == 0)
+        return "{\"alerts\":[{\"id\":5,\"state\":\"firing\",\"severity\":\"critical\","
+               "\"rule\":\"leak\",\"fired\":100.0,\"summary\":\"evil\\u001b[2J leaks\","
+               "\"forecast\":{\"text\":\"full in 5h\\u001b]0;pwned\\u0007\"},"
+               "\"suspect\":{\"text\":\"app/\\u001b[31mcache.py:88\"},\"acked\":true,"
+               "\"ack_until\":9999999999.0,\"ack_comment\":\"ok\\nFAKE LINE\\u009b\"}]}";
+    if (strncmp(path, "/api/v1/forecasts", 17) == 0)
+        return "{\"forecasts\":[{\"name\":\"evil\\u001b[2J\",\"pid\":42,\"host\":\"web\\u007f\","
+               "\"value\":1048576,\"limit\":null,\"rate\":10.0,\"class\":\"leak\","
+               "\"confidence\":0.9,\"suspects\":[{\"site\":\"app/\\u001b[31mcache.py:88\","
+               "\"rate\":5.0}]}],\"truncated\":false}";
+    if (strncmp(path, "/api/v1/processes", 17) == 0)
+        return "{\"processes\":[{\"id\":\"web-1:42:1000\",\"name\":\"evil\\u001b[2J\","
+               "\"pid\":42,\"last_seen\":100.0}],\"truncated\":false}";
+    if (strncmp(path, "/api/v1/sites?", 14) == 0)
+        return "{\"process\":\"web-1:42:1000\",\"window\":3600.0,\"sites\":[{\"site\":"
+               "\"app/\\u001b[31mcache.py:88\",\"size\":2048,\"size_growth\":1024,"
+               "\"rate_bytes_per_s\":1.0,\"count_growth\":3,\"points\":[[1.0,1],[2.0,2]]}]}";
     if (strcmp(path, "/api/v1/status") == 0)
         return "{\"version\":\"9.9\",\"time\":200.0,\"started\":100.0,"
                "\"store\":{\"bytes_on_disk\":2048,\"series\":3}}";
@@ -327,8 +447,8 @@ static void test_cli_series_prints_table_with_sparkline(void **state)
     assert_non_null(strstr(out, "ID  HOST   PID  PROCESS  METRIC  VALUE    SAMPLES  LAST 1m 0s"));
     assert_non_null(strstr(out, "3   web-1  42   worker   rss     1.5 MiB  8        ▁▂▃▄▅▆▇█"));
     assert_int_equal(c.requests, 2);
-    /* The last request asked for the window before the series' last sample. */
-    assert_string_equal(c.last_path, "/api/v1/series/3/samples?from=47.000&to=107.000");
+    /* The last request asked for the window before the series' last sample, a point a character. */
+    assert_string_equal(c.last_path, "/api/v1/series/3/samples?from=47.000&to=107.000&step=2.500");
 }
 
 static void test_cli_series_prints_counts_as_counts(void **state)
@@ -342,6 +462,39 @@ static void test_cli_series_prints_counts_as_counts(void **state)
     /* gc collections are a count (common/model.c's unit table), not "28 B". */
     assert_non_null(strstr(out, "gc_collections  28     2 "));
     assert_null(strstr(out, "28 B"));
+}
+
+/* Runs one command in text mode against the canned collector; returns its stdout. */
+static void canned_text(int (*cmd)(const struct apm_cli_globals *, int, char **), int argc,
+                        char **argv, char *out, size_t outsz)
+{
+    struct canned c;
+    canned_start(&c);
+    struct apm_cli_globals g = {.json = false};
+    snprintf(g.server, sizeof(g.server), "http://127.0.0.1:%d", c.port);
+    char err[1024];
+    int rc = capture(cmd, &g, argc, argv, out, outsz, err, sizeof(err));
+    canned_stop(&c);
+    if (rc != 0)
+        fail_msg("exit %d, stderr: %s", rc, err);
+}
+
+static void test_cli_top_forecast_alerts_never_write_control_characters(void **state)
+{
+    (void)state;
+    char out[8192];
+    char *top_argv[] = {"--pid", "42"};
+    canned_text(apm_cli_cmd_top, 2, top_argv, out, sizeof(out));
+    assert_terminal_safe(out);
+    assert_non_null(strstr(out, "app/\\x1b[31mcache.py:88"));
+    canned_text(apm_cli_cmd_forecast, 0, NULL, out, sizeof(out));
+    assert_terminal_safe(out);
+    assert_non_null(strstr(out, "evil\\x1b[2J"));
+    assert_non_null(strstr(out, "web\\x7f"));
+    canned_text(apm_cli_cmd_alerts, 0, NULL, out, sizeof(out));
+    assert_terminal_safe(out);
+    assert_non_null(strstr(out, "full in 5h\\x1b]0;pwned\\x07"));
+    assert_non_null(strstr(out, "ok\\x0aFAKE LINE\\u009b"));
 }
 
 static void test_cli_json_prints_the_api_answer(void **state)
@@ -416,14 +569,19 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_json_and_server_accepted_anywhere),
         cmocka_unit_test(test_cli_words_after_double_dash_are_kept),
+        cmocka_unit_test(test_cli_token_file_and_cacert),
         cmocka_unit_test(test_cli_bad_server_is_a_usage_error),
         cmocka_unit_test(test_cli_series_options),
+        cmocka_unit_test(test_cli_series_step),
         cmocka_unit_test(test_cli_sparkline_spans_the_eight_levels),
         cmocka_unit_test(test_cli_sparkline_averages_down_to_width),
         cmocka_unit_test(test_cli_table_aligns_utf8_cells),
         cmocka_unit_test(test_cli_series_prints_table_with_sparkline),
         cmocka_unit_test(test_cli_series_prints_counts_as_counts),
         cmocka_unit_test(test_cli_json_prints_the_api_answer),
+        cmocka_unit_test(test_cli_escape_shows_controls_as_escapes),
+        cmocka_unit_test(test_cli_table_escapes_control_characters),
+        cmocka_unit_test(test_cli_top_forecast_alerts_never_write_control_characters),
         cmocka_unit_test(test_cli_status_table_and_collector_errors),
         cmocka_unit_test(test_cli_unreachable_collector_exits_2),
     };

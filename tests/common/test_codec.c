@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "apm.pb-c.h"
 #include "common/codec.h"
 #include "common/error.h"
 #include "common/frame.h"
@@ -169,7 +170,101 @@ static void test_codec_hello_roundtrip_and_stateless_messages(void **state)
     assert_int_equal(m.type, APM_MSG_CONTROL);
     assert_int_equal(m.u.control.pid, 77);
     assert_int_equal(m.u.control.duration_s, 1200);
+    assert_false(m.u.control.exact);
     free(f.buf);
+    c.exact = true;
+    assert_int_equal(apm_codec_encode_control(&c, &f), 0);
+    assert_int_equal(decode_frame(NULL, &f, &m), 0);
+    assert_true(m.u.control.exact);
+    free(f.buf);
+}
+
+static void test_codec_hello_strings_are_cleaned_and_counted(void **state)
+{
+    (void)state;
+    struct apm_msg_hello h;
+    memset(&h, 0, sizeof(h));
+    h.protocol = APM_PROTOCOL_VERSION;
+    strcpy(h.ident.agent_id, "agent\x1b[2J");
+    strcpy(h.ident.host, "web\xff");
+    memcpy(h.token, "secret", 6);
+    h.token_len = 6;
+    struct apm_frame_out f;
+    assert_int_equal(apm_codec_encode_hello(&h, &f), 0);
+    struct apm_msg m;
+    assert_int_equal(decode_frame(NULL, &f, &m), 0);
+    free(f.buf);
+    assert_string_equal(m.u.hello.ident.host, "web" APM_TEXT_REPLACEMENT);
+    assert_string_equal(m.u.hello.ident.agent_id, "agent" APM_TEXT_REPLACEMENT "[2J");
+    assert_int_equal(m.u.hello.fixes.invalid_utf8, 1);
+    assert_int_equal(m.u.hello.fixes.control, 1);
+    assert_int_equal(m.u.hello.fixes.too_long, 0);
+}
+
+/* Packs a batch built with the generated types: our encoder only ever sends clean strings. */
+static void test_codec_batch_strings_are_cleaned_and_counted(void **state)
+{
+    (void)state;
+    char *longs = malloc(APM_MODEL_STRING_MAX + 100);
+    assert_non_null(longs);
+    memset(longs, 'a', APM_MODEL_STRING_MAX + 99);
+    longs[APM_MODEL_STRING_MAX + 99] = '\0';
+    char *strings[] = {"web\xff.py", "python3 \x1b]0;pwned\x07 app.py", longs};
+    Apm__ProcessDef p = APM__PROCESS_DEF__INIT;
+    p.ref = 1;
+    p.pid = 10;
+    p.start_ms = 1700000000000LL;
+    p.name = 1;
+    p.cmdline = 2;
+    p.cgroup = 3;
+    Apm__ProcessDef *pp = &p;
+    Apm__SeriesDef sd = APM__SERIES_DEF__INIT;
+    sd.ref = 1;
+    sd.process = 1;
+    sd.metric = APM__METRIC__METRIC_RSS;
+    Apm__SeriesDef *sdp = &sd;
+    int64_t t = 0, v = 4096;
+    Apm__Samples smp = APM__SAMPLES__INIT;
+    smp.series = 1;
+    smp.n_t_delta = smp.n_v_delta = 1;
+    smp.t_delta = &t;
+    smp.v_delta = &v;
+    Apm__Samples *smpp = &smp;
+    Apm__Batch b = APM__BATCH__INIT;
+    b.seq = 1;
+    b.base_ms = 1700000000000LL;
+    b.n_strings = 3;
+    b.strings = strings;
+    b.n_processes = 1;
+    b.processes = &pp;
+    b.n_series = 1;
+    b.series = &sdp;
+    b.n_samples = 1;
+    b.samples = &smpp;
+    Apm__Frame fr = APM__FRAME__INIT;
+    fr.msg_case = APM__FRAME__MSG_BATCH;
+    fr.batch = &b;
+    size_t len = apm__frame__get_packed_size(&fr);
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    apm__frame__pack(&fr, buf);
+    free(longs);
+
+    struct apm_codec_dec d;
+    apm_codec_dec_init(&d);
+    struct apm_msg m;
+    assert_int_equal(apm_codec_decode(&d, buf, len, &m), 0);
+    free(buf);
+    const struct apm_proc_desc *pd = &m.u.batch->procs[0];
+    assert_string_equal(pd->name, "web" APM_TEXT_REPLACEMENT ".py");
+    assert_string_equal(pd->cmdline,
+                        "python3 " APM_TEXT_REPLACEMENT "]0;pwned" APM_TEXT_REPLACEMENT " app.py");
+    assert_int_equal(strlen(pd->cgroup), APM_MODEL_STRING_MAX);
+    assert_int_equal(d.fixes.invalid_utf8, 1);
+    assert_int_equal(d.fixes.control, 1);
+    assert_int_equal(d.fixes.too_long, 1);
+    apm_msg_clear(&m);
+    apm_codec_dec_close(&d);
 }
 
 static void test_codec_batch_refused_without_connection_state(void **state)
@@ -283,6 +378,15 @@ static void add_probe_data(struct apm_batch *b, int64_t t, int64_t grow)
     assert_int_equal(apm_site_set_frame(&d->sites[0], 0, "/srv/app/main.py", 12), 0);
     assert_int_equal(apm_site_set_frame(&d->sites[0], 1, "/srv/app/cache.py", 88), 0);
     d->sites[0].size = INT64_MAX;
+    /* A sampled diff: the rate and each site's errors travel too. */
+    assert_int_equal(apm_batch_append_diff(b, 0, 1, &d), 0);
+    d->t_ms = t + 2;
+    d->sample_bytes = 524288;
+    d->samples = 97;
+    assert_int_equal(apm_site_set(&d->sites[0], "/srv/app/cache.py", 88, 0), 0);
+    d->sites[0].size = 50 << 20;
+    d->sites[0].size_err = 5 << 20;
+    d->sites[0].growth_var = (int64_t)1 << 61;
     struct apm_gc_stats g = {.proc = 0, .t_ms = t, .ngen = 3, .garbage = 2};
     for (uint32_t i = 0; i < 3; i++)
         g.gen[i] = (struct apm_gc_generation){100 - i, 50 - i, i, 700 + i};
@@ -305,6 +409,8 @@ static void assert_probe_data_equal(const struct apm_batch *a, const struct apm_
         assert_int_equal(x->total_size_diff, y->total_size_diff);
         assert_int_equal(x->groups, y->groups);
         assert_int_equal(x->truncated, y->truncated);
+        assert_int_equal(x->sample_bytes, y->sample_bytes);
+        assert_int_equal(x->samples, y->samples);
         assert_int_equal(x->nsites, y->nsites);
         for (uint32_t k = 0; k < x->nsites; k++) {
             const struct apm_site_stat *s = &x->sites[k], *t = &y->sites[k];
@@ -314,6 +420,8 @@ static void assert_probe_data_equal(const struct apm_batch *a, const struct apm_
             assert_int_equal(s->size_diff, t->size_diff);
             assert_int_equal(s->count, t->count);
             assert_int_equal(s->count_diff, t->count_diff);
+            assert_int_equal(s->size_err, t->size_err);
+            assert_int_equal(s->growth_var, t->growth_var);
             assert_int_equal(s->nframes, t->nframes);
             for (uint32_t f = 0; f < s->nframes; f++) {
                 assert_string_equal(s->frames[f].file, t->frames[f].file);
@@ -410,6 +518,8 @@ int main(void)
         cmocka_unit_test(test_codec_batch_roundtrip_over_one_connection),
         cmocka_unit_test(test_codec_extreme_values_roundtrip),
         cmocka_unit_test(test_codec_hello_roundtrip_and_stateless_messages),
+        cmocka_unit_test(test_codec_hello_strings_are_cleaned_and_counted),
+        cmocka_unit_test(test_codec_batch_strings_are_cleaned_and_counted),
         cmocka_unit_test(test_codec_batch_refused_without_connection_state),
         cmocka_unit_test(test_codec_refuses_references_from_another_connection),
         cmocka_unit_test(test_codec_truncated_and_garbage_input_is_refused),

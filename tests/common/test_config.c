@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "common/config.h"
+#include "common/timeutil.h"
 #include "common/error.h"
 
 struct cfg {
@@ -73,6 +74,25 @@ static void test_config_loads_every_type(void **state)
     assert_int_equal(c.conns, 12);
     assert_int_equal(c.size, 2LL << 30);
     assert_true(c.fg);
+}
+
+/* Durations add up their terms ("1h30m"); a bare number is seconds only alone. */
+static void test_config_compound_durations(void **state)
+{
+    (void)state;
+    int64_t ms = 0;
+    assert_int_equal(apm_duration_parse("1h30m", &ms), 0);
+    assert_int_equal(ms, 5400000);
+    assert_int_equal(apm_duration_parse("15d", &ms), 0);
+    assert_int_equal(ms, 15LL * 86400000);
+    assert_int_equal(apm_duration_parse("60", &ms), 0);
+    assert_int_equal(ms, 60000);
+    assert_int_equal(apm_duration_parse("1d2h3m4.5s", &ms), 0);
+    assert_int_equal(ms, 86400000 + 7200000 + 180000 + 4500);
+    assert_int_equal(apm_duration_parse("1h30", &ms), APM_E_PARSE);
+    assert_int_equal(apm_duration_parse("1h-30m", &ms), APM_E_PARSE);
+    assert_int_equal(apm_duration_parse("1h 30m", &ms), APM_E_PARSE);
+    assert_int_equal(apm_duration_parse("1x", &ms), APM_E_PARSE);
 }
 
 static void test_config_error_names_file_line_and_key(void **state)
@@ -192,6 +212,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_loads_every_type),
+        cmocka_unit_test(test_config_compound_durations),
         cmocka_unit_test(test_config_error_names_file_line_and_key),
         cmocka_unit_test(test_config_refuses_unknown_key_section_and_range),
         cmocka_unit_test(test_config_missing_file_is_named),

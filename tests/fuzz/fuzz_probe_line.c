@@ -6,10 +6,20 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "agent/probe_line.h"
 #include "common/model.h"
+#include "common/text.h"
+
+/* Whatever the probe sends, the strings the agent keeps are clean (common/text.h). */
+static void assert_clean(const char *s)
+{
+    char copy[APM_MODEL_STRING_MAX + 1];
+    if (apm_text_clean(copy, sizeof(copy), s, strlen(s)) != 0)
+        abort();
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -32,6 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (apm_probe_line_parse(s, len, have_hello ? &hello : NULL, &l, why, sizeof(why)) == 0) {
             if (l.type == APM_PROBE_LINE_HELLO) {
                 apm_probe_line_hello(&l, &hello);
+                assert_clean(hello.name);
+                assert_clean(hello.mode);
                 have_hello = true;
             } else if (l.type == APM_PROBE_LINE_DIFF) {
                 apm_probe_line_to_diff(&l, b, proc);
@@ -42,6 +54,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         s += len + (nl != NULL);
     }
+    for (uint32_t i = 0; i < b->ndiffs; i++)
+        for (uint32_t k = 0; k < b->diffs[i].nsites; k++)
+            if (b->diffs[i].sites[k].file != NULL)
+                assert_clean(b->diffs[i].sites[k].file);
     apm_batch_free(b);
     return 0;
 }

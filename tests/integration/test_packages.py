@@ -58,6 +58,8 @@ APP = r"""
 import sys, time
 assert "apm_probe" in sys.modules, "apm-run did not load the probe"
 print("probe loaded from", sys.modules["apm_probe"].__file__, flush=True)
+print("probe mode", sys.modules["apm_probe"].stats().get("mode"),
+      sys.modules["apm_probe"].stats().get("sampler_error"), flush=True)
 hold = [bytearray(1 << 20) for _ in range(16)]
 time.sleep(120)
 """
@@ -222,6 +224,9 @@ class PackageTest:
             listing = run(["dpkg-deb", "-c", self.debs[p]]).stdout
             expect("token" not in listing.replace("token-file", ""), f"{p} ships a token:\n{listing}")
             expect("__pycache__" not in listing, f"{p} ships byte code")
+        listing = run(["dpkg-deb", "-c", self.debs["apm-agent"]]).stdout
+        expect(re.search(r"/usr/lib/python3/dist-packages/apm_probe/_sampler\.cpython-3\d+-[^ ]*\.so",
+                         listing) is not None, f"apm-agent lacks the sampling extension:\n{listing}")
         log("ok: package metadata (Depends from the shared libraries, conffiles, no token)")
         self.check_hardening()
 
@@ -285,8 +290,25 @@ class PackageTest:
                 cwd="/")
         expect(r.stdout.startswith("/usr/lib/python3/dist-packages/apm_probe/"),
                f"Debian's python3 finds apm_probe at {r.stdout!r}")
+        r = run(["/usr/bin/python3", "-c", "import apm_probe._sampler as s; print(s.__file__)"],
+                cwd="/", env=dict(os.environ, PYTHONPATH=""))
+        expect(r.stdout.startswith("/usr/lib/python3/dist-packages/apm_probe/_sampler"),
+               f"Debian's python3 loads the sampling extension from {r.stdout!r}")
+        tls = "/var/lib/apm/tls"
+        for f, mode in (("ca.key", 0o600), ("server.key", 0o600), ("ca.crt", 0o644),
+                        ("server.crt", 0o644)):
+            expect(mode_owner(f"{tls}/{f}") == (mode, "apm", "apm"),
+                   f"{tls}/{f} is {mode_owner(f'{tls}/{f}')}")
+        r = run(["openssl", "verify", "-CAfile", f"{tls}/ca.crt", f"{tls}/server.crt"],
+                check=False)
+        expect(r.returncode == 0, f"the package's server certificate: {r.stdout}{r.stderr}")
+        san = run(["openssl", "x509", "-in", f"{tls}/server.crt", "-noout", "-ext",
+                   "subjectAltName"]).stdout
+        expect("IP Address:127.0.0.1" in san and "DNS:localhost" in san,
+               f"the server certificate names {san!r}")
         log("ok: installed: apm user, /var/lib/apm 0750, token 0600, conffiles, byte code, "
-            "collector unit enabled, units verified, probe importable")
+            "collector unit enabled, units verified, probe importable, sampler loads, TLS CA and "
+            "server certificate made")
 
     def check_versions(self) -> None:
         version = run(["dpkg-query", "-W", "-f=${Version}", "apm-collector"]).stdout
@@ -323,7 +345,17 @@ class PackageTest:
         new, n = re.subn(r"(?m)^# token-file = /etc/apm/token$", "token-file = /etc/apm/token",
                          text)
         expect(n == 1, "agent.conf has no '# token-file = /etc/apm/token' line to uncomment")
+        # TLS: one line on each side, with the CA the collector's package made.
+        run(["install", "-m", "0644", "/var/lib/apm/tls/ca.crt", "/etc/apm/ca.crt"])
+        new, n = re.subn(r"(?m)^# tls-ca = /etc/apm/ca.crt$", "tls-ca = /etc/apm/ca.crt", new)
+        expect(n == 1, "agent.conf has no '# tls-ca = /etc/apm/ca.crt' line to uncomment")
         with open("/etc/apm/agent.conf", "w") as f:
+            f.write(new)
+        with open("/etc/apm/collector.conf") as f:
+            text = f.read()
+        new, n = re.subn(r"(?m)^# tls = false$", "tls = true", text)
+        expect(n == 1, "collector.conf has no '# tls = false' line to uncomment")
+        with open("/etc/apm/collector.conf", "w") as f:
             f.write(new)
 
     def start(self) -> tuple[str, int]:
@@ -345,7 +377,7 @@ class PackageTest:
         script = os.path.join(self.tmp, "app.py")
         with open(script, "w") as f:
             f.write(APP)
-        env = dict(os.environ, APM_PROBE_SOCKET=sock, APM_PROBE_MODE="on-demand")
+        env = dict(os.environ, APM_PROBE_SOCKET=sock)
         env.pop("PYTHONPATH", None)
         app = Child("app", ["/usr/bin/apm-run", "/usr/bin/python3", script], self.tmp, env)
         self.children.append(app)
@@ -383,11 +415,17 @@ class PackageTest:
             raise AssertionError(f"{e}\n{self.app.output()}") from None
         expect("probe loaded from /usr/lib/apm/apm_probe/" in self.app.output(),
                f"apm-run loaded the probe from elsewhere:\n{self.app.output()}")
+        expect("probe mode sampled" in self.app.output(),
+               f"the probe under apm-run does not sample:\n{self.app.output()}")
         table = self.cli(url, "series", "--pid", str(app_pid), "--metric", "pss")
         expect(table.returncode == 0 and re.search(rf"\b{app_pid}\b.*\bpss\b", table.stdout),
                f"apm-cli series (table): {table.returncode} {table.stdout} {table.stderr}")
-        log(f"ok: samples flow: {HOST} in apm-cli hosts; series {sorted(got)} of the root-owned "
-            f"program {app_pid} started by apm-run (PSS read by the agent as apm with CAP_SYS_PTRACE)")
+        st = json.loads(self.cli(url, "--json", "status").stdout)
+        expect(st["ingest"]["tls_sessions"] >= 1,
+               f"the agent did not connect over TLS: {st['ingest']}")
+        log(f"ok: samples flow over TLS: {HOST} in apm-cli hosts; series {sorted(got)} of the "
+            f"root-owned program {app_pid} started by apm-run (PSS read by the agent as apm with "
+            f"CAP_SYS_PTRACE)")
 
     def stop_all(self) -> None:
         for c in reversed(self.children):

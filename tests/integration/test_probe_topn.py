@@ -7,6 +7,9 @@
    compare_to list: same lines, order, sizes and counts.
 2. A leaking service runs under apm-run in on-demand mode: `apm-cli trace` starts
    tracing and `apm-cli top` then names its leaking line first.
+3. The same service under apm-run in the default mode, sampled (the build's extension on
+   its path): with no trace request, `apm-cli top` names the leaking line first, as an
+   estimate ("+N MiB/h ± M %"), and the forecast's suspects carry the rate's error.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ import textwrap
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import sampler_env  # noqa: E402
 from harness import SOURCE, Cluster, wait_for  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
@@ -158,6 +163,43 @@ def check_on_demand(c: Cluster, tmp: str) -> None:
           f"({sites[0]['rate_mb_per_h']:.1f} MB/h)")
 
 
+def check_sampled(c: Cluster, tmp: str) -> None:
+    if not sampler_env.available():
+        print("sampled: the extension is not built, skipped")
+        return
+    script = os.path.join(tmp, "leaky_sampled.py")
+    with open(script, "w") as f:
+        f.write(LEAKY)
+    leak_line = LEAKY.splitlines().index("    cache.append(bytearray(20000))   # LEAK") + 1
+    env = sampler_env.env(dict(os.environ, APM_PROBE_SOCKET=os.path.join(tmp, "probe.sock"),
+                               APM_PROBE_INTERVAL="1"), probe_on_path=False)
+    env.pop("APM_PROBE_MODE", None)
+    p = c.spawn("leaky-sampled", [PYTHON, os.path.join(PROBE_DIR, "apm-run"), PYTHON, script],
+                env=env)
+    pid = p.p.pid
+    process_id(c, pid)
+
+    def leading():
+        sites = c.cli_json("top", "--pid", str(pid), "--window", "1m")["sites"]
+        return sites if sites and sites[0]["file"] == script and sites[0]["line"] == leak_line \
+            and sites[0]["size_growth"] > 0 and sites[0]["source"] == "sampled" else None
+
+    sites = wait_for("leaking line on top, sampled", leading, 90)
+    assert sites[0]["rate_err_bytes_per_s"] > 0, sites[0]
+    table = c.cli("top", "--pid", str(pid), "--window", "1m").stdout
+    assert f"{script}:{leak_line}" in table and re.search(
+        r" \+[0-9.]+ (B|KiB|MiB|GiB)/h \u00b1 [0-9]+ % ", table), table
+    print(table)
+    # An exact trace request reaches the agent with its flag (the probe side of it:
+    # tests/python/test_probe_sampler.py).
+    sent = c.cli_json("trace", "--pid", str(pid), "--for", "5s", "--exact")
+    assert sent["exact"] is True and sent["agents"] >= 1, sent
+    # The true rate: 20000-byte buffers (20056 bytes with their header) every ~20 ms.
+    print(f"sampled: {sites[0]['site']} grew ~{sites[0]['size_growth']} bytes "
+          f"({sites[0]['rate_mb_per_h']:.1f} MB/h ± {sites[0]['rate_err_bytes_per_s'] * 0.0036:.1f})")
+    p.stop()
+
+
 def main() -> int:
     c = Cluster()
     tmp = c.dir
@@ -166,6 +208,7 @@ def main() -> int:
         c.start_agent("--probe-socket", os.path.join(tmp, "probe.sock"), interval="0.5s")
         check_top_n(c, tmp)
         check_on_demand(c, tmp)
+        check_sampled(c, tmp)
         return 0
     except BaseException:
         c.dump_logs()

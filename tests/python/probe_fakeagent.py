@@ -51,7 +51,7 @@ def validate(line: Dict[str, Any]) -> None:
         _check(isinstance(line["argv"], list) and len(line["argv"]) <= 32, line, "argv")
         _check(all(_is_str(a, 512) for a in line["argv"]), line, "argv items")
         _check(_is_int(line["argc"]), line, "argc")
-        _check(line["mode"] in ("on-demand", "always", "off"), line, "mode")
+        _check(line["mode"] in ("sampled", "on-demand", "always", "off"), line, "mode")
         _check(line["key_type"] in ("lineno", "traceback"), line, "key_type")
         _check(_is_num(line["interval_s"]) and _is_num(line["trace_window_s"]), line, "durations")
         _check(_is_int(line["top_n"], 1, 500) and _is_int(line["frames"], 1, 100), line, "top_n/frames")
@@ -76,7 +76,15 @@ def validate(line: Dict[str, Any]) -> None:
             _check(_is_int(line[key], -INT64 + 1), line, key)
         _check(_is_num(line["interval_s"]) and _is_num(line["cost_s"]), line, "interval/cost")
         _check(isinstance(line["top"], list) and len(line["top"]) <= 500, line, "top")
+        _check(line.get("source", "tracemalloc") in ("tracemalloc", "sampled"), line, "source")
+        sampled = line.get("source") == "sampled"
+        _check(sampled == ("sample_bytes" in line) == ("samples" in line), line, "sampled fields")
+        if sampled:
+            _check(_is_int(line["sample_bytes"], 1) and _is_int(line["samples"]), line, "rate")
         for e in line["top"]:
+            _check(sampled == ("size_err" in e) == ("growth_var" in e), line, "site errors")
+            if sampled:
+                _check(_is_int(e["size_err"]) and _is_int(e["growth_var"]), line, "site errors")
             _check(_is_str(e["file"], 512) and _is_int(e["line"]), line, "site file/line")
             _check(_is_int(e["size"]) and _is_int(e["count"]), line, "site size/count")
             _check(_is_int(e["size_diff"], -INT64 + 1) and _is_int(e["count_diff"], -INT64 + 1), line, "diffs")
@@ -90,14 +98,15 @@ def validate(line: Dict[str, Any]) -> None:
     elif kind == "trace_state":
         _check(line["state"] in ("started", "extended", "stopped"), line, "state")
         reasons = {
-            "started": {"control", "mode_always", "fork"},
-            "extended": {"control"},
+            "started": {"control", "mode_always", "mode_sampled", "fork"},
+            "extended": {"control", "window"},
             "stopped": {"control", "window", "memory_cap", "shutdown", "external"},
         }[line["state"]]
         _check(line["reason"] in reasons, line, "reason")
         _check(_is_int(line["session"], 1) and _is_int(line["frames"], 1), line, "session/frames")
         _check(line["window_s"] is None or _is_num(line["window_s"]), line, "window_s")
         _check(_is_int(line["max_memory"], 1), line, "max_memory")
+        _check("sample_bytes" not in line or _is_int(line["sample_bytes"], 1), line, "sample_bytes")
     elif kind == "stats":
         for key in ("sent", "dropped", "buffered", "errors", "send_failures", "connects",
                     "connect_failures", "bad_control", "snapshots", "budget_skips"):

@@ -14,7 +14,8 @@ class Load(unittest.TestCase):
     def test_defaults_match_the_product_contract(self) -> None:
         s = config.load({}, {})
         self.assertEqual((s.socket, s.mode, s.interval, s.top_n, s.frames, s.key_type),
-                         ("/run/apm/probe.sock", "on-demand", 60.0, 25, 1, "lineno"))
+                         ("/run/apm/probe.sock", "sampled", 60.0, 25, 1, "lineno"))
+        self.assertEqual(s.sample_bytes, 524288)
         self.assertFalse(s.object_counts)
 
     def test_environment_is_read_and_parsed(self) -> None:

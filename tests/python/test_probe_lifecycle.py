@@ -21,7 +21,7 @@ from probe_fakeagent import FakeAgent, kinds
 
 
 def settings(agent: FakeAgent, **kw: Any) -> Settings:
-    base = dict(socket=agent.path, interval=0.05, reconnect_max=0.1)
+    base = dict(socket=agent.path, interval=0.05, reconnect_max=0.1, mode="on-demand")
     base.update(kw)
     return Settings(**base)
 

@@ -22,6 +22,8 @@ struct fixture {
     struct apm_store *store;
     struct apm_agent_ident agent;
     uint64_t seq;
+    uint64_t sample_bytes;     /* nonzero: the diffs are sampled estimates */
+    const int64_t *growth_var; /* with them: each site's running variance */
 };
 
 struct site {
@@ -90,12 +92,14 @@ static void put_probe_diff(struct fixture *f, int64_t t_ms, int64_t interval_ms,
     d->interval_ms = interval_ms;
     d->traced_current = traced;
     d->traced_peak = traced;
+    d->sample_bytes = f->sample_bytes;
     for (uint32_t i = 0; i < nsites; i++) {
         assert_int_equal(apm_site_set(&d->sites[i], sites[i].file, sites[i].line, 0), 0);
         d->sites[i].size = sites[i].size;
         d->sites[i].size_diff = sites[i].size_diff;
         d->sites[i].count = sites[i].size / 100;
         d->sites[i].count_diff = sites[i].size_diff / 100;
+        d->sites[i].growth_var = f->growth_var ? f->growth_var[i] : 0;
     }
     struct apm_store_txn *t = NULL;
     assert_int_equal(apm_store_txn_begin(f->store, &t), 0);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "server/alerts/alert_rules.h"
 #include "server/alerts/alert_text.h"
 #include "server/alerts/alerts.h"
@@ -234,6 +235,27 @@ static void test_alerts_ack_expires(void **state)
     apm_alerts_free(e);
 }
 
+/* What an alert shows reaches terminals, webhooks and hook environments: never a control byte. */
+static void test_alerts_strings_are_kept_free_of_control_characters(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule leak]\nkind = leak\n");
+    struct apm_alert a[8];
+    /* A name stored before ingest cleaned strings, then an ack comment from the API. */
+    struct apm_alert_input in = leak_input("evil\x1b[2J\xff", APM_CLASS_LEAK, 0.9);
+    apm_alerts_observe(e, &in, T0);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_int_equal(apm_alerts_ack(e, a[0].id, 3600 * 1000, "ok\nFAKE: resolved\x07", T0), 0);
+    assert_int_equal(apm_alerts_get(e, a[0].id, &a[1]), 0);
+    assert_string_equal(a[1].process_name, "evil" APM_TEXT_REPLACEMENT "[2J" APM_TEXT_REPLACEMENT);
+    assert_string_equal(a[1].ack_comment,
+                        "ok" APM_TEXT_REPLACEMENT "FAKE: resolved" APM_TEXT_REPLACEMENT);
+    for (const unsigned char *p = (const unsigned char *)a[1].summary; *p; p++)
+        assert_true(*p >= 0x20 && *p != 0x7f);
+    apm_alerts_free(e);
+}
+
 static void test_alerts_threshold_and_exhaustion(void **state)
 {
     struct fx *f = *state;
@@ -428,6 +450,10 @@ static void test_alerts_sentence_names_rate_limit_forecast_and_suspect(void **st
     a.restarted_at_limit = true;
     apm_alert_text_summary(&a, buf, sizeof(buf));
     assert_non_null(strstr(buf, "; it replaced a process of its name that reached its limit"));
+    /* A sampled suspect is an estimate, and says so. */
+    a.suspect_rate_err = 0.04 * a.suspect_rate;
+    apm_alert_text_summary(&a, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "top suspect `app/cache.py:88` +31 MiB/h \u00b1 4 %"));
 }
 
 /* An exec hook that appends one line per call: counts notifications. */
@@ -512,6 +538,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alerts_unjudged_series_neither_fires_nor_resolves,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_alerts_matchers_select_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_strings_are_kept_free_of_control_characters,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_alerts_ack_expires, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_alerts_exhaustion_fires_on_a_steady_growth_without_a_verdict, setup, teardown),

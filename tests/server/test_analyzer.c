@@ -308,6 +308,61 @@ static void test_analyzer_warms_a_new_series_from_the_store(void **state)
     assert_int_equal(st.warmed, 2);
 }
 
+static int count_raw(void *ctx, int64_t t, int64_t v)
+{
+    (void)t;
+    (void)v;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+/*
+ * Raw samples past the store's retention are in its 1-minute rollups: a
+ * restarted collector replays those (a mean a minute) before the raw ones.
+ */
+static void test_analyzer_warms_up_from_rollups_past_the_raw_retention(void **state)
+{
+    struct fixture *f = *state;
+    run(f, 0, 300, CG_LIMIT);
+    struct apm_verdict_record before;
+    verdict_of(f, 100, T0_MS - 5000, &before);
+    assert_int_equal(before.v.cls, APM_CLASS_LEAK);
+    apm_analyzer_free(f->an);
+    apm_store_free(f->store);
+    struct apm_store_options so = {.dir = f->dir,
+                                   .no_sync = true,
+                                   .retention_ms = 100000,
+                                   .rollup_1m_ms = 86400000,
+                                   .rollup_1h_ms = 86400000};
+    assert_int_equal(apm_store_open(&so, &f->store), 0);
+    int rc;
+    while ((rc = apm_store_maintain(f->store, T0_MS + 300000, 4000, 1000000)) == 0)
+        ;
+    assert_int_equal(rc, 1);
+    uint64_t sid = 0;
+    char id[128];
+    snprintf(id, sizeof(id), "web-3:100:%lld", (long long)(T0_MS - 5000));
+    assert_int_equal(apm_store_find_series(f->store, NULL, id, APM_METRIC_RSS, NULL, &sid), 0);
+    int raw = 0;
+    assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_raw, &raw),
+                     0);
+    assert_true(raw >= 100 && raw < 250);
+    assert_true(raw < 300);
+    struct apm_analyzer_options o;
+    options(&o);
+    assert_int_equal(apm_analyzer_new(f->store, &o, on_trace, f, &f->an), 0);
+    run(f, 300, 301, CG_LIMIT);
+    struct apm_verdict_record r;
+    verdict_of(f, 100, T0_MS - 5000, &r);
+    /* One point a minute from the first sample's minute to the one the raw samples begin in. */
+    int64_t raw_first = T0_MS + (300 - raw) * 1000LL;
+    int64_t minutes = (raw_first / 60000 * 60000 - T0_MS / 60000 * 60000) / 60000;
+    assert_true(minutes >= 2);
+    assert_int_equal(r.v.samples, (uint64_t)raw + 1 + (uint64_t)minutes);
+    /* The restarted analysis comes to the verdict the running one had. */
+    assert_int_equal(r.v.cls, before.v.cls);
+}
+
 /* One sample of process pid (name, cgroup, start) at value v under a 640 MiB cgroup limit. */
 static void put_proc(struct fixture *f, unsigned i, int32_t pid, int64_t start_ms, char *name,
                      char *cgroup, double v)
@@ -419,6 +474,49 @@ static void test_analyzer_never_asks_with_tracing_disabled(void **state)
     verdict_of(f, 100, T0_MS - 5000, &r);
     assert_int_equal(r.v.cls, APM_CLASS_LEAK);
     assert_int_equal(f->traces, 0);
+}
+
+/* A batch of one process (pid 300) with one rss sample at second i. */
+static struct apm_batch *newcomer(struct fixture *f, unsigned i)
+{
+    struct apm_batch *b = apm_batch_new(++f->seq);
+    assert_non_null(b);
+    struct apm_proc_desc p = {.pid = 300, .start_ms = T0_MS, .name = "newcomer"};
+    uint32_t idx;
+    assert_int_equal(apm_batch_add_proc(b, &p, &idx), 0);
+    assert_int_equal(
+        apm_batch_add_sample(b, idx, APM_METRIC_RSS, T0_MS + (int64_t)i * 1000, 100 << 20), 0);
+    return b;
+}
+
+/*
+ * A full analysis forgets series silent for idle_s (process-grace) even when
+ * the only samples still coming are of series it refused: their time is the
+ * clock that shows the others stopped.
+ */
+static void test_analyzer_when_full_forgets_the_silent_for_a_newcomer(void **state)
+{
+    struct fixture *f = *state;
+    apm_analyzer_free(f->an);
+    struct apm_analyzer_options o;
+    options(&o);
+    o.max_series = 2;
+    o.idle_s = 10;
+    assert_int_equal(apm_analyzer_new(f->store, &o, NULL, NULL, &f->an), 0);
+    run(f, 0, 5, 0); /* worker and idle: full */
+    commit_and_feed(f, newcomer(f, 30));
+    struct apm_analyzer_stats st;
+    apm_analyzer_get_stats(f->an, &st);
+    assert_int_equal(st.series, 2);
+    assert_int_equal(st.refused_series, 1);
+    assert_true(apm_analyzer_flush(f->an) >= 0);
+    apm_analyzer_get_stats(f->an, &st);
+    assert_int_equal(st.evicted, 2);
+    commit_and_feed(f, newcomer(f, 31));
+    struct apm_verdict_record r;
+    char id[128];
+    snprintf(id, sizeof(id), "web-3:300:%lld", (long long)T0_MS);
+    assert_int_equal(apm_analyzer_get(f->an, "web-3", id, APM_METRIC_RSS, &r), 0);
 }
 
 static void test_analyzer_refuses_a_bad_analysis_config(void **state)
@@ -637,6 +735,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_analyzer_verdicts_survive_a_reopen_of_the_store, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_analyzer_warms_up_from_rollups_past_the_raw_retention,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_analyzer_warms_a_new_series_from_the_store, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
@@ -646,6 +746,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_analyzer_never_asks_with_tracing_disabled, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_analyzer_when_full_forgets_the_silent_for_a_newcomer,
+                                        setup, teardown),
         cmocka_unit_test(test_analyzer_refuses_a_bad_analysis_config),
         cmocka_unit_test_setup_teardown(test_api_serves_forecasts_and_one_series_analysis, setup,
                                         teardown),

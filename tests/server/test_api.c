@@ -317,6 +317,113 @@ static void test_api_samples_window_and_limit(void **state)
     expect_error(e, "GET", target, 400, "'from' must be Unix seconds");
 }
 
+/* The series listing pages with a cursor: every series once, in id order. */
+static void test_api_series_pages_with_a_cursor(void **state)
+{
+    struct env *e = *state;
+    json_t *doc = NULL;
+    assert_int_equal(call(e, "GET", "/api/v1/series", &doc), 200);
+    size_t all = json_array_size(json_object_get(doc, "series"));
+    assert_true(json_is_null(json_object_get(doc, "next")));
+    json_decref(doc);
+    assert_true(all >= 4);
+    size_t seen = 0;
+    json_int_t last = 0;
+    char target[128] = "/api/v1/series?limit=1";
+    for (int page = 0; page < 20; page++) {
+        assert_int_equal(call(e, "GET", target, &doc), 200);
+        json_t *list = json_object_get(doc, "series");
+        for (size_t i = 0; i < json_array_size(list); i++, seen++) {
+            json_int_t id = json_integer_value(json_object_get(json_array_get(list, i), "id"));
+            assert_true(id > last);
+            last = id;
+        }
+        json_t *next = json_object_get(doc, "next");
+        bool more = json_is_string(next);
+        if (more)
+            snprintf(target, sizeof(target), "/api/v1/series?limit=1&cursor=%s",
+                     json_string_value(next));
+        json_decref(doc);
+        if (!more)
+            break;
+    }
+    assert_int_equal(seen, all);
+    expect_error(e, "GET", "/api/v1/series?cursor=-4", 400, "bad cursor");
+}
+
+/* One point per step (mean by default), and pages that go on from a cursor. */
+static void test_api_samples_step_agg_and_cursor(void **state)
+{
+    struct env *e = *state;
+    uint64_t id = find_series(e, "process=worker&host=web-1");
+    json_t *doc = NULL;
+    char target[256];
+    snprintf(target, sizeof(target), "/api/v1/series/%llu/samples?step=10", (unsigned long long)id);
+    assert_int_equal(call(e, "GET", target, &doc), 200);
+    json_t *pts = json_object_get(doc, "samples");
+    assert_int_equal(json_array_size(pts), 10);
+    for (size_t k = 0; k < 10; k++) {
+        json_t *p = json_array_get(pts, k);
+        assert_true(json_real_value(json_array_get(p, 0)) == 1700000000.0 + 10.0 * (double)k);
+        /* The mean of 100 + 10k .. 109 + 10k MiB. */
+        assert_true(json_real_value(json_array_get(p, 1)) ==
+                    (100.0 + 10.0 * (double)k + 4.5) * 1048576.0);
+    }
+    assert_true(json_real_value(json_object_get(doc, "resolution")) == 0.0);
+    assert_true(json_is_null(json_object_get(doc, "next")));
+    json_decref(doc);
+
+    snprintf(target, sizeof(target), "/api/v1/series/%llu/samples?step=10&agg=max&limit=3",
+             (unsigned long long)id);
+    assert_int_equal(call(e, "GET", target, &doc), 200);
+    pts = json_object_get(doc, "samples");
+    assert_int_equal(json_array_size(pts), 3);
+    assert_int_equal(json_integer_value(json_array_get(json_array_get(pts, 2), 1)), 129 << 20);
+    assert_true(json_is_true(json_object_get(doc, "truncated")));
+    assert_string_equal(json_string_value(json_object_get(doc, "next")), "1700000030000");
+    json_decref(doc);
+    snprintf(target, sizeof(target),
+             "/api/v1/series/%llu/samples?step=10&agg=max&limit=3&cursor=1700000030000",
+             (unsigned long long)id);
+    assert_int_equal(call(e, "GET", target, &doc), 200);
+    pts = json_object_get(doc, "samples");
+    assert_true(json_real_value(json_array_get(json_array_get(pts, 0), 0)) == 1700000030.0);
+    assert_int_equal(json_integer_value(json_array_get(json_array_get(pts, 0), 1)), 139 << 20);
+    json_decref(doc);
+
+    /* Raw pages: every sample once, in order, whatever the page size. */
+    int total = 0;
+    char cursor[32] = "";
+    for (int page = 0; page < 30; page++) {
+        snprintf(target, sizeof(target), "/api/v1/series/%llu/samples?limit=7%s%s",
+                 (unsigned long long)id, cursor[0] ? "&cursor=" : "", cursor);
+        assert_int_equal(call(e, "GET", target, &doc), 200);
+        pts = json_object_get(doc, "samples");
+        for (size_t i = 0; i < json_array_size(pts); i++, total++)
+            assert_int_equal(json_integer_value(json_array_get(json_array_get(pts, i), 1)),
+                             (100 + total) << 20);
+        json_t *next = json_object_get(doc, "next");
+        bool more = json_is_string(next);
+        if (more)
+            snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
+        json_decref(doc);
+        if (!more)
+            break;
+    }
+    assert_int_equal(total, 100);
+
+    snprintf(target, sizeof(target), "/api/v1/series/%llu/samples?agg=max", (unsigned long long)id);
+    expect_error(e, "GET", target, 400, "'agg' needs 'step'");
+    snprintf(target, sizeof(target), "/api/v1/series/%llu/samples?step=60&agg=median",
+             (unsigned long long)id);
+    expect_error(e, "GET", target, 400, "not min, max, mean or last");
+    snprintf(target, sizeof(target), "/api/v1/series/%llu/samples?cursor=abc",
+             (unsigned long long)id);
+    expect_error(e, "GET", target, 400, "bad cursor");
+    snprintf(target, sizeof(target), "/api/v1/series/%llu/samples?step=0", (unsigned long long)id);
+    expect_error(e, "GET", target, 400, "'step'");
+}
+
 static void test_api_unknown_routes_and_methods(void **state)
 {
     struct env *e = *state;
@@ -328,6 +435,37 @@ static void test_api_unknown_routes_and_methods(void **state)
     expect_error(e, "GET", "/api/v1/a/b/c/d/e/f/g/h/i/j", 404, "no such endpoint");
     expect_error(e, "POST", "/api/v1/series", 405, "method POST not allowed");
     expect_error(e, "DELETE", "/api/v1/series/1/samples", 405, "not allowed");
+}
+
+/* A store written before ingest cleaned strings may hold invalid UTF-8: say so, not "OOM". */
+static void test_api_unencodable_string_is_a_true_500(void **state)
+{
+    struct env *e = *state;
+    struct apm_agent_ident bad = {.agent_id = "agent-3",
+                                  .host = "web\xff",
+                                  .boot_id = "b",
+                                  .version = "0.1.0",
+                                  .instance = 3};
+    struct apm_batch *b = apm_batch_new(1);
+    uint32_t idx = 0;
+    add_proc(b, 77, "app", &idx);
+    assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, T0, 1 << 20), 0);
+    struct apm_store_txn *txn = NULL;
+    assert_int_equal(apm_store_txn_begin(e->store, &txn), 0);
+    assert_int_equal(apm_store_txn_put_batch(txn, &bad, b), 0);
+    assert_int_equal(apm_store_txn_commit(txn), 0);
+    apm_batch_free(b);
+    expect_error(e, "GET", "/api/v1/hosts", 500,
+                 "could not encode field 'host' as JSON: not valid UTF-8");
+    /* The process id holds the host too: either field may be named first. */
+    expect_error(e, "GET", "/api/v1/processes", 500, "as JSON: not valid UTF-8");
+    expect_error(e, "GET", "/api/v1/series", 500, "as JSON: not valid UTF-8");
+    /* Filtering to the good hosts still answers. */
+    json_t *doc = NULL;
+    assert_int_equal(call(e, "GET", "/api/v1/processes?host=web-1", &doc), 200);
+    json_decref(doc);
+    /* An error quoting bad bytes from the request is encodable too. */
+    expect_error(e, "GET", "/api/v1/series/%ff/samples", 400, "bad series id");
 }
 
 static int trace_route(const struct apm_api_call *c, json_t **out)
@@ -460,8 +598,11 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_hosts_lists_each_host_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_processes_filter_by_host, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_unencodable_string_is_a_true_500, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_series_filters_and_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_samples_window_and_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_samples_step_agg_and_cursor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_series_pages_with_a_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_unknown_routes_and_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_routes_can_be_added, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_answers_over_http, setup, teardown),

@@ -541,6 +541,30 @@ static void test_http_reader_splits_pipelined_stream(void **state)
     apm_http_reader_free(NULL);
 }
 
+static void test_http_reader_keeps_the_authorization_header(void **state)
+{
+    (void)state;
+    struct apm_http_reader *r = NULL;
+    assert_int_equal(apm_http_reader_new(NULL, &r), 0);
+    /* Split inside the header's name and value, among look-alike names; case-insensitive. */
+    const char *in = "POST /x HTTP/1.1\r\nAuthorization-Extra: no\r\nauthORIZATION: Bearer "
+                     "abc123\r\nAuthorizatio: no\r\nContent-Length: 0\r\n\r\n"
+                     "GET /y HTTP/1.1\r\nX-Authorization: Bearer zzz\r\n\r\n";
+    size_t len = strlen(in), used = 0, off = 0;
+    int rc = 0;
+    for (size_t step = 0; off < len && rc == 0; step++) {
+        size_t n = step % 3 + 1 < len - off ? step % 3 + 1 : len - off;
+        rc = apm_http_reader_feed(r, in + off, n, &used);
+        off += used;
+    }
+    assert_int_equal(rc, 1);
+    assert_string_equal(apm_http_reader_request(r)->authorization, "Bearer abc123");
+    apm_http_reader_next(r);
+    assert_int_equal(apm_http_reader_feed(r, in + off, len - off, &used), 1);
+    assert_string_equal(apm_http_reader_request(r)->authorization, "");
+    apm_http_reader_free(r);
+}
+
 static void test_http_reader_caps_are_checked(void **state)
 {
     (void)state;
@@ -661,6 +685,7 @@ int main(void)
         cmocka_unit_test(test_http_close_waits_for_deferred_answer),
         cmocka_unit_test(test_http_bad_listen_address_fails),
         cmocka_unit_test(test_http_reader_splits_pipelined_stream),
+        cmocka_unit_test(test_http_reader_keeps_the_authorization_header),
         cmocka_unit_test(test_http_reader_caps_are_checked),
         cmocka_unit_test(test_http_reader_checks_the_version),
         cmocka_unit_test(test_http_answers_505_to_http_9_9),

@@ -1,3 +1,4 @@
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -126,6 +127,46 @@ static void test_site_in_consecutive_diffs_adds_one_sample_per_diff(void **state
     apm_sites_free(r, n);
 }
 
+/*
+ * Sampled sites carry the standard error of their growth: the root of what their running
+ * variance gained over the window; exact sites have none.
+ */
+static void test_sampled_sites_carry_the_error_of_their_growth(void **state)
+{
+    struct fixture *f = *state;
+    f->sample_bytes = 524288;
+    struct site s[] = {{"app/a.py", 1, 0, 0}};
+    int64_t var[] = {0, 9000000, 25000000, 25000000 + 144000000};
+    for (int i = 1; i <= 3; i++) {
+        s[0].size += 100000;
+        s[0].size_diff = 100000;
+        f->growth_var = &var[i];
+        put_probe_diff(f, T0 + i * 1000, 1000, 0, s, 1);
+    }
+    struct apm_site_rank *r = NULL;
+    size_t n = rank(f, T0 + 2000, T0 + 3000, &r);
+    assert_int_equal(n, 1);
+    assert_true(r[0].sampled);
+    assert_int_equal(r[0].size_growth, 100000);
+    assert_int_equal(r[0].growth_err, 12000); /* sqrt(169e6 - 25e6) */
+    assert_true(fabs(r[0].rate_err - 12000.0) < 1e-6);
+    apm_sites_free(r, n);
+    /* The first diff's start point counts no variance: all of it is in the window. */
+    assert_int_equal(apm_sites_rank(f->store, PID_ID, T0, T0 + 3000, 10, &r, &n), 0);
+    assert_int_equal(r[0].growth_err, 13000);
+    apm_sites_free(r, n);
+
+    f->sample_bytes = 0;
+    f->growth_var = NULL;
+    struct site exact = {"app/b.py", 2, 500, 500};
+    put_probe_diff(f, T0 + 4000, 1000, 0, &exact, 1);
+    n = rank(f, T0 + 3000, T0 + 4000, &r);
+    assert_int_equal(n, 1);
+    assert_false(r[0].sampled);
+    assert_int_equal(r[0].growth_err, 0);
+    apm_sites_free(r, n);
+}
+
 static void test_sites_beyond_the_cap_are_refused_and_counted(void **state)
 {
     (void)state;
@@ -169,6 +210,8 @@ int main(void)
         cmocka_unit_test(test_returning_site_tells_only_the_window_it_returns_in),
         cmocka_unit_test_setup_teardown(test_site_in_consecutive_diffs_adds_one_sample_per_diff,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sampled_sites_carry_the_error_of_their_growth, setup,
+                                        teardown),
         cmocka_unit_test(test_sites_beyond_the_cap_are_refused_and_counted),
         cmocka_unit_test_setup_teardown(test_unknown_process_has_no_sites, setup, teardown),
     };

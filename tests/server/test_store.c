@@ -340,6 +340,36 @@ static void test_store_reads_range_across_chunks(void **state)
     assert_int_equal(s.n, 10);
 }
 
+/*
+ * The writer forgets a series without samples for forget_after_ms (its open
+ * chunk included) and reads it back from LMDB when it returns: nothing is lost.
+ */
+static void test_store_forgets_idle_series_and_reads_them_back(void **state)
+{
+    struct fixture *f = *state;
+    apm_store_free(f->store);
+    struct apm_store_options opt = {
+        .dir = f->dir, .chunk_samples = 8, .no_sync = true, .forget_after_ms = 200};
+    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+    /* Samples of 2023: long silent by the writer's clock. 11 of them: one sealed chunk, 3 open. */
+    assert_int_equal(store_batch(f, 1, 1700000000000, 11), 0);
+    usleep(100 * 1000); /* past forget_after_ms / 4 since the open */
+    assert_int_equal(store_batch(f, 2, 1700000011000, 2), 0);
+    struct apm_store_stats st;
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_int_equal(st.forgotten, 2); /* rss and mem_available */
+    usleep(100 * 1000);
+    assert_int_equal(store_batch(f, 3, 1700000013000, 3), 0);
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_int_equal(st.forgotten, 4);
+    uint64_t id = find_series(f, APM_METRIC_RSS);
+    struct collected s = {0};
+    assert_int_equal(apm_store_read_samples(f->store, id, 0, INT64_MAX, collect_sample, &s), 0);
+    assert_int_equal(s.n, 16);
+    for (int i = 0; i < s.n; i++)
+        assert_true(s.t[i] == 1700000000000 + i * 1000);
+}
+
 static void test_store_drops_out_of_order_samples(void **state)
 {
     struct fixture *f = *state;
@@ -516,6 +546,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_drops_duplicate_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_keeps_watermark_across_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_new_instance_resets_dedup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_forgets_idle_series_and_reads_them_back, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_store_reads_range_across_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_drops_out_of_order_samples, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_forgets_aborted_transaction, setup, teardown),

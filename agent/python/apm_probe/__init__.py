@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import atexit
 import os
+import pkgutil
 import threading
 from typing import Any, Dict, Optional
+
+# The compiled part (_sampler) may live in another directory of the same name on sys.path:
+# a build tree's python/apm_probe beside the sources (the tests), for example.
+__path__ = pkgutil.extend_path(__path__, __name__)
 
 from . import config
 from .log import RateLimitedLog

@@ -11,7 +11,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 ENV_PREFIX = "APM_PROBE_"
-MODES = ("on-demand", "always", "off")
+# "sampled" falls back to "on-demand" where the _sampler extension does not load.
+MODES = ("sampled", "on-demand", "always", "off")
 KEY_TYPES = ("lineno", "traceback")
 
 # Upper bounds keep every wire line below its size cap and every cost finite.
@@ -21,6 +22,8 @@ MAX_INTERVAL_S = 86400.0
 MIN_INTERVAL_S = 0.01
 MAX_WINDOW_S = 7 * 86400.0
 MIN_BUFFER_BYTES = 1 << 20
+MIN_SAMPLE_BYTES = 256
+MAX_SAMPLE_BYTES = 1 << 34
 
 
 class ConfigError(ValueError):
@@ -37,7 +40,9 @@ class Settings:
     """Everything the probe can be told; see docs/probe.md for each field."""
 
     socket: str = "/run/apm/probe.sock"
-    mode: str = "on-demand"
+    mode: str = "sampled"
+    # Sampled mode: mean bytes allocated between two samples.
+    sample_bytes: int = 512 << 10
     interval: float = 60.0
     top_n: int = 25
     frames: int = 1
@@ -109,6 +114,7 @@ def _check_socket(value: Any) -> Optional[str]:
 _SPEC: Dict[str, Tuple[type, Callable[[str], Any], Callable[[Any], Optional[str]]]] = {
     "socket": (str, str, _check_socket),
     "mode": (str, lambda s: s.strip(), _check_choice(MODES)),
+    "sample_bytes": (int, _parse_int, _check_range(MIN_SAMPLE_BYTES, MAX_SAMPLE_BYTES)),
     "interval": (float, _parse_seconds, _check_range(MIN_INTERVAL_S, MAX_INTERVAL_S)),
     "top_n": (int, _parse_int, _check_range(1, MAX_TOP_N)),
     "frames": (int, _parse_int, _check_range(1, MAX_FRAMES)),

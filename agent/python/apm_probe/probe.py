@@ -23,7 +23,7 @@ import tracemalloc
 from dataclasses import asdict
 from typing import Any, Callable, Dict, Optional, TypeVar
 
-from . import gcstats, identity, wire
+from . import gcstats, identity, sampling, wire
 from .budget import Budget
 from .config import MAX_WINDOW_S, Settings
 from .log import RateLimitedLog
@@ -90,6 +90,16 @@ class Probe:
         self._last_snapshot_t = 0.0  # its wall-clock time, the t its diff would carry
         self._follow_ups = 0  # quick diffs still owed to the last trace request
         self._seq = 0
+        # Sampled mode: the sampler (None where it did not start: mode falls back to
+        # on-demand), its differ, and the end of a raised-rate window.
+        self.mode = settings.mode
+        self._sampler: Optional[sampling.Sampler] = None
+        self._sampled = sampling.SampleDiffer(settings.key_type, settings.top_n)
+        self._sampled_session = 0
+        self._rate_deadline: Optional[float] = None
+        self._last_sample_at = 0.0
+        self._last_sample_t = 0.0
+        self.sampler_error: Optional[str] = None
         # Counters.
         self.errors = 0
         self.bad_control = 0
@@ -99,13 +109,32 @@ class Probe:
     # --- Called from application threads --------------------------------------------
 
     def start(self) -> None:
-        """Start the thread. In "always" mode tracing starts here, before returning, so
-        the application's first allocations are seen."""
+        """Start the thread. In "always" mode tracing starts here, and in "sampled" mode the
+        sampler's hooks are installed here, before returning, so the application's first
+        allocations are seen."""
+        if self.settings.mode == "sampled":
+            self._start_sampler()
         if self.settings.mode == "always" and self._inherited is None and not tracemalloc.is_tracing():
             tracemalloc.start(self.settings.frames)
             self._started_tracemalloc = True
         self._thread = threading.Thread(target=self._run, name="apm-probe", daemon=True)
         self._thread.start()
+
+    def _start_sampler(self) -> None:
+        settings = self.settings
+        if not sampling.available():
+            self.sampler_error = f"_sampler unavailable ({sampling.IMPORT_ERROR})"
+        else:
+            try:
+                sampler = sampling.Sampler(settings.sample_bytes, settings.frames)
+                sampler.start()
+                self._sampler = sampler
+            except Exception as exc:
+                self.sampler_error = f"_sampler did not start: {type(exc).__name__}: {exc}"
+        if self._sampler is None:
+            # The documented fallback: tracemalloc when asked, as in on-demand mode.
+            self.mode = "on-demand"
+            self._log.warn("sampler", f"{self.sampler_error}; falling back to on-demand tracemalloc")
 
     def stop(self, timeout: float = 1.0) -> None:
         """Ask the thread to finish (stopping tracing it started) and wait up to `timeout`."""
@@ -124,8 +153,10 @@ class Probe:
         counters.update(
             pid=self.pid,
             running=self.alive,
-            mode=self.settings.mode,
+            mode=self.mode,
             tracing=self._tracing,
+            sampler=self._sampler.stats() if self._sampler is not None else None,
+            sampler_error=self.sampler_error,
             session=self._session,
             seq=self._seq,
             connected=self._transport.connected,
@@ -182,6 +213,8 @@ class Probe:
         elif settings.mode == "always":
             self._we_started = self._started_tracemalloc
             self._guard("begin", self._begin, now, "mode_always", None, settings.max_memory, True)
+        if self._sampler is not None:
+            self._guard("begin", self._begin_sampled, now)
         next_tick = now
         while not self._stopping:
             now = self._clock()
@@ -193,13 +226,16 @@ class Probe:
                     next_tick = now + settings.interval
             self._guard("follow_up", self._follow_up, self._clock())
             wait = next_tick - self._clock()
+            if self._rate_deadline is not None:
+                wait = min(wait, self._rate_deadline - now)
+            if self._tracing or self._sampling():
+                follow_up = self._follow_up_at()
+                if follow_up is not None:
+                    wait = min(wait, follow_up - self._clock())
             if self._tracing:
                 wait = min(wait, CAP_CHECK_S)
                 if self._deadline is not None:
                     wait = min(wait, self._deadline - now)
-                follow_up = self._follow_up_at()
-                if follow_up is not None:
-                    wait = min(wait, follow_up - self._clock())
             lines = self._guard("pump", self._transport.pump, max(0.0, wait))
             if lines is None:
                 time.sleep(min(1.0, settings.interval))
@@ -211,6 +247,8 @@ class Probe:
         try:
             if self._tracing:
                 self._end(self._clock(), "shutdown")
+            if self._sampler is not None:
+                self._sampler.stop()
             self._transport.flush(self._clock() + FLUSH_AT_STOP_S)
         finally:
             self._transport.close()
@@ -228,24 +266,102 @@ class Probe:
         due = now - self._last_snapshot_at >= 0.5 * self.settings.interval
         if self._tracing and self._differ.has_baseline and due and self._snapshot_budget.allows(now):
             self._diff(now, t)
+        sample_due = now - self._last_sample_at >= 0.5 * self.settings.interval
+        if self._sampling() and sample_due and self._snapshot_budget.allows(now):
+            self._diff_sampled(now, t)
         counters: Dict[str, Any] = self._counters()
         counters["cpu_s"] = time.thread_time()
         self._send(wire.stats_line(t, counters, self.last_error or self._transport.last_error))
 
+    def _sampling(self) -> bool:
+        """Whether sampled diffs are sent now: the sampler runs and no exact trace does."""
+        return self._sampler is not None and not self._tracing and self._sampled.has_baseline
+
     def _follow_up_at(self) -> Optional[float]:
         """When the next quick diff after a trace request is due (within the snapshot
         budget), or None when none is owed."""
-        if not self._tracing or self._follow_ups <= 0 or not self._differ.has_baseline:
+        if self._follow_ups <= 0:
             return None
         gap = min(FOLLOW_UP_S, self.settings.interval)
-        return max(self._last_snapshot_at + gap, self._snapshot_budget.next_at)
+        if self._tracing and self._differ.has_baseline:
+            last = self._last_snapshot_at
+        elif self._sampling():
+            last = self._last_sample_at
+        else:
+            return None
+        return max(last + gap, self._snapshot_budget.next_at)
 
     def _follow_up(self, now: float) -> None:
         due = self._follow_up_at()
         if due is None or now < due:
             return
         self._follow_ups -= 1
-        self._diff(now, time.time())
+        if self._tracing:
+            self._diff(now, time.time())
+        else:
+            self._diff_sampled(now, time.time())
+
+    # --- Sampled mode -----------------------------------------------------------------
+
+    def _begin_sampled(self, now: float) -> None:
+        self._session += 1
+        self._sampled_session = self._session
+        self._sampled.reset()
+        self._send(self._state_line("started", "mode_sampled"))
+        self._last_sample_t = time.time()
+        result = self._sampled.step(self._sampler.rate)
+        self._snapshot_budget.spent(self._clock(), result.cost_s)
+        self._last_sample_at = now
+
+    def _diff_sampled(self, now: float, t: float) -> None:
+        sampler = self._sampler
+        if not sampler.ensure_hooked():
+            self._log.warn("sampler", "allocator hooks were replaced; reinstalled, samples dropped")
+        result = self._sampled.step(sampler.rate)
+        self.snapshots += 1
+        self._snapshot_budget.spent(self._clock(), result.cost_s)
+        self._seq += 1
+        key_type = self.settings.key_type
+        wall = t - self._last_sample_t
+        monotonic = max(0.0, now - self._last_sample_at)
+        header = {
+            "t": t,
+            "seq": self._seq,
+            "session": self._sampled_session,
+            "key_type": key_type,
+            "frames": self.settings.frames,
+            "interval_s": wall if abs(wall - monotonic) < 1.0 else monotonic,
+            "traced_current": result.total_size,
+            "traced_peak": result.total_size,
+            "tracemalloc_memory": sampler.stats()["table_bytes"],
+            "total_size": result.total_size,
+            "total_count": result.total_count,
+            "total_size_diff": result.total_size_diff,
+            "total_count_diff": result.total_count_diff,
+            "groups": result.groups,
+            "cost_s": result.cost_s,
+            "source": "sampled",
+            "sample_bytes": result.sample_bytes,
+            "samples": result.samples,
+        }
+        top = [
+            wire.sampled_site_entry(key_type, frames_of(key, key_type), estimate)
+            for key, *estimate in result.top
+        ]
+        self._last_sample_at = now
+        self._last_sample_t = t
+        self._send(wire.diff_line(header, top))
+
+    def _raise_rate(self, now: float, window: float) -> None:
+        self._rate_deadline = now + window
+        self._sampler.raise_rate()
+        self._follow_ups = FOLLOW_UPS
+        self._send(self._state_line("extended", "control", window))
+
+    def _restore_rate(self, reason: str) -> None:
+        self._rate_deadline = None
+        self._sampler.restore_rate()
+        self._send(self._state_line("extended", reason, None))
 
     def _diff(self, now: float, t: float) -> None:
         result = self._differ.step()
@@ -296,6 +412,8 @@ class Probe:
             self._hook(self._seq, previous, result.snapshot)
 
     def _check_tracing(self, now: float) -> None:
+        if self._rate_deadline is not None and now >= self._rate_deadline:
+            self._restore_rate("window")
         if not self._tracing:
             return
         if not tracemalloc.is_tracing():
@@ -338,7 +456,17 @@ class Probe:
         self._we_started = False
         self._send(self._state_line("stopped", reason))
 
-    def _state_line(self, state: str, reason: str) -> bytes:
+    _NO_WINDOW = -1.0
+
+    def _state_line(self, state: str, reason: str, sampled_window: Optional[float] = _NO_WINDOW) -> bytes:
+        """A trace_state line: of the tracemalloc session, or (sampled_window given, which
+        may be None for no end) of the sampler's session, with its rate."""
+        if sampled_window != self._NO_WINDOW or (reason == "mode_sampled"):
+            window = None if sampled_window == self._NO_WINDOW else sampled_window
+            return wire.trace_state(
+                time.time(), state, reason, self._sampled_session, self.settings.frames,
+                window, self._cap, self._sampler.rate,
+            )
         window = None if self._deadline is None else max(0.0, self._deadline - self._clock())
         frames = tracemalloc.get_traceback_limit() if tracemalloc.is_tracing() else self.settings.frames
         return wire.trace_state(time.time(), state, reason, self._session, frames, window, self._cap)
@@ -353,12 +481,18 @@ class Probe:
         if command.action == "stop":
             if self._tracing:
                 self._end(now, "control")
+            if self._rate_deadline is not None:
+                self._restore_rate("control")
             return
-        if self.settings.mode == "off":
+        if self.mode == "off":
             self._refuse("tracing is disabled (mode off)")
             return
         cap = command.max_memory if command.max_memory is not None else self.settings.max_memory
         window = command.duration_s if command.duration_s is not None else self.settings.trace_window
+        if self._sampler is not None and not command.exact and not self._tracing:
+            # Sampled mode answers a trace request with more samples, not tracemalloc.
+            self._raise_rate(now, window)
+            return
         if self._tracing:
             if self._deadline is not None:
                 self._deadline = now + window
@@ -385,7 +519,7 @@ class Probe:
             sys.implementation.name,
             identity.program_name(),
             identity.command_line(),
-            asdict(self.settings),
+            dict(asdict(self.settings), mode=self.mode),
             tracemalloc.is_tracing(),
             VERSION,
         )

@@ -157,6 +157,19 @@ def site_entry(
     return entry
 
 
+def sampled_site_entry(
+    key_type: str,
+    frames: Sequence[Tuple[str, int]],
+    estimate: Tuple[int, int, int, int, int, int],
+) -> Dict[str, Any]:
+    """A site of a sampled diff: site_entry's fields as estimates, plus `size_err` (the
+    standard error of `size`) and `growth_var` (running variance of its changes)."""
+    size, size_diff, count, count_diff, size_err, growth_var = estimate
+    entry = site_entry(key_type, frames, size, size_diff, count, count_diff)
+    entry.update(size_err=size_err, growth_var=growth_var)
+    return entry
+
+
 def diff_line(header: Dict[str, Any], top: Sequence[Dict[str, Any]]) -> bytes:
     line: Dict[str, Any] = {"type": "diff"}
     line.update(header)
@@ -171,19 +184,22 @@ def trace_state(
     frames: int,
     window_s: Optional[float],
     max_memory: int,
+    sample_bytes: Optional[int] = None,
 ) -> bytes:
-    return encode(
-        {
-            "type": "trace_state",
-            "t": t,
-            "state": state,
-            "reason": reason,
-            "session": session,
-            "frames": frames,
-            "window_s": window_s,
-            "max_memory": max_memory,
-        }
-    )
+    """A tracing state change; sample_bytes (the sampling rate now) in sampled mode."""
+    obj: Dict[str, Any] = {
+        "type": "trace_state",
+        "t": t,
+        "state": state,
+        "reason": reason,
+        "session": session,
+        "frames": frames,
+        "window_s": window_s,
+        "max_memory": max_memory,
+    }
+    if sample_bytes is not None:
+        obj["sample_bytes"] = sample_bytes
+    return encode(obj)
 
 
 def stats_line(t: float, counters: Dict[str, Any], last_error: Optional[str]) -> bytes:
@@ -200,12 +216,15 @@ def control_error(t: float, error: str) -> bytes:
 class Control:
     """A checked control command from the agent."""
 
-    __slots__ = ("action", "duration_s", "max_memory")
+    __slots__ = ("action", "duration_s", "max_memory", "exact")
 
-    def __init__(self, action: str, duration_s: Optional[float], max_memory: Optional[int]) -> None:
+    def __init__(
+        self, action: str, duration_s: Optional[float], max_memory: Optional[int], exact: bool = False
+    ) -> None:
         self.action = action
         self.duration_s = duration_s
         self.max_memory = max_memory
+        self.exact = exact  # trace with tracemalloc even in sampled mode
 
 
 def parse_control(line: bytes, max_window_s: float) -> Control:
@@ -235,4 +254,7 @@ def parse_control(line: bytes, max_window_s: float) -> Control:
     if cap is not None:
         if isinstance(cap, bool) or not isinstance(cap, int) or not 0 < cap < 1 << 62:
             raise ValueError("max_memory must be a positive integer")
-    return Control("trace", duration, cap)
+    exact = obj.get("exact", False)
+    if not isinstance(exact, bool):
+        raise ValueError("exact must be true or false")
+    return Control("trace", duration, cap, exact)

@@ -1,0 +1,648 @@
+/*
+ * The store's maintenance, run by the writer thread between ingest
+ * transactions in short slices (docs/store.md, "Retention"): rollups built
+ * from raw samples, sealed chunks deleted past the retention (or, near the
+ * disk budget, oldest first), rollups past theirs, and series, processes and
+ * hosts with nothing left removed from the index. Also the map's growth up to
+ * the disk budget. Every slice is one write transaction; no read
+ * transaction is held across slices.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "server/store/store_priv.h"
+
+/* Raw samples one series rolls up in a slice at most (a first pass over an old store). */
+#define ROLL_MAX_SAMPLES 100000u
+/* Chunks one series deletes in a slice at most; the next slice goes on with it. */
+#define DELETE_MAX_CHUNKS 1024u
+/* Share of the budget above which the oldest raw chunks go before their retention. */
+#define PRESSURE_PERCENT 90u
+/* Share of the map above which it is doubled (while under the budget). */
+#define GROW_PERCENT 75u
+/* Longest wait for readers to finish before a resize. */
+#define RESIZE_WAIT_MS 500
+#define PRUNE_LOG_EVERY_MS 60000
+/* Least samples a rollup bucket holds on average for its resolution to be kept. */
+#define ROLLUP_MIN_SAMPLES 4
+/* A slice longer than this (ingest waited for it) is logged, at most once a minute. */
+#define SLOW_SLICE_US 50000u
+
+static void count(struct apm_store *s, enum store_mcounter c, uint64_t n)
+{
+    if (n > 0)
+        atomic_fetch_add(&s->m[c], n);
+}
+
+/* ---- one series ---- */
+
+/* What a slice learns of a series before changing it (the record's pointers die at the first
+ * write). */
+struct series_view {
+    uint64_t id;
+    int64_t first_ms, last_ms;
+    uint64_t nsamples;
+    enum apm_metric metric;
+    bool has_head;
+    char host[STORE_HOST_MAX];
+    char process_id[PROCESS_ID_MAX];
+    char site[512];
+};
+
+struct roller {
+    struct apm_store_txn *t;
+    uint64_t id;
+    int res_i;
+    int64_t res;
+    int64_t bucket;
+    struct apm_rollup acc;
+    uint64_t samples;
+    bool stopped; /* at the sample cap: bucket is where to go on */
+    unsigned *keys;
+    int err;
+};
+
+/* Writes the bucket in progress, merged with what the bucket holds already. */
+static int roll_flush(struct roller *r)
+{
+    if (r->acc.count == 0)
+        return 0;
+    struct apm_store *s = r->t->s;
+    uint8_t key[ROLLUP_KEY_LEN], val[APM_ROLLUP_MAX_BYTES];
+    apm_rollup_key(key, r->id, r->res_i, r->bucket);
+    MDB_val k = {sizeof(key), key}, v;
+    struct apm_rollup total = {0};
+    int rc = mdb_get(r->t->txn, s->dbi[DB_ROLLUPS], &k, &v);
+    if (rc == 0 && apm_rollup_decode(v.mv_data, v.mv_size, &total) != 0)
+        total = (struct apm_rollup){0}; /* a damaged bucket is rebuilt from what is left */
+    else if (rc != 0 && rc != MDB_NOTFOUND)
+        return apm_store_mdb_error(rc, "rollup");
+    apm_rollup_merge(&total, &r->acc);
+    v = (MDB_val){apm_rollup_encode(&total, val), val};
+    rc = mdb_put(r->t->txn, s->dbi[DB_ROLLUPS], &k, &v, 0);
+    r->acc = (struct apm_rollup){0};
+    (*r->keys)++;
+    count(s, MC_ROLLUPS_WRITTEN, 1);
+    return apm_store_mdb_error(rc, "rollup");
+}
+
+static int roll_sample(void *ctx, int64_t t, int64_t v)
+{
+    struct roller *r = ctx;
+    int64_t b = apm_rollup_floor(t, r->res);
+    if (b != r->bucket && r->acc.count > 0) {
+        if ((r->err = roll_flush(r)) != 0)
+            return 1;
+        if (r->samples >= ROLL_MAX_SAMPLES) {
+            r->stopped = true;
+            r->bucket = b;
+            return 1;
+        }
+    }
+    r->bucket = b;
+    apm_rollup_add(&r->acc, v);
+    r->samples++;
+    return 0;
+}
+
+/*
+ * Rolls the raw samples in [wm[i], limit) into resolution i and moves the
+ * watermark. Buckets are merged with what they hold, so a watermark in the
+ * middle of a bucket (an idle series, or raw about to be deleted) is fine.
+ */
+static int roll(struct apm_store_txn *t, const struct series_view *sv,
+                const struct store_series_record *rec, int res_i, int64_t limit, int64_t wm[2],
+                unsigned *keys)
+{
+    if (limit <= wm[res_i])
+        return 0;
+    struct roller r = {
+        .t = t, .id = sv->id, .res_i = res_i, .res = ROLLUP_RES(res_i), .keys = keys};
+    int rc = apm_store_txn_read_samples(t->s, t->txn, sv->id, rec, wm[res_i], limit - 1,
+                                        roll_sample, &r);
+    if (r.err != 0)
+        return r.err;
+    if (rc < 0)
+        return rc;
+    if (!r.stopped && (rc = roll_flush(&r)) != 0)
+        return rc;
+    wm[res_i] = r.stopped ? r.bucket : limit;
+    return 0;
+}
+
+/*
+ * How far resolution i may roll: through the last bucket no future sample
+ * can reach (samples only come newer than last_ms), through last_ms itself
+ * when the series has been idle for a bucket, and at least through force
+ * (raw samples about to be deleted).
+ */
+static int64_t roll_limit(const struct series_view *sv, int64_t res, int64_t now, int64_t force)
+{
+    int64_t limit = apm_rollup_floor(sv->last_ms + 1, res);
+    if (now - sv->last_ms > res)
+        limit = sv->last_ms + 1;
+    return force > limit ? force : limit;
+}
+
+/*
+ * True when resolution i is kept for the series: its buckets must hold
+ * ROLLUP_MIN_SAMPLES samples of the series' interval or more. A rollup no
+ * coarser than the interval would repeat the raw samples, and one of two or
+ * three samples costs more than they do (an entry is ~40 bytes; measured on
+ * leakbench's 20 s traces, 1-minute rollups took 13 bytes per raw sample).
+ */
+static bool rollup_kept(const struct apm_store *s, const struct series_view *sv, int res_i)
+{
+    if (s->rollup_ms[res_i] <= 0)
+        return false;
+    if (sv->nsamples < 2)
+        return true;
+    int64_t interval = (sv->last_ms - sv->first_ms) / (int64_t)(sv->nsamples - 1);
+    return interval * ROLLUP_MIN_SAMPLES <= ROLLUP_RES(res_i);
+}
+
+/* The last sample's time of a sealed chunk (decoding it), or INT64_MAX when damaged. */
+static int64_t chunk_last_t(const MDB_val *k, const MDB_val *v)
+{
+    struct apm_chunk_iter it;
+    int64_t t = INT64_MAX, ts, vs;
+    if (apm_chunk_iter_init(&it, v->mv_data, v->mv_size, apm_store_chunk_key_t(k)) < 0)
+        return INT64_MAX;
+    int rc;
+    while ((rc = apm_chunk_iter_next(&it, &ts, &vs)) == 1)
+        t = ts;
+    return rc < 0 ? INT64_MAX : t;
+}
+
+/*
+ * Deletes the series' sealed chunks that end before cut, oldest first, at
+ * most DELETE_MAX_CHUNKS. Sets *left when chunks remain, *more when the cap
+ * stopped it, and notes the oldest chunk left.
+ */
+static int delete_chunks(struct apm_store_txn *t, uint64_t id, int64_t cut, bool pressure,
+                         unsigned max, bool *left, bool *more, unsigned *keys)
+{
+    struct apm_store *s = t->s;
+    MDB_cursor *cur = NULL;
+    uint8_t key[16];
+    apm_store_chunk_key(key, id, INT64_MIN);
+    MDB_val k = {sizeof(key), key}, v;
+    int rc = mdb_cursor_open(t->txn, s->dbi[DB_CHUNKS], &cur);
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    unsigned n = 0, pruned = 0;
+    *left = *more = false;
+    while (rc == 0) {
+        if (k.mv_size != 16 || apm_store_get_be64(k.mv_data) != id)
+            break;
+        int64_t first = apm_store_chunk_key_t(&k);
+        if (first >= cut || chunk_last_t(&k, &v) >= cut) {
+            *left = true;
+            if (first < s->pass_oldest_ms)
+                s->pass_oldest_ms = first;
+            break;
+        }
+        if (n >= max) {
+            *left = *more = true;
+            break;
+        }
+        /* Past the retention or not, a chunk deleted for the budget is counted as pruned. */
+        bool expired = s->retention_ms > 0 && chunk_last_t(&k, &v) < s->maint_now - s->retention_ms;
+        pruned += pressure && !expired;
+        rc = mdb_cursor_del(cur, 0);
+        n++;
+        k = (MDB_val){sizeof(key), key};
+        if (rc == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    *keys += n;
+    count(s, MC_CHUNKS_DELETED, n - pruned);
+    count(s, MC_CHUNKS_PRUNED, pruned);
+    if (pruned > 0 && s->maint_now - s->last_prune_log_ms >= PRUNE_LOG_EVERY_MS) {
+        s->last_prune_log_ms = s->maint_now;
+        apm_warn("store: near the disk budget (%" PRIu64 " bytes): deleting the oldest raw "
+                 "chunks before their retention (%" PRIu64 " so far)",
+                 s->max_disk, (uint64_t)atomic_load(&s->m[MC_CHUNKS_PRUNED]));
+    }
+    return rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "delete chunks");
+}
+
+/* Deletes rollups of resolution i whose bucket ends at or before cut. Sets *left when some remain.
+ */
+static int delete_rollups(struct apm_store_txn *t, uint64_t id, int res_i, int64_t cut, bool *left,
+                          unsigned *keys)
+{
+    struct apm_store *s = t->s;
+    MDB_cursor *cur = NULL;
+    uint8_t key[ROLLUP_KEY_LEN];
+    apm_rollup_key(key, id, res_i, INT64_MIN);
+    MDB_val k = {sizeof(key), key}, v;
+    int rc = mdb_cursor_open(t->txn, s->dbi[DB_ROLLUPS], &cur);
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    unsigned n = 0;
+    while (rc == 0) {
+        if (k.mv_size != ROLLUP_KEY_LEN || memcmp(k.mv_data, key, 9) != 0)
+            break;
+        int64_t start = (int64_t)(apm_store_get_be64((uint8_t *)k.mv_data + 9) ^ (1ull << 63));
+        if (start > cut - ROLLUP_RES(res_i) || n >= DELETE_MAX_CHUNKS) {
+            *left = true;
+            break;
+        }
+        rc = mdb_cursor_del(cur, 0);
+        n++;
+        k = (MDB_val){sizeof(key), key};
+        if (rc == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    *keys += n;
+    count(s, MC_ROLLUPS_DELETED, n);
+    return rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "delete rollups");
+}
+
+/* True when some key of db starts with prefix. */
+static int has_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, size_t plen)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k = {plen, (void *)prefix}, v;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    bool found = rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0;
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return apm_store_mdb_error(rc, "index");
+    return found ? 1 : 0;
+}
+
+static int del_key(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen)
+{
+    MDB_val k = {klen, (void *)key};
+    int rc = mdb_del(txn, dbi, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "delete");
+}
+
+/* Removes a series with nothing left, then its process and host when they have no series left. */
+static int remove_series(struct apm_store_txn *t, const struct series_view *sv, unsigned *keys)
+{
+    struct apm_store *s = t->s;
+    char key[STORE_KEY_BUF];
+    size_t klen = apm_store_series_key(key, sv->host, sv->process_id, sv->metric,
+                                       apm_store_metric_has_site(sv->metric) ? sv->site : NULL);
+    uint8_t idkey[8];
+    apm_store_put_be64(idkey, sv->id);
+    /* The key is rebuilt from the record: it must name this series, or nothing is removed. */
+    MDB_val k = {klen, key}, v;
+    int rc = klen > 0 ? mdb_get(t->txn, s->dbi[DB_SERIES_KEY], &k, &v) : MDB_NOTFOUND;
+    if (rc != 0 || v.mv_size != 8 || memcmp(v.mv_data, idkey, 8) != 0) {
+        apm_warn("store: series %" PRIu64 ": its key does not lead back to it; kept",
+                 (uint64_t)sv->id);
+        return rc == 0 || rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "series key");
+    }
+    rc = del_key(t->txn, s->dbi[DB_SERIES_KEY], key, klen);
+    if (rc == 0)
+        rc = del_key(t->txn, s->dbi[DB_SERIES], idkey, 8);
+    if (rc == 0)
+        rc = del_key(t->txn, s->dbi[DB_VERDICTS], idkey, 8);
+    if (rc == 0)
+        rc = del_key(t->txn, s->dbi[DB_ROLLUP_WM], idkey, 8);
+    if (rc < 0)
+        return rc;
+    *keys += 4;
+    count(s, MC_SERIES_REMOVED, 1);
+    /* The writer's index is a cache: drop the series; an abort only makes it reload. */
+    uint64_t ptr;
+    if (klen > 0 && apm_hashmap_get(&s->index, key, klen, &ptr) == 0) {
+        struct store_series *ser = (struct store_series *)(uintptr_t)ptr;
+        if (!ser->dirty) {
+            apm_hashmap_del(&s->index, key, klen);
+            apm_chunk_enc_close(&ser->head);
+            free(ser->renamed);
+            free(ser);
+        }
+    }
+    apm_hashmap_close(&s->seen);
+    apm_hashmap_init(&s->seen);
+    apm_hashmap_close(&s->site_counts);
+    apm_hashmap_init(&s->site_counts);
+    /* host \0 process id \0 is the prefix of the process's series; host \0 of the host's. */
+    size_t hl = strlen(sv->host) + 1, pl = strlen(sv->process_id) + 1;
+    if (sv->process_id[0] != '\0') {
+        rc = has_prefix(t->txn, s->dbi[DB_SERIES_KEY], key, hl + pl);
+        if (rc == 0 && (rc = del_key(t->txn, s->dbi[DB_PROCESSES], sv->process_id, pl)) == 0) {
+            count(s, MC_PROCESSES_REMOVED, 1);
+            (*keys)++;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    rc = has_prefix(t->txn, s->dbi[DB_SERIES_KEY], key, hl);
+    if (rc == 0 && (rc = del_key(t->txn, s->dbi[DB_HOSTS], sv->host, hl)) == 0) {
+        count(s, MC_HOSTS_REMOVED, 1);
+        (*keys)++;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src != NULL ? src : "");
+}
+
+/*
+ * Maintains one series. Sets *again when the series has more to do than a
+ * slice allows (the pass stays on it).
+ */
+static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_keys, bool *again,
+                           unsigned *keys)
+{
+    struct apm_store *s = t->s;
+    int64_t now = s->maint_now;
+    struct store_series_record rec;
+    int rc = apm_store_get_record(s, t->txn, id, &rec);
+    if (rc < 0)
+        return rc == APM_E_NOTFOUND ? 0 : rc;
+    struct series_view sv = {.id = id,
+                             .first_ms = rec.info.first_ms,
+                             .last_ms = rec.info.last_ms,
+                             .nsamples = rec.info.nsamples,
+                             .metric = rec.info.metric,
+                             .has_head = rec.head_len > 0};
+    copy_str(sv.host, sizeof(sv.host), rec.info.host);
+    copy_str(sv.process_id, sizeof(sv.process_id), rec.info.process_id);
+    copy_str(sv.site, sizeof(sv.site), rec.info.site);
+    int64_t cut = s->retention_ms > 0 ? now - s->retention_ms : INT64_MIN;
+    bool pressure = s->pressure_cutoff > cut;
+    if (pressure)
+        cut = s->pressure_cutoff;
+    /* Roll up what is complete, and everything the deletion below will take. */
+    int64_t wm[2];
+    rc = apm_store_rollup_wm(s, t->txn, id, wm);
+    int64_t old_wm[2] = {wm[0], wm[1]};
+    int64_t force = cut == INT64_MIN ? INT64_MIN : (cut < sv.last_ms + 1 ? cut : sv.last_ms + 1);
+    bool kept[2] = {false, false};
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        kept[i] = rollup_kept(s, &sv, i);
+        if (kept[i] && sv.nsamples > 0)
+            rc = roll(t, &sv, &rec, i, roll_limit(&sv, ROLLUP_RES(i), now, force), wm, keys);
+    }
+    if (rc == 0 && (wm[0] != old_wm[0] || wm[1] != old_wm[1])) {
+        uint8_t idkey[8];
+        apm_store_put_be64(idkey, id);
+        MDB_val k = {8, idkey}, v = {sizeof(wm), wm};
+        rc = apm_store_mdb_error(mdb_put(t->txn, s->dbi[DB_ROLLUP_WM], &k, &v, 0), "watermark");
+        (*keys)++;
+    }
+    if (rc < 0)
+        return rc;
+    /* Raw data goes only once it is rolled up, at every resolution kept. */
+    int64_t raw_cut = cut;
+    for (int i = 0; i < 2; i++)
+        if (kept[i] && wm[i] < raw_cut)
+            raw_cut = wm[i];
+    bool chunks_left = false, more = false, rollups_left = false;
+    unsigned room = max_keys > *keys ? max_keys - *keys : 1;
+    rc =
+        delete_chunks(t, id, raw_cut, pressure, room < DELETE_MAX_CHUNKS ? room : DELETE_MAX_CHUNKS,
+                      &chunks_left, &more, keys);
+    for (int i = 0; i < 2 && rc == 0; i++)
+        rc = delete_rollups(t, id, i, s->rollup_ms[i] > 0 ? now - s->rollup_ms[i] : INT64_MAX,
+                            &rollups_left, keys);
+    if (rc < 0)
+        return rc;
+    *again = more;
+    bool head_old = sv.has_head && !chunks_left && sv.last_ms < raw_cut;
+    if (!chunks_left && (!sv.has_head || head_old) && !rollups_left && sv.last_ms < cut) {
+        count(s, MC_HEADS_DROPPED, head_old);
+        return remove_series(t, &sv, keys);
+    }
+    if (head_old) {
+        /* An idle series' open chunk is past the retention too: empty it, keep the record. */
+        struct store_series *ser = NULL;
+        char key[STORE_KEY_BUF];
+        size_t klen = apm_store_series_key(key, sv.host, sv.process_id, sv.metric,
+                                           apm_store_metric_has_site(sv.metric) ? sv.site : NULL);
+        /* Only a series the key leads to: series_get would create one for a key that does not. */
+        rc = klen > 0 ? apm_store_series_exists(t, key, klen) : 0;
+        if (rc == 1)
+            rc = apm_store_series_get(t, key, klen, "", 0, sv.metric, &ser);
+        if (ser != NULL) {
+            apm_chunk_enc_restart(&ser->head);
+            count(s, MC_HEADS_DROPPED, 1);
+            (*keys)++;
+        }
+    }
+    if (sv.has_head && !head_old && rec.head_first_t < s->pass_oldest_ms && !chunks_left)
+        s->pass_oldest_ms = rec.head_first_t;
+    return rc;
+}
+
+/* ---- slices and passes ---- */
+
+/* Pages used now: the file's high-water mark less the free pages LMDB will reuse. */
+static int used_bytes(struct apm_store *s, MDB_txn *txn, uint64_t *used, uint64_t *file)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_env_info(s->env, &info);
+    if (rc == 0)
+        rc = mdb_env_stat(s->env, &st);
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, 0 /* the free list */, &cur);
+    uint64_t free_pages = 0;
+    MDB_val k, v;
+    int op = MDB_FIRST;
+    while (rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0) {
+        op = MDB_NEXT;
+        size_t n = 0;
+        if (v.mv_size >= sizeof(n))
+            memcpy(&n, v.mv_data, sizeof(n));
+        free_pages += n;
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return apm_store_mdb_error(rc, "free list");
+    uint64_t pages = (uint64_t)info.me_last_pgno + 1;
+    *file = pages * st.ms_psize;
+    *used = (pages > free_pages ? pages - free_pages : 0) * st.ms_psize;
+    return 0;
+}
+
+/*
+ * Doubles the map, up to the budget, when no transaction is open: other
+ * threads' transactions hold resize_lock shared, so this waits for them (at
+ * most RESIZE_WAIT_MS) and new ones wait for it. Returns 1 when it grew.
+ */
+static int grow(struct apm_store *s)
+{
+    uint64_t cur = atomic_load(&s->map_size);
+    if (cur >= s->max_disk)
+        return 0;
+    uint64_t next = cur * 2 < s->max_disk ? cur * 2 : s->max_disk;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)RESIZE_WAIT_MS * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    if (pthread_rwlock_timedwrlock(&s->resize_lock, &until) != 0) {
+        apm_warn("store: map not grown: readers held it for %d ms", RESIZE_WAIT_MS);
+        return 0;
+    }
+    int rc = mdb_env_set_mapsize(s->env, (size_t)next);
+    pthread_rwlock_unlock(&s->resize_lock);
+    if (rc != 0)
+        return apm_store_mdb_error(rc, "map size");
+    atomic_store(&s->map_size, next);
+    count(s, MC_MAP_GROWS, 1);
+    apm_info("store: map grown to %" PRIu64 " bytes (budget %" PRIu64 ")", next, s->max_disk);
+    return 1;
+}
+
+/* At the start of a pass: grows the map early, and sets the pressure cut-off near the budget. */
+static int check_budget(struct apm_store *s, int64_t now)
+{
+    MDB_txn *txn = NULL;
+    uint64_t used = 0, file = 0;
+    int rc = apm_store_mdb_error(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn), "read");
+    if (rc == 0)
+        rc = used_bytes(s, txn, &used, &file);
+    mdb_txn_abort(txn);
+    if (rc < 0)
+        return rc;
+    uint64_t map = atomic_load(&s->map_size);
+    if (file > map / 100 * GROW_PERCENT && (rc = grow(s)) < 0)
+        return rc;
+    s->oldest_raw_ms = s->pass_oldest_ms;
+    if (used > s->max_disk / 100 * PRESSURE_PERCENT && s->oldest_raw_ms < now) {
+        /* The oldest eighth of the raw time span goes in this pass. */
+        int64_t from =
+            s->pressure_cutoff > s->oldest_raw_ms ? s->pressure_cutoff : s->oldest_raw_ms;
+        s->pressure_cutoff = from + (now - from) / 8 + 1;
+    } else {
+        s->pressure_cutoff = 0;
+    }
+    return 0;
+}
+
+int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, int64_t max_us)
+{
+    uint64_t t0 = apm_mono_ns();
+    s->maint_now = now_ms;
+    int rc = 0;
+    if (s->maint_next_id == 0) {
+        rc = check_budget(s, now_ms);
+        s->maint_next_id = 1;
+        s->pass_oldest_ms = INT64_MAX;
+    }
+    struct apm_store_txn *t = NULL;
+    if (rc == 0)
+        rc = apm_store_txn_begin(s, &t);
+    if (rc < 0)
+        return rc;
+    unsigned keys = 0;
+    int done = 0;
+    while (rc == 0 && keys < max_keys && (int64_t)((apm_mono_ns() - t0) / 1000) < max_us) {
+        MDB_cursor *cur = NULL;
+        uint8_t key[8];
+        apm_store_put_be64(key, s->maint_next_id);
+        MDB_val k = {8, key}, v;
+        int mrc = mdb_cursor_open(t->txn, s->dbi[DB_SERIES], &cur);
+        if (mrc == 0)
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        uint64_t id = mrc == 0 && k.mv_size == 8 ? apm_store_get_be64(k.mv_data) : 0;
+        mdb_cursor_close(cur);
+        if (mrc == MDB_NOTFOUND) {
+            done = 1;
+            break;
+        }
+        if (mrc != 0) {
+            rc = apm_store_mdb_error(mrc, "series");
+            break;
+        }
+        bool again = false;
+        rc = maintain_series(t, id, max_keys, &again, &keys);
+        if (!again)
+            s->maint_next_id = id + 1;
+    }
+    if (rc < 0) {
+        apm_store_txn_abort(t);
+        return rc;
+    }
+    uint64_t t_commit = apm_mono_ns();
+    rc = apm_store_txn_commit(t);
+    if (rc < 0)
+        return rc;
+    if (done) {
+        s->maint_next_id = 0;
+        count(s, MC_PASSES, 1);
+    }
+    count(s, MC_SLICES, 1);
+    uint_fast64_t us = (apm_mono_ns() - t0) / 1000;
+    if (us > SLOW_SLICE_US && now_ms - s->last_slow_log_ms >= PRUNE_LOG_EVERY_MS) {
+        s->last_slow_log_ms = now_ms;
+        apm_warn("store: a maintenance slice took %.1f ms (%u keys, commit %.1f ms)",
+                 (double)us / 1000, keys, (double)(apm_mono_ns() - t_commit) / 1e6);
+    }
+    uint_fast64_t max = atomic_load(&s->m[MC_SLICE_US_MAX]);
+    while (us > max && !atomic_compare_exchange_weak(&s->m[MC_SLICE_US_MAX], &max, us))
+        ;
+    return done;
+}
+
+int apm_store_make_room(struct apm_store *s, int64_t now_ms)
+{
+    int rc = grow(s);
+    if (rc != 0)
+        return rc;
+    /* At the budget: the oldest raw chunks go, a pass at a time, until one frees something. */
+    uint64_t before = atomic_load(&s->m[MC_CHUNKS_PRUNED]) + atomic_load(&s->m[MC_CHUNKS_DELETED]);
+    for (int round = 0; round < 8; round++) {
+        /* Without a finished pass the oldest chunk is unknown: the cut-off starts a year back. */
+        bool known = s->oldest_raw_ms != 0 && s->oldest_raw_ms != INT64_MAX;
+        int64_t from = known ? s->oldest_raw_ms : now_ms - 365LL * 86400000;
+        if (s->pressure_cutoff > from)
+            from = s->pressure_cutoff;
+        s->pressure_cutoff = from + (now_ms - from) / 8 + 1;
+        s->maint_next_id = 1;
+        s->pass_oldest_ms = INT64_MAX;
+        /* Small slices: at a full map, each commit needs a few free pages of its own. */
+        do {
+            rc = apm_store_maintain(s, now_ms, 256, 200000);
+        } while (rc == 0);
+        uint64_t after =
+            atomic_load(&s->m[MC_CHUNKS_PRUNED]) + atomic_load(&s->m[MC_CHUNKS_DELETED]);
+        if (after > before) {
+            s->maint_next_id = 0;
+            return 1;
+        }
+        if (rc < 0)
+            break;
+        s->oldest_raw_ms = s->pass_oldest_ms;
+        if (s->oldest_raw_ms == INT64_MAX)
+            break; /* no sealed chunk is left */
+    }
+    if (rc == APM_E_FULL || rc >= 0) {
+        if (atomic_exchange(&s->full, 1) == 0)
+            apm_error("store: full: %s", apm_store_full_reason(s));
+        return 0;
+    }
+    return rc;
+}
+
+const char *apm_store_full_reason(struct apm_store *s)
+{
+    return atomic_load(&s->full)
+               ? "the store reached max-disk and holds no raw chunk old enough to delete; batches "
+                 "are refused (agents retry), reads go on; raise max-disk or lower retention"
+               : NULL;
+}
