@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/regex_limit.h"
 
 struct apm_watch {
     bool all;
@@ -52,14 +53,13 @@ int apm_watch_add_name(struct apm_watch *w, const char *regex, char *err, size_t
         return fail(APM_E_LIMIT, err, errsize, "more than %d name rules", APM_WATCH_MAX_RULES);
     if (strlen(regex) > APM_WATCH_MAX_LEN)
         return fail(APM_E_LIMIT, err, errsize, "name rule longer than %d bytes", APM_WATCH_MAX_LEN);
-    int rc = regcomp(&w->names[w->nnames], regex, REG_EXTENDED | REG_NOSUB);
-    if (rc == REG_ESPACE)
+    char why[128];
+    int rc =
+        apm_regex_compile(&w->names[w->nnames], regex, REG_EXTENDED | REG_NOSUB, why, sizeof(why));
+    if (rc == -ENOMEM)
         return fail(-ENOMEM, err, errsize, "out of memory compiling \"%s\"", regex);
-    if (rc != 0) {
-        char why[128];
-        regerror(rc, &w->names[w->nnames], why, sizeof(why));
+    if (rc != 0)
         return fail(APM_E_CONFIG, err, errsize, "bad regular expression \"%s\": %s", regex, why);
-    }
     w->nnames++;
     return 0;
 }

@@ -232,6 +232,22 @@ static int on_entry(void *user, const char *section, const char *key, const char
     return 1;
 }
 
+/* Parses the open stream f (named path in messages) through inih. */
+static int load_stream(FILE *f, const char *path, const struct apm_opt *opts, void *dst,
+                       apm_config_section_fn other, void *ctx, char *err, size_t errlen)
+{
+    struct load_ctx c = {path, opts, dst, other, ctx, err, errlen, 0, f, 0};
+    int line = ini_parse_stream(read_line, &c, on_entry, &c);
+    if (c.rc != 0)
+        return c.rc;
+    if (line != 0) {
+        snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path,
+                 line);
+        return APM_E_CONFIG;
+    }
+    return 0;
+}
+
 int apm_config_load(const char *path, const struct apm_opt *opts, void *dst,
                     apm_config_section_fn other, void *ctx, char *err, size_t errlen)
 {
@@ -241,17 +257,25 @@ int apm_config_load(const char *path, const struct apm_opt *opts, void *dst,
         snprintf(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
-    struct load_ctx c = {path, opts, dst, other, ctx, err, errlen, 0, f, 0};
-    int line = ini_parse_stream(read_line, &c, on_entry, &c);
+    int rc = load_stream(f, path, opts, dst, other, ctx, err, errlen);
     fclose(f);
-    if (c.rc != 0)
-        return c.rc;
-    if (line != 0) {
-        snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path,
-                 line);
-        return APM_E_CONFIG;
+    return rc;
+}
+
+int apm_config_load_mem(const char *name, const char *text, size_t len, const struct apm_opt *opts,
+                        void *dst, apm_config_section_fn other, void *ctx, char *err, size_t errlen)
+{
+    if (len == 0)
+        return 0; /* an empty file sets nothing (and fmemopen refuses size 0) */
+    FILE *f = fmemopen((void *)text, len, "r");
+    if (f == NULL) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", name, strerror(e));
+        return -e;
     }
-    return 0;
+    int rc = load_stream(f, name, opts, dst, other, ctx, err, errlen);
+    fclose(f);
+    return rc;
 }
 
 void apm_config_print_help(const struct apm_opt *opts)

@@ -45,6 +45,14 @@ typedef int (*apm_config_section_fn)(void *ctx, const char *section, const char 
 int apm_config_load(const char *path, const struct apm_opt *opts, void *dst,
                     apm_config_section_fn other, void *ctx, char *err, size_t errlen);
 
+/*
+ * As apm_config_load, from the len bytes at text (not NUL-terminated; read,
+ * never written); name stands for the file in error lines.
+ */
+int apm_config_load_mem(const char *name, const char *text, size_t len, const struct apm_opt *opts,
+                        void *dst, apm_config_section_fn other, void *ctx, char *err,
+                        size_t errlen);
+
 /* Sets one option from its text. Returns 0 or APM_E_CONFIG with the reason in err. */
 int apm_config_set(const struct apm_opt *opt, void *dst, const char *value, char *err,
                    size_t errlen);

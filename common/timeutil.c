@@ -1,5 +1,6 @@
 #include "common/timeutil.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,13 @@ uint64_t apm_mono_ns(void)
 
 long long apm_round_ll(double x)
 {
+    /* 9223372036854775808.0 is 2^63, the first double past LLONG_MAX. */
+    if (x != x)
+        return 0;
+    if (x >= 9223372036854775808.0)
+        return LLONG_MAX;
+    if (x <= -9223372036854775808.0)
+        return LLONG_MIN;
     return x < 0 ? -(long long)(-x + 0.5) : (long long)(x + 0.5);
 }
 

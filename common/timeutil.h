@@ -19,7 +19,8 @@ int apm_duration_parse(const char *s, int64_t *out_ms);
 /*
  * Rounds half away from zero, like llround, without libm: the agent links
  * nothing else from it, and libm's pages would be a tenth of its footprint.
- * x must be within the range of long long.
+ * Saturates at LLONG_MIN and LLONG_MAX (a probe's "t" of 1e110 seconds must
+ * not be undefined behaviour); NaN gives 0.
  */
 long long apm_round_ll(double x);
 

@@ -16,6 +16,7 @@
 #include "common/analysis.h"
 #include "common/config.h"
 #include "common/error.h"
+#include "common/regex_limit.h"
 #include "common/model.h"
 
 #define DAY_MS (86400LL * 1000)
@@ -188,10 +189,8 @@ static int set_regex(const char *value, regex_t *re, bool *has, char *err, size_
     /* A matcher matches the whole name, as in Prometheus. */
     snprintf(pat, sizeof(pat), "^(%s)$", value);
     regex_t tmp;
-    int rc = regcomp(&tmp, pat, REG_EXTENDED | REG_NOSUB);
-    if (rc != 0) {
-        char why[128];
-        regerror(rc, &tmp, why, sizeof(why));
+    char why[128];
+    if (apm_regex_compile(&tmp, pat, REG_EXTENDED | REG_NOSUB, why, sizeof(why)) != 0) {
         snprintf(err, errlen, "bad regular expression '%s': %s", value, why);
         return APM_E_CONFIG;
     }

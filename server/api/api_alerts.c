@@ -108,8 +108,10 @@ static int post_ack(const struct apm_api_call *call, json_t **out)
         json_object_foreach(body, key, v)
         {
             if (strcmp(key, "for") != 0 && strcmp(key, "comment") != 0) {
+                /* key belongs to body: word the answer before letting body go. */
+                int st = apm_api_error(out, 400, "unknown member '%.40s' (for, comment)", key);
                 json_decref(body);
-                return apm_api_error(out, 400, "unknown member '%.40s' (for, comment)", key);
+                return st;
             }
         }
         if (f != NULL && (!json_is_number(f) || !isfinite(json_number_value(f)) ||

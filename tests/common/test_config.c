@@ -141,6 +141,31 @@ static void test_config_missing_file_is_named(void **state)
     assert_string_equal(err, "/nonexistent/apm.conf: No such file or directory");
 }
 
+/* From memory: the same parse as from a file, unterminated text, the name in every error. */
+static void test_config_load_mem_reads_like_a_file(void **state)
+{
+    (void)state;
+    struct cfg c = {0};
+    char err[512] = "";
+    const char text[] = "[collector]\nmax-connections = 12\ndata-dir = /a\n\nlisten = nowhere\n";
+    /* Up to the blank line only: what follows must not be read. */
+    size_t len = (size_t)(strstr(text, "\n\n") - text) + 1;
+    assert_int_equal(
+        apm_config_load_mem("mem.ini", text, len, opts, &c, NULL, NULL, err, sizeof(err)), 0);
+    assert_int_equal(c.conns, 12);
+    assert_string_equal(c.dir, "/a");
+    assert_int_equal(apm_config_load_mem("mem.ini", text, sizeof(text) - 1, opts, &c, NULL, NULL,
+                                         err, sizeof(err)),
+                     APM_E_CONFIG);
+    assert_non_null(strstr(err, "mem.ini:5: key 'listen' in [collector]: "));
+    assert_int_equal(apm_config_load_mem("mem.ini", "", 0, opts, &c, NULL, NULL, err, sizeof(err)),
+                     0);
+    assert_int_equal(
+        apm_config_load_mem("mem.ini", "[x", 2, opts, &c, NULL, NULL, err, sizeof(err)),
+        APM_E_CONFIG);
+    assert_string_equal(err, "mem.ini:1: syntax error (expected [section] or key = value)");
+}
+
 static void test_config_flags_override_and_name_the_flag(void **state)
 {
     (void)state;
@@ -191,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_config_error_names_file_line_and_key),
         cmocka_unit_test(test_config_refuses_unknown_key_section_and_range),
         cmocka_unit_test(test_config_missing_file_is_named),
+        cmocka_unit_test(test_config_load_mem_reads_like_a_file),
         cmocka_unit_test(test_config_flags_override_and_name_the_flag),
         cmocka_unit_test(test_config_endpoint_split),
     };
