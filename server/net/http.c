@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include <jansson.h>
 
@@ -603,19 +604,37 @@ static void refuse(struct apm_http_server *s)
     s->stats.refused++;
 }
 
+/* Whether the peer has sent bytes the loop has not read yet (a request on its way in). */
+static bool has_unread(struct apm_http_conn *c)
+{
+    uv_os_fd_t fd;
+    int n = 0;
+    return uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
 /*
  * At the cap, closes the connection idle the longest (no request being
- * answered, nothing being written) so that idle sockets cannot keep a real
- * request out. Returns false when every connection is busy.
+ * answered, nothing being written, nothing sent and not yet read) so that
+ * idle sockets cannot keep a real request out. A connection whose request
+ * waits in the kernel while a flood of accepts keeps the loop busy is not
+ * idle: it counts as active from now and the next oldest goes instead.
+ * Returns false when every connection is busy.
  */
 static bool evict_idle(struct apm_http_server *s)
 {
     struct apm_http_conn *oldest = NULL;
-    for (struct apm_http_conn *c = s->conns; c != NULL; c = c->next) {
-        if (c->busy || c->writes > 0 || c->closing)
-            continue;
-        if (oldest == NULL || c->idle_since <= oldest->idle_since)
-            oldest = c;
+    for (int tries = 0; tries < 8; tries++) {
+        oldest = NULL;
+        for (struct apm_http_conn *c = s->conns; c != NULL; c = c->next) {
+            if (c->busy || c->writes > 0 || c->closing)
+                continue;
+            if (oldest == NULL || c->idle_since <= oldest->idle_since)
+                oldest = c;
+        }
+        if (oldest == NULL || !has_unread(oldest))
+            break;
+        oldest->idle_since = uv_now(s->loop);
+        oldest = NULL;
     }
     if (oldest == NULL)
         return false;
