@@ -139,7 +139,7 @@ int apm_config_set(const struct apm_opt *opt, void *dst, const char *value, char
     }
     case APM_OPT_DURATION:
         if (apm_duration_parse(value, &n) != 0) {
-            snprintf(err, errlen, "'%s' is not a duration (N, Ns, Nm, Nh or Nd)", value);
+            snprintf(err, errlen, "'%s' is not a duration (90, 500ms, 90s, 5m, 1h30m, 7d, 1w)", value);
             return APM_E_CONFIG;
         }
         break;
