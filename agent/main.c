@@ -79,14 +79,12 @@ int main(int argc, char **argv)
         apm_watch_free(watch);
         return 1;
     }
-    enum apm_log_level level;
-    if (apm_log_level_parse(cfg.log_level, &level) != 0) {
-        fprintf(stderr, "apm-agent: log-level '%s' is not error, warn, info or debug\n",
-                cfg.log_level);
+    char err[256];
+    if (apm_log_setup("apm-agent", cfg.log_level, cfg.log_format, err, sizeof(err)) != 0) {
+        fprintf(stderr, "apm-agent: %s\n", err);
         apm_watch_free(watch);
         return 1;
     }
-    apm_log_init("apm-agent", level);
     /*
      * The sampler keeps one descriptor per watched process (statm) and per
      * cgroup file; take every descriptor the hard limit allows.

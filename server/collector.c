@@ -72,6 +72,9 @@ static const struct apm_opt collector_opts[] = {
         "stay in the foreground, even with daemon set (the default)"),
     OPT("collector", "log-level", APM_OPT_STRING, log_level, 0, 0, true,
         "error, warn, info (default) or debug"),
+    OPT("collector", "log-format", APM_OPT_STRING, log_format, 0, 0, true,
+        "text (default: RFC 3339 time and program; the short form under journald) or json "
+        "(one object per line)"),
     OPT("collector", "max-connections", APM_OPT_INT, max_connections, 1, 100000, true,
         "authenticated agent connections at once (default 1024)"),
     OPT("collector", "max-unauthenticated", APM_OPT_INT, max_unauthenticated, 1, 100000, true,
@@ -156,6 +159,7 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     snprintf(c->listen, sizeof(c->listen), "0.0.0.0:7411");
     snprintf(c->http, sizeof(c->http), "127.0.0.1:7412");
     snprintf(c->log_level, sizeof(c->log_level), "info");
+    snprintf(c->log_format, sizeof(c->log_format), "text");
     c->max_connections = 1024;
     c->max_unauthenticated = 64;
     c->max_unauthenticated_per_address = 16;

@@ -54,13 +54,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "apm-collector: %s\n", err);
         return 1;
     }
-    enum apm_log_level level = APM_LOG_INFO;
     int rc = apm_config_args("apm-collector", argc, argv, opts, &cfg, APM_ARGS_REST);
-    if (rc == 0 && apm_log_level_parse(cfg.log_level, &level) != 0) {
-        fprintf(stderr, "apm-collector: log-level '%s' is not error, warn, info or debug\n",
-                cfg.log_level);
-        rc = APM_E_CONFIG;
-    }
+    if (rc == 0 &&
+        (rc = apm_log_setup("apm-collector", cfg.log_level, cfg.log_format, err, sizeof(err))) != 0)
+        fprintf(stderr, "apm-collector: %s\n", err);
     /*
      * Foreground unless asked to detach, so that a start-up failure (a taken
      * port, a bad store) reaches the caller as exit code 1.
@@ -73,7 +70,6 @@ int main(int argc, char **argv)
         apm_alert_config_free(alerts);
         return 1;
     }
-    apm_log_init("apm-collector", level);
     /* The connection caps, not EMFILE, decide who is refused. */
     uint64_t nofile = 0;
     rc = apm_fdlimit_raise(&nofile);

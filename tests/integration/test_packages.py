@@ -335,8 +335,9 @@ class PackageTest:
         lines = r.stderr.splitlines()
         expect(r.returncode != 0 and len(lines) == 1 and "no token" in lines[0],
                f"agent without a token: exit {r.returncode}, stderr {r.stderr!r}")
-        # Journald form: a syslog priority prefix, no colour codes, when stderr is no TTY.
-        expect(lines[0].startswith("<3>") and "\x1b" not in lines[0], f"log line {lines[0]!r}")
+        # Outside journald (no JOURNAL_STREAM): RFC 3339 time, program, level; no colour codes.
+        expect(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z apm-agent error: ", lines[0])
+               is not None and "\x1b" not in lines[0], f"log line {lines[0]!r}")
         log(f"ok: the installed agent refuses to start without a token: {lines[0]}")
 
     def operator_sets_token(self) -> None:
