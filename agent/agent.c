@@ -17,6 +17,7 @@
 #include "common/codec.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/timeutil.h"
 #include "common/tls.h"
 #include "common/token.h"
@@ -286,6 +287,7 @@ void apm_agent_stop(struct apm_agent *a)
     if (a->stopping)
         return;
     a->stopping = true;
+    apm_sd_stopping("stopping");
     a->feed.stopping = true;
     log_stats(a);
     uv_close((uv_handle_t *)&a->tick, on_handle_closed);

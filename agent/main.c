@@ -13,6 +13,7 @@
 #include "common/config.h"
 #include "common/fdlimit.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 
 static void usage(void)
 {
@@ -97,6 +98,15 @@ int main(int argc, char **argv)
         uv_loop_close(&loop);
         return 1;
     }
+    /* The probe socket listens and the uplink is on its way: a Type=notify unit is started. */
+    char status[8192];
+    snprintf(status, sizeof(status), "sampling every %lld ms for collector %s",
+             (long long)cfg.interval_ms, cfg.collector);
+    struct apm_sd_notify *notify = NULL;
+    if (apm_sd_ready(&loop, status, &notify) != 0)
+        apm_warn("agent: cannot start the systemd watchdog: out of memory");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    apm_sd_close(notify);
     uv_run(&loop, UV_RUN_DEFAULT);
     apm_agent_free(a);
     int rc = uv_loop_close(&loop);

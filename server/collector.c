@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/frame.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/tls.h"
 #include "common/token.h"
 #include "server/alerts/alert_feed.h"
@@ -267,6 +268,7 @@ void apm_collector_stop(struct apm_collector *c)
         return;
     c->stopping = true;
     apm_info("collector: stopping: draining connections and committing");
+    apm_sd_stopping("stopping: draining connections and committing");
     /* The server frees itself once closed; the api it calls stays until apm_collector_free. */
     apm_http_server_close(c->http, NULL);
     c->http = NULL;

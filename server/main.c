@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "common/fdlimit.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "server/collector.h"
 
 static void usage(void)
@@ -85,6 +86,15 @@ int main(int argc, char **argv)
         uv_loop_close(&loop);
         return 1;
     }
+    /* The listeners are up: a Type=notify unit is started now, and its watchdog runs. */
+    char status[8192];
+    snprintf(status, sizeof(status), "ingest on %s, HTTP on %s, store %s", cfg.listen, cfg.http,
+             cfg.data_dir);
+    struct apm_sd_notify *notify = NULL;
+    if (apm_sd_ready(&loop, status, &notify) != 0)
+        apm_warn("collector: cannot start the systemd watchdog: out of memory");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    apm_sd_close(notify);
     uv_run(&loop, UV_RUN_DEFAULT);
     apm_collector_free(c);
     rc = uv_loop_close(&loop);
