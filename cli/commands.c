@@ -178,7 +178,7 @@ static const char series_usage[] =
     "usage: apm-cli series [--host H] [--pid P] [--process NAME] [--metric M]\n"
     "                      [--window 10m] [--step S] [--json]\n"
     "  Lists stored series with their last value and a sparkline of the last\n"
-    "  --window of samples (N[s|m|h|d]), one point per character (or per --step,\n"
+    "  --window of samples (a duration: 90s, 10m, 1h30m), one point per character (or per --step,\n"
     "  a duration; each point the mean of its step). Metrics: rss, pss, uss, swap,\n"
     "  cgroup_usage, cgroup_limit, mem_available, mem_total, traced, site_size,\n"
     "  site_count.\n";
