@@ -227,7 +227,20 @@ class PackageTest:
         listing = run(["dpkg-deb", "-c", self.debs["apm-agent"]]).stdout
         expect(re.search(r"/usr/lib/python3/dist-packages/apm_probe/_sampler\.cpython-3\d+-[^ ]*\.so",
                          listing) is not None, f"apm-agent lacks the sampling extension:\n{listing}")
-        log("ok: package metadata (Depends from the shared libraries, conffiles, no token)")
+        shipped = {"apm-agent": ("man8/apm-agent.8.gz", "man5/apm-agent.conf.5.gz"),
+                   "apm-collector": ("man8/apm-collector.8.gz", "man5/apm-collector.conf.5.gz"),
+                   "apm-cli": ("man1/apm-cli.1.gz",)}
+        for p in PACKAGES:
+            listing = run(["dpkg-deb", "-c", self.debs[p]]).stdout
+            wanted = [f"./usr/share/doc/{p}/copyright", f"./usr/share/doc/{p}/changelog.Debian.gz"]
+            wanted += [f"./usr/share/man/{m}" for m in shipped[p]]
+            if p == "apm-cli":
+                wanted.append("./usr/share/bash-completion/completions/apm-cli")
+            for path in wanted:
+                expect(re.search(rf" {re.escape(path)}$", listing, re.M) is not None,
+                       f"{p} lacks {path}:\n{listing}")
+        log("ok: package metadata (Depends from the shared libraries, conffiles, no token, "
+            "copyright, changelog, man pages, completion)")
         self.check_hardening()
 
     def check_hardening(self) -> None:
