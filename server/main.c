@@ -8,6 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
+#ifdef APM_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "common/config.h"
 #include "common/error.h"
@@ -39,6 +42,13 @@ static void early_flags(int argc, char **argv)
         }
     }
 }
+
+#ifdef APM_HAVE_SYSTEMD
+static const struct apm_sd_backend libsystemd = {
+    .notify = sd_notify,
+    .watchdog_enabled = sd_watchdog_enabled,
+};
+#endif
 
 int main(int argc, char **argv)
 {
@@ -91,6 +101,9 @@ int main(int argc, char **argv)
     snprintf(status, sizeof(status), "ingest on %s, HTTP on %s, store %s", cfg.listen, cfg.http,
              cfg.data_dir);
     struct apm_sd_notify *notify = NULL;
+#ifdef APM_HAVE_SYSTEMD
+    apm_sd_use(&libsystemd);
+#endif
     if (apm_sd_ready(&loop, status, &notify) != 0)
         apm_warn("collector: cannot start the systemd watchdog: out of memory");
     uv_run(&loop, UV_RUN_DEFAULT);
