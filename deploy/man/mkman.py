@@ -272,8 +272,6 @@ def render(src: str, opts: Options, cli: Optional[Cli], version: str) -> tuple[s
                 out.append(cli_commands(cli))
             else:
                 sys.exit(f"{src}:{n}: unknown directive {line!r}")
-        elif para and line.startswith("  ") and para[-1].startswith("- "):
-            para.append(line.strip())
         else:
             para.append(line.strip())
     flush()
