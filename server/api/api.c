@@ -15,6 +15,7 @@
 #include "common/timeutil.h"
 #include "common/token.h"
 #include "common/units.h"
+#include "server/api/web.h"
 
 #define API_PREFIX "/api/v1/"
 /* Longest decoded path segment or query value we accept. */
@@ -817,6 +818,8 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
 void apm_api_handle(void *ctx, struct apm_http_conn *conn, const struct apm_http_request *req)
 {
     struct apm_api *api = ctx;
+    if (apm_web_serve(conn, req))
+        return; /* the web page's files (server/api/web.h) */
     json_t *obj = NULL;
     int status = apm_api_route(api, req, &obj);
     char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;

@@ -73,7 +73,8 @@ struct write_req {
     uv_write_t req;
     struct apm_http_conn *conn;
     char *body;
-    char head[256];
+    char head[1024]; /* status line and headers: fixed ones plus at most APM_HTTP_MAX_EXTRA_HEADERS
+                      */
 };
 
 /* A connection over the cap: accepted only to be closed. */
@@ -465,6 +466,7 @@ const char *apm_http_status_text(int status)
         {201, "Created"},
         {202, "Accepted"},
         {204, "No Content"},
+        {304, "Not Modified"},
         {400, "Bad Request"},
         {401, "Unauthorized"},
         {403, "Forbidden"},
@@ -488,6 +490,25 @@ const char *apm_http_status_text(int status)
 int apm_http_respond(struct apm_http_conn *c, int status, const char *content_type, char *body,
                      size_t len)
 {
+    return apm_http_respond_headers(c, status, content_type, "Cache-Control: no-store\r\n", body,
+                                    len);
+}
+
+int apm_http_respond_headers(struct apm_http_conn *c, int status, const char *content_type,
+                             const char *headers, char *body, size_t len)
+{
+    if (headers == NULL)
+        headers = "";
+    if (strlen(headers) > APM_HTTP_MAX_EXTRA_HEADERS) {
+        /* A caller's bug: answer, so the connection goes on, but never without its headers. */
+        apm_error("http: %zu bytes of extra headers (at most %u): answering 500", strlen(headers),
+                  APM_HTTP_MAX_EXTRA_HEADERS);
+        free(body);
+        body = NULL;
+        len = 0;
+        status = 500;
+        headers = "Cache-Control: no-store\r\n";
+    }
     if (!c->busy) {
         free(body);
         return -EINVAL;
@@ -519,9 +540,9 @@ int apm_http_respond(struct apm_http_conn *c, int status, const char *content_ty
     w->body = body;
     int hl = snprintf(w->head, sizeof(w->head),
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
+                      "X-Content-Type-Options: nosniff\r\n%sConnection: %s\r\n\r\n",
                       status, apm_http_status_text(status),
-                      content_type ? content_type : "application/octet-stream", len,
+                      content_type ? content_type : "application/octet-stream", len, headers,
                       c->want_close ? "close" : "keep-alive");
     if (hl < 0 || (size_t)hl >= sizeof(w->head)) {
         free(body);

@@ -102,6 +102,21 @@ void apm_http_server_close(struct apm_http_server *s, apm_http_close_cb cb);
 int apm_http_respond(struct apm_http_conn *conn, int status, const char *content_type, char *body,
                      size_t len);
 
+/* Longest extra header text apm_http_respond_headers() accepts. */
+#define APM_HTTP_MAX_EXTRA_HEADERS 640u
+
+/*
+ * As apm_http_respond, with headers (borrowed; each line ending in "\r\n",
+ * at most APM_HTTP_MAX_EXTRA_HEADERS bytes; NULL = none) instead of the
+ * default "Cache-Control: no-store": for answers that may be cached, such
+ * as the web page's files. Content-Length (the body's length, also for a
+ * HEAD answer's caller to set), X-Content-Type-Options and Connection are
+ * always sent. Longer headers are a caller's bug: logged, answered 500
+ * with no body. Returns as apm_http_respond.
+ */
+int apm_http_respond_headers(struct apm_http_conn *conn, int status, const char *content_type,
+                             const char *headers, char *body, size_t len);
+
 /*
  * Answers with {"error": message} (message borrowed) and the given status.
  * Returns as apm_http_respond.
