@@ -308,6 +308,8 @@ function verdictText(p) {
   if (!f) return firing ? firing.summary : "No verdict yet: the analysis has not judged this process.";
   const conf = f.confidence ? ` (confidence ${Math.round(f.confidence * 100)} %)` : "";
   parts.push(`${f.class}${conf}.`);
+  // A firing alert's sentence already says rate, forecast and suspect.
+  if (firing) return parts.concat(firing.summary).join(" ");
   if (f.rate) parts.push(`The post-GC floor grows ${ratePerHour(f.rate)}` +
     (f.growing_since ? ` since ${clock(f.growing_since)}` : "") + (f.steady ? ", steadily." : "."));
   if (f.doubt) parts.push(`No verdict yet because of ${f.doubt === "evidence" ? "too little history" : f.doubt}` +
@@ -316,7 +318,6 @@ function verdictText(p) {
     `${duration(f.time_to_exhaustion)} (${duration(f.time_to_exhaustion_lo)} – ${f.time_to_exhaustion_hi === null ? "∞" : duration(f.time_to_exhaustion_hi)}).`);
   if (f.native === true) parts.push("Python's traced memory does not grow with it: native code or fragmentation.");
   if (f.suspects && f.suspects.length) parts.push(`Top suspect ${f.suspects[0].site} ${ratePerHour(f.suspects[0].rate)}.`);
-  if (firing) parts.push("Alert: " + firing.summary);
   return parts.join(" ");
 }
 
@@ -386,11 +387,15 @@ async function renderFocus(d, p, win) {
   await renderSites(p, win);
 }
 
+const BYTE_INCRS = [];
+for (let k = 0; k <= 5; k++) for (let m = 1; m < 1024; m *= 2) BYTE_INCRS.push(m * 1024 ** k);
+
 function drawChart(box, width, data) {
   const opts = {
     width, height: Math.max(180, Math.min(320, Math.round(width * 0.45))),
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max * 1.05, 1)] } },
-    axes: [{}, { values: (u, vals) => vals.map((v) => bytes(v)), size: 70 }],
+    // Ticks at powers of two of KiB, MiB, GiB, so the labels read 256 MiB, not 268.4 MB.
+    axes: [{}, { values: (u, vals) => vals.map((v) => bytes(v)), size: 84, incrs: BYTE_INCRS }],
     series: [
       {},
       { label: "memory", stroke: "#2b6cb0", width: 2, spanGaps: true, points: { show: false } },
