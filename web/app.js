@@ -360,8 +360,11 @@ async function renderFocus(d, p, win) {
   }
   const f = p.forecast;
   const span = xs.length ? xs[xs.length - 1] - xs[0] : win;
-  // The future shown: as far as the most likely exhaustion, at most half the past again.
-  const c = cone(f, (f ? f.time : d.now) + Math.max(60, span * 0.5));
+  // The future shown: to the latest plausible exhaustion (the whole cone), between a quarter
+  // of the past span and the past span again, so the history keeps most of the width.
+  const t0 = f ? f.time : d.now;
+  const target = f ? (f.exhaustion_hi_t || f.exhaustion_t || t0 + span * 0.5) : t0;
+  const c = cone(f, Math.min(Math.max(target + span * 0.05, t0 + span * 0.25), t0 + Math.max(60, span)));
   const allX = [...xs];
   if (c) allX.push(...c.xs);
   const order = allX.map((x, i) => [x, i]).sort((a, b) => a[0] - b[0]);

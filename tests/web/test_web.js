@@ -73,7 +73,8 @@ async function main() {
     const row = `tr[data-alert='${a.alert}']`;
     await page.waitForSelector(row, { timeout: 20000 });
     check(true, `alert ${a.alert} is listed`);
-    await page.screenshot({ path: a.screenshot, fullPage: true });
+    await page.screenshot({ path: a.screenshot, fullPage: false });
+    await page.screenshot({ path: a.screenshot.replace(/\.png$/, "-full.png"), fullPage: true });
     await page.click(`${row} button.ack`);
     await page.waitForSelector("#token-dialog[open]", { timeout: 10000 });
     check(true, "Ack asks for the API token");
