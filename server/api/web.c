@@ -59,9 +59,8 @@ bool apm_web_serve(struct apm_http_conn *conn, const struct apm_http_request *re
     if (a == NULL)
         return false;
     char headers[APM_HTTP_MAX_EXTRA_HEADERS];
-    bool get = strcmp(req->method, "GET") == 0, head = strcmp(req->method, "HEAD") == 0;
-    if (!get && !head) {
-        snprintf(headers, sizeof(headers), "Allow: GET, HEAD\r\nCache-Control: no-store\r\n");
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        snprintf(headers, sizeof(headers), "Allow: GET, HEAD\r\n");
         char *msg = strdup("{\"error\":\"method not allowed on the web page: use GET\"}\n");
         apm_http_respond_headers(conn, 405, "application/json", headers, msg,
                                  msg ? strlen(msg) : 0);
@@ -79,10 +78,7 @@ bool apm_web_serve(struct apm_http_conn *conn, const struct apm_http_request *re
         apm_http_respond_headers(conn, 304, a->content_type, headers, NULL, 0);
         return true;
     }
-    if (head) {
-        apm_http_respond_headers(conn, 200, a->content_type, headers, NULL, 0);
-        return true;
-    }
+    /* HEAD gets the same head (Content-Length included); the server drops the body. */
     char *body = malloc(a->len);
     if (body == NULL) {
         apm_http_respond_error(conn, 500, "out of memory");

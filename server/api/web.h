@@ -41,7 +41,8 @@ bool apm_web_etag_matches(const char *if_none_match, const char *etag);
 
 /*
  * Answers req on conn when its path is one of the page's files: GET with
- * the file (or 304), HEAD with the headers only, another method with 405.
+ * the file (or 304), HEAD with the same head and no body, another method
+ * with 405 and Allow.
  * Returns true when it answered, false (nothing sent) for any other path,
  * which the caller then routes. Loop thread.
  */

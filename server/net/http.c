@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 
 #include <jansson.h>
@@ -73,8 +74,7 @@ struct write_req {
     uv_write_t req;
     struct apm_http_conn *conn;
     char *body;
-    char head[1024]; /* status line and headers: fixed ones plus at most APM_HTTP_MAX_EXTRA_HEADERS
-                      */
+    char head[1024]; /* the status line and headers, APM_HTTP_MAX_EXTRA_HEADERS included */
 };
 
 /* A connection over the cap: accepted only to be closed. */
@@ -490,24 +490,34 @@ const char *apm_http_status_text(int status)
 int apm_http_respond(struct apm_http_conn *c, int status, const char *content_type, char *body,
                      size_t len)
 {
-    return apm_http_respond_headers(c, status, content_type, "Cache-Control: no-store\r\n", body,
-                                    len);
+    return apm_http_respond_headers(c, status, content_type, NULL, body, len);
+}
+
+/* True when the caller's headers say how to cache: then no default "no-store". */
+static bool cache_control_in(const char *h)
+{
+    while (h != NULL && *h != '\0') {
+        if (strncasecmp(h, "Cache-Control:", 14) == 0)
+            return true;
+        h = strstr(h, "\r\n");
+        h = h != NULL ? h + 2 : NULL;
+    }
+    return false;
+}
+
+/* True for a header block that fits the head and cannot split the answer (no blank line). */
+static bool headers_ok(const char *h)
+{
+    return h == NULL || (strlen(h) <= APM_HTTP_MAX_EXTRA_HEADERS && strstr(h, "\r\n\r\n") == NULL &&
+                         (h[0] == '\0' || strcmp(h + strlen(h) - 2, "\r\n") == 0));
 }
 
 int apm_http_respond_headers(struct apm_http_conn *c, int status, const char *content_type,
                              const char *headers, char *body, size_t len)
 {
-    if (headers == NULL)
-        headers = "";
-    if (strlen(headers) > APM_HTTP_MAX_EXTRA_HEADERS) {
-        /* A caller's bug: answer, so the connection goes on, but never without its headers. */
-        apm_error("http: %zu bytes of extra headers (at most %u): answering 500", strlen(headers),
-                  APM_HTTP_MAX_EXTRA_HEADERS);
+    if (!headers_ok(headers)) {
         free(body);
-        body = NULL;
-        len = 0;
-        status = 500;
-        headers = "Cache-Control: no-store\r\n";
+        return -EINVAL;
     }
     if (!c->busy) {
         free(body);
@@ -516,6 +526,8 @@ int apm_http_respond_headers(struct apm_http_conn *c, int status, const char *co
     struct apm_http_server *s = c->srv;
     const struct apm_http_request *req = apm_http_reader_request(c->reader);
     bool keep_alive = req != NULL && req->keep_alive;
+    /* HEAD: the same head, Content-Length included, and no body. */
+    bool head_only = req != NULL && strcmp(req->method, "HEAD") == 0;
     c->busy = false;
     apm_http_reader_next(c->reader);
     if (c->closing) {
@@ -540,15 +552,22 @@ int apm_http_respond_headers(struct apm_http_conn *c, int status, const char *co
     w->body = body;
     int hl = snprintf(w->head, sizeof(w->head),
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "X-Content-Type-Options: nosniff\r\n%sConnection: %s\r\n\r\n",
+                      "X-Content-Type-Options: nosniff\r\n%s%sConnection: %s\r\n\r\n",
                       status, apm_http_status_text(status),
-                      content_type ? content_type : "application/octet-stream", len, headers,
+                      content_type ? content_type : "application/octet-stream", len,
+                      headers ? headers : "",
+                      cache_control_in(headers) ? "" : "Cache-Control: no-store\r\n",
                       c->want_close ? "close" : "keep-alive");
     if (hl < 0 || (size_t)hl >= sizeof(w->head)) {
         free(body);
         free(w);
         conn_close(c);
         return -EINVAL;
+    }
+    if (head_only) {
+        free(body);
+        w->body = body = NULL;
+        len = 0;
     }
     uv_buf_t bufs[2] = {uv_buf_init(w->head, (unsigned)hl), uv_buf_init(body, (unsigned)len)};
     unsigned nbufs = len ? 2 : 1;

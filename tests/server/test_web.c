@@ -84,7 +84,7 @@ static void test_web_etag_matching(void **state)
 
 /* ---- through the HTTP server ---- */
 
-#define NREQ 5
+#define NREQ 6
 
 struct run {
     uv_loop_t loop;
@@ -160,6 +160,7 @@ static void test_web_answers_over_http(void **state)
     r->req[3] = "GET /secret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     r->req[4] = "GET /app.js HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"stale\"\r\n"
                 "Connection: close\r\n\r\n";
+    r->req[5] = "HEAD /uplot.css HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     assert_int_equal(uv_loop_init(&r->loop), 0);
     assert_int_equal(apm_http_server_new(&r->loop, "127.0.0.1:0", handler, NULL, &r->srv), 0);
     r->port = apm_http_server_port(r->srv);
@@ -201,6 +202,16 @@ static void test_web_answers_over_http(void **state)
     assert_int_equal(strncmp(a, "HTTP/1.1 200 OK\r\n", 17), 0);
     assert_non_null(strstr(a, "Content-Type: text/javascript; charset=utf-8\r\n"));
     assert_int_equal(strlen(header_end(a)), js->len);
+
+    /* HEAD: GET's head, its Content-Length included, and no body. */
+    a = r->answer[5];
+    char length[64];
+    snprintf(length, sizeof(length), "Content-Length: %zu\r\n", apm_web_find("/uplot.css")->len);
+    assert_int_equal(strncmp(a, "HTTP/1.1 200 OK\r\n", 17), 0);
+    assert_non_null(strstr(a, length));
+    assert_non_null(strstr(a, "Cache-Control: no-cache\r\n"));
+    assert_null(strstr(a, "no-store"));
+    assert_string_equal(header_end(a), "");
     free(r);
 }
 
