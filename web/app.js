@@ -8,8 +8,6 @@
 const POLL_MS = 5000;
 const TOKEN_KEY = "apm-api-token";
 const WINDOWS = [["15m", 900], ["1h", 3600], ["6h", 21600], ["1d", 86400], ["7d", 604800]];
-// A process is live until its agent has not reported it for process-grace (PRODUCT.md).
-const PROCESS_GRACE_S = 120;
 const MAX_ROWS_PER_HOST = 50;
 
 const $ = (id) => document.getElementById(id);
@@ -162,12 +160,20 @@ function urgency(p) {
 const view = { data: null, chart: null, chartKey: "", polling: false };
 
 async function load() {
+  // Live processes only (the collector's process-grace decides), and the one in the URL.
   const [status, hosts, procs, forecasts, alerts] = await Promise.all([
-    api("status"), api("hosts"), api("processes?limit=5000"), api("forecasts"),
+    api("status"), api("hosts"), api("processes?live=true"), api("forecasts"),
     api("alerts?state=active"),
   ]);
   const now = status.time;
   const byId = new Map();
+  const want = readHash().p;
+  if (want && !procs.processes.some((p) => p.id === want)) {
+    // A process no longer live, linked to: found among its host's processes.
+    const host = want.split(":").slice(0, -2).join(":");
+    const all = await api("processes?host=" + encodeURIComponent(host));
+    procs.processes.push(...all.processes.filter((p) => p.id === want));
+  }
   for (const p of procs.processes) byId.set(p.id, Object.assign({ forecast: null, alerts: [] }, p));
   for (const f of forecasts.forecasts) {
     const p = byId.get(f.process);
@@ -177,12 +183,7 @@ async function load() {
     const p = byId.get(a.process);
     if (p) p.alerts.push(a);
   }
-  const hostSeen = new Map(hosts.hosts.map((h) => [h.host, h.last_seen]));
-  for (const p of byId.values()) {
-    // Against the host's own last report, so a skewed agent clock does not hide its processes.
-    p.live = p.last_seen >= (hostSeen.get(p.host) || now) - PROCESS_GRACE_S;
-    p.urgency = urgency(p);
-  }
+  for (const p of byId.values()) p.urgency = urgency(p);
   const sorted = [...byId.values()].sort((a, b) => b.urgency - a.urgency || a.id.localeCompare(b.id));
   const hostRank = new Map();
   for (const p of sorted) if (!hostRank.has(p.host)) hostRank.set(p.host, p.urgency);
