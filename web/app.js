@@ -362,10 +362,10 @@ async function renderFocus(d, p, win) {
   const f = p.forecast;
   const span = xs.length ? xs[xs.length - 1] - xs[0] : win;
   // The future shown: to the latest plausible exhaustion (the whole cone), between a quarter
-  // of the past span and the past span again, so the history keeps most of the width.
+  // of the past span and half as much again as the past, so the history keeps 40 % or more.
   const t0 = f ? f.time : d.now;
   const target = f ? (f.exhaustion_hi_t || f.exhaustion_t || t0 + span * 0.5) : t0;
-  const c = cone(f, Math.min(Math.max(target + span * 0.05, t0 + span * 0.25), t0 + Math.max(60, span)));
+  const c = cone(f, Math.min(Math.max(target + span * 0.05, t0 + span * 0.25), t0 + Math.max(60, span * 1.5)));
   const allX = [...xs];
   if (c) allX.push(...c.xs);
   const order = allX.map((x, i) => [x, i]).sort((a, b) => a[0] - b[0]);
@@ -456,7 +456,9 @@ async function renderSites(p, win) {
   }
   tbody.replaceChildren();
   for (const s of sites) {
-    const err = s.rate_err_bytes_per_s ? ` ± ${Math.round(100 * s.rate_err_bytes_per_s / Math.max(1, Math.abs(s.rate_bytes_per_s)))} %` : "";
+    // The sampler's standard error: relative while the rate stands out of it, else absolute.
+    const e = s.rate_err_bytes_per_s, r = s.rate_bytes_per_s;
+    const err = !e ? "" : Math.abs(r) > e ? ` ± ${Math.round((100 * e) / Math.abs(r))} %` : ` ± ${bytes(e * 3600)}/h`;
     tbody.append(el("tr", {},
       el("td", { class: "site" }, s.site),
       el("td", { class: "num" }, (s.size_growth >= 0 ? "+" : "") + bytes(s.size_growth)),
