@@ -19,6 +19,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+import sampler_env  # noqa: E402
 from harness import BUILD, SOURCE, Cluster, wait_for  # noqa: E402
 
 PY = "/usr/bin/python3"
@@ -70,10 +72,9 @@ process = leaky_service.*
         c.start_collector("--config", self.conf, "--api-token-file", self.api_token)
         sock = os.path.join(c.dir, "probe.sock")
         c.start_agent("--probe-socket", sock, interval="0.5s")
-        env = dict(os.environ, APM_PROBE_SOCKET=sock, APM_PROBE_INTERVAL="3",
-                   LEAKY_REQUESTS_PER_SECOND="1000")
-        if os.path.isdir(os.path.join(BUILD, "python")):
-            env["PYTHONPATH"] = os.path.join(BUILD, "python")
+        # The probe's sampling extension as the build made it (tests/python/sampler_env.py).
+        env = sampler_env.env(dict(os.environ, APM_PROBE_SOCKET=sock, APM_PROBE_INTERVAL="3",
+                                   LEAKY_REQUESTS_PER_SECOND="1000"))
         leaky = c.spawn("leaky", [PY, APM_RUN, PY, LEAKY], env=env)
         hostile = os.path.join(c.dir, HOSTILE)
         with open(hostile, "w") as f:
