@@ -58,14 +58,13 @@ bool apm_web_serve(struct apm_http_conn *conn, const struct apm_http_request *re
     const struct apm_web_asset *a = apm_web_find(req->path);
     if (a == NULL)
         return false;
-    char headers[APM_HTTP_MAX_EXTRA_HEADERS];
     if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-        snprintf(headers, sizeof(headers), "Allow: GET, HEAD\r\n");
         char *msg = strdup("{\"error\":\"method not allowed on the web page: use GET\"}\n");
-        apm_http_respond_headers(conn, 405, "application/json", headers, msg,
+        apm_http_respond_headers(conn, 405, "application/json", "Allow: GET, HEAD\r\n", msg,
                                  msg ? strlen(msg) : 0);
         return true;
     }
+    char headers[APM_HTTP_MAX_EXTRA_HEADERS];
     /*
      * no-cache: the browser keeps the file but asks each time, and gets a
      * 304 while the collector runs the same build; a new build's page is
