@@ -48,13 +48,33 @@ static bool ends_with(const char *s, size_t n, const char *suffix)
     return n >= k && memcmp(s + n - k, suffix, k) == 0 && (n == k || s[n - k - 1] == '_');
 }
 
+/* The base unit a registry unit is exported in, and the factor to it. */
+static const char *base_unit(const char *unit, double *scale)
+{
+    *scale = 1;
+    if (strcmp(unit, "microseconds") == 0)
+        *scale = 1e-6;
+    else if (strcmp(unit, "milliseconds") == 0)
+        *scale = 1e-3;
+    return *scale != 1 ? "seconds" : unit;
+}
+
+double apm_prom_counter_scale(const struct apm_counter *c)
+{
+    double scale;
+    base_unit(c->unit, &scale);
+    return scale;
+}
+
 int apm_prom_counter_name(char *buf, size_t size, const char *module, const struct apm_counter *c)
 {
     size_t n = strlen(c->name);
-    bool add_unit = c->unit[0] != '\0' && !ends_with(c->name, n, c->unit);
+    double scale;
+    const char *unit = base_unit(c->unit, &scale);
+    bool add_unit = unit[0] != '\0' && !ends_with(c->name, n, unit);
     bool add_total = c->kind == APM_COUNTER_TOTAL && !ends_with(c->name, n, "total");
     int len = snprintf(buf, size, "apm_%s_%s%s%s%s", module, c->name, add_unit ? "_" : "",
-                       add_unit ? c->unit : "", add_total ? "_total" : "");
+                       add_unit ? unit : "", add_total ? "_total" : "");
     if (len < 0 || (size_t)len >= size)
         return APM_E_LIMIT;
     return apm_prom_name_valid(buf) ? 0 : -EINVAL;

@@ -67,10 +67,18 @@ const char *apm_prom_metric_name(enum apm_metric m);
 /*
  * Writes apm_<module>_<name>[_<unit>][_total] into buf (size bytes): the
  * unit is left out when the name already ends with it, _total is added for
- * APM_COUNTER_TOTAL. Returns 0, or APM_E_LIMIT when it does not fit, or
+ * APM_COUNTER_TOTAL, and "microseconds" and "milliseconds" become "seconds"
+ * (see apm_prom_counter_scale). Returns 0, or APM_E_LIMIT when it does not fit, or
  * -EINVAL when the result is not a valid metric name.
  */
 int apm_prom_counter_name(char *buf, size_t size, const char *module, const struct apm_counter *c);
+
+/*
+ * What a counter's values are multiplied by to be in its exported unit: the
+ * registry may count in "microseconds" or "milliseconds", Prometheus wants
+ * base units, so those are exported as seconds (named _seconds). 1 for others.
+ */
+double apm_prom_counter_scale(const struct apm_counter *c);
 
 /* True when s is a valid metric name: [a-zA-Z_:][a-zA-Z0-9_:]*. */
 bool apm_prom_name_valid(const char *s);

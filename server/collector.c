@@ -20,6 +20,7 @@
 #include "server/api/api_alerts.h"
 #include "server/api/api_forecast.h"
 #include "server/api/api_sites.h"
+#include "server/api/metrics.h"
 #include "server/net/http.h"
 #include "server/net/listener.h"
 #include "server/ingest/ingest.h"
@@ -217,6 +218,7 @@ struct apm_collector {
     struct apm_alert_feed *alerts;
     struct apm_ingest *ingest;
     struct apm_api *api;
+    struct apm_metrics_config metrics; /* GET /metrics reads through it */
     struct apm_http_server *http;
     /* Every module's counters, for status; a module leaves when it closes. Loop thread. */
     struct apm_counters counters;
@@ -635,6 +637,12 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         rc = apm_api_sites_register(c->api);
     if (rc == 0)
         rc = apm_api_alerts_register(c->api, apm_alert_feed_engine(c->alerts));
+    c->metrics = (struct apm_metrics_config){.store = c->store,
+                                             .counters = &c->counters,
+                                             .alerts = apm_alert_feed_engine(c->alerts),
+                                             .process_grace_ms = cfg->process_grace_ms};
+    if (rc == 0)
+        rc = apm_api_add_raw_route(c->api, "/metrics", apm_metrics_handle, &c->metrics);
     if (rc == 0)
         rc = apm_http_server_new_opts(
             loop, cfg->http,

@@ -123,6 +123,7 @@ static void test_prom_counter_names_add_unit_and_total_once(void **state)
         APM_COUNTER(struct two, a, "rollup_bytes", APM_COUNTER_GAUGE, "bytes", "x"),
         APM_COUNTER(struct two, a, "commit", APM_COUNTER_HISTOGRAM, "seconds", "x"),
         APM_COUNTER(struct two, a, "Bad-name", APM_COUNTER_GAUGE, "", "x"),
+        APM_COUNTER(struct two, a, "slice_max", APM_COUNTER_GAUGE, "microseconds", "x"),
     };
     char buf[64];
     assert_int_equal(apm_prom_counter_name(buf, sizeof(buf), "ingest", &c[0]), 0);
@@ -135,6 +136,11 @@ static void test_prom_counter_names_add_unit_and_total_once(void **state)
     assert_string_equal(buf, "apm_writer_commit_seconds");
     assert_int_equal(apm_prom_counter_name(buf, sizeof(buf), "x", &c[4]), -EINVAL);
     assert_int_equal(apm_prom_counter_name(buf, 10, "ingest", &c[0]), APM_E_LIMIT);
+    /* Base units: microseconds are exported as seconds, scaled. */
+    assert_int_equal(apm_prom_counter_name(buf, sizeof(buf), "store", &c[5]), 0);
+    assert_string_equal(buf, "apm_store_slice_max_seconds");
+    assert_true(apm_prom_counter_scale(&c[5]) == 1e-6);
+    assert_true(apm_prom_counter_scale(&c[0]) == 1);
 }
 
 static void test_prom_metric_names_cover_process_and_host_not_sites(void **state)
