@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
@@ -139,8 +140,22 @@ void apm_prom_family(FILE *f, const char *name, const char *type, const char *he
     fprintf(f, "\n# TYPE %s %s\n", name, type);
 }
 
+/* The shortest of %.15g, %.16g and %.17g that reads back as v ("0.9", not "0.90000000000000002").
+ */
+static const char *shortest(double v, char *buf, size_t size)
+{
+    for (int digits = 15; digits < 17; digits++) {
+        snprintf(buf, size, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            return buf;
+    }
+    snprintf(buf, size, "%.17g", v);
+    return buf;
+}
+
 static void write_value(FILE *f, double v)
 {
+    char buf[32];
     if (isnan(v))
         fputs("NaN", f);
     else if (isinf(v))
@@ -148,7 +163,7 @@ static void write_value(FILE *f, double v)
     else if (v == floor(v) && fabs(v) < 9007199254740992.0)
         fprintf(f, "%.0f", v);
     else
-        fprintf(f, "%.17g", v);
+        fputs(shortest(v, buf, sizeof(buf)), f);
 }
 
 void apm_prom_sample(FILE *f, const char *name, const struct apm_prom_label *l, size_t n,

@@ -100,7 +100,8 @@ void apm_prom_family(FILE *f, const char *name, const char *type, const char *he
 /*
  * Writes one sample line: name{l...} value. l may be NULL when n is 0.
  * Values are written exactly when they are whole numbers below 2^53, else
- * with 17 significant digits; NaN and infinities as the format spells them.
+ * in the fewest digits (15 to 17) that read back as the same double; NaN and
+ * infinities as the format spells them.
  */
 void apm_prom_sample(FILE *f, const char *name, const struct apm_prom_label *l, size_t n,
                      double value);
