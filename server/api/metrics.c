@@ -47,6 +47,14 @@ struct agent {
     double last_seen;
 };
 
+/* One counter of one agent's latest health report. */
+struct health_row {
+    char family[APM_HEALTH_NAME_MAX + 16]; /* apm_agent_<name>[_total] */
+    bool gauge;
+    char *agent_id, *host; /* owned */
+    double value;
+};
+
 struct scrape {
     const struct apm_metrics_config *cfg;
     int64_t now_ms;
@@ -57,6 +65,8 @@ struct scrape {
     size_t nv, capv;
     struct agent *a;
     size_t na, capa;
+    struct health_row *h;
+    size_t nh, caph;
     char **firing; /* process ids with a firing alert, sorted */
     size_t nfiring;
     bool oom;
@@ -164,6 +174,31 @@ static int host_row(void *ctx, const struct apm_host_info *h)
     return 0;
 }
 
+static void health_agent(void *ctx, const char *agent_id, const char *host,
+                         const struct apm_health *h)
+{
+    struct scrape *sc = ctx;
+    for (uint32_t i = 0; i < h->n && !sc->oom; i++) {
+        struct apm_counter c = {.name = h->c[i].name,
+                                .kind = h->c[i].gauge ? APM_COUNTER_GAUGE : APM_COUNTER_TOTAL,
+                                .unit = ""};
+        if (grow((void **)&sc->h, sc->nh, &sc->caph, sizeof(*sc->h)) != 0) {
+            sc->oom = true;
+            return;
+        }
+        struct health_row *r = &sc->h[sc->nh];
+        /* Names were checked at decode ([a-z0-9_]): this cannot fail, but a bad one is skipped. */
+        if (apm_prom_counter_name(r->family, sizeof(r->family), "agent", &c) != 0)
+            continue;
+        r->gauge = h->c[i].gauge;
+        r->value = (double)h->c[i].value;
+        r->agent_id = strdup(agent_id);
+        r->host = strdup(host);
+        sc->nh++;
+        sc->oom = r->agent_id == NULL || r->host == NULL;
+    }
+}
+
 static int compare_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -217,6 +252,11 @@ static void scrape_free(struct scrape *sc)
     }
     for (size_t i = 0; i < sc->nfiring; i++)
         free(sc->firing[i]);
+    for (size_t i = 0; i < sc->nh; i++) {
+        free(sc->h[i].agent_id);
+        free(sc->h[i].host);
+    }
+    free(sc->h);
     free(sc->g);
     free(sc->v);
     free(sc->a);
@@ -362,6 +402,37 @@ static void write_agents(FILE *f, const struct scrape *sc)
     }
 }
 
+static int compare_health(const void *pa, const void *pb)
+{
+    const struct health_row *a = pa, *b = pb;
+    int c = strcmp(a->family, b->family);
+    return c != 0 ? c : strcmp(a->agent_id, b->agent_id);
+}
+
+/*
+ * The agents' own counters, one family per name. A name reported as a gauge
+ * by one agent and a counter by another keeps the kind of the first (sorted)
+ * row; the others are left out rather than mixing types in a family.
+ */
+static void write_health(FILE *f, struct scrape *sc)
+{
+    if (sc->nh > 1)
+        qsort(sc->h, sc->nh, sizeof(*sc->h), compare_health);
+    bool gauge = false;
+    for (size_t i = 0; i < sc->nh; i++) {
+        const struct health_row *r = &sc->h[i];
+        if (i == 0 || strcmp(r->family, sc->h[i - 1].family) != 0) {
+            gauge = r->gauge;
+            apm_prom_family(f, r->family, gauge ? "gauge" : "counter",
+                            "A health counter of the agent, as it last reported it.");
+        }
+        if (r->gauge != gauge)
+            continue;
+        struct apm_prom_label l[] = {{"agent_id", r->agent_id}, {"host", r->host}};
+        apm_prom_sample(f, r->family, l, 2, r->value);
+    }
+}
+
 struct counters_out {
     FILE *f;
     unsigned failed; /* groups whose read failed */
@@ -425,6 +496,8 @@ int apm_metrics_render(const struct apm_metrics_config *cfg, int64_t now_ms, cha
         rc = apm_store_list_hosts(cfg->store, host_row, &sc);
     if (rc == 0 && !sc.oom)
         rc = read_firing(&sc);
+    if (rc == 0 && cfg->health != NULL)
+        apm_agent_health_walk(cfg->health, now_ms, health_agent, &sc);
     if (rc == 0 && sc.oom)
         rc = -ENOMEM;
     if (rc != 0) {
@@ -442,6 +515,7 @@ int apm_metrics_render(const struct apm_metrics_config *cfg, int64_t now_ms, cha
     write_verdicts(f, &sc);
     write_alerts(f, &sc);
     write_agents(f, &sc);
+    write_health(f, &sc);
     write_counters(f, cfg->counters);
     bool failed = ferror(f) != 0;
     if (fclose(f) != 0 || failed) {

@@ -11,6 +11,7 @@
  *     class as a label, and its confidence), the growth rate, the time to
  *     exhaustion with its band, and whether an alert fires for it;
  *   - per live host: the host's memory and when its agent last reported;
+ *   - per live agent: the health counters it reported last (apm_agent_<name>);
  *   - every counter of the registry (common/counters.h), histograms included,
  *     without a list here.
  *
@@ -23,6 +24,7 @@
 
 #include "common/counters.h"
 #include "server/alerts/alerts.h"
+#include "server/ingest/agent_health.h"
 #include "server/net/http_reader.h"
 #include "server/store/store.h"
 
@@ -31,6 +33,7 @@ struct apm_metrics_config {
     const struct apm_counters *counters; /* borrowed; may be NULL */
     struct apm_alerts *alerts;           /* borrowed; may be NULL (no apm_alert_firing) */
     int64_t process_grace_ms;            /* a process is live while it reported this recently */
+    struct apm_agent_health *health;     /* borrowed; may be NULL (no apm_agent_* counters) */
 };
 
 /*

@@ -6,7 +6,9 @@ collector's /metrics as it is; a Prometheus of our own (its own port, its own TS
 test's directory) scrapes it every second; then Prometheus's HTTP API (/api/v1/query) gives
 back the leaking service's rss gauge, its verdict and its time to exhaustion with the band,
 and they are plausible: the rss that of a process that has kept tens of MiB, the time to
-exhaustion about what is left of the limit over the rate the leak runs at. Bounded: the
+exhaustion about what is left of the limit over the rate the leak runs at; the agent's own
+health counters come back as it reported them, and the collector's as its registry keeps them.
+Bounded: the
 whole test takes well under 90 s.
 """
 from __future__ import annotations
@@ -182,6 +184,9 @@ class PrometheusTest(unittest.TestCase):
         self.assertGreater(self.one('apm_writer_commit_seconds_bucket{le="+Inf"}'), 0)
         self.assertGreater(self.one("apm_ingest_connections_active"), 0)
         self.assertGreater(self.one("apm_store_map_size_bytes"), 0)
+        # The agent's own counters, as it reported them.
+        self.assertGreater(self.one('apm_agent_scans_total{host="it-host"}'), 0)
+        self.assertGreater(self.one('apm_agent_watched{host="it-host"}'), 0)
         sys.stderr.write(f"rss {rss / 2**20:.0f} MiB, rate {rate / 2**20:.2f} MiB/s, "
                          f"time to exhaustion {ttl:.0f}s [{lo:.0f}, {hi}] "
                          f"(limit left / rate {expect:.0f}s)\n")

@@ -35,6 +35,7 @@ struct env {
     char dir[64];
     struct apm_store *store;
     struct apm_counters counters;
+    struct apm_agent_health *health;
     struct {
         uint64_t done;
         struct apm_histogram took;
@@ -133,6 +134,14 @@ static int setup(void **state)
         .module = "thing", .counters = test_counters, .size = sizeof(e->stats), .stats = &e->stats};
     assert_int_equal(apm_counters_add(&e->counters, &g), 0);
     assert_int_equal(apm_store_add_counters(e->store, &e->counters), 0);
+    /* Two agents' health: one reported just now, one past the grace. */
+    assert_int_equal(apm_agent_health_new(GRACE_MS, &e->health), 0);
+    struct apm_health h = {.t_ms = NOW - 1000};
+    assert_int_equal(apm_health_add(&h, "uplink_samples_acked", 1234, false), 0);
+    assert_int_equal(apm_health_add(&h, "watched", 12, true), 0);
+    assert_int_equal(apm_agent_health_put(e->health, &a, &h, NOW - 1000), 0);
+    struct apm_agent_ident gone = {.agent_id = "agent-gone", .host = "web-9", .instance = 1};
+    assert_int_equal(apm_agent_health_put(e->health, &gone, &h, NOW - 10 * GRACE_MS), 0);
     *state = e;
     return 0;
 }
@@ -141,6 +150,7 @@ static int teardown(void **state)
 {
     struct env *e = *state;
     apm_store_free(e->store);
+    apm_agent_health_free(e->health);
     nftw(e->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
     free(e);
     return 0;
@@ -148,8 +158,10 @@ static int teardown(void **state)
 
 static char *render(struct env *e)
 {
-    struct apm_metrics_config cfg = {
-        .store = e->store, .counters = &e->counters, .process_grace_ms = GRACE_MS};
+    struct apm_metrics_config cfg = {.store = e->store,
+                                     .counters = &e->counters,
+                                     .process_grace_ms = GRACE_MS,
+                                     .health = e->health};
     char *text = NULL;
     size_t len = 0;
     assert_int_equal(apm_metrics_render(&cfg, NOW, &text, &len), 0);
@@ -179,6 +191,20 @@ static void test_metrics_live_process_gauges_and_verdicts_with_escaped_labels(vo
     assert_non_null(strstr(text, "\napm_alert_firing" LIVE " 0\n"));
     assert_non_null(strstr(text, "\napm_agent_last_report_timestamp_seconds{agent_id=\"agent-1\","
                                  "host=\"web-1\",version=\"0.1.0\"} 1"));
+    free(text);
+}
+
+static void test_metrics_agents_health_counters_as_reported(void **state)
+{
+    struct env *e = *state;
+    char *text = render(e);
+    assert_non_null(strstr(text, "# TYPE apm_agent_uplink_samples_acked_total counter\n"));
+    assert_non_null(strstr(text, "\napm_agent_uplink_samples_acked_total{agent_id=\"agent-1\","
+                                 "host=\"web-1\"} 1234\n"));
+    assert_non_null(strstr(text, "# TYPE apm_agent_watched gauge\n"));
+    assert_non_null(strstr(text, "\napm_agent_watched{agent_id=\"agent-1\",host=\"web-1\"} 12\n"));
+    /* The agent silent past the grace is gone. */
+    assert_null(strstr(text, "agent-gone"));
     free(text);
 }
 
@@ -265,6 +291,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_metrics_live_process_gauges_and_verdicts_with_escaped_labels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_agents_health_counters_as_reported, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_metrics_leave_out_processes_past_process_grace, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_metrics_every_family_has_help_and_type_once, setup,
