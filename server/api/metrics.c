@@ -235,7 +235,8 @@ static int read_firing(struct scrape *sc)
 
 static bool is_firing(const struct scrape *sc, const char *process)
 {
-    return bsearch(&process, sc->firing, sc->nfiring, sizeof(*sc->firing), compare_str) != NULL;
+    return sc->nfiring > 0 &&
+           bsearch(&process, sc->firing, sc->nfiring, sizeof(*sc->firing), compare_str) != NULL;
 }
 
 static void scrape_free(struct scrape *sc)
