@@ -33,6 +33,21 @@
 /* The Content-Type of the text exposition format. */
 #define APM_PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+/*
+ * The verdict families of a process (GET /metrics; remote-write sends the
+ * same): the info gauge carries the class as a label ("class", sorted before
+ * "host"), the others the process labels only. TTL ones are seconds from the
+ * sample time to the limit; absent without a forecast.
+ */
+#define APM_PROM_VERDICT_INFO "apm_verdict_info"
+#define APM_PROM_VERDICT_CONFIDENCE "apm_verdict_confidence"
+#define APM_PROM_GROWTH_RATE "apm_growth_rate_bytes_per_second"
+#define APM_PROM_MEMORY_LIMIT "apm_memory_limit_bytes"
+#define APM_PROM_TTE "apm_time_to_exhaustion_seconds"
+#define APM_PROM_TTE_LOWER "apm_time_to_exhaustion_lower_seconds"
+#define APM_PROM_TTE_UPPER "apm_time_to_exhaustion_upper_seconds"
+#define APM_PROM_ALERT_FIRING "apm_alert_firing"
+
 /* One label: both strings borrowed. */
 struct apm_prom_label {
     const char *name;

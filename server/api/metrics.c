@@ -307,18 +307,18 @@ static const struct {
     enum verdict_field field;
     const char *help;
 } verdict_families[] = {
-    {"apm_verdict_confidence", V_CONFIDENCE,
+    {APM_PROM_VERDICT_CONFIDENCE, V_CONFIDENCE,
      "Confidence (0 to 1) in the class of apm_verdict_info of each live process."},
-    {"apm_growth_rate_bytes_per_second", V_RATE,
+    {APM_PROM_GROWTH_RATE, V_RATE,
      "Growth of each live process's rss floor, bytes per second (0 without a trend)."},
-    {"apm_memory_limit_bytes", V_LIMIT,
+    {APM_PROM_MEMORY_LIMIT, V_LIMIT,
      "The limit the forecast runs to (cgroup, configured or host memory), bytes; absent when "
      "unknown."},
-    {"apm_time_to_exhaustion_seconds", V_TTL,
+    {APM_PROM_TTE, V_TTL,
      "Seconds from now until the process reaches its limit, most likely; only for a forecast."},
-    {"apm_time_to_exhaustion_lower_seconds", V_TTL_LO,
+    {APM_PROM_TTE_LOWER, V_TTL_LO,
      "Earliest plausible time to exhaustion, seconds from now (the fastest plausible growth)."},
-    {"apm_time_to_exhaustion_upper_seconds", V_TTL_HI,
+    {APM_PROM_TTE_UPPER, V_TTL_HI,
      "Latest plausible time to exhaustion, seconds from now; +Inf when growth may be nil."},
 };
 
@@ -351,7 +351,7 @@ static bool verdict_value(const struct verdict *v, enum verdict_field field, dou
 static void write_verdicts(FILE *f, const struct scrape *sc)
 {
     struct apm_prom_process_labels pl;
-    apm_prom_family(f, "apm_verdict_info", "gauge",
+    apm_prom_family(f, APM_PROM_VERDICT_INFO, "gauge",
                     "The analysis verdict of each live process: 1, with the class as a label "
                     "(leak, growing, bloat, sawtooth, warmup, stable).");
     for (size_t i = 0; i < sc->nv; i++) {
@@ -361,7 +361,7 @@ static void write_verdicts(FILE *f, const struct scrape *sc)
         /* "class" sorts before "host": it goes first, keeping the labels sorted. */
         l[0] = (struct apm_prom_label){"class", apm_analysis_class_name(v->cls)};
         memcpy(&l[1], pl.l, n * sizeof(pl.l[0]));
-        apm_prom_sample(f, "apm_verdict_info", l, n + 1, 1);
+        apm_prom_sample(f, APM_PROM_VERDICT_INFO, l, n + 1, 1);
     }
     for (size_t k = 0; k < sizeof(verdict_families) / sizeof(verdict_families[0]); k++) {
         apm_prom_family(f, verdict_families[k].name, "gauge", verdict_families[k].help);
@@ -379,7 +379,7 @@ static void write_verdicts(FILE *f, const struct scrape *sc)
 /* apm_alert_firing for every live process (from its rss series), 0 or 1. */
 static void write_alerts(FILE *f, const struct scrape *sc)
 {
-    apm_prom_family(f, "apm_alert_firing", "gauge",
+    apm_prom_family(f, APM_PROM_ALERT_FIRING, "gauge",
                     "1 while an alert fires for the live process, else 0.");
     for (size_t i = 0; i < sc->ng; i++) {
         const struct gauge *g = &sc->g[i];
@@ -387,7 +387,7 @@ static void write_alerts(FILE *f, const struct scrape *sc)
             continue;
         struct apm_prom_process_labels pl;
         size_t n = apm_prom_process_labels(&pl, g->host, g->process, g->name, g->pid);
-        apm_prom_sample(f, "apm_alert_firing", pl.l, n, is_firing(sc, g->process) ? 1 : 0);
+        apm_prom_sample(f, APM_PROM_ALERT_FIRING, pl.l, n, is_firing(sc, g->process) ? 1 : 0);
     }
 }
 
