@@ -36,8 +36,9 @@
 /*
  * The verdict families of a process (GET /metrics; remote-write sends the
  * same): the info gauge carries the class as a label ("class", sorted before
- * "host"), the others the process labels only. TTL ones are seconds from the
- * sample time to the limit; absent without a forecast.
+ * "host"), the others the process labels only. The time-to-exhaustion ones are
+ * seconds from the sample's timestamp (the scrape's for /metrics) to the
+ * limit, and absent without a forecast.
  */
 #define APM_PROM_VERDICT_INFO "apm_verdict_info"
 #define APM_PROM_VERDICT_CONFIDENCE "apm_verdict_confidence"
