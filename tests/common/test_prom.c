@@ -79,7 +79,8 @@ static void test_prom_writes_special_values_as_the_format_spells_them(void **sta
     apm_prom_sample(o.f, "a", NULL, 0, 0.1);
     apm_prom_sample(o.f, "a", NULL, 0, 0.1 + 0.2);
     char *text = out_close(&o);
-    assert_string_equal(text, "a +Inf\na -Inf\na NaN\na -3\na 1e+300\na 0.1\na 0.30000000000000004\n");
+    assert_string_equal(text,
+                        "a +Inf\na -Inf\na NaN\na -3\na 1e+300\na 0.1\na 0.30000000000000004\n");
     free(text);
 }
 
