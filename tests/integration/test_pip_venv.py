@@ -8,6 +8,8 @@
    Otherwise the second virtualenv is Debian's again, installed from the sources the same way.
 In each: `import apm_probe` and its `_sampler` extension come from the virtualenv, and
 `--version` of the `apm-run` entry point and of `python -m apm_probe` print version.py's.
+The first virtualenv's apm-run starting a Python that has no probe (a bare virtualenv) gives
+it the probe from beside apm-run's _boot, without that site-packages on its path.
 Then a leaking app runs in each virtualenv, under its `apm-run` in the first and under
 `python -m apm_probe` in the second, at the probe's defaults (sampled mode) with a real
 collector and agent; `apm-cli top` must name each app's leaking line first, as a sampled
@@ -103,6 +105,15 @@ def main() -> int:
         venv1, venv2 = os.path.join(tmp, "venv-wheel"), os.path.join(tmp, "venv-src")
         site1 = make_venv(DEBIAN_PY, venv1, wheels)
         site2 = make_venv(other, venv2, ["--no-build-isolation", src])
+
+        # The virtualenv's apm-run starting an interpreter that has no probe: it gets the
+        # probe from beside _boot (sitecustomize), not the virtualenv's site-packages.
+        bare = os.path.join(tmp, "venv-bare")
+        run([DEBIAN_PY, "-m", "venv", "--without-pip", bare], env=clean_env())
+        out = run([os.path.join(venv1, "bin", "apm-run"), os.path.join(bare, "bin", "python"), "-c",
+                   "import sys, apm_probe; print(apm_probe.__file__); print(sys.path)"],
+                  env=clean_env(APM_PROBE_SOCKET=os.path.join(tmp, "nobody.sock")), cwd="/")
+        assert out.startswith(f"{site1}/apm_probe/__init__.py\n") and f"'{site1}'" not in out, out
 
         sock = os.path.join(tmp, "probe.sock")
         c.start_collector()
