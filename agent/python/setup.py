@@ -59,6 +59,12 @@ SAMPLER = Extension(
     extra_compile_args=["-std=gnu11", "-fvisibility=hidden"],
 )
 
+def _walk(top: str, base: str) -> "list[tuple[str, str]]":
+    """(path, path relative to base) of every file below top."""
+    return [(os.path.join(root, n), os.path.relpath(os.path.join(root, n), base))
+            for root, _, names in os.walk(top) for n in sorted(names)]
+
+
 class BdistWheel(Command):
     """A wheel of what `build` made, tagged for this interpreter (used without `wheel`)."""
 
@@ -94,9 +100,7 @@ class BdistWheel(Command):
         self.egg2dist(egg_info, dist_info)
         with open(os.path.join(dist_info, "WHEEL"), "w") as f:
             f.write(f"Wheel-Version: 1.0\nGenerator: apm-probe setup.py\nRoot-Is-Purelib: false\nTag: {tag}\n")
-        files = [(os.path.join(root, n), os.path.relpath(os.path.join(root, n), top))
-                 for top in (lib, os.path.dirname(dist_info))
-                 for root, _, names in os.walk(top if top == lib else dist_info) for n in sorted(names)]
+        files = _walk(lib, lib) + _walk(dist_info, os.path.dirname(dist_info))
         os.makedirs(self.dist_dir, exist_ok=True)
         record = f"{stem}.dist-info/RECORD"
         lines = []
