@@ -770,7 +770,8 @@ static int check_write_token(struct apm_api *api, const struct apm_http_request 
     return apm_api_error(out, 401, "wrong API token for %s %.200s", req->method, req->path);
 }
 
-int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out)
+static int route(struct apm_api *api, const struct apm_http_request *req,
+                 struct apm_http_conn *conn, json_t **out)
 {
     *out = NULL;
     api->stats.requests++;
@@ -793,8 +794,12 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
         status = check_write_token(api, req, out);
         if (status != 0)
             break;
-        struct apm_api_call call = {
-            .api = api, .store = api->store, .req = req, .nparams = ncaps, .ctx = rt->ctx};
+        struct apm_api_call call = {.api = api,
+                                    .store = api->store,
+                                    .req = req,
+                                    .nparams = ncaps,
+                                    .ctx = rt->ctx,
+                                    .conn = conn};
         for (unsigned i = 0; i < ncaps && status == 0; i++) {
             unsigned s = caps[i];
             if (apm_http_decode(sg.at[s], sg.len[s], false, values[i], API_VALUE_MAX) != 0)
@@ -814,11 +819,22 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
     return status;
 }
 
+int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out)
+{
+    return route(api, req, NULL, out);
+}
+
 void apm_api_handle(void *ctx, struct apm_http_conn *conn, const struct apm_http_request *req)
 {
     struct apm_api *api = ctx;
     json_t *obj = NULL;
-    int status = apm_api_route(api, req, &obj);
+    int status = route(api, req, conn, &obj);
+    if (status != APM_API_DEFERRED)
+        apm_api_answer(conn, status, obj);
+}
+
+void apm_api_answer(struct apm_http_conn *conn, int status, json_t *obj)
+{
     char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(obj);
     if (text == NULL) {
