@@ -52,10 +52,9 @@ static int failure_status(int rc)
 static json_t *answer(const struct backup_job *j)
 {
     const struct apm_store_backup_info *i = &j->info;
-    return json_pack("{s:s, s:I, s:I, s:f, s:o, s:I, s:I, s:o*, s:I, s:I}", "dir", j->dir, "bytes",
+    return json_pack("{s:s, s:I, s:I, s:f, s:o, s:o*, s:I, s:I}", "dir", j->dir, "bytes",
                      (json_int_t)i->bytes, "other_bytes", (json_int_t)i->other_bytes, "duration",
                      (double)i->duration_us / 1e6, "started", apm_api_time(i->started_ms),
-                     "committed_txn", (json_int_t)i->committed_txn_id, "txn", (json_int_t)i->txn_id,
                      "last_sample",
                      i->last_sample_ms ? apm_api_time(i->last_sample_ms) : json_null(), "series",
                      (json_int_t)i->series, "samples", (json_int_t)i->samples);

@@ -250,15 +250,13 @@ int64_t apm_store_step_resolution(int64_t step_ms);
 /* ---- backup (store_backup.c) ---- */
 
 struct apm_store_backup_info {
-    uint64_t bytes;            /* the copy's data.mdb */
-    uint64_t other_bytes;      /* the data directory's other files copied (tokens, tls/) */
-    uint64_t duration_us;      /* the whole backup, files and fsyncs included */
-    int64_t started_ms;        /* wall clock when the copy began: every commit before is in it */
-    uint64_t committed_txn_id; /* the last committed LMDB transaction when the copy began */
-    uint64_t txn_id;           /* the transaction the copy is a snapshot of (>= the above) */
-    int64_t last_sample_ms;    /* the newest sample in the copy; 0 without any */
-    uint64_t series;           /* series in the copy */
-    uint64_t samples;          /* samples ever stored, as the copy's meta counts them */
+    uint64_t bytes;         /* the copy's data.mdb */
+    uint64_t other_bytes;   /* the data directory's other files copied (tokens, tls/) */
+    uint64_t duration_us;   /* the whole backup, files and fsyncs included */
+    int64_t started_ms;     /* wall clock when the copy began: every commit before is in it */
+    int64_t last_sample_ms; /* the newest sample in the copy; 0 without any */
+    uint64_t series;        /* series in the copy */
+    uint64_t samples;       /* samples ever stored, as the copy's meta counts them */
 };
 
 /*

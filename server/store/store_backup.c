@@ -153,7 +153,10 @@ static int copy_others(const char *src, const char *dst, const char *sub, uint64
     return rc;
 }
 
-/* Reads what the copy holds: its transaction, series, samples and newest sample. */
+/*
+ * Reads what the copy holds: series, samples and the newest sample. (Its
+ * transaction id says nothing: a compacting copy starts again at 1.)
+ */
 static int describe_copy(const char *path, struct apm_store_backup_info *out)
 {
     MDB_env *env = NULL;
@@ -172,7 +175,6 @@ static int describe_copy(const char *path, struct apm_store_backup_info *out)
     if (rc == 0)
         rc = mdb_dbi_open(txn, "meta", 0, &meta);
     if (rc == 0) {
-        out->txn_id = mdb_txn_id(txn);
         MDB_val k = {7, "samples"}, v;
         if (mdb_get(txn, meta, &k, &v) == 0 && v.mv_size == 8)
             memcpy(&out->samples, v.mv_data, 8);
@@ -201,13 +203,8 @@ static int describe_copy(const char *path, struct apm_store_backup_info *out)
 static int copy_env(struct apm_store *s, int fd, struct apm_store_backup_info *out)
 {
     pthread_rwlock_rdlock(&s->resize_lock);
-    MDB_envinfo info;
     out->started_ms = apm_now_ms();
-    int rc = mdb_env_info(s->env, &info);
-    if (rc == 0) {
-        out->committed_txn_id = info.me_last_txnid;
-        rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
-    }
+    int rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
     pthread_rwlock_unlock(&s->resize_lock);
     return rc;
 }
