@@ -168,6 +168,26 @@ class BackupTest(unittest.TestCase):
         missing = lost(final, final.acked, have)
         self.assertEqual(missing, [], missing[:5])
 
+    def test_backup_needs_the_api_token_and_copies_it(self) -> None:
+        os.makedirs(self.c.data_dir)
+        token = os.path.join(self.c.data_dir, "api-token")
+        fd = os.open(token, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("3f9c0a7be1d24c58a6e0b71d29f4c3aa\n")
+        self.c.start_collector("--api-token-file", token)
+        backup = os.path.join(self.c.dir, "backup")
+        r = self.c.cli("backup", backup, check=False)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("needs the API token", r.stderr)
+        self.assertFalse(os.path.exists(backup))
+        r = self.c.cli("--token-file", token, "backup", backup)
+        self.assertIn(f"backup in {backup}", r.stdout)
+        copied = os.path.join(backup, "api-token")
+        self.assertEqual(os.stat(copied).st_mode & 0o777, 0o600)
+        with open(token) as a, open(copied) as b:
+            self.assertEqual(a.read(), b.read())
+        self.assertEqual(sorted(os.listdir(backup)), ["api-token", "data.mdb"])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
