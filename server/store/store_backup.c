@@ -260,7 +260,6 @@ static int backup_into(struct apm_store *s, const char *dir, struct apm_store_ba
         return fail(err, errlen, -errno, "backup: cannot create %s: %s", tmp, strerror(errno));
     int rc = copy_env(s, fd, out);
     if (rc != 0) {
-        apm_store_mdb_error(rc, "backup copy");
         rc = fail(err, errlen, rc == ENOSPC ? APM_E_FULL : APM_E_STORE,
                   "backup: copying the store into %s failed: %s", tmp, mdb_strerror(rc));
     } else if (fdatasync(fd) != 0) {
