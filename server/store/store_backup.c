@@ -40,11 +40,35 @@ fail(char *err, size_t errlen, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* Fsyncs a directory so that the names created in it survive a power cut. */
+static int sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
 /* DIR absent (created 0700) or an empty directory (set to 0700). *created says which. */
 static int prepare_dir(const char *dir, bool *created, char *err, size_t errlen)
 {
     *created = false;
     if (mkdir(dir, 0700) == 0) {
+        /* A new name in the parent, which must survive a power cut as well as the files. */
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof(parent), "%s", dir);
+        size_t n = strlen(parent);
+        while (n > 1 && parent[n - 1] == '/')
+            parent[--n] = '\0';
+        char *slash = strrchr(parent, '/');
+        slash[slash == parent ? 1 : 0] = '\0'; /* dir is absolute: there is one */
+        int rc = sync_dir(parent);
+        if (rc != 0) {
+            rmdir(dir);
+            return fail(err, errlen, rc, "backup: fsync %s: %s", parent, strerror(-rc));
+        }
         *created = true;
         return 0;
     }
@@ -65,17 +89,6 @@ static int prepare_dir(const char *dir, bool *created, char *err, size_t errlen)
     closedir(d);
     if (rc == 0 && chmod(dir, 0700) != 0)
         rc = fail(err, errlen, -errno, "backup directory %s: chmod: %s", dir, strerror(errno));
-    return rc;
-}
-
-/* Fsyncs a directory so that the names created in it survive a power cut. */
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
     return rc;
 }
 
