@@ -15,7 +15,8 @@ Each page has a markdown-ish source, deploy/man/NAME.SECTION.txt:
         indented by four            a literal block
     - item                          a bullet
     @options PROG                   PROG's flags, from its option table (OPTIONS.tsv, written
-                                    by optdump from the tables the program parses with)
+                                    by optdump from the tables the program parses with), and
+                                    the action flags its --help prints beside them (--backup)
     @config PROG SECTION            every key of [SECTION] in PROG's table, flag or not
     @cli-globals / @cli-commands    apm-cli's global options and its commands with their
                                     usage and options, from `apm-cli --help` and
@@ -57,6 +58,7 @@ class Options:
 
     def __init__(self, path: str) -> None:
         self.rows: list[tuple[str, str, str, str, bool, str]] = []
+        self.actions: dict[str, list[tuple[str, str, str]]] = {}
         with open(path) as f:
             for n, line in enumerate(f, 1):
                 parts = line.rstrip("\n").split("\t")
@@ -68,7 +70,18 @@ class Options:
             sys.exit(f"{path}: no options")
 
     def flags(self, prog: str) -> list[tuple[str, str, str]]:
-        return [(k, a, h) for p, _, k, a, f, h in self.rows if p == prog and f]
+        table = [(k, a, h) for p, _, k, a, f, h in self.rows if p == prog and f]
+        return table + self.actions.get(prog, [])
+
+    def add_actions(self, prog: str, path: str) -> None:
+        """Flags PROG's --help prints beside its table (actions such as --backup DIR)."""
+        r = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            sys.exit(f"{path} --help exited {r.returncode}: {r.stderr}")
+        known = {k for p, _, k, _, f, _ in self.rows if p == prog and f} | {"help", "version"}
+        for m in re.finditer(r"(?m)^  --([a-z][a-z0-9-]*)(?: ([A-Z][A-Z:-]*))?\s+(\S.*)$", r.stdout):
+            if m.group(1) not in known:
+                self.actions.setdefault(prog, []).append((m.group(1), m.group(2) or "", m.group(3)))
 
     def keys(self, prog: str, section: str) -> list[tuple[str, str, str, bool]]:
         out = [(k, a, h, f) for p, s, k, a, f, h in self.rows if p == prog and s == section]
@@ -338,11 +351,15 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--options", required=True)
     ap.add_argument("--cli", required=True)
+    ap.add_argument("--agent", required=True)
+    ap.add_argument("--collector", required=True)
     ap.add_argument("--src", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--version", required=True)
     a = ap.parse_args()
     opts = Options(a.options)
+    opts.add_actions("apm-agent", a.agent)
+    opts.add_actions("apm-collector", a.collector)
     cli = Cli(a.cli)
     os.makedirs(a.out, exist_ok=True)
     for fn in sorted(os.listdir(a.src)):
