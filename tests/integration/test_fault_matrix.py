@@ -138,7 +138,17 @@ class FaultMatrixTest(unittest.TestCase):
         a = self.agent(host, truth, spool)
         # What the stopped run produced and never got acked must now arrive.
         before = faultcheck.read_truth(truth)
+
+        def stopped_unacked() -> int:
+            after = faultcheck.read_truth(truth)
+            return sum(1 for inst, seq, _ in before.samples.values()
+                       if not after.is_acked(inst, seq))
+
         self.assertTrue(faultcheck.wait_acked(truth, 30), "spooled batches not acked")
+        if sig != signal.SIGKILL:  # all of it was spooled: it is all acked as it replays
+            end = time.time() + 30
+            while stopped_unacked() and time.time() < end:
+                time.sleep(0.2)
         replay_s = time.time() - t0
         a.stop()
         r = faultcheck.check(self.c, host, truth)
@@ -146,10 +156,7 @@ class FaultMatrixTest(unittest.TestCase):
         missing = [t for (pid, t), (i, s, v) in before.samples.items()
                    if (pid, t, v) not in have]
         oldest_missing = (t_stop - min(missing) / 1000.0) if missing else 0.0
-        after = faultcheck.read_truth(truth)
-        stopped_unacked = sum(1 for key, (inst, seq, _) in before.samples.items()
-                              if not after.is_acked(inst, seq))
-        return r, oldest_missing, replay_s, stopped_unacked
+        return r, oldest_missing, replay_s, stopped_unacked()
 
     def test_agent_kill9_collector_down(self) -> None:
         r, oldest, replay, _ = self.down_then_stop_agent("k9", signal.SIGKILL)
