@@ -9,6 +9,7 @@
  *                  [--series 500] [--duration 20] [--rate BATCHES_PER_S_PER_AGENT]
  *                  [--step-ms 1000] [--back SECONDS] [--name PREFIX] [--reconnect]
  *                  [--procs P] [--sources N] [--collector-pid PID] [--truth FILE]
+ *                  [--warmup SECONDS]
  *
  * Each batch's samples are --step-ms after the previous one's. By default
  * they start now and may run ahead of the clock; with --back they start that
@@ -27,6 +28,9 @@
  * HelloAck.last_seq says it was committed. When the measured time is over,
  * no new batch is made and the tool waits (up to 15 s) for the outstanding
  * acks.
+ *
+ * The measurement starts after --warmup seconds (2 by default): the
+ * connections and the first batches, which define every series, come first.
  *
  * --procs P gives each agent P processes of 5 series (rss, pss, uss, swap,
  * cgroup usage), i.e. --series 5P. --sources N binds the agents to the source
@@ -69,6 +73,7 @@ struct opts {
     int sources;
     int collector_pid;
     char truth[1024];
+    double warmup;
 };
 
 struct agent {
@@ -93,7 +98,8 @@ struct agent {
     uint8_t rbuf[4096];
 };
 
-static struct opts o = {"127.0.0.1:7411", "", 100, 500, 20, 0, 1000, -1, "bench", false, 0, 0, ""};
+static struct opts o = {"127.0.0.1:7411", "",    100, 500, 20, 0, 1000, -1,
+                        "bench",          false, 0,   0,   "", 2};
 static uint8_t token[APM_TOKEN_MAX];
 static size_t token_len;
 static uint64_t acked_samples, acked_batches, errors;
@@ -525,6 +531,8 @@ int main(int argc, char **argv)
             o.sources = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--collector-pid") == 0)
             o.collector_pid = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--warmup") == 0)
+            o.warmup = atof(argv[i + 1]);
         else if (strcmp(argv[i], "--truth") == 0)
             snprintf(o.truth, sizeof(o.truth), "%s", argv[i + 1]);
         else if (strcmp(argv[i], "--name") == 0)
@@ -586,7 +594,8 @@ int main(int argc, char **argv)
     }
     uv_timer_t phase;
     uv_timer_init(&loop, &phase);
-    uv_timer_start(&phase, on_phase, 2000, 0); /* warm-up: connections, first definitions */
+    /* warm-up: connections, first definitions */
+    uv_timer_start(&phase, on_phase, (uint64_t)(o.warmup * 1000), 0);
     uv_timer_t usage;
     uv_timer_init(&loop, &usage);
     uv_timer_start(&usage, on_usage_tick, 1000, 1000);

@@ -4,7 +4,7 @@
 # one batch per INTERVAL seconds, reconnecting like apm-agent, spread over 16
 # loopback source addresses. For each agent count in STEPS a fresh collector
 # (Release, its defaults except max-connections 20000) takes SECONDS of load
-# after 2 s of warm-up; the script prints one table row per step and stops
+# after WARMUP seconds (default 10: connecting and defining every series); the script prints one table row per step and stops
 # after the first step that misses the bound: acked below 99 % of offered, or
 # send-to-ack p99 above BOUND_MS (default: 1000 ms, the 1 s sampling interval;
 # a batch acked later than the next one is due means a queue that grows).
@@ -12,7 +12,7 @@
 #
 #   tests/bench/scaling.sh [PROCS [INTERVAL [SECONDS [STEPS...]]]]
 #   e.g. tests/bench/scaling.sh 20 1 20 1000 2000 3000 4000 5000 6000
-#   BOUND_MS=500, APM_COLLECTOR_ARGS="--max-analysed-series 200000" change the run.
+#   BOUND_MS=500, WARMUP=5, APM_COLLECTOR_ARGS="--max-analysed-series 200000" change the run.
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${APM_BENCH_BUILD_DIR:-$src/build-bench}
@@ -21,6 +21,7 @@ interval=${2:-1}
 secs=${3:-20}
 [ $# -gt 3 ] && shift 3 || set -- 1000 2000 3000 4000 5000 6000
 bound=${BOUND_MS:-1000}
+warmup=${WARMUP:-10}
 
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAPM_SANITIZE=OFF >/dev/null
 cmake --build "$build" -j2 --target apm-collector collector_load >/dev/null
@@ -36,7 +37,8 @@ trap cleanup EXIT INT TERM
 
 rate=$(awk -v i="$interval" 'BEGIN { printf "%.6f", 1 / i }')
 echo "== $procs processes x 5 series per agent, one batch every ${interval}s, ${secs}s measured," \
-    "bound: acked >= 99 % of offered and p99 <= ${bound} ms ($(nproc) cores, $(uname -r))"
+    "${warmup}s warm-up," \
+    "bound: acked >= 99 % of offered and p99 <= ${bound} ms ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
 printf '| agents | series | offered/s | acked/s | p50 ms | p99 ms | collector CPU | RSS MiB | tool CPU | all connected after | refused | evicted handshakes | not analysed |\n'
 printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 for agents in "$@"; do
@@ -50,7 +52,7 @@ for agents in "$@"; do
     while [ ! -s "$work/token" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
     sleep 0.5
     "$build/tests/collector_load" --collector "127.0.0.1:$port" --token-file "$work/token" \
-        --agents "$agents" --procs "$procs" --rate "$rate" --duration "$secs" --reconnect \
+        --agents "$agents" --procs "$procs" --rate "$rate" --duration "$secs" --reconnect --warmup "$warmup" \
         --sources 16 --collector-pid "$cpid" >"$work/load.out" 2>"$work/load.err" || true
     curl -s "http://127.0.0.1:$((port + 1))/api/v1/status" >"$work/status.json" || true
     kill -TERM "$cpid"
