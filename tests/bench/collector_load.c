@@ -396,6 +396,22 @@ static void on_rate_tick(uv_timer_t *t)
     send_batch(t->data);
 }
 
+/* --collector-pid: bytes it caused to be written to disk (/proc/PID/io, 0 if unreadable). */
+static unsigned long long proc_write_bytes(int pid)
+{
+    char path[64], buf[256];
+    unsigned long long v = 0;
+    snprintf(path, sizeof(path), "/proc/%d/io", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    while (fgets(buf, sizeof(buf), f))
+        if (sscanf(buf, "write_bytes: %llu", &v) == 1)
+            break;
+    fclose(f);
+    return v;
+}
+
 /* --collector-pid: its CPU time (utime + stime) in clock ticks and its RSS in KiB. */
 static bool proc_usage(int pid, unsigned long long *ticks, unsigned long long *rss_kib)
 {
@@ -425,6 +441,7 @@ static bool proc_usage(int pid, unsigned long long *ticks, unsigned long long *r
 
 static unsigned long long cpu_start, cpu_end, rss_end, rss_peak, self_cpu_start_us, self_cpu_us;
 static bool have_usage;
+static unsigned long long wbytes_start, wbytes_end;
 
 static unsigned long long self_cpu(void)
 {
@@ -464,6 +481,7 @@ static void on_phase(uv_timer_t *t)
         self_cpu_start_us = self_cpu();
         if (o.collector_pid > 0)
             have_usage = proc_usage(o.collector_pid, &cpu_start, &rss);
+        wbytes_start = proc_write_bytes(o.collector_pid);
         uv_timer_start(t, on_phase, (uint64_t)(o.duration * 1000), 0);
         return;
     }
@@ -473,6 +491,7 @@ static void on_phase(uv_timer_t *t)
     self_cpu_us = self_cpu() - self_cpu_start_us;
     if (have_usage)
         have_usage = proc_usage(o.collector_pid, &cpu_end, &rss_end);
+    wbytes_end = have_usage ? proc_write_bytes(o.collector_pid) : 0;
     drain_start_ns = apm_mono_ns();
     uv_timer_start(t, on_drain, 0, 50);
 }
@@ -623,6 +642,8 @@ int main(int argc, char **argv)
         printf("collector: CPU %.0f %% of one core, RSS %.1f MiB at the end, peak %.1f MiB\n",
                (double)(cpu_end - cpu_start) / tck / secs * 100.0, (double)rss_end / 1024.0,
                (double)(rss_peak > rss_end ? rss_peak : rss_end) / 1024.0);
+        printf("collector: disk writes %.1f MB/s\n",
+               (double)(wbytes_end - wbytes_start) / 1e6 / secs);
     }
     if (o.reconnect)
         printf("connect: all %d agents welcomed %.2f s after the start\n", o.agents,

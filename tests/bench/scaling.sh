@@ -39,8 +39,8 @@ rate=$(awk -v i="$interval" 'BEGIN { printf "%.6f", 1 / i }')
 echo "== $procs processes x 5 series per agent, one batch every ${interval}s, ${secs}s measured," \
     "${warmup}s warm-up," \
     "bound: acked >= 99 % of offered and p99 <= ${bound} ms ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
-printf '| agents | series | offered/s | acked/s | p50 ms | p99 ms | collector CPU | RSS MiB | tool CPU | all connected after | refused | evicted handshakes | not analysed |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
+printf '| agents | series | offered/s | acked/s | p50 ms | p99 ms | collector CPU | RSS MiB | disk writes MB/s | tool CPU | all connected after | refused | evicted handshakes | analysis refused_series |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 for agents in "$@"; do
     rm -rf "$work/data"
     "$build/server/apm-collector" --foreground --data-dir "$work/data" \
@@ -78,13 +78,15 @@ rss = num(r"peak ([\d.]+) MiB")
 tcpu = num(r"load tool CPU: (\d+) %")
 conn = num(r"welcomed ([\d.]+) s after")
 ing = st.get("ingest", {})
-refused = sum(ing.get(k, 0) for k in ("refused_over_cap", "refused_processes", "refused_series",
-                                      "refused_sites", "overloaded", "store_errors", "auth_failures"))
+refused = ", ".join(f"{k} {ing[k]}" for k in ("refused_over_cap", "refused_processes",
+                     "refused_series", "refused_sites", "overloaded", "store_errors", "auth_failures",
+                     "handshake_timeouts", "idle_timeouts") if ing.get(k)) or "0"
+disk = num(r"disk writes ([\d.]+) MB/s")
 evicted = ing.get("evicted_unauthenticated", 0)
 unanalysed = st.get("analysis", {}).get("refused_series", 0)
 ok = acked >= 0.99 * offered and p99 <= bound
 print(f"| {agents:,} | {agents * procs * 5:,} | {offered:,.0f} | {acked:,.0f} | {p50:.0f} | {p99:.0f} "
-      f"| {ccpu:.0f} % | {rss:.0f} | {tcpu:.0f} % | {conn:.1f} s | {refused} | {evicted} "
+      f"| {ccpu:.0f} % | {rss:.0f} | {disk:.1f} | {tcpu:.0f} % | {conn:.1f} s | {refused} | {evicted} "
       f"| {unanalysed} |{'' if ok else ' over the bound'}")
 EOF
 )
