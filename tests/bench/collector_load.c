@@ -23,9 +23,10 @@
  * outage, when the first agent lost its connection, how long until every
  * agent was connected again, and the reconnections per second.
  *
- * Like apm-agent, an agent keeps its instance for the run and its unacked
- * batch across reconnects: after the HelloAck it resends the batch unless
- * HelloAck.last_seq says it was committed. When the measured time is over,
+ * Like apm-agent, an agent keeps its instance for the run and queues its
+ * batches until they are acked: at a fixed --rate it goes on making them
+ * while the collector is away (up to 3,600), and after the HelloAck it
+ * resends, in order, those HelloAck.last_seq does not cover. When the measured time is over,
  * no new batch is made and the tool waits (up to 15 s) for the outstanding
  * acks.
  *
@@ -76,6 +77,17 @@ struct opts {
     double warmup;
 };
 
+/* A batch the agent made and keeps until it is acked. */
+struct item {
+    struct item *next;
+    struct apm_batch *b;
+    int64_t t_ms;
+    uint64_t sent_ns; /* 0: not sent on the current connection */
+};
+
+/* Batches an agent keeps while the collector is away (an hour at 1 s); beyond, it makes none. */
+#define MAX_QUEUED 3600
+
 struct agent {
     uv_tcp_t tcp;
     uv_connect_t creq;
@@ -84,16 +96,16 @@ struct agent {
     struct apm_frame_reader reader;
     struct apm_codec_enc enc;
     int id;
-    bool ready, waiting;
+    bool ready;
     bool down;        /* --reconnect: lost its connection, not welcomed back yet */
     bool counted;     /* ... and it went down while measuring: an outage's figures */
     bool welcomed;    /* has had a HelloAck once */
     unsigned attempt; /* --reconnect: connects tried since it went down */
     uint64_t seq;
     uint64_t instance;
-    struct apm_batch *pending; /* sent, not acked yet: resent after a reconnect */
-    int64_t pending_t_ms;
-    uint64_t sent_ns;
+    struct item *head, *tail; /* made, not acked yet, oldest first */
+    struct item *unsent;      /* the first of them not sent on this connection */
+    int queued;
     int64_t t_ms;
     uint8_t rbuf[4096];
 };
@@ -108,7 +120,7 @@ static size_t nlat, lat_cap;
 static uint64_t t_start_ns, t_end_ns;
 static bool measuring, stopping, finished;
 static FILE *truth;
-static uint64_t refused, connect_failed, resent, acked_on_hello;
+static uint64_t refused, connect_failed, resent, acked_on_hello, not_made;
 static int n_pending;
 static struct sockaddr_storage addr;
 /* --reconnect: the first outage. */
@@ -167,41 +179,64 @@ static struct apm_batch *make_batch(struct agent *a)
     return b;
 }
 
-/* Encodes and writes a->pending on the current connection. */
-static void write_pending(struct agent *a)
+/* Sends every batch not sent on this connection yet, oldest first. */
+static void flush(struct agent *a)
 {
-    struct apm_frame_out f;
-    if (apm_codec_encode_batch(&a->enc, a->pending, &f) != 0) {
-        errors++;
-        return;
+    for (; a->ready && a->unsent; a->unsent = a->unsent->next) {
+        struct apm_frame_out f;
+        if (apm_codec_encode_batch(&a->enc, a->unsent->b, &f) != 0) {
+            errors++;
+            return;
+        }
+        a->unsent->sent_ns = apm_mono_ns();
+        write_frame(a, &f);
     }
-    a->sent_ns = apm_mono_ns();
-    a->waiting = true;
-    write_frame(a, &f);
 }
 
-/* The pending batch is committed: logged in the ground truth, freed. */
-static void settle_pending(struct agent *a)
+/* The oldest batch is committed: logged in the ground truth, freed. */
+static void settle_head(struct agent *a)
 {
+    struct item *it = a->head;
     if (truth)
-        fprintf(truth, "A %d %llu %lld\n", a->id, (unsigned long long)a->pending->seq,
-                (long long)a->pending_t_ms);
-    apm_batch_free(a->pending);
-    a->pending = NULL;
-    a->waiting = false;
+        fprintf(truth, "A %d %llu %lld\n", a->id, (unsigned long long)it->b->seq,
+                (long long)it->t_ms);
+    if (a->unsent == it)
+        a->unsent = it->next;
+    a->head = it->next;
+    if (!a->head)
+        a->tail = NULL;
+    apm_batch_free(it->b);
+    free(it);
+    a->queued--;
     n_pending--;
 }
 
+/* Makes the next batch and queues it; sends it if connected. */
 static void send_batch(struct agent *a)
 {
-    if (stopping || finished || a->waiting || a->pending || !a->ready)
+    if (stopping || finished)
         return;
+    if (o.rate <= 0 && (a->head || !a->ready))
+        return; /* closed loop: the next batch once the previous is acked */
     if (o.back >= 0 && a->t_ms + o.step_ms > apm_now_ms())
         return; /* not its time yet: the rate timer comes back */
-    a->pending = make_batch(a);
-    a->pending_t_ms = a->t_ms;
+    if (a->queued >= MAX_QUEUED) {
+        not_made++;
+        return;
+    }
+    struct item *it = calloc(1, sizeof(*it));
+    it->b = make_batch(a);
+    it->t_ms = a->t_ms;
+    if (a->tail)
+        a->tail->next = it;
+    else
+        a->head = it;
+    a->tail = it;
+    if (!a->unsent)
+        a->unsent = it;
+    a->queued++;
     n_pending++;
-    write_pending(a);
+    flush(a);
 }
 
 static int on_frame(void *ctx, const uint8_t *p, size_t len)
@@ -229,16 +264,20 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
             if (--n_down == 0 && back_all_ns == 0)
                 back_all_ns = apm_mono_ns();
         }
-        if (a->pending && m.u.hello_ack.last_seq >= a->pending->seq) {
-            acked_on_hello++; /* committed before the connection ended, never acked */
-            settle_pending(a);
-        } else if (a->pending) {
-            resent++;
-            write_pending(a);
+        while (a->head && a->head->b->seq <= m.u.hello_ack.last_seq) {
+            if (a->head->sent_ns)
+                acked_on_hello++; /* committed before the connection ended, never acked */
+            settle_head(a);
         }
+        for (struct item *it = a->head; it; it = it->next) {
+            resent += it->sent_ns != 0;
+            it->sent_ns = 0;
+        }
+        a->unsent = a->head;
+        flush(a);
         send_batch(a);
     } else if (m.type == APM_MSG_ACK) {
-        if (a->pending && m.u.ack_seq >= a->pending->seq) {
+        while (a->head && a->head->b->seq <= m.u.ack_seq && a->head->sent_ns) {
             uint64_t now = apm_mono_ns();
             if (measuring) {
                 acked_batches++;
@@ -247,9 +286,9 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
                     lat_cap = lat_cap ? lat_cap * 2 : 65536;
                     lat_ms = realloc(lat_ms, lat_cap * sizeof(*lat_ms));
                 }
-                lat_ms[nlat++] = (double)(now - a->sent_ns) / 1e6;
+                lat_ms[nlat++] = (double)(now - a->head->sent_ns) / 1e6;
             }
-            settle_pending(a);
+            settle_head(a);
         }
         if (o.rate <= 0)
             send_batch(a);
@@ -335,7 +374,6 @@ static void go_down(struct agent *a)
 {
     mark_down(a);
     a->ready = false;
-    a->waiting = false;
     apm_frame_reader_close(&a->reader);
     apm_frame_reader_init(&a->reader, APM_FRAME_MAX);
     apm_codec_enc_close(&a->enc);
@@ -636,6 +674,9 @@ int main(int argc, char **argv)
            "found committed at the HelloAck: %llu, unacked at exit: %d\n",
            count_connected(agents), o.agents, (unsigned long long)resent,
            (unsigned long long)acked_on_hello, n_pending);
+    if (not_made)
+        printf("batches not made because %d were waiting for an ack: %llu\n", MAX_QUEUED,
+               (unsigned long long)not_made);
     printf("load tool CPU: %.0f %% of one core\n", (double)self_cpu_us / 1e4 / secs);
     if (have_usage) {
         double tck = (double)sysconf(_SC_CLK_TCK);
@@ -678,10 +719,14 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&usage, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     for (int i = 0; i < o.agents; i++) {
-        if (agents[i].pending && truth)
-            fprintf(truth, "U %d %llu %lld\n", i, (unsigned long long)agents[i].pending->seq,
-                    (long long)agents[i].pending_t_ms);
-        apm_batch_free(agents[i].pending);
+        for (struct item *it = agents[i].head, *next; it; it = next) {
+            next = it->next;
+            if (truth)
+                fprintf(truth, "U %d %llu %lld\n", i, (unsigned long long)it->b->seq,
+                        (long long)it->t_ms);
+            apm_batch_free(it->b);
+            free(it);
+        }
         apm_codec_enc_close(&agents[i].enc);
         apm_frame_reader_close(&agents[i].reader);
     }

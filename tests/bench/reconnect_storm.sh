@@ -9,8 +9,9 @@
 # still in their handshake, 16 per address: loopback is one address, so the
 # herd also shows what the per-address budget costs).
 # Then the ground truth: the tool logs every batch it made and whether it was
-# acked (agents keep their instance and resend an unacked batch after the
-# reconnect, as apm-agent does), and tests/bench/storm_check.py reads every
+# acked (agents keep their instance, queue the batches they make while the
+# collector is away and resend what was not acked after the reconnect, as
+# apm-agent does), and tests/bench/storm_check.py reads every
 # series of the simulated hosts back through the HTTP API of the restarted
 # collector: acked samples lost, duplicated, phantom (exit 1 if any).
 # Builds a Release tree in build-bench/.

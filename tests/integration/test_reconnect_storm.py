@@ -2,8 +2,8 @@
 
 The short version of tests/bench/reconnect_storm.sh (issue 12, the 1,000-agent reconnect storm):
 tests/bench/collector_load runs 300 simulated agents of 10 series, two batches a second each,
-which back off and reconnect as apm-agent does, keep their instance and resend their unacked
-batch; 4 s in, the collector is killed with SIGKILL and started again on the same data directory
+which back off and reconnect as apm-agent does, keep their instance, queue the batches they
+make while the collector is away and resend what was not acked; 4 s in, the collector is killed with SIGKILL and started again on the same data directory
 and port. The tool's ground truth (every batch, acked or not) is then compared with the store by
 tests/bench/storm_check.py through the HTTP API: every acked sample stored exactly once, nothing
 stored that no agent sent.
@@ -54,6 +54,9 @@ class ReconnectStormTest(unittest.TestCase):
         # The kill really cut every agent, and every one came back.
         self.assertIn(f"reconnect: all {AGENTS} agents back", out)
         self.assertIn(f"connected at the end: {AGENTS} of {AGENTS} agents", out)
+        # The batches made during the outage were queued, sent after it and acked.
+        self.assertIn("unacked at exit: 0", out)
+        self.assertRegex(out, r"batches resent after a reconnect: [1-9]")
 
         r = subprocess.run([sys.executable, CHECK, "--api", self.c.url, truth],
                            capture_output=True, text=True, timeout=240)
