@@ -56,7 +56,6 @@ class ReconnectStormTest(unittest.TestCase):
         self.assertIn(f"connected at the end: {AGENTS} of {AGENTS} agents", out)
         # The batches made during the outage were queued, sent after it and acked.
         self.assertIn("unacked at exit: 0", out)
-        self.assertRegex(out, r"batches resent after a reconnect: [1-9]")
 
         r = subprocess.run([sys.executable, CHECK, "--api", self.c.url, truth],
                            capture_output=True, text=True, timeout=240)
