@@ -8,6 +8,10 @@
 # after the first step that misses the bound: acked below 99 % of offered, or
 # send-to-ack p99 above BOUND_MS (default: 1000 ms, the 1 s sampling interval;
 # a batch acked later than the next one is due means a queue that grows).
+# Besides the tool's figures (acked/s, send-to-ack, the collector's CPU, RSS and
+# disk writes from /proc), each row has the collector's own commit latency:
+# apm_writer_commit_seconds of /metrics over the measured time, as commits/s,
+# the mean, and p50/p99 as the upper bound of their histogram bucket.
 # Figures only, no pass/fail.
 #
 #   tests/bench/scaling.sh [PROCS [INTERVAL [SECONDS [STEPS...]]]]
@@ -29,7 +33,9 @@ cmake --build "$build" -j2 --target apm-collector collector_load >/dev/null
 work=$(mktemp -d /tmp/apm-bench.XXXXXX)
 port=$((20000 + $$ % 20000))
 cpid=""
+lpid=""
 cleanup() {
+    [ -n "$lpid" ] && kill -TERM "$lpid" 2>/dev/null
     [ -n "$cpid" ] && kill -TERM "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
     rm -rf "$work"
 }
@@ -39,8 +45,8 @@ rate=$(awk -v i="$interval" 'BEGIN { printf "%.6f", 1 / i }')
 echo "== $procs processes x 5 series per agent, one batch every ${interval}s, ${secs}s measured," \
     "${warmup}s warm-up," \
     "bound: acked >= 99 % of offered and p99 <= ${bound} ms ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
-printf '| agents | series | offered/s | acked/s | p50 ms | p99 ms | collector CPU | RSS MiB | disk writes MB/s | tool CPU | all connected after | refused | evicted handshakes | analysis refused_series |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
+printf '| agents | series | offered/s | acked/s | p50 ms | p99 ms | commits/s | commit mean ms | commit p50 ms | commit p99 ms | collector CPU | RSS MiB | disk writes MB/s | tool CPU | all connected after | refused | evicted handshakes | analysis refused_series |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 for agents in "$@"; do
     rm -rf "$work/data"
     "$build/server/apm-collector" --foreground --data-dir "$work/data" \
@@ -53,12 +59,20 @@ for agents in "$@"; do
     sleep 0.5
     "$build/tests/collector_load" --collector "127.0.0.1:$port" --token-file "$work/token" \
         --agents "$agents" --procs "$procs" --rate "$rate" --duration "$secs" --reconnect --warmup "$warmup" \
-        --sources 16 --collector-pid "$cpid" >"$work/load.out" 2>"$work/load.err" || true
+        --sources 16 --collector-pid "$cpid" >"$work/load.out" 2>"$work/load.err" &
+    lpid=$!
+    # The commit histogram of /metrics when the measured time starts and once it is over.
+    sleep "$warmup"
+    curl -s "http://127.0.0.1:$((port + 1))/metrics" >"$work/metrics0" || true
+    wait "$lpid" || true
+    lpid=""
+    curl -s "http://127.0.0.1:$((port + 1))/metrics" >"$work/metrics1" || true
     curl -s "http://127.0.0.1:$((port + 1))/api/v1/status" >"$work/status.json" || true
     kill -TERM "$cpid"
     wait "$cpid" 2>/dev/null || true
     cpid=""
-    row=$(python3 - "$work/load.out" "$work/status.json" "$agents" "$procs" "$bound" <<'EOF'
+    row=$(python3 - "$work/load.out" "$work/status.json" "$agents" "$procs" "$bound" \
+        "$work/metrics0" "$work/metrics1" <<'EOF'
 import json, re, sys
 out = open(sys.argv[1]).read()
 try:
@@ -84,8 +98,32 @@ refused = ", ".join(f"{k} {ing[k]}" for k in ("refused_over_cap", "refused_proce
 disk = num(r"disk writes ([\d.]+) MB/s")
 evicted = ing.get("evicted_unauthenticated", 0)
 unanalysed = st.get("analysis", {}).get("refused_series", 0)
+def hist(path):
+    b = {}
+    try:
+        for line in open(path):
+            m = re.match(r'apm_writer_commit_seconds_bucket\{le="([^"]+)"\} (\d+)', line)
+            if m:
+                b[float(m.group(1))] = int(m.group(2))
+            m = re.match(r"apm_writer_commit_seconds_(sum|count) ([\d.e+-]+)", line)
+            if m:
+                b[m.group(1)] = float(m.group(2))
+    except OSError:
+        pass
+    return b
+h0, h1 = hist(sys.argv[6]), hist(sys.argv[7])
+n = h1.get("count", 0) - h0.get("count", 0)
+def q(p):
+    les = sorted(k for k in h1 if isinstance(k, float))
+    for le in les:
+        if h1[le] - h0.get(le, 0) >= p * n:
+            return f"{le * 1000:g}"
+    return "?"
+commits = f"{n / float(out_secs):,.0f}" if n and (out_secs := num(r"([\d.]+) s measured")) else "?"
+cmean = f"{(h1['sum'] - h0.get('sum', 0)) / n * 1000:.1f}" if n else "?"
 ok = acked >= 0.99 * offered and p99 <= bound
 print(f"| {agents:,} | {agents * procs * 5:,} | {offered:,.0f} | {acked:,.0f} | {p50:.0f} | {p99:.0f} "
+      f"| {commits} | {cmean} | ≤ {q(0.5) if n else '?'} | ≤ {q(0.99) if n else '?'} "
       f"| {ccpu:.0f} % | {rss:.0f} | {disk:.1f} | {tcpu:.0f} % | {conn:.1f} s | {refused} | {evicted} "
       f"| {unanalysed} |{'' if ok else ' over the bound'}")
 EOF
