@@ -12,7 +12,8 @@ PACKAGES="
 build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
 libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev lmdb-utils
 libcmocka-dev libinih-dev libjansson-dev libhttp-parser-dev libcurl4-openssl-dev libssl-dev openssl
-python3 python3-dev curl ca-certificates procps prometheus-alertmanager prometheus
+python3 python3-dev python3-setuptools python3-wheel python3-pip python3-venv python3-yaml
+curl ca-certificates procps prometheus-alertmanager prometheus
 dpkg-dev systemd adduser git
 "
 

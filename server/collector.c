@@ -18,6 +18,7 @@
 #include "server/analysis/analyzer_worker.h"
 #include "server/api/api.h"
 #include "server/api/api_alerts.h"
+#include "server/api/api_backup.h"
 #include "server/api/api_forecast.h"
 #include "server/api/api_sites.h"
 #include "server/api/metrics.h"
@@ -649,6 +650,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
                                              .health = c->health};
     if (rc == 0)
         rc = apm_api_add_raw_route(c->api, "/metrics", apm_metrics_handle, &c->metrics);
+    if (rc == 0)
+        rc = apm_api_backup_register(c->api, loop);
     if (rc == 0)
         rc = apm_http_server_new_opts(
             loop, cfg->http,

@@ -833,7 +833,8 @@ int apm_api_add_raw_route(struct apm_api *api, const char *path, apm_api_raw_fn 
     return 0;
 }
 
-int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out)
+static int route(struct apm_api *api, const struct apm_http_request *req,
+                 struct apm_http_conn *conn, json_t **out)
 {
     *out = NULL;
     api->stats.requests++;
@@ -856,8 +857,12 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
         status = check_write_token(api, req, out);
         if (status != 0)
             break;
-        struct apm_api_call call = {
-            .api = api, .store = api->store, .req = req, .nparams = ncaps, .ctx = rt->ctx};
+        struct apm_api_call call = {.api = api,
+                                    .store = api->store,
+                                    .req = req,
+                                    .nparams = ncaps,
+                                    .ctx = rt->ctx,
+                                    .conn = conn};
         for (unsigned i = 0; i < ncaps && status == 0; i++) {
             unsigned s = caps[i];
             if (apm_http_decode(sg.at[s], sg.len[s], false, values[i], API_VALUE_MAX) != 0)
@@ -875,6 +880,11 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
     if (status >= 400)
         api->stats.errors++;
     return status;
+}
+
+int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out)
+{
+    return route(api, req, NULL, out);
 }
 
 /* Answers a raw route: GET and HEAD only. Returns 1 when req's path is one, else 0. */
@@ -910,11 +920,20 @@ void apm_api_handle(void *ctx, struct apm_http_conn *conn, const struct apm_http
     if (handle_raw(api, conn, req))
         return;
     json_t *obj = NULL;
-    int status = apm_api_route(api, req, &obj);
-    respond_json(api, conn, req, status, obj);
+    int status = route(api, req, conn, &obj);
+    if (status != APM_API_DEFERRED)
+        respond_json(api, conn, req, status, obj);
 }
 
-/* Sends obj (taken) as the JSON answer; a 405 carries Allow from the route table. */
+void apm_api_answer(struct apm_http_conn *conn, int status, json_t *obj)
+{
+    respond_json(NULL, conn, NULL, status, obj);
+}
+
+/*
+ * Sends obj (taken) as the JSON answer; a 405 carries Allow from the route
+ * table (api and req may be NULL for an answer given later: never a 405).
+ */
 static void respond_json(struct apm_api *api, struct apm_http_conn *conn,
                          const struct apm_http_request *req, int status, json_t *obj)
 {
@@ -938,7 +957,7 @@ static void respond_json(struct apm_api *api, struct apm_http_conn *conn,
     body[len + 1] = '\0';
     char allow[96], header[112];
     const char *headers = NULL;
-    if (status == 405 && apm_api_allow(api, req->path, allow, sizeof(allow))) {
+    if (status == 405 && api != NULL && apm_api_allow(api, req->path, allow, sizeof(allow))) {
         snprintf(header, sizeof(header), "Allow: %s\r\n", allow);
         headers = header;
     }

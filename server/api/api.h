@@ -73,13 +73,18 @@ struct apm_api_call {
     const char *params[APM_API_MAX_SEGMENTS]; /* decoded "{}" segments, in order */
     unsigned nparams;
     void *ctx; /* the route's ctx */
+    /* The connection to answer on (apm_api_handle), NULL under apm_api_route. */
+    struct apm_http_conn *conn;
 };
 
 /*
  * A route handler: sets *out to an owned JSON value (an object, or an error
- * object made with apm_api_error) and returns the HTTP status.
+ * object made with apm_api_error) and returns the HTTP status; or, with
+ * call->conn set, returns APM_API_DEFERRED, leaves *out NULL and answers
+ * later with apm_api_answer on the loop thread (work done on a worker).
  */
 typedef int (*apm_api_route_fn)(const struct apm_api_call *call, json_t **out);
+#define APM_API_DEFERRED 1
 
 /*
  * Creates the API. cfg is copied; the store it names is borrowed. Returns 0
@@ -121,6 +126,12 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
  * Allow built from the route table. Loop thread.
  */
 void apm_api_handle(void *api, struct apm_http_conn *conn, const struct apm_http_request *req);
+
+/*
+ * Answers a request on conn with obj as JSON text (takes ownership of obj;
+ * NULL answers 500 "out of memory") and status. Loop thread, once per request.
+ */
+void apm_api_answer(struct apm_http_conn *conn, int status, json_t *obj);
 
 /*
  * A route outside /api/v1/ that answers in its own format (GET /metrics):
