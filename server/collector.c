@@ -635,7 +635,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
                                 .trace_fn = send_trace,
                                 .ctx = c,
                                 .write_token = c->api_token_len > 0 ? c->api_token : NULL,
-                                .write_token_len = c->api_token_len};
+                                .write_token_len = c->api_token_len,
+                                .process_grace_ms = cfg->process_grace_ms};
     rc = apm_api_new(&ac, &c->api);
     if (rc == 0)
         rc = apm_api_forecast_register(c->api);
