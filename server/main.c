@@ -3,6 +3,7 @@
  * queries over HTTP. Flags override the INI file given with --config.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,8 @@ int main(int argc, char **argv)
         apm_warn("collector: cannot raise the descriptor limit: %s", apm_strerror(rc));
     else
         apm_debug("collector: descriptor limit %llu", (unsigned long long)nofile);
+    /* A peer that closes while an ack or an HTTP answer is written: EPIPE, not SIGPIPE's kill. */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct apm_collector *c = NULL;

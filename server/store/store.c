@@ -127,7 +127,8 @@ static int commit_error(struct apm_store *s, int rc)
 {
     const char *dir = NULL;
     struct statvfs vfs;
-    bool full = rc == ENOSPC ||
+    /* A quota or a file-size limit is a full disk for the store too. */
+    bool full = rc == ENOSPC || rc == EDQUOT || rc == EFBIG ||
                 (rc == EIO && mdb_env_get_path(s->env, &dir) == 0 && statvfs(dir, &vfs) == 0 &&
                  (uint64_t)vfs.f_bavail * vfs.f_frsize < (1u << 20));
     if (!full)
@@ -136,6 +137,7 @@ static int commit_error(struct apm_store *s, int rc)
         mdb_env_get_path(s->env, &dir);
     log_failure(&s->failure_mu, &s->failure_log, APM_LOG_ERROR,
                 "store: commit: no space left on the disk of %s", dir ? dir : "the data directory");
+    atomic_store(&s->disk_full, 1);
     return APM_E_FULL;
 }
 
@@ -515,7 +517,8 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     atomic_init(&s->forgotten, 0);
     for (int i = 0; i < MC_COUNT; i++)
         atomic_init(&s->m[i], 0);
-    atomic_init(&s->full, 0);
+    atomic_init(&s->full, FULL_NO);
+    atomic_init(&s->disk_full, 0);
     pthread_rwlock_init(&s->resize_lock, NULL);
     s->retention_ms = opt->retention_ms;
     s->rollup_ms[0] = opt->rollup_1m_ms;
@@ -720,7 +723,7 @@ static void txn_end(struct apm_store_txn *t, bool committed)
     }
     if (committed) {
         if (t->samples > 0)
-            atomic_store(&s->full, 0); /* batches are taken again */
+            atomic_store(&s->full, FULL_NO); /* batches are taken again */
         atomic_fetch_add(&s->commits, 1);
         atomic_fetch_add(&s->sites_refused, t->sites_refused);
         int64_t now = apm_now_ms();

@@ -109,8 +109,18 @@ struct apm_store {
     atomic_uint_fast64_t forgotten; /* series dropped from the index after forget_after_ms */
     atomic_uint_fast64_t m[16];     /* maintenance counters, enum store_mcounter */
     atomic_uint_fast64_t map_size;
-    atomic_int full; /* 1: refusing batches, nothing left to delete */
+    atomic_int full; /* refusing batches: FULL_BUDGET (nothing left to delete) or FULL_DISK */
+    /*
+     * Set by a commit that failed on a full disk (not a full map), taken by
+     * the next apm_store_make_room: growing the map or deleting data does
+     * not give the disk back its space, and the cut-off a deletion needs
+     * would close in on now with every failed round.
+     */
+    atomic_int disk_full;
 };
+
+/* Values of apm_store::full. */
+enum { FULL_NO, FULL_BUDGET, FULL_DISK };
 
 /* Maintenance counters in apm_store::m, reported by apm_store_stats. */
 enum store_mcounter {
