@@ -14,7 +14,7 @@ while [ $i -lt "$n" ]; do
     out=$(APM_BUILD_DIR=$build /usr/bin/python3 "$src/tests/integration/test_fault_matrix.py" \
         FaultMatrixTest.test_full_disk_and_map_growth 2>&1) && rc=0 || rc=$?
     echo "run $i: $(printf '%s\n' "$out" | grep -E '^full disk, |full disk, map' | sed 's/.*\(full disk, map\)/\1/' | head -1)"
-    if [ $rc -ne 0 ]; then
+    if [ "$rc" -ne 0 ]; then
         printf '%s\n' "$out" | tail -20
         echo "FAILED at run $i of $n"
         exit 1
