@@ -106,24 +106,30 @@ int apm_store_mdb_error(int rc, const char *what)
     return mdb_error_limited(&global_failure_mu, &global_failure_log, rc, what);
 }
 
-static int commit_error(struct apm_store *s, int rc);
+static int commit_error(struct apm_store *s, int rc, bool *disk);
 
-/*
- * A failed commit. LMDB reports a short write as EIO, which on a full disk
- * is ENOSPC in disguise: the free space of the data directory tells them
- * apart. A full disk is APM_E_FULL (retryable, like a full map).
- */
-int apm_store_commit(struct apm_store *s, MDB_txn *txn)
+/* Commits; *disk (may be NULL) says whether a failure was a full disk. */
+static int store_commit(struct apm_store *s, MDB_txn *txn, bool *disk)
 {
     int rc = mdb_txn_commit(txn);
     if (rc == 0) {
         failures_over(s);
         return 0;
     }
-    return commit_error(s, rc);
+    return commit_error(s, rc, disk);
 }
 
-static int commit_error(struct apm_store *s, int rc)
+int apm_store_commit(struct apm_store *s, MDB_txn *txn)
+{
+    return store_commit(s, txn, NULL);
+}
+
+/*
+ * A failed commit. LMDB reports a short write as EIO, which on a full disk
+ * is ENOSPC in disguise: the free space of the data directory tells them
+ * apart. A full disk is APM_E_FULL (retryable, like a full map).
+ */
+static int commit_error(struct apm_store *s, int rc, bool *disk)
 {
     const char *dir = NULL;
     struct statvfs vfs;
@@ -137,7 +143,8 @@ static int commit_error(struct apm_store *s, int rc)
         mdb_env_get_path(s->env, &dir);
     log_failure(&s->failure_mu, &s->failure_log, APM_LOG_ERROR,
                 "store: commit: no space left on the disk of %s", dir ? dir : "the data directory");
-    atomic_store(&s->disk_full, 1);
+    if (disk != NULL)
+        *disk = true;
     return APM_E_FULL;
 }
 
@@ -624,6 +631,7 @@ int apm_store_txn_begin(struct apm_store *s, struct apm_store_txn **out)
         return rc;
     }
     s->txn = t;
+    atomic_store(&s->disk_full, 0); /* it says how the last transaction ended */
     *out = t;
     return 0;
 }
@@ -770,7 +778,10 @@ int apm_store_txn_commit(struct apm_store_txn *t)
         apm_store_txn_abort(t);
         return rc;
     }
-    rc = apm_store_commit(t->s, t->txn);
+    /* The writer's own failures only: its next call for room reads what the last one was. */
+    bool disk = false;
+    rc = store_commit(t->s, t->txn, &disk);
+    atomic_store(&t->s->disk_full, disk);
     txn_end(t, rc == 0);
     return rc;
 }

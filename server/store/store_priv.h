@@ -111,10 +111,10 @@ struct apm_store {
     atomic_uint_fast64_t map_size;
     atomic_int full; /* refusing batches: FULL_BUDGET (nothing left to delete) or FULL_DISK */
     /*
-     * Set by a commit that failed on a full disk (not a full map), taken by
-     * the next apm_store_make_room: growing the map or deleting data does
-     * not give the disk back its space, and the cut-off a deletion needs
-     * would close in on now with every failed round.
+     * Writer thread: whether its last commit failed on a full disk (not a
+     * full map); taken by the next apm_store_make_room, since growing the
+     * map or deleting data does not give the disk back its space, and the
+     * cut-off a deletion needs would close in on now with every failed round.
      */
     atomic_int disk_full;
 };
