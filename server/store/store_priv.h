@@ -93,6 +93,8 @@ struct apm_store {
     int64_t pass_oldest_ms;  /* ... by the pass going on */
     int64_t last_prune_log_ms;
     int64_t last_slow_log_ms;
+    int64_t last_full_log_ms; /* "store: full", logged once a minute at most (per reason) */
+    int last_full_logged;
     int64_t maint_now; /* the wall clock of the slice going on */
     /*
      * The map may only be resized with no transaction open in the process:

@@ -615,11 +615,20 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
     return done;
 }
 
-/* Batches are refused from now on, for the reason given; logged once per episode. */
+/*
+ * Batches are refused from now on, for the reason given. Logged when it
+ * starts, at most once a minute: a disk that fills up lets small commits
+ * through between failures, each of which ends the refusal.
+ */
 static void refuse(struct apm_store *s, int why)
 {
-    if (atomic_exchange(&s->full, why) != why)
+    int64_t now = apm_now_ms();
+    if (atomic_exchange(&s->full, why) != why &&
+        (why != s->last_full_logged || now - s->last_full_log_ms >= PRUNE_LOG_EVERY_MS)) {
+        s->last_full_log_ms = now;
+        s->last_full_logged = why;
         apm_error("store: full: %s", apm_store_full_reason(s));
+    }
 }
 
 int apm_store_make_room(struct apm_store *s, int64_t now_ms)
