@@ -15,6 +15,7 @@
 #include "common/timeutil.h"
 #include "common/token.h"
 #include "common/units.h"
+#include "server/api/web.h"
 
 #define API_PREFIX "/api/v1/"
 /* Longest decoded path segment or query value we accept. */
@@ -24,6 +25,13 @@ struct route {
     const char *method;
     const char *pattern;
     apm_api_route_fn fn;
+    void *ctx;
+};
+
+/* A route answered outside /api/v1/ in its own format (GET /metrics). */
+struct raw_route {
+    const char *path;
+    apm_api_raw_fn fn;
     void *ctx;
 };
 
@@ -41,13 +49,18 @@ struct apm_api {
     void *status_ctx;           /* the ctx of status_fn and trace_fn */
     const uint8_t *write_token; /* NULL: write routes open */
     size_t write_token_len;
+    int64_t process_grace_ms;
     int64_t started_ms;
     struct apm_api_stats stats;
     unsigned nroutes;
     struct route routes[APM_API_MAX_ROUTES];
+    unsigned nraw;
+    struct raw_route raw[APM_API_MAX_RAW_ROUTES];
 };
 
 static int get_status(const struct apm_api_call *call, json_t **out);
+static void respond_json(struct apm_api *api, struct apm_http_conn *conn,
+                         const struct apm_http_request *req, int status, json_t *obj);
 static int get_hosts(const struct apm_api_call *call, json_t **out);
 static int get_processes(const struct apm_api_call *call, json_t **out);
 static int get_series(const struct apm_api_call *call, json_t **out);
@@ -345,34 +358,65 @@ static int get_hosts(const struct apm_api_call *call, json_t **out)
     return collect_finish(&c, rc, "hosts", out);
 }
 
+/* The processes listing: its rows, and which of them it keeps. */
+struct process_page {
+    struct collect c;
+    int64_t live_from_ms; /* a process last seen at or after this is live */
+    int want_live;        /* -1: every process; 0: only those no longer live; 1: only live */
+};
+
 static int process_row(void *ctx, const struct apm_process_info *p)
 {
-    struct collect *c = ctx;
-    struct apm_api_why *w = &c->why;
+    struct process_page *pg = ctx;
+    struct apm_api_why *w = &pg->c.why;
+    bool live = p->last_seen_ms >= pg->live_from_ms;
+    if (pg->want_live >= 0 && live != (pg->want_live == 1))
+        return 0;
     json_t *o = json_pack(
-        "{s:o, s:o, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o}", "id", apm_api_str(w, "id", p->id),
-        "host", apm_api_str(w, "host", p->host), "pid", (int)p->pid, "ppid", (int)p->ppid,
-        "start_time", apm_api_time(p->start_ms), "name", apm_api_str(w, "name", p->name), "cmdline",
-        apm_api_str(w, "cmdline", p->cmdline), "cgroup", apm_api_str(w, "cgroup", p->cgroup),
-        "first_seen", apm_api_time(p->first_seen_ms), "last_seen", apm_api_time(p->last_seen_ms));
-    return collect_add(c, o);
+        "{s:o, s:o, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "id",
+        apm_api_str(w, "id", p->id), "host", apm_api_str(w, "host", p->host), "pid", (int)p->pid,
+        "ppid", (int)p->ppid, "start_time", apm_api_time(p->start_ms), "name",
+        apm_api_str(w, "name", p->name), "cmdline", apm_api_str(w, "cmdline", p->cmdline), "cgroup",
+        apm_api_str(w, "cgroup", p->cgroup), "first_seen", apm_api_time(p->first_seen_ms),
+        "last_seen", apm_api_time(p->last_seen_ms), "live", live);
+    return collect_add(&pg->c, o);
+}
+
+/* The "live" parameter: true or false (also 1 or 0); absent: every process. */
+static int param_live(const struct apm_api_call *call, int *want, json_t **out)
+{
+    char buf[8];
+    bool present = false;
+    int st = apm_api_param_str(call, "live", buf, sizeof(buf), &present, out);
+    *want = -1;
+    if (st != 0 || !present)
+        return st;
+    if (strcmp(buf, "true") == 0 || strcmp(buf, "1") == 0)
+        *want = 1;
+    else if (strcmp(buf, "false") == 0 || strcmp(buf, "0") == 0)
+        *want = 0;
+    else
+        return apm_api_error(out, 400, "parameter 'live' must be true or false");
+    return 0;
 }
 
 static int get_processes(const struct apm_api_call *call, json_t **out)
 {
-    static const char *const allowed[] = {"host", "limit", NULL};
-    struct collect c = {0};
+    static const char *const allowed[] = {"host", "live", "limit", NULL};
+    struct process_page pg = {.live_from_ms = apm_now_ms() - call->api->process_grace_ms};
     char host[API_VALUE_MAX];
     bool has_host = false;
     int st = apm_api_check_params(call, allowed, out);
     if (st == 0)
         st = apm_api_param_str(call, "host", host, sizeof(host), &has_host, out);
     if (st == 0)
-        st = collect_begin(call, &c, out);
+        st = param_live(call, &pg.want_live, out);
+    if (st == 0)
+        st = collect_begin(call, &pg.c, out);
     if (st != 0)
         return st;
-    int rc = apm_store_list_processes(call->store, has_host ? host : NULL, process_row, &c);
-    return collect_finish(&c, rc, "processes", out);
+    int rc = apm_store_list_processes(call->store, has_host ? host : NULL, process_row, &pg);
+    return collect_finish(&pg.c, rc, "processes", out);
 }
 
 static json_t *series_json(struct apm_api_why *w, const struct apm_series_info *s)
@@ -650,6 +694,7 @@ int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out)
     api->status_ctx = cfg->ctx;
     api->write_token = cfg->write_token;
     api->write_token_len = cfg->write_token_len;
+    api->process_grace_ms = cfg->process_grace_ms > 0 ? cfg->process_grace_ms : 120000;
     api->started_ms = apm_now_ms();
     for (size_t i = 0; i < sizeof(builtin_routes) / sizeof(builtin_routes[0]); i++)
         api->routes[api->nroutes++] = builtin_routes[i];
@@ -770,7 +815,60 @@ static int check_write_token(struct apm_api *api, const struct apm_http_request 
     return apm_api_error(out, 401, "wrong API token for %s %.200s", req->method, req->path);
 }
 
-int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out)
+/* HEAD is served by the GET route: the same answer, which the server sends without its body. */
+static bool head_of_get(const char *route_method, const char *method)
+{
+    return strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0;
+}
+
+/* Adds method to the comma-separated list in buf unless it is there already. */
+static void allow_add(char *buf, size_t size, const char *method)
+{
+    size_t n = strlen(method);
+    for (const char *p = buf; (p = strstr(p, method)) != NULL; p += n) {
+        if ((p == buf || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
+            return;
+    }
+    size_t used = strlen(buf);
+    snprintf(buf + used, size - used, "%s%s", used > 0 ? ", " : "", method);
+}
+
+int apm_api_allow(const struct apm_api *api, const char *path, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    for (unsigned i = 0; i < api->nraw; i++) {
+        if (strcmp(api->raw[i].path, path) == 0) {
+            allow_add(buf, size, "GET");
+            allow_add(buf, size, "HEAD");
+        }
+    }
+    size_t plen = strlen(API_PREFIX);
+    struct segments sg = {0};
+    if (strncmp(path, API_PREFIX, plen) == 0 && split_path(path + plen, &sg) == 0) {
+        for (unsigned r = 0; r < api->nroutes; r++) {
+            unsigned caps[APM_API_MAX_SEGMENTS], ncaps = 0;
+            if (!match(api->routes[r].pattern, &sg, caps, &ncaps))
+                continue;
+            allow_add(buf, size, api->routes[r].method);
+            if (strcmp(api->routes[r].method, "GET") == 0)
+                allow_add(buf, size, "HEAD");
+        }
+    }
+    return buf[0] != '\0';
+}
+
+int apm_api_add_raw_route(struct apm_api *api, const char *path, apm_api_raw_fn fn, void *ctx)
+{
+    if (path == NULL || path[0] != '/' || fn == NULL)
+        return -EINVAL;
+    if (api->nraw >= APM_API_MAX_RAW_ROUTES)
+        return APM_E_LIMIT;
+    api->raw[api->nraw++] = (struct raw_route){path, fn, ctx};
+    return 0;
+}
+
+static int route(struct apm_api *api, const struct apm_http_request *req,
+                 struct apm_http_conn *conn, json_t **out)
 {
     *out = NULL;
     api->stats.requests++;
@@ -788,13 +886,17 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
         if (!match(rt->pattern, &sg, caps, &ncaps))
             continue;
         path_known = true;
-        if (strcmp(rt->method, req->method) != 0)
+        if (strcmp(rt->method, req->method) != 0 && !head_of_get(rt->method, req->method))
             continue;
         status = check_write_token(api, req, out);
         if (status != 0)
             break;
-        struct apm_api_call call = {
-            .api = api, .store = api->store, .req = req, .nparams = ncaps, .ctx = rt->ctx};
+        struct apm_api_call call = {.api = api,
+                                    .store = api->store,
+                                    .req = req,
+                                    .nparams = ncaps,
+                                    .ctx = rt->ctx,
+                                    .conn = conn};
         for (unsigned i = 0; i < ncaps && status == 0; i++) {
             unsigned s = caps[i];
             if (apm_http_decode(sg.at[s], sg.len[s], false, values[i], API_VALUE_MAX) != 0)
@@ -814,11 +916,62 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
     return status;
 }
 
+int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out)
+{
+    return route(api, req, NULL, out);
+}
+
+/* Answers a raw route: GET and HEAD only. Returns 1 when req's path is one, else 0. */
+static int handle_raw(struct apm_api *api, struct apm_http_conn *conn,
+                      const struct apm_http_request *req)
+{
+    const struct raw_route *rr = NULL;
+    for (unsigned i = 0; i < api->nraw && rr == NULL; i++)
+        rr = strcmp(api->raw[i].path, req->path) == 0 ? &api->raw[i] : NULL;
+    if (rr == NULL)
+        return 0;
+    api->stats.requests++;
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        api->stats.errors++;
+        json_t *obj = NULL;
+        apm_api_error(&obj, 405, "method %s not allowed on %.200s", req->method, req->path);
+        respond_json(api, conn, req, 405, obj);
+        return 1;
+    }
+    char *body = NULL;
+    size_t len = 0;
+    const char *type = "text/plain; charset=utf-8";
+    int status = rr->fn(rr->ctx, req, &body, &len, &type);
+    if (status >= 400)
+        api->stats.errors++;
+    apm_http_respond(conn, status, type, body, len);
+    return 1;
+}
+
 void apm_api_handle(void *ctx, struct apm_http_conn *conn, const struct apm_http_request *req)
 {
     struct apm_api *api = ctx;
+    /* The web page's files (server/api/web.h), then raw routes such as /metrics. */
+    if (apm_web_serve(conn, req) || handle_raw(api, conn, req))
+        return;
     json_t *obj = NULL;
-    int status = apm_api_route(api, req, &obj);
+    int status = route(api, req, conn, &obj);
+    if (status != APM_API_DEFERRED)
+        respond_json(api, conn, req, status, obj);
+}
+
+void apm_api_answer(struct apm_http_conn *conn, int status, json_t *obj)
+{
+    respond_json(NULL, conn, NULL, status, obj);
+}
+
+/*
+ * Sends obj (taken) as the JSON answer; a 405 carries Allow from the route
+ * table (api and req may be NULL for an answer given later: never a 405).
+ */
+static void respond_json(struct apm_api *api, struct apm_http_conn *conn,
+                         const struct apm_http_request *req, int status, json_t *obj)
+{
     char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(obj);
     if (text == NULL) {
@@ -837,5 +990,11 @@ void apm_api_handle(void *ctx, struct apm_http_conn *conn, const struct apm_http
     }
     body[len] = '\n';
     body[len + 1] = '\0';
-    apm_http_respond(conn, status, "application/json", body, len + 1);
+    char allow[96], header[112];
+    const char *headers = NULL;
+    if (status == 405 && api != NULL && apm_api_allow(api, req->path, allow, sizeof(allow))) {
+        snprintf(header, sizeof(header), "Allow: %s\r\n", allow);
+        headers = header;
+    }
+    apm_http_respond_headers(conn, status, "application/json", headers, body, len + 1);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 
 #include <jansson.h>
@@ -73,7 +74,7 @@ struct write_req {
     uv_write_t req;
     struct apm_http_conn *conn;
     char *body;
-    char head[256];
+    char head[1024]; /* the status line and headers, APM_HTTP_MAX_EXTRA_HEADERS included */
 };
 
 /* A connection over the cap: accepted only to be closed. */
@@ -465,6 +466,7 @@ const char *apm_http_status_text(int status)
         {201, "Created"},
         {202, "Accepted"},
         {204, "No Content"},
+        {304, "Not Modified"},
         {400, "Bad Request"},
         {401, "Unauthorized"},
         {403, "Forbidden"},
@@ -488,6 +490,35 @@ const char *apm_http_status_text(int status)
 int apm_http_respond(struct apm_http_conn *c, int status, const char *content_type, char *body,
                      size_t len)
 {
+    return apm_http_respond_headers(c, status, content_type, NULL, body, len);
+}
+
+/* True when the caller's headers say how to cache: then no default "no-store". */
+static bool cache_control_in(const char *h)
+{
+    while (h != NULL && *h != '\0') {
+        if (strncasecmp(h, "Cache-Control:", 14) == 0)
+            return true;
+        h = strstr(h, "\r\n");
+        h = h != NULL ? h + 2 : NULL;
+    }
+    return false;
+}
+
+/* True for a header block that fits the head and cannot split the answer (no blank line). */
+static bool headers_ok(const char *h)
+{
+    return h == NULL || (strlen(h) <= APM_HTTP_MAX_EXTRA_HEADERS && strstr(h, "\r\n\r\n") == NULL &&
+                         (h[0] == '\0' || strcmp(h + strlen(h) - 2, "\r\n") == 0));
+}
+
+int apm_http_respond_headers(struct apm_http_conn *c, int status, const char *content_type,
+                             const char *headers, char *body, size_t len)
+{
+    if (!headers_ok(headers)) {
+        free(body);
+        return -EINVAL;
+    }
     if (!c->busy) {
         free(body);
         return -EINVAL;
@@ -495,6 +526,8 @@ int apm_http_respond(struct apm_http_conn *c, int status, const char *content_ty
     struct apm_http_server *s = c->srv;
     const struct apm_http_request *req = apm_http_reader_request(c->reader);
     bool keep_alive = req != NULL && req->keep_alive;
+    /* HEAD: the same head, Content-Length included, and no body. */
+    bool head_only = req != NULL && strcmp(req->method, "HEAD") == 0;
     c->busy = false;
     apm_http_reader_next(c->reader);
     if (c->closing) {
@@ -519,15 +552,22 @@ int apm_http_respond(struct apm_http_conn *c, int status, const char *content_ty
     w->body = body;
     int hl = snprintf(w->head, sizeof(w->head),
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
+                      "X-Content-Type-Options: nosniff\r\n%s%sConnection: %s\r\n\r\n",
                       status, apm_http_status_text(status),
                       content_type ? content_type : "application/octet-stream", len,
+                      headers ? headers : "",
+                      cache_control_in(headers) ? "" : "Cache-Control: no-store\r\n",
                       c->want_close ? "close" : "keep-alive");
     if (hl < 0 || (size_t)hl >= sizeof(w->head)) {
         free(body);
         free(w);
         conn_close(c);
         return -EINVAL;
+    }
+    if (head_only) {
+        free(body);
+        w->body = body = NULL;
+        len = 0;
     }
     uv_buf_t bufs[2] = {uv_buf_init(w->head, (unsigned)hl), uv_buf_init(body, (unsigned)len)};
     unsigned nbufs = len ? 2 : 1;

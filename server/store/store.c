@@ -526,6 +526,7 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
         atomic_init(&s->m[i], 0);
     atomic_init(&s->full, FULL_NO);
     atomic_init(&s->disk_full, 0);
+    atomic_init(&s->backup_running, 0);
     pthread_rwlock_init(&s->resize_lock, NULL);
     s->retention_ms = opt->retention_ms;
     s->rollup_ms[0] = opt->rollup_1m_ms;

@@ -119,6 +119,8 @@ struct apm_store {
      * cut-off a deletion needs would close in on now with every failed round.
      */
     atomic_int disk_full;
+    /* 1 while apm_store_backup copies: its read transaction holds resize_lock shared. */
+    atomic_int backup_running;
 };
 
 /* Values of apm_store::full. */

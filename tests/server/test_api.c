@@ -229,6 +229,57 @@ static void test_api_processes_filter_by_host(void **state)
     json_decref(doc);
 }
 
+/*
+ * "live" is PRODUCT.md's: seen within process-grace of now (the collector's
+ * clock, as the store records last_seen). A grace of 500 ms here: the setup's
+ * processes age past it, a process stored afterwards does not.
+ */
+static void test_api_processes_say_which_are_live(void **state)
+{
+    struct env *e = *state;
+    apm_api_free(e->api);
+    struct apm_api_config cfg = {.store = e->store, .process_grace_ms = 500};
+    assert_int_equal(apm_api_new(&cfg, &e->api), 0);
+    usleep(700 * 1000);
+    struct apm_agent_ident a3 = {.agent_id = "agent-3",
+                                 .host = "web-3",
+                                 .boot_id = "boot-3",
+                                 .version = "0.1.0",
+                                 .instance = 11};
+    struct apm_batch *b = apm_batch_new(1);
+    uint32_t idx = 0;
+    add_proc(b, 77, "fresh", &idx);
+    assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, T0, 1 << 20), 0);
+    struct apm_store_txn *txn = NULL;
+    assert_int_equal(apm_store_txn_begin(e->store, &txn), 0);
+    assert_int_equal(apm_store_txn_put_batch(txn, &a3, b), 0);
+    assert_int_equal(apm_store_txn_commit(txn), 0);
+    apm_batch_free(b);
+
+    json_t *doc = NULL;
+    assert_int_equal(call(e, "GET", "/api/v1/processes?live=true", &doc), 200);
+    json_t *list = json_object_get(doc, "processes");
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "name")),
+                        "fresh");
+    assert_true(json_is_true(json_object_get(json_array_get(list, 0), "live")));
+    json_decref(doc);
+    assert_int_equal(call(e, "GET", "/api/v1/processes?live=0&host=web-1", &doc), 200);
+    list = json_object_get(doc, "processes");
+    assert_int_equal(json_array_size(list), 2);
+    assert_true(json_is_false(json_object_get(json_array_get(list, 0), "live")));
+    json_decref(doc);
+    /* The limit counts the rows kept, not those passed over. */
+    assert_int_equal(call(e, "GET", "/api/v1/processes?live=1&limit=1", &doc), 200);
+    assert_int_equal(json_array_size(json_object_get(doc, "processes")), 1);
+    assert_true(json_is_false(json_object_get(doc, "truncated")));
+    json_decref(doc);
+    assert_int_equal(call(e, "GET", "/api/v1/processes", &doc), 200);
+    assert_int_equal(json_array_size(json_object_get(doc, "processes")), 4);
+    json_decref(doc);
+    expect_error(e, "GET", "/api/v1/processes?live=yes", 400, "must be true or false");
+}
+
 static void test_api_series_filters_and_shape(void **state)
 {
     struct env *e = *state;
@@ -512,6 +563,7 @@ struct http_run {
     uv_loop_t loop;
     struct apm_http_server *srv;
     int port;
+    const char *request; /* sent as is */
     char answer[65536];
     size_t len;
 };
@@ -531,9 +583,7 @@ static void client_thread(void *arg)
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-        const char *req = "GET /api/v1/series?metric=mem_available HTTP/1.1\r\nHost: x\r\n"
-                          "Connection: close\r\n\r\n";
-        send(fd, req, strlen(req), MSG_NOSIGNAL);
+        send(fd, r->request, strlen(r->request), MSG_NOSIGNAL);
         ssize_t n;
         while ((n = recv(fd, r->answer + r->len, sizeof(r->answer) - 1 - r->len, 0)) > 0)
             r->len += (size_t)n;
@@ -561,11 +611,12 @@ static void client_then_signal(void *arg)
     uv_async_send(c->done);
 }
 
-static void test_api_answers_over_http(void **state)
+/* Serves e->api on loopback for one client that sends request; returns the answer (owned). */
+static struct http_run *http_exchange(struct env *e, const char *request)
 {
-    struct env *e = *state;
     struct http_run *r = calloc(1, sizeof(*r));
     assert_non_null(r);
+    r->request = request;
     assert_int_equal(uv_loop_init(&r->loop), 0);
     assert_int_equal(apm_http_server_new(&r->loop, "127.0.0.1:0", apm_api_handle, e->api, &r->srv),
                      0);
@@ -579,6 +630,15 @@ static void test_api_answers_over_http(void **state)
     uv_run(&r->loop, UV_RUN_DEFAULT);
     uv_thread_join(&t);
     assert_int_equal(uv_loop_close(&r->loop), 0);
+    return r;
+}
+
+static void test_api_answers_over_http(void **state)
+{
+    struct env *e = *state;
+    struct http_run *r =
+        http_exchange(e, "GET /api/v1/series?metric=mem_available HTTP/1.1\r\nHost: x\r\n"
+                         "Connection: close\r\n\r\n");
     assert_true(strncmp(r->answer, "HTTP/1.1 200 OK\r\n", 17) == 0);
     assert_non_null(strstr(r->answer, "Content-Type: application/json\r\n"));
     char *body = strstr(r->answer, "\r\n\r\n");
@@ -591,6 +651,113 @@ static void test_api_answers_over_http(void **state)
     free(r);
 }
 
+/* The value of header name (with its ": ") in an answer, up to the line's end, into buf. */
+static const char *header(const char *answer, const char *name, char *buf, size_t size)
+{
+    const char *h = strstr(answer, name);
+    if (h == NULL)
+        return NULL;
+    h += strlen(name);
+    size_t n = strcspn(h, "\r");
+    snprintf(buf, size, "%.*s", (int)n, h);
+    return buf;
+}
+
+static void test_api_head_answers_as_get_without_the_body(void **state)
+{
+    struct env *e = *state;
+    struct http_run *get = http_exchange(e, "GET /api/v1/hosts HTTP/1.1\r\nHost: x\r\n"
+                                            "Connection: close\r\n\r\n");
+    struct http_run *head = http_exchange(e, "HEAD /api/v1/hosts HTTP/1.1\r\nHost: x\r\n"
+                                             "Connection: close\r\n\r\n");
+    assert_true(strncmp(head->answer, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    char want[32], got[32];
+    assert_non_null(header(get->answer, "Content-Length: ", want, sizeof(want)));
+    assert_non_null(header(head->answer, "Content-Length: ", got, sizeof(got)));
+    /* The same length as GET's body, which is not sent. */
+    assert_string_equal(got, want);
+    assert_true(atoi(got) > 10);
+    const char *end = strstr(head->answer, "\r\n\r\n");
+    assert_non_null(end);
+    assert_string_equal(end + 4, "");
+    assert_non_null(strstr(head->answer, "Content-Type: application/json\r\n"));
+    /* An unknown path: 404 and its length, no body either. */
+    struct http_run *miss = http_exchange(e, "HEAD /api/v1/nothing HTTP/1.1\r\nHost: x\r\n"
+                                             "Connection: close\r\n\r\n");
+    assert_true(strncmp(miss->answer, "HTTP/1.1 404 ", 13) == 0);
+    assert_string_equal(strstr(miss->answer, "\r\n\r\n") + 4, "");
+    free(get);
+    free(head);
+    free(miss);
+}
+
+static void test_api_405_carries_allow_from_the_route_table(void **state)
+{
+    struct env *e = *state;
+    char allow[96];
+    assert_int_equal(apm_api_allow(e->api, "/api/v1/status", allow, sizeof(allow)), 1);
+    assert_string_equal(allow, "GET, HEAD");
+    /* A path served by two routes of different methods lists both, once each. */
+    int calls = 0;
+    assert_int_equal(apm_api_add_route(e->api, "POST", "series/{}/samples", trace_route, &calls),
+                     0);
+    assert_int_equal(apm_api_allow(e->api, "/api/v1/series/7/samples", allow, sizeof(allow)), 1);
+    assert_string_equal(allow, "GET, HEAD, POST");
+    assert_int_equal(apm_api_allow(e->api, "/api/v1/nothing", allow, sizeof(allow)), 0);
+    assert_string_equal(allow, "");
+    /* Over HTTP: the header on the 405, none on a 404. */
+    struct http_run *r = http_exchange(e, "DELETE /api/v1/status HTTP/1.1\r\nHost: x\r\n"
+                                          "Connection: close\r\n\r\n");
+    assert_true(strncmp(r->answer, "HTTP/1.1 405 Method Not Allowed\r\n", 33) == 0);
+    char got[96];
+    assert_non_null(header(r->answer, "\r\nAllow: ", got, sizeof(got)));
+    assert_string_equal(got, "GET, HEAD");
+    assert_non_null(strstr(r->answer, "method DELETE not allowed"));
+    free(r);
+    r = http_exchange(e, "DELETE /api/v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_true(strncmp(r->answer, "HTTP/1.1 404 ", 13) == 0);
+    assert_null(strstr(r->answer, "Allow:"));
+    free(r);
+}
+
+static int raw_route(void *ctx, const struct apm_http_request *req, char **body, size_t *len,
+                     const char **content_type)
+{
+    int *calls = ctx;
+    (*calls)++;
+    *body = strdup(req->query[0] != '\0' ? "query\n" : "plain text\n");
+    *len = strlen(*body);
+    *content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return 200;
+}
+
+static void test_api_raw_routes_answer_get_and_head_only(void **state)
+{
+    struct env *e = *state;
+    int calls = 0;
+    assert_int_equal(apm_api_add_raw_route(e->api, "/metrics", raw_route, &calls), 0);
+    assert_int_equal(apm_api_add_raw_route(e->api, "metrics", raw_route, &calls), -EINVAL);
+    struct http_run *r =
+        http_exchange(e, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_true(strncmp(r->answer, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    assert_non_null(
+        strstr(r->answer, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+    assert_string_equal(strstr(r->answer, "\r\n\r\n") + 4, "plain text\n");
+    free(r);
+    r = http_exchange(e, "HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_non_null(strstr(r->answer, "Content-Length: 11\r\n"));
+    assert_string_equal(strstr(r->answer, "\r\n\r\n") + 4, "");
+    free(r);
+    r = http_exchange(e, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                         "Connection: close\r\n\r\n");
+    assert_true(strncmp(r->answer, "HTTP/1.1 405 ", 13) == 0);
+    char got[96];
+    assert_non_null(header(r->answer, "\r\nAllow: ", got, sizeof(got)));
+    assert_string_equal(got, "GET, HEAD");
+    free(r);
+    assert_int_equal(calls, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -598,6 +765,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_hosts_lists_each_host_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_processes_filter_by_host, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_processes_say_which_are_live, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_unencodable_string_is_a_true_500, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_series_filters_and_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_samples_window_and_limit, setup, teardown),
@@ -606,6 +774,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_api_unknown_routes_and_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_routes_can_be_added, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_answers_over_http, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_head_answers_as_get_without_the_body, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_api_405_carries_allow_from_the_route_table, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_api_raw_routes_answer_get_and_head_only, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
