@@ -29,6 +29,12 @@
 #define ROOM_TRIES 4
 /* Agent runs with a refused batch not yet sent again, at most (beyond: forgotten, logged). */
 #define REFUSED_MAX 65536u
+/*
+ * A refused batch not sent again within this (to twice this) is taken as given
+ * up: an agent whose queue or spool cap dropped it never sends it, and its run
+ * must not be held back for good.
+ */
+#define REFUSED_HOLD_NS (120ull * 1000000000ull)
 
 struct job {
     struct job *next;
@@ -68,8 +74,11 @@ struct apm_writer {
      * watermark past the refused one, whose resend would then be taken for
      * a duplicate and acked unstored. Batches of a closed connection are
      * still queued here when the agent reconnects and resends.
+     * refused[0] holds what was refused lately, refused[1] what was refused
+     * in the period before; every REFUSED_HOLD_NS the older one is forgotten.
      */
-    struct apm_hashmap refused;
+    struct apm_hashmap refused[2];
+    uint64_t refused_rotated_ns;
     bool maint_running;    /* a pass is going on: a slice after every round */
     uint64_t maint_due_ns; /* monotonic time the next pass starts */
     /* Loop thread only. */
@@ -111,20 +120,47 @@ static size_t run_key(const struct job *j, char key[sizeof(j->agent.agent_id) + 
     return n + 9;
 }
 
+/* The refused batch of a run, from either period: 0 and *v, or APM_E_NOTFOUND. */
+static int refused_get(const struct apm_writer *w, const char *key, size_t klen, uint64_t *v)
+{
+    if (apm_hashmap_get(&w->refused[0], key, klen, v) == 0)
+        return 0;
+    return apm_hashmap_get(&w->refused[1], key, klen, v);
+}
+
+/* Forgets the older period's refusals once it is REFUSED_HOLD_NS old. */
+static void refused_rotate(struct apm_writer *w)
+{
+    uint64_t now = apm_mono_ns();
+    if (now - w->refused_rotated_ns < REFUSED_HOLD_NS)
+        return;
+    if (w->refused[1].len > 0)
+        apm_warn("writer: %zu agent runs did not send their refused batch again within %llu s; "
+                 "their later batches are taken",
+                 w->refused[1].len, (unsigned long long)(REFUSED_HOLD_NS / 1000000000ull));
+    apm_hashmap_close(&w->refused[1]);
+    w->refused[1] = w->refused[0];
+    apm_hashmap_init(&w->refused[0]);
+    w->refused_rotated_ns = now;
+}
+
 /* Notes that job j was refused: its run's later batches wait for it. */
 static void note_refused(struct apm_writer *w, const struct job *j)
 {
     char key[sizeof(j->agent.agent_id) + 8];
     size_t klen = run_key(j, key);
-    uint64_t v;
-    if (apm_hashmap_get(&w->refused, key, klen, &v) == 0 && v >> 16 <= j->batch->seq)
+    uint64_t v = 0;
+    bool known = refused_get(w, key, klen, &v) == 0;
+    if (known && v >> 16 < j->batch->seq)
         return;
-    if (w->refused.len >= REFUSED_MAX) {
+    if (w->refused[0].len >= REFUSED_MAX) {
         apm_warn("writer: %u agent runs wait for a refused batch; forgetting them", REFUSED_MAX);
-        apm_hashmap_close(&w->refused);
-        apm_hashmap_init(&w->refused);
+        apm_hashmap_close(&w->refused[0]);
+        apm_hashmap_init(&w->refused[0]);
     }
-    (void)apm_hashmap_put(&w->refused, key, klen, j->batch->seq << 16 | (uint16_t)-j->status);
+    /* Refused again (or an older one): it is waited for from now on. */
+    (void)apm_hashmap_del(&w->refused[1], key, klen);
+    (void)apm_hashmap_put(&w->refused[0], key, klen, j->batch->seq << 16 | (uint16_t)-j->status);
 }
 
 /*
@@ -134,17 +170,18 @@ static void note_refused(struct apm_writer *w, const struct job *j)
  */
 static void hold_back(struct apm_writer *w, struct job *first)
 {
-    if (w->refused.len == 0)
+    if (w->refused[0].len == 0 && w->refused[1].len == 0)
         return;
     for (struct job *j = first; j != NULL; j = j->next) {
         char key[sizeof(j->agent.agent_id) + 8];
         size_t klen = run_key(j, key);
         uint64_t v;
-        if (j->status < 0 || apm_hashmap_get(&w->refused, key, klen, &v) != 0)
+        if (j->status < 0 || refused_get(w, key, klen, &v) != 0)
             continue;
-        if (j->batch->seq <= v >> 16)
-            apm_hashmap_del(&w->refused, key, klen);
-        else
+        if (j->batch->seq <= v >> 16) {
+            (void)apm_hashmap_del(&w->refused[0], key, klen);
+            (void)apm_hashmap_del(&w->refused[1], key, klen);
+        } else
             j->status = -(int)(v & 0xffff);
     }
 }
@@ -194,6 +231,7 @@ static void store_jobs(struct apm_writer *w, struct job_list *jobs, apm_writer_c
     uint64_t t0 = apm_mono_ns();
     for (struct job *j = jobs->head; j != NULL; j = j->next)
         j->status = 0;
+    refused_rotate(w);
     hold_back(w, jobs->head);
     while (retry && rc == 0) {
         rc = store_round(w, jobs, &retry);
@@ -308,7 +346,8 @@ static void *writer_main(void *arg)
             pthread_mutex_lock(&w->mu);
         }
     }
-    apm_hashmap_close(&w->refused);
+    apm_hashmap_close(&w->refused[0]);
+    apm_hashmap_close(&w->refused[1]);
     w->exited = true;
     pthread_mutex_unlock(&w->mu);
     uv_async_send(&w->async);
@@ -355,7 +394,9 @@ int apm_writer_new(uv_loop_t *loop, struct apm_store *store, unsigned max_queue,
     if (w == NULL)
         return -ENOMEM;
     w->store = store;
-    apm_hashmap_init(&w->refused);
+    apm_hashmap_init(&w->refused[0]);
+    apm_hashmap_init(&w->refused[1]);
+    w->refused_rotated_ns = apm_mono_ns();
     w->max_queue = max_queue ? max_queue : DEFAULT_MAX_QUEUE;
     int rc = -pthread_mutex_init(&w->mu, NULL);
     if (rc < 0) {
