@@ -257,12 +257,13 @@ int apm_cli_cmd_processes(const struct apm_cli_globals *g, int argc, char **argv
 
 static const char series_usage[] =
     "usage: apm-cli series [--host H] [--pid P] [--process NAME] [--metric M]\n"
-    "                      [--window 10m] [--step S] [--json]\n"
+    "                      [--window 10m] [--step S] [--cursor C] [--json]\n"
     "  Lists stored series with their last value and a sparkline of the last\n"
     "  --window of samples (a duration: 90s, 10m, 1h30m), one point per character (or per --step,\n"
     "  a duration; each point the mean of its step). Metrics: rss, pss, uss, swap,\n"
     "  cgroup_usage, cgroup_limit, mem_available, mem_total, traced, site_size,\n"
-    "  site_count.\n";
+    "  site_count. Pages: --cursor C goes on after the last page's \"next\"\n"
+    "  (the table prints it when more series exist).\n";
 
 int apm_cli_series_parse(int argc, char **argv, struct apm_cli_series_opts *o, char *err,
                          size_t errlen)
@@ -305,6 +306,17 @@ int apm_cli_series_parse(int argc, char **argv, struct apm_cli_series_opts *o, c
             if (apm_duration_parse(v, &o->step_ms) != 0 || o->step_ms <= 0) {
                 snprintf(err, errlen, "--step: expected a duration like 10s, 1m or 1h, got '%s'",
                          v);
+                return APM_E_USAGE;
+            }
+        } else if ((m = apm_cli_args_value(argc, argv, &i, "--cursor", &o->cursor, err, errlen))) {
+            char *end = NULL;
+            if (m < 0)
+                return m;
+            unsigned long long c = strtoull(o->cursor, &end, 10);
+            if (*o->cursor < '0' || *o->cursor > '9' || *end != '\0' ||
+                c > (unsigned long long)INT64_MAX) {
+                snprintf(err, errlen,
+                         "--cursor: expected the \"next\" of a previous page, got '%s'", o->cursor);
                 return APM_E_USAGE;
             }
         } else if ((m = apm_cli_args_value(argc, argv, &i, "--window", &v, err, errlen))) {
@@ -415,7 +427,12 @@ static int series_table(const struct apm_cli_globals *g, struct apm_cli_client *
     }
     if (rc == 0) {
         apm_cli_table_print(&t, stdout);
-        if (json_is_true(json_object_get(doc, "truncated")))
+        const char *next = apm_cli_json_str(doc, "next", NULL);
+        if (next != NULL)
+            printf("(more series exist: the next page is --cursor %s; or narrow the query with "
+                   "--host, --process or --metric)\n",
+                   next);
+        else if (json_is_true(json_object_get(doc, "truncated")))
             printf("(more series exist: narrow the query with --host, --process or --metric)\n");
     }
     apm_cli_table_close(&t);
@@ -444,6 +461,7 @@ int apm_cli_cmd_series(const struct apm_cli_globals *g, int argc, char **argv)
         apm_cli_client_add_param(&c, q, sizeof(q), "process", o.process) != 0 ||
         apm_cli_client_add_param(&c, q, sizeof(q), "metric", o.metric) != 0 ||
         apm_cli_client_add_param(&c, q, sizeof(q), "pid", o.pid ? pid : NULL) != 0 ||
+        apm_cli_client_add_param(&c, q, sizeof(q), "cursor", o.cursor) != 0 ||
         apm_cli_client_add_param(&c, q, sizeof(q), "limit", g->json ? NULL : APM_CLI_TABLE_LIMIT) !=
             0) {
         fprintf(stderr, "apm-cli: series: the filter values are too long\n");

@@ -147,6 +147,15 @@ static void test_cli_series_options(void **state)
     assert_non_null(strstr(err, "unknown metric 'heap'"));
     char *badwin[] = {"--window", "10x"};
     assert_int_equal(apm_cli_series_parse(2, badwin, &o, err, sizeof(err)), APM_E_USAGE);
+    char *cursor[] = {"--cursor", "1234"};
+    assert_int_equal(apm_cli_series_parse(2, cursor, &o, err, sizeof(err)), 0);
+    assert_string_equal(o.cursor, "1234");
+    char *badcursors[] = {"-5", "12x", "", "99999999999999999999", "+3"};
+    for (size_t k = 0; k < sizeof(badcursors) / sizeof(badcursors[0]); k++) {
+        char *bad[] = {"--cursor", badcursors[k]};
+        assert_int_equal(apm_cli_series_parse(2, bad, &o, err, sizeof(err)), APM_E_USAGE);
+        assert_non_null(strstr(err, "--cursor"));
+    }
     char *novalue[] = {"--host"};
     assert_int_equal(apm_cli_series_parse(1, novalue, &o, err, sizeof(err)), APM_E_USAGE);
     assert_non_null(strstr(err, "--host needs a value"));
