@@ -3,6 +3,7 @@
  * streams it to the collector. Flags override the INI file given with --config.
  */
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,11 @@ int main(int argc, char **argv)
      * cgroup file; take every descriptor the hard limit allows.
      */
     (void)apm_fdlimit_raise(NULL);
+    /*
+     * A collector that closes the connection while an uplink write is under
+     * way must give EPIPE, not SIGPIPE: its default action kills the agent.
+     */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct apm_agent *a = NULL;

@@ -1,5 +1,6 @@
 #include "cli/commands.h"
 
+#include <curl/curl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -165,6 +166,86 @@ int apm_cli_cmd_hosts(const struct apm_cli_globals *g, int argc, char **argv)
     }
     apm_cli_table_print(&t, stdout);
     apm_cli_table_close(&t);
+    json_decref(doc);
+    return APM_CLI_EXIT_OK;
+}
+
+/* ---- processes ---- */
+
+static const char processes_usage[] =
+    "usage: apm-cli processes [--host H] [--all] [--json]\n"
+    "  Lists the live processes (a sample within process-grace), of one host with\n"
+    "  --host; --all lists those no longer live too.\n";
+
+int apm_cli_cmd_processes(const struct apm_cli_globals *g, int argc, char **argv)
+{
+    const char *host = NULL;
+    bool all = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("%s", processes_usage);
+            return APM_CLI_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--all") == 0) {
+            all = true;
+        } else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc) {
+            host = argv[++i];
+        } else {
+            fprintf(stderr,
+                    "apm-cli: processes: unexpected argument '%s' (see apm-cli processes "
+                    "--help)\n",
+                    argv[i]);
+            return APM_CLI_EXIT_USAGE;
+        }
+    }
+    struct apm_cli_client c;
+    if (apm_cli_client_init(&c, g) != 0)
+        return APM_CLI_EXIT_COLLECTOR;
+    char path[1024];
+    char *esc = host != NULL ? apm_cli_client_escape(&c, host) : NULL;
+    if (host != NULL && esc == NULL) {
+        apm_cli_client_close(&c);
+        return APM_CLI_EXIT_COLLECTOR;
+    }
+    snprintf(path, sizeof(path), "/api/v1/processes%s%s%s%.900s", all ? "" : "?live=true",
+             host == NULL ? "" : (all ? "?" : "&"), host == NULL ? "" : "host=", esc ? esc : "");
+    curl_free(esc);
+    json_t *doc = NULL;
+    int rc = apm_cli_json_get(&c, path, g->json, &doc);
+    apm_cli_client_close(&c);
+    if (rc != 0 || g->json) {
+        json_decref(doc);
+        return rc == 0 ? APM_CLI_EXIT_OK : APM_CLI_EXIT_COLLECTOR;
+    }
+    json_t *procs = json_object_get(doc, "processes");
+    if (json_array_size(procs) == 0) {
+        printf("no %sprocesses%s%s\n", all ? "" : "live ", host ? " on " : "", host ? host : "");
+        json_decref(doc);
+        return APM_CLI_EXIT_OK;
+    }
+    struct apm_cli_table t;
+    apm_cli_table_init(&t, 6);
+    const char *head[6] = {"HOST", "NAME", "PID", "LIVE", "LAST SEEN", "ID"};
+    apm_cli_table_add(&t, head);
+    double now = now_seconds();
+    size_t i;
+    json_t *p;
+    json_array_foreach(procs, i, p)
+    {
+        char pid[32], seen[48];
+        snprintf(pid, sizeof(pid), "%.0f", apm_cli_json_num(p, "pid"));
+        const char *row[6] = {apm_cli_json_str(p, "host", NULL),
+                              apm_cli_json_str(p, "name", NULL),
+                              pid,
+                              json_is_true(json_object_get(p, "live")) ? "yes" : "no",
+                              ago(apm_cli_json_num(p, "last_seen"), now, seen, sizeof(seen)),
+                              apm_cli_json_str(p, "id", NULL)};
+        apm_cli_table_add(&t, row);
+    }
+    apm_cli_table_print(&t, stdout);
+    apm_cli_table_close(&t);
+    if (json_is_true(json_object_get(doc, "truncated")))
+        printf("(more processes than one answer holds: narrow with --host)\n");
     json_decref(doc);
     return APM_CLI_EXIT_OK;
 }

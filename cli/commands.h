@@ -47,6 +47,9 @@ int apm_cli_series_parse(int argc, char **argv, struct apm_cli_series_opts *o, c
 /* The commands; g is borrowed, argv holds the words after the command name. */
 int apm_cli_cmd_status(const struct apm_cli_globals *g, int argc, char **argv);
 int apm_cli_cmd_hosts(const struct apm_cli_globals *g, int argc, char **argv);
+
+/* apm-cli processes [--host H] [--all]: the live processes (all with --all). */
+int apm_cli_cmd_processes(const struct apm_cli_globals *g, int argc, char **argv);
 int apm_cli_cmd_series(const struct apm_cli_globals *g, int argc, char **argv);
 
 #endif

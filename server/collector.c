@@ -90,7 +90,7 @@ static const struct apm_opt collector_opts[] = {
         "largest frame accepted from an agent (default 16M)"),
     OPT("collector", "max-inflight", APM_OPT_INT, max_inflight, 1, 100000, true,
         "batches per connection waiting for commit before reading pauses (default 64)"),
-    OPT("collector", "map-size", APM_OPT_SIZE, map_size, 1 << 20, INT64_MAX, true,
+    OPT("collector", "map-size", APM_OPT_SIZE, map_size, 64 << 10, INT64_MAX, true,
         "initial LMDB map size; it doubles as needed up to max-disk (default 8G)"),
     OPT("collector", "max-disk", APM_OPT_SIZE, max_disk, 0, INT64_MAX, true,
         "disk budget of the store; near it the oldest raw samples go first (default 0: 80% of "
@@ -635,7 +635,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
                                 .trace_fn = send_trace,
                                 .ctx = c,
                                 .write_token = c->api_token_len > 0 ? c->api_token : NULL,
-                                .write_token_len = c->api_token_len};
+                                .write_token_len = c->api_token_len,
+                                .process_grace_ms = cfg->process_grace_ms};
     rc = apm_api_new(&ac, &c->api);
     if (rc == 0)
         rc = apm_api_forecast_register(c->api);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,8 @@ int main(int argc, char **argv)
         apm_warn("collector: cannot raise the descriptor limit: %s", apm_strerror(rc));
     else
         apm_debug("collector: descriptor limit %llu", (unsigned long long)nofile);
+    /* A peer that closes while an ack or an HTTP answer is written: EPIPE, not SIGPIPE's kill. */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct apm_collector *c = NULL;
