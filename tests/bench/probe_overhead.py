@@ -9,6 +9,7 @@ Part 2 builds heaps of 10k, 100k and 1M live traces and times one probe snapshot
 take_snapshot() + compare_to() on the same heap.
 Part 3 is sampled mode, side by side in one run: bare, tracemalloc at 1 frame, and the
 probe in sampled mode (a diff every second) at 512 KiB (the default), 128 KiB and 32 KiB,
+and with its hooks in place but sampling off ("hooks-only", 16 GiB between samples),
 on the allocation-heavy workload and on a small WSGI app (wsgiref) under load from a
 client process; then the resident memory the sampler adds at 1M live objects.
 
@@ -75,7 +76,10 @@ def sink(path: str) -> threading.Thread:
     return thread
 
 
-SAMPLED = {"sampled-512k": 512 << 10, "sampled-128k": 128 << 10, "sampled-32k": 32 << 10}
+# "hooks-only": the sampler's hooks in place at 16 GiB between samples (none in a run), the
+# probe thread reporting as usual: what the allocator hooks cost by themselves.
+SAMPLED = {"hooks-only": 1 << 34, "sampled-512k": 512 << 10, "sampled-128k": 128 << 10,
+           "sampled-32k": 32 << 10}
 SAMPLED_CONFIGS = ("bare", "tracemalloc") + tuple(SAMPLED)
 
 WSGI_CLIENT = """
@@ -273,7 +277,7 @@ def part3(rounds: int, requests: int, repeats: int, sock: str) -> None:
                            f"{(med / bmed - 1) * 100:>{14 if key == 'cpu' else 14}.2f}% "
                            f"{(low / blow - 1) * 100:>+7.2f}%")
             print(" ".join(row))
-    heap = run_children(("bare",) + tuple(SAMPLED), "heap", 0, max(1, repeats // 2), sock)
+    heap = run_children(("bare",) + tuple(c for c in SAMPLED if c != "hooks-only"), "heap", 0, max(1, repeats // 2), sock)
     print("Part 3: resident memory at 1M live objects (1M tuples of an int and a str), "
           "VmRSS growth while building them")
     print(f"  {'configuration':<14} {'RSS growth MiB':>15} {'over bare MiB':>14} {'live samples':>13} "

@@ -104,7 +104,6 @@ static struct {
     struct slot *slots[2];
     _Atomic(struct slot *) table;
     uint32_t free_head, used, tombs;
-    _Atomic uint64_t filter[FILTER_WORDS];
     uint32_t filter_counts[1u << FILTER_LOG2];
     _Atomic uint32_t live;
     atomic_flag lock;
@@ -116,6 +115,9 @@ static struct {
     _Atomic uint64_t samples, dropped_full, skipped_nogil, no_frame, files_full, reentrant, removed,
         realloc_failed;
 } S = {.lock = ATOMIC_FLAG_INIT};
+
+/* The free filter's bits, out of S so that a free indexes them without an offset. */
+static _Atomic uint64_t filter[FILTER_WORDS] __attribute__((aligned(64)));
 
 struct thread_state {
     int64_t left; /* bytes to the next sample point */
@@ -191,15 +193,19 @@ static uint32_t hash(uintptr_t addr)
     return (uint32_t)(((uint64_t)addr >> 4) * 0x9E3779B97F4A7C15ull >> 32);
 }
 
+/* Address bits 4 to 19, no multiply: blocks are 16-byte aligned, so the bits of a 1 MiB
+ * window are all distinct and a free pays two shifts, a mask and a bit test. Page-aligned
+ * blocks (large ones) share 1/256 of the bits: a false hit costs them a key-array probe. */
 static uint32_t filter_bit(uintptr_t addr)
 {
-    return hash(addr) >> (32u - FILTER_LOG2);
+    return (uint32_t)(addr >> 4) & ((1u << FILTER_LOG2) - 1u);
 }
 
 static bool filter_has(uintptr_t addr)
 {
-    uint32_t b = filter_bit(addr);
-    return (atomic_load_explicit(&S.filter[b / 64], memory_order_relaxed) >> (b % 64)) & 1u;
+    uint64_t word =
+        atomic_load_explicit(&filter[(addr >> 10) & (FILTER_WORDS - 1u)], memory_order_relaxed);
+    return (word >> ((addr >> 4) % 64)) & 1u;
 }
 
 /* Lock held. */
@@ -207,7 +213,7 @@ static void filter_add(uintptr_t addr)
 {
     uint32_t b = filter_bit(addr);
     if (S.filter_counts[b]++ == 0)
-        atomic_fetch_or_explicit(&S.filter[b / 64], 1ull << (b % 64), memory_order_release);
+        atomic_fetch_or_explicit(&filter[b / 64], 1ull << (b % 64), memory_order_release);
 }
 
 /* Lock held. */
@@ -215,7 +221,7 @@ static void filter_del(uintptr_t addr)
 {
     uint32_t b = filter_bit(addr);
     if (--S.filter_counts[b] == 0)
-        atomic_fetch_and_explicit(&S.filter[b / 64], ~(1ull << (b % 64)), memory_order_release);
+        atomic_fetch_and_explicit(&filter[b / 64], ~(1ull << (b % 64)), memory_order_release);
 }
 
 /* The slot holding addr in t, or UINT32_MAX. */
@@ -428,7 +434,9 @@ static inline bool due(size_t size)
  */
 #define SMALL_REQUEST 512u
 
-static void *outer_malloc(struct domain *d, size_t size)
+/* Slow paths, kept out of line so that the fast path of a hook needs no stack frame:
+ * a compare, a thread-local countdown and a tail call. */
+static __attribute__((noinline)) void *outer_malloc(struct domain *d, size_t size)
 {
     T.nested++;
     void *p = d->prev.malloc(d->prev.ctx, size);
@@ -438,15 +446,33 @@ static void *outer_malloc(struct domain *d, size_t size)
     return p;
 }
 
+/* A request of up to SMALL_REQUEST bytes that passed the sample point (already counted). */
+static __attribute__((noinline)) void *small_malloc_sampled(struct domain *d, size_t size)
+{
+    void *p = d->prev.malloc(d->prev.ctx, size);
+    if (p != NULL)
+        sample(p, size);
+    return p;
+}
+
 static void *hook_malloc(void *ctx, size_t size)
 {
     struct domain *d = ctx;
     if (__builtin_expect(size > SMALL_REQUEST, 0))
         return outer_malloc(d, size);
-    if (__builtin_expect(!due(size), 1))
-        return d->prev.malloc(d->prev.ctx, size);
-    void *p = d->prev.malloc(d->prev.ctx, size);
-    if (p != NULL)
+    if (__builtin_expect(due(size), 0))
+        return small_malloc_sampled(d, size);
+    return d->prev.malloc(d->prev.ctx, size);
+}
+
+/* calloc: `small` when size <= SMALL_REQUEST and the countdown already passed the point. */
+static __attribute__((noinline)) void *outer_calloc(struct domain *d, size_t nelem, size_t elsize,
+                                                    size_t size, bool small)
+{
+    T.nested++;
+    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
+    T.nested--;
+    if (p != NULL && (small || due(size)))
         sample(p, size);
     return p;
 }
@@ -457,14 +483,11 @@ static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
     size_t size = 0;
     if (__builtin_mul_overflow(nelem, elsize, &size))
         return d->prev.calloc(d->prev.ctx, nelem, elsize);
-    if (size <= SMALL_REQUEST && __builtin_expect(!due(size), 1))
-        return d->prev.calloc(d->prev.ctx, nelem, elsize);
-    T.nested++;
-    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
-    T.nested--;
-    if (p != NULL && (size <= SMALL_REQUEST || due(size)))
-        sample(p, size);
-    return p;
+    if (size > SMALL_REQUEST)
+        return outer_calloc(d, nelem, elsize, size, false);
+    if (__builtin_expect(due(size), 0))
+        return outer_calloc(d, nelem, elsize, size, true);
+    return d->prev.calloc(d->prev.ctx, nelem, elsize);
 }
 
 static void *hook_realloc(void *ctx, void *ptr, size_t size)
