@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "common/error.h"
@@ -96,4 +97,17 @@ char *apm_duration_format(double seconds, char *buf, unsigned size)
     else
         snprintf(buf, size, "%s%lldd %lldh", sign, s / 86400, (s % 86400) / 3600);
     return buf;
+}
+
+uint64_t apm_backoff_ms(unsigned attempt, uint64_t min_ms, uint64_t max_ms)
+{
+    uint64_t ceiling = min_ms;
+    for (unsigned i = 0; i < attempt && ceiling < max_ms; i++)
+        ceiling *= 2;
+    if (ceiling > max_ms)
+        ceiling = max_ms;
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+        r = apm_mono_ns();
+    return ceiling ? r % (ceiling + 1) : 0;
 }

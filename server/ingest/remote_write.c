@@ -1,0 +1,825 @@
+/*
+ * Remote-write out (remote_write.h). The commit hook (writer thread) copies
+ * each exported block of a committed batch into a queue under a mutex; the
+ * sender thread takes up to batch_size samples, groups them per series,
+ * drops what its cursor has passed, posts the request and, once the
+ * receiver answered 2xx (or refused it for good), moves the series' cursors
+ * in memory and in the store. A queue overflow or the start sets `rescan`:
+ * the sender then empties the queue and reads every exported series after
+ * its cursor from the store, a bounded slice at a time, with no read
+ * transaction held across a request.
+ */
+#include "server/ingest/remote_write.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <snappy-c.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/error.h"
+#include "common/hashmap.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "prompb.pb-c.h"
+
+#define DEFAULT_BATCH 2000u
+#define DEFAULT_QUEUE 100000u
+#define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_BACKOFF_MIN_MS 100
+#define DEFAULT_BACKOFF_MAX_MS 30000
+/* Series listed from the store per read transaction while catching up. */
+#define SCAN_PAGE 256u
+
+/* One exported block of a committed batch. */
+struct qentry {
+    struct qentry *next;
+    enum apm_metric metric;
+    int32_t pid;
+    char host[APM_STORE_HOST_MAX];
+    char process_id[APM_STORE_PROCESS_ID_MAX];
+    char name[256];
+    uint32_t n;
+    int64_t *t;
+    int64_t *v;
+};
+
+/* What the sender knows of a series: its id and cursor (the last time sent). */
+struct sstate {
+    uint64_t id;
+    int64_t sent;
+};
+
+/* A series of the request being built; owns copies of its label values. */
+struct pseries {
+    struct sstate *st;
+    enum apm_metric metric;
+    int32_t pid;
+    char host[APM_STORE_HOST_MAX];
+    char process_id[APM_STORE_PROCESS_ID_MAX];
+    char name[256];
+    int64_t *t, *v;
+    size_t n, cap;
+};
+
+struct apm_rw {
+    struct apm_store *store;
+    struct apm_rw_options opt;
+    char *url;
+    struct curl_slist *headers;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    /* Guarded by mu. */
+    struct qentry *head, *tail;
+    bool rescan;
+    bool stopping;
+    struct apm_rw_stats stats;
+    /* Sender thread only. */
+    struct apm_hashmap series; /* series key -> struct sstate * */
+    struct pseries *req;
+    size_t nreq, req_cap, req_samples;
+};
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src != NULL ? src : "");
+}
+
+/* ---- encoding ---- */
+
+int apm_rw_encode(const struct apm_rw_series *series, size_t n, uint8_t **out, size_t *len)
+{
+    size_t nlabels = 0, nsamples = 0;
+    for (size_t i = 0; i < n; i++) {
+        nlabels += series[i].nlabels;
+        nsamples += series[i].n;
+    }
+    Prometheus__TimeSeries *ts = calloc(n ? n : 1, sizeof(*ts));
+    Prometheus__TimeSeries **tsp = calloc(n ? n : 1, sizeof(*tsp));
+    Prometheus__Label *lb = calloc(nlabels ? nlabels : 1, sizeof(*lb));
+    Prometheus__Label **lbp = calloc(nlabels ? nlabels : 1, sizeof(*lbp));
+    Prometheus__Sample *sm = calloc(nsamples ? nsamples : 1, sizeof(*sm));
+    Prometheus__Sample **smp = calloc(nsamples ? nsamples : 1, sizeof(*smp));
+    uint8_t *pb = NULL, *z = NULL;
+    int rc = -ENOMEM;
+    if (ts == NULL || tsp == NULL || lb == NULL || lbp == NULL || sm == NULL || smp == NULL)
+        goto out;
+    size_t li = 0, si = 0;
+    for (size_t i = 0; i < n; i++) {
+        prometheus__time_series__init(&ts[i]);
+        tsp[i] = &ts[i];
+        ts[i].labels = &lbp[li];
+        ts[i].n_labels = series[i].nlabels;
+        for (size_t j = 0; j < series[i].nlabels; j++, li++) {
+            prometheus__label__init(&lb[li]);
+            lb[li].name = (char *)series[i].labels[j].name;
+            lb[li].value = (char *)series[i].labels[j].value;
+            lbp[li] = &lb[li];
+        }
+        ts[i].samples = &smp[si];
+        ts[i].n_samples = series[i].n;
+        for (size_t j = 0; j < series[i].n; j++, si++) {
+            prometheus__sample__init(&sm[si]);
+            sm[si].timestamp = series[i].t_ms[j];
+            sm[si].value = (double)series[i].value[j];
+            smp[si] = &sm[si];
+        }
+    }
+    Prometheus__WriteRequest wr = PROMETHEUS__WRITE_REQUEST__INIT;
+    wr.timeseries = tsp;
+    wr.n_timeseries = n;
+    size_t plen = prometheus__write_request__get_packed_size(&wr);
+    pb = malloc(plen ? plen : 1);
+    size_t zlen = snappy_max_compressed_length(plen);
+    z = malloc(zlen);
+    if (pb == NULL || z == NULL)
+        goto out;
+    prometheus__write_request__pack(&wr, pb);
+    if (snappy_compress((const char *)pb, plen, (char *)z, &zlen) != SNAPPY_OK) {
+        rc = -EINVAL;
+        goto out;
+    }
+    *out = z;
+    *len = zlen;
+    z = NULL;
+    rc = 0;
+out:
+    free(z);
+    free(pb);
+    free(smp);
+    free(sm);
+    free(lbp);
+    free(lb);
+    free(tsp);
+    free(ts);
+    return rc;
+}
+
+/* ---- the commit hook (writer thread) ---- */
+
+static void free_entries(struct qentry *e)
+{
+    while (e != NULL) {
+        struct qentry *next = e->next;
+        free(e);
+        e = next;
+    }
+}
+
+void apm_rw_commit_hook(void *ctx, const struct apm_agent_ident *agent,
+                        const struct apm_batch *batch)
+{
+    struct apm_rw *rw = ctx;
+    struct qentry *head = NULL, **tailp = &head, *last = NULL;
+    uint64_t n = 0;
+    bool oom = false;
+    for (uint32_t i = 0; i < batch->nseries; i++) {
+        const struct apm_series_block *b = &batch->series[i];
+        if (b->n == 0 || apm_prom_metric_name(b->metric) == NULL)
+            continue;
+        if (b->proc != APM_PROC_HOST && b->proc >= batch->nprocs)
+            continue;
+        struct qentry *e = malloc(sizeof(*e) + 2 * b->n * sizeof(int64_t));
+        if (e == NULL) {
+            oom = true; /* as an overflow: the store has it */
+            break;
+        }
+        e->next = NULL;
+        e->metric = b->metric;
+        e->n = b->n;
+        e->t = (int64_t *)(e + 1);
+        e->v = e->t + b->n;
+        memcpy(e->t, b->t_ms, b->n * sizeof(int64_t));
+        memcpy(e->v, b->value, b->n * sizeof(int64_t));
+        copy_str(e->host, sizeof(e->host), agent->host);
+        if (b->proc == APM_PROC_HOST) {
+            e->pid = 0;
+            e->process_id[0] = e->name[0] = '\0';
+        } else {
+            const struct apm_proc_desc *p = &batch->procs[b->proc];
+            e->pid = p->pid;
+            apm_store_process_id(e->process_id, sizeof(e->process_id), agent->host, p->pid,
+                                 p->start_ms);
+            copy_str(e->name, sizeof(e->name), p->name);
+        }
+        *tailp = last = e;
+        tailp = &e->next;
+        n += b->n;
+    }
+    bool overflow = false;
+    pthread_mutex_lock(&rw->mu);
+    if (rw->stats.queued + n > rw->opt.queue_cap || oom) {
+        overflow = !rw->rescan;
+        rw->rescan = true;
+        rw->stats.overflows += overflow;
+    } else if (head != NULL) {
+        if (rw->tail != NULL)
+            rw->tail->next = head;
+        else
+            rw->head = head;
+        rw->tail = last;
+        rw->stats.queued += n;
+        head = NULL;
+    }
+    pthread_cond_signal(&rw->cond);
+    pthread_mutex_unlock(&rw->mu);
+    free_entries(head);
+    if (overflow)
+        apm_warn("remote-write: queue full (%u samples): reading from the store after the cursor",
+                 rw->opt.queue_cap);
+}
+
+/* ---- sender thread ---- */
+
+static bool stopping(struct apm_rw *rw)
+{
+    pthread_mutex_lock(&rw->mu);
+    bool s = rw->stopping;
+    pthread_mutex_unlock(&rw->mu);
+    return s;
+}
+
+/* Waits ms or until stopping. Returns true when stopping. */
+static bool sleep_ms(struct apm_rw *rw, uint64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&rw->mu);
+    while (!rw->stopping && pthread_cond_timedwait(&rw->cond, &rw->mu, &until) != ETIMEDOUT) {
+    }
+    bool s = rw->stopping;
+    pthread_mutex_unlock(&rw->mu);
+    return s;
+}
+
+static size_t discard(char *p, size_t size, size_t n, void *ctx)
+{
+    (void)p;
+    (void)ctx;
+    return size * n;
+}
+
+static int on_progress(void *ctx, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt;
+    (void)dn;
+    (void)ut;
+    (void)un;
+    return stopping(ctx) ? 1 : 0;
+}
+
+/* One POST. Returns the HTTP status, or 0 when no answer came (errbuf says why). */
+static long post(struct apm_rw *rw, const uint8_t *body, size_t len, char *errbuf)
+{
+    CURL *curl = curl_easy_init();
+    if (curl == NULL) {
+        snprintf(errbuf, CURL_ERROR_SIZE, "cannot create a curl handle");
+        return 0;
+    }
+    errbuf[0] = '\0';
+    curl_easy_setopt(curl, CURLOPT_URL, rw->url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, rw->headers);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)rw->opt.timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)rw->opt.timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, rw);
+    curl_easy_setopt(curl, CURLOPT_USERAGENT, "apm-collector/" APM_VERSION);
+    CURLcode rc = curl_easy_perform(curl);
+    long status = 0;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    else if (errbuf[0] == '\0')
+        snprintf(errbuf, CURL_ERROR_SIZE, "%s", curl_easy_strerror(rc));
+    curl_easy_cleanup(curl);
+    return status;
+}
+
+static void req_reset(struct apm_rw *rw)
+{
+    for (size_t i = 0; i < rw->nreq; i++)
+        rw->req[i].n = 0;
+    rw->nreq = 0;
+    rw->req_samples = 0;
+}
+
+/*
+ * Posts the request being built until the receiver takes or refuses it,
+ * then moves the cursors. Returns 0, or APM_E_CLOSED when stopping first
+ * (nothing moves: the next start sends it again).
+ */
+static int flush(struct apm_rw *rw)
+{
+    /* Series whose samples were all sent already have none: they leave the request. */
+    size_t kept = 0;
+    for (size_t i = 0; i < rw->nreq; i++) {
+        if (rw->req[i].n == 0)
+            continue;
+        if (kept != i) {
+            struct pseries tmp = rw->req[kept];
+            rw->req[kept] = rw->req[i];
+            rw->req[i] = tmp;
+        }
+        kept++;
+    }
+    rw->nreq = kept;
+    if (rw->nreq == 0) {
+        req_reset(rw);
+        return 0;
+    }
+    struct apm_rw_series *ser = calloc(rw->nreq, sizeof(*ser));
+    uint64_t *ids = calloc(rw->nreq, sizeof(*ids));
+    int64_t *ts = calloc(rw->nreq, sizeof(*ts));
+    char(*pids)[16] = calloc(rw->nreq, 16);
+    uint8_t *body = NULL;
+    size_t len = 0;
+    int rc = ser && ids && ts && pids ? 0 : -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < rw->nreq; i++) {
+        struct pseries *p = &rw->req[i];
+        ser[i].nlabels = apm_prom_series_labels(ser[i].labels, p->metric, p->host, p->process_id,
+                                                p->name, p->pid, pids[i]);
+        ser[i].t_ms = p->t;
+        ser[i].value = p->v;
+        ser[i].n = p->n;
+        ids[i] = p->st->id;
+        ts[i] = p->t[p->n - 1];
+    }
+    if (rc == 0)
+        rc = apm_rw_encode(ser, rw->nreq, &body, &len);
+    char errbuf[CURL_ERROR_SIZE];
+    for (unsigned attempt = 0; rc == 0; attempt++) {
+        long status = post(rw, body, len, errbuf);
+        pthread_mutex_lock(&rw->mu);
+        rw->stats.last_status = (uint64_t)status;
+        if (status >= 200 && status < 300) {
+            rw->stats.requests++;
+            rw->stats.samples_sent += rw->req_samples;
+        } else if (status >= 400 && status < 500 && status != 429) {
+            rw->stats.rejected++;
+            rw->stats.samples_rejected += rw->req_samples;
+        } else {
+            rw->stats.retries++;
+        }
+        pthread_mutex_unlock(&rw->mu);
+        if (status >= 200 && status < 300)
+            break;
+        if (status >= 400 && status < 500 && status != 429) {
+            apm_warn("remote-write: %s refused %zu samples with HTTP %ld: dropped", rw->url,
+                     rw->req_samples, status);
+            break;
+        }
+        if (stopping(rw)) {
+            rc = APM_E_CLOSED;
+            break;
+        }
+        uint64_t delay = apm_backoff_ms(attempt, (uint64_t)rw->opt.backoff_min_ms,
+                                        (uint64_t)rw->opt.backoff_max_ms);
+        if (attempt == 0 || attempt % 10 == 0)
+            apm_warn("remote-write: %s: %s%ld%s; retrying (attempt %u)", rw->url,
+                     status ? "HTTP " : "", status, status ? "" : errbuf, attempt + 1);
+        if (sleep_ms(rw, delay)) {
+            rc = APM_E_CLOSED;
+            break;
+        }
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < rw->nreq; i++)
+            rw->req[i].st->sent = ts[i];
+        int src = apm_store_rw_cursor_put(rw->store, ids, ts, rw->nreq);
+        if (src < 0)
+            apm_warn("remote-write: cannot record the cursor: %s (resent after a restart)",
+                     apm_strerror(src));
+    } else if (rc == -ENOMEM) {
+        apm_warn("remote-write: out of memory building a request; the store keeps it");
+        pthread_mutex_lock(&rw->mu);
+        rw->rescan = true;
+        pthread_mutex_unlock(&rw->mu);
+    }
+    free(body);
+    free(pids);
+    free(ts);
+    free(ids);
+    free(ser);
+    req_reset(rw);
+    return rc == APM_E_CLOSED ? rc : 0;
+}
+
+/* The series' state, loaded from the store on first use; NULL when unknown or out of memory. */
+static struct sstate *series_state(struct apm_rw *rw, const char *host, const char *process_id,
+                                   enum apm_metric m, uint64_t id)
+{
+    char key[APM_STORE_KEY_MAX];
+    size_t klen = apm_store_series_key(key, host, process_id, m, NULL);
+    uint64_t ptr;
+    if (klen == 0)
+        return NULL;
+    if (apm_hashmap_get(&rw->series, key, klen, &ptr) == 0)
+        return (struct sstate *)(uintptr_t)ptr;
+    if (id == 0 && apm_store_find_series(rw->store, host, process_id, m, NULL, &id) != 0)
+        return NULL;
+    struct sstate *st = malloc(sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    st->id = id;
+    if (apm_store_rw_cursor_get(rw->store, id, &st->sent) != 0)
+        st->sent = INT64_MIN;
+    if (apm_hashmap_put(&rw->series, key, klen, (uintptr_t)st) != 0) {
+        free(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* The request's entry for st, added when missing; NULL when out of memory. */
+static struct pseries *req_series(struct apm_rw *rw, struct sstate *st, enum apm_metric m,
+                                  const char *host, const char *process_id, const char *name,
+                                  int32_t pid)
+{
+    for (size_t i = 0; i < rw->nreq; i++)
+        if (rw->req[i].st == st)
+            return &rw->req[i];
+    if (rw->nreq == rw->req_cap) {
+        size_t cap = rw->req_cap ? rw->req_cap * 2 : 64;
+        struct pseries *r = realloc(rw->req, cap * sizeof(*r));
+        if (r == NULL)
+            return NULL;
+        memset(r + rw->req_cap, 0, (cap - rw->req_cap) * sizeof(*r));
+        rw->req = r;
+        rw->req_cap = cap;
+    }
+    struct pseries *p = &rw->req[rw->nreq++];
+    p->st = st;
+    p->metric = m;
+    p->pid = pid;
+    p->n = 0;
+    copy_str(p->host, sizeof(p->host), host);
+    copy_str(p->process_id, sizeof(p->process_id), process_id);
+    copy_str(p->name, sizeof(p->name), name);
+    return p;
+}
+
+/* Appends one sample after the series' cursor (and its last one queued). Returns 0 or -ENOMEM. */
+static int req_add(struct apm_rw *rw, struct pseries *p, int64_t t, int64_t v)
+{
+    if (t <= p->st->sent || (p->n > 0 && t <= p->t[p->n - 1]))
+        return 0;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        int64_t *nt = realloc(p->t, cap * sizeof(*nt));
+        if (nt == NULL)
+            return -ENOMEM;
+        p->t = nt;
+        int64_t *nv = realloc(p->v, cap * sizeof(*nv));
+        if (nv == NULL)
+            return -ENOMEM;
+        p->v = nv;
+        p->cap = cap;
+    }
+    p->t[p->n] = t;
+    p->v[p->n++] = v;
+    rw->req_samples++;
+    return 0;
+}
+
+/* Sends queued entries. Returns 0 or APM_E_CLOSED. */
+static int send_entries(struct apm_rw *rw, struct qentry *e)
+{
+    int rc = 0;
+    for (; e != NULL && rc == 0; e = e->next) {
+        struct sstate *st = series_state(rw, e->host, e->process_id, e->metric, 0);
+        struct pseries *p =
+            st ? req_series(rw, st, e->metric, e->host, e->process_id, e->name, e->pid) : NULL;
+        for (uint32_t i = 0; p != NULL && i < e->n && rc == 0; i++) {
+            if (req_add(rw, p, e->t[i], e->v[i]) != 0) {
+                p = NULL;
+            } else if (rw->req_samples >= rw->opt.batch_size) {
+                rc = flush(rw); /* the request starts again: so does the series' entry */
+                p = req_series(rw, st, e->metric, e->host, e->process_id, e->name, e->pid);
+            }
+        }
+        if (st == NULL || p == NULL) {
+            /* Out of memory or a series the store does not know yet: the store has the truth. */
+            pthread_mutex_lock(&rw->mu);
+            rw->rescan = true;
+            pthread_mutex_unlock(&rw->mu);
+        }
+    }
+    return rc == 0 ? flush(rw) : rc;
+}
+
+/* ---- reading the store after the cursors ---- */
+
+struct scan_series {
+    uint64_t id;
+    enum apm_metric metric;
+    int32_t pid;
+    int64_t last_ms;
+    char host[APM_STORE_HOST_MAX];
+    char process_id[APM_STORE_PROCESS_ID_MAX];
+    char name[256];
+};
+
+struct scan_page {
+    struct scan_series s[SCAN_PAGE];
+    size_t n;
+    uint64_t last_id;
+};
+
+static int on_scan_series(void *ctx, const struct apm_series_info *si)
+{
+    struct scan_page *pg = ctx;
+    pg->last_id = si->id;
+    if (apm_prom_metric_name(si->metric) == NULL)
+        return pg->n >= SCAN_PAGE;
+    struct scan_series *s = &pg->s[pg->n++];
+    s->id = si->id;
+    s->metric = si->metric;
+    s->pid = si->pid;
+    s->last_ms = si->last_ms;
+    copy_str(s->host, sizeof(s->host), si->host);
+    copy_str(s->process_id, sizeof(s->process_id), si->process_id);
+    copy_str(s->name, sizeof(s->name), si->process_name);
+    return pg->n >= SCAN_PAGE;
+}
+
+struct scan_read {
+    struct apm_rw *rw;
+    struct pseries *p;
+    int64_t last_t;
+    int err;
+};
+
+static int on_scan_sample(void *ctx, int64_t t, int64_t v)
+{
+    struct scan_read *r = ctx;
+    r->err = req_add(r->rw, r->p, t, v);
+    r->last_t = t;
+    return r->err != 0 || r->rw->req_samples >= r->rw->opt.batch_size;
+}
+
+/* Sends one series' samples after its cursor, a request's worth per read. */
+static int scan_one(struct apm_rw *rw, const struct scan_series *s)
+{
+    struct sstate *st = series_state(rw, s->host, s->process_id, s->metric, s->id);
+    if (st == NULL)
+        return 0;
+    int64_t from = st->sent;
+    while (from < s->last_ms) {
+        struct pseries *p = req_series(rw, st, s->metric, s->host, s->process_id, s->name, s->pid);
+        if (p == NULL)
+            return -ENOMEM;
+        struct scan_read r = {.rw = rw, .p = p, .last_t = INT64_MIN};
+        int rc = apm_store_read_samples(rw->store, s->id, from == INT64_MIN ? from : from + 1,
+                                        INT64_MAX, on_scan_sample, &r);
+        if (rc < 0 || r.err != 0)
+            return rc < 0 ? rc : r.err;
+        if (r.last_t == INT64_MIN)
+            break; /* nothing (left) after the cursor: deleted or never stored */
+        from = r.last_t;
+        if (rw->req_samples >= rw->opt.batch_size && (rc = flush(rw)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* A pass over every exported series after its cursor. Returns 0 or APM_E_CLOSED. */
+static int scan_store(struct apm_rw *rw)
+{
+    pthread_mutex_lock(&rw->mu);
+    rw->rescan = false;
+    struct qentry *drop = rw->head;
+    rw->head = rw->tail = NULL;
+    rw->stats.queued = 0;
+    rw->stats.store_reads++;
+    pthread_mutex_unlock(&rw->mu);
+    free_entries(drop); /* committed, so in the store: the pass sends them */
+    struct scan_page *pg = malloc(sizeof(*pg));
+    if (pg == NULL)
+        return 0;
+    struct apm_series_filter f = {0};
+    int rc = 0;
+    for (;;) {
+        pg->n = 0;
+        pg->last_id = f.after_id;
+        rc = apm_store_list_series(rw->store, &f, on_scan_series, pg);
+        if (rc < 0 || pg->last_id == f.after_id)
+            break;
+        f.after_id = pg->last_id;
+        for (size_t i = 0; i < pg->n && rc == 0; i++)
+            rc = scan_one(rw, &pg->s[i]);
+        if (rc != 0)
+            break;
+    }
+    free(pg);
+    if (rc == 0)
+        rc = flush(rw);
+    if (rc < 0 && rc != APM_E_CLOSED) {
+        apm_warn("remote-write: reading the store: %s (tried again)", apm_strerror(rc));
+        pthread_mutex_lock(&rw->mu);
+        rw->rescan = true;
+        pthread_mutex_unlock(&rw->mu);
+        req_reset(rw);
+        if (sleep_ms(rw, (uint64_t)rw->opt.backoff_max_ms))
+            return APM_E_CLOSED;
+        return 0;
+    }
+    return rc;
+}
+
+static void *sender_main(void *arg)
+{
+    struct apm_rw *rw = arg;
+    for (;;) {
+        pthread_mutex_lock(&rw->mu);
+        while (!rw->stopping && !rw->rescan && rw->head == NULL)
+            pthread_cond_wait(&rw->cond, &rw->mu);
+        if (rw->stopping) {
+            pthread_mutex_unlock(&rw->mu);
+            break;
+        }
+        if (rw->rescan) {
+            pthread_mutex_unlock(&rw->mu);
+            if (scan_store(rw) == APM_E_CLOSED)
+                break;
+            continue;
+        }
+        /* Takes about a request's worth of entries. */
+        struct qentry *take = rw->head, *e = take;
+        uint64_t n = e->n;
+        while (e->next != NULL && n + e->next->n <= rw->opt.batch_size) {
+            e = e->next;
+            n += e->n;
+        }
+        rw->head = e->next;
+        if (rw->head == NULL)
+            rw->tail = NULL;
+        e->next = NULL;
+        rw->stats.queued -= n;
+        pthread_mutex_unlock(&rw->mu);
+        int rc = send_entries(rw, take);
+        free_entries(take);
+        if (rc == APM_E_CLOSED)
+            break;
+    }
+    return NULL;
+}
+
+/* ---- setup ---- */
+
+static void free_state(void *ctx, const void *key, size_t klen, uint64_t value)
+{
+    (void)ctx;
+    (void)key;
+    (void)klen;
+    free((void *)(uintptr_t)value);
+}
+
+static void rw_destroy(struct apm_rw *rw)
+{
+    free_entries(rw->head);
+    apm_hashmap_foreach(&rw->series, free_state, NULL);
+    apm_hashmap_close(&rw->series);
+    for (size_t i = 0; i < rw->req_cap; i++) {
+        free(rw->req[i].t);
+        free(rw->req[i].v);
+    }
+    free(rw->req);
+    curl_slist_free_all(rw->headers);
+    free(rw->url);
+    pthread_cond_destroy(&rw->cond);
+    pthread_mutex_destroy(&rw->mu);
+    free(rw);
+}
+
+int apm_rw_new(struct apm_store *store, const struct apm_rw_options *opt, struct apm_rw **out)
+{
+    if (opt->url == NULL || opt->url[0] == '\0')
+        return -EINVAL;
+    struct apm_rw *rw = calloc(1, sizeof(*rw));
+    if (rw == NULL)
+        return -ENOMEM;
+    rw->store = store;
+    rw->opt = *opt;
+    if (rw->opt.batch_size == 0)
+        rw->opt.batch_size = DEFAULT_BATCH;
+    if (rw->opt.queue_cap == 0)
+        rw->opt.queue_cap = DEFAULT_QUEUE;
+    if (rw->opt.timeout_ms <= 0)
+        rw->opt.timeout_ms = DEFAULT_TIMEOUT_MS;
+    if (rw->opt.backoff_min_ms <= 0)
+        rw->opt.backoff_min_ms = DEFAULT_BACKOFF_MIN_MS;
+    if (rw->opt.backoff_max_ms <= 0)
+        rw->opt.backoff_max_ms = DEFAULT_BACKOFF_MAX_MS;
+    rw->rescan = true; /* the first pass resends from the cursors */
+    apm_hashmap_init(&rw->series);
+    pthread_mutex_init(&rw->mu, NULL);
+    pthread_cond_init(&rw->cond, NULL);
+    rw->url = strdup(opt->url);
+    bool ok = rw->url != NULL;
+    static const char *const fixed[] = {"Content-Encoding: snappy",
+                                        "Content-Type: application/x-protobuf",
+                                        "X-Prometheus-Remote-Write-Version: 0.1.0", "Expect:"};
+    for (size_t i = 0; ok && i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        struct curl_slist *h = curl_slist_append(rw->headers, fixed[i]);
+        ok = h != NULL;
+        rw->headers = ok ? h : rw->headers;
+    }
+    for (size_t i = 0; ok && i < opt->nheaders; i++) {
+        struct curl_slist *h = curl_slist_append(rw->headers, opt->headers[i]);
+        ok = h != NULL;
+        rw->headers = ok ? h : rw->headers;
+    }
+    if (ok && opt->bearer_token != NULL && opt->bearer_token[0] != '\0') {
+        char *line = NULL;
+        ok = asprintf(&line, "Authorization: Bearer %s", opt->bearer_token) > 0;
+        struct curl_slist *h = ok ? curl_slist_append(rw->headers, line) : NULL;
+        ok = h != NULL;
+        rw->headers = ok ? h : rw->headers;
+        free(line);
+    }
+    /* The copies of the caller's strings are not kept: only url and the header list are used. */
+    rw->opt.url = NULL;
+    rw->opt.nheaders = 0;
+    rw->opt.bearer_token = NULL;
+    int rc = ok ? -pthread_create(&rw->thread, NULL, sender_main, rw) : -ENOMEM;
+    if (rc < 0) {
+        rw_destroy(rw);
+        return rc;
+    }
+    *out = rw;
+    return 0;
+}
+
+void apm_rw_get_stats(struct apm_rw *rw, struct apm_rw_stats *out)
+{
+    pthread_mutex_lock(&rw->mu);
+    *out = rw->stats;
+    pthread_mutex_unlock(&rw->mu);
+}
+
+void apm_rw_free(struct apm_rw *rw)
+{
+    if (rw == NULL)
+        return;
+    pthread_mutex_lock(&rw->mu);
+    rw->stopping = true;
+    pthread_cond_broadcast(&rw->cond);
+    pthread_mutex_unlock(&rw->mu);
+    pthread_join(rw->thread, NULL);
+    rw_destroy(rw);
+}
+
+static const struct apm_counter counters[] = {
+    APM_COUNTER(struct apm_rw_stats, samples_sent, "samples_sent", APM_COUNTER_TOTAL, "",
+                "Samples the remote-write receiver accepted."),
+    APM_COUNTER(struct apm_rw_stats, requests, "requests", APM_COUNTER_TOTAL, "",
+                "Remote-write requests accepted."),
+    APM_COUNTER(struct apm_rw_stats, retries, "retries", APM_COUNTER_TOTAL, "",
+                "Remote-write attempts that failed (5xx, 429, no answer) and were tried again."),
+    APM_COUNTER(struct apm_rw_stats, rejected, "rejected", APM_COUNTER_TOTAL, "",
+                "Remote-write requests dropped on a 4xx other than 429."),
+    APM_COUNTER(struct apm_rw_stats, samples_rejected, "samples_rejected", APM_COUNTER_TOTAL, "",
+                "Samples in the requests dropped on a 4xx."),
+    APM_COUNTER(struct apm_rw_stats, overflows, "overflows", APM_COUNTER_TOTAL, "",
+                "Times the remote-write queue overflowed (the sender then reads the store)."),
+    APM_COUNTER(struct apm_rw_stats, store_reads, "store_reads", APM_COUNTER_TOTAL, "",
+                "Passes over the store after the remote-write cursors (start, overflows)."),
+    APM_COUNTER(struct apm_rw_stats, queued, "queued", APM_COUNTER_GAUGE, "",
+                "Samples waiting in the remote-write queue now."),
+    APM_COUNTER(struct apm_rw_stats, last_status, "last_status", APM_COUNTER_GAUGE, "",
+                "HTTP status of the last remote-write attempt (0: no answer)."),
+    {.name = NULL},
+};
+
+static int read_counters(void *obj, void *out)
+{
+    apm_rw_get_stats(obj, out);
+    return 0;
+}
+
+int apm_rw_add_counters(struct apm_rw *rw, struct apm_counters *r)
+{
+    struct apm_counter_group g = {.module = "remote_write",
+                                  .counters = counters,
+                                  .size = sizeof(struct apm_rw_stats),
+                                  .read = read_counters,
+                                  .obj = rw};
+    return apm_counters_add(r, &g);
+}
