@@ -227,6 +227,14 @@ static int received(struct receiver *rc)
     return n;
 }
 
+static int requests(struct receiver *rc)
+{
+    pthread_mutex_lock(&rc->mu);
+    int n = rc->requests;
+    pthread_mutex_unlock(&rc->mu);
+    return n;
+}
+
 /* ---- the sender on a real store ---- */
 
 struct fixture {
@@ -316,7 +324,7 @@ static void test_retries_drops_and_resends_from_the_cursor(void **state)
     struct apm_rw *rw = NULL;
     assert_int_equal(apm_rw_new(f->store, &o, &rw), 0);
     /* The first 10 were refused (400): counted, not resent. The next 10 come by the queue. */
-    for (int i = 0; i < 1000 && f->rc.requests < 3; i++)
+    for (int i = 0; i < 1000 && requests(&f->rc) < 3; i++)
         usleep(10000);
     struct apm_batch *b = put(f, 110000, 10);
     apm_rw_commit_hook(rw, &f->agent, b);
