@@ -46,8 +46,36 @@ void apm_counters_walk(const struct apm_counters *r, apm_counters_visit_fn fn, v
     }
 }
 
+const uint64_t apm_histogram_bounds_us[APM_HISTOGRAM_BUCKETS] = {
+    1000,   2500,   5000,    10000,   25000,   50000,    100000,
+    250000, 500000, 1000000, 2500000, 5000000, 10000000,
+};
+
+void apm_histogram_observe(struct apm_histogram *h, uint64_t us)
+{
+    for (unsigned i = 0; i < APM_HISTOGRAM_BUCKETS; i++) {
+        if (us <= apm_histogram_bounds_us[i]) {
+            h->bucket[i]++;
+            break;
+        }
+    }
+    h->count++;
+    h->sum_us += us;
+}
+
+void apm_counter_histogram(const struct apm_counter *c, const void *stats,
+                           struct apm_histogram *out)
+{
+    memcpy(out, (const char *)stats + c->offset, sizeof(*out));
+}
+
 uint64_t apm_counter_value(const struct apm_counter *c, const void *stats)
 {
+    if (c->kind == APM_COUNTER_HISTOGRAM) {
+        struct apm_histogram h;
+        apm_counter_histogram(c, stats, &h);
+        return h.count;
+    }
     uint64_t v;
     memcpy(&v, (const char *)stats + c->offset, sizeof(v));
     return v;

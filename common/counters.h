@@ -23,7 +23,37 @@
 enum apm_counter_kind {
     APM_COUNTER_TOTAL, /* only grows while the program runs (a Prometheus counter) */
     APM_COUNTER_GAUGE, /* a level now: goes up and down */
+    /*
+     * A latency histogram: the offset is that of a struct apm_histogram in
+     * the stats struct, and the unit is "seconds". /metrics writes it as a
+     * Prometheus histogram (_bucket, _sum, _count); apm_counter_value gives
+     * its count.
+     */
+    APM_COUNTER_HISTOGRAM,
 };
+
+/*
+ * Upper bounds of the histogram buckets, in microseconds (1 ms to 10 s, the
+ * span of an LMDB commit or an analysis round). Fixed for every histogram,
+ * so a reader needs no description of its own.
+ */
+#define APM_HISTOGRAM_BUCKETS 13u
+extern const uint64_t apm_histogram_bounds_us[APM_HISTOGRAM_BUCKETS];
+
+/*
+ * Observations counted by bucket: bucket[i] counts those at most
+ * apm_histogram_bounds_us[i] and above the previous bound (not cumulative;
+ * those above the last bound only in count). Made of uint64_t like every
+ * stats struct, so that a group copies it with the rest.
+ */
+struct apm_histogram {
+    uint64_t bucket[APM_HISTOGRAM_BUCKETS];
+    uint64_t count;
+    uint64_t sum_us; /* the sum of the observations, microseconds */
+};
+
+/* Counts one observation of us microseconds in h. The owner's thread (or lock). */
+void apm_histogram_observe(struct apm_histogram *h, uint64_t us);
 
 struct apm_counter {
     const char *name; /* NULL ends a table */
@@ -88,7 +118,11 @@ typedef void (*apm_counters_visit_fn)(void *ctx, const struct apm_counter_group 
 /* Reads every group and calls fn for each. */
 void apm_counters_walk(const struct apm_counters *r, apm_counters_visit_fn fn, void *ctx);
 
-/* The value of c in a copied stats struct. */
+/* The value of c in a copied stats struct (a histogram's count). */
 uint64_t apm_counter_value(const struct apm_counter *c, const void *stats);
+
+/* The histogram c (APM_COUNTER_HISTOGRAM) in a copied stats struct, copied into out. */
+void apm_counter_histogram(const struct apm_counter *c, const void *stats,
+                           struct apm_histogram *out);
 
 #endif

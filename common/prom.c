@@ -1,0 +1,173 @@
+#include "common/prom.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+
+#include "common/error.h"
+
+/* The exported name of each stored metric; the per-site ones stay out (unbounded). */
+static const char *const metric_names[APM_METRIC_COUNT] = {
+    [APM_METRIC_RSS] = "apm_process_rss_bytes",
+    [APM_METRIC_PSS] = "apm_process_pss_bytes",
+    [APM_METRIC_USS] = "apm_process_uss_bytes",
+    [APM_METRIC_SWAP] = "apm_process_swap_bytes",
+    [APM_METRIC_CGROUP_USAGE] = "apm_process_cgroup_usage_bytes",
+    [APM_METRIC_CGROUP_LIMIT] = "apm_process_cgroup_limit_bytes",
+    [APM_METRIC_MEM_AVAILABLE] = "apm_host_mem_available_bytes",
+    [APM_METRIC_MEM_TOTAL] = "apm_host_mem_total_bytes",
+    [APM_METRIC_TRACED] = "apm_process_traced_bytes",
+    [APM_METRIC_GC_COLLECTIONS] = "apm_process_gc_collections",
+    [APM_METRIC_GC_COLLECTED] = "apm_process_gc_collected",
+    [APM_METRIC_GC_UNCOLLECTABLE] = "apm_process_gc_uncollectable",
+    [APM_METRIC_GC_GARBAGE] = "apm_process_gc_garbage",
+};
+
+size_t apm_prom_process_labels(struct apm_prom_process_labels *out, const char *host,
+                               const char *process_id, const char *name, int32_t pid)
+{
+    snprintf(out->pid, sizeof(out->pid), "%" PRId32, pid);
+    out->l[0] = (struct apm_prom_label){"host", host != NULL ? host : ""};
+    out->l[1] = (struct apm_prom_label){"name", name != NULL ? name : ""};
+    out->l[2] = (struct apm_prom_label){"pid", out->pid};
+    out->l[3] = (struct apm_prom_label){"process", process_id != NULL ? process_id : ""};
+    return APM_PROM_PROCESS_NLABELS;
+}
+
+const char *apm_prom_metric_name(enum apm_metric m)
+{
+    if ((int)m <= 0 || m >= APM_METRIC_COUNT)
+        return NULL;
+    return metric_names[m];
+}
+
+static bool ends_with(const char *s, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return n >= k && memcmp(s + n - k, suffix, k) == 0 && (n == k || s[n - k - 1] == '_');
+}
+
+int apm_prom_counter_name(char *buf, size_t size, const char *module, const struct apm_counter *c)
+{
+    size_t n = strlen(c->name);
+    bool add_unit = c->unit[0] != '\0' && !ends_with(c->name, n, c->unit);
+    bool add_total = c->kind == APM_COUNTER_TOTAL && !ends_with(c->name, n, "total");
+    int len = snprintf(buf, size, "apm_%s_%s%s%s%s", module, c->name, add_unit ? "_" : "",
+                       add_unit ? c->unit : "", add_total ? "_total" : "");
+    if (len < 0 || (size_t)len >= size)
+        return APM_E_LIMIT;
+    return apm_prom_name_valid(buf) ? 0 : -EINVAL;
+}
+
+static bool is_alpha(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+bool apm_prom_name_valid(const char *s)
+{
+    if (s == NULL || !(is_alpha(*s) || *s == ':'))
+        return false;
+    for (const char *p = s + 1; *p; p++) {
+        if (!is_alpha(*p) && !is_digit(*p) && *p != ':')
+            return false;
+    }
+    return true;
+}
+
+bool apm_prom_label_name_valid(const char *s)
+{
+    if (s == NULL || !is_alpha(*s) || strncmp(s, "__", 2) == 0)
+        return false;
+    for (const char *p = s + 1; *p; p++) {
+        if (!is_alpha(*p) && !is_digit(*p))
+            return false;
+    }
+    return true;
+}
+
+/* Writes s with backslash and newline escaped, and double quote too when quote is set. */
+static void write_escaped(FILE *f, const char *s, bool quote)
+{
+    for (const char *p = s != NULL ? s : ""; *p; p++) {
+        if (*p == '\\')
+            fputs("\\\\", f);
+        else if (*p == '\n')
+            fputs("\\n", f);
+        else if (*p == '"' && quote)
+            fputs("\\\"", f);
+        else
+            fputc(*p, f);
+    }
+}
+
+void apm_prom_write_label_value(FILE *f, const char *s)
+{
+    write_escaped(f, s, true);
+}
+
+void apm_prom_family(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP %s ", name);
+    write_escaped(f, help, false);
+    fprintf(f, "\n# TYPE %s %s\n", name, type);
+}
+
+static void write_value(FILE *f, double v)
+{
+    if (isnan(v))
+        fputs("NaN", f);
+    else if (isinf(v))
+        fputs(v > 0 ? "+Inf" : "-Inf", f);
+    else if (v == floor(v) && fabs(v) < 9007199254740992.0)
+        fprintf(f, "%.0f", v);
+    else
+        fprintf(f, "%.17g", v);
+}
+
+void apm_prom_sample(FILE *f, const char *name, const struct apm_prom_label *l, size_t n,
+                     double value)
+{
+    fputs(name, f);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "%c%s=\"", i == 0 ? '{' : ',', l[i].name);
+        apm_prom_write_label_value(f, l[i].value);
+        fputc('"', f);
+    }
+    fputs(n > 0 ? "} " : " ", f);
+    write_value(f, value);
+    fputc('\n', f);
+}
+
+#define HIST_MAX_LABELS 7u
+
+void apm_prom_histogram(FILE *f, const char *name, const struct apm_prom_label *l, size_t n,
+                        const struct apm_histogram *h)
+{
+    struct apm_prom_label all[HIST_MAX_LABELS + 1];
+    char series[128], le[32];
+    if (n > HIST_MAX_LABELS)
+        n = HIST_MAX_LABELS;
+    for (size_t i = 0; i < n; i++)
+        all[i] = l[i];
+    all[n] = (struct apm_prom_label){"le", le};
+    snprintf(series, sizeof(series), "%s_bucket", name);
+    uint64_t cumulative = 0;
+    for (unsigned i = 0; i < APM_HISTOGRAM_BUCKETS; i++) {
+        cumulative += h->bucket[i];
+        snprintf(le, sizeof(le), "%g", (double)apm_histogram_bounds_us[i] / 1e6);
+        apm_prom_sample(f, series, all, n + 1, (double)cumulative);
+    }
+    snprintf(le, sizeof(le), "+Inf");
+    apm_prom_sample(f, series, all, n + 1, (double)h->count);
+    snprintf(series, sizeof(series), "%s_sum", name);
+    apm_prom_sample(f, series, l, n, (double)h->sum_us / 1e6);
+    snprintf(series, sizeof(series), "%s_count", name);
+    apm_prom_sample(f, series, l, n, (double)h->count);
+}

@@ -1,0 +1,108 @@
+#ifndef APM_PROM_H
+#define APM_PROM_H
+
+/*
+ * Prometheus names, labels and the text exposition format (0.0.4), in one
+ * place, so that every way out speaks the same series: GET /metrics
+ * (server/api/metrics.c) and remote-write build their metric names and
+ * label sets here and nowhere else.
+ *
+ *   - A stored metric is apm_process_<metric>_<unit> for a process's series
+ *     (apm_process_rss_bytes) and apm_host_<metric>_<unit> for a host's
+ *     (apm_host_mem_available_bytes); apm_prom_metric_name.
+ *   - A registry counter is apm_<module>_<name>[_<unit>][_total]
+ *     (apm_ingest_samples_total, apm_store_map_size_bytes);
+ *     apm_prom_counter_name.
+ *   - A process's series carry host, name, pid and process (the id), in
+ *     that order: sorted by label name, as remote-write wants them;
+ *     apm_prom_process_labels. A host's series carry host only.
+ *
+ * Label values are the stored strings as they are (already clean UTF-8,
+ * common/text.h); the text writer escapes backslash, double quote and
+ * newline as the format asks, a protobuf writer needs no escaping.
+ * Pure functions of their input; any thread.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/counters.h"
+#include "common/model.h"
+
+/* The Content-Type of the text exposition format. */
+#define APM_PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* One label: both strings borrowed. */
+struct apm_prom_label {
+    const char *name;
+    const char *value;
+};
+
+/* How many labels a process's series carry. */
+#define APM_PROM_PROCESS_NLABELS 4u
+
+/* The labels of a process's series, with the room for the pid's text. */
+struct apm_prom_process_labels {
+    struct apm_prom_label l[APM_PROM_PROCESS_NLABELS];
+    char pid[12];
+};
+
+/*
+ * Fills out with host, name, pid, process (sorted by label name). host,
+ * process_id and name are borrowed (NULL is taken as "") and must outlive
+ * out's use. Returns the number of labels (APM_PROM_PROCESS_NLABELS).
+ */
+size_t apm_prom_process_labels(struct apm_prom_process_labels *out, const char *host,
+                               const char *process_id, const char *name, int32_t pid);
+
+/*
+ * The Prometheus name of a stored metric (a literal: "apm_process_rss_bytes",
+ * "apm_host_mem_total_bytes", "apm_process_gc_collections"), or NULL for
+ * none and for the per-site metrics (site_size, site_count, site_var),
+ * which are not exported: a site is not a bounded label.
+ */
+const char *apm_prom_metric_name(enum apm_metric m);
+
+/*
+ * Writes apm_<module>_<name>[_<unit>][_total] into buf (size bytes): the
+ * unit is left out when the name already ends with it, _total is added for
+ * APM_COUNTER_TOTAL. Returns 0, or APM_E_LIMIT when it does not fit, or
+ * -EINVAL when the result is not a valid metric name.
+ */
+int apm_prom_counter_name(char *buf, size_t size, const char *module, const struct apm_counter *c);
+
+/* True when s is a valid metric name: [a-zA-Z_:][a-zA-Z0-9_:]*. */
+bool apm_prom_name_valid(const char *s);
+
+/* True when s is a valid label name: [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__". */
+bool apm_prom_label_name_valid(const char *s);
+
+/* ---- the text exposition writer (writes to a FILE, e.g. open_memstream) ---- */
+
+/* Writes s escaped as a label value: backslash, double quote and newline. NULL is "". */
+void apm_prom_write_label_value(FILE *f, const char *s);
+
+/*
+ * Writes the "# HELP name help" and "# TYPE name type" lines of a family.
+ * type is "gauge", "counter" or "histogram"; help is escaped (backslash, newline).
+ */
+void apm_prom_family(FILE *f, const char *name, const char *type, const char *help);
+
+/*
+ * Writes one sample line: name{l...} value. l may be NULL when n is 0.
+ * Values are written exactly when they are whole numbers below 2^53, else
+ * with 17 significant digits; NaN and infinities as the format spells them.
+ */
+void apm_prom_sample(FILE *f, const char *name, const struct apm_prom_label *l, size_t n,
+                     double value);
+
+/*
+ * Writes a histogram's samples (no HELP/TYPE): name_bucket with le for each
+ * bound and "+Inf" (cumulative), name_sum in seconds and name_count, each
+ * with the labels l (n of them, at most 7).
+ */
+void apm_prom_histogram(FILE *f, const char *name, const struct apm_prom_label *l, size_t n,
+                        const struct apm_histogram *h);
+
+#endif
