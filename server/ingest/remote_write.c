@@ -93,6 +93,26 @@ static void copy_str(char *dst, size_t size, const char *src)
 
 /* ---- encoding ---- */
 
+size_t apm_rw_series_labels(struct apm_rw_series *s, struct apm_prom_process_labels *pl,
+                            enum apm_metric m, const char *host, const char *process_id,
+                            const char *name, int32_t pid)
+{
+    const char *metric = apm_prom_metric_name(m);
+    s->nlabels = 0;
+    if (metric == NULL)
+        return 0;
+    s->labels[s->nlabels++] = (struct apm_prom_label){"__name__", metric};
+    if (process_id == NULL || process_id[0] == '\0' || apm_metric_is_host(m)) {
+        s->labels[s->nlabels++] = (struct apm_prom_label){"host", host != NULL ? host : ""};
+        return s->nlabels;
+    }
+    size_t n = apm_prom_process_labels(pl, host, process_id, name, pid);
+    for (size_t i = 0; i < n; i++)
+        if (pl->l[i].value[0] != '\0')
+            s->labels[s->nlabels++] = pl->l[i];
+    return s->nlabels;
+}
+
 int apm_rw_encode(const struct apm_rw_series *series, size_t n, uint8_t **out, size_t *len)
 {
     size_t nlabels = 0, nsamples = 0;
@@ -172,46 +192,74 @@ static void free_entries(struct qentry *e)
     }
 }
 
+/* The queue a commit hook builds before it takes the lock once. */
+struct hook_list {
+    struct qentry *head, *last, **tailp;
+    uint64_t n;
+    bool oom;
+};
+
+/* Appends n samples of (proc, m) to l. proc is an index of batch or APM_PROC_HOST. */
+static void hook_add(struct hook_list *l, const struct apm_agent_ident *agent,
+                     const struct apm_batch *batch, uint32_t proc, enum apm_metric m, uint32_t n,
+                     const int64_t *t, const int64_t *v)
+{
+    if (l->oom || n == 0 || apm_prom_metric_name(m) == NULL ||
+        (proc != APM_PROC_HOST && proc >= batch->nprocs))
+        return;
+    struct qentry *e = malloc(sizeof(*e) + 2 * n * sizeof(int64_t));
+    if (e == NULL) {
+        l->oom = true; /* as an overflow: the store has it */
+        return;
+    }
+    e->next = NULL;
+    e->metric = m;
+    e->n = n;
+    e->t = (int64_t *)(e + 1);
+    e->v = e->t + n;
+    memcpy(e->t, t, n * sizeof(int64_t));
+    memcpy(e->v, v, n * sizeof(int64_t));
+    copy_str(e->host, sizeof(e->host), agent->host);
+    if (proc == APM_PROC_HOST) {
+        e->pid = 0;
+        e->process_id[0] = e->name[0] = '\0';
+    } else {
+        const struct apm_proc_desc *p = &batch->procs[proc];
+        e->pid = p->pid;
+        apm_store_process_id(e->process_id, sizeof(e->process_id), agent->host, p->pid,
+                             p->start_ms);
+        copy_str(e->name, sizeof(e->name), p->name);
+    }
+    *l->tailp = l->last = e;
+    l->tailp = &e->next;
+    l->n += n;
+}
+
 void apm_rw_commit_hook(void *ctx, const struct apm_agent_ident *agent,
                         const struct apm_batch *batch)
 {
     struct apm_rw *rw = ctx;
-    struct qentry *head = NULL, **tailp = &head, *last = NULL;
-    uint64_t n = 0;
-    bool oom = false;
+    struct hook_list l = {.tailp = &l.head};
     for (uint32_t i = 0; i < batch->nseries; i++) {
         const struct apm_series_block *b = &batch->series[i];
-        if (b->n == 0 || apm_prom_metric_name(b->metric) == NULL)
-            continue;
-        if (b->proc != APM_PROC_HOST && b->proc >= batch->nprocs)
-            continue;
-        struct qentry *e = malloc(sizeof(*e) + 2 * b->n * sizeof(int64_t));
-        if (e == NULL) {
-            oom = true; /* as an overflow: the store has it */
-            break;
-        }
-        e->next = NULL;
-        e->metric = b->metric;
-        e->n = b->n;
-        e->t = (int64_t *)(e + 1);
-        e->v = e->t + b->n;
-        memcpy(e->t, b->t_ms, b->n * sizeof(int64_t));
-        memcpy(e->v, b->value, b->n * sizeof(int64_t));
-        copy_str(e->host, sizeof(e->host), agent->host);
-        if (b->proc == APM_PROC_HOST) {
-            e->pid = 0;
-            e->process_id[0] = e->name[0] = '\0';
-        } else {
-            const struct apm_proc_desc *p = &batch->procs[b->proc];
-            e->pid = p->pid;
-            apm_store_process_id(e->process_id, sizeof(e->process_id), agent->host, p->pid,
-                                 p->start_ms);
-            copy_str(e->name, sizeof(e->name), p->name);
-        }
-        *tailp = last = e;
-        tailp = &e->next;
-        n += b->n;
+        hook_add(&l, agent, batch, b->proc, b->metric, b->n, b->t_ms, b->value);
     }
+    /* The probe's series, as server/store/store_probe.c stores them (per-site ones are not
+     * exported). */
+    for (uint32_t i = 0; i < batch->ndiffs; i++) {
+        const struct apm_trace_diff *d = &batch->diffs[i];
+        hook_add(&l, agent, batch, d->proc, APM_METRIC_TRACED, 1, &d->t_ms, &d->traced_current);
+    }
+    for (uint32_t i = 0; i < batch->ngc; i++) {
+        const struct apm_gc_stats *g = &batch->gc[i];
+        int64_t sum[APM_GC_METRICS];
+        apm_gc_totals(g, sum);
+        for (int k = 0; k < APM_GC_METRICS; k++)
+            hook_add(&l, agent, batch, g->proc, apm_gc_metrics[k], 1, &g->t_ms, &sum[k]);
+    }
+    struct qentry *head = l.head, *last = l.last;
+    uint64_t n = l.n;
+    bool oom = l.oom;
     bool overflow = false;
     pthread_mutex_lock(&rw->mu);
     if (rw->stats.queued + n > rw->opt.queue_cap || oom) {
@@ -347,14 +395,13 @@ static int flush(struct apm_rw *rw)
     struct apm_rw_series *ser = calloc(rw->nreq, sizeof(*ser));
     uint64_t *ids = calloc(rw->nreq, sizeof(*ids));
     int64_t *ts = calloc(rw->nreq, sizeof(*ts));
-    char(*pids)[16] = calloc(rw->nreq, 16);
+    struct apm_prom_process_labels *pls = calloc(rw->nreq, sizeof(*pls));
     uint8_t *body = NULL;
     size_t len = 0;
-    int rc = ser && ids && ts && pids ? 0 : -ENOMEM;
+    int rc = ser && ids && ts && pls ? 0 : -ENOMEM;
     for (size_t i = 0; rc == 0 && i < rw->nreq; i++) {
         struct pseries *p = &rw->req[i];
-        ser[i].nlabels = apm_prom_series_labels(ser[i].labels, p->metric, p->host, p->process_id,
-                                                p->name, p->pid, pids[i]);
+        apm_rw_series_labels(&ser[i], &pls[i], p->metric, p->host, p->process_id, p->name, p->pid);
         ser[i].t_ms = p->t;
         ser[i].value = p->v;
         ser[i].n = p->n;
@@ -413,7 +460,7 @@ static int flush(struct apm_rw *rw)
         pthread_mutex_unlock(&rw->mu);
     }
     free(body);
-    free(pids);
+    free(pls);
     free(ts);
     free(ids);
     free(ser);

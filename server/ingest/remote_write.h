@@ -3,7 +3,7 @@
 
 /*
  * Remote-write out (docs/architecture.md, "Remote-write"): every committed
- * sample of the exported metrics (common/promlabels.h) goes to a Prometheus
+ * sample of the exported metrics (common/prom.h, as GET /metrics names them) goes to a Prometheus
  * remote-write 1.0 receiver. The writer's commit hook copies a batch's
  * samples into a bounded queue; one sender thread takes them, posts them
  * (protobuf, snappy block compression, libcurl) and records per series the
@@ -18,7 +18,7 @@
 
 #include "common/counters.h"
 #include "common/model.h"
-#include "common/promlabels.h"
+#include "common/prom.h"
 #include "server/store/store.h"
 
 #define APM_RW_HEADERS_MAX 16
@@ -69,14 +69,29 @@ int apm_rw_add_counters(struct apm_rw *rw, struct apm_counters *r);
  */
 void apm_rw_free(struct apm_rw *rw);
 
+/* Most labels a series gets: __name__, host, name, pid, process. */
+#define APM_RW_LABELS_MAX (1 + APM_PROM_PROCESS_NLABELS)
+
 /* One series of a request, for apm_rw_encode. */
 struct apm_rw_series {
-    struct apm_prom_label labels[APM_PROM_LABELS_MAX];
+    struct apm_prom_label labels[APM_RW_LABELS_MAX];
     size_t nlabels;
     const int64_t *t_ms;
     const int64_t *value;
     size_t n;
 };
+
+/*
+ * Fills s->labels with a stored series' labels as GET /metrics gives them
+ * (common/prom.h), __name__ first and sorted by name, as remote-write wants
+ * them; a label whose value is empty is left out (to Prometheus it is no
+ * label). process_id "" (or a host metric) makes a host series: __name__ and
+ * host. The values point into the arguments and *pl. Returns the count, 0 for
+ * a metric not exported.
+ */
+size_t apm_rw_series_labels(struct apm_rw_series *s, struct apm_prom_process_labels *pl,
+                            enum apm_metric m, const char *host, const char *process_id,
+                            const char *name, int32_t pid);
 
 /*
  * Encodes a WriteRequest of n series (prompb, proto/prompb.proto) and

@@ -55,11 +55,9 @@ static void test_encode_round_trip(void **state)
         {.t_ms = t1, .value = v1, .n = 3},
         {.t_ms = t2, .value = v2, .n = 1},
     };
-    char pid0[16], pid1[16];
-    s[0].nlabels = apm_prom_series_labels(s[0].labels, APM_METRIC_RSS, "web-1", "web-1:42:1700",
-                                          "app.py", 42, pid0);
-    s[1].nlabels =
-        apm_prom_series_labels(s[1].labels, APM_METRIC_MEM_TOTAL, "web-1", "", NULL, 0, pid1);
+    struct apm_prom_process_labels pl[2];
+    apm_rw_series_labels(&s[0], &pl[0], APM_METRIC_RSS, "web-1", "web-1:42:1700", "app.py", 42);
+    apm_rw_series_labels(&s[1], &pl[1], APM_METRIC_MEM_TOTAL, "web-1", "", NULL, 0);
     assert_int_equal(s[0].nlabels, 5);
     assert_int_equal(s[1].nlabels, 2);
     uint8_t *body = NULL;
@@ -93,9 +91,10 @@ static void test_encode_round_trip(void **state)
     assert_true(ts->samples[0]->value == 4503599627370496.0);
     prometheus__write_request__free_unpacked(wr, NULL);
     free(body);
-    /* Metrics not exported (per-site series) have no labels. */
+    /* Metrics not exported (per-site series) have no labels; an empty name is no label. */
     assert_int_equal(
-        apm_prom_series_labels(s[0].labels, APM_METRIC_SITE_SIZE, "h", "h:1:2", "x", 1, pid0), 0);
+        apm_rw_series_labels(&s[0], &pl[0], APM_METRIC_SITE_SIZE, "h", "h:1:2", "x", 1), 0);
+    assert_int_equal(apm_rw_series_labels(&s[0], &pl[0], APM_METRIC_RSS, "h", "h:1:2", "", 1), 4);
 }
 
 /* ---- a receiver on loopback ---- */
@@ -389,6 +388,43 @@ static void test_queue_overflow_reads_the_store(void **state)
     apm_rw_free(rw);
 }
 
+/* The probe's traced total and gc totals go too, as the store keeps them. */
+static void test_probe_series_go_too(void **state)
+{
+    struct fixture *f = *state;
+    struct apm_rw_options o = {.url = f->url};
+    struct apm_rw *rw = NULL;
+    assert_int_equal(apm_rw_new(f->store, &o, &rw), 0);
+    struct apm_batch *b = apm_batch_new(++f->seq);
+    struct apm_proc_desc p = {
+        .pid = 42, .ppid = 1, .start_ms = 1700, .name = "app.py", .cmdline = "", .cgroup = "/"};
+    uint32_t idx = 0;
+    assert_int_equal(apm_batch_add_proc(b, &p, &idx), 0);
+    struct apm_trace_diff *d = NULL;
+    assert_int_equal(apm_batch_append_diff(b, idx, 0, &d), 0);
+    d->t_ms = 300000;
+    d->traced_current = 123456;
+    struct apm_gc_stats g = {.proc = idx, .t_ms = 300000, .ngen = 2, .garbage = 3};
+    g.gen[0].collections = 10;
+    g.gen[1].collections = 5;
+    g.gen[1].uncollectable = 2;
+    assert_int_equal(apm_batch_add_gc(b, &g), 0);
+    struct apm_store_txn *t = NULL;
+    assert_int_equal(apm_store_txn_begin(f->store, &t), 0);
+    assert_int_equal(apm_store_txn_put_batch(t, &f->agent, b), 0);
+    assert_int_equal(apm_store_txn_commit(t), 0);
+    apm_rw_commit_hook(rw, &f->agent, b);
+    apm_batch_free(b);
+    wait_received(f, 5); /* traced, and gc collections, collected, uncollectable, garbage */
+    int64_t sum = 0;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(f->rc.t[i], 300000);
+        sum += f->rc.v[i];
+    }
+    assert_int_equal(sum, 123456 + 15 + 0 + 2 + 3);
+    apm_rw_free(rw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -396,6 +432,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retries_drops_and_resends_from_the_cursor, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_queue_overflow_reads_the_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_probe_series_go_too, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
