@@ -346,7 +346,8 @@ static int start_remote_write(struct apm_collector *c, const struct apm_collecto
 {
     struct apm_rw_options o = {.url = cfg->rw.url,
                                .batch_size = (unsigned)cfg->rw.batch_size,
-                               .queue_cap = (unsigned)cfg->rw.queue_cap};
+                               .queue_cap = (unsigned)cfg->rw.queue_cap,
+                               .verdict_live_ms = cfg->process_grace_ms};
     char headers[sizeof(cfg->rw.headers)], *save = NULL;
     snprintf(headers, sizeof(headers), "%s", cfg->rw.headers);
     for (char *h = strtok_r(headers, ";", &save); h != NULL; h = strtok_r(NULL, ";", &save)) {

@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <snappy-c.h>
 #include <stdbool.h>
@@ -26,13 +27,17 @@
 #include "common/hashmap.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "common/analysis.h"
 #include "prompb.pb-c.h"
+#include "server/store/store_verdict.h"
 
 #define DEFAULT_BATCH 2000u
 #define DEFAULT_QUEUE 100000u
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_BACKOFF_MIN_MS 100
 #define DEFAULT_BACKOFF_MAX_MS 30000
+#define DEFAULT_VERDICT_PERIOD_MS 15000
+#define DEFAULT_VERDICT_LIVE_MS 120000
 /* Series listed from the store per read transaction while catching up. */
 #define SCAN_PAGE 256u
 
@@ -147,7 +152,8 @@ int apm_rw_encode(const struct apm_rw_series *series, size_t n, uint8_t **out, s
         for (size_t j = 0; j < series[i].n; j++, si++) {
             prometheus__sample__init(&sm[si]);
             sm[si].timestamp = series[i].t_ms[j];
-            sm[si].value = (double)series[i].value[j];
+            sm[si].value =
+                series[i].fvalue != NULL ? series[i].fvalue[j] : (double)series[i].value[j];
             smp[si] = &sm[si];
         }
     }
@@ -369,6 +375,47 @@ static void req_reset(struct apm_rw *rw)
 }
 
 /*
+ * Posts one body of n samples until the receiver takes it (2xx) or refuses
+ * it for good (4xx but 429: logged, counted, dropped), retrying the rest
+ * with backoff and jitter. Returns 0 either way, or APM_E_CLOSED when
+ * stopping first.
+ */
+static int deliver(struct apm_rw *rw, const uint8_t *body, size_t len, uint64_t n, bool gauges)
+{
+    char errbuf[CURL_ERROR_SIZE];
+    for (unsigned attempt = 0;; attempt++) {
+        long status = post(rw, body, len, errbuf);
+        bool ok = status >= 200 && status < 300;
+        bool refused = status >= 400 && status < 500 && status != 429;
+        pthread_mutex_lock(&rw->mu);
+        rw->stats.last_status = (uint64_t)status;
+        rw->stats.requests += ok;
+        rw->stats.samples_sent += ok && !gauges ? n : 0;
+        rw->stats.verdict_samples += ok && gauges ? n : 0;
+        rw->stats.rejected += refused;
+        rw->stats.samples_rejected += refused ? n : 0;
+        rw->stats.retries += !ok && !refused;
+        pthread_mutex_unlock(&rw->mu);
+        if (ok)
+            return 0;
+        if (refused) {
+            apm_warn("remote-write: %s refused %" PRIu64 " samples with HTTP %ld: dropped", rw->url,
+                     n, status);
+            return 0;
+        }
+        if (stopping(rw))
+            return APM_E_CLOSED;
+        uint64_t delay = apm_backoff_ms(attempt, (uint64_t)rw->opt.backoff_min_ms,
+                                        (uint64_t)rw->opt.backoff_max_ms);
+        if (attempt == 0 || attempt % 10 == 0)
+            apm_warn("remote-write: %s: %s%ld%s; retrying (attempt %u)", rw->url,
+                     status ? "HTTP " : "", status, status ? "" : errbuf, attempt + 1);
+        if (sleep_ms(rw, delay))
+            return APM_E_CLOSED;
+    }
+}
+
+/*
  * Posts the request being built until the receiver takes or refuses it,
  * then moves the cursors. Returns 0, or APM_E_CLOSED when stopping first
  * (nothing moves: the next start sends it again).
@@ -410,42 +457,8 @@ static int flush(struct apm_rw *rw)
     }
     if (rc == 0)
         rc = apm_rw_encode(ser, rw->nreq, &body, &len);
-    char errbuf[CURL_ERROR_SIZE];
-    for (unsigned attempt = 0; rc == 0; attempt++) {
-        long status = post(rw, body, len, errbuf);
-        pthread_mutex_lock(&rw->mu);
-        rw->stats.last_status = (uint64_t)status;
-        if (status >= 200 && status < 300) {
-            rw->stats.requests++;
-            rw->stats.samples_sent += rw->req_samples;
-        } else if (status >= 400 && status < 500 && status != 429) {
-            rw->stats.rejected++;
-            rw->stats.samples_rejected += rw->req_samples;
-        } else {
-            rw->stats.retries++;
-        }
-        pthread_mutex_unlock(&rw->mu);
-        if (status >= 200 && status < 300)
-            break;
-        if (status >= 400 && status < 500 && status != 429) {
-            apm_warn("remote-write: %s refused %zu samples with HTTP %ld: dropped", rw->url,
-                     rw->req_samples, status);
-            break;
-        }
-        if (stopping(rw)) {
-            rc = APM_E_CLOSED;
-            break;
-        }
-        uint64_t delay = apm_backoff_ms(attempt, (uint64_t)rw->opt.backoff_min_ms,
-                                        (uint64_t)rw->opt.backoff_max_ms);
-        if (attempt == 0 || attempt % 10 == 0)
-            apm_warn("remote-write: %s: %s%ld%s; retrying (attempt %u)", rw->url,
-                     status ? "HTTP " : "", status, status ? "" : errbuf, attempt + 1);
-        if (sleep_ms(rw, delay)) {
-            rc = APM_E_CLOSED;
-            break;
-        }
-    }
+    if (rc == 0)
+        rc = deliver(rw, body, len, rw->req_samples, false);
     if (rc == 0) {
         for (size_t i = 0; i < rw->nreq; i++)
             rw->req[i].st->sent = ts[i];
@@ -690,16 +703,166 @@ static int scan_store(struct apm_rw *rw)
     return rc;
 }
 
+/* ---- the verdict gauges ---- */
+
+struct verdicts {
+    struct apm_verdict_record *r;
+    size_t n, cap;
+    int64_t live_from_ms;
+};
+
+static int on_verdict(void *ctx, const struct apm_verdict_record *rec)
+{
+    struct verdicts *vs = ctx;
+    /* A process's verdict is its rss series' (as GET /metrics takes it). */
+    if (rec->metric != APM_METRIC_RSS || rec->process_id[0] == '\0' ||
+        rec->evaluated_at * 1000.0 < (double)vs->live_from_ms)
+        return 0;
+    if (vs->n == vs->cap) {
+        size_t cap = vs->cap ? vs->cap * 2 : 64;
+        struct apm_verdict_record *r = realloc(vs->r, cap * sizeof(*r));
+        if (r == NULL)
+            return 1;
+        vs->r = r;
+        vs->cap = cap;
+    }
+    vs->r[vs->n++] = *rec;
+    return 0;
+}
+
+/* Seconds from now to the Unix time t, never below 0; +Inf stays +Inf (as GET /metrics). */
+static double seconds_left(double t, double now_s)
+{
+    if (isinf(t) && t > 0)
+        return t;
+    return t > now_s ? t - now_s : 0;
+}
+
+/* Families per verdict at most: info, confidence, rate, limit, 3 times to exhaustion. */
+#define VERDICT_FAMILIES 7
+
+/* The gauges of one verdict into s (VERDICT_FAMILIES entries); returns how many. */
+static size_t verdict_gauges(const struct apm_verdict_record *r, double now_s,
+                             struct apm_prom_process_labels *pl, struct apm_rw_series *s,
+                             double *val)
+{
+    const struct apm_verdict *v = &r->v;
+    bool fc = v->has_forecast && isfinite(v->forecast_t);
+    const struct {
+        const char *name;
+        bool present;
+        double value;
+    } fam[VERDICT_FAMILIES] = {
+        {"apm_verdict_info", true, 1},
+        {"apm_verdict_confidence", true, v->confidence},
+        {"apm_growth_rate_bytes_per_second", true, v->rate},
+        {"apm_memory_limit_bytes", v->limit > 0, v->limit},
+        {"apm_time_to_exhaustion_seconds", fc, seconds_left(v->forecast_t, now_s)},
+        {"apm_time_to_exhaustion_lower_seconds", fc, seconds_left(v->forecast_lo_t, now_s)},
+        {"apm_time_to_exhaustion_upper_seconds", fc, seconds_left(v->forecast_hi_t, now_s)},
+    };
+    size_t np = apm_prom_process_labels(pl, r->host, r->process_id, r->name, r->pid);
+    size_t n = 0;
+    for (size_t k = 0; k < VERDICT_FAMILIES; k++) {
+        if (!fam[k].present)
+            continue;
+        struct apm_rw_series *g = &s[n];
+        g->nlabels = 0;
+        g->labels[g->nlabels++] = (struct apm_prom_label){"__name__", fam[k].name};
+        if (k == 0) /* "class" sorts before "host" */
+            g->labels[g->nlabels++] =
+                (struct apm_prom_label){"class", apm_analysis_class_name(v->cls)};
+        for (size_t i = 0; i < np; i++)
+            if (pl->l[i].value[0] != '\0')
+                g->labels[g->nlabels++] = pl->l[i];
+        val[n] = fam[k].value;
+        g->fvalue = &val[n];
+        g->n = 1;
+        n++;
+    }
+    return n;
+}
+
+/* Sends the verdict gauges of the live processes, stamped now. Returns 0 or APM_E_CLOSED. */
+static int send_verdicts(struct apm_rw *rw)
+{
+    int64_t now_ms = apm_now_ms();
+    struct verdicts vs = {.live_from_ms = now_ms - rw->opt.verdict_live_ms};
+    int rc = apm_store_verdict_list(rw->store, on_verdict, &vs);
+    size_t per = rw->opt.batch_size / VERDICT_FAMILIES ? rw->opt.batch_size / VERDICT_FAMILIES : 1;
+    struct apm_rw_series *s = calloc(per * VERDICT_FAMILIES, sizeof(*s));
+    struct apm_prom_process_labels *pl = calloc(per, sizeof(*pl));
+    double *val = calloc(per * VERDICT_FAMILIES, sizeof(*val));
+    if (rc < 0 || s == NULL || pl == NULL || val == NULL) {
+        if (rc < 0)
+            apm_warn("remote-write: reading the verdicts: %s", apm_strerror(rc));
+        rc = 0;
+        vs.n = 0;
+    }
+    for (size_t from = 0; from < vs.n && rc == 0; from += per) {
+        size_t n = 0;
+        for (size_t i = from; i < vs.n && i < from + per; i++)
+            n += verdict_gauges(&vs.r[i], (double)now_ms / 1000.0, &pl[i - from], &s[n], &val[n]);
+        for (size_t i = 0; i < n; i++)
+            s[i].t_ms = &now_ms;
+        uint8_t *body = NULL;
+        size_t len = 0;
+        if (apm_rw_encode(s, n, &body, &len) == 0)
+            rc = deliver(rw, body, len, n, true);
+        free(body);
+    }
+    free(val);
+    free(pl);
+    free(s);
+    free(vs.r);
+    pthread_mutex_lock(&rw->mu);
+    rw->stats.verdict_rounds++;
+    pthread_mutex_unlock(&rw->mu);
+    return rc;
+}
+
+/* Waits for work or until the next round of verdicts is due (mu held). True when it is due. */
+static bool wait_work(struct apm_rw *rw, uint64_t due_ns)
+{
+    while (!rw->stopping && !rw->rescan && rw->head == NULL) {
+        if (rw->opt.verdict_period_ms < 0) {
+            pthread_cond_wait(&rw->cond, &rw->mu);
+            continue;
+        }
+        uint64_t now = apm_mono_ns();
+        if (now >= due_ns)
+            return true;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        uint64_t wait_ns = due_ns - now;
+        until.tv_sec += (time_t)(wait_ns / 1000000000u);
+        until.tv_nsec += (long)(wait_ns % 1000000000u);
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&rw->cond, &rw->mu, &until);
+    }
+    return rw->opt.verdict_period_ms >= 0 && apm_mono_ns() >= due_ns;
+}
+
 static void *sender_main(void *arg)
 {
     struct apm_rw *rw = arg;
+    uint64_t due_ns = apm_mono_ns() + (uint64_t)rw->opt.verdict_period_ms * 1000000u;
     for (;;) {
         pthread_mutex_lock(&rw->mu);
-        while (!rw->stopping && !rw->rescan && rw->head == NULL)
-            pthread_cond_wait(&rw->cond, &rw->mu);
+        bool verdicts = wait_work(rw, due_ns);
         if (rw->stopping) {
             pthread_mutex_unlock(&rw->mu);
             break;
+        }
+        if (verdicts) {
+            pthread_mutex_unlock(&rw->mu);
+            due_ns = apm_mono_ns() + (uint64_t)rw->opt.verdict_period_ms * 1000000u;
+            if (send_verdicts(rw) == APM_E_CLOSED)
+                break;
+            continue;
         }
         if (rw->rescan) {
             pthread_mutex_unlock(&rw->mu);
@@ -774,6 +937,10 @@ int apm_rw_new(struct apm_store *store, const struct apm_rw_options *opt, struct
         rw->opt.backoff_min_ms = DEFAULT_BACKOFF_MIN_MS;
     if (rw->opt.backoff_max_ms <= 0)
         rw->opt.backoff_max_ms = DEFAULT_BACKOFF_MAX_MS;
+    if (rw->opt.verdict_period_ms == 0)
+        rw->opt.verdict_period_ms = DEFAULT_VERDICT_PERIOD_MS;
+    if (rw->opt.verdict_live_ms <= 0)
+        rw->opt.verdict_live_ms = DEFAULT_VERDICT_LIVE_MS;
     rw->rescan = true; /* the first pass resends from the cursors */
     apm_hashmap_init(&rw->series);
     pthread_mutex_init(&rw->mu, NULL);
@@ -835,7 +1002,7 @@ void apm_rw_free(struct apm_rw *rw)
 
 static const struct apm_counter counters[] = {
     APM_COUNTER(struct apm_rw_stats, samples_sent, "samples_sent", APM_COUNTER_TOTAL, "",
-                "Samples the remote-write receiver accepted."),
+                "Stored samples the remote-write receiver accepted."),
     APM_COUNTER(struct apm_rw_stats, requests, "requests", APM_COUNTER_TOTAL, "",
                 "Remote-write requests accepted."),
     APM_COUNTER(struct apm_rw_stats, retries, "retries", APM_COUNTER_TOTAL, "",
@@ -850,6 +1017,10 @@ static const struct apm_counter counters[] = {
                 "Passes over the store after the remote-write cursors (start, overflows)."),
     APM_COUNTER(struct apm_rw_stats, queued, "queued", APM_COUNTER_GAUGE, "",
                 "Samples waiting in the remote-write queue now."),
+    APM_COUNTER(struct apm_rw_stats, verdict_samples, "verdict_samples", APM_COUNTER_TOTAL, "",
+                "Verdict gauge samples the receiver accepted (not in samples_sent)."),
+    APM_COUNTER(struct apm_rw_stats, verdict_rounds, "verdict_rounds", APM_COUNTER_TOTAL, "",
+                "Rounds of verdict gauges sent (apm_verdict_info and the forecasts)."),
     APM_COUNTER(struct apm_rw_stats, last_status, "last_status", APM_COUNTER_GAUGE, "",
                 "HTTP status of the last remote-write attempt (0: no answer)."),
     {.name = NULL},

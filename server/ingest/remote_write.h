@@ -34,10 +34,18 @@ struct apm_rw_options {
     int64_t timeout_ms;       /* per request; 0 = 10 s */
     int64_t backoff_min_ms;   /* first retry within this; 0 = 100 ms */
     int64_t backoff_max_ms;   /* retries at most this far apart; 0 = 30 s */
+    /*
+     * The verdict gauges (as GET /metrics gives them: apm_verdict_info,
+     * apm_verdict_confidence, ...) of the processes judged in the last
+     * verdict_live_ms are sent every verdict_period_ms, stamped with the
+     * time of sending. 0 = 15 s and 2 min (process-grace); < 0 period: never.
+     */
+    int64_t verdict_period_ms;
+    int64_t verdict_live_ms;
 };
 
 struct apm_rw_stats {
-    uint64_t samples_sent;     /* accepted by the receiver */
+    uint64_t samples_sent;     /* stored samples accepted by the receiver */
     uint64_t requests;         /* requests accepted */
     uint64_t retries;          /* attempts that failed and were tried again */
     uint64_t rejected;         /* requests dropped on a 4xx other than 429 */
@@ -46,6 +54,8 @@ struct apm_rw_stats {
     uint64_t store_reads;      /* passes over the store after the cursors */
     uint64_t queued;           /* samples queued now */
     uint64_t last_status;      /* HTTP status of the last attempt (0: no answer) */
+    uint64_t verdict_samples;  /* verdict gauge samples accepted (not in samples_sent) */
+    uint64_t verdict_rounds;   /* rounds of verdict gauges sent */
 };
 
 struct apm_rw;
@@ -69,8 +79,8 @@ int apm_rw_add_counters(struct apm_rw *rw, struct apm_counters *r);
  */
 void apm_rw_free(struct apm_rw *rw);
 
-/* Most labels a series gets: __name__, host, name, pid, process. */
-#define APM_RW_LABELS_MAX (1 + APM_PROM_PROCESS_NLABELS)
+/* Most labels a series gets: __name__, class (apm_verdict_info), host, name, pid, process. */
+#define APM_RW_LABELS_MAX (2 + APM_PROM_PROCESS_NLABELS)
 
 /* One series of a request, for apm_rw_encode. */
 struct apm_rw_series {
@@ -78,6 +88,7 @@ struct apm_rw_series {
     size_t nlabels;
     const int64_t *t_ms;
     const int64_t *value;
+    const double *fvalue; /* used instead of value when set */
     size_t n;
 };
 

@@ -7,7 +7,7 @@ and port). Afterwards Prometheus must hold exactly the samples the collector sto
 the process's rss series (same timestamps, same values: nothing skipped, nothing
 doubled), queried back with count_over_time and a range selector, and the series
 carries the labels /metrics uses (__name__ apm_process_rss_bytes, host, name, pid,
-process).
+process). The verdict gauges (apm_verdict_info with its class) arrive too.
 """
 from __future__ import annotations
 
@@ -160,7 +160,11 @@ class RemoteWriteTest(unittest.TestCase):
         self.assertIn("name", labels)
         got = [(int(round(float(t) * 1000)), int(float(v))) for t, v in r[0]["values"]]
         self.assertEqual(got, want, "Prometheus and the collector disagree")
-        # The collector restart left a gap in sampling only where the agent had none.
+        # The verdict gauges went too, named and labelled as GET /metrics gives them.
+        info = self.prom_query("apm_verdict_info")
+        self.assertTrue(info, "no apm_verdict_info in Prometheus")
+        self.assertIn(info[0]["metric"]["class"],
+                      {"leak", "growing", "bloat", "sawtooth", "warmup", "stable"})
         st = self.rw()
         self.assertEqual(st["rejected"], 0, st)
         self.assertGreaterEqual(st["store_reads"], 1, st)

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <cmocka.h>
 #include <ftw.h>
 #include <netinet/in.h>
@@ -30,6 +31,7 @@
 #include "prompb.pb-c.h"
 #include "server/ingest/remote_write.h"
 #include "server/store/store.h"
+#include "server/store/store_verdict.h"
 
 /* ---- decoding what was sent ---- */
 
@@ -113,6 +115,8 @@ struct receiver {
     bool headers_ok;        /* every request had the protocol's headers */
     int64_t t[SAMPLES_MAX]; /* samples of accepted requests, in order */
     int64_t v[SAMPLES_MAX];
+    double fv[SAMPLES_MAX];
+    char name[SAMPLES_MAX][48]; /* __name__ */
     int n;
     int rejected_samples;
     char auth[128];
@@ -169,6 +173,9 @@ static void serve(struct receiver *rc, int fd)
                 rc->rejected_samples++;
             } else if (status == 200 && rc->n < SAMPLES_MAX) {
                 rc->t[rc->n] = wr->timeseries[i]->samples[j]->timestamp;
+                rc->fv[rc->n] = wr->timeseries[i]->samples[j]->value;
+                snprintf(rc->name[rc->n], sizeof(rc->name[0]), "%s",
+                         wr->timeseries[i]->n_labels ? wr->timeseries[i]->labels[0]->value : "");
                 rc->v[rc->n++] = (int64_t)wr->timeseries[i]->samples[j]->value;
             }
         }
@@ -425,6 +432,51 @@ static void test_probe_series_go_too(void **state)
     apm_rw_free(rw);
 }
 
+/* The verdict gauges of a live process go every period, as GET /metrics names them. */
+static void test_verdict_gauges(void **state)
+{
+    struct fixture *f = *state;
+    struct apm_verdict_record r = {.series_id = 1, .metric = APM_METRIC_RSS, .pid = 42};
+    strcpy(r.host, "web-3");
+    strcpy(r.process_id, "web-3:42:1700");
+    strcpy(r.name, "app.py");
+    double now_s = (double)apm_now_ms() / 1000.0;
+    r.evaluated_at = now_s;
+    r.v.cls = APM_CLASS_LEAK;
+    r.v.confidence = 0.875;
+    r.v.rate = 1024;
+    r.v.limit = 1e9;
+    r.v.has_forecast = true;
+    r.v.forecast_t = now_s + 3600;
+    r.v.forecast_lo_t = now_s + 1800;
+    r.v.forecast_hi_t = INFINITY;
+    const struct apm_verdict_record *recs[] = {&r};
+    assert_int_equal(apm_store_verdict_put(f->store, recs, 1), 0);
+    struct apm_rw_options o = {.url = f->url, .verdict_period_ms = 20};
+    struct apm_rw *rw = NULL;
+    assert_int_equal(apm_rw_new(f->store, &o, &rw), 0);
+    for (int i = 0; i < 1000 && received(&f->rc) < 14; i++) /* two rounds */
+        usleep(10000);
+    apm_rw_free(rw);
+    assert_true(received(&f->rc) >= 14);
+    static const char *const want[] = {"apm_verdict_info",
+                                       "apm_verdict_confidence",
+                                       "apm_growth_rate_bytes_per_second",
+                                       "apm_memory_limit_bytes",
+                                       "apm_time_to_exhaustion_seconds",
+                                       "apm_time_to_exhaustion_lower_seconds",
+                                       "apm_time_to_exhaustion_upper_seconds"};
+    for (int i = 0; i < 7; i++)
+        assert_string_equal(f->rc.name[i], want[i]);
+    assert_true(f->rc.fv[0] == 1);
+    assert_true(f->rc.fv[1] == 0.875);
+    assert_true(f->rc.fv[2] == 1024);
+    assert_true(f->rc.fv[3] == 1e9);
+    assert_true(f->rc.fv[4] > 3500 && f->rc.fv[4] <= 3600);
+    assert_true(isinf(f->rc.fv[6]));
+    assert_true(f->rc.t[7] > f->rc.t[0]); /* the next round is stamped later */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -433,6 +485,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_queue_overflow_reads_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_probe_series_go_too, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict_gauges, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
