@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/prom.h"
 #include "common/timeutil.h"
 #include "server/store/store_priv.h"
 
@@ -429,7 +430,8 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
             raw_cut = wm[i];
     /* ... and remote-write sent it, unless the budget forces it out (then counted). */
     int64_t sent = INT64_MAX;
-    if (s->rw_hold) {
+    /* Only series remote-write exports have a cursor to wait for (per-site ones never do). */
+    if (s->rw_hold && apm_prom_metric_name(sv.metric) != NULL) {
         rc = apm_store_txn_rw_cursor(s, t->txn, id, &sent);
         if (rc == APM_E_NOTFOUND)
             sent = INT64_MIN;
