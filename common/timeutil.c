@@ -111,3 +111,16 @@ uint64_t apm_backoff_ms(unsigned attempt, uint64_t min_ms, uint64_t max_ms)
         r = apm_mono_ns();
     return ceiling ? r % (ceiling + 1) : 0;
 }
+
+struct timespec apm_realtime_after_ns(uint64_t ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec += (long)(ns % 1000000000u);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}

@@ -2,6 +2,7 @@
 #define APM_TIMEUTIL_H
 
 #include <stdint.h>
+#include <time.h>
 
 /* Wall-clock time, Unix milliseconds. */
 int64_t apm_now_ms(void);
@@ -23,6 +24,12 @@ int apm_duration_parse(const char *s, int64_t *out_ms);
  * not be undefined behaviour); NaN gives 0.
  */
 long long apm_round_ll(double x);
+
+/*
+ * The CLOCK_REALTIME time ns nanoseconds from now, for
+ * pthread_cond_timedwait. Any thread.
+ */
+struct timespec apm_realtime_after_ns(uint64_t ns);
 
 /*
  * Retry delay with exponential backoff and full jitter: uniform in

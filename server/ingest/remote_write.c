@@ -14,9 +14,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <pthread.h>
-#include <snappy-c.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +25,8 @@
 #include "common/hashmap.h"
 #include "common/log.h"
 #include "common/timeutil.h"
-#include "common/analysis.h"
-#include "prompb.pb-c.h"
+#include "server/ingest/remote_write_encode.h"
+#include "server/ingest/remote_write_priv.h"
 #include "server/store/store_verdict.h"
 
 #define DEFAULT_BATCH 2000u
@@ -41,150 +39,9 @@
 /* Series listed from the store per read transaction while catching up. */
 #define SCAN_PAGE 256u
 
-/* One exported block of a committed batch. */
-struct qentry {
-    struct qentry *next;
-    enum apm_metric metric;
-    int32_t pid;
-    char host[APM_STORE_HOST_MAX];
-    char process_id[APM_STORE_PROCESS_ID_MAX];
-    char name[256];
-    uint32_t n;
-    int64_t *t;
-    int64_t *v;
-};
-
-/* What the sender knows of a series: its id and cursor (the last time sent). */
-struct sstate {
-    uint64_t id;
-    int64_t sent;
-};
-
-/* A series of the request being built; owns copies of its label values. */
-struct pseries {
-    struct sstate *st;
-    enum apm_metric metric;
-    int32_t pid;
-    char host[APM_STORE_HOST_MAX];
-    char process_id[APM_STORE_PROCESS_ID_MAX];
-    char name[256];
-    int64_t *t, *v;
-    size_t n, cap;
-};
-
-struct apm_rw {
-    struct apm_store *store;
-    struct apm_rw_options opt;
-    char *url;
-    struct curl_slist *headers;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    /* Guarded by mu. */
-    struct qentry *head, *tail;
-    bool rescan;
-    bool stopping;
-    struct apm_rw_stats stats;
-    /* Sender thread only. */
-    struct apm_hashmap series; /* series key -> struct sstate * */
-    struct pseries *req;
-    size_t nreq, req_cap, req_samples;
-};
-
 static void copy_str(char *dst, size_t size, const char *src)
 {
     snprintf(dst, size, "%s", src != NULL ? src : "");
-}
-
-/* ---- encoding ---- */
-
-size_t apm_rw_series_labels(struct apm_rw_series *s, struct apm_prom_process_labels *pl,
-                            enum apm_metric m, const char *host, const char *process_id,
-                            const char *name, int32_t pid)
-{
-    const char *metric = apm_prom_metric_name(m);
-    s->nlabels = 0;
-    if (metric == NULL)
-        return 0;
-    s->labels[s->nlabels++] = (struct apm_prom_label){"__name__", metric};
-    if (process_id == NULL || process_id[0] == '\0' || apm_metric_is_host(m)) {
-        s->labels[s->nlabels++] = (struct apm_prom_label){"host", host != NULL ? host : ""};
-        return s->nlabels;
-    }
-    size_t n = apm_prom_process_labels(pl, host, process_id, name, pid);
-    for (size_t i = 0; i < n; i++)
-        if (pl->l[i].value[0] != '\0')
-            s->labels[s->nlabels++] = pl->l[i];
-    return s->nlabels;
-}
-
-int apm_rw_encode(const struct apm_rw_series *series, size_t n, uint8_t **out, size_t *len)
-{
-    size_t nlabels = 0, nsamples = 0;
-    for (size_t i = 0; i < n; i++) {
-        nlabels += series[i].nlabels;
-        nsamples += series[i].n;
-    }
-    Prometheus__TimeSeries *ts = calloc(n ? n : 1, sizeof(*ts));
-    Prometheus__TimeSeries **tsp = calloc(n ? n : 1, sizeof(*tsp));
-    Prometheus__Label *lb = calloc(nlabels ? nlabels : 1, sizeof(*lb));
-    Prometheus__Label **lbp = calloc(nlabels ? nlabels : 1, sizeof(*lbp));
-    Prometheus__Sample *sm = calloc(nsamples ? nsamples : 1, sizeof(*sm));
-    Prometheus__Sample **smp = calloc(nsamples ? nsamples : 1, sizeof(*smp));
-    uint8_t *pb = NULL, *z = NULL;
-    int rc = -ENOMEM;
-    if (ts == NULL || tsp == NULL || lb == NULL || lbp == NULL || sm == NULL || smp == NULL)
-        goto out;
-    size_t li = 0, si = 0;
-    for (size_t i = 0; i < n; i++) {
-        prometheus__time_series__init(&ts[i]);
-        tsp[i] = &ts[i];
-        ts[i].labels = &lbp[li];
-        ts[i].n_labels = series[i].nlabels;
-        for (size_t j = 0; j < series[i].nlabels; j++, li++) {
-            prometheus__label__init(&lb[li]);
-            lb[li].name = (char *)series[i].labels[j].name;
-            lb[li].value = (char *)series[i].labels[j].value;
-            lbp[li] = &lb[li];
-        }
-        ts[i].samples = &smp[si];
-        ts[i].n_samples = series[i].n;
-        for (size_t j = 0; j < series[i].n; j++, si++) {
-            prometheus__sample__init(&sm[si]);
-            sm[si].timestamp = series[i].t_ms[j];
-            sm[si].value =
-                series[i].fvalue != NULL ? series[i].fvalue[j] : (double)series[i].value[j];
-            smp[si] = &sm[si];
-        }
-    }
-    Prometheus__WriteRequest wr = PROMETHEUS__WRITE_REQUEST__INIT;
-    wr.timeseries = tsp;
-    wr.n_timeseries = n;
-    size_t plen = prometheus__write_request__get_packed_size(&wr);
-    pb = malloc(plen ? plen : 1);
-    size_t zlen = snappy_max_compressed_length(plen);
-    z = malloc(zlen);
-    if (pb == NULL || z == NULL)
-        goto out;
-    prometheus__write_request__pack(&wr, pb);
-    if (snappy_compress((const char *)pb, plen, (char *)z, &zlen) != SNAPPY_OK) {
-        rc = -EINVAL;
-        goto out;
-    }
-    *out = z;
-    *len = zlen;
-    z = NULL;
-    rc = 0;
-out:
-    free(z);
-    free(pb);
-    free(smp);
-    free(sm);
-    free(lbp);
-    free(lb);
-    free(tsp);
-    free(ts);
-    return rc;
 }
 
 /* ---- the commit hook (writer thread) ---- */
@@ -291,128 +148,12 @@ void apm_rw_commit_hook(void *ctx, const struct apm_agent_ident *agent,
 
 /* ---- sender thread ---- */
 
-static bool stopping(struct apm_rw *rw)
-{
-    pthread_mutex_lock(&rw->mu);
-    bool s = rw->stopping;
-    pthread_mutex_unlock(&rw->mu);
-    return s;
-}
-
-/* Waits ms or until stopping. Returns true when stopping. */
-static bool sleep_ms(struct apm_rw *rw, uint64_t ms)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(ms / 1000);
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&rw->mu);
-    while (!rw->stopping && pthread_cond_timedwait(&rw->cond, &rw->mu, &until) != ETIMEDOUT) {
-    }
-    bool s = rw->stopping;
-    pthread_mutex_unlock(&rw->mu);
-    return s;
-}
-
-static size_t discard(char *p, size_t size, size_t n, void *ctx)
-{
-    (void)p;
-    (void)ctx;
-    return size * n;
-}
-
-static int on_progress(void *ctx, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
-{
-    (void)dt;
-    (void)dn;
-    (void)ut;
-    (void)un;
-    return stopping(ctx) ? 1 : 0;
-}
-
-/* One POST. Returns the HTTP status, or 0 when no answer came (errbuf says why). */
-static long post(struct apm_rw *rw, const uint8_t *body, size_t len, char *errbuf)
-{
-    CURL *curl = curl_easy_init();
-    if (curl == NULL) {
-        snprintf(errbuf, CURL_ERROR_SIZE, "cannot create a curl handle");
-        return 0;
-    }
-    errbuf[0] = '\0';
-    curl_easy_setopt(curl, CURLOPT_URL, rw->url);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, rw->headers);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)rw->opt.timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)rw->opt.timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, rw);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, "apm-collector/" APM_VERSION);
-    CURLcode rc = curl_easy_perform(curl);
-    long status = 0;
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    else if (errbuf[0] == '\0')
-        snprintf(errbuf, CURL_ERROR_SIZE, "%s", curl_easy_strerror(rc));
-    curl_easy_cleanup(curl);
-    return status;
-}
-
 static void req_reset(struct apm_rw *rw)
 {
     for (size_t i = 0; i < rw->nreq; i++)
         rw->req[i].n = 0;
     rw->nreq = 0;
     rw->req_samples = 0;
-}
-
-/*
- * Posts one body of n samples until the receiver takes it (2xx) or refuses
- * it for good (4xx but 429: logged, counted, dropped), retrying the rest
- * with backoff and jitter. Returns 0 either way, or APM_E_CLOSED when
- * stopping first.
- */
-static int deliver(struct apm_rw *rw, const uint8_t *body, size_t len, uint64_t n, bool gauges)
-{
-    char errbuf[CURL_ERROR_SIZE];
-    for (unsigned attempt = 0;; attempt++) {
-        long status = post(rw, body, len, errbuf);
-        bool ok = status >= 200 && status < 300;
-        bool refused = status >= 400 && status < 500 && status != 429;
-        pthread_mutex_lock(&rw->mu);
-        rw->stats.last_status = (uint64_t)status;
-        rw->stats.requests += ok;
-        rw->stats.samples_sent += ok && !gauges ? n : 0;
-        rw->stats.verdict_samples += ok && gauges ? n : 0;
-        rw->stats.rejected += refused;
-        rw->stats.samples_rejected += refused ? n : 0;
-        rw->stats.retries += !ok && !refused;
-        pthread_mutex_unlock(&rw->mu);
-        if (ok)
-            return 0;
-        if (refused) {
-            apm_warn("remote-write: %s refused %" PRIu64 " samples with HTTP %ld: dropped", rw->url,
-                     n, status);
-            return 0;
-        }
-        if (stopping(rw))
-            return APM_E_CLOSED;
-        uint64_t delay = apm_backoff_ms(attempt, (uint64_t)rw->opt.backoff_min_ms,
-                                        (uint64_t)rw->opt.backoff_max_ms);
-        if (attempt == 0 || attempt % 10 == 0)
-            apm_warn("remote-write: %s: %s%ld%s; retrying (attempt %u)", rw->url,
-                     status ? "HTTP " : "", status, status ? "" : errbuf, attempt + 1);
-        if (sleep_ms(rw, delay))
-            return APM_E_CLOSED;
-    }
 }
 
 /*
@@ -458,7 +199,7 @@ static int flush(struct apm_rw *rw)
     if (rc == 0)
         rc = apm_rw_encode(ser, rw->nreq, &body, &len);
     if (rc == 0)
-        rc = deliver(rw, body, len, rw->req_samples, false);
+        rc = apm_rw_deliver(rw, body, len, rw->req_samples, false);
     if (rc == 0) {
         for (size_t i = 0; i < rw->nreq; i++)
             rw->req[i].st->sent = ts[i];
@@ -696,7 +437,7 @@ static int scan_store(struct apm_rw *rw)
         rw->rescan = true;
         pthread_mutex_unlock(&rw->mu);
         req_reset(rw);
-        if (sleep_ms(rw, (uint64_t)rw->opt.backoff_max_ms))
+        if (apm_rw_sleep_ms(rw, (uint64_t)rw->opt.backoff_max_ms))
             return APM_E_CLOSED;
         return 0;
     }
@@ -730,69 +471,18 @@ static int on_verdict(void *ctx, const struct apm_verdict_record *rec)
     return 0;
 }
 
-/* Seconds from now to the Unix time t, never below 0; +Inf stays +Inf (as GET /metrics). */
-static double seconds_left(double t, double now_s)
-{
-    if (isinf(t) && t > 0)
-        return t;
-    return t > now_s ? t - now_s : 0;
-}
-
-/* Families per verdict at most: info, confidence, rate, limit, 3 times to exhaustion. */
-#define VERDICT_FAMILIES 7
-
-/* The gauges of one verdict into s (VERDICT_FAMILIES entries); returns how many. */
-static size_t verdict_gauges(const struct apm_verdict_record *r, double now_s,
-                             struct apm_prom_process_labels *pl, struct apm_rw_series *s,
-                             double *val)
-{
-    const struct apm_verdict *v = &r->v;
-    bool fc = v->has_forecast && isfinite(v->forecast_t);
-    const struct {
-        const char *name;
-        bool present;
-        double value;
-    } fam[VERDICT_FAMILIES] = {
-        {"apm_verdict_info", true, 1},
-        {"apm_verdict_confidence", true, v->confidence},
-        {"apm_growth_rate_bytes_per_second", true, v->rate},
-        {"apm_memory_limit_bytes", v->limit > 0, v->limit},
-        {"apm_time_to_exhaustion_seconds", fc, seconds_left(v->forecast_t, now_s)},
-        {"apm_time_to_exhaustion_lower_seconds", fc, seconds_left(v->forecast_lo_t, now_s)},
-        {"apm_time_to_exhaustion_upper_seconds", fc, seconds_left(v->forecast_hi_t, now_s)},
-    };
-    size_t np = apm_prom_process_labels(pl, r->host, r->process_id, r->name, r->pid);
-    size_t n = 0;
-    for (size_t k = 0; k < VERDICT_FAMILIES; k++) {
-        if (!fam[k].present)
-            continue;
-        struct apm_rw_series *g = &s[n];
-        g->nlabels = 0;
-        g->labels[g->nlabels++] = (struct apm_prom_label){"__name__", fam[k].name};
-        if (k == 0) /* "class" sorts before "host" */
-            g->labels[g->nlabels++] =
-                (struct apm_prom_label){"class", apm_analysis_class_name(v->cls)};
-        for (size_t i = 0; i < np; i++)
-            if (pl->l[i].value[0] != '\0')
-                g->labels[g->nlabels++] = pl->l[i];
-        val[n] = fam[k].value;
-        g->fvalue = &val[n];
-        g->n = 1;
-        n++;
-    }
-    return n;
-}
-
 /* Sends the verdict gauges of the live processes, stamped now. Returns 0 or APM_E_CLOSED. */
 static int send_verdicts(struct apm_rw *rw)
 {
     int64_t now_ms = apm_now_ms();
     struct verdicts vs = {.live_from_ms = now_ms - rw->opt.verdict_live_ms};
     int rc = apm_store_verdict_list(rw->store, on_verdict, &vs);
-    size_t per = rw->opt.batch_size / VERDICT_FAMILIES ? rw->opt.batch_size / VERDICT_FAMILIES : 1;
-    struct apm_rw_series *s = calloc(per * VERDICT_FAMILIES, sizeof(*s));
+    size_t per = rw->opt.batch_size / APM_RW_VERDICT_FAMILIES
+                     ? rw->opt.batch_size / APM_RW_VERDICT_FAMILIES
+                     : 1;
+    struct apm_rw_series *s = calloc(per * APM_RW_VERDICT_FAMILIES, sizeof(*s));
     struct apm_prom_process_labels *pl = calloc(per, sizeof(*pl));
-    double *val = calloc(per * VERDICT_FAMILIES, sizeof(*val));
+    double *val = calloc(per * APM_RW_VERDICT_FAMILIES, sizeof(*val));
     if (rc < 0 || s == NULL || pl == NULL || val == NULL) {
         if (rc < 0)
             apm_warn("remote-write: reading the verdicts: %s", apm_strerror(rc));
@@ -802,13 +492,14 @@ static int send_verdicts(struct apm_rw *rw)
     for (size_t from = 0; from < vs.n && rc == 0; from += per) {
         size_t n = 0;
         for (size_t i = from; i < vs.n && i < from + per; i++)
-            n += verdict_gauges(&vs.r[i], (double)now_ms / 1000.0, &pl[i - from], &s[n], &val[n]);
+            n += apm_rw_verdict_series(&vs.r[i], (double)now_ms / 1000.0, &pl[i - from], &s[n],
+                                       &val[n]);
         for (size_t i = 0; i < n; i++)
             s[i].t_ms = &now_ms;
         uint8_t *body = NULL;
         size_t len = 0;
         if (apm_rw_encode(s, n, &body, &len) == 0)
-            rc = deliver(rw, body, len, n, true);
+            rc = apm_rw_deliver(rw, body, len, n, true);
         free(body);
     }
     free(val);
@@ -832,15 +523,7 @@ static bool wait_work(struct apm_rw *rw, uint64_t due_ns)
         uint64_t now = apm_mono_ns();
         if (now >= due_ns)
             return true;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        uint64_t wait_ns = due_ns - now;
-        until.tv_sec += (time_t)(wait_ns / 1000000000u);
-        until.tv_nsec += (long)(wait_ns % 1000000000u);
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = apm_realtime_after_ns(due_ns - now);
         pthread_cond_timedwait(&rw->cond, &rw->mu, &until);
     }
     return rw->opt.verdict_period_ms >= 0 && apm_mono_ns() >= due_ns;

@@ -18,7 +18,6 @@
 
 #include "common/counters.h"
 #include "common/model.h"
-#include "common/prom.h"
 #include "server/store/store.h"
 
 #define APM_RW_HEADERS_MAX 16
@@ -78,37 +77,5 @@ int apm_rw_add_counters(struct apm_rw *rw, struct apm_counters *r);
  * frees. No commit hook may run any more. Accepts NULL.
  */
 void apm_rw_free(struct apm_rw *rw);
-
-/* Most labels a series gets: __name__, class (apm_verdict_info), host, name, pid, process. */
-#define APM_RW_LABELS_MAX (2 + APM_PROM_PROCESS_NLABELS)
-
-/* One series of a request, for apm_rw_encode. */
-struct apm_rw_series {
-    struct apm_prom_label labels[APM_RW_LABELS_MAX];
-    size_t nlabels;
-    const int64_t *t_ms;
-    const int64_t *value;
-    const double *fvalue; /* used instead of value when set */
-    size_t n;
-};
-
-/*
- * Fills s->labels with a stored series' labels as GET /metrics gives them
- * (common/prom.h), __name__ first and sorted by name, as remote-write wants
- * them; a label whose value is empty is left out (to Prometheus it is no
- * label). process_id "" (or a host metric) makes a host series: __name__ and
- * host. The values point into the arguments and *pl. Returns the count, 0 for
- * a metric not exported.
- */
-size_t apm_rw_series_labels(struct apm_rw_series *s, struct apm_prom_process_labels *pl,
-                            enum apm_metric m, const char *host, const char *process_id,
-                            const char *name, int32_t pid);
-
-/*
- * Encodes a WriteRequest of n series (prompb, proto/prompb.proto) and
- * compresses it with snappy's block format, the body of a remote-write POST.
- * Returns 0 and *out (malloc'd, *len bytes), or -ENOMEM.
- */
-int apm_rw_encode(const struct apm_rw_series *series, size_t n, uint8_t **out, size_t *len);
 
 #endif

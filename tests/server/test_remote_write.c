@@ -30,6 +30,7 @@
 #include "common/timeutil.h"
 #include "prompb.pb-c.h"
 #include "server/ingest/remote_write.h"
+#include "server/ingest/remote_write_encode.h"
 #include "server/store/store.h"
 #include "server/store/store_verdict.h"
 
