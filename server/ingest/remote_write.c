@@ -150,8 +150,10 @@ void apm_rw_commit_hook(void *ctx, const struct apm_agent_ident *agent,
 
 static void req_reset(struct apm_rw *rw)
 {
-    for (size_t i = 0; i < rw->nreq; i++)
+    for (size_t i = 0; i < rw->nreq; i++) {
         rw->req[i].n = 0;
+        rw->req[i].st->slot = 0;
+    }
     rw->nreq = 0;
     rw->req_samples = 0;
 }
@@ -165,6 +167,8 @@ static int flush(struct apm_rw *rw)
 {
     /* Series whose samples were all sent already have none: they leave the request. */
     size_t kept = 0;
+    for (size_t i = 0; i < rw->nreq; i++)
+        rw->req[i].st->slot = 0; /* the request is being sent: nothing joins it any more */
     for (size_t i = 0; i < rw->nreq; i++) {
         if (rw->req[i].n == 0)
             continue;
@@ -239,6 +243,7 @@ static struct sstate *series_state(struct apm_rw *rw, const char *host, const ch
     if (st == NULL)
         return NULL;
     st->id = id;
+    st->slot = 0;
     if (apm_store_rw_cursor_get(rw->store, id, &st->sent) != 0)
         st->sent = INT64_MIN;
     if (apm_hashmap_put(&rw->series, key, klen, (uintptr_t)st) != 0) {
@@ -253,9 +258,8 @@ static struct pseries *req_series(struct apm_rw *rw, struct sstate *st, enum apm
                                   const char *host, const char *process_id, const char *name,
                                   int32_t pid)
 {
-    for (size_t i = 0; i < rw->nreq; i++)
-        if (rw->req[i].st == st)
-            return &rw->req[i];
+    if (st->slot > 0)
+        return &rw->req[st->slot - 1];
     if (rw->nreq == rw->req_cap) {
         size_t cap = rw->req_cap ? rw->req_cap * 2 : 64;
         struct pseries *r = realloc(rw->req, cap * sizeof(*r));
@@ -266,6 +270,7 @@ static struct pseries *req_series(struct apm_rw *rw, struct sstate *st, enum apm
         rw->req_cap = cap;
     }
     struct pseries *p = &rw->req[rw->nreq++];
+    st->slot = rw->nreq;
     p->st = st;
     p->metric = m;
     p->pid = pid;

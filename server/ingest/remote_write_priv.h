@@ -31,6 +31,7 @@ struct qentry {
 struct sstate {
     uint64_t id;
     int64_t sent;
+    size_t slot; /* its index in the request being built, plus 1; 0: not in it */
 };
 
 /* A series of the request being built; owns copies of its label values. */
