@@ -22,9 +22,13 @@ cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAPM_SANITIZE=OFF >/dev/
 cmake --build "$build" -j2 --target apm-collector collector_load >/dev/null
 
 work=$(mktemp -d /tmp/apm-bench-rw.XXXXXX)
-port=$((20000 + $$ % 20000))
-http=$((port + 1))
-pport=$((port + 2))
+# Three ports the kernel says are free now (other programs on the machine use fixed ranges too).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+port=$(free_port)
+http=$(free_port)
+pport=$(free_port)
 cpid=""
 ppid_=""
 cleanup() {
@@ -58,7 +62,7 @@ start_collector() {
     sleep 1
 }
 stop_collector() {
-    kill -TERM "$cpid"; wait "$cpid" 2>/dev/null || true; cpid=""
+    kill -TERM "$cpid" 2>/dev/null || true; wait "$cpid" 2>/dev/null || true; cpid=""
 }
 load() {
     "$build/tests/collector_load" --collector "127.0.0.1:$port" --token-file "$work/token" \
