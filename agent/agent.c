@@ -113,6 +113,7 @@ struct apm_agent {
     int work_rc;
     uint64_t ticks_skipped;
     uint64_t scan_failures;
+    int64_t health_sent_ms; /* when health counters last rode in a batch */
     bool stopping;
     int handles_open;
 };
@@ -162,6 +163,97 @@ static void log_stats(struct apm_agent *a)
              (unsigned long long)ps.controls_sent, (unsigned long long)ps.controls_unroutable);
 }
 
+/* How often the agent's own counters ride along in a batch, for the collector's /metrics. */
+#define HEALTH_EVERY_MS 10000
+
+/* One counter of a stats struct: name in the health message, where it is, and whether a level. */
+struct health_field {
+    const char *name;
+    size_t offset;
+    bool gauge;
+};
+
+#define HF(type, field, name, gauge)                                                               \
+    {                                                                                              \
+        name, offsetof(type, field), gauge                                                         \
+    }
+
+static const struct health_field uplink_fields[] = {
+    HF(struct apm_uplink_stats, samples_queued, "uplink_samples_queued", false),
+    HF(struct apm_uplink_stats, batches_sent, "uplink_batches_sent", false),
+    HF(struct apm_uplink_stats, batches_acked, "uplink_batches_acked", false),
+    HF(struct apm_uplink_stats, samples_acked, "uplink_samples_acked", false),
+    HF(struct apm_uplink_stats, samples_dropped, "uplink_samples_dropped", false),
+    HF(struct apm_uplink_stats, samples_refused, "uplink_samples_refused", false),
+    HF(struct apm_uplink_stats, reconnects, "uplink_reconnects", false),
+    HF(struct apm_uplink_stats, ack_timeouts, "uplink_ack_timeouts", false),
+    HF(struct apm_uplink_stats, errors_received, "uplink_errors_received", false),
+    HF(struct apm_uplink_stats, queue_len, "uplink_queue_batches", true),
+    HF(struct apm_uplink_stats, queue_bytes, "uplink_queue_bytes", true),
+};
+
+static const struct health_field spool_fields[] = {
+    HF(struct apm_spool_stats, samples_spooled, "spool_samples_spooled", false),
+    HF(struct apm_spool_stats, samples_replayed, "spool_samples_replayed", false),
+    HF(struct apm_spool_stats, samples_dropped, "spool_samples_dropped", false),
+    HF(struct apm_spool_stats, corrupt, "spool_corrupt", false),
+    HF(struct apm_spool_stats, write_errors, "spool_write_errors", false),
+    HF(struct apm_spool_stats, bytes, "spool_bytes", true),
+};
+
+static const struct health_field probe_fields[] = {
+    HF(struct apm_probe_listener_stats, refused, "probe_refused", false),
+    HF(struct apm_probe_listener_stats, lines_ok, "probe_lines", false),
+    HF(struct apm_probe_listener_stats, bad_lines, "probe_bad_lines", false),
+    HF(struct apm_probe_listener_stats, pending_dropped, "probe_pending_dropped", false),
+    HF(struct apm_probe_listener_stats, diffs, "probe_diffs", false),
+};
+
+static void health_add_fields(struct apm_health *h, const void *stats, const struct health_field *f,
+                              size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)stats + f[i].offset, sizeof(v));
+        (void)apm_health_add(h, f[i].name, v, f[i].gauge);
+    }
+}
+
+/* Attaches the agent's counters to b every HEALTH_EVERY_MS (a best effort: no memory, none). */
+static void attach_health(struct apm_agent *a, struct apm_batch *b, int64_t now_ms)
+{
+    if (b->health != NULL || now_ms - a->health_sent_ms < HEALTH_EVERY_MS)
+        return;
+    struct apm_health *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return;
+    h->t_ms = now_ms;
+    struct apm_uplink_stats us;
+    struct apm_sampler_stats ss;
+    apm_uplink_get_stats(a->uplink, &us);
+    apm_sampler_stats(a->sampler, &ss);
+    (void)apm_health_add(h, "scans", ss.scans, false);
+    (void)apm_health_add(h, "watched", ss.watched, true);
+    (void)apm_health_add(h, "read_errors", ss.read_errors, false);
+    (void)apm_health_add(h, "processes_refused", ss.refused, false);
+    (void)apm_health_add(h, "ticks_skipped", a->ticks_skipped, false);
+    (void)apm_health_add(h, "scan_failures", a->scan_failures, false);
+    health_add_fields(h, &us, uplink_fields, sizeof(uplink_fields) / sizeof(uplink_fields[0]));
+    if (a->spool != NULL) {
+        struct apm_spool_stats sp;
+        apm_spool_get_stats(a->spool, &sp);
+        health_add_fields(h, &sp, spool_fields, sizeof(spool_fields) / sizeof(spool_fields[0]));
+    }
+    if (a->probe != NULL) {
+        struct apm_probe_listener_stats ps;
+        apm_probe_listener_get_stats(a->probe, &ps);
+        health_add_fields(h, &ps, probe_fields, sizeof(probe_fields) / sizeof(probe_fields[0]));
+        (void)apm_health_add(h, "probe_connections", ps.connections, true);
+    }
+    b->health = h;
+    a->health_sent_ms = now_ms;
+}
+
 /*
  * Joins a probe's peer pid to the identity the sampler knows. It runs from
  * sample_done, on the loop thread after a scan finished and before the next
@@ -207,6 +299,7 @@ static void sample_done(uv_work_t *req, int status)
         apm_batch_free(b);
         return;
     }
+    attach_health(a, b, apm_now_ms());
     (void)apm_feed_push(&a->feed, b);
 }
 

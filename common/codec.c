@@ -238,6 +238,25 @@ static int dec_samples(struct apm_codec_dec *d, const Apm__Batch *b, struct apm_
     return rc;
 }
 
+/* The agent's health counters: bounded, names checked, never trusted further. */
+static int dec_health(const Apm__Health *h, struct apm_batch *out)
+{
+    if (h == NULL)
+        return 0;
+    if (h->n_counters > APM_HEALTH_MAX)
+        return APM_E_DECODE;
+    out->health = calloc(1, sizeof(*out->health));
+    if (out->health == NULL)
+        return -ENOMEM;
+    out->health->t_ms = h->t_ms;
+    for (size_t i = 0; i < h->n_counters; i++) {
+        const Apm__HealthCounter *c = h->counters[i];
+        if (apm_health_add(out->health, c->name, c->value, c->gauge) != 0)
+            return APM_E_DECODE;
+    }
+    return 0;
+}
+
 static int dec_batch(struct apm_codec_dec *d, const Apm__Batch *b, struct apm_msg *out)
 {
     if (d == NULL)
@@ -269,6 +288,8 @@ static int dec_batch(struct apm_codec_dec *d, const Apm__Batch *b, struct apm_ms
     }
     if (rc == 0)
         rc = codec_dec_trace(d, b, batch, map);
+    if (rc == 0)
+        rc = dec_health(b->health, batch);
     free(map);
     if (rc != 0) {
         apm_batch_free(batch);
@@ -704,8 +725,26 @@ int apm_codec_encode_batch(struct apm_codec_enc *e, const struct apm_batch *b,
         rc = enc_blocks(e, &w, b, proc_refs, base);
     if (rc == 0)
         rc = codec_enc_trace(e, &w, b, proc_refs);
+    Apm__Health health = APM__HEALTH__INIT;
+    Apm__HealthCounter hc[APM_HEALTH_MAX];
+    Apm__HealthCounter *hc_ptrs[APM_HEALTH_MAX];
+    if (rc == 0 && b->health != NULL && b->health->n > APM_HEALTH_MAX)
+        rc = -EINVAL;
+    for (uint32_t i = 0; rc == 0 && b->health != NULL && i < b->health->n; i++) {
+        apm__health_counter__init(&hc[i]);
+        hc[i].name = (char *)b->health->c[i].name;
+        hc[i].value = b->health->c[i].value;
+        hc[i].gauge = b->health->c[i].gauge;
+        hc_ptrs[i] = &hc[i];
+    }
     if (rc == 0) {
         Apm__Batch m = APM__BATCH__INIT;
+        if (b->health != NULL) {
+            health.t_ms = b->health->t_ms;
+            health.n_counters = b->health->n;
+            health.counters = hc_ptrs;
+            m.health = &health;
+        }
         m.seq = b->seq;
         m.base_ms = base;
         m.n_strings = w.nstrings;

@@ -60,6 +60,32 @@ bool apm_metric_is_host(enum apm_metric m)
     return m == APM_METRIC_MEM_AVAILABLE || m == APM_METRIC_MEM_TOTAL;
 }
 
+bool apm_health_name_valid(const char *s, size_t len)
+{
+    if (len == 0 || len >= APM_HEALTH_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+int apm_health_add(struct apm_health *h, const char *name, uint64_t value, bool gauge)
+{
+    size_t len = strlen(name);
+    if (!apm_health_name_valid(name, len))
+        return -EINVAL;
+    if (h->n >= APM_HEALTH_MAX)
+        return APM_E_LIMIT;
+    struct apm_health_counter *c = &h->c[h->n++];
+    memcpy(c->name, name, len + 1);
+    c->value = value;
+    c->gauge = gauge;
+    return 0;
+}
+
 struct apm_batch *apm_batch_new(uint64_t seq)
 {
     struct apm_batch *b = calloc(1, sizeof(*b));
@@ -99,6 +125,7 @@ void apm_batch_free(struct apm_batch *b)
     }
     free(b->diffs);
     free(b->gc);
+    free(b->health);
     free(b);
 }
 

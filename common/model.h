@@ -156,6 +156,31 @@ struct apm_gc_stats {
     int64_t garbage; /* len(gc.garbage) */
 };
 
+/* The agent's own counters, sent now and then in a batch (proto Health). */
+#define APM_HEALTH_MAX 64u
+#define APM_HEALTH_NAME_MAX 48u /* bytes with the NUL: names of 1 to 47 of [a-z0-9_] */
+
+struct apm_health_counter {
+    char name[APM_HEALTH_NAME_MAX];
+    uint64_t value;
+    bool gauge; /* a level now; else a running total */
+};
+
+struct apm_health {
+    int64_t t_ms; /* when the values were read, Unix ms */
+    uint32_t n;
+    struct apm_health_counter c[APM_HEALTH_MAX];
+};
+
+/* True for a valid health counter name: 1 to 47 bytes of [a-z0-9_]. */
+bool apm_health_name_valid(const char *s, size_t len);
+
+/*
+ * Adds a counter to h (name copied). Returns 0, -EINVAL for an invalid name,
+ * or APM_E_LIMIT past APM_HEALTH_MAX.
+ */
+int apm_health_add(struct apm_health *h, const char *name, uint64_t value, bool gauge);
+
 /*
  * A batch: what the agent sends under one sequence number and what the
  * collector commits in one piece. Library-allocated (apm_batch_new/free);
@@ -180,6 +205,7 @@ struct apm_batch {
     uint32_t ngc;
     uint32_t gc_cap;
     struct apm_gc_stats *gc;
+    struct apm_health *health; /* owned; NULL when the batch carries none */
 };
 
 /* Returns owned (free with apm_batch_free), or NULL when out of memory. */

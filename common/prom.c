@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
@@ -48,13 +49,33 @@ static bool ends_with(const char *s, size_t n, const char *suffix)
     return n >= k && memcmp(s + n - k, suffix, k) == 0 && (n == k || s[n - k - 1] == '_');
 }
 
+/* The base unit a registry unit is exported in, and the factor to it. */
+static const char *base_unit(const char *unit, double *scale)
+{
+    *scale = 1;
+    if (strcmp(unit, "microseconds") == 0)
+        *scale = 1e-6;
+    else if (strcmp(unit, "milliseconds") == 0)
+        *scale = 1e-3;
+    return *scale != 1 ? "seconds" : unit;
+}
+
+double apm_prom_counter_scale(const struct apm_counter *c)
+{
+    double scale;
+    base_unit(c->unit, &scale);
+    return scale;
+}
+
 int apm_prom_counter_name(char *buf, size_t size, const char *module, const struct apm_counter *c)
 {
     size_t n = strlen(c->name);
-    bool add_unit = c->unit[0] != '\0' && !ends_with(c->name, n, c->unit);
+    double scale;
+    const char *unit = base_unit(c->unit, &scale);
+    bool add_unit = unit[0] != '\0' && !ends_with(c->name, n, unit);
     bool add_total = c->kind == APM_COUNTER_TOTAL && !ends_with(c->name, n, "total");
     int len = snprintf(buf, size, "apm_%s_%s%s%s%s", module, c->name, add_unit ? "_" : "",
-                       add_unit ? c->unit : "", add_total ? "_total" : "");
+                       add_unit ? unit : "", add_total ? "_total" : "");
     if (len < 0 || (size_t)len >= size)
         return APM_E_LIMIT;
     return apm_prom_name_valid(buf) ? 0 : -EINVAL;
@@ -119,8 +140,22 @@ void apm_prom_family(FILE *f, const char *name, const char *type, const char *he
     fprintf(f, "\n# TYPE %s %s\n", name, type);
 }
 
+/* The shortest of %.15g, %.16g and %.17g that reads back as v ("0.9", not "0.90000000000000002").
+ */
+static const char *shortest(double v, char *buf, size_t size)
+{
+    for (int digits = 15; digits < 17; digits++) {
+        snprintf(buf, size, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            return buf;
+    }
+    snprintf(buf, size, "%.17g", v);
+    return buf;
+}
+
 static void write_value(FILE *f, double v)
 {
+    char buf[32];
     if (isnan(v))
         fputs("NaN", f);
     else if (isinf(v))
@@ -128,7 +163,7 @@ static void write_value(FILE *f, double v)
     else if (v == floor(v) && fabs(v) < 9007199254740992.0)
         fprintf(f, "%.0f", v);
     else
-        fprintf(f, "%.17g", v);
+        fputs(shortest(v, buf, sizeof(buf)), f);
 }
 
 void apm_prom_sample(FILE *f, const char *name, const struct apm_prom_label *l, size_t n,

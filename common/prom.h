@@ -33,6 +33,22 @@
 /* The Content-Type of the text exposition format. */
 #define APM_PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+/*
+ * The verdict families of a process (GET /metrics; remote-write sends the
+ * same): the info gauge carries the class as a label ("class", sorted before
+ * "host"), the others the process labels only. The time-to-exhaustion ones are
+ * seconds from the sample's timestamp (the scrape's for /metrics) to the
+ * limit, and absent without a forecast.
+ */
+#define APM_PROM_VERDICT_INFO "apm_verdict_info"
+#define APM_PROM_VERDICT_CONFIDENCE "apm_verdict_confidence"
+#define APM_PROM_GROWTH_RATE "apm_growth_rate_bytes_per_second"
+#define APM_PROM_MEMORY_LIMIT "apm_memory_limit_bytes"
+#define APM_PROM_TTE "apm_time_to_exhaustion_seconds"
+#define APM_PROM_TTE_LOWER "apm_time_to_exhaustion_lower_seconds"
+#define APM_PROM_TTE_UPPER "apm_time_to_exhaustion_upper_seconds"
+#define APM_PROM_ALERT_FIRING "apm_alert_firing"
+
 /* One label: both strings borrowed. */
 struct apm_prom_label {
     const char *name;
@@ -67,10 +83,18 @@ const char *apm_prom_metric_name(enum apm_metric m);
 /*
  * Writes apm_<module>_<name>[_<unit>][_total] into buf (size bytes): the
  * unit is left out when the name already ends with it, _total is added for
- * APM_COUNTER_TOTAL. Returns 0, or APM_E_LIMIT when it does not fit, or
+ * APM_COUNTER_TOTAL, and "microseconds" and "milliseconds" become "seconds"
+ * (see apm_prom_counter_scale). Returns 0, or APM_E_LIMIT when it does not fit, or
  * -EINVAL when the result is not a valid metric name.
  */
 int apm_prom_counter_name(char *buf, size_t size, const char *module, const struct apm_counter *c);
+
+/*
+ * What a counter's values are multiplied by to be in its exported unit: the
+ * registry may count in "microseconds" or "milliseconds", Prometheus wants
+ * base units, so those are exported as seconds (named _seconds). 1 for others.
+ */
+double apm_prom_counter_scale(const struct apm_counter *c);
 
 /* True when s is a valid metric name: [a-zA-Z_:][a-zA-Z0-9_:]*. */
 bool apm_prom_name_valid(const char *s);
@@ -92,7 +116,8 @@ void apm_prom_family(FILE *f, const char *name, const char *type, const char *he
 /*
  * Writes one sample line: name{l...} value. l may be NULL when n is 0.
  * Values are written exactly when they are whole numbers below 2^53, else
- * with 17 significant digits; NaN and infinities as the format spells them.
+ * in the fewest digits (15 to 17) that read back as the same double; NaN and
+ * infinities as the format spells them.
  */
 void apm_prom_sample(FILE *f, const char *name, const struct apm_prom_label *l, size_t n,
                      double value);

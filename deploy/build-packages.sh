@@ -16,6 +16,8 @@ ldflags=$(dpkg-buildflags --get LDFLAGS)
 cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=None -DAPM_WERROR=OFF -DAPM_SANITIZE=OFF \
     -DAPM_TSAN=OFF -DAPM_FUZZ=OFF -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON \
     "-DCMAKE_C_FLAGS=$cflags" "-DCMAKE_EXE_LINKER_FLAGS=$ldflags" >/dev/null
-cmake --build "$dir" -j "$jobs" --target apm-agent apm-collector apm-cli
+# CFLAGS and LDFLAGS in the environment reach setuptools, which compiles the extension in
+# the probe's pip wheel (agent/python/CMakeLists.txt) with the same flags.
+CFLAGS="$cflags" LDFLAGS="$ldflags" cmake --build "$dir" -j "$jobs" --target apm-agent apm-collector apm-cli
 rm -f "$dir"/*.deb
 (cd "$dir" && cpack -G DEB)

@@ -33,6 +33,13 @@ if(TARGET apm_sampler)
           COMPONENT agent PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 endif()
 
+# The probe's pip wheel (agent/python/CMakeLists.txt), for virtualenvs and containers:
+# `pip install --no-index /usr/share/apm/wheels/apm_probe-*.whl` (docs/install.md).
+if(TARGET apm_wheel)
+  install(DIRECTORY ${CMAKE_BINARY_DIR}/python-wheels/ DESTINATION share/apm/wheels
+          COMPONENT agent FILES_MATCHING PATTERN "*.whl")
+endif()
+
 # apm-run finds the probe next to its own real path (DIR/apm_probe/_boot) and puts DIR on
 # the PYTHONPATH of the program it starts. It therefore lives in /usr/lib/apm beside a
 # link to the package: that directory holds nothing else importable, so a probed program

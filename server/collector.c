@@ -18,8 +18,10 @@
 #include "server/analysis/analyzer_worker.h"
 #include "server/api/api.h"
 #include "server/api/api_alerts.h"
+#include "server/api/api_backup.h"
 #include "server/api/api_forecast.h"
 #include "server/api/api_sites.h"
+#include "server/api/metrics.h"
 #include "server/net/http.h"
 #include "server/net/listener.h"
 #include "server/ingest/ingest.h"
@@ -241,6 +243,8 @@ struct apm_collector {
     struct apm_alert_feed *alerts;
     struct apm_ingest *ingest;
     struct apm_api *api;
+    struct apm_metrics_config metrics; /* GET /metrics reads through it */
+    struct apm_agent_health *health;   /* the agents' latest health reports */
     struct apm_http_server *http;
     struct apm_rw *rw; /* NULL: remote-write off */
     /* Every module's counters, for status; a module leaves when it closes. Loop thread. */
@@ -682,6 +686,9 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         goto fail_writer;
     apm_writer_set_commit_hook(c->writer, on_commit, c);
     apm_writer_set_maintenance(c->writer, cfg->maintenance_period_ms);
+    rc = apm_agent_health_new(cfg->process_grace_ms, &c->health);
+    if (rc != 0)
+        goto fail_writer;
     struct apm_ingest_options io = {
         .listen = cfg->listen,
         .token = c->token,
@@ -699,6 +706,7 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .max_processes_per_agent = (uint64_t)cfg->max_processes_per_agent,
         .max_series_per_agent = (uint64_t)cfg->max_series_per_agent,
         .max_sites_per_agent = (uint64_t)cfg->max_sites_per_agent,
+        .health = c->health,
     };
     rc = apm_ingest_new(loop, c->store, c->writer, &io, &c->ingest);
     if (rc != 0)
@@ -717,6 +725,15 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         rc = apm_api_sites_register(c->api);
     if (rc == 0)
         rc = apm_api_alerts_register(c->api, apm_alert_feed_engine(c->alerts));
+    c->metrics = (struct apm_metrics_config){.store = c->store,
+                                             .counters = &c->counters,
+                                             .alerts = apm_alert_feed_engine(c->alerts),
+                                             .process_grace_ms = cfg->process_grace_ms,
+                                             .health = c->health};
+    if (rc == 0)
+        rc = apm_api_add_raw_route(c->api, "/metrics", apm_metrics_handle, &c->metrics);
+    if (rc == 0)
+        rc = apm_api_backup_register(c->api, loop);
     if (rc == 0)
         rc = apm_http_server_new_opts(
             loop, cfg->http,
@@ -749,6 +766,7 @@ fail:
     apm_alert_config_free(alerts);
     apm_alert_feed_free(c->alerts);
     apm_api_free(c->api);
+    apm_agent_health_free(c->health);
     apm_store_free(c->store);
     apm_tls_ctx_free(c->tls);
     apm_tls_ctx_free(c->http_tls);
@@ -770,6 +788,7 @@ void apm_collector_free(struct apm_collector *c)
     apm_analyzer_worker_free(c->analyzer);
     apm_alert_feed_free(c->alerts);
     apm_api_free(c->api);
+    apm_agent_health_free(c->health);
     apm_store_free(c->store);
     apm_tls_ctx_free(c->tls);
     apm_tls_ctx_free(c->http_tls);

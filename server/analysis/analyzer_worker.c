@@ -191,6 +191,8 @@ static void *worker_main(void *arg)
         bool stop = w->stopping && jobs == NULL;
         w->head = w->tail = NULL;
         pthread_mutex_unlock(&w->mu);
+        double round_start = mono_s();
+        bool worked = jobs != NULL;
         uint64_t fed = 0, samples = 0;
         struct job *next;
         for (struct job *j = jobs; j != NULL; j = next) {
@@ -205,8 +207,12 @@ static void *worker_main(void *arg)
         if (stop || mono_s() >= next_flush) {
             flush(w);
             next_flush = mono_s() + w->flush_s;
+            worked = true;
         }
+        double took_s = mono_s() - round_start;
         pthread_mutex_lock(&w->mu);
+        if (worked)
+            apm_histogram_observe(&w->stats.round_seconds, (uint64_t)(took_s * 1e6));
         w->stats.batches += fed;
         w->stats.queued_samples -= samples;
         if (stop)
@@ -362,6 +368,8 @@ static const struct apm_counter counters[] = {
                 APM_COUNTER_GAUGE, "", "Samples waiting for the analysis now."),
     APM_COUNTER(struct apm_analyzer_worker_stats, traces_dropped, "traces_dropped",
                 APM_COUNTER_TOTAL, "", "Trace requests lost because the loop queue was full."),
+    APM_COUNTER(struct apm_analyzer_worker_stats, round_seconds, "round", APM_COUNTER_HISTOGRAM,
+                "seconds", "Time of one analysis round: the queued batches fed, verdicts flushed."),
     {.name = NULL},
 };
 

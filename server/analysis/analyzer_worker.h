@@ -28,6 +28,8 @@ struct apm_analyzer_worker_stats {
     uint64_t dropped_batches;           /* queue full: not analysed */
     uint64_t queued_samples;            /* waiting now */
     uint64_t traces_dropped;            /* the loop's queue was full */
+    /* How long each round took: feeding what was queued, and the flush when one was due. */
+    struct apm_histogram round_seconds;
 };
 
 typedef void (*apm_analyzer_worker_close_cb)(void *ctx);

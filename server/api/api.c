@@ -27,6 +27,13 @@ struct route {
     void *ctx;
 };
 
+/* A route answered outside /api/v1/ in its own format (GET /metrics). */
+struct raw_route {
+    const char *path;
+    apm_api_raw_fn fn;
+    void *ctx;
+};
+
 struct apm_api_stats {
     uint64_t requests;
     uint64_t errors;
@@ -45,9 +52,13 @@ struct apm_api {
     struct apm_api_stats stats;
     unsigned nroutes;
     struct route routes[APM_API_MAX_ROUTES];
+    unsigned nraw;
+    struct raw_route raw[APM_API_MAX_RAW_ROUTES];
 };
 
 static int get_status(const struct apm_api_call *call, json_t **out);
+static void respond_json(struct apm_api *api, struct apm_http_conn *conn,
+                         const struct apm_http_request *req, int status, json_t *obj);
 static int get_hosts(const struct apm_api_call *call, json_t **out);
 static int get_processes(const struct apm_api_call *call, json_t **out);
 static int get_series(const struct apm_api_call *call, json_t **out);
@@ -770,7 +781,60 @@ static int check_write_token(struct apm_api *api, const struct apm_http_request 
     return apm_api_error(out, 401, "wrong API token for %s %.200s", req->method, req->path);
 }
 
-int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out)
+/* HEAD is served by the GET route: the same answer, which the server sends without its body. */
+static bool head_of_get(const char *route_method, const char *method)
+{
+    return strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0;
+}
+
+/* Adds method to the comma-separated list in buf unless it is there already. */
+static void allow_add(char *buf, size_t size, const char *method)
+{
+    size_t n = strlen(method);
+    for (const char *p = buf; (p = strstr(p, method)) != NULL; p += n) {
+        if ((p == buf || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
+            return;
+    }
+    size_t used = strlen(buf);
+    snprintf(buf + used, size - used, "%s%s", used > 0 ? ", " : "", method);
+}
+
+int apm_api_allow(const struct apm_api *api, const char *path, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    for (unsigned i = 0; i < api->nraw; i++) {
+        if (strcmp(api->raw[i].path, path) == 0) {
+            allow_add(buf, size, "GET");
+            allow_add(buf, size, "HEAD");
+        }
+    }
+    size_t plen = strlen(API_PREFIX);
+    struct segments sg = {0};
+    if (strncmp(path, API_PREFIX, plen) == 0 && split_path(path + plen, &sg) == 0) {
+        for (unsigned r = 0; r < api->nroutes; r++) {
+            unsigned caps[APM_API_MAX_SEGMENTS], ncaps = 0;
+            if (!match(api->routes[r].pattern, &sg, caps, &ncaps))
+                continue;
+            allow_add(buf, size, api->routes[r].method);
+            if (strcmp(api->routes[r].method, "GET") == 0)
+                allow_add(buf, size, "HEAD");
+        }
+    }
+    return buf[0] != '\0';
+}
+
+int apm_api_add_raw_route(struct apm_api *api, const char *path, apm_api_raw_fn fn, void *ctx)
+{
+    if (path == NULL || path[0] != '/' || fn == NULL)
+        return -EINVAL;
+    if (api->nraw >= APM_API_MAX_RAW_ROUTES)
+        return APM_E_LIMIT;
+    api->raw[api->nraw++] = (struct raw_route){path, fn, ctx};
+    return 0;
+}
+
+static int route(struct apm_api *api, const struct apm_http_request *req,
+                 struct apm_http_conn *conn, json_t **out)
 {
     *out = NULL;
     api->stats.requests++;
@@ -788,13 +852,17 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
         if (!match(rt->pattern, &sg, caps, &ncaps))
             continue;
         path_known = true;
-        if (strcmp(rt->method, req->method) != 0)
+        if (strcmp(rt->method, req->method) != 0 && !head_of_get(rt->method, req->method))
             continue;
         status = check_write_token(api, req, out);
         if (status != 0)
             break;
-        struct apm_api_call call = {
-            .api = api, .store = api->store, .req = req, .nparams = ncaps, .ctx = rt->ctx};
+        struct apm_api_call call = {.api = api,
+                                    .store = api->store,
+                                    .req = req,
+                                    .nparams = ncaps,
+                                    .ctx = rt->ctx,
+                                    .conn = conn};
         for (unsigned i = 0; i < ncaps && status == 0; i++) {
             unsigned s = caps[i];
             if (apm_http_decode(sg.at[s], sg.len[s], false, values[i], API_VALUE_MAX) != 0)
@@ -814,11 +882,61 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
     return status;
 }
 
+int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_t **out)
+{
+    return route(api, req, NULL, out);
+}
+
+/* Answers a raw route: GET and HEAD only. Returns 1 when req's path is one, else 0. */
+static int handle_raw(struct apm_api *api, struct apm_http_conn *conn,
+                      const struct apm_http_request *req)
+{
+    const struct raw_route *rr = NULL;
+    for (unsigned i = 0; i < api->nraw && rr == NULL; i++)
+        rr = strcmp(api->raw[i].path, req->path) == 0 ? &api->raw[i] : NULL;
+    if (rr == NULL)
+        return 0;
+    api->stats.requests++;
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        api->stats.errors++;
+        json_t *obj = NULL;
+        apm_api_error(&obj, 405, "method %s not allowed on %.200s", req->method, req->path);
+        respond_json(api, conn, req, 405, obj);
+        return 1;
+    }
+    char *body = NULL;
+    size_t len = 0;
+    const char *type = "text/plain; charset=utf-8";
+    int status = rr->fn(rr->ctx, req, &body, &len, &type);
+    if (status >= 400)
+        api->stats.errors++;
+    apm_http_respond(conn, status, type, body, len);
+    return 1;
+}
+
 void apm_api_handle(void *ctx, struct apm_http_conn *conn, const struct apm_http_request *req)
 {
     struct apm_api *api = ctx;
+    if (handle_raw(api, conn, req))
+        return;
     json_t *obj = NULL;
-    int status = apm_api_route(api, req, &obj);
+    int status = route(api, req, conn, &obj);
+    if (status != APM_API_DEFERRED)
+        respond_json(api, conn, req, status, obj);
+}
+
+void apm_api_answer(struct apm_http_conn *conn, int status, json_t *obj)
+{
+    respond_json(NULL, conn, NULL, status, obj);
+}
+
+/*
+ * Sends obj (taken) as the JSON answer; a 405 carries Allow from the route
+ * table (api and req may be NULL for an answer given later: never a 405).
+ */
+static void respond_json(struct apm_api *api, struct apm_http_conn *conn,
+                         const struct apm_http_request *req, int status, json_t *obj)
+{
     char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(obj);
     if (text == NULL) {
@@ -837,5 +955,11 @@ void apm_api_handle(void *ctx, struct apm_http_conn *conn, const struct apm_http
     }
     body[len] = '\n';
     body[len + 1] = '\0';
-    apm_http_respond(conn, status, "application/json", body, len + 1);
+    char allow[96], header[112];
+    const char *headers = NULL;
+    if (status == 405 && api != NULL && apm_api_allow(api, req->path, allow, sizeof(allow))) {
+        snprintf(header, sizeof(header), "Allow: %s\r\n", allow);
+        headers = header;
+    }
+    apm_http_respond_headers(conn, status, "application/json", headers, body, len + 1);
 }

@@ -73,13 +73,18 @@ struct apm_api_call {
     const char *params[APM_API_MAX_SEGMENTS]; /* decoded "{}" segments, in order */
     unsigned nparams;
     void *ctx; /* the route's ctx */
+    /* The connection to answer on (apm_api_handle), NULL under apm_api_route. */
+    struct apm_http_conn *conn;
 };
 
 /*
  * A route handler: sets *out to an owned JSON value (an object, or an error
- * object made with apm_api_error) and returns the HTTP status.
+ * object made with apm_api_error) and returns the HTTP status; or, with
+ * call->conn set, returns APM_API_DEFERRED, leaves *out NULL and answers
+ * later with apm_api_answer on the loop thread (work done on a worker).
  */
 typedef int (*apm_api_route_fn)(const struct apm_api_call *call, json_t **out);
+#define APM_API_DEFERRED 1
 
 /*
  * Creates the API. cfg is copied; the store it names is borrowed. Returns 0
@@ -116,9 +121,42 @@ int apm_api_route(struct apm_api *api, const struct apm_http_request *req, json_
 
 /*
  * The HTTP handler (an apm_http_handler_fn; pass the API as its ctx):
- * routes the request and answers it on conn with the JSON text. Loop thread.
+ * answers a raw route, or routes the request and answers it on conn with
+ * the JSON text. HEAD is answered as GET without the body; a 405 carries
+ * Allow built from the route table. Loop thread.
  */
 void apm_api_handle(void *api, struct apm_http_conn *conn, const struct apm_http_request *req);
+
+/*
+ * Answers a request on conn with obj as JSON text (takes ownership of obj;
+ * NULL answers 500 "out of memory") and status. Loop thread, once per request.
+ */
+void apm_api_answer(struct apm_http_conn *conn, int status, json_t *obj);
+
+/*
+ * A route outside /api/v1/ that answers in its own format (GET /metrics):
+ * sets *body (owned, malloc'd; may stay NULL with *len 0), *len and
+ * *content_type (a literal; text/plain unless set) and returns the HTTP
+ * status. Called for GET and HEAD; other methods get 405 with Allow.
+ */
+typedef int (*apm_api_raw_fn)(void *ctx, const struct apm_http_request *req, char **body,
+                              size_t *len, const char **content_type);
+
+#define APM_API_MAX_RAW_ROUTES 8u
+
+/*
+ * Adds a raw route at the exact path (borrowed, a literal, starting with
+ * '/'; the query is the handler's). Returns 0, -EINVAL, or APM_E_LIMIT past
+ * APM_API_MAX_RAW_ROUTES. Loop thread, before serving.
+ */
+int apm_api_add_raw_route(struct apm_api *api, const char *path, apm_api_raw_fn fn, void *ctx);
+
+/*
+ * Writes the methods the route table serves at path ("GET, HEAD, POST":
+ * HEAD wherever GET is) into buf (size bytes), for a 405's Allow header.
+ * Returns 1 when some route matches path, else 0 (buf is then "").
+ */
+int apm_api_allow(const struct apm_api *api, const char *path, char *buf, size_t size);
 
 /*
  * Sets *out to a new {"error": <formatted message>} object and returns

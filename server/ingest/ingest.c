@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "common/error.h"
+#include "common/timeutil.h"
 #include "common/frame.h"
 #include "common/hashmap.h"
 #include "common/log.h"
@@ -449,6 +450,10 @@ static int handle_batch(struct conn *c, const uint8_t *p, size_t len)
     }
     struct apm_batch *b = m.u.batch;
     uint64_t nsamples = b->nsamples;
+    /* The agent's own counters, whatever becomes of the samples; a best effort when out of memory.
+     */
+    if (b->health != NULL && in->opt.health != NULL)
+        (void)apm_agent_health_put(in->opt.health, &c->ident, b->health, apm_now_ms());
     rc = admit_batch(c, b);
     if (rc != 0) {
         apm_batch_free(b);

@@ -18,6 +18,7 @@
 #include "common/counters.h"
 #include "common/tls.h"
 #include "server/store/store.h"
+#include "server/ingest/agent_health.h"
 #include "server/ingest/writer.h"
 
 struct apm_ingest;
@@ -40,6 +41,8 @@ struct apm_ingest_options {
     uint64_t max_processes_per_agent;
     uint64_t max_series_per_agent;
     uint64_t max_sites_per_agent;
+    /* Where the agents' health reports go (borrowed, outlives the ingest); NULL: dropped. */
+    struct apm_agent_health *health;
 };
 
 struct apm_ingest_stats {

@@ -129,6 +129,7 @@ static void store_jobs(struct apm_writer *w, struct job_list *jobs, apm_writer_c
 {
     bool retry = true;
     int rc = 0, tries = 0;
+    uint64_t t0 = apm_mono_ns();
     for (struct job *j = jobs->head; j != NULL; j = j->next)
         j->status = 0;
     while (retry && rc == 0) {
@@ -143,6 +144,7 @@ static void store_jobs(struct apm_writer *w, struct job_list *jobs, apm_writer_c
             retry = true;
         }
     }
+    uint64_t took_us = (apm_mono_ns() - t0) / 1000u;
     if (rc < 0) {
         for (struct job *j = jobs->head; j != NULL; j = j->next)
             if (j->status >= 0 || j->status == rc)
@@ -163,6 +165,7 @@ static void store_jobs(struct apm_writer *w, struct job_list *jobs, apm_writer_c
     w->stats.failures += failures;
     w->stats.samples += samples;
     w->stats.commits += rc == 0;
+    apm_histogram_observe(&w->stats.commit_seconds, took_us);
     list_splice(&w->done, jobs);
     pthread_mutex_unlock(&w->mu);
 }
@@ -394,6 +397,8 @@ static const struct apm_counter counters[] = {
                 "Samples committed."),
     APM_COUNTER(struct apm_writer_stats, queued, "queued", APM_COUNTER_GAUGE, "",
                 "Batches waiting for the writer now."),
+    APM_COUNTER(struct apm_writer_stats, commit_seconds, "commit", APM_COUNTER_HISTOGRAM, "seconds",
+                "Time to store and commit one group of batches (a store transaction)."),
     {.name = NULL},
 };
 

@@ -40,6 +40,8 @@ struct apm_writer_stats {
     uint64_t commits;
     uint64_t samples;
     uint64_t queued; /* batches waiting now */
+    /* How long each group commit took (store rounds, retries and commit), observed per group. */
+    struct apm_histogram commit_seconds;
 };
 
 /*

@@ -73,7 +73,7 @@ struct write_req {
     uv_write_t req;
     struct apm_http_conn *conn;
     char *body;
-    char head[256];
+    char head[384];
 };
 
 /* A connection over the cap: accepted only to be closed. */
@@ -488,6 +488,23 @@ const char *apm_http_status_text(int status)
 int apm_http_respond(struct apm_http_conn *c, int status, const char *content_type, char *body,
                      size_t len)
 {
+    return apm_http_respond_headers(c, status, content_type, NULL, body, len);
+}
+
+/* True for a header block that fits the head and cannot split the answer (no blank line). */
+static bool headers_ok(const char *h)
+{
+    return h == NULL || (strlen(h) <= 128 && strstr(h, "\r\n\r\n") == NULL &&
+                         (h[0] == '\0' || strcmp(h + strlen(h) - 2, "\r\n") == 0));
+}
+
+int apm_http_respond_headers(struct apm_http_conn *c, int status, const char *content_type,
+                             const char *headers, char *body, size_t len)
+{
+    if (!headers_ok(headers)) {
+        free(body);
+        return -EINVAL;
+    }
     if (!c->busy) {
         free(body);
         return -EINVAL;
@@ -495,6 +512,8 @@ int apm_http_respond(struct apm_http_conn *c, int status, const char *content_ty
     struct apm_http_server *s = c->srv;
     const struct apm_http_request *req = apm_http_reader_request(c->reader);
     bool keep_alive = req != NULL && req->keep_alive;
+    /* HEAD: the same head, Content-Length included, and no body. */
+    bool head_only = req != NULL && strcmp(req->method, "HEAD") == 0;
     c->busy = false;
     apm_http_reader_next(c->reader);
     if (c->closing) {
@@ -519,15 +538,20 @@ int apm_http_respond(struct apm_http_conn *c, int status, const char *content_ty
     w->body = body;
     int hl = snprintf(w->head, sizeof(w->head),
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
+                      "%sCache-Control: no-store\r\nConnection: %s\r\n\r\n",
                       status, apm_http_status_text(status),
                       content_type ? content_type : "application/octet-stream", len,
-                      c->want_close ? "close" : "keep-alive");
+                      headers ? headers : "", c->want_close ? "close" : "keep-alive");
     if (hl < 0 || (size_t)hl >= sizeof(w->head)) {
         free(body);
         free(w);
         conn_close(c);
         return -EINVAL;
+    }
+    if (head_only) {
+        free(body);
+        w->body = body = NULL;
+        len = 0;
     }
     uv_buf_t bufs[2] = {uv_buf_init(w->head, (unsigned)hl), uv_buf_init(body, (unsigned)len)};
     unsigned nbufs = len ? 2 : 1;

@@ -103,6 +103,18 @@ int apm_http_respond(struct apm_http_conn *conn, int status, const char *content
                      size_t len);
 
 /*
+ * As apm_http_respond, with more header lines (borrowed; NULL for none):
+ * each ends with "\r\n", at most 128 bytes in all, e.g. "Allow: GET, HEAD\r\n".
+ * Returns -EINVAL (body freed, nothing sent, the request still waits) for
+ * headers that do not fit or hold an empty line.
+ *
+ * A HEAD request is answered with the head alone: the Content-Length of
+ * the body that GET would get, and no body (RFC 9110, 9.3.2).
+ */
+int apm_http_respond_headers(struct apm_http_conn *conn, int status, const char *content_type,
+                             const char *headers, char *body, size_t len);
+
+/*
  * Answers with {"error": message} (message borrowed) and the given status.
  * Returns as apm_http_respond.
  */

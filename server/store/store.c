@@ -517,6 +517,7 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     for (int i = 0; i < MC_COUNT; i++)
         atomic_init(&s->m[i], 0);
     atomic_init(&s->full, 0);
+    atomic_init(&s->backup_running, 0);
     pthread_rwlock_init(&s->resize_lock, NULL);
     s->retention_ms = opt->retention_ms;
     s->rw_hold = opt->rw_hold;

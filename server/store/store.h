@@ -268,6 +268,37 @@ int apm_store_read_steps(struct apm_store *s, uint64_t series_id, int64_t from_m
 /* The resolution apm_store_read_steps uses for step_ms: 3600000, 60000 or 0 (raw). */
 int64_t apm_store_step_resolution(int64_t step_ms);
 
+/* ---- backup (store_backup.c) ---- */
+
+struct apm_store_backup_info {
+    uint64_t bytes;         /* the copy's data.mdb */
+    uint64_t other_bytes;   /* the data directory's other files copied (tokens, tls/) */
+    uint64_t duration_us;   /* the whole backup, files and fsyncs included */
+    int64_t started_ms;     /* wall clock when the copy began: every commit before is in it */
+    int64_t last_sample_ms; /* the newest sample in the copy; 0 without any */
+    uint64_t series;        /* series in the copy */
+    uint64_t samples;       /* samples ever stored, as the copy's meta counts them */
+};
+
+/*
+ * Copies the store, compacted, into dir, an absolute path that is absent
+ * (created 0700) or an empty directory (set to 0700), as a data directory
+ * of its own: dir/data.mdb from one read transaction (the writer goes on
+ * committing meanwhile; the map does not grow until it ends), then the data
+ * directory's other regular files (tokens) and its tls/ folder. The copy is
+ * written as data.mdb.partial, fsynced and renamed; on failure what was
+ * written is removed. One backup at a time per store. Fills *out and
+ * returns 0, or a negative code with the reason in err (errlen bytes):
+ * -EBUSY (a backup is running), -EINVAL, -ENOTEMPTY, -ENOTDIR (dir), or
+ * another errno/APM_E_ code. Blocks for the whole copy: any thread but the
+ * loop's, and not the writer's.
+ */
+int apm_store_backup(struct apm_store *s, const char *dir, struct apm_store_backup_info *out,
+                     char *err, size_t errlen);
+
+/* True while apm_store_backup runs. Any thread. */
+bool apm_store_backup_running(struct apm_store *s);
+
 /* Adds the "store" counters to r; reading them opens a read transaction. Any thread. */
 int apm_store_add_counters(struct apm_store *s, struct apm_counters *r);
 

@@ -112,6 +112,8 @@ struct apm_store {
     atomic_uint_fast64_t m[16];     /* maintenance counters, enum store_mcounter */
     atomic_uint_fast64_t map_size;
     atomic_int full; /* 1: refusing batches, nothing left to delete */
+    /* 1 while apm_store_backup copies: its read transaction holds resize_lock shared. */
+    atomic_int backup_running;
 };
 
 /* Maintenance counters in apm_store::m, reported by apm_store_stats. */

@@ -520,6 +520,12 @@ static int grow(struct apm_store *s)
     if (cur >= s->max_disk)
         return 0;
     uint64_t next = cur * 2 < s->max_disk ? cur * 2 : s->max_disk;
+    /* A backup's read transaction lasts the whole copy: waiting for it would stall ingest. */
+    int running = 1;
+    if (atomic_compare_exchange_strong(&s->backup_running, &running, 2))
+        apm_warn("store: map not grown while a backup runs; it grows once the backup ends");
+    if (running != 0)
+        return 0;
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_nsec += (long)RESIZE_WAIT_MS * 1000000L;
@@ -635,6 +641,9 @@ int apm_store_make_room(struct apm_store *s, int64_t now_ms)
     int rc = grow(s);
     if (rc != 0)
         return rc;
+    /* The map can grow once the backup ends: refuse (retryably) rather than delete data. */
+    if (atomic_load(&s->backup_running) != 0 && atomic_load(&s->map_size) < s->max_disk)
+        return 0;
     /* At the budget: the oldest raw chunks go, a pass at a time, until one frees something. */
     uint64_t before = atomic_load(&s->m[MC_CHUNKS_PRUNED]) + atomic_load(&s->m[MC_CHUNKS_DELETED]);
     for (int round = 0; round < 8; round++) {

@@ -1,4 +1,5 @@
 /* Codec: round trips through per-connection state, hostile and truncated input. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -98,6 +99,64 @@ static void test_codec_batch_roundtrip_over_one_connection(void **state)
     apm_codec_dec_close(&d);
 }
 
+/* Encodes b on a fresh connection and decodes it; returns the decode's code (*out owned on 0). */
+static int roundtrip(struct apm_batch *b, struct apm_batch **out)
+{
+    struct apm_codec_enc e;
+    struct apm_codec_dec d;
+    apm_codec_enc_init(&e);
+    apm_codec_dec_init(&d);
+    struct apm_frame_out f;
+    assert_int_equal(apm_codec_encode_batch(&e, b, &f), 0);
+    struct apm_msg m;
+    int rc = decode_frame(&d, &f, &m);
+    *out = rc == 0 ? m.u.batch : NULL;
+    free(f.buf);
+    apm_codec_enc_close(&e);
+    apm_codec_dec_close(&d);
+    return rc;
+}
+
+static void test_codec_health_counters_roundtrip_and_bad_names_are_refused(void **state)
+{
+    (void)state;
+    struct apm_batch *b = sample_batch(1, 1700000000000LL, 2);
+    b->health = calloc(1, sizeof(*b->health));
+    assert_non_null(b->health);
+    b->health->t_ms = 1700000000123LL;
+    assert_int_equal(apm_health_add(b->health, "uplink_samples_acked", UINT64_MAX, false), 0);
+    assert_int_equal(apm_health_add(b->health, "watched", 59, true), 0);
+    assert_int_equal(apm_health_add(b->health, "Bad-Name", 1, true), -EINVAL);
+    assert_int_equal(apm_health_add(b->health, "", 1, true), -EINVAL);
+    struct apm_batch *got = NULL;
+    assert_int_equal(roundtrip(b, &got), 0);
+    assert_non_null(got->health);
+    assert_int_equal(got->health->t_ms, 1700000000123LL);
+    assert_int_equal(got->health->n, 2);
+    assert_string_equal(got->health->c[0].name, "uplink_samples_acked");
+    assert_true(got->health->c[0].value == UINT64_MAX);
+    assert_false(got->health->c[0].gauge);
+    assert_string_equal(got->health->c[1].name, "watched");
+    assert_true(got->health->c[1].gauge);
+    assert_batches_equal(b, got);
+    apm_batch_free(got);
+    /* A batch without health decodes without. */
+    free(b->health);
+    b->health = NULL;
+    assert_int_equal(roundtrip(b, &got), 0);
+    assert_null(got->health);
+    apm_batch_free(got);
+    /* A name the agent should never send (the encoder does not check): the batch is refused. */
+    b->health = calloc(1, sizeof(*b->health));
+    b->health->n = 1;
+    snprintf(b->health->c[0].name, sizeof(b->health->c[0].name), "x\ny{}");
+    assert_int_equal(roundtrip(b, &got), APM_E_DECODE);
+    snprintf(b->health->c[0].name, sizeof(b->health->c[0].name), "%s", "ok");
+    assert_int_equal(roundtrip(b, &got), 0);
+    apm_batch_free(got);
+    apm_batch_free(b);
+}
+
 static void test_codec_extreme_values_roundtrip(void **state)
 {
     (void)state;
@@ -108,20 +167,11 @@ static void test_codec_extreme_values_roundtrip(void **state)
     int64_t vals[] = {0, INT64_MAX, INT64_MIN, -1, 1, INT64_MAX, 0};
     for (int i = 0; i < 7; i++)
         assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, vals[i] / 3, vals[i]), 0);
-    struct apm_codec_enc e;
-    struct apm_codec_dec d;
-    apm_codec_enc_init(&e);
-    apm_codec_dec_init(&d);
-    struct apm_frame_out f;
-    assert_int_equal(apm_codec_encode_batch(&e, b, &f), 0);
-    struct apm_msg m;
-    assert_int_equal(decode_frame(&d, &f, &m), 0);
-    assert_batches_equal(b, m.u.batch);
-    apm_msg_clear(&m);
-    free(f.buf);
+    struct apm_batch *got = NULL;
+    assert_int_equal(roundtrip(b, &got), 0);
+    assert_batches_equal(b, got);
+    apm_batch_free(got);
     apm_batch_free(b);
-    apm_codec_enc_close(&e);
-    apm_codec_dec_close(&d);
 }
 
 static void test_codec_hello_roundtrip_and_stateless_messages(void **state)
@@ -517,6 +567,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_batch_roundtrip_over_one_connection),
         cmocka_unit_test(test_codec_extreme_values_roundtrip),
+        cmocka_unit_test(test_codec_health_counters_roundtrip_and_bad_names_are_refused),
         cmocka_unit_test(test_codec_hello_roundtrip_and_stateless_messages),
         cmocka_unit_test(test_codec_hello_strings_are_cleaned_and_counted),
         cmocka_unit_test(test_codec_batch_strings_are_cleaned_and_counted),

@@ -76,8 +76,11 @@ static void test_prom_writes_special_values_as_the_format_spells_them(void **sta
     apm_prom_sample(o.f, "a", NULL, 0, 0.0 / 0.0);
     apm_prom_sample(o.f, "a", NULL, 0, -3);
     apm_prom_sample(o.f, "a", NULL, 0, 1e300);
+    apm_prom_sample(o.f, "a", NULL, 0, 0.1);
+    apm_prom_sample(o.f, "a", NULL, 0, 0.1 + 0.2);
     char *text = out_close(&o);
-    assert_string_equal(text, "a +Inf\na -Inf\na NaN\na -3\na 1.0000000000000001e+300\n");
+    assert_string_equal(text,
+                        "a +Inf\na -Inf\na NaN\na -3\na 1e+300\na 0.1\na 0.30000000000000004\n");
     free(text);
 }
 
@@ -99,7 +102,7 @@ static void test_prom_histogram_is_cumulative_with_inf_sum_and_count(void **stat
     assert_non_null(strstr(text, "apm_w_seconds_bucket{kind=\"a\",le=\"0.005\"} 3\n"));
     assert_non_null(strstr(text, "apm_w_seconds_bucket{kind=\"a\",le=\"10\"} 3\n"));
     assert_non_null(strstr(text, "apm_w_seconds_bucket{kind=\"a\",le=\"+Inf\"} 4\n"));
-    assert_non_null(strstr(text, "apm_w_seconds_sum{kind=\"a\"} 60.006500000000003\n"));
+    assert_non_null(strstr(text, "apm_w_seconds_sum{kind=\"a\"} 60.0065\n"));
     assert_non_null(strstr(text, "apm_w_seconds_count{kind=\"a\"} 4\n"));
     /* Every bound once, then +Inf, sum and count. */
     size_t lines = 0;
@@ -123,6 +126,7 @@ static void test_prom_counter_names_add_unit_and_total_once(void **state)
         APM_COUNTER(struct two, a, "rollup_bytes", APM_COUNTER_GAUGE, "bytes", "x"),
         APM_COUNTER(struct two, a, "commit", APM_COUNTER_HISTOGRAM, "seconds", "x"),
         APM_COUNTER(struct two, a, "Bad-name", APM_COUNTER_GAUGE, "", "x"),
+        APM_COUNTER(struct two, a, "slice_max", APM_COUNTER_GAUGE, "microseconds", "x"),
     };
     char buf[64];
     assert_int_equal(apm_prom_counter_name(buf, sizeof(buf), "ingest", &c[0]), 0);
@@ -135,6 +139,11 @@ static void test_prom_counter_names_add_unit_and_total_once(void **state)
     assert_string_equal(buf, "apm_writer_commit_seconds");
     assert_int_equal(apm_prom_counter_name(buf, sizeof(buf), "x", &c[4]), -EINVAL);
     assert_int_equal(apm_prom_counter_name(buf, 10, "ingest", &c[0]), APM_E_LIMIT);
+    /* Base units: microseconds are exported as seconds, scaled. */
+    assert_int_equal(apm_prom_counter_name(buf, sizeof(buf), "store", &c[5]), 0);
+    assert_string_equal(buf, "apm_store_slice_max_seconds");
+    assert_true(apm_prom_counter_scale(&c[5]) == 1e-6);
+    assert_true(apm_prom_counter_scale(&c[0]) == 1);
 }
 
 static void test_prom_metric_names_cover_process_and_host_not_sites(void **state)

@@ -84,6 +84,13 @@ int main(int argc, char **argv)
     apm_codec_encode_batch(&e, z, &b3);
     struct apm_batch *w = batch(4, 8000, 1, 1);
     add_diff(w, 8000);
+    /* And the agent's health counters. */
+    w->health = calloc(1, sizeof(*w->health));
+    if (w->health != NULL) {
+        w->health->t_ms = 8000;
+        apm_health_add(w->health, "uplink_samples_acked", 123, false);
+        apm_health_add(w->health, "watched", 3, true);
+    }
     apm_codec_encode_batch(&e, w, &b4);
     uint8_t *stream = malloc(hello.len + b1.len + b2.len + b3.len);
     size_t n = 0;

@@ -69,6 +69,11 @@ type = webhook
 url = http://127.0.0.1:{self.hook.server_address[1]}/hook
 backoff = 0.1s
 """)
+        # The agent watches the leaker only: a leaking process of a test running alongside
+        # (ctest -j) would fire alerts of its own and keep `alerts --check` at 1 after the ack.
+        self.agent_conf = os.path.join(self.c.dir, "agent.conf")
+        with open(self.agent_conf, "w") as f:
+            f.write("[watch]\nname = ^leaker\\.py$\n")
         self.script = os.path.join(self.c.dir, "leaker.py")
         with open(self.script, "w") as f:
             f.write(LEAKER)
@@ -87,7 +92,7 @@ backoff = 0.1s
         c = self.c
         try:
             c.start_collector("--config", self.conf)
-            c.start_agent(interval="0.5s")
+            c.start_agent("--config", self.agent_conf, interval="0.5s")
             app = c.spawn("leaker", [PY, self.script])
             pid = app.p.pid
 

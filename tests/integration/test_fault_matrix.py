@@ -112,11 +112,15 @@ class FaultMatrixTest(unittest.TestCase):
         r = faultcheck.check(self.c, host, truth)
         self.report("agent kill -9 x%d (spool)" % CYCLES, r)
 
-    def down_then_stop_agent(self, tag: str, sig: int) -> tuple[faultcheck.Result, float, float]:
+    def down_then_stop_agent(self, tag: str,
+                             sig: int) -> tuple[faultcheck.Result, float, float, int]:
         """Collector down, agent stopped by sig, collector up, agent restarted.
 
-        Returns the check, how many seconds before the stop the oldest missing sample was, and
-        the time the restarted agent took to have everything acked (the spool's replay)."""
+        Returns the check, how many seconds before the stop the oldest missing sample was, the
+        time the restarted agent took to have everything acked (the spool's replay), and how
+        many samples of the stopped run are still unacked at the end. (The restarted agent's
+        own last batch may be in flight when it is stopped in turn: unacked, spooled, resent
+        at its next start; that is not what the SIGTERM case asks about.)"""
         host = f"fm-{tag}-{SUFFIX}"
         truth = os.path.join(self.c.dir, f"truth-{tag}")
         spool = os.path.join(self.c.dir, f"spool-{tag}")
@@ -142,19 +146,22 @@ class FaultMatrixTest(unittest.TestCase):
         missing = [t for (pid, t), (i, s, v) in before.samples.items()
                    if (pid, t, v) not in have]
         oldest_missing = (t_stop - min(missing) / 1000.0) if missing else 0.0
-        return r, oldest_missing, replay_s
+        after = faultcheck.read_truth(truth)
+        stopped_unacked = sum(1 for key, (inst, seq, _) in before.samples.items()
+                              if not after.is_acked(inst, seq))
+        return r, oldest_missing, replay_s, stopped_unacked
 
     def test_agent_kill9_collector_down(self) -> None:
-        r, oldest, replay = self.down_then_stop_agent("k9", signal.SIGKILL)
+        r, oldest, replay, _ = self.down_then_stop_agent("k9", signal.SIGKILL)
         self.report("collector down, agent kill -9", r,
                     f"; missing from at most {oldest:.2f} s before the kill; replay {replay:.2f} s")
         self.assertLessEqual(oldest, 1.3, "kill -9 lost more than the last second")
 
     def test_agent_sigterm_collector_down(self) -> None:
-        r, oldest, replay = self.down_then_stop_agent("term", signal.SIGTERM)
+        r, oldest, replay, unacked = self.down_then_stop_agent("term", signal.SIGTERM)
         self.report("collector down, agent SIGTERM", r, f"; replay {replay:.2f} s")
         self.assertEqual(oldest, 0.0, "SIGTERM lost samples")
-        self.assertEqual(r.unacked, 0, "SIGTERM left samples unacked after the restart")
+        self.assertEqual(unacked, 0, "SIGTERM left samples unacked after the restart")
 
     def test_network_faults_through_proxy(self) -> None:
         host = f"fm-net-{SUFFIX}"

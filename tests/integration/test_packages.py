@@ -227,6 +227,8 @@ class PackageTest:
         listing = run(["dpkg-deb", "-c", self.debs["apm-agent"]]).stdout
         expect(re.search(r"/usr/lib/python3/dist-packages/apm_probe/_sampler\.cpython-3\d+-[^ ]*\.so",
                          listing) is not None, f"apm-agent lacks the sampling extension:\n{listing}")
+        expect(re.search(r"/usr/share/apm/wheels/apm_probe-[0-9.]+-cp3\d+-cp3\d+-linux_[a-z0-9_]+\.whl",
+                         listing) is not None, f"apm-agent lacks the probe's wheel:\n{listing}")
         log("ok: package metadata (Depends from the shared libraries, conffiles, no token)")
         self.check_hardening()
 
@@ -454,7 +456,8 @@ class PackageTest:
         for p in PACKAGES:
             expect(pkg_status(p) in ("rc", ""), f"{p} after remove: {pkg_status(p)}")
         for f in ("/usr/bin/apm-agent", "/usr/bin/apm-collector", "/usr/bin/apm-cli",
-                  "/usr/bin/apm-run", "/usr/lib/apm", "/usr/lib/python3/dist-packages/apm_probe"):
+                  "/usr/bin/apm-run", "/usr/lib/apm", "/usr/lib/python3/dist-packages/apm_probe",
+                  "/usr/share/apm/wheels"):
             expect(not os.path.lexists(f), f"{f} still there after remove")
         for f in ("/var/lib/apm/data.mdb", "/var/lib/apm/token", "/etc/apm/agent.conf",
                   "/etc/apm/collector.conf", "/etc/apm/token"):

@@ -512,6 +512,7 @@ struct http_run {
     uv_loop_t loop;
     struct apm_http_server *srv;
     int port;
+    const char *request; /* sent as is */
     char answer[65536];
     size_t len;
 };
@@ -531,9 +532,7 @@ static void client_thread(void *arg)
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-        const char *req = "GET /api/v1/series?metric=mem_available HTTP/1.1\r\nHost: x\r\n"
-                          "Connection: close\r\n\r\n";
-        send(fd, req, strlen(req), MSG_NOSIGNAL);
+        send(fd, r->request, strlen(r->request), MSG_NOSIGNAL);
         ssize_t n;
         while ((n = recv(fd, r->answer + r->len, sizeof(r->answer) - 1 - r->len, 0)) > 0)
             r->len += (size_t)n;
@@ -561,11 +560,12 @@ static void client_then_signal(void *arg)
     uv_async_send(c->done);
 }
 
-static void test_api_answers_over_http(void **state)
+/* Serves e->api on loopback for one client that sends request; returns the answer (owned). */
+static struct http_run *http_exchange(struct env *e, const char *request)
 {
-    struct env *e = *state;
     struct http_run *r = calloc(1, sizeof(*r));
     assert_non_null(r);
+    r->request = request;
     assert_int_equal(uv_loop_init(&r->loop), 0);
     assert_int_equal(apm_http_server_new(&r->loop, "127.0.0.1:0", apm_api_handle, e->api, &r->srv),
                      0);
@@ -579,6 +579,15 @@ static void test_api_answers_over_http(void **state)
     uv_run(&r->loop, UV_RUN_DEFAULT);
     uv_thread_join(&t);
     assert_int_equal(uv_loop_close(&r->loop), 0);
+    return r;
+}
+
+static void test_api_answers_over_http(void **state)
+{
+    struct env *e = *state;
+    struct http_run *r =
+        http_exchange(e, "GET /api/v1/series?metric=mem_available HTTP/1.1\r\nHost: x\r\n"
+                         "Connection: close\r\n\r\n");
     assert_true(strncmp(r->answer, "HTTP/1.1 200 OK\r\n", 17) == 0);
     assert_non_null(strstr(r->answer, "Content-Type: application/json\r\n"));
     char *body = strstr(r->answer, "\r\n\r\n");
@@ -589,6 +598,113 @@ static void test_api_answers_over_http(void **state)
     assert_int_equal(json_array_size(json_object_get(doc, "series")), 1);
     json_decref(doc);
     free(r);
+}
+
+/* The value of header name (with its ": ") in an answer, up to the line's end, into buf. */
+static const char *header(const char *answer, const char *name, char *buf, size_t size)
+{
+    const char *h = strstr(answer, name);
+    if (h == NULL)
+        return NULL;
+    h += strlen(name);
+    size_t n = strcspn(h, "\r");
+    snprintf(buf, size, "%.*s", (int)n, h);
+    return buf;
+}
+
+static void test_api_head_answers_as_get_without_the_body(void **state)
+{
+    struct env *e = *state;
+    struct http_run *get = http_exchange(e, "GET /api/v1/hosts HTTP/1.1\r\nHost: x\r\n"
+                                            "Connection: close\r\n\r\n");
+    struct http_run *head = http_exchange(e, "HEAD /api/v1/hosts HTTP/1.1\r\nHost: x\r\n"
+                                             "Connection: close\r\n\r\n");
+    assert_true(strncmp(head->answer, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    char want[32], got[32];
+    assert_non_null(header(get->answer, "Content-Length: ", want, sizeof(want)));
+    assert_non_null(header(head->answer, "Content-Length: ", got, sizeof(got)));
+    /* The same length as GET's body, which is not sent. */
+    assert_string_equal(got, want);
+    assert_true(atoi(got) > 10);
+    const char *end = strstr(head->answer, "\r\n\r\n");
+    assert_non_null(end);
+    assert_string_equal(end + 4, "");
+    assert_non_null(strstr(head->answer, "Content-Type: application/json\r\n"));
+    /* An unknown path: 404 and its length, no body either. */
+    struct http_run *miss = http_exchange(e, "HEAD /api/v1/nothing HTTP/1.1\r\nHost: x\r\n"
+                                             "Connection: close\r\n\r\n");
+    assert_true(strncmp(miss->answer, "HTTP/1.1 404 ", 13) == 0);
+    assert_string_equal(strstr(miss->answer, "\r\n\r\n") + 4, "");
+    free(get);
+    free(head);
+    free(miss);
+}
+
+static void test_api_405_carries_allow_from_the_route_table(void **state)
+{
+    struct env *e = *state;
+    char allow[96];
+    assert_int_equal(apm_api_allow(e->api, "/api/v1/status", allow, sizeof(allow)), 1);
+    assert_string_equal(allow, "GET, HEAD");
+    /* A path served by two routes of different methods lists both, once each. */
+    int calls = 0;
+    assert_int_equal(apm_api_add_route(e->api, "POST", "series/{}/samples", trace_route, &calls),
+                     0);
+    assert_int_equal(apm_api_allow(e->api, "/api/v1/series/7/samples", allow, sizeof(allow)), 1);
+    assert_string_equal(allow, "GET, HEAD, POST");
+    assert_int_equal(apm_api_allow(e->api, "/api/v1/nothing", allow, sizeof(allow)), 0);
+    assert_string_equal(allow, "");
+    /* Over HTTP: the header on the 405, none on a 404. */
+    struct http_run *r = http_exchange(e, "DELETE /api/v1/status HTTP/1.1\r\nHost: x\r\n"
+                                          "Connection: close\r\n\r\n");
+    assert_true(strncmp(r->answer, "HTTP/1.1 405 Method Not Allowed\r\n", 33) == 0);
+    char got[96];
+    assert_non_null(header(r->answer, "\r\nAllow: ", got, sizeof(got)));
+    assert_string_equal(got, "GET, HEAD");
+    assert_non_null(strstr(r->answer, "method DELETE not allowed"));
+    free(r);
+    r = http_exchange(e, "DELETE /api/v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_true(strncmp(r->answer, "HTTP/1.1 404 ", 13) == 0);
+    assert_null(strstr(r->answer, "Allow:"));
+    free(r);
+}
+
+static int raw_route(void *ctx, const struct apm_http_request *req, char **body, size_t *len,
+                     const char **content_type)
+{
+    int *calls = ctx;
+    (*calls)++;
+    *body = strdup(req->query[0] != '\0' ? "query\n" : "plain text\n");
+    *len = strlen(*body);
+    *content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return 200;
+}
+
+static void test_api_raw_routes_answer_get_and_head_only(void **state)
+{
+    struct env *e = *state;
+    int calls = 0;
+    assert_int_equal(apm_api_add_raw_route(e->api, "/metrics", raw_route, &calls), 0);
+    assert_int_equal(apm_api_add_raw_route(e->api, "metrics", raw_route, &calls), -EINVAL);
+    struct http_run *r =
+        http_exchange(e, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_true(strncmp(r->answer, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    assert_non_null(
+        strstr(r->answer, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+    assert_string_equal(strstr(r->answer, "\r\n\r\n") + 4, "plain text\n");
+    free(r);
+    r = http_exchange(e, "HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_non_null(strstr(r->answer, "Content-Length: 11\r\n"));
+    assert_string_equal(strstr(r->answer, "\r\n\r\n") + 4, "");
+    free(r);
+    r = http_exchange(e, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                         "Connection: close\r\n\r\n");
+    assert_true(strncmp(r->answer, "HTTP/1.1 405 ", 13) == 0);
+    char got[96];
+    assert_non_null(header(r->answer, "\r\nAllow: ", got, sizeof(got)));
+    assert_string_equal(got, "GET, HEAD");
+    free(r);
+    assert_int_equal(calls, 2);
 }
 
 int main(void)
@@ -606,6 +722,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_api_unknown_routes_and_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_routes_can_be_added, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_answers_over_http, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_head_answers_as_get_without_the_body, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_api_405_carries_allow_from_the_route_table, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_api_raw_routes_answer_get_and_head_only, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,12 +22,36 @@ def _chain() -> None:
     spec.loader.exec_module(module)
 
 
+def _import_from_here() -> None:
+    # apm-run leaves a site-packages directory off PYTHONPATH (launcher.py): an interpreter
+    # other than the one apm_probe was installed for loads the package from beside us
+    # alone, not everything else that directory holds.
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "apm_probe", os.path.join(package, "__init__.py"), submodule_search_locations=[package])
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no apm_probe in {package}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["apm_probe"] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules["apm_probe"]
+        raise
+
+
 def _main() -> None:
     try:
         _chain()
     finally:
         try:
-            from apm_probe import _autostart
+            try:
+                from apm_probe import _autostart
+            except ModuleNotFoundError as exc:
+                if exc.name != "apm_probe":
+                    raise
+                _import_from_here()
+                from apm_probe import _autostart
         except Exception as exc:
             sys.stderr.write(f"apm_probe: not started: {type(exc).__name__}: {exc}\n")
         else:
