@@ -121,13 +121,13 @@ size_t apm_rw_verdict_series(const struct apm_verdict_record *r, double now_s,
         bool present;
         double value;
     } fam[APM_RW_VERDICT_FAMILIES] = {
-        {"apm_verdict_info", true, 1},
-        {"apm_verdict_confidence", true, v->confidence},
-        {"apm_growth_rate_bytes_per_second", true, v->rate},
-        {"apm_memory_limit_bytes", v->limit > 0, v->limit},
-        {"apm_time_to_exhaustion_seconds", fc, seconds_left(v->forecast_t, now_s)},
-        {"apm_time_to_exhaustion_lower_seconds", fc, seconds_left(v->forecast_lo_t, now_s)},
-        {"apm_time_to_exhaustion_upper_seconds", fc, seconds_left(v->forecast_hi_t, now_s)},
+        {APM_PROM_VERDICT_INFO, true, 1},
+        {APM_PROM_VERDICT_CONFIDENCE, true, v->confidence},
+        {APM_PROM_GROWTH_RATE, true, v->rate},
+        {APM_PROM_MEMORY_LIMIT, v->limit > 0, v->limit},
+        {APM_PROM_TTE, fc, seconds_left(v->forecast_t, now_s)},
+        {APM_PROM_TTE_LOWER, fc, seconds_left(v->forecast_lo_t, now_s)},
+        {APM_PROM_TTE_UPPER, fc, seconds_left(v->forecast_hi_t, now_s)},
     };
     size_t np = apm_prom_process_labels(pl, r->host, r->process_id, r->name, r->pid);
     size_t n = 0;
