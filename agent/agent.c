@@ -17,6 +17,7 @@
 #include "common/codec.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/timeutil.h"
 #include "common/tls.h"
 #include "common/token.h"
@@ -52,6 +53,9 @@ static const struct apm_opt agent_opts[] = {
         "stable agent id (default /etc/machine-id, else the host name)"),
     OPT("host", APM_OPT_STRING, host, 0, 0, true, "host name reported (default gethostname)"),
     OPT("log-level", APM_OPT_STRING, log_level, 0, 0, true, "error, warn, info (default) or debug"),
+    OPT("log-format", APM_OPT_STRING, log_format, 0, 0, true,
+        "text (default: RFC 3339 time and program; the short form under journald) or json "
+        "(one object per line)"),
     OPT("max-queue", APM_OPT_SIZE, max_queue, 1 << 16, 1LL << 40, true,
         "memory for unacked batches; oldest dropped beyond it (default 64M)"),
     OPT("stats-interval", APM_OPT_DURATION, stats_interval_ms, 1000, DAY_MS, true,
@@ -83,6 +87,7 @@ void apm_agent_config_defaults(struct apm_agent_config *c)
     snprintf(c->probe_socket, sizeof(c->probe_socket), "/run/apm/probe.sock");
     snprintf(c->probe_socket_mode, sizeof(c->probe_socket_mode), "0666");
     snprintf(c->log_level, sizeof(c->log_level), "info");
+    snprintf(c->log_format, sizeof(c->log_format), "text");
     c->max_queue = 64LL << 20;
     c->stats_interval_ms = 300000;
     c->spool_max = 256LL << 20;
@@ -375,6 +380,7 @@ void apm_agent_stop(struct apm_agent *a)
     if (a->stopping)
         return;
     a->stopping = true;
+    apm_sd_stopping("stopping");
     a->feed.stopping = true;
     log_stats(a);
     uv_close((uv_handle_t *)&a->tick, on_handle_closed);

@@ -26,6 +26,7 @@ struct apm_agent_config {
     char agent_id[128];
     char host[256];
     char log_level[16];
+    char log_format[8]; /* "text" or "json" */
     int64_t max_queue;
     int64_t stats_interval_ms;
     char proc_root[1024];

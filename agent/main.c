@@ -3,6 +3,7 @@
  * streams it to the collector. Flags override the INI file given with --config.
  */
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "common/config.h"
 #include "common/fdlimit.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 
 static void usage(void)
 {
@@ -79,19 +81,22 @@ int main(int argc, char **argv)
         apm_watch_free(watch);
         return 1;
     }
-    enum apm_log_level level;
-    if (apm_log_level_parse(cfg.log_level, &level) != 0) {
-        fprintf(stderr, "apm-agent: log-level '%s' is not error, warn, info or debug\n",
-                cfg.log_level);
+    char err[256];
+    if (apm_log_setup("apm-agent", cfg.log_level, cfg.log_format, err, sizeof(err)) != 0) {
+        fprintf(stderr, "apm-agent: %s\n", err);
         apm_watch_free(watch);
         return 1;
     }
-    apm_log_init("apm-agent", level);
     /*
      * The sampler keeps one descriptor per watched process (statm) and per
      * cgroup file; take every descriptor the hard limit allows.
      */
     (void)apm_fdlimit_raise(NULL);
+    /*
+     * A collector that closes the connection while an uplink write is under
+     * way must give EPIPE, not SIGPIPE: its default action kills the agent.
+     */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct apm_agent *a = NULL;
@@ -99,6 +104,15 @@ int main(int argc, char **argv)
         uv_loop_close(&loop);
         return 1;
     }
+    /* The probe socket listens and the uplink is on its way: a Type=notify unit is started. */
+    char status[8192];
+    snprintf(status, sizeof(status), "sampling every %lld ms for collector %s",
+             (long long)cfg.interval_ms, cfg.collector);
+    struct apm_sd_notify *notify = NULL;
+    if (apm_sd_ready(&loop, status, &notify) != 0)
+        apm_warn("agent: cannot start the systemd watchdog: out of memory");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    apm_sd_close(notify);
     uv_run(&loop, UV_RUN_DEFAULT);
     apm_agent_free(a);
     int rc = uv_loop_close(&loop);

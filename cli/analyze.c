@@ -317,11 +317,18 @@ static void print_row(FILE *o, const struct apm_analyze_result *r)
             r->confidence, ta, fc, lo, hi);
 }
 
-static void usage(void)
+static void usage_to(FILE *out)
 {
     fputs("usage: apm-cli analyze [--sensitivity early|balanced|quiet] [--json] PATH...\n"
-          "  PATH is a CSV file (t_seconds,rss_bytes[,limit_bytes]) or a directory of them.\n",
-          stderr);
+          "  PATH is a CSV file (t_seconds,rss_bytes[,limit_bytes]) or a directory of them.\n"
+          "  --tuning=SPEC overrides the analysis thresholds, for benchmarks only\n"
+          "  (tests/bench/leave_one_kind_out.py).\n",
+          out);
+}
+
+static void usage(void)
+{
+    usage_to(stderr);
 }
 
 int apm_cli_analyze(int argc, char **argv, bool json)
@@ -334,7 +341,10 @@ int apm_cli_analyze(int argc, char **argv, bool json)
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         const char *sens = NULL;
-        if (strcmp(arg, "--sensitivity") == 0) {
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            usage_to(stdout);
+            goto out;
+        } else if (strcmp(arg, "--sensitivity") == 0) {
             if (i + 1 >= argc) {
                 usage();
                 status = 1;

@@ -77,7 +77,8 @@ int apm_cli_ack_parse(int argc, char **argv, struct apm_cli_ack_opts *o, char *e
         if (rc == 1) {
             if (apm_duration_parse(v, &o->for_ms) != 0 || o->for_ms < 0 ||
                 o->for_ms > 365LL * 86400 * 1000) {
-                snprintf(err, errlen, "--for '%s' is not a duration (N[s|m|h|d], up to 365d)", v);
+                snprintf(err, errlen,
+                         "--for '%s' is not a duration (such as 90s, 2h or 1d12h; up to 365d)", v);
                 return APM_E_USAGE;
             }
             continue;

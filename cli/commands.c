@@ -1,5 +1,6 @@
 #include "cli/commands.h"
 
+#include <curl/curl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -169,6 +170,86 @@ int apm_cli_cmd_hosts(const struct apm_cli_globals *g, int argc, char **argv)
     return APM_CLI_EXIT_OK;
 }
 
+/* ---- processes ---- */
+
+static const char processes_usage[] =
+    "usage: apm-cli processes [--host H] [--all] [--json]\n"
+    "  Lists the live processes (a sample within process-grace), of one host with\n"
+    "  --host; --all lists those no longer live too.\n";
+
+int apm_cli_cmd_processes(const struct apm_cli_globals *g, int argc, char **argv)
+{
+    const char *host = NULL;
+    bool all = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("%s", processes_usage);
+            return APM_CLI_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--all") == 0) {
+            all = true;
+        } else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc) {
+            host = argv[++i];
+        } else {
+            fprintf(stderr,
+                    "apm-cli: processes: unexpected argument '%s' (see apm-cli processes "
+                    "--help)\n",
+                    argv[i]);
+            return APM_CLI_EXIT_USAGE;
+        }
+    }
+    struct apm_cli_client c;
+    if (apm_cli_client_init(&c, g) != 0)
+        return APM_CLI_EXIT_COLLECTOR;
+    char path[1024];
+    char *esc = host != NULL ? apm_cli_client_escape(&c, host) : NULL;
+    if (host != NULL && esc == NULL) {
+        apm_cli_client_close(&c);
+        return APM_CLI_EXIT_COLLECTOR;
+    }
+    snprintf(path, sizeof(path), "/api/v1/processes%s%s%s%.900s", all ? "" : "?live=true",
+             host == NULL ? "" : (all ? "?" : "&"), host == NULL ? "" : "host=", esc ? esc : "");
+    curl_free(esc);
+    json_t *doc = NULL;
+    int rc = apm_cli_json_get(&c, path, g->json, &doc);
+    apm_cli_client_close(&c);
+    if (rc != 0 || g->json) {
+        json_decref(doc);
+        return rc == 0 ? APM_CLI_EXIT_OK : APM_CLI_EXIT_COLLECTOR;
+    }
+    json_t *procs = json_object_get(doc, "processes");
+    if (json_array_size(procs) == 0) {
+        printf("no %sprocesses%s%s\n", all ? "" : "live ", host ? " on " : "", host ? host : "");
+        json_decref(doc);
+        return APM_CLI_EXIT_OK;
+    }
+    struct apm_cli_table t;
+    apm_cli_table_init(&t, 6);
+    const char *head[6] = {"HOST", "NAME", "PID", "LIVE", "LAST SEEN", "ID"};
+    apm_cli_table_add(&t, head);
+    double now = now_seconds();
+    size_t i;
+    json_t *p;
+    json_array_foreach(procs, i, p)
+    {
+        char pid[32], seen[48];
+        snprintf(pid, sizeof(pid), "%.0f", apm_cli_json_num(p, "pid"));
+        const char *row[6] = {apm_cli_json_str(p, "host", NULL),
+                              apm_cli_json_str(p, "name", NULL),
+                              pid,
+                              json_is_true(json_object_get(p, "live")) ? "yes" : "no",
+                              ago(apm_cli_json_num(p, "last_seen"), now, seen, sizeof(seen)),
+                              apm_cli_json_str(p, "id", NULL)};
+        apm_cli_table_add(&t, row);
+    }
+    apm_cli_table_print(&t, stdout);
+    apm_cli_table_close(&t);
+    if (json_is_true(json_object_get(doc, "truncated")))
+        printf("(more processes than one answer holds: narrow with --host)\n");
+    json_decref(doc);
+    return APM_CLI_EXIT_OK;
+}
+
 /* ---- series ---- */
 
 /* Series drawn in one table: each costs a request for its samples. */
@@ -176,12 +257,13 @@ int apm_cli_cmd_hosts(const struct apm_cli_globals *g, int argc, char **argv)
 
 static const char series_usage[] =
     "usage: apm-cli series [--host H] [--pid P] [--process NAME] [--metric M]\n"
-    "                      [--window 10m] [--step S] [--json]\n"
+    "                      [--window 10m] [--step S] [--cursor C] [--json]\n"
     "  Lists stored series with their last value and a sparkline of the last\n"
-    "  --window of samples (N[s|m|h|d]), one point per character (or per --step,\n"
+    "  --window of samples (a duration: 90s, 10m, 1h30m), one point per character (or per --step,\n"
     "  a duration; each point the mean of its step). Metrics: rss, pss, uss, swap,\n"
     "  cgroup_usage, cgroup_limit, mem_available, mem_total, traced, site_size,\n"
-    "  site_count.\n";
+    "  site_count. Pages: --cursor C goes on after the last page's \"next\"\n"
+    "  (the table prints it when more series exist).\n";
 
 int apm_cli_series_parse(int argc, char **argv, struct apm_cli_series_opts *o, char *err,
                          size_t errlen)
@@ -224,6 +306,17 @@ int apm_cli_series_parse(int argc, char **argv, struct apm_cli_series_opts *o, c
             if (apm_duration_parse(v, &o->step_ms) != 0 || o->step_ms <= 0) {
                 snprintf(err, errlen, "--step: expected a duration like 10s, 1m or 1h, got '%s'",
                          v);
+                return APM_E_USAGE;
+            }
+        } else if ((m = apm_cli_args_value(argc, argv, &i, "--cursor", &o->cursor, err, errlen))) {
+            char *end = NULL;
+            if (m < 0)
+                return m;
+            unsigned long long c = strtoull(o->cursor, &end, 10);
+            if (*o->cursor < '0' || *o->cursor > '9' || *end != '\0' ||
+                c > (unsigned long long)INT64_MAX) {
+                snprintf(err, errlen,
+                         "--cursor: expected the \"next\" of a previous page, got '%s'", o->cursor);
                 return APM_E_USAGE;
             }
         } else if ((m = apm_cli_args_value(argc, argv, &i, "--window", &v, err, errlen))) {
@@ -334,7 +427,12 @@ static int series_table(const struct apm_cli_globals *g, struct apm_cli_client *
     }
     if (rc == 0) {
         apm_cli_table_print(&t, stdout);
-        if (json_is_true(json_object_get(doc, "truncated")))
+        const char *next = apm_cli_json_str(doc, "next", NULL);
+        if (next != NULL)
+            printf("(more series exist: the next page is --cursor %s; or narrow the query with "
+                   "--host, --process or --metric)\n",
+                   next);
+        else if (json_is_true(json_object_get(doc, "truncated")))
             printf("(more series exist: narrow the query with --host, --process or --metric)\n");
     }
     apm_cli_table_close(&t);
@@ -363,6 +461,7 @@ int apm_cli_cmd_series(const struct apm_cli_globals *g, int argc, char **argv)
         apm_cli_client_add_param(&c, q, sizeof(q), "process", o.process) != 0 ||
         apm_cli_client_add_param(&c, q, sizeof(q), "metric", o.metric) != 0 ||
         apm_cli_client_add_param(&c, q, sizeof(q), "pid", o.pid ? pid : NULL) != 0 ||
+        apm_cli_client_add_param(&c, q, sizeof(q), "cursor", o.cursor) != 0 ||
         apm_cli_client_add_param(&c, q, sizeof(q), "limit", g->json ? NULL : APM_CLI_TABLE_LIMIT) !=
             0) {
         fprintf(stderr, "apm-cli: series: the filter values are too long\n");

@@ -27,6 +27,7 @@ struct apm_cli_series_opts {
     long pid; /* 0 = any */
     int64_t window_ms;
     int64_t step_ms; /* one sparkline point per step; 0 = the window over the sparkline's width */
+    const char *cursor; /* the "next" of a previous page (series with larger ids); NULL = first */
     bool help;
 };
 
@@ -39,7 +40,8 @@ int64_t apm_cli_series_step(const struct apm_cli_series_opts *o);
 
 /*
  * Parses the words after "series". Returns 0, or APM_E_USAGE with a one-line
- * reason in err (unknown option, bad pid, unknown metric, bad window).
+ * reason in err (unknown option, bad pid, unknown metric, bad window, bad
+ * cursor).
  */
 int apm_cli_series_parse(int argc, char **argv, struct apm_cli_series_opts *o, char *err,
                          size_t errlen);
@@ -47,6 +49,9 @@ int apm_cli_series_parse(int argc, char **argv, struct apm_cli_series_opts *o, c
 /* The commands; g is borrowed, argv holds the words after the command name. */
 int apm_cli_cmd_status(const struct apm_cli_globals *g, int argc, char **argv);
 int apm_cli_cmd_hosts(const struct apm_cli_globals *g, int argc, char **argv);
+
+/* apm-cli processes [--host H] [--all]: the live processes (all with --all). */
+int apm_cli_cmd_processes(const struct apm_cli_globals *g, int argc, char **argv);
 int apm_cli_cmd_series(const struct apm_cli_globals *g, int argc, char **argv);
 
 #endif

@@ -35,6 +35,7 @@ static int run_analyze(const struct apm_cli_globals *g, int argc, char **argv)
 static const struct command commands[] = {
     {"status", apm_cli_cmd_status, "the collector's version and counters"},
     {"hosts", apm_cli_cmd_hosts, "hosts whose agents report to the collector"},
+    {"processes", apm_cli_cmd_processes, "live processes (all with --all), by host"},
     {"series", apm_cli_cmd_series, "stored series with a sparkline of recent samples"},
     {"alerts", apm_cli_cmd_alerts, "alerts with their sentence, forecast and suspect"},
     {"ack", apm_cli_cmd_ack, "acknowledge an alert for a while, with a comment"},

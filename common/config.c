@@ -139,7 +139,8 @@ int apm_config_set(const struct apm_opt *opt, void *dst, const char *value, char
     }
     case APM_OPT_DURATION:
         if (apm_duration_parse(value, &n) != 0) {
-            snprintf(err, errlen, "'%s' is not a duration (N, Ns, Nm, Nh or Nd)", value);
+            snprintf(err, errlen, "'%s' is not a duration (90, 500ms, 90s, 5m, 1h30m, 7d, 1w)",
+                     value);
             return APM_E_CONFIG;
         }
         break;
@@ -278,19 +279,32 @@ int apm_config_load_mem(const char *name, const char *text, size_t len, const st
     return rc;
 }
 
+const char *apm_config_arg_name(enum apm_opt_type type)
+{
+    switch (type) {
+    case APM_OPT_BOOL:
+        return "";
+    case APM_OPT_DURATION:
+        return "DURATION";
+    case APM_OPT_ENDPOINT:
+        return "HOST:PORT";
+    case APM_OPT_SIZE:
+        return "SIZE";
+    case APM_OPT_INT:
+        return "N";
+    case APM_OPT_STRING:
+        break;
+    }
+    return "VALUE";
+}
+
 void apm_config_print_help(const struct apm_opt *opts)
 {
     for (const struct apm_opt *o = opts; o->key != NULL; o++) {
         if (!o->flag)
             continue;
         char left[64];
-        snprintf(left, sizeof(left), "--%s %s", o->key,
-                 o->type == APM_OPT_BOOL       ? ""
-                 : o->type == APM_OPT_DURATION ? "DURATION"
-                 : o->type == APM_OPT_ENDPOINT ? "HOST:PORT"
-                 : o->type == APM_OPT_SIZE     ? "SIZE"
-                 : o->type == APM_OPT_INT      ? "N"
-                                               : "VALUE");
+        snprintf(left, sizeof(left), "--%s %s", o->key, apm_config_arg_name(o->type));
         printf("  %-28s %s\n", left, o->help);
     }
 }

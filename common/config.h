@@ -81,6 +81,9 @@ enum apm_args_pass {
 int apm_config_args(const char *prog, int argc, char **argv, const struct apm_opt *opts, void *dst,
                     enum apm_args_pass pass);
 
+/* The value's placeholder in help and man pages: "DURATION", "N", ... ("" for booleans). */
+const char *apm_config_arg_name(enum apm_opt_type type);
+
 /* Prints the flags of opts as help lines to stdout. */
 void apm_config_print_help(const struct apm_opt *opts);
 

@@ -2,9 +2,18 @@
 #define APM_LOG_H
 
 /*
- * Logging to stderr in a form journald keeps: when stderr is not a terminal
- * each line starts with a syslog priority prefix ("<3>"), which journald
- * turns into the entry's level; on a terminal the level is spelled out.
+ * Logging to stderr, one record per line, in one of three forms:
+ *
+ *   - under journald (JOURNAL_STREAM names stderr): "<3>error: MSG", a syslog
+ *     priority prefix journald turns into the entry's level; journald adds
+ *     the time and the program itself;
+ *   - elsewhere, text: "2026-12-03T15:51:30.123Z apm-collector error: MSG",
+ *     an RFC 3339 UTC timestamp and the program name;
+ *   - with --log-format json (anywhere): one JSON object per line,
+ *     {"ts":"...","level":"error","prog":"apm-collector","pid":42,
+ *      "module":"writer","msg":"..."}; "module" is the message's leading
+ *     "word: " when it has one.
+ *
  * Thread-safe: each line is written with one write(2).
  */
 #include <stdbool.h>
@@ -18,8 +27,41 @@ enum apm_log_level {
     APM_LOG_DEBUG = 7,
 };
 
-/* Sets the program name printed on terminals and the most verbose level printed. */
+enum apm_log_format {
+    APM_LOG_FORMAT_TEXT = 0, /* the journald form under journald, else timestamped text */
+    APM_LOG_FORMAT_JSON,
+};
+
+/*
+ * Sets the program name, the most verbose level printed, and whether stderr
+ * is journald's stream (apm_log_journal_stream). The format stays as set.
+ */
 void apm_log_init(const char *program, enum apm_log_level max_level);
+
+/*
+ * Parses the log-level and log-format settings and, when both are good, sets
+ * them up (apm_log_init, apm_log_set_format). Returns 0, or APM_E_CONFIG with
+ * "log-level 'X' is not error, warn, info or debug" (or the log-format one) in err.
+ */
+int apm_log_setup(const char *program, const char *level, const char *format, char *err,
+                  size_t errlen);
+
+/* Sets the line format (default text). */
+void apm_log_set_format(enum apm_log_format format);
+
+/* Parses "text" or "json". Returns 0 or APM_E_CONFIG. */
+int apm_log_format_parse(const char *s, enum apm_log_format *out);
+
+/* True when $JOURNAL_STREAM ("DEV:INODE") names the file open on fd. */
+bool apm_log_journal_stream(int fd);
+
+/*
+ * Formats one record (msg, a finished message) as apm_log writes it, with
+ * the trailing newline, into out (size bytes, terminated). Returns the
+ * length, or 0 when size is too small (under 64).
+ */
+size_t apm_log_format_line(enum apm_log_format format, bool journal, const char *program,
+                           enum apm_log_level level, const char *msg, char *out, size_t size);
 
 /* Parses "error", "warn", "info" or "debug". Returns 0 or APM_E_CONFIG. */
 int apm_log_level_parse(const char *s, enum apm_log_level *out);

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -35,44 +36,54 @@ long long apm_round_ll(double x)
     return x < 0 ? -(long long)(-x + 0.5) : (long long)(x + 0.5);
 }
 
+/* Units of a duration term, longest spelling first so "ms" is not read as "m". */
+static const struct {
+    const char *name;
+    double ms;
+} duration_units[] = {
+    {"ns", 1e-6},   {"us", 1e-3},     {"\xc2\xb5s", 1e-3}, {"ms", 1.0},        {"s", 1000.0},
+    {"m", 60000.0}, {"h", 3600000.0}, {"d", 86400000.0},   {"w", 604800000.0}, {"y", 31536000000.0},
+};
+#define NDURATION_UNITS (sizeof(duration_units) / sizeof(duration_units[0]))
+
 int apm_duration_parse(const char *s, int64_t *out_ms)
 {
     if (s == NULL || *s == '\0')
         return APM_E_PARSE;
     double ms = 0;
     const char *p = s;
+    double last_unit = 0; /* of the previous term: units must decrease ("1h30m", not "30m1h") */
     /* Terms "N<unit>" add up ("1h30m"); a bare number alone means seconds. */
     while (*p != '\0') {
         char *end = NULL;
-        if (*p == '-' || *p == '+' || *p == ' ')
+        /* strtod would take signs, spaces, "inf", "nan" and hex: only digits and '.' start a term.
+         */
+        if (!((*p >= '0' && *p <= '9') || *p == '.'))
             return APM_E_PARSE;
         double v = strtod(p, &end);
-        if (end == p || !isfinite(v) || v < 0)
+        if (end == p || !isfinite(v))
             return APM_E_PARSE;
-        double mult;
-        switch (*end) {
-        case '\0':
+        for (const char *q = p; q < end; q++) {
+            if (!((*q >= '0' && *q <= '9') || *q == '.'))
+                return APM_E_PARSE;
+        }
+        if (*end == '\0') {
             if (p != s)
                 return APM_E_PARSE;
-            mult = 1000.0;
+            ms = v * 1000.0;
             break;
-        case 's':
-            mult = 1000.0;
-            break;
-        case 'm':
-            mult = 60000.0;
-            break;
-        case 'h':
-            mult = 3600000.0;
-            break;
-        case 'd':
-            mult = 86400000.0;
-            break;
-        default:
-            return APM_E_PARSE;
         }
-        ms += v * mult;
-        p = *end == '\0' ? end : end + 1;
+        size_t u = 0;
+        while (u < NDURATION_UNITS &&
+               strncmp(end, duration_units[u].name, strlen(duration_units[u].name)) != 0)
+            u++;
+        if (u == NDURATION_UNITS)
+            return APM_E_PARSE;
+        if (last_unit != 0 && duration_units[u].ms >= last_unit)
+            return APM_E_PARSE;
+        last_unit = duration_units[u].ms;
+        ms += v * duration_units[u].ms;
+        p = end + strlen(duration_units[u].name);
     }
     if (ms > 9.0e15)
         return APM_E_PARSE;

@@ -11,9 +11,12 @@ int64_t apm_now_ms(void);
 uint64_t apm_mono_ns(void);
 
 /*
- * Parses a duration "N[s|m|h|d]", or a sum of them ("1h30m"), into
- * milliseconds (a bare number alone means seconds; N may have a fraction). Returns 0, or
- * APM_E_PARSE on anything else.
+ * Parses a duration in Go/Prometheus syntax into milliseconds: terms "N<unit>"
+ * with units ns, us (or \u00b5s), ms, s, m, h, d, w (7d) and y (365d), summed, each
+ * unit smaller than the one before ("1h30m", "1w2d", "500ms"); N may have a
+ * fraction ("1.5h"). A bare number alone means seconds ("90"). Rounds to the
+ * millisecond. Returns 0, or APM_E_PARSE on anything else (signs, spaces,
+ * exponents, "30m1h", "5m5m").
  */
 int apm_duration_parse(const char *s, int64_t *out_ms);
 

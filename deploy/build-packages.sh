@@ -18,6 +18,6 @@ cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=None -DAPM_WERROR=OFF -DAPM_SANITIZ
     "-DCMAKE_C_FLAGS=$cflags" "-DCMAKE_EXE_LINKER_FLAGS=$ldflags" >/dev/null
 # CFLAGS and LDFLAGS in the environment reach setuptools, which compiles the extension in
 # the probe's pip wheel (agent/python/CMakeLists.txt) with the same flags.
-CFLAGS="$cflags" LDFLAGS="$ldflags" cmake --build "$dir" -j "$jobs" --target apm-agent apm-collector apm-cli
+CFLAGS="$cflags" LDFLAGS="$ldflags" cmake --build "$dir" -j "$jobs" --target apm-agent apm-collector apm-cli apm_man
 rm -f "$dir"/*.deb
 (cd "$dir" && cpack -G DEB)

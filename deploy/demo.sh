@@ -96,6 +96,7 @@ until $cli status >/dev/null 2>&1; do
     sleep 0.1
 done
 echo "demo: collector up (ingest $ingest, HTTP $http, store $work/data)"
+echo "demo: the web page is at http://$http/"
 
 build/agent/apm-agent --collector "$ingest" --interval 0.5s --token-file "$work/token" \
     --host demo-host --probe-socket "$work/probe.sock" 2>"$work/agent.log" &

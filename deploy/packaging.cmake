@@ -79,6 +79,36 @@ endforeach()
 
 # --- apm-cli --------------------------------------------------------------------------
 install(TARGETS apm-cli RUNTIME DESTINATION bin COMPONENT cli)
+install(FILES ${CMAKE_BINARY_DIR}/man/apm-cli.bash DESTINATION share/bash-completion/completions
+        RENAME apm-cli COMPONENT cli)
+
+# --- every package: man pages, copyright, changelog -------------------------------------
+# Man pages come from deploy/man (target apm_man), gzipped as Debian does. Each package
+# carries the machine-readable copyright file and its changelog.Debian.gz in
+# /usr/share/doc/PACKAGE, as Debian policy asks (12.5, 12.7).
+install(FILES ${CMAKE_BINARY_DIR}/man/apm-agent.8.gz DESTINATION share/man/man8 COMPONENT agent)
+install(FILES ${CMAKE_BINARY_DIR}/man/apm-agent.conf.5.gz DESTINATION share/man/man5
+        COMPONENT agent)
+install(FILES ${CMAKE_BINARY_DIR}/man/apm-collector.8.gz DESTINATION share/man/man8
+        COMPONENT collector)
+install(FILES ${CMAKE_BINARY_DIR}/man/apm-collector.conf.5.gz DESTINATION share/man/man5
+        COMPONENT collector)
+install(FILES ${CMAKE_BINARY_DIR}/man/apm-cli.1.gz DESTINATION share/man/man1 COMPONENT cli)
+
+# The changelog's top entry must be the version the packages get.
+file(STRINGS ${APM_DEB}/doc/changelog APM_CHANGELOG_TOP LIMIT_COUNT 1)
+set(APM_DEB_VERSION ${PROJECT_VERSION}-1)
+if(NOT APM_CHANGELOG_TOP MATCHES "^apm \\(${APM_DEB_VERSION}\\) ")
+  message(FATAL_ERROR "deploy/debian/doc/changelog starts with '${APM_CHANGELOG_TOP}'; the "
+                      "packages are ${APM_DEB_VERSION}: add an entry for it")
+endif()
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${APM_DEB}/doc/changelog)
+execute_process(COMMAND gzip -9nc INPUT_FILE ${APM_DEB}/doc/changelog
+                OUTPUT_FILE ${APM_STAGE}/changelog.Debian.gz COMMAND_ERROR_IS_FATAL ANY)
+foreach(comp agent collector cli)
+  install(FILES ${APM_DEB}/doc/copyright ${APM_STAGE}/changelog.Debian.gz
+          DESTINATION share/doc/apm-${comp} COMPONENT ${comp})
+endforeach()
 
 # --- CPack ----------------------------------------------------------------------------
 set(CPACK_GENERATOR DEB)
@@ -91,7 +121,7 @@ set(CPACK_STRIP_FILES ON)
 set(CPACK_COMPONENTS_ALL agent collector cli)
 set(CPACK_DEB_COMPONENT_INSTALL ON)
 
-set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
+set(CPACK_DEBIAN_PACKAGE_RELEASE 1) # the -1 of APM_DEB_VERSION
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)

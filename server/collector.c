@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/frame.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/tls.h"
 #include "common/token.h"
 #include "server/alerts/alert_feed.h"
@@ -75,6 +76,9 @@ static const struct apm_opt collector_opts[] = {
         "stay in the foreground, even with daemon set (the default)"),
     OPT("collector", "log-level", APM_OPT_STRING, log_level, 0, 0, true,
         "error, warn, info (default) or debug"),
+    OPT("collector", "log-format", APM_OPT_STRING, log_format, 0, 0, true,
+        "text (default: RFC 3339 time and program; the short form under journald) or json "
+        "(one object per line)"),
     OPT("collector", "max-connections", APM_OPT_INT, max_connections, 1, 100000, true,
         "authenticated agent connections at once (default 1024)"),
     OPT("collector", "max-unauthenticated", APM_OPT_INT, max_unauthenticated, 1, 100000, true,
@@ -91,7 +95,7 @@ static const struct apm_opt collector_opts[] = {
         "largest frame accepted from an agent (default 16M)"),
     OPT("collector", "max-inflight", APM_OPT_INT, max_inflight, 1, 100000, true,
         "batches per connection waiting for commit before reading pauses (default 64)"),
-    OPT("collector", "map-size", APM_OPT_SIZE, map_size, 1 << 20, INT64_MAX, true,
+    OPT("collector", "map-size", APM_OPT_SIZE, map_size, 64 << 10, INT64_MAX, true,
         "initial LMDB map size; it doubles as needed up to max-disk (default 8G)"),
     OPT("collector", "max-disk", APM_OPT_SIZE, max_disk, 0, INT64_MAX, true,
         "disk budget of the store; near it the oldest raw samples go first (default 0: 80% of "
@@ -180,6 +184,7 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     snprintf(c->listen, sizeof(c->listen), "0.0.0.0:7411");
     snprintf(c->http, sizeof(c->http), "127.0.0.1:7412");
     snprintf(c->log_level, sizeof(c->log_level), "info");
+    snprintf(c->log_format, sizeof(c->log_format), "text");
     c->max_connections = 1024;
     c->max_unauthenticated = 64;
     c->max_unauthenticated_per_address = 16;
@@ -292,6 +297,7 @@ void apm_collector_stop(struct apm_collector *c)
         return;
     c->stopping = true;
     apm_info("collector: stopping: draining connections and committing");
+    apm_sd_stopping("stopping: draining connections and committing");
     /* The server frees itself once closed; the api it calls stays until apm_collector_free. */
     apm_http_server_close(c->http, NULL);
     c->http = NULL;
@@ -717,7 +723,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
                                 .trace_fn = send_trace,
                                 .ctx = c,
                                 .write_token = c->api_token_len > 0 ? c->api_token : NULL,
-                                .write_token_len = c->api_token_len};
+                                .write_token_len = c->api_token_len,
+                                .process_grace_ms = cfg->process_grace_ms};
     rc = apm_api_new(&ac, &c->api);
     if (rc == 0)
         rc = apm_api_forecast_register(c->api);

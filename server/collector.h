@@ -32,6 +32,7 @@ struct apm_collector_config {
     bool daemon;     /* detach (--daemon) */
     bool foreground; /* never detach, even with daemon set */
     char log_level[16];
+    char log_format[8]; /* "text" or "json" */
     int64_t max_connections;
     int64_t max_unauthenticated;
     int64_t max_unauthenticated_per_address;

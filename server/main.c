@@ -5,16 +5,21 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
+#ifdef APM_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "common/config.h"
 #include "common/error.h"
 #include "common/fdlimit.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "server/collector.h"
 #include "server/store/store.h"
 
@@ -45,6 +50,13 @@ static void early_flags(int argc, char **argv)
         }
     }
 }
+
+#ifdef APM_HAVE_SYSTEMD
+static const struct apm_sd_backend libsystemd = {
+    .notify = sd_notify,
+    .watchdog_enabled = sd_watchdog_enabled,
+};
+#endif
 
 /*
  * Takes "--backup DIR" (or "--backup=DIR") out of argv, since it is an
@@ -127,13 +139,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "apm-collector: %s\n", err);
         return 1;
     }
-    enum apm_log_level level = APM_LOG_INFO;
     int rc = apm_config_args("apm-collector", argc, argv, opts, &cfg, APM_ARGS_REST);
-    if (rc == 0 && apm_log_level_parse(cfg.log_level, &level) != 0) {
-        fprintf(stderr, "apm-collector: log-level '%s' is not error, warn, info or debug\n",
-                cfg.log_level);
-        rc = APM_E_CONFIG;
-    }
+    if (rc == 0 &&
+        (rc = apm_log_setup("apm-collector", cfg.log_level, cfg.log_format, err, sizeof(err))) != 0)
+        fprintf(stderr, "apm-collector: %s\n", err);
     /*
      * Foreground unless asked to detach, so that a start-up failure (a taken
      * port, a bad store) reaches the caller as exit code 1.
@@ -146,7 +155,6 @@ int main(int argc, char **argv)
         apm_alert_config_free(alerts);
         return 1;
     }
-    apm_log_init("apm-collector", level);
     if (backup_dir != NULL) {
         apm_alert_config_free(alerts);
         return offline_backup(&cfg, backup_dir);
@@ -158,6 +166,8 @@ int main(int argc, char **argv)
         apm_warn("collector: cannot raise the descriptor limit: %s", apm_strerror(rc));
     else
         apm_debug("collector: descriptor limit %llu", (unsigned long long)nofile);
+    /* A peer that closes while an ack or an HTTP answer is written: EPIPE, not SIGPIPE's kill. */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct apm_collector *c = NULL;
@@ -166,6 +176,18 @@ int main(int argc, char **argv)
         uv_loop_close(&loop);
         return 1;
     }
+    /* The listeners are up: a Type=notify unit is started now, and its watchdog runs. */
+    char status[8192];
+    snprintf(status, sizeof(status), "ingest on %s, HTTP on %s, store %s", cfg.listen, cfg.http,
+             cfg.data_dir);
+    struct apm_sd_notify *notify = NULL;
+#ifdef APM_HAVE_SYSTEMD
+    apm_sd_use(&libsystemd);
+#endif
+    if (apm_sd_ready(&loop, status, &notify) != 0)
+        apm_warn("collector: cannot start the systemd watchdog: out of memory");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    apm_sd_close(notify);
     uv_run(&loop, UV_RUN_DEFAULT);
     apm_collector_free(c);
     rc = uv_loop_close(&loop);

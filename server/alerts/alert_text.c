@@ -169,10 +169,10 @@ char *apm_alert_text_summary(const struct apm_alert *a, char *buf, size_t size)
     }
     if (a->native == 1)
         append(buf, size, &len,
-               "; RSS grows but Python's traced memory does not: native code "
+               "; RSS grows but Python's heap does not: native code "
                "or fragmentation");
     else if (a->native == 0)
-        append(buf, size, &len, "; Python's traced memory grows with it");
+        append(buf, size, &len, "; Python's heap grows with it");
     if (a->restarted_at_limit)
         append(buf, size, &len, "; it replaced a process of its name that reached its limit");
     return buf;

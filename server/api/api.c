@@ -15,6 +15,7 @@
 #include "common/timeutil.h"
 #include "common/token.h"
 #include "common/units.h"
+#include "server/api/web.h"
 
 #define API_PREFIX "/api/v1/"
 /* Longest decoded path segment or query value we accept. */
@@ -48,6 +49,7 @@ struct apm_api {
     void *status_ctx;           /* the ctx of status_fn and trace_fn */
     const uint8_t *write_token; /* NULL: write routes open */
     size_t write_token_len;
+    int64_t process_grace_ms;
     int64_t started_ms;
     struct apm_api_stats stats;
     unsigned nroutes;
@@ -356,34 +358,65 @@ static int get_hosts(const struct apm_api_call *call, json_t **out)
     return collect_finish(&c, rc, "hosts", out);
 }
 
+/* The processes listing: its rows, and which of them it keeps. */
+struct process_page {
+    struct collect c;
+    int64_t live_from_ms; /* a process last seen at or after this is live */
+    int want_live;        /* -1: every process; 0: only those no longer live; 1: only live */
+};
+
 static int process_row(void *ctx, const struct apm_process_info *p)
 {
-    struct collect *c = ctx;
-    struct apm_api_why *w = &c->why;
+    struct process_page *pg = ctx;
+    struct apm_api_why *w = &pg->c.why;
+    bool live = p->last_seen_ms >= pg->live_from_ms;
+    if (pg->want_live >= 0 && live != (pg->want_live == 1))
+        return 0;
     json_t *o = json_pack(
-        "{s:o, s:o, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o}", "id", apm_api_str(w, "id", p->id),
-        "host", apm_api_str(w, "host", p->host), "pid", (int)p->pid, "ppid", (int)p->ppid,
-        "start_time", apm_api_time(p->start_ms), "name", apm_api_str(w, "name", p->name), "cmdline",
-        apm_api_str(w, "cmdline", p->cmdline), "cgroup", apm_api_str(w, "cgroup", p->cgroup),
-        "first_seen", apm_api_time(p->first_seen_ms), "last_seen", apm_api_time(p->last_seen_ms));
-    return collect_add(c, o);
+        "{s:o, s:o, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "id",
+        apm_api_str(w, "id", p->id), "host", apm_api_str(w, "host", p->host), "pid", (int)p->pid,
+        "ppid", (int)p->ppid, "start_time", apm_api_time(p->start_ms), "name",
+        apm_api_str(w, "name", p->name), "cmdline", apm_api_str(w, "cmdline", p->cmdline), "cgroup",
+        apm_api_str(w, "cgroup", p->cgroup), "first_seen", apm_api_time(p->first_seen_ms),
+        "last_seen", apm_api_time(p->last_seen_ms), "live", live);
+    return collect_add(&pg->c, o);
+}
+
+/* The "live" parameter: true or false (also 1 or 0); absent: every process. */
+static int param_live(const struct apm_api_call *call, int *want, json_t **out)
+{
+    char buf[8];
+    bool present = false;
+    int st = apm_api_param_str(call, "live", buf, sizeof(buf), &present, out);
+    *want = -1;
+    if (st != 0 || !present)
+        return st;
+    if (strcmp(buf, "true") == 0 || strcmp(buf, "1") == 0)
+        *want = 1;
+    else if (strcmp(buf, "false") == 0 || strcmp(buf, "0") == 0)
+        *want = 0;
+    else
+        return apm_api_error(out, 400, "parameter 'live' must be true or false");
+    return 0;
 }
 
 static int get_processes(const struct apm_api_call *call, json_t **out)
 {
-    static const char *const allowed[] = {"host", "limit", NULL};
-    struct collect c = {0};
+    static const char *const allowed[] = {"host", "live", "limit", NULL};
+    struct process_page pg = {.live_from_ms = apm_now_ms() - call->api->process_grace_ms};
     char host[API_VALUE_MAX];
     bool has_host = false;
     int st = apm_api_check_params(call, allowed, out);
     if (st == 0)
         st = apm_api_param_str(call, "host", host, sizeof(host), &has_host, out);
     if (st == 0)
-        st = collect_begin(call, &c, out);
+        st = param_live(call, &pg.want_live, out);
+    if (st == 0)
+        st = collect_begin(call, &pg.c, out);
     if (st != 0)
         return st;
-    int rc = apm_store_list_processes(call->store, has_host ? host : NULL, process_row, &c);
-    return collect_finish(&c, rc, "processes", out);
+    int rc = apm_store_list_processes(call->store, has_host ? host : NULL, process_row, &pg);
+    return collect_finish(&pg.c, rc, "processes", out);
 }
 
 static json_t *series_json(struct apm_api_why *w, const struct apm_series_info *s)
@@ -661,6 +694,7 @@ int apm_api_new(const struct apm_api_config *cfg, struct apm_api **out)
     api->status_ctx = cfg->ctx;
     api->write_token = cfg->write_token;
     api->write_token_len = cfg->write_token_len;
+    api->process_grace_ms = cfg->process_grace_ms > 0 ? cfg->process_grace_ms : 120000;
     api->started_ms = apm_now_ms();
     for (size_t i = 0; i < sizeof(builtin_routes) / sizeof(builtin_routes[0]); i++)
         api->routes[api->nroutes++] = builtin_routes[i];
@@ -917,7 +951,8 @@ static int handle_raw(struct apm_api *api, struct apm_http_conn *conn,
 void apm_api_handle(void *ctx, struct apm_http_conn *conn, const struct apm_http_request *req)
 {
     struct apm_api *api = ctx;
-    if (handle_raw(api, conn, req))
+    /* The web page's files (server/api/web.h), then raw routes such as /metrics. */
+    if (apm_web_serve(conn, req) || handle_raw(api, conn, req))
         return;
     json_t *obj = NULL;
     int status = route(api, req, conn, &obj);

@@ -63,6 +63,11 @@ struct apm_api_config {
      */
     const uint8_t *write_token;
     size_t write_token_len;
+    /*
+     * PRODUCT.md's process-grace: a process is live while its last sample is
+     * this recent (the "live" of /processes). 0 means the default, 2 minutes.
+     */
+    int64_t process_grace_ms;
 };
 
 /* What a route handler gets: the request and the decoded "{}" segments. */

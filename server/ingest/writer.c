@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "common/error.h"
+#include "common/hashmap.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 
@@ -26,6 +27,14 @@
 #define SLICE_US 10000
 /* Times a round is tried again after the store made room. */
 #define ROOM_TRIES 4
+/* Agent runs with a refused batch not yet sent again, at most (beyond: forgotten, logged). */
+#define REFUSED_MAX 65536u
+/*
+ * A refused batch not sent again within this (to twice this) is taken as given
+ * up: an agent whose queue or spool cap dropped it never sends it, and its run
+ * must not be held back for good.
+ */
+#define REFUSED_HOLD_NS (120ull * 1000000000ull)
 
 struct job {
     struct job *next;
@@ -58,6 +67,18 @@ struct apm_writer {
     bool stopping;
     bool exited;
     /* Writer thread only. */
+    /*
+     * Agent id and instance -> the lowest seq refused and not sent again yet
+     * (seq << 16 | -status). A later batch of that run is refused too until
+     * the refused one comes back: committing it would move the agent's
+     * watermark past the refused one, whose resend would then be taken for
+     * a duplicate and acked unstored. Batches of a closed connection are
+     * still queued here when the agent reconnects and resends.
+     * refused[0] holds what was refused lately, refused[1] what was refused
+     * in the period before; every REFUSED_HOLD_NS the older one is forgotten.
+     */
+    struct apm_hashmap refused[2];
+    uint64_t refused_rotated_ns;
     bool maint_running;    /* a pass is going on: a slice after every round */
     uint64_t maint_due_ns; /* monotonic time the next pass starts */
     /* Loop thread only. */
@@ -89,6 +110,82 @@ static void list_splice(struct job_list *to, struct job_list *from)
 
 /* ---- writer thread ---- */
 
+/* The key of a job's agent run in apm_writer::refused: the agent id, its NUL, the instance. */
+static size_t run_key(const struct job *j, char key[sizeof(j->agent.agent_id) + 8])
+{
+    size_t n = strnlen(j->agent.agent_id, sizeof(j->agent.agent_id) - 1);
+    memcpy(key, j->agent.agent_id, n);
+    key[n] = '\0';
+    memcpy(key + n + 1, &j->agent.instance, 8);
+    return n + 9;
+}
+
+/* The refused batch of a run, from either period: 0 and *v, or APM_E_NOTFOUND. */
+static int refused_get(const struct apm_writer *w, const char *key, size_t klen, uint64_t *v)
+{
+    if (apm_hashmap_get(&w->refused[0], key, klen, v) == 0)
+        return 0;
+    return apm_hashmap_get(&w->refused[1], key, klen, v);
+}
+
+/* Forgets the older period's refusals once it is REFUSED_HOLD_NS old. */
+static void refused_rotate(struct apm_writer *w)
+{
+    uint64_t now = apm_mono_ns();
+    if (now - w->refused_rotated_ns < REFUSED_HOLD_NS)
+        return;
+    if (w->refused[1].len > 0)
+        apm_warn("writer: %zu agent runs did not send their refused batch again within %llu s; "
+                 "their later batches are taken",
+                 w->refused[1].len, (unsigned long long)(REFUSED_HOLD_NS / 1000000000ull));
+    apm_hashmap_close(&w->refused[1]);
+    w->refused[1] = w->refused[0];
+    apm_hashmap_init(&w->refused[0]);
+    w->refused_rotated_ns = now;
+}
+
+/* Notes that job j was refused: its run's later batches wait for it. */
+static void note_refused(struct apm_writer *w, const struct job *j)
+{
+    char key[sizeof(j->agent.agent_id) + 8];
+    size_t klen = run_key(j, key);
+    uint64_t v = 0;
+    bool known = refused_get(w, key, klen, &v) == 0;
+    if (known && v >> 16 < j->batch->seq)
+        return;
+    if (w->refused[0].len >= REFUSED_MAX) {
+        apm_warn("writer: %u agent runs wait for a refused batch; forgetting them", REFUSED_MAX);
+        apm_hashmap_close(&w->refused[0]);
+        apm_hashmap_init(&w->refused[0]);
+    }
+    /* Refused again (or an older one): it is waited for from now on. */
+    (void)apm_hashmap_del(&w->refused[1], key, klen);
+    (void)apm_hashmap_put(&w->refused[0], key, klen, j->batch->seq << 16 | (uint16_t)-j->status);
+}
+
+/*
+ * Refuses, from first on, the jobs whose run has a refused batch of a lower
+ * seq, with that batch's status; a job that is the refused one sent again
+ * (or older) lets its run through.
+ */
+static void hold_back(struct apm_writer *w, struct job *first)
+{
+    if (w->refused[0].len == 0 && w->refused[1].len == 0)
+        return;
+    for (struct job *j = first; j != NULL; j = j->next) {
+        char key[sizeof(j->agent.agent_id) + 8];
+        size_t klen = run_key(j, key);
+        uint64_t v;
+        if (j->status < 0 || refused_get(w, key, klen, &v) != 0)
+            continue;
+        if (j->batch->seq <= v >> 16) {
+            (void)apm_hashmap_del(&w->refused[0], key, klen);
+            (void)apm_hashmap_del(&w->refused[1], key, klen);
+        } else
+            j->status = -(int)(v & 0xffff);
+    }
+}
+
 /*
  * Stores every job not yet failed in one transaction. Returns 0 when it
  * committed (or a job failed and the caller should try the rest again), or
@@ -110,9 +207,11 @@ static int store_round(struct apm_writer *w, struct job_list *jobs, bool *retry)
             break;
         }
         if (j->status < 0) {
-            /* One bad batch: drop it and store the others in a new transaction. */
+            /* One bad batch: drop it and store the others (not its run's later ones) again. */
             apm_warn("writer: batch %llu refused: %s", (unsigned long long)j->batch->seq,
                      apm_strerror(j->status));
+            note_refused(w, j);
+            hold_back(w, j->next);
             *retry = true;
             break;
         }
@@ -132,6 +231,8 @@ static void store_jobs(struct apm_writer *w, struct job_list *jobs, apm_writer_c
     uint64_t t0 = apm_mono_ns();
     for (struct job *j = jobs->head; j != NULL; j = j->next)
         j->status = 0;
+    refused_rotate(w);
+    hold_back(w, jobs->head);
     while (retry && rc == 0) {
         rc = store_round(w, jobs, &retry);
         /* Full: the store grows its map or deletes its oldest raw chunks, then the round again. */
@@ -152,6 +253,8 @@ static void store_jobs(struct apm_writer *w, struct job_list *jobs, apm_writer_c
     }
     uint64_t batches = 0, duplicates = 0, failures = 0, samples = 0;
     for (struct job *j = jobs->head; j != NULL; j = j->next) {
+        if (j->status < 0)
+            note_refused(w, j);
         batches += j->status == 0;
         duplicates += j->status == 1;
         failures += j->status < 0;
@@ -243,6 +346,8 @@ static void *writer_main(void *arg)
             pthread_mutex_lock(&w->mu);
         }
     }
+    apm_hashmap_close(&w->refused[0]);
+    apm_hashmap_close(&w->refused[1]);
     w->exited = true;
     pthread_mutex_unlock(&w->mu);
     uv_async_send(&w->async);
@@ -289,6 +394,9 @@ int apm_writer_new(uv_loop_t *loop, struct apm_store *store, unsigned max_queue,
     if (w == NULL)
         return -ENOMEM;
     w->store = store;
+    apm_hashmap_init(&w->refused[0]);
+    apm_hashmap_init(&w->refused[1]);
+    w->refused_rotated_ns = apm_mono_ns();
     w->max_queue = max_queue ? max_queue : DEFAULT_MAX_QUEUE;
     int rc = -pthread_mutex_init(&w->mu, NULL);
     if (rc < 0) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 
 #include <jansson.h>
@@ -73,7 +74,7 @@ struct write_req {
     uv_write_t req;
     struct apm_http_conn *conn;
     char *body;
-    char head[384];
+    char head[1024]; /* the status line and headers, APM_HTTP_MAX_EXTRA_HEADERS included */
 };
 
 /* A connection over the cap: accepted only to be closed. */
@@ -465,6 +466,7 @@ const char *apm_http_status_text(int status)
         {201, "Created"},
         {202, "Accepted"},
         {204, "No Content"},
+        {304, "Not Modified"},
         {400, "Bad Request"},
         {401, "Unauthorized"},
         {403, "Forbidden"},
@@ -491,10 +493,22 @@ int apm_http_respond(struct apm_http_conn *c, int status, const char *content_ty
     return apm_http_respond_headers(c, status, content_type, NULL, body, len);
 }
 
+/* True when the caller's headers say how to cache: then no default "no-store". */
+static bool cache_control_in(const char *h)
+{
+    while (h != NULL && *h != '\0') {
+        if (strncasecmp(h, "Cache-Control:", 14) == 0)
+            return true;
+        h = strstr(h, "\r\n");
+        h = h != NULL ? h + 2 : NULL;
+    }
+    return false;
+}
+
 /* True for a header block that fits the head and cannot split the answer (no blank line). */
 static bool headers_ok(const char *h)
 {
-    return h == NULL || (strlen(h) <= 128 && strstr(h, "\r\n\r\n") == NULL &&
+    return h == NULL || (strlen(h) <= APM_HTTP_MAX_EXTRA_HEADERS && strstr(h, "\r\n\r\n") == NULL &&
                          (h[0] == '\0' || strcmp(h + strlen(h) - 2, "\r\n") == 0));
 }
 
@@ -538,10 +552,12 @@ int apm_http_respond_headers(struct apm_http_conn *c, int status, const char *co
     w->body = body;
     int hl = snprintf(w->head, sizeof(w->head),
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "%sCache-Control: no-store\r\nConnection: %s\r\n\r\n",
+                      "X-Content-Type-Options: nosniff\r\n%s%sConnection: %s\r\n\r\n",
                       status, apm_http_status_text(status),
                       content_type ? content_type : "application/octet-stream", len,
-                      headers ? headers : "", c->want_close ? "close" : "keep-alive");
+                      headers ? headers : "",
+                      cache_control_in(headers) ? "" : "Cache-Control: no-store\r\n",
+                      c->want_close ? "close" : "keep-alive");
     if (hl < 0 || (size_t)hl >= sizeof(w->head)) {
         free(body);
         free(w);

@@ -102,11 +102,17 @@ void apm_http_server_close(struct apm_http_server *s, apm_http_close_cb cb);
 int apm_http_respond(struct apm_http_conn *conn, int status, const char *content_type, char *body,
                      size_t len);
 
+/* Most bytes of extra header lines apm_http_respond_headers() takes. */
+#define APM_HTTP_MAX_EXTRA_HEADERS 640u
+
 /*
  * As apm_http_respond, with more header lines (borrowed; NULL for none):
- * each ends with "\r\n", at most 128 bytes in all, e.g. "Allow: GET, HEAD\r\n".
- * Returns -EINVAL (body freed, nothing sent, the request still waits) for
- * headers that do not fit or hold an empty line.
+ * each ends with "\r\n", at most APM_HTTP_MAX_EXTRA_HEADERS bytes in all,
+ * e.g. "Allow: GET, HEAD\r\n". Returns -EINVAL (body freed, nothing sent,
+ * the request still waits) for headers that do not fit or hold an empty line.
+ * Every answer says "X-Content-Type-Options: nosniff", and
+ * "Cache-Control: no-store" unless headers give a Cache-Control of their own
+ * (the web page's files: server/api/web.c).
  *
  * A HEAD request is answered with the head alone: the Content-Length of
  * the body that GET would get, and no body (RFC 9110, 9.3.2).

@@ -16,6 +16,8 @@
 
 #define AUTH_NAME_MAX 16
 #define AUTH_VALUE_MAX 1024
+/* An If-None-Match longer than this is cut there (our ETags are 18 bytes). */
+#define ETAG_VALUE_MAX 128
 
 struct apm_http_reader {
     http_parser parser;
@@ -38,6 +40,9 @@ struct apm_http_reader {
     bool is_auth;
     char auth[AUTH_VALUE_MAX + 1];
     size_t auth_len;
+    bool is_etag; /* the header being read is If-None-Match */
+    char etag[ETAG_VALUE_MAX + 1];
+    size_t etag_len;
     bool complete;
     int status; /* nonzero once the reader has failed */
     const char *message;
@@ -109,7 +114,9 @@ static int on_message_begin(http_parser *p)
     r->field_len = 0;
     r->in_value = false;
     r->is_auth = false;
+    r->is_etag = false;
     r->auth_len = 0;
+    r->etag_len = 0;
     return 0;
 }
 
@@ -138,6 +145,15 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
     return count_header(r, n);
 }
 
+/* Appends what fits of n bytes to a kept header value of at most max bytes. */
+static void keep_value(char *buf, size_t *len, size_t max, const char *at, size_t n)
+{
+    size_t room = max - *len;
+    size_t take = n < room ? n : room;
+    memcpy(buf + *len, at, take);
+    *len += take;
+}
+
 static int on_header_value(http_parser *p, const char *at, size_t n)
 {
     struct apm_http_reader *r = p->data;
@@ -146,13 +162,14 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
         r->is_auth = r->field_len == 13 && strncasecmp(r->field, "authorization", 13) == 0;
         if (r->is_auth)
             r->auth_len = 0; /* a repeated header: the last one counts */
+        r->is_etag = r->field_len == 13 && strncasecmp(r->field, "if-none-match", 13) == 0;
+        if (r->is_etag)
+            r->etag_len = 0;
     }
-    if (r->is_auth) {
-        size_t room = AUTH_VALUE_MAX - r->auth_len;
-        size_t take = n < room ? n : room;
-        memcpy(r->auth + r->auth_len, at, take);
-        r->auth_len += take;
-    }
+    if (r->is_auth)
+        keep_value(r->auth, &r->auth_len, AUTH_VALUE_MAX, at, n);
+    if (r->is_etag)
+        keep_value(r->etag, &r->etag_len, ETAG_VALUE_MAX, at, n);
     return count_header(r, n);
 }
 
@@ -223,6 +240,8 @@ static int on_message_complete(http_parser *p)
     r->req.keep_alive = http_should_keep_alive(p) != 0;
     r->auth[r->auth_len] = '\0';
     r->req.authorization = r->auth;
+    r->etag[r->etag_len] = '\0';
+    r->req.if_none_match = r->etag;
     r->complete = true;
     /* Stop after this request: the caller handles it before reading on. */
     http_parser_pause(p, 1);

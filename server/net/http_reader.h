@@ -42,6 +42,8 @@ struct apm_http_request {
     bool keep_alive; /* the client allows another request on this connection */
     /* The Authorization header's value ("" when absent); longer than 1 KiB: cut there. */
     const char *authorization;
+    /* The If-None-Match header's value ("" when absent); longer than 128 bytes: cut there. */
+    const char *if_none_match;
 };
 
 /* ---- request reader (the decoder) ---- */

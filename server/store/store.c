@@ -107,28 +107,35 @@ int apm_store_mdb_error(int rc, const char *what)
     return mdb_error_limited(&global_failure_mu, &global_failure_log, rc, what);
 }
 
-static int commit_error(struct apm_store *s, int rc);
+static int commit_error(struct apm_store *s, int rc, bool *disk);
 
-/*
- * A failed commit. LMDB reports a short write as EIO, which on a full disk
- * is ENOSPC in disguise: the free space of the data directory tells them
- * apart. A full disk is APM_E_FULL (retryable, like a full map).
- */
-int apm_store_commit(struct apm_store *s, MDB_txn *txn)
+/* Commits; *disk (may be NULL) says whether a failure was a full disk. */
+static int store_commit(struct apm_store *s, MDB_txn *txn, bool *disk)
 {
     int rc = mdb_txn_commit(txn);
     if (rc == 0) {
         failures_over(s);
         return 0;
     }
-    return commit_error(s, rc);
+    return commit_error(s, rc, disk);
 }
 
-static int commit_error(struct apm_store *s, int rc)
+int apm_store_commit(struct apm_store *s, MDB_txn *txn)
+{
+    return store_commit(s, txn, NULL);
+}
+
+/*
+ * A failed commit. LMDB reports a short write as EIO, which on a full disk
+ * is ENOSPC in disguise: the free space of the data directory tells them
+ * apart. A full disk is APM_E_FULL (retryable, like a full map).
+ */
+static int commit_error(struct apm_store *s, int rc, bool *disk)
 {
     const char *dir = NULL;
     struct statvfs vfs;
-    bool full = rc == ENOSPC ||
+    /* A quota or a file-size limit is a full disk for the store too. */
+    bool full = rc == ENOSPC || rc == EDQUOT || rc == EFBIG ||
                 (rc == EIO && mdb_env_get_path(s->env, &dir) == 0 && statvfs(dir, &vfs) == 0 &&
                  (uint64_t)vfs.f_bavail * vfs.f_frsize < (1u << 20));
     if (!full)
@@ -137,6 +144,8 @@ static int commit_error(struct apm_store *s, int rc)
         mdb_env_get_path(s->env, &dir);
     log_failure(&s->failure_mu, &s->failure_log, APM_LOG_ERROR,
                 "store: commit: no space left on the disk of %s", dir ? dir : "the data directory");
+    if (disk != NULL)
+        *disk = true;
     return APM_E_FULL;
 }
 
@@ -516,7 +525,8 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     atomic_init(&s->forgotten, 0);
     for (int i = 0; i < MC_COUNT; i++)
         atomic_init(&s->m[i], 0);
-    atomic_init(&s->full, 0);
+    atomic_init(&s->full, FULL_NO);
+    atomic_init(&s->disk_full, 0);
     atomic_init(&s->backup_running, 0);
     pthread_rwlock_init(&s->resize_lock, NULL);
     s->retention_ms = opt->retention_ms;
@@ -624,6 +634,7 @@ int apm_store_txn_begin(struct apm_store *s, struct apm_store_txn **out)
         return rc;
     }
     s->txn = t;
+    atomic_store(&s->disk_full, 0); /* it says how the last transaction ended */
     *out = t;
     return 0;
 }
@@ -723,7 +734,7 @@ static void txn_end(struct apm_store_txn *t, bool committed)
     }
     if (committed) {
         if (t->samples > 0)
-            atomic_store(&s->full, 0); /* batches are taken again */
+            atomic_store(&s->full, FULL_NO); /* batches are taken again */
         atomic_fetch_add(&s->commits, 1);
         atomic_fetch_add(&s->sites_refused, t->sites_refused);
         int64_t now = apm_now_ms();
@@ -770,7 +781,10 @@ int apm_store_txn_commit(struct apm_store_txn *t)
         apm_store_txn_abort(t);
         return rc;
     }
-    rc = apm_store_commit(t->s, t->txn);
+    /* The writer's own failures only: its next call for room reads what the last one was. */
+    bool disk = false;
+    rc = store_commit(t->s, t->txn, &disk);
+    atomic_store(&t->s->disk_full, disk);
     txn_end(t, rc == 0);
     return rc;
 }

@@ -95,6 +95,8 @@ struct apm_store {
     int64_t pass_oldest_ms;  /* ... by the pass going on */
     int64_t last_prune_log_ms;
     int64_t last_slow_log_ms;
+    int64_t last_full_log_ms; /* "store: full", logged once a minute at most (per reason) */
+    int last_full_logged;
     int64_t maint_now; /* the wall clock of the slice going on */
     /*
      * The map may only be resized with no transaction open in the process:
@@ -111,10 +113,20 @@ struct apm_store {
     atomic_uint_fast64_t forgotten; /* series dropped from the index after forget_after_ms */
     atomic_uint_fast64_t m[16];     /* maintenance counters, enum store_mcounter */
     atomic_uint_fast64_t map_size;
-    atomic_int full; /* 1: refusing batches, nothing left to delete */
+    atomic_int full; /* refusing batches: FULL_BUDGET (nothing left to delete) or FULL_DISK */
+    /*
+     * Writer thread: whether its last commit failed on a full disk (not a
+     * full map); taken by the next apm_store_make_room, since growing the
+     * map or deleting data does not give the disk back its space, and the
+     * cut-off a deletion needs would close in on now with every failed round.
+     */
+    atomic_int disk_full;
     /* 1 while apm_store_backup copies: its read transaction holds resize_lock shared. */
     atomic_int backup_running;
 };
+
+/* Values of apm_store::full. */
+enum { FULL_NO, FULL_BUDGET, FULL_DISK };
 
 /* Maintenance counters in apm_store::m, reported by apm_store_stats. */
 enum store_mcounter {

@@ -344,7 +344,7 @@ int apm_store_stats(struct apm_store *s, struct apm_store_stats *out)
     out->rw_unsent_dropped = atomic_load(&s->m[MC_RW_UNSENT_DROPPED]);
     out->map_size = atomic_load(&s->map_size);
     out->max_disk = s->max_disk;
-    out->full = (uint64_t)atomic_load(&s->full);
+    out->full = atomic_load(&s->full) != FULL_NO;
     apm_store_read_end(s, txn);
     return apm_store_mdb_error(rc, "stats");
 }
@@ -399,8 +399,8 @@ static const struct apm_counter counters[] = {
                 "Times the map was doubled."),
     APM_COUNTER(
         struct apm_store_stats, full, "full", APM_COUNTER_GAUGE, "",
-        "Set to 1 while batches are refused: the budget is reached and no raw chunk is left to "
-        "delete."),
+        "Set to 1 while batches are refused: the disk is full, or the budget is reached and no "
+        "raw chunk is left to delete."),
     APM_COUNTER(struct apm_store_stats, rw_unsent_dropped, "rw_unsent_dropped", APM_COUNTER_TOTAL,
                 "", "Raw samples remote-write had not sent yet, deleted for the disk budget."),
     {.name = NULL},

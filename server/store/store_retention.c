@@ -451,7 +451,12 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
     if (rc < 0)
         return rc;
     *again = more;
-    bool head_old = sv.has_head && !chunks_left && sv.last_ms < raw_cut;
+    /*
+     * The open chunk holds the series' newest samples: it goes for the
+     * retention only, never for the disk budget, which takes sealed chunks.
+     */
+    int64_t ret_cut = s->retention_ms > 0 ? now - s->retention_ms : INT64_MIN;
+    bool head_old = sv.has_head && !chunks_left && sv.last_ms < raw_cut && sv.last_ms < ret_cut;
     if (!chunks_left && (!sv.has_head || head_old) && !rollups_left && sv.last_ms < cut) {
         count(s, MC_HEADS_DROPPED, head_old);
         return remove_series(t, &sv, keys);
@@ -586,6 +591,12 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
         rc = apm_store_txn_begin(s, &t);
     if (rc < 0)
         return rc;
+    /* A slice that does not commit changed nothing: its counts and its place in the pass undone. */
+    uint64_t counts[MC_COUNT];
+    for (int i = 0; i < MC_COUNT; i++)
+        counts[i] = atomic_load(&s->m[i]);
+    uint64_t next_id = s->maint_next_id;
+    int64_t pass_oldest = s->pass_oldest_ms;
     unsigned keys = 0;
     int done = 0;
     while (rc == 0 && keys < max_keys && (int64_t)((apm_mono_ns() - t0) / 1000) < max_us) {
@@ -611,14 +622,19 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
         if (!again)
             s->maint_next_id = id + 1;
     }
-    if (rc < 0) {
+    if (rc < 0)
         apm_store_txn_abort(t);
+    uint64_t t_commit = apm_mono_ns();
+    if (rc == 0)
+        rc = apm_store_txn_commit(t);
+    if (rc < 0) {
+        for (int i = 0; i < MC_COUNT; i++)
+            if (i != MC_SLICE_US_MAX && i != MC_MAP_GROWS)
+                atomic_store(&s->m[i], counts[i]);
+        s->maint_next_id = next_id;
+        s->pass_oldest_ms = pass_oldest;
         return rc;
     }
-    uint64_t t_commit = apm_mono_ns();
-    rc = apm_store_txn_commit(t);
-    if (rc < 0)
-        return rc;
     if (done) {
         s->maint_next_id = 0;
         count(s, MC_PASSES, 1);
@@ -636,8 +652,34 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
     return done;
 }
 
+/*
+ * Batches are refused from now on, for the reason given. Logged when it
+ * starts, at most once a minute: a disk that fills up lets small commits
+ * through between failures, each of which ends the refusal.
+ */
+static void refuse(struct apm_store *s, int why)
+{
+    int64_t now = apm_now_ms();
+    if (atomic_exchange(&s->full, why) != why &&
+        (why != s->last_full_logged || now - s->last_full_log_ms >= PRUNE_LOG_EVERY_MS)) {
+        s->last_full_log_ms = now;
+        s->last_full_logged = why;
+        apm_error("store: full: %s", apm_store_full_reason(s));
+    }
+}
+
 int apm_store_make_room(struct apm_store *s, int64_t now_ms)
 {
+    /*
+     * A full disk: neither a larger map nor deleted chunks give it space (the
+     * file does not shrink), and each failed round would move the deletion's
+     * cut-off an eighth closer to now. The batches are refused until it takes
+     * writes again; nothing is deleted.
+     */
+    if (atomic_exchange(&s->disk_full, 0)) {
+        refuse(s, FULL_DISK);
+        return 0;
+    }
     int rc = grow(s);
     if (rc != 0)
         return rc;
@@ -655,9 +697,18 @@ int apm_store_make_room(struct apm_store *s, int64_t now_ms)
         s->pressure_cutoff = from + (now_ms - from) / 8 + 1;
         s->maint_next_id = 1;
         s->pass_oldest_ms = INT64_MAX;
-        /* Small slices: at a full map, each commit needs a few free pages of its own. */
+        /*
+         * Small slices: at a full map, each commit needs a few free pages of
+         * its own. A slice too large for them fails whole (and changed
+         * nothing): the same place again with half the keys.
+         */
+        unsigned slice_keys = 256;
         do {
-            rc = apm_store_maintain(s, now_ms, 256, 200000);
+            rc = apm_store_maintain(s, now_ms, slice_keys, 200000);
+            if (rc == APM_E_FULL && slice_keys > 1 && !atomic_load(&s->disk_full)) {
+                slice_keys /= 2;
+                rc = 0;
+            }
         } while (rc == 0);
         uint64_t after =
             atomic_load(&s->m[MC_CHUNKS_PRUNED]) + atomic_load(&s->m[MC_CHUNKS_DELETED]);
@@ -671,9 +722,12 @@ int apm_store_make_room(struct apm_store *s, int64_t now_ms)
         if (s->oldest_raw_ms == INT64_MAX)
             break; /* no sealed chunk is left */
     }
+    if (atomic_exchange(&s->disk_full, 0)) {
+        refuse(s, FULL_DISK);
+        return 0;
+    }
     if (rc == APM_E_FULL || rc >= 0) {
-        if (atomic_exchange(&s->full, 1) == 0)
-            apm_error("store: full: %s", apm_store_full_reason(s));
+        refuse(s, FULL_BUDGET);
         return 0;
     }
     return rc;
@@ -681,8 +735,14 @@ int apm_store_make_room(struct apm_store *s, int64_t now_ms)
 
 const char *apm_store_full_reason(struct apm_store *s)
 {
-    return atomic_load(&s->full)
-               ? "the store reached max-disk and holds no raw chunk old enough to delete; batches "
-                 "are refused (agents retry), reads go on; raise max-disk or lower retention"
-               : NULL;
+    switch (atomic_load(&s->full)) {
+    case FULL_BUDGET:
+        return "the store reached max-disk and holds no raw chunk old enough to delete; batches "
+               "are refused (agents retry), reads go on; raise max-disk or lower retention";
+    case FULL_DISK:
+        return "the disk of the data directory is full (below max-disk); batches are refused "
+               "(agents retry), reads go on, nothing is deleted; free space on that disk";
+    default:
+        return NULL;
+    }
 }

@@ -8,6 +8,8 @@
  *   collector_load --collector 127.0.0.1:7411 --token-file T [--agents 100]
  *                  [--series 500] [--duration 20] [--rate BATCHES_PER_S_PER_AGENT]
  *                  [--step-ms 1000] [--back SECONDS] [--name PREFIX] [--reconnect]
+ *                  [--procs P] [--sources N] [--collector-pid PID] [--truth FILE]
+ *                  [--warmup SECONDS]
  *
  * Each batch's samples are --step-ms after the previous one's. By default
  * they start now and may run ahead of the clock; with --back they start that
@@ -20,9 +22,32 @@
  * in [0, min(30 s, 200 ms x 2^attempt)]. The tool then prints, for the first
  * outage, when the first agent lost its connection, how long until every
  * agent was connected again, and the reconnections per second.
+ *
+ * Like apm-agent, an agent keeps its instance for the run and queues its
+ * batches until they are acked: at a fixed --rate it goes on making them
+ * while the collector is away (up to 3,600), and after the HelloAck it
+ * resends, in order, those HelloAck.last_seq does not cover. When the measured time is over,
+ * no new batch is made and the tool waits (up to 15 s) for the outstanding
+ * acks.
+ *
+ * The measurement starts after --warmup seconds (2 by default): the
+ * connections and the first batches, which define every series, come first.
+ *
+ * --procs P gives each agent P processes of 5 series (rss, pss, uss, swap,
+ * cgroup usage), i.e. --series 5P. --sources N binds the agents to the source
+ * addresses 127.0.0.1 .. 127.0.0.N in turn (more source ports, and the
+ * collector's per-address budgets see N peers). --collector-pid reads the
+ * collector's CPU time and RSS from /proc over the measured time.
+ *
+ * --truth FILE writes the ground truth: a line "P SERIES NAME" and then, per
+ * batch, "A AGENT SEQ T_MS" once it is acked or "U AGENT SEQ T_MS" for one
+ * still unacked at exit. Values are a function of (agent, process, metric,
+ * seq), see sample_value(), so tests/bench/storm_check.py can recompute every
+ * sample and compare it with the store.
  */
 #include <math.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +71,22 @@ struct opts {
     double back; /* < 0: start now and run ahead of the clock */
     char name[64];
     bool reconnect;
+    int sources;
+    int collector_pid;
+    char truth[1024];
+    double warmup;
 };
+
+/* A batch the agent made and keeps until it is acked. */
+struct item {
+    struct item *next;
+    struct apm_batch *b;
+    int64_t t_ms;
+    uint64_t sent_ns; /* 0: not sent on the current connection */
+};
+
+/* Batches an agent keeps while the collector is away (an hour at 1 s); beyond, it makes none. */
+#define MAX_QUEUED 3600
 
 struct agent {
     uv_tcp_t tcp;
@@ -56,25 +96,32 @@ struct agent {
     struct apm_frame_reader reader;
     struct apm_codec_enc enc;
     int id;
-    bool ready, waiting;
+    bool ready;
     bool down;        /* --reconnect: lost its connection, not welcomed back yet */
     bool counted;     /* ... and it went down while measuring: an outage's figures */
     bool welcomed;    /* has had a HelloAck once */
     unsigned attempt; /* --reconnect: connects tried since it went down */
     uint64_t seq;
-    uint64_t sent_ns;
+    uint64_t instance;
+    struct item *head, *tail; /* made, not acked yet, oldest first */
+    struct item *unsent;      /* the first of them not sent on this connection */
+    int queued;
     int64_t t_ms;
     uint8_t rbuf[4096];
 };
 
-static struct opts o = {"127.0.0.1:7411", "", 100, 500, 20, 0, 1000, -1, "bench", false};
+static struct opts o = {"127.0.0.1:7411", "",    100, 500, 20, 0, 1000, -1,
+                        "bench",          false, 0,   0,   "", 2};
 static uint8_t token[APM_TOKEN_MAX];
 static size_t token_len;
 static uint64_t acked_samples, acked_batches, errors;
 static double *lat_ms;
 static size_t nlat, lat_cap;
 static uint64_t t_start_ns, t_end_ns;
-static bool measuring, finished;
+static bool measuring, stopping, finished;
+static FILE *truth;
+static uint64_t refused, connect_failed, resent, acked_on_hello, not_made;
+static int n_pending;
 static struct sockaddr_storage addr;
 /* --reconnect: the first outage. */
 #define MAX_OUTAGE_S 600
@@ -102,6 +149,13 @@ static void write_frame(struct agent *a, struct apm_frame_out *f)
     uv_write(req, (uv_stream_t *)&a->tcp, &b, 1, on_write);
 }
 
+/* A sample's value from what identifies it: tests/bench/storm_check.py computes the same. */
+static int64_t sample_value(int agent, int proc, int metric, uint64_t seq)
+{
+    return 100000000 + (int64_t)seq * 4096 +
+           (int64_t)((agent * 31 + proc * 7 + metric) % 64) * 4096;
+}
+
 static struct apm_batch *make_batch(struct agent *a)
 {
     struct apm_batch *b = apm_batch_new(++a->seq);
@@ -118,31 +172,71 @@ static struct apm_batch *make_batch(struct agent *a)
                                   .cgroup = "/bench"};
         uint32_t idx;
         apm_batch_add_proc(b, &d, &idx);
-        for (int m = 1; m <= 5 && made < o.series; m++, made++) {
-            int64_t v = 100000000 + (int64_t)(rand() % 64) * 4096 + (int64_t)a->seq * 4096;
-            apm_batch_add_sample(b, idx, (enum apm_metric)m, a->t_ms, v);
-        }
+        for (int m = 1; m <= 5 && made < o.series; m++, made++)
+            apm_batch_add_sample(b, idx, (enum apm_metric)m, a->t_ms,
+                                 sample_value(a->id, p, m, a->seq));
     }
     return b;
 }
 
+/* Sends every batch not sent on this connection yet, oldest first. */
+static void flush(struct agent *a)
+{
+    for (; a->ready && a->unsent; a->unsent = a->unsent->next) {
+        struct apm_frame_out f;
+        if (apm_codec_encode_batch(&a->enc, a->unsent->b, &f) != 0) {
+            errors++;
+            return;
+        }
+        a->unsent->sent_ns = apm_mono_ns();
+        write_frame(a, &f);
+    }
+}
+
+/* The oldest batch is committed: logged in the ground truth, freed. */
+static void settle_head(struct agent *a)
+{
+    struct item *it = a->head;
+    if (truth)
+        fprintf(truth, "A %d %llu %lld\n", a->id, (unsigned long long)it->b->seq,
+                (long long)it->t_ms);
+    if (a->unsent == it)
+        a->unsent = it->next;
+    a->head = it->next;
+    if (!a->head)
+        a->tail = NULL;
+    apm_batch_free(it->b);
+    free(it);
+    a->queued--;
+    n_pending--;
+}
+
+/* Makes the next batch and queues it; sends it if connected. */
 static void send_batch(struct agent *a)
 {
-    if (finished || a->waiting || !a->ready)
+    if (stopping || finished)
         return;
+    if (o.rate <= 0 && (a->head || !a->ready))
+        return; /* closed loop: the next batch once the previous is acked */
     if (o.back >= 0 && a->t_ms + o.step_ms > apm_now_ms())
         return; /* not its time yet: the rate timer comes back */
-    struct apm_batch *b = make_batch(a);
-    struct apm_frame_out f;
-    if (apm_codec_encode_batch(&a->enc, b, &f) != 0) {
-        errors++;
-        apm_batch_free(b);
+    if (a->queued >= MAX_QUEUED) {
+        not_made++;
         return;
     }
-    apm_batch_free(b);
-    a->sent_ns = apm_mono_ns();
-    a->waiting = true;
-    write_frame(a, &f);
+    struct item *it = calloc(1, sizeof(*it));
+    it->b = make_batch(a);
+    it->t_ms = a->t_ms;
+    if (a->tail)
+        a->tail->next = it;
+    else
+        a->head = it;
+    a->tail = it;
+    if (!a->unsent)
+        a->unsent = it;
+    a->queued++;
+    n_pending++;
+    flush(a);
 }
 
 static int on_frame(void *ctx, const uint8_t *p, size_t len)
@@ -170,24 +264,37 @@ static int on_frame(void *ctx, const uint8_t *p, size_t len)
             if (--n_down == 0 && back_all_ns == 0)
                 back_all_ns = apm_mono_ns();
         }
+        while (a->head && a->head->b->seq <= m.u.hello_ack.last_seq) {
+            if (a->head->sent_ns)
+                acked_on_hello++; /* committed before the connection ended, never acked */
+            settle_head(a);
+        }
+        for (struct item *it = a->head; it; it = it->next) {
+            resent += it->sent_ns != 0;
+            it->sent_ns = 0;
+        }
+        a->unsent = a->head;
+        flush(a);
         send_batch(a);
     } else if (m.type == APM_MSG_ACK) {
-        a->waiting = false;
-        uint64_t now = apm_mono_ns();
-        if (measuring) {
-            acked_batches++;
-            acked_samples += (uint64_t)o.series;
-            if (nlat == lat_cap) {
-                lat_cap = lat_cap ? lat_cap * 2 : 65536;
-                lat_ms = realloc(lat_ms, lat_cap * sizeof(*lat_ms));
+        while (a->head && a->head->b->seq <= m.u.ack_seq && a->head->sent_ns) {
+            uint64_t now = apm_mono_ns();
+            if (measuring) {
+                acked_batches++;
+                acked_samples += (uint64_t)o.series;
+                if (nlat == lat_cap) {
+                    lat_cap = lat_cap ? lat_cap * 2 : 65536;
+                    lat_ms = realloc(lat_ms, lat_cap * sizeof(*lat_ms));
+                }
+                lat_ms[nlat++] = (double)(now - a->head->sent_ns) / 1e6;
             }
-            lat_ms[nlat++] = (double)(now - a->sent_ns) / 1e6;
+            settle_head(a);
         }
         if (o.rate <= 0)
             send_batch(a);
     } else if (m.type == APM_MSG_ERROR) {
-        fprintf(stderr, "agent %d: error from collector: %s\n", a->id, m.u.error.text);
-        errors++;
+        if (refused++ < 10)
+            fprintf(stderr, "agent %d: error from collector: %s\n", a->id, m.u.error.text);
     }
     apm_msg_clear(&m);
     return 0;
@@ -205,15 +312,33 @@ static uint64_t jitter(uint64_t max)
     return max ? ((uint64_t)rand() << 31 ^ (uint64_t)rand()) % (max + 1) : 0;
 }
 
+/* A new connection from the agent's source address (--sources) to the collector. */
+static void start_connect(uv_loop_t *loop, struct agent *a)
+{
+    uv_tcp_init(loop, &a->tcp);
+    uv_tcp_nodelay(&a->tcp, 1);
+    a->tcp.data = a;
+    a->creq.data = a;
+    if (o.sources > 0) {
+        char ip[32];
+        struct sockaddr_in src;
+        snprintf(ip, sizeof(ip), "127.0.0.%d", 1 + a->id % o.sources);
+        uv_ip4_addr(ip, 0, &src);
+        int rc = uv_tcp_bind(&a->tcp, (struct sockaddr *)&src, 0);
+        if (rc != 0) {
+            fprintf(stderr, "agent %d: bind %s: %s\n", a->id, ip, uv_strerror(rc));
+            errors++;
+        }
+    }
+    uv_tcp_connect(&a->creq, &a->tcp, (struct sockaddr *)&addr, on_connect);
+}
+
 static void on_retry(uv_timer_t *t)
 {
     struct agent *a = t->data;
     if (finished)
         return;
-    uv_tcp_init(t->loop, &a->tcp);
-    uv_tcp_nodelay(&a->tcp, 1);
-    a->tcp.data = a;
-    uv_tcp_connect(&a->creq, &a->tcp, (struct sockaddr *)&addr, on_connect);
+    start_connect(t->loop, a);
 }
 
 static void on_closed_for_retry(uv_handle_t *h)
@@ -249,7 +374,6 @@ static void go_down(struct agent *a)
 {
     mark_down(a);
     a->ready = false;
-    a->waiting = false;
     apm_frame_reader_close(&a->reader);
     apm_frame_reader_init(&a->reader, APM_FRAME_MAX);
     apm_codec_enc_close(&a->enc);
@@ -279,6 +403,8 @@ static void on_connect(uv_connect_t *req, int status)
 {
     struct agent *a = req->data;
     if (status < 0) {
+        if (status != UV_ECANCELED)
+            connect_failed++;
         if (o.reconnect && !finished && status != UV_ECANCELED) {
             mark_down(a);
             uv_close((uv_handle_t *)&a->tcp, on_closed_for_retry);
@@ -294,7 +420,7 @@ static void on_connect(uv_connect_t *req, int status)
     snprintf(h.ident.agent_id, sizeof(h.ident.agent_id), "%s-agent-%d", o.name, a->id);
     snprintf(h.ident.host, sizeof(h.ident.host), "%s-host-%d", o.name, a->id);
     snprintf(h.ident.version, sizeof(h.ident.version), "bench");
-    h.ident.instance = ((uint64_t)rand() << 32) ^ (uint64_t)rand() ^ apm_mono_ns();
+    h.ident.instance = a->instance;
     memcpy(h.token, token, token_len);
     h.token_len = token_len;
     struct apm_frame_out f;
@@ -308,18 +434,112 @@ static void on_rate_tick(uv_timer_t *t)
     send_batch(t->data);
 }
 
+/* --collector-pid: bytes it caused to be written to disk (/proc/PID/io, 0 if unreadable). */
+static unsigned long long proc_write_bytes(int pid)
+{
+    char path[64], buf[256];
+    unsigned long long v = 0;
+    snprintf(path, sizeof(path), "/proc/%d/io", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    while (fgets(buf, sizeof(buf), f))
+        if (sscanf(buf, "write_bytes: %llu", &v) == 1)
+            break;
+    fclose(f);
+    return v;
+}
+
+/* --collector-pid: its CPU time (utime + stime) in clock ticks and its RSS in KiB. */
+static bool proc_usage(int pid, unsigned long long *ticks, unsigned long long *rss_kib)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return false;
+    *ticks = ut + st;
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    if (!(f = fopen(path, "r")))
+        return false;
+    *rss_kib = 0;
+    while (fgets(buf, sizeof(buf), f))
+        if (sscanf(buf, "VmRSS: %llu", rss_kib) == 1)
+            break;
+    fclose(f);
+    return true;
+}
+
+static unsigned long long cpu_start, cpu_end, rss_end, rss_peak, self_cpu_start_us, self_cpu_us;
+static bool have_usage;
+static unsigned long long wbytes_start, wbytes_end;
+
+static unsigned long long self_cpu(void)
+{
+    uv_rusage_t r;
+    uv_getrusage(&r);
+    return (unsigned long long)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1000000ull +
+           (unsigned long long)(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+}
+
+static void on_usage_tick(uv_timer_t *t)
+{
+    unsigned long long ticks, rss;
+    (void)t;
+    if (o.collector_pid > 0 && measuring && proc_usage(o.collector_pid, &ticks, &rss) &&
+        rss > rss_peak)
+        rss_peak = rss;
+}
+
+static uint64_t drain_start_ns;
+
+/* After the measured time: no new batches; waits for the outstanding acks, 15 s at most. */
+static void on_drain(uv_timer_t *t)
+{
+    if (n_pending > 0 && apm_mono_ns() - drain_start_ns < 15000000000ull)
+        return;
+    uv_timer_stop(t);
+    finished = true;
+    uv_stop(t->loop);
+}
+
 static void on_phase(uv_timer_t *t)
 {
+    unsigned long long rss;
     if (!measuring) {
         measuring = true;
         t_start_ns = apm_mono_ns();
+        self_cpu_start_us = self_cpu();
+        if (o.collector_pid > 0)
+            have_usage = proc_usage(o.collector_pid, &cpu_start, &rss);
+        wbytes_start = proc_write_bytes(o.collector_pid);
         uv_timer_start(t, on_phase, (uint64_t)(o.duration * 1000), 0);
         return;
     }
     measuring = false;
-    finished = true;
+    stopping = true;
     t_end_ns = apm_mono_ns();
-    uv_stop(t->loop);
+    self_cpu_us = self_cpu() - self_cpu_start_us;
+    if (have_usage)
+        have_usage = proc_usage(o.collector_pid, &cpu_end, &rss_end);
+    wbytes_end = have_usage ? proc_write_bytes(o.collector_pid) : 0;
+    drain_start_ns = apm_mono_ns();
+    uv_timer_start(t, on_drain, 0, 50);
+}
+
+static int count_connected(const struct agent *agents)
+{
+    int n = 0;
+    for (int i = 0; i < o.agents; i++)
+        n += agents[i].ready;
+    return n;
 }
 
 static int cmp_double(const void *x, const void *y)
@@ -362,7 +582,17 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--reconnect") == 0) {
             o.reconnect = true;
             i--; /* a flag without a value */
-        } else if (strcmp(argv[i], "--name") == 0)
+        } else if (strcmp(argv[i], "--procs") == 0)
+            o.series = 5 * atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--sources") == 0)
+            o.sources = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--collector-pid") == 0)
+            o.collector_pid = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--warmup") == 0)
+            o.warmup = atof(argv[i + 1]);
+        else if (strcmp(argv[i], "--truth") == 0)
+            snprintf(o.truth, sizeof(o.truth), "%s", argv[i + 1]);
+        else if (strcmp(argv[i], "--name") == 0)
             snprintf(o.name, sizeof(o.name), "%s", argv[i + 1]);
         else {
             fprintf(stderr, "collector_load: unknown flag %s\n", argv[i]);
@@ -385,6 +615,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "collector_load: bad --token-file or --collector (%s)\n", err);
         return 1;
     }
+    if (o.sources < 0 || o.sources > 254 || o.series <= 0 || o.agents <= 0) {
+        fprintf(stderr, "collector_load: --sources is 0..254, --series, --procs and --agents "
+                        "positive\n");
+        return 1;
+    }
+    if (o.truth[0]) {
+        if (!(truth = fopen(o.truth, "w"))) {
+            perror(o.truth);
+            return 1;
+        }
+        fprintf(truth, "P %d %s\n", o.series, o.name);
+    }
     apm_fdlimit_raise(NULL); /* a thousand agents take a thousand descriptors */
     start_ns = apm_mono_ns();
     uv_loop_t loop;
@@ -396,13 +638,10 @@ int main(int argc, char **argv)
         a->t_ms = apm_now_ms() - (o.back > 0 ? (int64_t)(o.back * 1000) : 0);
         apm_frame_reader_init(&a->reader, APM_FRAME_MAX);
         apm_codec_enc_init(&a->enc);
-        uv_tcp_init(&loop, &a->tcp);
-        uv_tcp_nodelay(&a->tcp, 1);
-        a->tcp.data = a;
-        a->creq.data = a;
+        a->instance = ((uint64_t)rand() << 32) ^ (uint64_t)rand() ^ apm_mono_ns();
         uv_timer_init(&loop, &a->retry);
         a->retry.data = a;
-        uv_tcp_connect(&a->creq, &a->tcp, (struct sockaddr *)&addr, on_connect);
+        start_connect(&loop, a);
         if (o.rate > 0) {
             uv_timer_init(&loop, &a->timer);
             a->timer.data = a;
@@ -412,7 +651,11 @@ int main(int argc, char **argv)
     }
     uv_timer_t phase;
     uv_timer_init(&loop, &phase);
-    uv_timer_start(&phase, on_phase, 2000, 0); /* warm-up: connections, first definitions */
+    /* warm-up: connections, first definitions */
+    uv_timer_start(&phase, on_phase, (uint64_t)(o.warmup * 1000), 0);
+    uv_timer_t usage;
+    uv_timer_init(&loop, &usage);
+    uv_timer_start(&usage, on_usage_tick, 1000, 1000);
     uv_run(&loop, UV_RUN_DEFAULT);
     double secs = (double)(t_end_ns - t_start_ns) / 1e9;
     qsort(lat_ms, nlat, sizeof(*lat_ms), cmp_double);
@@ -424,7 +667,25 @@ int main(int argc, char **argv)
            (double)acked_samples / secs, (double)acked_batches / secs);
     printf("send-to-ack: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu batches)\n", pct(0.50),
            pct(0.99), pct(1.0), nlat);
-    printf("errors: %llu\n", (unsigned long long)errors);
+    printf("errors: %llu; refused by the collector (Error frames): %llu; failed connects: %llu\n",
+           (unsigned long long)errors, (unsigned long long)refused,
+           (unsigned long long)connect_failed);
+    printf("connected at the end: %d of %d agents; batches resent after a reconnect: %llu, "
+           "found committed at the HelloAck: %llu, unacked at exit: %d\n",
+           count_connected(agents), o.agents, (unsigned long long)resent,
+           (unsigned long long)acked_on_hello, n_pending);
+    if (not_made)
+        printf("batches not made because %d were waiting for an ack: %llu\n", MAX_QUEUED,
+               (unsigned long long)not_made);
+    printf("load tool CPU: %.0f %% of one core\n", (double)self_cpu_us / 1e4 / secs);
+    if (have_usage) {
+        double tck = (double)sysconf(_SC_CLK_TCK);
+        printf("collector: CPU %.0f %% of one core, RSS %.1f MiB at the end, peak %.1f MiB\n",
+               (double)(cpu_end - cpu_start) / tck / secs * 100.0, (double)rss_end / 1024.0,
+               (double)(rss_peak > rss_end ? rss_peak : rss_end) / 1024.0);
+        printf("collector: disk writes %.1f MB/s\n",
+               (double)(wbytes_end - wbytes_start) / 1e6 / secs);
+    }
     if (o.reconnect)
         printf("connect: all %d agents welcomed %.2f s after the start\n", o.agents,
                all_connected_ns ? (double)(all_connected_ns - start_ns) / 1e9 : NAN);
@@ -455,13 +716,26 @@ int main(int argc, char **argv)
             uv_close((uv_handle_t *)&agents[i].timer, NULL);
     }
     uv_close((uv_handle_t *)&phase, NULL);
+    uv_close((uv_handle_t *)&usage, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     for (int i = 0; i < o.agents; i++) {
+        for (struct item *it = agents[i].head, *next; it; it = next) {
+            next = it->next;
+            if (truth)
+                fprintf(truth, "U %d %llu %lld\n", i, (unsigned long long)it->b->seq,
+                        (long long)it->t_ms);
+            apm_batch_free(it->b);
+            free(it);
+        }
         apm_codec_enc_close(&agents[i].enc);
         apm_frame_reader_close(&agents[i].reader);
     }
     free(agents);
     free(lat_ms);
+    if (truth && fclose(truth) != 0) {
+        perror(o.truth);
+        errors++;
+    }
     uv_loop_close(&loop);
     return errors ? 1 : 0;
 }

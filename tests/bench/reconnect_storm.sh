@@ -8,7 +8,13 @@
 # The collector runs with its defaults (max-connections 1024, 64 connections
 # still in their handshake, 16 per address: loopback is one address, so the
 # herd also shows what the per-address budget costs).
-# Builds a Release tree in build-bench/. Figures only, no pass/fail.
+# Then the ground truth: the tool logs every batch it made and whether it was
+# acked (agents keep their instance, queue the batches they make while the
+# collector is away and resend what was not acked after the reconnect, as
+# apm-agent does), and tests/bench/storm_check.py reads every
+# series of the simulated hosts back through the HTTP API of the restarted
+# collector: acked samples lost, duplicated, phantom (exit 1 if any).
+# Builds a Release tree in build-bench/.
 #
 #   tests/bench/reconnect_storm.sh [AGENTS [DOWN_SECONDS [SERIES]]]
 #   APM_COLLECTOR_ARGS="--max-unauthenticated-per-address 1100" adds flags.
@@ -46,7 +52,7 @@ start_collector
 sleep 1
 # Runs 2 s of warm-up, then 40 s measured: the outage comes 10 s in.
 "$build/tests/collector_load" --collector "127.0.0.1:$port" --token-file "$work/token" \
-    --agents "$agents" --series "$series" --rate 1 --duration 40 --reconnect \
+    --agents "$agents" --series "$series" --rate 1 --duration 40 --reconnect --truth "$work/truth" \
     > "$work/load.out" 2>&1 &
 lpid=$!
 sleep 12
@@ -59,3 +65,5 @@ start_collector
 wait "$lpid" || true
 lpid=""
 cat "$work/load.out"
+echo "== ground truth against the store"
+python3 "$src/tests/bench/storm_check.py" --api "http://127.0.0.1:$((port + 1))" "$work/truth"

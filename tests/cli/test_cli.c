@@ -147,6 +147,15 @@ static void test_cli_series_options(void **state)
     assert_non_null(strstr(err, "unknown metric 'heap'"));
     char *badwin[] = {"--window", "10x"};
     assert_int_equal(apm_cli_series_parse(2, badwin, &o, err, sizeof(err)), APM_E_USAGE);
+    char *cursor[] = {"--cursor", "1234"};
+    assert_int_equal(apm_cli_series_parse(2, cursor, &o, err, sizeof(err)), 0);
+    assert_string_equal(o.cursor, "1234");
+    char *badcursors[] = {"-5", "12x", "", "99999999999999999999", "+3"};
+    for (size_t k = 0; k < sizeof(badcursors) / sizeof(badcursors[0]); k++) {
+        char *bad[] = {"--cursor", badcursors[k]};
+        assert_int_equal(apm_cli_series_parse(2, bad, &o, err, sizeof(err)), APM_E_USAGE);
+        assert_non_null(strstr(err, "--cursor"));
+    }
     char *novalue[] = {"--host"};
     assert_int_equal(apm_cli_series_parse(1, novalue, &o, err, sizeof(err)), APM_E_USAGE);
     assert_non_null(strstr(err, "--host needs a value"));
@@ -497,6 +506,35 @@ static void test_cli_top_forecast_alerts_never_write_control_characters(void **s
     assert_non_null(strstr(out, "ok\\x0aFAKE LINE\\u009b"));
 }
 
+static void test_cli_processes_asks_for_live_ones_and_escapes_names(void **state)
+{
+    (void)state;
+    struct canned c;
+    canned_start(&c);
+    struct apm_cli_globals g = {.json = false};
+    snprintf(g.server, sizeof(g.server), "http://127.0.0.1:%d", c.port);
+    char out[4096], err[1024];
+    int rc = capture(apm_cli_cmd_processes, &g, 0, NULL, out, sizeof(out), err, sizeof(err));
+    assert_int_equal(rc, 0);
+    assert_string_equal(c.last_path, "/api/v1/processes?live=true");
+    assert_terminal_safe(out);
+    assert_non_null(strstr(out, "evil\\x1b[2J"));
+    assert_non_null(strstr(out, "web-1:42:1000"));
+    char *argv[] = {"--host", "web 1", "--all"};
+    rc = capture(apm_cli_cmd_processes, &g, 3, argv, out, sizeof(out), err, sizeof(err));
+    assert_int_equal(rc, 0);
+    assert_string_equal(c.last_path, "/api/v1/processes?host=web%201");
+    char *live_host[] = {"--host", "web-1"};
+    rc = capture(apm_cli_cmd_processes, &g, 2, live_host, out, sizeof(out), err, sizeof(err));
+    canned_stop(&c);
+    assert_int_equal(rc, 0);
+    assert_string_equal(c.last_path, "/api/v1/processes?live=true&host=web-1");
+    char *bad[] = {"--hots"};
+    rc = capture(apm_cli_cmd_processes, &g, 1, bad, out, sizeof(out), err, sizeof(err));
+    assert_int_equal(rc, APM_CLI_EXIT_USAGE);
+    assert_non_null(strstr(err, "unexpected argument '--hots'"));
+}
+
 static void test_cli_json_prints_the_api_answer(void **state)
 {
     (void)state;
@@ -579,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_cli_series_prints_table_with_sparkline),
         cmocka_unit_test(test_cli_series_prints_counts_as_counts),
         cmocka_unit_test(test_cli_json_prints_the_api_answer),
+        cmocka_unit_test(test_cli_processes_asks_for_live_ones_and_escapes_names),
         cmocka_unit_test(test_cli_escape_shows_controls_as_escapes),
         cmocka_unit_test(test_cli_table_escapes_control_characters),
         cmocka_unit_test(test_cli_top_forecast_alerts_never_write_control_characters),

@@ -95,6 +95,46 @@ static void test_config_compound_durations(void **state)
     assert_int_equal(apm_duration_parse("1x", &ms), APM_E_PARSE);
 }
 
+/* Go and Prometheus spellings: ms, us, ns, w, y, and units in decreasing order. */
+static void test_config_go_prometheus_durations(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int64_t ms;
+    } ok[] = {
+        {"500ms", 500},
+        {"90s", 90000},
+        {"7d", 7LL * 86400000},
+        {"1w", 7LL * 86400000},
+        {"2w3d", 17LL * 86400000},
+        {"1y", 365LL * 86400000},
+        {"1m30s", 90000},
+        {"1s500ms", 1500},
+        {"1500us", 2},
+        {"2000000ns", 2},
+        {"1.5h", 5400000},
+        {"0", 0},
+        {"0.25", 250},
+        {"1h0m", 3600000},
+        {"3\xc2\xb5s", 0},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        int64_t ms = -1;
+        if (apm_duration_parse(ok[i].text, &ms) != 0 || ms != ok[i].ms)
+            fail_msg("'%s' gave %lld, want %lld", ok[i].text, (long long)ms, (long long)ok[i].ms);
+    }
+    static const char *const bad[] = {
+        "",    "ms",  "5m5m", "30m1h", "1ms1s",  "1e3s", "0x10s", "inf", "nan", "1h ",
+        " 1h", "+5m", "-5m",  "1mss",  "1.5.5s", "s5",   "1hm",   "1d2", "5 m", "9999999999y",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int64_t ms = 0;
+        if (apm_duration_parse(bad[i], &ms) != APM_E_PARSE)
+            fail_msg("'%s' was accepted as %lld ms", bad[i], (long long)ms);
+    }
+}
+
 static void test_config_error_names_file_line_and_key(void **state)
 {
     (void)state;
@@ -213,6 +253,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_loads_every_type),
         cmocka_unit_test(test_config_compound_durations),
+        cmocka_unit_test(test_config_go_prometheus_durations),
         cmocka_unit_test(test_config_error_names_file_line_and_key),
         cmocka_unit_test(test_config_refuses_unknown_key_section_and_range),
         cmocka_unit_test(test_config_missing_file_is_named),

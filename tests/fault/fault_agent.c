@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "fault_agent: %s\n", err);
         return 1;
     }
+    /* As apm-agent: a collector closing mid-write (a refused batch) gives EPIPE, not a kill. */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&loop);
     apm_feed_init(&feed, 64u << 20);
     feed.on_acked = on_acked;

@@ -23,11 +23,19 @@ from typing import Any
 @dataclass
 class Truth:
     samples: dict = field(default_factory=dict)  # (pid, t_ms) -> (instance, seq, value)
-    acked: dict = field(default_factory=dict)    # instance -> highest acked seq
+    acked: dict = field(default_factory=dict)    # (instance, lease) -> highest acked seq
     runs: int = 0
 
     def is_acked(self, instance: str, seq: int) -> bool:
-        return seq <= self.acked.get(instance, 0)
+        return seq <= self.acked.get((instance, lease(seq)), 0)
+
+
+def lease(seq: int) -> int:
+    """Which run's lease a seq is from: each run of a spooling agent numbers its batches from
+    a lease of its own (agent/spool.h, APM_SPOOL_LEASE), and acks are in order within one.
+    A later run's ack says nothing of an earlier run's batch that never reached the spool
+    (kill -9 before the write): that one is lost, not acked."""
+    return (seq - 1) >> 32
 
 
 def read_truth(path: str) -> Truth:
@@ -42,7 +50,8 @@ def read_truth(path: str) -> Truth:
             elif p[0] == "S":
                 t.samples[(int(p[3]), int(p[4]))] = (p[1], int(p[2]), int(p[5]))
             elif p[0] == "A":
-                t.acked[p[1]] = max(t.acked.get(p[1], 0), int(p[2]))
+                key = (p[1], lease(int(p[2])))
+                t.acked[key] = max(t.acked.get(key, 0), int(p[2]))
     return t
 
 
@@ -181,14 +190,18 @@ class Proxy:
 
 
 def wait_acked(truth_path: str, timeout: float) -> bool:
-    """Waits until every batch logged so far is acked (the agent must be running)."""
+    """Waits until the newest batch logged so far is acked (the agent must be running)."""
+    # The newest run's lease is what must be acked through: an earlier run's batches are
+    # acked as they replay, or were lost with a kill -9 before they reached the spool.
     want: dict = {}
     for inst, seq, _ in read_truth(truth_path).samples.values():
-        want[inst] = max(want.get(inst, 0), seq)
+        key = (inst, lease(seq))
+        if seq > want.get(inst, (None, 0))[1]:
+            want[inst] = (key, seq)
     end = time.time() + timeout
     while time.time() < end:
         t = read_truth(truth_path)
-        if all(t.acked.get(i, 0) >= s for i, s in want.items()):
+        if all(t.acked.get(key, 0) >= s for key, s in want.values()):
             return True
         time.sleep(0.2)
     return False

@@ -191,7 +191,7 @@ class AlertmanagerTest(unittest.TestCase):
             ann = alert["annotations"]
             self.assertIn(f"top suspect `{where}` +", ann["summary"])
             self.assertRegex(ann["suspect"], r" \+\d+(\.\d)? [KMG]iB/h$")
-            self.assertIn("Python's traced memory grows with it", ann["summary"])
+            self.assertIn("Python's heap grows with it", ann["summary"])
             print("summary:", ann["summary"])
             mine = [a for a in c.cli_json("alerts", "--state", "firing")["alerts"]
                     if a["pid"] == pid]

@@ -6,6 +6,8 @@ neither abort nor report a memory error (the ASan build runs this test too).
 
 The config file is read once at the start, and again on SIGHUP, where its
 alert rules take effect and a broken file leaves the current rules in place.
+
+Both programs ignore SIGPIPE once started.
 """
 from __future__ import annotations
 
@@ -93,6 +95,38 @@ class ReloadTest(unittest.TestCase):
         self.assertIn(f"{self.conf}:2", self.c.collector.output())
         self.assertEqual(self.rules(), 3)
         self.assertEqual(self.c.collector.stop(), 0)
+
+
+def ignores_sigpipe(pid: int) -> bool:
+    """True when /proc says the process ignores SIGPIPE (13: bit 12 of SigIgn)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("SigIgn:"):
+                return bool(int(line.split()[1], 16) >> (signal.SIGPIPE - 1) & 1)
+    return False
+
+
+class SigpipeTest(unittest.TestCase):
+    """A peer that closes while an ack, a batch or an HTTP answer is being written gives EPIPE.
+
+    libuv writes with write(2), which raises SIGPIPE on a closed connection, and its default
+    action kills: the fault matrix's test agent died of it when the collector closed a
+    connection after a refused batch (docs/benchmarks.md, Reliability). Both programs ignore it.
+    """
+
+    def setUp(self) -> None:
+        self.c = Cluster()
+
+    def tearDown(self) -> None:
+        self.c.close()
+        self.c.cleanup()
+
+    def test_collector_and_agent_ignore_sigpipe(self) -> None:
+        self.c.start_collector()
+        agent = self.c.start_agent()
+        wait_for("the agent connected", lambda: "connected" in agent.output(), 15)
+        self.assertTrue(ignores_sigpipe(self.c.collector.p.pid), "apm-collector")
+        self.assertTrue(ignores_sigpipe(agent.p.pid), "apm-agent")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,14 @@ class DataPathTest(unittest.TestCase):
         # The samples show the growth: the first is well below the plateau.
         hosts = self.c.cli_json("hosts")
         self.assertIn("it-host", [h["host"] for h in hosts["hosts"]])
+        # apm-cli series pages with the API's cursor: after an id, only larger ids.
+        ids = [x["id"] for x in self.c.cli_json("series")["series"]]
+        self.assertGreater(len(ids), 1)
+        rest = [x["id"] for x in self.c.cli_json("series", "--cursor", str(ids[0]))["series"]]
+        self.assertEqual(rest, [i for i in ids if i > ids[0]])
+        bad = self.c.cli("series", "--cursor", "x1", check=False)
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("--cursor", bad.stderr)
 
     def test_2_kill9_collector_leaves_no_gap_and_no_duplicate(self) -> None:
         s = wait_for("grower's rss series", self.rss_series, 20)

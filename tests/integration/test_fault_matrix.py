@@ -9,9 +9,9 @@ every acked sample stored exactly once, an unacked one at most once, nothing inv
   only the last second before the kill may be missing;
 - the same with SIGTERM: nothing is missing;
 - network faults through a loopback proxy: delay, blackhole then reset, repeated resets;
-- a full disk (a small tmpfs, as root) while the map grows from 1 MiB: batches are refused
-  with a retryable error until space comes back, then everything acked is there once
-  (APM_FAULT_DISK=1 only, see the test).
+- a full disk (a small tmpfs, as root; skipped otherwise) while the map grows from 64 KiB:
+  batches are refused with a retryable error until space comes back, reads go on, nothing is
+  deleted for it, then everything acked is there once.
 
 The long version is tests/bench/fault_matrix_long.sh. Figures: docs/benchmarks.md, Reliability.
 """
@@ -138,7 +138,17 @@ class FaultMatrixTest(unittest.TestCase):
         a = self.agent(host, truth, spool)
         # What the stopped run produced and never got acked must now arrive.
         before = faultcheck.read_truth(truth)
+
+        def stopped_unacked() -> int:
+            after = faultcheck.read_truth(truth)
+            return sum(1 for inst, seq, _ in before.samples.values()
+                       if not after.is_acked(inst, seq))
+
         self.assertTrue(faultcheck.wait_acked(truth, 30), "spooled batches not acked")
+        if sig != signal.SIGKILL:  # all of it was spooled: it is all acked as it replays
+            end = time.time() + 30
+            while stopped_unacked() and time.time() < end:
+                time.sleep(0.2)
         replay_s = time.time() - t0
         a.stop()
         r = faultcheck.check(self.c, host, truth)
@@ -146,10 +156,7 @@ class FaultMatrixTest(unittest.TestCase):
         missing = [t for (pid, t), (i, s, v) in before.samples.items()
                    if (pid, t, v) not in have]
         oldest_missing = (t_stop - min(missing) / 1000.0) if missing else 0.0
-        after = faultcheck.read_truth(truth)
-        stopped_unacked = sum(1 for key, (inst, seq, _) in before.samples.items()
-                              if not after.is_acked(inst, seq))
-        return r, oldest_missing, replay_s, stopped_unacked
+        return r, oldest_missing, replay_s, stopped_unacked()
 
     def test_agent_kill9_collector_down(self) -> None:
         r, oldest, replay, _ = self.down_then_stop_agent("k9", signal.SIGKILL)
@@ -190,11 +197,11 @@ class FaultMatrixTest(unittest.TestCase):
                     f"; {cut} sockets cut")
 
     def test_full_disk_and_map_growth(self) -> None:
-        # Not in the test command yet: under ThreadSanitizer's timing 1 run in 2 lost the
-        # oldest ~2,600 acked samples with no pruning counted (an open bug of the full-disk
-        # path). tests/bench/fault_disk_full.sh runs it.
-        if not os.environ.get("APM_FAULT_DISK"):
-            self.skipTest("APM_FAULT_DISK=1 runs it (tests/bench/fault_disk_full.sh)")
+        # Issue 11's disk-full path through the checker: a full disk (not the budget) is
+        # refused with a retryable error, reads go on, nothing acked is lost or deleted for it.
+        # Before the fix, the rounds refused for the disk grew the map to max-disk and moved the
+        # budget's cut-off to now, and a maintenance slice then emptied the open chunks of live
+        # series: the oldest ~40 acked samples of each series gone, 0 chunks pruned (docs/store.md).
         if os.geteuid() != 0:
             self.skipTest("mounting a tmpfs needs root")
         host = f"fm-disk-{SUFFIX}"
@@ -202,20 +209,33 @@ class FaultMatrixTest(unittest.TestCase):
         spool = os.path.join(self.c.dir, "spool-disk")
         mnt = os.path.join(self.c.dir, "small-disk")
         os.mkdir(mnt)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", mnt], check=True)
+        m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", mnt],
+                           capture_output=True, text=True)
+        if m.returncode != 0:
+            self.skipTest(f"cannot mount a tmpfs here: {m.stderr.strip()}")
         try:
-            # The store starts with a 1 MiB map on a 32 MiB disk and may grow to 256 MiB:
+            # The store starts with a 64 KiB map on a 32 MiB disk and may grow to 256 MiB:
             # the map doubles while the agent sends, then the disk, not the budget, runs out.
             self.restart_collector(signal.SIGTERM)
             self.c.data_dir = os.path.join(mnt, "data")
-            self.c.start_collector("--map-size", "1M", "--max-disk", "256M")
+            self.c.start_collector("--map-size", "64K", "--max-disk", "256M")
             # 64 series every 50 ms: the store needs new pages on the disk every second or so.
             a = self.agent(host, truth, spool, None, "--series", "64")
             time.sleep(2.0)
+            before = self.c.get("/api/v1/status")
             filler = os.path.join(mnt, "filler")
             subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=64"],
                            capture_output=True)  # fills the disk; dd fails when it is full
-            time.sleep(5.0)
+            # While full: reads answer (status and the samples stored so far), batches refused.
+            reasons, read_while_full = set(), 0
+            end = time.time() + 5.0
+            while time.time() < end:
+                st = self.c.get("/api/v1/status")
+                if "store_full" in st:
+                    reasons.add(st["store_full"])
+                n = sum(faultcheck.stored(self.c, host).values())
+                read_while_full = max(read_while_full, n)
+                time.sleep(0.5)
             full = self.c.get("/api/v1/status")
             os.unlink(filler)
             self.assertTrue(faultcheck.wait_acked(truth, 60),
@@ -223,36 +243,40 @@ class FaultMatrixTest(unittest.TestCase):
             a.stop()
             r = faultcheck.check(self.c, host, truth)
             after = self.c.get("/api/v1/status")
-            failed = full["writer"]["failures"]
-            # A full store makes room by deleting its oldest raw chunks (the disk budget,
-            # counted as chunks_pruned) rather than refuse the newest data: acked samples may
-            # go, but only the oldest of each series, and only when the store says it pruned.
-            pruned = after["store"]["chunks_pruned"]
-            have = faultcheck.stored(self.c, host)
-            oldest_kept: dict = {}
-            for pid, t, _ in have:
-                oldest_kept[pid] = min(oldest_kept.get(pid, t), t)
-            gone = [(pid, t) for (pid, t), (inst, seq, v) in faultcheck.read_truth(truth)
-                    .samples.items() if (pid, t, v) not in have]
-            out_of_order = [(pid, t) for pid, t in gone if t >= oldest_kept.get(pid, t + 1)]
-            line = (f"full disk, map growing from 1 MiB: {r}; {failed} batches refused while "
-                    f"full, map grown {after['store']['map_grows']} times to "
-                    f"{after['store']['map_size']} B, {pruned} chunks pruned for the budget")
+            failed = full["writer"]["failures"] - before["writer"]["failures"]
+            deleted = {k: after["store"][k] for k in ("chunks_pruned", "chunks_deleted",
+                                                      "heads_dropped")}
+            grows_full = full["store"]["map_grows"] - before["store"]["map_grows"]
+            with open(a.log_path, errors="replace") as f:
+                retried = f.read().count("(retrying)")
+            line = (f"full disk, map growing from 64 KiB: {r}; {failed} batches refused while "
+                    f"full ({retried} retried by the agent), {read_while_full} samples read while "
+                    f"full; map grown {before['store']['map_grows']} times before, {grows_full} "
+                    f"while full, {after['store']['map_grows']} in all to "
+                    f"{after['store']['map_size']} B, file {after['store']['bytes_on_disk']} B; "
+                    f"deleted {deleted}")
             sys.stderr.write(line + "\n")
-            self.assertEqual((r.duplicated, r.phantom), (0, 0), line)
-            self.assertGreater(r.acked, 0, line)
-            if r.acked_lost:
-                self.assertGreater(pruned, 0, "acked samples lost without pruning: " + line)
-                self.assertEqual(out_of_order, [], "a newer sample went before an older one")
-            # The disk did fill (commits failed), the map did grow, and reads kept answering.
-            self.assertGreater(failed, 0, "the disk never filled")
-            self.assertGreater(after["store"]["map_grows"], 0, "the map never grew")
+            self.report("full disk", r, "")
+            # Refused, retryably, for the disk's reason; the disk did fill.
+            self.assertGreater(failed, 0, "the disk never filled: " + line)
+            self.assertGreater(retried, 0, line)
+            # The log says why (once a minute at most); status does while the refusal lasts,
+            # which may be shorter than a poll: small commits go through between failures.
+            self.assertIn("store: full: the disk of the data directory is full",
+                          self.c.collector.output(), line)
+            self.assertTrue(all("disk" in x for x in reasons), f"{reasons}: {line}")
+            # Reads went on while full; nothing was deleted or grown for the full disk.
+            self.assertGreater(read_while_full, 0, line)
+            self.assertEqual(deleted, {"chunks_pruned": 0, "chunks_deleted": 0,
+                                       "heads_dropped": 0}, line)
+            self.assertGreater(before["store"]["map_grows"], 0, "the map never grew: " + line)
+            self.assertEqual(grows_full, 0, line)
+            self.assertNotIn("store_full", after, line)
         finally:
             self.c.close()
             self.c.collector = None
             self.c.agents = []
             subprocess.run(["umount", "-l", mnt], check=False)
-
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

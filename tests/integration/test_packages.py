@@ -229,7 +229,20 @@ class PackageTest:
                          listing) is not None, f"apm-agent lacks the sampling extension:\n{listing}")
         expect(re.search(r"/usr/share/apm/wheels/apm_probe-[0-9.]+-cp3\d+-cp3\d+-linux_[a-z0-9_]+\.whl",
                          listing) is not None, f"apm-agent lacks the probe's wheel:\n{listing}")
-        log("ok: package metadata (Depends from the shared libraries, conffiles, no token)")
+        shipped = {"apm-agent": ("man8/apm-agent.8.gz", "man5/apm-agent.conf.5.gz"),
+                   "apm-collector": ("man8/apm-collector.8.gz", "man5/apm-collector.conf.5.gz"),
+                   "apm-cli": ("man1/apm-cli.1.gz",)}
+        for p in PACKAGES:
+            listing = run(["dpkg-deb", "-c", self.debs[p]]).stdout
+            wanted = [f"./usr/share/doc/{p}/copyright", f"./usr/share/doc/{p}/changelog.Debian.gz"]
+            wanted += [f"./usr/share/man/{m}" for m in shipped[p]]
+            if p == "apm-cli":
+                wanted.append("./usr/share/bash-completion/completions/apm-cli")
+            for path in wanted:
+                expect(re.search(rf" {re.escape(path)}$", listing, re.M) is not None,
+                       f"{p} lacks {path}:\n{listing}")
+        log("ok: package metadata (Depends from the shared libraries, conffiles, no token, "
+            "copyright, changelog, man pages, completion)")
         self.check_hardening()
 
     def check_hardening(self) -> None:
@@ -337,8 +350,9 @@ class PackageTest:
         lines = r.stderr.splitlines()
         expect(r.returncode != 0 and len(lines) == 1 and "no token" in lines[0],
                f"agent without a token: exit {r.returncode}, stderr {r.stderr!r}")
-        # Journald form: a syslog priority prefix, no colour codes, when stderr is no TTY.
-        expect(lines[0].startswith("<3>") and "\x1b" not in lines[0], f"log line {lines[0]!r}")
+        # Outside journald (no JOURNAL_STREAM): RFC 3339 time, program, level; no colour codes.
+        expect(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z apm-agent error: ", lines[0])
+               is not None and "\x1b" not in lines[0], f"log line {lines[0]!r}")
         log(f"ok: the installed agent refuses to start without a token: {lines[0]}")
 
     def operator_sets_token(self) -> None:

@@ -196,7 +196,7 @@ static void test_leak_alert_names_the_top_suspect_and_says_python(void **state)
     assert_non_null(
         strstr(a.summary, "will hit its 1.0 GiB cgroup limit in 5h 10m (3h 40m - 7h 30m)"));
     assert_non_null(strstr(a.summary, "; top suspect `app/cache.py:88` +35 MiB/h"));
-    assert_non_null(strstr(a.summary, "; Python's traced memory grows with it"));
+    assert_non_null(strstr(a.summary, "; Python's heap grows with it"));
     assert_null(strstr(a.summary, "native"));
     /* Python's traced memory grows with RSS: the native rule stays quiet. */
     assert_false(firing(f, "native", &a));

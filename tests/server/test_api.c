@@ -229,6 +229,57 @@ static void test_api_processes_filter_by_host(void **state)
     json_decref(doc);
 }
 
+/*
+ * "live" is PRODUCT.md's: seen within process-grace of now (the collector's
+ * clock, as the store records last_seen). A grace of 500 ms here: the setup's
+ * processes age past it, a process stored afterwards does not.
+ */
+static void test_api_processes_say_which_are_live(void **state)
+{
+    struct env *e = *state;
+    apm_api_free(e->api);
+    struct apm_api_config cfg = {.store = e->store, .process_grace_ms = 500};
+    assert_int_equal(apm_api_new(&cfg, &e->api), 0);
+    usleep(700 * 1000);
+    struct apm_agent_ident a3 = {.agent_id = "agent-3",
+                                 .host = "web-3",
+                                 .boot_id = "boot-3",
+                                 .version = "0.1.0",
+                                 .instance = 11};
+    struct apm_batch *b = apm_batch_new(1);
+    uint32_t idx = 0;
+    add_proc(b, 77, "fresh", &idx);
+    assert_int_equal(apm_batch_add_sample(b, idx, APM_METRIC_RSS, T0, 1 << 20), 0);
+    struct apm_store_txn *txn = NULL;
+    assert_int_equal(apm_store_txn_begin(e->store, &txn), 0);
+    assert_int_equal(apm_store_txn_put_batch(txn, &a3, b), 0);
+    assert_int_equal(apm_store_txn_commit(txn), 0);
+    apm_batch_free(b);
+
+    json_t *doc = NULL;
+    assert_int_equal(call(e, "GET", "/api/v1/processes?live=true", &doc), 200);
+    json_t *list = json_object_get(doc, "processes");
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "name")),
+                        "fresh");
+    assert_true(json_is_true(json_object_get(json_array_get(list, 0), "live")));
+    json_decref(doc);
+    assert_int_equal(call(e, "GET", "/api/v1/processes?live=0&host=web-1", &doc), 200);
+    list = json_object_get(doc, "processes");
+    assert_int_equal(json_array_size(list), 2);
+    assert_true(json_is_false(json_object_get(json_array_get(list, 0), "live")));
+    json_decref(doc);
+    /* The limit counts the rows kept, not those passed over. */
+    assert_int_equal(call(e, "GET", "/api/v1/processes?live=1&limit=1", &doc), 200);
+    assert_int_equal(json_array_size(json_object_get(doc, "processes")), 1);
+    assert_true(json_is_false(json_object_get(doc, "truncated")));
+    json_decref(doc);
+    assert_int_equal(call(e, "GET", "/api/v1/processes", &doc), 200);
+    assert_int_equal(json_array_size(json_object_get(doc, "processes")), 4);
+    json_decref(doc);
+    expect_error(e, "GET", "/api/v1/processes?live=yes", 400, "must be true or false");
+}
+
 static void test_api_series_filters_and_shape(void **state)
 {
     struct env *e = *state;
@@ -714,6 +765,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_hosts_lists_each_host_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_processes_filter_by_host, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_processes_say_which_are_live, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_unencodable_string_is_a_true_500, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_series_filters_and_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_samples_window_and_limit, setup, teardown),

@@ -565,6 +565,34 @@ static void test_http_reader_keeps_the_authorization_header(void **state)
     apm_http_reader_free(r);
 }
 
+static void test_http_reader_keeps_if_none_match_and_cuts_it(void **state)
+{
+    (void)state;
+    struct apm_http_reader *r = NULL;
+    assert_int_equal(apm_http_reader_new(NULL, &r), 0);
+    char in[1024];
+    char big[300];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    snprintf(in, sizeof(in),
+             "GET / HTTP/1.1\r\nIf-None-Match: \"old\"\r\nif-none-match: \"0123\", W/\"x\"\r\n\r\n"
+             "GET / HTTP/1.1\r\nIf-None-Match: %s\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+             big);
+    size_t len = strlen(in), used = 0, off = 0;
+    assert_int_equal(apm_http_reader_feed(r, in, len, &used), 1);
+    off += used;
+    /* A repeated header: the last one counts, as for Authorization. */
+    assert_string_equal(apm_http_reader_request(r)->if_none_match, "\"0123\", W/\"x\"");
+    apm_http_reader_next(r);
+    assert_int_equal(apm_http_reader_feed(r, in + off, len - off, &used), 1);
+    off += used;
+    assert_int_equal(strlen(apm_http_reader_request(r)->if_none_match), 128);
+    apm_http_reader_next(r);
+    assert_int_equal(apm_http_reader_feed(r, in + off, len - off, &used), 1);
+    assert_string_equal(apm_http_reader_request(r)->if_none_match, "");
+    apm_http_reader_free(r);
+}
+
 static void test_http_reader_caps_are_checked(void **state)
 {
     (void)state;
@@ -686,6 +714,7 @@ int main(void)
         cmocka_unit_test(test_http_bad_listen_address_fails),
         cmocka_unit_test(test_http_reader_splits_pipelined_stream),
         cmocka_unit_test(test_http_reader_keeps_the_authorization_header),
+        cmocka_unit_test(test_http_reader_keeps_if_none_match_and_cuts_it),
         cmocka_unit_test(test_http_reader_caps_are_checked),
         cmocka_unit_test(test_http_reader_checks_the_version),
         cmocka_unit_test(test_http_answers_505_to_http_9_9),

@@ -5,6 +5,7 @@
  * first at it. Real LMDB files in /tmp.
  */
 #include <errno.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 
 #include <cmocka.h>
 #include <ftw.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -411,6 +413,90 @@ static void test_budget_drops_unsent_counted(void **state)
     assert_int_equal(st.rw_unsent_dropped, (st.chunks_pruned + st.chunks_deleted) * 120);
 }
 
+/*
+ * A full disk (here: writes past RLIMIT_FSIZE, as the fault matrix's full
+ * tmpfs fails them) while the map and the budget have room. The writer asks
+ * the store to make room after every failed round, for as long as the disk
+ * stays full; each call used to grow the map and move the disk-budget
+ * cut-off an eighth closer to now, so that the pass after the disk came back
+ * emptied the open chunk of a live series: acked samples gone, no chunk
+ * counted as pruned. A full disk is refused, retryably, and nothing goes.
+ */
+static void test_full_disk_deletes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    /* The collector's defaults: retention 15 d, rollups 90 d and 1 y. */
+    struct apm_store_options o = {.map_size = 1 << 20,
+                                  .max_disk = 256 << 20,
+                                  .chunk_samples = 120,
+                                  .retention_ms = 15 * 86400000LL,
+                                  .rollup_1m_ms = 90 * 86400000LL,
+                                  .rollup_1h_ms = 365 * 86400000LL};
+    open_store(f, &o);
+    /* 40 samples of 64 series, all in their open chunks (120 per chunk). */
+    for (int32_t pid = 1; pid <= 64; pid++)
+        assert_int_equal(put(f, pid, false, NOW, 40), 0);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
+    struct stat fst;
+    assert_int_equal(stat(path, &fst), 0);
+    struct rlimit saved, low;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    low = saved;
+    low.rlim_cur = (rlim_t)fst.st_size; /* the file may not grow: a full disk */
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &low), 0);
+    /* Batches go on while LMDB's free pages last (each one acked), until one is refused. */
+    int taken[65] = {0}, put_rc = 0, pid = 0;
+    int64_t t = NOW + 40000;
+    for (int i = 0; i < 100000 && put_rc == 0; i++) {
+        pid = 1 + i % 64;
+        t = NOW + (40 + i / 64) * 1000;
+        put_rc = put(f, pid, false, t, 1);
+        taken[pid] += put_rc == 0;
+    }
+    /* A few seconds of a full disk at the writer's pace: every round asks for room, in vain. */
+    int room[2] = {0, 0}, refused = 0;
+    for (int i = 0; i < 200; i++) {
+        room[apm_store_make_room(f->store, t + 20000) == 1]++;
+        refused += put(f, pid, false, t, 1) == APM_E_FULL;
+    }
+    struct apm_store_stats full;
+    assert_int_equal(apm_store_stats(f->store, &full), 0);
+    const char *reason = apm_store_full_reason(f->store);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    /*
+     * Space is back between a refused round and the writer's call for room:
+     * that call, then the refused batch again, then a maintenance pass. None
+     * of them may take anything acked.
+     */
+    room[apm_store_make_room(f->store, t + 20000) == 1]++;
+    taken[pid] += put(f, pid, false, t, 1) == 0;
+    pass(f, t + 20000, 2000);
+    struct apm_store_stats st;
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    for (int32_t p = 1; p <= 64; p++) {
+        struct samples got = {0};
+        assert_int_equal(
+            apm_store_read_samples(f->store, find(f, p), INT64_MIN, INT64_MAX, count_sample, &got),
+            0);
+        assert_int_equal(got.n, 40 + taken[p]);
+        assert_int_equal(got.first, NOW);
+    }
+    assert_int_equal(st.chunks_pruned + st.chunks_deleted + st.heads_dropped, 0);
+    /* While full: a retryable refusal that says it is the disk, and the map left alone. */
+    assert_int_equal(put_rc, APM_E_FULL);
+    assert_int_equal(refused, 200);
+    assert_int_equal(room[1], 0);
+    assert_int_equal(full.map_grows, 0);
+    assert_int_equal(full.full, 1);
+    assert_non_null(reason);
+    assert_non_null(strstr(reason, "disk"));
+    assert_int_equal(st.full, 0);
+    assert_null(apm_store_full_reason(f->store));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,6 +507,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_map_grows_then_oldest_go, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsent_samples_stay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_drops_unsent_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_deletes_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

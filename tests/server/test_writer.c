@@ -200,6 +200,40 @@ static void test_writer_isolates_bad_batch_and_duplicates(void **state)
     assert_int_equal(seq, 2);
 }
 
+static void submit_refused_then_resent(struct fixture *f)
+{
+    submit_one(f, "r", 1, 3, false);
+    submit_one(f, "r", 2, 3, true);  /* refused */
+    submit_one(f, "r", 3, 3, false); /* queued behind it, from the connection that failed */
+    submit_one(f, "r", 2, 3, false); /* the agent's resend, in order, on its next connection */
+    submit_one(f, "r", 3, 3, false);
+}
+
+/*
+ * A refused batch holds back the later batches of its agent run until it is
+ * sent again. Committing batch 3 first moved the watermark past 2, so the
+ * resent 2 was taken for a duplicate and acked, never stored: the fault
+ * matrix's full disk lost acked samples so (small commits went through
+ * between refusals).
+ */
+static void test_writer_holds_back_batches_behind_a_refused_one(void **state)
+{
+    struct fixture *f = *state;
+    f->submit = submit_refused_then_resent;
+    run_loop(f);
+    assert_int_equal(f->status[0], 0);
+    assert_int_equal(f->status[1], -EINVAL);
+    assert_int_equal(f->status[2], -EINVAL);
+    assert_int_equal(f->status[3], 0);
+    assert_int_equal(f->status[4], 0);
+    struct apm_store_stats st;
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_int_equal(st.samples, 3 * 3 * 2);
+    uint64_t seq = 0;
+    assert_int_equal(apm_store_watermark(f->store, "r", 1, &seq), 0);
+    assert_int_equal(seq, 3);
+}
+
 static void submit_too_much(struct fixture *f)
 {
     for (uint64_t seq = 1; seq <= 60; seq++)
@@ -218,6 +252,9 @@ static void test_writer_fails_batches_when_store_full(void **state)
     }
     assert_true(full > 0);
     assert_int_equal(f->stats.failures, full);
+    /* What is refused is the run's tail: nothing is stored after a refused batch. */
+    for (int i = 1; i < f->nsubmit; i++)
+        assert_true(f->status[i - 1] == 0 || f->status[i] != 0);
 }
 
 static void submit_then_close(struct fixture *f)
@@ -248,6 +285,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_writer_isolates_bad_batch_and_duplicates, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_writer_fails_batches_when_store_full, setup_small_map,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_writer_holds_back_batches_behind_a_refused_one, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_writer_drains_on_close_and_refuses_after, setup,
                                         teardown),
