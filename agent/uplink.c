@@ -4,12 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "common/config.h"
 #include "common/error.h"
 #include "common/frame.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 
 struct entry {
     struct entry *next;
@@ -143,14 +143,6 @@ static void drop_refused(struct apm_uplink *u, uint64_t seq)
     }
 }
 
-static uint64_t jitter(uint64_t max)
-{
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
-        r = (uint64_t)uv_hrtime();
-    return max ? r % (max + 1) : 0;
-}
-
 static void on_timer(uv_timer_t *t);
 
 static void schedule_reconnect(struct apm_uplink *u)
@@ -158,15 +150,11 @@ static void schedule_reconnect(struct apm_uplink *u)
     if (u->closing)
         return;
     /* Full jitter: uniform in [0, min(cap, base * 2^attempt)]. */
-    uint64_t ceiling = u->opt.backoff_min_ms;
-    for (unsigned i = 0; i < u->attempt && ceiling < u->opt.backoff_max_ms; i++)
-        ceiling *= 2;
-    if (ceiling > u->opt.backoff_max_ms)
-        ceiling = u->opt.backoff_max_ms;
+    uint64_t delay = apm_backoff_ms(u->attempt, u->opt.backoff_min_ms, u->opt.backoff_max_ms);
     if (u->attempt < 64)
         u->attempt++;
     u->timer_state = TIMER_RECONNECT;
-    uv_timer_start(&u->timer, on_timer, jitter(ceiling), 0);
+    uv_timer_start(&u->timer, on_timer, delay, 0);
 }
 
 static void on_link_closed(uv_handle_t *h)

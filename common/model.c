@@ -383,3 +383,18 @@ bool apm_batch_has_data(const struct apm_batch *b)
 {
     return b->nsamples > 0 || b->ndiffs > 0 || b->ngc > 0;
 }
+
+const enum apm_metric apm_gc_metrics[APM_GC_METRICS] = {
+    APM_METRIC_GC_COLLECTIONS, APM_METRIC_GC_COLLECTED, APM_METRIC_GC_UNCOLLECTABLE,
+    APM_METRIC_GC_GARBAGE};
+
+void apm_gc_totals(const struct apm_gc_stats *g, int64_t out[APM_GC_METRICS])
+{
+    out[0] = out[1] = out[2] = 0;
+    out[3] = g->garbage;
+    for (uint32_t i = 0; i < g->ngen && i < APM_GC_GENERATIONS_MAX; i++) {
+        out[0] += g->gen[i].collections;
+        out[1] += g->gen[i].collected;
+        out[2] += g->gen[i].uncollectable;
+    }
+}

@@ -270,6 +270,15 @@ int apm_site_set(struct apm_site_stat *s, const char *file, uint32_t line, uint3
 /* Sets frame i (< s->nframes) of a site; copies file. Returns 0, -EINVAL or -ENOMEM. */
 int apm_site_set_frame(struct apm_site_stat *s, uint32_t i, const char *file, uint32_t line);
 
+/*
+ * What the collector stores of a gc record, summed over its generations: the
+ * values of APM_METRIC_GC_COLLECTIONS, _COLLECTED, _UNCOLLECTABLE and
+ * _GARBAGE, in that order.
+ */
+#define APM_GC_METRICS 4
+extern const enum apm_metric apm_gc_metrics[APM_GC_METRICS];
+void apm_gc_totals(const struct apm_gc_stats *g, int64_t out[APM_GC_METRICS]);
+
 /* Appends a copy of g. Returns 0, -EINVAL (bad index or ngen) or -ENOMEM. */
 int apm_batch_add_gc(struct apm_batch *b, const struct apm_gc_stats *g);
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "common/error.h"
@@ -107,4 +108,30 @@ char *apm_duration_format(double seconds, char *buf, unsigned size)
     else
         snprintf(buf, size, "%s%lldd %lldh", sign, s / 86400, (s % 86400) / 3600);
     return buf;
+}
+
+uint64_t apm_backoff_ms(unsigned attempt, uint64_t min_ms, uint64_t max_ms)
+{
+    uint64_t ceiling = min_ms;
+    for (unsigned i = 0; i < attempt && ceiling < max_ms; i++)
+        ceiling *= 2;
+    if (ceiling > max_ms)
+        ceiling = max_ms;
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+        r = apm_mono_ns();
+    return ceiling ? r % (ceiling + 1) : 0;
+}
+
+struct timespec apm_realtime_after_ns(uint64_t ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec += (long)(ns % 1000000000u);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
 }

@@ -2,6 +2,7 @@
 #define APM_TIMEUTIL_H
 
 #include <stdint.h>
+#include <time.h>
 
 /* Wall-clock time, Unix milliseconds. */
 int64_t apm_now_ms(void);
@@ -26,6 +27,19 @@ int apm_duration_parse(const char *s, int64_t *out_ms);
  * not be undefined behaviour); NaN gives 0.
  */
 long long apm_round_ll(double x);
+
+/*
+ * The CLOCK_REALTIME time ns nanoseconds from now, for
+ * pthread_cond_timedwait. Any thread.
+ */
+struct timespec apm_realtime_after_ns(uint64_t ns);
+
+/*
+ * Retry delay with exponential backoff and full jitter: uniform in
+ * [0, min(max_ms, min_ms * 2^attempt)] (attempt 0 = the first retry).
+ * Random bits from getrandom, else the clock. Any thread.
+ */
+uint64_t apm_backoff_ms(unsigned attempt, uint64_t min_ms, uint64_t max_ms);
 
 /* Formats a duration in seconds as "5h 10m", "42s", "3d 4h". Returns buf. */
 char *apm_duration_format(double seconds, char *buf, unsigned size);

@@ -7,13 +7,15 @@ set -eu
 # on loopback; the package also enables a system service on :9093, which a build machine
 # may turn off with `systemctl disable --now prometheus-alertmanager`.
 # prometheus (and its promtool) is for tests/integration/test_prometheus.py, which likewise
-# runs its own on a free loopback port with its own TSDB; the package's service is on :9090.
+# runs its own on a free loopback port with its own TSDB; the package's service is on :9090;
+# tests/integration/test_remote_write.py runs one as a remote-write receiver the same way.
+# libsnappy-dev compresses what the collector remote-writes.
 PACKAGES="
 build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
 libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev lmdb-utils
 libcmocka-dev libinih-dev libsystemd-dev libjansson-dev libhttp-parser-dev libcurl4-openssl-dev libssl-dev openssl
 python3 python3-dev python3-setuptools python3-wheel python3-pip python3-venv python3-yaml
-curl ca-certificates procps prometheus-alertmanager prometheus
+curl ca-certificates procps prometheus-alertmanager prometheus libsnappy-dev
 chromium
 dpkg-dev systemd adduser git
 "

@@ -27,6 +27,7 @@
 #include "server/net/listener.h"
 #include "server/ingest/ingest.h"
 #include "server/store/store.h"
+#include "server/ingest/remote_write.h"
 #include "server/ingest/writer.h"
 
 #define DAY_MS (86400LL * 1000)
@@ -132,6 +133,27 @@ static const struct apm_opt collector_opts[] = {
         "never)"),
     OPT("collector", "trace-confidence", APM_OPT_INT, trace_confidence, 0, 100, true,
         "least leak confidence, in percent, that asks for a trace (default 60)"),
+    OPT("remote_write", "url", APM_OPT_STRING, rw.url, 0, 0, false,
+        "Prometheus remote-write 1.0 receiver to send every sample to (default none: off)"),
+    OPT("remote_write", "remote-write-url", APM_OPT_STRING, rw.url, 0, 0, true,
+        "the same as url in [remote_write]"),
+    OPT("remote_write", "headers", APM_OPT_STRING, rw.headers, 0, 0, false,
+        "extra request headers, \"Name: value\" separated by ';' (e.g. X-Scope-OrgID: tenant)"),
+    OPT("remote_write", "remote-write-headers", APM_OPT_STRING, rw.headers, 0, 0, true,
+        "the same as headers in [remote_write]"),
+    OPT("remote_write", "bearer-token-file", APM_OPT_STRING, rw.bearer_token_file, 0, 0, false,
+        "file holding the token sent as Authorization: Bearer (mode 0600)"),
+    OPT("remote_write", "remote-write-bearer-token-file", APM_OPT_STRING, rw.bearer_token_file, 0,
+        0, true, "the same as bearer-token-file in [remote_write]"),
+    OPT("remote_write", "batch-size", APM_OPT_INT, rw.batch_size, 1, 1000000, false,
+        "samples per remote-write request at most (default 2000)"),
+    OPT("remote_write", "remote-write-batch-size", APM_OPT_INT, rw.batch_size, 1, 1000000, true,
+        "the same as batch-size in [remote_write]"),
+    OPT("remote_write", "queue-cap", APM_OPT_INT, rw.queue_cap, 1, 100000000, false,
+        "samples queued for remote-write at most; past it the sender reads the store "
+        "(default 100000)"),
+    OPT("remote_write", "remote-write-queue-cap", APM_OPT_INT, rw.queue_cap, 1, 100000000, true,
+        "the same as queue-cap in [remote_write]"),
     OPT("analysis", "bucket-samples", APM_OPT_INT, analysis.bucket_samples, 1, 10000, false,
         "no longer used: buckets close on time (kept so that configurations parse)"),
     OPT("analysis", "history-buckets", APM_OPT_INT, analysis.history_buckets, 32, 512, false,
@@ -175,6 +197,8 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     c->rollup_1m_retention_ms = 90 * DAY_MS;
     c->rollup_1h_retention_ms = 365 * DAY_MS;
     c->maintenance_period_ms = 60000;
+    c->rw.batch_size = 2000;
+    c->rw.queue_cap = 100000;
     c->max_sites_per_process = 1000;
     c->process_grace_ms = 120000;
     c->max_processes_per_agent = 10000;
@@ -227,6 +251,7 @@ struct apm_collector {
     struct apm_metrics_config metrics; /* GET /metrics reads through it */
     struct apm_agent_health *health;   /* the agents' latest health reports */
     struct apm_http_server *http;
+    struct apm_rw *rw; /* NULL: remote-write off */
     /* Every module's counters, for status; a module leaves when it closes. Loop thread. */
     struct apm_counters counters;
     uv_signal_t sigterm, sigint, sighup;
@@ -317,6 +342,58 @@ static void on_signal(uv_signal_t *s, int signum)
     apm_collector_stop(c);
 }
 
+/* The writer's commit hook: the analysis, then remote-write. Writer thread. */
+static void on_commit(void *ctx, const struct apm_agent_ident *agent, const struct apm_batch *batch)
+{
+    struct apm_collector *c = ctx;
+    apm_analyzer_worker_hook(c->analyzer, agent, batch);
+    if (c->rw != NULL)
+        apm_rw_commit_hook(c->rw, agent, batch);
+}
+
+/* Starts remote-write from cfg->rw. Returns 0 or a code, after logging why. */
+static int start_remote_write(struct apm_collector *c, const struct apm_collector_config *cfg)
+{
+    struct apm_rw_options o = {.url = cfg->rw.url,
+                               .batch_size = (unsigned)cfg->rw.batch_size,
+                               .queue_cap = (unsigned)cfg->rw.queue_cap,
+                               .verdict_live_ms = cfg->process_grace_ms};
+    char headers[sizeof(cfg->rw.headers)], *save = NULL;
+    snprintf(headers, sizeof(headers), "%s", cfg->rw.headers);
+    for (char *h = strtok_r(headers, ";", &save); h != NULL; h = strtok_r(NULL, ";", &save)) {
+        while (*h == ' ' || *h == '\t')
+            h++;
+        if (*h == '\0')
+            continue;
+        if (o.nheaders == APM_RW_HEADERS_MAX || strchr(h, ':') == NULL) {
+            apm_error("collector: remote_write headers: '%s': %s", h,
+                      o.nheaders == APM_RW_HEADERS_MAX ? "too many headers (16 at most)"
+                                                       : "not \"Name: value\"");
+            return APM_E_CONFIG;
+        }
+        o.headers[o.nheaders++] = h;
+    }
+    uint8_t token[APM_TOKEN_MAX + 1];
+    size_t tlen = 0;
+    if (cfg->rw.bearer_token_file[0] != '\0') {
+        char err[512];
+        int rc = apm_token_load(cfg->rw.bearer_token_file, false, token, APM_TOKEN_MAX, &tlen, err,
+                                sizeof(err));
+        if (rc != 0) {
+            apm_error("collector: remote_write bearer-token-file: %s", err);
+            return rc;
+        }
+        token[tlen] = '\0';
+        o.bearer_token = (const char *)token;
+    }
+    int rc = apm_rw_new(c->store, &o, &c->rw);
+    if (rc != 0)
+        apm_error("collector: cannot start remote-write to %s: %s", cfg->rw.url, apm_strerror(rc));
+    else
+        apm_info("collector: remote-write to %s", cfg->rw.url);
+    return rc;
+}
+
 /* Adds what is not a counter to GET /api/v1/status (the counters come from c->counters). */
 static void status_fn(void *ctx, json_t *obj)
 {
@@ -400,6 +477,8 @@ static int add_counters(struct apm_collector *c)
         rc = apm_analyzer_worker_add_counters(c->analyzer, &c->counters);
     if (rc == 0)
         rc = apm_http_server_add_counters(c->http, &c->counters);
+    if (rc == 0 && c->rw != NULL)
+        rc = apm_rw_add_counters(c->rw, &c->counters);
     return rc;
 }
 
@@ -580,6 +659,7 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .rollup_1m_ms = cfg->rollup_1m_retention_ms,
         .rollup_1h_ms = cfg->rollup_1h_retention_ms,
         .max_disk = cfg->max_disk > 0 ? (uint64_t)cfg->max_disk : default_max_disk(cfg->data_dir),
+        .rw_hold = cfg->rw.url[0] != '\0',
     };
     rc = apm_store_open(&so, &c->store);
     if (rc != 0) {
@@ -608,7 +688,9 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         apm_error("collector: cannot start writer: %s", apm_strerror(rc));
         goto fail;
     }
-    apm_writer_set_commit_hook(c->writer, apm_analyzer_worker_hook, c->analyzer);
+    if (cfg->rw.url[0] != '\0' && (rc = start_remote_write(c, cfg)) != 0)
+        goto fail_writer;
+    apm_writer_set_commit_hook(c->writer, on_commit, c);
     apm_writer_set_maintenance(c->writer, cfg->maintenance_period_ms);
     rc = apm_agent_health_new(cfg->process_grace_ms, &c->health);
     if (rc != 0)
@@ -686,6 +768,7 @@ fail:
         apm_analyzer_worker_close(c->analyzer, NULL, NULL);
     /* Runs the closes started above (listeners included) to their end. */
     uv_run(loop, UV_RUN_DEFAULT);
+    apm_rw_free(c->rw);
     apm_analyzer_worker_free(c->analyzer);
     apm_alert_config_free(alerts);
     apm_alert_feed_free(c->alerts);
@@ -707,6 +790,8 @@ void apm_collector_free(struct apm_collector *c)
 {
     if (c == NULL)
         return;
+    apm_counters_remove(&c->counters, "remote_write");
+    apm_rw_free(c->rw); /* the writer is gone: no commit hook runs any more */
     apm_analyzer_worker_free(c->analyzer);
     apm_alert_feed_free(c->alerts);
     apm_api_free(c->api);

@@ -58,6 +58,14 @@ struct apm_collector_config {
     int64_t memory_limit;
     int64_t trace_on_suspicion_ms;
     int64_t trace_confidence; /* percent */
+    /* Remote-write out ([remote_write]; off while url is ""). */
+    struct {
+        char url[2048];
+        char headers[4096]; /* "Name: value; Name: value" */
+        char bearer_token_file[4096];
+        int64_t batch_size;
+        int64_t queue_cap;
+    } rw;
     struct {
         int64_t bucket_samples;
         int64_t history_buckets;

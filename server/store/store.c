@@ -43,6 +43,7 @@ static const char *const db_names[DB_COUNT] = {
     [DB_VERDICTS] = "verdicts",
     [DB_ROLLUPS] = "rollups",
     [DB_ROLLUP_WM] = "rollup_wm",
+    [DB_RW_CURSOR] = "rw_cursor",
 };
 
 /*
@@ -529,6 +530,7 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     atomic_init(&s->backup_running, 0);
     pthread_rwlock_init(&s->resize_lock, NULL);
     s->retention_ms = opt->retention_ms;
+    s->rw_hold = opt->rw_hold;
     s->rollup_ms[0] = opt->rollup_1m_ms;
     s->rollup_ms[1] = opt->rollup_1h_ms;
     size_t map_size = opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE;

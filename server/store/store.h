@@ -38,6 +38,12 @@ struct apm_store_options {
     int64_t rollup_1m_ms; /* 1-minute rollups */
     int64_t rollup_1h_ms; /* 1-hour rollups */
     uint64_t max_disk;    /* budget the map may grow to; 0 = map_size (no growth) */
+    /*
+     * Remote-write is on: maintenance keeps raw samples after a series'
+     * remote-write cursor (apm_store_rw_cursor_put) past the retention, until
+     * the disk budget forces them out (counted in rw_unsent_dropped).
+     */
+    bool rw_hold;
 };
 
 /*
@@ -164,16 +170,17 @@ struct apm_store_stats {
     uint64_t series_removed; /* series with nothing left, removed from the index */
     uint64_t processes_removed;
     uint64_t hosts_removed;
-    uint64_t rollups_written; /* rollup buckets written or updated */
-    uint64_t rollups_deleted; /* rollup buckets deleted for their retention */
-    uint64_t rollup_bytes;    /* pages of the rollup database */
-    uint64_t slices;          /* maintenance slices committed */
-    uint64_t passes;          /* maintenance passes over every series finished */
-    uint64_t slice_us_max;    /* longest maintenance slice, microseconds, commit included */
-    uint64_t map_size;        /* current LMDB map size */
-    uint64_t max_disk;        /* the budget the map may grow to */
-    uint64_t map_grows;       /* times the map was doubled */
-    uint64_t full;            /* 1 while batches are refused: full and nothing left to delete */
+    uint64_t rollups_written;   /* rollup buckets written or updated */
+    uint64_t rollups_deleted;   /* rollup buckets deleted for their retention */
+    uint64_t rollup_bytes;      /* pages of the rollup database */
+    uint64_t slices;            /* maintenance slices committed */
+    uint64_t passes;            /* maintenance passes over every series finished */
+    uint64_t slice_us_max;      /* longest maintenance slice, microseconds, commit included */
+    uint64_t map_size;          /* current LMDB map size */
+    uint64_t max_disk;          /* the budget the map may grow to */
+    uint64_t map_grows;         /* times the map was doubled */
+    uint64_t full;              /* 1 while batches are refused: full and nothing left to delete */
+    uint64_t rw_unsent_dropped; /* raw samples remote-write had not sent, deleted for the budget */
 };
 int apm_store_stats(struct apm_store *s, struct apm_store_stats *out);
 
@@ -202,6 +209,20 @@ int apm_store_make_room(struct apm_store *s, int64_t now_ms);
 
 /* Why the store refuses batches now, or NULL when it does not. Any thread. */
 const char *apm_store_full_reason(struct apm_store *s);
+
+/* ---- the remote-write cursor (store_rwcursor.c) ---- */
+
+/*
+ * Records, for n series, the time of the last sample remote-write sent, in
+ * one durable write transaction of the caller's thread (like verdicts: a
+ * database the writer thread keeps no state of). Any thread but the
+ * writer's. Returns 0 or a code.
+ */
+int apm_store_rw_cursor_put(struct apm_store *s, const uint64_t *ids, const int64_t *t_ms,
+                            size_t n);
+
+/* The cursor of one series: 0 and *t_ms, or APM_E_NOTFOUND (nothing sent yet). Any thread. */
+int apm_store_rw_cursor_get(struct apm_store *s, uint64_t id, int64_t *t_ms);
 
 /* ---- rollups ---- */
 

@@ -35,6 +35,7 @@ enum store_db {
     DB_ALERTS,     /* alert id (big-endian u64) -> alert record (store_alerts.c) */
     DB_ROLLUPS,    /* series id, resolution byte, bucket start (big-endian) -> rollup */
     DB_ROLLUP_WM,  /* series id -> u64 [2]: raw samples before these times are rolled (1m, 1h) */
+    DB_RW_CURSOR,  /* series id -> i64: the last sample time remote-write sent (store_rwcursor.c) */
     DB_COUNT
 };
 
@@ -86,6 +87,7 @@ struct apm_store {
     struct apm_hashmap site_counts;
     /* Maintenance (store_retention.c), writer thread only. */
     int64_t retention_ms;
+    bool rw_hold;            /* keep raw data remote-write has not sent (DB_RW_CURSOR) */
     int64_t rollup_ms[2];    /* retention of the 1m and 1h rollups */
     uint64_t maint_next_id;  /* the next series the pass looks at */
     int64_t pressure_cutoff; /* raw chunks ending before this go now (disk budget), else 0 */
@@ -140,6 +142,7 @@ enum store_mcounter {
     MC_PASSES,
     MC_SLICE_US_MAX,
     MC_MAP_GROWS,
+    MC_RW_UNSENT_DROPPED,
     MC_COUNT
 };
 
@@ -189,6 +192,8 @@ int apm_store_txn_read_rollups(struct apm_store *s, MDB_txn *txn, uint64_t id, i
                                int64_t from_ms, int64_t to_ms, apm_store_rollup_cb cb, void *ctx);
 /* The watermarks: raw samples before wm[i] are in the rollups of resolution i. */
 int apm_store_rollup_wm(struct apm_store *s, MDB_txn *txn, uint64_t id, int64_t wm[2]);
+/* The remote-write cursor of one series inside txn (store_rwcursor.c): 0 or APM_E_NOTFOUND. */
+int apm_store_txn_rw_cursor(struct apm_store *s, MDB_txn *txn, uint64_t id, int64_t *t_ms);
 
 struct apm_store_txn {
     struct apm_store *s;

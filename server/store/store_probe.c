@@ -161,19 +161,11 @@ static int put_plain(struct apm_store_txn *t, const char *host, const char *pid,
 static int put_gc(struct apm_store_txn *t, const char *host, const char *pid,
                   const struct apm_proc_desc *p, const struct apm_gc_stats *g)
 {
-    int64_t sum[3] = {0, 0, 0};
-    for (uint32_t i = 0; i < g->ngen && i < APM_GC_GENERATIONS_MAX; i++) {
-        sum[0] += g->gen[i].collections;
-        sum[1] += g->gen[i].collected;
-        sum[2] += g->gen[i].uncollectable;
-    }
-    int rc = put_plain(t, host, pid, p, APM_METRIC_GC_COLLECTIONS, g->t_ms, sum[0]);
-    if (rc == 0)
-        rc = put_plain(t, host, pid, p, APM_METRIC_GC_COLLECTED, g->t_ms, sum[1]);
-    if (rc == 0)
-        rc = put_plain(t, host, pid, p, APM_METRIC_GC_UNCOLLECTABLE, g->t_ms, sum[2]);
-    if (rc == 0)
-        rc = put_plain(t, host, pid, p, APM_METRIC_GC_GARBAGE, g->t_ms, g->garbage);
+    int64_t sum[APM_GC_METRICS];
+    apm_gc_totals(g, sum);
+    int rc = 0;
+    for (int i = 0; i < APM_GC_METRICS && rc == 0; i++)
+        rc = put_plain(t, host, pid, p, apm_gc_metrics[i], g->t_ms, sum[i]);
     return rc;
 }
 

@@ -341,6 +341,7 @@ int apm_store_stats(struct apm_store *s, struct apm_store_stats *out)
     out->passes = atomic_load(&s->m[MC_PASSES]);
     out->slice_us_max = atomic_load(&s->m[MC_SLICE_US_MAX]);
     out->map_grows = atomic_load(&s->m[MC_MAP_GROWS]);
+    out->rw_unsent_dropped = atomic_load(&s->m[MC_RW_UNSENT_DROPPED]);
     out->map_size = atomic_load(&s->map_size);
     out->max_disk = s->max_disk;
     out->full = atomic_load(&s->full) != FULL_NO;
@@ -400,6 +401,8 @@ static const struct apm_counter counters[] = {
         struct apm_store_stats, full, "full", APM_COUNTER_GAUGE, "",
         "Set to 1 while batches are refused: the disk is full, or the budget is reached and no "
         "raw chunk is left to delete."),
+    APM_COUNTER(struct apm_store_stats, rw_unsent_dropped, "rw_unsent_dropped", APM_COUNTER_TOTAL,
+                "", "Raw samples remote-write had not sent yet, deleted for the disk budget."),
     {.name = NULL},
 };
 

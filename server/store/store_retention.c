@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/prom.h"
 #include "common/timeutil.h"
 #include "server/store/store_priv.h"
 
@@ -181,13 +182,26 @@ static int64_t chunk_last_t(const MDB_val *k, const MDB_val *v)
     return rc < 0 ? INT64_MAX : t;
 }
 
+/* Samples of a sealed chunk after sent (remote-write's cursor). */
+static uint64_t unsent_samples(const MDB_val *k, const MDB_val *v, int64_t sent)
+{
+    struct apm_chunk_iter it;
+    int64_t ts, vs;
+    uint64_t n = 0;
+    if (apm_chunk_iter_init(&it, v->mv_data, v->mv_size, apm_store_chunk_key_t(k)) < 0)
+        return 0;
+    while (apm_chunk_iter_next(&it, &ts, &vs) == 1)
+        n += ts > sent;
+    return n;
+}
+
 /*
  * Deletes the series' sealed chunks that end before cut, oldest first, at
  * most DELETE_MAX_CHUNKS. Sets *left when chunks remain, *more when the cap
  * stopped it, and notes the oldest chunk left.
  */
 static int delete_chunks(struct apm_store_txn *t, uint64_t id, int64_t cut, bool pressure,
-                         unsigned max, bool *left, bool *more, unsigned *keys)
+                         int64_t sent, unsigned max, bool *left, bool *more, unsigned *keys)
 {
     struct apm_store *s = t->s;
     MDB_cursor *cur = NULL;
@@ -214,8 +228,11 @@ static int delete_chunks(struct apm_store_txn *t, uint64_t id, int64_t cut, bool
             break;
         }
         /* Past the retention or not, a chunk deleted for the budget is counted as pruned. */
-        bool expired = s->retention_ms > 0 && chunk_last_t(&k, &v) < s->maint_now - s->retention_ms;
+        int64_t last = chunk_last_t(&k, &v);
+        bool expired = s->retention_ms > 0 && last < s->maint_now - s->retention_ms;
         pruned += pressure && !expired;
+        if (last > sent) /* remote-write had not sent all of it: only the budget does this */
+            count(s, MC_RW_UNSENT_DROPPED, unsent_samples(&k, &v, sent));
         rc = mdb_cursor_del(cur, 0);
         n++;
         k = (MDB_val){sizeof(key), key};
@@ -315,9 +332,11 @@ static int remove_series(struct apm_store_txn *t, const struct series_view *sv, 
         rc = del_key(t->txn, s->dbi[DB_VERDICTS], idkey, 8);
     if (rc == 0)
         rc = del_key(t->txn, s->dbi[DB_ROLLUP_WM], idkey, 8);
+    if (rc == 0)
+        rc = del_key(t->txn, s->dbi[DB_RW_CURSOR], idkey, 8);
     if (rc < 0)
         return rc;
-    *keys += 4;
+    *keys += 5;
     count(s, MC_SERIES_REMOVED, 1);
     /* The writer's index is a cache: drop the series; an abort only makes it reload. */
     uint64_t ptr;
@@ -409,11 +428,23 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
     for (int i = 0; i < 2; i++)
         if (kept[i] && wm[i] < raw_cut)
             raw_cut = wm[i];
+    /* ... and remote-write sent it, unless the budget forces it out (then counted). */
+    int64_t sent = INT64_MAX;
+    /* Only series remote-write exports have a cursor to wait for (per-site ones never do). */
+    if (s->rw_hold && apm_prom_metric_name(sv.metric) != NULL) {
+        rc = apm_store_txn_rw_cursor(s, t->txn, id, &sent);
+        if (rc == APM_E_NOTFOUND)
+            sent = INT64_MIN;
+        else if (rc < 0)
+            return rc;
+        if (!pressure && sent != INT64_MAX && sent + 1 < raw_cut)
+            raw_cut = sent == INT64_MIN ? INT64_MIN : sent + 1;
+    }
     bool chunks_left = false, more = false, rollups_left = false;
     unsigned room = max_keys > *keys ? max_keys - *keys : 1;
-    rc =
-        delete_chunks(t, id, raw_cut, pressure, room < DELETE_MAX_CHUNKS ? room : DELETE_MAX_CHUNKS,
-                      &chunks_left, &more, keys);
+    rc = delete_chunks(t, id, raw_cut, pressure, sent,
+                       room < DELETE_MAX_CHUNKS ? room : DELETE_MAX_CHUNKS, &chunks_left, &more,
+                       keys);
     for (int i = 0; i < 2 && rc == 0; i++)
         rc = delete_rollups(t, id, i, s->rollup_ms[i] > 0 ? now - s->rollup_ms[i] : INT64_MAX,
                             &rollups_left, keys);

@@ -359,6 +359,61 @@ static void test_map_grows_then_oldest_go(void **state)
 }
 
 /*
+ * Remote-write on (rw_hold): raw samples a series' cursor has not passed stay
+ * past the retention; once the cursor moves, what it passed goes.
+ */
+static void test_unsent_samples_stay(void **state)
+{
+    struct fixture *f = *state;
+    struct apm_store_options o = {.retention_ms = 60000, .rw_hold = true};
+    open_store(f, &o);
+    assert_int_equal(put(f, 7, false, NOW - 600000, 600), 0);
+    uint64_t sid = find(f, 7);
+    pass(f, NOW, 1000);
+    struct samples s = {0};
+    assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_sample, &s),
+                     0);
+    assert_int_equal(s.n, 600); /* nothing sent: nothing deleted */
+    int64_t cursor = NOW - 300000;
+    assert_int_equal(apm_store_rw_cursor_put(f->store, &sid, &cursor, 1), 0);
+    pass(f, NOW, 1000);
+    s = (struct samples){0};
+    assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_sample, &s),
+                     0);
+    /* Every sample after the cursor is there; chunks wholly before it are gone. */
+    assert_true(s.first <= cursor + 1000);
+    assert_true(s.first > cursor - 8000);
+    assert_int_equal(s.last, NOW - 1000);
+    struct apm_store_stats st;
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_true(st.chunks_deleted > 0);
+    assert_int_equal(st.rw_unsent_dropped, 0);
+}
+
+/* At the disk budget unsent raw samples go too, and each one is counted. */
+static void test_budget_drops_unsent_counted(void **state)
+{
+    struct fixture *f = *state;
+    struct apm_store_options o = {
+        .map_size = 256 << 10, .max_disk = 1 << 20, .chunk_samples = 120, .rw_hold = true};
+    open_store(f, &o);
+    int64_t t = NOW;
+    for (int round = 0; round < 600; round++, t += 60000) {
+        for (int32_t pid = 1; pid <= 10; pid++) {
+            int rc;
+            while ((rc = put(f, pid, false, t, 60)) == APM_E_FULL)
+                assert_int_equal(apm_store_make_room(f->store, t), 1);
+            assert_int_equal(rc, 0);
+        }
+    }
+    struct apm_store_stats st;
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_true(st.chunks_pruned > 0);
+    /* No cursor anywhere: every sample of every deleted chunk was unsent. */
+    assert_int_equal(st.rw_unsent_dropped, (st.chunks_pruned + st.chunks_deleted) * 120);
+}
+
+/*
  * A full disk (here: writes past RLIMIT_FSIZE, as the fault matrix's full
  * tmpfs fails them) while the map and the budget have room. The writer asks
  * the store to make room after every failed round, for as long as the disk
@@ -450,6 +505,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_series_stays_while_rollups_remain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_stays_flat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_grows_then_oldest_go, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsent_samples_stay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budget_drops_unsent_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_deletes_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
