@@ -206,3 +206,54 @@ void apm_prom_histogram(FILE *f, const char *name, const struct apm_prom_label *
     snprintf(series, sizeof(series), "%s_count", name);
     apm_prom_sample(f, series, l, n, (double)h->count);
 }
+
+const struct apm_prom_verdict_family apm_prom_verdict_families[APM_PROM_VERDICT_NFAMILIES] = {
+    {APM_PROM_VERDICT_CONFIDENCE,
+     "Confidence (0 to 1) in the class of apm_verdict_info of each live process."},
+    {APM_PROM_GROWTH_RATE,
+     "Growth of each live process's rss floor, bytes per second (0 without a trend)."},
+    {APM_PROM_MEMORY_LIMIT,
+     "The limit the forecast runs to (cgroup, configured or host memory), bytes; absent when "
+     "unknown."},
+    {APM_PROM_TTE,
+     "Seconds from now until the process reaches its limit, most likely; only for a forecast."},
+    {APM_PROM_TTE_LOWER,
+     "Earliest plausible time to exhaustion, seconds from now (the fastest plausible growth)."},
+    {APM_PROM_TTE_UPPER,
+     "Latest plausible time to exhaustion, seconds from now; +Inf when growth may be nil."},
+};
+
+/* Seconds from now to the Unix time t, never below 0; +Inf stays +Inf. */
+static double seconds_left(double t, double now_s)
+{
+    if (isinf(t) && t > 0)
+        return t;
+    return t > now_s ? t - now_s : 0;
+}
+
+bool apm_prom_verdict_value(const struct apm_verdict *v, double now_s, size_t k, double *value)
+{
+    bool forecast = v->has_forecast && isfinite(v->forecast_t);
+    switch (k) {
+    case 0:
+        *value = v->confidence;
+        return true;
+    case 1:
+        *value = v->rate;
+        return true;
+    case 2:
+        *value = v->limit;
+        return v->limit > 0;
+    case 3:
+        *value = seconds_left(v->forecast_t, now_s);
+        return forecast;
+    case 4:
+        *value = seconds_left(v->forecast_lo_t, now_s);
+        return forecast;
+    case 5:
+        *value = seconds_left(v->forecast_hi_t, now_s);
+        return forecast;
+    default:
+        return false;
+    }
+}

@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/analysis.h"
 #include "common/counters.h"
 #include "common/model.h"
 
@@ -48,6 +49,24 @@
 #define APM_PROM_TTE_LOWER "apm_time_to_exhaustion_lower_seconds"
 #define APM_PROM_TTE_UPPER "apm_time_to_exhaustion_upper_seconds"
 #define APM_PROM_ALERT_FIRING "apm_alert_firing"
+
+/*
+ * The per-process verdict families after APM_PROM_VERDICT_INFO, in the order
+ * GET /metrics and remote-write both carry them, with their help texts.
+ */
+#define APM_PROM_VERDICT_NFAMILIES 6u
+struct apm_prom_verdict_family {
+    const char *name;
+    const char *help;
+};
+extern const struct apm_prom_verdict_family apm_prom_verdict_families[APM_PROM_VERDICT_NFAMILIES];
+
+/*
+ * Sets *value to family k's sample for verdict v at Unix time now_s (times to
+ * exhaustion in seconds from now, never below 0; +Inf stays +Inf), or returns
+ * false when the family has no sample for v (no limit known, no forecast).
+ */
+bool apm_prom_verdict_value(const struct apm_verdict *v, double now_s, size_t k, double *value);
 
 /* One label: both strings borrowed. */
 struct apm_prom_label {

@@ -35,10 +35,7 @@ struct verdict {
     char process[APM_VERDICT_PROCESS_MAX];
     char name[APM_VERDICT_NAME_MAX];
     int32_t pid;
-    enum apm_class cls;
-    double confidence, rate, limit;
-    bool has_forecast;
-    double ttl, ttl_lo, ttl_hi; /* seconds from now to exhaustion */
+    struct apm_verdict v;
 };
 
 /* A live host's agent. */
@@ -117,14 +114,6 @@ static int series_row(void *ctx, const struct apm_series_info *s)
     return 0;
 }
 
-/* Seconds from now to the Unix time t, never below 0; +Inf stays +Inf. */
-static double seconds_left(double t, double now_s)
-{
-    if (isinf(t) && t > 0)
-        return t;
-    return t > now_s ? t - now_s : 0;
-}
-
 static int verdict_row(void *ctx, const struct apm_verdict_record *r)
 {
     struct scrape *sc = ctx;
@@ -137,19 +126,11 @@ static int verdict_row(void *ctx, const struct apm_verdict_record *r)
         return 1;
     }
     struct verdict *v = &sc->v[sc->nv++];
-    double now_s = (double)sc->now_ms / 1000.0;
     memcpy(v->host, r->host, sizeof(v->host));
     memcpy(v->process, r->process_id, sizeof(v->process));
     memcpy(v->name, r->name, sizeof(v->name));
     v->pid = r->pid;
-    v->cls = r->v.cls;
-    v->confidence = r->v.confidence;
-    v->rate = r->v.rate;
-    v->limit = r->v.limit;
-    v->has_forecast = r->v.has_forecast && isfinite(r->v.forecast_t);
-    v->ttl = seconds_left(r->v.forecast_t, now_s);
-    v->ttl_lo = seconds_left(r->v.forecast_lo_t, now_s);
-    v->ttl_hi = seconds_left(r->v.forecast_hi_t, now_s);
+    v->v = r->v;
     return 0;
 }
 
@@ -299,55 +280,6 @@ static void write_gauges(FILE *f, const struct scrape *sc)
     }
 }
 
-/* The per-verdict families: which of the fields one family writes. */
-enum verdict_field { V_CONFIDENCE, V_RATE, V_LIMIT, V_TTL, V_TTL_LO, V_TTL_HI };
-
-static const struct {
-    const char *name;
-    enum verdict_field field;
-    const char *help;
-} verdict_families[] = {
-    {APM_PROM_VERDICT_CONFIDENCE, V_CONFIDENCE,
-     "Confidence (0 to 1) in the class of apm_verdict_info of each live process."},
-    {APM_PROM_GROWTH_RATE, V_RATE,
-     "Growth of each live process's rss floor, bytes per second (0 without a trend)."},
-    {APM_PROM_MEMORY_LIMIT, V_LIMIT,
-     "The limit the forecast runs to (cgroup, configured or host memory), bytes; absent when "
-     "unknown."},
-    {APM_PROM_TTE, V_TTL,
-     "Seconds from now until the process reaches its limit, most likely; only for a forecast."},
-    {APM_PROM_TTE_LOWER, V_TTL_LO,
-     "Earliest plausible time to exhaustion, seconds from now (the fastest plausible growth)."},
-    {APM_PROM_TTE_UPPER, V_TTL_HI,
-     "Latest plausible time to exhaustion, seconds from now; +Inf when growth may be nil."},
-};
-
-/* Sets *value to the field of v, or returns false when the family has no sample for v. */
-static bool verdict_value(const struct verdict *v, enum verdict_field field, double *value)
-{
-    switch (field) {
-    case V_CONFIDENCE:
-        *value = v->confidence;
-        return true;
-    case V_RATE:
-        *value = v->rate;
-        return true;
-    case V_LIMIT:
-        *value = v->limit;
-        return v->limit > 0;
-    case V_TTL:
-        *value = v->ttl;
-        return v->has_forecast;
-    case V_TTL_LO:
-        *value = v->ttl_lo;
-        return v->has_forecast;
-    case V_TTL_HI:
-        *value = v->ttl_hi;
-        return v->has_forecast;
-    }
-    return false;
-}
-
 static void write_verdicts(FILE *f, const struct scrape *sc)
 {
     struct apm_prom_process_labels pl;
@@ -359,19 +291,21 @@ static void write_verdicts(FILE *f, const struct scrape *sc)
         struct apm_prom_label l[APM_PROM_PROCESS_NLABELS + 1];
         size_t n = apm_prom_process_labels(&pl, v->host, v->process, v->name, v->pid);
         /* "class" sorts before "host": it goes first, keeping the labels sorted. */
-        l[0] = (struct apm_prom_label){"class", apm_analysis_class_name(v->cls)};
+        l[0] = (struct apm_prom_label){"class", apm_analysis_class_name(v->v.cls)};
         memcpy(&l[1], pl.l, n * sizeof(pl.l[0]));
         apm_prom_sample(f, APM_PROM_VERDICT_INFO, l, n + 1, 1);
     }
-    for (size_t k = 0; k < sizeof(verdict_families) / sizeof(verdict_families[0]); k++) {
-        apm_prom_family(f, verdict_families[k].name, "gauge", verdict_families[k].help);
+    double now_s = (double)sc->now_ms / 1000.0;
+    for (size_t k = 0; k < APM_PROM_VERDICT_NFAMILIES; k++) {
+        const struct apm_prom_verdict_family *fam = &apm_prom_verdict_families[k];
+        apm_prom_family(f, fam->name, "gauge", fam->help);
         for (size_t i = 0; i < sc->nv; i++) {
             const struct verdict *v = &sc->v[i];
             double value = 0;
-            if (!verdict_value(v, verdict_families[k].field, &value))
+            if (!apm_prom_verdict_value(&v->v, now_s, k, &value))
                 continue;
             size_t n = apm_prom_process_labels(&pl, v->host, v->process, v->name, v->pid);
-            apm_prom_sample(f, verdict_families[k].name, pl.l, n, value);
+            apm_prom_sample(f, fam->name, pl.l, n, value);
         }
     }
 }

@@ -102,48 +102,32 @@ out:
     return rc;
 }
 
-/* Seconds from now to the Unix time t, never below 0; +Inf stays +Inf (as GET /metrics). */
-static double seconds_left(double t, double now_s)
-{
-    if (isinf(t) && t > 0)
-        return t;
-    return t > now_s ? t - now_s : 0;
-}
-
 size_t apm_rw_verdict_series(const struct apm_verdict_record *r, double now_s,
                              struct apm_prom_process_labels *pl, struct apm_rw_series *s,
                              double *val)
 {
     const struct apm_verdict *v = &r->v;
-    bool fc = v->has_forecast && isfinite(v->forecast_t);
-    const struct {
-        const char *name;
-        bool present;
-        double value;
-    } fam[APM_RW_VERDICT_FAMILIES] = {
-        {APM_PROM_VERDICT_INFO, true, 1},
-        {APM_PROM_VERDICT_CONFIDENCE, true, v->confidence},
-        {APM_PROM_GROWTH_RATE, true, v->rate},
-        {APM_PROM_MEMORY_LIMIT, v->limit > 0, v->limit},
-        {APM_PROM_TTE, fc, seconds_left(v->forecast_t, now_s)},
-        {APM_PROM_TTE_LOWER, fc, seconds_left(v->forecast_lo_t, now_s)},
-        {APM_PROM_TTE_UPPER, fc, seconds_left(v->forecast_hi_t, now_s)},
-    };
     size_t np = apm_prom_process_labels(pl, r->host, r->process_id, r->name, r->pid);
     size_t n = 0;
+    /* apm_verdict_info (1, the class a label), then the families /metrics carries after it. */
     for (size_t k = 0; k < APM_RW_VERDICT_FAMILIES; k++) {
-        if (!fam[k].present)
-            continue;
+        const char *name = APM_PROM_VERDICT_INFO;
+        double value = 1;
+        if (k > 0) {
+            name = apm_prom_verdict_families[k - 1].name;
+            if (!apm_prom_verdict_value(v, now_s, k - 1, &value))
+                continue;
+        }
         struct apm_rw_series *g = &s[n];
         g->nlabels = 0;
-        g->labels[g->nlabels++] = (struct apm_prom_label){"__name__", fam[k].name};
+        g->labels[g->nlabels++] = (struct apm_prom_label){"__name__", name};
         if (k == 0) /* "class" sorts before "host" */
             g->labels[g->nlabels++] =
                 (struct apm_prom_label){"class", apm_analysis_class_name(v->cls)};
         for (size_t i = 0; i < np; i++)
             if (pl->l[i].value[0] != '\0')
                 g->labels[g->nlabels++] = pl->l[i];
-        val[n] = fam[k].value;
+        val[n] = value;
         g->fvalue = &val[n];
         g->n = 1;
         n++;

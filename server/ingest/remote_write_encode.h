@@ -46,7 +46,7 @@ size_t apm_rw_series_labels(struct apm_rw_series *s, struct apm_prom_process_lab
 int apm_rw_encode(const struct apm_rw_series *series, size_t n, uint8_t **out, size_t *len);
 
 /* Series one verdict gives at most: info, confidence, rate, limit, 3 times to exhaustion. */
-#define APM_RW_VERDICT_FAMILIES 7
+#define APM_RW_VERDICT_FAMILIES (1u + APM_PROM_VERDICT_NFAMILIES)
 
 /*
  * The verdict gauges of one process, as GET /metrics gives them:
