@@ -203,6 +203,19 @@ int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *
     return rc;
 }
 
+int apm_cli_client_post_json(struct apm_cli_client *c, const char *path, const json_t *body,
+                             char **text, json_t **json)
+{
+    char *btext = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (btext == NULL) {
+        fprintf(stderr, "apm-cli: out of memory\n");
+        return -ENOMEM;
+    }
+    int rc = apm_cli_client_post(c, path, btext, text, json);
+    free(btext);
+    return rc;
+}
+
 int apm_cli_client_add_param(struct apm_cli_client *c, char *q, size_t size, const char *name,
                              const char *value)
 {

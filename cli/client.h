@@ -58,6 +58,10 @@ int apm_cli_client_get(struct apm_cli_client *c, const char *path, char **text, 
 int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *body, char **text,
                         json_t **json);
 
+/* The same with a JSON body (NULL, from a failed json_pack, is reported as out of memory). */
+int apm_cli_client_post_json(struct apm_cli_client *c, const char *path, const json_t *body,
+                             char **text, json_t **json);
+
 /*
  * Percent-encodes s for a query string. Returns owned (free with
  * curl_free()) or NULL when out of memory.

@@ -196,25 +196,17 @@ int apm_cli_cmd_ack(const struct apm_cli_globals *g, int argc, char **argv)
         fputs(ack_usage, stdout);
         return APM_CLI_EXIT_OK;
     }
-    json_t *body = json_pack("{s:f, s:s}", "for", (double)o.for_ms / 1000.0, "comment", o.comment);
-    char *btext = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
     struct apm_cli_client c;
-    if (btext == NULL) {
-        fprintf(stderr, "apm-cli: out of memory\n");
+    if (apm_cli_client_init(&c, g) != 0)
         return APM_CLI_EXIT_COLLECTOR;
-    }
-    if (apm_cli_client_init(&c, g) != 0) {
-        free(btext);
-        return APM_CLI_EXIT_COLLECTOR;
-    }
     char path[96];
     snprintf(path, sizeof(path), "/api/v1/alerts/%llu/ack", (unsigned long long)o.id);
     char *text = NULL;
     json_t *doc = NULL;
-    int rc = apm_cli_client_post(&c, path, btext, &text, &doc);
+    json_t *body = json_pack("{s:f, s:s}", "for", (double)o.for_ms / 1000.0, "comment", o.comment);
+    int rc = apm_cli_client_post_json(&c, path, body, &text, &doc);
+    json_decref(body);
     apm_cli_client_close(&c);
-    free(btext);
     if (rc != 0)
         return APM_CLI_EXIT_COLLECTOR;
     if (g->json)

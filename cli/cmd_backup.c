@@ -71,25 +71,17 @@ int apm_cli_cmd_backup(const struct apm_cli_globals *g, int argc, char **argv)
                 usage);
         return APM_CLI_EXIT_USAGE;
     }
-    json_t *body = json_pack("{s:s}", "dir", dir);
-    char *btext = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
     struct apm_cli_client c;
-    if (btext == NULL) {
-        fprintf(stderr, "apm-cli: out of memory\n");
+    if (apm_cli_client_init(&c, g) != 0)
         return APM_CLI_EXIT_COLLECTOR;
-    }
-    if (apm_cli_client_init(&c, g) != 0) {
-        free(btext);
-        return APM_CLI_EXIT_COLLECTOR;
-    }
     /* The answer comes when the copy ends: minutes for a large store. */
     curl_easy_setopt(c.curl, CURLOPT_TIMEOUT_MS, 0L);
     char *text = NULL;
     json_t *doc = NULL;
-    int rc = apm_cli_client_post(&c, "/api/v1/backup", btext, &text, &doc);
+    json_t *body = json_pack("{s:s}", "dir", dir);
+    int rc = apm_cli_client_post_json(&c, "/api/v1/backup", body, &text, &doc);
+    json_decref(body);
     apm_cli_client_close(&c);
-    free(btext);
     if (rc != 0)
         return APM_CLI_EXIT_COLLECTOR;
     if (g->json)
