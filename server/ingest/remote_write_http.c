@@ -107,9 +107,11 @@ int apm_rw_deliver(struct apm_rw *rw, const uint8_t *body, size_t len, uint64_t 
             return APM_E_CLOSED;
         uint64_t delay = apm_backoff_ms(attempt, (uint64_t)rw->opt.backoff_min_ms,
                                         (uint64_t)rw->opt.backoff_max_ms);
-        if (attempt == 0 || attempt % 10 == 0)
-            apm_warn("remote-write: %s: %s%ld%s; retrying (attempt %u)", rw->url,
-                     status ? "HTTP " : "", status, status ? "" : errbuf, attempt + 1);
+        if (attempt % 10 == 0 && status != 0)
+            apm_warn("remote-write: %s: HTTP %ld; retrying (attempt %u)", rw->url, status,
+                     attempt + 1);
+        else if (attempt % 10 == 0) /* no answer: curl says why */
+            apm_warn("remote-write: %s: %s; retrying (attempt %u)", rw->url, errbuf, attempt + 1);
         if (apm_rw_sleep_ms(rw, delay))
             return APM_E_CLOSED;
     }

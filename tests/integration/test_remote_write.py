@@ -134,6 +134,11 @@ class RemoteWriteTest(unittest.TestCase):
         self.prom.stop()
         time.sleep(OUTAGE_S)
         self.assertGreater(self.rw()["retries"], 0, "no retry while the receiver was down")
+        # The log names the failure as curl gives it, with no HTTP status (there was none).
+        down = [ln for ln in self.c.collector.output().splitlines()
+                if "remote-write:" in ln and "retrying" in ln and "HTTP" not in ln]
+        self.assertTrue(down, "no retry line for the unreachable receiver")
+        self.assertNotIn(": 0", down[0], down[0])
         self.start_prometheus()
 
         # Stop sampling, let the sender catch up, then compare.
