@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/hashmap.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -158,14 +159,9 @@ static void req_reset(struct apm_rw *rw)
     rw->req_samples = 0;
 }
 
-/*
- * Posts the request being built until the receiver takes or refuses it,
- * then moves the cursors. Returns 0, or APM_E_CLOSED when stopping first
- * (nothing moves: the next start sends it again).
- */
-static int flush(struct apm_rw *rw)
+/* Drops the series with no sample from the request (all sent already). Returns how many remain. */
+static size_t req_compact(struct apm_rw *rw)
 {
-    /* Series whose samples were all sent already have none: they leave the request. */
     size_t kept = 0;
     for (size_t i = 0; i < rw->nreq; i++)
         rw->req[i].st->slot = 0; /* the request is being sent: nothing joins it any more */
@@ -180,17 +176,19 @@ static int flush(struct apm_rw *rw)
         kept++;
     }
     rw->nreq = kept;
-    if (rw->nreq == 0) {
-        req_reset(rw);
-        return 0;
-    }
+    return kept;
+}
+
+/*
+ * Encodes the request being built (compacted, not empty) into *body
+ * (returns owned: free). ids and ts (nreq each) receive each series' id and
+ * the time of its last sample in the request. Returns 0 or -ENOMEM.
+ */
+static int req_encode(struct apm_rw *rw, uint64_t *ids, int64_t *ts, uint8_t **body, size_t *len)
+{
     struct apm_rw_series *ser = calloc(rw->nreq, sizeof(*ser));
-    uint64_t *ids = calloc(rw->nreq, sizeof(*ids));
-    int64_t *ts = calloc(rw->nreq, sizeof(*ts));
     struct apm_prom_process_labels *pls = calloc(rw->nreq, sizeof(*pls));
-    uint8_t *body = NULL;
-    size_t len = 0;
-    int rc = ser && ids && ts && pls ? 0 : -ENOMEM;
+    int rc = ser && pls ? 0 : -ENOMEM;
     for (size_t i = 0; rc == 0 && i < rw->nreq; i++) {
         struct pseries *p = &rw->req[i];
         apm_rw_series_labels(&ser[i], &pls[i], p->metric, p->host, p->process_id, p->name, p->pid);
@@ -201,10 +199,51 @@ static int flush(struct apm_rw *rw)
         ts[i] = p->t[p->n - 1];
     }
     if (rc == 0)
-        rc = apm_rw_encode(ser, rw->nreq, &body, &len);
-    if (rc == 0)
-        rc = apm_rw_deliver(rw, body, len, rw->req_samples, false);
+        rc = apm_rw_encode(ser, rw->nreq, body, len);
+    free(pls);
+    free(ser);
+    return rc;
+}
+
+static void set_rescan(struct apm_rw *rw)
+{
+    pthread_mutex_lock(&rw->mu);
+    rw->rescan = true;
+    pthread_mutex_unlock(&rw->mu);
+}
+
+/*
+ * Posts the request being built until the receiver takes or refuses it,
+ * then moves the cursors. Before it goes, the pending record names it (its
+ * last time per series): a run that dies before the cursors' commit leaves
+ * the record, and the next run sends exactly this request again, alone
+ * (resend_pending). Returns 0, or APM_E_CLOSED when stopping first (nothing
+ * moves: the next start sends it again, the same way).
+ */
+static int flush(struct apm_rw *rw)
+{
+    if (req_compact(rw) == 0) {
+        req_reset(rw);
+        return 0;
+    }
+    uint64_t *ids = calloc(rw->nreq, sizeof(*ids));
+    int64_t *ts = calloc(rw->nreq, sizeof(*ts));
+    uint8_t *body = NULL;
+    size_t len = 0;
+    bool refused = false;
+    int rc = ids && ts ? req_encode(rw, ids, ts, &body, &len) : -ENOMEM;
     if (rc == 0) {
+        int prc = apm_store_rw_pending_put(rw->store, ids, ts, rw->nreq);
+        if (prc < 0)
+            apm_warn("remote-write: cannot record the request in flight: %s (sent anyway; if the "
+                     "collector dies before its answer is recorded, it may be lost)",
+                     apm_strerror(prc));
+        apm_fault_point("rw-pending");
+        rc = apm_rw_deliver(rw, body, len, rw->req_samples, APM_RW_STORED, &refused);
+    }
+    if (rc == 0) {
+        if (!refused)
+            apm_fault_point("rw-acked");
         for (size_t i = 0; i < rw->nreq; i++)
             rw->req[i].st->sent = ts[i];
         int src = apm_store_rw_cursor_put(rw->store, ids, ts, rw->nreq);
@@ -213,15 +252,11 @@ static int flush(struct apm_rw *rw)
                      apm_strerror(src));
     } else if (rc == -ENOMEM) {
         apm_warn("remote-write: out of memory building a request; the store keeps it");
-        pthread_mutex_lock(&rw->mu);
-        rw->rescan = true;
-        pthread_mutex_unlock(&rw->mu);
+        set_rescan(rw);
     }
     free(body);
-    free(pls);
     free(ts);
     free(ids);
-    free(ser);
     req_reset(rw);
     return rc == APM_E_CLOSED ? rc : 0;
 }
@@ -320,12 +355,8 @@ static int send_entries(struct apm_rw *rw, struct qentry *e)
                 p = req_series(rw, st, e->metric, e->host, e->process_id, e->name, e->pid);
             }
         }
-        if (st == NULL || p == NULL) {
-            /* Out of memory or a series the store does not know yet: the store has the truth. */
-            pthread_mutex_lock(&rw->mu);
-            rw->rescan = true;
-            pthread_mutex_unlock(&rw->mu);
-        }
+        if (st == NULL || p == NULL)
+            set_rescan(rw); /* out of memory or a series the store does not know yet */
     }
     return rc == 0 ? flush(rw) : rc;
 }
@@ -348,13 +379,8 @@ struct scan_page {
     uint64_t last_id;
 };
 
-static int on_scan_series(void *ctx, const struct apm_series_info *si)
+static void scan_series_set(struct scan_series *s, const struct apm_series_info *si)
 {
-    struct scan_page *pg = ctx;
-    pg->last_id = si->id;
-    if (apm_prom_metric_name(si->metric) == NULL)
-        return pg->n >= SCAN_PAGE;
-    struct scan_series *s = &pg->s[pg->n++];
     s->id = si->id;
     s->metric = si->metric;
     s->pid = si->pid;
@@ -362,6 +388,15 @@ static int on_scan_series(void *ctx, const struct apm_series_info *si)
     copy_str(s->host, sizeof(s->host), si->host);
     copy_str(s->process_id, sizeof(s->process_id), si->process_id);
     copy_str(s->name, sizeof(s->name), si->process_name);
+}
+
+static int on_scan_series(void *ctx, const struct apm_series_info *si)
+{
+    struct scan_page *pg = ctx;
+    pg->last_id = si->id;
+    if (apm_prom_metric_name(si->metric) == NULL)
+        return pg->n >= SCAN_PAGE;
+    scan_series_set(&pg->s[pg->n++], si);
     return pg->n >= SCAN_PAGE;
 }
 
@@ -438,15 +473,121 @@ static int scan_store(struct apm_rw *rw)
         rc = flush(rw);
     if (rc < 0 && rc != APM_E_CLOSED) {
         apm_warn("remote-write: reading the store: %s (tried again)", apm_strerror(rc));
-        pthread_mutex_lock(&rw->mu);
-        rw->rescan = true;
-        pthread_mutex_unlock(&rw->mu);
+        set_rescan(rw);
         req_reset(rw);
         if (apm_rw_sleep_ms(rw, (uint64_t)rw->opt.backoff_max_ms))
             return APM_E_CLOSED;
         return 0;
     }
     return rc;
+}
+
+/* ---- after a restart: the request that was in flight ---- */
+
+static int on_one_series(void *ctx, const struct apm_series_info *si)
+{
+    scan_series_set(ctx, si);
+    return 1;
+}
+
+static int on_pending_sample(void *ctx, int64_t t, int64_t v)
+{
+    struct scan_read *r = ctx;
+    r->err = req_add(r->rw, r->p, t, v);
+    return r->err != 0;
+}
+
+/*
+ * Adds a pending series' samples after its cursor up to `until` to the
+ * request being built. Returns 1 and *out when the series is in the store,
+ * 0 when it is gone (retention), or a negative code.
+ */
+static int resend_add(struct apm_rw *rw, uint64_t id, int64_t until, struct sstate **out)
+{
+    struct scan_series s;
+    int rc = apm_store_get_series(rw->store, id, on_one_series, &s);
+    if (rc == APM_E_NOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    struct sstate *st = series_state(rw, s.host, s.process_id, s.metric, s.id);
+    struct pseries *p =
+        st ? req_series(rw, st, s.metric, s.host, s.process_id, s.name, s.pid) : NULL;
+    if (p == NULL)
+        return -ENOMEM;
+    *out = st;
+    struct scan_read r = {.rw = rw, .p = p};
+    rc = apm_store_read_samples(rw->store, id, st->sent == INT64_MIN ? st->sent : st->sent + 1,
+                                until, on_pending_sample, &r);
+    return rc < 0 ? rc : r.err < 0 ? r.err : 1;
+}
+
+/*
+ * Sends the request of the pending record again, alone, before anything
+ * else: the samples after each series' cursor up to its pending time, read
+ * from the store. If the last run died after the receiver took it, a
+ * receiver that takes a request whole or not at all (Prometheus) refuses it
+ * now as out of order (400) or takes it as exact duplicates (2xx); if not,
+ * it takes it. Either way the receiver then holds it, and the cursors move
+ * to the pending times, so no later request mixes samples it has with new
+ * ones. Returns 0 or APM_E_CLOSED (the record stays for the next start).
+ */
+static int resend_pending(struct apm_rw *rw)
+{
+    uint64_t *ids = NULL;
+    int64_t *until = NULL;
+    size_t n = 0;
+    int rc = apm_store_rw_pending_get(rw->store, &ids, &until, &n);
+    if (rc < 0)
+        apm_warn("remote-write: cannot read the request in flight at the last run's end: %s "
+                 "(sending from the cursors)",
+                 apm_strerror(rc));
+    struct sstate **sts = n > 0 ? calloc(n, sizeof(*sts)) : NULL;
+    if (n > 0 && sts == NULL)
+        rc = -ENOMEM;
+    size_t kept = 0; /* the pending series still in the store, moved to the front */
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = resend_add(rw, ids[i], until[i], &sts[kept]);
+        if (rc == 1) {
+            ids[kept] = ids[i];
+            until[kept++] = until[i];
+            rc = 0;
+        }
+    }
+    if (rc == 0 && n > 0 && req_compact(rw) > 0) {
+        uint64_t *rids = calloc(rw->nreq, sizeof(*rids));
+        int64_t *rts = calloc(rw->nreq, sizeof(*rts));
+        uint8_t *body = NULL;
+        size_t len = 0;
+        bool refused = false;
+        rc = rids && rts ? req_encode(rw, rids, rts, &body, &len) : -ENOMEM;
+        if (rc == 0)
+            rc = apm_rw_deliver(rw, body, len, rw->req_samples, APM_RW_RESEND, &refused);
+        free(body);
+        free(rts);
+        free(rids);
+    }
+    req_reset(rw);
+    if (rc == 0 && n > 0) {
+        /* The cursors move to the pending times, also past samples the store lost meanwhile. */
+        for (size_t i = 0; i < kept; i++) {
+            if (sts[i]->sent < until[i])
+                sts[i]->sent = until[i];
+            until[i] = sts[i]->sent; /* a cursor never moves back */
+        }
+        int src = apm_store_rw_cursor_put(rw->store, ids, until, kept);
+        if (src < 0)
+            apm_warn("remote-write: cannot record the cursor: %s (resent after a restart)",
+                     apm_strerror(src));
+    } else if (rc < 0 && rc != APM_E_CLOSED && n > 0) {
+        apm_warn("remote-write: cannot send the request in flight at the last run's end again: "
+                 "%s (sending from the cursors)",
+                 apm_strerror(rc));
+    }
+    free(sts);
+    free(until);
+    free(ids);
+    return rc == APM_E_CLOSED ? rc : 0;
 }
 
 /* ---- the verdict gauges ---- */
@@ -503,8 +644,9 @@ static int send_verdicts(struct apm_rw *rw)
             s[i].t_ms = &now_ms;
         uint8_t *body = NULL;
         size_t len = 0;
+        bool refused = false;
         if (apm_rw_encode(s, n, &body, &len) == 0)
-            rc = apm_rw_deliver(rw, body, len, n, true);
+            rc = apm_rw_deliver(rw, body, len, n, APM_RW_GAUGES, &refused);
         free(body);
     }
     free(val);
@@ -537,6 +679,8 @@ static bool wait_work(struct apm_rw *rw, uint64_t due_ns)
 static void *sender_main(void *arg)
 {
     struct apm_rw *rw = arg;
+    if (resend_pending(rw) == APM_E_CLOSED)
+        return NULL;
     uint64_t due_ns = apm_mono_ns() + (uint64_t)rw->opt.verdict_period_ms * 1000000u;
     for (;;) {
         pthread_mutex_lock(&rw->mu);
@@ -711,6 +855,11 @@ static const struct apm_counter counters[] = {
                 "Rounds of verdict gauges sent (apm_verdict_info and the forecasts)."),
     APM_COUNTER(struct apm_rw_stats, last_status, "last_status", APM_COUNTER_GAUGE, "",
                 "HTTP status of the last remote-write attempt (0: no answer)."),
+    APM_COUNTER(struct apm_rw_stats, resent, "resent", APM_COUNTER_TOTAL, "",
+                "Remote-write requests in flight when the last run died, sent again alone at "
+                "the start."),
+    APM_COUNTER(struct apm_rw_stats, resent_rejected, "resent_rejected", APM_COUNTER_TOTAL, "",
+                "Of them, refused (4xx): taken as delivered before the last run died."),
     {.name = NULL},
 };
 

@@ -7,7 +7,11 @@
  * remote-write 1.0 receiver. The writer's commit hook copies a batch's
  * samples into a bounded queue; one sender thread takes them, posts them
  * (protobuf, snappy block compression, libcurl) and records per series the
- * last time sent, in the store (apm_store_rw_cursor_put). At start, and
+ * last time sent, in the store (apm_store_rw_cursor_put), after a pending
+ * record of the request in flight (apm_store_rw_pending_put): a run that
+ * dies between the receiver's answer and the cursor's commit leaves the
+ * record, and the next run sends that request again alone, first, so that
+ * no request mixes samples the receiver has with new ones. At start, and
  * whenever the queue overflowed, the sender reads the store after each
  * series' cursor instead: the store is the source of truth, the queue only
  * saves reading it back. 5xx, 429 and transport errors are retried with
@@ -55,6 +59,8 @@ struct apm_rw_stats {
     uint64_t last_status;      /* HTTP status of the last attempt (0: no answer) */
     uint64_t verdict_samples;  /* verdict gauge samples accepted (not in samples_sent) */
     uint64_t verdict_rounds;   /* rounds of verdict gauges sent */
+    uint64_t resent;           /* requests in flight at a crash, sent again alone at the start */
+    uint64_t resent_rejected;  /* of them, refused (4xx): taken as delivered before the crash */
 };
 
 struct apm_rw;

@@ -80,25 +80,44 @@ static long post(struct apm_rw *rw, const uint8_t *body, size_t len, char *errbu
     return status;
 }
 
-int apm_rw_deliver(struct apm_rw *rw, const uint8_t *body, size_t len, uint64_t n, bool gauges)
+/* Counts one attempt's outcome. */
+static void count(struct apm_rw *rw, long status, bool ok, bool refused, uint64_t n,
+                  enum apm_rw_kind kind)
+{
+    bool gauges = kind == APM_RW_GAUGES, resend = kind == APM_RW_RESEND;
+    pthread_mutex_lock(&rw->mu);
+    rw->stats.last_status = (uint64_t)status;
+    rw->stats.requests += ok;
+    rw->stats.samples_sent += ok && !gauges ? n : 0;
+    rw->stats.verdict_samples += ok && gauges ? n : 0;
+    rw->stats.resent += (ok || refused) && resend;
+    rw->stats.resent_rejected += refused && resend;
+    rw->stats.rejected += refused && !resend;
+    rw->stats.samples_rejected += refused && !resend ? n : 0;
+    rw->stats.retries += !ok && !refused;
+    pthread_mutex_unlock(&rw->mu);
+}
+
+int apm_rw_deliver(struct apm_rw *rw, const uint8_t *body, size_t len, uint64_t n,
+                   enum apm_rw_kind kind, bool *refused)
 {
     char errbuf[CURL_ERROR_SIZE];
     for (unsigned attempt = 0;; attempt++) {
         long status = post(rw, body, len, errbuf);
         bool ok = status >= 200 && status < 300;
-        bool refused = status >= 400 && status < 500 && status != 429;
-        pthread_mutex_lock(&rw->mu);
-        rw->stats.last_status = (uint64_t)status;
-        rw->stats.requests += ok;
-        rw->stats.samples_sent += ok && !gauges ? n : 0;
-        rw->stats.verdict_samples += ok && gauges ? n : 0;
-        rw->stats.rejected += refused;
-        rw->stats.samples_rejected += refused ? n : 0;
-        rw->stats.retries += !ok && !refused;
-        pthread_mutex_unlock(&rw->mu);
+        *refused = status >= 400 && status < 500 && status != 429;
+        count(rw, status, ok, *refused, n, kind);
         if (ok)
             return 0;
-        if (refused) {
+        if (*refused && kind == APM_RW_RESEND) {
+            /* Once per start at most: there is one pending record. */
+            apm_warn("remote-write: %s refused the %" PRIu64 " samples in flight at the last "
+                     "run's end, sent again alone, with HTTP %ld: taken as delivered before it "
+                     "ended (resent_rejected)",
+                     rw->url, n, status);
+            return 0;
+        }
+        if (*refused) {
             apm_warn("remote-write: %s refused %" PRIu64 " samples with HTTP %ld: dropped", rw->url,
                      n, status);
             return 0;

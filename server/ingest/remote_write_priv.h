@@ -71,12 +71,21 @@ bool apm_rw_stopping(struct apm_rw *rw);
 /* Waits ms or until stopping. Returns true when stopping. Sender thread. */
 bool apm_rw_sleep_ms(struct apm_rw *rw, uint64_t ms);
 
+/* What a request carries, for its counters and its log lines. */
+enum apm_rw_kind {
+    APM_RW_STORED, /* stored samples after the cursors */
+    APM_RW_GAUGES, /* verdict gauges, stamped at sending */
+    APM_RW_RESEND, /* the request in flight when the last run died (the pending record) */
+};
+
 /*
- * Posts one body of n samples until the receiver takes it (2xx) or refuses
- * it for good (4xx but 429: logged, counted, dropped), retrying the rest
- * with backoff and jitter; gauges says which counters the samples go to.
- * Returns 0 either way, or APM_E_CLOSED when stopping first. Sender thread.
+ * Posts one body of n samples until the receiver takes it (2xx: *refused
+ * false) or refuses it for good (4xx but 429: *refused true, logged,
+ * counted, dropped), retrying the rest with backoff and jitter; kind says
+ * which counters the samples go to. Returns 0 either way, or APM_E_CLOSED
+ * when stopping first. Sender thread.
  */
-int apm_rw_deliver(struct apm_rw *rw, const uint8_t *body, size_t len, uint64_t n, bool gauges);
+int apm_rw_deliver(struct apm_rw *rw, const uint8_t *body, size_t len, uint64_t n,
+                   enum apm_rw_kind kind, bool *refused);
 
 #endif

@@ -213,13 +213,32 @@ const char *apm_store_full_reason(struct apm_store *s);
 /* ---- the remote-write cursor (store_rwcursor.c) ---- */
 
 /*
- * Records, for n series, the time of the last sample remote-write sent, in
- * one durable write transaction of the caller's thread (like verdicts: a
- * database the writer thread keeps no state of). Any thread but the
+ * Records, for n series, the time of the last sample remote-write sent, and
+ * empties the pending record, in one durable write transaction of the
+ * caller's thread (like verdicts: a database the writer thread keeps no
+ * state of). n may be 0 (only the pending record goes). Any thread but the
  * writer's. Returns 0 or a code.
  */
 int apm_store_rw_cursor_put(struct apm_store *s, const uint64_t *ids, const int64_t *t_ms,
                             size_t n);
+
+/*
+ * Replaces the pending record with n series: the request remote-write is
+ * about to send, as per series the time of its last sample in it (it holds
+ * the samples after the series' cursor up to that time). One durable write
+ * transaction, written before the request goes; apm_store_rw_cursor_put
+ * empties it once the receiver answered. Any thread but the writer's.
+ * Returns 0 or a code.
+ */
+int apm_store_rw_pending_put(struct apm_store *s, const uint64_t *ids, const int64_t *t_ms,
+                             size_t n);
+
+/*
+ * The pending record, in series id order: 0 with *n series (0: none) in
+ * *ids and *t_ms (returns owned: free both with free(); NULL when *n is 0),
+ * or a code (and nothing to free). Any thread.
+ */
+int apm_store_rw_pending_get(struct apm_store *s, uint64_t **ids, int64_t **t_ms, size_t *n);
 
 /* The cursor of one series: 0 and *t_ms, or APM_E_NOTFOUND (nothing sent yet). Any thread. */
 int apm_store_rw_cursor_get(struct apm_store *s, uint64_t id, int64_t *t_ms);

@@ -334,9 +334,11 @@ static int remove_series(struct apm_store_txn *t, const struct series_view *sv, 
         rc = del_key(t->txn, s->dbi[DB_ROLLUP_WM], idkey, 8);
     if (rc == 0)
         rc = del_key(t->txn, s->dbi[DB_RW_CURSOR], idkey, 8);
+    if (rc == 0)
+        rc = del_key(t->txn, s->dbi[DB_RW_PENDING], idkey, 8);
     if (rc < 0)
         return rc;
-    *keys += 5;
+    *keys += 6;
     count(s, MC_SERIES_REMOVED, 1);
     /* The writer's index is a cache: drop the series; an abort only makes it reload. */
     uint64_t ptr;

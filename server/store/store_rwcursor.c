@@ -1,35 +1,109 @@
 /*
- * The remote-write cursor (docs/store.md, "Remote-write cursor"): per
- * series, the time of the last sample the exporter had acknowledged by its
- * receiver. Written by the exporter's thread in its own transactions, as
- * the analysis writes verdicts; read by the exporter at start and by the
- * maintenance, which keeps what the cursor has not passed.
+ * The remote-write cursor and pending record (docs/store.md, "Remote-write
+ * cursor"): per series, the time of the last sample the exporter had
+ * acknowledged by its receiver, and, while a request is in flight, the time
+ * of the last sample of each series in it. Written by the exporter's thread
+ * in its own transactions, as the analysis writes verdicts; read by the
+ * exporter at start and by the maintenance, which keeps what the cursor has
+ * not passed.
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
 #include "server/store/store_priv.h"
 
-int apm_store_rw_cursor_put(struct apm_store *s, const uint64_t *ids, const int64_t *t_ms, size_t n)
+/* Puts ids[i] -> t_ms[i] into dbi. Returns an LMDB code. */
+static int put_times(MDB_txn *txn, MDB_dbi dbi, const uint64_t *ids, const int64_t *t_ms, size_t n)
 {
-    if (n == 0)
-        return 0;
-    MDB_txn *txn = NULL;
-    int rc = apm_store_other_write_begin(s, &txn);
-    if (rc < 0)
-        return rc;
     int mrc = 0;
     for (size_t i = 0; mrc == 0 && i < n; i++) {
         uint8_t key[8];
         apm_store_put_be64(key, ids[i]);
         MDB_val k = {sizeof(key), key}, v = {sizeof(t_ms[i]), (void *)&t_ms[i]};
-        mrc = mdb_put(txn, s->dbi[DB_RW_CURSOR], &k, &v, 0);
+        mrc = mdb_put(txn, dbi, &k, &v, 0);
     }
+    return mrc;
+}
+
+/* Empties the pending record, then puts n entries into `into`, in one transaction. */
+static int replace(struct apm_store *s, enum store_db into, const uint64_t *ids,
+                   const int64_t *t_ms, size_t n, const char *what)
+{
+    MDB_txn *txn = NULL;
+    int rc = apm_store_other_write_begin(s, &txn);
+    if (rc < 0)
+        return rc;
+    int mrc = mdb_drop(txn, s->dbi[DB_RW_PENDING], 0);
+    if (mrc == 0)
+        mrc = put_times(txn, s->dbi[into], ids, t_ms, n);
     if (mrc != 0) {
         apm_store_read_end(s, txn);
-        return apm_store_mdb_error(mrc, "remote-write cursor");
+        return apm_store_mdb_error(mrc, what);
     }
     return apm_store_other_write_commit(s, txn);
+}
+
+int apm_store_rw_cursor_put(struct apm_store *s, const uint64_t *ids, const int64_t *t_ms, size_t n)
+{
+    return replace(s, DB_RW_CURSOR, ids, t_ms, n, "remote-write cursor");
+}
+
+int apm_store_rw_pending_put(struct apm_store *s, const uint64_t *ids, const int64_t *t_ms,
+                             size_t n)
+{
+    return replace(s, DB_RW_PENDING, ids, t_ms, n, "remote-write pending record");
+}
+
+int apm_store_rw_pending_get(struct apm_store *s, uint64_t **ids, int64_t **t_ms, size_t *n)
+{
+    *ids = NULL;
+    *t_ms = NULL;
+    *n = 0;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    int rc = apm_store_read_begin(s, &txn);
+    if (rc < 0)
+        return rc;
+    MDB_stat st;
+    int mrc = mdb_stat(txn, s->dbi[DB_RW_PENDING], &st);
+    if (mrc == 0 && st.ms_entries > 0) {
+        *ids = malloc(st.ms_entries * sizeof(**ids));
+        *t_ms = malloc(st.ms_entries * sizeof(**t_ms));
+        if (*ids == NULL || *t_ms == NULL)
+            rc = -ENOMEM;
+        else
+            mrc = mdb_cursor_open(txn, s->dbi[DB_RW_PENDING], &cur);
+    }
+    MDB_val k, v;
+    for (int crc = cur != NULL ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+         crc != MDB_NOTFOUND; crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (crc != 0) {
+            mrc = crc;
+            break;
+        }
+        if (k.mv_size != 8 || v.mv_size != sizeof(int64_t) || *n == st.ms_entries) {
+            rc = APM_E_STORE;
+            break;
+        }
+        (*ids)[*n] = apm_store_get_be64(k.mv_data);
+        memcpy(&(*t_ms)[*n], v.mv_data, sizeof(int64_t));
+        (*n)++;
+    }
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    apm_store_read_end(s, txn);
+    if (rc == 0 && mrc != 0)
+        rc = apm_store_mdb_error(mrc, "remote-write pending record");
+    if (rc < 0) {
+        free(*ids);
+        free(*t_ms);
+        *ids = NULL;
+        *t_ms = NULL;
+        *n = 0;
+    }
+    return rc;
 }
 
 /* The cursor of one series inside txn: 0, or APM_E_NOTFOUND. */
