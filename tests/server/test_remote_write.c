@@ -4,7 +4,9 @@
  * against a receiver on loopback (a real socket, answering a script of
  * statuses), 503 and 429 are retried, 400 is dropped and counted, the
  * protocol's headers are sent, and a sender started again on the same store
- * resends from the cursor: nothing skipped, nothing twice. Real LMDB in /tmp.
+ * resends from the cursor: nothing skipped, nothing twice; a request left in
+ * flight by the last run (the pending record) goes again first, alone.
+ * Real LMDB in /tmp.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -104,6 +106,7 @@ static void test_encode_round_trip(void **state)
 
 #define SCRIPT_MAX 16
 #define SAMPLES_MAX 4096
+#define REQUESTS_MAX 64
 
 struct receiver {
     int fd;
@@ -121,6 +124,8 @@ struct receiver {
     int n;
     int rejected_samples;
     char auth[128];
+    int req_n[REQUESTS_MAX];      /* samples in each request, whatever the answer */
+    int64_t req_t0[REQUESTS_MAX]; /* the first sample's time of each request */
 };
 
 static bool read_all(int fd, char *buf, size_t len)
@@ -159,7 +164,7 @@ static void serve(struct receiver *rc, int fd)
     }
     pthread_mutex_lock(&rc->mu);
     int status = rc->requests < rc->nscript ? rc->script[rc->requests] : 200;
-    rc->requests++;
+    int req = rc->requests++;
     if (strcasestr(head, "Content-Encoding: snappy") == NULL ||
         strcasestr(head, "Content-Type: application/x-protobuf") == NULL ||
         strcasestr(head, "X-Prometheus-Remote-Write-Version: 0.1.0") == NULL)
@@ -170,6 +175,8 @@ static void serve(struct receiver *rc, int fd)
     Prometheus__WriteRequest *wr = decode((const uint8_t *)body, len);
     for (size_t i = 0; i < wr->n_timeseries; i++) {
         for (size_t j = 0; j < wr->timeseries[i]->n_samples; j++) {
+            if (req < REQUESTS_MAX && rc->req_n[req]++ == 0)
+                rc->req_t0[req] = wr->timeseries[i]->samples[j]->timestamp;
             if (status == 400) {
                 rc->rejected_samples++;
             } else if (status == 200 && rc->n < SAMPLES_MAX) {
@@ -367,6 +374,136 @@ static void test_retries_drops_and_resends_from_the_cursor(void **state)
     apm_rw_free(rw);
 }
 
+static uint64_t rss_series(struct fixture *f)
+{
+    uint64_t id = 0;
+    assert_int_equal(
+        apm_store_find_series(f->store, "web-3", "web-3:42:1700", APM_METRIC_RSS, NULL, &id), 0);
+    return id;
+}
+
+static void wait_requests(struct fixture *f, int n)
+{
+    for (int i = 0; i < 1000 && requests(&f->rc) < n; i++)
+        usleep(10000);
+    assert_true(requests(&f->rc) >= n);
+}
+
+static void assert_settled(struct fixture *f, uint64_t id, int64_t cursor)
+{
+    int64_t cur = 0;
+    assert_int_equal(apm_store_rw_cursor_get(f->store, id, &cur), 0);
+    assert_int_equal(cur, cursor);
+    uint64_t *ids = NULL;
+    int64_t *ts = NULL;
+    size_t n = 9;
+    assert_int_equal(apm_store_rw_pending_get(f->store, &ids, &ts, &n), 0);
+    assert_int_equal(n, 0);
+}
+
+/*
+ * A run died with a request in flight: cursor at 102 s, pending record at
+ * 106 s, and a pending series retention removed since. The next start sends
+ * (102, 106] first and alone; status is the receiver's answer to it. Then
+ * (106, 109] follows in a request of its own.
+ */
+static void resend_after_crash(struct fixture *f, int status)
+{
+    apm_batch_free(put(f, 100000, 10)); /* 100 s .. 109 s */
+    uint64_t id = rss_series(f), gone = id + 1000;
+    uint64_t ids[] = {id, gone};
+    int64_t cursor = 102000, pending[] = {106000, 5000};
+    assert_int_equal(apm_store_rw_cursor_put(f->store, &id, &cursor, 1), 0);
+    assert_int_equal(apm_store_rw_pending_put(f->store, ids, pending, 2), 0);
+    f->rc.script[0] = status;
+    f->rc.nscript = 1;
+    struct apm_rw_options o = {.url = f->url, .batch_size = 100};
+    struct apm_rw *rw = NULL;
+    assert_int_equal(apm_rw_new(f->store, &o, &rw), 0);
+    wait_requests(f, 2);
+    wait_received(f, status == 400 ? 3 : 7);
+    struct apm_rw_stats st;
+    apm_rw_get_stats(rw, &st);
+    apm_rw_free(rw);
+    assert_int_equal(requests(&f->rc), 2);
+    assert_int_equal(f->rc.req_n[0], 4);
+    assert_int_equal(f->rc.req_t0[0], 103000);
+    assert_int_equal(f->rc.req_n[1], 3);
+    assert_int_equal(f->rc.req_t0[1], 107000);
+    assert_int_equal(st.resent, 1);
+    assert_int_equal(st.resent_rejected, status == 400 ? 1 : 0);
+    assert_int_equal(st.rejected, 0); /* the resend's 400 is not a dropped request */
+    assert_int_equal(st.samples_rejected, 0);
+    for (int i = 0; i < received(&f->rc); i++)
+        assert_int_equal(f->rc.t[i], (status == 400 ? 107000 : 103000) + i * 1000);
+    assert_settled(f, id, 109000);
+    int64_t t = 0;
+    assert_int_equal(apm_store_rw_cursor_get(f->store, gone, &t), APM_E_NOTFOUND);
+}
+
+/* The receiver had it (Prometheus: out of order, 400): counted, not dropped. */
+static void test_resend_refused_counts_as_delivered(void **state)
+{
+    resend_after_crash(*state, 400);
+}
+
+/* The receiver did not have it: it takes it now. */
+static void test_resend_taken_now(void **state)
+{
+    resend_after_crash(*state, 200);
+}
+
+/*
+ * The pending record is written before a request goes: a sender stopped
+ * while the receiver answers 503 leaves it (and no cursor), and the next
+ * start sends that request again alone before the samples stored since.
+ */
+static void test_pending_record_outlives_a_stop_mid_request(void **state)
+{
+    struct fixture *f = *state;
+    for (int i = 0; i < SCRIPT_MAX; i++)
+        f->rc.script[i] = 503;
+    f->rc.nscript = SCRIPT_MAX;
+    apm_batch_free(put(f, 100000, 10));
+    uint64_t id = rss_series(f);
+    struct apm_rw_options o = {
+        .url = f->url, .batch_size = 100, .backoff_min_ms = 200, .backoff_max_ms = 200};
+    struct apm_rw *rw = NULL;
+    assert_int_equal(apm_rw_new(f->store, &o, &rw), 0);
+    wait_requests(f, 1);
+    uint64_t *ids = NULL;
+    int64_t *ts = NULL;
+    size_t n = 0;
+    assert_int_equal(apm_store_rw_pending_get(f->store, &ids, &ts, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], id);
+    assert_int_equal(ts[0], 109000);
+    free(ids);
+    free(ts);
+    apm_rw_free(rw); /* during the retries: nothing settled */
+    int64_t t = 0;
+    assert_int_equal(apm_store_rw_cursor_get(f->store, id, &t), APM_E_NOTFOUND);
+
+    int before = requests(&f->rc);
+    pthread_mutex_lock(&f->rc.mu);
+    f->rc.nscript = 0; /* 200 from now on */
+    pthread_mutex_unlock(&f->rc.mu);
+    apm_batch_free(put(f, 110000, 5));
+    assert_int_equal(apm_rw_new(f->store, &o, &rw), 0);
+    wait_received(f, 15);
+    struct apm_rw_stats st;
+    apm_rw_get_stats(rw, &st);
+    apm_rw_free(rw);
+    assert_int_equal(f->rc.req_n[before], 10);
+    assert_int_equal(f->rc.req_t0[before], 100000);
+    assert_int_equal(f->rc.req_n[before + 1], 5);
+    for (int i = 0; i < 15; i++)
+        assert_int_equal(f->rc.t[i], 100000 + i * 1000);
+    assert_int_equal(st.resent, 1);
+    assert_int_equal(st.resent_rejected, 0);
+    assert_settled(f, id, 114000);
+}
+
 static void test_queue_overflow_reads_the_store(void **state)
 {
     struct fixture *f = *state;
@@ -483,6 +620,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_encode_round_trip),
         cmocka_unit_test_setup_teardown(test_retries_drops_and_resends_from_the_cursor, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_resend_refused_counts_as_delivered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resend_taken_now, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_record_outlives_a_stop_mid_request, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_queue_overflow_reads_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_probe_series_go_too, setup, teardown),

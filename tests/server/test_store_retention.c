@@ -255,7 +255,14 @@ static void test_empty_series_process_host_leave(void **state)
     assert_int_equal(st.hosts_removed, 0);
     /* Ten minutes later everything is past the retention: the host leaves too. */
     uint64_t old222 = find(f, 222);
+    int64_t until = NOW; /* a remote-write pending record of the series leaves with it */
+    assert_int_equal(apm_store_rw_pending_put(f->store, &old222, &until, 1), 0);
     pass(f, NOW + 600000, 1000);
+    uint64_t *pids = NULL;
+    int64_t *pts = NULL;
+    size_t npending = 9;
+    assert_int_equal(apm_store_rw_pending_get(f->store, &pids, &pts, &npending), 0);
+    assert_int_equal(npending, 0);
     n = 0;
     assert_int_equal(apm_store_list_hosts(f->store, count_host, &n), 0);
     assert_int_equal(n, 0);

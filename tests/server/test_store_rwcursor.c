@@ -1,7 +1,8 @@
 /*
  * The remote-write cursor (server/store/store_rwcursor.c): what is put is
  * read back, survives closing and opening the store again, and leaves with
- * its series. Real LMDB files in /tmp.
+ * its series; so does the pending record of the request in flight, which
+ * the cursor's commit empties. Real LMDB files in /tmp.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -57,10 +58,76 @@ static void test_cursor_persists(void **state)
     nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Reads the pending record; returns how many series it names. */
+static size_t pending(struct apm_store *s, uint64_t *ids, int64_t *ts, size_t max)
+{
+    uint64_t *gi = NULL;
+    int64_t *gt = NULL;
+    size_t n = 99;
+    assert_int_equal(apm_store_rw_pending_get(s, &gi, &gt, &n), 0);
+    assert_true(n <= max);
+    if (n > 0) {
+        memcpy(ids, gi, n * sizeof(*ids));
+        memcpy(ts, gt, n * sizeof(*ts));
+    } else {
+        assert_null(gi);
+        assert_null(gt);
+    }
+    free(gi);
+    free(gt);
+    return n;
+}
+
+/*
+ * The pending record (the request in flight): a put replaces it whole, it
+ * survives closing and opening the store (a crash), it comes back in series
+ * order, and the cursor's put empties it in the same transaction, even a
+ * put of no cursor.
+ */
+static void test_pending_record_replaced_kept_and_cleared_by_the_cursor(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/apm-test-rwcursor-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct apm_store_options opt = {.dir = dir, .rw_hold = true};
+    struct apm_store *s = NULL;
+    assert_int_equal(apm_store_open(&opt, &s), 0);
+    uint64_t ids[4];
+    int64_t ts[4];
+    assert_int_equal(pending(s, ids, ts, 4), 0);
+    uint64_t put1[] = {1ull << 40, 7, 3};
+    int64_t t1[] = {-1, 7000, 3000};
+    assert_int_equal(apm_store_rw_pending_put(s, put1, t1, 3), 0);
+    uint64_t put2[] = {9, 3};
+    int64_t t2[] = {9000, 3500};
+    assert_int_equal(apm_store_rw_pending_put(s, put2, t2, 2), 0);
+    apm_store_free(s);
+    s = NULL;
+    assert_int_equal(apm_store_open(&opt, &s), 0);
+    assert_int_equal(pending(s, ids, ts, 4), 2);
+    assert_int_equal(ids[0], 3);
+    assert_int_equal(ts[0], 3500);
+    assert_int_equal(ids[1], 9);
+    assert_int_equal(ts[1], 9000);
+    /* The cursor's commit settles the request: cursor moved, record gone. */
+    assert_int_equal(apm_store_rw_cursor_put(s, put2, t2, 2), 0);
+    assert_int_equal(pending(s, ids, ts, 4), 0);
+    int64_t t = 0;
+    assert_int_equal(apm_store_rw_cursor_get(s, 9, &t), 0);
+    assert_int_equal(t, 9000);
+    assert_int_equal(apm_store_rw_pending_put(s, put1, t1, 3), 0);
+    assert_int_equal(pending(s, ids, ts, 4), 3);
+    assert_int_equal(apm_store_rw_cursor_put(s, NULL, NULL, 0), 0);
+    assert_int_equal(pending(s, ids, ts, 4), 0);
+    apm_store_free(s);
+    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cursor_persists),
+        cmocka_unit_test(test_pending_record_replaced_kept_and_cleared_by_the_cursor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
