@@ -140,13 +140,17 @@ class Cluster:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start_collector(self, *extra: str) -> Proc:
+    def start_collector(self, *extra: str, env: Optional[dict] = None,
+                        wait: bool = True) -> Proc:
+        """env: the collector's whole environment (None: ours). wait=False returns at once,
+        for a start that may die before it serves HTTP (a crash point, common/fault.h)."""
         argv = [COLLECTOR, "--foreground", "--data-dir", self.data_dir,
                 "--listen", f"127.0.0.1:{self.ingest_port}",
                 "--http", f"127.0.0.1:{self.http_port}",
                 "--token-file", self.token_file, *extra]
-        self.collector = Proc("collector", argv, self.dir)
-        wait_for("collector HTTP", lambda: self.get("/api/v1/status") is not None, 15)
+        self.collector = Proc("collector", argv, self.dir, env)
+        if wait:
+            wait_for("collector HTTP", lambda: self.get("/api/v1/status") is not None, 15)
         return self.collector
 
     def start_agent(self, *extra: str, interval: str = "0.5s", name: str = "agent") -> Proc:

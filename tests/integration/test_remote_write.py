@@ -8,6 +8,13 @@ the process's rss series (same timestamps, same values: nothing skipped, nothing
 doubled), queried back with count_over_time and a range selector, and the series
 carries the labels /metrics uses (__name__ apm_process_rss_bytes, host, name, pid,
 process). The verdict gauges (apm_verdict_info with its class) arrive too.
+
+The crash window: the collector is killed -9 at a crash point (common/fault.h, APM_FAULT)
+after Prometheus answered 2xx to a request and before the cursor's commit, then, after a
+restart, after a request's pending record was written and before it went. Prometheus must
+still hold every stored sample of every series of the watched process and host, and the
+counters and log must say that the request in flight went again alone, first (refused as out
+of order the first time: Prometheus had it; taken the second time: it had not).
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Cluster, Proc, free_port, wait_for  # noqa: E402
 
+
 PROM = "/usr/bin/prometheus"
 PY = "/usr/bin/python3"
 TARGET = textwrap.dedent(
@@ -39,6 +47,10 @@ TARGET = textwrap.dedent(
     """
 )
 OUTAGE_S = 30
+# Series names as common/prom.c gives them, for the metrics the agent reports without a probe.
+PROM_NAMES = {m: f"apm_process_{m}_bytes" for m in
+              ("rss", "pss", "uss", "swap", "cgroup_usage", "cgroup_limit")}
+PROM_NAMES.update({m: f"apm_host_{m}_bytes" for m in ("mem_available", "mem_total")})
 
 
 def ensure_prometheus() -> bool:
@@ -103,10 +115,23 @@ class RemoteWriteTest(unittest.TestCase):
     def rw(self) -> dict:
         return self.c.get("/api/v1/status")["remote_write"]
 
-    def start_collector(self) -> None:
-        self.c.start_collector("--remote-write-url",
-                               f"http://127.0.0.1:{self.prom_port}/api/v1/write",
-                               "--remote-write-batch-size", "500")
+    def start_collector(self, fault: str | None = None) -> Proc:
+        """fault: a crash point (common/fault.h) the collector kills itself at; it is not
+        waited for, since it may die before it serves HTTP."""
+        env = dict(os.environ, APM_FAULT=fault) if fault else None
+        return self.c.start_collector("--remote-write-url",
+                                      f"http://127.0.0.1:{self.prom_port}/api/v1/write",
+                                      "--remote-write-batch-size", "500", env=env,
+                                      wait=fault is None)
+
+    def crash_at(self, point: str) -> None:
+        """Starts the collector with the crash point `point`; returns once it killed itself."""
+        p = self.start_collector(point)
+        wait_for(f"the collector's crash at {point}", lambda: not p.alive(), 60, every=0.2)
+        self.assertEqual(p.p.returncode, -signal.SIGKILL, p.output()[-2000:])
+        name = point.split(":")[0]
+        self.assertIn(f"fault: crash point {name}: SIGKILL", p.output())
+        p.stop()
 
     def stored(self, sid: int) -> list:
         return [(int(round(float(t) * 1000)), int(v)) for t, v in
@@ -175,6 +200,103 @@ class RemoteWriteTest(unittest.TestCase):
         self.assertGreaterEqual(st["store_reads"], 1, st)
         print(f"remote-write: {len(want)} samples of the rss series, identical in Prometheus; "
               f"counters after the outage: {st}")
+
+    def stored_count(self, sid: int) -> int:
+        return self.c.get(f"/api/v1/series/{sid}/samples")["series"]["samples"]
+
+    def series_match(self, host: str) -> tuple[int, list[str]]:
+        """Compares every exported series of the host in the store with Prometheus. Returns
+        the samples compared and the differences found (one line per series)."""
+        now = time.time()
+        total, diffs = 0, []
+        for s in self.c.get(f"/api/v1/series?host={host}&limit=1000")["series"]:
+            name = PROM_NAMES.get(s["metric"])
+            if name is None or s["samples"] == 0:
+                continue
+            want = [(int(round(float(t) * 1000)), float(v)) for t, v in
+                    self.c.get(f"/api/v1/series/{s['id']}/samples?limit=100000")["samples"]]
+            sel = f'{name}{{host="{host}",process="{s["process"] or ""}"}}'
+            span = int(now - want[0][0] / 1000) + 60
+            r = self.prom_query(f"{sel}[{span}s]")
+            got = [(int(round(float(t) * 1000)), float(v)) for t, v in r[0]["values"]] if r else []
+            total += len(want)
+            if got != want:
+                missing = sorted(set(want) - set(got))
+                diffs.append(f"{sel}: {len(want)} stored, {len(got)} in Prometheus, "
+                             f"missing {len(missing)} e.g. {missing[:3]}")
+        return total, diffs
+
+    def test_no_gap_when_killed_inside_the_crash_window(self) -> None:
+        self.start_prometheus()
+        script = os.path.join(self.c.dir, "rwcrash_target.py")
+        with open(script, "w") as f:
+            f.write(TARGET)
+        conf = os.path.join(self.c.dir, "agent.conf")
+        with open(conf, "w") as f:
+            f.write("[watch]\nname = ^rwcrash_target\\.py$\n")
+
+        # Without remote-write first: every series has a dozen samples when the sender
+        # starts, so its first request holds several samples of each series (and resending
+        # it to a Prometheus that has it is out of order, not an exact duplicate).
+        self.c.start_collector()
+        pid = self.c.spawn("rwtarget", [PY, script]).p.pid
+        self.c.start_agent("--config", conf)
+        sid = wait_for("the target's rss series", lambda: next(
+            (s["id"] for s in self.c.get(f"/api/v1/series?pid={pid}&metric=rss")["series"]),
+            None), 20)
+        wait_for("a dozen samples", lambda: self.stored_count(sid) >= 12, 30, every=0.5)
+        self.c.collector.stop()
+
+        # Killed after Prometheus took the first request, before its cursor's commit. Then
+        # the collector runs a while without remote-write, so that the store holds samples
+        # after the request's in its series when the sender starts again: resent from the
+        # cursor with them, the request would be refused whole (out of order) and they lost.
+        self.crash_at("rw-acked")
+        self.c.start_collector()
+        n = self.stored_count(sid)
+        wait_for("newer samples", lambda: self.stored_count(sid) >= n + 4, 30, every=0.5)
+        self.c.collector.stop()
+        self.start_collector()
+        wait_for("the resend", lambda: self.rw()["resent"] >= 1, 30, every=0.5)
+        st = self.rw()
+        self.assertEqual((st["resent"], st["resent_rejected"], st["rejected"]), (1, 1, 0), st)
+        log = self.c.collector.output()
+        self.assertEqual(log.count("taken as delivered before it ended"), 1, log[-3000:])
+        with urllib.request.urlopen(self.c.url + "/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        self.assertIn("apm_remote_write_resent_rejected_total 1", metrics)
+        self.assertIn("apm_remote_write_resent_total 1", metrics)
+        time.sleep(2)
+        self.c.collector.stop()
+
+        # Killed after the second request's pending record, before it went: the next start
+        # sends it alone, and Prometheus, which never had it, takes it.
+        self.crash_at("rw-pending:2")
+        self.start_collector()
+        wait_for("the resend", lambda: self.rw()["resent"] >= 1, 30, every=0.5)
+        st = self.rw()
+        self.assertEqual((st["resent"], st["resent_rejected"], st["rejected"]), (1, 0, 0), st)
+
+        # Stop sampling, let the sender catch up, then compare every series.
+        time.sleep(2)
+        for a in self.c.agents:
+            a.stop()
+        time.sleep(1)
+        last: list = []
+
+        def caught_up() -> bool:
+            last[:] = [self.series_match("it-host")]
+            return not last[0][1]
+
+        try:
+            wait_for("Prometheus to hold every stored sample", caught_up, 60, every=1)
+        except AssertionError:
+            self.fail("Prometheus lacks stored samples:\n" + "\n".join(last[0][1] if last else []))
+        st = self.rw()
+        self.assertEqual(st["rejected"], 0, st)
+        print(f"remote-write crash window: {last[0][0]} stored samples in "
+              f"{len(self.c.get('/api/v1/series?host=it-host')['series'])} series, identical "
+              f"in Prometheus after kill -9 at rw-acked and rw-pending; counters now: {st}")
 
 
 if __name__ == "__main__":
