@@ -212,13 +212,38 @@ static void set_rescan(struct apm_rw *rw)
     pthread_mutex_unlock(&rw->mu);
 }
 
+static void settle_drop(struct apm_rw *rw)
+{
+    free(rw->settle_ids);
+    free(rw->settle_ts);
+    rw->settle_ids = NULL;
+    rw->settle_ts = NULL;
+    rw->settle_n = 0;
+}
+
+/* Commits the cursors of the last request answered, emptying the pending record. */
+static void settle(struct apm_rw *rw)
+{
+    if (rw->settle_n == 0)
+        return;
+    int rc = apm_store_rw_cursor_put(rw->store, rw->settle_ids, rw->settle_ts, rw->settle_n);
+    if (rc < 0)
+        apm_warn("remote-write: cannot record the cursor: %s (resent after a restart)",
+                 apm_strerror(rc));
+    settle_drop(rw);
+}
+
 /*
  * Posts the request being built until the receiver takes or refuses it,
- * then moves the cursors. Before it goes, the pending record names it (its
- * last time per series): a run that dies before the cursors' commit leaves
- * the record, and the next run sends exactly this request again, alone
- * (resend_pending). Returns 0, or APM_E_CLOSED when stopping first (nothing
- * moves: the next start sends it again, the same way).
+ * then moves the cursors in memory; the store's move with the next
+ * request's pending record (or settle()). Before the request goes, one
+ * transaction commits the last request's cursors and replaces the pending
+ * record with this one's range (its last time per series): a run that dies
+ * before this request's cursors are committed leaves the record, and the
+ * next run sends exactly this request again, alone (resend_pending). So a
+ * request costs one durable commit, as when the cursors were committed
+ * alone. Returns 0, or APM_E_CLOSED when stopping first (nothing moves: the
+ * next start sends it again, the same way).
  */
 static int flush(struct apm_rw *rw)
 {
@@ -233,11 +258,15 @@ static int flush(struct apm_rw *rw)
     bool refused = false;
     int rc = ids && ts ? req_encode(rw, ids, ts, &body, &len) : -ENOMEM;
     if (rc == 0) {
-        int prc = apm_store_rw_pending_put(rw->store, ids, ts, rw->nreq);
-        if (prc < 0)
+        int prc = apm_store_rw_pending_put(rw->store, rw->settle_ids, rw->settle_ts, rw->settle_n,
+                                           ids, ts, rw->nreq);
+        if (prc < 0) {
             apm_warn("remote-write: cannot record the request in flight: %s (sent anyway; if the "
                      "collector dies before its answer is recorded, it may be lost)",
                      apm_strerror(prc));
+            settle(rw); /* the cursors alone, if the store takes them */
+        }
+        settle_drop(rw);
         apm_fault_point("rw-pending");
         rc = apm_rw_deliver(rw, body, len, rw->req_samples, APM_RW_STORED, &refused);
     }
@@ -246,10 +275,11 @@ static int flush(struct apm_rw *rw)
             apm_fault_point("rw-acked");
         for (size_t i = 0; i < rw->nreq; i++)
             rw->req[i].st->sent = ts[i];
-        int src = apm_store_rw_cursor_put(rw->store, ids, ts, rw->nreq);
-        if (src < 0)
-            apm_warn("remote-write: cannot record the cursor: %s (resent after a restart)",
-                     apm_strerror(src));
+        rw->settle_ids = ids;
+        rw->settle_ts = ts;
+        rw->settle_n = rw->nreq;
+        ids = NULL;
+        ts = NULL;
     } else if (rc == -ENOMEM) {
         apm_warn("remote-write: out of memory building a request; the store keeps it");
         set_rescan(rw);
@@ -684,6 +714,12 @@ static void *sender_main(void *arg)
     uint64_t due_ns = apm_mono_ns() + (uint64_t)rw->opt.verdict_period_ms * 1000000u;
     for (;;) {
         pthread_mutex_lock(&rw->mu);
+        if (rw->settle_n > 0 && !rw->stopping && !rw->rescan && rw->head == NULL) {
+            /* Nothing more to send now: the last request's cursors go alone. */
+            pthread_mutex_unlock(&rw->mu);
+            settle(rw);
+            continue;
+        }
         bool verdicts = wait_work(rw, due_ns);
         if (rw->stopping) {
             pthread_mutex_unlock(&rw->mu);
@@ -720,6 +756,7 @@ static void *sender_main(void *arg)
         if (rc == APM_E_CLOSED)
             break;
     }
+    settle(rw); /* a request answered before the stop: its cursors */
     return NULL;
 }
 
@@ -735,6 +772,7 @@ static void free_state(void *ctx, const void *key, size_t klen, uint64_t value)
 
 static void rw_destroy(struct apm_rw *rw)
 {
+    settle_drop(rw);
     free_entries(rw->head);
     apm_hashmap_foreach(&rw->series, free_state, NULL);
     apm_hashmap_close(&rw->series);

@@ -63,6 +63,14 @@ struct apm_rw {
     struct apm_hashmap series; /* series key -> struct sstate * */
     struct pseries *req;
     size_t nreq, req_cap, req_samples;
+    /*
+     * The cursors of the last request answered, not in the store yet: the
+     * next request's pending record commits them in its transaction, or
+     * settle() alone when the sender has nothing else to do.
+     */
+    uint64_t *settle_ids;
+    int64_t *settle_ts;
+    size_t settle_n;
 };
 
 /* True once apm_rw_free began. Any thread. */

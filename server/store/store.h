@@ -223,15 +223,16 @@ int apm_store_rw_cursor_put(struct apm_store *s, const uint64_t *ids, const int6
                             size_t n);
 
 /*
- * Replaces the pending record with n series: the request remote-write is
- * about to send, as per series the time of its last sample in it (it holds
- * the samples after the series' cursor up to that time). One durable write
- * transaction, written before the request goes; apm_store_rw_cursor_put
- * empties it once the receiver answered. Any thread but the writer's.
- * Returns 0 or a code.
+ * Moves the cursors of ncur series (the request answered before this one;
+ * ncur may be 0) and replaces the pending record with n series: the request
+ * remote-write is about to send, as per series the time of its last sample
+ * in it (it holds the samples after the series' cursor up to that time).
+ * One durable write transaction, written before the request goes;
+ * apm_store_rw_cursor_put, or the next request's call, settles it once the
+ * receiver answered. Any thread but the writer's. Returns 0 or a code.
  */
-int apm_store_rw_pending_put(struct apm_store *s, const uint64_t *ids, const int64_t *t_ms,
-                             size_t n);
+int apm_store_rw_pending_put(struct apm_store *s, const uint64_t *cur_ids, const int64_t *cur_ts,
+                             size_t ncur, const uint64_t *ids, const int64_t *t_ms, size_t n);
 
 /*
  * The pending record, in series id order: 0 with *n series (0: none) in

@@ -27,9 +27,12 @@ static int put_times(MDB_txn *txn, MDB_dbi dbi, const uint64_t *ids, const int64
     return mrc;
 }
 
-/* Empties the pending record, then puts n entries into `into`, in one transaction. */
-static int replace(struct apm_store *s, enum store_db into, const uint64_t *ids,
-                   const int64_t *t_ms, size_t n, const char *what)
+/*
+ * One transaction: empties the pending record, moves ncur cursors, then
+ * fills the pending record with npend entries.
+ */
+static int write_txn(struct apm_store *s, const uint64_t *cur_ids, const int64_t *cur_ts,
+                     size_t ncur, const uint64_t *pend_ids, const int64_t *pend_ts, size_t npend)
 {
     MDB_txn *txn = NULL;
     int rc = apm_store_other_write_begin(s, &txn);
@@ -37,23 +40,25 @@ static int replace(struct apm_store *s, enum store_db into, const uint64_t *ids,
         return rc;
     int mrc = mdb_drop(txn, s->dbi[DB_RW_PENDING], 0);
     if (mrc == 0)
-        mrc = put_times(txn, s->dbi[into], ids, t_ms, n);
+        mrc = put_times(txn, s->dbi[DB_RW_CURSOR], cur_ids, cur_ts, ncur);
+    if (mrc == 0)
+        mrc = put_times(txn, s->dbi[DB_RW_PENDING], pend_ids, pend_ts, npend);
     if (mrc != 0) {
         apm_store_read_end(s, txn);
-        return apm_store_mdb_error(mrc, what);
+        return apm_store_mdb_error(mrc, "remote-write cursor");
     }
     return apm_store_other_write_commit(s, txn);
 }
 
 int apm_store_rw_cursor_put(struct apm_store *s, const uint64_t *ids, const int64_t *t_ms, size_t n)
 {
-    return replace(s, DB_RW_CURSOR, ids, t_ms, n, "remote-write cursor");
+    return write_txn(s, ids, t_ms, n, NULL, NULL, 0);
 }
 
-int apm_store_rw_pending_put(struct apm_store *s, const uint64_t *ids, const int64_t *t_ms,
-                             size_t n)
+int apm_store_rw_pending_put(struct apm_store *s, const uint64_t *cur_ids, const int64_t *cur_ts,
+                             size_t ncur, const uint64_t *ids, const int64_t *t_ms, size_t n)
 {
-    return replace(s, DB_RW_PENDING, ids, t_ms, n, "remote-write pending record");
+    return write_txn(s, cur_ids, cur_ts, ncur, ids, t_ms, n);
 }
 
 int apm_store_rw_pending_get(struct apm_store *s, uint64_t **ids, int64_t **t_ms, size_t *n)

@@ -414,7 +414,7 @@ static void resend_after_crash(struct fixture *f, int status)
     uint64_t ids[] = {id, gone};
     int64_t cursor = 102000, pending[] = {106000, 5000};
     assert_int_equal(apm_store_rw_cursor_put(f->store, &id, &cursor, 1), 0);
-    assert_int_equal(apm_store_rw_pending_put(f->store, ids, pending, 2), 0);
+    assert_int_equal(apm_store_rw_pending_put(f->store, NULL, NULL, 0, ids, pending, 2), 0);
     f->rc.script[0] = status;
     f->rc.nscript = 1;
     struct apm_rw_options o = {.url = f->url, .batch_size = 100};

@@ -256,7 +256,7 @@ static void test_empty_series_process_host_leave(void **state)
     /* Ten minutes later everything is past the retention: the host leaves too. */
     uint64_t old222 = find(f, 222);
     int64_t until = NOW; /* a remote-write pending record of the series leaves with it */
-    assert_int_equal(apm_store_rw_pending_put(f->store, &old222, &until, 1), 0);
+    assert_int_equal(apm_store_rw_pending_put(f->store, NULL, NULL, 0, &old222, &until, 1), 0);
     pass(f, NOW + 600000, 1000);
     uint64_t *pids = NULL;
     int64_t *pts = NULL;

@@ -82,7 +82,7 @@ static size_t pending(struct apm_store *s, uint64_t *ids, int64_t *ts, size_t ma
  * The pending record (the request in flight): a put replaces it whole, it
  * survives closing and opening the store (a crash), it comes back in series
  * order, and the cursor's put empties it in the same transaction, even a
- * put of no cursor.
+ * put of no cursor; a pending put moves the cursors it is given too.
  */
 static void test_pending_record_replaced_kept_and_cleared_by_the_cursor(void **state)
 {
@@ -97,10 +97,10 @@ static void test_pending_record_replaced_kept_and_cleared_by_the_cursor(void **s
     assert_int_equal(pending(s, ids, ts, 4), 0);
     uint64_t put1[] = {1ull << 40, 7, 3};
     int64_t t1[] = {-1, 7000, 3000};
-    assert_int_equal(apm_store_rw_pending_put(s, put1, t1, 3), 0);
+    assert_int_equal(apm_store_rw_pending_put(s, NULL, NULL, 0, put1, t1, 3), 0);
     uint64_t put2[] = {9, 3};
     int64_t t2[] = {9000, 3500};
-    assert_int_equal(apm_store_rw_pending_put(s, put2, t2, 2), 0);
+    assert_int_equal(apm_store_rw_pending_put(s, NULL, NULL, 0, put2, t2, 2), 0);
     apm_store_free(s);
     s = NULL;
     assert_int_equal(apm_store_open(&opt, &s), 0);
@@ -115,8 +115,18 @@ static void test_pending_record_replaced_kept_and_cleared_by_the_cursor(void **s
     int64_t t = 0;
     assert_int_equal(apm_store_rw_cursor_get(s, 9, &t), 0);
     assert_int_equal(t, 9000);
-    assert_int_equal(apm_store_rw_pending_put(s, put1, t1, 3), 0);
+    /* The next request's record commits the last one's cursors in its transaction. */
+    int64_t t3[] = {9900, 3900};
+    assert_int_equal(apm_store_rw_pending_put(s, put2, t3, 2, put1, t1, 3), 0);
+    assert_int_equal(apm_store_rw_cursor_get(s, 9, &t), 0);
+    assert_int_equal(t, 9900);
+    assert_int_equal(apm_store_rw_cursor_get(s, 3, &t), 0);
+    assert_int_equal(t, 3900);
     assert_int_equal(pending(s, ids, ts, 4), 3);
+    assert_int_equal(ids[0], 3);
+    assert_int_equal(ts[0], 3000);
+    assert_int_equal(ids[2], 1ull << 40);
+    assert_int_equal(ts[2], -1);
     assert_int_equal(apm_store_rw_cursor_put(s, NULL, NULL, 0), 0);
     assert_int_equal(pending(s, ids, ts, 4), 0);
     apm_store_free(s);
