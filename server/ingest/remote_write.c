@@ -4,7 +4,9 @@
  * sender thread takes up to batch_size samples, groups them per series,
  * drops what its cursor has passed, posts the request and, once the
  * receiver answered 2xx (or refused it for good), moves the series' cursors
- * in memory and in the store. A queue overflow or the start sets `rescan`:
+ * in memory and in the store (with the next request's pending record, see
+ * flush). A start first resends the request a dead run left pending
+ * (resend_pending). A queue overflow or the start sets `rescan`:
  * the sender then empties the queue and reads every exported series after
  * its cursor from the store, a bounded slice at a time, with no read
  * transaction held across a request.

@@ -7,11 +7,12 @@
  * remote-write 1.0 receiver. The writer's commit hook copies a batch's
  * samples into a bounded queue; one sender thread takes them, posts them
  * (protobuf, snappy block compression, libcurl) and records per series the
- * last time sent, in the store (apm_store_rw_cursor_put), after a pending
- * record of the request in flight (apm_store_rw_pending_put): a run that
- * dies between the receiver's answer and the cursor's commit leaves the
- * record, and the next run sends that request again alone, first, so that
- * no request mixes samples the receiver has with new ones. At start, and
+ * last time sent, in the store: each request's pending record
+ * (apm_store_rw_pending_put) commits the cursors of the one before, and the
+ * cursors go alone (apm_store_rw_cursor_put) when the sender is idle. A run
+ * that dies before a request's cursors are committed leaves its record,
+ * and the next run sends that request again alone, first, so that no
+ * request mixes samples the receiver has with new ones. At start, and
  * whenever the queue overflowed, the sender reads the store after each
  * series' cursor instead: the store is the source of truth, the queue only
  * saves reading it back. 5xx, 429 and transport errors are retried with
