@@ -28,14 +28,45 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
+/* A store in a directory of its own, reopened at will (as after a crash). */
+struct fixture {
+    char dir[64];
+    struct apm_store_options opt;
+    struct apm_store *s;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/apm-test-rwcursor-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->opt = (struct apm_store_options){.dir = f->dir, .rw_hold = true};
+    assert_int_equal(apm_store_open(&f->opt, &f->s), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    apm_store_free(f->s);
+    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static struct apm_store *reopen(struct fixture *f)
+{
+    apm_store_free(f->s);
+    f->s = NULL;
+    assert_int_equal(apm_store_open(&f->opt, &f->s), 0);
+    return f->s;
+}
+
 static void test_cursor_persists(void **state)
 {
-    (void)state;
-    char dir[] = "/tmp/apm-test-rwcursor-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    struct apm_store_options opt = {.dir = dir, .rw_hold = true};
-    struct apm_store *s = NULL;
-    assert_int_equal(apm_store_open(&opt, &s), 0);
+    struct fixture *f = *state;
+    struct apm_store *s = f->s;
     int64_t t = 0;
     assert_int_equal(apm_store_rw_cursor_get(s, 3, &t), APM_E_NOTFOUND);
     uint64_t ids[] = {3, 9, 1ull << 40};
@@ -43,9 +74,7 @@ static void test_cursor_persists(void **state)
     assert_int_equal(apm_store_rw_cursor_put(s, ids, ts, 3), 0);
     int64_t moved = 2000;
     assert_int_equal(apm_store_rw_cursor_put(s, ids, &moved, 1), 0);
-    apm_store_free(s);
-    s = NULL;
-    assert_int_equal(apm_store_open(&opt, &s), 0);
+    s = reopen(f);
     assert_int_equal(apm_store_rw_cursor_get(s, 3, &t), 0);
     assert_int_equal(t, 2000);
     assert_int_equal(apm_store_rw_cursor_get(s, 9, &t), 0);
@@ -54,8 +83,6 @@ static void test_cursor_persists(void **state)
     assert_int_equal(t, INT64_MAX - 1);
     assert_int_equal(apm_store_rw_cursor_get(s, 4, &t), APM_E_NOTFOUND);
     assert_int_equal(apm_store_rw_cursor_put(s, NULL, NULL, 0), 0);
-    apm_store_free(s);
-    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Reads the pending record; returns how many series it names. */
@@ -86,12 +113,8 @@ static size_t pending(struct apm_store *s, uint64_t *ids, int64_t *ts, size_t ma
  */
 static void test_pending_record_replaced_kept_and_cleared_by_the_cursor(void **state)
 {
-    (void)state;
-    char dir[] = "/tmp/apm-test-rwcursor-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    struct apm_store_options opt = {.dir = dir, .rw_hold = true};
-    struct apm_store *s = NULL;
-    assert_int_equal(apm_store_open(&opt, &s), 0);
+    struct fixture *f = *state;
+    struct apm_store *s = f->s;
     uint64_t ids[4];
     int64_t ts[4];
     assert_int_equal(pending(s, ids, ts, 4), 0);
@@ -101,9 +124,7 @@ static void test_pending_record_replaced_kept_and_cleared_by_the_cursor(void **s
     uint64_t put2[] = {9, 3};
     int64_t t2[] = {9000, 3500};
     assert_int_equal(apm_store_rw_pending_put(s, NULL, NULL, 0, put2, t2, 2), 0);
-    apm_store_free(s);
-    s = NULL;
-    assert_int_equal(apm_store_open(&opt, &s), 0);
+    s = reopen(f);
     assert_int_equal(pending(s, ids, ts, 4), 2);
     assert_int_equal(ids[0], 3);
     assert_int_equal(ts[0], 3500);
@@ -129,15 +150,14 @@ static void test_pending_record_replaced_kept_and_cleared_by_the_cursor(void **s
     assert_int_equal(ts[2], -1);
     assert_int_equal(apm_store_rw_cursor_put(s, NULL, NULL, 0), 0);
     assert_int_equal(pending(s, ids, ts, 4), 0);
-    apm_store_free(s);
-    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cursor_persists),
-        cmocka_unit_test(test_pending_record_replaced_kept_and_cleared_by_the_cursor),
+        cmocka_unit_test_setup_teardown(test_cursor_persists, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_record_replaced_kept_and_cleared_by_the_cursor,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
