@@ -491,6 +491,14 @@ static void test_pending_record_outlives_a_stop_mid_request(void **state)
     apm_batch_free(put(f, 110000, 5));
     assert_int_equal(apm_rw_new(f->store, &o, &rw), 0);
     wait_received(f, 15);
+    /* Idle, the sender commits the last request's cursors alone, without being stopped. */
+    int64_t cur = 0;
+    for (int i = 0; i < 500 && cur != 114000; i++) {
+        if (apm_store_rw_cursor_get(f->store, id, &cur) != 0)
+            cur = 0;
+        usleep(2000);
+    }
+    assert_settled(f, id, 114000);
     struct apm_rw_stats st;
     apm_rw_get_stats(rw, &st);
     apm_rw_free(rw);
