@@ -34,7 +34,6 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Cluster, Proc, free_port, wait_for  # noqa: E402
 
-
 PROM = "/usr/bin/prometheus"
 PY = "/usr/bin/python3"
 TARGET = textwrap.dedent(
@@ -204,11 +203,11 @@ class RemoteWriteTest(unittest.TestCase):
     def stored_count(self, sid: int) -> int:
         return self.c.get(f"/api/v1/series/{sid}/samples")["series"]["samples"]
 
-    def series_match(self, host: str) -> tuple[int, list[str]]:
+    def series_match(self, host: str) -> tuple[int, int, list[str]]:
         """Compares every exported series of the host in the store with Prometheus. Returns
-        the samples compared and the differences found (one line per series)."""
+        the series and samples compared and the differences found (one line per series)."""
         now = time.time()
-        total, diffs = 0, []
+        nseries, total, diffs = 0, 0, []
         for s in self.c.get(f"/api/v1/series?host={host}&limit=1000")["series"]:
             name = PROM_NAMES.get(s["metric"])
             if name is None or s["samples"] == 0:
@@ -219,12 +218,13 @@ class RemoteWriteTest(unittest.TestCase):
             span = int(now - want[0][0] / 1000) + 60
             r = self.prom_query(f"{sel}[{span}s]")
             got = [(int(round(float(t) * 1000)), float(v)) for t, v in r[0]["values"]] if r else []
+            nseries += 1
             total += len(want)
             if got != want:
                 missing = sorted(set(want) - set(got))
                 diffs.append(f"{sel}: {len(want)} stored, {len(got)} in Prometheus, "
                              f"missing {len(missing)} e.g. {missing[:3]}")
-        return total, diffs
+        return nseries, total, diffs
 
     def test_no_gap_when_killed_inside_the_crash_window(self) -> None:
         self.start_prometheus()
@@ -286,17 +286,17 @@ class RemoteWriteTest(unittest.TestCase):
 
         def caught_up() -> bool:
             last[:] = [self.series_match("it-host")]
-            return not last[0][1]
+            return not last[0][2]
 
         try:
             wait_for("Prometheus to hold every stored sample", caught_up, 60, every=1)
         except AssertionError:
-            self.fail("Prometheus lacks stored samples:\n" + "\n".join(last[0][1] if last else []))
+            self.fail("Prometheus lacks stored samples:\n" + "\n".join(last[0][2] if last else []))
         st = self.rw()
         self.assertEqual(st["rejected"], 0, st)
-        print(f"remote-write crash window: {last[0][0]} stored samples in "
-              f"{len(self.c.get('/api/v1/series?host=it-host')['series'])} series, identical "
-              f"in Prometheus after kill -9 at rw-acked and rw-pending; counters now: {st}")
+        print(f"remote-write crash window: {last[0][1]} stored samples in {last[0][0]} series, "
+              f"identical in Prometheus after kill -9 at rw-acked and rw-pending; counters now: "
+              f"{st}")
 
 
 if __name__ == "__main__":
