@@ -454,6 +454,32 @@ static void test_resend_taken_now(void **state)
 }
 
 /*
+ * A pending range the store no longer holds (the disk budget deleted it
+ * meanwhile): nothing is resent, the cursor still moves to the record's
+ * time, and what follows goes as usual.
+ */
+static void test_pending_range_gone_from_the_store(void **state)
+{
+    struct fixture *f = *state;
+    apm_batch_free(put(f, 100000, 10));
+    uint64_t id = rss_series(f);
+    int64_t cursor = 90000, pending = 95000;
+    assert_int_equal(apm_store_rw_cursor_put(f->store, &id, &cursor, 1), 0);
+    assert_int_equal(apm_store_rw_pending_put(f->store, NULL, NULL, 0, &id, &pending, 1), 0);
+    struct apm_rw_options o = {.url = f->url, .batch_size = 100};
+    struct apm_rw *rw = NULL;
+    assert_int_equal(apm_rw_new(f->store, &o, &rw), 0);
+    wait_received(f, 10);
+    struct apm_rw_stats st;
+    apm_rw_get_stats(rw, &st);
+    apm_rw_free(rw);
+    assert_int_equal(requests(&f->rc), 1);
+    assert_int_equal(f->rc.req_t0[0], 100000);
+    assert_int_equal(st.resent, 0);
+    assert_settled(f, id, 109000);
+}
+
+/*
  * The pending record is written before a request goes: a sender stopped
  * while the receiver answers 503 leaves it (and no cursor), and the next
  * start sends that request again alone before the samples stored since.
@@ -633,6 +659,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resend_taken_now, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_record_outlives_a_stop_mid_request, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_pending_range_gone_from_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_overflow_reads_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_probe_series_go_too, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verdict_gauges, setup, teardown),
