@@ -30,6 +30,7 @@
 #include "server/alerts/alert_rules.h"
 #include "server/alerts/alert_text.h"
 #include "server/alerts/notify.h"
+#include "server/alerts/silence.h"
 #include "server/store/store_alerts.h"
 #include "server/analysis/evidence.h"
 #include "server/analysis/suspects.h"
@@ -41,6 +42,7 @@
 #define STALE_MIN_MS 30000
 /* Without a resolve-for, the condition must be off this many sampling intervals. */
 #define RESOLVE_INTERVALS 20
+#define DEFAULT_SILENCES_KEEP_MS (86400LL * 1000)
 struct entry {
     struct apm_alert a;
     uint64_t version;     /* bumped on every change */
@@ -69,6 +71,8 @@ struct apm_alerts {
     size_t ndeleted, capdeleted;
     struct apm_alerts_stats stats;
     struct apm_log_limit persist_log; /* a failing disk fails every round: rate-limited */
+    struct apm_silences *silences;
+    uint64_t silence_next_id;
 };
 
 const char *apm_alert_kind_name(enum apm_alert_kind k)
@@ -329,6 +333,7 @@ static struct entry *open_alert(struct apm_alerts *e, const struct apm_alert_rul
     a->doubt_left_s = NAN;
     a->notified = APM_ALERT_PENDING;
     copy_str(a->labels, sizeof(a->labels), r->labels);
+    a->silenced_by = apm_silences_match(e->silences, a, now_ms);
     const struct apm_alert *sil = silencing(e, r->name, in->series_id, now_ms);
     if (sil != NULL) {
         a->ack_until_ms = sil->ack_until_ms;
@@ -506,7 +511,18 @@ static void queue_notifications(struct apm_alerts *e, int64_t now_ms)
         if (en->gone || en->inflight || en->persisted != en->version)
             continue;
         enum apm_alert_state st = owed(a);
-        if (st != APM_ALERT_PENDING) {
+        if (st != APM_ALERT_PENDING && a->silenced_by != 0) {
+            /*
+             * A silenced alert is not notified, and unlike an ack it is not
+             * counted as told: when the silence ends, what it still owes goes
+             * out. A resolution of an alert nobody was told fired is owed to
+             * nobody.
+             */
+            if (st == APM_ALERT_RESOLVED && a->notified == APM_ALERT_PENDING) {
+                a->notified = st;
+                en->version++;
+            }
+        } else if (st != APM_ALERT_PENDING) {
             /* An acked alert is not notified; it counts as told. */
             if (e->opt.notify == NULL || apm_alert_acked(a, now_ms)) {
                 a->notified = st;
@@ -522,13 +538,120 @@ static void queue_notifications(struct apm_alerts *e, int64_t now_ms)
                 a->notified = st;
                 en->version++;
             }
-        } else if (a->state == APM_ALERT_FIRING && e->opt.notify != NULL &&
+        } else if (a->state == APM_ALERT_FIRING && e->opt.notify != NULL && a->silenced_by == 0 &&
                    now_ms - en->refreshed_ms >= resend) {
             /* Alertmanager forgets an alert whose endsAt passes: keep it fresh. */
             if (apm_notify_refresh(e->opt.notify, a, now_ms) == 0)
                 en->refreshed_ms = now_ms;
         }
     }
+}
+
+/* ---- silences ---- */
+
+/* Marks every held alert with the active silence that matches it at now_ms. Under the mutex. */
+static void apply_silences(struct apm_alerts *e, int64_t now_ms)
+{
+    uint64_t silenced = 0;
+    for (size_t i = 0; i < e->n; i++) {
+        struct apm_alert *a = &e->items[i]->a;
+        a->silenced_by = apm_silences_match(e->silences, a, now_ms);
+        silenced += a->silenced_by != 0 && a->state != APM_ALERT_RESOLVED;
+    }
+    e->stats.silenced = silenced;
+    uint64_t c[3];
+    apm_silences_count(e->silences, now_ms, c);
+    e->stats.silences_pending = c[APM_SILENCE_PENDING];
+    e->stats.silences_active = c[APM_SILENCE_ACTIVE];
+    e->stats.silences_expired = c[APM_SILENCE_EXPIRED];
+}
+
+/*
+ * Writes the silences changed since the last round and deletes those past
+ * keeping, in one transaction of their own (silences change seldom; alerts
+ * every round). Takes the mutex itself. Returns 0 or the store's error (the
+ * changes stay to retry; a failed deletion is pruned again at the next start).
+ */
+static int persist_silences(struct apm_alerts *e, int64_t now_ms)
+{
+    struct apm_silence_rec *recs = NULL;
+    uint64_t *del = NULL;
+    size_t n = 0, ndel = 0;
+    pthread_mutex_lock(&e->mu);
+    int rc = apm_silences_prune(e->silences, now_ms, &del, &ndel);
+    if (rc == 0)
+        rc = apm_silences_changed(e->silences, &recs, &n);
+    uint64_t next_id = e->silence_next_id;
+    pthread_mutex_unlock(&e->mu);
+    struct apm_store_alert_rec *srecs = n > 0 ? calloc(n, sizeof(*srecs)) : NULL;
+    if (rc == 0 && n > 0 && srecs == NULL)
+        rc = -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        srecs[i] = (struct apm_store_alert_rec){recs[i].id, recs[i].buf, recs[i].len};
+    if (rc == 0 && e->opt.store != NULL && (n > 0 || ndel > 0))
+        rc = apm_store_silences_put(e->opt.store, srecs, n, del, ndel, next_id);
+    pthread_mutex_lock(&e->mu);
+    if (rc == 0)
+        apm_silences_persisted(e->silences, recs, n);
+    else
+        e->stats.persist_errors++;
+    pthread_mutex_unlock(&e->mu);
+    free(srecs);
+    free(del);
+    apm_silences_recs_free(recs, n);
+    return rc;
+}
+
+int apm_alerts_silence_add(struct apm_alerts *e, struct apm_silence *s, int64_t now_ms, char *err,
+                           size_t errlen)
+{
+    int rc = apm_silence_validate(s, now_ms, err, errlen);
+    if (rc != 0)
+        return rc;
+    s->id = 0;
+    s->created_ms = s->updated_ms = now_ms;
+    pthread_mutex_lock(&e->mu);
+    rc = apm_silences_add(e->silences, s, &e->silence_next_id);
+    if (rc == APM_E_LIMIT) {
+        e->stats.silences_refused++;
+        snprintf(err, errlen, "%zu silences are held (silences-max); expire some or wait",
+                 e->opt.silences_max);
+    } else if (rc != 0) {
+        snprintf(err, errlen, "%s", apm_strerror(rc));
+    } else {
+        apply_silences(e, now_ms);
+        pthread_cond_signal(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int apm_alerts_silence_expire(struct apm_alerts *e, uint64_t id, int64_t now_ms)
+{
+    pthread_mutex_lock(&e->mu);
+    int rc = apm_silences_expire(e->silences, id, now_ms);
+    if (rc == 0) {
+        apply_silences(e, now_ms);
+        pthread_cond_signal(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int apm_alerts_silence_get(struct apm_alerts *e, uint64_t id, struct apm_silence *out)
+{
+    pthread_mutex_lock(&e->mu);
+    int rc = apm_silences_get(e->silences, id, out);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+size_t apm_alerts_silence_list(struct apm_alerts *e, struct apm_silence *out, size_t max)
+{
+    pthread_mutex_lock(&e->mu);
+    size_t n = apm_silences_list(e->silences, out, max);
+    pthread_mutex_unlock(&e->mu);
+    return n;
 }
 
 struct pending_write {
@@ -584,8 +707,10 @@ static int collect_changes(struct apm_alerts *e, struct pending_write *w)
 
 int apm_alerts_run_once(struct apm_alerts *e, int64_t now_ms)
 {
+    int silence_rc = persist_silences(e, now_ms);
     pthread_mutex_lock(&e->mu);
     age(e, now_ms);
+    apply_silences(e, now_ms);
     struct pending_write w;
     int rc = collect_changes(e, &w);
     /* Deleted pending alerts are written as deletions. */
@@ -621,11 +746,14 @@ int apm_alerts_run_once(struct apm_alerts *e, int64_t now_ms)
     if (rc == 0)
         queue_notifications(e, now_ms);
     prune(e);
+    if (rc == 0)
+        rc = silence_rc;
     bool say = rc != 0 && apm_log_limit_hit(&e->persist_log, now_ms);
     pthread_mutex_unlock(&e->mu);
     pending_free(&w);
     if (say)
-        apm_warn("alerts: cannot persist alert changes: %s (will retry)", apm_strerror(rc));
+        apm_warn("alerts: cannot persist alert or silence changes: %s (will retry)",
+                 apm_strerror(rc));
     return rc;
 }
 
@@ -706,6 +834,18 @@ static int load_one(void *ctx, uint64_t id, const void *data, size_t len)
     return 0;
 }
 
+static int load_silence(void *ctx, uint64_t id, const void *data, size_t len)
+{
+    struct apm_alerts *e = ctx;
+    struct apm_silence s;
+    if (apm_silence_record_decode(data, len, &s) != 0 || s.id != id ||
+        apm_silences_add(e->silences, &s, &e->silence_next_id) == APM_E_PARSE) {
+        apm_warn("alerts: stored silence %" PRIu64 " is damaged; skipped", id);
+        return 0;
+    }
+    return 0;
+}
+
 int apm_alerts_new(const struct apm_alerts_options *opt, struct apm_alerts **out)
 {
     struct apm_alerts *e = calloc(1, sizeof(*e));
@@ -713,6 +853,12 @@ int apm_alerts_new(const struct apm_alerts_options *opt, struct apm_alerts **out
         return -ENOMEM;
     e->opt = *opt;
     e->next_id = 1;
+    e->silence_next_id = 1;
+    if (e->opt.silences_max == 0)
+        e->opt.silences_max = APM_ALERT_SILENCES_MAX;
+    if (e->opt.silences_keep_ms <= 0)
+        e->opt.silences_keep_ms = DEFAULT_SILENCES_KEEP_MS;
+    e->silences = apm_silences_new(e->opt.silences_max, e->opt.silences_keep_ms);
     e->persist_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
         APM_LOG_WARN, "alerts:", "failures to persist alert changes", 10000, 1);
     pthread_mutex_init(&e->mu, NULL);
@@ -721,12 +867,18 @@ int apm_alerts_new(const struct apm_alerts_options *opt, struct apm_alerts **out
     apm_hashmap_init(&e->tracks);
     if (opt->notify != NULL)
         apm_notify_set_done(opt->notify, on_notified, e);
-    int rc = 0;
-    if (opt->store != NULL) {
+    int rc = e->silences != NULL ? 0 : -ENOMEM;
+    if (rc == 0 && opt->store != NULL) {
         uint64_t next = 1;
         rc = apm_store_alerts_load(opt->store, load_one, e, &next);
         if (next > e->next_id)
             e->next_id = next;
+    }
+    if (rc == 0 && opt->store != NULL) {
+        uint64_t next = 1;
+        rc = apm_store_silences_load(opt->store, load_silence, e, &next);
+        if (next > e->silence_next_id)
+            e->silence_next_id = next;
     }
     if (rc == 0 && !opt->manual) {
         rc = -pthread_create(&e->thread, NULL, run, e);
@@ -777,6 +929,7 @@ void apm_alerts_free(struct apm_alerts *e)
     apm_hashmap_foreach(&e->tracks, free_track, NULL);
     apm_hashmap_close(&e->tracks);
     apm_alert_rules_free(e->rules, e->nrules);
+    apm_silences_free(e->silences);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     free(e);
@@ -898,6 +1051,16 @@ static const struct apm_counter counters[] = {
                 "Alert records the store failed to write."),
     APM_COUNTER(struct apm_alerts_stats, notifications, "notifications", APM_COUNTER_TOTAL, "",
                 "Firing and resolved notifications handed to delivery."),
+    APM_COUNTER(struct apm_alerts_stats, silenced, "silenced", APM_COUNTER_GAUGE, "",
+                "Pending and firing alerts an active silence matches now."),
+    APM_COUNTER(struct apm_alerts_stats, silences_active, "silences_active", APM_COUNTER_GAUGE, "",
+                "Silences in force now."),
+    APM_COUNTER(struct apm_alerts_stats, silences_pending, "silences_pending", APM_COUNTER_GAUGE,
+                "", "Silences that start later."),
+    APM_COUNTER(struct apm_alerts_stats, silences_expired, "silences_expired", APM_COUNTER_GAUGE,
+                "", "Ended silences kept for the listing (silences-keep)."),
+    APM_COUNTER(struct apm_alerts_stats, silences_refused, "silences_refused", APM_COUNTER_TOTAL,
+                "", "New silences refused over silences-max."),
     {.name = NULL},
 };
 

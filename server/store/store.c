@@ -44,6 +44,7 @@ static const char *const db_names[DB_COUNT] = {
     [DB_ROLLUPS] = "rollups",
     [DB_ROLLUP_WM] = "rollup_wm",
     [DB_RW_CURSOR] = "rw_cursor",
+    [DB_SILENCES] = "silences",
 };
 
 /*
