@@ -296,11 +296,11 @@ char *apm_silence_record_encode(const struct apm_silence *s, size_t *len)
     for (unsigned i = 0; ms != NULL && i < s->n; i++)
         json_array_append_new(ms, json_pack("{s:s, s:i, s:s}", "name", s->m[i].name, "op",
                                             (int)s->m[i].op, "value", s->m[i].value));
-    json_t *o = json_pack("{s:i, s:I, s:o*, s:I, s:I, s:I, s:I, s:s, s:s}", "v", RECORD_VERSION,
-                          "id", (json_int_t)s->id, "matchers", ms, "starts", (json_int_t)s->starts_ms,
-                          "ends", (json_int_t)s->ends_ms, "created", (json_int_t)s->created_ms,
-                          "updated", (json_int_t)s->updated_ms, "created_by", s->created_by,
-                          "comment", s->comment);
+    json_t *o =
+        json_pack("{s:i, s:I, s:o*, s:I, s:I, s:I, s:I, s:s, s:s}", "v", RECORD_VERSION, "id",
+                  (json_int_t)s->id, "matchers", ms, "starts", (json_int_t)s->starts_ms, "ends",
+                  (json_int_t)s->ends_ms, "created", (json_int_t)s->created_ms, "updated",
+                  (json_int_t)s->updated_ms, "created_by", s->created_by, "comment", s->comment);
     if (o == NULL)
         return NULL;
     char *text = json_dumps(o, JSON_COMPACT);
