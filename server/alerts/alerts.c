@@ -880,6 +880,9 @@ int apm_alerts_new(const struct apm_alerts_options *opt, struct apm_alerts **out
         if (next > e->silence_next_id)
             e->silence_next_id = next;
     }
+    /* Restored alerts show their silence before the first round. */
+    if (rc == 0)
+        apply_silences(e, apm_now_ms());
     if (rc == 0 && !opt->manual) {
         rc = -pthread_create(&e->thread, NULL, run, e);
         e->started = rc == 0;
