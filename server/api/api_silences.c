@@ -48,46 +48,47 @@ static int get_silences(const struct apm_api_call *call, json_t **out)
     return *out != NULL ? 200 : apm_api_error(out, 500, "out of memory");
 }
 
-static int parse_id(const struct apm_api_call *call, uint64_t *id, json_t **out)
+/*
+ * The route's silence id, after expiring it now when expire: 0 with *s set,
+ * or an error status with *out set (400, 404, and 409 for one already ended).
+ */
+static int route_silence(const struct apm_api_call *call, bool expire, int64_t now,
+                         struct apm_silence *s, json_t **out)
 {
-    if (apm_api_parse_id(call->params[0], id) != 0 || *id == 0)
+    uint64_t id = 0;
+    int st = apm_api_check_params(call, NULL, out);
+    if (st != 0)
+        return st;
+    if (apm_api_parse_id(call->params[0], &id) != 0 || id == 0)
         return apm_api_error(out, 400, "bad silence id '%.40s': expected a number",
                              call->params[0]);
+    int rc = expire ? apm_alerts_silence_expire(call->ctx, id, now) : 0;
+    if (rc == APM_E_NOTFOUND || apm_alerts_silence_get(call->ctx, id, s) != 0)
+        return apm_api_error(out, 404, "no silence %llu", (unsigned long long)id);
+    if (rc == 1)
+        return apm_api_error(out, 409, "silence %llu has already ended", (unsigned long long)id);
     return 0;
+}
+
+static int answer_silence(const struct apm_api_call *call, bool expire, json_t **out)
+{
+    struct apm_silence s;
+    int64_t now = apm_now_ms();
+    int st = route_silence(call, expire, now, &s, out);
+    if (st != 0)
+        return st;
+    *out = silence_json(&s, now);
+    return *out != NULL ? 200 : apm_api_error(out, 500, "out of memory");
 }
 
 static int get_silence(const struct apm_api_call *call, json_t **out)
 {
-    uint64_t id = 0;
-    struct apm_silence s;
-    int st = apm_api_check_params(call, NULL, out);
-    if (st == 0)
-        st = parse_id(call, &id, out);
-    if (st != 0)
-        return st;
-    if (apm_alerts_silence_get(call->ctx, id, &s) != 0)
-        return apm_api_error(out, 404, "no silence %llu", (unsigned long long)id);
-    *out = silence_json(&s, apm_now_ms());
-    return *out != NULL ? 200 : apm_api_error(out, 500, "out of memory");
+    return answer_silence(call, false, out);
 }
 
 static int delete_silence(const struct apm_api_call *call, json_t **out)
 {
-    uint64_t id = 0;
-    struct apm_silence s;
-    int st = apm_api_check_params(call, NULL, out);
-    if (st == 0)
-        st = parse_id(call, &id, out);
-    if (st != 0)
-        return st;
-    int64_t now = apm_now_ms();
-    int rc = apm_alerts_silence_expire(call->ctx, id, now);
-    if (rc == APM_E_NOTFOUND || apm_alerts_silence_get(call->ctx, id, &s) != 0)
-        return apm_api_error(out, 404, "no silence %llu", (unsigned long long)id);
-    if (rc == 1)
-        return apm_api_error(out, 409, "silence %llu has already ended", (unsigned long long)id);
-    *out = silence_json(&s, now);
-    return *out != NULL ? 200 : apm_api_error(out, 500, "out of memory");
+    return answer_silence(call, true, out);
 }
 
 /* A matcher given as "name=~value" or as {"name": N, "op": "=~", "value": V}. */

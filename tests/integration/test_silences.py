@@ -7,68 +7,27 @@ still firing alert, once. Writes need the API token like every write route.
 """
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import sys
-import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Cluster, wait_for  # noqa: E402
-from test_alerts import LEAKER, PY, Hook  # noqa: E402
+from harness import http_request, wait_for  # noqa: E402
+from test_alerts import PY, Hook, leak_setup  # noqa: E402
 
 TOKEN = "s" * 40
 
 
 def request(url: str, method: str, auth: str | None, body: dict | None = None) -> tuple:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if auth is not None:
-        req.add_header("Authorization", auth)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return http_request(url, method, auth, json.dumps(body).encode() if body is not None else None)
 
 
 class SilencesTest(unittest.TestCase):
     def setUp(self) -> None:
-        self.c = Cluster()
-        Hook.events = []
-        self.hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-        threading.Thread(target=self.hook.serve_forever, daemon=True).start()
-        self.conf = os.path.join(self.c.dir, "collector.conf")
-        with open(self.conf, "w") as f:
-            # As in test_alerts.py: a limit the leak reaches within minutes, no start-up doubt.
-            f.write(f"""
-[collector]
-memory-limit = 640M
-[analysis]
-startup = 0
-[alerts]
-stale = 6s
-evaluate = 0.2s
-silences-max = 3
-[rule leak]
-kind = leak
-process = leaker.*
-labels = team=payments
-[notify hook]
-type = webhook
-url = http://127.0.0.1:{self.hook.server_address[1]}/hook
-backoff = 0.1s
-""")
-        self.agent_conf = os.path.join(self.c.dir, "agent.conf")
-        with open(self.agent_conf, "w") as f:
-            f.write("[watch]\nname = ^leaker\\.py$\n")
-        self.script = os.path.join(self.c.dir, "leaker.py")
-        with open(self.script, "w") as f:
-            f.write(LEAKER)
+        # As test_alerts.py, with a small cap on silences and a rule label to match.
+        leak_setup(self, alerts="silences-max = 3", rule="labels = team=payments")
         self.token = os.path.join(self.c.dir, "api-token")
         fd = os.open(self.token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
