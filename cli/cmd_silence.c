@@ -15,8 +15,8 @@
 
 static const char silence_usage[] =
     "usage: apm-cli silence add MATCHER... [--for DURATION] [--comment TEXT] [--author NAME]\n"
-    "       apm-cli silence list\n"
-    "       apm-cli silence expire ID\n"
+    "usage: apm-cli silence list\n"
+    "usage: apm-cli silence expire ID\n"
     "  A silence mutes every alert whose labels match all its MATCHERs, alerts that do\n"
     "  not exist yet included, for DURATION (default 2h): they are listed as silenced\n"
     "  and not notified; one still firing when the silence ends is notified then.\n"
