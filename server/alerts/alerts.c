@@ -29,6 +29,7 @@
 #include "server/alerts/alert_record.h"
 #include "server/alerts/alert_rules.h"
 #include "server/alerts/alert_text.h"
+#include "server/alerts/alerts_priv.h"
 #include "server/alerts/notify.h"
 #include "server/alerts/silence.h"
 #include "server/store/store_alerts.h"
@@ -43,37 +44,6 @@
 /* Without a resolve-for, the condition must be off this many sampling intervals. */
 #define RESOLVE_INTERVALS 20
 #define DEFAULT_SILENCES_KEEP_MS (86400LL * 1000)
-struct entry {
-    struct apm_alert a;
-    uint64_t version;     /* bumped on every change */
-    uint64_t persisted;   /* the version last written */
-    bool inflight;        /* a notification is with delivery */
-    bool gone;            /* deleted (a pending alert that never fired); freed after persisting */
-    int64_t refreshed_ms; /* last refresh sent to Alertmanager */
-};
-
-struct apm_alerts {
-    struct apm_alerts_options opt;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    pthread_t thread;
-    bool started, stop;
-    bool closing; /* the last round persists but notifies nothing */
-    struct apm_alert_rule *rules;
-    size_t nrules;
-    bool any_bloat;
-    struct entry **items; /* every alert held, in id order */
-    size_t n, cap;
-    struct apm_hashmap active; /* rule \0 series id -> struct entry * (pending or firing) */
-    struct apm_hashmap tracks; /* series id -> struct apm_alert_track * */
-    uint64_t next_id;
-    uint64_t *deleted; /* ids to delete from the store next round */
-    size_t ndeleted, capdeleted;
-    struct apm_alerts_stats stats;
-    struct apm_log_limit persist_log; /* a failing disk fails every round: rate-limited */
-    struct apm_silences *silences;
-    uint64_t silence_next_id;
-};
 
 const char *apm_alert_kind_name(enum apm_alert_kind k)
 {
@@ -108,14 +78,14 @@ static size_t active_key(const char *rule, uint64_t series, char *key)
     return n + 9;
 }
 
-static struct entry *active_get(struct apm_alerts *e, const char *rule, uint64_t series)
+static struct alert_entry *active_get(struct apm_alerts *e, const char *rule, uint64_t series)
 {
     char key[APM_ALERT_NAME_MAX + 9];
     size_t klen = active_key(rule, series, key);
     uint64_t v = 0;
     if (apm_hashmap_get(&e->active, key, klen, &v) != 0)
         return NULL;
-    return (struct entry *)(uintptr_t)v;
+    return (struct alert_entry *)(uintptr_t)v;
 }
 
 static void active_del(struct apm_alerts *e, const struct apm_alert *a)
@@ -125,11 +95,11 @@ static void active_del(struct apm_alerts *e, const struct apm_alert *a)
     apm_hashmap_del(&e->active, key, klen);
 }
 
-static int items_push(struct apm_alerts *e, struct entry *en)
+static int items_push(struct apm_alerts *e, struct alert_entry *en)
 {
     if (e->n == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 64;
-        struct entry **p = realloc(e->items, cap * sizeof(*p));
+        struct alert_entry **p = realloc(e->items, cap * sizeof(*p));
         if (p == NULL)
             return -ENOMEM;
         e->items = p;
@@ -152,7 +122,7 @@ static void mark_deleted(struct apm_alerts *e, uint64_t id)
     e->deleted[e->ndeleted++] = id;
 }
 
-static void touch(struct entry *en)
+static void touch(struct alert_entry *en)
 {
     en->version++;
     apm_alert_text_summary(&en->a, en->a.summary, sizeof(en->a.summary));
@@ -305,15 +275,15 @@ static bool ended_after(const struct apm_alerts *e, const char *rule, uint64_t s
     return false;
 }
 
-static struct entry *open_alert(struct apm_alerts *e, const struct apm_alert_rule *r,
-                                const struct apm_alert_input *in, int64_t now_ms)
+static struct alert_entry *open_alert(struct apm_alerts *e, const struct apm_alert_rule *r,
+                                      const struct apm_alert_input *in, int64_t now_ms)
 {
     if (e->stats.pending + e->stats.firing >= APM_ALERT_MAX_ACTIVE) {
         if (e->stats.refused++ % 1000 == 0)
             apm_warn("alerts: %u alerts open; refusing new ones", APM_ALERT_MAX_ACTIVE);
         return NULL;
     }
-    struct entry *en = calloc(1, sizeof(*en));
+    struct alert_entry *en = calloc(1, sizeof(*en));
     if (en == NULL)
         return NULL;
     struct apm_alert *a = &en->a;
@@ -355,7 +325,7 @@ static struct entry *open_alert(struct apm_alerts *e, const struct apm_alert_rul
     return en;
 }
 
-static void fire(struct apm_alerts *e, struct entry *en, int64_t now_ms)
+static void fire(struct apm_alerts *e, struct alert_entry *en, int64_t now_ms)
 {
     en->a.state = APM_ALERT_FIRING;
     en->a.fired_ms = now_ms;
@@ -367,7 +337,7 @@ static void fire(struct apm_alerts *e, struct entry *en, int64_t now_ms)
 }
 
 /* Ends an episode: a firing alert resolves; a pending one is forgotten. */
-static void close_alert(struct apm_alerts *e, struct entry *en, int64_t now_ms)
+static void close_alert(struct apm_alerts *e, struct alert_entry *en, int64_t now_ms)
 {
     active_del(e, &en->a);
     if (en->a.state == APM_ALERT_PENDING) {
@@ -392,7 +362,7 @@ static int64_t resolve_for(const struct apm_alert_rule *r, const struct apm_aler
     return by_interval > fr ? by_interval : fr;
 }
 
-static void step(struct apm_alerts *e, const struct apm_alert_rule *r, struct entry *en,
+static void step(struct apm_alerts *e, const struct apm_alert_rule *r, struct alert_entry *en,
                  enum apm_alert_cond c, int64_t now_ms)
 {
     struct apm_alert *a = &en->a;
@@ -425,7 +395,7 @@ void apm_alerts_observe(struct apm_alerts *e, const struct apm_alert_input *in, 
         if (!apm_alert_rule_matches(r, in))
             continue;
         enum apm_alert_cond c = apm_alert_judge(r, in, t, now_ms);
-        struct entry *en = active_get(e, r->name, in->series_id);
+        struct alert_entry *en = active_get(e, r->name, in->series_id);
         if (en == NULL && c != APM_ALERT_COND_ON)
             continue;
         if (en == NULL && ended_after(e, r->name, in->series_id, in->verdict.t_last))
@@ -453,7 +423,7 @@ static int64_t stale_after(const struct apm_alerts *e, const struct apm_alert *a
 static void age(struct apm_alerts *e, int64_t now_ms)
 {
     for (size_t i = 0; i < e->n; i++) {
-        struct entry *en = e->items[i];
+        struct alert_entry *en = e->items[i];
         struct apm_alert *a = &en->a;
         if (en->gone || a->state == APM_ALERT_RESOLVED)
             continue;
@@ -473,7 +443,7 @@ static void prune(struct apm_alerts *e)
             resolved++;
     size_t w = 0;
     for (size_t i = 0; i < e->n; i++) {
-        struct entry *en = e->items[i];
+        struct alert_entry *en = e->items[i];
         bool drop = en->gone && en->persisted == en->version && !en->inflight;
         if (!drop && !en->gone && en->a.state == APM_ALERT_RESOLVED &&
             resolved > APM_ALERT_MAX_RESOLVED && !en->inflight && en->persisted == en->version) {
@@ -506,7 +476,7 @@ static void queue_notifications(struct apm_alerts *e, int64_t now_ms)
     if (e->closing)
         return;
     for (size_t i = 0; i < e->n; i++) {
-        struct entry *en = e->items[i];
+        struct alert_entry *en = e->items[i];
         struct apm_alert *a = &en->a;
         if (en->gone || en->inflight || en->persisted != en->version)
             continue;
@@ -547,117 +517,10 @@ static void queue_notifications(struct apm_alerts *e, int64_t now_ms)
     }
 }
 
-/* ---- silences ---- */
-
-/* Marks every held alert with the active silence that matches it at now_ms. Under the mutex. */
-static void apply_silences(struct apm_alerts *e, int64_t now_ms)
-{
-    uint64_t silenced = 0;
-    for (size_t i = 0; i < e->n; i++) {
-        struct apm_alert *a = &e->items[i]->a;
-        a->silenced_by = apm_silences_match(e->silences, a, now_ms);
-        silenced += a->silenced_by != 0 && a->state != APM_ALERT_RESOLVED;
-    }
-    e->stats.silenced = silenced;
-    uint64_t c[3];
-    apm_silences_count(e->silences, now_ms, c);
-    e->stats.silences_pending = c[APM_SILENCE_PENDING];
-    e->stats.silences_active = c[APM_SILENCE_ACTIVE];
-    e->stats.silences_expired = c[APM_SILENCE_EXPIRED];
-}
-
-/*
- * Writes the silences changed since the last round and deletes those past
- * keeping, in one transaction of their own (silences change seldom; alerts
- * every round). Takes the mutex itself. Returns 0 or the store's error (the
- * changes stay to retry; a failed deletion is pruned again at the next start).
- */
-static int persist_silences(struct apm_alerts *e, int64_t now_ms)
-{
-    struct apm_silence_rec *recs = NULL;
-    uint64_t *del = NULL;
-    size_t n = 0, ndel = 0;
-    pthread_mutex_lock(&e->mu);
-    int rc = apm_silences_prune(e->silences, now_ms, &del, &ndel);
-    if (rc == 0)
-        rc = apm_silences_changed(e->silences, &recs, &n);
-    uint64_t next_id = e->silence_next_id;
-    pthread_mutex_unlock(&e->mu);
-    struct apm_store_alert_rec *srecs = n > 0 ? calloc(n, sizeof(*srecs)) : NULL;
-    if (rc == 0 && n > 0 && srecs == NULL)
-        rc = -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        srecs[i] = (struct apm_store_alert_rec){recs[i].id, recs[i].buf, recs[i].len};
-    if (rc == 0 && e->opt.store != NULL && (n > 0 || ndel > 0))
-        rc = apm_store_silences_put(e->opt.store, srecs, n, del, ndel, next_id);
-    pthread_mutex_lock(&e->mu);
-    if (rc == 0)
-        apm_silences_persisted(e->silences, recs, n);
-    else
-        e->stats.persist_errors++;
-    pthread_mutex_unlock(&e->mu);
-    free(srecs);
-    free(del);
-    apm_silences_recs_free(recs, n);
-    return rc;
-}
-
-int apm_alerts_silence_add(struct apm_alerts *e, struct apm_silence *s, int64_t now_ms, char *err,
-                           size_t errlen)
-{
-    int rc = apm_silence_validate(s, now_ms, err, errlen);
-    if (rc != 0)
-        return rc;
-    s->id = 0;
-    s->created_ms = s->updated_ms = now_ms;
-    pthread_mutex_lock(&e->mu);
-    rc = apm_silences_add(e->silences, s, &e->silence_next_id);
-    if (rc == APM_E_LIMIT) {
-        e->stats.silences_refused++;
-        snprintf(err, errlen, "%zu silences are held (silences-max); expire some or wait",
-                 e->opt.silences_max);
-    } else if (rc != 0) {
-        snprintf(err, errlen, "%s", apm_strerror(rc));
-    } else {
-        apply_silences(e, now_ms);
-        pthread_cond_signal(&e->cv);
-    }
-    pthread_mutex_unlock(&e->mu);
-    return rc;
-}
-
-int apm_alerts_silence_expire(struct apm_alerts *e, uint64_t id, int64_t now_ms)
-{
-    pthread_mutex_lock(&e->mu);
-    int rc = apm_silences_expire(e->silences, id, now_ms);
-    if (rc == 0) {
-        apply_silences(e, now_ms);
-        pthread_cond_signal(&e->cv);
-    }
-    pthread_mutex_unlock(&e->mu);
-    return rc;
-}
-
-int apm_alerts_silence_get(struct apm_alerts *e, uint64_t id, struct apm_silence *out)
-{
-    pthread_mutex_lock(&e->mu);
-    int rc = apm_silences_get(e->silences, id, out);
-    pthread_mutex_unlock(&e->mu);
-    return rc;
-}
-
-size_t apm_alerts_silence_list(struct apm_alerts *e, struct apm_silence *out, size_t max)
-{
-    pthread_mutex_lock(&e->mu);
-    size_t n = apm_silences_list(e->silences, out, max);
-    pthread_mutex_unlock(&e->mu);
-    return n;
-}
-
 struct pending_write {
     struct apm_store_alert_rec *recs;
     char **bufs;
-    struct entry **ents;
+    struct alert_entry **ents;
     uint64_t *versions;
     size_t n;
 };
@@ -689,7 +552,7 @@ static int collect_changes(struct apm_alerts *e, struct pending_write *w)
     if (w->recs == NULL || w->bufs == NULL || w->ents == NULL || w->versions == NULL)
         return -ENOMEM;
     for (size_t i = 0; i < e->n; i++) {
-        struct entry *en = e->items[i];
+        struct alert_entry *en = e->items[i];
         if (en->persisted == en->version || en->gone)
             continue;
         size_t len = 0;
@@ -707,15 +570,15 @@ static int collect_changes(struct apm_alerts *e, struct pending_write *w)
 
 int apm_alerts_run_once(struct apm_alerts *e, int64_t now_ms)
 {
-    int silence_rc = persist_silences(e, now_ms);
+    int silence_rc = apm_alerts_persist_silences(e, now_ms);
     pthread_mutex_lock(&e->mu);
     age(e, now_ms);
-    apply_silences(e, now_ms);
+    apm_alerts_apply_silences(e, now_ms);
     struct pending_write w;
     int rc = collect_changes(e, &w);
     /* Deleted pending alerts are written as deletions. */
     for (size_t i = 0; rc == 0 && i < e->n; i++) {
-        struct entry *en = e->items[i];
+        struct alert_entry *en = e->items[i];
         if (en->gone && en->persisted != en->version)
             mark_deleted(e, en->a.id);
     }
@@ -761,7 +624,7 @@ void apm_alerts_notified(struct apm_alerts *e, uint64_t id, enum apm_alert_state
 {
     pthread_mutex_lock(&e->mu);
     for (size_t i = 0; i < e->n; i++) {
-        struct entry *en = e->items[i];
+        struct alert_entry *en = e->items[i];
         if (en->a.id != id)
             continue;
         en->inflight = false;
@@ -806,7 +669,7 @@ static void *run(void *arg)
 static int load_one(void *ctx, uint64_t id, const void *data, size_t len)
 {
     struct apm_alerts *e = ctx;
-    struct entry *en = calloc(1, sizeof(*en));
+    struct alert_entry *en = calloc(1, sizeof(*en));
     if (en == NULL)
         return 1;
     if (apm_alert_record_decode(data, len, &en->a) != 0 || en->a.id != id) {
@@ -882,7 +745,7 @@ int apm_alerts_new(const struct apm_alerts_options *opt, struct apm_alerts **out
     }
     /* Restored alerts show their silence before the first round. */
     if (rc == 0)
-        apply_silences(e, apm_now_ms());
+        apm_alerts_apply_silences(e, apm_now_ms());
     if (rc == 0 && !opt->manual) {
         rc = -pthread_create(&e->thread, NULL, run, e);
         e->started = rc == 0;
@@ -963,7 +826,7 @@ void apm_alerts_set_rules(struct apm_alerts *e, struct apm_alert_rule *rules, si
     apm_alert_rules_free(old, nold);
 }
 
-static struct entry *find(struct apm_alerts *e, uint64_t id)
+static struct alert_entry *find(struct apm_alerts *e, uint64_t id)
 {
     for (size_t i = 0; i < e->n; i++)
         if (e->items[i]->a.id == id && !e->items[i]->gone)
@@ -975,7 +838,7 @@ int apm_alerts_ack(struct apm_alerts *e, uint64_t id, int64_t for_ms, const char
                    int64_t now_ms)
 {
     pthread_mutex_lock(&e->mu);
-    struct entry *en = find(e, id);
+    struct alert_entry *en = find(e, id);
     if (en != NULL) {
         en->a.ack_until_ms = for_ms > 0 ? now_ms + for_ms : 0;
         copy_str(en->a.ack_comment, sizeof(en->a.ack_comment), comment);
@@ -1009,7 +872,7 @@ size_t apm_alerts_list(struct apm_alerts *e, enum apm_alert_filter f, struct apm
     size_t n = 0;
     pthread_mutex_lock(&e->mu);
     for (size_t i = e->n; i-- > 0;) {
-        const struct entry *en = e->items[i];
+        const struct alert_entry *en = e->items[i];
         if (en->gone || !wanted(&en->a, f))
             continue;
         if (n < max)
@@ -1023,7 +886,7 @@ size_t apm_alerts_list(struct apm_alerts *e, enum apm_alert_filter f, struct apm
 int apm_alerts_get(struct apm_alerts *e, uint64_t id, struct apm_alert *out)
 {
     pthread_mutex_lock(&e->mu);
-    struct entry *en = find(e, id);
+    struct alert_entry *en = find(e, id);
     if (en != NULL)
         *out = en->a;
     pthread_mutex_unlock(&e->mu);
