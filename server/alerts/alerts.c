@@ -717,6 +717,7 @@ int apm_alerts_new(const struct apm_alerts_options *opt, struct apm_alerts **out
     e->opt = *opt;
     e->next_id = 1;
     e->silence_next_id = 1;
+    e->silence_edge_ms = INT64_MIN;
     if (e->opt.silences_max == 0)
         e->opt.silences_max = APM_ALERT_SILENCES_MAX;
     if (e->opt.silences_keep_ms <= 0)
@@ -743,9 +744,11 @@ int apm_alerts_new(const struct apm_alerts_options *opt, struct apm_alerts **out
         if (next > e->silence_next_id)
             e->silence_next_id = next;
     }
-    /* Restored alerts show their silence before the first round. */
+    /* Restored alerts show their silence before the first round, which matches again by its clock.
+     */
     if (rc == 0)
         apm_alerts_apply_silences(e, apm_now_ms());
+    e->silence_edge_ms = INT64_MIN;
     if (rc == 0 && !opt->manual) {
         rc = -pthread_create(&e->thread, NULL, run, e);
         e->started = rc == 0;
@@ -822,6 +825,7 @@ void apm_alerts_set_rules(struct apm_alerts *e, struct apm_alert_rule *rules, si
         }
     }
     e->stats.rules = n;
+    e->silence_edge_ms = INT64_MIN; /* labels and severities may have changed */
     pthread_mutex_unlock(&e->mu);
     apm_alert_rules_free(old, nold);
 }

@@ -22,6 +22,7 @@ struct alert_entry {
     bool inflight;        /* a notification is with delivery */
     bool gone;            /* deleted (a pending alert that never fired); freed after persisting */
     int64_t refreshed_ms; /* last refresh sent to Alertmanager */
+    uint64_t silence_gen; /* silenced_by is right for this generation of the silences */
 };
 
 struct apm_alerts {
@@ -45,6 +46,14 @@ struct apm_alerts {
     struct apm_log_limit persist_log; /* a failing disk fails every round: rate-limited */
     struct apm_silences *silences;
     uint64_t silence_next_id;
+    /*
+     * What the silences match changes only when one is added, expired or
+     * removed, a rule's labels change, or a start or end passes: then the
+     * generation moves on and each alert is matched again, once. Set
+     * silence_edge_ms to INT64_MIN to ask for that.
+     */
+    uint64_t silence_gen;
+    int64_t silence_edge_ms; /* the next start or end of a silence */
 };
 
 /* Marks every held alert with the active silence that matches it at now_ms. Under the mutex. */

@@ -14,11 +14,18 @@
 
 void apm_alerts_apply_silences(struct apm_alerts *e, int64_t now_ms)
 {
+    if (now_ms >= e->silence_edge_ms) {
+        e->silence_gen++;
+        e->silence_edge_ms = apm_silences_next_edge(e->silences, now_ms);
+    }
     uint64_t silenced = 0;
     for (size_t i = 0; i < e->n; i++) {
-        struct apm_alert *a = &e->items[i]->a;
-        a->silenced_by = apm_silences_match(e->silences, a, now_ms);
-        silenced += a->silenced_by != 0 && a->state != APM_ALERT_RESOLVED;
+        struct alert_entry *en = e->items[i];
+        if (en->silence_gen != e->silence_gen) {
+            en->a.silenced_by = apm_silences_match(e->silences, &en->a, now_ms);
+            en->silence_gen = e->silence_gen;
+        }
+        silenced += en->a.silenced_by != 0 && en->a.state != APM_ALERT_RESOLVED;
     }
     e->stats.silenced = silenced;
     uint64_t c[3];
@@ -52,6 +59,8 @@ int apm_alerts_persist_silences(struct apm_alerts *e, int64_t now_ms)
     if (rc == 0 && e->opt.store != NULL && (n > 0 || ndel > 0))
         rc = apm_store_silences_put(e->opt.store, srecs, n, del, ndel, next_id);
     pthread_mutex_lock(&e->mu);
+    if (ndel > 0)
+        e->silence_edge_ms = INT64_MIN;
     if (rc == 0)
         apm_silences_persisted(e->silences, recs, n);
     else
@@ -80,6 +89,7 @@ int apm_alerts_silence_add(struct apm_alerts *e, struct apm_silence *s, int64_t 
     } else if (rc != 0) {
         snprintf(err, errlen, "%s", apm_strerror(rc));
     } else {
+        e->silence_edge_ms = INT64_MIN;
         apm_alerts_apply_silences(e, now_ms);
         pthread_cond_signal(&e->cv);
     }
@@ -92,6 +102,7 @@ int apm_alerts_silence_expire(struct apm_alerts *e, uint64_t id, int64_t now_ms)
     pthread_mutex_lock(&e->mu);
     int rc = apm_silences_expire(e->silences, id, now_ms);
     if (rc == 0) {
+        e->silence_edge_ms = INT64_MIN;
         apm_alerts_apply_silences(e, now_ms);
         pthread_cond_signal(&e->cv);
     }

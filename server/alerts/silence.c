@@ -500,6 +500,19 @@ uint64_t apm_silences_match(const struct apm_silences *set, const struct apm_ale
     return 0;
 }
 
+int64_t apm_silences_next_edge(const struct apm_silences *set, int64_t now_ms)
+{
+    int64_t edge = INT64_MAX;
+    for (size_t i = 0; i < set->n; i++) {
+        const struct apm_silence *s = &set->items[i]->s;
+        if (s->starts_ms > now_ms && s->starts_ms < edge)
+            edge = s->starts_ms;
+        if (s->ends_ms > now_ms && s->ends_ms < edge)
+            edge = s->ends_ms;
+    }
+    return edge;
+}
+
 void apm_silences_count(const struct apm_silences *set, int64_t now_ms, uint64_t out[3])
 {
     out[0] = out[1] = out[2] = 0;

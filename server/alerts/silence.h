@@ -146,6 +146,12 @@ size_t apm_silences_list(const struct apm_silences *set, struct apm_silence *out
 uint64_t apm_silences_match(const struct apm_silences *set, const struct apm_alert *a,
                             int64_t now_ms);
 
+/*
+ * The first time after now_ms at which a silence starts or ends (when what
+ * the set matches can change by itself), or INT64_MAX.
+ */
+int64_t apm_silences_next_edge(const struct apm_silences *set, int64_t now_ms);
+
 /* How many silences are pending, active and expired at now_ms. */
 void apm_silences_count(const struct apm_silences *set, int64_t now_ms, uint64_t out[3]);
 

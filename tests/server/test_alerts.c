@@ -606,6 +606,37 @@ static void test_alerts_silence_mutes_until_it_is_expired_and_survives_reopen(vo
     apm_alerts_free(e);
 }
 
+/* The engine matches an alert again only when something changed: each such change is seen. */
+static void test_alerts_silence_follows_its_start_end_and_rule_labels(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule leak]\nkind = leak\n");
+    observe_at(e, APM_CLASS_LEAK, 0.9, 0);
+    assert_int_equal(apm_alerts_run_once(e, T0 + 500), 0);
+    /* Starts in 10 s, lasts 10 s. */
+    struct apm_silence s;
+    memset(&s, 0, sizeof(s));
+    char err[256] = "";
+    assert_int_equal(apm_silence_matcher_parse("team=payments", &s.m[0], err, sizeof(err)), 0);
+    s.n = 1;
+    s.starts_ms = T0 + 10000;
+    s.ends_ms = T0 + 20000;
+    assert_int_equal(apm_alerts_silence_add(e, &s, T0 + 1000, err, sizeof(err)), 0);
+    struct apm_alert a[8];
+    int64_t at[] = {2000, 11000, 15000, 21000};
+    uint64_t want[] = {0, 0, 0, 0};
+    for (size_t i = 0; i < 4; i++) {
+        if (i == 2) /* the rule gains the label the silence matches */
+            rules_from(f, e, "[rule leak]\nkind = leak\nlabels = team=payments\n");
+        want[i] = i == 2 ? s.id : 0;
+        assert_int_equal(apm_alerts_run_once(e, T0 + at[i]), 0);
+        assert_int_equal(listed(e, APM_FILTER_ACTIVE, a), 1);
+        assert_int_equal(a[0].silenced_by, want[i]);
+    }
+    apm_alerts_free(e);
+}
+
 static void test_alerts_silences_over_the_cap_are_refused_and_counted(void **state)
 {
     struct fx *f = *state;
@@ -663,6 +694,8 @@ int main(void)
             test_alerts_persisted_firing_survives_reopen_without_renotify, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_alerts_silence_mutes_until_it_is_expired_and_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_silence_follows_its_start_end_and_rule_labels,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_alerts_silences_over_the_cap_are_refused_and_counted,
                                         setup, teardown),
     };
