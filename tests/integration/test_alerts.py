@@ -84,6 +84,23 @@ backoff = 0.1s
         f.write(LEAKER)
 
 
+def start_leaker(test: unittest.TestCase):
+    """Starts the agent and the leaker of leak_setup; returns the leaker and a function that
+    gives its firing leak alert (from `apm-cli alerts`) or None."""
+    c = test.c
+    c.start_agent("--config", test.agent_conf, interval="0.5s")
+    app = c.spawn("leaker", [PY, test.script])
+    pid = app.p.pid
+
+    def firing():
+        for a in c.cli_json("alerts", "--state", "firing")["alerts"]:
+            if a["pid"] == pid and a["rule"] == "leak":
+                return a
+        return None
+
+    return app, firing
+
+
 class AlertsTest(unittest.TestCase):
     def setUp(self) -> None:
         leak_setup(self)
@@ -102,16 +119,8 @@ class AlertsTest(unittest.TestCase):
         c = self.c
         try:
             c.start_collector("--config", self.conf)
-            c.start_agent("--config", self.agent_conf, interval="0.5s")
-            app = c.spawn("leaker", [PY, self.script])
+            app, firing = start_leaker(self)
             pid = app.p.pid
-
-            def firing():
-                for a in c.cli_json("alerts", "--state", "firing")["alerts"]:
-                    if a["pid"] == pid and a["rule"] == "leak":
-                        return a
-                return None
-
             alert = wait_for("leak alert", firing, timeout=240, every=1)
             self.assertIn("leaks ~", alert["summary"])
             self.assertIn("on `it-host`", alert["summary"])

@@ -15,7 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import http_request, wait_for  # noqa: E402
-from test_alerts import PY, Hook, leak_setup  # noqa: E402
+from test_alerts import Hook, leak_setup, start_leaker  # noqa: E402
 
 TOKEN = "s" * 40
 
@@ -73,16 +73,8 @@ class SilencesTest(unittest.TestCase):
             sid = c.cli_json("silence", "list")["silences"][0]["id"]
             self.assertEqual(sid, 1)
 
-            c.start_agent("--config", self.agent_conf, interval="0.5s")
-            app = c.spawn("leaker", [PY, self.script])
+            app, firing = start_leaker(self)
             pid = app.p.pid
-
-            def firing():
-                for a in c.cli_json("alerts", "--state", "firing")["alerts"]:
-                    if a["pid"] == pid and a["rule"] == "leak":
-                        return a
-                return None
-
             alert = wait_for("leak alert", firing, timeout=240, every=1)
             self.assertTrue(alert["silenced"], alert)
             self.assertEqual(alert["silenced_by"], sid)
