@@ -182,8 +182,9 @@ int apm_cli_client_get(struct apm_cli_client *c, const char *path, char **text, 
     return perform(c, path, text, json);
 }
 
-int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *body, char **text,
-                        json_t **json)
+/* A write request (POST with body, or DELETE when body is NULL) with the token's header. */
+static int write_request(struct apm_cli_client *c, const char *path, const char *body, char **text,
+                         json_t **json)
 {
     struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
     if (hdr != NULL && c->auth[0] != '\0') {
@@ -195,12 +196,27 @@ int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *
     if (hdr == NULL)
         return -ENOMEM;
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+    if (body != NULL)
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+    else
+        curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, "DELETE");
     int rc = perform(c, path, text, json);
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, NULL);
     curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
     curl_slist_free_all(hdr);
     return rc;
+}
+
+int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *body, char **text,
+                        json_t **json)
+{
+    return write_request(c, path, body != NULL ? body : "", text, json);
+}
+
+int apm_cli_client_delete(struct apm_cli_client *c, const char *path, char **text, json_t **json)
+{
+    return write_request(c, path, NULL, text, json);
 }
 
 int apm_cli_client_post_json(struct apm_cli_client *c, const char *path, const json_t *body,

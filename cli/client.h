@@ -58,6 +58,10 @@ int apm_cli_client_get(struct apm_cli_client *c, const char *path, char **text, 
 int apm_cli_client_post(struct apm_cli_client *c, const char *path, const char *body, char **text,
                         json_t **json);
 
+/* DELETEs server + path (with the API token, as a POST); answers and errors as apm_cli_client_get.
+ */
+int apm_cli_client_delete(struct apm_cli_client *c, const char *path, char **text, json_t **json);
+
 /* The same with a JSON body (NULL, from a failed json_pack, is reported as out of memory). */
 int apm_cli_client_post_json(struct apm_cli_client *c, const char *path, const json_t *body,
                              char **text, json_t **json);

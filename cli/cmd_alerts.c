@@ -17,7 +17,8 @@ static const char alerts_usage[] =
     "usage: apm-cli alerts [--state firing|pending|resolved|active|all] [--check] [--json]\n"
     "  Lists alerts (default: active, i.e. pending and firing) with their sentence,\n"
     "  forecast and top suspect. --check prints the firing alerts nobody acknowledged\n"
-    "  and exits 0 (none), 1 (warning), 2 (critical), 3 (collector unreachable).\n";
+    "  or silenced and exits 0 (none), 1 (warning), 2 (critical), 3 (collector\n"
+    "  unreachable).\n";
 
 static const char ack_usage[] =
     "usage: apm-cli ack ID [--for DURATION] [--comment TEXT] [--json]\n"
@@ -135,6 +136,9 @@ static void print_alert(json_t *a, double now_s)
         apm_cli_line(stdout, "  acked for %s more: %s", left,
                      apm_cli_json_str(a, "ack_comment", ""));
     }
+    if (apm_cli_json_true(a, "silenced"))
+        apm_cli_line(stdout, "  silenced by #%lld (apm-cli silence list)",
+                     (long long)json_integer_value(json_object_get(a, "silenced_by")));
 }
 
 int apm_cli_cmd_alerts(const struct apm_cli_globals *g, int argc, char **argv)
@@ -167,7 +171,7 @@ int apm_cli_cmd_alerts(const struct apm_cli_globals *g, int argc, char **argv)
     json_t *a;
     json_array_foreach(list, i, a)
     {
-        bool acked = apm_cli_json_true(a, "acked");
+        bool acked = apm_cli_json_true(a, "acked") || apm_cli_json_true(a, "silenced");
         if (o.check) {
             if (acked)
                 continue;

@@ -15,6 +15,7 @@
 #include "cli/args.h"
 #include "cli/cmd_alerts.h"
 #include "cli/cmd_backup.h"
+#include "cli/cmd_silence.h"
 #include "cli/cmd_forecast.h"
 #include "cli/cmd_top.h"
 #include "cli/cmd_trace.h"
@@ -39,6 +40,7 @@ static const struct command commands[] = {
     {"series", apm_cli_cmd_series, "stored series with a sparkline of recent samples"},
     {"alerts", apm_cli_cmd_alerts, "alerts with their sentence, forecast and suspect"},
     {"ack", apm_cli_cmd_ack, "acknowledge an alert for a while, with a comment"},
+    {"silence", apm_cli_cmd_silence, "mute alerts by label matchers: add, list, expire"},
     {"forecast", apm_cli_cmd_forecast, "leak verdicts and time to exhaustion per process"},
     {"top", apm_cli_cmd_top, "allocation sites of a process that grew most"},
     {"trace", apm_cli_cmd_trace, "trace a Python process with tracemalloc for a while"},
@@ -55,18 +57,17 @@ static void usage(FILE *out)
             APM_CLI_DEFAULT_SERVER);
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(out, "  %-8s  %s\n", commands[i].name, commands[i].summary);
-    fprintf(
-        out,
-        "\nOptions (anywhere on the line):\n"
-        "  --server URL  the collector's HTTP address\n"
-        "  --json        print the API's JSON instead of a table\n"
-        "  --token-file FILE  the collector's API token, sent as \"Authorization:\n"
-        "                Bearer\" with write requests (ack, trace, backup); or $APM_TOKEN_FILE\n"
-        "  --cacert FILE the CA that signs an https collector's certificate\n"
-        "  --help        this text; COMMAND --help for a command's options\n"
-        "  --version     print the version\n\n"
-        "Exit status: 0 ok, 1 usage or input error, 2 collector unreachable or\n"
-        "answering an error.\n");
+    fprintf(out, "\nOptions (anywhere on the line):\n"
+                 "  --server URL  the collector's HTTP address\n"
+                 "  --json        print the API's JSON instead of a table\n"
+                 "  --token-file FILE  the collector's API token, sent as \"Authorization:\n"
+                 "                Bearer\" with write requests (ack, silence, trace, backup);\n"
+                 "                or $APM_TOKEN_FILE\n"
+                 "  --cacert FILE the CA that signs an https collector's certificate\n"
+                 "  --help        this text; COMMAND --help for a command's options\n"
+                 "  --version     print the version\n\n"
+                 "Exit status: 0 ok, 1 usage or input error, 2 collector unreachable or\n"
+                 "answering an error.\n");
 }
 
 int main(int argc, char **argv)

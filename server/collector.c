@@ -19,6 +19,7 @@
 #include "server/analysis/analyzer_worker.h"
 #include "server/api/api.h"
 #include "server/api/api_alerts.h"
+#include "server/api/api_silences.h"
 #include "server/api/api_backup.h"
 #include "server/api/api_forecast.h"
 #include "server/api/api_sites.h"
@@ -732,6 +733,8 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         rc = apm_api_sites_register(c->api);
     if (rc == 0)
         rc = apm_api_alerts_register(c->api, apm_alert_feed_engine(c->alerts));
+    if (rc == 0)
+        rc = apm_api_silences_register(c->api, apm_alert_feed_engine(c->alerts));
     c->metrics = (struct apm_metrics_config){.store = c->store,
                                              .counters = &c->counters,
                                              .alerts = apm_alert_feed_engine(c->alerts),

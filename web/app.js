@@ -117,13 +117,15 @@ function askToken(why) {
   });
 }
 
-async function write(path, body) {
+async function write(path, body, method = "POST") {
   for (let attempt = 0; attempt < 3; attempt++) {
     const headers = { "Content-Type": "application/json" };
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = "Bearer " + token;
     try {
-      return await api(path, { method: "POST", headers, body: JSON.stringify(body) });
+      const opts = { method, headers };
+      if (body !== undefined) opts.body = JSON.stringify(body);
+      return await api(path, opts);
     } catch (e) {
       if (e.status !== 401) throw e;
       const t = await askToken(token ? "That token was refused: " + e.message : "");
@@ -143,7 +145,7 @@ const CLASS_RANK = { leak: 5, growing: 4, bloat: 2, warmup: 2, sawtooth: 1, stab
 function urgency(p) {
   let u = 0;
   for (const a of p.alerts) {
-    if (a.acked) continue;
+    if (a.acked || a.silenced) continue;
     u = Math.max(u, (a.state === "firing" ? 3e6 : 2e6) + (a.severity === "critical" ? 5e5 : 0));
   }
   const f = p.forecast;
@@ -161,9 +163,9 @@ const view = { data: null, chart: null, chartKey: "", polling: false };
 
 async function load() {
   // Live processes only (the collector's process-grace decides), and the one in the URL.
-  const [status, hosts, procs, forecasts, alerts] = await Promise.all([
+  const [status, hosts, procs, forecasts, alerts, silences] = await Promise.all([
     api("status"), api("hosts"), api("processes?live=true"), api("forecasts"),
-    api("alerts?state=active"),
+    api("alerts?state=active"), api("silences"),
   ]);
   const now = status.time;
   const byId = new Map();
@@ -189,7 +191,8 @@ async function load() {
   for (const p of sorted) if (!hostRank.has(p.host)) hostRank.set(p.host, p.urgency);
   const hostList = [...hosts.hosts].sort(
     (a, b) => (hostRank.get(b.host) || 0) - (hostRank.get(a.host) || 0) || a.host.localeCompare(b.host));
-  return { now, status, hosts: hostList, procs: sorted, byId, alerts: alerts.alerts };
+  return { now, status, hosts: hostList, procs: sorted, byId, alerts: alerts.alerts,
+    silences: silences.silences };
 }
 
 // ---- rendering --------------------------------------------------------------------
@@ -237,7 +240,9 @@ function renderAlerts(d) {
   tbody.replaceChildren();
   for (const a of d.alerts) {
     const acts = el("td", { class: "acts" });
-    if (a.acked) {
+    if (a.silenced) {
+      acts.append(el("span", { class: "muted" }, `silenced by #${a.silenced_by}`));
+    } else if (a.acked) {
       acts.append(el("span", { class: "muted" }, "acked until " + clock(a.ack_until) + " "),
         el("button", { type: "button", on: { click: () => act(a, 0, "") } }, "Unack"));
     } else {
@@ -247,12 +252,40 @@ function renderAlerts(d) {
     const what = el("td", {},
       el("a", { href: "#p=" + encodeURIComponent(a.process || "") }, a.summary),
       a.ack_comment ? el("div", { class: "muted" }, "“" + a.ack_comment + "”") : null);
-    tbody.append(el("tr", { "data-alert": String(a.id), class: a.acked ? "acked" : "" },
+    tbody.append(el("tr", { "data-alert": String(a.id), class: a.acked || a.silenced ? "acked" : "" },
       el("td", {}, el("span", { class: "badge sev-" + a.severity }, a.severity)),
       el("td", {}, a.state), what, acts));
   }
   $("alerts-none").hidden = d.alerts.length > 0;
-  $("alerts-title").textContent = `Alerts (${d.alerts.filter((a) => !a.acked).length} open)`;
+  $("alerts-title").textContent = `Alerts (${d.alerts.filter((a) => !a.acked && !a.silenced).length} open)`;
+}
+
+function renderSilences(d) {
+  const tbody = $("silences").querySelector("tbody");
+  tbody.replaceChildren();
+  for (const s of d.silences) {
+    const acts = el("td", { class: "acts" });
+    if (s.state !== "expired")
+      acts.append(el("button", { type: "button", class: "expire", on: { click: () => expire(s) } }, "Expire"));
+    tbody.append(el("tr", { "data-silence": String(s.id), class: s.state === "expired" ? "acked" : "" },
+      el("td", {}, `#${s.id} ${s.state}`),
+      el("td", {}, el("code", {}, s.matchers.map((m) => m.text).join(" ")),
+        s.comment ? el("div", { class: "muted" }, "“" + s.comment + "”") : null),
+      el("td", {}, clock(s.state === "pending" ? s.starts_at : s.ends_at)),
+      el("td", {}, s.created_by || ""), acts));
+  }
+  $("silences-none").hidden = d.silences.length > 0;
+  $("silences-title").textContent = `Silences (${d.silences.filter((s) => s.state === "active").length} active)`;
+}
+
+async function expire(s) {
+  try {
+    await write(`silences/${s.id}`, undefined, "DELETE");
+    showError("");
+    await refresh();
+  } catch (e) {
+    showError(`silence ${s.id}: ${e.message}`);
+  }
 }
 
 async function act(a, forS, comment) {
@@ -265,16 +298,30 @@ async function act(a, forS, comment) {
   }
 }
 
-// A silence is an ack for a chosen time: it also silences new episodes of the
-// same rule on the same series within that time (docs/alerts.md).
+// A matcher with its value quoted as the collector parses it (docs/alerts.md, "Silences").
+const matcher = (name, value) => `${name}="${String(value).replace(/[\\"]/g, (c) => "\\" + c)}"`;
+
+// A silence by matcher (docs/alerts.md, "Silences"): prefilled with the alert's rule,
+// host and process name, editable; it mutes every alert they match, later ones too.
 function silence(a) {
   const d = $("act-dialog");
-  $("act-what").textContent = "Silence: " + a.summary;
+  $("act-what").textContent = "Silence alerts like: " + a.summary;
+  const lines = [matcher("alertname", a.rule), matcher("host", a.host)];
+  if (a.name) lines.push(matcher("process", a.name));
+  $("act-matchers").value = lines.join("\n");
   $("act-comment").value = "";
-  $("act-form").onsubmit = (ev) => {
+  $("act-form").onsubmit = async (ev) => {
     ev.preventDefault();
     d.close();
-    act(a, Number($("act-for").value), $("act-comment").value);
+    const matchers = $("act-matchers").value.split("\n").map((l) => l.trim()).filter((l) => l);
+    try {
+      await write("silences", { matchers, duration: Number($("act-for").value),
+        comment: $("act-comment").value, created_by: $("act-author").value });
+      showError("");
+      await refresh();
+    } catch (e) {
+      showError(`silence: ${e.message}`);
+    }
   };
   $("act-cancel").onclick = () => d.close();
   d.showModal();
@@ -483,6 +530,7 @@ async function refresh() {
     const focus = d.byId.get(st.p) || d.procs.find((p) => p.live) || d.procs[0];
     renderHealth(d);
     renderAlerts(d);
+    renderSilences(d);
     renderHosts(d, focus ? focus.id : "");
     if (focus) await renderFocus(d, focus, st.w);
     document.body.dataset.ready = "1";

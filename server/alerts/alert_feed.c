@@ -60,6 +60,8 @@ int apm_alert_feed_new(struct apm_store *store, struct apm_alert_config *ac, con
                                         .tick_ms = ac->tick_ms,
                                         .stale_ms = ac->stale_ms,
                                         .resend_ms = ac->resend_ms,
+                                        .silences_max = (size_t)ac->silences_max,
+                                        .silences_keep_ms = ac->silences_keep_ms,
                                         .generator_url = url};
         rc = apm_alerts_new(&eo, &f->engine);
         if (rc != 0)

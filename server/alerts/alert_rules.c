@@ -523,7 +523,13 @@ static int alerts_key(struct apm_alert_config *c, const char *key, const char *v
         return set_duration(value, 1000, DAY_MS, &c->resend_ms, err, errlen);
     if (strcmp(key, "evaluate") == 0)
         return set_duration(value, 50, 600000, &c->tick_ms, err, errlen);
-    snprintf(err, errlen, "unknown key (stale, resend or evaluate)");
+    if (strcmp(key, "silences-max") == 0) {
+        struct apm_opt o = {.type = APM_OPT_INT, .min = 1, .max = 100000};
+        return apm_config_set(&o, &c->silences_max, value, err, errlen);
+    }
+    if (strcmp(key, "silences-keep") == 0)
+        return set_duration(value, 1000, 365 * DAY_MS, &c->silences_keep_ms, err, errlen);
+    snprintf(err, errlen, "unknown key (stale, resend, evaluate, silences-max or silences-keep)");
     return APM_E_CONFIG;
 }
 

@@ -23,10 +23,12 @@ struct apm_alert_config {
     size_t nrules;
     struct apm_notify_target *targets; /* owned */
     size_t ntargets;
-    int64_t stale_ms;  /* [alerts] stale; 0 = by sampling interval */
-    int64_t resend_ms; /* [alerts] resend; 0 = 1 min */
-    int64_t tick_ms;   /* [alerts] evaluate; 0 = 1 s */
-    bool defaults;     /* no rule was configured: the built-in ones are used */
+    int64_t stale_ms;         /* [alerts] stale; 0 = by sampling interval */
+    int64_t resend_ms;        /* [alerts] resend; 0 = 1 min */
+    int64_t tick_ms;          /* [alerts] evaluate; 0 = 1 s */
+    int64_t silences_max;     /* [alerts] silences-max; 0 = APM_ALERT_SILENCES_MAX */
+    int64_t silences_keep_ms; /* [alerts] silences-keep; 0 = 1 day */
+    bool defaults;            /* no rule was configured: the built-in ones are used */
     /* Parsing state. */
     char file[4096];
     char section[128];

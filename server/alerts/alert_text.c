@@ -274,5 +274,9 @@ json_t *apm_alert_text_json(const struct apm_alert *a, int64_t now_ms)
     json_object_set_new(o, "acked", json_boolean(acked));
     json_object_set_new(o, "ack_until", acked ? time_or_null(a->ack_until_ms) : json_null());
     json_object_set_new(o, "ack_comment", acked ? str_or_null(a->ack_comment) : json_null());
+    json_object_set_new(o, "silenced", json_boolean(a->silenced_by != 0));
+    json_object_set_new(o, "silenced_by",
+                        a->silenced_by != 0 ? json_integer((json_int_t)a->silenced_by)
+                                            : json_null());
     return o;
 }

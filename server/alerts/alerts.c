@@ -29,7 +29,9 @@
 #include "server/alerts/alert_record.h"
 #include "server/alerts/alert_rules.h"
 #include "server/alerts/alert_text.h"
+#include "server/alerts/alerts_priv.h"
 #include "server/alerts/notify.h"
+#include "server/alerts/silence.h"
 #include "server/store/store_alerts.h"
 #include "server/analysis/evidence.h"
 #include "server/analysis/suspects.h"
@@ -41,35 +43,7 @@
 #define STALE_MIN_MS 30000
 /* Without a resolve-for, the condition must be off this many sampling intervals. */
 #define RESOLVE_INTERVALS 20
-struct entry {
-    struct apm_alert a;
-    uint64_t version;     /* bumped on every change */
-    uint64_t persisted;   /* the version last written */
-    bool inflight;        /* a notification is with delivery */
-    bool gone;            /* deleted (a pending alert that never fired); freed after persisting */
-    int64_t refreshed_ms; /* last refresh sent to Alertmanager */
-};
-
-struct apm_alerts {
-    struct apm_alerts_options opt;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    pthread_t thread;
-    bool started, stop;
-    bool closing; /* the last round persists but notifies nothing */
-    struct apm_alert_rule *rules;
-    size_t nrules;
-    bool any_bloat;
-    struct entry **items; /* every alert held, in id order */
-    size_t n, cap;
-    struct apm_hashmap active; /* rule \0 series id -> struct entry * (pending or firing) */
-    struct apm_hashmap tracks; /* series id -> struct apm_alert_track * */
-    uint64_t next_id;
-    uint64_t *deleted; /* ids to delete from the store next round */
-    size_t ndeleted, capdeleted;
-    struct apm_alerts_stats stats;
-    struct apm_log_limit persist_log; /* a failing disk fails every round: rate-limited */
-};
+#define DEFAULT_SILENCES_KEEP_MS (86400LL * 1000)
 
 const char *apm_alert_kind_name(enum apm_alert_kind k)
 {
@@ -104,14 +78,14 @@ static size_t active_key(const char *rule, uint64_t series, char *key)
     return n + 9;
 }
 
-static struct entry *active_get(struct apm_alerts *e, const char *rule, uint64_t series)
+static struct alert_entry *active_get(struct apm_alerts *e, const char *rule, uint64_t series)
 {
     char key[APM_ALERT_NAME_MAX + 9];
     size_t klen = active_key(rule, series, key);
     uint64_t v = 0;
     if (apm_hashmap_get(&e->active, key, klen, &v) != 0)
         return NULL;
-    return (struct entry *)(uintptr_t)v;
+    return (struct alert_entry *)(uintptr_t)v;
 }
 
 static void active_del(struct apm_alerts *e, const struct apm_alert *a)
@@ -121,11 +95,11 @@ static void active_del(struct apm_alerts *e, const struct apm_alert *a)
     apm_hashmap_del(&e->active, key, klen);
 }
 
-static int items_push(struct apm_alerts *e, struct entry *en)
+static int items_push(struct apm_alerts *e, struct alert_entry *en)
 {
     if (e->n == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 64;
-        struct entry **p = realloc(e->items, cap * sizeof(*p));
+        struct alert_entry **p = realloc(e->items, cap * sizeof(*p));
         if (p == NULL)
             return -ENOMEM;
         e->items = p;
@@ -148,7 +122,7 @@ static void mark_deleted(struct apm_alerts *e, uint64_t id)
     e->deleted[e->ndeleted++] = id;
 }
 
-static void touch(struct entry *en)
+static void touch(struct alert_entry *en)
 {
     en->version++;
     apm_alert_text_summary(&en->a, en->a.summary, sizeof(en->a.summary));
@@ -301,15 +275,15 @@ static bool ended_after(const struct apm_alerts *e, const char *rule, uint64_t s
     return false;
 }
 
-static struct entry *open_alert(struct apm_alerts *e, const struct apm_alert_rule *r,
-                                const struct apm_alert_input *in, int64_t now_ms)
+static struct alert_entry *open_alert(struct apm_alerts *e, const struct apm_alert_rule *r,
+                                      const struct apm_alert_input *in, int64_t now_ms)
 {
     if (e->stats.pending + e->stats.firing >= APM_ALERT_MAX_ACTIVE) {
         if (e->stats.refused++ % 1000 == 0)
             apm_warn("alerts: %u alerts open; refusing new ones", APM_ALERT_MAX_ACTIVE);
         return NULL;
     }
-    struct entry *en = calloc(1, sizeof(*en));
+    struct alert_entry *en = calloc(1, sizeof(*en));
     if (en == NULL)
         return NULL;
     struct apm_alert *a = &en->a;
@@ -329,6 +303,7 @@ static struct entry *open_alert(struct apm_alerts *e, const struct apm_alert_rul
     a->doubt_left_s = NAN;
     a->notified = APM_ALERT_PENDING;
     copy_str(a->labels, sizeof(a->labels), r->labels);
+    a->silenced_by = apm_silences_match(e->silences, a, now_ms);
     const struct apm_alert *sil = silencing(e, r->name, in->series_id, now_ms);
     if (sil != NULL) {
         a->ack_until_ms = sil->ack_until_ms;
@@ -350,7 +325,7 @@ static struct entry *open_alert(struct apm_alerts *e, const struct apm_alert_rul
     return en;
 }
 
-static void fire(struct apm_alerts *e, struct entry *en, int64_t now_ms)
+static void fire(struct apm_alerts *e, struct alert_entry *en, int64_t now_ms)
 {
     en->a.state = APM_ALERT_FIRING;
     en->a.fired_ms = now_ms;
@@ -362,7 +337,7 @@ static void fire(struct apm_alerts *e, struct entry *en, int64_t now_ms)
 }
 
 /* Ends an episode: a firing alert resolves; a pending one is forgotten. */
-static void close_alert(struct apm_alerts *e, struct entry *en, int64_t now_ms)
+static void close_alert(struct apm_alerts *e, struct alert_entry *en, int64_t now_ms)
 {
     active_del(e, &en->a);
     if (en->a.state == APM_ALERT_PENDING) {
@@ -387,7 +362,7 @@ static int64_t resolve_for(const struct apm_alert_rule *r, const struct apm_aler
     return by_interval > fr ? by_interval : fr;
 }
 
-static void step(struct apm_alerts *e, const struct apm_alert_rule *r, struct entry *en,
+static void step(struct apm_alerts *e, const struct apm_alert_rule *r, struct alert_entry *en,
                  enum apm_alert_cond c, int64_t now_ms)
 {
     struct apm_alert *a = &en->a;
@@ -420,7 +395,7 @@ void apm_alerts_observe(struct apm_alerts *e, const struct apm_alert_input *in, 
         if (!apm_alert_rule_matches(r, in))
             continue;
         enum apm_alert_cond c = apm_alert_judge(r, in, t, now_ms);
-        struct entry *en = active_get(e, r->name, in->series_id);
+        struct alert_entry *en = active_get(e, r->name, in->series_id);
         if (en == NULL && c != APM_ALERT_COND_ON)
             continue;
         if (en == NULL && ended_after(e, r->name, in->series_id, in->verdict.t_last))
@@ -448,7 +423,7 @@ static int64_t stale_after(const struct apm_alerts *e, const struct apm_alert *a
 static void age(struct apm_alerts *e, int64_t now_ms)
 {
     for (size_t i = 0; i < e->n; i++) {
-        struct entry *en = e->items[i];
+        struct alert_entry *en = e->items[i];
         struct apm_alert *a = &en->a;
         if (en->gone || a->state == APM_ALERT_RESOLVED)
             continue;
@@ -468,7 +443,7 @@ static void prune(struct apm_alerts *e)
             resolved++;
     size_t w = 0;
     for (size_t i = 0; i < e->n; i++) {
-        struct entry *en = e->items[i];
+        struct alert_entry *en = e->items[i];
         bool drop = en->gone && en->persisted == en->version && !en->inflight;
         if (!drop && !en->gone && en->a.state == APM_ALERT_RESOLVED &&
             resolved > APM_ALERT_MAX_RESOLVED && !en->inflight && en->persisted == en->version) {
@@ -501,12 +476,23 @@ static void queue_notifications(struct apm_alerts *e, int64_t now_ms)
     if (e->closing)
         return;
     for (size_t i = 0; i < e->n; i++) {
-        struct entry *en = e->items[i];
+        struct alert_entry *en = e->items[i];
         struct apm_alert *a = &en->a;
         if (en->gone || en->inflight || en->persisted != en->version)
             continue;
         enum apm_alert_state st = owed(a);
-        if (st != APM_ALERT_PENDING) {
+        if (st != APM_ALERT_PENDING && a->silenced_by != 0) {
+            /*
+             * A silenced alert is not notified, and unlike an ack it is not
+             * counted as told: when the silence ends, what it still owes goes
+             * out. A resolution of an alert nobody was told fired is owed to
+             * nobody.
+             */
+            if (st == APM_ALERT_RESOLVED && a->notified == APM_ALERT_PENDING) {
+                a->notified = st;
+                en->version++;
+            }
+        } else if (st != APM_ALERT_PENDING) {
             /* An acked alert is not notified; it counts as told. */
             if (e->opt.notify == NULL || apm_alert_acked(a, now_ms)) {
                 a->notified = st;
@@ -522,7 +508,7 @@ static void queue_notifications(struct apm_alerts *e, int64_t now_ms)
                 a->notified = st;
                 en->version++;
             }
-        } else if (a->state == APM_ALERT_FIRING && e->opt.notify != NULL &&
+        } else if (a->state == APM_ALERT_FIRING && e->opt.notify != NULL && a->silenced_by == 0 &&
                    now_ms - en->refreshed_ms >= resend) {
             /* Alertmanager forgets an alert whose endsAt passes: keep it fresh. */
             if (apm_notify_refresh(e->opt.notify, a, now_ms) == 0)
@@ -534,7 +520,7 @@ static void queue_notifications(struct apm_alerts *e, int64_t now_ms)
 struct pending_write {
     struct apm_store_alert_rec *recs;
     char **bufs;
-    struct entry **ents;
+    struct alert_entry **ents;
     uint64_t *versions;
     size_t n;
 };
@@ -566,7 +552,7 @@ static int collect_changes(struct apm_alerts *e, struct pending_write *w)
     if (w->recs == NULL || w->bufs == NULL || w->ents == NULL || w->versions == NULL)
         return -ENOMEM;
     for (size_t i = 0; i < e->n; i++) {
-        struct entry *en = e->items[i];
+        struct alert_entry *en = e->items[i];
         if (en->persisted == en->version || en->gone)
             continue;
         size_t len = 0;
@@ -584,13 +570,15 @@ static int collect_changes(struct apm_alerts *e, struct pending_write *w)
 
 int apm_alerts_run_once(struct apm_alerts *e, int64_t now_ms)
 {
+    int silence_rc = apm_alerts_persist_silences(e, now_ms);
     pthread_mutex_lock(&e->mu);
     age(e, now_ms);
+    apm_alerts_apply_silences(e, now_ms);
     struct pending_write w;
     int rc = collect_changes(e, &w);
     /* Deleted pending alerts are written as deletions. */
     for (size_t i = 0; rc == 0 && i < e->n; i++) {
-        struct entry *en = e->items[i];
+        struct alert_entry *en = e->items[i];
         if (en->gone && en->persisted != en->version)
             mark_deleted(e, en->a.id);
     }
@@ -621,11 +609,14 @@ int apm_alerts_run_once(struct apm_alerts *e, int64_t now_ms)
     if (rc == 0)
         queue_notifications(e, now_ms);
     prune(e);
+    if (rc == 0)
+        rc = silence_rc;
     bool say = rc != 0 && apm_log_limit_hit(&e->persist_log, now_ms);
     pthread_mutex_unlock(&e->mu);
     pending_free(&w);
     if (say)
-        apm_warn("alerts: cannot persist alert changes: %s (will retry)", apm_strerror(rc));
+        apm_warn("alerts: cannot persist alert or silence changes: %s (will retry)",
+                 apm_strerror(rc));
     return rc;
 }
 
@@ -633,7 +624,7 @@ void apm_alerts_notified(struct apm_alerts *e, uint64_t id, enum apm_alert_state
 {
     pthread_mutex_lock(&e->mu);
     for (size_t i = 0; i < e->n; i++) {
-        struct entry *en = e->items[i];
+        struct alert_entry *en = e->items[i];
         if (en->a.id != id)
             continue;
         en->inflight = false;
@@ -678,7 +669,7 @@ static void *run(void *arg)
 static int load_one(void *ctx, uint64_t id, const void *data, size_t len)
 {
     struct apm_alerts *e = ctx;
-    struct entry *en = calloc(1, sizeof(*en));
+    struct alert_entry *en = calloc(1, sizeof(*en));
     if (en == NULL)
         return 1;
     if (apm_alert_record_decode(data, len, &en->a) != 0 || en->a.id != id) {
@@ -706,6 +697,18 @@ static int load_one(void *ctx, uint64_t id, const void *data, size_t len)
     return 0;
 }
 
+static int load_silence(void *ctx, uint64_t id, const void *data, size_t len)
+{
+    struct apm_alerts *e = ctx;
+    struct apm_silence s;
+    if (apm_silence_record_decode(data, len, &s) != 0 || s.id != id ||
+        apm_silences_add(e->silences, &s, &e->silence_next_id) == APM_E_PARSE) {
+        apm_warn("alerts: stored silence %" PRIu64 " is damaged; skipped", id);
+        return 0;
+    }
+    return 0;
+}
+
 int apm_alerts_new(const struct apm_alerts_options *opt, struct apm_alerts **out)
 {
     struct apm_alerts *e = calloc(1, sizeof(*e));
@@ -713,6 +716,13 @@ int apm_alerts_new(const struct apm_alerts_options *opt, struct apm_alerts **out
         return -ENOMEM;
     e->opt = *opt;
     e->next_id = 1;
+    e->silence_next_id = 1;
+    e->silence_edge_ms = INT64_MIN;
+    if (e->opt.silences_max == 0)
+        e->opt.silences_max = APM_ALERT_SILENCES_MAX;
+    if (e->opt.silences_keep_ms <= 0)
+        e->opt.silences_keep_ms = DEFAULT_SILENCES_KEEP_MS;
+    e->silences = apm_silences_new(e->opt.silences_max, e->opt.silences_keep_ms);
     e->persist_log = (struct apm_log_limit)APM_LOG_LIMIT_INIT(
         APM_LOG_WARN, "alerts:", "failures to persist alert changes", 10000, 1);
     pthread_mutex_init(&e->mu, NULL);
@@ -721,13 +731,24 @@ int apm_alerts_new(const struct apm_alerts_options *opt, struct apm_alerts **out
     apm_hashmap_init(&e->tracks);
     if (opt->notify != NULL)
         apm_notify_set_done(opt->notify, on_notified, e);
-    int rc = 0;
-    if (opt->store != NULL) {
+    int rc = e->silences != NULL ? 0 : -ENOMEM;
+    if (rc == 0 && opt->store != NULL) {
         uint64_t next = 1;
         rc = apm_store_alerts_load(opt->store, load_one, e, &next);
         if (next > e->next_id)
             e->next_id = next;
     }
+    if (rc == 0 && opt->store != NULL) {
+        uint64_t next = 1;
+        rc = apm_store_silences_load(opt->store, load_silence, e, &next);
+        if (next > e->silence_next_id)
+            e->silence_next_id = next;
+    }
+    /* Restored alerts show their silence before the first round, which matches again by its clock.
+     */
+    if (rc == 0)
+        apm_alerts_apply_silences(e, apm_now_ms());
+    e->silence_edge_ms = INT64_MIN;
     if (rc == 0 && !opt->manual) {
         rc = -pthread_create(&e->thread, NULL, run, e);
         e->started = rc == 0;
@@ -777,6 +798,7 @@ void apm_alerts_free(struct apm_alerts *e)
     apm_hashmap_foreach(&e->tracks, free_track, NULL);
     apm_hashmap_close(&e->tracks);
     apm_alert_rules_free(e->rules, e->nrules);
+    apm_silences_free(e->silences);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     free(e);
@@ -803,11 +825,12 @@ void apm_alerts_set_rules(struct apm_alerts *e, struct apm_alert_rule *rules, si
         }
     }
     e->stats.rules = n;
+    e->silence_edge_ms = INT64_MIN; /* labels and severities may have changed */
     pthread_mutex_unlock(&e->mu);
     apm_alert_rules_free(old, nold);
 }
 
-static struct entry *find(struct apm_alerts *e, uint64_t id)
+static struct alert_entry *find(struct apm_alerts *e, uint64_t id)
 {
     for (size_t i = 0; i < e->n; i++)
         if (e->items[i]->a.id == id && !e->items[i]->gone)
@@ -819,7 +842,7 @@ int apm_alerts_ack(struct apm_alerts *e, uint64_t id, int64_t for_ms, const char
                    int64_t now_ms)
 {
     pthread_mutex_lock(&e->mu);
-    struct entry *en = find(e, id);
+    struct alert_entry *en = find(e, id);
     if (en != NULL) {
         en->a.ack_until_ms = for_ms > 0 ? now_ms + for_ms : 0;
         copy_str(en->a.ack_comment, sizeof(en->a.ack_comment), comment);
@@ -853,7 +876,7 @@ size_t apm_alerts_list(struct apm_alerts *e, enum apm_alert_filter f, struct apm
     size_t n = 0;
     pthread_mutex_lock(&e->mu);
     for (size_t i = e->n; i-- > 0;) {
-        const struct entry *en = e->items[i];
+        const struct alert_entry *en = e->items[i];
         if (en->gone || !wanted(&en->a, f))
             continue;
         if (n < max)
@@ -867,7 +890,7 @@ size_t apm_alerts_list(struct apm_alerts *e, enum apm_alert_filter f, struct apm
 int apm_alerts_get(struct apm_alerts *e, uint64_t id, struct apm_alert *out)
 {
     pthread_mutex_lock(&e->mu);
-    struct entry *en = find(e, id);
+    struct alert_entry *en = find(e, id);
     if (en != NULL)
         *out = en->a;
     pthread_mutex_unlock(&e->mu);
@@ -898,6 +921,16 @@ static const struct apm_counter counters[] = {
                 "Alert records the store failed to write."),
     APM_COUNTER(struct apm_alerts_stats, notifications, "notifications", APM_COUNTER_TOTAL, "",
                 "Firing and resolved notifications handed to delivery."),
+    APM_COUNTER(struct apm_alerts_stats, silenced, "silenced", APM_COUNTER_GAUGE, "",
+                "Pending and firing alerts an active silence matches now."),
+    APM_COUNTER(struct apm_alerts_stats, silences_active, "silences_active", APM_COUNTER_GAUGE, "",
+                "Silences in force now."),
+    APM_COUNTER(struct apm_alerts_stats, silences_pending, "silences_pending", APM_COUNTER_GAUGE,
+                "", "Silences that start later."),
+    APM_COUNTER(struct apm_alerts_stats, silences_expired, "silences_expired", APM_COUNTER_GAUGE,
+                "", "Ended silences kept for the listing (silences-keep)."),
+    APM_COUNTER(struct apm_alerts_stats, silences_refused, "silences_refused", APM_COUNTER_TOTAL,
+                "", "New silences refused over silences-max."),
     {.name = NULL},
 };
 

@@ -36,6 +36,8 @@
 #define APM_ALERT_MAX_ACTIVE 10000u
 /* Resolved alerts kept for listing (the oldest are forgotten first). */
 #define APM_ALERT_MAX_RESOLVED 1000u
+/* Silences held (expired ones included) unless [alerts] silences-max says otherwise. */
+#define APM_ALERT_SILENCES_MAX 1000u
 
 enum apm_alert_kind {
     APM_ALERT_LEAK = 0,   /* class leak with confidence >= c, held for `for` */
@@ -144,6 +146,8 @@ struct apm_alert {
     char ack_comment[APM_ALERT_COMMENT_MAX];
     /* What was last notified: APM_ALERT_FIRING, APM_ALERT_RESOLVED, or PENDING for nothing. */
     enum apm_alert_state notified;
+    /* The active silence that matches it as of the engine's last look (0 = none); not stored. */
+    uint64_t silenced_by;
 };
 
 /* Is the alert acknowledged at now_ms? */
@@ -158,6 +162,8 @@ struct apm_alerts_options {
     int64_t stale_ms;          /* an alert whose series is silent this long resolves; 0 = auto */
     int64_t resend_ms;         /* refresh firing alerts to Alertmanager; 0 = 1 min */
     const char *generator_url; /* the collector's API base, for links; may be NULL */
+    size_t silences_max;       /* silences held; 0 = APM_ALERT_SILENCES_MAX */
+    int64_t silences_keep_ms;  /* expired silences are kept this long; 0 = 1 day */
     bool manual;               /* no thread: the caller runs apm_alerts_run_once (tests) */
 };
 
@@ -225,6 +231,24 @@ size_t apm_alerts_list(struct apm_alerts *e, enum apm_alert_filter f, struct apm
 /* Copies one alert. Returns 0 or APM_E_NOTFOUND. Any thread. */
 int apm_alerts_get(struct apm_alerts *e, uint64_t id, struct apm_alert *out);
 
+/*
+ * Silences (server/alerts/silence.h). add validates s (apm_silence_validate
+ * at now_ms), gives it an id (set in s->id) and marks the alerts it matches
+ * at once; it is written to the store with the next round. Returns 0,
+ * APM_E_PARSE with the field named in err, APM_E_LIMIT (counted) when
+ * silences-max silences are held, or -ENOMEM. expire ends silence id now:
+ * 0, 1 when it had already ended, or APM_E_NOTFOUND; the alerts it muted
+ * are notified with the next round if they still fire. get copies one (0
+ * or APM_E_NOTFOUND); list copies up to max, newest first, and returns how
+ * many are held. Any thread.
+ */
+struct apm_silence;
+int apm_alerts_silence_add(struct apm_alerts *e, struct apm_silence *s, int64_t now_ms, char *err,
+                           size_t errlen);
+int apm_alerts_silence_expire(struct apm_alerts *e, uint64_t id, int64_t now_ms);
+int apm_alerts_silence_get(struct apm_alerts *e, uint64_t id, struct apm_silence *out);
+size_t apm_alerts_silence_list(struct apm_alerts *e, struct apm_silence *out, size_t max);
+
 struct apm_alerts_stats {
     uint64_t rules;
     uint64_t pending, firing, resolved; /* held now */
@@ -232,6 +256,9 @@ struct apm_alerts_stats {
     uint64_t refused;                   /* new alerts refused over APM_ALERT_MAX_ACTIVE */
     uint64_t persist_errors;
     uint64_t notifications; /* firing and resolved notifications handed to delivery */
+    uint64_t silenced;      /* alerts (pending or firing) an active silence matches now */
+    uint64_t silences_active, silences_pending, silences_expired; /* held now */
+    uint64_t silences_refused; /* new silences refused over silences-max */
 };
 
 /* Copies the counters. Any thread. */

@@ -66,6 +66,8 @@ struct scrape {
     size_t nh, caph;
     char **firing; /* process ids with a firing alert, sorted */
     size_t nfiring;
+    char **silenced; /* process ids with a firing alert a silence mutes, sorted */
+    size_t nsilenced;
     bool oom;
 };
 
@@ -195,7 +197,8 @@ static int read_firing(struct scrape *sc)
         return 0;
     struct apm_alert *list = calloc(n, sizeof(*list));
     sc->firing = calloc(n, sizeof(*sc->firing));
-    if (list == NULL || sc->firing == NULL) {
+    sc->silenced = calloc(n, sizeof(*sc->silenced));
+    if (list == NULL || sc->firing == NULL || sc->silenced == NULL) {
         free(list);
         return -ENOMEM;
     }
@@ -208,16 +211,22 @@ static int read_firing(struct scrape *sc)
         sc->firing[sc->nfiring] = strdup(list[i].process_id);
         rc = sc->firing[sc->nfiring] != NULL ? 0 : -ENOMEM;
         sc->nfiring += rc == 0;
+        if (rc == 0 && list[i].silenced_by != 0) {
+            sc->silenced[sc->nsilenced] = strdup(list[i].process_id);
+            rc = sc->silenced[sc->nsilenced] != NULL ? 0 : -ENOMEM;
+            sc->nsilenced += rc == 0;
+        }
     }
     free(list);
     qsort(sc->firing, sc->nfiring, sizeof(*sc->firing), compare_str);
+    qsort(sc->silenced, sc->nsilenced, sizeof(*sc->silenced), compare_str);
     return rc;
 }
 
-static bool is_firing(const struct scrape *sc, const char *process)
+/* Whether process is in ids[0..n) (sorted). */
+static bool listed(char *const *ids, size_t n, const char *process)
 {
-    return sc->nfiring > 0 &&
-           bsearch(&process, sc->firing, sc->nfiring, sizeof(*sc->firing), compare_str) != NULL;
+    return n > 0 && bsearch(&process, ids, n, sizeof(*ids), compare_str) != NULL;
 }
 
 static void scrape_free(struct scrape *sc)
@@ -234,6 +243,8 @@ static void scrape_free(struct scrape *sc)
     }
     for (size_t i = 0; i < sc->nfiring; i++)
         free(sc->firing[i]);
+    for (size_t i = 0; i < sc->nsilenced; i++)
+        free(sc->silenced[i]);
     for (size_t i = 0; i < sc->nh; i++) {
         free(sc->h[i].agent_id);
         free(sc->h[i].host);
@@ -243,6 +254,7 @@ static void scrape_free(struct scrape *sc)
     free(sc->v);
     free(sc->a);
     free(sc->firing);
+    free(sc->silenced);
 }
 
 /* By family, then host and process, so a family's samples come together in a stable order. */
@@ -310,19 +322,30 @@ static void write_verdicts(FILE *f, const struct scrape *sc)
     }
 }
 
-/* apm_alert_firing for every live process (from its rss series), 0 or 1. */
-static void write_alerts(FILE *f, const struct scrape *sc)
+/* One 0-or-1 gauge for every live process (from its rss series): is it in ids[0..n)? */
+static void write_alert_family(FILE *f, const struct scrape *sc, const char *name, const char *help,
+                               char *const *ids, size_t nids)
 {
-    apm_prom_family(f, APM_PROM_ALERT_FIRING, "gauge",
-                    "1 while an alert fires for the live process, else 0.");
+    apm_prom_family(f, name, "gauge", help);
     for (size_t i = 0; i < sc->ng; i++) {
         const struct gauge *g = &sc->g[i];
         if (g->metric != APM_METRIC_RSS || g->process[0] == '\0')
             continue;
         struct apm_prom_process_labels pl;
         size_t n = apm_prom_process_labels(&pl, g->host, g->process, g->name, g->pid);
-        apm_prom_sample(f, APM_PROM_ALERT_FIRING, pl.l, n, is_firing(sc, g->process) ? 1 : 0);
+        apm_prom_sample(f, name, pl.l, n, listed(ids, nids, g->process) ? 1 : 0);
     }
+}
+
+/* apm_alert_firing and apm_alert_silenced for every live process. */
+static void write_alerts(FILE *f, const struct scrape *sc)
+{
+    write_alert_family(f, sc, APM_PROM_ALERT_FIRING,
+                       "1 while an alert fires for the live process, else 0.", sc->firing,
+                       sc->nfiring);
+    write_alert_family(f, sc, "apm_alert_silenced",
+                       "1 while a firing alert of the live process is silenced, else 0.",
+                       sc->silenced, sc->nsilenced);
 }
 
 static void write_agents(FILE *f, const struct scrape *sc)

@@ -45,6 +45,7 @@ static const char *const db_names[DB_COUNT] = {
     [DB_ROLLUP_WM] = "rollup_wm",
     [DB_RW_CURSOR] = "rw_cursor",
     [DB_RW_PENDING] = "rw_pending",
+    [DB_SILENCES] = "silences",
 };
 
 /*

@@ -34,4 +34,14 @@ typedef int (*apm_store_alert_cb)(void *ctx, uint64_t id, const void *data, size
 /* Reads every record and the stored next id (1 when none). Returns 0 or a code. */
 int apm_store_alerts_load(struct apm_store *s, apm_store_alert_cb cb, void *ctx, uint64_t *next_id);
 
+/*
+ * The same for the "silences" database (silence id -> record written by
+ * server/alerts/silence.c, key 0 -> the next silence id), written by the
+ * alert engine's thread in its rounds.
+ */
+int apm_store_silences_put(struct apm_store *s, const struct apm_store_alert_rec *recs, size_t n,
+                           const uint64_t *del, size_t ndel, uint64_t next_id);
+int apm_store_silences_load(struct apm_store *s, apm_store_alert_cb cb, void *ctx,
+                            uint64_t *next_id);
+
 #endif

@@ -37,6 +37,7 @@ enum store_db {
     DB_ROLLUP_WM,  /* series id -> u64 [2]: raw samples before these times are rolled (1m, 1h) */
     DB_RW_CURSOR,  /* series id -> i64: the last sample time remote-write sent (store_rwcursor.c) */
     DB_RW_PENDING, /* series id -> i64: the last sample time of the request in flight (ditto) */
+    DB_SILENCES,   /* silence id (big-endian u64) -> silence record (store_alerts.c) */
     DB_COUNT
 };
 

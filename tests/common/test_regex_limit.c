@@ -40,6 +40,15 @@ static void test_regex_cost_multiplies_stacked_and_nested_repeats(void **state)
     assert_true(apm_regex_cost("((a{100}){100}){100}") > 1000000);
     assert_true(apm_regex_cost("a{32767}") > APM_REGEX_MAX_COST);
     assert_true(apm_regex_cost("(a{100}){100}") <= APM_REGEX_MAX_COST);
+    /* Stars stacked or nested over a part that already matches nothing (found by fuzz_silence:
+     * 255 bytes of them took minutes in regcomp). */
+    char stars[128] = "]";
+    memset(stars + 1, '*', 100);
+    assert_true(apm_regex_cost(stars) > APM_REGEX_MAX_COST);
+    assert_true(apm_regex_cost("((((((((((((((((a*)*)*)*)*)*)*)*)*)*)*)*)*)*)*)*)*") >
+                APM_REGEX_MAX_COST);
+    assert_true(apm_regex_cost("(a*)*") < 20);
+    assert_true(apm_regex_cost("a**") < 20);
     /* unbalanced groups and a trailing backslash are costed, not overrun */
     assert_true(apm_regex_cost("((((a") >= 1);
     assert_true(apm_regex_cost("a)\\") >= 3);

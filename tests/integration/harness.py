@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from typing import Any, Callable, Optional
 
@@ -43,6 +44,20 @@ def varint(n: int) -> bytes:
 def field_bytes(num: int, data: bytes) -> bytes:
     """A length-delimited protobuf field."""
     return varint(num << 3 | 2) + varint(len(data)) + data
+
+
+def http_request(url: str, method: str, auth: Optional[str] = None,
+                 body: Optional[bytes] = None) -> tuple[int, Any]:
+    """One HTTP request with an optional Authorization header: (status, JSON answer), errors too."""
+    req = urllib.request.Request(url, data=body, method=method,
+                                 headers={"Content-Type": "application/json"})
+    if auth is not None:
+        req.add_header("Authorization", auth)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def hello_frame(token: bytes, agent_id: bytes = b"intruder", host: bytes = b"evil-host") -> bytes:

@@ -42,18 +42,21 @@ class Hook(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class AlertsTest(unittest.TestCase):
-    def setUp(self) -> None:
-        self.c = Cluster()
-        self.hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-        threading.Thread(target=self.hook.serve_forever, daemon=True).start()
-        self.conf = os.path.join(self.c.dir, "collector.conf")
-        with open(self.conf, "w") as f:
-            # A limit the leak reaches within minutes makes it urgent for the analysis. The
-            # leaker grows from its first sample: these tests are about delivering alerts, so
-            # its growth is judged at once, without the start-up doubt (test_fast_leak.py keeps
-            # the defaults).
-            f.write(f"""
+def leak_setup(test: unittest.TestCase, alerts: str = "", rule: str = "") -> None:
+    """Gives test a Cluster (c), a webhook receiver (hook), a collector config with the leak
+    rule and the hook (conf; extra [alerts] and [rule leak] lines in alerts and rule), an agent
+    config watching the leaker only (agent_conf) and the leaker script (script)."""
+    test.c = Cluster()
+    Hook.events = []
+    test.hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=test.hook.serve_forever, daemon=True).start()
+    test.conf = os.path.join(test.c.dir, "collector.conf")
+    with open(test.conf, "w") as f:
+        # A limit the leak reaches within minutes makes it urgent for the analysis. The
+        # leaker grows from its first sample: these tests are about delivering alerts, so
+        # its growth is judged at once, without the start-up doubt (test_fast_leak.py keeps
+        # the defaults).
+        f.write(f"""
 [collector]
 memory-limit = 640M
 [analysis]
@@ -61,22 +64,46 @@ startup = 0
 [alerts]
 stale = 6s
 evaluate = 0.2s
+{alerts}
 [rule leak]
 kind = leak
 process = leaker.*
+{rule}
 [notify hook]
 type = webhook
-url = http://127.0.0.1:{self.hook.server_address[1]}/hook
+url = http://127.0.0.1:{test.hook.server_address[1]}/hook
 backoff = 0.1s
 """)
-        # The agent watches the leaker only: a leaking process of a test running alongside
-        # (ctest -j) would fire alerts of its own and keep `alerts --check` at 1 after the ack.
-        self.agent_conf = os.path.join(self.c.dir, "agent.conf")
-        with open(self.agent_conf, "w") as f:
-            f.write("[watch]\nname = ^leaker\\.py$\n")
-        self.script = os.path.join(self.c.dir, "leaker.py")
-        with open(self.script, "w") as f:
-            f.write(LEAKER)
+    # The agent watches the leaker only: a leaking process of a test running alongside
+    # (ctest -j) would fire alerts of its own and keep `alerts --check` at 1 after the ack.
+    test.agent_conf = os.path.join(test.c.dir, "agent.conf")
+    with open(test.agent_conf, "w") as f:
+        f.write("[watch]\nname = ^leaker\\.py$\n")
+    test.script = os.path.join(test.c.dir, "leaker.py")
+    with open(test.script, "w") as f:
+        f.write(LEAKER)
+
+
+def start_leaker(test: unittest.TestCase):
+    """Starts the agent and the leaker of leak_setup; returns the leaker and a function that
+    gives its firing leak alert (from `apm-cli alerts`) or None."""
+    c = test.c
+    c.start_agent("--config", test.agent_conf, interval="0.5s")
+    app = c.spawn("leaker", [PY, test.script])
+    pid = app.p.pid
+
+    def firing():
+        for a in c.cli_json("alerts", "--state", "firing")["alerts"]:
+            if a["pid"] == pid and a["rule"] == "leak":
+                return a
+        return None
+
+    return app, firing
+
+
+class AlertsTest(unittest.TestCase):
+    def setUp(self) -> None:
+        leak_setup(self)
 
     def tearDown(self) -> None:
         if sys.exc_info()[0] is not None or getattr(self, "_outcome", None) is None:
@@ -92,16 +119,8 @@ backoff = 0.1s
         c = self.c
         try:
             c.start_collector("--config", self.conf)
-            c.start_agent("--config", self.agent_conf, interval="0.5s")
-            app = c.spawn("leaker", [PY, self.script])
+            app, firing = start_leaker(self)
             pid = app.p.pid
-
-            def firing():
-                for a in c.cli_json("alerts", "--state", "firing")["alerts"]:
-                    if a["pid"] == pid and a["rule"] == "leak":
-                        return a
-                return None
-
             alert = wait_for("leak alert", firing, timeout=240, every=1)
             self.assertIn("leaks ~", alert["summary"])
             self.assertIn("on `it-host`", alert["summary"])

@@ -14,25 +14,17 @@ import os
 import subprocess
 import sys
 import unittest
-import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import CLI, COLLECTOR, SANITIZER_MARKS, Cluster, free_port, wait_for  # noqa: E402
+from harness import (CLI, COLLECTOR, SANITIZER_MARKS, Cluster, free_port,  # noqa: E402
+                     http_request, wait_for)
 
 TOKEN = "3f9c0a7be1d24c58a6e0b71d29f4c3aa"
 
 
 def post(url: str, auth: str | None, body: bytes = b"{}") -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
-    if auth is not None:
-        req.add_header("Authorization", auth)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return http_request(url, "POST", auth, body)
 
 
 def write_token(path: str, text: str) -> None:

@@ -21,6 +21,7 @@
 #include "server/alerts/alert_text.h"
 #include "server/alerts/alerts.h"
 #include "server/alerts/notify.h"
+#include "server/alerts/silence.h"
 #include "server/store/store.h"
 
 #define T0 1700000000000LL
@@ -526,6 +527,143 @@ static void test_alerts_persisted_firing_survives_reopen_without_renotify(void *
     apm_alerts_free(e);
 }
 
+/* Runs rounds at now until the hook has been called want times (or gives up). */
+static void rounds_until_calls(struct fx *f, struct apm_alerts *e, int64_t now, int want)
+{
+    for (int i = 0; i < 200 && count_calls(f) < want; i++) {
+        assert_int_equal(apm_alerts_run_once(e, now), 0);
+        usleep(20000);
+    }
+    /* A few more rounds: nothing more may go out. */
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(apm_alerts_run_once(e, now), 0);
+        usleep(20000);
+    }
+}
+
+static void add_silence(struct apm_alerts *e, const char *m0, const char *m1, int64_t now,
+                        int64_t for_ms, uint64_t *id)
+{
+    struct apm_silence s;
+    memset(&s, 0, sizeof(s));
+    char err[256] = "";
+    assert_int_equal(apm_silence_matcher_parse(m0, &s.m[0], err, sizeof(err)), 0);
+    assert_int_equal(apm_silence_matcher_parse(m1, &s.m[1], err, sizeof(err)), 0);
+    s.n = 2;
+    s.starts_ms = now;
+    s.ends_ms = now + for_ms;
+    if (apm_alerts_silence_add(e, &s, now, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    *id = s.id;
+}
+
+static void test_alerts_silence_mutes_until_it_is_expired_and_survives_reopen(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, counting_notify(f));
+    rules_from(f, e, "[rule leak]\nkind = leak\n");
+    /* A silence made before the alert exists mutes it. */
+    uint64_t sid = 0;
+    add_silence(e, "alertname=leak", "process=~work.*", T0, 3600000, &sid);
+    assert_int_equal(sid, 1);
+    observe_at(e, APM_CLASS_LEAK, 0.9, 1);
+    rounds_until_calls(f, e, T0 + 2000, 1);
+    struct apm_alert a[8];
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_int_equal(a[0].silenced_by, sid);
+    assert_int_equal(a[0].notified, APM_ALERT_PENDING);
+    assert_int_equal(count_calls(f), 0);
+    struct apm_alerts_stats st;
+    apm_alerts_get_stats(e, &st);
+    assert_int_equal(st.silenced, 1);
+    assert_int_equal(st.silences_active, 1);
+    /* A silence that does not match leaves other alerts alone. */
+    uint64_t other = 0;
+    add_silence(e, "alertname=leak", "host=db-1", T0 + 2000, 3600000, &other);
+    /* A manual engine has no last round at free: this one writes the silence. */
+    assert_int_equal(apm_alerts_run_once(e, T0 + 2500), 0);
+    apm_alerts_free(e);
+
+    /* Both silences are in the store: after a reopen the alert is still silenced. */
+    e = engine(f, counting_notify(f));
+    rules_from(f, e, "[rule leak]\nkind = leak\n");
+    observe_at(e, APM_CLASS_LEAK, 0.9, 3);
+    rounds_until_calls(f, e, T0 + 4000, 1);
+    assert_int_equal(count_calls(f), 0);
+    struct apm_silence sl[4];
+    assert_int_equal(apm_alerts_silence_list(e, sl, 4), 2);
+    assert_int_equal(sl[0].id, other);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_int_equal(a[0].silenced_by, sid);
+    /* Expired early: the still firing alert is notified now, once. */
+    assert_int_equal(apm_alerts_silence_expire(e, sid, T0 + 5000), 0);
+    assert_int_equal(apm_alerts_silence_expire(e, sid, T0 + 5000), 1);
+    rounds_until_calls(f, e, T0 + 6000, 1);
+    assert_int_equal(count_calls(f), 1);
+    assert_int_equal(listed(e, APM_FILTER_FIRING, a), 1);
+    assert_int_equal(a[0].silenced_by, 0);
+    assert_int_equal(a[0].notified, APM_ALERT_FIRING);
+    apm_alerts_free(e);
+}
+
+/* The engine matches an alert again only when something changed: each such change is seen. */
+static void test_alerts_silence_follows_its_start_end_and_rule_labels(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts *e = engine(f, NULL);
+    rules_from(f, e, "[rule leak]\nkind = leak\n");
+    observe_at(e, APM_CLASS_LEAK, 0.9, 0);
+    assert_int_equal(apm_alerts_run_once(e, T0 + 500), 0);
+    /* Starts in 10 s, lasts 10 s. */
+    struct apm_silence s;
+    memset(&s, 0, sizeof(s));
+    char err[256] = "";
+    assert_int_equal(apm_silence_matcher_parse("team=payments", &s.m[0], err, sizeof(err)), 0);
+    s.n = 1;
+    s.starts_ms = T0 + 10000;
+    s.ends_ms = T0 + 20000;
+    assert_int_equal(apm_alerts_silence_add(e, &s, T0 + 1000, err, sizeof(err)), 0);
+    struct apm_alert a[8];
+    int64_t at[] = {2000, 11000, 15000, 21000};
+    uint64_t want[] = {0, 0, 0, 0};
+    for (size_t i = 0; i < 4; i++) {
+        if (i == 2) /* the rule gains the label the silence matches */
+            rules_from(f, e, "[rule leak]\nkind = leak\nlabels = team=payments\n");
+        want[i] = i == 2 ? s.id : 0;
+        assert_int_equal(apm_alerts_run_once(e, T0 + at[i]), 0);
+        assert_int_equal(listed(e, APM_FILTER_ACTIVE, a), 1);
+        assert_int_equal(a[0].silenced_by, want[i]);
+    }
+    apm_alerts_free(e);
+}
+
+static void test_alerts_silences_over_the_cap_are_refused_and_counted(void **state)
+{
+    struct fx *f = *state;
+    struct apm_alerts_options o = {.store = f->store, .manual = true, .silences_max = 1};
+    struct apm_alerts *e = NULL;
+    assert_int_equal(apm_alerts_new(&o, &e), 0);
+    uint64_t id = 0;
+    add_silence(e, "alertname=leak", "host=a", T0, 60000, &id);
+    struct apm_silence s;
+    memset(&s, 0, sizeof(s));
+    char err[256] = "";
+    assert_int_equal(apm_silence_matcher_parse("host=b", &s.m[0], err, sizeof(err)), 0);
+    s.n = 1;
+    s.starts_ms = T0;
+    s.ends_ms = T0 + 60000;
+    assert_int_equal(apm_alerts_silence_add(e, &s, T0, err, sizeof(err)), APM_E_LIMIT);
+    assert_non_null(strstr(err, "silences-max"));
+    /* Validation names the field before the cap is looked at. */
+    s.ends_ms = T0 - 1;
+    assert_int_equal(apm_alerts_silence_add(e, &s, T0, err, sizeof(err)), APM_E_PARSE);
+    assert_non_null(strstr(err, "ends_at"));
+    struct apm_alerts_stats st;
+    apm_alerts_get_stats(e, &st);
+    assert_int_equal(st.silences_refused, 1);
+    apm_alerts_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -554,6 +692,12 @@ int main(void)
         cmocka_unit_test(test_alerts_sentence_names_rate_limit_forecast_and_suspect),
         cmocka_unit_test_setup_teardown(
             test_alerts_persisted_firing_survives_reopen_without_renotify, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_alerts_silence_mutes_until_it_is_expired_and_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_silence_follows_its_start_end_and_rule_labels,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_silences_over_the_cap_are_refused_and_counted,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

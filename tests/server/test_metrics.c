@@ -189,6 +189,7 @@ static void test_metrics_live_process_gauges_and_verdicts_with_escaped_labels(vo
     assert_non_null(strstr(text, "\napm_time_to_exhaustion_lower_seconds" LIVE " 299\n"));
     assert_non_null(strstr(text, "\napm_time_to_exhaustion_upper_seconds" LIVE " +Inf\n"));
     assert_non_null(strstr(text, "\napm_alert_firing" LIVE " 0\n"));
+    assert_non_null(strstr(text, "\napm_alert_silenced" LIVE " 0\n"));
     assert_non_null(strstr(text, "\napm_agent_last_report_timestamp_seconds{agent_id=\"agent-1\","
                                  "host=\"web-1\",version=\"0.1.0\"} 1"));
     free(text);

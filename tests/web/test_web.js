@@ -27,6 +27,16 @@ function check(ok, what) {
   console.log("ok: " + what);
 }
 
+// Clicks the element now, in the page: the tables are rebuilt on every poll, so a
+// handle taken before the click (page.click) may be detached by the time it lands.
+async function clickNow(page, sel) {
+  await page.waitForFunction((q) => {
+    const e = document.querySelector(q);
+    if (e) e.click();
+    return !!e;
+  }, { timeout: 15000 }, sel);
+}
+
 async function main() {
   const a = args();
   fs.mkdirSync(a.profile, { recursive: true });
@@ -75,7 +85,7 @@ async function main() {
     check(true, `alert ${a.alert} is listed`);
     await page.screenshot({ path: a.screenshot, fullPage: false });
     await page.screenshot({ path: a.screenshot.replace(/\.png$/, "-full.png"), fullPage: true });
-    await page.click(`${row} button.ack`);
+    await clickNow(page, `${row} button.ack`);
     await page.waitForSelector("#token-dialog[open]", { timeout: 10000 });
     check(true, "Ack asks for the API token");
     await page.type("#token-input", "not-the-token-0000000000000000");
@@ -92,10 +102,31 @@ async function main() {
     const kept = await page.evaluate(() => sessionStorage.getItem("apm-api-token"));
     check(kept === a.token, "the token is kept in sessionStorage for the session");
     // A second write uses the kept token: no prompt.
-    await page.click(`${row} button`);
+    await clickNow(page, `${row} button`);
     await page.waitForFunction((r) => !document.querySelector(r).classList.contains("acked"), { timeout: 15000 }, row);
     check(!(await page.$("#token-dialog[open]")), "Unack used the kept token without asking");
-    await page.click(`${row} button.ack`);
+
+    // Silence…: a matcher silence prefilled with the alert's rule, host and process.
+    await clickNow(page, `${row} button.silence`);
+    await page.waitForSelector("#act-dialog[open]", { timeout: 10000 });
+    const pre = await page.$eval("#act-matchers", (t) => t.value);
+    check(/^alertname="[^"]+"\nhost="[^"]+"/.test(pre), `the silence is prefilled: ${JSON.stringify(pre)}`);
+    await page.type("#act-comment", "known leak");
+    await page.click("#act-ok");
+    await page.waitForFunction((r) => /silenced by #\d+/.test(document.querySelector(r).textContent),
+      { timeout: 15000 }, row);
+    check(true, "the alert shows silenced by the new silence");
+    const srow = await page.waitForSelector("tr[data-silence]", { timeout: 15000 });
+    const stext = await srow.evaluate((r) => r.textContent);
+    check(/active/.test(stext) && stext.includes("known leak"), `the silence is listed: ${stext.slice(0, 160)}`);
+    await clickNow(page, "tr[data-silence] button.expire");
+    await page.waitForFunction(() => /expired/.test(document.querySelector("tr[data-silence]").textContent),
+      { timeout: 15000 });
+    await page.waitForFunction((r) => !/silenced by/.test(document.querySelector(r).textContent),
+      { timeout: 15000 }, row);
+    check(true, "Expire ends the silence and the alert is no longer silenced");
+
+    await clickNow(page, `${row} button.ack`);
     await page.waitForSelector(`${row}.acked`, { timeout: 15000 });
 
     // A process whose script name is markup: shown as text, never run.
