@@ -11,10 +11,13 @@ Part 3 is sampled mode, side by side in one run: bare, tracemalloc at 1 frame, a
 probe in sampled mode (a diff every second) at 512 KiB (the default), 128 KiB and 32 KiB,
 and with its hooks in place but sampling off ("hooks-only", 16 GiB between samples),
 on the allocation-heavy workload and on a small WSGI app (wsgiref) under load from a
-client process; then the resident memory the sampler adds at 1M live objects.
+client process, and with pass-through hooks that only call the allocator they replaced
+("floor", no probe); then the resident memory the sampler adds at 1M live objects.
+Part 4 counts instructions (callgrind, valgrind installed) of bare, floor, hooks-only and
+sampled-512k on both workloads, the sampler started without the probe thread.
 
     PYTHONPATH=agent/python:BUILD/python python3 tests/bench/probe_overhead.py \
-        [--rounds N] [--quick] [--part 1|2|3|all]
+        [--rounds N] [--quick] [--part 1|2|3|4|all]
 
 (BUILD/python holds the compiled apm_probe._sampler; without it part 3 says so and stops.)
 
@@ -80,7 +83,13 @@ def sink(path: str) -> threading.Thread:
 # probe thread reporting as usual: what the allocator hooks cost by themselves.
 SAMPLED = {"hooks-only": 1 << 34, "sampled-512k": 512 << 10, "sampled-128k": 128 << 10,
            "sampled-32k": 32 << 10}
-SAMPLED_CONFIGS = ("bare", "tracemalloc") + tuple(SAMPLED)
+# "floor": pass-through hooks on the three domains (_sampler.passthrough()), no probe: what
+# any PyMem_SetAllocator hook costs on this interpreter before it does any work of its own.
+SAMPLED_CONFIGS = ("bare", "floor", "tracemalloc") + tuple(SAMPLED)
+# Part 4 counts instructions under callgrind with the sampler started directly (no probe
+# thread, fixed seed), so that a count is the hooks' and the interpreter's alone.
+COUNTED_CONFIGS = ("bare", "floor", "hooks-only", "sampled-512k")
+COUNTED_SIZES = {"alloc": (10, 40), "wsgi": (100, 400)}
 
 WSGI_CLIENT = """
 import http.client, sys, time
@@ -142,10 +151,18 @@ def rss_kib() -> int:
     return 0
 
 
-def child(config: str, rounds: int, sock: str, work: str = "alloc") -> None:
+def child(config: str, rounds: int, sock: str, work: str = "alloc", direct: bool = False) -> None:
     import apm_probe
 
-    if config in SAMPLED:
+    if config == "floor":
+        from apm_probe import _sampler
+
+        _sampler.passthrough()
+    elif direct and config in SAMPLED:
+        from apm_probe import _sampler
+
+        _sampler.start(sample_bytes=SAMPLED[config], seed=1)
+    elif config in SAMPLED:
         if not apm_probe.start(socket=sock, mode="sampled", sample_bytes=SAMPLED[config],
                                interval=1.0) or apm_probe.stats().get("sampler") is None:
             raise SystemExit(f"the sampler did not start: {apm_probe.stats().get('sampler_error')}")
@@ -177,7 +194,7 @@ def child(config: str, rounds: int, sock: str, work: str = "alloc") -> None:
 
     if config == "tracemalloc":
         tracemalloc.start(1)
-    elif config in SAMPLED:
+    elif config in SAMPLED or config == "floor":
         pass
     elif config == "probe-always":
         apm_probe.start(socket=sock, mode="always", interval=1.0)
@@ -290,6 +307,42 @@ def part3(rounds: int, requests: int, repeats: int, sock: str) -> None:
               f"{statistics.median([r['table_bytes'] for r in heap[c]]) / 2**20:>19.1f}")
 
 
+def callgrind_count(config: str, work: str, n: int, sock: str) -> int:
+    """Instructions of one child under callgrind (the WSGI client is not traced)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        run = subprocess.run(["setarch", "-R", "valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                              sys.executable, __file__, "--child", config, "--work", work,
+                              "--rounds", str(n), "--socket", sock, "--direct"],
+                             capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
+        if run.returncode != 0:
+            raise SystemExit(f"callgrind {config} {work}: {run.stderr.strip()[-2000:]}")
+        with open(out) as f:
+            for line in f:
+                if line.startswith(("totals:", "summary:")):
+                    return int(line.split()[1])
+    raise SystemExit(f"callgrind {config} {work}: no totals line")
+
+
+def part4(sock: str) -> None:
+    """Instruction counts: each configuration at two sizes, the difference taken so that
+    start-up and warm-up cancel."""
+    try:
+        from apm_probe import _sampler  # noqa: F401
+    except ImportError as exc:
+        print(f"Part 4: apm_probe._sampler does not load ({exc}); put BUILD/python on PYTHONPATH")
+        return
+    for work, (small, large) in COUNTED_SIZES.items():
+        unit = "rounds" if work == "alloc" else "requests (the server process)"
+        print(f"Part 4: instructions (callgrind) of {large} minus {small} {unit}, {work} workload")
+        print(f"  {'configuration':<14} {'instructions':>14} {'over bare':>10} {'over floor':>11}")
+        counts = {c: callgrind_count(c, work, large, sock) - callgrind_count(c, work, small, sock)
+                  for c in COUNTED_CONFIGS}
+        for c in COUNTED_CONFIGS:
+            print(f"  {c:<14} {counts[c]:>14,} {(counts[c] / counts['bare'] - 1) * 100:>+9.2f}% "
+                  f"{(counts[c] / counts['floor'] - 1) * 100:>+10.2f}%")
+
+
 def build_heap(n: int) -> List[Any]:
     """n live traces spread over 200 allocation sites (one line each)."""
     sites = 200
@@ -367,10 +420,11 @@ def main() -> None:
     parser.add_argument("--work", choices=("alloc", "wsgi", "heap"), default="alloc")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no 1M heap")
-    parser.add_argument("--part", choices=("1", "2", "3", "all"), default="all")
+    parser.add_argument("--part", choices=("1", "2", "3", "4", "all"), default="all")
+    parser.add_argument("--direct", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.rounds, args.socket, args.work)
+        child(args.child, args.rounds, args.socket, args.work, args.direct)
         return
     print(f"Python {sys.version.split()[0]} ({sys.executable}), {os.cpu_count()} CPUs")
     if args.part in ("1", "all"):
@@ -386,6 +440,11 @@ def main() -> None:
         sink(path)
         part3(args.rounds if not args.quick else 150, args.requests if not args.quick else 500,
               3 if args.quick else args.repeats, path)
+    if args.part in ("4", "all"):
+        tmp = tempfile.mkdtemp()
+        path = os.path.join(tmp, "agent.sock")
+        sink(path)
+        part4(path)
 
 
 if __name__ == "__main__":
