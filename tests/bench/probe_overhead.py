@@ -269,7 +269,7 @@ def run_children(configs: Any, work: str, rounds: int, repeats: int, sock: str) 
     return results
 
 
-def part3(rounds: int, requests: int, repeats: int, sock: str) -> None:
+def part3(rounds: int, requests: int, repeats: int, sock: str, configs: Any = SAMPLED_CONFIGS) -> None:
     try:
         from apm_probe import _sampler  # noqa: F401
     except ImportError as exc:
@@ -277,13 +277,13 @@ def part3(rounds: int, requests: int, repeats: int, sock: str) -> None:
         return
     for work, n, what in (("alloc", rounds, f"allocation-heavy workload, {rounds} rounds"),
                           ("wsgi", requests, f"WSGI app (wsgiref), {requests} requests from a client process")):
-        results = run_children(SAMPLED_CONFIGS, work, n, repeats, sock)
+        results = run_children(configs, work, n, repeats, sock)
         print(f"Part 3: {what}, {repeats} fresh processes per configuration, sampled probe interval 1 s")
         # CPU time of the measured process (its probe thread included) suffers less than
         # wall time from other jobs on a shared machine; both are shown.
         print(f"  {'configuration':<14} {'median wall s':>14} {'min wall s':>11} {'wall over bare':>15} "
               f"{'(min)':>8} {'median cpu s':>13} {'min cpu s':>10} {'cpu over bare':>14} {'(min)':>8}")
-        for c in SAMPLED_CONFIGS:
+        for c in configs:
             row = [f"  {c:<14}"]
             for key, width in (("wall", 14), ("cpu", 13)):
                 med = statistics.median([r[key] for r in results[c]])
@@ -294,7 +294,10 @@ def part3(rounds: int, requests: int, repeats: int, sock: str) -> None:
                            f"{(med / bmed - 1) * 100:>{14 if key == 'cpu' else 14}.2f}% "
                            f"{(low / blow - 1) * 100:>+7.2f}%")
             print(" ".join(row))
-    heap = run_children(("bare",) + tuple(c for c in SAMPLED if c != "hooks-only"), "heap", 0, max(1, repeats // 2), sock)
+    heap_configs = tuple(c for c in SAMPLED if c != "hooks-only" and c in configs)
+    if not heap_configs:
+        return
+    heap = run_children(("bare",) + heap_configs, "heap", 0, max(1, repeats // 2), sock)
     print("Part 3: resident memory at 1M live objects (1M tuples of an int and a str), "
           "VmRSS growth while building them")
     print(f"  {'configuration':<14} {'RSS growth MiB':>15} {'over bare MiB':>14} {'live samples':>13} "
@@ -422,6 +425,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no 1M heap")
     parser.add_argument("--part", choices=("1", "2", "3", "4", "all"), default="all")
     parser.add_argument("--direct", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--configs", help="part 3: a comma-separated subset of " + ",".join(SAMPLED_CONFIGS))
     args = parser.parse_args()
     if args.child:
         child(args.child, args.rounds, args.socket, args.work, args.direct)
@@ -438,8 +442,11 @@ def main() -> None:
         tmp = tempfile.mkdtemp()
         path = os.path.join(tmp, "agent.sock")
         sink(path)
+        configs = tuple(args.configs.split(",")) if args.configs else SAMPLED_CONFIGS
+        if "bare" not in configs or not set(configs) <= set(SAMPLED_CONFIGS):
+            parser.error(f"--configs: bare and a subset of {','.join(SAMPLED_CONFIGS)}")
         part3(args.rounds if not args.quick else 150, args.requests if not args.quick else 500,
-              3 if args.quick else args.repeats, path)
+              3 if args.quick else args.repeats, path, configs)
     if args.part in ("4", "all"):
         tmp = tempfile.mkdtemp()
         path = os.path.join(tmp, "agent.sock")

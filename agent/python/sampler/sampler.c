@@ -276,15 +276,19 @@ static void drop_slot(struct slot *t, uint32_t i)
     atomic_fetch_add_explicit(&S.removed, 1, memory_order_relaxed);
 }
 
-/* The address passed the filter: look for it, and drop its entry if it is there. */
-static void forget_slow(uintptr_t addr)
+/* The address passed the filter: look for it, and drop its entry if it is there (true). */
+static bool forget_slow(uintptr_t addr)
 {
+    /* NULL passes the filter when a sample sits at a 1 MiB boundary: find() would take
+     * it for the first empty slot. */
+    if (addr == ADDR_EMPTY)
+        return false;
     struct slot *t = atomic_load_explicit(&S.table, memory_order_acquire);
     if (t == NULL || find(t, addr) == UINT32_MAX)
-        return;
+        return false;
     if (T.busy) {
         atomic_fetch_add_explicit(&S.reentrant, 1, memory_order_relaxed);
-        return;
+        return false;
     }
     lock();
     t = atomic_load_explicit(&S.table, memory_order_relaxed);
@@ -292,14 +296,7 @@ static void forget_slow(uintptr_t addr)
     if (i != UINT32_MAX)
         drop_slot(t, i);
     unlock();
-}
-
-/* Forgets addr if it is sampled; called before the block is freed or moved. */
-static inline void forget(const _Atomic uint64_t *bits, uintptr_t addr)
-{
-    if (__builtin_expect(!filter_has(bits, addr), 1))
-        return;
-    forget_slow(addr);
+    return i != UINT32_MAX;
 }
 
 /* Interns a file name (GIL held): its index, or NO_FILE when the table is full. */
@@ -498,28 +495,43 @@ static inline __attribute__((always_inline)) void *calloc_in(const PyMemAllocato
     return prev->calloc(prev->ctx, nelem, elsize);
 }
 
-/* The realloc that passed the sample point or failed (the countdown already taken). */
-static __attribute__((noinline)) void *realloc_done(void *ptr, void *p, size_t size)
+/*
+ * realloc off its fast path: ptr passed the filter (`filtered`; nothing counted yet) or the
+ * countdown passed the sample point. A sampled block is forgotten before it moves; should
+ * the realloc then fail, the block lives on without its sample (counted in realloc_failed).
+ * `outer`: a mem or object hook, which marks the thread nested around the call.
+ */
+static __attribute__((noinline)) void *realloc_slow(const PyMemAllocatorEx *prev, void *ptr,
+                                                    size_t size, bool filtered, bool outer)
 {
+    bool forgotten = false, passed = !filtered;
+    if (filtered) {
+        forgotten = forget_slow((uintptr_t)ptr);
+        passed = (outer || !T.nested) && due(size);
+    }
+    T.nested += outer;
+    void *p = prev->realloc(prev->ctx, ptr, size);
+    T.nested -= outer;
     if (p == NULL) {
-        if (ptr != NULL && size != 0)
+        if (forgotten && size != 0)
             atomic_fetch_add_explicit(&S.realloc_failed, 1, memory_order_relaxed);
-    } else {
+    } else if (passed) {
         sample(p, size);
     }
     return p;
 }
 
+/* NULL may pass the filter: forget_slow then finds nothing. */
 static inline __attribute__((always_inline)) void *
 realloc_in(const PyMemAllocatorEx *prev, const _Atomic uint64_t *bits, void *ptr, size_t size)
 {
-    if (ptr != NULL)
-        forget(bits, (uintptr_t)ptr);
+    if (__builtin_expect(filter_has(bits, (uintptr_t)ptr), 0))
+        return realloc_slow(prev, ptr, size, true, true);
+    if (__builtin_expect(due(size), 0))
+        return realloc_slow(prev, ptr, size, false, true);
     T.nested++;
     void *p = prev->realloc(prev->ctx, ptr, size);
     T.nested--;
-    if (__builtin_expect(p == NULL, 0) || __builtin_expect(due(size), 0))
-        return realloc_done(ptr, p, size);
     return p;
 }
 
@@ -553,11 +565,11 @@ static void *raw_calloc(void *ctx, size_t nelem, size_t elsize)
 static void *raw_realloc(void *ctx, void *ptr, size_t size)
 {
     const PyMemAllocatorEx *prev = &domains[0].prev;
-    if (ptr != NULL)
-        forget(ctx, (uintptr_t)ptr);
+    if (__builtin_expect(filter_has(ctx, (uintptr_t)ptr), 0))
+        return realloc_slow(prev, ptr, size, true, false);
     if (T.nested || __builtin_expect(!due(size), 1))
         return prev->realloc(prev->ctx, ptr, size);
-    return realloc_done(ptr, prev->realloc(prev->ctx, ptr, size), size);
+    return realloc_slow(prev, ptr, size, false, false);
 }
 
 static __attribute__((noinline)) void free_sampled(const PyMemAllocatorEx *prev, void *ptr)
