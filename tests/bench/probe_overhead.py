@@ -282,7 +282,8 @@ def part3(rounds: int, requests: int, repeats: int, sock: str, configs: Any = SA
         # CPU time of the measured process (its probe thread included) suffers less than
         # wall time from other jobs on a shared machine; both are shown.
         print(f"  {'configuration':<14} {'median wall s':>14} {'min wall s':>11} {'wall over bare':>15} "
-              f"{'(min)':>8} {'median cpu s':>13} {'min cpu s':>10} {'cpu over bare':>14} {'(min)':>8}")
+              f"{'(min)':>8} {'median cpu s':>13} {'min cpu s':>10} {'cpu over bare':>14} {'(min)':>8} "
+              f"{'probe thread cpu s':>19}")
         for c in configs:
             row = [f"  {c:<14}"]
             for key, width in (("wall", 14), ("cpu", 13)):
@@ -293,6 +294,8 @@ def part3(rounds: int, requests: int, repeats: int, sock: str, configs: Any = SA
                 row.append(f"{med:>{width}.4f} {low:>{10 if key == 'cpu' else 11}.4f} "
                            f"{(med / bmed - 1) * 100:>{14 if key == 'cpu' else 14}.2f}% "
                            f"{(low / blow - 1) * 100:>+7.2f}%")
+            # The probe thread's share of the CPU column (its diffs at 60x the default cadence).
+            row.append(f"{statistics.median([r['probe_cpu'] for r in results[c]]):>19.4f}")
             print(" ".join(row))
     heap_configs = tuple(c for c in SAMPLED if c != "hooks-only" and c in configs)
     if not heap_configs:
