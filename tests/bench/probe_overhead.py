@@ -11,10 +11,13 @@ Part 3 is sampled mode, side by side in one run: bare, tracemalloc at 1 frame, a
 probe in sampled mode (a diff every second) at 512 KiB (the default), 128 KiB and 32 KiB,
 and with its hooks in place but sampling off ("hooks-only", 16 GiB between samples),
 on the allocation-heavy workload and on a small WSGI app (wsgiref) under load from a
-client process; then the resident memory the sampler adds at 1M live objects.
+client process, and with pass-through hooks that only call the allocator they replaced
+("floor", no probe); then the resident memory the sampler adds at 1M live objects.
+Part 4 counts instructions (callgrind, valgrind installed) of bare, floor, hooks-only and
+sampled-512k on both workloads, the sampler started without the probe thread.
 
     PYTHONPATH=agent/python:BUILD/python python3 tests/bench/probe_overhead.py \
-        [--rounds N] [--quick] [--part 1|2|3|all]
+        [--rounds N] [--quick] [--part 1|2|3|4|all]
 
 (BUILD/python holds the compiled apm_probe._sampler; without it part 3 says so and stops.)
 
@@ -80,7 +83,13 @@ def sink(path: str) -> threading.Thread:
 # probe thread reporting as usual: what the allocator hooks cost by themselves.
 SAMPLED = {"hooks-only": 1 << 34, "sampled-512k": 512 << 10, "sampled-128k": 128 << 10,
            "sampled-32k": 32 << 10}
-SAMPLED_CONFIGS = ("bare", "tracemalloc") + tuple(SAMPLED)
+# "floor": pass-through hooks on the three domains (_sampler.passthrough()), no probe: what
+# any PyMem_SetAllocator hook costs on this interpreter before it does any work of its own.
+SAMPLED_CONFIGS = ("bare", "floor", "tracemalloc") + tuple(SAMPLED)
+# Part 4 counts instructions under callgrind with the sampler started directly (no probe
+# thread, fixed seed), so that a count is the hooks' and the interpreter's alone.
+COUNTED_CONFIGS = ("bare", "floor", "hooks-only", "sampled-512k")
+COUNTED_SIZES = {"alloc": (10, 40), "wsgi": (100, 400)}
 
 WSGI_CLIENT = """
 import http.client, sys, time
@@ -142,10 +151,18 @@ def rss_kib() -> int:
     return 0
 
 
-def child(config: str, rounds: int, sock: str, work: str = "alloc") -> None:
+def child(config: str, rounds: int, sock: str, work: str = "alloc", direct: bool = False) -> None:
     import apm_probe
 
-    if config in SAMPLED:
+    if config == "floor":
+        from apm_probe import _sampler
+
+        _sampler.passthrough()
+    elif direct and config in SAMPLED:
+        from apm_probe import _sampler
+
+        _sampler.start(sample_bytes=SAMPLED[config], seed=1)
+    elif config in SAMPLED:
         if not apm_probe.start(socket=sock, mode="sampled", sample_bytes=SAMPLED[config],
                                interval=1.0) or apm_probe.stats().get("sampler") is None:
             raise SystemExit(f"the sampler did not start: {apm_probe.stats().get('sampler_error')}")
@@ -177,7 +194,7 @@ def child(config: str, rounds: int, sock: str, work: str = "alloc") -> None:
 
     if config == "tracemalloc":
         tracemalloc.start(1)
-    elif config in SAMPLED:
+    elif config in SAMPLED or config == "floor":
         pass
     elif config == "probe-always":
         apm_probe.start(socket=sock, mode="always", interval=1.0)
@@ -252,7 +269,7 @@ def run_children(configs: Any, work: str, rounds: int, repeats: int, sock: str) 
     return results
 
 
-def part3(rounds: int, requests: int, repeats: int, sock: str) -> None:
+def part3(rounds: int, requests: int, repeats: int, sock: str, configs: Any = SAMPLED_CONFIGS) -> None:
     try:
         from apm_probe import _sampler  # noqa: F401
     except ImportError as exc:
@@ -260,13 +277,14 @@ def part3(rounds: int, requests: int, repeats: int, sock: str) -> None:
         return
     for work, n, what in (("alloc", rounds, f"allocation-heavy workload, {rounds} rounds"),
                           ("wsgi", requests, f"WSGI app (wsgiref), {requests} requests from a client process")):
-        results = run_children(SAMPLED_CONFIGS, work, n, repeats, sock)
+        results = run_children(configs, work, n, repeats, sock)
         print(f"Part 3: {what}, {repeats} fresh processes per configuration, sampled probe interval 1 s")
         # CPU time of the measured process (its probe thread included) suffers less than
         # wall time from other jobs on a shared machine; both are shown.
         print(f"  {'configuration':<14} {'median wall s':>14} {'min wall s':>11} {'wall over bare':>15} "
-              f"{'(min)':>8} {'median cpu s':>13} {'min cpu s':>10} {'cpu over bare':>14} {'(min)':>8}")
-        for c in SAMPLED_CONFIGS:
+              f"{'(min)':>8} {'median cpu s':>13} {'min cpu s':>10} {'cpu over bare':>14} {'(min)':>8} "
+              f"{'probe thread cpu s':>19}")
+        for c in configs:
             row = [f"  {c:<14}"]
             for key, width in (("wall", 14), ("cpu", 13)):
                 med = statistics.median([r[key] for r in results[c]])
@@ -276,8 +294,13 @@ def part3(rounds: int, requests: int, repeats: int, sock: str) -> None:
                 row.append(f"{med:>{width}.4f} {low:>{10 if key == 'cpu' else 11}.4f} "
                            f"{(med / bmed - 1) * 100:>{14 if key == 'cpu' else 14}.2f}% "
                            f"{(low / blow - 1) * 100:>+7.2f}%")
+            # The probe thread's share of the CPU column (its diffs at 60x the default cadence).
+            row.append(f"{statistics.median([r['probe_cpu'] for r in results[c]]):>19.4f}")
             print(" ".join(row))
-    heap = run_children(("bare",) + tuple(c for c in SAMPLED if c != "hooks-only"), "heap", 0, max(1, repeats // 2), sock)
+    heap_configs = tuple(c for c in SAMPLED if c != "hooks-only" and c in configs)
+    if not heap_configs:
+        return
+    heap = run_children(("bare",) + heap_configs, "heap", 0, max(1, repeats // 2), sock)
     print("Part 3: resident memory at 1M live objects (1M tuples of an int and a str), "
           "VmRSS growth while building them")
     print(f"  {'configuration':<14} {'RSS growth MiB':>15} {'over bare MiB':>14} {'live samples':>13} "
@@ -288,6 +311,42 @@ def part3(rounds: int, requests: int, repeats: int, sock: str) -> None:
         print(f"  {c:<14} {g / 1024:>15.1f} {(g - bare) / 1024:>14.2f} "
               f"{statistics.median([r['live_samples'] for r in heap[c]]):>13.0f} "
               f"{statistics.median([r['table_bytes'] for r in heap[c]]) / 2**20:>19.1f}")
+
+
+def callgrind_count(config: str, work: str, n: int, sock: str) -> int:
+    """Instructions of one child under callgrind (the WSGI client is not traced)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        run = subprocess.run(["setarch", "-R", "valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                              sys.executable, __file__, "--child", config, "--work", work,
+                              "--rounds", str(n), "--socket", sock, "--direct"],
+                             capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
+        if run.returncode != 0:
+            raise SystemExit(f"callgrind {config} {work}: {run.stderr.strip()[-2000:]}")
+        with open(out) as f:
+            for line in f:
+                if line.startswith(("totals:", "summary:")):
+                    return int(line.split()[1])
+    raise SystemExit(f"callgrind {config} {work}: no totals line")
+
+
+def part4(sock: str) -> None:
+    """Instruction counts: each configuration at two sizes, the difference taken so that
+    start-up and warm-up cancel."""
+    try:
+        from apm_probe import _sampler  # noqa: F401
+    except ImportError as exc:
+        print(f"Part 4: apm_probe._sampler does not load ({exc}); put BUILD/python on PYTHONPATH")
+        return
+    for work, (small, large) in COUNTED_SIZES.items():
+        unit = "rounds" if work == "alloc" else "requests (the server process)"
+        print(f"Part 4: instructions (callgrind) of {large} minus {small} {unit}, {work} workload")
+        print(f"  {'configuration':<14} {'instructions':>14} {'over bare':>10} {'over floor':>11}")
+        counts = {c: callgrind_count(c, work, large, sock) - callgrind_count(c, work, small, sock)
+                  for c in COUNTED_CONFIGS}
+        for c in COUNTED_CONFIGS:
+            print(f"  {c:<14} {counts[c]:>14,} {(counts[c] / counts['bare'] - 1) * 100:>+9.2f}% "
+                  f"{(counts[c] / counts['floor'] - 1) * 100:>+10.2f}%")
 
 
 def build_heap(n: int) -> List[Any]:
@@ -367,10 +426,12 @@ def main() -> None:
     parser.add_argument("--work", choices=("alloc", "wsgi", "heap"), default="alloc")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no 1M heap")
-    parser.add_argument("--part", choices=("1", "2", "3", "all"), default="all")
+    parser.add_argument("--part", choices=("1", "2", "3", "4", "all"), default="all")
+    parser.add_argument("--direct", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--configs", help="part 3: a comma-separated subset of " + ",".join(SAMPLED_CONFIGS))
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.rounds, args.socket, args.work)
+        child(args.child, args.rounds, args.socket, args.work, args.direct)
         return
     print(f"Python {sys.version.split()[0]} ({sys.executable}), {os.cpu_count()} CPUs")
     if args.part in ("1", "all"):
@@ -384,8 +445,16 @@ def main() -> None:
         tmp = tempfile.mkdtemp()
         path = os.path.join(tmp, "agent.sock")
         sink(path)
+        configs = tuple(args.configs.split(",")) if args.configs else SAMPLED_CONFIGS
+        if "bare" not in configs or not set(configs) <= set(SAMPLED_CONFIGS):
+            parser.error(f"--configs: bare and a subset of {','.join(SAMPLED_CONFIGS)}")
         part3(args.rounds if not args.quick else 150, args.requests if not args.quick else 500,
-              3 if args.quick else args.repeats, path)
+              3 if args.quick else args.repeats, path, configs)
+    if args.part in ("4", "all"):
+        tmp = tempfile.mkdtemp()
+        path = os.path.join(tmp, "agent.sock")
+        sink(path)
+        part4(path)
 
 
 if __name__ == "__main__":

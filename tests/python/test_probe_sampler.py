@@ -196,6 +196,38 @@ class Extension(unittest.TestCase):
         self.assertEqual(out["after"], [], out)
         self.assertEqual(out["stats"]["dropped_full"], 0)
 
+    def test_over_pass_through_hooks_small_reallocs_leave_no_sample(self) -> None:
+        # The benchmark's floor (_sampler.passthrough()) below the sampler, and small
+        # reallocations in pymalloc (the realloc hook's fast path): every sampled block that
+        # moves or dies leaves the table, the survivors stay.
+        out = run("""
+            import json
+            from apm_probe import _sampler
+            _sampler.passthrough()
+            _sampler.start(64, 1, seed=11)
+            def grow(n):
+                bufs = [bytearray(8) for _ in range(n)]
+                for step in range(40):
+                    for b in bufs:
+                        b.extend(b"x" * 10)  # PyObject_Realloc, staying under 512 bytes
+                return bufs
+            line = grow.__code__.co_firstlineno + 4
+            bufs = grow(2000)
+            live = [s for _, s, _, f in _sampler.samples() if f and f[0][1] == line]
+            del bufs
+            gone = [s for _, s, _, f in _sampler.samples() if f and f[0][1] == line]
+            print(json.dumps({"live": live, "gone": gone, "hooked": _sampler.hooked(),
+                              "stats": _sampler.stats()}))
+        """)
+        self.assertTrue(out["hooked"], out)
+        # 2000 live buffers of ~408 bytes at one sample per 64 bytes: nearly all sampled,
+        # each once (its current size); none after they are freed.
+        self.assertGreater(len(out["live"]), 1500, out)
+        self.assertLessEqual(len(out["live"]), 2000, out)
+        self.assertEqual(out["gone"], [], out)
+        self.assertGreater(out["stats"]["removed"], 10000, out)
+        self.assertEqual(out["stats"]["realloc_failed"], 0, out)
+
     def test_chains_with_tracemalloc_started_before_or_after(self) -> None:
         out = run("""
             import json, tracemalloc

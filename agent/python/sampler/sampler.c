@@ -201,10 +201,12 @@ static uint32_t filter_bit(uintptr_t addr)
     return (uint32_t)(addr >> 4) & ((1u << FILTER_LOG2) - 1u);
 }
 
-static bool filter_has(uintptr_t addr)
+/* bits is the filter, which the hooks get as their context: indexed without loading its
+ * address first (one shift and mask for the word, one shift and a bit test). */
+static inline bool filter_has(const _Atomic uint64_t *bits, uintptr_t addr)
 {
     uint64_t word =
-        atomic_load_explicit(&filter[(addr >> 10) & (FILTER_WORDS - 1u)], memory_order_relaxed);
+        atomic_load_explicit(&bits[(addr >> 10) & (FILTER_WORDS - 1u)], memory_order_relaxed);
     return (word >> ((addr >> 4) % 64)) & 1u;
 }
 
@@ -274,15 +276,19 @@ static void drop_slot(struct slot *t, uint32_t i)
     atomic_fetch_add_explicit(&S.removed, 1, memory_order_relaxed);
 }
 
-/* The address passed the filter: look for it, and drop its entry if it is there. */
-static void forget_slow(uintptr_t addr)
+/* The address passed the filter: look for it, and drop its entry if it is there (true). */
+static bool forget_slow(uintptr_t addr)
 {
+    /* NULL passes the filter when a sample sits at a 1 MiB boundary: find() would take
+     * it for the first empty slot. */
+    if (addr == ADDR_EMPTY)
+        return false;
     struct slot *t = atomic_load_explicit(&S.table, memory_order_acquire);
     if (t == NULL || find(t, addr) == UINT32_MAX)
-        return;
+        return false;
     if (T.busy) {
         atomic_fetch_add_explicit(&S.reentrant, 1, memory_order_relaxed);
-        return;
+        return false;
     }
     lock();
     t = atomic_load_explicit(&S.table, memory_order_relaxed);
@@ -290,14 +296,7 @@ static void forget_slow(uintptr_t addr)
     if (i != UINT32_MAX)
         drop_slot(t, i);
     unlock();
-}
-
-/* Forgets addr if it is sampled; called before the block is freed or moved. */
-static inline void forget(uintptr_t addr)
-{
-    if (__builtin_expect(!filter_has(addr), 1))
-        return;
-    forget_slow(addr);
+    return i != UINT32_MAX;
 }
 
 /* Interns a file name (GIL held): its index, or NO_FILE when the table is full. */
@@ -413,11 +412,11 @@ static void sample(void *p, size_t size)
     T.busy = 0;
 }
 
-/* Counts size off this thread's distance to its next sample point: true when passed. */
+/* Counts size off this thread's distance to its next sample point: true when passed.
+ * CPython's allocator API refuses sizes over PY_SSIZE_T_MAX before any hook is called, so
+ * size fits an int64_t. */
 static inline bool due(size_t size)
 {
-    if (size > (size_t)INT64_MAX)
-        size = (size_t)INT64_MAX;
     T.left -= (int64_t)size;
     return T.left < 0;
 }
@@ -431,15 +430,20 @@ static inline bool due(size_t size)
  * the outer hook counts it and marks the thread nested, and the raw hook lets nested
  * requests through uncounted. Requests of up to SMALL_REQUEST bytes, the bulk, take the
  * short path: a countdown and a tail call.
+ *
+ * Each domain has its own set of hooks, made from the inline bodies below with the domain
+ * as a constant, so that the allocator a hook calls is at a fixed address (one load fewer
+ * than through a context pointer). The context every hook gets is the free filter, which a
+ * free indexes without first loading its address.
  */
 #define SMALL_REQUEST 512u
 
 /* Slow paths, kept out of line so that the fast path of a hook needs no stack frame:
  * a compare, a thread-local countdown and a tail call. */
-static __attribute__((noinline)) void *outer_malloc(struct domain *d, size_t size)
+static __attribute__((noinline)) void *outer_malloc(const PyMemAllocatorEx *prev, size_t size)
 {
     T.nested++;
-    void *p = d->prev.malloc(d->prev.ctx, size);
+    void *p = prev->malloc(prev->ctx, size);
     T.nested--;
     if (p != NULL && due(size))
         sample(p, size);
@@ -447,120 +451,176 @@ static __attribute__((noinline)) void *outer_malloc(struct domain *d, size_t siz
 }
 
 /* A request of up to SMALL_REQUEST bytes that passed the sample point (already counted). */
-static __attribute__((noinline)) void *small_malloc_sampled(struct domain *d, size_t size)
+static __attribute__((noinline)) void *small_malloc_sampled(const PyMemAllocatorEx *prev,
+                                                            size_t size)
 {
-    void *p = d->prev.malloc(d->prev.ctx, size);
+    void *p = prev->malloc(prev->ctx, size);
     if (p != NULL)
         sample(p, size);
     return p;
 }
 
-static void *hook_malloc(void *ctx, size_t size)
+static inline __attribute__((always_inline)) void *malloc_in(const PyMemAllocatorEx *prev,
+                                                             size_t size)
 {
-    struct domain *d = ctx;
     if (__builtin_expect(size > SMALL_REQUEST, 0))
-        return outer_malloc(d, size);
+        return outer_malloc(prev, size);
     if (__builtin_expect(due(size), 0))
-        return small_malloc_sampled(d, size);
-    return d->prev.malloc(d->prev.ctx, size);
+        return small_malloc_sampled(prev, size);
+    return prev->malloc(prev->ctx, size);
 }
 
 /* calloc: `small` when size <= SMALL_REQUEST and the countdown already passed the point. */
-static __attribute__((noinline)) void *outer_calloc(struct domain *d, size_t nelem, size_t elsize,
-                                                    size_t size, bool small)
+static __attribute__((noinline)) void *outer_calloc(const PyMemAllocatorEx *prev, size_t nelem,
+                                                    size_t elsize, size_t size, bool small)
 {
     T.nested++;
-    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
+    void *p = prev->calloc(prev->ctx, nelem, elsize);
     T.nested--;
     if (p != NULL && (small || due(size)))
         sample(p, size);
     return p;
 }
 
-static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
+static inline __attribute__((always_inline)) void *calloc_in(const PyMemAllocatorEx *prev,
+                                                             size_t nelem, size_t elsize)
 {
-    struct domain *d = ctx;
     size_t size = 0;
     if (__builtin_mul_overflow(nelem, elsize, &size))
-        return d->prev.calloc(d->prev.ctx, nelem, elsize);
+        return prev->calloc(prev->ctx, nelem, elsize);
     if (size > SMALL_REQUEST)
-        return outer_calloc(d, nelem, elsize, size, false);
+        return outer_calloc(prev, nelem, elsize, size, false);
     if (__builtin_expect(due(size), 0))
-        return outer_calloc(d, nelem, elsize, size, true);
-    return d->prev.calloc(d->prev.ctx, nelem, elsize);
+        return outer_calloc(prev, nelem, elsize, size, true);
+    return prev->calloc(prev->ctx, nelem, elsize);
 }
 
-static void *hook_realloc(void *ctx, void *ptr, size_t size)
+/*
+ * realloc off its fast path: ptr passed the filter (`filtered`; nothing counted yet) or the
+ * countdown passed the sample point. A sampled block is forgotten before it moves; should
+ * the realloc then fail, the block lives on without its sample (counted in realloc_failed).
+ * `outer`: a mem or object hook, which marks the thread nested around the call.
+ */
+static __attribute__((noinline)) void *realloc_slow(const PyMemAllocatorEx *prev, void *ptr,
+                                                    size_t size, bool filtered, bool outer)
 {
-    struct domain *d = ctx;
-    if (ptr != NULL)
-        forget((uintptr_t)ptr);
-    T.nested++;
-    void *p = d->prev.realloc(d->prev.ctx, ptr, size);
-    T.nested--;
+    bool forgotten = false, passed = !filtered;
+    if (filtered) {
+        forgotten = forget_slow((uintptr_t)ptr);
+        passed = (outer || !T.nested) && due(size);
+    }
+    T.nested += outer;
+    void *p = prev->realloc(prev->ctx, ptr, size);
+    T.nested -= outer;
     if (p == NULL) {
-        if (ptr != NULL && size != 0)
+        if (forgotten && size != 0)
             atomic_fetch_add_explicit(&S.realloc_failed, 1, memory_order_relaxed);
-    } else if (due(size)) {
+    } else if (passed) {
         sample(p, size);
     }
     return p;
 }
 
-/* The raw domain: counted unless a mem or object hook above already counts the request. */
-static void *raw_malloc(void *ctx, size_t size)
+/* NULL may pass the filter: forget_slow then finds nothing. */
+static inline __attribute__((always_inline)) void *
+realloc_in(const PyMemAllocatorEx *prev, const _Atomic uint64_t *bits, void *ptr, size_t size)
 {
-    struct domain *d = ctx;
-    if (T.nested || __builtin_expect(!due(size), 1))
-        return d->prev.malloc(d->prev.ctx, size);
-    void *p = d->prev.malloc(d->prev.ctx, size);
+    if (__builtin_expect(filter_has(bits, (uintptr_t)ptr), 0))
+        return realloc_slow(prev, ptr, size, true, true);
+    if (__builtin_expect(due(size), 0))
+        return realloc_slow(prev, ptr, size, false, true);
+    T.nested++;
+    void *p = prev->realloc(prev->ctx, ptr, size);
+    T.nested--;
+    return p;
+}
+
+/* The raw domain: counted unless a mem or object hook above already counts the request. */
+static __attribute__((noinline)) void *raw_sampled(void *p, size_t size)
+{
     if (p != NULL)
         sample(p, size);
     return p;
+}
+
+static void *raw_malloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    const PyMemAllocatorEx *prev = &domains[0].prev;
+    if (T.nested || __builtin_expect(!due(size), 1))
+        return prev->malloc(prev->ctx, size);
+    return raw_sampled(prev->malloc(prev->ctx, size), size);
 }
 
 static void *raw_calloc(void *ctx, size_t nelem, size_t elsize)
 {
-    struct domain *d = ctx;
+    (void)ctx;
+    const PyMemAllocatorEx *prev = &domains[0].prev;
     size_t size = 0;
     if (T.nested || __builtin_mul_overflow(nelem, elsize, &size) || __builtin_expect(!due(size), 1))
-        return d->prev.calloc(d->prev.ctx, nelem, elsize);
-    void *p = d->prev.calloc(d->prev.ctx, nelem, elsize);
-    if (p != NULL)
-        sample(p, size);
-    return p;
+        return prev->calloc(prev->ctx, nelem, elsize);
+    return raw_sampled(prev->calloc(prev->ctx, nelem, elsize), size);
 }
 
 static void *raw_realloc(void *ctx, void *ptr, size_t size)
 {
-    struct domain *d = ctx;
-    if (ptr != NULL)
-        forget((uintptr_t)ptr);
+    const PyMemAllocatorEx *prev = &domains[0].prev;
+    if (__builtin_expect(filter_has(ctx, (uintptr_t)ptr), 0))
+        return realloc_slow(prev, ptr, size, true, false);
     if (T.nested || __builtin_expect(!due(size), 1))
-        return d->prev.realloc(d->prev.ctx, ptr, size);
-    void *p = d->prev.realloc(d->prev.ctx, ptr, size);
-    if (p != NULL)
-        sample(p, size);
-    else if (ptr != NULL && size != 0)
-        atomic_fetch_add_explicit(&S.realloc_failed, 1, memory_order_relaxed);
-    return p;
+        return prev->realloc(prev->ctx, ptr, size);
+    return realloc_slow(prev, ptr, size, false, false);
 }
 
-static __attribute__((noinline)) void free_sampled(struct domain *d, void *ptr)
+static __attribute__((noinline)) void free_sampled(const PyMemAllocatorEx *prev, void *ptr)
 {
     forget_slow((uintptr_t)ptr);
-    d->prev.free(d->prev.ctx, ptr);
+    prev->free(prev->ctx, ptr);
 }
 
-static void hook_free(void *ctx, void *ptr)
+static inline __attribute__((always_inline)) void free_in(const PyMemAllocatorEx *prev,
+                                                          const _Atomic uint64_t *bits, void *ptr)
 {
-    struct domain *d = ctx;
     /* NULL may pass the filter; forget_slow then finds nothing. */
-    if (__builtin_expect(filter_has((uintptr_t)ptr), 0))
-        free_sampled(d, ptr);
+    if (__builtin_expect(filter_has(bits, (uintptr_t)ptr), 0))
+        free_sampled(prev, ptr);
     else
-        d->prev.free(d->prev.ctx, ptr);
+        prev->free(prev->ctx, ptr);
 }
+
+static void raw_free(void *ctx, void *ptr)
+{
+    free_in(&domains[0].prev, ctx, ptr);
+}
+
+#define OUTER_HOOKS(name, i)                                                                       \
+    static void *name##_malloc(void *ctx, size_t size)                                             \
+    {                                                                                              \
+        (void)ctx;                                                                                 \
+        return malloc_in(&domains[i].prev, size);                                                  \
+    }                                                                                              \
+    static void *name##_calloc(void *ctx, size_t nelem, size_t elsize)                             \
+    {                                                                                              \
+        (void)ctx;                                                                                 \
+        return calloc_in(&domains[i].prev, nelem, elsize);                                         \
+    }                                                                                              \
+    static void *name##_realloc(void *ctx, void *ptr, size_t size)                                 \
+    {                                                                                              \
+        return realloc_in(&domains[i].prev, ctx, ptr, size);                                       \
+    }                                                                                              \
+    static void name##_free(void *ctx, void *ptr)                                                  \
+    {                                                                                              \
+        free_in(&domains[i].prev, ctx, ptr);                                                       \
+    }
+
+OUTER_HOOKS(mem, 1)
+OUTER_HOOKS(obj, 2)
+
+static const PyMemAllocatorEx hook_sets[3] = {
+    {(void *)filter, raw_malloc, raw_calloc, raw_realloc, raw_free},
+    {(void *)filter, mem_malloc, mem_calloc, mem_realloc, mem_free},
+    {(void *)filter, obj_malloc, obj_calloc, obj_realloc, obj_free},
+};
 
 /*
  * Whether our hook of domain i is in the allocator chain: ours on top, or under another
@@ -599,12 +659,43 @@ static void install(void)
         PyMemAllocatorEx cur;
         PyMem_GetAllocator(domains[i].id, &cur);
         domains[i].prev = cur;
-        PyMemAllocatorEx ours = {&domains[i], hook_malloc, hook_calloc, hook_realloc, hook_free};
-        if (domains[i].id == PYMEM_DOMAIN_RAW)
-            ours = (PyMemAllocatorEx){&domains[i], raw_malloc, raw_calloc, raw_realloc, hook_free};
+        PyMemAllocatorEx ours = hook_sets[i];
         PyMem_SetAllocator(domains[i].id, &ours);
     }
     S.installed = true;
+}
+
+/*
+ * Pass-through hooks (benchmarks only, tests/bench/probe_overhead.py "floor"): each calls
+ * the allocator it replaced and does nothing else. What they cost is what any
+ * PyMem_SetAllocator hook costs on a given interpreter, apart from the hook's own work.
+ */
+static struct domain pass_domains[3] = {
+    {PYMEM_DOMAIN_RAW, {0}}, {PYMEM_DOMAIN_MEM, {0}}, {PYMEM_DOMAIN_OBJ, {0}}};
+static bool pass_installed;
+
+static void *pass_malloc(void *ctx, size_t size)
+{
+    struct domain *d = ctx;
+    return d->prev.malloc(d->prev.ctx, size);
+}
+
+static void *pass_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    struct domain *d = ctx;
+    return d->prev.calloc(d->prev.ctx, nelem, elsize);
+}
+
+static void *pass_realloc(void *ctx, void *ptr, size_t size)
+{
+    struct domain *d = ctx;
+    return d->prev.realloc(d->prev.ctx, ptr, size);
+}
+
+static void pass_free(void *ctx, void *ptr)
+{
+    struct domain *d = ctx;
+    d->prev.free(d->prev.ctx, ptr);
 }
 
 /* --- Fork ------------------------------------------------------------------------ */
@@ -774,6 +865,23 @@ static PyObject *sampler_hooked(PyObject *self, PyObject *unused)
     return PyBool_FromLong(S.installed && hooked());
 }
 
+/* Installs the pass-through hooks once (GIL held); start() may stack ours on top. */
+static PyObject *sampler_passthrough(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    if (!pass_installed) {
+        for (int i = 0; i < 3; i++) {
+            PyMem_GetAllocator(pass_domains[i].id, &pass_domains[i].prev);
+            PyMemAllocatorEx pass = {&pass_domains[i], pass_malloc, pass_calloc, pass_realloc,
+                                     pass_free};
+            PyMem_SetAllocator(pass_domains[i].id, &pass);
+        }
+        pass_installed = true;
+    }
+    Py_RETURN_NONE;
+}
+
 struct copied {
     struct entry e;
     struct frame f[];
@@ -870,6 +978,9 @@ static PyMethodDef methods[] = {
     {"stop", sampler_stop, METH_NOARGS, "Stop sampling and drop the table (hooks stay)."},
     {"clear", sampler_clear, METH_NOARGS, "Drop every sample."},
     {"hooked", sampler_hooked, METH_NOARGS, "Whether our hooks are the current allocators."},
+    {"passthrough", sampler_passthrough, METH_NOARGS,
+     "Install hooks that only call the allocator they replaced (benchmarks: the floor cost "
+     "of any allocator hook)."},
     {"samples", sampler_samples, METH_NOARGS,
      "The live samples: [(id, size, sample_bytes, ((file, line), ...)), ...]."},
     {"stats", sampler_stats, METH_NOARGS, "Counters of the sampler."},
