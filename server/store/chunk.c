@@ -189,7 +189,7 @@ static void append_first(struct apm_chunk_enc *e, int64_t t, int64_t v)
     put_varint(e, zigzag(e->base_dt));
     if (e->format == APM_CHUNK_FORMAT) {
         apm_chunk_rc_enc_init(&e->rc, e->len);
-        apm_chunk_model_init(&e->model);
+        apm_chunk_model_init(&e->model, (uint64_t)e->base_dt);
         e->buf[LEN_CHECK] = (uint8_t)e->len;
     }
     e->first_t = e->last_t = t;
@@ -214,8 +214,8 @@ static void append_next(struct apm_chunk_enc *e, int64_t t, int64_t v)
         scaled = (int64_t)dv >> e->shift;
     }
     if (e->format == APM_CHUNK_FORMAT) {
-        uint64_t sv = (uint64_t)scaled;
-        apm_chunk_rc_sample(&e->rc, &e->model, e->buf, &dod, &sv);
+        uint64_t sv = (uint64_t)scaled, coded_dt = dt;
+        apm_chunk_rc_sample(&e->rc, &e->model, e->buf, &coded_dt, &sv);
         e->len = apm_chunk_rc_flush(&e->rc, e->buf);
         e->buf[LEN_CHECK] = (uint8_t)e->len;
     } else {
@@ -410,22 +410,23 @@ int apm_chunk_iter_init(struct apm_chunk_iter *it, const void *buf, size_t len, 
         if (len > UINT32_MAX)
             return APM_E_DECODE;
         apm_chunk_rc_dec_init(&it->rc, it->buf, (uint32_t)pos, (uint32_t)len);
-        apm_chunk_model_init(&it->model);
+        apm_chunk_model_init(&it->model, it->dt);
     }
     return 0;
 }
 
-/* The next sample's delta-of-delta and scaled value delta, as int64 bits. */
-static int next_deltas(struct apm_chunk_iter *it, uint64_t *dod, uint64_t *scaled)
+/* The next sample's interval and scaled value delta, as int64 bits. */
+static int next_deltas(struct apm_chunk_iter *it, uint64_t *dt, uint64_t *scaled)
 {
     if (it->format == APM_CHUNK_FORMAT) {
         /* Decoding only reads the buffer. */
-        apm_chunk_rc_sample(&it->rc, &it->model, (uint8_t *)(uintptr_t)it->buf, dod, scaled);
+        apm_chunk_rc_sample(&it->rc, &it->model, (uint8_t *)(uintptr_t)it->buf, dt, scaled);
         return 0;
     }
-    if (rice_get(it, &it->rice_t, dod) < 0 || rice_get(it, &it->rice_v, scaled) < 0)
+    uint64_t dod;
+    if (rice_get(it, &it->rice_t, &dod) < 0 || rice_get(it, &it->rice_v, scaled) < 0)
         return APM_E_DECODE;
-    *dod = (uint64_t)unzigzag(*dod);
+    *dt = it->dt + (uint64_t)unzigzag(dod);
     *scaled = (uint64_t)unzigzag(*scaled);
     return 0;
 }
@@ -435,10 +436,10 @@ int apm_chunk_iter_next(struct apm_chunk_iter *it, int64_t *t, int64_t *v)
     if (it->i >= it->n)
         return 0;
     if (it->i > 0) {
-        uint64_t dod = 0, scaled = 0;
-        if (next_deltas(it, &dod, &scaled) < 0)
+        uint64_t dt = 0, scaled = 0;
+        if (next_deltas(it, &dt, &scaled) < 0)
             return APM_E_DECODE;
-        it->dt += dod;
+        it->dt = dt;
         it->t = (int64_t)((uint64_t)it->t + it->dt);
         if (scaled != 0) {
             if (it->shift == APM_CHUNK_SHIFT_NONE)

@@ -21,18 +21,23 @@
 #define APM_CHUNK_RC_MAX_SAMPLE_BYTES 160u
 
 #define APM_CHUNK_RC_EXP_POS 20u /* unary exponent positions with their own context */
-#define APM_CHUNK_RC_VBUCKETS 3u /* value exponent contexts: by the previous delta */
-#define APM_CHUNK_RC_PROBS                                                                         \
-    (2u + 1u + 2u * APM_CHUNK_RC_EXP_POS + 4u + 3u +                                               \
-     (APM_CHUNK_RC_VBUCKETS + 1u) * APM_CHUNK_RC_EXP_POS)
+#define APM_CHUNK_RC_BUCKETS 3u  /* exponent contexts: by the previous number's size */
+#define APM_CHUNK_RC_STREAM_PROBS (4u + 3u + (APM_CHUNK_RC_BUCKETS + 1u) * APM_CHUNK_RC_EXP_POS)
+#define APM_CHUNK_RC_PROBS (2u * APM_CHUNK_RC_STREAM_PROBS) /* time, value */
+
+/* What a stream's contexts know of its previous numbers. */
+struct apm_chunk_history {
+    uint8_t zeros;  /* the last two numbers were 0, one bit each */
+    uint8_t sign;   /* previous number: 0 zero, 1 positive, 2 negative */
+    uint8_t bucket; /* size class of the previous number */
+};
 
 /* Adaptive probabilities and the little history the contexts use. */
 struct apm_chunk_model {
-    uint16_t p[APM_CHUNK_RC_PROBS];
-    uint8_t t_zero; /* the previous delta-of-delta was 0 */
-    uint8_t v_zero; /* the last two value deltas were 0, one bit each */
-    uint8_t v_sign; /* previous value delta: 0 zero, 1 positive, 2 negative */
-    uint8_t v_exp;  /* context bucket of the previous value delta's size */
+    uint16_t p[APM_CHUNK_RC_PROBS];   /* probability of a 0, in 1/2048ths */
+    uint8_t rate[APM_CHUNK_RC_PROBS]; /* adaptation shift of its next update */
+    struct apm_chunk_history hist[2];
+    uint64_t last_dt; /* the interval predicted for the next sample */
 };
 
 /*
@@ -53,7 +58,8 @@ struct apm_chunk_rc {
     uint8_t decoding;
 };
 
-void apm_chunk_model_init(struct apm_chunk_model *m);
+/* Starts a model; dt is the interval expected before the first coded sample. */
+void apm_chunk_model_init(struct apm_chunk_model *m, uint64_t dt);
 
 /* Starts encoding at offset pos. */
 void apm_chunk_rc_enc_init(struct apm_chunk_rc *rc, uint32_t pos);
@@ -62,11 +68,12 @@ void apm_chunk_rc_enc_init(struct apm_chunk_rc *rc, uint32_t pos);
 void apm_chunk_rc_dec_init(struct apm_chunk_rc *rc, const uint8_t *buf, uint32_t pos, uint32_t len);
 
 /*
- * Codes one sample: encoding reads *dod and *dv, decoding writes them. buf is
- * the chunk buffer (written when encoding, read when decoding).
+ * Codes one sample's interval since the previous sample and its scaled value
+ * delta: encoding reads *dt and *dv, decoding writes them. buf is the chunk
+ * buffer (written when encoding, read when decoding).
  */
 void apm_chunk_rc_sample(struct apm_chunk_rc *rc, struct apm_chunk_model *m, uint8_t *buf,
-                         uint64_t *dod, uint64_t *dv);
+                         uint64_t *dt, uint64_t *dv);
 
 /*
  * Writes the shortest tail after the encoder's bytes that makes the stream
