@@ -421,7 +421,8 @@ static int next_deltas(struct apm_chunk_iter *it, uint64_t *dt, uint64_t *scaled
     if (it->format == APM_CHUNK_FORMAT) {
         /* Decoding only reads the buffer. */
         apm_chunk_rc_sample(&it->rc, &it->model, (uint8_t *)(uintptr_t)it->buf, dt, scaled);
-        return 0;
+        /* The code stays inside the coder's interval unless the bytes are damaged. */
+        return it->rc.code < it->rc.range ? 0 : APM_E_DECODE;
     }
     uint64_t dod;
     if (rice_get(it, &it->rice_t, &dod) < 0 || rice_get(it, &it->rice_v, scaled) < 0)

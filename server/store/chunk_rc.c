@@ -42,7 +42,7 @@ void apm_chunk_rc_enc_init(struct apm_chunk_rc *rc, uint32_t pos)
     rc->range = 0xffffffffu;
     rc->pending = 1;
     rc->skip = 1;
-    rc->pos = rc->start = pos;
+    rc->pos = rc->start = rc->nonzero_end = pos;
 }
 
 void apm_chunk_rc_dec_init(struct apm_chunk_rc *rc, const uint8_t *buf, uint32_t pos, uint32_t len)
@@ -56,22 +56,47 @@ void apm_chunk_rc_dec_init(struct apm_chunk_rc *rc, const uint8_t *buf, uint32_t
         rc->code = rc->code << 8 | (rc->pos < len ? buf[rc->pos] : 0u);
 }
 
+/*
+ * The encoder's output, as in LZMA: bytes before pos are final; then come
+ * the pending bytes a carry may still change, a cache byte and 0xff bytes,
+ * already written to buf (so that a flush costs the same however long the
+ * run; the very first cache byte is always 0 and never written: skip).
+ */
+static uint32_t run_bytes(const struct apm_chunk_rc *rc)
+{
+    return rc->pending - rc->skip;
+}
+
+/* Makes the first n pending bytes final. */
+static void commit(struct apm_chunk_rc *rc, const uint8_t *buf, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++, rc->pos++)
+        if (buf[rc->pos] != 0)
+            rc->nonzero_end = rc->pos + 1;
+}
+
+/* Adds the carry out of low to the pending bytes: cache + 1, then 0x00s. */
+static void add_carry(struct apm_chunk_rc *rc, uint8_t *buf)
+{
+    for (uint32_t i = 0; i < run_bytes(rc); i++)
+        buf[rc->pos + i] = i == 0 && !rc->skip ? (uint8_t)(buf[rc->pos] + 1) : 0;
+    rc->low &= 0xffffffffu;
+}
+
 /* Moves the top byte of low out, holding 0xff bytes back until a carry is settled. */
 static void shift_low(struct apm_chunk_rc *rc, uint8_t *buf)
 {
     if ((uint32_t)rc->low < 0xff000000u || (rc->low >> 32) != 0) {
-        uint8_t carry = (uint8_t)(rc->low >> 32);
-        uint8_t byte = rc->cache;
-        do {
-            if (rc->skip)
-                rc->skip = 0;
-            else
-                buf[rc->pos++] = (uint8_t)(byte + carry);
-            byte = 0xff;
-        } while (--rc->pending != 0);
-        rc->cache = (uint8_t)(rc->low >> 24);
+        if (rc->low >> 32)
+            add_carry(rc, buf);
+        commit(rc, buf, run_bytes(rc));
+        rc->skip = 0;
+        rc->pending = 1;
+        buf[rc->pos] = (uint8_t)(rc->low >> 24);
+    } else {
+        buf[rc->pos + run_bytes(rc)] = 0xff;
+        rc->pending++;
     }
-    rc->pending++;
     rc->low = (rc->low & 0x00ffffffu) << 8;
 }
 
@@ -210,22 +235,36 @@ void apm_chunk_rc_sample(struct apm_chunk_rc *rc, struct apm_chunk_model *m, uin
     *dv = code_stream(rc, buf, m, 1, *dv);
 }
 
-uint32_t apm_chunk_rc_flush(const struct apm_chunk_rc *rc, uint8_t *buf)
+uint32_t apm_chunk_rc_flush(struct apm_chunk_rc *rc, uint8_t *buf)
 {
+    /* A carry already in low is certain: settle it (the output stays the same). */
+    uint32_t run = run_bytes(rc);
+    if ((rc->low >> 32) != 0 && run > 0) {
+        add_carry(rc, buf);
+        commit(rc, buf, run - 1);
+        rc->skip = 0;
+        rc->pending = 1;
+    }
     /*
-     * Any number in [low, low + range) decodes the same; the one with the
-     * most trailing zero bytes is a multiple of 2^24 (range >= 2^24), and
-     * the decoder reads missing bytes as zero, so only its top byte is
-     * written.
+     * Any number in [low, low + range) decodes the same. The one with the
+     * most trailing zero bytes below 2^32 (no carry) is a multiple of 2^24
+     * unless low is within 2^24 of 2^32 (range >= 2^24); the decoder reads
+     * missing bytes as zero, so those are not written.
      */
-    struct apm_chunk_rc c = *rc;
-    c.low = (c.low + (TOP - 1)) & ~(uint64_t)(TOP - 1);
-    shift_low(&c, buf);
-    shift_low(&c, buf);
-    uint32_t end = c.pos;
-    while (end > rc->start && buf[end - 1] == 0)
+    uint64_t x = rc->low;
+    for (unsigned k = 24; k > 0; k -= 8) {
+        uint64_t up = (rc->low + ((1ull << k) - 1)) & ~((1ull << k) - 1);
+        if (up < (1ull << 32)) {
+            x = up;
+            break;
+        }
+    }
+    uint32_t tail = rc->pos + run_bytes(rc), end = tail + 4;
+    for (int i = 0; i < 4; i++)
+        buf[tail + i] = (uint8_t)(x >> (24 - 8 * i));
+    while (end > rc->pos && buf[end - 1] == 0)
         end--;
-    return end;
+    return end > rc->pos ? end : rc->nonzero_end;
 }
 
 bool apm_chunk_rc_dec_done(const struct apm_chunk_rc *rc)

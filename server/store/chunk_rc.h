@@ -49,12 +49,12 @@ struct apm_chunk_rc {
     uint64_t low;
     uint32_t range;
     uint32_t code;
-    uint32_t pending; /* bytes held back for a carry: the cache and 0xff bytes */
-    uint32_t pos;     /* encoder: bytes written; decoder: next byte to read */
-    uint32_t end;     /* decoder: length of the buffer */
-    uint32_t start;   /* where the stream begins in the buffer */
-    uint8_t cache;
-    uint8_t skip; /* the encoder's first byte is always 0 and not written */
+    uint32_t pending;     /* bytes held back for a carry: the cache and 0xff bytes */
+    uint32_t nonzero_end; /* encoder: end of the last nonzero final byte */
+    uint32_t pos;         /* encoder: bytes written; decoder: next byte to read */
+    uint32_t end;         /* decoder: length of the buffer */
+    uint32_t start;       /* where the stream begins in the buffer */
+    uint8_t skip;         /* the encoder's first byte is always 0 and not written */
     uint8_t decoding;
 };
 
@@ -77,10 +77,12 @@ void apm_chunk_rc_sample(struct apm_chunk_rc *rc, struct apm_chunk_model *m, uin
 
 /*
  * Writes the shortest tail after the encoder's bytes that makes the stream
- * decode alone, without changing the encoder; returns the stream's end (its
- * trailing zero bytes dropped). Needs pending + 1 bytes of room after rc->pos.
+ * decode alone and returns the stream's end (its trailing zero bytes
+ * dropped). Coding goes on afterwards as if there had been no flush (a
+ * certain carry is settled, which does not change the output). Constant
+ * time; needs pending + 4 bytes of room after rc->pos.
  */
-uint32_t apm_chunk_rc_flush(const struct apm_chunk_rc *rc, uint8_t *buf);
+uint32_t apm_chunk_rc_flush(struct apm_chunk_rc *rc, uint8_t *buf);
 
 /*
  * After the last sample: true when the decoder ended where the encoder's
