@@ -12,6 +12,7 @@
 #define PROB_ONE (1u << PROB_BITS)
 #define RATE_FIRST 1u
 #define RATE_LAST 3u
+_Static_assert(RATE_LAST - RATE_FIRST <= 3, "the step fits in 2 bits");
 #define TOP (1u << 24)
 
 /*
@@ -30,8 +31,7 @@ void apm_chunk_model_init(struct apm_chunk_model *m, uint64_t dt)
 {
     m->last_dt = dt;
     for (unsigned i = 0; i < APM_CHUNK_RC_PROBS; i++) {
-        m->p[i] = PROB_ONE / 2;
-        m->rate[i] = RATE_FIRST;
+        m->p[i] = (PROB_ONE / 2) << 2;
     }
     memset(m->hist, 0, sizeof(m->hist));
 }
@@ -117,23 +117,24 @@ static void normalize(struct apm_chunk_rc *rc, uint8_t *buf)
 static unsigned code_bit(struct apm_chunk_rc *rc, uint8_t *buf, struct apm_chunk_model *m,
                          unsigned ctx, unsigned bit)
 {
-    uint16_t *p = &m->p[ctx];
-    unsigned shift = m->rate[ctx];
-    m->rate[ctx] = (uint8_t)(shift + (shift < RATE_LAST));
-    uint32_t bound = (rc->range >> PROB_BITS) * *p;
+    /* A context is its probability, shifted left by 2, and its shift - RATE_FIRST. */
+    unsigned p = m->p[ctx] >> 2, step = m->p[ctx] & 3u, shift = RATE_FIRST + step;
+    uint32_t bound = (rc->range >> PROB_BITS) * p;
     if (rc->decoding)
         bit = rc->code >= bound;
     if (bit == 0) {
         rc->range = bound;
-        *p = (uint16_t)(*p + ((PROB_ONE - *p) >> shift));
+        p += (PROB_ONE - p) >> shift;
     } else {
         if (rc->decoding)
             rc->code -= bound;
         else
             rc->low += bound;
         rc->range -= bound;
-        *p = (uint16_t)(*p - (*p >> shift));
+        p -= p >> shift;
     }
+    step += shift < RATE_LAST;
+    m->p[ctx] = (uint16_t)(p << 2 | step);
     normalize(rc, buf);
     return bit;
 }

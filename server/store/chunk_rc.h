@@ -34,8 +34,7 @@ struct apm_chunk_history {
 
 /* Adaptive probabilities and the little history the contexts use. */
 struct apm_chunk_model {
-    uint16_t p[APM_CHUNK_RC_PROBS];   /* probability of a 0, in 1/2048ths */
-    uint8_t rate[APM_CHUNK_RC_PROBS]; /* adaptation shift of its next update */
+    uint16_t p[APM_CHUNK_RC_PROBS]; /* probability of a 0 in 1/2048ths << 2 | adaptation step */
     struct apm_chunk_history hist[2];
     uint64_t last_dt; /* the interval predicted for the next sample */
 };
