@@ -106,6 +106,7 @@ static void normalize(struct apm_chunk_rc *rc, uint8_t *buf)
         rc->range <<= 8;
         if (rc->decoding) {
             rc->code = rc->code << 8 | (rc->pos < rc->end ? buf[rc->pos] : 0u);
+            rc->low = (rc->low & 0x00ffffffu) << 8; /* mirrored for the end check */
             rc->pos++;
         } else {
             shift_low(rc, buf);
@@ -128,8 +129,7 @@ static unsigned code_bit(struct apm_chunk_rc *rc, uint8_t *buf, struct apm_chunk
     } else {
         if (rc->decoding)
             rc->code -= bound;
-        else
-            rc->low += bound;
+        rc->low += bound;
         rc->range -= bound;
         p -= p >> shift;
     }
@@ -156,9 +156,8 @@ static uint64_t code_direct(struct apm_chunk_rc *rc, uint8_t *buf, uint64_t v, u
             if (digit >> take) /* only a damaged stream gets here */
                 digit = (1u << take) - 1;
             rc->code -= digit * part;
-        } else {
-            rc->low += (uint64_t)digit * part;
         }
+        rc->low += (uint64_t)digit * part;
         rc->range = part;
         out = out << take | digit;
         normalize(rc, buf);
@@ -236,6 +235,24 @@ void apm_chunk_rc_sample(struct apm_chunk_rc *rc, struct apm_chunk_model *m, uin
     *dv = code_stream(rc, buf, m, 1, *dv);
 }
 
+/*
+ * Any number in [low, low + range) decodes the same. The flush writes the
+ * one with the most trailing zero bytes below 2^32 (no carry): a multiple
+ * of 2^24 unless low is within 2^24 of 2^32 (range >= 2^24). The decoder
+ * reads missing bytes as zero, so those are not written, and checks at the
+ * end that the stream held exactly this number.
+ */
+static uint32_t flush_point(uint64_t low)
+{
+    low &= 0xffffffffu;
+    for (unsigned k = 24; k > 0; k -= 8) {
+        uint64_t up = (low + ((1ull << k) - 1)) & ~((1ull << k) - 1);
+        if (up < (1ull << 32))
+            return (uint32_t)up;
+    }
+    return (uint32_t)low;
+}
+
 uint32_t apm_chunk_rc_flush(struct apm_chunk_rc *rc, uint8_t *buf)
 {
     /* A carry already in low is certain: settle it (the output stays the same). */
@@ -246,21 +263,7 @@ uint32_t apm_chunk_rc_flush(struct apm_chunk_rc *rc, uint8_t *buf)
         rc->skip = 0;
         rc->pending = 1;
     }
-    /*
-     * Any number in [low, low + range) decodes the same. The one with the
-     * most trailing zero bytes below 2^32 (no carry) is a multiple of 2^24
-     * unless low is within 2^24 of 2^32 (range >= 2^24); the decoder reads
-     * missing bytes as zero, so those are not written.
-     */
-    uint64_t x = rc->low;
-    for (unsigned k = 24; k > 0; k -= 8) {
-        uint64_t up = (rc->low + ((1ull << k) - 1)) & ~((1ull << k) - 1);
-        if (up < (1ull << 32)) {
-            x = up;
-            break;
-        }
-    }
-    uint32_t tail = rc->pos + run_bytes(rc), end = tail + 4;
+    uint32_t x = flush_point(rc->low), tail = rc->pos + run_bytes(rc), end = tail + 4;
     for (int i = 0; i < 4; i++)
         buf[tail + i] = (uint8_t)(x >> (24 - 8 * i));
     while (end > rc->pos && buf[end - 1] == 0)
@@ -270,5 +273,7 @@ uint32_t apm_chunk_rc_flush(struct apm_chunk_rc *rc, uint8_t *buf)
 
 bool apm_chunk_rc_dec_done(const struct apm_chunk_rc *rc)
 {
-    return rc->code < TOP && rc->pos >= rc->end;
+    /* The decoder's low mirrors the encoder's within the 32-bit window. */
+    uint32_t value = (uint32_t)rc->low + rc->code;
+    return rc->code < rc->range && value == flush_point(rc->low) && rc->pos >= rc->end;
 }

@@ -84,9 +84,10 @@ void apm_chunk_rc_sample(struct apm_chunk_rc *rc, struct apm_chunk_model *m, uin
 uint32_t apm_chunk_rc_flush(struct apm_chunk_rc *rc, uint8_t *buf);
 
 /*
- * After the last sample: true when the decoder ended where the encoder's
- * flush leaves it and used every byte. A damaged or cut stream fails this
- * but for a 1 in 256 chance.
+ * After the last sample: true when the stream ends in exactly the number the
+ * encoder's flush writes for the decoder's final state, and every byte was
+ * used. A damaged or cut stream fails this but by chance (its number must
+ * land on a multiple of 2^24, about 1 in 2^24 for random bytes).
  */
 bool apm_chunk_rc_dec_done(const struct apm_chunk_rc *rc);
 
