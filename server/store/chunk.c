@@ -459,5 +459,9 @@ int apm_chunk_iter_next(struct apm_chunk_iter *it, int64_t *t, int64_t *v)
 void apm_chunk_enc_restart(struct apm_chunk_enc *e)
 {
     uint8_t shift = e->shift != APM_CHUNK_SHIFT_NONE ? e->shift : e->shift_hint;
-    apm_chunk_enc_reset(e, shift, (int64_t)e->last_dt);
+    /* Format 2 passes on its estimate of the series' interval, not the last (jittered) one. */
+    uint64_t dt = e->last_dt;
+    if (e->format == APM_CHUNK_FORMAT && e->n > 1)
+        dt = apm_chunk_model_interval(&e->model);
+    apm_chunk_enc_reset(e, shift, (int64_t)dt);
 }

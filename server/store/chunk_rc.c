@@ -10,6 +10,10 @@
  */
 #define PROB_BITS 11u
 #define PROB_ONE (1u << PROB_BITS)
+#define GRID_A 2u /* the offset keeps 3/4 of the error */
+#define GRID_B 6u /* the step moves by 1/64 of it */
+#define GRID_FRAC 8u
+#define GRID_HALF (1u << (GRID_FRAC - 1))
 #define RATE_FIRST 1u
 #define RATE_LAST 3u
 _Static_assert(RATE_LAST - RATE_FIRST <= 3, "the step fits in 2 bits");
@@ -29,7 +33,8 @@ _Static_assert(MANT + EXP_POS == APM_CHUNK_RC_STREAM_PROBS, "context table size"
 
 void apm_chunk_model_init(struct apm_chunk_model *m, uint64_t dt)
 {
-    m->last_dt = dt;
+    m->interval = dt << GRID_FRAC;
+    m->offset = 0;
     for (unsigned i = 0; i < APM_CHUNK_RC_PROBS; i++) {
         m->p[i] = (PROB_ONE / 2) << 2;
     }
@@ -226,12 +231,24 @@ void apm_chunk_rc_sample(struct apm_chunk_rc *rc, struct apm_chunk_model *m, uin
                          uint64_t *dt, uint64_t *dv)
 {
     /*
-     * The interval is predicted by the previous one (delta-of-delta): on
-     * leakbench that beat running means of 2, 4 and 8 intervals, which
-     * follow a changed interval too slowly (docs/store.md).
+     * Time: samples sit on a grid of step D with jitter, so the next
+     * interval is D minus the previous sample's offset from the grid. Both
+     * are estimates that follow the error e (fixed point, GRID_FRAC bits):
+     * the offset becomes (1 - 1/2^GRID_A) e, D moves by e / 2^GRID_B. An
+     * error of half an interval or more (a gap, a new interval) restarts
+     * the grid at this sample.
      */
-    *dt = m->last_dt + code_stream(rc, buf, m, 0, *dt - m->last_dt);
-    m->last_dt = *dt;
+    uint64_t pred = (uint64_t)((int64_t)(m->interval - m->offset + GRID_HALF) >> GRID_FRAC);
+    *dt = pred + code_stream(rc, buf, m, 0, *dt - pred);
+    uint64_t e = *dt - pred;
+    uint64_t mag = (int64_t)e < 0 ? 0 - e : e, step = m->interval >> GRID_FRAC;
+    if ((int64_t)step > 0 && mag < step / 2) {
+        m->offset = e * ((1u << GRID_FRAC) - (1u << (GRID_FRAC - GRID_A)));
+        m->interval += e << (GRID_FRAC - GRID_B);
+    } else {
+        m->offset = 0;
+        m->interval = *dt << GRID_FRAC;
+    }
     *dv = code_stream(rc, buf, m, 1, *dv);
 }
 
@@ -251,6 +268,11 @@ static uint32_t flush_point(uint64_t low)
             return (uint32_t)up;
     }
     return (uint32_t)low;
+}
+
+uint64_t apm_chunk_model_interval(const struct apm_chunk_model *m)
+{
+    return (uint64_t)((int64_t)(m->interval + GRID_HALF) >> GRID_FRAC);
 }
 
 uint32_t apm_chunk_rc_flush(struct apm_chunk_rc *rc, uint8_t *buf)

@@ -36,7 +36,8 @@ struct apm_chunk_history {
 struct apm_chunk_model {
     uint16_t p[APM_CHUNK_RC_PROBS]; /* probability of a 0 in 1/2048ths << 2 | adaptation step */
     struct apm_chunk_history hist[2];
-    uint64_t last_dt; /* the interval predicted for the next sample */
+    uint64_t interval; /* time grid: estimated step, fixed point */
+    uint64_t offset;   /* estimated offset of the last sample from the grid, fixed point */
 };
 
 /*
@@ -59,6 +60,9 @@ struct apm_chunk_rc {
 
 /* Starts a model; dt is the interval expected before the first coded sample. */
 void apm_chunk_model_init(struct apm_chunk_model *m, uint64_t dt);
+
+/* The model's estimate of the series' interval, rounded. */
+uint64_t apm_chunk_model_interval(const struct apm_chunk_model *m);
 
 /* Starts encoding at offset pos. */
 void apm_chunk_rc_enc_init(struct apm_chunk_rc *rc, uint32_t pos);
