@@ -5,6 +5,7 @@
  * tests/bench/chunk_codec.sh builds and runs it.
  *
  *   chunk_codec TRACE_DIR [CHUNK_SAMPLES]
+ *   chunk_codec TRACE_DIR CHUNK_SAMPLES priors   prints format 2's prior table
  *
  * Series are cut into chunks as the store does (apm_chunk_enc_restart after
  * CHUNK_SAMPLES, default 120). The tuning half is every other trace in name
@@ -185,6 +186,41 @@ static void report(const char *title, struct series_data *series, size_t n, unsi
     print_cost("all", all);
 }
 
+/*
+ * Format 2's starting probabilities: each context's final probability,
+ * averaged over the chunks (where it was used) of the tuning half, coded
+ * from a flat start (1/2, first step 0) as the table was made.
+ */
+static void print_priors(struct series_data *series, size_t n, unsigned chunk)
+{
+    static double sum[APM_CHUNK_RC_PROBS], used[APM_CHUNK_RC_PROBS];
+    for (size_t s = 0; s < n; s += 2) {
+        struct apm_chunk_enc e;
+        apm_chunk_enc_init(&e);
+        for (size_t i = 0; i < series[s].n; i++) {
+            apm_chunk_enc_append(&e, series[s].t[i], series[s].v[i]);
+            if (e.n == 1)
+                for (unsigned k = 0; k < APM_CHUNK_RC_PROBS; k++)
+                    e.model.p[k] = 1024 << 2;
+            if (e.n == chunk || i + 1 == series[s].n) {
+                for (unsigned k = 0; k < APM_CHUNK_RC_PROBS; k++)
+                    if (e.model.p[k] & 3) { /* a step: the context was used */
+                        sum[k] += e.model.p[k] >> 2;
+                        used[k]++;
+                    }
+                apm_chunk_enc_restart(&e);
+            }
+        }
+        apm_chunk_enc_close(&e);
+    }
+    printf("static const uint16_t prior[APM_CHUNK_RC_PROBS] = {");
+    for (unsigned k = 0; k < APM_CHUNK_RC_PROBS; k++) {
+        double p = used[k] > 0 ? sum[k] / used[k] + 0.5 : 1024;
+        printf("%s%u", k ? ", " : "", (unsigned)(p < 31 ? 31 : p > 2017 ? 2017 : p));
+    }
+    printf("};\n");
+}
+
 int main(int argc, char **argv)
 {
     static struct series_data series[MAX_TRACES];
@@ -197,6 +233,10 @@ int main(int argc, char **argv)
     if (n == 0 || chunk < 2) {
         fprintf(stderr, "no traces in %s\n", argv[1]);
         return 1;
+    }
+    if (argc > 3 && strcmp(argv[3], "priors") == 0) {
+        print_priors(series, n, chunk);
+        return 0;
     }
     report("leakbench", series, n, chunk);
     static struct series_data synth[100];
