@@ -5,8 +5,9 @@
 /*
  * LZMA's binary range coder: probabilities of a 0 in 1/2048ths, moved by
  * 1/2^shift of the distance after each decision. A chunk holds about a
- * hundred samples, so each context learns fast at first (shift RATE_FIRST
- * on its first use, one more per use) and settles at RATE_LAST.
+ * hundred samples, so each context starts from a trained probability
+ * (prior, below) and learns fast at first: shift RATE_FIRST + 1 on its first
+ * use, one more per use up to RATE_LAST.
  */
 #define PROB_BITS 11u
 #define PROB_ONE (1u << PROB_BITS)
