@@ -17,8 +17,11 @@
  *   format 1: bits, for each later sample: the zigzag of the timestamp's
  *               delta-of-delta, then the zigzag of (value delta >> s), each
  *               as an adaptive Rice code (one adaptive state per stream)
- *   format 2: a range-coded stream of the same two numbers per later
- *               sample (chunk_rc.h), flushed so that the chunk decodes alone
+ *   format 2: a range-coded stream per later sample of the interval's
+ *               error against a predicted one and of (value delta >> s)
+ *               (chunk_rc.h), flushed so that the chunk decodes alone; the
+ *               interval varint is the predictor's step, byte 4 (before
+ *               the varints) the chunk's length mod 256
  * The first timestamp is not in the chunk: the store keeps it in the key.
  *
  * The encoder appends one sample at a time without re-reading what it has

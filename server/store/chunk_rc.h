@@ -3,8 +3,8 @@
 
 /*
  * Chunk format 2's entropy coder: an adaptive binary range coder (LZMA's,
- * 11-bit probabilities) and the model that turns one sample's time
- * delta-of-delta and scaled value delta into binary decisions. The same code
+ * 11-bit probabilities) and the model that turns one sample's interval
+ * (against a predicted one) and scaled value delta into binary decisions. The same code
  * runs both ways, so the encoder and the decoder cannot drift apart.
  * docs/store.md describes the binarisation and why.
  *
@@ -17,7 +17,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Binary decisions per sample are bounded (2 x (2 + 64 + 63)), so is their size. */
+/*
+ * Bytes a sample may add: per number at most 66 adaptive decisions, each
+ * under 8.2 bits (a probability stays within 7/2048 of 0 and 1), and 62
+ * direct bits, so under 151 bytes for the two.
+ */
 #define APM_CHUNK_RC_MAX_SAMPLE_BYTES 160u
 
 #define APM_CHUNK_RC_EXP_POS 20u /* unary exponent positions with their own context */
