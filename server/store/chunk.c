@@ -20,7 +20,10 @@
 #define RICE_HALVE_AT 16u
 #define RICE_SUM_CAP (1ull << 56)
 #define HEADER_FIXED 4u
+#define LEN_CHECK 4u /* format 2: byte 4 is the chunk's length mod 256 (catches a cut) */
 #define MAX_BYTES_PER_SAMPLE 24u /* two escaped codes: 2 * (24 + 6 + 64) bits */
+#define MAX_SAMPLE_BYTES APM_CHUNK_RC_MAX_SAMPLE_BYTES /* either format */
+_Static_assert(MAX_BYTES_PER_SAMPLE <= MAX_SAMPLE_BYTES, "room for a format 1 sample");
 
 static uint64_t zigzag(int64_t x)
 {
@@ -57,12 +60,12 @@ static void rice_update(struct apm_chunk_rice *r, uint64_t u)
 
 /* ---- writing ---- */
 
-static int reserve(struct apm_chunk_enc *e, size_t extra)
+static int reserve(struct apm_chunk_enc *e, size_t need)
 {
-    if ((size_t)e->len + extra <= e->cap)
+    if (need <= e->cap)
         return 0;
     size_t cap = e->cap ? e->cap : 64;
-    while (cap < (size_t)e->len + extra)
+    while (cap < need)
         cap *= 2;
     uint8_t *nb = realloc(e->buf, cap);
     if (nb == NULL)
@@ -70,6 +73,21 @@ static int reserve(struct apm_chunk_enc *e, size_t extra)
     e->buf = nb;
     e->cap = (uint32_t)cap;
     return 0;
+}
+
+/*
+ * Makes room for one more sample and its flush: a range coder writes from
+ * its own position (past a flush's dropped zero bytes) and may release held
+ * back bytes. A first sample writes the header (at most 24 bytes).
+ */
+static int reserve_sample(struct apm_chunk_enc *e)
+{
+    size_t used = e->len, extra = MAX_SAMPLE_BYTES + 32;
+    if (e->format == APM_CHUNK_FORMAT && e->n > 0) {
+        used = e->rc.pos > used ? e->rc.pos : used;
+        extra += e->rc.pending;
+    }
+    return reserve(e, used + extra);
 }
 
 /* Appends the low nbits of v, least significant bit first. Space is reserved. */
@@ -113,6 +131,7 @@ static void put_count(struct apm_chunk_enc *e)
 void apm_chunk_enc_init(struct apm_chunk_enc *e)
 {
     memset(e, 0, sizeof(*e));
+    e->new_format = APM_CHUNK_FORMAT;
     apm_chunk_enc_reset(e, APM_CHUNK_SHIFT_NONE, 0);
 }
 
@@ -132,12 +151,23 @@ void apm_chunk_enc_reset(struct apm_chunk_enc *e, uint8_t shift_hint, int64_t dt
     e->n = 0;
     e->bit_pos = 0;
     e->shift = APM_CHUNK_SHIFT_NONE;
+    e->format = e->new_format;
     e->shift_hint = shift_hint > APM_CHUNK_SHIFT_NONE ? APM_CHUNK_SHIFT_NONE : shift_hint;
     e->first_t = e->last_t = e->last_v = 0;
     e->base_dt = dt_hint;
     e->last_dt = (uint64_t)dt_hint;
     rice_init(&e->rice_t);
     rice_init(&e->rice_v);
+}
+
+int apm_chunk_enc_set_format(struct apm_chunk_enc *e, uint8_t format)
+{
+    if (format != APM_CHUNK_FORMAT && format != APM_CHUNK_FORMAT_RICE)
+        return -EINVAL;
+    e->new_format = format;
+    if (e->n == 0)
+        e->format = format;
+    return 0;
 }
 
 static void put_varint(struct apm_chunk_enc *e, uint64_t u)
@@ -150,11 +180,18 @@ static void put_varint(struct apm_chunk_enc *e, uint64_t u)
 
 static void append_first(struct apm_chunk_enc *e, int64_t t, int64_t v)
 {
-    e->buf[0] = APM_CHUNK_FORMAT;
+    e->buf[0] = e->format;
     e->buf[1] = APM_CHUNK_SHIFT_NONE;
     e->len = HEADER_FIXED;
+    if (e->format == APM_CHUNK_FORMAT)
+        e->len++;
     put_varint(e, zigzag(v));
     put_varint(e, zigzag(e->base_dt));
+    if (e->format == APM_CHUNK_FORMAT) {
+        apm_chunk_rc_enc_init(&e->rc, e->len);
+        apm_chunk_model_init(&e->model, (uint64_t)e->base_dt);
+        e->buf[LEN_CHECK] = (uint8_t)e->len;
+    }
     e->first_t = e->last_t = t;
     e->last_v = v;
     e->n = 1;
@@ -165,7 +202,7 @@ static void append_next(struct apm_chunk_enc *e, int64_t t, int64_t v)
 {
     uint64_t dt = (uint64_t)t - (uint64_t)e->last_t;
     uint64_t dv = (uint64_t)v - (uint64_t)e->last_v;
-    rice_put(e, &e->rice_t, zigzag((int64_t)(dt - e->last_dt)));
+    uint64_t dod = dt - e->last_dt;
     int64_t scaled = 0;
     if (dv != 0) {
         if (e->shift == APM_CHUNK_SHIFT_NONE) {
@@ -176,7 +213,15 @@ static void append_next(struct apm_chunk_enc *e, int64_t t, int64_t v)
         /* Exact: dv is a multiple of 2^shift (the caller rebuilds otherwise). */
         scaled = (int64_t)dv >> e->shift;
     }
-    rice_put(e, &e->rice_v, zigzag(scaled));
+    if (e->format == APM_CHUNK_FORMAT) {
+        uint64_t sv = (uint64_t)scaled, coded_dt = dt;
+        apm_chunk_rc_sample(&e->rc, &e->model, e->buf, &coded_dt, &sv);
+        e->len = apm_chunk_rc_flush(&e->rc, e->buf);
+        e->buf[LEN_CHECK] = (uint8_t)e->len;
+    } else {
+        rice_put(e, &e->rice_t, zigzag((int64_t)dod));
+        rice_put(e, &e->rice_v, zigzag(scaled));
+    }
     e->last_dt = dt;
     e->last_t = t;
     e->last_v = v;
@@ -197,20 +242,24 @@ static int rebuild(struct apm_chunk_enc *e, uint8_t shift, int64_t t, int64_t v)
         return -ENOMEM;
     memcpy(old, e->buf, e->len);
     size_t old_len = e->len;
-    int rc = reserve(e, ((size_t)e->n + 1) * MAX_BYTES_PER_SAMPLE + 16);
-    if (rc == 0)
-        rc = apm_chunk_iter_init(&it, old, old_len, e->first_t);
+    int rc = apm_chunk_iter_init(&it, old, old_len, e->first_t);
     if (rc < 0)
         goto out;
+    /* Same format, smaller shift; on failure the encoder is left empty. */
+    uint8_t new_format = e->new_format;
+    e->new_format = e->format;
     apm_chunk_enc_reset(e, shift, e->base_dt);
+    e->new_format = new_format;
     int64_t ot, ov;
     while ((rc = apm_chunk_iter_next(&it, &ot, &ov)) == 1) {
+        if ((rc = reserve_sample(e)) < 0)
+            break;
         if (e->n == 0)
             append_first(e, ot, ov);
         else
             append_next(e, ot, ov);
     }
-    if (rc == 0)
+    if (rc == 0 && (rc = reserve_sample(e)) == 0)
         append_next(e, t, v);
 out:
     free(old);
@@ -221,7 +270,7 @@ int apm_chunk_enc_append(struct apm_chunk_enc *e, int64_t t, int64_t v)
 {
     if (e->n >= APM_CHUNK_MAX_SAMPLES)
         return APM_E_LIMIT;
-    if (reserve(e, MAX_BYTES_PER_SAMPLE + 16) < 0)
+    if (reserve_sample(e) < 0)
         return -ENOMEM;
     if (e->n == 0) {
         append_first(e, t, v);
@@ -245,7 +294,8 @@ int apm_chunk_enc_load(struct apm_chunk_enc *e, const void *buf, size_t len, int
         return rc;
     /* Re-encoding with the stored shift as the hint yields the same bytes. */
     apm_chunk_enc_reset(e, it.shift, (int64_t)it.dt);
-    if (reserve(e, len + MAX_BYTES_PER_SAMPLE) < 0)
+    e->format = it.format; /* this chunk only: the next one is new_format */
+    if (reserve(e, len + MAX_SAMPLE_BYTES + 32) < 0)
         return -ENOMEM;
     int64_t t, v;
     while ((rc = apm_chunk_iter_next(&it, &t, &v)) == 1) {
@@ -311,7 +361,8 @@ static int rice_get(struct apm_chunk_iter *it, struct apm_chunk_rice *r, uint64_
 uint32_t apm_chunk_count(const void *buf, size_t len)
 {
     const uint8_t *b = buf;
-    if (len < HEADER_FIXED + 1 || b[0] != APM_CHUNK_FORMAT || b[1] > APM_CHUNK_SHIFT_NONE)
+    if (len < HEADER_FIXED + 1 || (b[0] != APM_CHUNK_FORMAT && b[0] != APM_CHUNK_FORMAT_RICE) ||
+        b[1] > APM_CHUNK_SHIFT_NONE)
         return 0;
     return (uint32_t)b[2] | (uint32_t)b[3] << 8;
 }
@@ -339,8 +390,12 @@ int apm_chunk_iter_init(struct apm_chunk_iter *it, const void *buf, size_t len, 
     it->n = apm_chunk_count(buf, len);
     if (it->n == 0)
         return APM_E_DECODE;
+    it->format = it->buf[0];
     it->shift = it->buf[1];
     size_t pos = HEADER_FIXED;
+    if (it->format == APM_CHUNK_FORMAT && it->buf[LEN_CHECK] != (uint8_t)len)
+        return APM_E_DECODE;
+    pos += it->format == APM_CHUNK_FORMAT;
     uint64_t first_v, base_dt;
     if (get_varint(it->buf, len, &pos, &first_v) < 0 ||
         get_varint(it->buf, len, &pos, &base_dt) < 0)
@@ -351,6 +406,29 @@ int apm_chunk_iter_init(struct apm_chunk_iter *it, const void *buf, size_t len, 
     it->dt = (uint64_t)unzigzag(base_dt);
     rice_init(&it->rice_t);
     rice_init(&it->rice_v);
+    if (it->format == APM_CHUNK_FORMAT) {
+        if (len > UINT32_MAX)
+            return APM_E_DECODE;
+        apm_chunk_rc_dec_init(&it->rc, it->buf, (uint32_t)pos, (uint32_t)len);
+        apm_chunk_model_init(&it->model, it->dt);
+    }
+    return 0;
+}
+
+/* The next sample's interval and scaled value delta, as int64 bits. */
+static int next_deltas(struct apm_chunk_iter *it, uint64_t *dt, uint64_t *scaled)
+{
+    if (it->format == APM_CHUNK_FORMAT) {
+        /* Decoding only reads the buffer. */
+        apm_chunk_rc_sample(&it->rc, &it->model, (uint8_t *)(uintptr_t)it->buf, dt, scaled);
+        /* The code stays inside the coder's interval unless the bytes are damaged. */
+        return it->rc.code < it->rc.range ? 0 : APM_E_DECODE;
+    }
+    uint64_t dod;
+    if (rice_get(it, &it->rice_t, &dod) < 0 || rice_get(it, &it->rice_v, scaled) < 0)
+        return APM_E_DECODE;
+    *dt = it->dt + (uint64_t)unzigzag(dod);
+    *scaled = (uint64_t)unzigzag(*scaled);
     return 0;
 }
 
@@ -359,18 +437,20 @@ int apm_chunk_iter_next(struct apm_chunk_iter *it, int64_t *t, int64_t *v)
     if (it->i >= it->n)
         return 0;
     if (it->i > 0) {
-        uint64_t dod, scaled;
-        if (rice_get(it, &it->rice_t, &dod) < 0 || rice_get(it, &it->rice_v, &scaled) < 0)
+        uint64_t dt = 0, scaled = 0;
+        if (next_deltas(it, &dt, &scaled) < 0)
             return APM_E_DECODE;
-        it->dt += (uint64_t)unzigzag(dod);
+        it->dt = dt;
         it->t = (int64_t)((uint64_t)it->t + it->dt);
         if (scaled != 0) {
             if (it->shift == APM_CHUNK_SHIFT_NONE)
                 return APM_E_DECODE;
-            it->v = (int64_t)((uint64_t)it->v + ((uint64_t)unzigzag(scaled) << it->shift));
+            it->v = (int64_t)((uint64_t)it->v + (scaled << it->shift));
         }
     }
     it->i++;
+    if (it->i == it->n && it->format == APM_CHUNK_FORMAT && !apm_chunk_rc_dec_done(&it->rc))
+        return APM_E_DECODE;
     *t = it->t;
     *v = it->v;
     return 1;
@@ -379,5 +459,9 @@ int apm_chunk_iter_next(struct apm_chunk_iter *it, int64_t *t, int64_t *v)
 void apm_chunk_enc_restart(struct apm_chunk_enc *e)
 {
     uint8_t shift = e->shift != APM_CHUNK_SHIFT_NONE ? e->shift : e->shift_hint;
-    apm_chunk_enc_reset(e, shift, (int64_t)e->last_dt);
+    /* Format 2 passes on its estimate of the series' interval, not the last (jittered) one. */
+    uint64_t dt = e->last_dt;
+    if (e->format == APM_CHUNK_FORMAT && e->n > 1)
+        dt = apm_chunk_model_interval(&e->model);
+    apm_chunk_enc_reset(e, shift, (int64_t)dt);
 }

@@ -14,9 +14,14 @@
  *   varint      zigzag of the interval before the first sample (the last
  *               interval of the previous chunk, so the first delta-of-delta
  *               is small; 0 for a series' first chunk)
- *   bits        for each later sample: the zigzag of the timestamp's
+ *   format 1: bits, for each later sample: the zigzag of the timestamp's
  *               delta-of-delta, then the zigzag of (value delta >> s), each
  *               as an adaptive Rice code (one adaptive state per stream)
+ *   format 2: a range-coded stream per later sample of the interval's
+ *               error against a predicted one and of (value delta >> s)
+ *               (chunk_rc.h), flushed so that the chunk decodes alone; the
+ *               interval varint is the predictor's step, byte 4 (before
+ *               the varints) the chunk's length mod 256
  * The first timestamp is not in the chunk: the store keeps it in the key.
  *
  * The encoder appends one sample at a time without re-reading what it has
@@ -27,7 +32,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define APM_CHUNK_FORMAT 1
+#include "server/store/chunk_rc.h"
+
+#define APM_CHUNK_FORMAT 2      /* new chunks: range-coded (chunk_rc.h) */
+#define APM_CHUNK_FORMAT_RICE 1 /* still read, and written on request */
 #define APM_CHUNK_MAX_SAMPLES 65535u
 #define APM_CHUNK_SHIFT_NONE 64
 
@@ -50,6 +58,8 @@ struct apm_chunk_enc {
     uint8_t bit_pos;    /* bits used in buf[len - 1] by the bitstream; 0 = none */
     uint8_t shift;      /* APM_CHUNK_SHIFT_NONE until a nonzero value delta */
     uint8_t shift_hint; /* upper bound for the shift the first nonzero delta sets */
+    uint8_t format;     /* of the chunk being written */
+    uint8_t new_format; /* for the next chunk (reset, restart) */
     int64_t first_t;
     int64_t last_t;
     int64_t last_v;
@@ -57,9 +67,11 @@ struct apm_chunk_enc {
     int64_t base_dt; /* the interval written in the header */
     struct apm_chunk_rice rice_t;
     struct apm_chunk_rice rice_v;
+    struct apm_chunk_rc rc; /* format 2: the live coder, before its flush */
+    struct apm_chunk_model model;
 };
 
-/* Prepares an empty encoder (no allocation). */
+/* Prepares an empty encoder (no allocation) writing APM_CHUNK_FORMAT. */
 void apm_chunk_enc_init(struct apm_chunk_enc *e);
 
 /* Frees the buffer. Accepts NULL. The encoder may be initialised again. */
@@ -73,6 +85,12 @@ void apm_chunk_enc_close(struct apm_chunk_enc *e);
  * without a large first delta-of-delta.
  */
 void apm_chunk_enc_reset(struct apm_chunk_enc *e, uint8_t shift_hint, int64_t dt_hint);
+
+/*
+ * Chooses the format of the chunks started from now on (APM_CHUNK_FORMAT or
+ * APM_CHUNK_FORMAT_RICE); an open chunk keeps its own. Returns 0 or -EINVAL.
+ */
+int apm_chunk_enc_set_format(struct apm_chunk_enc *e, uint8_t format);
 
 /* Empties a full encoder to start the series' next chunk, carrying the hints. */
 void apm_chunk_enc_restart(struct apm_chunk_enc *e);
@@ -88,7 +106,7 @@ int apm_chunk_enc_append(struct apm_chunk_enc *e, int64_t t, int64_t v);
 /*
  * Rebuilds an encoder from a stored chunk (an open chunk read back after a
  * restart): afterwards appending continues exactly as if the samples had
- * been appended here. Returns 0, APM_E_DECODE or -ENOMEM.
+ * been appended here, in the chunk's own format. Returns 0, APM_E_DECODE or -ENOMEM.
  */
 int apm_chunk_enc_load(struct apm_chunk_enc *e, const void *buf, size_t len, int64_t first_t);
 
@@ -98,6 +116,7 @@ struct apm_chunk_iter {
     size_t len;
     size_t pos; /* next byte of the bitstream */
     uint8_t bit_pos;
+    uint8_t format;
     uint8_t shift;
     uint32_t n;
     uint32_t i;
@@ -106,6 +125,8 @@ struct apm_chunk_iter {
     uint64_t dt;
     struct apm_chunk_rice rice_t;
     struct apm_chunk_rice rice_v;
+    struct apm_chunk_rc rc;
+    struct apm_chunk_model model;
 };
 
 /* Checks the header. Returns 0 or APM_E_DECODE. */

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -128,18 +129,34 @@ int apm_store_commit(struct apm_store *s, MDB_txn *txn)
 }
 
 /*
+ * A short write: the disk of dir is (nearly) full, or the data file stopped
+ * at the process's file-size limit (a write that straddles the limit is cut
+ * short; one that starts past it fails with EFBIG).
+ */
+static bool short_write_was_full(const char *dir)
+{
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < (1u << 20))
+        return true;
+    struct rlimit lim;
+    struct stat st;
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    return getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+           stat(path, &st) == 0 && (rlim_t)st.st_size >= lim.rlim_cur;
+}
+
+/*
  * A failed commit. LMDB reports a short write as EIO, which on a full disk
- * is ENOSPC in disguise: the free space of the data directory tells them
- * apart. A full disk is APM_E_FULL (retryable, like a full map).
+ * is ENOSPC in disguise: short_write_was_full tells them apart. A full disk
+ * is APM_E_FULL (retryable, like a full map).
  */
 static int commit_error(struct apm_store *s, int rc, bool *disk)
 {
     const char *dir = NULL;
-    struct statvfs vfs;
     /* A quota or a file-size limit is a full disk for the store too. */
     bool full = rc == ENOSPC || rc == EDQUOT || rc == EFBIG ||
-                (rc == EIO && mdb_env_get_path(s->env, &dir) == 0 && statvfs(dir, &vfs) == 0 &&
-                 (uint64_t)vfs.f_bavail * vfs.f_frsize < (1u << 20));
+                (rc == EIO && mdb_env_get_path(s->env, &dir) == 0 && short_write_was_full(dir));
     if (!full)
         return mdb_error_limited(&s->failure_mu, &s->failure_log, rc, "commit");
     if (dir == NULL)

@@ -1,6 +1,7 @@
 /*
  * Writes the seed corpus for fuzz_chunk: real chunks (8 bytes of first_t,
- * then the encoded chunk) of a steady series, a growing one and extremes.
+ * then the encoded chunk) of a steady series, a growing one and extremes,
+ * in format 1 (steady, growing-jitter, extremes) and format 2 (*-f2).
  * Run with the corpus directory as its argument; the files are checked in.
  */
 #include <stdint.h>
@@ -10,11 +11,12 @@
 
 #include "server/store/chunk.h"
 
-static void write_chunk(const char *dir, const char *name, const int64_t *t, const int64_t *v,
-                        int n)
+static void write_format(const char *dir, const char *name, uint8_t format, const int64_t *t,
+                         const int64_t *v, int n)
 {
     struct apm_chunk_enc e;
     apm_chunk_enc_init(&e);
+    apm_chunk_enc_set_format(&e, format);
     for (int i = 0; i < n; i++)
         if (apm_chunk_enc_append(&e, t[i], v[i]) != 0)
             exit(1);
@@ -27,6 +29,15 @@ static void write_chunk(const char *dir, const char *name, const int64_t *t, con
     fwrite(e.buf, 1, e.len, f);
     fclose(f);
     apm_chunk_enc_close(&e);
+}
+
+static void write_chunk(const char *dir, const char *name, const int64_t *t, const int64_t *v,
+                        int n)
+{
+    char f2[256];
+    snprintf(f2, sizeof(f2), "%s-f2", name);
+    write_format(dir, name, APM_CHUNK_FORMAT_RICE, t, v, n);
+    write_format(dir, f2, APM_CHUNK_FORMAT, t, v, n);
 }
 
 int main(int argc, char **argv)
@@ -47,5 +58,15 @@ int main(int argc, char **argv)
     int64_t xt[4] = {INT64_MIN / 2, 0, 1, INT64_MAX / 2};
     int64_t xv[4] = {INT64_MIN, INT64_MAX, -1, 0};
     write_chunk(argv[1], "extremes", xt, xv, 4);
+    /* Format 2 only: page noise and a shift that shrinks twice (a rebuild). */
+    uint64_t x = 7;
+    for (int i = 0; i < 120; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        t[i] = 1700000000000LL + i * 30000 + (int64_t)(x % 1500);
+        v[i] = 80000000 + (int64_t)(x >> 40) * 4096 + (i > 60 ? 2048 : 0) + (i > 100);
+    }
+    write_format(argv[1], "noise-rebuild-f2", APM_CHUNK_FORMAT, t, v, 120);
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <errno.h>
 
 #include "common/error.h"
 #include "server/store/chunk.h"
@@ -19,14 +20,16 @@ static uint64_t next_rand(uint64_t *state)
     return *state;
 }
 
-/* Encodes n samples one at a time, decodes them and compares every pair. */
-static void roundtrip(const int64_t *t, const int64_t *v, uint32_t n)
+/* Encodes n samples one at a time in a format, decodes them and compares every pair. */
+static void roundtrip_format(const int64_t *t, const int64_t *v, uint32_t n, uint8_t format)
 {
     struct apm_chunk_enc e;
     apm_chunk_enc_init(&e);
+    assert_int_equal(apm_chunk_enc_set_format(&e, format), 0);
     for (uint32_t i = 0; i < n; i++)
         assert_int_equal(apm_chunk_enc_append(&e, t[i], v[i]), 0);
     assert_int_equal(apm_chunk_count(e.buf, e.len), n);
+    assert_int_equal(e.buf[0], format);
 
     struct apm_chunk_iter it;
     assert_int_equal(apm_chunk_iter_init(&it, e.buf, e.len, t[0]), 0);
@@ -50,6 +53,13 @@ static void roundtrip(const int64_t *t, const int64_t *v, uint32_t n)
     assert_memory_equal(l.buf, e.buf, e.len);
     apm_chunk_enc_close(&l);
     apm_chunk_enc_close(&e);
+}
+
+/* Both formats: format 2 is written, format 1 must still read and reload. */
+static void roundtrip(const int64_t *t, const int64_t *v, uint32_t n)
+{
+    roundtrip_format(t, v, n, APM_CHUNK_FORMAT);
+    roundtrip_format(t, v, n, APM_CHUNK_FORMAT_RICE);
 }
 
 static void test_chunk_roundtrips_random_series(void **state)
@@ -158,27 +168,65 @@ static void test_chunk_next_chunk_continues_interval_and_shift(void **state)
     apm_chunk_enc_close(&e);
 }
 
+/* Decodes a whole chunk: the last iterator result (0 at a clean end). */
+static int decode_all(const uint8_t *buf, size_t len)
+{
+    struct apm_chunk_iter it;
+    int64_t t, v;
+    int rc = apm_chunk_iter_init(&it, buf, len, 0);
+    if (rc == 0)
+        while ((rc = apm_chunk_iter_next(&it, &t, &v)) == 1)
+            ;
+    return rc;
+}
+
+/* Counts the prefixes of a chunk that decode without an error. */
+static uint32_t truncations_accepted(const uint8_t *buf, uint32_t len)
+{
+    uint32_t accepted = 0;
+    for (uint32_t cut = 0; cut < len; cut++) {
+        uint8_t *copy = malloc(cut ? cut : 1);
+        memcpy(copy, buf, cut);
+        accepted += decode_all(copy, cut) != APM_E_DECODE;
+        free(copy);
+    }
+    return accepted;
+}
+
 static void test_chunk_rejects_damaged_input(void **state)
 {
     (void)state;
-    struct apm_chunk_enc e;
+    struct apm_chunk_enc e, r;
     apm_chunk_enc_init(&e);
+    apm_chunk_enc_init(&r);
+    assert_int_equal(apm_chunk_enc_set_format(&r, APM_CHUNK_FORMAT_RICE), 0);
+    assert_int_equal(apm_chunk_enc_set_format(&r, 3), -EINVAL);
     uint64_t seed = 7;
-    for (int i = 0; i < 100; i++)
-        assert_int_equal(apm_chunk_enc_append(&e, i * 1000ll, (int64_t)next_rand(&seed)), 0);
-    struct apm_chunk_iter it;
-    int64_t t, v;
-    /* Truncated: decoding stops with an error, never reads past the end. */
-    for (uint32_t cut = 0; cut < e.len; cut++) {
-        uint8_t *copy = malloc(cut ? cut : 1);
-        memcpy(copy, e.buf, cut);
-        int rc = apm_chunk_iter_init(&it, copy, cut, 0);
-        if (rc == 0)
-            while ((rc = apm_chunk_iter_next(&it, &t, &v)) == 1)
-                ;
-        assert_int_equal(rc, APM_E_DECODE);
-        free(copy);
+    for (int i = 0; i < 100; i++) {
+        int64_t x = (int64_t)next_rand(&seed);
+        assert_int_equal(apm_chunk_enc_append(&e, i * 1000ll, x), 0);
+        assert_int_equal(apm_chunk_enc_append(&r, i * 1000ll, x), 0);
     }
+    struct apm_chunk_iter it;
+    /*
+     * Truncated: format 1 runs out of bits. Format 2 carries its length mod
+     * 256, since a prefix of a range-coded stream is often a valid stream of
+     * other samples (the rest decodes from zero bytes); a cut by a multiple
+     * of 256 bytes is caught by the end check (the stream must hold exactly
+     * the number the flush writes), but by a chance of about 2^-24.
+     */
+    assert_int_equal(r.buf[0], APM_CHUNK_FORMAT_RICE);
+    assert_int_equal(truncations_accepted(r.buf, r.len), 0);
+    assert_true(e.len > 3 * 256);
+    assert_int_equal(truncations_accepted(e.buf, e.len), 0);
+    /* Trailing garbage is refused too. */
+    uint8_t *longer = malloc(e.len + 1);
+    memcpy(longer, e.buf, e.len);
+    longer[e.len] = 0x5a;
+    assert_int_equal(decode_all(longer, e.len + 1), APM_E_DECODE);
+    assert_int_equal(decode_all(e.buf, e.len), 0);
+    free(longer);
+    apm_chunk_enc_close(&r);
     /* A bad format byte or shift is refused. */
     e.buf[0] = 99;
     assert_int_equal(apm_chunk_iter_init(&it, e.buf, e.len, 0), APM_E_DECODE);
@@ -201,6 +249,74 @@ static void test_chunk_stops_at_max_samples(void **state)
     apm_chunk_enc_close(&e);
 }
 
+/* Appends 120 samples of a steady 10 s series with page-sized noise. */
+static void append_noisy(struct apm_chunk_enc *e, int64_t t0, uint64_t seed)
+{
+    int64_t v = 100 << 20;
+    for (int i = 0; i < 120; i++) {
+        v += ((int64_t)(next_rand(&seed) % 9) - 4) * 4096 * (i % 4 == 0);
+        assert_int_equal(apm_chunk_enc_append(e, t0 + i * 10000ll, v), 0);
+    }
+}
+
+static void test_chunk_format1_head_reloads_as_format1_then_seals_into_format2(void **state)
+{
+    (void)state;
+    /* A store written before format 2: its open chunk is format 1. */
+    struct apm_chunk_enc old, e;
+    apm_chunk_enc_init(&old);
+    apm_chunk_enc_set_format(&old, APM_CHUNK_FORMAT_RICE);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(apm_chunk_enc_append(&old, i * 10000ll, (100 + i % 5) << 12), 0);
+    apm_chunk_enc_init(&e);
+    assert_int_equal(apm_chunk_enc_load(&e, old.buf, old.len, 0), 0);
+    /* It keeps growing in format 1, byte for byte as the old encoder would. */
+    assert_int_equal(apm_chunk_enc_append(&e, 50 * 10000ll, 7 << 12), 0);
+    assert_int_equal(apm_chunk_enc_append(&old, 50 * 10000ll, 7 << 12), 0);
+    assert_int_equal(e.buf[0], APM_CHUNK_FORMAT_RICE);
+    assert_int_equal(e.len, old.len);
+    assert_memory_equal(e.buf, old.buf, old.len);
+    /* The next chunk is format 2 and carries the shift and the interval. */
+    apm_chunk_enc_restart(&e);
+    assert_int_equal(apm_chunk_enc_append(&e, 51 * 10000ll, 9 << 12), 0);
+    assert_int_equal(apm_chunk_enc_append(&e, 52 * 10000ll, 10 << 12), 0);
+    assert_int_equal(e.buf[0], APM_CHUNK_FORMAT);
+    assert_int_equal(e.buf[1], 12);
+    struct apm_chunk_iter it;
+    int64_t t, v;
+    assert_int_equal(apm_chunk_iter_init(&it, e.buf, e.len, 51 * 10000ll), 0);
+    assert_int_equal(apm_chunk_iter_next(&it, &t, &v), 1);
+    assert_int_equal(apm_chunk_iter_next(&it, &t, &v), 1);
+    assert_true(t == 52 * 10000ll && v == 10 << 12);
+    assert_int_equal(apm_chunk_iter_next(&it, &t, &v), 0);
+    apm_chunk_enc_close(&old);
+    apm_chunk_enc_close(&e);
+}
+
+static void test_chunk_format2_is_denser_than_format1(void **state)
+{
+    (void)state;
+    struct apm_chunk_enc f1, f2;
+    apm_chunk_enc_init(&f1);
+    apm_chunk_enc_init(&f2);
+    apm_chunk_enc_set_format(&f1, APM_CHUNK_FORMAT_RICE);
+    append_noisy(&f1, 0, 99);
+    append_noisy(&f2, 0, 99);
+    /* Plateaus cost format 1 a bit per sample and per stream, format 2 far less. */
+    assert_true(f2.len * 10 < f1.len * 8);
+    /*
+     * A constant series at its usual interval is its header alone (5 fixed
+     * bytes and two varints of 4 and 3): every decision went the predicted
+     * way, so the range coder wrote only zero bytes, which are dropped.
+     */
+    apm_chunk_enc_restart(&f2);
+    for (int i = 120; i < 240; i++)
+        assert_int_equal(apm_chunk_enc_append(&f2, i * 10000ll, 1 << 20), 0);
+    assert_int_equal(f2.len, 12);
+    apm_chunk_enc_close(&f1);
+    apm_chunk_enc_close(&f2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -213,6 +329,8 @@ int main(void)
         cmocka_unit_test(test_chunk_next_chunk_continues_interval_and_shift),
         cmocka_unit_test(test_chunk_rejects_damaged_input),
         cmocka_unit_test(test_chunk_stops_at_max_samples),
+        cmocka_unit_test(test_chunk_format1_head_reloads_as_format1_then_seals_into_format2),
+        cmocka_unit_test(test_chunk_format2_is_denser_than_format1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
