@@ -4,6 +4,7 @@
 # build-bench/ and runs tests/bench/store_bytes.c three ways. Figures only.
 #
 #   tests/bench/store_bytes.sh [TRACE_DIR]   (default ../shared/leakbench/traces)
+#   APM_BENCH_PACK_MS=-1 stores without packed periods (the layout before them), for comparison.
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${APM_BENCH_BUILD_DIR:-$src/build-bench}
@@ -20,4 +21,5 @@ ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -I"$src" -I"$build" \
 
 "$build/store_bytes" bytes "$traces"
 "$build/store_bytes" synth
+"$build/store_bytes" synth 86400
 "$build/store_bytes" rate "${APM_BENCH_ROUNDS:-21}"
