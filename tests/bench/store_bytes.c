@@ -6,6 +6,7 @@
  *   store_bytes bytes TRACE_DIR   leakbench traces (t_seconds,rss_bytes,...)
  *   store_bytes synth [N]         synthetic 1 s samples, N a series (default 7200)
  *   store_bytes rate              500 series x 1 sample a batch, 100 batches a commit
+ *   store_bytes openmetrics bytes|synth ...   the same samples as OpenMetrics text (stdout)
  *
  * Samples go in the way the collector receives them: in time order, one
  * transaction per 10 s of data (an agent's batch interval) holding every
@@ -429,15 +430,34 @@ static int bench_rate(unsigned rounds)
     return 0;
 }
 
+/* The same samples as OpenMetrics text, for promtool tsdb create-blocks-from openmetrics. */
+static int print_openmetrics(struct series_data *series, size_t nseries)
+{
+    printf("# TYPE rss gauge\n");
+    for (size_t i = 0; i < nseries; i++)
+        for (size_t k = 0; k < series[i].n; k++)
+            printf("rss{series=\"%s\"} %" PRId64 " %" PRId64 ".%03d\n", series[i].name,
+                   series[i].v[k], series[i].t[k] / 1000, (int)(series[i].t[k] % 1000));
+    printf("# EOF\n");
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     static struct series_data series[MAX_TRACES];
+    bool om = argc >= 2 && strcmp(argv[1], "openmetrics") == 0;
+    if (om) {
+        argv++;
+        argc--;
+    }
     if (argc >= 3 && strcmp(argv[1], "bytes") == 0) {
         size_t n = load_dir(argv[2], series);
         if (n == 0) {
             fprintf(stderr, "no traces in %s\n", argv[2]);
             return 1;
         }
+        if (om)
+            return print_openmetrics(series, n);
         return store_ticks("leakbench", series, n, false) ||
                store_ticks("leakbench", series, n, true);
     }
@@ -445,11 +465,14 @@ int main(int argc, char **argv)
         size_t n = 100, len = argc >= 3 ? (size_t)atol(argv[2]) : 7200;
         for (size_t i = 0; i < n; i++)
             make_synthetic(&series[i], (unsigned)i, len);
+        if (om)
+            return print_openmetrics(series, n);
         return store_ticks("synthetic 1 s", series, n, false) ||
                store_ticks("synthetic 1 s", series, n, true);
     }
     if (argc >= 2 && strcmp(argv[1], "rate") == 0)
         return bench_rate(argc >= 3 ? (unsigned)atoi(argv[2]) : 21);
-    fprintf(stderr, "usage: store_bytes bytes TRACE_DIR | synth [N] | rate [ROUNDS]\n");
+    fprintf(stderr, "usage: store_bytes [openmetrics] bytes TRACE_DIR | [openmetrics] synth [N] |"
+                    " rate [ROUNDS]\n");
     return 1;
 }
