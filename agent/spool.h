@@ -134,4 +134,8 @@ typedef void (*apm_spool_rec_fn)(void *ctx, uint64_t seq, uint32_t nsamples, con
 size_t apm_spool_parse_segment(const uint8_t *buf, size_t len, apm_spool_rec_fn fn, void *ctx,
                                bool *bad);
 
+/* Fills a record's header (length, CRC, seq, sample count) for the payload data[0..len). */
+void apm_spool_record_header(uint8_t h[APM_SPOOL_REC_HEADER], uint64_t seq, uint32_t nsamples,
+                             const uint8_t *data, size_t len);
+
 #endif
