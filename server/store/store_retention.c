@@ -774,6 +774,9 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
         s->maint_next_id = next_id;
         s->pass_oldest_ms = pass_oldest;
         s->pass_oldest_live = pass_oldest_live;
+        /* A full map: this pass goes on without packing, which needs room before it frees any. */
+        if (rc == APM_E_FULL)
+            s->pack_cur = INT64_MIN;
         return rc;
     }
     if (done) {
@@ -832,6 +835,7 @@ int apm_store_make_room(struct apm_store *s, int64_t now_ms)
         return 0;
     /* At the budget: the oldest raw chunks go, a pass at a time, until one frees something. */
     uint64_t before = atomic_load(&s->m[MC_CHUNKS_PRUNED]) + atomic_load(&s->m[MC_CHUNKS_DELETED]);
+    s->pack_cur = INT64_MIN; /* deleting only: packing needs room first */
     for (int round = 0; round < 8; round++) {
         /* Without a finished pass the oldest chunk is unknown: the cut-off starts a year back. */
         bool known = s->oldest_raw_ms != 0 && s->oldest_raw_ms != INT64_MAX;
