@@ -331,6 +331,36 @@ static void test_unsent_packed_pieces_stay(void **state)
     check_range(f, 0, sent + 1, INT64_MAX);
 }
 
+/* A backup holds the packed periods: the restored store reads the same samples and goes on. */
+static void test_backup_restores_packed(void **state)
+{
+    struct fixture *f = *state;
+    open_store(f);
+    run_until(f, T0, T0 + 10 * PERIOD, 2000);
+    struct apm_store_stats st;
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_true(st.chunks_packed > 0);
+    char copy[sizeof(f->dir)], err[256];
+    assert_true(snprintf(copy, sizeof(copy), "%.40s/backup", f->dir) < (int)sizeof(copy));
+    struct apm_store_backup_info info;
+    assert_int_equal(apm_store_backup(f->store, copy, &info, err, sizeof(err)), 0);
+    apm_store_free(f->store);
+    f->store = NULL;
+    /* The copy alone: a data directory of its own. */
+    char orig[sizeof(f->dir)];
+    memcpy(orig, f->dir, sizeof(orig));
+    memcpy(f->dir, copy, sizeof(copy));
+    open_store(f);
+    check_all(f);
+    f->agent.instance++;
+    f->seq = 0;
+    run_until(f, T0 + 10 * PERIOD, T0 + 14 * PERIOD, 2000);
+    check_all(f);
+    apm_store_free(f->store);
+    f->store = NULL;
+    memcpy(f->dir, orig, sizeof(orig));
+}
+
 /* One batch: a minute of process pid's rss at 1 s from t, values a function of time. */
 static int put_minute(struct fixture *f, int32_t pid, int64_t t)
 {
@@ -424,6 +454,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_across_tiers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsent_packed_pieces_stay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_prunes_packed_oldest_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backup_restores_packed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
