@@ -222,6 +222,14 @@ static void print_db_pages(const char *dir, uint64_t nsamples)
     mdb_env_close(env);
 }
 
+static int count_read(void *ctx, int64_t t, int64_t v)
+{
+    (void)t;
+    (void)v;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
 /* One maintenance pass over every series with the data's clock as now. */
 static int maintain_pass(struct apm_store *store, int64_t now)
 {
@@ -334,6 +342,18 @@ static int store_ticks(const char *label, struct series_data *series, size_t nse
         packed = rolled.chunks_packed;
     }
     double msecs = (double)(apm_mono_ns() - m0) / 1e9;
+    /* Reads: every sample of every series, then each series' last hour, 5 times each. */
+    uint64_t nread = 0, r0 = apm_mono_ns();
+    for (int rep = 0; rc >= 0 && rep < 5; rep++)
+        for (uint64_t id = 1; rc >= 0 && id <= nseries; id++)
+            rc = apm_store_read_samples(store, id, INT64_MIN, INT64_MAX, count_read, &nread);
+    double read_all = (double)(apm_mono_ns() - r0) / 5e6;
+    uint64_t nlast = 0;
+    r0 = apm_mono_ns();
+    for (int rep = 0; rc >= 0 && rep < 5; rep++)
+        for (uint64_t id = 1; rc >= 0 && id <= nseries; id++)
+            rc = apm_store_read_samples(store, id, last - 3600000, INT64_MAX, count_read, &nlast);
+    double read_last = (double)(apm_mono_ns() - r0) / 5e6;
     apm_store_free(store);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", label, apm_strerror(rc));
@@ -344,6 +364,9 @@ static int store_ticks(const char *label, struct series_data *series, size_t nse
            " rollup buckets (%.2f s): rollup database %" PRIu64 " bytes (%.3f bytes/sample)\n",
            rolled.chunks_packed, rolled.rollups_written, msecs, rolled.rollup_bytes,
            (double)rolled.rollup_bytes / (double)st.samples);
+    printf("  reads: every sample of every series %.2f ms (%" PRIu64 " samples), the last hour of"
+           " every series %.2f ms (%" PRIu64 " samples)\n",
+           read_all, nread / 5, read_last, nlast / 5);
     print_db_pages(dir, st.samples);
     remove_dir(dir);
     return 0;
