@@ -7,7 +7,8 @@
  * probe's series), store_key.c (keys), store_read.c (queries) and
  * store_record.c (value layouts). Calls go one way: store_batch.c calls
  * store_probe.c, both call store.c; everything may call store_key.c and
- * store_record.c. Nothing outside server/store/ includes this header.
+ * store_record.c. store_pack.c (packed periods) is called by store_read.c
+ * and store_retention.c. Nothing outside server/store/ includes this header.
  */
 #include <lmdb.h>
 #include <pthread.h>

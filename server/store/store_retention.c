@@ -222,8 +222,8 @@ static int delete_chunks(struct apm_store_txn *t, enum store_db db, const uint8_
             break;
         int64_t first =
             (int64_t)(apm_store_get_be64((const uint8_t *)k.mv_data + plen) ^ (1ull << 63));
-        int64_t last = chunk_last_t(&v, first);
-        if (first >= cut || last >= cut) {
+        int64_t last = first >= cut ? INT64_MAX : chunk_last_t(&v, first);
+        if (last >= cut) {
             *left = true;
             if (first < s->pass_oldest_ms)
                 s->pass_oldest_ms = first;
