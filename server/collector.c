@@ -107,6 +107,9 @@ static const struct apm_opt collector_opts[] = {
         100 * 365 * DAY_MS, true, "how long 1-minute rollups are kept (default 90d; 0 = none)"),
     OPT("collector", "rollup-1h-retention", APM_OPT_DURATION, rollup_1h_retention_ms, 0,
         100 * 365 * DAY_MS, true, "how long 1-hour rollups are kept (default 365d; 0 = none)"),
+    OPT("collector", "pack-period", APM_OPT_DURATION, pack_period_ms, 0, 365 * DAY_MS, true,
+        "length of the closed periods whose raw chunks maintenance re-packs into full pages "
+        "(default 2h; 0 = no re-packing)"),
     OPT("collector", "maintenance-period", APM_OPT_DURATION, maintenance_period_ms, 100, DAY_MS,
         true, "how often the writer starts a pass of rollups and deletions (default 60s)"),
     OPT("collector", "no-sync", APM_OPT_BOOL, no_sync, 0, 1, false,
@@ -197,6 +200,7 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     c->retention_ms = 15 * DAY_MS;
     c->rollup_1m_retention_ms = 90 * DAY_MS;
     c->rollup_1h_retention_ms = 365 * DAY_MS;
+    c->pack_period_ms = 2 * 3600 * 1000LL;
     c->maintenance_period_ms = 60000;
     c->rw.batch_size = 2000;
     c->rw.queue_cap = 100000;
@@ -659,6 +663,7 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .retention_ms = cfg->retention_ms,
         .rollup_1m_ms = cfg->rollup_1m_retention_ms,
         .rollup_1h_ms = cfg->rollup_1h_retention_ms,
+        .pack_period_ms = cfg->pack_period_ms > 0 ? cfg->pack_period_ms : -1,
         .max_disk = cfg->max_disk > 0 ? (uint64_t)cfg->max_disk : default_max_disk(cfg->data_dir),
         .rw_hold = cfg->rw.url[0] != '\0',
     };

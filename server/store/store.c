@@ -31,6 +31,7 @@
 #define DEFAULT_MAP_SIZE (8ull << 30)
 #define DEFAULT_CHUNK_SAMPLES 120u
 #define DEFAULT_FORGET_MS 120000
+#define DEFAULT_PACK_MS (2 * 3600 * 1000LL)
 
 static const char *const db_names[DB_COUNT] = {
     [DB_META] = "meta",
@@ -47,6 +48,7 @@ static const char *const db_names[DB_COUNT] = {
     [DB_RW_CURSOR] = "rw_cursor",
     [DB_RW_PENDING] = "rw_pending",
     [DB_SILENCES] = "silences",
+    [DB_PACKED] = "packed",
 };
 
 /*
@@ -417,7 +419,7 @@ static int make_dir(const char *dir)
     }
 }
 
-static int read_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out)
+int apm_store_meta_get(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out)
 {
     MDB_val k = {strlen(name), (void *)name}, v;
     int rc = mdb_get(txn, dbi, &k, &v);
@@ -429,7 +431,7 @@ static int read_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out)
     return rc;
 }
 
-static int write_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t value)
+int apm_store_meta_put(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t value)
 {
     MDB_val k = {strlen(name), (void *)name}, v = {sizeof(value), &value};
     return mdb_put(txn, dbi, &k, &v, 0);
@@ -478,8 +480,8 @@ static int lock_dir(struct apm_store *s, const char *dir)
 static int add_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t delta)
 {
     uint64_t v = 0;
-    int rc = read_u64(txn, dbi, name, &v);
-    return rc != 0 ? rc : write_u64(txn, dbi, name, v + delta);
+    int rc = apm_store_meta_get(txn, dbi, name, &v);
+    return rc != 0 ? rc : apm_store_meta_put(txn, dbi, name, v + delta);
 }
 
 /* Opens the databases and checks the schema. */
@@ -492,14 +494,18 @@ static int open_dbs(struct apm_store *s)
     if (rc != 0)
         goto out;
     uint64_t schema = 0;
-    rc = read_u64(txn, s->dbi[DB_META], "schema", &schema);
+    rc = apm_store_meta_get(txn, s->dbi[DB_META], "schema", &schema);
     if (rc == 0 && schema == 0)
-        rc = write_u64(txn, s->dbi[DB_META], "schema", APM_STORE_SCHEMA);
+        rc = apm_store_meta_put(txn, s->dbi[DB_META], "schema", APM_STORE_SCHEMA);
     else if (rc == 0 && schema != APM_STORE_SCHEMA) {
         apm_error("store: schema %" PRIu64 " is not %u", schema, APM_STORE_SCHEMA);
         mdb_txn_abort(txn);
         return APM_E_STORE;
     }
+    uint64_t pack_next = 0; /* stored with the sign bit flipped: 0 (missing) is INT64_MIN */
+    if (rc == 0)
+        rc = apm_store_meta_get(txn, s->dbi[DB_META], "pack_next", &pack_next);
+    s->pack_next = (int64_t)(pack_next ^ (1ull << 63));
     if (rc == 0) {
         rc = mdb_txn_commit(txn);
         txn = NULL;
@@ -552,6 +558,10 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     s->rw_hold = opt->rw_hold;
     s->rollup_ms[0] = opt->rollup_1m_ms;
     s->rollup_ms[1] = opt->rollup_1h_ms;
+    s->pack_ms = opt->pack_period_ms == 0 ? DEFAULT_PACK_MS : opt->pack_period_ms;
+    s->pack_ms = s->pack_ms < 0 ? 0 : s->pack_ms;
+    s->pack_cur = INT64_MIN;
+    s->oldest_live_ms = INT64_MAX;
     size_t map_size = opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE;
     if (opt->max_disk > 0 && opt->max_disk < map_size)
         map_size = (size_t)opt->max_disk;
@@ -626,7 +636,7 @@ static int next_series_id(struct apm_store *s, MDB_txn *txn, uint64_t *out)
         mdb_cursor_close(cur);
     uint64_t mark = 0;
     if (rc == 0)
-        rc = read_u64(txn, s->dbi[DB_META], "series_next", &mark);
+        rc = apm_store_meta_get(txn, s->dbi[DB_META], "series_next", &mark);
     if (rc == 0 && mark > *out)
         *out = mark;
     return apm_store_mdb_error(rc, "series ids");
@@ -795,7 +805,8 @@ int apm_store_txn_commit(struct apm_store_txn *t)
                                  "counters");
     if (rc == 0 && t->next_series_id != t->first_series_id)
         rc = apm_store_mdb_error(
-            write_u64(t->txn, t->s->dbi[DB_META], "series_next", t->next_series_id), "counters");
+            apm_store_meta_put(t->txn, t->s->dbi[DB_META], "series_next", t->next_series_id),
+            "counters");
     if (rc < 0) {
         apm_store_txn_abort(t);
         return rc;

@@ -44,6 +44,12 @@ struct apm_store_options {
      * the disk budget forces them out (counted in rw_unsent_dropped).
      */
     bool rw_hold;
+    /*
+     * Maintenance re-packs the sealed chunks of each closed period of this
+     * length into full pages (docs/store.md, "Packed periods"); 0 = default
+     * (2 h), < 0 off.
+     */
+    int64_t pack_period_ms;
 };
 
 /*
@@ -181,6 +187,7 @@ struct apm_store_stats {
     uint64_t map_grows;         /* times the map was doubled */
     uint64_t full;              /* 1 while batches are refused: full and nothing left to delete */
     uint64_t rw_unsent_dropped; /* raw samples remote-write had not sent, deleted for the budget */
+    uint64_t chunks_packed;     /* sealed chunks moved into packed periods */
 };
 int apm_store_stats(struct apm_store *s, struct apm_store_stats *out);
 

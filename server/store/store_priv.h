@@ -7,7 +7,8 @@
  * probe's series), store_key.c (keys), store_read.c (queries) and
  * store_record.c (value layouts). Calls go one way: store_batch.c calls
  * store_probe.c, both call store.c; everything may call store_key.c and
- * store_record.c. Nothing outside server/store/ includes this header.
+ * store_record.c. store_pack.c (packed periods) is called by store_read.c
+ * and store_retention.c. Nothing outside server/store/ includes this header.
  */
 #include <lmdb.h>
 #include <pthread.h>
@@ -38,6 +39,7 @@ enum store_db {
     DB_RW_CURSOR,  /* series id -> i64: the last sample time remote-write sent (store_rwcursor.c) */
     DB_RW_PENDING, /* series id -> i64: the last sample time of the request in flight (ditto) */
     DB_SILENCES,   /* silence id (big-endian u64) -> silence record (store_alerts.c) */
+    DB_PACKED,     /* period start, series id, first t (big-endian) -> chunk (store_pack.c) */
     DB_COUNT
 };
 
@@ -100,6 +102,12 @@ struct apm_store {
     int64_t last_full_log_ms; /* "store: full", logged once a minute at most (per reason) */
     int last_full_logged;
     int64_t maint_now; /* the wall clock of the slice going on */
+    /* Packed periods (store_pack.c): period length (0 = off), the next to pack, this pass's. */
+    int64_t pack_ms;
+    int64_t pack_next;        /* INT64_MIN until a pass packed one ("pack_next" in DB_META) */
+    int64_t pack_cur;         /* the period this pass packs, or INT64_MIN */
+    int64_t pass_oldest_live; /* oldest sealed chunk left in DB_CHUNKS seen by the pass */
+    int64_t oldest_live_ms;   /* ... by the last pass */
     /*
      * The map may only be resized with no transaction open in the process:
      * every transaction outside the writer thread holds this lock shared,
@@ -145,6 +153,7 @@ enum store_mcounter {
     MC_SLICE_US_MAX,
     MC_MAP_GROWS,
     MC_RW_UNSENT_DROPPED,
+    MC_CHUNKS_PACKED,
     MC_COUNT
 };
 
@@ -171,6 +180,42 @@ struct store_series_record;
 int apm_store_txn_read_samples(struct apm_store *s, MDB_txn *txn, uint64_t id,
                                const struct store_series_record *rec, int64_t from_ms,
                                int64_t to_ms, apm_store_sample_cb cb, void *ctx);
+
+/* The value of a u64 in DB_META (0 when missing), and writing one (store.c). */
+int apm_store_meta_get(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out);
+int apm_store_meta_put(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t value);
+
+/* ---- packed periods (store_pack.c) ---- */
+
+/* DB_PACKED's key: period start, series id, the piece's first t (times with the sign flipped). */
+#define PACK_KEY_LEN 24u
+void apm_store_pack_key(uint8_t key[PACK_KEY_LEN], int64_t period, uint64_t id, int64_t t);
+int64_t apm_store_pack_key_period(const MDB_val *k);
+/* The first period start present after period (cur on DB_PACKED), or INT64_MAX. */
+int64_t apm_store_pack_next_period(MDB_cursor *cur, int64_t period, int *err);
+/*
+ * Moves the series' sealed chunks that start before end into DB_PACKED: the
+ * samples in [period, end) as pieces of that period appended at the end of
+ * the database, earlier (late) ones to the period holding their time, later
+ * ones back into DB_CHUNKS as one chunk. Adds the keys written to *keys.
+ */
+int apm_store_pack_series(struct apm_store_txn *t, uint64_t id, int64_t period, int64_t end,
+                          unsigned *keys);
+/*
+ * Moves the samples before end of a series' open chunk that holds samples
+ * on both sides of end into a sealed chunk in DB_CHUNKS (to be packed);
+ * the open chunk keeps the rest. The writer's series (marked dirty).
+ */
+int apm_store_pack_cut_head(struct apm_store_txn *t, struct store_series *ser, int64_t end,
+                            unsigned *keys);
+/*
+ * Calls emit(ctx, piece, first t) for the series' packed pieces that may hold
+ * samples in [from_ms, to_ms], in time order. Returns 0, emit's nonzero
+ * return, or an error.
+ */
+int apm_store_packed_read(struct apm_store *s, MDB_txn *txn, uint64_t id, int64_t from_ms,
+                          int64_t to_ms, int (*emit)(void *ctx, const MDB_val *v, int64_t first_t),
+                          void *ctx);
 
 /* ---- rollups (store_rollup.c) ---- */
 

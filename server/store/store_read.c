@@ -251,6 +251,18 @@ static int seek_chunks(MDB_cursor *cur, uint64_t id, int64_t from, MDB_val *k, M
     return prc;
 }
 
+struct range {
+    int64_t from, to;
+    apm_store_sample_cb cb;
+    void *ctx;
+};
+
+static int emit_piece(void *ctx, const MDB_val *v, int64_t first_t)
+{
+    struct range *r = ctx;
+    return emit_chunk(v->mv_data, v->mv_size, first_t, r->from, r->to, r->cb, r->ctx);
+}
+
 int apm_store_txn_read_samples(struct apm_store *s, MDB_txn *txn, uint64_t id,
                                const struct store_series_record *rec, int64_t from_ms,
                                int64_t to_ms, apm_store_sample_cb cb, void *ctx)
@@ -258,7 +270,12 @@ int apm_store_txn_read_samples(struct apm_store *s, MDB_txn *txn, uint64_t id,
     MDB_cursor *cur = NULL;
     if (from_ms > to_ms)
         return 0;
-    int rc = apm_store_mdb_error(mdb_cursor_open(txn, s->dbi[DB_CHUNKS], &cur), "chunks");
+    /* Packed periods hold the series' oldest samples (store_pack.c), then DB_CHUNKS. */
+    struct range r = {from_ms, to_ms, cb, ctx};
+    int rc = apm_store_packed_read(s, txn, id, from_ms, to_ms, emit_piece, &r);
+    if (rc != 0)
+        return rc;
+    rc = apm_store_mdb_error(mdb_cursor_open(txn, s->dbi[DB_CHUNKS], &cur), "chunks");
     if (rc < 0)
         return rc;
     MDB_val k, v;
@@ -311,6 +328,9 @@ int apm_store_stats(struct apm_store *s, struct apm_store_stats *out)
     if (rc == 0)
         rc = mdb_stat(txn, s->dbi[DB_CHUNKS], &st);
     out->chunks = st.ms_entries;
+    if (rc == 0)
+        rc = mdb_stat(txn, s->dbi[DB_PACKED], &st);
+    out->chunks += st.ms_entries;
     MDB_val k = {7, "samples"}, v;
     if (rc == 0 && mdb_get(txn, s->dbi[DB_META], &k, &v) == 0 && v.mv_size == 8)
         memcpy(&out->samples, v.mv_data, 8);
@@ -342,6 +362,7 @@ int apm_store_stats(struct apm_store *s, struct apm_store_stats *out)
     out->slice_us_max = atomic_load(&s->m[MC_SLICE_US_MAX]);
     out->map_grows = atomic_load(&s->m[MC_MAP_GROWS]);
     out->rw_unsent_dropped = atomic_load(&s->m[MC_RW_UNSENT_DROPPED]);
+    out->chunks_packed = atomic_load(&s->m[MC_CHUNKS_PACKED]);
     out->map_size = atomic_load(&s->map_size);
     out->max_disk = s->max_disk;
     out->full = atomic_load(&s->full) != FULL_NO;
@@ -403,6 +424,8 @@ static const struct apm_counter counters[] = {
         "raw chunk is left to delete."),
     APM_COUNTER(struct apm_store_stats, rw_unsent_dropped, "rw_unsent_dropped", APM_COUNTER_TOTAL,
                 "", "Raw samples remote-write had not sent yet, deleted for the disk budget."),
+    APM_COUNTER(struct apm_store_stats, chunks_packed, "chunks_packed", APM_COUNTER_TOTAL, "",
+                "Sealed chunks re-packed into the pages of a closed period."),
     {.name = NULL},
 };
 

@@ -170,11 +170,11 @@ static bool rollup_kept(const struct apm_store *s, const struct series_view *sv,
 }
 
 /* The last sample's time of a sealed chunk (decoding it), or INT64_MAX when damaged. */
-static int64_t chunk_last_t(const MDB_val *k, const MDB_val *v)
+static int64_t chunk_last_t(const MDB_val *v, int64_t first)
 {
     struct apm_chunk_iter it;
     int64_t t = INT64_MAX, ts, vs;
-    if (apm_chunk_iter_init(&it, v->mv_data, v->mv_size, apm_store_chunk_key_t(k)) < 0)
+    if (apm_chunk_iter_init(&it, v->mv_data, v->mv_size, first) < 0)
         return INT64_MAX;
     int rc;
     while ((rc = apm_chunk_iter_next(&it, &ts, &vs)) == 1)
@@ -183,12 +183,12 @@ static int64_t chunk_last_t(const MDB_val *k, const MDB_val *v)
 }
 
 /* Samples of a sealed chunk after sent (remote-write's cursor). */
-static uint64_t unsent_samples(const MDB_val *k, const MDB_val *v, int64_t sent)
+static uint64_t unsent_samples(const MDB_val *v, int64_t first, int64_t sent)
 {
     struct apm_chunk_iter it;
     int64_t ts, vs;
     uint64_t n = 0;
-    if (apm_chunk_iter_init(&it, v->mv_data, v->mv_size, apm_store_chunk_key_t(k)) < 0)
+    if (apm_chunk_iter_init(&it, v->mv_data, v->mv_size, first) < 0)
         return 0;
     while (apm_chunk_iter_next(&it, &ts, &vs) == 1)
         n += ts > sent;
@@ -197,30 +197,38 @@ static uint64_t unsent_samples(const MDB_val *k, const MDB_val *v, int64_t sent)
 
 /*
  * Deletes the series' sealed chunks that end before cut, oldest first, at
- * most DELETE_MAX_CHUNKS. Sets *left when chunks remain, *more when the cap
- * stopped it, and notes the oldest chunk left.
+ * most max, in db: DB_CHUNKS (prefix: the series id) or DB_PACKED (period
+ * start and series id); the chunk's first t follows the prefix in its key.
+ * Sets *left when chunks remain, *more when the cap stopped it, and notes
+ * the oldest chunk left.
  */
-static int delete_chunks(struct apm_store_txn *t, uint64_t id, int64_t cut, bool pressure,
-                         int64_t sent, unsigned max, bool *left, bool *more, unsigned *keys)
+static int delete_chunks(struct apm_store_txn *t, enum store_db db, const uint8_t *prefix,
+                         size_t plen, int64_t cut, bool pressure, int64_t sent, unsigned max,
+                         bool *left, bool *more, unsigned *keys)
 {
     struct apm_store *s = t->s;
     MDB_cursor *cur = NULL;
-    uint8_t key[16];
-    apm_store_chunk_key(key, id, INT64_MIN);
-    MDB_val k = {sizeof(key), key}, v;
-    int rc = mdb_cursor_open(t->txn, s->dbi[DB_CHUNKS], &cur);
+    uint8_t key[PACK_KEY_LEN];
+    size_t klen = plen + 8;
+    memcpy(key, prefix, plen);
+    apm_store_put_be64(key + plen, 0); /* INT64_MIN with its sign bit flipped */
+    MDB_val k = {klen, key}, v;
+    int rc = mdb_cursor_open(t->txn, s->dbi[db], &cur);
     if (rc == 0)
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     unsigned n = 0, pruned = 0;
-    *left = *more = false;
     while (rc == 0) {
-        if (k.mv_size != 16 || apm_store_get_be64(k.mv_data) != id)
+        if (k.mv_size != klen || memcmp(k.mv_data, prefix, plen) != 0)
             break;
-        int64_t first = apm_store_chunk_key_t(&k);
-        if (first >= cut || chunk_last_t(&k, &v) >= cut) {
+        int64_t first =
+            (int64_t)(apm_store_get_be64((const uint8_t *)k.mv_data + plen) ^ (1ull << 63));
+        int64_t last = first >= cut ? INT64_MAX : chunk_last_t(&v, first);
+        if (last >= cut) {
             *left = true;
             if (first < s->pass_oldest_ms)
                 s->pass_oldest_ms = first;
+            if (db == DB_CHUNKS && first < s->pass_oldest_live)
+                s->pass_oldest_live = first;
             break;
         }
         if (n >= max) {
@@ -228,14 +236,13 @@ static int delete_chunks(struct apm_store_txn *t, uint64_t id, int64_t cut, bool
             break;
         }
         /* Past the retention or not, a chunk deleted for the budget is counted as pruned. */
-        int64_t last = chunk_last_t(&k, &v);
         bool expired = s->retention_ms > 0 && last < s->maint_now - s->retention_ms;
         pruned += pressure && !expired;
         if (last > sent) /* remote-write had not sent all of it: only the budget does this */
-            count(s, MC_RW_UNSENT_DROPPED, unsent_samples(&k, &v, sent));
+            count(s, MC_RW_UNSENT_DROPPED, unsent_samples(&v, first, sent));
         rc = mdb_cursor_del(cur, 0);
         n++;
-        k = (MDB_val){sizeof(key), key};
+        k = (MDB_val){klen, key};
         if (rc == 0)
             rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     }
@@ -250,6 +257,38 @@ static int delete_chunks(struct apm_store_txn *t, uint64_t id, int64_t cut, bool
                  s->max_disk, (uint64_t)atomic_load(&s->m[MC_CHUNKS_PRUNED]));
     }
     return rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "delete chunks");
+}
+
+/*
+ * delete_chunks over the series' pieces in DB_PACKED, period by period from
+ * the oldest, in periods starting at or before limit. The packed pieces are
+ * the series' oldest samples, so a piece left ends the walk.
+ */
+static int delete_packed(struct apm_store_txn *t, uint64_t id, int64_t cut, int64_t limit,
+                         bool pressure, int64_t sent, unsigned max, bool *left, bool *more,
+                         unsigned *keys)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = apm_store_mdb_error(mdb_cursor_open(t->txn, t->s->dbi[DB_PACKED], &cur), "packed");
+    if (rc < 0)
+        return rc;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    int64_t p = mrc == 0 && k.mv_size == PACK_KEY_LEN ? apm_store_pack_key_period(&k) : INT64_MAX;
+    if (mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = apm_store_mdb_error(mrc, "packed");
+    unsigned start = *keys;
+    while (rc == 0 && p <= limit && !*left && !*more) {
+        uint8_t prefix[PACK_KEY_LEN];
+        apm_store_pack_key(prefix, p, id, 0);
+        unsigned used = *keys - start;
+        rc = delete_chunks(t, DB_PACKED, prefix, 16, cut, pressure, sent,
+                           max > used ? max - used : 1, left, more, keys);
+        if (rc == 0)
+            p = apm_store_pack_next_period(cur, p, &rc);
+    }
+    mdb_cursor_close(cur);
+    return rc;
 }
 
 /* Deletes rollups of resolution i whose bucket ends at or before cut. Sets *left when some remain.
@@ -379,6 +418,51 @@ static void copy_str(char *dst, size_t size, const char *src)
     snprintf(dst, size, "%s", src != NULL ? src : "");
 }
 
+/* The writer's copy of a series (marked dirty), or *out NULL when its key does not lead to it. */
+static int writer_series(struct apm_store_txn *t, const struct series_view *sv,
+                         struct store_series **out)
+{
+    char key[STORE_KEY_BUF];
+    size_t klen = apm_store_series_key(key, sv->host, sv->process_id, sv->metric,
+                                       apm_store_metric_has_site(sv->metric) ? sv->site : NULL);
+    *out = NULL;
+    /* Only a series the key leads to: series_get would create one for a key that does not. */
+    int rc = klen > 0 ? apm_store_series_exists(t, key, klen) : 0;
+    if (rc == 1)
+        rc = apm_store_series_get(t, key, klen, "", 0, sv->metric, out);
+    if (rc == 0 && *out != NULL && (*out)->id != sv->id)
+        *out = NULL;
+    return rc;
+}
+
+/*
+ * Moves the series' samples of the period this pass packs into DB_PACKED
+ * (store_pack.c): first those of an open chunk that also holds later ones,
+ * so that a slow series' samples are packed with their period rather than
+ * late. rec's open chunk follows.
+ */
+static int pack_series(struct apm_store_txn *t, const struct series_view *sv,
+                       struct store_series_record *rec, unsigned *keys)
+{
+    struct apm_store *s = t->s;
+    int64_t end = s->pack_cur + s->pack_ms;
+    int rc = 0;
+    if (sv->has_head && rec->head_first_t < end && sv->last_ms >= end) {
+        struct store_series *ser = NULL;
+        rc = writer_series(t, sv, &ser);
+        if (rc == 0 && ser != NULL)
+            rc = apm_store_pack_cut_head(t, ser, end, keys);
+        if (rc == 0 && ser != NULL) {
+            rec->head = ser->head.buf;
+            rec->head_len = ser->head.n > 0 ? ser->head.len : 0;
+            rec->head_first_t = ser->head.first_t;
+        }
+    }
+    if (rc == 0)
+        rc = apm_store_pack_series(t, sv->id, s->pack_cur, end, keys);
+    return rc;
+}
+
 /*
  * Maintains one series. Sets *again when the series has more to do than a
  * slice allows (the pass stays on it).
@@ -401,6 +485,9 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
     copy_str(sv.host, sizeof(sv.host), rec.info.host);
     copy_str(sv.process_id, sizeof(sv.process_id), rec.info.process_id);
     copy_str(sv.site, sizeof(sv.site), rec.info.site);
+    /* The sealed chunks of the period this pass packs move to DB_PACKED (store_pack.c). */
+    if (s->pack_cur != INT64_MIN && (rc = pack_series(t, &sv, &rec, keys)) < 0)
+        return rc;
     int64_t cut = s->retention_ms > 0 ? now - s->retention_ms : INT64_MIN;
     bool pressure = s->pressure_cutoff > cut;
     if (pressure)
@@ -444,9 +531,22 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
     }
     bool chunks_left = false, more = false, rollups_left = false;
     unsigned room = max_keys > *keys ? max_keys - *keys : 1;
-    rc = delete_chunks(t, id, raw_cut, pressure, sent,
+    /*
+     * The packed pieces first (the oldest samples), in the periods that may
+     * end before the cut, or every period up to the last sample when the
+     * series may go (then whatever it has left must be known).
+     */
+    int64_t limit = sv.last_ms < cut ? sv.last_ms : raw_cut == INT64_MIN ? INT64_MIN : raw_cut - 1;
+    rc = delete_packed(t, id, raw_cut, limit, pressure, sent,
                        room < DELETE_MAX_CHUNKS ? room : DELETE_MAX_CHUNKS, &chunks_left, &more,
                        keys);
+    room = max_keys > *keys ? max_keys - *keys : 1;
+    uint8_t idkey[8];
+    apm_store_put_be64(idkey, id);
+    if (rc == 0 && !more)
+        rc = delete_chunks(t, DB_CHUNKS, idkey, 8, raw_cut, pressure, sent,
+                           room < DELETE_MAX_CHUNKS ? room : DELETE_MAX_CHUNKS, &chunks_left, &more,
+                           keys);
     for (int i = 0; i < 2 && rc == 0; i++)
         rc = delete_rollups(t, id, i, s->rollup_ms[i] > 0 ? now - s->rollup_ms[i] : INT64_MAX,
                             &rollups_left, keys);
@@ -466,13 +566,7 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
     if (head_old) {
         /* An idle series' open chunk is past the retention too: empty it, keep the record. */
         struct store_series *ser = NULL;
-        char key[STORE_KEY_BUF];
-        size_t klen = apm_store_series_key(key, sv.host, sv.process_id, sv.metric,
-                                           apm_store_metric_has_site(sv.metric) ? sv.site : NULL);
-        /* Only a series the key leads to: series_get would create one for a key that does not. */
-        rc = klen > 0 ? apm_store_series_exists(t, key, klen) : 0;
-        if (rc == 1)
-            rc = apm_store_series_get(t, key, klen, "", 0, sv.metric, &ser);
+        rc = writer_series(t, &sv, &ser);
         if (ser != NULL) {
             apm_chunk_enc_restart(&ser->head);
             count(s, MC_HEADS_DROPPED, 1);
@@ -578,6 +672,48 @@ static int check_budget(struct apm_store *s, int64_t now)
     return 0;
 }
 
+/*
+ * The period this pass packs: the oldest not packed yet that holds a sealed
+ * chunk, once it ended a period ago (late samples are rare by then).
+ */
+static void choose_pack(struct apm_store *s, int64_t now)
+{
+    s->pack_cur = INT64_MIN;
+    if (s->pack_ms <= 0 || s->oldest_live_ms == INT64_MAX)
+        return;
+    int64_t w = apm_rollup_floor(s->oldest_live_ms, s->pack_ms);
+    if (s->pack_next != INT64_MIN && s->pack_next > w)
+        w = s->pack_next;
+    if (w <= now - 2 * s->pack_ms)
+        s->pack_cur = w;
+}
+
+/*
+ * The last slice of a pass: notes the period it packed in DB_META, and the
+ * oldest packed period as the oldest raw time (the disk budget's start).
+ */
+static int pass_end(struct apm_store_txn *t)
+{
+    struct apm_store *s = t->s;
+    int rc = 0;
+    if (s->pack_cur != INT64_MIN)
+        rc = apm_store_mdb_error(
+            apm_store_meta_put(t->txn, s->dbi[DB_META], "pack_next",
+                               (uint64_t)(s->pack_cur + s->pack_ms) ^ (1ull << 63)),
+            "pack_next");
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    if (rc == 0)
+        rc = apm_store_mdb_error(mdb_cursor_open(t->txn, s->dbi[DB_PACKED], &cur), "packed");
+    int mrc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+    if (mrc == 0 && k.mv_size == PACK_KEY_LEN && apm_store_pack_key_period(&k) < s->pass_oldest_ms)
+        s->pass_oldest_ms = apm_store_pack_key_period(&k);
+    else if (mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = apm_store_mdb_error(mrc, "packed");
+    mdb_cursor_close(cur);
+    return rc;
+}
+
 int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, int64_t max_us)
 {
     uint64_t t0 = apm_mono_ns();
@@ -587,6 +723,8 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
         rc = check_budget(s, now_ms);
         s->maint_next_id = 1;
         s->pass_oldest_ms = INT64_MAX;
+        s->pass_oldest_live = INT64_MAX;
+        choose_pack(s, now_ms);
     }
     struct apm_store_txn *t = NULL;
     if (rc == 0)
@@ -598,7 +736,7 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
     for (int i = 0; i < MC_COUNT; i++)
         counts[i] = atomic_load(&s->m[i]);
     uint64_t next_id = s->maint_next_id;
-    int64_t pass_oldest = s->pass_oldest_ms;
+    int64_t pass_oldest = s->pass_oldest_ms, pass_oldest_live = s->pass_oldest_live;
     unsigned keys = 0;
     int done = 0;
     while (rc == 0 && keys < max_keys && (int64_t)((apm_mono_ns() - t0) / 1000) < max_us) {
@@ -624,6 +762,8 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
         if (!again)
             s->maint_next_id = id + 1;
     }
+    if (rc == 0 && done)
+        rc = pass_end(t);
     if (rc < 0)
         apm_store_txn_abort(t);
     uint64_t t_commit = apm_mono_ns();
@@ -635,11 +775,18 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
                 atomic_store(&s->m[i], counts[i]);
         s->maint_next_id = next_id;
         s->pass_oldest_ms = pass_oldest;
+        s->pass_oldest_live = pass_oldest_live;
+        /* A full map: this pass goes on without packing, which needs room before it frees any. */
+        if (rc == APM_E_FULL)
+            s->pack_cur = INT64_MIN;
         return rc;
     }
     if (done) {
         s->maint_next_id = 0;
         count(s, MC_PASSES, 1);
+        s->oldest_live_ms = s->pass_oldest_live;
+        if (s->pack_cur != INT64_MIN)
+            s->pack_next = s->pack_cur + s->pack_ms;
     }
     count(s, MC_SLICES, 1);
     uint_fast64_t us = (apm_mono_ns() - t0) / 1000;
@@ -690,6 +837,7 @@ int apm_store_make_room(struct apm_store *s, int64_t now_ms)
         return 0;
     /* At the budget: the oldest raw chunks go, a pass at a time, until one frees something. */
     uint64_t before = atomic_load(&s->m[MC_CHUNKS_PRUNED]) + atomic_load(&s->m[MC_CHUNKS_DELETED]);
+    s->pack_cur = INT64_MIN; /* deleting only: packing needs room first */
     for (int round = 0; round < 8; round++) {
         /* Without a finished pass the oldest chunk is unknown: the cut-off starts a year back. */
         bool known = s->oldest_raw_ms != 0 && s->oldest_raw_ms != INT64_MAX;

@@ -4,18 +4,27 @@
  * tests/bench/store_bytes.sh builds and runs it.
  *
  *   store_bytes bytes TRACE_DIR   leakbench traces (t_seconds,rss_bytes,...)
- *   store_bytes synth             synthetic 1 s samples
+ *   store_bytes synth [N]         synthetic 1 s samples, N a series (default 7200)
  *   store_bytes rate              500 series x 1 sample a batch, 100 batches a commit
+ *   store_bytes openmetrics bytes|synth ...   the same samples as OpenMetrics text (stdout)
  *
- * Samples go in the way the collector receives them: one tick of every series
- * per transaction, so open chunks are rewritten and pages split as in
- * production. Bytes are reported three ways: the data file's size, the used
- * pages ((last_pgno + 1) * page size) and the pages of each database.
+ * Samples go in the way the collector receives them: in time order, one
+ * transaction per 10 s of data (an agent's batch interval) holding every
+ * series' samples of those 10 s, so open chunks are rewritten and pages split
+ * as in production, and a maintenance pass runs every 60 s of data time (the
+ * collector's maintenance-period) with the data's clock as its "now", so
+ * packed periods (docs/store.md) form as they would. Each data set is stored
+ * twice: without rollups (the raw samples' whole file) and with them (their
+ * extra). Bytes are reported as the data file's size, the used pages
+ * ((last_pgno + 1) * page size), LMDB's free pages, and each database's
+ * branch, leaf and overflow pages. APM_BENCH_PACK_MS sets the store's
+ * pack_period_ms (0 = the default, -1 = no packing).
  */
 #include <dirent.h>
 #include <inttypes.h>
 #include <lmdb.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +59,8 @@ static void remove_dir(const char *dir)
 /* Pages of each named database, read with LMDB directly after the store is closed. */
 static void print_db_pages(const char *dir, uint64_t nsamples)
 {
-    static const char *names[] = {"meta",      "series_key", "series",  "chunks",   "hosts",
-                                  "processes", "watermarks", "rollups", "rollup_wm"};
+    static const char *names[] = {"meta",  "series_key", "series",  "chunks",    "packed",
+                                  "hosts", "processes",  "rollups", "rollup_wm", "watermarks"};
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
     if (mdb_env_create(&env) != 0)
@@ -69,35 +78,100 @@ static void print_db_pages(const char *dir, uint64_t nsamples)
         if (mdb_dbi_open(txn, names[i], 0, &dbi) != 0 || mdb_stat(txn, dbi, &st) != 0)
             continue;
         uint64_t pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
-        printf("  db %-11s %8zu entries %6" PRIu64 " pages %8.3f bytes/sample\n", names[i],
-               st.ms_entries, pages, (double)(pages * st.ms_psize) / (double)nsamples);
-        if (strcmp(names[i], "chunks") == 0) {
+        printf("  db %-11s %8zu entries %6" PRIu64 " pages (%zu branch %zu leaf %zu overflow)"
+               " %8.3f bytes/sample\n",
+               names[i], st.ms_entries, pages, st.ms_branch_pages, st.ms_leaf_pages,
+               st.ms_overflow_pages, (double)(pages * st.ms_psize) / (double)nsamples);
+        if (strcmp(names[i], "chunks") == 0 || strcmp(names[i], "packed") == 0) {
             MDB_cursor *cur;
             MDB_val k, v;
             if (mdb_cursor_open(txn, dbi, &cur) == 0) {
-                while (mdb_cursor_get(cur, &k, &v, payload ? MDB_NEXT : MDB_FIRST) == 0)
-                    payload += v.mv_size ? v.mv_size : 1;
+                MDB_cursor_op op = MDB_FIRST;
+                while (mdb_cursor_get(cur, &k, &v, op) == 0) {
+                    payload += v.mv_size;
+                    op = MDB_NEXT;
+                }
                 mdb_cursor_close(cur);
             }
         }
     }
     MDB_stat main_st;
-    if (mdb_env_stat(env, &main_st) == 0)
-        printf("  sealed chunk payload: %.3f bytes/sample\n", (double)payload / (double)nsamples);
+    MDB_envinfo info;
+    if (mdb_env_stat(env, &main_st) == 0 && mdb_env_info(env, &info) == 0) {
+        /* The free list: each value is a page number list, its length first. */
+        MDB_cursor *cur;
+        MDB_val k, v;
+        uint64_t free_pages = 0;
+        MDB_stat fst = {0};
+        mdb_stat(txn, 0, &fst);
+        if (mdb_cursor_open(txn, 0, &cur) == 0) {
+            MDB_cursor_op op = MDB_FIRST;
+            while (mdb_cursor_get(cur, &k, &v, op) == 0) {
+                size_t n = 0;
+                if (v.mv_size >= sizeof(n))
+                    memcpy(&n, v.mv_data, sizeof(n));
+                free_pages += n;
+                op = MDB_NEXT;
+            }
+            mdb_cursor_close(cur);
+        }
+        printf("  file %" PRIu64 " pages: %" PRIu64 " free (%.3f bytes/sample), free list %zu"
+               " pages, main db %zu pages, 2 meta pages\n",
+               (uint64_t)info.me_last_pgno + 1, free_pages,
+               (double)(free_pages * main_st.ms_psize) / (double)nsamples,
+               fst.ms_branch_pages + fst.ms_leaf_pages + fst.ms_overflow_pages,
+               main_st.ms_branch_pages + main_st.ms_leaf_pages + main_st.ms_overflow_pages);
+        printf("  sealed chunk payload (chunks + packed values): %.3f bytes/sample\n",
+               (double)payload / (double)nsamples);
+    }
     mdb_txn_abort(txn);
     mdb_env_close(env);
 }
 
-/* Stores every series tick by tick (one transaction a tick) and prints the figures. */
-static int store_ticks(const char *label, struct series_data *series, size_t nseries)
+static int count_read(void *ctx, int64_t t, int64_t v)
+{
+    (void)t;
+    (void)v;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+/* One maintenance pass over every series with the data's clock as now. */
+static int maintain_pass(struct apm_store *store, int64_t now)
+{
+    int rc;
+    while ((rc = apm_store_maintain(store, now, 2000, 10000)) == 0)
+        ;
+    return rc < 0 ? rc : 0;
+}
+
+static void print_file(const char *what, const char *dir, uint64_t used, uint64_t samples)
+{
+    char path[4200];
+    struct stat fst = {0};
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    stat(path, &fst);
+    printf("  %s: data.mdb %lld bytes %.3f bytes/sample (used pages %.3f bytes/sample)\n", what,
+           (long long)fst.st_size, (double)fst.st_size / (double)samples,
+           (double)used / (double)samples);
+}
+
+/*
+ * Stores every series in time order (one transaction per 10 s of data, a
+ * maintenance pass per 60 s) and prints the figures.
+ */
+static int store_ticks(const char *label, struct series_data *series, size_t nseries, bool rollups)
 {
     char dir[4096];
     make_tmpdir(dir, sizeof(dir));
-    /* The collector's rollups (their retention long enough to keep everything here). */
+    /* The collector's rollups (their retention long enough to keep everything here), or none. */
+    int64_t keep = rollups ? 100LL * 365 * 86400000 : -1;
+    const char *pack = getenv("APM_BENCH_PACK_MS");
     struct apm_store_options opt = {.dir = dir,
                                     .no_sync = true,
-                                    .rollup_1m_ms = 100LL * 365 * 86400000,
-                                    .rollup_1h_ms = 100LL * 365 * 86400000};
+                                    .rollup_1m_ms = keep,
+                                    .rollup_1h_ms = keep,
+                                    .pack_period_ms = pack ? atoll(pack) : 0};
     struct apm_store *store = NULL;
     int rc = apm_store_open(&opt, &store);
     if (rc < 0) {
@@ -105,75 +179,100 @@ static int store_ticks(const char *label, struct series_data *series, size_t nse
         return 1;
     }
     struct apm_agent_ident agent = {.agent_id = "bench", .host = "bench", .instance = 1};
-    size_t longest = 0;
-    for (size_t i = 0; i < nseries; i++)
-        longest = series[i].n > longest ? series[i].n : longest;
-    uint64_t total = 0;
+    int64_t first = INT64_MAX, last = INT64_MIN;
+    size_t *pos = calloc(nseries, sizeof(*pos));
+    for (size_t i = 0; i < nseries; i++) {
+        if (series[i].n > 0 && series[i].t[0] < first)
+            first = series[i].t[0];
+        if (series[i].n > 0 && series[i].t[series[i].n - 1] > last)
+            last = series[i].t[series[i].n - 1];
+    }
+    uint64_t total = 0, commits = 0, seq = 0;
+    double maint_s = 0;
     uint64_t t0 = apm_mono_ns();
-    for (size_t tick = 0; tick < longest && rc >= 0; tick++) {
-        struct apm_batch *b = apm_batch_new(tick + 1);
+    for (int64_t end = first + 10000; pos != NULL && rc >= 0 && end <= last + 10000; end += 10000) {
+        struct apm_batch *b = apm_batch_new(++seq);
         for (size_t i = 0; i < nseries && rc >= 0; i++) {
-            if (tick >= series[i].n)
+            if (pos[i] >= series[i].n || series[i].t[pos[i]] >= end)
                 continue;
             struct apm_proc_desc p = {
                 .pid = (int32_t)(i + 1), .start_ms = 1, .name = series[i].name};
             uint32_t idx;
             rc = apm_batch_add_proc(b, &p, &idx);
-            if (rc == 0)
-                rc = apm_batch_add_sample(b, idx, APM_METRIC_RSS, series[i].t[tick],
-                                          series[i].v[tick]);
+            while (rc == 0 && pos[i] < series[i].n && series[i].t[pos[i]] < end) {
+                rc = apm_batch_add_sample(b, idx, APM_METRIC_RSS, series[i].t[pos[i]],
+                                          series[i].v[pos[i]]);
+                pos[i]++;
+            }
         }
         struct apm_store_txn *txn = NULL;
-        if (rc >= 0)
+        if (rc >= 0 && b->nsamples > 0) {
             rc = apm_store_txn_begin(store, &txn);
-        if (rc >= 0)
-            rc = apm_store_txn_put_batch(txn, &agent, b);
-        if (rc >= 0)
-            rc = apm_store_txn_commit(txn);
-        else
-            apm_store_txn_abort(txn);
+            if (rc >= 0)
+                rc = apm_store_txn_put_batch(txn, &agent, b);
+            if (rc >= 0)
+                rc = apm_store_txn_commit(txn);
+            else
+                apm_store_txn_abort(txn);
+            commits++;
+        }
         total += b->nsamples;
         apm_batch_free(b);
+        if (rc >= 0 && (end - first) % 60000 == 0) {
+            uint64_t m0 = apm_mono_ns();
+            rc = maintain_pass(store, end);
+            maint_s += (double)(apm_mono_ns() - m0) / 1e9;
+        }
     }
+    free(pos);
     double secs = (double)(apm_mono_ns() - t0) / 1e9;
     struct apm_store_stats st = {0}, rolled = {0};
     if (rc >= 0)
         rc = apm_store_stats(store, &st);
-    /* Then the writer's maintenance, a day after the data: every series rolled up. */
-    int64_t last = 0;
-    for (size_t i = 0; i < nseries; i++)
-        if (series[i].n > 0 && series[i].t[series[i].n - 1] > last)
-            last = series[i].t[series[i].n - 1];
-    uint64_t m0 = apm_mono_ns();
-    while (rc >= 0 && (rc = apm_store_maintain(store, last + 86400000, 2000, 10000)) == 0)
-        ;
-    double msecs = (double)(apm_mono_ns() - m0) / 1e9;
     if (rc >= 0)
-        rc = apm_store_stats(store, &rolled);
+        printf("%s%s: %zu series, %" PRIu64 " samples (%" PRIu64 " stored, %" PRIu64
+               " dropped), %" PRIu64 " commits in %.2f s (maintenance %.2f s of it)\n",
+               label, rollups ? ", with rollups" : "", nseries, total, st.samples, st.dropped,
+               commits, secs, maint_s);
+    if (rc >= 0)
+        print_file("at the last sample", dir, st.bytes_on_disk, st.samples);
+    /* Then the writer's maintenance a day after the data: every closed period packed. */
+    uint64_t m0 = apm_mono_ns();
+    uint64_t packed = st.chunks_packed;
+    for (int pass = 0; rc >= 0 && pass < 1000; pass++) {
+        rc = maintain_pass(store, last + 86400000);
+        if (rc >= 0)
+            rc = apm_store_stats(store, &rolled);
+        if (rc < 0 || (rolled.chunks_packed == packed && pass > 1))
+            break;
+        packed = rolled.chunks_packed;
+    }
+    double msecs = (double)(apm_mono_ns() - m0) / 1e9;
+    /* Reads: every sample of every series, then each series' last hour, 5 times each. */
+    uint64_t nread = 0, r0 = apm_mono_ns();
+    for (int rep = 0; rc >= 0 && rep < 5; rep++)
+        for (uint64_t id = 1; rc >= 0 && id <= nseries; id++)
+            rc = apm_store_read_samples(store, id, INT64_MIN, INT64_MAX, count_read, &nread);
+    double read_all = (double)(apm_mono_ns() - r0) / 5e6;
+    uint64_t nlast = 0;
+    r0 = apm_mono_ns();
+    for (int rep = 0; rc >= 0 && rep < 5; rep++)
+        for (uint64_t id = 1; rc >= 0 && id <= nseries; id++)
+            rc = apm_store_read_samples(store, id, last - 3600000, INT64_MAX, count_read, &nlast);
+    double read_last = (double)(apm_mono_ns() - r0) / 5e6;
     apm_store_free(store);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", label, apm_strerror(rc));
         return 1;
     }
-    char path[4200];
-    struct stat fst = {0};
-    snprintf(path, sizeof(path), "%s/data.mdb", dir);
-    stat(path, &fst);
-    printf("%s: %zu series, %" PRIu64 " samples (%" PRIu64 " stored, %" PRIu64
-           " dropped), %zu commits in %.2f s\n",
-           label, nseries, total, st.samples, st.dropped, longest, secs);
-    printf("  used pages:       %10" PRIu64 " bytes  %.3f bytes/sample\n", st.bytes_on_disk,
-           (double)st.bytes_on_disk / (double)st.samples);
-    printf("  data.mdb size:    %10lld bytes  %.3f bytes/sample\n", (long long)fst.st_size,
-           (double)fst.st_size / (double)st.samples);
-    printf("  data.mdb blocks:  %10lld bytes  %.3f bytes/sample\n", (long long)fst.st_blocks * 512,
-           (double)fst.st_blocks * 512.0 / (double)st.samples);
-    printf("  after rollups (%" PRIu64 " buckets, %.2f s): used pages %" PRIu64
-           " bytes (%.3f bytes/sample), of which the rollup database %" PRIu64
-           " bytes (%.3f bytes/sample)\n",
-           rolled.rollups_written, msecs, rolled.bytes_on_disk,
-           (double)rolled.bytes_on_disk / (double)st.samples, rolled.rollup_bytes,
+    print_file("a day later", dir, rolled.bytes_on_disk, st.samples);
+    printf("  %" PRIu64 " chunks packed, %" PRIu64
+           " rollup buckets (%.2f s): rollup database %" PRIu64 " bytes (%.3f bytes/sample)\n",
+           rolled.chunks_packed, rolled.rollups_written, msecs, rolled.rollup_bytes,
            (double)rolled.rollup_bytes / (double)st.samples);
+    printf("  reads: every sample of every series %.2f ms (%" PRIu64 " samples), the last hour of"
+           " every series %.2f ms (%" PRIu64 " samples)\n",
+           read_all, nread / 5, read_last, nlast / 5);
     print_db_pages(dir, st.samples);
     remove_dir(dir);
     return 0;
@@ -260,25 +359,49 @@ static int bench_rate(unsigned rounds)
     return 0;
 }
 
+/* The same samples as OpenMetrics text, for promtool tsdb create-blocks-from openmetrics. */
+static int print_openmetrics(struct series_data *series, size_t nseries)
+{
+    printf("# TYPE rss gauge\n");
+    for (size_t i = 0; i < nseries; i++)
+        for (size_t k = 0; k < series[i].n; k++)
+            printf("rss{series=\"%s\"} %" PRId64 " %" PRId64 ".%03d\n", series[i].name,
+                   series[i].v[k], series[i].t[k] / 1000, (int)(series[i].t[k] % 1000));
+    printf("# EOF\n");
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     static struct series_data series[MAX_TRACES];
+    bool om = argc >= 2 && strcmp(argv[1], "openmetrics") == 0;
+    if (om) {
+        argv++;
+        argc--;
+    }
     if (argc >= 3 && strcmp(argv[1], "bytes") == 0) {
         size_t n = load_dir(argv[2], series);
         if (n == 0) {
             fprintf(stderr, "no traces in %s\n", argv[2]);
             return 1;
         }
-        return store_ticks("leakbench", series, n);
+        if (om)
+            return print_openmetrics(series, n);
+        return store_ticks("leakbench", series, n, false) ||
+               store_ticks("leakbench", series, n, true);
     }
     if (argc >= 2 && strcmp(argv[1], "synth") == 0) {
-        size_t n = 100;
+        size_t n = 100, len = argc >= 3 ? (size_t)atol(argv[2]) : 7200;
         for (size_t i = 0; i < n; i++)
-            make_synthetic(&series[i], (unsigned)i, 7200);
-        return store_ticks("synthetic 1 s", series, n);
+            make_synthetic(&series[i], (unsigned)i, len);
+        if (om)
+            return print_openmetrics(series, n);
+        return store_ticks("synthetic 1 s", series, n, false) ||
+               store_ticks("synthetic 1 s", series, n, true);
     }
     if (argc >= 2 && strcmp(argv[1], "rate") == 0)
         return bench_rate(argc >= 3 ? (unsigned)atoi(argv[2]) : 21);
-    fprintf(stderr, "usage: store_bytes bytes TRACE_DIR | synth | rate [ROUNDS]\n");
+    fprintf(stderr, "usage: store_bytes [openmetrics] bytes TRACE_DIR | [openmetrics] synth [N] |"
+                    " rate [ROUNDS]\n");
     return 1;
 }

@@ -4,6 +4,7 @@
 # build-bench/ and runs tests/bench/store_bytes.c three ways. Figures only.
 #
 #   tests/bench/store_bytes.sh [TRACE_DIR]   (default ../shared/leakbench/traces)
+#   APM_BENCH_PACK_MS=-1 stores without packed periods (the layout before them), for comparison.
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${APM_BENCH_BUILD_DIR:-$src/build-bench}
@@ -18,6 +19,32 @@ ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -I"$src" -I"$build" \
     "$build/proto/libapm_proto.a" \
     $(pkg-config --libs lmdb libuv jansson inih libprotobuf-c) -lpthread -lm
 
+# Prometheus's TSDB on the same samples: promtool writes them as blocks (2 h each, as its
+# head would cut them; promtool does not compact them further), and the blocks' bytes count.
+prom() { # LABEL ARGS...
+    label=$1
+    shift
+    if ! command -v promtool >/dev/null; then
+        echo "$label: Prometheus: promtool not installed (Debian's prometheus package)"
+        return
+    fi
+    work=$(mktemp -d /tmp/apm-bench-prom-XXXXXX)
+    "$build/store_bytes" openmetrics "$@" >"$work/in.om"
+    n=$(grep -c '^rss' "$work/in.om")
+    promtool tsdb create-blocks-from openmetrics -q "$work/in.om" "$work/tsdb" >/dev/null
+    bytes=$(du -sb "$work/tsdb" | cut -f1)
+    blocks=$(ls "$work/tsdb" | wc -l)
+    echo "$label: Prometheus TSDB (promtool $(promtool --version 2>&1 | sed -n '1s/.*version \([^ ]*\).*/\1/p')):" \
+        "$bytes bytes in $blocks blocks for $n samples:" \
+        "$(awk -v b="$bytes" -v n="$n" 'BEGIN { printf "%.3f", b / n }') bytes/sample"
+    rm -rf "$work"
+}
+
+uptime
 "$build/store_bytes" bytes "$traces"
+prom leakbench bytes "$traces"
 "$build/store_bytes" synth
+prom "synthetic 1 s" synth
+"$build/store_bytes" synth 86400
+prom "synthetic 1 s, 24 h" synth 86400
 "$build/store_bytes" rate "${APM_BENCH_ROUNDS:-21}"
