@@ -164,6 +164,23 @@ static void note_refused(struct apm_writer *w, const struct job *j)
 }
 
 /*
+ * Forgets j's run's refused batch when j (stored) is it sent again or a later one: a round that
+ * refused a batch and then stored its resend notes the refusal again at its end.
+ */
+static void note_stored(struct apm_writer *w, const struct job *j)
+{
+    if (w->refused[0].len == 0 && w->refused[1].len == 0)
+        return;
+    char key[sizeof(j->agent.agent_id) + 8];
+    size_t klen = run_key(j, key);
+    uint64_t v;
+    if (refused_get(w, key, klen, &v) == 0 && v >> 16 <= j->batch->seq) {
+        (void)apm_hashmap_del(&w->refused[0], key, klen);
+        (void)apm_hashmap_del(&w->refused[1], key, klen);
+    }
+}
+
+/*
  * Refuses, from first on, the jobs whose run has a refused batch of a lower
  * seq, with that batch's status; a job that is the refused one sent again
  * (or older) lets its run through.
@@ -255,6 +272,8 @@ static void store_jobs(struct apm_writer *w, struct job_list *jobs, apm_writer_c
     for (struct job *j = jobs->head; j != NULL; j = j->next) {
         if (j->status < 0)
             note_refused(w, j);
+        else
+            note_stored(w, j);
         batches += j->status == 0;
         duplicates += j->status == 1;
         failures += j->status < 0;
