@@ -10,7 +10,6 @@
  *
  * run: BUILD/tests/analyzer_speed [ROUNDS]
  */
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 
 #include "server/analysis/analyzer.h"
 #include "server/store/store.h"
+#include "tests/tmpdir.h"
 
 #define HOSTS 20
 #define PER_HOST 500
@@ -30,14 +30,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
 }
 
 /* Every seventh process leaks; the others wander around their level. */
@@ -137,6 +129,6 @@ int main(int argc, char **argv)
            1e3 * worst, (unsigned long long)st.verdicts_stored);
     apm_analyzer_free(an);
     apm_store_free(store);
-    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(dir);
     return 0;
 }

@@ -6,13 +6,13 @@
 #ifndef APM_TEST_PROBE_FIXTURE_H
 #define APM_TEST_PROBE_FIXTURE_H
 
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/store/store.h"
+#include "tests/tmpdir.h"
 
 #define T0 1700000000000LL
 #define PID_ID "web-3:42:1699999000000"
@@ -31,14 +31,6 @@ struct site {
     uint32_t line;
     int64_t size, size_diff;
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 /* A fresh store keeping at most max_sites sites per process (0: the default). */
 static struct fixture *fixture_open(unsigned max_sites)
@@ -61,7 +53,7 @@ static struct fixture *fixture_open(unsigned max_sites)
 static void fixture_close(struct fixture *f)
 {
     apm_store_free(f->store);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(f->dir);
     free(f);
 }
 

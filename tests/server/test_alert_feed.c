@@ -14,13 +14,13 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "common/timeutil.h"
 #include "server/alerts/alert_feed.h"
 #include "server/store/store.h"
+#include "tests/tmpdir.h"
 
 #define PID_ID "web-3:42:1699999000000"
 #define LEAK_RATE 10240.0 /* bytes per second */
@@ -37,14 +37,6 @@ struct fixture {
 
 /* The history ends a second ago: the sentence counts time left from now. */
 static int64_t t0;
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static const char *const RULES = "[rule leak]\n"
                                  "kind = leak\n"
@@ -90,7 +82,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     apm_alert_feed_free(f->feed);
     apm_store_free(f->store);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <uv.h>
 
 #include "common/error.h"
@@ -26,6 +25,7 @@
 #include "server/store/store.h"
 #include "server/store/store_verdict.h"
 #include "server/ingest/writer.h"
+#include "tests/tmpdir.h"
 
 #define MIB (1024.0 * 1024.0)
 #define HOST_TOTAL (4096 * MIB)
@@ -45,14 +45,6 @@ struct fixture {
     char cgroup[2][256];
     double interval_s[2];
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static void on_verdict(void *ctx, const struct apm_analyzer_verdict *msg)
 {
@@ -114,7 +106,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     apm_analyzer_free(f->an);
     apm_store_free(f->store);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -3,7 +3,6 @@
  * registers every module's counters under names a Prometheus /metrics can
  * use, and stops with every handle closed.
  */
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,14 +16,7 @@
 
 #include "common/counters.h"
 #include "server/collector.h"
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
+#include "tests/tmpdir.h"
 
 static bool metric_word(const char *s)
 {
@@ -104,7 +96,7 @@ static void test_collector_registers_every_module_counters_with_metric_names(voi
     assert_string_equal(s.modules, "store api alerts notify analysis ");
     apm_collector_free(c);
     assert_int_equal(uv_loop_close(&loop), 0);
-    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(dir);
 }
 
 /* Reads an INI holding text into a default configuration; returns what the reader returned. */

@@ -13,7 +13,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +24,7 @@
 #include "server/api/metrics.h"
 #include "server/store/store.h"
 #include "server/store/store_verdict.h"
+#include "tests/tmpdir.h"
 
 #define GRACE_MS 120000
 
@@ -47,14 +47,6 @@ static const struct apm_counter test_counters[] = {
     {"took", APM_COUNTER_HISTOGRAM, "seconds", "How long a thing took.", sizeof(uint64_t)},
     {.name = NULL},
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static void add_proc(struct apm_batch *b, int32_t pid, const char *name, int64_t start_ms,
                      uint32_t *idx)
@@ -151,7 +143,7 @@ static int teardown(void **state)
     struct env *e = *state;
     apm_store_free(e->store);
     apm_agent_health_free(e->health);
-    nftw(e->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(e->dir);
     free(e);
     return 0;
 }

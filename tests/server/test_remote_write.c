@@ -20,7 +20,6 @@
 #include <arpa/inet.h>
 #include <math.h>
 #include <cmocka.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <snappy-c.h>
@@ -35,6 +34,7 @@
 #include "server/ingest/remote_write_encode.h"
 #include "server/store/store.h"
 #include "server/store/store_verdict.h"
+#include "tests/tmpdir.h"
 
 /* ---- decoding what was sent ---- */
 
@@ -260,14 +260,6 @@ struct fixture {
     char url[64];
 };
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -289,7 +281,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     receiver_stop(&f->rc);
     apm_store_free(f->store);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(f->dir);
     free(f);
     return 0;
 }

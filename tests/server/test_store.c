@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -17,20 +16,13 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "server/store/store.h"
+#include "tests/tmpdir.h"
 
 struct fixture {
     char dir[64];
     struct apm_store *store;
     struct apm_agent_ident agent;
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static void open_store(struct fixture *f, unsigned chunk_samples, size_t map_size)
 {
@@ -61,7 +53,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     apm_store_free(f->store);
     *strrchr(f->dir, '/') = '\0';
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -16,12 +16,12 @@
 
 #include <cmocka.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "server/store/store.h"
+#include "tests/tmpdir.h"
 
 #define T0 1800000000000LL
 
@@ -33,14 +33,6 @@ struct fixture {
     struct apm_agent_ident agent;
     uint64_t seq;
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -62,7 +54,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     apm_store_free(f->store);
-    nftw(f->root, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(f->root);
     free(f);
     return 0;
 }

@@ -15,11 +15,11 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <sys/stat.h>
 
 #include "common/error.h"
 #include "server/store/store.h"
+#include "tests/tmpdir.h"
 
 #define T0 1800000000000LL /* the first sample */
 #define PERIOD 60000LL     /* a short pack period, so that tests pack many */
@@ -40,14 +40,6 @@ struct fixture {
     int n[NSERIES];
     int64_t next_t[NSERIES];
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static void open_store(struct fixture *f)
 {
@@ -78,7 +70,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     apm_store_free(f->store);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +22,7 @@
 #include "common/error.h"
 #include "common/timeutil.h"
 #include "server/store/store.h"
+#include "tests/tmpdir.h"
 
 #define NOW 1800000000000LL /* a fixed "now" for the maintenance */
 
@@ -32,14 +32,6 @@ struct fixture {
     struct apm_agent_ident agent;
     uint64_t seq;
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static void open_store(struct fixture *f, const struct apm_store_options *base)
 {
@@ -69,7 +61,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     apm_store_free(f->store);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -13,20 +13,12 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "server/store/store.h"
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
+#include "tests/tmpdir.h"
 
 /* A store in a directory of its own, reopened at will (as after a crash). */
 struct fixture {
@@ -50,7 +42,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     apm_store_free(f->s);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(f->dir);
     free(f);
     return 0;
 }

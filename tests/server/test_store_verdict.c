@@ -9,26 +9,18 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <lmdb.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "server/store/store.h"
 #include "server/store/store_verdict.h"
+#include "tests/tmpdir.h"
 
 struct fixture {
     char dir[64];
     struct apm_store *store;
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static void open_store(struct fixture *f)
 {
@@ -50,7 +42,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     apm_store_free(f->store);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -8,12 +8,12 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <uv.h>
 
 #include "common/error.h"
 #include "server/store/store.h"
 #include "server/ingest/writer.h"
+#include "tests/tmpdir.h"
 
 #define MAX_JOBS 1000
 
@@ -30,14 +30,6 @@ struct fixture {
     void (*submit)(struct fixture *f);
     void (*done)(struct fixture *f, int idx); /* optional: called as each job completes */
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int setup_with_map(void **state, size_t map_size)
 {
@@ -67,7 +59,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     apm_store_free(f->store);
-    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    apm_test_rmtree(f->dir);
     free(f);
     return 0;
 }
