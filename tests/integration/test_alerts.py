@@ -42,10 +42,12 @@ class Hook(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def leak_setup(test: unittest.TestCase, alerts: str = "", rule: str = "") -> None:
+def leak_setup(test: unittest.TestCase, alerts: str = "", rule: str = "",
+               name: str = "leaker") -> None:
     """Gives test a Cluster (c), a webhook receiver (hook), a collector config with the leak
     rule and the hook (conf; extra [alerts] and [rule leak] lines in alerts and rule), an agent
-    config watching the leaker only (agent_conf) and the leaker script (script)."""
+    config watching the leaker only (agent_conf) and the leaker script (script), NAME.py: each
+    test file its own name, since agents see every process of the host."""
     test.c = Cluster()
     Hook.events = []
     test.hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
@@ -67,7 +69,7 @@ evaluate = 0.2s
 {alerts}
 [rule leak]
 kind = leak
-process = leaker.*
+process = {name}.*
 {rule}
 [notify hook]
 type = webhook
@@ -78,8 +80,8 @@ backoff = 0.1s
     # (ctest -j) would fire alerts of its own and keep `alerts --check` at 1 after the ack.
     test.agent_conf = os.path.join(test.c.dir, "agent.conf")
     with open(test.agent_conf, "w") as f:
-        f.write("[watch]\nname = ^leaker\\.py$\n")
-    test.script = os.path.join(test.c.dir, "leaker.py")
+        f.write(f"[watch]\nname = ^{name}\\.py$\n")
+    test.script = os.path.join(test.c.dir, f"{name}.py")
     with open(test.script, "w") as f:
         f.write(LEAKER)
 

@@ -27,7 +27,7 @@ def request(url: str, method: str, auth: str | None, body: dict | None = None) -
 class SilencesTest(unittest.TestCase):
     def setUp(self) -> None:
         # As test_alerts.py, with a small cap on silences and a rule label to match.
-        leak_setup(self, alerts="silences-max = 3", rule="labels = team=payments")
+        leak_setup(self, alerts="silences-max = 3", rule="labels = team=payments", name="silenced")
         self.token = os.path.join(self.c.dir, "api-token")
         fd = os.open(self.token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -65,7 +65,7 @@ class SilencesTest(unittest.TestCase):
             self.assertEqual(r.returncode, 2)
             self.assertIn("matchers[0]: bad regular expression", r.stderr)
 
-            r = self.cli("silence", "add", "alertname=leak", 'process=~"leaker.*"',
+            r = self.cli("silence", "add", "alertname=leak", 'process=~"silenced.*"',
                          "team=payments", "--for", "1h", "--comment", "known leak, fix in review",
                          "--author", "ops")
             self.assertIn("#1 active", r.stdout)
