@@ -34,7 +34,7 @@ enum store_db {
     DB_WATERMARKS, /* agent id with its NUL -> instance, seq */
     DB_VERDICTS,   /* series id (big-endian u64) -> latest analysis verdict (store_verdict.c) */
     DB_ALERTS,     /* alert id (big-endian u64) -> alert record (store_alerts.c) */
-    DB_ROLLUPS,    /* series id, resolution byte, bucket start (big-endian) -> rollup */
+    DB_ROLLUPS, /* 0xf0 + resolution, block start, series id -> block of rollups (store_rollup.c) */
     DB_ROLLUP_WM,  /* series id -> u64 [2]: raw samples before these times are rolled (1m, 1h) */
     DB_RW_CURSOR,  /* series id -> i64: the last sample time remote-write sent (store_rwcursor.c) */
     DB_RW_PENDING, /* series id -> i64: the last sample time of the request in flight (ditto) */
@@ -227,13 +227,28 @@ int64_t apm_rollup_floor(int64_t t, int64_t r);
 void apm_rollup_add(struct apm_rollup *r, int64_t v);
 /* a then b (b later in time) -> a. */
 void apm_rollup_merge(struct apm_rollup *a, const struct apm_rollup *b);
-/* The rollups' key: series id, resolution index, bucket start. */
+/* Layout 1's key (one bucket an entry; read and moved, no longer written): series id, resolution
+ * index, bucket start. Its ids sort before ROLLUP_TAG. */
 #define ROLLUP_KEY_LEN 17u
 void apm_rollup_key(uint8_t key[ROLLUP_KEY_LEN], uint64_t id, int res_i, int64_t start);
 int apm_rollup_decode(const void *buf, size_t len, struct apm_rollup *out);
-/* Encodes into buf (at least APM_ROLLUP_MAX_BYTES); returns the length. */
-#define APM_ROLLUP_MAX_BYTES 50u
-size_t apm_rollup_encode(const struct apm_rollup *r, uint8_t *buf);
+/*
+ * Layout 2: blocks of consecutive buckets, one entry per (resolution, block
+ * start, series), written once a block is closed; its key: ROLLUP_TAG +
+ * resolution index, block start (sign bit flipped), series id (big-endian).
+ */
+#define ROLLUP_TAG 0xf0u
+#define ROLLUP_BLOCK_MAX 60
+#define ROLLUP_BLOCK_BUCKETS(i) ((i) == 0 ? 60 : 24)
+#define ROLLUP_BLOCK(i) (ROLLUP_RES(i) * ROLLUP_BLOCK_BUCKETS(i))
+void apm_rollup_block_key(uint8_t key[ROLLUP_KEY_LEN], int res_i, int64_t start, uint64_t id);
+/* 0, or -1 for a key that is not a block's (layout 1). */
+int apm_rollup_block_key_parse(const MDB_val *k, int *res_i, int64_t *start, uint64_t *id);
+/* Encodes the buckets b[0..n) with count > 0 into buf (n x APM_ROLLUP_BLOCK_BYTES); the length. */
+#define APM_ROLLUP_BLOCK_BYTES 60u
+size_t apm_rollup_block_encode(const struct apm_rollup *b, int n, uint8_t *buf);
+/* Decodes a block of n buckets into b (absent buckets have count 0). 0 or APM_E_DECODE. */
+int apm_rollup_block_decode(const void *buf, size_t len, int n, struct apm_rollup *b);
 /* Reads rollups in a transaction (see apm_store_read_rollups). */
 int apm_store_txn_read_rollups(struct apm_store *s, MDB_txn *txn, uint64_t id, int res_i,
                                int64_t from_ms, int64_t to_ms, apm_store_rollup_cb cb, void *ctx);

@@ -62,61 +62,85 @@ struct roller {
     uint64_t id;
     int res_i;
     int64_t res;
-    int64_t bucket;
-    struct apm_rollup acc;
+    int64_t wm;    /* the watermark before: a block starting before it may hold buckets */
+    int64_t block; /* the block being filled */
+    struct apm_rollup b[ROLLUP_BLOCK_MAX];
+    unsigned filled; /* buckets of b with samples */
     uint64_t samples;
-    bool stopped; /* at the sample cap: bucket is where to go on */
+    bool stopped; /* at the sample cap: block is where to go on */
     unsigned *keys;
     int err;
 };
 
-/* Writes the bucket in progress, merged with what the bucket holds already. */
+/*
+ * Writes the block in progress, merged with what the stored block holds
+ * when it starts before the watermark (rolled in part already: the idle
+ * series' last samples, raw about to be deleted, or moved from layout 1).
+ */
 static int roll_flush(struct roller *r)
 {
-    if (r->acc.count == 0)
+    if (r->filled == 0)
         return 0;
     struct apm_store *s = r->t->s;
-    uint8_t key[ROLLUP_KEY_LEN], val[APM_ROLLUP_MAX_BYTES];
-    apm_rollup_key(key, r->id, r->res_i, r->bucket);
+    int n = ROLLUP_BLOCK_BUCKETS(r->res_i);
+    uint8_t key[ROLLUP_KEY_LEN], val[ROLLUP_BLOCK_MAX * APM_ROLLUP_BLOCK_BYTES];
+    apm_rollup_block_key(key, r->res_i, r->block, r->id);
     MDB_val k = {sizeof(key), key}, v;
-    struct apm_rollup total = {0};
-    int rc = mdb_get(r->t->txn, s->dbi[DB_ROLLUPS], &k, &v);
-    if (rc == 0 && apm_rollup_decode(v.mv_data, v.mv_size, &total) != 0)
-        total = (struct apm_rollup){0}; /* a damaged bucket is rebuilt from what is left */
-    else if (rc != 0 && rc != MDB_NOTFOUND)
-        return apm_store_mdb_error(rc, "rollup");
-    apm_rollup_merge(&total, &r->acc);
-    v = (MDB_val){apm_rollup_encode(&total, val), val};
+    int rc = 0;
+    if (r->block < r->wm) {
+        struct apm_rollup old[ROLLUP_BLOCK_MAX];
+        rc = mdb_get(r->t->txn, s->dbi[DB_ROLLUPS], &k, &v);
+        if (rc == 0 && apm_rollup_block_decode(v.mv_data, v.mv_size, n, old) == 0) {
+            for (int i = 0; i < n; i++) {
+                apm_rollup_merge(&old[i], &r->b[i]);
+                r->b[i] = old[i];
+            }
+        } else if (rc != 0 && rc != MDB_NOTFOUND) {
+            return apm_store_mdb_error(rc, "rollup");
+        } /* a damaged block is rebuilt from what is left */
+    }
+    v = (MDB_val){apm_rollup_block_encode(r->b, n, val), val};
     rc = mdb_put(r->t->txn, s->dbi[DB_ROLLUPS], &k, &v, 0);
-    r->acc = (struct apm_rollup){0};
+    memset(r->b, 0, sizeof(r->b));
+    count(s, MC_ROLLUPS_WRITTEN, r->filled);
+    r->filled = 0;
     (*r->keys)++;
-    count(s, MC_ROLLUPS_WRITTEN, 1);
     return apm_store_mdb_error(rc, "rollup");
 }
 
-static int roll_sample(void *ctx, int64_t t, int64_t v)
+/* Adds one bucket's worth (a sample, or a layout-1 bucket) at time t. */
+static int roll_add(struct roller *r, int64_t t, const struct apm_rollup *add)
 {
-    struct roller *r = ctx;
-    int64_t b = apm_rollup_floor(t, r->res);
-    if (b != r->bucket && r->acc.count > 0) {
+    int64_t blk = apm_rollup_floor(t, ROLLUP_BLOCK(r->res_i));
+    if (blk != r->block && r->filled > 0) {
         if ((r->err = roll_flush(r)) != 0)
             return 1;
         if (r->samples >= ROLL_MAX_SAMPLES) {
             r->stopped = true;
-            r->bucket = b;
+            r->block = blk;
             return 1;
         }
     }
-    r->bucket = b;
-    apm_rollup_add(&r->acc, v);
-    r->samples++;
+    r->block = blk;
+    struct apm_rollup *b = &r->b[(apm_rollup_floor(t, r->res) - blk) / r->res];
+    r->filled += b->count == 0;
+    apm_rollup_merge(b, add);
+    r->samples += add->count;
     return 0;
+}
+
+static int roll_sample(void *ctx, int64_t t, int64_t v)
+{
+    struct apm_rollup one = {0};
+    apm_rollup_add(&one, v);
+    return roll_add(ctx, t, &one);
 }
 
 /*
  * Rolls the raw samples in [wm[i], limit) into resolution i and moves the
- * watermark. Buckets are merged with what they hold, so a watermark in the
- * middle of a bucket (an idle series, or raw about to be deleted) is fine.
+ * watermark. Blocks are merged with what they hold, so a watermark in the
+ * middle of a block or bucket (an idle series, or raw about to be deleted)
+ * is fine.
  */
 static int roll(struct apm_store_txn *t, const struct series_view *sv,
                 const struct store_series_record *rec, int res_i, int64_t limit, int64_t wm[2],
@@ -124,8 +148,12 @@ static int roll(struct apm_store_txn *t, const struct series_view *sv,
 {
     if (limit <= wm[res_i])
         return 0;
-    struct roller r = {
-        .t = t, .id = sv->id, .res_i = res_i, .res = ROLLUP_RES(res_i), .keys = keys};
+    struct roller r = {.t = t,
+                       .id = sv->id,
+                       .res_i = res_i,
+                       .res = ROLLUP_RES(res_i),
+                       .wm = wm[res_i],
+                       .keys = keys};
     int rc = apm_store_txn_read_samples(t->s, t->txn, sv->id, rec, wm[res_i], limit - 1,
                                         roll_sample, &r);
     if (r.err != 0)
@@ -134,22 +162,82 @@ static int roll(struct apm_store_txn *t, const struct series_view *sv,
         return rc;
     if (!r.stopped && (rc = roll_flush(&r)) != 0)
         return rc;
-    wm[res_i] = r.stopped ? r.bucket : limit;
+    wm[res_i] = r.stopped ? r.block : limit;
     return 0;
 }
 
 /*
- * How far resolution i may roll: through the last bucket no future sample
- * can reach (samples only come newer than last_ms), through last_ms itself
- * when the series has been idle for a bucket, and at least through force
- * (raw samples about to be deleted).
+ * How far resolution i may roll: through the last block no future sample
+ * can reach (samples only come newer than last_ms; a block is written once,
+ * when closed, and its newer part is read raw meanwhile), through last_ms
+ * itself when the series has been idle for a bucket, and at least through
+ * force (raw samples about to be deleted).
  */
-static int64_t roll_limit(const struct series_view *sv, int64_t res, int64_t now, int64_t force)
+static int64_t roll_limit(const struct series_view *sv, int res_i, int64_t now, int64_t force)
 {
-    int64_t limit = apm_rollup_floor(sv->last_ms + 1, res);
+    int64_t res = ROLLUP_RES(res_i);
+    int64_t limit = apm_rollup_floor(apm_rollup_floor(sv->last_ms + 1, res), ROLLUP_BLOCK(res_i));
     if (now - sv->last_ms > res)
         limit = sv->last_ms + 1;
     return force > limit ? force : limit;
+}
+
+/*
+ * Moves the series' layout-1 buckets (one entry each) into blocks, oldest
+ * first, deleting those past their retention (cut[i]); at most max entries.
+ * Sets *left when some remain: the series rolls nothing new until none do,
+ * so that its layout-1 buckets stay the newest rolled ones (store_rollup.c
+ * reads the blocks, then them).
+ */
+static int migrate_old(struct apm_store_txn *t, uint64_t id, const int64_t cut[2], unsigned max,
+                       bool *left, unsigned *keys)
+{
+    struct apm_store *s = t->s;
+    MDB_cursor *cur = NULL;
+    uint8_t prefix[8];
+    apm_store_put_be64(prefix, id);
+    MDB_val k = {sizeof(prefix), prefix}, v;
+    int rc = mdb_cursor_open(t->txn, s->dbi[DB_ROLLUPS], &cur);
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    struct roller r = {.t = t, .id = id, .res_i = -1, .wm = INT64_MAX, .keys = keys};
+    unsigned n = 0;
+    while (rc == 0 && r.err == 0) {
+        const uint8_t *kp = k.mv_data;
+        if (k.mv_size != ROLLUP_KEY_LEN || memcmp(kp, prefix, 8) != 0 || kp[8] > 1)
+            break;
+        if (n >= max) {
+            *left = true;
+            break;
+        }
+        int res_i = kp[8];
+        int64_t start = (int64_t)(apm_store_get_be64(kp + 9) ^ (1ull << 63));
+        struct apm_rollup b;
+        bool keep = start <= cut[res_i] - ROLLUP_RES(res_i) ? false : true;
+        if (keep && apm_rollup_decode(v.mv_data, v.mv_size, &b) == 0) {
+            if (res_i != r.res_i && (r.err = roll_flush(&r)) != 0)
+                break;
+            r.res_i = res_i;
+            r.res = ROLLUP_RES(res_i);
+            r.samples = 0; /* no sample cap here: max bounds the entries */
+            if (roll_add(&r, start, &b) != 0)
+                break;
+        } else {
+            count(s, MC_ROLLUPS_DELETED, 1); /* expired, or damaged */
+        }
+        rc = mdb_cursor_del(cur, 0);
+        n++;
+        k = (MDB_val){sizeof(prefix), prefix};
+        if (rc == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    if (r.err != 0)
+        return r.err;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return apm_store_mdb_error(rc, "rollups");
+    *keys += n;
+    return roll_flush(&r);
 }
 
 /*
@@ -291,38 +379,45 @@ static int delete_packed(struct apm_store_txn *t, uint64_t id, int64_t cut, int6
     return rc;
 }
 
-/* Deletes rollups of resolution i whose bucket ends at or before cut. Sets *left when some remain.
+/*
+ * Deletes rollup blocks past their retention, oldest first, at most max: each
+ * resolution's blocks are in time order at the front of its key range, all
+ * series together.
  */
-static int delete_rollups(struct apm_store_txn *t, uint64_t id, int res_i, int64_t cut, bool *left,
-                          unsigned *keys)
+static int expire_rollups(struct apm_store_txn *t, unsigned max, unsigned *keys)
 {
     struct apm_store *s = t->s;
     MDB_cursor *cur = NULL;
-    uint8_t key[ROLLUP_KEY_LEN];
-    apm_rollup_key(key, id, res_i, INT64_MIN);
-    MDB_val k = {sizeof(key), key}, v;
     int rc = mdb_cursor_open(t->txn, s->dbi[DB_ROLLUPS], &cur);
-    if (rc == 0)
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     unsigned n = 0;
-    while (rc == 0) {
-        if (k.mv_size != ROLLUP_KEY_LEN || memcmp(k.mv_data, key, 9) != 0)
-            break;
-        int64_t start = (int64_t)(apm_store_get_be64((uint8_t *)k.mv_data + 9) ^ (1ull << 63));
-        if (start > cut - ROLLUP_RES(res_i) || n >= DELETE_MAX_CHUNKS) {
-            *left = true;
-            break;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        int64_t cut = s->rollup_ms[i] > 0 ? s->maint_now - s->rollup_ms[i] : INT64_MAX;
+        uint8_t key[ROLLUP_KEY_LEN];
+        apm_rollup_block_key(key, i, INT64_MIN, 0);
+        MDB_val k = {sizeof(key), key}, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        while (rc == 0) {
+            int res_i;
+            int64_t start;
+            uint64_t id;
+            if (apm_rollup_block_key_parse(&k, &res_i, &start, &id) != 0 || res_i != i ||
+                start > cut - ROLLUP_BLOCK(i))
+                break;
+            if (n >= max)
+                break;
+            rc = mdb_cursor_del(cur, 0);
+            n++;
+            k = (MDB_val){sizeof(key), key};
+            if (rc == 0)
+                rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
         }
-        rc = mdb_cursor_del(cur, 0);
-        n++;
-        k = (MDB_val){sizeof(key), key};
-        if (rc == 0)
-            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
     }
     mdb_cursor_close(cur);
     *keys += n;
     count(s, MC_ROLLUPS_DELETED, n);
-    return rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "delete rollups");
+    return apm_store_mdb_error(rc, "delete rollups");
 }
 
 /* True when some key of db starts with prefix. */
@@ -492,16 +587,24 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
     bool pressure = s->pressure_cutoff > cut;
     if (pressure)
         cut = s->pressure_cutoff;
+    int64_t rcut[2];
+    for (int i = 0; i < 2; i++)
+        rcut[i] = s->rollup_ms[i] > 0 ? now - s->rollup_ms[i] : INT64_MAX;
+    /* Layout-1 buckets first (a store written before blocks): until all moved, nothing is rolled.
+     */
+    bool old_left = false;
+    rc = migrate_old(t, id, rcut, max_keys > *keys ? max_keys - *keys : 1, &old_left, keys);
     /* Roll up what is complete, and everything the deletion below will take. */
-    int64_t wm[2];
-    rc = apm_store_rollup_wm(s, t->txn, id, wm);
+    int64_t wm[2] = {INT64_MIN, INT64_MIN};
+    if (rc == 0)
+        rc = apm_store_rollup_wm(s, t->txn, id, wm);
     int64_t old_wm[2] = {wm[0], wm[1]};
     int64_t force = cut == INT64_MIN ? INT64_MIN : (cut < sv.last_ms + 1 ? cut : sv.last_ms + 1);
     bool kept[2] = {false, false};
     for (int i = 0; i < 2 && rc == 0; i++) {
         kept[i] = rollup_kept(s, &sv, i);
-        if (kept[i] && sv.nsamples > 0)
-            rc = roll(t, &sv, &rec, i, roll_limit(&sv, ROLLUP_RES(i), now, force), wm, keys);
+        if (kept[i] && sv.nsamples > 0 && !old_left)
+            rc = roll(t, &sv, &rec, i, roll_limit(&sv, i, now, force), wm, keys);
     }
     if (rc == 0 && (wm[0] != old_wm[0] || wm[1] != old_wm[1])) {
         uint8_t idkey[8];
@@ -547,12 +650,18 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
         rc = delete_chunks(t, DB_CHUNKS, idkey, 8, raw_cut, pressure, sent,
                            room < DELETE_MAX_CHUNKS ? room : DELETE_MAX_CHUNKS, &chunks_left, &more,
                            keys);
-    for (int i = 0; i < 2 && rc == 0; i++)
-        rc = delete_rollups(t, id, i, s->rollup_ms[i] > 0 ? now - s->rollup_ms[i] : INT64_MAX,
-                            &rollups_left, keys);
+    /*
+     * Blocks past their retention go in expire_rollups, all series together;
+     * the series' newest block ends after its watermark's last time.
+     */
+    rollups_left = old_left;
+    for (int i = 0; i < 2; i++)
+        if (wm[i] != INT64_MIN &&
+            apm_rollup_floor(wm[i] - 1, ROLLUP_BLOCK(i)) + ROLLUP_BLOCK(i) > rcut[i])
+            rollups_left = true;
     if (rc < 0)
         return rc;
-    *again = more;
+    *again = more || old_left;
     /*
      * The open chunk holds the series' newest samples: it goes for the
      * retention only, never for the disk budget, which takes sealed chunks.
@@ -739,6 +848,8 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
     int64_t pass_oldest = s->pass_oldest_ms, pass_oldest_live = s->pass_oldest_live;
     unsigned keys = 0;
     int done = 0;
+    /* Rollup blocks past their retention, half the slice at most (the next slice goes on). */
+    rc = expire_rollups(t, max_keys / 2 > 0 ? max_keys / 2 : 1, &keys);
     while (rc == 0 && keys < max_keys && (int64_t)((apm_mono_ns() - t0) / 1000) < max_us) {
         MDB_cursor *cur = NULL;
         uint8_t key[8];

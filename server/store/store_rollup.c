@@ -3,6 +3,12 @@
  * sum, count and last value of the raw samples in them (docs/store.md).
  * store_retention.c builds them as the writer's maintenance goes by; this
  * file holds their layout and the step queries answered from them.
+ *
+ * Layout 2 (written now): one entry per (resolution, block start, series)
+ * holding a block of consecutive buckets (60 one-minute buckets, an hour;
+ * 24 one-hour buckets, a day), delta-coded bucket to bucket. Layout 1 (one
+ * entry per bucket, keyed by series first) is still read, and moved into
+ * blocks by the maintenance (store_retention.c).
  */
 #include <errno.h>
 #include <string.h>
@@ -53,7 +59,26 @@ void apm_rollup_key(uint8_t key[ROLLUP_KEY_LEN], uint64_t id, int res_i, int64_t
     apm_store_put_be64(key + 9, (uint64_t)start ^ (1ull << 63));
 }
 
-/* ---- value layout: varints of min, max - min, last - min, count, sum - min * count ---- */
+void apm_rollup_block_key(uint8_t key[ROLLUP_KEY_LEN], int res_i, int64_t start, uint64_t id)
+{
+    key[0] = (uint8_t)(ROLLUP_TAG + res_i);
+    apm_store_put_be64(key + 1, (uint64_t)start ^ (1ull << 63));
+    apm_store_put_be64(key + 9, id);
+}
+
+int apm_rollup_block_key_parse(const MDB_val *k, int *res_i, int64_t *start, uint64_t *id)
+{
+    const uint8_t *p = k->mv_data;
+    if (k->mv_size != ROLLUP_KEY_LEN || p[0] < ROLLUP_TAG || p[0] > ROLLUP_TAG + 1)
+        return -1;
+    *res_i = p[0] - ROLLUP_TAG;
+    *start = (int64_t)(apm_store_get_be64(p + 1) ^ (1ull << 63));
+    *id = apm_store_get_be64(p + 9);
+    return 0;
+}
+
+/* ---- layout 1's value: varints of zigzag(min), max - min, last - min, count, sum - min x count
+ * ---- */
 
 static uint64_t zz(int64_t x)
 {
@@ -90,18 +115,6 @@ static int get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
     return APM_E_DECODE;
 }
 
-size_t apm_rollup_encode(const struct apm_rollup *r, uint8_t *buf)
-{
-    size_t n = 0;
-    uint64_t min = (uint64_t)r->min;
-    n += put_varint(buf + n, zz(r->min));
-    n += put_varint(buf + n, (uint64_t)r->max - min);
-    n += put_varint(buf + n, (uint64_t)r->last - min);
-    n += put_varint(buf + n, r->count);
-    n += put_varint(buf + n, (uint64_t)r->sum - min * r->count);
-    return n;
-}
-
 int apm_rollup_decode(const void *buf, size_t len, struct apm_rollup *out)
 {
     uint64_t u[5];
@@ -120,6 +133,67 @@ int apm_rollup_decode(const void *buf, size_t len, struct apm_rollup *out)
     return 0;
 }
 
+/*
+ * A block: for each bucket present, in time order, varints of its index less
+ * the previous one's less 1, zigzag(min - the previous bucket's last), max -
+ * min, last - min, zigzag(count - the previous count), sum - min x count
+ * (the first bucket's "previous" last and count are 0).
+ */
+size_t apm_rollup_block_encode(const struct apm_rollup *b, int n, uint8_t *buf)
+{
+    size_t len = 0;
+    int prev_i = -1;
+    int64_t prev_last = 0;
+    uint64_t prev_count = 0;
+    for (int i = 0; i < n; i++) {
+        const struct apm_rollup *r = &b[i];
+        if (r->count == 0)
+            continue;
+        uint64_t min = (uint64_t)r->min;
+        len += put_varint(buf + len, (uint64_t)(i - prev_i - 1));
+        len += put_varint(buf + len, zz((int64_t)(min - (uint64_t)prev_last)));
+        len += put_varint(buf + len, (uint64_t)r->max - min);
+        len += put_varint(buf + len, (uint64_t)r->last - min);
+        len += put_varint(buf + len, zz((int64_t)(r->count - prev_count)));
+        len += put_varint(buf + len, (uint64_t)r->sum - min * r->count);
+        prev_i = i;
+        prev_last = r->last;
+        prev_count = r->count;
+    }
+    return len;
+}
+
+int apm_rollup_block_decode(const void *buf, size_t len, int n, struct apm_rollup *b)
+{
+    memset(b, 0, sizeof(*b) * (size_t)n);
+    size_t pos = 0;
+    int i = -1;
+    int64_t prev_last = 0;
+    uint64_t prev_count = 0;
+    while (pos < len) {
+        uint64_t u[6];
+        for (int f = 0; f < 6; f++)
+            if (get_varint(buf, len, &pos, &u[f]) != 0)
+                return APM_E_DECODE;
+        if (u[0] >= (uint64_t)(n - 1 - i))
+            return APM_E_DECODE;
+        i += (int)u[0] + 1;
+        uint64_t count = prev_count + (uint64_t)unzz(u[4]);
+        if (count == 0 || count > (uint64_t)INT64_MAX)
+            return APM_E_DECODE;
+        uint64_t min = (uint64_t)prev_last + (uint64_t)unzz(u[1]);
+        struct apm_rollup *r = &b[i];
+        r->min = (int64_t)min;
+        r->max = (int64_t)(min + u[2]);
+        r->last = (int64_t)(min + u[3]);
+        r->count = count;
+        r->sum = (int64_t)(u[5] + min * count);
+        prev_last = r->last;
+        prev_count = count;
+    }
+    return i >= 0 ? 0 : APM_E_DECODE;
+}
+
 /* ---- reading ---- */
 
 int apm_store_rollup_wm(struct apm_store *s, MDB_txn *txn, uint64_t id, int64_t wm[2])
@@ -136,8 +210,9 @@ int apm_store_rollup_wm(struct apm_store *s, MDB_txn *txn, uint64_t id, int64_t 
     return apm_store_mdb_error(rc, "rollup watermark");
 }
 
-int apm_store_txn_read_rollups(struct apm_store *s, MDB_txn *txn, uint64_t id, int res_i,
-                               int64_t from_ms, int64_t to_ms, apm_store_rollup_cb cb, void *ctx)
+/* Layout-1 buckets of a series (one entry each), from_ms <= start <= to_ms. */
+static int read_old_rollups(struct apm_store *s, MDB_txn *txn, uint64_t id, int res_i,
+                            int64_t from_ms, int64_t to_ms, apm_store_rollup_cb cb, void *ctx)
 {
     MDB_cursor *cur = NULL;
     uint8_t key[ROLLUP_KEY_LEN];
@@ -166,6 +241,88 @@ int apm_store_txn_read_rollups(struct apm_store *s, MDB_txn *txn, uint64_t id, i
     if (stop != 0)
         return stop;
     return rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "rollups");
+}
+
+/* Calls cb for the buckets of one block in [from_ms, to_ms]; returns its nonzero return. */
+static int emit_block(const MDB_val *v, int res_i, int64_t start, int64_t from_ms, int64_t to_ms,
+                      apm_store_rollup_cb cb, void *ctx)
+{
+    struct apm_rollup b[ROLLUP_BLOCK_MAX];
+    int n = ROLLUP_BLOCK_BUCKETS(res_i);
+    if (apm_rollup_block_decode(v->mv_data, v->mv_size, n, b) != 0)
+        return APM_E_STORE;
+    for (int i = 0; i < n; i++) {
+        int64_t t = start + i * ROLLUP_RES(res_i);
+        if (b[i].count == 0 || t < from_ms)
+            continue;
+        if (t > to_ms)
+            break;
+        int stop = cb(ctx, t, &b[i]);
+        if (stop != 0)
+            return stop;
+    }
+    return 0;
+}
+
+/*
+ * The series' blocks that may hold buckets in [from_ms, to_ms], a seek each:
+ * a key of another series at the same block start moves to the next block,
+ * a later block start (no series has a block in between) jumps to it.
+ */
+static int read_blocks(struct apm_store *s, MDB_txn *txn, uint64_t id, int res_i, int64_t seek_ms,
+                       int64_t from_ms, int64_t to_ms, apm_store_rollup_cb cb, void *ctx)
+{
+    int64_t span = ROLLUP_BLOCK(res_i);
+    int64_t b = apm_rollup_floor(seek_ms, span);
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(txn, s->dbi[DB_ROLLUPS], &cur);
+    int stop = 0;
+    while (rc == 0 && stop == 0 && b <= to_ms) {
+        uint8_t key[ROLLUP_KEY_LEN];
+        apm_rollup_block_key(key, res_i, b, id);
+        MDB_val k = {sizeof(key), key}, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        int kres;
+        int64_t start;
+        uint64_t kid;
+        if (rc != 0 || apm_rollup_block_key_parse(&k, &kres, &start, &kid) != 0 || kres != res_i)
+            break;
+        if (start == b && kid == id)
+            stop = emit_block(&v, res_i, start, from_ms, to_ms, cb, ctx);
+        if (start == b)
+            b = start > INT64_MAX - span ? INT64_MAX : start + span;
+        else
+            b = start;
+    }
+    mdb_cursor_close(cur);
+    if (stop != 0)
+        return stop;
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : apm_store_mdb_error(rc, "rollups");
+}
+
+int apm_store_txn_read_rollups(struct apm_store *s, MDB_txn *txn, uint64_t id, int res_i,
+                               int64_t from_ms, int64_t to_ms, apm_store_rollup_cb cb, void *ctx)
+{
+    /* Blocks lie within the series' samples: no seek before its first or after its last. */
+    struct store_series_record rec;
+    int rc = apm_store_get_record(s, txn, id, &rec);
+    if (rc == APM_E_NOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    int64_t lo = from_ms > rec.info.first_ms ? from_ms : rec.info.first_ms;
+    int64_t hi = to_ms < rec.info.last_ms ? to_ms : rec.info.last_ms;
+    if (from_ms < lo)
+        from_ms = apm_rollup_floor(lo, ROLLUP_RES(res_i)); /* the first sample's bucket */
+    /*
+     * The blocks first: layout-1 buckets left are the newest rolled ones (the
+     * maintenance moves a series' old buckets oldest first, and rolls none of
+     * its new samples before all are moved).
+     */
+    rc = lo <= hi ? read_blocks(s, txn, id, res_i, lo, from_ms, hi, cb, ctx) : 0;
+    if (rc == 0)
+        rc = read_old_rollups(s, txn, id, res_i, from_ms, to_ms, cb, ctx);
+    return rc;
 }
 
 static int res_index(int64_t res_ms)

@@ -172,9 +172,15 @@ static void test_rollup_equals_raw_it_covers(void **state)
         check_res(f, APM_ROLLUP_1M, NULL);
         check_res(f, APM_ROLLUP_1H, NULL);
     }
-    /* While live, only whole buckets before the last sample are rolled. */
-    uint64_t live = check_res(f, APM_ROLLUP_1M, NULL);
-    assert_true(live < (uint64_t)f->n && live > (uint64_t)f->n * 9 / 10);
+    /*
+     * While live, only whole blocks before the last sample's bucket are
+     * rolled (an hour of 1-minute buckets; a day of 1-hour ones).
+     */
+    int64_t last = f->t[f->n - 1];
+    int64_t closed = (last + 1) / 60000 * 60000 / 3600000 * 3600000;
+    assert_int_equal(check_res(f, APM_ROLLUP_1M, NULL), raw_agg(f, INT64_MIN, closed).count);
+    assert_true(closed > T0 + 3600000 && closed <= last);
+    assert_int_equal(check_res(f, APM_ROLLUP_1H, NULL), 0);
     /* Idle for two hours: everything is rolled, mid-bucket. */
     pass(f, t + 2 * 3600000);
     int buckets = 0;
@@ -271,11 +277,22 @@ static void test_step_selection(void **state)
     pass(f, t);                               /* live: the last minute and hour stay raw */
     t = put(f, t, 40, 5000);                  /* not rolled at all yet */
     int64_t end = t + 1;
+    /* The 1-hour rollup's first block (a day) is not closed: raw answers, rollups used none. */
     for (int a2 = 0; a2 < 4; a2++) {
         check_steps(f, T0, end, 60000, (enum apm_store_agg)a2, APM_ROLLUP_1M);
         check_steps(f, T0 + 7 * 60000 + 13, end, 300000, (enum apm_store_agg)a2, APM_ROLLUP_1M);
-        check_steps(f, T0, end, 3600000, (enum apm_store_agg)a2, APM_ROLLUP_1H);
+        check_steps(f, T0, end, 3600000, (enum apm_store_agg)a2, 0);
         check_steps(f, T0, end, 90000, (enum apm_store_agg)a2, 0);
+    }
+    /* Idle: everything rolled, at both resolutions, steps across the blocks' edges. */
+    pass(f, t + 2 * 3600000);
+    for (int a2 = 0; a2 < 4; a2++) {
+        check_steps(f, T0, end, 60000, (enum apm_store_agg)a2, APM_ROLLUP_1M);
+        check_steps(f, T0 + 59 * 60000 + 13, T0 + 61 * 60000 - 1, 60000, (enum apm_store_agg)a2,
+                    APM_ROLLUP_1M);
+        check_steps(f, T0 + 7 * 60000 + 13, end, 1200000, (enum apm_store_agg)a2, APM_ROLLUP_1M);
+        check_steps(f, T0, end, 3600000, (enum apm_store_agg)a2, APM_ROLLUP_1H);
+        check_steps(f, T0 - 86400000, end, 86400000, (enum apm_store_agg)a2, APM_ROLLUP_1H);
     }
 }
 
