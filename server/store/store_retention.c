@@ -31,6 +31,11 @@
 /* Longest wait for readers to finish before a resize. */
 #define RESIZE_WAIT_MS 500
 #define PRUNE_LOG_EVERY_MS 60000
+/*
+ * How long after its end a block is written: longer than a kept series'
+ * interval (at most a quarter of the bucket) and its batches' delay.
+ */
+#define ROLLUP_GRACE(i) ((i) == 0 ? 10 * 60000LL : 2 * 3600000LL)
 /* Least samples a rollup bucket holds on average for its resolution to be kept. */
 #define ROLLUP_MIN_SAMPLES 4
 /* A slice longer than this (ingest waited for it) is logged, at most once a minute. */
@@ -169,14 +174,19 @@ static int roll(struct apm_store_txn *t, const struct series_view *sv,
 /*
  * How far resolution i may roll: through the last block no future sample
  * can reach (samples only come newer than last_ms; a block is written once,
- * when closed, and its newer part is read raw meanwhile), through last_ms
- * itself when the series has been idle for a bucket, and at least through
- * force (raw samples about to be deleted).
+ * when closed, and its newer part is read raw meanwhile) that ended
+ * ROLLUP_GRACE ago, so that every series writes a block in the same pass,
+ * in id order, and its keys fill pages; through last_ms itself when the
+ * series has been idle for a bucket; and at least through force (raw
+ * samples about to be deleted).
  */
 static int64_t roll_limit(const struct series_view *sv, int res_i, int64_t now, int64_t force)
 {
-    int64_t res = ROLLUP_RES(res_i);
-    int64_t limit = apm_rollup_floor(apm_rollup_floor(sv->last_ms + 1, res), ROLLUP_BLOCK(res_i));
+    int64_t res = ROLLUP_RES(res_i), block = ROLLUP_BLOCK(res_i);
+    int64_t limit = apm_rollup_floor(apm_rollup_floor(sv->last_ms + 1, res), block);
+    int64_t settled = apm_rollup_floor(now - ROLLUP_GRACE(res_i), block);
+    if (settled < limit)
+        limit = settled;
     if (now - sv->last_ms > res)
         limit = sv->last_ms + 1;
     return force > limit ? force : limit;

@@ -136,9 +136,14 @@ int apm_rollup_decode(const void *buf, size_t len, struct apm_rollup *out)
 /*
  * A block: for each bucket present, in time order, varints of its index less
  * the previous one's less 1, zigzag(min - the previous bucket's last), max -
- * min, last - min, zigzag(count - the previous count), sum - min x count
- * (the first bucket's "previous" last and count are 0).
+ * min, max - last, zigzag(count - the previous count), and zigzag(sum - mid
+ * x count) where mid = min + (max - min) / 2 (the first bucket's "previous"
+ * last and count are 0). Growth makes max - last and the sum's term small.
  */
+static int64_t sum_guess(uint64_t min, uint64_t spread, uint64_t count)
+{
+    return (int64_t)((min + spread / 2) * count);
+}
 size_t apm_rollup_block_encode(const struct apm_rollup *b, int n, uint8_t *buf)
 {
     size_t len = 0;
@@ -152,10 +157,12 @@ size_t apm_rollup_block_encode(const struct apm_rollup *b, int n, uint8_t *buf)
         uint64_t min = (uint64_t)r->min;
         len += put_varint(buf + len, (uint64_t)(i - prev_i - 1));
         len += put_varint(buf + len, zz((int64_t)(min - (uint64_t)prev_last)));
-        len += put_varint(buf + len, (uint64_t)r->max - min);
-        len += put_varint(buf + len, (uint64_t)r->last - min);
+        uint64_t spread = (uint64_t)r->max - min;
+        len += put_varint(buf + len, spread);
+        len += put_varint(buf + len, (uint64_t)r->max - (uint64_t)r->last);
         len += put_varint(buf + len, zz((int64_t)(r->count - prev_count)));
-        len += put_varint(buf + len, (uint64_t)r->sum - min * r->count);
+        len += put_varint(buf + len, zz((int64_t)((uint64_t)r->sum -
+                                                  (uint64_t)sum_guess(min, spread, r->count))));
         prev_i = i;
         prev_last = r->last;
         prev_count = r->count;
@@ -185,9 +192,9 @@ int apm_rollup_block_decode(const void *buf, size_t len, int n, struct apm_rollu
         struct apm_rollup *r = &b[i];
         r->min = (int64_t)min;
         r->max = (int64_t)(min + u[2]);
-        r->last = (int64_t)(min + u[3]);
+        r->last = (int64_t)(min + u[2] - u[3]);
         r->count = count;
-        r->sum = (int64_t)(u[5] + min * count);
+        r->sum = (int64_t)((uint64_t)unzz(u[5]) + (uint64_t)sum_guess(min, u[2], count));
         prev_last = r->last;
         prev_count = count;
     }

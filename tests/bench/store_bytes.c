@@ -71,7 +71,7 @@ static void print_db_pages(const char *dir, uint64_t nsamples)
         mdb_env_close(env);
         return;
     }
-    uint64_t payload = 0;
+    uint64_t payload = 0, rollup_payload = 0;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         MDB_dbi dbi;
         MDB_stat st;
@@ -82,13 +82,14 @@ static void print_db_pages(const char *dir, uint64_t nsamples)
                " %8.3f bytes/sample\n",
                names[i], st.ms_entries, pages, st.ms_branch_pages, st.ms_leaf_pages,
                st.ms_overflow_pages, (double)(pages * st.ms_psize) / (double)nsamples);
-        if (strcmp(names[i], "chunks") == 0 || strcmp(names[i], "packed") == 0) {
+        bool rollups = strcmp(names[i], "rollups") == 0;
+        if (strcmp(names[i], "chunks") == 0 || strcmp(names[i], "packed") == 0 || rollups) {
             MDB_cursor *cur;
             MDB_val k, v;
             if (mdb_cursor_open(txn, dbi, &cur) == 0) {
                 MDB_cursor_op op = MDB_FIRST;
                 while (mdb_cursor_get(cur, &k, &v, op) == 0) {
-                    payload += v.mv_size;
+                    *(rollups ? &rollup_payload : &payload) += v.mv_size;
                     op = MDB_NEXT;
                 }
                 mdb_cursor_close(cur);
@@ -123,6 +124,9 @@ static void print_db_pages(const char *dir, uint64_t nsamples)
                main_st.ms_branch_pages + main_st.ms_leaf_pages + main_st.ms_overflow_pages);
         printf("  sealed chunk payload (chunks + packed values): %.3f bytes/sample\n",
                (double)payload / (double)nsamples);
+        if (rollup_payload > 0)
+            printf("  rollup payload (values): %.3f bytes/sample\n",
+                   (double)rollup_payload / (double)nsamples);
     }
     mdb_txn_abort(txn);
     mdb_env_close(env);

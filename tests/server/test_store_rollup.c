@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -127,6 +128,7 @@ static struct apm_rollup raw_agg(const struct fixture *f, int64_t from, int64_t 
 struct check {
     const struct fixture *f;
     int64_t res;
+    int64_t upto; /* the rollups hold the samples before this (0: all) */
     uint64_t covered;
     int buckets;
 };
@@ -135,7 +137,10 @@ static int check_bucket(void *ctx, int64_t start, const struct apm_rollup *r)
 {
     struct check *c = ctx;
     assert_int_equal(start % c->res, 0);
-    struct apm_rollup want = raw_agg(c->f, start, start + c->res);
+    int64_t end = start + c->res;
+    if (c->upto != 0 && c->upto < end)
+        end = c->upto;
+    struct apm_rollup want = raw_agg(c->f, start, end);
     assert_int_equal(r->count, want.count);
     assert_int_equal(r->min, want.min);
     assert_int_equal(r->max, want.max);
@@ -146,15 +151,23 @@ static int check_bucket(void *ctx, int64_t start, const struct apm_rollup *r)
     return 0;
 }
 
-/* Every stored bucket equals its raw samples; returns how many samples they cover. */
-static uint64_t check_res(struct fixture *f, int64_t res, int *buckets)
+/*
+ * Every stored bucket equals its raw samples (before upto, unless 0: a
+ * watermark mid-bucket); returns how many samples they cover.
+ */
+static uint64_t check_upto(struct fixture *f, int64_t res, int64_t upto, int *buckets)
 {
-    struct check c = {.f = f, .res = res};
+    struct check c = {.f = f, .res = res, .upto = upto};
     assert_int_equal(
         apm_store_read_rollups(f->store, f->sid, res, INT64_MIN, INT64_MAX, check_bucket, &c), 0);
     if (buckets != NULL)
         *buckets = c.buckets;
     return c.covered;
+}
+
+static uint64_t check_res(struct fixture *f, int64_t res, int *buckets)
+{
+    return check_upto(f, res, 0, buckets);
 }
 
 /*
@@ -166,18 +179,23 @@ static void test_rollup_equals_raw_it_covers(void **state)
 {
     struct fixture *f = *state;
     int64_t t = T0 + 1234;
+    int64_t now = 0;
     for (int round = 0; round < 30; round++) {
         t = put(f, t, 50, 7000);
-        pass(f, t + (round % 3) * 20000);
+        now = t + (round % 3) * 20000;
+        pass(f, now);
         check_res(f, APM_ROLLUP_1M, NULL);
         check_res(f, APM_ROLLUP_1H, NULL);
     }
     /*
      * While live, only whole blocks before the last sample's bucket are
-     * rolled (an hour of 1-minute buckets; a day of 1-hour ones).
+     * rolled (an hour of 1-minute buckets; a day of 1-hour ones), 10 minutes
+     * after their end.
      */
     int64_t last = f->t[f->n - 1];
     int64_t closed = (last + 1) / 60000 * 60000 / 3600000 * 3600000;
+    if ((now - 600000) / 3600000 * 3600000 < closed)
+        closed = (now - 600000) / 3600000 * 3600000;
     assert_int_equal(check_res(f, APM_ROLLUP_1M, NULL), raw_agg(f, INT64_MIN, closed).count);
     assert_true(closed > T0 + 3600000 && closed <= last);
     assert_int_equal(check_res(f, APM_ROLLUP_1H, NULL), 0);
@@ -330,6 +348,198 @@ static void test_steps_after_raw_is_gone(void **state)
     check_steps(f, T0, t, 3600000, APM_AGG_MAX, APM_ROLLUP_1H);
 }
 
+/*
+ * Each resolution keeps its blocks for its own retention: a 1-minute block
+ * (an hour) goes once it ended more than rollup_1m_ms ago, the 1-hour ones
+ * later; what is left still equals its raw samples, and a series with
+ * nothing left at any resolution leaves the index.
+ */
+static void test_block_retention(void **state)
+{
+    struct fixture *f = *state;
+    apm_store_free(f->store);
+    struct apm_store_options opt = {.dir = f->dir,
+                                    .no_sync = true,
+                                    .chunk_samples = 16,
+                                    .retention_ms = 600000,
+                                    .rollup_1m_ms = 3 * 3600000LL,
+                                    .rollup_1h_ms = 2 * 86400000LL};
+    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+    int64_t t = T0 + 777;
+    for (int i = 0; i < 6; i++)
+        t = put(f, t, 600, 5000); /* ~5 h */
+    int64_t now = f->t[f->n - 1] + 120000;
+    pass(f, now);
+    /* 1 minute: the blocks ending after now - 3 h, every sample in them. */
+    int64_t cut = now - 3 * 3600000LL;
+    int64_t kept_from = (cut - 3600000) / 3600000 * 3600000 + 3600000;
+    assert_true(kept_from > T0 + 3600000);
+    assert_int_equal(check_res(f, APM_ROLLUP_1M, NULL), raw_agg(f, kept_from, INT64_MAX).count);
+    /* 1 hour: rolled through the raw retention's cut (the day's block is not closed). */
+    assert_int_equal(check_upto(f, APM_ROLLUP_1H, now - 600000, NULL),
+                     raw_agg(f, INT64_MIN, now - 600000).count);
+    struct apm_store_stats st;
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_true(st.rollups_deleted >= 2);
+    assert_int_equal(st.series, 1);
+    /* Three days on: raw, then 1-minute, then 1-hour blocks gone; so is the series. */
+    pass(f, now + 3 * 86400000LL);
+    pass(f, now + 3 * 86400000LL);
+    assert_int_equal(apm_store_stats(f->store, &st), 0);
+    assert_int_equal(st.series, 0);
+    uint64_t id = 0;
+    assert_int_equal(
+        apm_store_find_series(f->store, "web-3", "", APM_METRIC_MEM_AVAILABLE, NULL, &id),
+        APM_E_NOTFOUND);
+    struct check c = {.f = f, .res = APM_ROLLUP_1H};
+    assert_int_equal(apm_store_read_rollups(f->store, f->sid, APM_ROLLUP_1H, INT64_MIN, INT64_MAX,
+                                            check_bucket, &c),
+                     0);
+    assert_int_equal(c.buckets, 0);
+}
+
+/* ---- layout 1: one entry per bucket, as stores written before blocks hold them ---- */
+
+static void be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static size_t varint(uint8_t *p, uint64_t u)
+{
+    size_t n = 0;
+    for (; u >= 0x80; u >>= 7)
+        p[n++] = (uint8_t)(u | 0x80);
+    p[n++] = (uint8_t)u;
+    return n;
+}
+
+/*
+ * Writes the layout-1 rollups of the samples before wm (its last buckets
+ * partial, as a watermark mid-bucket left them) and the watermark, with the
+ * store closed, and opens it again.
+ */
+static void write_layout1(struct fixture *f, int64_t wm)
+{
+    apm_store_free(f->store);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi ru, rw;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+    assert_int_equal(mdb_env_open(env, f->dir, 0, 0640), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "rollups", 0, &ru), 0);
+    assert_int_equal(mdb_dbi_open(txn, "rollup_wm", 0, &rw), 0);
+    static const int64_t res[2] = {APM_ROLLUP_1M, APM_ROLLUP_1H};
+    for (int i = 0; i < 2; i++)
+        for (int64_t b = T0 - res[i]; b < wm; b += res[i]) {
+            struct apm_rollup r = raw_agg(f, b, b + res[i] < wm ? b + res[i] : wm);
+            if (r.count == 0)
+                continue;
+            uint8_t key[17], val[60];
+            be64(key, f->sid);
+            key[8] = (uint8_t)i;
+            be64(key + 9, (uint64_t)b ^ (1ull << 63));
+            uint64_t min = (uint64_t)r.min;
+            size_t n = varint(val, ((uint64_t)r.min << 1) ^ (uint64_t)(r.min >> 63));
+            n += varint(val + n, (uint64_t)r.max - min);
+            n += varint(val + n, (uint64_t)r.last - min);
+            n += varint(val + n, r.count);
+            n += varint(val + n, (uint64_t)r.sum - min * r.count);
+            MDB_val k = {sizeof(key), key}, v = {n, val};
+            assert_int_equal(mdb_put(txn, ru, &k, &v, 0), 0);
+        }
+    uint8_t idkey[8];
+    be64(idkey, f->sid);
+    int64_t wms[2] = {wm, wm};
+    MDB_val k = {8, idkey}, v = {sizeof(wms), wms};
+    assert_int_equal(mdb_put(txn, rw, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    struct apm_store_options opt = {.dir = f->dir,
+                                    .no_sync = true,
+                                    .chunk_samples = 16,
+                                    .rollup_1m_ms = 400LL * 86400000,
+                                    .rollup_1h_ms = 400LL * 86400000};
+    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+}
+
+/* Keys of the rollup database in layout 1 (first byte below 0xf0) and in blocks. */
+static void count_layouts(struct fixture *f, int *old, int *blocks)
+{
+    apm_store_free(f->store);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_dbi ru;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+    assert_int_equal(mdb_env_open(env, f->dir, MDB_RDONLY, 0640), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "rollups", 0, &ru), 0);
+    assert_int_equal(mdb_cursor_open(txn, ru, &cur), 0);
+    MDB_val k, v;
+    *old = *blocks = 0;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        (*(((const uint8_t *)k.mv_data)[0] >= 0xf0 ? blocks : old))++;
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    struct apm_store_options opt = {.dir = f->dir,
+                                    .no_sync = true,
+                                    .chunk_samples = 16,
+                                    .rollup_1m_ms = 400LL * 86400000,
+                                    .rollup_1h_ms = 400LL * 86400000};
+    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+}
+
+/*
+ * A store whose rollups are in layout 1 (one entry per bucket) reads them,
+ * and the maintenance moves them into blocks in bounded slices: before, in
+ * the middle and after the move, every bucket equals its raw samples and
+ * step queries give what the raw samples would.
+ */
+static void test_layout1_read_and_moved(void **state)
+{
+    struct fixture *f = *state;
+    int64_t t = T0 + 4321;
+    for (int i = 0; i < 4; i++)
+        t = put(f, t, 700, 5000);          /* ~4 h */
+    int64_t wm = T0 + 150 * 60000 + 30000; /* mid-bucket at both resolutions */
+    write_layout1(f, wm);
+    int old = 0, blocks = 0;
+    count_layouts(f, &old, &blocks);
+    assert_true(old > 150 && blocks == 0);
+    uint64_t before_wm = raw_agg(f, INT64_MIN, wm).count;
+    assert_int_equal(check_upto(f, APM_ROLLUP_1M, wm, NULL), before_wm);
+    assert_int_equal(check_upto(f, APM_ROLLUP_1H, wm, NULL), before_wm);
+    check_steps(f, T0, t, 60000, APM_AGG_MEAN, APM_ROLLUP_1M);
+    check_steps(f, T0, t, 3600000, APM_AGG_MAX, APM_ROLLUP_1H);
+    /* One slice of 40 keys: part moved, nothing new rolled meanwhile. */
+    int64_t now = t + 2 * 3600000;
+    assert_int_equal(apm_store_maintain(f->store, now, 40, 1000000), 0);
+    assert_int_equal(check_upto(f, APM_ROLLUP_1M, wm, NULL), before_wm);
+    assert_int_equal(check_upto(f, APM_ROLLUP_1H, wm, NULL), before_wm);
+    check_steps(f, T0, t, 60000, APM_AGG_MIN, APM_ROLLUP_1M);
+    check_steps(f, T0 + 3 * 60000, t, 1800000, APM_AGG_LAST, APM_ROLLUP_1M);
+    count_layouts(f, &old, &blocks);
+    assert_true(old > 0 && blocks > 0);
+    /* The whole pass: every bucket moved, the rest rolled (idle), layout 1 gone. */
+    pass(f, now);
+    assert_int_equal(check_res(f, APM_ROLLUP_1M, NULL), f->n);
+    assert_int_equal(check_res(f, APM_ROLLUP_1H, NULL), f->n);
+    for (int a = 0; a < 4; a++) {
+        check_steps(f, T0, t, 60000, (enum apm_store_agg)a, APM_ROLLUP_1M);
+        check_steps(f, T0, t, 3600000, (enum apm_store_agg)a, APM_ROLLUP_1H);
+    }
+    count_layouts(f, &old, &blocks);
+    assert_int_equal(old, 0);
+    assert_true(blocks >= 4 && blocks <= 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +547,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rollup_not_finer_than_interval, setup, teardown),
         cmocka_unit_test_setup_teardown(test_step_selection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_steps_after_raw_is_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_block_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layout1_read_and_moved, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
