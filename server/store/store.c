@@ -558,6 +558,7 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     s->rw_hold = opt->rw_hold;
     s->rollup_ms[0] = opt->rollup_1m_ms;
     s->rollup_ms[1] = opt->rollup_1h_ms;
+    s->rollup_expire[0] = s->rollup_expire[1] = INT64_MIN;
     s->pack_ms = opt->pack_period_ms == 0 ? DEFAULT_PACK_MS : opt->pack_period_ms;
     s->pack_ms = s->pack_ms < 0 ? 0 : s->pack_ms;
     s->pack_cur = INT64_MIN;

@@ -34,7 +34,7 @@ enum store_db {
     DB_WATERMARKS, /* agent id with its NUL -> instance, seq */
     DB_VERDICTS,   /* series id (big-endian u64) -> latest analysis verdict (store_verdict.c) */
     DB_ALERTS,     /* alert id (big-endian u64) -> alert record (store_alerts.c) */
-    DB_ROLLUPS, /* 0xf0 + resolution, block start, series id -> block of rollups (store_rollup.c) */
+    DB_ROLLUPS,    /* 0xf0, block end, resolution, series id -> block of rollups (store_rollup.c) */
     DB_ROLLUP_WM,  /* series id -> u64 [2]: raw samples before these times are rolled (1m, 1h) */
     DB_RW_CURSOR,  /* series id -> i64: the last sample time remote-write sent (store_rwcursor.c) */
     DB_RW_PENDING, /* series id -> i64: the last sample time of the request in flight (ditto) */
@@ -91,12 +91,13 @@ struct apm_store {
     struct apm_hashmap site_counts;
     /* Maintenance (store_retention.c), writer thread only. */
     int64_t retention_ms;
-    bool rw_hold;            /* keep raw data remote-write has not sent (DB_RW_CURSOR) */
-    int64_t rollup_ms[2];    /* retention of the 1m and 1h rollups */
-    uint64_t maint_next_id;  /* the next series the pass looks at */
-    int64_t pressure_cutoff; /* raw chunks ending before this go now (disk budget), else 0 */
-    int64_t oldest_raw_ms;   /* oldest sealed chunk seen by the last pass */
-    int64_t pass_oldest_ms;  /* ... by the pass going on */
+    bool rw_hold;             /* keep raw data remote-write has not sent (DB_RW_CURSOR) */
+    int64_t rollup_ms[2];     /* retention of the 1m and 1h rollups */
+    int64_t rollup_expire[2]; /* the next block start to expire (INT64_MIN: from the oldest) */
+    uint64_t maint_next_id;   /* the next series the pass looks at */
+    int64_t pressure_cutoff;  /* raw chunks ending before this go now (disk budget), else 0 */
+    int64_t oldest_raw_ms;    /* oldest sealed chunk seen by the last pass */
+    int64_t pass_oldest_ms;   /* ... by the pass going on */
     int64_t last_prune_log_ms;
     int64_t last_slow_log_ms;
     int64_t last_full_log_ms; /* "store: full", logged once a minute at most (per reason) */
@@ -228,20 +229,30 @@ void apm_rollup_add(struct apm_rollup *r, int64_t v);
 /* a then b (b later in time) -> a. */
 void apm_rollup_merge(struct apm_rollup *a, const struct apm_rollup *b);
 /* Layout 1's key (one bucket an entry; read and moved, no longer written): series id, resolution
- * index, bucket start. Its ids sort before ROLLUP_TAG. */
+ * index, bucket start. Its ids sort before ROLLUP_TAG, and its length differs. */
 #define ROLLUP_KEY_LEN 17u
 void apm_rollup_key(uint8_t key[ROLLUP_KEY_LEN], uint64_t id, int res_i, int64_t start);
 int apm_rollup_decode(const void *buf, size_t len, struct apm_rollup *out);
 /*
- * Layout 2: blocks of consecutive buckets, one entry per (resolution, block
- * start, series), written once a block is closed; its key: ROLLUP_TAG +
- * resolution index, block start (sign bit flipped), series id (big-endian).
+ * Layout 2: blocks of consecutive buckets, one entry per (resolution, block,
+ * series), written once, ROLLUP_GRACE after the block's end (store_retention.c);
+ * its key: ROLLUP_TAG, key time = block end + ROLLUP_GRACE (sign bit flipped),
+ * resolution index, series id (big-endian). The key time is about when the
+ * block is written, so a pass's blocks (every series in id order) go after
+ * every key before them, whichever the resolution, and fill pages.
  */
 #define ROLLUP_TAG 0xf0u
+#define ROLLUP_BLOCK_KEY_LEN 18u
 #define ROLLUP_BLOCK_MAX 60
 #define ROLLUP_BLOCK_BUCKETS(i) ((i) == 0 ? 60 : 24)
 #define ROLLUP_BLOCK(i) (ROLLUP_RES(i) * ROLLUP_BLOCK_BUCKETS(i))
-void apm_rollup_block_key(uint8_t key[ROLLUP_KEY_LEN], int res_i, int64_t start, uint64_t id);
+/*
+ * How long after its end a block is written: longer than a kept series'
+ * interval (at most a quarter of the bucket) and its batches' delay.
+ */
+#define ROLLUP_GRACE(i) ((i) == 0 ? 10 * 60000LL : 2 * 3600000LL)
+#define ROLLUP_KEY_TIME(i, start) ((start) + ROLLUP_BLOCK(i) + ROLLUP_GRACE(i))
+void apm_rollup_block_key(uint8_t key[ROLLUP_BLOCK_KEY_LEN], int res_i, int64_t start, uint64_t id);
 /* 0, or -1 for a key that is not a block's (layout 1). */
 int apm_rollup_block_key_parse(const MDB_val *k, int *res_i, int64_t *start, uint64_t *id);
 /* Encodes the buckets b[0..n) with count > 0 into buf (n x APM_ROLLUP_BLOCK_BYTES); the length. */

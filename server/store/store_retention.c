@@ -31,11 +31,6 @@
 /* Longest wait for readers to finish before a resize. */
 #define RESIZE_WAIT_MS 500
 #define PRUNE_LOG_EVERY_MS 60000
-/*
- * How long after its end a block is written: longer than a kept series'
- * interval (at most a quarter of the bucket) and its batches' delay.
- */
-#define ROLLUP_GRACE(i) ((i) == 0 ? 10 * 60000LL : 2 * 3600000LL)
 /* Least samples a rollup bucket holds on average for its resolution to be kept. */
 #define ROLLUP_MIN_SAMPLES 4
 /* A slice longer than this (ingest waited for it) is logged, at most once a minute. */
@@ -88,7 +83,7 @@ static int roll_flush(struct roller *r)
         return 0;
     struct apm_store *s = r->t->s;
     int n = ROLLUP_BLOCK_BUCKETS(r->res_i);
-    uint8_t key[ROLLUP_KEY_LEN], val[ROLLUP_BLOCK_MAX * APM_ROLLUP_BLOCK_BYTES];
+    uint8_t key[ROLLUP_BLOCK_KEY_LEN], val[ROLLUP_BLOCK_MAX * APM_ROLLUP_BLOCK_BYTES];
     apm_rollup_block_key(key, r->res_i, r->block, r->id);
     MDB_val k = {sizeof(key), key}, v;
     int rc = 0;
@@ -105,7 +100,10 @@ static int roll_flush(struct roller *r)
         } /* a damaged block is rebuilt from what is left */
     }
     v = (MDB_val){apm_rollup_block_encode(r->b, n, val), val};
-    rc = mdb_put(r->t->txn, s->dbi[DB_ROLLUPS], &k, &v, 0);
+    /* After every key (a pass's blocks, in key time then id order): appended, pages fill. */
+    rc = mdb_put(r->t->txn, s->dbi[DB_ROLLUPS], &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST)
+        rc = mdb_put(r->t->txn, s->dbi[DB_ROLLUPS], &k, &v, 0);
     memset(r->b, 0, sizeof(r->b));
     count(s, MC_ROLLUPS_WRITTEN, r->filled);
     r->filled = 0;
@@ -173,22 +171,23 @@ static int roll(struct apm_store_txn *t, const struct series_view *sv,
 
 /*
  * How far resolution i may roll: through the last block no future sample
- * can reach (samples only come newer than last_ms; a block is written once,
- * when closed, and its newer part is read raw meanwhile) that ended
- * ROLLUP_GRACE ago, so that every series writes a block in the same pass,
- * in id order, and its keys fill pages; through last_ms itself when the
- * series has been idle for a bucket; and at least through force (raw
- * samples about to be deleted).
+ * can reach (samples only come newer than last_ms), or through last_ms
+ * itself once its block's key time passed (an idle series; a sample later
+ * in that block is merged into it), in both cases only blocks that ended
+ * ROLLUP_GRACE ago, so that a pass writes every series' block of the same
+ * key time, in id order, and the keys fill pages; and at least through
+ * force (raw samples about to be deleted). A block is written once, when
+ * closed; its newer samples are read raw meanwhile.
  */
 static int64_t roll_limit(const struct series_view *sv, int res_i, int64_t now, int64_t force)
 {
     int64_t res = ROLLUP_RES(res_i), block = ROLLUP_BLOCK(res_i);
-    int64_t limit = apm_rollup_floor(apm_rollup_floor(sv->last_ms + 1, res), block);
+    int64_t limit = now >= ROLLUP_KEY_TIME(res_i, apm_rollup_floor(sv->last_ms, block))
+                        ? sv->last_ms + 1
+                        : apm_rollup_floor(apm_rollup_floor(sv->last_ms + 1, res), block);
     int64_t settled = apm_rollup_floor(now - ROLLUP_GRACE(res_i), block);
     if (settled < limit)
         limit = settled;
-    if (now - sv->last_ms > res)
-        limit = sv->last_ms + 1;
     return force > limit ? force : limit;
 }
 
@@ -390,9 +389,12 @@ static int delete_packed(struct apm_store_txn *t, uint64_t id, int64_t cut, int6
 }
 
 /*
- * Deletes rollup blocks past their retention, oldest first, at most max: each
- * resolution's blocks are in time order at the front of its key range, all
- * series together.
+ * Deletes rollup blocks past their retention, oldest first, at most max.
+ * Blocks are keyed by their key time, all series and both resolutions
+ * together: each resolution walks its blocks from where it stood in the pass
+ * (s->rollup_expire; each pass starts from the oldest key, so that a block
+ * written late behind it goes too), a seek each, jumping over ends where
+ * no block is.
  */
 static int expire_rollups(struct apm_store_txn *t, unsigned max, unsigned *keys)
 {
@@ -401,25 +403,33 @@ static int expire_rollups(struct apm_store_txn *t, unsigned max, unsigned *keys)
     int rc = mdb_cursor_open(t->txn, s->dbi[DB_ROLLUPS], &cur);
     unsigned n = 0;
     for (int i = 0; i < 2 && rc == 0; i++) {
-        int64_t cut = s->rollup_ms[i] > 0 ? s->maint_now - s->rollup_ms[i] : INT64_MAX;
-        uint8_t key[ROLLUP_KEY_LEN];
-        apm_rollup_block_key(key, i, INT64_MIN, 0);
-        MDB_val k = {sizeof(key), key}, v;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        while (rc == 0) {
-            int res_i;
+        int64_t span = ROLLUP_BLOCK(i);
+        /* Blocks starting at or before last ended more than their retention ago. */
+        int64_t last = s->rollup_ms[i] > 0 ? s->maint_now - s->rollup_ms[i] - span : INT64_MAX;
+        int64_t *b = &s->rollup_expire[i];
+        while (rc == 0 && n < max && (*b == INT64_MIN || *b <= last)) {
+            uint8_t key[ROLLUP_BLOCK_KEY_LEN] = {ROLLUP_TAG}; /* before every block */
+            if (*b != INT64_MIN)
+                apm_rollup_block_key(key, i, *b, 0);
+            MDB_val k = {sizeof(key), key}, v;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+            int kres;
             int64_t start;
             uint64_t id;
-            if (apm_rollup_block_key_parse(&k, &res_i, &start, &id) != 0 || res_i != i ||
-                start > cut - ROLLUP_BLOCK(i))
+            if (rc == 0 && apm_rollup_block_key_parse(&k, &kres, &start, &id) != 0)
+                rc = MDB_NOTFOUND;
+            if (rc != 0)
                 break;
-            if (n >= max)
-                break;
-            rc = mdb_cursor_del(cur, 0);
-            n++;
-            k = (MDB_val){sizeof(key), key};
-            if (rc == 0)
-                rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+            int64_t kt = ROLLUP_KEY_TIME(kres, start);
+            if (*b == INT64_MIN || kt > ROLLUP_KEY_TIME(i, *b)) {
+                /* no block of i has a key time before kt */
+                *b = apm_rollup_floor(kt - ROLLUP_GRACE(i) - 1, span);
+            } else if (kres == i) {
+                rc = mdb_cursor_del(cur, 0);
+                n++;
+            } else {
+                *b += span; /* the other resolution's blocks: none of i ends here any more */
+            }
         }
         if (rc == MDB_NOTFOUND)
             rc = 0;
@@ -843,6 +853,7 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
         s->maint_next_id = 1;
         s->pass_oldest_ms = INT64_MAX;
         s->pass_oldest_live = INT64_MAX;
+        s->rollup_expire[0] = s->rollup_expire[1] = INT64_MIN;
         choose_pack(s, now_ms);
     }
     struct apm_store_txn *t = NULL;
@@ -856,6 +867,7 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
         counts[i] = atomic_load(&s->m[i]);
     uint64_t next_id = s->maint_next_id;
     int64_t pass_oldest = s->pass_oldest_ms, pass_oldest_live = s->pass_oldest_live;
+    int64_t expire[2] = {s->rollup_expire[0], s->rollup_expire[1]};
     unsigned keys = 0;
     int done = 0;
     /* Rollup blocks past their retention, half the slice at most (the next slice goes on). */
@@ -897,6 +909,8 @@ int apm_store_maintain(struct apm_store *s, int64_t now_ms, unsigned max_keys, i
         s->maint_next_id = next_id;
         s->pass_oldest_ms = pass_oldest;
         s->pass_oldest_live = pass_oldest_live;
+        s->rollup_expire[0] = expire[0];
+        s->rollup_expire[1] = expire[1];
         /* A full map: this pass goes on without packing, which needs room before it frees any. */
         if (rc == APM_E_FULL)
             s->pack_cur = INT64_MIN;

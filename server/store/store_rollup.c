@@ -59,21 +59,23 @@ void apm_rollup_key(uint8_t key[ROLLUP_KEY_LEN], uint64_t id, int res_i, int64_t
     apm_store_put_be64(key + 9, (uint64_t)start ^ (1ull << 63));
 }
 
-void apm_rollup_block_key(uint8_t key[ROLLUP_KEY_LEN], int res_i, int64_t start, uint64_t id)
+void apm_rollup_block_key(uint8_t key[ROLLUP_BLOCK_KEY_LEN], int res_i, int64_t start, uint64_t id)
 {
-    key[0] = (uint8_t)(ROLLUP_TAG + res_i);
-    apm_store_put_be64(key + 1, (uint64_t)start ^ (1ull << 63));
-    apm_store_put_be64(key + 9, id);
+    key[0] = ROLLUP_TAG;
+    apm_store_put_be64(key + 1, (uint64_t)ROLLUP_KEY_TIME(res_i, start) ^ (1ull << 63));
+    key[9] = (uint8_t)res_i;
+    apm_store_put_be64(key + 10, id);
 }
 
 int apm_rollup_block_key_parse(const MDB_val *k, int *res_i, int64_t *start, uint64_t *id)
 {
     const uint8_t *p = k->mv_data;
-    if (k->mv_size != ROLLUP_KEY_LEN || p[0] < ROLLUP_TAG || p[0] > ROLLUP_TAG + 1)
+    if (k->mv_size != ROLLUP_BLOCK_KEY_LEN || p[0] != ROLLUP_TAG || p[9] > 1)
         return -1;
-    *res_i = p[0] - ROLLUP_TAG;
-    *start = (int64_t)(apm_store_get_be64(p + 1) ^ (1ull << 63));
-    *id = apm_store_get_be64(p + 9);
+    *res_i = p[9];
+    *start = (int64_t)(apm_store_get_be64(p + 1) ^ (1ull << 63)) - ROLLUP_BLOCK(*res_i) -
+             ROLLUP_GRACE(*res_i);
+    *id = apm_store_get_be64(p + 10);
     return 0;
 }
 
@@ -273,8 +275,8 @@ static int emit_block(const MDB_val *v, int res_i, int64_t start, int64_t from_m
 
 /*
  * The series' blocks that may hold buckets in [from_ms, to_ms], a seek each:
- * a key of another series at the same block start moves to the next block,
- * a later block start (no series has a block in between) jumps to it.
+ * a key of another series or resolution at the same key time moves to the
+ * next block, a later key time (no block has one in between) jumps to it.
  */
 static int read_blocks(struct apm_store *s, MDB_txn *txn, uint64_t id, int res_i, int64_t seek_ms,
                        int64_t from_ms, int64_t to_ms, apm_store_rollup_cb cb, void *ctx)
@@ -285,21 +287,22 @@ static int read_blocks(struct apm_store *s, MDB_txn *txn, uint64_t id, int res_i
     int rc = mdb_cursor_open(txn, s->dbi[DB_ROLLUPS], &cur);
     int stop = 0;
     while (rc == 0 && stop == 0 && b <= to_ms) {
-        uint8_t key[ROLLUP_KEY_LEN];
+        uint8_t key[ROLLUP_BLOCK_KEY_LEN];
         apm_rollup_block_key(key, res_i, b, id);
         MDB_val k = {sizeof(key), key}, v;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
         int kres;
         int64_t start;
         uint64_t kid;
-        if (rc != 0 || apm_rollup_block_key_parse(&k, &kres, &start, &kid) != 0 || kres != res_i)
+        if (rc != 0 || apm_rollup_block_key_parse(&k, &kres, &start, &kid) != 0)
             break;
-        if (start == b && kid == id)
+        int64_t kt = ROLLUP_KEY_TIME(kres, start);
+        if (kres == res_i && start == b && kid == id)
             stop = emit_block(&v, res_i, start, from_ms, to_ms, cb, ctx);
-        if (start == b)
-            b = start > INT64_MAX - span ? INT64_MAX : start + span;
-        else
-            b = start;
+        if (kt <= ROLLUP_KEY_TIME(res_i, b))
+            b += span;
+        else /* the first block of this resolution with a key time at or after kt */
+            b = apm_rollup_floor(kt - ROLLUP_GRACE(res_i) - 1, span);
     }
     mdb_cursor_close(cur);
     if (stop != 0)

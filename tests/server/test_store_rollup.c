@@ -199,8 +199,8 @@ static void test_rollup_equals_raw_it_covers(void **state)
     assert_int_equal(check_res(f, APM_ROLLUP_1M, NULL), raw_agg(f, INT64_MIN, closed).count);
     assert_true(closed > T0 + 3600000 && closed <= last);
     assert_int_equal(check_res(f, APM_ROLLUP_1H, NULL), 0);
-    /* Idle for two hours: everything is rolled, mid-bucket. */
-    pass(f, t + 2 * 3600000);
+    /* Idle for two days (past the day block's key time): everything is rolled, mid-bucket. */
+    pass(f, t + 2 * 86400000LL);
     int buckets = 0;
     assert_int_equal(check_res(f, APM_ROLLUP_1M, &buckets), f->n);
     assert_true(buckets >= 170);
@@ -208,7 +208,7 @@ static void test_rollup_equals_raw_it_covers(void **state)
     assert_true(buckets >= 3 && buckets <= 5);
     /* Late samples into the bucket rolled while idle are merged into it. */
     t = put(f, f->t[f->n - 1] + 1, 3, 1);
-    pass(f, t + 2 * 3600000);
+    pass(f, t + 2 * 86400000LL);
     assert_int_equal(check_res(f, APM_ROLLUP_1M, NULL), f->n);
     assert_int_equal(check_res(f, APM_ROLLUP_1H, NULL), f->n);
 }
@@ -221,7 +221,7 @@ static void test_rollup_not_finer_than_interval(void **state)
 {
     struct fixture *f = *state;
     int64_t t = put(f, T0, 400, 20000);
-    pass(f, t + 2 * 3600000);
+    pass(f, t + 2 * 86400000LL);
     int buckets = -1;
     assert_int_equal(check_res(f, APM_ROLLUP_1M, &buckets), 0);
     assert_int_equal(buckets, 0);
@@ -303,7 +303,7 @@ static void test_step_selection(void **state)
         check_steps(f, T0, end, 90000, (enum apm_store_agg)a2, 0);
     }
     /* Idle: everything rolled, at both resolutions, steps across the blocks' edges. */
-    pass(f, t + 2 * 3600000);
+    pass(f, t + 2 * 86400000LL);
     for (int a2 = 0; a2 < 4; a2++) {
         check_steps(f, T0, end, 60000, (enum apm_store_agg)a2, APM_ROLLUP_1M);
         check_steps(f, T0 + 59 * 60000 + 13, T0 + 61 * 60000 - 1, 60000, (enum apm_store_agg)a2,
@@ -370,11 +370,15 @@ static void test_block_retention(void **state)
         t = put(f, t, 600, 5000); /* ~5 h */
     int64_t now = f->t[f->n - 1] + 120000;
     pass(f, now);
-    /* 1 minute: the blocks ending after now - 3 h, every sample in them. */
+    /*
+     * 1 minute: the blocks ending after now - 3 h, every sample in them up to
+     * the raw retention's cut (the hour of the last sample is not closed).
+     */
     int64_t cut = now - 3 * 3600000LL;
     int64_t kept_from = (cut - 3600000) / 3600000 * 3600000 + 3600000;
     assert_true(kept_from > T0 + 3600000);
-    assert_int_equal(check_res(f, APM_ROLLUP_1M, NULL), raw_agg(f, kept_from, INT64_MAX).count);
+    assert_int_equal(check_upto(f, APM_ROLLUP_1M, now - 600000, NULL),
+                     raw_agg(f, kept_from, now - 600000).count);
     /* 1 hour: rolled through the raw retention's cut (the day's block is not closed). */
     assert_int_equal(check_upto(f, APM_ROLLUP_1H, now - 600000, NULL),
                      raw_agg(f, INT64_MIN, now - 600000).count);
@@ -519,7 +523,7 @@ static void test_layout1_read_and_moved(void **state)
     check_steps(f, T0, t, 60000, APM_AGG_MEAN, APM_ROLLUP_1M);
     check_steps(f, T0, t, 3600000, APM_AGG_MAX, APM_ROLLUP_1H);
     /* One slice of 40 keys: part moved, nothing new rolled meanwhile. */
-    int64_t now = t + 2 * 3600000;
+    int64_t now = t + 2 * 86400000LL;
     assert_int_equal(apm_store_maintain(f->store, now, 40, 1000000), 0);
     assert_int_equal(check_upto(f, APM_ROLLUP_1M, wm, NULL), before_wm);
     assert_int_equal(check_upto(f, APM_ROLLUP_1H, wm, NULL), before_wm);
