@@ -4,7 +4,8 @@
  * tests/bench/store_bytes.sh builds and runs it.
  *
  *   store_bytes bytes TRACE_DIR   leakbench traces (t_seconds,rss_bytes,...)
- *   store_bytes synth [N]         synthetic 1 s samples, N a series (default 7200)
+ *   store_bytes synth [N [S]]     synthetic 1 s samples, N a series (default 7200), S series
+ *                                 (default 100), generated as they are stored (not held in memory)
  *   store_bytes rate              500 series x 1 sample a batch, 100 batches a commit
  *   store_bytes openmetrics bytes|synth ...   the same samples as OpenMetrics text (stdout)
  *
@@ -161,11 +162,85 @@ static void print_file(const char *what, const char *dir, uint64_t used, uint64_
 }
 
 /*
+ * Where the samples come from: series loaded in memory (the traces), or
+ * synthetic ones generated as they are taken (the fleet), each with its next
+ * sample at hand.
+ */
+struct source {
+    size_t n;
+    struct series_data *series; /* loaded, or NULL */
+    size_t len;                 /* synthetic: samples a series */
+    struct synth *gen;
+    int64_t *t, *v; /* the next sample of each series */
+    bool *has;
+    size_t *pos; /* loaded: its index */
+};
+
+static void src_next(struct source *src, size_t i)
+{
+    if (src->series != NULL) {
+        struct series_data *d = &src->series[i];
+        src->has[i] = src->pos[i] < d->n;
+        if (src->has[i]) {
+            src->t[i] = d->t[src->pos[i]];
+            src->v[i] = d->v[src->pos[i]++];
+        }
+    } else {
+        src->has[i] = synth_next(&src->gen[i], &src->t[i], &src->v[i]) == 1;
+    }
+}
+
+/* Every series back at its first sample. */
+static void src_rewind(struct source *src)
+{
+    for (size_t i = 0; i < src->n; i++) {
+        if (src->series != NULL)
+            src->pos[i] = 0;
+        else
+            synth_init(&src->gen[i], (unsigned)i, src->len);
+        src_next(src, i);
+    }
+}
+
+static int src_open(struct source *src, struct series_data *series, size_t n, size_t len)
+{
+    *src = (struct source){.n = n, .series = series, .len = len};
+    src->t = calloc(n, sizeof(*src->t));
+    src->v = calloc(n, sizeof(*src->v));
+    src->has = calloc(n, sizeof(*src->has));
+    src->pos = calloc(n, sizeof(*src->pos));
+    src->gen = series == NULL ? calloc(n, sizeof(*src->gen)) : NULL;
+    if (!src->t || !src->v || !src->has || !src->pos || (series == NULL && !src->gen))
+        return -1;
+    src_rewind(src);
+    return 0;
+}
+
+static void src_close(struct source *src)
+{
+    free(src->t);
+    free(src->v);
+    free(src->has);
+    free(src->pos);
+    free(src->gen);
+}
+
+static void src_name(const struct source *src, size_t i, char *buf, size_t size)
+{
+    if (src->series != NULL)
+        snprintf(buf, size, "%s", src->series[i].name);
+    else
+        snprintf(buf, size, "synth-%zu", i);
+}
+
+/*
  * Stores every series in time order (one transaction per 10 s of data, a
  * maintenance pass per 60 s) and prints the figures.
  */
-static int store_ticks(const char *label, struct series_data *series, size_t nseries, bool rollups)
+static int store_ticks(const char *label, struct source *src, bool rollups)
 {
+    size_t nseries = src->n;
+    src_rewind(src);
     char dir[4096];
     make_tmpdir(dir, sizeof(dir));
     /* The collector's rollups (their retention long enough to keep everything here), or none. */
@@ -184,29 +259,32 @@ static int store_ticks(const char *label, struct series_data *series, size_t nse
     }
     struct apm_agent_ident agent = {.agent_id = "bench", .host = "bench", .instance = 1};
     int64_t first = INT64_MAX, last = INT64_MIN;
-    size_t *pos = calloc(nseries, sizeof(*pos));
     for (size_t i = 0; i < nseries; i++) {
-        if (series[i].n > 0 && series[i].t[0] < first)
-            first = series[i].t[0];
-        if (series[i].n > 0 && series[i].t[series[i].n - 1] > last)
-            last = series[i].t[series[i].n - 1];
+        if (src->has[i] && src->t[i] < first)
+            first = src->t[i];
+        if (src->series != NULL && src->series[i].n > 0 &&
+            src->series[i].t[src->series[i].n - 1] > last)
+            last = src->series[i].t[src->series[i].n - 1];
+        if (src->series == NULL && src->len > 0 &&
+            src->gen[i].t0 + (int64_t)(src->len - 1) * 1000 > last)
+            last = src->gen[i].t0 + (int64_t)(src->len - 1) * 1000;
     }
     uint64_t total = 0, commits = 0, seq = 0;
     double maint_s = 0;
     uint64_t t0 = apm_mono_ns();
-    for (int64_t end = first + 10000; pos != NULL && rc >= 0 && end <= last + 10000; end += 10000) {
+    for (int64_t end = first + 10000; rc >= 0 && end <= last + 10000; end += 10000) {
         struct apm_batch *b = apm_batch_new(++seq);
         for (size_t i = 0; i < nseries && rc >= 0; i++) {
-            if (pos[i] >= series[i].n || series[i].t[pos[i]] >= end)
+            if (!src->has[i] || src->t[i] >= end)
                 continue;
-            struct apm_proc_desc p = {
-                .pid = (int32_t)(i + 1), .start_ms = 1, .name = series[i].name};
+            char name[128];
+            src_name(src, i, name, sizeof(name));
+            struct apm_proc_desc p = {.pid = (int32_t)(i + 1), .start_ms = 1, .name = name};
             uint32_t idx;
             rc = apm_batch_add_proc(b, &p, &idx);
-            while (rc == 0 && pos[i] < series[i].n && series[i].t[pos[i]] < end) {
-                rc = apm_batch_add_sample(b, idx, APM_METRIC_RSS, series[i].t[pos[i]],
-                                          series[i].v[pos[i]]);
-                pos[i]++;
+            while (rc == 0 && src->has[i] && src->t[i] < end) {
+                rc = apm_batch_add_sample(b, idx, APM_METRIC_RSS, src->t[i], src->v[i]);
+                src_next(src, i);
             }
         }
         struct apm_store_txn *txn = NULL;
@@ -228,7 +306,6 @@ static int store_ticks(const char *label, struct series_data *series, size_t nse
             maint_s += (double)(apm_mono_ns() - m0) / 1e9;
         }
     }
-    free(pos);
     double secs = (double)(apm_mono_ns() - t0) / 1e9;
     struct apm_store_stats st = {0}, rolled = {0};
     if (rc >= 0)
@@ -367,13 +444,16 @@ static int bench_rate(unsigned rounds)
 }
 
 /* The same samples as OpenMetrics text, for promtool tsdb create-blocks-from openmetrics. */
-static int print_openmetrics(struct series_data *series, size_t nseries)
+static int print_openmetrics(struct source *src)
 {
     printf("# TYPE rss gauge\n");
-    for (size_t i = 0; i < nseries; i++)
-        for (size_t k = 0; k < series[i].n; k++)
-            printf("rss{series=\"%s\"} %" PRId64 " %" PRId64 ".%03d\n", series[i].name,
-                   series[i].v[k], series[i].t[k] / 1000, (int)(series[i].t[k] % 1000));
+    for (size_t i = 0; i < src->n; i++) {
+        char name[128];
+        src_name(src, i, name, sizeof(name));
+        for (; src->has[i]; src_next(src, i))
+            printf("rss{series=\"%s\"} %" PRId64 " %" PRId64 ".%03d\n", name, src->v[i],
+                   src->t[i] / 1000, (int)(src->t[i] % 1000));
+    }
     printf("# EOF\n");
     return fflush(stdout) == 0 ? 0 : 1;
 }
@@ -386,29 +466,35 @@ int main(int argc, char **argv)
         argv++;
         argc--;
     }
+    struct source src;
+    int rc = -1;
     if (argc >= 3 && strcmp(argv[1], "bytes") == 0) {
         size_t n = load_dir(argv[2], series);
         if (n == 0) {
             fprintf(stderr, "no traces in %s\n", argv[2]);
             return 1;
         }
-        if (om)
-            return print_openmetrics(series, n);
-        return store_ticks("leakbench", series, n, false) ||
-               store_ticks("leakbench", series, n, true);
+        if (src_open(&src, series, n, 0) == 0)
+            rc = om ? print_openmetrics(&src)
+                    : store_ticks("leakbench", &src, false) || store_ticks("leakbench", &src, true);
+        src_close(&src);
+        return rc == 0 ? 0 : 1;
     }
     if (argc >= 2 && strcmp(argv[1], "synth") == 0) {
-        size_t n = 100, len = argc >= 3 ? (size_t)atol(argv[2]) : 7200;
-        for (size_t i = 0; i < n; i++)
-            make_synthetic(&series[i], (unsigned)i, len);
-        if (om)
-            return print_openmetrics(series, n);
-        return store_ticks("synthetic 1 s", series, n, false) ||
-               store_ticks("synthetic 1 s", series, n, true);
+        size_t len = argc >= 3 ? (size_t)atol(argv[2]) : 7200;
+        size_t n = argc >= 4 ? (size_t)atol(argv[3]) : 100;
+        char label[64];
+        snprintf(label, sizeof(label), "synthetic 1 s, %zu series", n);
+        if (src_open(&src, NULL, n, len) == 0)
+            rc = om ? print_openmetrics(&src)
+                    : store_ticks(label, &src, false) || store_ticks(label, &src, true);
+        src_close(&src);
+        return rc == 0 ? 0 : 1;
     }
     if (argc >= 2 && strcmp(argv[1], "rate") == 0)
         return bench_rate(argc >= 3 ? (unsigned)atoi(argv[2]) : 21);
-    fprintf(stderr, "usage: store_bytes [openmetrics] bytes TRACE_DIR | [openmetrics] synth [N] |"
-                    " rate [ROUNDS]\n");
+    fprintf(stderr,
+            "usage: store_bytes [openmetrics] bytes TRACE_DIR | [openmetrics] synth [N [S]] |"
+            " rate [ROUNDS]\n");
     return 1;
 }

@@ -5,6 +5,9 @@
 #
 #   tests/bench/store_bytes.sh [TRACE_DIR]   (default ../shared/leakbench/traces)
 #   APM_BENCH_PACK_MS=-1 stores without packed periods (the layout before them), for comparison.
+#   APM_BENCH_FLEET=S    series of the issue's fleet (500 processes x 2 metrics x 24 h at 1 s:
+#                        1000, the default; 0 skips it). Generated as stored, never held in memory;
+#                        Prometheus's input for it is a ~4.5 GB OpenMetrics file in /tmp, deleted after.
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${APM_BENCH_BUILD_DIR:-$src/build-bench}
@@ -29,15 +32,27 @@ prom() { # LABEL ARGS...
         return
     fi
     work=$(mktemp -d /tmp/apm-bench-prom-XXXXXX)
+    trap 'rm -rf "$work"' EXIT
     "$build/store_bytes" openmetrics "$@" >"$work/in.om"
     n=$(grep -c '^rss' "$work/in.om")
+    t0=$(date +%s.%N)
     promtool tsdb create-blocks-from openmetrics -q "$work/in.om" "$work/tsdb" >/dev/null
+    t1=$(date +%s.%N)
     bytes=$(du -sb "$work/tsdb" | cut -f1)
     blocks=$(ls "$work/tsdb" | wc -l)
     echo "$label: Prometheus TSDB (promtool $(promtool --version 2>&1 | sed -n '1s/.*version \([^ ]*\).*/\1/p')):" \
         "$bytes bytes in $blocks blocks for $n samples:" \
-        "$(awk -v b="$bytes" -v n="$n" 'BEGIN { printf "%.3f", b / n }') bytes/sample"
+        "$(awk -v b="$bytes" -v n="$n" 'BEGIN { printf "%.3f", b / n }') bytes/sample;" \
+        "promtool took $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
     rm -rf "$work"
+    trap - EXIT
+}
+
+# Wall time of one command, printed after it.
+timed() {
+    t0=$(date +%s.%N)
+    "$@"
+    echo "  (wall time $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s)"
 }
 
 uptime
@@ -47,4 +62,12 @@ prom leakbench bytes "$traces"
 prom "synthetic 1 s" synth
 "$build/store_bytes" synth 86400
 prom "synthetic 1 s, 24 h" synth 86400
+fleet=${APM_BENCH_FLEET:-1000}
+if [ "$fleet" -gt 0 ]; then
+    uptime
+    timed "$build/store_bytes" synth 86400 "$fleet"
+    uptime
+    prom "synthetic 1 s, $fleet series x 24 h" synth 86400 "$fleet"
+    uptime
+fi
 "$build/store_bytes" rate "${APM_BENCH_ROUNDS:-21}"
