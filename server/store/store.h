@@ -176,8 +176,8 @@ struct apm_store_stats {
     uint64_t series_removed; /* series with nothing left, removed from the index */
     uint64_t processes_removed;
     uint64_t hosts_removed;
-    uint64_t rollups_written;   /* rollup buckets written or updated */
-    uint64_t rollups_deleted;   /* rollup buckets deleted for their retention */
+    uint64_t rollups_written;   /* rollup buckets written (in blocks) */
+    uint64_t rollups_deleted;   /* rollup blocks deleted for their retention (layout 1: buckets) */
     uint64_t rollup_bytes;      /* pages of the rollup database */
     uint64_t slices;            /* maintenance slices committed */
     uint64_t passes;            /* maintenance passes over every series finished */
