@@ -136,7 +136,10 @@ int apm_rollup_decode(const void *buf, size_t len, struct apm_rollup *out)
 }
 
 /*
- * A block: for each bucket present, in time order, varints of its index less
+ * A block: a varint shift, the trailing zero bits every min, max, last and
+ * sum of the block share (RSS and most sizes are whole pages: 12), then for
+ * each bucket present, in time order, with those divided by 2^shift,
+ * varints of its index less
  * the previous one's less 1, zigzag(min - the previous bucket's last), max -
  * min, max - last, zigzag(count - the previous count), and zigzag(sum - mid
  * x count) where mid = min + (max - min) / 2 (the first bucket's "previous"
@@ -146,16 +149,34 @@ static int64_t sum_guess(uint64_t min, uint64_t spread, uint64_t count)
 {
     return (int64_t)((min + spread / 2) * count);
 }
+
+/* Most shift a block may have, so that 2^shift is an int64_t. */
+#define BLOCK_SHIFT_MAX 62u
+
 size_t apm_rollup_block_encode(const struct apm_rollup *b, int n, uint8_t *buf)
 {
-    size_t len = 0;
+    uint64_t bits = 0;
+    for (int i = 0; i < n; i++)
+        if (b[i].count > 0)
+            bits |=
+                (uint64_t)b[i].min | (uint64_t)b[i].max | (uint64_t)b[i].last | (uint64_t)b[i].sum;
+    unsigned shift = bits == 0 ? 0 : (unsigned)__builtin_ctzll(bits);
+    if (shift > BLOCK_SHIFT_MAX)
+        shift = BLOCK_SHIFT_MAX;
+    int64_t unit = (int64_t)1 << shift;
+    size_t len = put_varint(buf, shift);
     int prev_i = -1;
     int64_t prev_last = 0;
     uint64_t prev_count = 0;
     for (int i = 0; i < n; i++) {
-        const struct apm_rollup *r = &b[i];
-        if (r->count == 0)
+        if (b[i].count == 0)
             continue;
+        const struct apm_rollup scaled = {.min = b[i].min / unit,
+                                          .max = b[i].max / unit,
+                                          .last = b[i].last / unit,
+                                          .sum = b[i].sum / unit,
+                                          .count = b[i].count};
+        const struct apm_rollup *r = &scaled;
         uint64_t min = (uint64_t)r->min;
         len += put_varint(buf + len, (uint64_t)(i - prev_i - 1));
         len += put_varint(buf + len, zz((int64_t)(min - (uint64_t)prev_last)));
@@ -176,6 +197,9 @@ int apm_rollup_block_decode(const void *buf, size_t len, int n, struct apm_rollu
 {
     memset(b, 0, sizeof(*b) * (size_t)n);
     size_t pos = 0;
+    uint64_t shift;
+    if (get_varint(buf, len, &pos, &shift) != 0 || shift > BLOCK_SHIFT_MAX)
+        return APM_E_DECODE;
     int i = -1;
     int64_t prev_last = 0;
     uint64_t prev_count = 0;
@@ -199,6 +223,12 @@ int apm_rollup_block_decode(const void *buf, size_t len, int n, struct apm_rollu
         r->sum = (int64_t)((uint64_t)unzz(u[5]) + (uint64_t)sum_guess(min, u[2], count));
         prev_last = r->last;
         prev_count = count;
+    }
+    for (int j = 0; j < n && shift > 0; j++) {
+        b[j].min = (int64_t)((uint64_t)b[j].min << shift);
+        b[j].max = (int64_t)((uint64_t)b[j].max << shift);
+        b[j].last = (int64_t)((uint64_t)b[j].last << shift);
+        b[j].sum = (int64_t)((uint64_t)b[j].sum << shift);
     }
     return i >= 0 ? 0 : APM_E_DECODE;
 }

@@ -75,12 +75,17 @@ static int64_t next_rand(void)
     return (int64_t)(rng >> 1);
 }
 
+/* Values whole pages when set (as RSS is), else any. */
+static int64_t page_unit;
+
 /* Stores n samples of the host's mem_available from t, every step_ms plus jitter. */
 static int64_t put(struct fixture *f, int64_t t, int n, int64_t step_ms)
 {
     struct apm_batch *b = apm_batch_new(++f->seq);
     for (int i = 0; i < n; i++) {
         int64_t v = next_rand() % 2000001 - 1000000;
+        if (page_unit > 0)
+            v = (1000 + v / 100000) * page_unit;
         assert_int_equal(apm_batch_add_sample(b, APM_PROC_HOST, APM_METRIC_MEM_AVAILABLE, t, v), 0);
         assert_true(f->n < MAXS);
         f->t[f->n] = t;
@@ -402,6 +407,30 @@ static void test_block_retention(void **state)
     assert_int_equal(c.buckets, 0);
 }
 
+/*
+ * Whole pages (a block's values divided by 4096 are stored): each bucket
+ * still equals its samples, also one whose sum or inner samples are not
+ * whole pages, and negative values.
+ */
+static void test_blocks_of_page_sized_values(void **state)
+{
+    struct fixture *f = *state;
+    page_unit = 4096;
+    int64_t t = put(f, T0 + 1000, 1500, 5000);
+    page_unit = -4096;
+    t = put(f, t, 500, 5000);
+    page_unit = 0;
+    t = put(f, t, 7, 1000); /* one bucket with odd inner values */
+    page_unit = 4096;
+    t = put(f, t, 700, 5000);
+    page_unit = 0;
+    pass(f, t + 2 * 86400000LL);
+    assert_int_equal(check_res(f, APM_ROLLUP_1M, NULL), f->n);
+    assert_int_equal(check_res(f, APM_ROLLUP_1H, NULL), f->n);
+    check_steps(f, T0, t, 300000, APM_AGG_MEAN, APM_ROLLUP_1M);
+    check_steps(f, T0, t, 3600000, APM_AGG_LAST, APM_ROLLUP_1H);
+}
+
 /* ---- layout 1: one entry per bucket, as stores written before blocks hold them ---- */
 
 static void be64(uint8_t *p, uint64_t v)
@@ -552,6 +581,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_step_selection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_steps_after_raw_is_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_block_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blocks_of_page_sized_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout1_read_and_moved, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
