@@ -267,6 +267,17 @@ struct apm_rollup {
 typedef int (*apm_store_rollup_cb)(void *ctx, int64_t start_ms, const struct apm_rollup *r);
 
 /*
+ * A stored block of n consecutive buckets (n <= APM_ROLLUP_BLOCK_MAX; those
+ * with count 0 are absent), the value of a rollup entry (docs/store.md,
+ * "Rollup blocks"). Encoding writes at most n x APM_ROLLUP_BLOCK_BYTES + 10
+ * bytes and returns the length; decoding returns 0 or APM_E_DECODE.
+ */
+#define APM_ROLLUP_BLOCK_MAX 60
+#define APM_ROLLUP_BLOCK_BYTES 60u
+size_t apm_rollup_block_encode(const struct apm_rollup *b, int n, uint8_t *buf);
+int apm_rollup_block_decode(const void *buf, size_t len, int n, struct apm_rollup *b);
+
+/*
  * Stored rollup buckets of one series at resolution res_ms (APM_ROLLUP_1M or
  * APM_ROLLUP_1H) with from_ms <= start <= to_ms, in time order. Buckets are
  * [start, start + res) aligned to multiples of res since the epoch.

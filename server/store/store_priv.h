@@ -243,7 +243,7 @@ int apm_rollup_decode(const void *buf, size_t len, struct apm_rollup *out);
  */
 #define ROLLUP_TAG 0xf0u
 #define ROLLUP_BLOCK_KEY_LEN 18u
-#define ROLLUP_BLOCK_MAX 60
+#define ROLLUP_BLOCK_MAX APM_ROLLUP_BLOCK_MAX
 #define ROLLUP_BLOCK_BUCKETS(i) ((i) == 0 ? 60 : 24)
 #define ROLLUP_BLOCK(i) (ROLLUP_RES(i) * ROLLUP_BLOCK_BUCKETS(i))
 /*
@@ -255,11 +255,7 @@ int apm_rollup_decode(const void *buf, size_t len, struct apm_rollup *out);
 void apm_rollup_block_key(uint8_t key[ROLLUP_BLOCK_KEY_LEN], int res_i, int64_t start, uint64_t id);
 /* 0, or -1 for a key that is not a block's (layout 1). */
 int apm_rollup_block_key_parse(const MDB_val *k, int *res_i, int64_t *start, uint64_t *id);
-/* Encodes the buckets b[0..n) with count > 0 into buf (n x APM_ROLLUP_BLOCK_BYTES); the length. */
-#define APM_ROLLUP_BLOCK_BYTES 60u
-size_t apm_rollup_block_encode(const struct apm_rollup *b, int n, uint8_t *buf);
-/* Decodes a block of n buckets into b (absent buckets have count 0). 0 or APM_E_DECODE. */
-int apm_rollup_block_decode(const void *buf, size_t len, int n, struct apm_rollup *b);
+/* The block codec is in store.h (apm_rollup_block_encode, a fuzz target's too). */
 /* Reads rollups in a transaction (see apm_store_read_rollups). */
 int apm_store_txn_read_rollups(struct apm_store *s, MDB_txn *txn, uint64_t id, int res_i,
                                int64_t from_ms, int64_t to_ms, apm_store_rollup_cb cb, void *ctx);

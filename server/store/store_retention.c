@@ -83,7 +83,7 @@ static int roll_flush(struct roller *r)
         return 0;
     struct apm_store *s = r->t->s;
     int n = ROLLUP_BLOCK_BUCKETS(r->res_i);
-    uint8_t key[ROLLUP_BLOCK_KEY_LEN], val[ROLLUP_BLOCK_MAX * APM_ROLLUP_BLOCK_BYTES];
+    uint8_t key[ROLLUP_BLOCK_KEY_LEN], val[ROLLUP_BLOCK_MAX * APM_ROLLUP_BLOCK_BYTES + 10];
     apm_rollup_block_key(key, r->res_i, r->block, r->id);
     MDB_val k = {sizeof(key), key}, v;
     int rc = 0;
