@@ -464,14 +464,27 @@ int apm_store_read_steps(struct apm_store *s, uint64_t series_id, int64_t from_m
     int64_t wm[2] = {INT64_MIN, INT64_MIN}, raw_from = lo;
     if (rc == 0 && res > 0)
         rc = apm_store_rollup_wm(s, txn, series_id, wm);
-    int res_i = res_index(res);
-    /* Rollups hold the samples before the watermark; the rest is read raw. */
-    if (rc == 0 && res_i >= 0 && wm[res_i] != INT64_MIN && wm[res_i] > lo) {
-        used = res;
-        rc = apm_store_txn_read_rollups(s, txn, series_id, res_i, lo,
-                                        wm[res_i] - 1 < to_ms ? wm[res_i] - 1 : to_ms, step_rollup,
-                                        &st);
-        raw_from = wm[res_i];
+    /*
+     * Rollups hold the samples before their watermark: the resolution the
+     * step selects, then a finer one from its first whole bucket after (the
+     * 1-minute blocks close an hour after theirs, the 1-hour ones a day),
+     * the samples in between raw; then raw samples.
+     */
+    for (int i = res_index(res); rc == 0 && i >= 0 && raw_from <= to_ms; i--) {
+        if (wm[i] == INT64_MIN || wm[i] <= raw_from)
+            continue;
+        int64_t start = raw_from == lo ? lo : -apm_rollup_floor(-raw_from, ROLLUP_RES(i));
+        if (start > raw_from)
+            rc =
+                apm_store_txn_read_samples(s, txn, series_id, &rec, raw_from,
+                                           start - 1 < to_ms ? start - 1 : to_ms, step_sample, &st);
+        if (rc == 0 && start < wm[i] && start <= to_ms) {
+            used = used != 0 ? used : ROLLUP_RES(i);
+            rc =
+                apm_store_txn_read_rollups(s, txn, series_id, i, start,
+                                           wm[i] - 1 < to_ms ? wm[i] - 1 : to_ms, step_rollup, &st);
+        }
+        raw_from = wm[i] > start ? wm[i] : start;
     }
     if (rc == 0)
         rc = apm_store_txn_read_samples(s, txn, series_id, &rec, raw_from, to_ms, step_sample, &st);

@@ -300,11 +300,14 @@ static void test_step_selection(void **state)
     pass(f, t);                               /* live: the last minute and hour stay raw */
     t = put(f, t, 40, 5000);                  /* not rolled at all yet */
     int64_t end = t + 1;
-    /* The 1-hour rollup's first block (a day) is not closed: raw answers, rollups used none. */
+    /*
+     * The 1-hour rollup's first block (a day) is not closed: hour steps come
+     * from the 1-minute blocks, then raw samples.
+     */
     for (int a2 = 0; a2 < 4; a2++) {
         check_steps(f, T0, end, 60000, (enum apm_store_agg)a2, APM_ROLLUP_1M);
         check_steps(f, T0 + 7 * 60000 + 13, end, 300000, (enum apm_store_agg)a2, APM_ROLLUP_1M);
-        check_steps(f, T0, end, 3600000, (enum apm_store_agg)a2, 0);
+        check_steps(f, T0, end, 3600000, (enum apm_store_agg)a2, APM_ROLLUP_1M);
         check_steps(f, T0, end, 90000, (enum apm_store_agg)a2, 0);
     }
     /* Idle: everything rolled, at both resolutions, steps across the blocks' edges. */
@@ -429,6 +432,41 @@ static void test_blocks_of_page_sized_values(void **state)
     assert_int_equal(check_res(f, APM_ROLLUP_1H, NULL), f->n);
     check_steps(f, T0, t, 300000, APM_AGG_MEAN, APM_ROLLUP_1M);
     check_steps(f, T0, t, 3600000, APM_AGG_LAST, APM_ROLLUP_1H);
+}
+
+/*
+ * An hour step after the 1-hour watermark (mid-minute: raw deleted up to
+ * it) takes the raw samples to the next minute, the 1-minute blocks up to
+ * theirs, then raw samples: what the raw samples would give.
+ */
+static void test_hour_steps_from_both_resolutions(void **state)
+{
+    struct fixture *f = *state;
+    apm_store_free(f->store);
+    struct apm_store_options opt = {.dir = f->dir,
+                                    .no_sync = true,
+                                    .chunk_samples = 16,
+                                    .retention_ms = 2 * 3600000LL,
+                                    .rollup_1m_ms = 400LL * 86400000,
+                                    .rollup_1h_ms = 400LL * 86400000};
+    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+    int64_t t = T0 + 333;
+    for (int i = 0; i < 4; i++)
+        t = put(f, t, 600, 5000); /* ~3.7 h */
+    int64_t now = f->t[f->n - 1] + 30000 + 777;
+    pass(f, now);
+    /* The 1-hour rollups end mid-minute at the raw cut; the 1-minute ones at a closed hour. */
+    int64_t cut = now - 2 * 3600000LL;
+    assert_true(cut % 60000 != 0);
+    assert_int_equal(check_upto(f, APM_ROLLUP_1H, cut, NULL), raw_agg(f, INT64_MIN, cut).count);
+    int64_t hour = (now - 600000) / 3600000 * 3600000;
+    assert_true(hour > cut);
+    assert_int_equal(check_res(f, APM_ROLLUP_1M, NULL), raw_agg(f, INT64_MIN, hour).count);
+    for (int a = 0; a < 4; a++) {
+        check_steps(f, T0, t, 3600000, (enum apm_store_agg)a, APM_ROLLUP_1H);
+        check_steps(f, T0 + 1800000, t, 7200000, (enum apm_store_agg)a, APM_ROLLUP_1H);
+        check_steps(f, cut + 1, t, 3600000, (enum apm_store_agg)a, APM_ROLLUP_1H);
+    }
 }
 
 /* ---- layout 1: one entry per bucket, as stores written before blocks hold them ---- */
@@ -582,6 +620,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_steps_after_raw_is_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_block_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blocks_of_page_sized_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hour_steps_from_both_resolutions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout1_read_and_moved, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
