@@ -561,6 +561,7 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     s->pack_ms = opt->pack_period_ms == 0 ? DEFAULT_PACK_MS : opt->pack_period_ms;
     s->pack_ms = s->pack_ms < 0 ? 0 : s->pack_ms;
     s->pack_cur = INT64_MIN;
+    s->pack_room = -1;
     s->oldest_live_ms = INT64_MAX;
     size_t map_size = opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE;
     if (opt->max_disk > 0 && opt->max_disk < map_size)

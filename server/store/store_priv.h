@@ -106,6 +106,7 @@ struct apm_store {
     int64_t pack_ms;
     int64_t pack_next;        /* INT64_MIN until a pass packed one ("pack_next" in DB_META) */
     int64_t pack_cur;         /* the period this pass packs, or INT64_MIN */
+    long pack_room;           /* free bytes in DB_PACKED's last leaf page, -1 unknown (store_pack.c) */
     int64_t pass_oldest_live; /* oldest sealed chunk left in DB_CHUNKS seen by the pass */
     int64_t oldest_live_ms;   /* ... by the last pass */
     /*
