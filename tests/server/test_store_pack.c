@@ -387,6 +387,17 @@ static int count_one(void *ctx, int64_t t, int64_t v)
     return 0;
 }
 
+/* Count, first and last time of process pid's rss samples (put_minute's). */
+static void count_pid(struct fixture *f, int32_t pid, int64_t c[3])
+{
+    char id[128];
+    uint64_t sid = 0;
+    apm_store_process_id(id, sizeof(id), "web-3", pid, 1);
+    assert_int_equal(apm_store_find_series(f->store, NULL, id, APM_METRIC_RSS, NULL, &sid), 0);
+    c[0] = c[1] = c[2] = 0;
+    assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_one, c), 0);
+}
+
 /*
  * At the disk budget the oldest raw samples go first, from the packed
  * periods too, and the newest are always taken: what is left of a series
@@ -424,13 +435,8 @@ static void test_budget_prunes_packed_oldest_first(void **state)
     assert_int_equal(st.full, 0);
     assert_true(st.bytes_on_disk <= 1 << 20);
     for (int32_t pid = 1; pid <= 10; pid++) {
-        char id[128];
-        uint64_t sid = 0;
-        apm_store_process_id(id, sizeof(id), "web-3", pid, 1);
-        assert_int_equal(apm_store_find_series(f->store, NULL, id, APM_METRIC_RSS, NULL, &sid), 0);
-        int64_t c[3] = {0, 0, 0};
-        assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_one, c),
-                         0);
+        int64_t c[3];
+        count_pid(f, pid, c);
         assert_int_equal(c[2], t - 60000 + 59000);
         assert_true(c[1] > T0);
         assert_int_equal((c[2] - c[1]) / 1000 + 1, c[0]);
@@ -459,13 +465,8 @@ static void test_packed_pages_full(void **state)
     pass(f, t + 86400000, 2000);
     pass(f, t + 86400000, 2000);
     for (int32_t pid = 1; pid <= 12; pid++) {
-        char id[128];
-        uint64_t sid = 0;
-        apm_store_process_id(id, sizeof(id), "web-3", pid, 1);
-        assert_int_equal(apm_store_find_series(f->store, NULL, id, APM_METRIC_RSS, NULL, &sid), 0);
-        int64_t c[3] = {0, 0, 0};
-        assert_int_equal(apm_store_read_samples(f->store, sid, INT64_MIN, INT64_MAX, count_one, c),
-                         0);
+        int64_t c[3];
+        count_pid(f, pid, c);
         assert_int_equal(c[0], 70 * 60);
         assert_int_equal(c[1], T0);
         assert_int_equal(c[2], t - 1000);
