@@ -503,8 +503,9 @@ static int open_dbs(struct apm_store *s, const char *dir)
         return APM_E_STORE;
     }
     if (rc == 0 && schema != APM_STORE_SCHEMA) {
-        /* Schema 1 data reads as it is (chunk format 1, no packed periods yet): the number
-         * moves up so that a schema-1 collector refuses this store from now on. */
+        /* Older schemas read as they are (1: chunk format 1, no packed periods; 2: chunk
+         * format 2): the number moves up so that an older collector, which cannot read the
+         * newer chunk formats written from now on, refuses this store. */
         if (schema != 0)
             apm_info("store: %s upgraded from schema %" PRIu64 " to %u", dir, schema,
                      APM_STORE_SCHEMA);

@@ -21,7 +21,7 @@
 #include "server/store/chunk.h"
 #include "server/store/store.h"
 
-#define APM_STORE_SCHEMA 2u
+#define APM_STORE_SCHEMA 3u /* 3: chunk format 3 (chunk.h) */
 
 /* The named databases, in the order they are opened. */
 enum store_db {
@@ -104,9 +104,9 @@ struct apm_store {
     int64_t maint_now; /* the wall clock of the slice going on */
     /* Packed periods (store_pack.c): period length (0 = off), the next to pack, this pass's. */
     int64_t pack_ms;
-    int64_t pack_next;        /* INT64_MIN until a pass packed one ("pack_next" in DB_META) */
-    int64_t pack_cur;         /* the period this pass packs, or INT64_MIN */
-    long pack_room;           /* free bytes in DB_PACKED's last leaf page, -1 unknown (store_pack.c) */
+    int64_t pack_next; /* INT64_MIN until a pass packed one ("pack_next" in DB_META) */
+    int64_t pack_cur;  /* the period this pass packs, or INT64_MIN */
+    long pack_room;    /* free bytes in DB_PACKED's last leaf page, -1 unknown (store_pack.c) */
     int64_t pass_oldest_live; /* oldest sealed chunk left in DB_CHUNKS seen by the pass */
     int64_t oldest_live_ms;   /* ... by the last pass */
     /*
