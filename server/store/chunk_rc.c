@@ -62,6 +62,8 @@ void apm_chunk_model_init(struct apm_chunk_model *m, uint64_t dt, uint8_t format
     m->interval = dt << GRID_FRAC;
     m->offset = 0;
     m->rate_last = format >= 3 ? RATE_LAST_F3 : RATE_LAST;
+    m->gap_grid = format >= 3;
+    m->after_gap = 0;
     /* Step 1: a trained start is moved by 1/4 on first use, not 1/2. */
     for (unsigned i = 0; i < APM_CHUNK_RC_PROBS; i++)
         m->p[i] = (uint16_t)(prior[i] << 2 | 1u);
@@ -254,6 +256,29 @@ static uint64_t code_stream(struct apm_chunk_rc *rc, uint8_t *buf, struct apm_ch
     return x;
 }
 
+/*
+ * Format 3: an interval of k >= 2 whole steps (within a quarter step) after
+ * a sample that was not such a gap is samples missing on the same grid: the
+ * offset follows the error against k steps and the step stays, instead of
+ * the grid restarting with the gap as its step. A second one in a row is a
+ * new interval (the grid restarts).
+ */
+static bool gap_on_grid(struct apm_chunk_model *m, uint64_t dt, uint64_t step)
+{
+    if (!m->gap_grid || m->after_gap || (int64_t)step <= 0 || (int64_t)dt <= 0)
+        return false;
+    uint64_t k = (dt + step / 2) / step;
+    if (k < 2 || k > (1u << 20) || step > (1ull << 34)) /* k * interval stays below 2^63 */
+        return false;
+    uint64_t pred = (uint64_t)((int64_t)(k * m->interval - m->offset + GRID_HALF) >> GRID_FRAC);
+    uint64_t e = dt - pred, mag = (int64_t)e < 0 ? 0 - e : e;
+    if (mag >= step / 4)
+        return false;
+    m->offset = e * ((1u << GRID_FRAC) - (1u << (GRID_FRAC - GRID_A)));
+    m->after_gap = 1;
+    return true;
+}
+
 void apm_chunk_rc_sample(struct apm_chunk_rc *rc, struct apm_chunk_model *m, uint8_t *buf,
                          uint64_t *dt, uint64_t *dv)
 {
@@ -272,9 +297,11 @@ void apm_chunk_rc_sample(struct apm_chunk_rc *rc, struct apm_chunk_model *m, uin
     if ((int64_t)step > 0 && mag < step / 2) {
         m->offset = e * ((1u << GRID_FRAC) - (1u << (GRID_FRAC - GRID_A)));
         m->interval += e << (GRID_FRAC - GRID_B);
-    } else {
+        m->after_gap = 0;
+    } else if (!gap_on_grid(m, *dt, step)) {
         m->offset = 0;
         m->interval = *dt << GRID_FRAC;
+        m->after_gap = 0;
     }
     *dv = code_stream(rc, buf, m, 1, *dv);
 }

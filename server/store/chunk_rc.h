@@ -43,6 +43,8 @@ struct apm_chunk_model {
     uint64_t interval; /* time grid: estimated step, fixed point */
     uint64_t offset;   /* estimated offset of the last sample from the grid, fixed point */
     uint8_t rate_last; /* the slowest adaptation, by format */
+    uint8_t gap_grid;  /* format 3: a gap of whole steps keeps the grid */
+    uint8_t after_gap; /* the last sample was such a gap */
 };
 
 /*

@@ -72,5 +72,16 @@ int main(int argc, char **argv)
     }
     write_format(argv[1], "noise-rebuild-f2", APM_CHUNK_FORMAT_RC2, t, v, 120);
     write_format(argv[1], "noise-rebuild-f3", APM_CHUNK_FORMAT, t, v, 120);
+    /* Format 3's gap rule: whole steps missing on a jittered grid, then a new interval. */
+    int64_t grid = 1700000000000LL;
+    for (int i = 0; i < 120; i++) {
+        grid += i < 100 ? (i % 20 == 19 ? 3 : 1) * 60000LL : 120000LL;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        t[i] = grid + (int64_t)(x % 6001) - 3000;
+        v[i] = 80000000 + (int64_t)(x >> 58) * 4096;
+    }
+    write_format(argv[1], "gaps-f3", APM_CHUNK_FORMAT, t, v, 120);
     return 0;
 }
