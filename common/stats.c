@@ -207,12 +207,14 @@ int apm_stats_mann_kendall(const double *y, size_t n, double *scratch, struct ap
     double var = nn * (nn - 1) * (2 * nn + 5);
     for (size_t i = 0; i + 1 < n; i++) {
         double yi = y[i];
-        long c = 0, same = 0;
+        long up = 0, down = 0;
         for (size_t j = i + 1; j < n; j++) {
-            c += (y[j] > yi) - (y[j] < yi);
-            same += y[j] == yi;
+            up += y[j] > yi;
+            down += y[j] < yi;
         }
-        s += (double)c;
+        /* Neither above nor below is equal (y is finite). */
+        long same = (long)(n - i - 1) - up - down;
+        s += (double)(up - down);
         var -= 6.0 * (double)same * (double)(same + 2);
     }
     var /= 18.0;
@@ -247,14 +249,14 @@ static size_t pairwise_slopes(const double *x, const double *y, size_t n, double
     for (size_t i = 0; i + 1 < n; i++) {
         double xi = x[i], yi = y[i];
         double *row = out + m;
-        size_t len = n - i - 1, same = 0;
+        size_t len = n - i - 1;
         const double *xj = x + i + 1, *yj = y + i + 1;
-        for (size_t j = 0; j < len; j++) {
-            double dx = xj[j] - xi;
-            same += dx == 0;
-            row[j] = (yj[j] - yi) / dx;
-        }
-        if (same > 0) {
+        for (size_t j = 0; j < len; j++)
+            row[j] = (yj[j] - yi) / (xj[j] - xi);
+        bool same = false;
+        for (size_t j = 0; j < len; j++)
+            same |= xj[j] == xi;
+        if (same) {
             size_t w = 0;
             for (size_t j = 0; j < len; j++)
                 if (xj[j] - xi != 0)
