@@ -71,9 +71,10 @@ static double min_from(const double *x, size_t from, size_t n)
 
 /*
  * Copies the values of x[0..n) that lie between two sample pivots bracketing
- * ranks k0..k1 to mid (at most FILTER_MAX), in order. Returns how many, and
- * in *below how many lie under the lower pivot, or FILTER_MAX + 1 when there
- * were more. *same tells that the pivots are equal (then so is the middle).
+ * ranks k0..k1 to mid (at most FILTER_MAX), in order. Returns how many (or
+ * FILTER_MAX + 1 when there were more), and in *below how many lie under the
+ * lower pivot. When the pivots are equal (*same), nothing is copied: the
+ * middle is the values equal to them, mid[0] their value, and any count.
  */
 static size_t filter(const double *x, size_t n, size_t k0, size_t k1, double *mid, size_t *below,
                      bool *same)
@@ -89,6 +90,17 @@ static size_t filter(const double *x, size_t n, size_t k0, size_t k1, double *mi
     /* select_kth left everything at or above rank a after it. */
     double hi = select_kth(sample + a, FILTER_SAMPLE - a, z - a);
     size_t under = 0, kept = 0;
+    *same = lo == hi;
+    if (*same) {
+        /* Equal pivots (a constant series, a clean ramp): the middle is that value. */
+        for (size_t i = 0; i < n; i++) {
+            under += x[i] < lo;
+            kept += x[i] == lo;
+        }
+        *below = under;
+        mid[0] = lo;
+        return kept;
+    }
     for (size_t i = 0; i < n; i++) {
         double v = x[i];
         size_t lt = v<lo, gt = v> hi;
@@ -97,7 +109,6 @@ static size_t filter(const double *x, size_t n, size_t k0, size_t k1, double *mi
         kept += (lt | gt) ^ 1;
     }
     *below = under;
-    *same = lo == hi;
     return kept <= FILTER_MAX ? kept : FILTER_MAX + 1;
 }
 
@@ -115,7 +126,7 @@ static bool select_pair_filtered(const double *x, size_t n, size_t k, double *v0
         bool same;
         double *mid = buf[flip];
         size_t kept = filter(src, len, k, k + 1, mid, &below, &same);
-        if (kept > FILTER_MAX || k < below || k + 1 >= below + kept)
+        if ((!same && kept > FILTER_MAX) || k < below || k + 1 >= below + kept)
             return false;
         if (same) {
             *v0 = *v1 = mid[0];
