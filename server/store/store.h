@@ -50,6 +50,12 @@ struct apm_store_options {
      * (2 h), < 0 off.
      */
     int64_t pack_period_ms;
+    /*
+     * A series' record (with its open chunk) is written within this of the
+     * first commit that logged samples newer than it (write-ahead log,
+     * docs/store.md); 0 = 30 s.
+     */
+    int64_t checkpoint_ms;
 };
 
 /*

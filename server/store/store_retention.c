@@ -381,15 +381,8 @@ static int remove_series(struct apm_store_txn *t, const struct series_view *sv, 
     count(s, MC_SERIES_REMOVED, 1);
     /* The writer's index is a cache: drop the series; an abort only makes it reload. */
     uint64_t ptr;
-    if (klen > 0 && apm_hashmap_get(&s->index, key, klen, &ptr) == 0) {
-        struct store_series *ser = (struct store_series *)(uintptr_t)ptr;
-        if (!ser->dirty) {
-            apm_hashmap_del(&s->index, key, klen);
-            apm_chunk_enc_close(&ser->head);
-            free(ser->renamed);
-            free(ser);
-        }
-    }
+    if (klen > 0 && apm_hashmap_get(&s->index, key, klen, &ptr) == 0)
+        apm_store_series_gone(t, (struct store_series *)(uintptr_t)ptr);
     apm_hashmap_close(&s->seen);
     apm_hashmap_init(&s->seen);
     apm_hashmap_close(&s->site_counts);
@@ -474,6 +467,9 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
     int64_t now = s->maint_now;
     struct store_series_record rec;
     int rc = apm_store_get_record(s, t->txn, id, &rec);
+    /* Samples only in the write-ahead log go into the record first (store_log.c). */
+    if (rc == 0)
+        rc = apm_store_series_sync(t, id, &rec);
     if (rc < 0)
         return rc == APM_E_NOTFOUND ? 0 : rc;
     struct series_view sv = {.id = id,

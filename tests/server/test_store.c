@@ -11,10 +11,12 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 #include "server/store/store.h"
 #include "tests/tmpdir.h"
 
@@ -402,6 +404,130 @@ static void test_store_forgets_aborted_transaction(void **state)
     assert_int_equal(st.dropped, 0);
 }
 
+/* ---- the write-ahead log: samples newer than their series' records ---- */
+
+static int count_point(void *ctx, int64_t t, double v)
+{
+    (void)t;
+    (void)v;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+/* Reads both series whole and checks they hold n samples a second apart from t0. */
+static void check_log_samples(struct fixture *f, int64_t t0, int n)
+{
+    enum apm_metric ms[2] = {APM_METRIC_RSS, APM_METRIC_MEM_AVAILABLE};
+    for (int m = 0; m < 2; m++) {
+        uint64_t id = find_series(f, ms[m]);
+        struct collected *s = calloc(1, sizeof(*s));
+        assert_int_equal(apm_store_read_samples(f->store, id, 0, INT64_MAX, collect_sample, s), 0);
+        assert_int_equal(s->n, n);
+        for (int i = 0; i < n; i++) {
+            assert_true(s->t[i] == t0 + i * 1000);
+            assert_true(s->v[i] == (m == 0 ? 100000 + s->t[i] / 1000 : -s->t[i]));
+        }
+        memset(s, 0, sizeof(*s));
+        assert_int_equal(apm_store_get_series(f->store, id, collect_series, s), 0);
+        assert_int_equal(s->last.nsamples, n);
+        assert_true(s->last.last_ms == t0 + (n - 1) * 1000);
+        assert_true(s->last.first_ms == t0);
+        free(s);
+    }
+}
+
+/*
+ * Samples of now (so no series is idle and written at once) in batches of 3
+ * over chunks of 8: after the first commit (which writes the new records)
+ * they are in the log and the open chunks, and some chunks seal. Readers see
+ * them all, also by step.
+ */
+static void test_store_reads_samples_only_in_the_log(void **state)
+{
+    struct fixture *f = *state;
+    int64_t t0 = (apm_now_ms() / 1000 - 20) * 1000; /* not idle: logged */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(store_batch(f, (uint64_t)i + 1, t0 + i * 3000, 3), 0);
+    check_log_samples(f, t0, 30);
+    struct collected s = {0};
+    assert_int_equal(apm_store_list_series(f->store, NULL, collect_series, &s), 0);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.last.nsamples, 30);
+    /* One point per 10 s: every sample counted, those only in the log too. */
+    uint64_t id = find_series(f, APM_METRIC_RSS);
+    int points = 0;
+    assert_int_equal(apm_store_read_steps(f->store, id, t0, t0 + 29000, 1000, APM_AGG_LAST,
+                                          count_point, &points, NULL),
+                     0);
+    assert_int_equal(points, 30);
+}
+
+/* An aborted transaction leaves the logged samples as they were committed. */
+static void test_store_abort_keeps_logged_samples(void **state)
+{
+    struct fixture *f = *state;
+    int64_t t0 = (apm_now_ms() / 1000 - 20) * 1000; /* not idle: logged */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(store_batch(f, (uint64_t)i + 1, t0 + i * 3000, 3), 0);
+    struct apm_batch *b = make_batch(5, t0 + 12000, 20);
+    struct apm_store_txn *t = NULL;
+    assert_int_equal(apm_store_txn_begin(f->store, &t), 0);
+    assert_int_equal(apm_store_txn_put_batch(t, &f->agent, b), 0);
+    apm_store_txn_abort(t);
+    apm_batch_free(b);
+    check_log_samples(f, t0, 12);
+    /* The writer goes on from the committed samples, and so does a reopened store. */
+    assert_int_equal(store_batch(f, 5, t0 + 12000, 5), 0);
+    check_log_samples(f, t0, 17);
+    apm_store_free(f->store);
+    open_store(f, 8, 0);
+    check_log_samples(f, t0, 17);
+}
+
+/*
+ * A process commits durably and dies without closing the store (no
+ * checkpoint, no apm_store_free): the reopened store replays the log and
+ * holds every sample committed, then goes on appending.
+ */
+static void test_store_replays_the_log_after_a_crash(void **state)
+{
+    struct fixture *f = *state;
+    int64_t t0 = (apm_now_ms() / 1000 - 20) * 1000; /* not idle: logged */
+    apm_store_free(f->store);
+    f->store = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct apm_store_options opt = {.dir = f->dir, .chunk_samples = 8};
+        if (apm_store_open(&opt, &f->store) != 0)
+            _exit(2);
+        for (int i = 0; i < 20; i++) {
+            struct apm_batch *b = make_batch((uint64_t)i + 1, t0 + i * 3000, 3);
+            struct apm_store_txn *t = NULL;
+            if (apm_store_txn_begin(f->store, &t) != 0 ||
+                apm_store_txn_put_batch(t, &f->agent, b) != 0 || apm_store_txn_commit(t) != 0)
+                _exit(3);
+            apm_batch_free(b);
+        }
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    open_store(f, 8, 0);
+    check_log_samples(f, t0, 60);
+    uint64_t seq = 0;
+    assert_int_equal(apm_store_watermark(f->store, "agent-1", 77, &seq), 0);
+    assert_int_equal(seq, 20);
+    assert_int_equal(store_batch(f, 21, t0 + 60000, 3), 0);
+    check_log_samples(f, t0, 63);
+    /* The next run replays what this one logged after the replay. */
+    apm_store_free(f->store);
+    open_store(f, 8, 0);
+    check_log_samples(f, t0, 63);
+}
+
 static void test_store_refuses_bad_block(void **state)
 {
     struct fixture *f = *state;
@@ -544,6 +670,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_drops_out_of_order_samples, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_forgets_aborted_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_refuses_bad_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_reads_samples_only_in_the_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_abort_keeps_logged_samples, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_replays_the_log_after_a_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_reports_full_map, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_locks_its_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_failed_commits_are_logged_once, setup, teardown),
