@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "common/error.h"
@@ -642,6 +643,18 @@ static int grow(struct apm_store *s)
     return 1;
 }
 
+/*
+ * Growing early is for a disk with room for the larger map: a full disk gets
+ * nothing from it (a map that fills up grows through apm_store_make_room).
+ */
+static bool disk_has_room(struct apm_store *s, uint64_t bytes)
+{
+    const char *dir = NULL;
+    struct statvfs v;
+    return mdb_env_get_path(s->env, &dir) != 0 || statvfs(dir, &v) != 0 ||
+           (uint64_t)v.f_bavail * v.f_frsize >= bytes;
+}
+
 /* At the start of a pass: grows the map early, and sets the pressure cut-off near the budget. */
 static int check_budget(struct apm_store *s, int64_t now)
 {
@@ -654,7 +667,7 @@ static int check_budget(struct apm_store *s, int64_t now)
     if (rc < 0)
         return rc;
     uint64_t map = atomic_load(&s->map_size);
-    if (file > map / 100 * GROW_PERCENT && (rc = grow(s)) < 0)
+    if (file > map / 100 * GROW_PERCENT && disk_has_room(s, map) && (rc = grow(s)) < 0)
         return rc;
     s->oldest_raw_ms = s->pass_oldest_ms;
     if (used > s->max_disk / 100 * PRESSURE_PERCENT && s->oldest_raw_ms < now) {
