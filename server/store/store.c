@@ -519,7 +519,7 @@ static int add_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t delta)
 }
 
 /* Opens the databases and checks the schema. */
-static int open_dbs(struct apm_store *s)
+static int open_dbs(struct apm_store *s, const char *dir)
 {
     MDB_txn *txn = NULL;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
@@ -529,12 +529,20 @@ static int open_dbs(struct apm_store *s)
         goto out;
     uint64_t schema = 0;
     rc = apm_store_meta_get(txn, s->dbi[DB_META], "schema", &schema);
-    if (rc == 0 && schema == 0)
-        rc = apm_store_meta_put(txn, s->dbi[DB_META], "schema", APM_STORE_SCHEMA);
-    else if (rc == 0 && schema != APM_STORE_SCHEMA) {
-        apm_error("store: schema %" PRIu64 " is not %u", schema, APM_STORE_SCHEMA);
+    if (rc == 0 && schema > APM_STORE_SCHEMA) {
+        apm_error("store: %s holds schema %" PRIu64 ", newer than this collector's %u: run the "
+                  "collector that wrote it, or restore a backup taken before the upgrade",
+                  dir, schema, APM_STORE_SCHEMA);
         mdb_txn_abort(txn);
         return APM_E_STORE;
+    }
+    if (rc == 0 && schema != APM_STORE_SCHEMA) {
+        /* Schema 1 data reads as it is (chunk format 1, no packed periods yet): the number
+         * moves up so that a schema-1 collector refuses this store from now on. */
+        if (schema != 0)
+            apm_info("store: %s upgraded from schema %" PRIu64 " to %u", dir, schema,
+                     APM_STORE_SCHEMA);
+        rc = apm_store_meta_put(txn, s->dbi[DB_META], "schema", APM_STORE_SCHEMA);
     }
     uint64_t pack_next = 0; /* stored with the sign bit flipped: 0 (missing) is INT64_MIN */
     if (rc == 0)
@@ -620,7 +628,7 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     if (rc == 0)
         rc = apm_store_heads_new(&s->heads);
     if (rc == 0)
-        rc = open_dbs(s);
+        rc = open_dbs(s, opt->dir);
     /* Samples committed since their series' records were written: back into the open chunks. */
     if (rc == 0)
         rc = apm_store_log_replay(s, NULL);

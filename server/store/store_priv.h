@@ -21,7 +21,7 @@
 #include "server/store/chunk.h"
 #include "server/store/store.h"
 
-#define APM_STORE_SCHEMA 1u
+#define APM_STORE_SCHEMA 2u
 
 /* The named databases, in the order they are opened. */
 enum store_db {

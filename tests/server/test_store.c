@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -656,6 +657,86 @@ static void test_store_locks_its_directory(void **state)
     f->store = second;
 }
 
+/* Writes meta's schema number straight into the closed store's file. */
+static void set_schema(const char *dir, uint64_t schema)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 64), 0);
+    assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS, 0640), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    MDB_val k = {6, "schema"}, v = {sizeof(schema), &schema};
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static uint64_t get_schema(const char *dir)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    uint64_t schema = 0;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 64), 0);
+    assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS | MDB_RDONLY, 0640), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    MDB_val k = {6, "schema"}, v;
+    assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+    assert_int_equal(v.mv_size, sizeof(schema));
+    memcpy(&schema, v.mv_data, sizeof(schema));
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return schema;
+}
+
+/*
+ * A schema-1 store (chunk format 1, nothing packed) opens and is marked with this
+ * collector's schema, so a schema-1 collector refuses it afterwards; a store from a
+ * newer collector is refused with a message that names the directory and both numbers.
+ */
+static void test_store_upgrades_old_schema_and_refuses_newer(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(commit_new_processes(f, 3), 0);
+    apm_store_free(f->store);
+    f->store = NULL;
+    uint64_t current = get_schema(f->dir);
+    assert_true(current >= 2);
+    set_schema(f->dir, 1);
+    open_store(f, 8, 0);
+    apm_store_free(f->store);
+    f->store = NULL;
+    assert_int_equal(get_schema(f->dir), current);
+
+    set_schema(f->dir, current + 1);
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    int err = dup(STDERR_FILENO);
+    dup2(fileno(tmp), STDERR_FILENO);
+    struct apm_store_options opt = {.dir = f->dir, .no_sync = true};
+    int rc = apm_store_open(&opt, &f->store);
+    dup2(err, STDERR_FILENO);
+    close(err);
+    assert_int_equal(rc, APM_E_STORE);
+    assert_null(f->store);
+    char text[512] = "";
+    rewind(tmp);
+    size_t n = fread(text, 1, sizeof(text) - 1, tmp);
+    fclose(tmp);
+    text[n] = '\0';
+    assert_non_null(strstr(text, f->dir));
+    assert_non_null(strstr(text, "newer than this collector"));
+    /* The refused store is untouched: still the newer number, and opens once it is back. */
+    assert_int_equal(get_schema(f->dir), current + 1);
+    set_schema(f->dir, current);
+    open_store(f, 8, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -676,6 +757,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_reports_full_map, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_locks_its_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_failed_commits_are_logged_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_upgrades_old_schema_and_refuses_newer, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
