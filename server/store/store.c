@@ -980,7 +980,7 @@ int apm_store_put_block(struct apm_store_txn *t, struct store_series *ser,
     /* The samples taken go to the log entry too (store_log.c). */
     uint32_t taken = 0;
     bool any = ser->nsamples > 0;
-    int64_t last = ser->last_ms, pt = 0, pv = 0;
+    int64_t last = ser->last_ms;
     for (uint32_t i = 0; i < blk->n; i++)
         if (!any || blk->t_ms[i] > last) {
             any = true;
@@ -1000,7 +1000,7 @@ int apm_store_put_block(struct apm_store_txn *t, struct store_series *ser,
         int rc = apm_chunk_enc_append(&ser->head, ts, blk->value[i]);
         if (rc < 0)
             return rc;
-        apm_store_log_sample(t, ts, blk->value[i], &pt, &pv);
+        apm_store_log_sample(t, ts, blk->value[i]);
         if (ser->nsamples++ == 0)
             ser->first_ms = ts;
         ser->last_ms = ts;

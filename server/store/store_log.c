@@ -11,9 +11,11 @@
  * entries older than the queue's first are deleted in the same transaction.
  * At open the log is replayed into the series' open chunks.
  *
- * An entry is a run of groups: varint series id, varint n, then n samples as
- * zigzag varints of (t - previous t, value - previous value), both starting
- * from 0 in each group. Entries are cut at group boundaries past LOG_ENTRY_MAX.
+ * An entry is a run of groups: zigzag varint of (series id - previous group's
+ * id), varint n, then n samples as zigzag varints of (t - previous t, value -
+ * previous value). The previous id, t and value carry across the groups of an
+ * entry (a commit's samples are close in time) and start from 0 in each.
+ * Entries are cut at group boundaries past LOG_ENTRY_MAX.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -94,6 +96,9 @@ static int push_cut(struct apm_store_txn *t)
     }
     t->cuts[t->ncuts++] = t->log_len;
     t->log_entry_start = t->log_len;
+    t->log_id = 0;
+    t->log_t = 0;
+    t->log_v = 0;
     return 0;
 }
 
@@ -103,18 +108,19 @@ int apm_store_log_group(struct apm_store_txn *t, const struct store_series *ser,
         return -ENOMEM;
     if (reserve(t, 2 * VARINT_MAX + (size_t)n * 2 * VARINT_MAX) < 0)
         return -ENOMEM;
-    t->log_len += put_varint(t->log + t->log_len, ser->id);
+    t->log_len += put_varint(t->log + t->log_len, zz((int64_t)(ser->id - t->log_id)));
     t->log_len += put_varint(t->log + t->log_len, n);
+    t->log_id = ser->id;
     return 0;
 }
 
-void apm_store_log_sample(struct apm_store_txn *t, int64_t ts, int64_t v, int64_t *pt, int64_t *pv)
+void apm_store_log_sample(struct apm_store_txn *t, int64_t ts, int64_t v)
 {
     /* Room was reserved by apm_store_log_group. */
-    t->log_len += put_varint(t->log + t->log_len, zz((int64_t)((uint64_t)ts - (uint64_t)*pt)));
-    t->log_len += put_varint(t->log + t->log_len, zz((int64_t)((uint64_t)v - (uint64_t)*pv)));
-    *pt = ts;
-    *pv = v;
+    t->log_len += put_varint(t->log + t->log_len, zz((int64_t)((uint64_t)ts - (uint64_t)t->log_t)));
+    t->log_len += put_varint(t->log + t->log_len, zz((int64_t)((uint64_t)v - (uint64_t)t->log_v)));
+    t->log_t = ts;
+    t->log_v = v;
 }
 
 void apm_store_checkpoint_later(struct apm_store_txn *t, struct store_series *ser)
@@ -374,10 +380,13 @@ static int replay_entry(struct apm_store *s, MDB_txn *txn, uint64_t seq, const M
 {
     const uint8_t *p = v->mv_data;
     size_t len = v->mv_size, pos = 0;
+    uint64_t id = 0;
+    int64_t t = 0, val = 0;
     while (pos < len) {
-        uint64_t id, n;
-        if (get_varint(p, len, &pos, &id) < 0 || get_varint(p, len, &pos, &n) < 0)
+        uint64_t did, n;
+        if (get_varint(p, len, &pos, &did) < 0 || get_varint(p, len, &pos, &n) < 0)
             return APM_E_DECODE;
+        id += (uint64_t)unzz(did);
         struct store_series *ser = NULL;
         uint8_t idkey[8];
         uint64_t ptr;
@@ -389,7 +398,6 @@ static int replay_entry(struct apm_store *s, MDB_txn *txn, uint64_t seq, const M
             if (rc < 0)
                 return rc;
         }
-        int64_t t = 0, val = 0;
         for (uint64_t i = 0; i < n; i++) {
             uint64_t dt, dv;
             if (get_varint(p, len, &pos, &dt) < 0 || get_varint(p, len, &pos, &dv) < 0)

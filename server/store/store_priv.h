@@ -274,6 +274,8 @@ struct apm_store_txn {
     uint8_t *log;
     size_t log_len, log_cap;
     size_t log_entry_start;
+    uint64_t log_id; /* the previous group's id, t and value in the entry being built */
+    int64_t log_t, log_v;
     size_t *cuts;
     size_t ncuts, cuts_cap;
     struct store_series *ckpt; /* series whose record is written at commit */
@@ -283,7 +285,7 @@ struct apm_store_txn {
 
 /* Logs n samples of ser being appended (accepted ones only). Returns 0 or -ENOMEM. */
 int apm_store_log_group(struct apm_store_txn *t, const struct store_series *ser, uint32_t n);
-void apm_store_log_sample(struct apm_store_txn *t, int64_t ts, int64_t v, int64_t *pt, int64_t *pv);
+void apm_store_log_sample(struct apm_store_txn *t, int64_t ts, int64_t v);
 /* Puts ser on t's list of records written at commit (a seal, a new series, maintenance). */
 void apm_store_checkpoint_later(struct apm_store_txn *t, struct store_series *ser);
 /*
