@@ -9,7 +9,9 @@
 
 #include <cmocka.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -529,6 +531,80 @@ static void test_store_replays_the_log_after_a_crash(void **state)
     check_log_samples(f, t0, 63);
 }
 
+struct log_reader {
+    struct apm_store *store;
+    uint64_t id;
+    int64_t t0;
+    atomic_int committed; /* batches committed (and so acked) so far */
+    atomic_int done;
+    atomic_int bad;   /* reads that missed a committed sample or broke the order */
+    atomic_int reads; /* reads done */
+};
+
+struct run_check {
+    int64_t t0;
+    int n;
+    bool bad;
+};
+
+static int check_run(void *ctx, int64_t t, int64_t v)
+{
+    struct run_check *c = ctx;
+    if (t != c->t0 + c->n * 1000ll || v != 100000 + t / 1000)
+        c->bad = true;
+    c->n++;
+    return 0;
+}
+
+static void *read_while_writing(void *arg)
+{
+    struct log_reader *r = arg;
+    while (!atomic_load(&r->done)) {
+        int committed = atomic_load(&r->committed);
+        struct run_check c = {.t0 = r->t0};
+        int rc = apm_store_read_samples(r->store, r->id, 0, INT64_MAX, check_run, &c);
+        if (rc != 0 || c.bad || c.n < committed)
+            atomic_fetch_add(&r->bad, 1);
+        atomic_fetch_add(&r->reads, 1);
+    }
+    return NULL;
+}
+
+/*
+ * A reader on another thread reads a series while the writer commits one
+ * sample a time to it, with chunks of 8 (seals) and checkpoints every 20 ms:
+ * every read holds every sample committed before it began, once each, in
+ * order, whether in chunks, the record's head or only in the log.
+ */
+static void test_store_readers_see_logged_samples_while_writing(void **state)
+{
+    struct fixture *f = *state;
+    apm_store_free(f->store);
+    struct apm_store_options opt = {
+        .dir = f->dir, .chunk_samples = 8, .no_sync = true, .checkpoint_ms = 20};
+    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+    static struct log_reader r;
+    memset(&r, 0, sizeof(r));
+    r.store = f->store;
+    r.t0 = (apm_now_ms() / 1000 - 20) * 1000;
+    assert_int_equal(store_batch(f, 1, r.t0, 1), 0);
+    atomic_store(&r.committed, 1);
+    r.id = find_series(f, APM_METRIC_RSS);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, read_while_writing, &r), 0);
+    for (int i = 1; i < 600; i++) {
+        assert_int_equal(store_batch(f, (uint64_t)i + 1, r.t0 + i * 1000ll, 1), 0);
+        atomic_store(&r.committed, i + 1);
+        if (i % 50 == 0)
+            usleep(5000); /* let checkpoints come due */
+    }
+    atomic_store(&r.done, 1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(atomic_load(&r.bad), 0);
+    assert_true(atomic_load(&r.reads) > 0);
+    check_log_samples(f, r.t0, 600);
+}
+
 static void test_store_refuses_bad_block(void **state)
 {
     struct fixture *f = *state;
@@ -754,6 +830,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_reads_samples_only_in_the_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_abort_keeps_logged_samples, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_replays_the_log_after_a_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_readers_see_logged_samples_while_writing, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_store_reports_full_map, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_locks_its_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_failed_commits_are_logged_once, setup, teardown),
