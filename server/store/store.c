@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/timeutil.h"
@@ -939,8 +940,14 @@ int apm_store_txn_commit(struct apm_store_txn *t)
     }
     /* The writer's own failures only: its next call for room reads what the last one was. */
     bool disk = false;
+    bool logged = t->log_len > 0, ckpt_logged = t->ckpt_logged;
     rc = store_commit(t->s, t->txn, &disk);
     atomic_store(&t->s->disk_full, disk);
+    /* Crash points (common/fault.h): committed, not published nor acked yet. */
+    if (rc == 0 && logged)
+        apm_fault_point("store-logged");
+    if (rc == 0 && ckpt_logged)
+        apm_fault_point("store-checkpoint");
     txn_end(t, rc == 0, first_seq);
     return rc;
 }

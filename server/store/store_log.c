@@ -218,8 +218,10 @@ int apm_store_log_commit(struct apm_store_txn *t, uint64_t *first_seq)
     }
     int rc = 0;
     for (struct store_series *ser = t->ckpt; ser != NULL && rc == 0; ser = ser->next_ckpt)
-        if (!ser->gone)
+        if (!ser->gone) {
             rc = apm_store_write_series(t, ser);
+            t->ckpt_logged |= ser->log_seq != 0;
+        }
     uint64_t seq = s->log_next;
     *first_seq = seq;
     if (rc == 0 && t->log_len > t->log_entry_start)

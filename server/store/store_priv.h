@@ -279,6 +279,7 @@ struct apm_store_txn {
     size_t *cuts;
     size_t ncuts, cuts_cap;
     struct store_series *ckpt; /* series whose record is written at commit */
+    bool ckpt_logged;          /* ... some of which had samples only in the log */
 };
 
 /* ---- the write-ahead log (store_log.c) ---- */
