@@ -801,18 +801,6 @@ static void forget_idle(struct apm_store *s, int64_t now_ms)
     }
 }
 
-/* Takes ser off t's lists; a series removed from the store goes onto *gone, once. */
-static void series_clean(struct apm_store *s, struct store_series *ser, struct store_series **gone)
-{
-    ser->appended = false;
-    if (ser->gone) {
-        ser->gone = false;
-        apm_store_fifo_unlink(s, ser);
-        ser->fifo_next = *gone;
-        *gone = ser;
-    }
-}
-
 /*
  * After an abort: the series the transaction changed go back to their
  * records (or leave the index, when their record holds everything), and
@@ -866,19 +854,7 @@ static void txn_end(struct apm_store_txn *t, bool committed, uint64_t first_seq)
     struct apm_store *s = t->s;
     struct store_series *next, *gone = NULL;
     if (committed) {
-        apm_store_log_committed(t, first_seq, apm_now_ms());
-        for (struct store_series *ser = t->dirty; ser != NULL; ser = next) {
-            next = ser->next_dirty;
-            ser->next_dirty = NULL;
-            ser->dirty = false;
-            series_clean(s, ser, &gone);
-        }
-        for (struct store_series *ser = t->ckpt; ser != NULL; ser = next) {
-            next = ser->next_ckpt;
-            ser->next_ckpt = NULL;
-            ser->ckpt = false;
-            series_clean(s, ser, &gone);
-        }
+        gone = apm_store_log_committed(t, first_seq, apm_now_ms());
         for (struct store_series *ser = gone; ser != NULL; ser = next) {
             next = ser->fifo_next;
             apm_hashmap_del(&s->index, ser->key, ser->klen);

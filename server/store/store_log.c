@@ -249,27 +249,49 @@ int apm_store_log_commit(struct apm_store_txn *t, uint64_t *first_seq)
     return rc;
 }
 
-void apm_store_log_committed(struct apm_store_txn *t, uint64_t first_seq, int64_t now_ms)
+/* A series removed from the store in t goes onto *gone (once), out of the queue. */
+static void take_gone(struct apm_store *s, struct store_series *ser, struct store_series **gone)
+{
+    ser->gone = false;
+    apm_store_fifo_unlink(s, ser);
+    ser->fifo_next = *gone;
+    *gone = ser;
+}
+
+struct store_series *apm_store_log_committed(struct apm_store_txn *t, uint64_t first_seq,
+                                             int64_t now_ms)
 {
     struct apm_store *s = t->s;
-    for (struct store_series *ser = t->dirty; ser != NULL; ser = ser->next_dirty) {
+    struct store_series *next, *gone = NULL;
+    /* One walk over each list: with 50,000 series a commit, each walk is cache misses. */
+    for (struct store_series *ser = t->dirty; ser != NULL; ser = next) {
+        next = ser->next_dirty;
+        ser->next_dirty = NULL;
+        ser->dirty = false;
         if (ser->appended && !ser->ckpt && !ser->gone && ser->log_seq == 0)
             fifo_push(s, ser, first_seq, now_ms);
         ser->appended = false;
-        if (!ser->ckpt && !ser->gone)
+        if (ser->gone && !ser->ckpt)
+            take_gone(s, ser, &gone);
+        else if (!ser->ckpt)
             (void)apm_store_head_publish(s, ser);
     }
-    for (struct store_series *ser = t->ckpt; ser != NULL; ser = ser->next_ckpt) {
+    for (struct store_series *ser = t->ckpt; ser != NULL; ser = next) {
+        next = ser->next_ckpt;
+        ser->next_ckpt = NULL;
+        ser->ckpt = false;
         apm_store_fifo_unlink(s, ser);
-        if (ser->gone)
+        if (ser->gone) {
+            take_gone(s, ser, &gone);
             continue;
+        }
         ser->rec_last = ser->nsamples > 0 ? ser->last_ms : INT64_MIN;
         (void)apm_store_head_publish(s, ser);
     }
-    if (t->ckpt != NULL)
+    if (t->ckpt != NULL || s->fifo_len == 0)
         s->last_ckpt_ms = now_ms;
-    else if (s->fifo_len == 0)
-        s->last_ckpt_ms = now_ms;
+    t->dirty = t->ckpt = NULL;
+    return gone;
 }
 
 int apm_store_series_sync(struct apm_store_txn *t, uint64_t id, struct store_series_record *rec)

@@ -294,8 +294,13 @@ void apm_store_checkpoint_later(struct apm_store_txn *t, struct store_series *se
  * due, appends the log entries and deletes those no series needs any more.
  */
 int apm_store_log_commit(struct apm_store_txn *t, uint64_t *first_seq);
-/* After a successful commit: the series' log state and published heads. */
-void apm_store_log_committed(struct apm_store_txn *t, uint64_t first_seq, int64_t now_ms);
+/*
+ * After a successful commit: the series' log state and published heads; empties
+ * t's lists. Returns the series removed from the store, chained by fifo_next
+ * (to free).
+ */
+struct store_series *apm_store_log_committed(struct apm_store_txn *t, uint64_t first_seq,
+                                             int64_t now_ms);
 /*
  * Replays the log into the writer's series: every series when only is NULL
  * (open), else only the ids in only (8-byte big-endian keys -> struct
