@@ -648,6 +648,9 @@ void apm_store_free(struct apm_store *s)
 {
     if (s == NULL)
         return;
+    /* A clean close leaves nothing to replay: the next start is quick. */
+    if (s->env != NULL && s->heads != NULL)
+        apm_store_checkpoint_all(s);
     apm_hashmap_foreach(&s->index, free_indexed, NULL);
     apm_hashmap_close(&s->index);
     apm_hashmap_close(&s->seen);

@@ -294,6 +294,20 @@ struct store_series *apm_store_log_committed(struct apm_store_txn *t, uint64_t f
     return gone;
 }
 
+void apm_store_checkpoint_all(struct apm_store *s)
+{
+    struct apm_store_txn *t = NULL;
+    if (s->fifo_len == 0 || s->txn != NULL || apm_store_txn_begin(s, &t) < 0)
+        return;
+    size_t n = s->fifo_len;
+    for (struct store_series *ser = s->fifo_first; ser != NULL; ser = ser->fifo_next)
+        apm_store_checkpoint_later(t, ser);
+    int rc = apm_store_txn_commit(t);
+    if (rc < 0)
+        apm_warn("store: writing %zu series records at close: %s (the log keeps their samples)", n,
+                 apm_strerror(rc));
+}
+
 int apm_store_series_sync(struct apm_store_txn *t, uint64_t id, struct store_series_record *rec)
 {
     struct apm_store *s = t->s;
@@ -398,12 +412,10 @@ static void publish_one(void *ctx, const void *key, size_t klen, uint64_t value)
         (void)apm_store_head_publish(ctx, ser);
 }
 
-/* Appends one entry's samples to the series they belong to. */
-static int replay_entry(struct apm_store *s, MDB_txn *txn, uint64_t seq, const MDB_val *v,
-                        struct apm_hashmap *only, struct apm_hashmap *loaded, int64_t now)
+int apm_store_log_decode(const void *buf, size_t len, const struct store_log_visitor *v)
 {
-    const uint8_t *p = v->mv_data;
-    size_t len = v->mv_size, pos = 0;
+    const uint8_t *p = buf;
+    size_t pos = 0;
     uint64_t id = 0;
     int64_t t = 0, val = 0;
     while (pos < len) {
@@ -411,37 +423,62 @@ static int replay_entry(struct apm_store *s, MDB_txn *txn, uint64_t seq, const M
         if (get_varint(p, len, &pos, &did) < 0 || get_varint(p, len, &pos, &n) < 0)
             return APM_E_DECODE;
         id += (uint64_t)unzz(did);
-        struct store_series *ser = NULL;
-        uint8_t idkey[8];
-        uint64_t ptr;
-        apm_store_put_be64(idkey, id);
-        if (only != NULL && apm_hashmap_get(only, idkey, 8, &ptr) == 0)
-            ser = (struct store_series *)(uintptr_t)ptr;
-        else if (only == NULL) {
-            int rc = replay_series(s, txn, loaded, id, &ser);
-            if (rc < 0)
-                return rc;
-        }
+        int rc = v->group != NULL ? v->group(v->ctx, id) : 0;
+        if (rc < 0)
+            return rc;
         for (uint64_t i = 0; i < n; i++) {
             uint64_t dt, dv;
             if (get_varint(p, len, &pos, &dt) < 0 || get_varint(p, len, &pos, &dv) < 0)
                 return APM_E_DECODE;
             t = (int64_t)((uint64_t)t + (uint64_t)unzz(dt));
             val = (int64_t)((uint64_t)val + (uint64_t)unzz(dv));
-            if (ser == NULL || (ser->nsamples > 0 && t <= ser->last_ms))
-                continue;
-            /* No seal: a seal writes the record, so what follows a record never filled a chunk. */
-            int rc = apm_chunk_enc_append(&ser->head, t, val);
-            if (rc < 0)
+            if ((rc = v->sample(v->ctx, t, val)) < 0)
                 return rc;
-            if (ser->nsamples++ == 0)
-                ser->first_ms = t;
-            ser->last_ms = t;
-            ser->last_value = val;
-            if (ser->log_seq == 0)
-                fifo_push(s, ser, seq, now);
         }
     }
+    return 0;
+}
+
+struct replay {
+    struct apm_store *s;
+    MDB_txn *txn;
+    uint64_t seq;
+    struct apm_hashmap *only, *loaded;
+    int64_t now;
+    struct store_series *ser; /* the group's, NULL to skip it */
+};
+
+static int replay_group(void *ctx, uint64_t id)
+{
+    struct replay *r = ctx;
+    uint8_t idkey[8];
+    uint64_t ptr;
+    apm_store_put_be64(idkey, id);
+    r->ser = NULL;
+    if (r->only == NULL)
+        return replay_series(r->s, r->txn, r->loaded, id, &r->ser);
+    if (apm_hashmap_get(r->only, idkey, 8, &ptr) == 0)
+        r->ser = (struct store_series *)(uintptr_t)ptr;
+    return 0;
+}
+
+/* Appends a logged sample newer than the series' record to its head. */
+static int replay_sample(void *ctx, int64_t t, int64_t val)
+{
+    struct replay *r = ctx;
+    struct store_series *ser = r->ser;
+    if (ser == NULL || (ser->nsamples > 0 && t <= ser->last_ms))
+        return 0;
+    /* No seal: a seal writes the record, so what follows a record never filled a chunk. */
+    int rc = apm_chunk_enc_append(&ser->head, t, val);
+    if (rc < 0)
+        return rc;
+    if (ser->nsamples++ == 0)
+        ser->first_ms = t;
+    ser->last_ms = t;
+    ser->last_value = val;
+    if (ser->log_seq == 0)
+        fifo_push(r->s, ser, r->seq, r->now);
     return 0;
 }
 
@@ -458,7 +495,8 @@ int apm_store_log_replay(struct apm_store *s, struct apm_hashmap *only)
     int mrc = mdb_cursor_open(txn, s->dbi[DB_LOG], &cur);
     MDB_val k, v;
     int op = MDB_FIRST;
-    int64_t now = apm_now_ms();
+    struct replay r = {.s = s, .txn = txn, .only = only, .loaded = &loaded, .now = apm_now_ms()};
+    const struct store_log_visitor vis = {replay_group, replay_sample, &r};
     while (mrc == 0 && rc == 0 && (mrc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0) {
         op = MDB_NEXT;
         if (k.mv_size != 8) {
@@ -466,7 +504,8 @@ int apm_store_log_replay(struct apm_store *s, struct apm_hashmap *only)
             break;
         }
         last = apm_store_get_be64(k.mv_data);
-        rc = replay_entry(s, txn, last, &v, only, &loaded, now);
+        r.seq = last;
+        rc = apm_store_log_decode(v.mv_data, v.mv_size, &vis);
         if (rc < 0)
             apm_error("store: log entry %" PRIu64 ": %s", last, apm_strerror(rc));
         entries++;
