@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "server/store/chunk.h"
 #include "server/store/store.h"
+#include "server/store/store_log.h"
 
 #define APM_STORE_SCHEMA 2u
 
@@ -307,13 +308,6 @@ struct store_series *apm_store_log_committed(struct apm_store_txn *t, uint64_t f
  * store_series *, reset to their records). Writes nothing.
  */
 int apm_store_log_replay(struct apm_store *s, struct apm_hashmap *only);
-/* Walks a log entry: group(ctx, id) (may be NULL) before each group's samples. 0 or a code. */
-struct store_log_visitor {
-    int (*group)(void *ctx, uint64_t id);
-    int (*sample)(void *ctx, int64_t t, int64_t v);
-    void *ctx;
-};
-int apm_store_log_decode(const void *buf, size_t len, const struct store_log_visitor *v);
 /* Writes the record of every series with samples only in the log (a clean close). */
 void apm_store_checkpoint_all(struct apm_store *s);
 /* Unlinks ser from the checkpoint queue. */
