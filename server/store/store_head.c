@@ -215,6 +215,8 @@ int apm_store_series_info_live(struct apm_store *s, struct apm_series_info *info
     return 0;
 }
 
+void (*apm_store_test_read_hook)(uint64_t series_id);
+
 int apm_store_read_record(struct apm_store *s, MDB_txn **txn, uint64_t id,
                           struct store_series_record *rec, struct store_head_snap *snap)
 {
@@ -223,6 +225,8 @@ int apm_store_read_record(struct apm_store *s, MDB_txn **txn, uint64_t id,
         int rc = apm_store_get_record(s, *txn, id, rec);
         if (rc < 0)
             return rc;
+        if (apm_store_test_read_hook != NULL)
+            apm_store_test_read_hook(id);
         rc = head_copy(s, id, snap);
         if (rc < 0)
             return rc;

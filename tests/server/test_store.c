@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
@@ -605,6 +606,70 @@ static void test_store_readers_see_logged_samples_while_writing(void **state)
     check_log_samples(f, r.t0, 600);
 }
 
+/* The race of a reader with a seal, made to happen: see test_store_reader_renews_its_snapshot. */
+static sem_t race_read, race_written;
+static atomic_int race_hooks;
+
+static void race_hook(uint64_t id)
+{
+    (void)id;
+    if (atomic_fetch_add(&race_hooks, 1) == 0) {
+        sem_post(&race_read);    /* the reader has its record ... */
+        sem_wait(&race_written); /* ... and waits while the writer seals and checkpoints */
+    }
+}
+
+struct race_read {
+    struct apm_store *store;
+    uint64_t id;
+    struct collected *s;
+    int rc;
+};
+
+static void *race_reader(void *arg)
+{
+    struct race_read *r = arg;
+    r->rc = apm_store_read_samples(r->store, r->id, 0, INT64_MAX, collect_sample, r->s);
+    return NULL;
+}
+
+/*
+ * A reader reads a series' record, then, before it copies the published
+ * head, the writer seals the head (its samples move to a sealed chunk the
+ * reader's snapshot does not hold, and the head empties). The head says its
+ * record is newer than the reader's: the reader renews its snapshot and
+ * reads again, and gets every sample once.
+ */
+static void test_store_reader_renews_its_snapshot(void **state)
+{
+    struct fixture *f = *state;
+    int64_t t0 = (apm_now_ms() / 1000 - 20) * 1000; /* not idle: logged */
+    assert_int_equal(store_batch(f, 1, t0, 1), 0);  /* new: its record written */
+    for (int i = 1; i < 6; i++)                     /* 6 samples of 8: the rest only logged */
+        assert_int_equal(store_batch(f, (uint64_t)i + 1, t0 + i * 1000ll, 1), 0);
+    uint64_t id = find_series(f, APM_METRIC_RSS);
+    sem_init(&race_read, 0, 0);
+    sem_init(&race_written, 0, 0);
+    atomic_store(&race_hooks, 0);
+    apm_store_test_read_hook = race_hook;
+    struct race_read r = {f->store, id, calloc(1, sizeof(struct collected)), -1};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, race_reader, &r), 0);
+    sem_wait(&race_read);
+    assert_int_equal(store_batch(f, 7, t0 + 6000, 4), 0); /* 10 samples: a seal at 8 */
+    sem_post(&race_written);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    apm_store_test_read_hook = NULL;
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.s->n, 10);
+    for (int i = 0; i < 10; i++)
+        assert_true(r.s->t[i] == t0 + i * 1000ll);
+    assert_true(atomic_load(&race_hooks) >= 2); /* it read again */
+    free(r.s);
+    sem_destroy(&race_read);
+    sem_destroy(&race_written);
+}
+
 static void test_store_refuses_bad_block(void **state)
 {
     struct fixture *f = *state;
@@ -830,6 +895,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_reads_samples_only_in_the_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_abort_keeps_logged_samples, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_replays_the_log_after_a_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_reader_renews_its_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_readers_see_logged_samples_while_writing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_store_reports_full_map, setup, teardown),
