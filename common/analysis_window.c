@@ -150,6 +150,44 @@ int apm_analysis_window_tuning_override(struct apm_analysis_tuning *t, const cha
 }
 
 /*
+ * The lowest of the e floors ending at each index in turn, found in one pass
+ * (a queue of candidates whose floors rise from its head): the earliest of
+ * equal lows before the index, or the index itself when nothing before it is
+ * lower. Indices must be visited in order, one after the other.
+ */
+struct run_min {
+    unsigned q[APM_ANALYSIS_SERIES_MAX];
+    size_t head, tail;
+};
+
+static void run_min_push(struct run_min *r, const double *f, size_t i)
+{
+    /* Equal floors stay queued: the earliest of them is the one returned. */
+    while (r->tail > r->head && f[r->q[r->tail - 1]] > f[i])
+        r->tail--;
+    r->q[r->tail++] = (unsigned)i;
+}
+
+static void run_min_start(struct run_min *r, const double *f, size_t from, size_t to)
+{
+    r->head = r->tail = 0;
+    for (size_t i = from; i < to; i++)
+        run_min_push(r, f, i);
+}
+
+static size_t run_min_step(struct run_min *r, const double *f, size_t idx, size_t e)
+{
+    size_t from = idx + 1 >= e ? idx + 1 - e : 0;
+    while (r->tail > r->head && r->q[r->head] < from)
+        r->head++;
+    size_t arg = idx;
+    if (r->tail > r->head && f[r->q[r->head]] < f[idx])
+        arg = r->q[r->head];
+    run_min_push(r, f, idx);
+    return arg;
+}
+
+/*
  * Builds the window's lower envelope: each point is the lowest floor among
  * the e buckets ending at it, placed at that floor's own time so that a
  * rising envelope is not delayed by the width. Then pools to MAX_POINTS.
@@ -161,17 +199,15 @@ static size_t envelope(const struct apm_analysis_series *s, size_t w, size_t e, 
     size_t base = s->n - w;
     size_t pool = (w + MAX_POINTS - 1) / MAX_POINTS;
     size_t m = 0;
+    struct run_min r;
 
+    run_min_start(&r, s->floor, base + 1 >= e ? base + 1 - e : 0, base);
     for (size_t i = 0; i < w; i += pool) {
         double sx = 0, sy = 0;
         size_t k = 0;
         for (size_t j = i; j < i + pool && j < w; j++, k++) {
             size_t idx = base + j;
-            size_t from = idx + 1 >= e ? idx + 1 - e : 0;
-            size_t arg = idx;
-            for (size_t q = from; q < idx; q++)
-                if (s->floor[q] < s->floor[arg])
-                    arg = q;
+            size_t arg = run_min_step(&r, s->floor, idx, e);
             sx += s->t[arg];
             sy += s->floor[arg];
         }
@@ -296,7 +332,7 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
     double x[MAX_POINTS], y[MAX_POINTS], tmp[MAX_POINTS];
     double ts_scratch[MAX_POINTS * (MAX_POINTS - 1) / 2 + MAX_POINTS];
 
-    if (!s || !tu || !out || w < 8 || w > s->n)
+    if (!s || !tu || !out || w < 8 || w > s->n || s->n > APM_ANALYSIS_SERIES_MAX)
         return -EINVAL;
     memset(out, 0, sizeof(*out));
     out->buckets = w;
@@ -382,12 +418,10 @@ int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
      */
     size_t base = s->n - w;
     double before = -INFINITY, drawdown = 0;
+    struct run_min r;
+    run_min_start(&r, s->floor, 0, 0);
     for (size_t i = 0; i < base; i++) {
-        size_t from = i + 1 >= e ? i + 1 - e : 0;
-        double env = s->floor[i];
-        for (size_t q = from; q < i; q++)
-            if (s->floor[q] < env)
-                env = s->floor[q];
+        double env = s->floor[run_min_step(&r, s->floor, i, e)];
         if (env > before)
             before = env;
         if (before - env > drawdown)
@@ -416,7 +450,8 @@ int apm_analysis_window_bounds(const struct apm_analysis_series *s,
     double x[MAX_POINTS], y[MAX_POINTS];
     double ts_scratch[MAX_POINTS * (MAX_POINTS - 1) / 2 + MAX_POINTS];
 
-    if (!s || !tu || !win || win->buckets < 8 || win->buckets > s->n)
+    if (!s || !tu || !win || win->buckets < 8 || win->buckets > s->n ||
+        s->n > APM_ANALYSIS_SERIES_MAX)
         return -EINVAL;
     size_t e = (size_t)lround(tu->env_frac * (double)win->buckets);
     size_t m = envelope(s, win->buckets, e < 1 ? 1 : e, x, y);

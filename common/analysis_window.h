@@ -75,6 +75,9 @@ void apm_analysis_window_tuning(int s, struct apm_analysis_tuning *t);
  */
 int apm_analysis_window_tuning_override(struct apm_analysis_tuning *t, const char *spec);
 
+/* The most buckets a series handed to the judge may hold (a history holds at most 512). */
+#define APM_ANALYSIS_SERIES_MAX 1024
+
 /* The input: parallel arrays of bucket time, floor and peak, oldest first. */
 struct apm_analysis_series {
     const double *t;
@@ -114,7 +117,8 @@ struct apm_analysis_window {
 };
 
 /*
- * Judges the last w buckets of s. Returns 0, or -EINVAL when w < 8 or w > s->n.
+ * Judges the last w buckets of s. Returns 0, or -EINVAL when w < 8, w > s->n or
+ * s->n > APM_ANALYSIS_SERIES_MAX.
  */
 int apm_analysis_window_eval(const struct apm_analysis_series *s, size_t w,
                              const struct apm_analysis_tuning *tu, struct apm_analysis_window *out);

@@ -35,8 +35,9 @@ struct apm_mk {
 };
 
 /*
- * The Mann-Kendall test of y[0..n) against its index order. scratch must hold
- * n doubles. Returns 0, or -EINVAL when n < 3 or an argument is NULL.
+ * The Mann-Kendall test of y[0..n) (finite values) against its index order.
+ * scratch must hold n doubles. Returns 0, or -EINVAL when n < 3 or an
+ * argument is NULL.
  */
 int apm_stats_mann_kendall(const double *y, size_t n, double *scratch, struct apm_mk *out);
 

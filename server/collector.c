@@ -110,6 +110,9 @@ static const struct apm_opt collector_opts[] = {
     OPT("collector", "pack-period", APM_OPT_DURATION, pack_period_ms, 0, 365 * DAY_MS, true,
         "length of the closed periods whose raw chunks maintenance re-packs into full pages "
         "(default 2h; 0 = no re-packing)"),
+    OPT("collector", "checkpoint", APM_OPT_DURATION, checkpoint_ms, 100, 3600 * 1000LL, true,
+        "a series' record is written within this of the first commit that logged samples newer "
+        "than it; the write-ahead log keeps them meanwhile (default 30s)"),
     OPT("collector", "maintenance-period", APM_OPT_DURATION, maintenance_period_ms, 100, DAY_MS,
         true, "how often the writer starts a pass of rollups and deletions (default 60s)"),
     OPT("collector", "no-sync", APM_OPT_BOOL, no_sync, 0, 1, false,
@@ -201,6 +204,7 @@ void apm_collector_config_defaults(struct apm_collector_config *c)
     c->rollup_1m_retention_ms = 90 * DAY_MS;
     c->rollup_1h_retention_ms = 365 * DAY_MS;
     c->pack_period_ms = 2 * 3600 * 1000LL;
+    c->checkpoint_ms = 30000;
     c->maintenance_period_ms = 60000;
     c->rw.batch_size = 2000;
     c->rw.queue_cap = 100000;
@@ -664,6 +668,7 @@ int apm_collector_start(uv_loop_t *loop, const struct apm_collector_config *cfg,
         .rollup_1m_ms = cfg->rollup_1m_retention_ms,
         .rollup_1h_ms = cfg->rollup_1h_retention_ms,
         .pack_period_ms = cfg->pack_period_ms > 0 ? cfg->pack_period_ms : -1,
+        .checkpoint_ms = cfg->checkpoint_ms,
         .max_disk = cfg->max_disk > 0 ? (uint64_t)cfg->max_disk : default_max_disk(cfg->data_dir),
         .rw_hold = cfg->rw.url[0] != '\0',
     };

@@ -46,6 +46,7 @@ struct apm_collector_config {
     int64_t rollup_1m_retention_ms;
     int64_t rollup_1h_retention_ms;
     int64_t pack_period_ms; /* closed periods re-packed (docs/store.md); 0 = off */
+    int64_t checkpoint_ms;  /* a logged series' record is written within this (docs/store.md) */
     int64_t maintenance_period_ms;
     bool no_sync;
     int64_t max_sites_per_process;

@@ -1,6 +1,6 @@
 """The probe's compiled part for pip (pyproject.toml has everything else).
 
-apm_probe._sampler (sampler/sampler.c) reads CPython 3.11 and 3.12 frames; it is compiled
+apm_probe._sampler (sampler/*.c) reads CPython 3.11 and 3.12 frames; it is compiled
 with the headers of the interpreter that runs the build (sysconfig's include directory:
 python3-dev for Debian's python3). Elsewhere, another interpreter or no headers, the build
 leaves it out with one line saying why, and the probe falls back to tracemalloc
@@ -54,7 +54,8 @@ class BuildExt(build_ext):
 
 SAMPLER = Extension(
     "apm_probe._sampler",
-    sources=["sampler/sampler.c"],
+    sources=["sampler/sampler.c", "sampler/sampler_hooks.c", "sampler/sampler_table.c"],
+    depends=["sampler/sampler_priv.h"],
     libraries=["m"],
     extra_compile_args=["-std=gnu11", "-fvisibility=hidden"],
 )

@@ -2,12 +2,15 @@
 #define APM_ALERTS_PRIV_H
 
 /*
- * The alert engine's state, shared by its two files: alerts.c (rules,
- * lifecycle, rounds, persistence of alerts) and alerts_silence.c (the
- * silences it holds). Nothing outside server/alerts/alerts*.c includes this.
+ * The alert engine's state, shared by its files: alerts.c (start, thread,
+ * rules, acks, listings), alerts_observe.c (observations through the
+ * lifecycle), alerts_round.c (ageing, persistence, notifications) and
+ * alerts_silence.c (the silences it holds). Nothing outside
+ * server/alerts/alerts*.c includes this.
  */
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/hashmap.h"
@@ -55,6 +58,27 @@ struct apm_alerts {
     uint64_t silence_gen;
     int64_t silence_edge_ms; /* the next start or end of a silence */
 };
+
+/*
+ * Writes the key of the active alert of (rule, series) into key (at least
+ * APM_ALERT_NAME_MAX + 9 bytes). Returns its length.
+ */
+size_t apm_alerts_active_key(const char *rule, uint64_t series, char *key);
+
+/* Appends en to the alerts held. Returns 0 or -ENOMEM. Under the mutex. */
+int apm_alerts_items_push(struct apm_alerts *e, struct alert_entry *en);
+
+/*
+ * Copies src (NULL taken as "") into dst (size bytes), cleaned of control
+ * characters (common/text.h) and cut at a character boundary.
+ */
+void apm_alerts_copy_str(char *dst, size_t size, const char *src);
+
+/* Notes a change of en (its version) and writes its summary again. Under the mutex. */
+void apm_alerts_touch(struct alert_entry *en);
+
+/* Ends an episode: a firing alert resolves; a pending one is forgotten. Under the mutex. */
+void apm_alerts_close_alert(struct apm_alerts *e, struct alert_entry *en, int64_t now_ms);
 
 /* Marks every held alert with the active silence that matches it at now_ms. Under the mutex. */
 void apm_alerts_apply_silences(struct apm_alerts *e, int64_t now_ms);

@@ -11,8 +11,8 @@
  *
  * This module is the plain part: parsing and validating matchers, matching
  * an alert, the record stored in the "silences" database, and the set the
- * engine keeps (struct apm_silences, not thread-safe: server/alerts/alerts.c
- * holds it under its mutex). Pure functions otherwise; any thread.
+ * engine keeps (struct apm_silences, not thread-safe: server/alerts/alerts*.c
+ * hold it under its mutex). Pure functions otherwise; any thread.
  */
 #include <regex.h>
 #include <stdbool.h>

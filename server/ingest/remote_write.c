@@ -5,11 +5,16 @@
  * drops what its cursor has passed, posts the request and, once the
  * receiver answered 2xx (or refused it for good), moves the series' cursors
  * in memory and in the store (with the next request's pending record, see
- * flush). A start first resends the request a dead run left pending
- * (resend_pending). A queue overflow or the start sets `rescan`:
+ * apm_rw_flush). A start first resends the request a dead run left pending
+ * (apm_rw_resend_pending). A queue overflow or the start sets `rescan`:
  * the sender then empties the queue and reads every exported series after
  * its cursor from the store, a bounded slice at a time, with no read
  * transaction held across a request.
+ *
+ * This file holds the commit hook, the sender thread's loop, the verdict
+ * gauges and the setup; remote_write_request.c builds and sends a request
+ * and moves the cursors, remote_write_scan.c reads the store after them,
+ * remote_write_http.c posts, remote_write_encode.c encodes.
  */
 #include "server/ingest/remote_write.h"
 
@@ -39,17 +44,15 @@
 #define DEFAULT_BACKOFF_MAX_MS 30000
 #define DEFAULT_VERDICT_PERIOD_MS 15000
 #define DEFAULT_VERDICT_LIVE_MS 120000
-/* Series listed from the store per read transaction while catching up. */
-#define SCAN_PAGE 256u
 
-static void copy_str(char *dst, size_t size, const char *src)
+void apm_rw_copy_str(char *dst, size_t size, const char *src)
 {
     snprintf(dst, size, "%s", src != NULL ? src : "");
 }
 
 /* ---- the commit hook (writer thread) ---- */
 
-static void free_entries(struct qentry *e)
+void apm_rw_free_entries(struct qentry *e)
 {
     while (e != NULL) {
         struct qentry *next = e->next;
@@ -85,7 +88,7 @@ static void hook_add(struct hook_list *l, const struct apm_agent_ident *agent,
     e->v = e->t + n;
     memcpy(e->t, t, n * sizeof(int64_t));
     memcpy(e->v, v, n * sizeof(int64_t));
-    copy_str(e->host, sizeof(e->host), agent->host);
+    apm_rw_copy_str(e->host, sizeof(e->host), agent->host);
     if (proc == APM_PROC_HOST) {
         e->pid = 0;
         e->process_id[0] = e->name[0] = '\0';
@@ -94,7 +97,7 @@ static void hook_add(struct hook_list *l, const struct apm_agent_ident *agent,
         e->pid = p->pid;
         apm_store_process_id(e->process_id, sizeof(e->process_id), agent->host, p->pid,
                              p->start_ms);
-        copy_str(e->name, sizeof(e->name), p->name);
+        apm_rw_copy_str(e->name, sizeof(e->name), p->name);
     }
     *l->tailp = l->last = e;
     l->tailp = &e->next;
@@ -143,483 +146,10 @@ void apm_rw_commit_hook(void *ctx, const struct apm_agent_ident *agent,
     }
     pthread_cond_signal(&rw->cond);
     pthread_mutex_unlock(&rw->mu);
-    free_entries(head);
+    apm_rw_free_entries(head);
     if (overflow)
         apm_warn("remote-write: queue full (%u samples): reading from the store after the cursor",
                  rw->opt.queue_cap);
-}
-
-/* ---- sender thread ---- */
-
-static void req_reset(struct apm_rw *rw)
-{
-    for (size_t i = 0; i < rw->nreq; i++) {
-        rw->req[i].n = 0;
-        rw->req[i].st->slot = 0;
-    }
-    rw->nreq = 0;
-    rw->req_samples = 0;
-}
-
-/* Drops the series with no sample from the request (all sent already). Returns how many remain. */
-static size_t req_compact(struct apm_rw *rw)
-{
-    size_t kept = 0;
-    for (size_t i = 0; i < rw->nreq; i++)
-        rw->req[i].st->slot = 0; /* the request is being sent: nothing joins it any more */
-    for (size_t i = 0; i < rw->nreq; i++) {
-        if (rw->req[i].n == 0)
-            continue;
-        if (kept != i) {
-            struct pseries tmp = rw->req[kept];
-            rw->req[kept] = rw->req[i];
-            rw->req[i] = tmp;
-        }
-        kept++;
-    }
-    rw->nreq = kept;
-    return kept;
-}
-
-/*
- * Encodes the request being built (compacted, not empty) into *body
- * (returns owned: free). ids and ts (nreq each) receive each series' id and
- * the time of its last sample in the request. Returns 0 or -ENOMEM.
- */
-static int req_encode(struct apm_rw *rw, uint64_t *ids, int64_t *ts, uint8_t **body, size_t *len)
-{
-    struct apm_rw_series *ser = calloc(rw->nreq, sizeof(*ser));
-    struct apm_prom_process_labels *pls = calloc(rw->nreq, sizeof(*pls));
-    int rc = ser && pls ? 0 : -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < rw->nreq; i++) {
-        struct pseries *p = &rw->req[i];
-        apm_rw_series_labels(&ser[i], &pls[i], p->metric, p->host, p->process_id, p->name, p->pid);
-        ser[i].t_ms = p->t;
-        ser[i].value = p->v;
-        ser[i].n = p->n;
-        ids[i] = p->st->id;
-        ts[i] = p->t[p->n - 1];
-    }
-    if (rc == 0)
-        rc = apm_rw_encode(ser, rw->nreq, body, len);
-    free(pls);
-    free(ser);
-    return rc;
-}
-
-static void set_rescan(struct apm_rw *rw)
-{
-    pthread_mutex_lock(&rw->mu);
-    rw->rescan = true;
-    pthread_mutex_unlock(&rw->mu);
-}
-
-static void settle_drop(struct apm_rw *rw)
-{
-    free(rw->settle_ids);
-    free(rw->settle_ts);
-    rw->settle_ids = NULL;
-    rw->settle_ts = NULL;
-    rw->settle_n = 0;
-}
-
-/* Commits the cursors of the last request answered, emptying the pending record. */
-static void settle(struct apm_rw *rw)
-{
-    if (rw->settle_n == 0)
-        return;
-    int rc = apm_store_rw_cursor_put(rw->store, rw->settle_ids, rw->settle_ts, rw->settle_n);
-    if (rc < 0)
-        apm_warn("remote-write: cannot record the cursor: %s (resent after a restart)",
-                 apm_strerror(rc));
-    settle_drop(rw);
-}
-
-/*
- * Posts the request being built until the receiver takes or refuses it,
- * then moves the cursors in memory; the store's move with the next
- * request's pending record (or settle()). Before the request goes, one
- * transaction commits the last request's cursors and replaces the pending
- * record with this one's range (its last time per series): a run that dies
- * before this request's cursors are committed leaves the record, and the
- * next run sends exactly this request again, alone (resend_pending). So a
- * request costs one durable commit, as when the cursors were committed
- * alone. Returns 0, or APM_E_CLOSED when stopping first (nothing moves: the
- * next start sends it again, the same way).
- */
-static int flush(struct apm_rw *rw)
-{
-    if (req_compact(rw) == 0) {
-        req_reset(rw);
-        return 0;
-    }
-    uint64_t *ids = calloc(rw->nreq, sizeof(*ids));
-    int64_t *ts = calloc(rw->nreq, sizeof(*ts));
-    uint8_t *body = NULL;
-    size_t len = 0;
-    bool refused = false;
-    int rc = ids && ts ? req_encode(rw, ids, ts, &body, &len) : -ENOMEM;
-    if (rc == 0) {
-        int prc = apm_store_rw_pending_put(rw->store, rw->settle_ids, rw->settle_ts, rw->settle_n,
-                                           ids, ts, rw->nreq);
-        if (prc < 0) {
-            apm_warn("remote-write: cannot record the request in flight: %s (sent anyway; if the "
-                     "collector dies before its answer is recorded, it may be lost)",
-                     apm_strerror(prc));
-            settle(rw); /* the cursors alone, if the store takes them */
-        }
-        settle_drop(rw);
-        apm_fault_point("rw-pending");
-        rc = apm_rw_deliver(rw, body, len, rw->req_samples, APM_RW_STORED, &refused);
-    }
-    if (rc == 0) {
-        if (!refused)
-            apm_fault_point("rw-acked");
-        for (size_t i = 0; i < rw->nreq; i++)
-            rw->req[i].st->sent = ts[i];
-        rw->settle_ids = ids;
-        rw->settle_ts = ts;
-        rw->settle_n = rw->nreq;
-        ids = NULL;
-        ts = NULL;
-    } else if (rc == -ENOMEM) {
-        apm_warn("remote-write: out of memory building a request; the store keeps it");
-        set_rescan(rw);
-    }
-    free(body);
-    free(ts);
-    free(ids);
-    req_reset(rw);
-    return rc == APM_E_CLOSED ? rc : 0;
-}
-
-/* The series' state, loaded from the store on first use; NULL when unknown or out of memory. */
-static struct sstate *series_state(struct apm_rw *rw, const char *host, const char *process_id,
-                                   enum apm_metric m, uint64_t id)
-{
-    char key[APM_STORE_KEY_MAX];
-    size_t klen = apm_store_series_key(key, host, process_id, m, NULL);
-    uint64_t ptr;
-    if (klen == 0)
-        return NULL;
-    if (apm_hashmap_get(&rw->series, key, klen, &ptr) == 0)
-        return (struct sstate *)(uintptr_t)ptr;
-    if (id == 0 && apm_store_find_series(rw->store, host, process_id, m, NULL, &id) != 0)
-        return NULL;
-    struct sstate *st = malloc(sizeof(*st));
-    if (st == NULL)
-        return NULL;
-    st->id = id;
-    st->slot = 0;
-    if (apm_store_rw_cursor_get(rw->store, id, &st->sent) != 0)
-        st->sent = INT64_MIN;
-    if (apm_hashmap_put(&rw->series, key, klen, (uintptr_t)st) != 0) {
-        free(st);
-        return NULL;
-    }
-    return st;
-}
-
-/* The request's entry for st, added when missing; NULL when out of memory. */
-static struct pseries *req_series(struct apm_rw *rw, struct sstate *st, enum apm_metric m,
-                                  const char *host, const char *process_id, const char *name,
-                                  int32_t pid)
-{
-    if (st->slot > 0)
-        return &rw->req[st->slot - 1];
-    if (rw->nreq == rw->req_cap) {
-        size_t cap = rw->req_cap ? rw->req_cap * 2 : 64;
-        struct pseries *r = realloc(rw->req, cap * sizeof(*r));
-        if (r == NULL)
-            return NULL;
-        memset(r + rw->req_cap, 0, (cap - rw->req_cap) * sizeof(*r));
-        rw->req = r;
-        rw->req_cap = cap;
-    }
-    struct pseries *p = &rw->req[rw->nreq++];
-    st->slot = rw->nreq;
-    p->st = st;
-    p->metric = m;
-    p->pid = pid;
-    p->n = 0;
-    copy_str(p->host, sizeof(p->host), host);
-    copy_str(p->process_id, sizeof(p->process_id), process_id);
-    copy_str(p->name, sizeof(p->name), name);
-    return p;
-}
-
-/* Appends one sample after the series' cursor (and its last one queued). Returns 0 or -ENOMEM. */
-static int req_add(struct apm_rw *rw, struct pseries *p, int64_t t, int64_t v)
-{
-    if (t <= p->st->sent || (p->n > 0 && t <= p->t[p->n - 1]))
-        return 0;
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 64;
-        int64_t *nt = realloc(p->t, cap * sizeof(*nt));
-        if (nt == NULL)
-            return -ENOMEM;
-        p->t = nt;
-        int64_t *nv = realloc(p->v, cap * sizeof(*nv));
-        if (nv == NULL)
-            return -ENOMEM;
-        p->v = nv;
-        p->cap = cap;
-    }
-    p->t[p->n] = t;
-    p->v[p->n++] = v;
-    rw->req_samples++;
-    return 0;
-}
-
-/* Sends queued entries. Returns 0 or APM_E_CLOSED. */
-static int send_entries(struct apm_rw *rw, struct qentry *e)
-{
-    int rc = 0;
-    for (; e != NULL && rc == 0; e = e->next) {
-        struct sstate *st = series_state(rw, e->host, e->process_id, e->metric, 0);
-        struct pseries *p =
-            st ? req_series(rw, st, e->metric, e->host, e->process_id, e->name, e->pid) : NULL;
-        for (uint32_t i = 0; p != NULL && i < e->n && rc == 0; i++) {
-            if (req_add(rw, p, e->t[i], e->v[i]) != 0) {
-                p = NULL;
-            } else if (rw->req_samples >= rw->opt.batch_size) {
-                rc = flush(rw); /* the request starts again: so does the series' entry */
-                p = req_series(rw, st, e->metric, e->host, e->process_id, e->name, e->pid);
-            }
-        }
-        if (st == NULL || p == NULL)
-            set_rescan(rw); /* out of memory or a series the store does not know yet */
-    }
-    return rc == 0 ? flush(rw) : rc;
-}
-
-/* ---- reading the store after the cursors ---- */
-
-struct scan_series {
-    uint64_t id;
-    enum apm_metric metric;
-    int32_t pid;
-    int64_t last_ms;
-    char host[APM_STORE_HOST_MAX];
-    char process_id[APM_STORE_PROCESS_ID_MAX];
-    char name[256];
-};
-
-struct scan_page {
-    struct scan_series s[SCAN_PAGE];
-    size_t n;
-    uint64_t last_id;
-};
-
-static void scan_series_set(struct scan_series *s, const struct apm_series_info *si)
-{
-    s->id = si->id;
-    s->metric = si->metric;
-    s->pid = si->pid;
-    s->last_ms = si->last_ms;
-    copy_str(s->host, sizeof(s->host), si->host);
-    copy_str(s->process_id, sizeof(s->process_id), si->process_id);
-    copy_str(s->name, sizeof(s->name), si->process_name);
-}
-
-static int on_scan_series(void *ctx, const struct apm_series_info *si)
-{
-    struct scan_page *pg = ctx;
-    pg->last_id = si->id;
-    if (apm_prom_metric_name(si->metric) == NULL)
-        return pg->n >= SCAN_PAGE;
-    scan_series_set(&pg->s[pg->n++], si);
-    return pg->n >= SCAN_PAGE;
-}
-
-struct scan_read {
-    struct apm_rw *rw;
-    struct pseries *p;
-    int64_t last_t;
-    int err;
-};
-
-static int on_scan_sample(void *ctx, int64_t t, int64_t v)
-{
-    struct scan_read *r = ctx;
-    r->err = req_add(r->rw, r->p, t, v);
-    r->last_t = t;
-    return r->err != 0 || r->rw->req_samples >= r->rw->opt.batch_size;
-}
-
-/* Sends one series' samples after its cursor, a request's worth per read. */
-static int scan_one(struct apm_rw *rw, const struct scan_series *s)
-{
-    struct sstate *st = series_state(rw, s->host, s->process_id, s->metric, s->id);
-    if (st == NULL)
-        return 0;
-    int64_t from = st->sent;
-    while (from < s->last_ms) {
-        struct pseries *p = req_series(rw, st, s->metric, s->host, s->process_id, s->name, s->pid);
-        if (p == NULL)
-            return -ENOMEM;
-        struct scan_read r = {.rw = rw, .p = p, .last_t = INT64_MIN};
-        int rc = apm_store_read_samples(rw->store, s->id, from == INT64_MIN ? from : from + 1,
-                                        INT64_MAX, on_scan_sample, &r);
-        if (rc < 0 || r.err != 0)
-            return rc < 0 ? rc : r.err;
-        if (r.last_t == INT64_MIN)
-            break; /* nothing (left) after the cursor: deleted or never stored */
-        from = r.last_t;
-        if (rw->req_samples >= rw->opt.batch_size && (rc = flush(rw)) != 0)
-            return rc;
-    }
-    return 0;
-}
-
-/* A pass over every exported series after its cursor. Returns 0 or APM_E_CLOSED. */
-static int scan_store(struct apm_rw *rw)
-{
-    pthread_mutex_lock(&rw->mu);
-    rw->rescan = false;
-    struct qentry *drop = rw->head;
-    rw->head = rw->tail = NULL;
-    rw->stats.queued = 0;
-    rw->stats.store_reads++;
-    pthread_mutex_unlock(&rw->mu);
-    free_entries(drop); /* committed, so in the store: the pass sends them */
-    struct scan_page *pg = malloc(sizeof(*pg));
-    if (pg == NULL)
-        return 0;
-    struct apm_series_filter f = {0};
-    int rc = 0;
-    for (;;) {
-        pg->n = 0;
-        pg->last_id = f.after_id;
-        rc = apm_store_list_series(rw->store, &f, on_scan_series, pg);
-        if (rc < 0 || pg->last_id == f.after_id)
-            break;
-        f.after_id = pg->last_id;
-        for (size_t i = 0; i < pg->n && rc == 0; i++)
-            rc = scan_one(rw, &pg->s[i]);
-        if (rc != 0)
-            break;
-    }
-    free(pg);
-    if (rc == 0)
-        rc = flush(rw);
-    if (rc < 0 && rc != APM_E_CLOSED) {
-        apm_warn("remote-write: reading the store: %s (tried again)", apm_strerror(rc));
-        set_rescan(rw);
-        req_reset(rw);
-        if (apm_rw_sleep_ms(rw, (uint64_t)rw->opt.backoff_max_ms))
-            return APM_E_CLOSED;
-        return 0;
-    }
-    return rc;
-}
-
-/* ---- after a restart: the request that was in flight ---- */
-
-static int on_one_series(void *ctx, const struct apm_series_info *si)
-{
-    scan_series_set(ctx, si);
-    return 1;
-}
-
-static int on_pending_sample(void *ctx, int64_t t, int64_t v)
-{
-    struct scan_read *r = ctx;
-    r->err = req_add(r->rw, r->p, t, v);
-    return r->err != 0;
-}
-
-/*
- * Adds a pending series' samples after its cursor up to `until` to the
- * request being built. Returns 1 and *out when the series is in the store,
- * 0 when it is gone (retention), or a negative code.
- */
-static int resend_add(struct apm_rw *rw, uint64_t id, int64_t until, struct sstate **out)
-{
-    struct scan_series s;
-    int rc = apm_store_get_series(rw->store, id, on_one_series, &s);
-    if (rc == APM_E_NOTFOUND)
-        return 0;
-    if (rc < 0)
-        return rc;
-    struct sstate *st = series_state(rw, s.host, s.process_id, s.metric, s.id);
-    struct pseries *p =
-        st ? req_series(rw, st, s.metric, s.host, s.process_id, s.name, s.pid) : NULL;
-    if (p == NULL)
-        return -ENOMEM;
-    *out = st;
-    struct scan_read r = {.rw = rw, .p = p};
-    rc = apm_store_read_samples(rw->store, id, st->sent == INT64_MIN ? st->sent : st->sent + 1,
-                                until, on_pending_sample, &r);
-    return rc < 0 ? rc : r.err < 0 ? r.err : 1;
-}
-
-/*
- * Sends the request of the pending record again, alone, before anything
- * else: the samples after each series' cursor up to its pending time, read
- * from the store. If the last run died after the receiver took it, a
- * receiver that takes a request whole or not at all (Prometheus) refuses it
- * now as out of order (400) or takes it as exact duplicates (2xx); if not,
- * it takes it. Either way the receiver then holds it, and the cursors move
- * to the pending times, so no later request mixes samples it has with new
- * ones. Returns 0 or APM_E_CLOSED (the record stays for the next start).
- */
-static int resend_pending(struct apm_rw *rw)
-{
-    uint64_t *ids = NULL;
-    int64_t *until = NULL;
-    size_t n = 0;
-    int rc = apm_store_rw_pending_get(rw->store, &ids, &until, &n);
-    if (rc < 0)
-        apm_warn("remote-write: cannot read the request in flight at the last run's end: %s "
-                 "(sending from the cursors)",
-                 apm_strerror(rc));
-    struct sstate **sts = n > 0 ? calloc(n, sizeof(*sts)) : NULL;
-    if (n > 0 && sts == NULL)
-        rc = -ENOMEM;
-    size_t kept = 0; /* the pending series still in the store, moved to the front */
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = resend_add(rw, ids[i], until[i], &sts[kept]);
-        if (rc == 1) {
-            ids[kept] = ids[i];
-            until[kept++] = until[i];
-            rc = 0;
-        }
-    }
-    if (rc == 0 && n > 0 && req_compact(rw) > 0) {
-        uint64_t *rids = calloc(rw->nreq, sizeof(*rids));
-        int64_t *rts = calloc(rw->nreq, sizeof(*rts));
-        uint8_t *body = NULL;
-        size_t len = 0;
-        bool refused = false;
-        rc = rids && rts ? req_encode(rw, rids, rts, &body, &len) : -ENOMEM;
-        if (rc == 0)
-            rc = apm_rw_deliver(rw, body, len, rw->req_samples, APM_RW_RESEND, &refused);
-        free(body);
-        free(rts);
-        free(rids);
-    }
-    req_reset(rw);
-    if (rc == 0 && n > 0) {
-        /* The cursors move to the pending times, also past samples the store lost meanwhile. */
-        for (size_t i = 0; i < kept; i++) {
-            if (sts[i]->sent < until[i])
-                sts[i]->sent = until[i];
-            until[i] = sts[i]->sent; /* a cursor never moves back */
-        }
-        int src = apm_store_rw_cursor_put(rw->store, ids, until, kept);
-        if (src < 0)
-            apm_warn("remote-write: cannot record the cursor: %s (resent after a restart)",
-                     apm_strerror(src));
-    } else if (rc < 0 && rc != APM_E_CLOSED && n > 0) {
-        apm_warn("remote-write: cannot send the request in flight at the last run's end again: "
-                 "%s (sending from the cursors)",
-                 apm_strerror(rc));
-    }
-    free(sts);
-    free(until);
-    free(ids);
-    return rc == APM_E_CLOSED ? rc : 0;
 }
 
 /* ---- the verdict gauges ---- */
@@ -711,7 +241,7 @@ static bool wait_work(struct apm_rw *rw, uint64_t due_ns)
 static void *sender_main(void *arg)
 {
     struct apm_rw *rw = arg;
-    if (resend_pending(rw) == APM_E_CLOSED)
+    if (apm_rw_resend_pending(rw) == APM_E_CLOSED)
         return NULL;
     uint64_t due_ns = apm_mono_ns() + (uint64_t)rw->opt.verdict_period_ms * 1000000u;
     for (;;) {
@@ -719,7 +249,7 @@ static void *sender_main(void *arg)
         if (rw->settle_n > 0 && !rw->stopping && !rw->rescan && rw->head == NULL) {
             /* Nothing more to send now: the last request's cursors go alone. */
             pthread_mutex_unlock(&rw->mu);
-            settle(rw);
+            apm_rw_settle(rw);
             continue;
         }
         bool verdicts = wait_work(rw, due_ns);
@@ -736,7 +266,7 @@ static void *sender_main(void *arg)
         }
         if (rw->rescan) {
             pthread_mutex_unlock(&rw->mu);
-            if (scan_store(rw) == APM_E_CLOSED)
+            if (apm_rw_scan_store(rw) == APM_E_CLOSED)
                 break;
             continue;
         }
@@ -753,12 +283,12 @@ static void *sender_main(void *arg)
         e->next = NULL;
         rw->stats.queued -= n;
         pthread_mutex_unlock(&rw->mu);
-        int rc = send_entries(rw, take);
-        free_entries(take);
+        int rc = apm_rw_send_entries(rw, take);
+        apm_rw_free_entries(take);
         if (rc == APM_E_CLOSED)
             break;
     }
-    settle(rw); /* a request answered before the stop: its cursors */
+    apm_rw_settle(rw); /* a request answered before the stop: its cursors */
     return NULL;
 }
 
@@ -774,8 +304,8 @@ static void free_state(void *ctx, const void *key, size_t klen, uint64_t value)
 
 static void rw_destroy(struct apm_rw *rw)
 {
-    settle_drop(rw);
-    free_entries(rw->head);
+    apm_rw_settle_drop(rw);
+    apm_rw_free_entries(rw->head);
     apm_hashmap_foreach(&rw->series, free_state, NULL);
     apm_hashmap_close(&rw->series);
     for (size_t i = 0; i < rw->req_cap; i++) {

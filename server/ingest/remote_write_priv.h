@@ -3,12 +3,16 @@
 
 /*
  * Inside remote-write (remote_write.h): the sender's state, shared by
- * remote_write.c (queue, requests, reading the store, verdict rounds) and
- * remote_write_http.c (posting with retries). Not for other modules.
+ * remote_write.c (the commit hook's queue, the sender's loop, verdict
+ * rounds, setup), remote_write_request.c (the request being built and the
+ * cursors), remote_write_scan.c (reading the store after the cursors, the
+ * pending request after a restart) and remote_write_http.c (posting with
+ * retries). Not for other modules.
  */
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/hashmap.h"
@@ -66,12 +70,81 @@ struct apm_rw {
     /*
      * The cursors of the last request answered, not in the store yet: the
      * next request's pending record commits them in its transaction, or
-     * settle() alone when the sender has nothing else to do.
+     * apm_rw_settle() alone when the sender has nothing else to do.
      */
     uint64_t *settle_ids;
     int64_t *settle_ts;
     size_t settle_n;
 };
+
+/* Copies src (NULL taken as "") into dst, cut to size bytes. */
+void apm_rw_copy_str(char *dst, size_t size, const char *src);
+
+/* Frees a list of queue entries. Accepts NULL. */
+void apm_rw_free_entries(struct qentry *e);
+
+/*
+ * The request being built (remote_write_request.c). Sender thread only;
+ * the functions that return APM_E_CLOSED do so when stopping first.
+ */
+
+/* Empties the request (the series' slots with it). */
+void apm_rw_req_reset(struct apm_rw *rw);
+
+/* Drops the series with no sample from the request (all sent already). Returns how many remain. */
+size_t apm_rw_req_compact(struct apm_rw *rw);
+
+/*
+ * Encodes the request being built (compacted, not empty) into *body
+ * (returns owned: free). ids and ts (nreq each) receive each series' id and
+ * the time of its last sample in the request. Returns 0 or -ENOMEM.
+ */
+int apm_rw_req_encode(struct apm_rw *rw, uint64_t *ids, int64_t *ts, uint8_t **body, size_t *len);
+
+/* Asks for a pass over the store after the cursors (takes the mutex). */
+void apm_rw_set_rescan(struct apm_rw *rw);
+
+/* Forgets the cursors of the last request answered, uncommitted. */
+void apm_rw_settle_drop(struct apm_rw *rw);
+
+/* Commits the cursors of the last request answered, emptying the pending record. */
+void apm_rw_settle(struct apm_rw *rw);
+
+/*
+ * Posts the request being built until the receiver takes or refuses it,
+ * then moves the cursors (in the store with the next request's pending
+ * record). Returns 0 or APM_E_CLOSED.
+ */
+int apm_rw_flush(struct apm_rw *rw);
+
+/*
+ * The series' state, loaded from the store on first use (id 0: looked up by
+ * its labels); NULL when unknown or out of memory.
+ */
+struct sstate *apm_rw_series_state(struct apm_rw *rw, const char *host, const char *process_id,
+                                   enum apm_metric m, uint64_t id);
+
+/* The request's entry for st, added when missing; NULL when out of memory. */
+struct pseries *apm_rw_req_series(struct apm_rw *rw, struct sstate *st, enum apm_metric m,
+                                  const char *host, const char *process_id, const char *name,
+                                  int32_t pid);
+
+/* Appends one sample after the series' cursor (and its last one queued). Returns 0 or -ENOMEM. */
+int apm_rw_req_add(struct apm_rw *rw, struct pseries *p, int64_t t, int64_t v);
+
+/* Sends queued entries (borrowed). Returns 0 or APM_E_CLOSED. */
+int apm_rw_send_entries(struct apm_rw *rw, struct qentry *e);
+
+/* A pass over every exported series after its cursor (remote_write_scan.c). Returns 0 or
+ * APM_E_CLOSED. */
+int apm_rw_scan_store(struct apm_rw *rw);
+
+/*
+ * Sends the request a dead run left pending again, alone, and moves the
+ * cursors past it (remote_write_scan.c). Returns 0 or APM_E_CLOSED (the
+ * record stays for the next start).
+ */
+int apm_rw_resend_pending(struct apm_rw *rw);
 
 /* True once apm_rw_free began. Any thread. */
 bool apm_rw_stopping(struct apm_rw *rw);

@@ -20,10 +20,16 @@
 #define RICE_HALVE_AT 16u
 #define RICE_SUM_CAP (1ull << 56)
 #define HEADER_FIXED 4u
-#define LEN_CHECK 4u /* format 2: byte 4 is the chunk's length mod 256 (catches a cut) */
+#define LEN_CHECK 4u /* formats 2 and 3: byte 4 is the chunk's length mod 256 (catches a cut) */
 #define MAX_BYTES_PER_SAMPLE 24u /* two escaped codes: 2 * (24 + 6 + 64) bits */
 #define MAX_SAMPLE_BYTES APM_CHUNK_RC_MAX_SAMPLE_BYTES /* either format */
 _Static_assert(MAX_BYTES_PER_SAMPLE <= MAX_SAMPLE_BYTES, "room for a format 1 sample");
+
+/* Formats 2 and 3: range-coded (chunk_rc.c). */
+static bool range_coded(uint8_t format)
+{
+    return format == APM_CHUNK_FORMAT || format == APM_CHUNK_FORMAT_RC2;
+}
 
 static uint64_t zigzag(int64_t x)
 {
@@ -83,7 +89,7 @@ static int reserve(struct apm_chunk_enc *e, size_t need)
 static int reserve_sample(struct apm_chunk_enc *e)
 {
     size_t used = e->len, extra = MAX_SAMPLE_BYTES + 32;
-    if (e->format == APM_CHUNK_FORMAT && e->n > 0) {
+    if (range_coded(e->format) && e->n > 0) {
         used = e->rc.pos > used ? e->rc.pos : used;
         extra += e->rc.pending;
     }
@@ -162,7 +168,7 @@ void apm_chunk_enc_reset(struct apm_chunk_enc *e, uint8_t shift_hint, int64_t dt
 
 int apm_chunk_enc_set_format(struct apm_chunk_enc *e, uint8_t format)
 {
-    if (format != APM_CHUNK_FORMAT && format != APM_CHUNK_FORMAT_RICE)
+    if (!range_coded(format) && format != APM_CHUNK_FORMAT_RICE)
         return -EINVAL;
     e->new_format = format;
     if (e->n == 0)
@@ -183,13 +189,13 @@ static void append_first(struct apm_chunk_enc *e, int64_t t, int64_t v)
     e->buf[0] = e->format;
     e->buf[1] = APM_CHUNK_SHIFT_NONE;
     e->len = HEADER_FIXED;
-    if (e->format == APM_CHUNK_FORMAT)
+    if (range_coded(e->format))
         e->len++;
     put_varint(e, zigzag(v));
     put_varint(e, zigzag(e->base_dt));
-    if (e->format == APM_CHUNK_FORMAT) {
+    if (range_coded(e->format)) {
         apm_chunk_rc_enc_init(&e->rc, e->len);
-        apm_chunk_model_init(&e->model, (uint64_t)e->base_dt);
+        apm_chunk_model_init(&e->model, (uint64_t)e->base_dt, e->format);
         e->buf[LEN_CHECK] = (uint8_t)e->len;
     }
     e->first_t = e->last_t = t;
@@ -213,7 +219,7 @@ static void append_next(struct apm_chunk_enc *e, int64_t t, int64_t v)
         /* Exact: dv is a multiple of 2^shift (the caller rebuilds otherwise). */
         scaled = (int64_t)dv >> e->shift;
     }
-    if (e->format == APM_CHUNK_FORMAT) {
+    if (range_coded(e->format)) {
         uint64_t sv = (uint64_t)scaled, coded_dt = dt;
         apm_chunk_rc_sample(&e->rc, &e->model, e->buf, &coded_dt, &sv);
         e->len = apm_chunk_rc_flush(&e->rc, e->buf);
@@ -361,7 +367,7 @@ static int rice_get(struct apm_chunk_iter *it, struct apm_chunk_rice *r, uint64_
 uint32_t apm_chunk_count(const void *buf, size_t len)
 {
     const uint8_t *b = buf;
-    if (len < HEADER_FIXED + 1 || (b[0] != APM_CHUNK_FORMAT && b[0] != APM_CHUNK_FORMAT_RICE) ||
+    if (len < HEADER_FIXED + 1 || (!range_coded(b[0]) && b[0] != APM_CHUNK_FORMAT_RICE) ||
         b[1] > APM_CHUNK_SHIFT_NONE)
         return 0;
     return (uint32_t)b[2] | (uint32_t)b[3] << 8;
@@ -393,9 +399,9 @@ int apm_chunk_iter_init(struct apm_chunk_iter *it, const void *buf, size_t len, 
     it->format = it->buf[0];
     it->shift = it->buf[1];
     size_t pos = HEADER_FIXED;
-    if (it->format == APM_CHUNK_FORMAT && it->buf[LEN_CHECK] != (uint8_t)len)
+    if (range_coded(it->format) && it->buf[LEN_CHECK] != (uint8_t)len)
         return APM_E_DECODE;
-    pos += it->format == APM_CHUNK_FORMAT;
+    pos += range_coded(it->format);
     uint64_t first_v, base_dt;
     if (get_varint(it->buf, len, &pos, &first_v) < 0 ||
         get_varint(it->buf, len, &pos, &base_dt) < 0)
@@ -406,11 +412,11 @@ int apm_chunk_iter_init(struct apm_chunk_iter *it, const void *buf, size_t len, 
     it->dt = (uint64_t)unzigzag(base_dt);
     rice_init(&it->rice_t);
     rice_init(&it->rice_v);
-    if (it->format == APM_CHUNK_FORMAT) {
+    if (range_coded(it->format)) {
         if (len > UINT32_MAX)
             return APM_E_DECODE;
         apm_chunk_rc_dec_init(&it->rc, it->buf, (uint32_t)pos, (uint32_t)len);
-        apm_chunk_model_init(&it->model, it->dt);
+        apm_chunk_model_init(&it->model, it->dt, it->format);
     }
     return 0;
 }
@@ -418,7 +424,7 @@ int apm_chunk_iter_init(struct apm_chunk_iter *it, const void *buf, size_t len, 
 /* The next sample's interval and scaled value delta, as int64 bits. */
 static int next_deltas(struct apm_chunk_iter *it, uint64_t *dt, uint64_t *scaled)
 {
-    if (it->format == APM_CHUNK_FORMAT) {
+    if (range_coded(it->format)) {
         /* Decoding only reads the buffer. */
         apm_chunk_rc_sample(&it->rc, &it->model, (uint8_t *)(uintptr_t)it->buf, dt, scaled);
         /* The code stays inside the coder's interval unless the bytes are damaged. */
@@ -449,7 +455,7 @@ int apm_chunk_iter_next(struct apm_chunk_iter *it, int64_t *t, int64_t *v)
         }
     }
     it->i++;
-    if (it->i == it->n && it->format == APM_CHUNK_FORMAT && !apm_chunk_rc_dec_done(&it->rc))
+    if (it->i == it->n && range_coded(it->format) && !apm_chunk_rc_dec_done(&it->rc))
         return APM_E_DECODE;
     *t = it->t;
     *v = it->v;
@@ -459,9 +465,10 @@ int apm_chunk_iter_next(struct apm_chunk_iter *it, int64_t *t, int64_t *v)
 void apm_chunk_enc_restart(struct apm_chunk_enc *e)
 {
     uint8_t shift = e->shift != APM_CHUNK_SHIFT_NONE ? e->shift : e->shift_hint;
-    /* Format 2 passes on its estimate of the series' interval, not the last (jittered) one. */
+    /* Formats 2 and 3 pass on their estimate of the series' interval, not the last (jittered) one.
+     */
     uint64_t dt = e->last_dt;
-    if (e->format == APM_CHUNK_FORMAT && e->n > 1)
+    if (range_coded(e->format) && e->n > 1)
         dt = apm_chunk_model_interval(&e->model);
     apm_chunk_enc_reset(e, shift, (int64_t)dt);
 }

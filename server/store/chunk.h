@@ -22,6 +22,8 @@
  *               (chunk_rc.h), flushed so that the chunk decodes alone; the
  *               interval varint is the predictor's step, byte 4 (before
  *               the varints) the chunk's length mod 256
+ *   format 3: format 2's layout and model, its probabilities settling at a
+ *               slower rate (chunk_rc.h)
  * The first timestamp is not in the chunk: the store keeps it in the key.
  *
  * The encoder appends one sample at a time without re-reading what it has
@@ -34,7 +36,8 @@
 
 #include "server/store/chunk_rc.h"
 
-#define APM_CHUNK_FORMAT 2      /* new chunks: range-coded (chunk_rc.h) */
+#define APM_CHUNK_FORMAT 3     /* new chunks: range-coded, slower settled adaptation (chunk_rc.h) */
+#define APM_CHUNK_FORMAT_RC2 2 /* range-coded: still read, and written on request */
 #define APM_CHUNK_FORMAT_RICE 1 /* still read, and written on request */
 #define APM_CHUNK_MAX_SAMPLES 65535u
 #define APM_CHUNK_SHIFT_NONE 64
@@ -67,7 +70,7 @@ struct apm_chunk_enc {
     int64_t base_dt; /* the interval written in the header */
     struct apm_chunk_rice rice_t;
     struct apm_chunk_rice rice_v;
-    struct apm_chunk_rc rc; /* format 2: the live coder, before its flush */
+    struct apm_chunk_rc rc; /* formats 2 and 3: the live coder, before its flush */
     struct apm_chunk_model model;
 };
 
@@ -87,8 +90,9 @@ void apm_chunk_enc_close(struct apm_chunk_enc *e);
 void apm_chunk_enc_reset(struct apm_chunk_enc *e, uint8_t shift_hint, int64_t dt_hint);
 
 /*
- * Chooses the format of the chunks started from now on (APM_CHUNK_FORMAT or
- * APM_CHUNK_FORMAT_RICE); an open chunk keeps its own. Returns 0 or -EINVAL.
+ * Chooses the format of the chunks started from now on (APM_CHUNK_FORMAT,
+ * APM_CHUNK_FORMAT_RC2 or APM_CHUNK_FORMAT_RICE); an open chunk keeps its
+ * own. Returns 0 or -EINVAL.
  */
 int apm_chunk_enc_set_format(struct apm_chunk_enc *e, uint8_t format);
 

@@ -2,7 +2,7 @@
 #define APM_CHUNK_RC_H
 
 /*
- * Chunk format 2's entropy coder: an adaptive binary range coder (LZMA's,
+ * Chunk formats 2 and 3's entropy coder: an adaptive binary range coder (LZMA's,
  * 11-bit probabilities) and the model that turns one sample's interval
  * (against a predicted one) and scaled value delta into binary decisions. The same code
  * runs both ways, so the encoder and the decoder cannot drift apart.
@@ -42,6 +42,9 @@ struct apm_chunk_model {
     struct apm_chunk_history hist[2];
     uint64_t interval; /* time grid: estimated step, fixed point */
     uint64_t offset;   /* estimated offset of the last sample from the grid, fixed point */
+    uint8_t rate_last; /* the slowest adaptation, by format */
+    uint8_t gap_grid;  /* format 3: a gap of whole steps keeps the grid */
+    uint8_t after_gap; /* the last sample was such a gap */
 };
 
 /*
@@ -62,8 +65,11 @@ struct apm_chunk_rc {
     uint8_t decoding;
 };
 
-/* Starts a model; dt is the interval expected before the first coded sample. */
-void apm_chunk_model_init(struct apm_chunk_model *m, uint64_t dt);
+/*
+ * Starts a model for chunk format 2 or 3 (chunk.h); dt is the interval
+ * expected before the first coded sample.
+ */
+void apm_chunk_model_init(struct apm_chunk_model *m, uint64_t dt, uint8_t format);
 
 /* The model's estimate of the series' interval, rounded. */
 uint64_t apm_chunk_model_interval(const struct apm_chunk_model *m);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/timeutil.h"
@@ -32,6 +33,7 @@
 #define DEFAULT_CHUNK_SAMPLES 120u
 #define DEFAULT_FORGET_MS 120000
 #define DEFAULT_PACK_MS (2 * 3600 * 1000LL)
+#define DEFAULT_CHECKPOINT_MS 30000
 
 static const char *const db_names[DB_COUNT] = {
     [DB_META] = "meta",
@@ -49,6 +51,7 @@ static const char *const db_names[DB_COUNT] = {
     [DB_RW_PENDING] = "rw_pending",
     [DB_SILENCES] = "silences",
     [DB_PACKED] = "packed",
+    [DB_LOG] = "log",
 };
 
 /*
@@ -243,6 +246,13 @@ static void series_free(struct store_series *ser)
     free(ser);
 }
 
+void apm_store_series_release(struct apm_store *s, struct store_series *ser, bool unpublish)
+{
+    if (ser != NULL && unpublish)
+        apm_store_head_unpublish(s, ser->id);
+    series_free(ser);
+}
+
 static void free_indexed(void *ctx, const void *key, size_t klen, uint64_t value)
 {
     (void)ctx;
@@ -269,6 +279,7 @@ static struct store_series *series_alloc(const char *key, size_t klen, const cha
     ser->site = site_at < klen ? ser->key + site_at : "";
     memcpy(ser->key + klen, name, nlen);
     apm_chunk_enc_init(&ser->head);
+    ser->rec_last = INT64_MIN;
     return ser;
 }
 
@@ -295,24 +306,41 @@ static int series_load(struct apm_store_txn *t, const char *key, size_t klen,
         apm_error("store: series %" PRIu64 ": damaged record", id);
         return APM_E_STORE;
     }
-    struct store_series *ser = series_alloc(key, klen, rec.info.process_name);
+    return apm_store_series_from_record(key, klen, id, &rec, out);
+}
+
+/* Sets ser's fields and open chunk to those of its record. */
+static int series_set(struct store_series *ser, const struct store_series_record *rec)
+{
+    ser->pid = rec->info.pid;
+    ser->metric = rec->info.metric;
+    ser->first_ms = rec->info.first_ms;
+    ser->last_ms = rec->info.last_ms;
+    ser->last_value = rec->info.last_value;
+    ser->nsamples = rec->info.nsamples;
+    ser->rec_last = rec->info.nsamples > 0 ? rec->info.last_ms : INT64_MIN;
+    apm_chunk_enc_reset(&ser->head, rec->shift_hint, rec->dt_hint);
+    if (rec->head_len > 0) {
+        int rc = apm_chunk_enc_load(&ser->head, rec->head, rec->head_len, rec->head_first_t);
+        if (rc < 0) {
+            apm_error("store: series %" PRIu64 ": damaged open chunk", ser->id);
+            return rc == -ENOMEM ? rc : APM_E_STORE;
+        }
+    }
+    return 0;
+}
+
+int apm_store_series_from_record(const char *key, size_t klen, uint64_t id,
+                                 const struct store_series_record *rec, struct store_series **out)
+{
+    struct store_series *ser = series_alloc(key, klen, rec->info.process_name);
     if (ser == NULL)
         return -ENOMEM;
     ser->id = id;
-    ser->pid = rec.info.pid;
-    ser->metric = rec.info.metric;
-    ser->first_ms = rec.info.first_ms;
-    ser->last_ms = rec.info.last_ms;
-    ser->last_value = rec.info.last_value;
-    ser->nsamples = rec.info.nsamples;
-    apm_chunk_enc_reset(&ser->head, rec.shift_hint, rec.dt_hint);
-    if (rec.head_len > 0) {
-        rc = apm_chunk_enc_load(&ser->head, rec.head, rec.head_len, rec.head_first_t);
-        if (rc < 0) {
-            apm_error("store: series %" PRIu64 ": damaged open chunk", id);
-            series_free(ser);
-            return rc == -ENOMEM ? rc : APM_E_STORE;
-        }
+    int rc = series_set(ser, rec);
+    if (rc < 0) {
+        series_free(ser);
+        return rc;
     }
     *out = ser;
     return 0;
@@ -366,9 +394,12 @@ int apm_store_series_get(struct apm_store_txn *t, const char *key, size_t klen, 
     if (apm_hashmap_get(&s->index, key, klen, &ptr) == 0) {
         ser = (struct store_series *)(uintptr_t)ptr;
     } else {
+        bool created = false;
         rc = series_load(t, key, klen, &ser);
-        if (rc == APM_E_NOTFOUND)
+        if (rc == APM_E_NOTFOUND) {
             rc = series_create(t, key, klen, name, pid, metric, &ser);
+            created = true;
+        }
         if (rc < 0)
             return rc;
         rc = apm_hashmap_put(&s->index, key, klen, (uint64_t)(uintptr_t)ser);
@@ -376,6 +407,9 @@ int apm_store_series_get(struct apm_store_txn *t, const char *key, size_t klen, 
             series_free(ser);
             return rc;
         }
+        /* A new series' record is written at once: its key must lead to a record. */
+        if (created)
+            apm_store_checkpoint_later(t, ser);
     }
     /*
      * A process may be first seen before its exec (fork, then exec a few
@@ -388,6 +422,7 @@ int apm_store_series_get(struct apm_store_txn *t, const char *key, size_t klen, 
             free(ser->renamed);
             ser->renamed = n;
             ser->process_name = n;
+            apm_store_checkpoint_later(t, ser); /* the record names the process */
         }
     }
     if (!ser->dirty) {
@@ -503,8 +538,9 @@ static int open_dbs(struct apm_store *s, const char *dir)
         return APM_E_STORE;
     }
     if (rc == 0 && schema != APM_STORE_SCHEMA) {
-        /* Schema 1 data reads as it is (chunk format 1, no packed periods yet): the number
-         * moves up so that a schema-1 collector refuses this store from now on. */
+        /* Schema 1 reads as it is (chunk format 1, no packed periods, no log): the number
+         * moves up so that a schema-1 collector, which cannot read the chunk formats, packed
+         * periods and log written from now on, refuses this store. */
         if (schema != 0)
             apm_info("store: %s upgraded from schema %" PRIu64 " to %u", dir, schema,
                      APM_STORE_SCHEMA);
@@ -570,7 +606,11 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
     s->pack_ms = opt->pack_period_ms == 0 ? DEFAULT_PACK_MS : opt->pack_period_ms;
     s->pack_ms = s->pack_ms < 0 ? 0 : s->pack_ms;
     s->pack_cur = INT64_MIN;
+    s->pack_room = -1;
     s->oldest_live_ms = INT64_MAX;
+    s->ckpt_ms = opt->checkpoint_ms > 0 ? opt->checkpoint_ms : DEFAULT_CHECKPOINT_MS;
+    s->log_next = 1;
+    s->last_ckpt_ms = apm_now_ms();
     size_t map_size = opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE;
     if (opt->max_disk > 0 && opt->max_disk < map_size)
         map_size = (size_t)opt->max_disk;
@@ -590,7 +630,12 @@ int apm_store_open(const struct apm_store_options *opt, struct apm_store **out)
         apm_info("store: cleared %d stale readers", dead);
     rc = apm_store_mdb_error(rc, opt->dir);
     if (rc == 0)
+        rc = apm_store_heads_new(&s->heads);
+    if (rc == 0)
         rc = open_dbs(s, opt->dir);
+    /* Samples committed since their series' records were written: back into the open chunks. */
+    if (rc == 0)
+        rc = apm_store_log_replay(s, NULL);
     MDB_envinfo info;
     if (rc == 0 && mdb_env_info(s->env, &info) == 0)
         atomic_init(&s->map_size, info.me_mapsize); /* an existing file may be larger */
@@ -606,11 +651,15 @@ void apm_store_free(struct apm_store *s)
 {
     if (s == NULL)
         return;
+    /* A clean close leaves nothing to replay: the next start is quick. */
+    if (s->env != NULL && s->heads != NULL)
+        apm_store_checkpoint_all(s);
     apm_hashmap_foreach(&s->index, free_indexed, NULL);
     apm_hashmap_close(&s->index);
     apm_hashmap_close(&s->seen);
     free(s->scratch);
     apm_hashmap_close(&s->site_counts);
+    apm_store_heads_free(s->heads);
     if (s->env != NULL)
         mdb_env_close(s->env);
     if (s->lock_fd >= 0)
@@ -701,7 +750,9 @@ static void idle_series(void *ctx, const void *key, size_t klen, uint64_t value)
     (void)key;
     (void)klen;
     struct store_series *ser = (struct store_series *)(uintptr_t)value;
-    if (!ser->dirty && ser->last_ms < ((struct idle *)ctx)->before_ms)
+    /* Only a series whose record holds everything: its log entries may go. */
+    if (!ser->dirty && !ser->ckpt && ser->log_seq == 0 &&
+        ser->last_ms < ((struct idle *)ctx)->before_ms)
         collect(ctx, ser);
 }
 
@@ -738,7 +789,7 @@ static void forget_idle(struct apm_store *s, int64_t now_ms)
     for (size_t i = 0; i < c.n; i++) {
         struct store_series *ser = c.found[i];
         apm_hashmap_del(&s->index, ser->key, ser->klen);
-        series_free(ser);
+        apm_store_series_release(s, ser, true);
     }
     c.n = 0;
     apm_hashmap_foreach(&s->seen, idle_seen, &c);
@@ -756,20 +807,70 @@ static void forget_idle(struct apm_store *s, int64_t now_ms)
     }
 }
 
-/* Ends t: the changed series either become clean (kept) or are forgotten. */
-static void txn_end(struct apm_store_txn *t, bool committed)
+/*
+ * After an abort: the series the transaction changed go back to their
+ * records (or leave the index, when their record holds everything), and
+ * those with samples only in the log get them back from it.
+ */
+static void txn_undo(struct apm_store_txn *t)
 {
     struct apm_store *s = t->s;
+    struct apm_hashmap only;
+    apm_hashmap_init(&only);
+    MDB_txn *rtxn = NULL;
     struct store_series *next;
+    for (struct store_series *ser = t->ckpt; ser != NULL; ser = next) {
+        next = ser->next_ckpt;
+        ser->next_ckpt = NULL;
+        ser->ckpt = false;
+        ser->gone = false;
+    }
     for (struct store_series *ser = t->dirty; ser != NULL; ser = next) {
         next = ser->next_dirty;
         ser->next_dirty = NULL;
         ser->dirty = false;
-        if (!committed) {
+        ser->appended = false;
+        ser->gone = false;
+        struct store_series_record rec;
+        uint8_t idkey[8];
+        apm_store_put_be64(idkey, ser->id);
+        int rc = -1;
+        if (ser->log_seq != 0 && (rtxn != NULL || apm_store_read_begin(s, &rtxn) == 0) &&
+            apm_store_get_record(s, rtxn, ser->id, &rec) == 0 && series_set(ser, &rec) == 0)
+            rc = apm_hashmap_put(&only, idkey, 8, (uint64_t)(uintptr_t)ser);
+        if (rc < 0 && ser->log_seq != 0)
+            apm_error("store: series %" PRIu64 ": cannot go back to its record", ser->id);
+        if (ser->log_seq == 0) {
             apm_hashmap_del(&s->index, ser->key, ser->klen);
             series_free(ser);
         }
     }
+    apm_store_read_end(s, rtxn);
+    if (only.len > 0) {
+        int rc = apm_store_log_replay(s, &only);
+        if (rc < 0)
+            apm_error("store: replaying the log after an abort: %s", apm_strerror(rc));
+    }
+    apm_hashmap_close(&only);
+}
+
+/* Ends t: the changed series either become clean (kept) or are forgotten. */
+static void txn_end(struct apm_store_txn *t, bool committed, uint64_t first_seq)
+{
+    struct apm_store *s = t->s;
+    struct store_series *next, *gone = NULL;
+    if (committed) {
+        gone = apm_store_log_committed(t, first_seq, apm_now_ms());
+        for (struct store_series *ser = gone; ser != NULL; ser = next) {
+            next = ser->fifo_next;
+            apm_hashmap_del(&s->index, ser->key, ser->klen);
+            apm_store_series_release(s, ser, true);
+        }
+    } else {
+        txn_undo(t);
+    }
+    free(t->log);
+    free(t->cuts);
     if (committed) {
         if (t->samples > 0)
             atomic_store(&s->full, FULL_NO); /* batches are taken again */
@@ -788,7 +889,7 @@ static void txn_end(struct apm_store_txn *t, bool committed)
     free(t);
 }
 
-static int write_series(struct apm_store_txn *t, const struct store_series *ser)
+int apm_store_write_series(struct apm_store_txn *t, const struct store_series *ser)
 {
     size_t len = 0;
     uint8_t *rec = apm_store_record_series(ser, &t->s->scratch, &t->s->scratch_cap, &len);
@@ -803,9 +904,8 @@ static int write_series(struct apm_store_txn *t, const struct store_series *ser)
 
 int apm_store_txn_commit(struct apm_store_txn *t)
 {
-    int rc = 0;
-    for (struct store_series *ser = t->dirty; ser != NULL && rc == 0; ser = ser->next_dirty)
-        rc = write_series(t, ser);
+    uint64_t first_seq = 0;
+    int rc = apm_store_log_commit(t, &first_seq);
     if (rc == 0 && t->samples > 0)
         rc = apm_store_mdb_error(add_u64(t->txn, t->s->dbi[DB_META], "samples", t->samples),
                                  "counters");
@@ -822,9 +922,15 @@ int apm_store_txn_commit(struct apm_store_txn *t)
     }
     /* The writer's own failures only: its next call for room reads what the last one was. */
     bool disk = false;
+    bool logged = t->log_len > 0, ckpt_logged = t->ckpt_logged;
     rc = store_commit(t->s, t->txn, &disk);
     atomic_store(&t->s->disk_full, disk);
-    txn_end(t, rc == 0);
+    /* Crash points (common/fault.h): committed, not published nor acked yet. */
+    if (rc == 0 && logged)
+        apm_fault_point("store-logged");
+    if (rc == 0 && ckpt_logged)
+        apm_fault_point("store-checkpoint");
+    txn_end(t, rc == 0, first_seq);
     return rc;
 }
 
@@ -833,7 +939,7 @@ void apm_store_txn_abort(struct apm_store_txn *t)
     if (t == NULL)
         return;
     mdb_txn_abort(t->txn);
-    txn_end(t, false);
+    txn_end(t, false, 0);
 }
 
 /* ---- appending ---- */
@@ -848,6 +954,7 @@ static int seal(struct apm_store_txn *t, struct store_series *ser)
     if (rc != 0)
         return apm_store_mdb_error(rc, "chunk");
     apm_chunk_enc_restart(&ser->head);
+    apm_store_checkpoint_later(t, ser); /* the record and its chunks, in the same commit */
     return 0;
 }
 
@@ -859,6 +966,20 @@ static int seal(struct apm_store_txn *t, struct store_series *ser)
 int apm_store_put_block(struct apm_store_txn *t, struct store_series *ser,
                         const struct apm_series_block *blk)
 {
+    /* The samples taken go to the log entry too (store_log.c). */
+    uint32_t taken = 0;
+    bool any = ser->nsamples > 0;
+    int64_t last = ser->last_ms;
+    for (uint32_t i = 0; i < blk->n; i++)
+        if (!any || blk->t_ms[i] > last) {
+            any = true;
+            last = blk->t_ms[i];
+            taken++;
+        }
+    if (taken > 0 && apm_store_log_group(t, ser, taken) < 0)
+        return -ENOMEM;
+    if (taken > 0)
+        ser->appended = true;
     for (uint32_t i = 0; i < blk->n; i++) {
         int64_t ts = blk->t_ms[i];
         if (ser->nsamples > 0 && ts <= ser->last_ms) {
@@ -868,6 +989,7 @@ int apm_store_put_block(struct apm_store_txn *t, struct store_series *ser,
         int rc = apm_chunk_enc_append(&ser->head, ts, blk->value[i]);
         if (rc < 0)
             return rc;
+        apm_store_log_sample(t, ts, blk->value[i]);
         if (ser->nsamples++ == 0)
             ser->first_ms = ts;
         ser->last_ms = ts;

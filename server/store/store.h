@@ -50,6 +50,12 @@ struct apm_store_options {
      * (2 h), < 0 off.
      */
     int64_t pack_period_ms;
+    /*
+     * A series' record (with its open chunk) is written within this of the
+     * first commit that logged samples newer than it (write-ahead log,
+     * docs/store.md); 0 = 30 s.
+     */
+    int64_t checkpoint_ms;
 };
 
 /*
@@ -356,6 +362,13 @@ int apm_store_list_process_series(struct apm_store *s, const char *process_id,
  */
 int apm_store_find_series(struct apm_store *s, const char *host, const char *process_id,
                           enum apm_metric metric, const char *site, uint64_t *id);
+
+/*
+ * Tests only (NULL otherwise): called by a reader between reading a series'
+ * record and copying its published head (docs/store.md, "Write-ahead log"),
+ * the window in which a checkpoint may commit. Set before any reader starts.
+ */
+extern void (*apm_store_test_read_hook)(uint64_t series_id);
 
 /* Longest process id ("host:pid:start_ms") and host name, each with its NUL. */
 #define APM_STORE_PROCESS_ID_MAX 320

@@ -3,8 +3,8 @@
 
 /*
  * Alert records in the store's "alerts" database: alert id (big-endian u64)
- * -> the alert's record (JSON text written by server/alerts/alerts.c), and key 0 ->
- * the next alert id. server/alerts/alerts.c writes them in its own transactions, one
+ * -> the alert's record (JSON text written by server/alerts/alerts_round.c), and key 0 ->
+ * the next alert id. server/alerts/alerts_round.c writes them in its own transactions, one
  * per round however many alerts changed.
  *
  * Threads: any thread. Writes take LMDB's single writer lock and wait while

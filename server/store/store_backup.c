@@ -172,6 +172,15 @@ static int copy_others(const char *src, const char *dst, const char *sub, uint64
  * Reads what the copy holds: series, samples and the newest sample. (Its
  * transaction id says nothing: a compacting copy starts again at 1.)
  */
+static int newest_sample(void *ctx, int64_t t, int64_t v)
+{
+    (void)v;
+    int64_t *newest = ctx;
+    if (t > *newest)
+        *newest = t;
+    return 0;
+}
+
 static int describe_copy(const char *path, struct apm_store_backup_info *out)
 {
     MDB_env *env = NULL;
@@ -209,6 +218,17 @@ static int describe_copy(const char *path, struct apm_store_backup_info *out)
     if (rc == 0 && crc != MDB_NOTFOUND)
         rc = crc;
     mdb_cursor_close(cur);
+    cur = NULL;
+    /* The newest samples may be only in the write-ahead log (docs/store.md). */
+    MDB_dbi log;
+    if (rc == 0 && mdb_dbi_open(txn, "log", 0, &log) == 0 &&
+        (rc = mdb_cursor_open(txn, log, &cur)) == 0) {
+        const struct store_log_visitor vis = {NULL, newest_sample, &out->last_sample_ms};
+        for (crc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); crc == 0;
+             crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+            (void)apm_store_log_decode(v.mv_data, v.mv_size, &vis);
+        mdb_cursor_close(cur);
+    }
     mdb_txn_abort(txn);
     mdb_env_close(env);
     return apm_store_mdb_error(rc, "backup: read the copy");

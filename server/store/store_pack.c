@@ -21,10 +21,19 @@
 #include "common/error.h"
 #include "server/store/store_priv.h"
 
+/*
+ * LMDB's leaf pages (mdb.c): a page header, then per entry an index slot
+ * (2 bytes) and a node of 8 bytes of header, the key and the value, rounded
+ * up to even; a value too large for a leaf node (more than half a page) goes
+ * to overflow pages and leaves its page number in the node.
+ */
+#define PAGE_HEADER 16u
+#define NODE_COST (8u + PACK_KEY_LEN + 2u) /* node header, key and index slot of one piece */
+#define OVERFLOW_REF 8u                    /* an overflow page number in its node */
 /* Below this many bytes a remainder is one piece; above, it is cut in pieces about this long. */
 #define PIECE_LEAF_DIV 4u /* a leaf page holds about this many remainder pieces */
-#define PAGE_HEADER 16u   /* LMDB's page header, also on overflow pages */
-#define NODE_COST 34u     /* leaf node header, key and index slot of one piece */
+/* A piece that fills the rest of a leaf page must hold this many bytes; less stays slack. */
+#define PIECE_MIN_FILL 64u
 
 void apm_store_pack_key(uint8_t key[PACK_KEY_LEN], int64_t period, uint64_t id, int64_t t)
 {
@@ -172,58 +181,120 @@ struct packer {
     MDB_cursor *cur; /* on DB_PACKED */
     uint64_t id;
     struct apm_chunk_enc enc;
+    size_t page_room;  /* bytes for nodes in an empty leaf page */
+    size_t leaf_max;   /* the largest value LMDB keeps in a leaf node */
     size_t piece_max;  /* a value of this many bytes fills one overflow page */
-    size_t piece_leaf; /* a remainder above this is cut in pieces about this long */
+    size_t piece_leaf; /* without a known room, a remainder above this is cut in pieces this long */
     unsigned *keys;
 };
 
+/* Bytes a piece of len bytes takes in its leaf page. */
+static long leaf_cost(const struct packer *pk, size_t len)
+{
+    size_t data = len > pk->leaf_max ? OVERFLOW_REF : len;
+    return (long)((NODE_COST + data + 1u) & ~(size_t)1u);
+}
+
+/*
+ * Puts the encoder's piece. An append goes into the last leaf page if it
+ * fits there, else starts a new one alone (MDB_APPEND does not split in the
+ * middle): the store follows the room left in that page (s->pack_room),
+ * checked against LMDB's count of leaf pages after every put, and forgets
+ * it (-1) on any surprise, until the next new page.
+ */
 static int put_piece(struct packer *pk, int64_t period, int64_t first_t, bool append)
 {
+    struct apm_store *s = pk->t->s;
     uint8_t key[PACK_KEY_LEN];
     apm_store_pack_key(key, period, pk->id, first_t);
     MDB_val k = {sizeof(key), key}, v = {pk->enc.len, pk->enc.buf};
+    MDB_dbi dbi = s->dbi[DB_PACKED];
+    MDB_stat before, after;
+    long cost = leaf_cost(pk, pk->enc.len);
+    bool track = append && mdb_stat(pk->t->txn, dbi, &before) == 0;
     int rc = append ? mdb_cursor_put(pk->cur, &k, &v, MDB_APPEND) : MDB_KEYEXIST;
-    if (rc == MDB_KEYEXIST) /* not after the last key (a restarted pass, late samples) */
+    if (rc == MDB_KEYEXIST) { /* not after the last key (a restarted pass, late samples) */
+        track = false;
         rc = mdb_cursor_put(pk->cur, &k, &v, 0);
+    }
+    if (rc == 0 && track && mdb_stat(pk->t->txn, dbi, &after) == 0) {
+        if (after.ms_leaf_pages == before.ms_leaf_pages + 1)
+            s->pack_room = (long)pk->page_room - cost;
+        else if (after.ms_leaf_pages == before.ms_leaf_pages && s->pack_room >= cost)
+            s->pack_room -= cost;
+        else
+            s->pack_room = -1;
+    } else {
+        s->pack_room = -1;
+    }
     (*pk->keys)++;
     return apm_store_mdb_error(rc, "packed");
 }
 
 /*
- * Writes samples [i, j), all of one period, as pieces: greedily as many as
- * fill an overflow page each, then the remainder, cut in a few pieces when
- * it is too long to leave little slack in a leaf page.
+ * The end of the next piece of samples [i, j), left encoded in pk->enc:
+ * as many as fill an overflow page while the rest does not fit one; else
+ * with the last leaf page's room known (room >= 0), the rest if it fits
+ * there, or the longest prefix that fills it; with no such prefix of
+ * PIECE_MIN_FILL bytes the piece starts a new page (*room becomes an empty
+ * page's). With the room unknown, the rest cut in pieces of at most
+ * piece_leaf bytes.
  */
-static int put_run(struct packer *pk, const struct samples *s, size_t i, size_t j, int64_t period,
-                   bool append)
+static int cut_piece(struct packer *pk, const struct samples *s, size_t i, size_t j, long *room,
+                     size_t *cut)
 {
-    while (i < j) {
-        struct apm_chunk_enc *e = &pk->enc;
+    struct apm_chunk_enc *e = &pk->enc;
+    for (;;) {
         apm_chunk_enc_reset(e, APM_CHUNK_SHIFT_NONE, dt_before(s, i));
-        size_t k = i;
-        int rc = 0;
+        size_t k = i, fit = i, fit_len = 0;
+        int rc;
         while (k < j && e->n < APM_CHUNK_MAX_SAMPLES) {
             if ((rc = apm_chunk_enc_append(e, s->t[k], s->v[k])) < 0)
                 return rc;
             if (e->len > pk->piece_max)
                 break;
             k++;
+            if (e->len <= pk->leaf_max && leaf_cost(pk, e->len) <= *room) {
+                fit = k;
+                fit_len = e->len;
+            }
         }
         if (k < j) {
             /* Full: the samples before the one that overflowed fill the page. */
-            k = k > i ? k : i + 1;
-            rc = encode(e, s, i, k);
-        } else if (e->len > pk->piece_leaf) {
-            size_t pieces = (e->len + pk->piece_leaf - 1) / pk->piece_leaf;
-            k = i + (j - i) / pieces;
-            k = k > i ? k : i + 1;
-            rc = encode(e, s, i, k);
+            *cut = k > i ? k : i + 1;
+        } else if (*room < 0) {
+            *cut = j;
+            if (e->len > pk->piece_leaf) {
+                size_t pieces = (e->len + pk->piece_leaf - 1) / pk->piece_leaf;
+                *cut = i + (j - i) / pieces > i ? i + (j - i) / pieces : i + 1;
+            }
+        } else if (fit == j) {
+            return 0;
+        } else if (fit > i && fit_len >= PIECE_MIN_FILL) {
+            *cut = fit;
+        } else if (*room < (long)pk->page_room) {
+            *room = (long)pk->page_room; /* this page stays as it is */
+            continue;
+        } else {
+            *cut = fit > i ? fit : i + 1;
         }
+        return *cut == j && k == j ? 0 : encode(e, s, i, *cut);
+    }
+}
+
+/* Writes samples [i, j), all of one period, as pieces (cut_piece). */
+static int put_run(struct packer *pk, const struct samples *s, size_t i, size_t j, int64_t period,
+                   bool append)
+{
+    while (i < j) {
+        long room = append ? pk->t->s->pack_room : -1;
+        size_t cut = j;
+        int rc = cut_piece(pk, s, i, j, &room, &cut);
         if (rc == 0)
             rc = put_piece(pk, period, s->t[i], append);
         if (rc < 0)
             return rc;
-        i = k;
+        i = cut;
     }
     return 0;
 }
@@ -306,8 +377,11 @@ int apm_store_pack_series(struct apm_store_txn *t, uint64_t id, int64_t period, 
     rc = apm_store_mdb_error(mdb_env_stat(s->env, &st), "stat");
     struct packer pk = {.t = t, .id = id, .keys = keys};
     apm_chunk_enc_init(&pk.enc);
-    pk.piece_max = st.ms_psize - PAGE_HEADER;
-    pk.piece_leaf = (st.ms_psize - PAGE_HEADER) / PIECE_LEAF_DIV - NODE_COST;
+    pk.page_room = st.ms_psize - PAGE_HEADER;
+    /* LMDB's me_nodemax: half an empty page, less an index slot, holds a leaf node. */
+    pk.leaf_max = ((pk.page_room / 2) & ~(size_t)1u) - 2u - (NODE_COST - 2u);
+    pk.piece_max = pk.page_room;
+    pk.piece_leaf = pk.page_room / PIECE_LEAF_DIV - NODE_COST;
     if (rc == 0)
         rc = apm_store_mdb_error(mdb_cursor_open(t->txn, s->dbi[DB_PACKED], &pk.cur), "packed");
     size_t i = 0;

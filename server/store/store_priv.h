@@ -20,8 +20,9 @@
 #include "common/log.h"
 #include "server/store/chunk.h"
 #include "server/store/store.h"
+#include "server/store/store_log.h"
 
-#define APM_STORE_SCHEMA 2u
+#define APM_STORE_SCHEMA 2u /* 2: chunk formats 2 and 3, packed periods, the write-ahead log */
 
 /* The named databases, in the order they are opened. */
 enum store_db {
@@ -40,6 +41,7 @@ enum store_db {
     DB_RW_PENDING, /* series id -> i64: the last sample time of the request in flight (ditto) */
     DB_SILENCES,   /* silence id (big-endian u64) -> silence record (store_alerts.c) */
     DB_PACKED,     /* period start, series id, first t (big-endian) -> chunk (store_pack.c) */
+    DB_LOG,        /* entry number (big-endian u64) -> a commit's samples (store_log.c) */
     DB_COUNT
 };
 
@@ -66,6 +68,16 @@ struct store_series {
     struct apm_chunk_enc head;
     struct store_series *next_dirty;
     bool dirty;
+    /* The write-ahead log (store_log.c). */
+    bool appended;                  /* samples appended in this transaction */
+    bool ckpt;                      /* on the transaction's list of records to write */
+    bool gone;                      /* removed from the store in this transaction */
+    struct store_series *next_ckpt; /* that list */
+    uint64_t log_seq;               /* 0: DB_SERIES holds it all; else its first log entry since */
+    int64_t log_ms;                 /* wall clock of that entry */
+    int64_t rec_last;               /* last_ms in its DB_SERIES record, INT64_MIN: no samples */
+    struct store_series *fifo_prev, *fifo_next; /* apm_store::fifo, while log_seq != 0 */
+    struct store_head *pub;                     /* its published head (store_head.c), or NULL */
 };
 
 struct apm_store {
@@ -105,8 +117,9 @@ struct apm_store {
     int64_t maint_now; /* the wall clock of the slice going on */
     /* Packed periods (store_pack.c): period length (0 = off), the next to pack, this pass's. */
     int64_t pack_ms;
-    int64_t pack_next;        /* INT64_MIN until a pass packed one ("pack_next" in DB_META) */
-    int64_t pack_cur;         /* the period this pass packs, or INT64_MIN */
+    int64_t pack_next; /* INT64_MIN until a pass packed one ("pack_next" in DB_META) */
+    int64_t pack_cur;  /* the period this pass packs, or INT64_MIN */
+    long pack_room;    /* free bytes in DB_PACKED's last leaf page, -1 unknown (store_pack.c) */
     int64_t pass_oldest_live; /* oldest sealed chunk left in DB_CHUNKS seen by the pass */
     int64_t oldest_live_ms;   /* ... by the last pass */
     /*
@@ -134,6 +147,14 @@ struct apm_store {
     atomic_int disk_full;
     /* 1 while apm_store_backup copies: its read transaction holds resize_lock shared. */
     atomic_int backup_running;
+    /* The write-ahead log (store_log.c), writer thread only. */
+    uint64_t log_next;    /* number of the next log entry */
+    int64_t ckpt_ms;      /* a logged series' record is written within this */
+    int64_t last_ckpt_ms; /* wall clock of the last commit that chose checkpoints */
+    struct store_series *fifo_first, *fifo_last; /* series with log_seq != 0, oldest first */
+    size_t fifo_len;
+    /* Published heads (store_head.c), any thread. */
+    struct store_heads *heads;
 };
 
 /* Values of apm_store::full. */
@@ -273,7 +294,92 @@ struct apm_store_txn {
     uint64_t samples;
     uint64_t dropped;
     uint64_t sites_refused;
+    /* The samples appended, for the log entry (store_log.c); cuts: where entries end. */
+    uint8_t *log;
+    size_t log_len, log_cap;
+    size_t log_entry_start;
+    uint64_t log_id; /* the previous group's id, t and value in the entry being built */
+    int64_t log_t, log_v;
+    size_t *cuts;
+    size_t ncuts, cuts_cap;
+    struct store_series *ckpt; /* series whose record is written at commit */
+    bool ckpt_logged;          /* ... some of which had samples only in the log */
 };
+
+/* ---- the write-ahead log (store_log.c) ---- */
+
+/* Logs n samples of ser being appended (accepted ones only). Returns 0 or -ENOMEM. */
+int apm_store_log_group(struct apm_store_txn *t, const struct store_series *ser, uint32_t n);
+void apm_store_log_sample(struct apm_store_txn *t, int64_t ts, int64_t v);
+/* Puts ser on t's list of records written at commit (a seal, a new series, maintenance). */
+void apm_store_checkpoint_later(struct apm_store_txn *t, struct store_series *ser);
+/*
+ * At commit, before the records are written: picks the oldest logged series
+ * due, appends the log entries and deletes those no series needs any more.
+ */
+int apm_store_log_commit(struct apm_store_txn *t, uint64_t *first_seq);
+/*
+ * After a successful commit: the series' log state and published heads; empties
+ * t's lists. Returns the series removed from the store, chained by fifo_next
+ * (to free).
+ */
+struct store_series *apm_store_log_committed(struct apm_store_txn *t, uint64_t first_seq,
+                                             int64_t now_ms);
+/*
+ * Replays the log into the writer's series: every series when only is NULL
+ * (open), else only the ids in only (8-byte big-endian keys -> struct
+ * store_series *, reset to their records). Writes nothing.
+ */
+int apm_store_log_replay(struct apm_store *s, struct apm_hashmap *only);
+/* Writes the record of every series with samples only in the log (a clean close). */
+void apm_store_checkpoint_all(struct apm_store *s);
+/* Unlinks ser from the checkpoint queue. */
+void apm_store_fifo_unlink(struct apm_store *s, struct store_series *ser);
+/* Writes ser's record now (a maintenance read wants it current) and at commit. */
+int apm_store_series_sync(struct apm_store_txn *t, uint64_t id, struct store_series_record *rec);
+/* The series was removed from the store in t: forgotten at commit (at once if untouched). */
+void apm_store_series_gone(struct apm_store_txn *t, struct store_series *ser);
+/* Frees a series of the writer's index (its published head stays unless unpublish). */
+void apm_store_series_release(struct apm_store *s, struct store_series *ser, bool unpublish);
+/* Builds a writer's series from its record (store.c). */
+int apm_store_series_from_record(const char *key, size_t klen, uint64_t id,
+                                 const struct store_series_record *rec, struct store_series **out);
+/* Writes ser's record in t (store.c). */
+int apm_store_write_series(struct apm_store_txn *t, const struct store_series *ser);
+
+/* ---- published heads (store_head.c) ---- */
+
+struct store_head;
+struct store_heads;
+/* A reader's copy of a published head. */
+struct store_head_snap {
+    bool found;
+    int64_t ckpt_t;
+    int64_t first_ms, last_ms, last_value;
+    uint64_t nsamples;
+    int64_t head_first_t;
+    uint8_t *buf; /* owned */
+    uint32_t len;
+};
+int apm_store_heads_new(struct store_heads **out);
+void apm_store_heads_free(struct store_heads *h);
+/* Copies ser's head and fields for readers (writer thread, after a commit). */
+int apm_store_head_publish(struct apm_store *s, struct store_series *ser);
+void apm_store_head_unpublish(struct apm_store *s, uint64_t id);
+/*
+ * Reads the record of id in *txn and copies its published head into snap
+ * (free with apm_store_head_snap_free); renews *txn (apm_store_read_begin)
+ * when a checkpoint committed after its snapshot. Any thread but the writer's.
+ */
+int apm_store_read_record(struct apm_store *s, MDB_txn **txn, uint64_t id,
+                          struct store_series_record *rec, struct store_head_snap *snap);
+/* Emits the head's samples newer than rec's in [from_ms, to_ms]: 0, 1 (stopped) or a code. */
+int apm_store_head_emit(const struct store_head_snap *snap, const struct store_series_record *rec,
+                        int64_t from_ms, int64_t to_ms, apm_store_sample_cb cb, void *ctx);
+void apm_store_head_snap_free(struct store_head_snap *snap);
+/* Brings a record's last_ms, last_value, nsamples (first_ms) up to the published head. */
+void apm_store_head_overlay(const struct store_head_snap *snap, struct apm_series_info *info);
+int apm_store_series_info_live(struct apm_store *s, struct apm_series_info *info);
 
 #define PROCESS_ID_MAX APM_STORE_PROCESS_ID_MAX
 #define STORE_HOST_MAX APM_STORE_HOST_MAX

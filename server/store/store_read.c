@@ -137,6 +137,7 @@ int apm_store_list_processes(struct apm_store *s, const char *host, apm_store_pr
 }
 
 struct series_scan {
+    struct apm_store *s;
     const struct apm_series_filter *f;
     apm_store_series_cb cb;
     void *ctx;
@@ -165,13 +166,14 @@ static int each_series(void *ctx, const MDB_val *k, const MDB_val *v)
         return APM_E_STORE;
     if (!series_matches(ss->f, &rec.info))
         return 0;
+    apm_store_series_info_live(ss->s, &rec.info);
     return ss->cb(ss->ctx, &rec.info) ? 1 : 0;
 }
 
 int apm_store_list_series(struct apm_store *s, const struct apm_series_filter *f,
                           apm_store_series_cb cb, void *ctx)
 {
-    struct series_scan ss = {f, cb, ctx};
+    struct series_scan ss = {s, f, cb, ctx};
     uint8_t start[8];
     if (f == NULL || f->after_id == 0)
         return scan(s, DB_SERIES, NULL, 0, each_series, &ss);
@@ -203,8 +205,10 @@ int apm_store_get_series(struct apm_store *s, uint64_t id, apm_store_series_cb c
     if (rc < 0)
         return rc;
     rc = apm_store_get_record(s, txn, id, &rec);
-    if (rc == 0)
+    if (rc == 0) {
+        apm_store_series_info_live(s, &rec.info);
         cb(ctx, &rec.info);
+    }
     apm_store_read_end(s, txn);
     return rc;
 }
@@ -302,14 +306,19 @@ int apm_store_read_samples(struct apm_store *s, uint64_t series_id, int64_t from
 {
     MDB_txn *txn = NULL;
     struct store_series_record rec;
+    struct store_head_snap head;
     int rc = apm_store_read_begin(s, &txn);
     if (rc < 0)
         return rc;
-    rc = apm_store_get_record(s, txn, series_id, &rec);
+    /* The record, sealed chunks and open chunk in LMDB, then what only the log holds yet. */
+    rc = apm_store_read_record(s, &txn, series_id, &rec, &head);
     if (rc == 0)
         rc = apm_store_txn_read_samples(s, txn, series_id, &rec, from_ms, to_ms, cb, ctx);
+    if (rc == 0)
+        rc = apm_store_head_emit(&head, &rec, from_ms, to_ms, cb, ctx);
     if (rc == 1)
         rc = 0;
+    apm_store_head_snap_free(&head);
     apm_store_read_end(s, txn);
     return rc;
 }
@@ -472,8 +481,10 @@ int apm_store_list_process_series(struct apm_store *s, const char *process_id,
                 apm_store_record_parse_series(rv.mv_data, rv.mv_size, apm_store_get_be64(idkey),
                                               &rec) < 0)
                 stop = APM_E_STORE;
-            else
+            else {
+                apm_store_series_info_live(s, &rec.info);
                 stop = cb(ctx, &rec.info) ? 1 : 0;
+            }
         }
         if (stop == 0)
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "common/error.h"
@@ -496,15 +497,8 @@ static int remove_series(struct apm_store_txn *t, const struct series_view *sv, 
     count(s, MC_SERIES_REMOVED, 1);
     /* The writer's index is a cache: drop the series; an abort only makes it reload. */
     uint64_t ptr;
-    if (klen > 0 && apm_hashmap_get(&s->index, key, klen, &ptr) == 0) {
-        struct store_series *ser = (struct store_series *)(uintptr_t)ptr;
-        if (!ser->dirty) {
-            apm_hashmap_del(&s->index, key, klen);
-            apm_chunk_enc_close(&ser->head);
-            free(ser->renamed);
-            free(ser);
-        }
-    }
+    if (klen > 0 && apm_hashmap_get(&s->index, key, klen, &ptr) == 0)
+        apm_store_series_gone(t, (struct store_series *)(uintptr_t)ptr);
     apm_hashmap_close(&s->seen);
     apm_hashmap_init(&s->seen);
     apm_hashmap_close(&s->site_counts);
@@ -589,6 +583,9 @@ static int maintain_series(struct apm_store_txn *t, uint64_t id, unsigned max_ke
     int64_t now = s->maint_now;
     struct store_series_record rec;
     int rc = apm_store_get_record(s, t->txn, id, &rec);
+    /* Samples only in the write-ahead log go into the record first (store_log.c). */
+    if (rc == 0)
+        rc = apm_store_series_sync(t, id, &rec);
     if (rc < 0)
         return rc == APM_E_NOTFOUND ? 0 : rc;
     struct series_view sv = {.id = id,
@@ -775,6 +772,18 @@ static int grow(struct apm_store *s)
     return 1;
 }
 
+/*
+ * Growing early is for a disk with room for the larger map: a full disk gets
+ * nothing from it (a map that fills up grows through apm_store_make_room).
+ */
+static bool disk_has_room(struct apm_store *s, uint64_t bytes)
+{
+    const char *dir = NULL;
+    struct statvfs v;
+    return mdb_env_get_path(s->env, &dir) != 0 || statvfs(dir, &v) != 0 ||
+           (uint64_t)v.f_bavail * v.f_frsize >= bytes;
+}
+
 /* At the start of a pass: grows the map early, and sets the pressure cut-off near the budget. */
 static int check_budget(struct apm_store *s, int64_t now)
 {
@@ -787,7 +796,7 @@ static int check_budget(struct apm_store *s, int64_t now)
     if (rc < 0)
         return rc;
     uint64_t map = atomic_load(&s->map_size);
-    if (file > map / 100 * GROW_PERCENT && (rc = grow(s)) < 0)
+    if (file > map / 100 * GROW_PERCENT && disk_has_room(s, map) && (rc = grow(s)) < 0)
         return rc;
     s->oldest_raw_ms = s->pass_oldest_ms;
     if (used > s->max_disk / 100 * PRESSURE_PERCENT && s->oldest_raw_ms < now) {

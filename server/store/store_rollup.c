@@ -457,10 +457,11 @@ int apm_store_read_steps(struct apm_store *s, uint64_t series_id, int64_t from_m
     int64_t res = apm_store_step_resolution(step_ms), used = 0;
     MDB_txn *txn = NULL;
     struct store_series_record rec;
+    struct store_head_snap head;
     int rc = apm_store_read_begin(s, &txn);
     if (rc < 0)
         return rc;
-    rc = apm_store_get_record(s, txn, series_id, &rec);
+    rc = apm_store_read_record(s, &txn, series_id, &rec, &head); /* the log's samples too */
     int64_t wm[2] = {INT64_MIN, INT64_MIN}, raw_from = lo;
     if (rc == 0 && res > 0)
         rc = apm_store_rollup_wm(s, txn, series_id, wm);
@@ -489,7 +490,10 @@ int apm_store_read_steps(struct apm_store *s, uint64_t series_id, int64_t from_m
     if (rc == 0)
         rc = apm_store_txn_read_samples(s, txn, series_id, &rec, raw_from, to_ms, step_sample, &st);
     if (rc == 0)
+        rc = apm_store_head_emit(&head, &rec, raw_from, to_ms, step_sample, &st);
+    if (rc == 0)
         rc = step_flush(&st);
+    apm_store_head_snap_free(&head);
     apm_store_read_end(s, txn);
     if (res_ms != NULL)
         *res_ms = used;

@@ -5,7 +5,7 @@
  * tests/bench/chunk_codec.sh builds and runs it.
  *
  *   chunk_codec TRACE_DIR [CHUNK_SAMPLES]
- *   chunk_codec TRACE_DIR CHUNK_SAMPLES priors   prints format 2's prior table
+ *   chunk_codec TRACE_DIR CHUNK_SAMPLES priors   prints formats 2 and 3's prior table
  *
  * Series are cut into chunks as the store does (apm_chunk_enc_restart after
  * CHUNK_SAMPLES, default 120). The tuning half is every other trace in name
@@ -21,8 +21,9 @@
 #include "server/store/chunk.h"
 #include "tests/bench/bench_traces.h"
 
-#define NFORMATS 2
-static const uint8_t formats[NFORMATS] = {APM_CHUNK_FORMAT_RICE, APM_CHUNK_FORMAT};
+#define NFORMATS 3
+static const uint8_t formats[NFORMATS] = {APM_CHUNK_FORMAT_RICE, APM_CHUNK_FORMAT_RC2,
+                                          APM_CHUNK_FORMAT};
 
 struct cost {
     uint64_t samples;
@@ -31,10 +32,10 @@ struct cost {
     uint64_t regular; /* the same values on a regular grid */
 };
 
-/* Header bytes of a stored chunk: fixed part, format 2's length byte, two varints. */
+/* Header bytes of a stored chunk: fixed part, formats 2 and 3's length byte, two varints. */
 static size_t header_bytes(const uint8_t *b, size_t len)
 {
-    size_t pos = 4 + (b[0] == APM_CHUNK_FORMAT), varints = 0;
+    size_t pos = 4 + (b[0] != APM_CHUNK_FORMAT_RICE), varints = 0;
     while (pos < len && varints < 2)
         varints += (b[pos++] & 0x80) == 0;
     return pos;
@@ -210,7 +211,8 @@ static void report(const char *title, struct series_data *series, size_t n, unsi
             }
         }
     }
-    printf("%s, %u samples a chunk: payload bytes/sample, format 1 | format 2\n", title, chunk);
+    printf("%s, %u samples a chunk: payload bytes/sample, format 1 | format 2 | format 3\n", title,
+           chunk);
     for (size_t k = 0; k < nkinds; k++)
         print_cost(kinds[k], by_kind[k]);
     print_cost("tuning half (even)", half[0]);
@@ -219,9 +221,10 @@ static void report(const char *title, struct series_data *series, size_t n, unsi
 }
 
 /*
- * Format 2's starting probabilities: each context's final probability,
- * averaged over the chunks (where it was used) of the tuning half, coded
- * from a flat start (1/2, first step 0) as the table was made.
+ * Formats 2 and 3's starting probabilities: each context's final
+ * probability, averaged over the chunks (where it was used) of the tuning
+ * half, coded in format 2 from a flat start (1/2, first step 0) as the
+ * table was made.
  */
 static void print_priors(struct series_data *series, size_t n, unsigned chunk)
 {
@@ -229,6 +232,7 @@ static void print_priors(struct series_data *series, size_t n, unsigned chunk)
     for (size_t s = 0; s < n; s += 2) {
         struct apm_chunk_enc e;
         apm_chunk_enc_init(&e);
+        apm_chunk_enc_set_format(&e, APM_CHUNK_FORMAT_RC2);
         for (size_t i = 0; i < series[s].n; i++) {
             apm_chunk_enc_append(&e, series[s].t[i], series[s].v[i]);
             if (e.n == 1)
@@ -291,7 +295,7 @@ int main(int argc, char **argv)
     for (int f = 0; f < NFORMATS; f++)
         printf("format %u: encode %.1f ns/sample, decode %.1f ns/sample (best of 5, leakbench)\n",
                formats[f], best[f][0], best[f][1]);
-    double fleet[NFORMATS] = {1e30, 1e30};
+    double fleet[NFORMATS] = {1e30, 1e30, 1e30};
     for (int round = 0; round < 3; round++)
         for (int f = 0; f < NFORMATS; f++) {
             double ns = time_fleet(formats[f], chunk, 50000, 60);
@@ -300,6 +304,7 @@ int main(int argc, char **argv)
     for (int f = 0; f < NFORMATS; f++)
         printf("format %u: encode %.1f ns/sample, 50,000 series one sample a tick (best of 3)\n",
                formats[f], fleet[f]);
-    printf("decoded alike: %s\n", check[0] == check[1] ? "yes" : "NO");
-    return check[0] == check[1] ? 0 : 1;
+    bool alike = check[0] == check[1] && check[1] == check[2];
+    printf("decoded alike: %s\n", alike ? "yes" : "NO");
+    return alike ? 0 : 1;
 }

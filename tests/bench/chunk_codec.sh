@@ -4,7 +4,7 @@
 # Builds an optimised copy of the store library in build-bench/ (as store_bytes.sh). Figures only.
 #
 #   tests/bench/chunk_codec.sh [TRACE_DIR] [CHUNK_SAMPLES] [priors]   (default ../shared/leakbench/traces 120)
-#   with "priors": prints format 2's prior table (server/store/chunk_rc.c) instead
+#   with "priors": prints formats 2 and 3's prior table (server/store/chunk_rc.c) instead
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${APM_BENCH_BUILD_DIR:-$src/build-bench}

@@ -30,7 +30,8 @@ start_collector() {
     rm -rf "$work/data"
     "$build/server/apm-collector" --foreground --data-dir "$work/data" \
         --listen "127.0.0.1:$port" --http "127.0.0.1:$((port + 1))" \
-        --token-file "$work/token" --log-level warn --max-connections 2000 &
+        --token-file "$work/token" --log-level warn --max-connections 2000 \
+        --max-unauthenticated 2000 --max-unauthenticated-per-address 2000 &
     cpid=$!
     sleep 1
 }

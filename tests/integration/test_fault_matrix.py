@@ -98,6 +98,40 @@ class FaultMatrixTest(unittest.TestCase):
         self.report("collector kill -9 x%d" % CYCLES, r,
                     f"; collector back in {max(downs):.2f} s at most")
 
+    def test_collector_crash_points_in_the_log(self) -> None:
+        # The write-ahead log (docs/store.md): the collector killed -9 right after a commit
+        # that appended samples to the log (not acked yet), and right after a commit that
+        # checkpointed logged series and deleted log entries; each start replays the log.
+        host = f"fm-wal-{SUFFIX}"
+        truth = os.path.join(self.c.dir, "truth-wal")
+        replays0 = self.c.collector.output().count("store: replayed")  # one log for all runs
+        self.restart_collector(signal.SIGTERM)
+        self.c.start_collector("--checkpoint", "500ms")
+        a = self.agent(host, truth)
+        crashes = []
+        for point in ("store-logged:30", "store-checkpoint:3", "store-logged:7",
+                      "store-checkpoint:1"):
+            time.sleep(random.uniform(0.5, 1.0))
+            self.restart_collector(signal.SIGTERM)
+            p = self.c.start_collector("--checkpoint", "500ms",
+                                       env=dict(os.environ, APM_FAULT=point), wait=False)
+            deadline = time.time() + 30
+            while p.alive() and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertFalse(p.alive(), f"no crash at {point}")
+            self.assertEqual(p.p.returncode, -signal.SIGKILL, p.output()[-2000:])
+            self.assertIn(f"fault: crash point {point.split(':')[0]}: SIGKILL", p.output())
+            crashes.append(point)
+            p.stop()
+            self.c.start_collector("--checkpoint", "500ms")
+        self.assertTrue(faultcheck.wait_acked(truth, 30), "not everything acked after the crashes")
+        a.stop()
+        replays = self.c.collector.output().count("store: replayed") - replays0
+        r = faultcheck.check(self.c, host, truth)
+        self.report("collector kill -9 at the log's crash points", r,
+                    f"; {', '.join(crashes)}")
+        self.assertGreater(replays, 0, "no start replayed a log entry")
+
     def test_agent_kill9_loop_with_spool(self) -> None:
         host = f"fm-ak-{SUFFIX}"
         truth = os.path.join(self.c.dir, "truth-ak")

@@ -80,8 +80,10 @@ class SilencesTest(unittest.TestCase):
             self.assertEqual(alert["silenced_by"], sid)
             self.assertIn(f"silenced by #{sid}", c.cli("alerts").stdout)
             self.assertEqual(c.cli("alerts", "--check", check=False).returncode, 0)
-            status = c.get("/api/v1/status")["alerts"]
-            self.assertEqual(status["silenced"], 1)
+            # The status counts are taken at the engine's round: the one after the alert's.
+            status = wait_for("status to count the silenced alert",
+                              lambda: (lambda a: a if a["silenced"] == 1 else None)(
+                                  c.get("/api/v1/status")["alerts"]), timeout=10, every=0.2)
             self.assertEqual(status["silences_active"], 1)
             # Several rounds and delivery attempts' worth: the webhook hears nothing.
             time.sleep(3)

@@ -40,13 +40,13 @@ static uint64_t pick(uint64_t *seed)
 }
 
 /* Decodes the first n samples of buf[0..len) and compares them with dt/dv. */
-static void check_prefix(const uint8_t *buf, uint32_t len, uint64_t dt0, const uint64_t *dt,
-                         const uint64_t *dv, uint32_t n)
+static void check_prefix(const uint8_t *buf, uint32_t len, uint8_t format, uint64_t dt0,
+                         const uint64_t *dt, const uint64_t *dv, uint32_t n)
 {
     struct apm_chunk_rc rc;
     struct apm_chunk_model m;
     apm_chunk_rc_dec_init(&rc, buf, 0, len);
-    apm_chunk_model_init(&m, dt0);
+    apm_chunk_model_init(&m, dt0, format);
     for (uint32_t i = 0; i < n; i++) {
         uint64_t t = 0, v = 0;
         apm_chunk_rc_sample(&rc, &m, (uint8_t *)(uintptr_t)buf, &t, &v);
@@ -57,16 +57,16 @@ static void check_prefix(const uint8_t *buf, uint32_t len, uint64_t dt0, const u
     assert_true(apm_chunk_rc_dec_done(&rc));
 }
 
-static void test_chunk_rc_every_flush_decodes_alone(void **state)
+/* Both range-coded formats (chunk.h: 2, and 3 with its slower settled rate). */
+static void every_flush_decodes_alone(uint8_t format)
 {
-    (void)state;
     uint8_t *buf = calloc(1, ROOM);
     uint64_t *dt = malloc(N * sizeof(*dt)), *dv = malloc(N * sizeof(*dv));
     uint64_t seed = 0x243f6a8885a308d3ull;
     struct apm_chunk_rc rc;
     struct apm_chunk_model m;
     apm_chunk_rc_enc_init(&rc, 0);
-    apm_chunk_model_init(&m, 1000);
+    apm_chunk_model_init(&m, 1000, format);
     uint32_t longest = 0;
     for (uint32_t i = 0; i < N; i++) {
         dt[i] = pick(&seed);
@@ -79,12 +79,19 @@ static void test_chunk_rc_every_flush_decodes_alone(void **state)
         longest = len > longest ? len : longest;
         /* Every 97th flush (and the last) is checked by decoding it alone. */
         if (i % 97 == 0 || i == N - 1)
-            check_prefix(buf, len, 1000, dt, dv, i + 1);
+            check_prefix(buf, len, format, 1000, dt, dv, i + 1);
     }
     assert_true(longest > 1000);
     free(buf);
     free(dt);
     free(dv);
+}
+
+static void test_chunk_rc_every_flush_decodes_alone(void **state)
+{
+    (void)state;
+    every_flush_decodes_alone(2);
+    every_flush_decodes_alone(3);
 }
 
 static void test_chunk_rc_predicted_numbers_cost_nothing(void **state)
@@ -95,14 +102,14 @@ static void test_chunk_rc_predicted_numbers_cost_nothing(void **state)
     struct apm_chunk_rc rc;
     struct apm_chunk_model m;
     apm_chunk_rc_enc_init(&rc, 0);
-    apm_chunk_model_init(&m, 10000);
+    apm_chunk_model_init(&m, 10000, 3);
     for (int i = 0; i < 500; i++) {
         uint64_t t = 10000, v = 0;
         apm_chunk_rc_sample(&rc, &m, buf, &t, &v);
     }
     assert_int_equal(apm_chunk_rc_flush(&rc, buf), 0);
     uint64_t dt[1] = {10000}, dv[1] = {0};
-    check_prefix(buf, 0, 10000, dt, dv, 1);
+    check_prefix(buf, 0, 3, 10000, dt, dv, 1);
 }
 
 static void test_chunk_rc_end_check_refuses_noise(void **state)
@@ -119,7 +126,7 @@ static void test_chunk_rc_end_check_refuses_noise(void **state)
         struct apm_chunk_rc rc;
         struct apm_chunk_model m;
         apm_chunk_rc_dec_init(&rc, noise, 0, sizeof(noise));
-        apm_chunk_model_init(&m, 0);
+        apm_chunk_model_init(&m, 0, 3);
         for (int i = 0; i < 300; i++) {
             uint64_t t = 0, v = 0;
             apm_chunk_rc_sample(&rc, &m, noise, &t, &v);

@@ -160,6 +160,29 @@ static void test_store_backup_copy_opens_with_every_sample(void **state)
     apm_store_free(copy);
 }
 
+/*
+ * Samples committed after a series' record (only in the write-ahead log and
+ * the writer's memory) are in the copy too: its log is replayed at open, and
+ * the backup's newest sample counts them.
+ */
+static void test_store_backup_copies_the_log(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(put(f->store, &f->agent, 1, 1, T0, 100), 0); /* new: its record written */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(put(f->store, &f->agent, (uint64_t)i + 2, 1, T0 + (100 + i * 2) * 1000, 2),
+                         0);
+    struct apm_store_backup_info info;
+    char err[256];
+    assert_int_equal(apm_store_backup(f->store, f->backup, &info, err, sizeof(err)), 0);
+    assert_int_equal(info.last_sample_ms, T0 + 109 * 1000);
+    struct apm_store *copy = NULL;
+    struct apm_store_options opt = {.dir = f->backup, .no_sync = true};
+    assert_int_equal(apm_store_open(&opt, &copy), 0);
+    assert_int_equal(samples_of(copy, 1), 110);
+    apm_store_free(copy);
+}
+
 static void test_store_backup_refuses_bad_directories(void **state)
 {
     struct fixture *f = *state;
@@ -238,6 +261,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_store_backup_copy_opens_with_every_sample, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_store_backup_copies_the_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_backup_refuses_bad_directories, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_backup_while_another_thread_commits, setup,
                                         teardown),
