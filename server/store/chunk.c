@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "server/store/varint.h"
 
 /*
  * Rice codes with a parameter k chosen from the mean of the recent values
@@ -29,16 +30,6 @@ _Static_assert(MAX_BYTES_PER_SAMPLE <= MAX_SAMPLE_BYTES, "room for a format 1 sa
 static bool range_coded(uint8_t format)
 {
     return format == APM_CHUNK_FORMAT || format == APM_CHUNK_FORMAT_RC2;
-}
-
-static uint64_t zigzag(int64_t x)
-{
-    return ((uint64_t)x << 1) ^ (uint64_t)(x >> 63);
-}
-
-static int64_t unzigzag(uint64_t u)
-{
-    return (int64_t)((u >> 1) ^ (~(u & 1) + 1));
 }
 
 static void rice_init(struct apm_chunk_rice *r)
@@ -178,10 +169,7 @@ int apm_chunk_enc_set_format(struct apm_chunk_enc *e, uint8_t format)
 
 static void put_varint(struct apm_chunk_enc *e, uint64_t u)
 {
-    do {
-        e->buf[e->len++] = (uint8_t)((u & 0x7f) | (u >= 0x80 ? 0x80 : 0));
-        u >>= 7;
-    } while (u != 0);
+    e->len += apm_varint_put(e->buf + e->len, u);
 }
 
 static void append_first(struct apm_chunk_enc *e, int64_t t, int64_t v)
@@ -191,8 +179,8 @@ static void append_first(struct apm_chunk_enc *e, int64_t t, int64_t v)
     e->len = HEADER_FIXED;
     if (range_coded(e->format))
         e->len++;
-    put_varint(e, zigzag(v));
-    put_varint(e, zigzag(e->base_dt));
+    put_varint(e, apm_zigzag(v));
+    put_varint(e, apm_zigzag(e->base_dt));
     if (range_coded(e->format)) {
         apm_chunk_rc_enc_init(&e->rc, e->len);
         apm_chunk_model_init(&e->model, (uint64_t)e->base_dt, e->format);
@@ -225,8 +213,8 @@ static void append_next(struct apm_chunk_enc *e, int64_t t, int64_t v)
         e->len = apm_chunk_rc_flush(&e->rc, e->buf);
         e->buf[LEN_CHECK] = (uint8_t)e->len;
     } else {
-        rice_put(e, &e->rice_t, zigzag((int64_t)dod));
-        rice_put(e, &e->rice_v, zigzag(scaled));
+        rice_put(e, &e->rice_t, apm_zigzag((int64_t)dod));
+        rice_put(e, &e->rice_v, apm_zigzag(scaled));
     }
     e->last_dt = dt;
     e->last_t = t;
@@ -373,21 +361,6 @@ uint32_t apm_chunk_count(const void *buf, size_t len)
     return (uint32_t)b[2] | (uint32_t)b[3] << 8;
 }
 
-static int get_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
-{
-    uint64_t u = 0;
-    for (unsigned s = 0;; s += 7) {
-        if (*pos >= len || s > 63)
-            return APM_E_DECODE;
-        uint8_t byte = buf[(*pos)++];
-        u |= (uint64_t)(byte & 0x7f) << s;
-        if ((byte & 0x80) == 0)
-            break;
-    }
-    *out = u;
-    return 0;
-}
-
 int apm_chunk_iter_init(struct apm_chunk_iter *it, const void *buf, size_t len, int64_t first_t)
 {
     memset(it, 0, sizeof(*it));
@@ -403,13 +376,13 @@ int apm_chunk_iter_init(struct apm_chunk_iter *it, const void *buf, size_t len, 
         return APM_E_DECODE;
     pos += range_coded(it->format);
     uint64_t first_v, base_dt;
-    if (get_varint(it->buf, len, &pos, &first_v) < 0 ||
-        get_varint(it->buf, len, &pos, &base_dt) < 0)
+    if (apm_varint_get(it->buf, len, &pos, &first_v) < 0 ||
+        apm_varint_get(it->buf, len, &pos, &base_dt) < 0)
         return APM_E_DECODE;
     it->pos = pos;
     it->t = first_t;
-    it->v = unzigzag(first_v);
-    it->dt = (uint64_t)unzigzag(base_dt);
+    it->v = apm_unzigzag(first_v);
+    it->dt = (uint64_t)apm_unzigzag(base_dt);
     rice_init(&it->rice_t);
     rice_init(&it->rice_v);
     if (range_coded(it->format)) {
@@ -433,8 +406,8 @@ static int next_deltas(struct apm_chunk_iter *it, uint64_t *dt, uint64_t *scaled
     uint64_t dod;
     if (rice_get(it, &it->rice_t, &dod) < 0 || rice_get(it, &it->rice_v, scaled) < 0)
         return APM_E_DECODE;
-    *dt = it->dt + (uint64_t)unzigzag(dod);
-    *scaled = (uint64_t)unzigzag(*scaled);
+    *dt = it->dt + (uint64_t)apm_unzigzag(dod);
+    *scaled = (uint64_t)apm_unzigzag(*scaled);
     return 0;
 }
 

@@ -26,46 +26,11 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "server/store/store_priv.h"
+#include "server/store/varint.h"
 
 #define LOG_ENTRY_MAX (32u << 10)
 /* Records the spreading writes in one commit at most (beyond: the next commits). */
 #define CKPT_MAX 4096u
-#define VARINT_MAX 10u
-
-static uint64_t zz(int64_t x)
-{
-    return ((uint64_t)x << 1) ^ (uint64_t)(x >> 63);
-}
-
-static int64_t unzz(uint64_t u)
-{
-    return (int64_t)((u >> 1) ^ (~(u & 1) + 1));
-}
-
-static size_t put_varint(uint8_t *p, uint64_t u)
-{
-    size_t n = 0;
-    while (u >= 0x80) {
-        p[n++] = (uint8_t)(u | 0x80);
-        u >>= 7;
-    }
-    p[n++] = (uint8_t)u;
-    return n;
-}
-
-static int get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
-{
-    uint64_t u = 0;
-    for (unsigned shift = 0; shift < 64 && *pos < len; shift += 7) {
-        uint8_t b = p[(*pos)++];
-        u |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = u;
-            return 0;
-        }
-    }
-    return APM_E_DECODE;
-}
 
 /* ---- building the entry ---- */
 
@@ -106,10 +71,10 @@ int apm_store_log_group(struct apm_store_txn *t, const struct store_series *ser,
 {
     if (t->log_len - t->log_entry_start >= LOG_ENTRY_MAX && push_cut(t) < 0)
         return -ENOMEM;
-    if (reserve(t, 2 * VARINT_MAX + (size_t)n * 2 * VARINT_MAX) < 0)
+    if (reserve(t, 2 * APM_VARINT_MAX + (size_t)n * 2 * APM_VARINT_MAX) < 0)
         return -ENOMEM;
-    t->log_len += put_varint(t->log + t->log_len, zz((int64_t)(ser->id - t->log_id)));
-    t->log_len += put_varint(t->log + t->log_len, n);
+    t->log_len += apm_varint_put(t->log + t->log_len, apm_zigzag((int64_t)(ser->id - t->log_id)));
+    t->log_len += apm_varint_put(t->log + t->log_len, n);
     t->log_id = ser->id;
     return 0;
 }
@@ -117,8 +82,10 @@ int apm_store_log_group(struct apm_store_txn *t, const struct store_series *ser,
 void apm_store_log_sample(struct apm_store_txn *t, int64_t ts, int64_t v)
 {
     /* Room was reserved by apm_store_log_group. */
-    t->log_len += put_varint(t->log + t->log_len, zz((int64_t)((uint64_t)ts - (uint64_t)t->log_t)));
-    t->log_len += put_varint(t->log + t->log_len, zz((int64_t)((uint64_t)v - (uint64_t)t->log_v)));
+    t->log_len += apm_varint_put(t->log + t->log_len,
+                                 apm_zigzag((int64_t)((uint64_t)ts - (uint64_t)t->log_t)));
+    t->log_len += apm_varint_put(t->log + t->log_len,
+                                 apm_zigzag((int64_t)((uint64_t)v - (uint64_t)t->log_v)));
     t->log_t = ts;
     t->log_v = v;
 }
@@ -420,18 +387,18 @@ int apm_store_log_decode(const void *buf, size_t len, const struct store_log_vis
     int64_t t = 0, val = 0;
     while (pos < len) {
         uint64_t did, n;
-        if (get_varint(p, len, &pos, &did) < 0 || get_varint(p, len, &pos, &n) < 0)
+        if (apm_varint_get(p, len, &pos, &did) < 0 || apm_varint_get(p, len, &pos, &n) < 0)
             return APM_E_DECODE;
-        id += (uint64_t)unzz(did);
+        id += (uint64_t)apm_unzigzag(did);
         int rc = v->group != NULL ? v->group(v->ctx, id) : 0;
         if (rc < 0)
             return rc;
         for (uint64_t i = 0; i < n; i++) {
             uint64_t dt, dv;
-            if (get_varint(p, len, &pos, &dt) < 0 || get_varint(p, len, &pos, &dv) < 0)
+            if (apm_varint_get(p, len, &pos, &dt) < 0 || apm_varint_get(p, len, &pos, &dv) < 0)
                 return APM_E_DECODE;
-            t = (int64_t)((uint64_t)t + (uint64_t)unzz(dt));
-            val = (int64_t)((uint64_t)val + (uint64_t)unzz(dv));
+            t = (int64_t)((uint64_t)t + (uint64_t)apm_unzigzag(dt));
+            val = (int64_t)((uint64_t)val + (uint64_t)apm_unzigzag(dv));
             if ((rc = v->sample(v->ctx, t, val)) < 0)
                 return rc;
         }

@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "server/store/store_priv.h"
+#include "server/store/varint.h"
 
 int64_t apm_rollup_floor(int64_t t, int64_t r)
 {
@@ -82,51 +83,16 @@ int apm_rollup_block_key_parse(const MDB_val *k, int *res_i, int64_t *start, uin
 /* ---- layout 1's value: varints of zigzag(min), max - min, last - min, count, sum - min x count
  * ---- */
 
-static uint64_t zz(int64_t x)
-{
-    return ((uint64_t)x << 1) ^ (uint64_t)(x >> 63);
-}
-
-static int64_t unzz(uint64_t u)
-{
-    return (int64_t)((u >> 1) ^ (~(u & 1) + 1));
-}
-
-static size_t put_varint(uint8_t *p, uint64_t u)
-{
-    size_t n = 0;
-    while (u >= 0x80) {
-        p[n++] = (uint8_t)(u | 0x80);
-        u >>= 7;
-    }
-    p[n++] = (uint8_t)u;
-    return n;
-}
-
-static int get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
-{
-    uint64_t u = 0;
-    for (unsigned shift = 0; shift < 64 && *pos < len; shift += 7) {
-        uint8_t b = p[(*pos)++];
-        u |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = u;
-            return 0;
-        }
-    }
-    return APM_E_DECODE;
-}
-
 int apm_rollup_decode(const void *buf, size_t len, struct apm_rollup *out)
 {
     uint64_t u[5];
     size_t pos = 0;
     for (int i = 0; i < 5; i++)
-        if (get_varint(buf, len, &pos, &u[i]) != 0)
+        if (apm_varint_get(buf, len, &pos, &u[i]) != 0)
             return APM_E_DECODE;
     if (pos != len || u[3] == 0)
         return APM_E_DECODE;
-    uint64_t min = (uint64_t)unzz(u[0]);
+    uint64_t min = (uint64_t)apm_unzigzag(u[0]);
     out->min = (int64_t)min;
     out->max = (int64_t)(min + u[1]);
     out->last = (int64_t)(min + u[2]);
@@ -164,7 +130,7 @@ size_t apm_rollup_block_encode(const struct apm_rollup *b, int n, uint8_t *buf)
     if (shift > BLOCK_SHIFT_MAX)
         shift = BLOCK_SHIFT_MAX;
     int64_t unit = (int64_t)1 << shift;
-    size_t len = put_varint(buf, shift);
+    size_t len = apm_varint_put(buf, shift);
     int prev_i = -1;
     int64_t prev_last = 0;
     uint64_t prev_count = 0;
@@ -178,14 +144,15 @@ size_t apm_rollup_block_encode(const struct apm_rollup *b, int n, uint8_t *buf)
                                           .count = b[i].count};
         const struct apm_rollup *r = &scaled;
         uint64_t min = (uint64_t)r->min;
-        len += put_varint(buf + len, (uint64_t)(i - prev_i - 1));
-        len += put_varint(buf + len, zz((int64_t)(min - (uint64_t)prev_last)));
+        len += apm_varint_put(buf + len, (uint64_t)(i - prev_i - 1));
+        len += apm_varint_put(buf + len, apm_zigzag((int64_t)(min - (uint64_t)prev_last)));
         uint64_t spread = (uint64_t)r->max - min;
-        len += put_varint(buf + len, spread);
-        len += put_varint(buf + len, (uint64_t)r->max - (uint64_t)r->last);
-        len += put_varint(buf + len, zz((int64_t)(r->count - prev_count)));
-        len += put_varint(buf + len, zz((int64_t)((uint64_t)r->sum -
-                                                  (uint64_t)sum_guess(min, spread, r->count))));
+        len += apm_varint_put(buf + len, spread);
+        len += apm_varint_put(buf + len, (uint64_t)r->max - (uint64_t)r->last);
+        len += apm_varint_put(buf + len, apm_zigzag((int64_t)(r->count - prev_count)));
+        len += apm_varint_put(
+            buf + len,
+            apm_zigzag((int64_t)((uint64_t)r->sum - (uint64_t)sum_guess(min, spread, r->count))));
         prev_i = i;
         prev_last = r->last;
         prev_count = r->count;
@@ -198,7 +165,7 @@ int apm_rollup_block_decode(const void *buf, size_t len, int n, struct apm_rollu
     memset(b, 0, sizeof(*b) * (size_t)n);
     size_t pos = 0;
     uint64_t shift;
-    if (get_varint(buf, len, &pos, &shift) != 0 || shift > BLOCK_SHIFT_MAX)
+    if (apm_varint_get(buf, len, &pos, &shift) != 0 || shift > BLOCK_SHIFT_MAX)
         return APM_E_DECODE;
     int i = -1;
     int64_t prev_last = 0;
@@ -206,21 +173,21 @@ int apm_rollup_block_decode(const void *buf, size_t len, int n, struct apm_rollu
     while (pos < len) {
         uint64_t u[6];
         for (int f = 0; f < 6; f++)
-            if (get_varint(buf, len, &pos, &u[f]) != 0)
+            if (apm_varint_get(buf, len, &pos, &u[f]) != 0)
                 return APM_E_DECODE;
         if (u[0] >= (uint64_t)(n - 1 - i))
             return APM_E_DECODE;
         i += (int)u[0] + 1;
-        uint64_t count = prev_count + (uint64_t)unzz(u[4]);
+        uint64_t count = prev_count + (uint64_t)apm_unzigzag(u[4]);
         if (count == 0 || count > (uint64_t)INT64_MAX)
             return APM_E_DECODE;
-        uint64_t min = (uint64_t)prev_last + (uint64_t)unzz(u[1]);
+        uint64_t min = (uint64_t)prev_last + (uint64_t)apm_unzigzag(u[1]);
         struct apm_rollup *r = &b[i];
         r->min = (int64_t)min;
         r->max = (int64_t)(min + u[2]);
         r->last = (int64_t)(min + u[2] - u[3]);
         r->count = count;
-        r->sum = (int64_t)((uint64_t)unzz(u[5]) + (uint64_t)sum_guess(min, u[2], count));
+        r->sum = (int64_t)((uint64_t)apm_unzigzag(u[5]) + (uint64_t)sum_guess(min, u[2], count));
         prev_last = r->last;
         prev_count = count;
     }
