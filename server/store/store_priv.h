@@ -204,6 +204,9 @@ int apm_store_txn_read_samples(struct apm_store *s, MDB_txn *txn, uint64_t id,
                                int64_t to_ms, apm_store_sample_cb cb, void *ctx);
 
 /* The value of a u64 in DB_META (0 when missing), and writing one (store.c). */
+/* At the start of a maintenance pass: grows the map early, and sets the pressure cut-off near
+ * the disk budget (store_budget.c). */
+int apm_store_budget_check(struct apm_store *s, int64_t now);
 int apm_store_meta_get(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out);
 int apm_store_meta_put(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t value);
 
