@@ -207,6 +207,10 @@ int apm_store_txn_read_samples(struct apm_store *s, MDB_txn *txn, uint64_t id,
 /* At the start of a maintenance pass: grows the map early, and sets the pressure cut-off near
  * the disk budget (store_budget.c). */
 int apm_store_budget_check(struct apm_store *s, int64_t now);
+/* The series index (store_series.c): sets a series' state from its stored record; frees every
+ * indexed series (at close). */
+int apm_store_series_set(struct store_series *ser, const struct store_series_record *rec);
+void apm_store_index_free_all(struct apm_store *s);
 int apm_store_meta_get(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out);
 int apm_store_meta_put(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t value);
 
