@@ -54,6 +54,8 @@ static void remove_dir(const char *dir)
     unlink(path);
     snprintf(path, sizeof(path), "%s/lock.mdb", dir);
     unlink(path);
+    snprintf(path, sizeof(path), "%s/apm.lock", dir);
+    unlink(path);
     rmdir(dir);
 }
 
