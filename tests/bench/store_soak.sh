@@ -35,6 +35,7 @@ trap cleanup EXIT INT TERM
 "$build/server/apm-collector" --foreground --data-dir "$work/data" \
     --listen "127.0.0.1:$port" --http "127.0.0.1:$((port + 1))" \
     --token-file "$work/token" --log-level warn --max-connections 2000 \
+    --max-unauthenticated 2000 --max-unauthenticated-per-address 2000 \
     --retention "$retention" --rollup-1m-retention 5m --rollup-1h-retention 10m \
     --maintenance-period 1s 2>"$work/collector.log" &
 cpid=$!
