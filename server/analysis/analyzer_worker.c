@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,8 @@ struct apm_analyzer_worker {
     unsigned ntraces;
     bool stopping;
     bool exited;
+    /* Set with stopping; read without mu between jobs, so the stop skips what is queued. */
+    atomic_bool halt;
     /* Loop thread only. */
     bool closing;
     bool free_on_close;
@@ -195,15 +198,25 @@ static void *worker_main(void *arg)
         bool worked = jobs != NULL;
         uint64_t fed = 0, samples = 0;
         struct job *next;
+        uint64_t skipped = 0, skipped_samples = 0;
         for (struct job *j = jobs; j != NULL; j = next) {
             next = j->next;
-            if (apm_analyzer_feed(w->an, j->host, j->batch) < 0)
-                apm_warn("analyzer: out of memory feeding a batch");
-            fed++;
+            if (atomic_load_explicit(&w->halt, memory_order_relaxed)) {
+                skipped++;
+                skipped_samples += j->batch->nsamples;
+            } else {
+                if (apm_analyzer_feed(w->an, j->host, j->batch) < 0)
+                    apm_warn("analyzer: out of memory feeding a batch");
+                fed++;
+            }
             samples += j->batch->nsamples;
             apm_batch_free(j->batch);
             free(j);
         }
+        if (skipped > 0)
+            apm_info("analyzer: stopping: %llu queued batches (%llu samples) not analysed; "
+                     "they are stored, and the next start warms up from the store",
+                     (unsigned long long)skipped, (unsigned long long)skipped_samples);
         if (stop || mono_s() >= next_flush) {
             flush(w);
             next_flush = mono_s() + w->flush_s;
@@ -214,6 +227,7 @@ static void *worker_main(void *arg)
         if (worked)
             apm_histogram_observe(&w->stats.round_seconds, (uint64_t)(took_s * 1e6));
         w->stats.batches += fed;
+        w->stats.skipped_at_stop += skipped;
         w->stats.queued_samples -= samples;
         if (stop)
             break;
@@ -338,6 +352,7 @@ void apm_analyzer_worker_close(struct apm_analyzer_worker *w, apm_analyzer_worke
     w->close_ctx = ctx;
     pthread_mutex_lock(&w->mu);
     w->stopping = true;
+    atomic_store_explicit(&w->halt, true, memory_order_relaxed);
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->mu);
 }
@@ -364,6 +379,9 @@ static const struct apm_counter counters[] = {
                 "Batches analysed."),
     APM_COUNTER(struct apm_analyzer_worker_stats, dropped_batches, "dropped_batches",
                 APM_COUNTER_TOTAL, "", "Batches not analysed because the queue was full."),
+    APM_COUNTER(struct apm_analyzer_worker_stats, skipped_at_stop, "skipped_at_stop",
+                APM_COUNTER_TOTAL, "",
+                "Batches still queued at the stop, not analysed (stored all the same)."),
     APM_COUNTER(struct apm_analyzer_worker_stats, queued_samples, "queued_samples",
                 APM_COUNTER_GAUGE, "", "Samples waiting for the analysis now."),
     APM_COUNTER(struct apm_analyzer_worker_stats, traces_dropped, "traces_dropped",

@@ -26,6 +26,7 @@ struct apm_analyzer_worker_stats {
     struct apm_analyzer_stats analyzer; /* as of the last flush */
     uint64_t batches;                   /* fed */
     uint64_t dropped_batches;           /* queue full: not analysed */
+    uint64_t skipped_at_stop;           /* still queued when the worker stopped */
     uint64_t queued_samples;            /* waiting now */
     uint64_t traces_dropped;            /* the loop's queue was full */
     /* How long each round took: feeding what was queued, and the flush when one was due. */
@@ -61,9 +62,12 @@ void apm_analyzer_worker_get_stats(struct apm_analyzer_worker *w,
 int apm_analyzer_worker_add_counters(struct apm_analyzer_worker *w, struct apm_counters *r);
 
 /*
- * Stops after analysing what is queued and flushing the verdicts, closes the
- * handle and calls cb(ctx) (may be NULL). Hook calls after this are counted
- * as dropped. Loop thread; idempotent.
+ * Stops promptly: the batch being fed finishes, batches still queued are not
+ * analysed (counted in skipped_at_stop and logged: the store holds them, and
+ * the next start warms up from it), the verdicts are flushed; then closes the
+ * handle and calls cb(ctx) (may be NULL). A queue full under heavy ingest
+ * would otherwise hold the stop for tens of seconds. Hook calls after this
+ * are counted as dropped. Loop thread; idempotent.
  */
 void apm_analyzer_worker_close(struct apm_analyzer_worker *w, apm_analyzer_worker_close_cb cb,
                                void *ctx);

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "common/error.h"
+#include "common/timeutil.h"
 #include "server/analysis/analyzer.h"
 #include "server/analysis/analyzer_worker.h"
 #include "server/api/api.h"
@@ -635,6 +636,11 @@ static void on_timer(uv_timer_t *t)
     }
     if (lf->done < 300 || lf->traces == 0)
         return;
+    /* Closing skips what is still queued: wait until the worker has fed all 300. */
+    struct apm_analyzer_worker_stats st;
+    apm_analyzer_worker_get_stats(lf->worker, &st);
+    if (st.batches < 300)
+        return;
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, NULL);
     apm_writer_close(lf->writer, on_writer_closed);
@@ -663,12 +669,50 @@ static void test_worker_analyses_committed_batches_off_the_loop(void **state)
     apm_analyzer_worker_get_stats(lf.worker, &st);
     assert_int_equal(st.batches, 300);
     assert_int_equal(st.dropped_batches, 0);
+    assert_int_equal(st.skipped_at_stop, 0);
     assert_int_equal(st.analyzer.series, 2);
     apm_analyzer_worker_free(lf.worker);
     /* The verdicts were flushed before the thread ended. */
     int n = 0;
     assert_int_equal(apm_store_verdict_list(f->store, count_row, &n), 0);
     assert_int_equal(n, 2);
+}
+
+/*
+ * A stop does not wait for the queue: 20,000 batches handed to the worker at once (handing one
+ * over is a copy; analysing it takes ten times longer or more) and the worker closed right
+ * after. Every batch is either analysed or counted as skipped, and some are skipped.
+ */
+static void test_worker_stop_skips_the_queue_and_counts_it(void **state)
+{
+    struct fixture *f = *state;
+    struct loop_fixture lf = {.f = f};
+    assert_int_equal(uv_loop_init(&lf.loop), 0);
+    struct apm_analyzer_options o;
+    options(&o);
+    assert_int_equal(apm_analyzer_worker_new(&lf.loop, f->store, &o, 60.0, NULL, NULL, &lf.worker),
+                     0);
+    enum { N = 20000 };
+    for (unsigned i = 0; i < N; i++) {
+        struct apm_batch *b = tick(f, i, CG_LIMIT);
+        apm_analyzer_worker_hook(lf.worker, &f->agent, b);
+        apm_batch_free(b);
+    }
+    uint64_t t0 = apm_mono_ns();
+    apm_analyzer_worker_close(lf.worker, on_worker_closed, &lf);
+    assert_int_equal(uv_run(&lf.loop, UV_RUN_DEFAULT), 0);
+    uint64_t took_ms = (apm_mono_ns() - t0) / 1000000u;
+    assert_int_equal(uv_loop_close(&lf.loop), 0);
+    assert_int_equal(lf.closed, 1);
+    struct apm_analyzer_worker_stats st;
+    apm_analyzer_worker_get_stats(lf.worker, &st);
+    assert_int_equal(st.batches + st.skipped_at_stop + st.dropped_batches, N);
+    assert_int_equal(st.queued_samples, 0);
+    assert_true(st.skipped_at_stop > 0);
+    print_message("worker stop: %llu fed, %llu skipped, %llu dropped, closed in %llu ms\n",
+                  (unsigned long long)st.batches, (unsigned long long)st.skipped_at_stop,
+                  (unsigned long long)st.dropped_batches, (unsigned long long)took_ms);
+    apm_analyzer_worker_free(lf.worker);
 }
 
 /* A series that rises with no verdict yet shows as growing, with its rate and why no verdict. */
@@ -746,6 +790,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_api_shows_a_growing_series_with_its_rate_and_doubt,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_worker_analyses_committed_batches_off_the_loop, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_worker_stop_skips_the_queue_and_counts_it, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
