@@ -8,12 +8,12 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "common/error.h"
-#include "common/timeutil.h"
-#include "common/frame.h"
-#include "common/hashmap.h"
-#include "common/log.h"
-#include "common/token.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
+#include "common/wire/frame.h"
+#include "common/base/hashmap.h"
+#include "common/base/log.h"
+#include "common/base/token.h"
 #include "server/ingest/agent_limits.h"
 #include "server/net/listener.h"
 

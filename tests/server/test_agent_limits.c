@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/ingest/agent_limits.h"
 
 #define GRACE_MS 10000u

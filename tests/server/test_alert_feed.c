@@ -16,8 +16,8 @@
 #include <cmocka.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
 #include "server/alerts/alert_feed.h"
 #include "server/store/store.h"
 #include "tests/tmpdir.h"

@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/text.h"
+#include "common/base/error.h"
+#include "common/base/text.h"
 #include "server/alerts/alert_rules.h"
 #include "server/alerts/alert_text.h"
 #include "server/alerts/alerts.h"

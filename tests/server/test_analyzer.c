@@ -17,7 +17,7 @@
 #include <cmocka.h>
 #include <uv.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/analysis/analyzer.h"
 #include "server/analysis/analyzer_worker.h"
 #include "server/api/api.h"

@@ -19,8 +19,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/model.h"
+#include "common/base/error.h"
+#include "common/analysis/model.h"
 #include "server/api/api.h"
 #include "server/net/http.h"
 #include "server/store/store.h"

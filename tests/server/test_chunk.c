@@ -9,7 +9,7 @@
 #include <cmocka.h>
 #include <errno.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/store/chunk.h"
 
 /* A small deterministic generator so failures reproduce. */

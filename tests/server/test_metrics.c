@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/counters.h"
-#include "common/model.h"
-#include "common/timeutil.h"
+#include "common/base/counters.h"
+#include "common/analysis/model.h"
+#include "common/base/timeutil.h"
 #include "server/api/metrics.h"
 #include "server/store/store.h"
 #include "server/store/store_verdict.h"

@@ -27,8 +27,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
 #include "prompb.pb-c.h"
 #include "server/ingest/remote_write.h"
 #include "server/ingest/remote_write_encode.h"

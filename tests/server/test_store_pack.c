@@ -18,7 +18,7 @@
 #include <lmdb.h>
 #include <sys/stat.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/store/store.h"
 #include "tests/tmpdir.h"
 

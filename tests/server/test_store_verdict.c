@@ -12,7 +12,7 @@
 #include <lmdb.h>
 #include <unistd.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/store/store.h"
 #include "server/store/store_verdict.h"
 #include "tests/tmpdir.h"

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 #include <unistd.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/store/store.h"
 #include "server/analysis/suspects.h"
 #include "tests/server/probe_fixture.h"

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 #include <uv.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/store/store.h"
 #include "server/ingest/writer.h"
 #include "tests/tmpdir.h"

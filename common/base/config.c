@@ -1,4 +1,4 @@
-#include "common/config.h"
+#include "common/base/config.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -7,8 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/error.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
 
 int apm_endpoint_split(const char *s, char *host, size_t hostlen, int *port)
 {

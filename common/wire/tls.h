@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/codec.h"
+#include "common/wire/codec.h"
 
 /* Client certificates asked by a server context. */
 enum apm_tls_client_certs {

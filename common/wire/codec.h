@@ -3,13 +3,13 @@
 
 /*
  * The one module that touches the generated protobuf-c code. It converts
- * frames to and from our own structs (common/model.h) and keeps the
+ * frames to and from our own structs (common/analysis/model.h) and keeps the
  * per-connection state that makes the wire compact: interned strings,
  * process and series reference numbers, and the last value of each series
  * for value deltas. Both ends reset that state with each new connection.
  *
  * Strings: every string a peer sends is cleaned as it is decoded
- * (common/text.h: invalid UTF-8 and control characters become U+FFFD, string
+ * (common/base/text.h: invalid UTF-8 and control characters become U+FFFD, string
  * table entries are cut to APM_MODEL_STRING_MAX, Hello fields to their
  * buffers), and the cleaning is counted in the decoder's or the Hello's fixes.
  *
@@ -22,9 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/hashmap.h"
-#include "common/model.h"
-#include "common/text.h"
+#include "common/base/hashmap.h"
+#include "common/analysis/model.h"
+#include "common/base/text.h"
 
 #define APM_PROTOCOL_VERSION 1u
 #define APM_CODEC_MAX_STRINGS 1000000u
@@ -65,7 +65,7 @@ struct apm_msg_hello {
     struct apm_agent_ident ident;
     uint8_t token[APM_TOKEN_MAX];
     size_t token_len;
-    struct apm_text_fixes fixes; /* strings of ident the decoder cleaned (common/text.h) */
+    struct apm_text_fixes fixes; /* strings of ident the decoder cleaned (common/base/text.h) */
 };
 
 struct apm_msg_error {

@@ -1,6 +1,6 @@
-#include "common/analysis_window.h"
+#include "common/analysis/analysis_window.h"
 
-#include "common/analysis.h"
+#include "common/analysis/analysis.h"
 
 #include <errno.h>
 #include <math.h>
@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/analysis.h"
-#include "common/stats.h"
+#include "common/analysis/analysis.h"
+#include "common/analysis/stats.h"
 
 /* Windows are judged on at most this many points; longer ones are pooled. */
 #define MAX_POINTS 64

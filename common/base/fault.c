@@ -3,7 +3,7 @@
  * on a path that costs a network round trip or a disk commit anyway, and no
  * state is kept but the count of passes of the named point.
  */
-#include "common/fault.h"
+#include "common/base/fault.h"
 
 #include <signal.h>
 #include <stdatomic.h>

@@ -1,4 +1,4 @@
-#include "common/regex_limit.h"
+#include "common/base/regex_limit.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 #define COST_CAP (UINT64_MAX / 4)
 #define MAX_DEPTH 256 /* glibc refuses deeper nesting long before this matters */

@@ -1,4 +1,4 @@
-#include "common/prom.h"
+#include "common/wire/prom.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 /* The exported name of each stored metric; the per-site ones stay out (unbounded). */
 static const char *const metric_names[APM_METRIC_COUNT] = {

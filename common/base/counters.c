@@ -1,9 +1,9 @@
-#include "common/counters.h"
+#include "common/base/counters.h"
 
 #include <errno.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 void apm_counters_init(struct apm_counters *r)
 {

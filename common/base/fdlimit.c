@@ -1,4 +1,4 @@
-#include "common/fdlimit.h"
+#include "common/base/fdlimit.h"
 
 #include <errno.h>
 #include <stddef.h>

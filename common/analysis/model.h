@@ -4,14 +4,14 @@
 /*
  * The data model shared by agent, codec, collector and store: metrics, process
  * descriptions and batches of samples. Nothing here knows the wire format;
- * common/codec.c converts between these structs and protobuf.
+ * common/wire/codec.c converts between these structs and protobuf.
  */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/hashmap.h"
-#include "common/units.h"
+#include "common/base/hashmap.h"
+#include "common/base/units.h"
 
 enum apm_metric {
     APM_METRIC_NONE = 0,

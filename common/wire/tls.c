@@ -1,4 +1,4 @@
-#include "common/tls.h"
+#include "common/wire/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,7 +11,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 struct apm_tls_ctx {
     SSL_CTX *ssl;

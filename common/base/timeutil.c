@@ -1,4 +1,4 @@
-#include "common/timeutil.h"
+#include "common/base/timeutil.h"
 
 #include <limits.h>
 #include <math.h>
@@ -8,7 +8,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 int64_t apm_now_ms(void)
 {

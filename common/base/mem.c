@@ -1,4 +1,4 @@
-#include "common/mem.h"
+#include "common/base/mem.h"
 
 /* Any C library header defines __GLIBC__ when the library is glibc. */
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-#include "common/stats.h"
+#include "common/analysis/stats.h"
 
 #include <errno.h>
 #include <math.h>

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/codec_priv.h"
-#include "common/error.h"
+#include "common/wire/codec_priv.h"
+#include "common/base/error.h"
 
 /* Most sites one diff carries (the probe sends at most 500). */
 #define MAX_DIFF_SITES 65535u

@@ -1,13 +1,13 @@
-#include "common/analysis.h"
+#include "common/analysis/analysis.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/analysis_window.h"
-#include "common/error.h"
-#include "common/stats.h"
+#include "common/analysis/analysis_window.h"
+#include "common/base/error.h"
+#include "common/analysis/stats.h"
 
 #define MIN_HISTORY 32
 #define MAX_HISTORY 512

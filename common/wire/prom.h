@@ -18,7 +18,7 @@
  *     apm_prom_process_labels. A host's series carry host only.
  *
  * Label values are the stored strings as they are (already clean UTF-8,
- * common/text.h); the text writer escapes backslash, double quote and
+ * common/base/text.h); the text writer escapes backslash, double quote and
  * newline as the format asks, a protobuf writer needs no escaping.
  * Pure functions of their input; any thread.
  */
@@ -27,9 +27,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "common/analysis.h"
-#include "common/counters.h"
-#include "common/model.h"
+#include "common/analysis/analysis.h"
+#include "common/base/counters.h"
+#include "common/analysis/model.h"
 
 /* The Content-Type of the text exposition format. */
 #define APM_PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"

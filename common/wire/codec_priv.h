@@ -2,16 +2,16 @@
 #define APM_CODEC_PRIV_H
 
 /*
- * What common/codec.c (frames, processes, series) and common/codec_trace.c
+ * What common/wire/codec.c (frames, processes, series) and common/wire/codec_trace.c
  * (the probe's allocation sites, diffs and gc statistics) share. Nothing
- * outside common/codec*.c includes this header: it is the only other place
+ * outside common/wire/codec*.c includes this header: it is the only other place
  * the generated protobuf-c types appear.
  */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "apm.pb-c.h"
-#include "common/codec.h"
+#include "common/wire/codec.h"
 
 /* Longest string on the wire (bytes). */
 #define MAX_STRING_LEN 65536u

@@ -1,4 +1,4 @@
-#include "common/token.h"
+#include "common/base/token.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 static int create_token(const char *path, char *err, size_t errlen)
 {

@@ -1,4 +1,4 @@
-#include "common/sdnotify.h"
+#include "common/base/sdnotify.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "common/log.h"
+#include "common/base/log.h"
 
 struct apm_sd_notify {
     uv_timer_t timer;

@@ -1,10 +1,10 @@
-#include "common/frame.h"
+#include "common/wire/frame.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 void apm_frame_reader_init(struct apm_frame_reader *r, uint32_t max_frame)
 {

@@ -1,13 +1,13 @@
-#include "common/codec.h"
+#include "common/wire/codec.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/codec_priv.h"
-#include "common/error.h"
-#include "common/frame.h"
+#include "common/wire/codec_priv.h"
+#include "common/base/error.h"
+#include "common/wire/frame.h"
 
 /* Wrapping arithmetic: hostile deltas must not be undefined behaviour. */
 static int64_t wrap_add(int64_t a, int64_t b)

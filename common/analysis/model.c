@@ -1,11 +1,11 @@
-#include "common/model.h"
+#include "common/analysis/model.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/text.h"
+#include "common/base/error.h"
+#include "common/base/text.h"
 
 /* Each metric's contract name and the unit of its values, in one place. */
 static const struct {
@@ -129,7 +129,7 @@ void apm_batch_free(struct apm_batch *b)
     free(b);
 }
 
-/* Batches keep only clean strings (common/text.h), whoever builds them. */
+/* Batches keep only clean strings (common/base/text.h), whoever builds them. */
 static char *dup_or_empty(const char *s)
 {
     return apm_text_dup(s, APM_MODEL_STRING_MAX, NULL);

@@ -1,9 +1,9 @@
-#include "common/units.h"
+#include "common/base/units.h"
 
 #include <math.h>
 #include <stdio.h>
 
-#include "common/timeutil.h"
+#include "common/base/timeutil.h"
 
 static const char *const byte_units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 #define NUNITS (sizeof(byte_units) / sizeof(byte_units[0]))

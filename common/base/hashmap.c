@@ -1,10 +1,10 @@
-#include "common/hashmap.h"
+#include "common/base/hashmap.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 struct apm_hashmap_slot {
     uint8_t *key; /* NULL = empty */
