@@ -24,7 +24,7 @@
 #include "common/base/log.h"
 #include "common/base/timeutil.h"
 #include "server/store/store.h"
-#include "tests/server/store_fixture.h"
+#include "tests/server/store/store_fixture.h"
 
 static int count_point(void *ctx, int64_t t, double v)
 {

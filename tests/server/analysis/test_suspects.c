@@ -12,7 +12,7 @@
 #include "common/base/error.h"
 #include "server/store/store.h"
 #include "server/analysis/suspects.h"
-#include "tests/server/probe_fixture.h"
+#include "tests/server/analysis/probe_fixture.h"
 
 #define LEAK_RATE 10240.0 /* bytes per second, the process's and the leaking site's growth */
 

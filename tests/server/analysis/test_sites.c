@@ -12,7 +12,7 @@
 
 #include "server/analysis/sites.h"
 #include "server/store/store.h"
-#include "tests/server/probe_fixture.h"
+#include "tests/server/analysis/probe_fixture.h"
 
 static int setup(void **state)
 {

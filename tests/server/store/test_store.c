@@ -24,7 +24,7 @@
 #include "server/store/store.h"
 #include "tests/tmpdir.h"
 
-#include "tests/server/store_fixture.h"
+#include "tests/server/store/store_fixture.h"
 
 static int count_host(void *ctx, const struct apm_host_info *h)
 {
