@@ -37,6 +37,23 @@ struct fixture {
     int64_t t[MAXS], v[MAXS];
 };
 
+/*
+ * Opens the store of f, 16 samples a chunk, with raw samples kept
+ * retention_ms (0: the default) and the 1-minute and 1-hour rollups
+ * rollup_1m_ms and rollup_1h_ms.
+ */
+static void open_store(struct fixture *f, int64_t retention_ms, int64_t rollup_1m_ms,
+                       int64_t rollup_1h_ms)
+{
+    struct apm_store_options opt = {.dir = f->dir,
+                                    .no_sync = true,
+                                    .chunk_samples = 16,
+                                    .retention_ms = retention_ms,
+                                    .rollup_1m_ms = rollup_1m_ms,
+                                    .rollup_1h_ms = rollup_1h_ms};
+    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+}
+
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -47,12 +64,7 @@ static int setup(void **state)
     strcpy(f->agent.boot_id, "boot-a");
     strcpy(f->agent.version, "0.1.0");
     f->agent.instance = 77;
-    struct apm_store_options opt = {.dir = f->dir,
-                                    .no_sync = true,
-                                    .chunk_samples = 16,
-                                    .rollup_1m_ms = 400LL * 86400000,
-                                    .rollup_1h_ms = 400LL * 86400000};
-    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+    open_store(f, 0, 400LL * 86400000, 400LL * 86400000);
     *state = f;
     return 0;
 }
@@ -335,13 +347,7 @@ static void test_steps_after_raw_is_gone(void **state)
 {
     struct fixture *f = *state;
     apm_store_free(f->store);
-    struct apm_store_options opt = {.dir = f->dir,
-                                    .no_sync = true,
-                                    .chunk_samples = 16,
-                                    .retention_ms = 600000,
-                                    .rollup_1m_ms = 400LL * 86400000,
-                                    .rollup_1h_ms = 400LL * 86400000};
-    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+    open_store(f, 600000, 400LL * 86400000, 400LL * 86400000);
     int64_t t = put(f, T0, 1000, 3000);
     pass(f, t + 3600000);
     struct apm_store_stats st;
@@ -366,13 +372,7 @@ static void test_block_retention(void **state)
 {
     struct fixture *f = *state;
     apm_store_free(f->store);
-    struct apm_store_options opt = {.dir = f->dir,
-                                    .no_sync = true,
-                                    .chunk_samples = 16,
-                                    .retention_ms = 600000,
-                                    .rollup_1m_ms = 3 * 3600000LL,
-                                    .rollup_1h_ms = 2 * 86400000LL};
-    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+    open_store(f, 600000, 3 * 3600000LL, 2 * 86400000LL);
     int64_t t = T0 + 777;
     for (int i = 0; i < 6; i++)
         t = put(f, t, 600, 5000); /* ~5 h */
@@ -443,13 +443,7 @@ static void test_hour_steps_from_both_resolutions(void **state)
 {
     struct fixture *f = *state;
     apm_store_free(f->store);
-    struct apm_store_options opt = {.dir = f->dir,
-                                    .no_sync = true,
-                                    .chunk_samples = 16,
-                                    .retention_ms = 2 * 3600000LL,
-                                    .rollup_1m_ms = 400LL * 86400000,
-                                    .rollup_1h_ms = 400LL * 86400000};
-    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+    open_store(f, 2 * 3600000LL, 400LL * 86400000, 400LL * 86400000);
     int64_t t = T0 + 333;
     for (int i = 0; i < 4; i++)
         t = put(f, t, 600, 5000); /* ~3.7 h */
@@ -529,12 +523,7 @@ static void write_layout1(struct fixture *f, int64_t wm)
     assert_int_equal(mdb_put(txn, rw, &k, &v, 0), 0);
     assert_int_equal(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
-    struct apm_store_options opt = {.dir = f->dir,
-                                    .no_sync = true,
-                                    .chunk_samples = 16,
-                                    .rollup_1m_ms = 400LL * 86400000,
-                                    .rollup_1h_ms = 400LL * 86400000};
-    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+    open_store(f, 0, 400LL * 86400000, 400LL * 86400000);
 }
 
 /* Keys of the rollup database in layout 1 (first byte below 0xf0) and in blocks. */
@@ -559,12 +548,7 @@ static void count_layouts(struct fixture *f, int *old, int *blocks)
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     mdb_env_close(env);
-    struct apm_store_options opt = {.dir = f->dir,
-                                    .no_sync = true,
-                                    .chunk_samples = 16,
-                                    .rollup_1m_ms = 400LL * 86400000,
-                                    .rollup_1h_ms = 400LL * 86400000};
-    assert_int_equal(apm_store_open(&opt, &f->store), 0);
+    open_store(f, 0, 400LL * 86400000, 400LL * 86400000);
 }
 
 /*
