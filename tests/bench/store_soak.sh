@@ -24,7 +24,7 @@ cmake --build "$build" -j2 --target apm-collector collector_load >/dev/null
 . "$src/tests/bench/lib.sh"
 bench_init apm-soak
 
-bench_collector "$build/server/apm-collector" --log-level warn --max-connections 2000 \
+bench_collector_for_load "$build/server/apm-collector" \
     --retention "$retention" --rollup-1m-retention 5m --rollup-1h-retention 10m \
     --maintenance-period 1s 2>"$work/collector.log"
 sleep 1
