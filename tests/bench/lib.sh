@@ -28,6 +28,8 @@
 #       address and token), with the FLAGs.
 #   bench_stop_collector
 #       SIGTERM to $cpid, waits for it to exit; $cpid empty.
+#   bench_stop PID SIGNAL
+#       SIGNAL to PID if it runs, waits for it; never fails.
 
 bench_init() {
     work=$(mktemp -d "/tmp/$1.XXXXXX")
@@ -41,10 +43,18 @@ bench_init() {
     trap bench_cleanup EXIT INT TERM
 }
 
+# bench_stop PID SIGNAL: sends SIGNAL to PID if it still runs and waits for it;
+# always 0, so that its status (137 after KILL) cannot end a script under set -e,
+# nor the cleanup before it removes $work.
+bench_stop() {
+    kill -"$2" "$1" 2>/dev/null || return 0
+    wait "$1" 2>/dev/null || true
+}
+
 # Stops the load and the collector still running, removes $work.
 bench_cleanup() {
-    [ -n "$lpid" ] && kill -TERM "$lpid" 2>/dev/null && wait "$lpid" 2>/dev/null
-    [ -n "$cpid" ] && kill -"$bench_cleanup_signal" "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
+    [ -z "$lpid" ] || bench_stop "$lpid" TERM
+    [ -z "$cpid" ] || bench_stop "$cpid" "$bench_cleanup_signal"
     rm -rf "$work"
 }
 
@@ -76,7 +86,6 @@ bench_load() {
 }
 
 bench_stop_collector() {
-    kill -TERM "$cpid" 2>/dev/null || true
-    wait "$cpid" 2>/dev/null || true
+    bench_stop "$cpid" TERM
     cpid=""
 }

@@ -33,8 +33,8 @@ pport=$(free_port)
 ppid_=""
 # The collector first: it may be sending to Prometheus.
 cleanup() {
-    [ -n "$cpid" ] && bench_stop_collector
-    [ -n "$ppid_" ] && kill -TERM "$ppid_" 2>/dev/null && wait "$ppid_" 2>/dev/null
+    [ -z "$cpid" ] || bench_stop_collector
+    [ -z "$ppid_" ] || bench_stop "$ppid_" TERM
     bench_cleanup
 }
 trap cleanup EXIT INT TERM
