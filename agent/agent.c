@@ -14,13 +14,13 @@
 #include "agent/spool.h"
 #include "agent/uplink.h"
 #include "agent/watch.h"
-#include "common/codec.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "common/sdnotify.h"
-#include "common/timeutil.h"
-#include "common/tls.h"
-#include "common/token.h"
+#include "common/wire/codec.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
+#include "common/base/sdnotify.h"
+#include "common/base/timeutil.h"
+#include "common/wire/tls.h"
+#include "common/base/token.h"
 
 #define DAY_MS (86400LL * 1000)
 

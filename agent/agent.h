@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/config.h"
+#include "common/base/config.h"
 
 struct apm_agent_config {
     char config[4096];

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "agent/procfs.h"
-#include "common/error.h"
+#include "common/base/error.h"
 
 enum hier { HIER_V1 = 1, HIER_V2 = 2 };
 

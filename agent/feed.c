@@ -2,7 +2,7 @@
 
 #include <stdlib.h>
 
-#include "common/log.h"
+#include "common/base/log.h"
 
 #define REPLAY_READ_BYTES (1u << 20)
 

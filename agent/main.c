@@ -11,10 +11,10 @@
 
 #include "agent/agent.h"
 #include "agent/watch.h"
-#include "common/config.h"
-#include "common/fdlimit.h"
-#include "common/log.h"
-#include "common/sdnotify.h"
+#include "common/base/config.h"
+#include "common/base/fdlimit.h"
+#include "common/base/log.h"
+#include "common/base/sdnotify.h"
 
 static void usage(void)
 {

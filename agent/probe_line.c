@@ -14,9 +14,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/text.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/text.h"
+#include "common/base/timeutil.h"
 
 #define I64_MAX 9223372036854775807LL
 #define U64 0, I64_MAX
@@ -476,7 +476,9 @@ void apm_probe_line_hello(const struct apm_probe_line *l, struct apm_probe_hello
     memset(out, 0, sizeof(*out));
     out->claimed_pid = json_integer_value(json_object_get(l->obj, "pid"));
     out->top_n = (uint32_t)json_integer_value(json_object_get(l->obj, "top_n"));
-    /* The probe's words reach logs and the process's name: cleaned like a peer's (common/text.h).
+    /*
+     * The probe's words reach logs and the process's name: cleaned like a
+     * peer's (common/base/text.h).
      */
     const char *name = json_string_value(json_object_get(l->obj, "name"));
     const char *mode = json_string_value(json_object_get(l->obj, "mode"));

@@ -14,7 +14,7 @@
 
 #include <jansson.h>
 
-#include "common/model.h"
+#include "common/analysis/model.h"
 
 enum apm_probe_line_type {
     APM_PROBE_LINE_HELLO = 1,

@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "agent/probe_line.h"
-#include "common/error.h"
-#include "common/log.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
 
 #define DEFAULT_MAX_LINE (1u << 20)
 #define DEFAULT_MAX_BAD 16u

@@ -21,8 +21,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/codec.h"
-#include "common/model.h"
+#include "common/wire/codec.h"
+#include "common/analysis/model.h"
 
 struct apm_probe_listener_options {
     const char *path;         /* socket path; its directory is created if missing */

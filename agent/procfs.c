@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 /* Skips blanks, then parses an unsigned decimal. Advances *p past it. */
 static bool parse_u64(const char **p, const char *end, uint64_t *out)

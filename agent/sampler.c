@@ -15,8 +15,8 @@
 #include "agent/cgroup.h"
 #include "agent/procfs.h"
 #include "agent/watch.h"
-#include "common/error.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
 
 /* Bytes of a derived name, including the NUL. */
 #define NAME_SIZE 256

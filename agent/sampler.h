@@ -41,7 +41,7 @@
  */
 #include <stdint.h>
 
-#include "common/model.h"
+#include "common/analysis/model.h"
 
 struct apm_watch;
 

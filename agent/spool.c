@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include "agent/spool_priv.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
+#include "common/base/timeutil.h"
 
 /* ---- the spool thread ---- */
 

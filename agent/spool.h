@@ -29,7 +29,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/model.h"
+#include "common/analysis/model.h"
 
 #define APM_SPOOL_MAGIC "APMSPL1\n"
 #define APM_SPOOL_REC_HEADER 20u

@@ -12,10 +12,10 @@
 #include <unistd.h>
 
 #include "agent/spool_priv.h"
-#include "common/crc32c.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "common/timeutil.h"
+#include "common/base/crc32c.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
+#include "common/base/timeutil.h"
 
 #define STATE_MAX 256
 

@@ -2,9 +2,9 @@
 
 #include <string.h>
 
-#include "common/codec.h"
-#include "common/crc32c.h"
-#include "common/error.h"
+#include "common/wire/codec.h"
+#include "common/base/crc32c.h"
+#include "common/base/error.h"
 
 /* The spool's on-disk record format (agent/spool.h) and the batch payload inside a record: pure
  * functions, shared by the spool thread, the tests and the segment fuzz target. */

@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/config.h"
-#include "common/error.h"
-#include "common/frame.h"
-#include "common/log.h"
-#include "common/timeutil.h"
+#include "common/base/config.h"
+#include "common/base/error.h"
+#include "common/wire/frame.h"
+#include "common/base/log.h"
+#include "common/base/timeutil.h"
 
 struct entry {
     struct entry *next;

@@ -17,9 +17,9 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/codec.h"
-#include "common/model.h"
-#include "common/tls.h"
+#include "common/wire/codec.h"
+#include "common/analysis/model.h"
+#include "common/wire/tls.h"
 
 struct apm_uplink;
 

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/regex_limit.h"
+#include "common/base/error.h"
+#include "common/base/regex_limit.h"
 
 struct apm_watch {
     bool all;

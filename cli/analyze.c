@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 #include "cli/format.h"
-#include "common/error.h"
+#include "common/base/error.h"
 
 struct file_list {
     char **paths;

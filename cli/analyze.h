@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "common/analysis.h"
+#include "common/analysis/analysis.h"
 
 /* Longest accepted CSV line, bytes; a longer line is a parse error. */
 #define APM_ANALYZE_MAX_LINE 4096

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 static int set_server(struct apm_cli_globals *g, const char *url, const char *from, char *err,
                       size_t errlen)

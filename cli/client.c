@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "cli/format.h"
-#include "common/error.h"
-#include "common/token.h"
+#include "common/base/error.h"
+#include "common/base/token.h"
 
 struct body {
     char *data;

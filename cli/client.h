@@ -13,7 +13,7 @@
 #include <curl/curl.h>
 
 #include "cli/args.h"
-#include "common/codec.h"
+#include "common/wire/codec.h"
 
 /* Longest answer accepted; a larger one is an error, not an allocation. */
 #define APM_CLI_MAX_RESPONSE (64u * 1024u * 1024u)

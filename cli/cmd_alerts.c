@@ -10,8 +10,8 @@
 #include "cli/commands.h"
 #include "cli/format.h"
 #include "cli/json.h"
-#include "common/error.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
 
 static const char alerts_usage[] =
     "usage: apm-cli alerts [--state firing|pending|resolved|active|all] [--check] [--json]\n"

@@ -11,7 +11,7 @@
 #include "cli/commands.h"
 #include "cli/format.h"
 #include "cli/json.h"
-#include "common/units.h"
+#include "common/base/units.h"
 
 static const char usage[] =
     "usage: apm-cli backup DIR [--json]\n"

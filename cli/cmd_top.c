@@ -11,9 +11,9 @@
 #include "cli/commands.h"
 #include "cli/format.h"
 #include "cli/json.h"
-#include "common/error.h"
-#include "common/timeutil.h"
-#include "common/units.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
+#include "common/base/units.h"
 
 #define NCOLS 6
 

@@ -12,8 +12,8 @@
 #include "cli/commands.h"
 #include "cli/format.h"
 #include "cli/json.h"
-#include "common/error.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
 
 static const char usage[] =
     "usage: apm-cli trace --pid P | --process NAME [--host H] [--for D | --stop] [--exact]\n"

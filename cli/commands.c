@@ -11,10 +11,10 @@
 #include "cli/client.h"
 #include "cli/format.h"
 #include "cli/json.h"
-#include "common/error.h"
-#include "common/model.h"
-#include "common/timeutil.h"
-#include "common/units.h"
+#include "common/base/error.h"
+#include "common/analysis/model.h"
+#include "common/base/timeutil.h"
+#include "common/base/units.h"
 
 /* ---- shared ---- */
 

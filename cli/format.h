@@ -3,7 +3,7 @@
 
 /*
  * Text output of apm-cli: terminal sparklines and aligned tables whose
- * cells may hold UTF-8 (sizes and rates read as common/units.h writes them).
+ * cells may hold UTF-8 (sizes and rates read as common/base/units.h writes them).
  * Pure functions of their input, any thread.
  */
 #include <stddef.h>

@@ -20,7 +20,7 @@
 #include "cli/cmd_top.h"
 #include "cli/cmd_trace.h"
 #include "cli/commands.h"
-#include "common/error.h"
+#include "common/base/error.h"
 
 struct command {
     const char *name;

@@ -8,13 +8,13 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
-#include "common/codec.h"
-#include "common/error.h"
-#include "common/frame.h"
-#include "common/log.h"
-#include "common/sdnotify.h"
-#include "common/tls.h"
-#include "common/token.h"
+#include "common/wire/codec.h"
+#include "common/base/error.h"
+#include "common/wire/frame.h"
+#include "common/base/log.h"
+#include "common/base/sdnotify.h"
+#include "common/wire/tls.h"
+#include "common/base/token.h"
 #include "server/alerts/alert_feed.h"
 #include "server/analysis/analyzer_worker.h"
 #include "server/api/api.h"

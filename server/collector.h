@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/config.h"
-#include "common/counters.h"
+#include "common/base/config.h"
+#include "common/base/counters.h"
 #include "server/alerts/alert_rules.h"
 
 struct apm_collector_config {

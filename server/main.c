@@ -15,11 +15,11 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "common/config.h"
-#include "common/error.h"
-#include "common/fdlimit.h"
-#include "common/log.h"
-#include "common/sdnotify.h"
+#include "common/base/config.h"
+#include "common/base/error.h"
+#include "common/base/fdlimit.h"
+#include "common/base/log.h"
+#include "common/base/sdnotify.h"
 #include "server/collector.h"
 #include "server/store/store.h"
 

@@ -4,7 +4,9 @@
 #   - a file in server/<layer>/ may include its own folder and folders of a
 #     lower rank only: never a sibling of the same rank, one above, or the
 #     top (server/*.h, the collector);
-#   - agent/, cli/, common/ and proto/ never include server/.
+#   - agent/, cli/, common/ and proto/ never include server/;
+#   - inside common/ likewise: a file in common/<layer>/ includes its own folder
+#     and lower ranks only (base 0, analysis 1, wire 2; common/CMakeLists.txt).
 #   tests/check_layers.sh [SOURCE_DIR]
 set -eu
 cd "${1:-$(dirname "$0")/..}"
@@ -21,11 +23,25 @@ rank() {
     esac
 }
 
-# Every '#include "server/..."' below the folders given, as FILE:LINE:TEXT.
-includes() {
-    find "$@" -type f \( -name '*.c' -o -name '*.h' \) | sort |
-        xargs -r grep -Hn '^[[:space:]]*#[[:space:]]*include[[:space:]]*"server/' || true
+# The rank of a common folder: base is the lowest.
+common_rank() {
+    case "$1" in
+    base) echo 0 ;;
+    analysis) echo 1 ;;
+    wire) echo 2 ;;
+    *) echo unknown ;;
+    esac
 }
+
+# Every '#include "TOP/..."' (TOP: server or common) below the folders given,
+# as FILE:LINE:TEXT.
+includes_of() {
+    top=$1
+    shift
+    find "$@" -type f \( -name '*.c' -o -name '*.h' \) | sort |
+        xargs -r grep -Hn "^[[:space:]]*#[[:space:]]*include[[:space:]]*\"$top/" || true
+}
+includes() { includes_of server "$@"; }
 
 problems=$(
     for dir in server/*/; do
@@ -54,6 +70,28 @@ problems=$(
         [ -d "$dir" ] || continue
         includes "$dir" | cut -d: -f1,2 | while IFS= read -r where; do
             echo "$where: $dir/ includes server/; only the collector's own code may"
+        done
+    done
+    for f in common/*.c common/*.h; do
+        [ -e "$f" ] && echo "$f: a file in common/ outside its layers (base/, analysis/, wire/)"
+    done
+    for dir in common/*/; do
+        layer=$(basename "$dir")
+        mine=$(common_rank "$layer")
+        if [ "$mine" = unknown ]; then
+            echo "$dir: a common folder without a rank (add it here and to common/CMakeLists.txt)"
+            continue
+        fi
+        includes_of common "$dir" | while IFS= read -r hit; do
+            where=$(echo "$hit" | cut -d: -f1,2)
+            path=$(echo "$hit" | sed 's/.*"common\/\([^"]*\)".*/\1/')
+            other=${path%%/*}
+            [ "$other" = "$layer" ] && continue
+            theirs=$(common_rank "$other")
+            if [ "$theirs" = unknown ] || [ "$theirs" -gt "$mine" ]; then
+                echo "$where: common/$layer/ (rank $mine) includes common/$path (rank $theirs);" \
+                    "a layer of common/ includes only its own folder and lower ranks"
+            fi
         done
     done
 )

@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 #include "agent/agent.h"
-#include "common/config.h"
+#include "common/base/config.h"
 #include "server/collector.h"
 
 static void dump(const char *prog, const struct apm_opt *opts)

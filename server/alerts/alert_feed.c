@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/hashmap.h"
-#include "common/log.h"
-#include "common/model.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/hashmap.h"
+#include "common/base/log.h"
+#include "common/analysis/model.h"
+#include "common/base/timeutil.h"
 #include "server/alerts/alert_rules.h"
 #include "server/alerts/notify.h"
 #include "server/analysis/suspects.h"

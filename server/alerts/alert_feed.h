@@ -9,7 +9,7 @@
  * collector reloads its config (SIGHUP) and reports counters for
  * /api/v1/status.
  */
-#include "common/counters.h"
+#include "common/base/counters.h"
 #include "server/alerts/alert_rules.h"
 #include "server/alerts/alerts.h"
 #include "server/store/store.h"

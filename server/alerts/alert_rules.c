@@ -13,11 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/analysis.h"
-#include "common/config.h"
-#include "common/error.h"
-#include "common/regex_limit.h"
-#include "common/model.h"
+#include "common/analysis/analysis.h"
+#include "common/base/config.h"
+#include "common/base/error.h"
+#include "common/base/regex_limit.h"
+#include "common/analysis/model.h"
 
 #define DAY_MS (86400LL * 1000)
 

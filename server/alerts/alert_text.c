@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "common/timeutil.h"
-#include "common/units.h"
+#include "common/base/timeutil.h"
+#include "common/base/units.h"
 
 /* Appends formatted text to buf of size bytes at *len, truncating quietly. */
 static void append(char *buf, size_t size, size_t *len, const char *fmt, ...)

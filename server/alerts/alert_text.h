@@ -6,7 +6,7 @@
  * `web-3` leaks ~38 MiB/h, will hit its 2.0 GiB cgroup limit in 5h 10m
  * (3h 40m - 7h 30m); top suspect `app/cache.py:88` +31 MiB/h"), its forecast
  * and suspect lines, and the alert as a JSON object. Pure functions of the
- * alert; any thread. Sizes and rates read as common/units.h writes them.
+ * alert; any thread. Sizes and rates read as common/base/units.h writes them.
  */
 #include <jansson.h>
 #include <stddef.h>

@@ -23,10 +23,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/error.h"
-#include "common/hashmap.h"
-#include "common/log.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/hashmap.h"
+#include "common/base/log.h"
+#include "common/base/timeutil.h"
 #include "server/alerts/alert_record.h"
 #include "server/alerts/alert_rules.h"
 #include "server/alerts/alerts_priv.h"

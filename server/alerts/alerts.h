@@ -21,8 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/analysis.h"
-#include "common/counters.h"
+#include "common/analysis/analysis.h"
+#include "common/base/counters.h"
 #include "server/store/store.h"
 
 #define APM_ALERT_NAME_MAX 64u

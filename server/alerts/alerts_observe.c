@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/hashmap.h"
-#include "common/log.h"
-#include "common/text.h"
+#include "common/base/hashmap.h"
+#include "common/base/log.h"
+#include "common/base/text.h"
 #include "server/alerts/alert_judge.h"
 #include "server/alerts/alert_text.h"
 #include "server/alerts/alerts_priv.h"
@@ -111,7 +111,7 @@ static void track_add(struct apm_alerts *e, const struct apm_alert_input *in, in
 /*
  * Every string of an alert (host, names, sites, the ack comment) reaches a
  * text line, a webhook and an exec hook's environment: it is kept clean
- * (common/text.h), so a string stored before ingest cleaned strings, or a
+ * (common/base/text.h), so a string stored before ingest cleaned strings, or a
  * comment with a control character, cannot drive a terminal or forge a line.
  * Clean input is copied exactly; a long one is cut at a character boundary.
  */

@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/hashmap.h"
-#include "common/log.h"
+#include "common/base/hashmap.h"
+#include "common/base/log.h"
 #include "server/alerts/alerts.h"
 #include "server/alerts/silence.h"
 
@@ -70,7 +70,7 @@ int apm_alerts_items_push(struct apm_alerts *e, struct alert_entry *en);
 
 /*
  * Copies src (NULL taken as "") into dst (size bytes), cleaned of control
- * characters (common/text.h) and cut at a character boundary.
+ * characters (common/base/text.h) and cut at a character boundary.
  */
 void apm_alerts_copy_str(char *dst, size_t size, const char *src);
 

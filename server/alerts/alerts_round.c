@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/log.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
 #include "server/alerts/alert_record.h"
 #include "server/alerts/alerts_priv.h"
 #include "server/alerts/notify.h"

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/alerts/alerts_priv.h"
 #include "server/store/store_alerts.h"
 

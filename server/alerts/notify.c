@@ -19,9 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/log.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
+#include "common/base/timeutil.h"
 #include "server/alerts/alert_text.h"
 
 #define DEFAULT_RESEND_MS 60000

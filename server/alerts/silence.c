@@ -2,7 +2,7 @@
  * Silences by label matcher (silence.h): the matcher syntax, validation,
  * matching an alert's labels, the stored record, and the set the engine
  * keeps. Regexes are anchored (a matcher matches the whole value, as in
- * Prometheus and Alertmanager) and compiled through common/regex_limit.h,
+ * Prometheus and Alertmanager) and compiled through common/base/regex_limit.h,
  * so that a silence from the API cannot make regcomp exhaust memory.
  */
 #include "server/alerts/silence.h"
@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/regex_limit.h"
-#include "common/text.h"
+#include "common/base/error.h"
+#include "common/base/regex_limit.h"
+#include "common/base/text.h"
 
 #define RECORD_VERSION 1
 

@@ -81,7 +81,7 @@ char *apm_silence_matcher_format(const struct apm_silence_matcher *m, char *buf,
 /*
  * Checks a silence before it is added: 1 to APM_SILENCE_MAX_MATCHERS
  * matchers with valid names, regexes that compile within the limits of
- * common/regex_limit.h, at least one matcher that does not match an empty
+ * common/base/regex_limit.h, at least one matcher that does not match an empty
  * value (a silence of everything is refused, as Alertmanager does), ends
  * after starts and after now_ms, at most APM_SILENCE_MAX_DURATION_MS long,
  * author and comment free of control characters. Returns 0, or

@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/log.h"
-#include "common/mem.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
+#include "common/base/mem.h"
 
 #define DEFAULT_IDLE_S 3600.0
 /* Series forgotten in one sweep worth returning memory to the kernel for. */

@@ -2,7 +2,7 @@
 #define APM_ANALYZER_H
 
 /*
- * The collector's live analysis: one apm_analysis (common/analysis.h) per
+ * The collector's live analysis: one apm_analysis (common/analysis/analysis.h) per
  * analysed series, created when the series is first seen, warmed from the
  * store's recent samples, and fed with every committed sample. It keeps the
  * latest verdict of each series, chooses the limit a forecast aims at
@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/analysis.h"
-#include "common/model.h"
+#include "common/analysis/analysis.h"
+#include "common/analysis/model.h"
 #include "server/store/store.h"
 #include "server/store/store_verdict.h"
 

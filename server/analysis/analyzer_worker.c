@@ -19,8 +19,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/error.h"
-#include "common/log.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
 
 #define DEFAULT_FLUSH_S 2.0
 

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/counters.h"
+#include "common/base/counters.h"
 #include "server/analysis/analyzer.h"
 
 /* Samples waiting for analysis at most; beyond, batches are dropped and counted. */

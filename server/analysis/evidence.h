@@ -7,7 +7,7 @@
  * (server/alerts/alert_judge.c), the alert's sentence (alert_text.c) and the
  * API read the same answer. docs/analysis.md, "Evidence beyond RSS".
  *
- * The analysis of the RSS series (common/analysis.h) gives a class, a rate
+ * The analysis of the RSS series (common/analysis/analysis.h) gives a class, a rate
  * and whether that rate is steady. Two further facts can confirm a leak
  * before the RSS series alone would:
  *
@@ -43,14 +43,14 @@
  */
 #include <stdbool.h>
 
-#include "common/analysis.h"
+#include "common/analysis/analysis.h"
 
 /* A site explains the growth when it grows at least this share of the RSS rate. */
 #define APM_EVIDENCE_SITE_SHARE 0.5
 /*
  * A growth explained by a site is urgent once it has run for this share of
  * (its run + its time left): the analysis's share for a growth under way
- * whose level was seen before (common/analysis.c, steady_p).
+ * whose level was seen before (common/analysis/analysis.c, steady_p).
  */
 #define APM_EVIDENCE_WATCH_SHARE 0.03
 

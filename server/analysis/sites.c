@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 /* Most sites of one process looked at (the store caps sites per process far below). */
 #define MAX_SITES 100000u

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/analysis/sites.h"
 
 #define MIN_WINDOW_S 600.0

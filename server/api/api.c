@@ -13,9 +13,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/error.h"
-#include "common/timeutil.h"
-#include "common/token.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
+#include "common/base/token.h"
 #include "server/api/api_priv.h"
 #include "server/api/web.h"
 

@@ -19,8 +19,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "common/codec.h"
-#include "common/counters.h"
+#include "common/wire/codec.h"
+#include "common/base/counters.h"
 #include "server/net/http.h"
 #include "server/store/store.h"
 
@@ -50,7 +50,7 @@ typedef int (*apm_api_trace_fn)(void *ctx, const char *host, const struct apm_ms
 struct apm_api_config {
     struct apm_store *store; /* borrowed; must outlive the API */
     /*
-     * Every module's counters (common/counters.h), one status object per
+     * Every module's counters (common/base/counters.h), one status object per
      * group; borrowed, may be NULL. Groups are read on the loop thread.
      */
     const struct apm_counters *counters;

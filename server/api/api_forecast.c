@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/store/store_verdict.h"
 #include "server/analysis/suspects.h"
 

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/model.h"
-#include "common/timeutil.h"
-#include "common/units.h"
+#include "common/base/error.h"
+#include "common/analysis/model.h"
+#include "common/base/timeutil.h"
+#include "common/base/units.h"
 #include "server/api/api_priv.h"
 
 /* Maps a store failure to an answer. */

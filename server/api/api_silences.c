@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
 #include "server/alerts/silence.h"
 
 static json_t *silence_json(const struct apm_silence *s, int64_t now_ms)

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
 #include "server/analysis/sites.h"
 
 #define DEFAULT_WINDOW_S 3600.0

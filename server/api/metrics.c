@@ -13,11 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/analysis.h"
-#include "common/error.h"
-#include "common/prom.h"
-#include "common/timeutil.h"
-#include "common/units.h"
+#include "common/analysis/analysis.h"
+#include "common/base/error.h"
+#include "common/wire/prom.h"
+#include "common/base/timeutil.h"
+#include "common/base/units.h"
 #include "server/store/store_verdict.h"
 
 /* The latest value of one live series. */

@@ -4,7 +4,7 @@
 /*
  * GET /metrics: the collector's state in the Prometheus text exposition
  * format 0.0.4 (docs/api.md lists the families). Names and labels come from
- * common/prom.h, the one place remote-write takes them from too.
+ * common/wire/prom.h, the one place remote-write takes them from too.
  *
  *   - per live process (a sample within process-grace): the latest value of
  *     each stored memory metric, the verdict (an info-style gauge with the
@@ -12,7 +12,7 @@
  *     exhaustion with its band, and whether an alert fires for it;
  *   - per live host: the host's memory and when its agent last reported;
  *   - per live agent: the health counters it reported last (apm_agent_<name>);
- *   - every counter of the registry (common/counters.h), histograms included,
+ *   - every counter of the registry (common/base/counters.h), histograms included,
  *     without a list here.
  *
  * What is read: the series index and the stored verdicts, each in one short
@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/counters.h"
+#include "common/base/counters.h"
 #include "server/alerts/alerts.h"
 #include "server/ingest/agent_health.h"
 #include "server/net/http_reader.h"

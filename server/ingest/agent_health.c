@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/hashmap.h"
+#include "common/base/hashmap.h"
 
 struct entry {
     char agent_id[sizeof(((struct apm_agent_ident *)0)->agent_id)];

@@ -13,7 +13,7 @@
  */
 #include <stdint.h>
 
-#include "common/model.h"
+#include "common/analysis/model.h"
 
 struct apm_agent_health;
 

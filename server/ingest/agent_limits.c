@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/hashmap.h"
+#include "common/base/error.h"
+#include "common/base/hashmap.h"
 
 #define DEFAULT_GRACE_MS 120000u
 #define AGENT_ID_MAX 128u

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/model.h"
+#include "common/analysis/model.h"
 
 enum apm_agent_limit {
     APM_AGENT_LIMIT_NONE = 0,

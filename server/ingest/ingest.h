@@ -14,9 +14,9 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/codec.h"
-#include "common/counters.h"
-#include "common/tls.h"
+#include "common/wire/codec.h"
+#include "common/base/counters.h"
+#include "common/wire/tls.h"
 #include "server/store/store.h"
 #include "server/ingest/agent_health.h"
 #include "server/ingest/writer.h"
@@ -67,7 +67,7 @@ struct apm_ingest_stats {
     uint64_t tls_sessions;      /* TLS handshakes completed */
     uint64_t tls_failures;      /* TLS handshakes or records that failed */
     uint64_t plaintext_refused; /* plaintext connections refused under tls-required */
-    /* Peer strings cleaned at decode (common/text.h), per reason. */
+    /* Peer strings cleaned at decode (common/base/text.h), per reason. */
     uint64_t strings_invalid_utf8;
     uint64_t strings_control;
     uint64_t strings_too_long;

@@ -28,11 +28,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/error.h"
-#include "common/fault.h"
-#include "common/hashmap.h"
-#include "common/log.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/fault.h"
+#include "common/base/hashmap.h"
+#include "common/base/log.h"
+#include "common/base/timeutil.h"
 #include "server/ingest/remote_write_encode.h"
 #include "server/ingest/remote_write_priv.h"
 #include "server/store/store_verdict.h"

@@ -3,11 +3,10 @@
 
 /*
  * Remote-write out (docs/architecture.md, "Remote-write"): every committed
- * sample of the exported metrics (common/prom.h, as GET /metrics names them) goes to a Prometheus
- * remote-write 1.0 receiver. The writer's commit hook copies a batch's
- * samples into a bounded queue; one sender thread takes them, posts them
- * (protobuf, snappy block compression, libcurl) and records per series the
- * last time sent, in the store: each request's pending record
+ * sample of the exported metrics (common/wire/prom.h, as GET /metrics names them) goes to a
+ * Prometheus remote-write 1.0 receiver. The writer's commit hook copies a batch's samples into a
+ * bounded queue; one sender thread takes them, posts them (protobuf, snappy block compression,
+ * libcurl) and records per series the last time sent, in the store: each request's pending record
  * (apm_store_rw_pending_put) commits the cursors of the one before, and the
  * cursors go alone (apm_store_rw_cursor_put) when the sender is idle. A run
  * that dies before a request's cursors are committed leaves its record,
@@ -21,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/counters.h"
-#include "common/model.h"
+#include "common/base/counters.h"
+#include "common/analysis/model.h"
 #include "server/store/store.h"
 
 #define APM_RW_HEADERS_MAX 16

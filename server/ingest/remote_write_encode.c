@@ -10,7 +10,7 @@
 #include <snappy-c.h>
 #include <stdlib.h>
 
-#include "common/analysis.h"
+#include "common/analysis/analysis.h"
 #include "prompb.pb-c.h"
 
 size_t apm_rw_series_labels(struct apm_rw_series *s, struct apm_prom_process_labels *pl,

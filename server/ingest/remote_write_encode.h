@@ -3,14 +3,14 @@
 
 /*
  * What remote-write puts on the wire (docs/architecture.md, "Remote-write"):
- * series named and labelled as GET /metrics names them (common/prom.h), and
+ * series named and labelled as GET /metrics names them (common/wire/prom.h), and
  * the body of a remote-write 1.0 POST. Pure functions; any thread.
  */
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/model.h"
-#include "common/prom.h"
+#include "common/analysis/model.h"
+#include "common/wire/prom.h"
 #include "server/store/store_verdict.h"
 
 /* Most labels a series gets: __name__, class (apm_verdict_info), host, name, pid, process. */
@@ -28,7 +28,7 @@ struct apm_rw_series {
 
 /*
  * Fills s->labels with a stored series' labels as GET /metrics gives them
- * (common/prom.h), __name__ first and sorted by name, as remote-write wants
+ * (common/wire/prom.h), __name__ first and sorted by name, as remote-write wants
  * them; a label whose value is empty is left out (to Prometheus it is no
  * label). process_id "" (or a host metric) makes a host series: __name__ and
  * host. The values point into the arguments and *pl. Returns the count, 0 for

@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "common/error.h"
-#include "common/log.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
+#include "common/base/timeutil.h"
 #include "server/ingest/remote_write_priv.h"
 
 bool apm_rw_stopping(struct apm_rw *rw)

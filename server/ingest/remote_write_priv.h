@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/hashmap.h"
+#include "common/base/hashmap.h"
 #include "server/ingest/remote_write.h"
 
 /* One exported block of a committed batch. */

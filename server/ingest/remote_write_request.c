@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/fault.h"
-#include "common/hashmap.h"
-#include "common/log.h"
+#include "common/base/error.h"
+#include "common/base/fault.h"
+#include "common/base/hashmap.h"
+#include "common/base/log.h"
 #include "server/ingest/remote_write_encode.h"
 #include "server/ingest/remote_write_priv.h"
 

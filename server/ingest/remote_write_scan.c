@@ -10,8 +10,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "common/error.h"
-#include "common/log.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
 #include "server/ingest/remote_write_encode.h"
 #include "server/ingest/remote_write_priv.h"
 /* Series listed from the store per read transaction while catching up. */

@@ -16,10 +16,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/error.h"
-#include "common/hashmap.h"
-#include "common/log.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/hashmap.h"
+#include "common/base/log.h"
+#include "common/base/timeutil.h"
 
 #define DEFAULT_MAX_QUEUE 4096u
 /* A maintenance slice's bounds: ingest waits for one slice at most. */

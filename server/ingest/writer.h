@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/counters.h"
-#include "common/model.h"
+#include "common/base/counters.h"
+#include "common/analysis/model.h"
 #include "server/store/store.h"
 
 struct apm_writer;

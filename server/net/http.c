@@ -11,9 +11,9 @@
 
 #include <jansson.h>
 
-#include "common/error.h"
-#include "common/log.h"
-#include "common/tls.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
+#include "common/wire/tls.h"
 #include "server/net/listener.h"
 
 /* ------------------------------------------------------------------ */

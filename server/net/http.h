@@ -26,7 +26,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/counters.h"
+#include "common/base/counters.h"
 #include "server/net/http_reader.h"
 
 /* ---- server ---- */

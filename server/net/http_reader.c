@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 /* ------------------------------------------------------------------ */
 /* Request reader                                                      */

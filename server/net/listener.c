@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/config.h"
-#include "common/error.h"
-#include "common/log.h"
+#include "common/base/config.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
 
 struct apm_listener {
     uv_tcp_t tcp; /* first member: the handle's address is the listener's */

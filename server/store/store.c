@@ -22,11 +22,11 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/fault.h"
-#include "common/log.h"
-#include "common/mem.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/fault.h"
+#include "common/base/log.h"
+#include "common/base/mem.h"
+#include "common/base/timeutil.h"
 #include "server/store/store_priv.h"
 
 #define DEFAULT_MAP_SIZE (8ull << 30)
@@ -727,7 +727,7 @@ int apm_store_txn_commit(struct apm_store_txn *t)
     bool logged = t->log_len > 0, ckpt_logged = t->ckpt_logged;
     rc = store_commit(t->s, t->txn, &disk);
     atomic_store(&t->s->disk_full, disk);
-    /* Crash points (common/fault.h): committed, not published nor acked yet. */
+    /* Crash points (common/base/fault.h): committed, not published nor acked yet. */
     if (rc == 0 && logged)
         apm_fault_point("store-logged");
     if (rc == 0 && ckpt_logged)

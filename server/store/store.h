@@ -8,15 +8,15 @@
  *
  * Threads: one writer thread owns the write transactions (server/ingest/writer.c);
  * the read functions may run on any thread, each in its own read transaction.
- * Errors: 0 or a negative code (common/error.h); LMDB codes are translated
+ * Errors: 0 or a negative code (common/base/error.h); LMDB codes are translated
  * here and nowhere else (MDB_MAP_FULL -> APM_E_FULL, others -> APM_E_STORE).
  */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/counters.h"
-#include "common/model.h"
+#include "common/base/counters.h"
+#include "common/analysis/model.h"
 
 struct apm_store;
 struct apm_store_txn;

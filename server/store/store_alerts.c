@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/store/store_priv.h"
 
 static int records_put(struct apm_store *s, int db, const struct apm_store_alert_rec *recs,

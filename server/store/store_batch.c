@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/timeutil.h"
+#include "common/base/timeutil.h"
 #include "server/store/store_priv.h"
 
 /* Returns 1 when (instance, seq) is already stored for the agent. */

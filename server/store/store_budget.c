@@ -14,9 +14,9 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
-#include "common/error.h"
-#include "common/log.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
+#include "common/base/timeutil.h"
 #include "server/store/store_priv.h"
 
 /* Share of the budget above which the oldest raw chunks go before their retention. */

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/store/store_priv.h"
 
 /* LMDB's default key cap is 511 bytes: host, process id and site must fit together. */

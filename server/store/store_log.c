@@ -22,9 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/log.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
+#include "common/base/timeutil.h"
 #include "server/store/store_priv.h"
 #include "server/store/varint.h"
 

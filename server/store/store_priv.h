@@ -16,8 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "common/hashmap.h"
-#include "common/log.h"
+#include "common/base/hashmap.h"
+#include "common/base/log.h"
 #include "server/store/chunk.h"
 #include "server/store/store.h"
 #include "server/store/store_log.h"

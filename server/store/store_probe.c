@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/store/store_priv.h"
 
 /* The site's name: "file:line", or the traceback's frames oldest first joined by ';'. */

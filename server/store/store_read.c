@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/store/store_priv.h"
 
 int apm_store_watermark(struct apm_store *s, const char *agent_id, uint64_t instance,

@@ -14,10 +14,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/error.h"
-#include "common/log.h"
-#include "common/prom.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
+#include "common/wire/prom.h"
+#include "common/base/timeutil.h"
 #include "server/store/store_priv.h"
 
 /* Raw samples one series rolls up in a slice at most (a first pass over an old store). */

@@ -13,7 +13,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "server/store/store_priv.h"
 #include "server/store/varint.h"
 

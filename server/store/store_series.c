@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/log.h"
-#include "common/mem.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
+#include "common/base/mem.h"
 #include "server/store/store_priv.h"
 
 static void series_free(struct store_series *ser)

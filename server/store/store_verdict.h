@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/analysis.h"
-#include "common/model.h"
+#include "common/analysis/analysis.h"
+#include "common/analysis/model.h"
 #include "server/store/store.h"
 
 /* Where a forecast's limit came from. */

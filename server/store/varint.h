@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 #define APM_VARINT_MAX 10u /* bytes of the longest varint (a u64) */
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "agent/cgroup.h"
-#include "common/error.h"
+#include "common/base/error.h"
 
 #define V1 APM_TEST_FIXTURES "/cgroup-v1"
 #define V2 APM_TEST_FIXTURES "/cgroup-v2"

@@ -23,8 +23,8 @@
 #include <uv.h>
 
 #include "agent/probe_listener.h"
-#include "common/error.h"
-#include "common/log.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
 
 #define HELLO_FMT                                                                                  \
     "{\"type\":\"hello\",\"protocol\":1,\"probe_version\":\"0.1.0\",\"t\":1700000000.5,"           \

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "agent/procfs.h"
-#include "common/error.h"
+#include "common/base/error.h"
 
 #define ROOT APM_TEST_FIXTURES "/proc-basic"
 

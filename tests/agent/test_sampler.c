@@ -15,8 +15,8 @@
 #include "agent/procfs.h"
 #include "agent/sampler.h"
 #include "agent/watch.h"
-#include "common/error.h"
-#include "common/model.h"
+#include "common/base/error.h"
+#include "common/analysis/model.h"
 
 #define PROC APM_TEST_FIXTURES "/proc-basic"
 #define CGROUP APM_TEST_FIXTURES "/cgroup-v2"

@@ -19,7 +19,7 @@
 #include <uv.h>
 
 #include "agent/spool.h"
-#include "common/log.h"
+#include "common/base/log.h"
 
 struct env {
     uv_loop_t loop;

@@ -17,8 +17,8 @@
 #include <uv.h>
 
 #include "agent/uplink.h"
-#include "common/error.h"
-#include "common/log.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
 #include "server/ingest/ingest.h"
 #include "server/store/store.h"
 #include "server/ingest/writer.h"

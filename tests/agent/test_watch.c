@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "agent/watch.h"
-#include "common/error.h"
+#include "common/base/error.h"
 
 static void test_watch_without_rules_watches_everything(void **state)
 {

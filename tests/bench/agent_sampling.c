@@ -19,8 +19,8 @@
 
 #include "agent/procfs.h"
 #include "agent/sampler.h"
-#include "common/error.h"
-#include "common/model.h"
+#include "common/base/error.h"
+#include "common/analysis/model.h"
 
 static double rusage_us(void)
 {

@@ -20,8 +20,8 @@ bin=${BUILD_DIR:-/tmp}/apm-agent-sampling
 
 ${CC:-cc} -std=c11 -O2 -D_GNU_SOURCE -I"$src" -o "$bin" \
     "$src/tests/bench/agent_sampling.c" "$src/agent/sampler.c" "$src/agent/procfs.c" \
-    "$src/agent/cgroup.c" "$src/agent/watch.c" "$src/common/model.c" "$src/common/error.c" \
-    "$src/common/hashmap.c" "$src/common/timeutil.c" -lm
+    "$src/agent/cgroup.c" "$src/agent/watch.c" "$src/common/analysis/model.c" \
+    "$src/common/base/error.c" "$src/common/base/hashmap.c" "$src/common/base/timeutil.c" -lm
 
 pids=""
 cleanup() {

@@ -18,12 +18,13 @@ fi
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAPM_SANITIZE=OFF >/dev/null
 cmake --build "$build" -j2 --target apm-collector apm-agent >/dev/null
 
-work=$(mktemp -d /tmp/apm-bench-agent.XXXXXX)
+. "$src/tests/bench/lib.sh"
+bench_init apm-bench-agent
 pids=""
 cleanup() {
     for p in $pids; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$work"
+    bench_cleanup
 }
 trap cleanup EXIT INT TERM
 
@@ -34,10 +35,8 @@ while [ "$i" -lt "$extra" ]; do
     i=$((i + 1))
 done
 
-port=$((24000 + $$ % 10000))
-"$build/server/apm-collector" --foreground --data-dir "$work/data" --listen "127.0.0.1:$port" \
-    --http "127.0.0.1:$((port + 1))" --token-file "$work/token" --log-level warn &
-pids="$pids $!"
+bench_collector "$build/server/apm-collector" --log-level warn
+pids="$pids $cpid" # stopped with the others, before the wait for them all
 sleep 1
 "$build/agent/apm-agent" --collector "127.0.0.1:$port" --interval 1s --token-file "$work/token" \
     --log-level warn &

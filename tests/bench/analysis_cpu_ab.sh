@@ -19,40 +19,27 @@ command -v perf >/dev/null || { echo "analysis_cpu_ab: needs perf" >&2; exit 1; 
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAPM_SANITIZE=OFF >/dev/null
 cmake --build "$build" -j2 --target collector_load >/dev/null
 
-work=$(mktemp -d /tmp/apm-ab.XXXXXX)
-port=$((20000 + $$ % 20000))
-cpid=""
-cleanup() {
-    [ -n "$cpid" ] && kill -TERM "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+. "$src/tests/bench/lib.sh"
+bench_init apm-ab
 
 for r in $(seq 1 "$rounds"); do
     for v in old new; do
         bin=$old
         [ "$v" = new ] && bin=$new
-        rm -rf "$work/data"
-        "$bin" --foreground --data-dir "$work/data" --listen "127.0.0.1:$port" \
-            --http "127.0.0.1:$((port + 1))" --token-file "$work/token" --log-level warn \
-            --max-connections 2000 --max-unauthenticated 2000 \
-            --max-unauthenticated-per-address 2000 &
-        cpid=$!
+        rm -rf "$data"
+        bench_collector_for_load "$bin"
         sleep 1
         load=$(cut -d' ' -f1-3 /proc/loadavg)
         (sleep 5; perf record -F 49 -g -p "$cpid" -o "$work/perf.data" -- sleep 2 >/dev/null 2>&1) &
         ppid=$!
-        out=$("$build/tests/collector_load" --collector "127.0.0.1:$port" \
-            --token-file "$work/token" --agents 100 --series 500 --duration "$secs" \
+        out=$(bench_load --agents 100 --series 500 --duration "$secs" \
             --rate "$rate" --collector-pid "$cpid")
         wait "$ppid"
         tid=$(perf script -i "$work/perf.data" 2>/dev/null |
             awk '/^apm-collector/ {t = $2} /worker_main/ {print t; exit}')
         ticks=$(awk '{print $14 + $15}' "/proc/$cpid/task/$tid/stat" 2>/dev/null || echo 0)
         metrics=$(curl -s "http://127.0.0.1:$((port + 1))/metrics")
-        kill -TERM "$cpid"
-        wait "$cpid" 2>/dev/null || true
-        cpid=""
+        bench_stop_collector
         samples=$(echo "$metrics" | awk '$1 == "apm_analysis_samples_total" {print $2}')
         hz=$(getconf CLK_TCK)
         echo "$r $v: $(echo "$out" | awk '/^acked:/ {printf "acked %s samples/s, ", $2}')analysis" \

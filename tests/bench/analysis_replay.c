@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/analysis.h"
+#include "common/analysis/analysis.h"
 
 static uint64_t seed = 7;
 

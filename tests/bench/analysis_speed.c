@@ -4,15 +4,15 @@
  * round adds one sample to every series and reads every verdict. Prints the
  * mean and the worst round.
  *
- * build: cc -O2 -I. tests/bench/analysis_speed.c common/analysis.c \
- *        common/analysis_window.c common/stats.c common/error.c -lm
+ * build: cc -O2 -I. tests/bench/analysis_speed.c common/analysis/analysis.c \
+ *        common/analysis/analysis_window.c common/analysis/stats.c common/base/error.c -lm
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "common/analysis.h"
+#include "common/analysis/analysis.h"
 
 #define SERIES 10000
 #define ROUNDS 200

@@ -21,26 +21,16 @@ secs=${5:-10}
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAPM_SANITIZE=OFF >/dev/null
 cmake --build "$build" -j2 --target apm-collector apm-cli collector_load store_fill >/dev/null
 
-work=$(mktemp -d /tmp/apm-bench.XXXXXX)
-port=$((20000 + $$ % 20000))
-cpid=""
-cleanup() {
-    [ -n "$cpid" ] && kill -TERM "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+. "$src/tests/bench/lib.sh"
+bench_init apm-bench
 
-"$build/tests/store_fill" "$work/data" "$mb"
-"$build/server/apm-collector" --foreground --data-dir "$work/data" \
-    --listen "127.0.0.1:$port" --http "127.0.0.1:$((port + 1))" \
-    --token-file "$work/token" --log-level warn --max-connections 2000 \
-    --max-unauthenticated 1000 --max-unauthenticated-per-address 1000 &
-cpid=$!
+"$build/tests/store_fill" "$data" "$mb"
+bench_collector "$build/server/apm-collector" --log-level warn --max-connections 2000 \
+    --max-unauthenticated 1000 --max-unauthenticated-per-address 1000
 sleep 2
 
 load() {
-    "$build/tests/collector_load" --collector "127.0.0.1:$port" --token-file "$work/token" \
-        --agents "$agents" --series "$series" --rate "$rate" --duration "$secs" --name "$1"
+    bench_load --agents "$agents" --series "$series" --rate "$rate" --duration "$secs" --name "$1"
 }
 
 echo "== $agents agents x $series series at $rate batches/s each, $secs s, no backup"
@@ -53,5 +43,6 @@ lpid=$!
 sleep 2
 "$build/cli/apm-cli" --server "http://127.0.0.1:$((port + 1))" backup "$work/backup"
 wait "$lpid"
+lpid=""
 cat "$work/load.out"
 du -sh "$work/data/data.mdb" "$work/backup/data.mdb"

@@ -53,12 +53,12 @@
 #include <string.h>
 #include <uv.h>
 
-#include "common/codec.h"
-#include "common/config.h"
-#include "common/fdlimit.h"
-#include "common/frame.h"
-#include "common/timeutil.h"
-#include "common/token.h"
+#include "common/wire/codec.h"
+#include "common/base/config.h"
+#include "common/base/fdlimit.h"
+#include "common/wire/frame.h"
+#include "common/base/timeutil.h"
+#include "common/base/token.h"
 
 struct opts {
     char collector[256];

@@ -11,16 +11,15 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 collector=${1:-$src/build/server/apm-collector}
 agent=${2:-$src/build/agent/apm-agent}
 mnt=$(mktemp -d /tmp/apm-full.XXXXXX)
-work=$(mktemp -d /tmp/apm-full-work.XXXXXX)
-port=$((20000 + $$ % 20000))
+. "$src/tests/bench/lib.sh"
+bench_init apm-full-work
+data=$mnt/data
 mount -t tmpfs -o size=8m tmpfs "$mnt" || exit 1
-"$collector" --data-dir "$mnt/data" --listen "127.0.0.1:$port" --http "127.0.0.1:$((port + 1))" \
-    --token-file "$work/token" >"$work/collector.log" 2>&1 &
-cpid=$!
+bench_collector "$collector" >"$work/collector.log" 2>&1
 sleep 0.5
 "$agent" --collector "127.0.0.1:$port" --token-file "$work/token" --interval 0.1s --host full \
     >"$work/agent.log" 2>&1 &
-apid=$!
+lpid=$!
 sleep 1
 start=$(wc -l <"$work/collector.log")
 dd if=/dev/zero of="$mnt/fill" bs=64k 2>/dev/null
@@ -28,9 +27,9 @@ sleep 10
 tail -n +"$((start + 1))" "$work/collector.log" >"$work/full.log"
 rm "$mnt/fill"
 sleep 3
-kill "$apid" 2>/dev/null
-kill "$cpid" 2>/dev/null
-wait "$cpid" 2>/dev/null
+kill "$lpid" 2>/dev/null
+lpid=""
+bench_stop_collector
 echo "log lines in 10 s of full disk: $(wc -l <"$work/full.log") (store: $(grep -c 'store:' "$work/full.log"), agents closed for a failed commit: $(grep -c 'store could not commit' "$work/full.log"), agent reconnects: $(grep -c 'connected from' "$work/full.log"))"
 umount "$mnt"
 rmdir "$mnt"

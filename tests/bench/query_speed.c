@@ -25,8 +25,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/error.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
 #include "server/api/api.h"
 #include "server/api/api_forecast.h"
 #include "server/net/http_reader.h"

@@ -28,24 +28,14 @@ series=${3:-10}
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAPM_SANITIZE=OFF >/dev/null
 cmake --build "$build" -j2 --target apm-collector collector_load >/dev/null
 
-work=$(mktemp -d /tmp/apm-bench.XXXXXX)
-port=$((20000 + $$ % 20000))
-cpid=""
-lpid=""
-cleanup() {
-    [ -n "$cpid" ] && kill -KILL "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
-    [ -n "$lpid" ] && kill -TERM "$lpid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+. "$src/tests/bench/lib.sh"
+bench_cleanup_signal=KILL
+bench_init apm-bench
 
 start_collector() {
-    "$build/server/apm-collector" --data-dir "$work/data" \
-        --listen "127.0.0.1:$port" --http "127.0.0.1:$((port + 1))" \
-        --token-file "$work/token" --log-level warn ${APM_COLLECTOR_ARGS:-} &
-    cpid=$!
-    i=0
-    while [ ! -s "$work/token" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    # shellcheck disable=SC2086
+    bench_collector "$build/server/apm-collector" --log-level warn ${APM_COLLECTOR_ARGS:-}
+    bench_wait_token
 }
 
 start_collector

@@ -21,7 +21,8 @@ prom=${PROMETHEUS:-/usr/bin/prometheus}
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAPM_SANITIZE=OFF >/dev/null
 cmake --build "$build" -j2 --target apm-collector collector_load >/dev/null
 
-work=$(mktemp -d /tmp/apm-bench-rw.XXXXXX)
+. "$src/tests/bench/lib.sh"
+bench_init apm-bench-rw
 # Three ports the kernel says are free now (other programs on the machine use fixed ranges too).
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -29,12 +30,12 @@ free_port() {
 port=$(free_port)
 http=$(free_port)
 pport=$(free_port)
-cpid=""
 ppid_=""
+# The collector first: it may be sending to Prometheus.
 cleanup() {
-    [ -n "$cpid" ] && kill -TERM "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
-    [ -n "$ppid_" ] && kill -TERM "$ppid_" 2>/dev/null && wait "$ppid_" 2>/dev/null
-    rm -rf "$work"
+    [ -z "$cpid" ] || bench_stop_collector
+    [ -z "$ppid_" ] || bench_stop "$ppid_" TERM
+    bench_cleanup
 }
 trap cleanup EXIT INT TERM
 
@@ -50,29 +51,21 @@ done
 
 # start_collector [REMOTE-WRITE-URL]: a fresh data directory each time.
 start_collector() {
-    rm -rf "$work/data"
+    rm -rf "$data"
     rwflags=""
     [ $# -gt 0 ] && rwflags="--remote-write-url $1 --remote-write-batch-size $batch"
     # shellcheck disable=SC2086
-    "$build/server/apm-collector" --foreground --data-dir "$work/data" \
-        --listen "127.0.0.1:$port" --http "127.0.0.1:$http" \
-        --token-file "$work/token" --log-level warn --max-connections 2000 \
-        --max-unauthenticated 2000 --max-unauthenticated-per-address 2000 $rwflags &
-    cpid=$!
+    bench_collector_for_load "$build/server/apm-collector" $rwflags
     sleep 1
 }
-stop_collector() {
-    kill -TERM "$cpid" 2>/dev/null || true; wait "$cpid" 2>/dev/null || true; cpid=""
-}
 load() {
-    "$build/tests/collector_load" --collector "127.0.0.1:$port" --token-file "$work/token" \
-        --agents "$agents" --series "$series" --duration "$secs" || true
+    bench_load --agents "$agents" --series "$series" --duration "$secs" || true
 }
 
 echo "== ingest alone: $agents agents x $series series, closed loop, ${secs}s"
 start_collector
 load
-stop_collector
+bench_stop_collector
 echo
 
 # counter MODULE NAME: one counter from the collector's status.

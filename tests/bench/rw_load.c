@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/timeutil.h"
+#include "common/base/timeutil.h"
 
 static int port = 9090, agents = 100, series = 500;
 static double duration = 20, warmup = 2, rate = 0;

@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "common/error.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
 #include "server/store/store.h"
 
 #define BLOCK 10

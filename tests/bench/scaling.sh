@@ -30,16 +30,8 @@ warmup=${WARMUP:-10}
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAPM_SANITIZE=OFF >/dev/null
 cmake --build "$build" -j2 --target apm-collector collector_load >/dev/null
 
-work=$(mktemp -d /tmp/apm-bench.XXXXXX)
-port=$((20000 + $$ % 20000))
-cpid=""
-lpid=""
-cleanup() {
-    [ -n "$lpid" ] && kill -TERM "$lpid" 2>/dev/null
-    [ -n "$cpid" ] && kill -TERM "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+. "$src/tests/bench/lib.sh"
+bench_init apm-bench
 
 rate=$(awk -v i="$interval" 'BEGIN { printf "%.6f", 1 / i }')
 echo "== $procs processes x 5 series per agent, one batch every ${interval}s, ${secs}s measured," \
@@ -48,14 +40,11 @@ echo "== $procs processes x 5 series per agent, one batch every ${interval}s, ${
 printf '| agents | series | offered/s | acked/s | p50 ms | p99 ms | commits/s | commit mean ms | commit p50 ms | commit p99 ms | collector CPU | RSS MiB | disk writes MB/s | tool CPU | all connected after | refused | evicted handshakes | analysis refused_series |\n'
 printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 for agents in "$@"; do
-    rm -rf "$work/data"
-    "$build/server/apm-collector" --foreground --data-dir "$work/data" \
-        --listen "127.0.0.1:$port" --http "127.0.0.1:$((port + 1))" \
-        --token-file "$work/token" --log-level error --max-connections 20000 \
-        ${APM_COLLECTOR_ARGS:-} 2>"$work/collector.log" &
-    cpid=$!
-    i=0
-    while [ ! -s "$work/token" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    rm -rf "$data"
+    # shellcheck disable=SC2086
+    bench_collector "$build/server/apm-collector" --log-level error --max-connections 20000 \
+        ${APM_COLLECTOR_ARGS:-} 2>"$work/collector.log"
+    bench_wait_token
     sleep 0.5
     "$build/tests/collector_load" --collector "127.0.0.1:$port" --token-file "$work/token" \
         --agents "$agents" --procs "$procs" --rate "$rate" --duration "$secs" --reconnect --warmup "$warmup" \
@@ -68,9 +57,7 @@ for agents in "$@"; do
     lpid=""
     curl -s "http://127.0.0.1:$((port + 1))/metrics" >"$work/metrics1" || true
     curl -s "http://127.0.0.1:$((port + 1))/api/v1/status" >"$work/status.json" || true
-    kill -TERM "$cpid"
-    wait "$cpid" 2>/dev/null || true
-    cpid=""
+    bench_stop_collector
     row=$(python3 - "$work/load.out" "$work/status.json" "$agents" "$procs" "$bound" \
         "$work/metrics0" "$work/metrics1" <<'EOF'
 import json, re, sys

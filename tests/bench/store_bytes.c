@@ -32,9 +32,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/error.h"
+#include "common/base/error.h"
 #include "tests/bench/bench_traces.h"
-#include "common/timeutil.h"
+#include "common/base/timeutil.h"
 #include "server/store/store.h"
 
 static void make_tmpdir(char *dir, size_t size)

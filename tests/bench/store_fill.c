@@ -14,8 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "common/error.h"
-#include "common/timeutil.h"
+#include "common/base/error.h"
+#include "common/base/timeutil.h"
 #include "server/store/store.h"
 
 #define TICKS 20

@@ -21,24 +21,12 @@ step_ms=${APM_SOAK_STEP_MS:-100} # data time per batch: 10 samples/s per series
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAPM_SANITIZE=OFF -DAPM_WERROR=OFF >/dev/null
 cmake --build "$build" -j2 --target apm-collector collector_load >/dev/null
 
-work=$(mktemp -d /tmp/apm-soak.XXXXXX)
-port=$((20000 + $$ % 20000))
-cpid=""
-lpid=""
-cleanup() {
-    [ -n "$lpid" ] && kill -TERM "$lpid" 2>/dev/null && wait "$lpid" 2>/dev/null
-    [ -n "$cpid" ] && kill -TERM "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+. "$src/tests/bench/lib.sh"
+bench_init apm-soak
 
-"$build/server/apm-collector" --foreground --data-dir "$work/data" \
-    --listen "127.0.0.1:$port" --http "127.0.0.1:$((port + 1))" \
-    --token-file "$work/token" --log-level warn --max-connections 2000 \
-    --max-unauthenticated 2000 --max-unauthenticated-per-address 2000 \
+bench_collector_for_load "$build/server/apm-collector" \
     --retention "$retention" --rollup-1m-retention 5m --rollup-1h-retention 10m \
-    --maintenance-period 1s 2>"$work/collector.log" &
-cpid=$!
+    --maintenance-period 1s 2>"$work/collector.log"
 sleep 1
 if ! kill -0 "$cpid" 2>/dev/null; then
     cpid=""

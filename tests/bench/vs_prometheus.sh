@@ -25,25 +25,14 @@ command -v prometheus >/dev/null || { echo "vs_prometheus: needs Debian's promet
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAPM_SANITIZE=OFF >/dev/null
 cmake --build "$build" -j2 --target apm-collector collector_load rw_load >/dev/null
 
-work=$(mktemp -d /tmp/apm-vsprom.XXXXXX)
-port=$((20000 + $$ % 20000))
-pid=""
-cleanup() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-stop() { kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
+. "$src/tests/bench/lib.sh"
+bench_init apm-vsprom
 field() { echo "$1" | awk -v k="$2" '$1 == k {print $2}'; }
 p99() { echo "$1" | sed -n 's/.*p50 \([0-9.]*\) ms, p99 \([0-9.]*\) ms.*/\1 \2/p'; }
 
 start_collector() {
-    rm -rf "$work/data"
-    "$build/server/apm-collector" --foreground --data-dir "$work/data" \
-        --listen "127.0.0.1:$port" --http "127.0.0.1:$((port + 1))" \
-        --token-file "$work/token" --log-level warn --max-connections 2000 \
-        --max-unauthenticated 2000 --max-unauthenticated-per-address 2000 &
-    pid=$!
+    rm -rf "$data"
+    bench_collector_for_load "$build/server/apm-collector"
     sleep 1
 }
 start_prometheus() {
@@ -52,7 +41,7 @@ start_prometheus() {
     prometheus --config.file="$work/prom.yml" --storage.tsdb.path="$work/tsdb" \
         --web.listen-address="127.0.0.1:$((port + 2))" --web.enable-remote-write-receiver \
         --log.level=warn 2>"$work/prom.log" &
-    pid=$!
+    cpid=$! # the one server running, stopped as the collector is
     sleep 3
 }
 compactions() {
@@ -63,19 +52,17 @@ compactions() {
 echo "== apm-collector, closed loop: $agents agents x $series series, ${secs} s, step ${step} ms"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 start_collector
-ours=$("$build/tests/collector_load" --collector "127.0.0.1:$port" --token-file "$work/token" \
-    --agents "$agents" --series "$series" --duration "$secs" --step-ms "$step")
+ours=$(bench_load --agents "$agents" --series "$series" --duration "$secs" --step-ms "$step")
 echo "$ours"
-stop
+bench_stop_collector
 ours_rate=$(field "$ours" acked:)
 half=$(awk -v r="$ours_rate" -v a="$agents" -v s="$series" 'BEGIN { printf "%.3f", r / 2 / a / s }')
 echo "== apm-collector, half load: $half batches/s per agent, ${half_secs} s"
 start_collector
-ours_half=$("$build/tests/collector_load" --collector "127.0.0.1:$port" \
-    --token-file "$work/token" --agents "$agents" --series "$series" --duration "$half_secs" \
+ours_half=$(bench_load --agents "$agents" --series "$series" --duration "$half_secs" \
     --step-ms "$step" --rate "$half")
 echo "$ours_half"
-stop
+bench_stop_collector
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo
@@ -86,7 +73,7 @@ prom=$("$build/tests/rw_load" --port "$((port + 2))" --agents "$agents" --series
     --duration "$secs" --step-ms "$step")
 echo "$prom"
 echo "head compactions during the run: $(compactions)"
-stop
+bench_stop_collector
 prom_rate=$(field "$prom" acked:)
 phalf=$(awk -v r="$prom_rate" -v a="$agents" -v s="$series" 'BEGIN { printf "%.3f", r / 2 / a / s }')
 echo "== Prometheus, half load: $phalf batches/s per agent, ${half_secs} s"
@@ -94,7 +81,7 @@ start_prometheus
 prom_half=$("$build/tests/rw_load" --port "$((port + 2))" --agents "$agents" \
     --series "$series" --duration "$half_secs" --step-ms "$step" --rate "$phalf")
 echo "$prom_half"
-stop
+bench_stop_collector
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "cli/analyze.h"
-#include "common/error.h"
+#include "common/base/error.h"
 
 /* Writes text to a fresh temporary file named after tag; returns its path in buf. */
 static void write_file(char *buf, size_t size, const char *tag, const char *text)

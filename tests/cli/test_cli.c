@@ -27,7 +27,7 @@
 #include "cli/cmd_top.h"
 #include "cli/commands.h"
 #include "cli/format.h"
-#include "common/error.h"
+#include "common/base/error.h"
 
 /* ---- global options ---- */
 
@@ -468,7 +468,7 @@ static void test_cli_series_prints_counts_as_counts(void **state)
     char *argv[] = {"--metric", "gc_collections"};
     assert_int_equal(canned_series(&c, 2, argv, out, sizeof(out), err, sizeof(err)), 0);
     assert_string_equal(err, "");
-    /* gc collections are a count (common/model.c's unit table), not "28 B". */
+    /* gc collections are a count (common/analysis/model.c's unit table), not "28 B". */
     assert_non_null(strstr(out, "gc_collections  28     2 "));
     assert_null(strstr(out, "28 B"));
 }

@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "cli/cmd_forecast.h"
-#include "common/error.h"
+#include "common/base/error.h"
 
 static int parse(struct apm_cli_forecast_opts *o, char *err, int argc, char **argv)
 {

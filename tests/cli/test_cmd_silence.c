@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "cli/cmd_silence.h"
-#include "common/error.h"
+#include "common/base/error.h"
 
 static int parse(struct apm_cli_silence_opts *o, char *err, int argc, char **argv)
 {

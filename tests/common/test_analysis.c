@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "common/analysis.h"
+#include "common/analysis/analysis.h"
 
 #define MB (1024.0 * 1024.0)
 

@@ -11,9 +11,9 @@
 #include <cmocka.h>
 
 #include "apm.pb-c.h"
-#include "common/codec.h"
-#include "common/error.h"
-#include "common/frame.h"
+#include "common/wire/codec.h"
+#include "common/base/error.h"
+#include "common/wire/frame.h"
 
 static struct apm_batch *sample_batch(uint64_t seq, int64_t t0, int nprocs)
 {

@@ -10,9 +10,9 @@
 
 #include <cmocka.h>
 
-#include "common/config.h"
-#include "common/timeutil.h"
-#include "common/error.h"
+#include "common/base/config.h"
+#include "common/base/timeutil.h"
+#include "common/base/error.h"
 
 struct cfg {
     char listen[64];

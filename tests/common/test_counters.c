@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "common/counters.h"
-#include "common/error.h"
+#include "common/base/counters.h"
+#include "common/base/error.h"
 
 struct pair_stats {
     uint64_t open;

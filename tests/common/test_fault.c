@@ -1,5 +1,5 @@
 /*
- * Crash points (common/fault.c): inert without APM_FAULT or under another
+ * Crash points (common/base/fault.c): inert without APM_FAULT or under another
  * name, SIGKILL at the named pass otherwise. Each case runs in a child
  * process, since the point kills its caller.
  */
@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/fault.h"
+#include "common/base/fault.h"
 
 /*
  * Passes point `name` `passes` times in a child with APM_FAULT=env (NULL:

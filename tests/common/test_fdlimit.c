@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <sys/resource.h>
 
-#include "common/fdlimit.h"
+#include "common/base/fdlimit.h"
 
 /* A soft limit below the hard one is raised to it. */
 static void test_fdlimit_raises_soft_to_hard(void **state)

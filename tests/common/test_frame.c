@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
-#include "common/error.h"
-#include "common/frame.h"
+#include "common/base/error.h"
+#include "common/wire/frame.h"
 
 struct seen {
     int frames;

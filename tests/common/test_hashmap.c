@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
-#include "common/error.h"
-#include "common/hashmap.h"
+#include "common/base/error.h"
+#include "common/base/hashmap.h"
 
 static void test_hashmap_put_get_replace(void **state)
 {

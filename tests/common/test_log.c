@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/log.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
 
 /* Points stderr at a temporary file; capture_end restores it and returns the text (owned). */
 static FILE *capture_begin(int *saved)

@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "common/error.h"
-#include "common/prom.h"
+#include "common/base/error.h"
+#include "common/wire/prom.h"
 
 /* Runs the writer into a memory stream and returns the text (owned). */
 struct out {

@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "common/error.h"
-#include "common/regex_limit.h"
+#include "common/base/error.h"
+#include "common/base/regex_limit.h"
 
 static void test_regex_cost_counts_atoms_groups_and_repeats(void **state)
 {

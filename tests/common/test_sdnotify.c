@@ -12,7 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "common/sdnotify.h"
+#include "common/base/sdnotify.h"
 
 /* A datagram socket bound at path ("@x": abstract), as systemd's notify socket. */
 static int listen_at(const char *path)

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "common/stats.h"
+#include "common/analysis/stats.h"
 
 static void test_stats_quantile_interpolates_like_numpy(void **state)
 {

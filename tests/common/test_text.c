@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "common/text.h"
+#include "common/base/text.h"
 
 #define FFFD APM_TEXT_REPLACEMENT
 

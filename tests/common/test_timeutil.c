@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "common/timeutil.h"
+#include "common/base/timeutil.h"
 
 static void test_round_ll_half_away_from_zero(void **state)
 {

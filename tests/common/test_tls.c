@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "common/error.h"
-#include "common/tls.h"
+#include "common/base/error.h"
+#include "common/wire/tls.h"
 
 static char dir[] = "/tmp/apm-test-tls-XXXXXX";
 static char path_buf[8][512];

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/token.h"
+#include "common/base/error.h"
+#include "common/base/token.h"
 
 struct fixture {
     char dir[64];

@@ -7,8 +7,8 @@
 
 #include <cmocka.h>
 
-#include "common/model.h"
-#include "common/units.h"
+#include "common/analysis/model.h"
+#include "common/base/units.h"
 
 #define KIB 1024.0
 #define MIB (1024.0 * KIB)

@@ -28,9 +28,9 @@
 #include "agent/feed.h"
 #include "agent/spool.h"
 #include "agent/uplink.h"
-#include "common/log.h"
-#include "common/timeutil.h"
-#include "common/token.h"
+#include "common/base/log.h"
+#include "common/base/timeutil.h"
+#include "common/base/token.h"
 
 static struct {
     const char *collector, *token_file, *agent_id, *truth, *spool_dir;

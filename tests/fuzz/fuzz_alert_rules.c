@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "common/config.h"
-#include "common/error.h"
+#include "common/base/config.h"
+#include "common/base/error.h"
 #include "server/alerts/alert_rules.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

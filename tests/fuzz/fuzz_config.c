@@ -1,5 +1,5 @@
 /*
- * Fuzz target for the INI config reader (common/config.c through inih) with
+ * Fuzz target for the INI config reader (common/base/config.c through inih) with
  * the real option tables: the first byte picks the collector's ([collector],
  * [analysis] and the alert sections, as apm_collector_config_read reads them)
  * or the agent's ([agent] and [watch]); the rest is the file. A bad file must
@@ -11,8 +11,8 @@
 
 #include "agent/agent.h"
 #include "agent/watch.h"
-#include "common/config.h"
-#include "common/error.h"
+#include "common/base/config.h"
+#include "common/base/error.h"
 #include "server/alerts/alert_rules.h"
 #include "server/collector.h"
 

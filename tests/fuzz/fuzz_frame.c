@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/codec.h"
-#include "common/frame.h"
-#include "common/text.h"
+#include "common/wire/codec.h"
+#include "common/wire/frame.h"
+#include "common/base/text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -19,7 +19,7 @@ struct conn {
     int frames;
 };
 
-/* Whatever a peer sends, what the decoder hands on is clean (common/text.h). */
+/* Whatever a peer sends, what the decoder hands on is clean (common/base/text.h). */
 static void assert_clean(const char *s)
 {
     char copy[APM_MODEL_STRING_MAX + 1];

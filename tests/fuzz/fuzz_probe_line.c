@@ -10,10 +10,10 @@
 #include <string.h>
 
 #include "agent/probe_line.h"
-#include "common/model.h"
-#include "common/text.h"
+#include "common/analysis/model.h"
+#include "common/base/text.h"
 
-/* Whatever the probe sends, the strings the agent keeps are clean (common/text.h). */
+/* Whatever the probe sends, the strings the agent keeps are clean (common/base/text.h). */
 static void assert_clean(const char *s)
 {
     char copy[APM_MODEL_STRING_MAX + 1];

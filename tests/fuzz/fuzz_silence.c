@@ -4,7 +4,7 @@
  * as text (apm-cli and the web page send these), or a stored record. Every
  * matcher that parses is formatted and parsed back to the same matcher, and
  * a silence made of it is validated (which compiles its regex within the
- * bounds of common/regex_limit.h) and, when valid, matched against an alert.
+ * bounds of common/base/regex_limit.h) and, when valid, matched against an alert.
  */
 #include <stddef.h>
 #include <stdint.h>

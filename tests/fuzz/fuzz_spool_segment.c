@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "agent/spool.h"
-#include "common/model.h"
+#include "common/analysis/model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/codec.h"
-#include "common/frame.h"
+#include "common/wire/codec.h"
+#include "common/wire/frame.h"
 
 static uint8_t stream[65536];
 static size_t used;

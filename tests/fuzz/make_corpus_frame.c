@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/codec.h"
-#include "common/frame.h"
+#include "common/wire/codec.h"
+#include "common/wire/frame.h"
 
 static void put(const char *dir, const char *name, const uint8_t *p, size_t n)
 {

@@ -158,7 +158,7 @@ class Cluster:
     def start_collector(self, *extra: str, env: Optional[dict] = None,
                         wait: bool = True) -> Proc:
         """env: the collector's whole environment (None: ours). wait=False returns at once,
-        for a start that may die before it serves HTTP (a crash point, common/fault.h)."""
+        for a start that may die before it serves HTTP (a crash point, common/base/fault.h)."""
         argv = [COLLECTOR, "--foreground", "--data-dir", self.data_dir,
                 "--listen", f"127.0.0.1:{self.ingest_port}",
                 "--http", f"127.0.0.1:{self.http_port}",

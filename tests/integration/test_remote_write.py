@@ -9,7 +9,7 @@ doubled), queried back with count_over_time and a range selector, and the series
 carries the labels /metrics uses (__name__ apm_process_rss_bytes, host, name, pid,
 process). The verdict gauges (apm_verdict_info with its class) arrive too.
 
-The crash window: the collector is killed -9 at a crash point (common/fault.h, APM_FAULT)
+The crash window: the collector is killed -9 at a crash point (common/base/fault.h, APM_FAULT)
 after Prometheus answered 2xx to a request and before the cursor's commit, then, after a
 restart, after a request's pending record was written and before it went. Prometheus must
 still hold every stored sample of every series of the watched process and host, and the
@@ -46,7 +46,7 @@ TARGET = textwrap.dedent(
     """
 )
 OUTAGE_S = 30
-# Series names as common/prom.c gives them, for the metrics the agent reports without a probe.
+# Series names as common/wire/prom.c gives them, for the metrics the agent reports without a probe.
 PROM_NAMES = {m: f"apm_process_{m}_bytes" for m in
               ("rss", "pss", "uss", "swap", "cgroup_usage", "cgroup_limit")}
 PROM_NAMES.update({m: f"apm_host_{m}_bytes" for m in ("mem_available", "mem_total")})
@@ -115,7 +115,7 @@ class RemoteWriteTest(unittest.TestCase):
         return self.c.get("/api/v1/status")["remote_write"]
 
     def start_collector(self, fault: str | None = None) -> Proc:
-        """fault: a crash point (common/fault.h) the collector kills itself at; it is not
+        """fault: a crash point (common/base/fault.h) the collector kills itself at; it is not
         waited for, since it may die before it serves HTTP."""
         env = dict(os.environ, APM_FAULT=fault) if fault else None
         return self.c.start_collector("--remote-write-url",

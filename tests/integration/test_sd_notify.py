@@ -6,7 +6,7 @@ WATCHDOG_USEC=400000 (a 0.4 s WatchdogSec). Each program must send READY=1 with 
 line only once it answers (the collector's HTTP port and ingest port accept connections; the
 agent's probe socket exists), then WATCHDOG=1 about every 0.2 s from its event loop, and
 STOPPING=1 on SIGTERM. The collector sends through libsystemd (APM_SYSTEMD=ON), the agent
-through its own implementation of the protocol (common/sdnotify.c): both are checked here.
+through its own implementation of the protocol (common/base/sdnotify.c): both are checked here.
 Without NOTIFY_SOCKET nothing is sent (the programs run as before, as every other test shows).
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "common/counters.h"
+#include "common/base/counters.h"
 #include "server/collector.h"
 #include "tests/tmpdir.h"
 
