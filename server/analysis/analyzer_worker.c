@@ -182,6 +182,7 @@ static void *worker_main(void *arg)
 {
     struct apm_analyzer_worker *w = arg;
     double next_flush = mono_s() + w->flush_s;
+    uint64_t skipped_batches = 0, skipped_samples = 0; /* at the stop, over its rounds */
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (w->head == NULL && !w->stopping && mono_s() < next_flush) {
@@ -198,7 +199,7 @@ static void *worker_main(void *arg)
         bool worked = jobs != NULL;
         uint64_t fed = 0, samples = 0;
         struct job *next;
-        uint64_t skipped = 0, skipped_samples = 0;
+        uint64_t skipped = 0;
         for (struct job *j = jobs; j != NULL; j = next) {
             next = j->next;
             if (atomic_load_explicit(&w->halt, memory_order_relaxed)) {
@@ -213,10 +214,7 @@ static void *worker_main(void *arg)
             apm_batch_free(j->batch);
             free(j);
         }
-        if (skipped > 0)
-            apm_info("analyzer: stopping: %llu queued batches (%llu samples) not analysed; "
-                     "they are stored, and the next start warms up from the store",
-                     (unsigned long long)skipped, (unsigned long long)skipped_samples);
+        skipped_batches += skipped;
         if (stop || mono_s() >= next_flush) {
             flush(w);
             next_flush = mono_s() + w->flush_s;
@@ -234,6 +232,10 @@ static void *worker_main(void *arg)
     }
     w->exited = true;
     pthread_mutex_unlock(&w->mu);
+    if (skipped_batches > 0)
+        apm_info("analyzer: stopping: %llu queued batches (%llu samples) not analysed; "
+                 "they are stored, and the next start warms up from the store",
+                 (unsigned long long)skipped_batches, (unsigned long long)skipped_samples);
     uv_async_send(&w->async);
     return NULL;
 }
